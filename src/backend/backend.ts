@@ -1,0 +1,171 @@
+/**
+ * The backend interface: a small set of kernels over device-resident buffers.
+ *
+ * It is shaped for an asynchronous GPU backend from the start:
+ * - buffers live on the device and are opaque to callers (`DeviceBuffer`);
+ * - every kernel call only *enqueues* work and returns nothing, so a GPU backend can
+ *   record many dispatches without a host round trip;
+ * - the only way back to the host is `download`, which is async;
+ * - kernels are addressed by name with plain-data arguments, so a backend can prepare
+ *   (compile) a pipeline once per argument signature and reuse it.
+ *
+ * The CPU reference backend (`backend/cpu/`) implements every kernel as plain loops and
+ * is the oracle for all other backends. Shapes use fixed letters: B batch, N tokens,
+ * H query heads, Hkv key/value heads, D head dim, C channels, V vocabulary.
+ *
+ * Buffers hold a whole number of elements of one dtype; offsets and sizes in kernel
+ * arguments are in elements. Unless a kernel says otherwise, inputs and outputs must not
+ * overlap, and all float operands share one compute dtype (f32, or f64 where
+ * `supportsF64`); f16/bf16 buffers are storage only and reach kernels through `cast`.
+ */
+import type { DType, HostArray } from '../tensor/dtype.js';
+
+/** Opaque handle to device memory. Only the backend that made it may use it. */
+export interface DeviceBuffer {
+  readonly backend: string;
+  readonly dtype: DType;
+  readonly numel: number;
+}
+
+export interface MemoryStats {
+  /** Live buffers. */
+  buffers: number;
+  /** Bytes held by live buffers. */
+  bytes: number;
+  /** Highest `bytes` since the backend started or `resetPeak()`. */
+  peakBytes: number;
+}
+
+export type UnaryOp = 'neg' | 'exp' | 'log' | 'silu' | 'sigmoid' | 'square' | 'sqrt' | 'tanh' | 'relu';
+export type BinaryOp = 'add' | 'sub' | 'mul' | 'div';
+
+/** out[b] = alpha · op(A[b]) · op(B[b]) + beta · out[b]; op(A) is [m,k], op(B) is [k,n]. */
+export interface MatmulArgs {
+  batch: number;
+  m: number;
+  n: number;
+  k: number;
+  /** A is stored [k, m] and read transposed. */
+  transA: boolean;
+  /** B is stored [n, k] and read transposed (the `x · Wᵀ` of a linear layer). */
+  transB: boolean;
+  alpha: number;
+  /** 0 overwrites `out`; 1 accumulates into it. */
+  beta: number;
+  /** Elements between consecutive batch entries of A, B; 0 broadcasts one matrix. */
+  strideA: number;
+  strideB: number;
+}
+
+/**
+ * An N-d strided copy: for every index `idx` of `shape`,
+ * `dst[dstOffset + Σ idx·dstStrides] (+)= src[srcOffset + Σ idx·srcStrides]`.
+ * Permute, broadcast (stride 0 in src), slice and write-into-slice are all this kernel;
+ * with `accumulate` and stride 0 in dst it is the reduction that undoes a broadcast.
+ */
+export interface CopyArgs {
+  shape: readonly number[];
+  srcOffset: number;
+  srcStrides: readonly number[];
+  dstOffset: number;
+  dstStrides: readonly number[];
+  accumulate: boolean;
+}
+
+/**
+ * Which keys a query may attend to. Positions are absolute token indices: query row i
+ * sits at position `qOffset + i`; key j at position j.
+ * - `causal`: dense causal attention, key ≤ query.
+ * - `s2`: shifted sparse attention (SPEC §2) with group size `group`:
+ *   `segmented` (leak-free, default), `roll` (the paper's pseudocode), `short` (no shift).
+ */
+export type AttentionMask =
+  | { kind: 'causal' }
+  | { kind: 's2'; form: 'segmented' | 'roll' | 'short'; group: number };
+
+/** q [B, Nq, H, D], k and v [B, Nk, Hkv, D], out [B, Nq, H, D], lse [B, H, Nq]. */
+export interface AttentionArgs {
+  B: number;
+  Nq: number;
+  Nk: number;
+  H: number;
+  Hkv: number;
+  D: number;
+  scale: number;
+  qOffset: number;
+  mask: AttentionMask;
+}
+
+export interface Backend {
+  readonly name: string;
+  /** Whether kernels accept f64 operands (the CPU reference backend, for gradient checks). */
+  readonly supportsF64: boolean;
+
+  alloc(dtype: DType, numel: number): DeviceBuffer;
+  free(buf: DeviceBuffer): void;
+  /** Enqueues a host → device copy; `data` is read before the call returns. */
+  upload(buf: DeviceBuffer, data: HostArray): void;
+  /** Resolves with a host copy of `buf` once all earlier work has finished. */
+  download(buf: DeviceBuffer): Promise<HostArray>;
+  /** Resolves when all enqueued work has finished. */
+  sync(): Promise<void>;
+  memory(): MemoryStats;
+  resetPeak(): void;
+
+  fill(out: DeviceBuffer, value: number): void;
+  copy(src: DeviceBuffer, dst: DeviceBuffer, args: CopyArgs): void;
+  /** Converts between float dtypes (f16/bf16 round to nearest even) and i32 ↔ float. */
+  cast(src: DeviceBuffer, dst: DeviceBuffer): void;
+  unary(op: UnaryOp, x: DeviceBuffer, out: DeviceBuffer): void;
+  /** dx = dy · op'(x). */
+  unaryBackward(op: UnaryOp, x: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer): void;
+  /** out[i] = a[i] ∘ b[i mod b.numel]; `out` may be `a` (in-place update). */
+  binary(op: BinaryOp, a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer): void;
+  /** out = alpha · x + beta; `out` may be `x`. */
+  affine(x: DeviceBuffer, alpha: number, beta: number, out: DeviceBuffer): void;
+  /** x viewed as [outer, size, inner]; out[o, i] = Σ_r x[o, r, i]. */
+  reduceSum(x: DeviceBuffer, out: DeviceBuffer, outer: number, size: number, inner: number): void;
+  matmul(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, args: MatmulArgs): void;
+
+  /** Row softmax over the last dim of x [rows, cols]. */
+  softmax(x: DeviceBuffer, out: DeviceBuffer, rows: number, cols: number): void;
+  softmaxBackward(y: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, rows: number, cols: number): void;
+
+  /** out = x · rsqrt(mean(x²) + eps) · w over rows of x [rows, C]; rstd [rows] saved. */
+  rmsnorm(x: DeviceBuffer, w: DeviceBuffer, out: DeviceBuffer, rstd: DeviceBuffer, rows: number, C: number, eps: number): void;
+  /** dx written; dw accumulated (+=) when given. */
+  rmsnormBackward(
+    x: DeviceBuffer, w: DeviceBuffer, rstd: DeviceBuffer, dy: DeviceBuffer,
+    dx: DeviceBuffer, dw: DeviceBuffer | null, rows: number, C: number,
+  ): void;
+
+  /**
+   * Rotate-half RoPE on x [B, N, H, D] with tables cos, sin [N, D/2] (row n = the angles
+   * of token n). `inverse` rotates by the negative angle (the backward pass).
+   */
+  rope(x: DeviceBuffer, cos: DeviceBuffer, sin: DeviceBuffer, out: DeviceBuffer,
+    B: number, N: number, H: number, D: number, inverse: boolean): void;
+
+  /** out[t] = table[ids[t]] for table [V, C], ids i32 [T], out [T, C]. */
+  gather(table: DeviceBuffer, ids: DeviceBuffer, out: DeviceBuffer, V: number, C: number, T: number): void;
+  /** dtable[ids[t]] += dy[t]: the embedding gradient. */
+  scatterAdd(dy: DeviceBuffer, ids: DeviceBuffer, dtable: DeviceBuffer, V: number, C: number, T: number): void;
+
+  /** Softmax attention; lse [B, H, Nq] is the log-sum-exp of each row's scaled scores. */
+  attention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer,
+    args: AttentionArgs): void;
+  /** dq, dk, dv written (not accumulated). */
+  attentionBackward(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer,
+    lse: DeviceBuffer, dout: DeviceBuffer, dq: DeviceBuffer, dk: DeviceBuffer, dv: DeviceBuffer,
+    args: AttentionArgs): void;
+
+  /**
+   * Per-row cross-entropy of logits [T, V] against i32 targets [T]:
+   * losses[t] = lse[t] − logits[t, target]; 0 where target == ignoreIndex.
+   */
+  crossEntropy(logits: DeviceBuffer, targets: DeviceBuffer, losses: DeviceBuffer, lse: DeviceBuffer,
+    T: number, V: number, ignoreIndex: number): void;
+  /** dlogits[t] = dlosses[t] · (softmax(logits[t]) − onehot(target)); 0 rows where ignored. */
+  crossEntropyBackward(logits: DeviceBuffer, targets: DeviceBuffer, lse: DeviceBuffer,
+    dlosses: DeviceBuffer, dlogits: DeviceBuffer, T: number, V: number, ignoreIndex: number): void;
+}

@@ -1,0 +1,67 @@
+/**
+ * Backend registry. The CPU reference backend is always there; faster backends
+ * (wasm, webgpu) register a factory, which may be asynchronous (a GPU adapter is
+ * requested asynchronously) and may fail on machines without support.
+ */
+import type { Backend } from './backend.js';
+import { CpuBackend } from './cpu/cpu.js';
+import { LongLoraError } from '../errors.js';
+
+interface Entry {
+  /** Higher is preferred by `autoBackend`. */
+  priority: number;
+  create: () => Backend | Promise<Backend>;
+  instance?: Backend;
+}
+
+const entries = new Map<string, Entry>();
+const cpu = new CpuBackend();
+entries.set('cpu', { priority: 0, create: () => cpu, instance: cpu });
+let current: Backend = cpu;
+
+export function registerBackend(name: string, priority: number, create: () => Backend | Promise<Backend>): void {
+  entries.set(name, { priority, create });
+}
+
+export function backendNames(): string[] {
+  return [...entries.keys()];
+}
+
+/** Creates (once) and returns the named backend. */
+export async function getBackend(name: string): Promise<Backend> {
+  const e = entries.get(name);
+  if (!e) {
+    throw new LongLoraError(`unknown backend '${name}'. Available: ${backendNames().join(', ')}.`);
+  }
+  e.instance ??= await e.create();
+  return e.instance;
+}
+
+/** The backend new tensors are created on. */
+export function currentBackend(): Backend {
+  return current;
+}
+
+export async function setBackend(name: string): Promise<Backend> {
+  current = await getBackend(name);
+  return current;
+}
+
+/** The CPU reference backend (always available, synchronous to create). */
+export function cpuBackend(): Backend {
+  return cpu;
+}
+
+/** Picks the highest-priority backend that initialises; returns the failures it skipped. */
+export async function autoBackend(): Promise<{ backend: Backend; skipped: Array<{ name: string; error: string }> }> {
+  const skipped: Array<{ name: string; error: string }> = [];
+  const ranked = [...entries.entries()].sort((a, b) => b[1].priority - a[1].priority);
+  for (const [name] of ranked) {
+    try {
+      return { backend: await setBackend(name), skipped };
+    } catch (e) {
+      skipped.push({ name, error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+  return { backend: cpu, skipped };
+}

@@ -1,0 +1,181 @@
+/**
+ * Llama model configuration, parsed from a Hugging Face `config.json`. Unknown keys are
+ * ignored there (HF configs carry many); known keys are type-checked, and features this
+ * implementation does not have are refused with a message instead of computed wrongly.
+ */
+import { LongLoraError } from '../../errors.js';
+import type { RopeScaling } from '../../nn/rope.js';
+
+export interface LlamaConfig {
+  modelType: 'llama';
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  ropeScaling: RopeScaling;
+  maxPositionEmbeddings: number;
+  tieWordEmbeddings: boolean;
+  bosTokenId: number | null;
+  eosTokenId: number | number[] | null;
+  /** dtype of the checkpoint as the config states it (float32, bfloat16, float16). */
+  torchDtype: string | null;
+}
+
+export const SUPPORTED_MODEL_TYPES = ['llama'] as const;
+
+type Json = Record<string, unknown>;
+
+function fail(source: string, msg: string): never {
+  throw new LongLoraError(`${source}: ${msg}`);
+}
+
+function int(j: Json, key: string, source: string, dflt?: number): number {
+  const v = j[key];
+  if (v === undefined || v === null) {
+    if (dflt !== undefined) return dflt;
+    fail(source, `missing "${key}" (a positive integer); this does not look like a complete Llama config.json`);
+  }
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) fail(source, `"${key}" must be a positive integer, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function num(j: Json, key: string, source: string, dflt: number): number {
+  const v = j[key];
+  if (v === undefined || v === null) return dflt;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(source, `"${key}" must be a positive number, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function optId(j: Json, key: string, source: string): number | null {
+  const v = j[key];
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'number' || !Number.isInteger(v)) fail(source, `"${key}" must be an integer, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/**
+ * RoPE scaling from `rope_scaling` (keys `type` or `rope_type`) or the newer
+ * `rope_parameters` block. Returns the scaling and, when the block carries it, rope_theta.
+ */
+export function parseRopeScaling(j: Json, source: string): { scaling: RopeScaling; theta?: number } {
+  const block = (j.rope_parameters ?? j.rope_scaling) as Json | null | undefined;
+  if (block === undefined || block === null) return { scaling: { type: 'none' } };
+  if (typeof block !== 'object' || Array.isArray(block)) fail(source, `"rope_scaling" must be an object or null, got ${JSON.stringify(block)}`);
+  const key = j.rope_parameters !== undefined ? 'rope_parameters' : 'rope_scaling';
+  const kind = block.rope_type ?? block.type ?? 'default';
+  const theta = typeof block.rope_theta === 'number' ? block.rope_theta : undefined;
+  const withTheta = (scaling: RopeScaling): { scaling: RopeScaling; theta?: number } =>
+    theta === undefined ? { scaling } : { scaling, theta };
+  if (kind === 'default') return withTheta({ type: 'none' });
+  if (kind === 'linear') {
+    const f = block.factor;
+    if (typeof f !== 'number' || !(f >= 1)) fail(source, `"${key}.factor" must be a number ≥ 1 for linear scaling, got ${JSON.stringify(f)}`);
+    return withTheta({ type: 'linear', factor: f });
+  }
+  return fail(source, `${key} type "${String(kind)}" is not supported yet (supported: default, linear)`);
+}
+
+/** Parses and validates a Hugging Face Llama config. `source` names the file in errors. */
+export function parseLlamaConfig(json: unknown, source = 'config.json'): LlamaConfig {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) fail(source, 'must be a JSON object');
+  const j = json as Json;
+  const modelType = j.model_type;
+  if (modelType !== 'llama') {
+    fail(source, `model_type ${JSON.stringify(modelType)} is not supported; supported: ${SUPPORTED_MODEL_TYPES.join(', ')}`);
+  }
+  const act = j.hidden_act ?? 'silu';
+  if (act !== 'silu') fail(source, `hidden_act "${String(act)}" is not supported (Llama uses silu)`);
+  for (const k of ['attention_bias', 'mlp_bias']) {
+    if (j[k] === true) fail(source, `"${k}": true is not supported (Llama projections have no bias)`);
+  }
+  const hiddenSize = int(j, 'hidden_size', source);
+  const numHeads = int(j, 'num_attention_heads', source);
+  const numKvHeads = int(j, 'num_key_value_heads', source, numHeads);
+  if (numHeads % numKvHeads !== 0) {
+    fail(source, `num_attention_heads (${numHeads}) must be a multiple of num_key_value_heads (${numKvHeads})`);
+  }
+  if (j.head_dim === undefined && hiddenSize % numHeads !== 0) {
+    fail(source, `hidden_size (${hiddenSize}) is not divisible by num_attention_heads (${numHeads}); set "head_dim"`);
+  }
+  const headDim = int(j, 'head_dim', source, hiddenSize / numHeads);
+  if (headDim % 2 !== 0) fail(source, `head_dim (${headDim}) must be even for rotary embeddings`);
+  const rope = parseRopeScaling(j, source);
+  const eos = j.eos_token_id;
+  const eosTokenId = Array.isArray(eos)
+    ? eos.map((v, i) => (typeof v === 'number' && Number.isInteger(v) ? v : fail(source, `eos_token_id[${i}] must be an integer`)))
+    : optId(j, 'eos_token_id', source);
+  const dt = j.torch_dtype ?? j.dtype ?? null;
+  return {
+    modelType: 'llama',
+    vocabSize: int(j, 'vocab_size', source),
+    hiddenSize,
+    intermediateSize: int(j, 'intermediate_size', source),
+    numLayers: int(j, 'num_hidden_layers', source),
+    numHeads,
+    numKvHeads,
+    headDim,
+    rmsNormEps: num(j, 'rms_norm_eps', source, 1e-6),
+    ropeTheta: rope.theta ?? num(j, 'rope_theta', source, 10000),
+    ropeScaling: rope.scaling,
+    maxPositionEmbeddings: int(j, 'max_position_embeddings', source, 2048),
+    tieWordEmbeddings: j.tie_word_embeddings === true,
+    bosTokenId: optId(j, 'bos_token_id', source),
+    eosTokenId,
+    torchDtype: typeof dt === 'string' ? dt : null,
+  };
+}
+
+/** The config as Hugging Face `config.json` JSON (rope_scaling always written when set). */
+export function llamaConfigToHF(c: LlamaConfig): Record<string, unknown> {
+  return {
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    vocab_size: c.vocabSize,
+    hidden_size: c.hiddenSize,
+    intermediate_size: c.intermediateSize,
+    num_hidden_layers: c.numLayers,
+    num_attention_heads: c.numHeads,
+    num_key_value_heads: c.numKvHeads,
+    head_dim: c.headDim,
+    hidden_act: 'silu',
+    rms_norm_eps: c.rmsNormEps,
+    rope_theta: c.ropeTheta,
+    rope_scaling: c.ropeScaling.type === 'none' ? null : { rope_type: c.ropeScaling.type, type: c.ropeScaling.type, factor: c.ropeScaling.factor },
+    max_position_embeddings: c.maxPositionEmbeddings,
+    tie_word_embeddings: c.tieWordEmbeddings,
+    bos_token_id: c.bosTokenId,
+    eos_token_id: c.eosTokenId,
+    attention_bias: false,
+    mlp_bias: false,
+    torch_dtype: c.torchDtype ?? 'float32',
+  };
+}
+
+/** Every tensor a Llama checkpoint must hold, with its shape. */
+export function llamaTensorShapes(c: LlamaConfig): Map<string, number[]> {
+  const m = new Map<string, number[]>();
+  const C = c.hiddenSize;
+  const qOut = c.numHeads * c.headDim;
+  const kvOut = c.numKvHeads * c.headDim;
+  m.set('model.embed_tokens.weight', [c.vocabSize, C]);
+  for (let i = 0; i < c.numLayers; i++) {
+    const p = `model.layers.${i}`;
+    m.set(`${p}.input_layernorm.weight`, [C]);
+    m.set(`${p}.self_attn.q_proj.weight`, [qOut, C]);
+    m.set(`${p}.self_attn.k_proj.weight`, [kvOut, C]);
+    m.set(`${p}.self_attn.v_proj.weight`, [kvOut, C]);
+    m.set(`${p}.self_attn.o_proj.weight`, [C, qOut]);
+    m.set(`${p}.post_attention_layernorm.weight`, [C]);
+    m.set(`${p}.mlp.gate_proj.weight`, [c.intermediateSize, C]);
+    m.set(`${p}.mlp.up_proj.weight`, [c.intermediateSize, C]);
+    m.set(`${p}.mlp.down_proj.weight`, [C, c.intermediateSize]);
+  }
+  m.set('model.norm.weight', [C]);
+  if (!c.tieWordEmbeddings) m.set('lm_head.weight', [c.vocabSize, C]);
+  return m;
+}

@@ -1,0 +1,178 @@
+/**
+ * The Llama decoder (Hugging Face LlamaForCausalLM semantics), as a tree of modules whose
+ * property names are the Hugging Face names. Activations are [B, N, C]; q is [B, N, H, D]
+ * and k, v are [B, N, Hkv, D], so no transposes are needed around attention.
+ */
+import type { AttentionMask } from '../../backend/backend.js';
+import { attention, CAUSAL } from '../../attention/attention.js';
+import { LongLoraError } from '../../errors.js';
+import { Embedding } from '../../nn/embedding.js';
+import { Linear, type LinearLike } from '../../nn/linear.js';
+import { crossEntropy, shiftLabels } from '../../nn/loss.js';
+import { Module } from '../../nn/module.js';
+import { RMSNorm } from '../../nn/rmsnorm.js';
+import { rope, RotaryEmbedding, type RopeTables } from '../../nn/rope.js';
+import { add, mul, silu } from '../../tensor/ops/elementwise.js';
+import { linear } from '../../tensor/ops/matmul.js';
+import { reshape } from '../../tensor/ops/shape.js';
+import { fmt } from '../../tensor/ops/util.js';
+import type { Tensor } from '../../tensor/tensor.js';
+import type { LlamaConfig } from './config.js';
+import { computeWeight } from '../../nn/linear.js';
+
+/** A projection: a Linear, or a module wrapping one (LoRA). */
+export type Projection = Module & LinearLike;
+
+/** Supplies each parameter by its Hugging Face name and expected shape. */
+export type WeightSource = (name: string, shape: number[]) => Tensor;
+
+/** Per-forward context shared by the layers. */
+export interface LayerContext {
+  rope: RopeTables;
+  mask: AttentionMask;
+}
+
+export interface ForwardOptions {
+  /** Attention pattern: dense causal (default) or S²-Attn for training. */
+  mask?: AttentionMask;
+}
+
+export class LlamaAttention extends Module {
+  q_proj: Projection;
+  k_proj: Projection;
+  v_proj: Projection;
+  o_proj: Projection;
+
+  constructor(readonly config: LlamaConfig, prefix: string, w: WeightSource) {
+    super();
+    const { hiddenSize: C, numHeads: H, numKvHeads: Hkv, headDim: D } = config;
+    this.q_proj = new Linear(w(`${prefix}.q_proj.weight`, [H * D, C]));
+    this.k_proj = new Linear(w(`${prefix}.k_proj.weight`, [Hkv * D, C]));
+    this.v_proj = new Linear(w(`${prefix}.v_proj.weight`, [Hkv * D, C]));
+    this.o_proj = new Linear(w(`${prefix}.o_proj.weight`, [C, H * D]));
+  }
+
+  forward(x: Tensor, ctx: LayerContext): Tensor {
+    const [B, N] = x.shape as [number, number, number];
+    const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.config;
+    const q = rope(reshape(this.q_proj.forward(x), [B, N, H, D]), ctx.rope); // (B, N, H, D)
+    const k = rope(reshape(this.k_proj.forward(x), [B, N, Hkv, D]), ctx.rope); // (B, N, Hkv, D)
+    const v = reshape(this.v_proj.forward(x), [B, N, Hkv, D]); // (B, N, Hkv, D)
+    const o = attention(q, k, v, { mask: ctx.mask }); // (B, N, H, D)
+    return this.o_proj.forward(reshape(o, [B, N, H * D])); // (B, N, C)
+  }
+}
+
+export class LlamaMLP extends Module {
+  gate_proj: Projection;
+  up_proj: Projection;
+  down_proj: Projection;
+
+  constructor(config: LlamaConfig, prefix: string, w: WeightSource) {
+    super();
+    const { hiddenSize: C, intermediateSize: I } = config;
+    this.gate_proj = new Linear(w(`${prefix}.gate_proj.weight`, [I, C]));
+    this.up_proj = new Linear(w(`${prefix}.up_proj.weight`, [I, C]));
+    this.down_proj = new Linear(w(`${prefix}.down_proj.weight`, [C, I]));
+  }
+
+  /** down(silu(gate(x)) · up(x)). */
+  forward(x: Tensor): Tensor {
+    return this.down_proj.forward(mul(silu(this.gate_proj.forward(x)), this.up_proj.forward(x)));
+  }
+}
+
+export class LlamaDecoderLayer extends Module {
+  input_layernorm: RMSNorm;
+  self_attn: LlamaAttention;
+  post_attention_layernorm: RMSNorm;
+  mlp: LlamaMLP;
+
+  constructor(config: LlamaConfig, prefix: string, w: WeightSource) {
+    super();
+    const C = config.hiddenSize;
+    this.input_layernorm = new RMSNorm(w(`${prefix}.input_layernorm.weight`, [C]), config.rmsNormEps);
+    this.self_attn = new LlamaAttention(config, `${prefix}.self_attn`, w);
+    this.post_attention_layernorm = new RMSNorm(w(`${prefix}.post_attention_layernorm.weight`, [C]), config.rmsNormEps);
+    this.mlp = new LlamaMLP(config, `${prefix}.mlp`, w);
+  }
+
+  /** Pre-norm residual block: h = x + attn(norm(x)); out = h + mlp(norm(h)). */
+  forward(x: Tensor, ctx: LayerContext): Tensor {
+    const h = add(x, this.self_attn.forward(this.input_layernorm.forward(x), ctx));
+    return add(h, this.mlp.forward(this.post_attention_layernorm.forward(h)));
+  }
+}
+
+export class LlamaModel extends Module {
+  embed_tokens: Embedding;
+  layers: LlamaDecoderLayer[];
+  norm: RMSNorm;
+
+  constructor(config: LlamaConfig, w: WeightSource, computeDType: 'f32' | 'f64') {
+    super();
+    this.embed_tokens = new Embedding(w('model.embed_tokens.weight', [config.vocabSize, config.hiddenSize]), computeDType);
+    this.layers = [];
+    for (let i = 0; i < config.numLayers; i++) this.layers.push(new LlamaDecoderLayer(config, `model.layers.${i}`, w));
+    this.norm = new RMSNorm(w('model.norm.weight', [config.hiddenSize]), config.rmsNormEps);
+  }
+}
+
+export class LlamaForCausalLM extends Module {
+  model: LlamaModel;
+  /** Null when the output head is tied to the input embeddings. */
+  lm_head: Linear | null;
+  readonly rotary: RotaryEmbedding;
+
+  /**
+   * Builds the model from a weight source (a checkpoint, or random init; see load.ts).
+   * `computeDType` is the activation dtype: f32, or f64 for gradient checks.
+   */
+  constructor(readonly config: LlamaConfig, w: WeightSource, readonly computeDType: 'f32' | 'f64' = 'f32') {
+    super();
+    this.model = new LlamaModel(config, w, computeDType);
+    this.lm_head = config.tieWordEmbeddings ? null : new Linear(w('lm_head.weight', [config.vocabSize, config.hiddenSize]));
+    this.rotary = new RotaryEmbedding(config.headDim, config.ropeTheta, config.ropeScaling);
+  }
+
+  /** The final hidden states [B, N, C] for token ids [B, N] (i32). */
+  hidden(ids: Tensor, opts: ForwardOptions = {}): Tensor {
+    if (ids.rank !== 2 || ids.dtype !== 'i32') throw new LongLoraError(`model input must be i32 token ids [B, N], got ${ids.dtype} ${fmt(ids.shape)}`);
+    const N = ids.shape[1]!;
+    const embed = this.model.embed_tokens;
+    const ctx: LayerContext = {
+      rope: this.rotary.tables(N, this.computeDType, ids.backend),
+      mask: opts.mask ?? CAUSAL,
+    };
+    let x = embed.forward(ids); // (B, N, C)
+    for (const layer of this.model.layers) x = layer.forward(x, ctx);
+    return this.model.norm.forward(x);
+  }
+
+  /** Logits [B, N, V]. */
+  forward(ids: Tensor, opts: ForwardOptions = {}): Tensor {
+    return this.head(this.hidden(ids, opts));
+  }
+
+  /** The output projection (tied or not) of hidden states [..., C]. */
+  head(h: Tensor): Tensor {
+    if (this.lm_head) return this.lm_head.forward(h);
+    return linear(h, computeWeight(this.model.embed_tokens.weight, h));
+  }
+
+  /**
+   * Causal-LM loss as Hugging Face computes it: position t predicts labels[t+1]; labels of
+   * −100 are ignored; mean over the rest. `labels` [B·N] defaults to the input ids.
+   */
+  loss(ids: Tensor, labels: Int32Array, opts: ForwardOptions = {}): { loss: Tensor; logits: Tensor } {
+    const [B, N] = ids.shape as [number, number];
+    const logits = this.forward(ids, opts); // (B, N, V)
+    const flat = reshape(logits, [B * N, this.config.vocabSize]);
+    return { loss: crossEntropy(flat, shiftLabels(labels, B, N)), logits };
+  }
+
+  override dispose(): void {
+    super.dispose();
+    this.rotary.dispose();
+  }
+}

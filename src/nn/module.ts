@@ -1,0 +1,65 @@
+/**
+ * Module: a node of the model tree. Parameters are the Tensor-valued properties, children
+ * the Module-valued ones (and arrays of Modules), named by their property names — which
+ * are the Hugging Face names (`self_attn`, `q_proj`, ...), so `namedParameters()` yields
+ * checkpoint tensor names directly. Replacing a child (LoRA injection) is a plain
+ * assignment.
+ */
+import type { Tensor } from '../tensor/tensor.js';
+import { Tensor as TensorClass } from '../tensor/tensor.js';
+
+export abstract class Module {
+  /** [name, parameter] for every parameter, each tensor once (tied weights: first name wins). */
+  namedParameters(prefix = ''): Array<[string, Tensor]> {
+    const out: Array<[string, Tensor]> = [];
+    const seen = new Set<Tensor>();
+    this.walk(prefix, (name, t) => {
+      if (!seen.has(t)) { seen.add(t); out.push([name, t]); }
+    });
+    return out;
+  }
+
+  parameters(): Tensor[] {
+    return this.namedParameters().map(([, t]) => t);
+  }
+
+  /** Parameters that receive gradients. */
+  trainableParameters(): Tensor[] {
+    return this.parameters().filter((t) => t.requiresGrad);
+  }
+
+  /** Total element count of the (deduplicated) parameters. */
+  numParameters(): number {
+    return this.parameters().reduce((a, t) => a + t.size, 0);
+  }
+
+  /** Direct child modules by property name (arrays as name.i). */
+  namedChildren(): Array<[string, Module]> {
+    const out: Array<[string, Module]> = [];
+    for (const [key, v] of Object.entries(this)) {
+      if (v instanceof Module) out.push([key, v]);
+      else if (Array.isArray(v)) v.forEach((m, i) => { if (m instanceof Module) out.push([`${key}.${i}`, m]); });
+    }
+    return out;
+  }
+
+  /** Every module in the tree with its dotted path ('' for this one). */
+  namedModules(prefix = ''): Array<[string, Module]> {
+    const out: Array<[string, Module]> = [[prefix, this]];
+    for (const [k, m] of this.namedChildren()) out.push(...m.namedModules(prefix ? `${prefix}.${k}` : k));
+    return out;
+  }
+
+  /** Frees every parameter (and its gradient). */
+  dispose(): void {
+    for (const t of this.parameters()) t.dispose();
+  }
+
+  private walk(prefix: string, fn: (name: string, t: Tensor) => void): void {
+    const join = (k: string): string => (prefix ? `${prefix}.${k}` : k);
+    for (const [key, v] of Object.entries(this)) {
+      if (v instanceof TensorClass) fn(join(key), v);
+    }
+    for (const [key, m] of this.namedChildren()) m.walk(join(key), fn);
+  }
+}

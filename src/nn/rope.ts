@@ -1,0 +1,90 @@
+/**
+ * Rotary position embedding, rotate-half layout (Hugging Face Llama), with linear
+ * position interpolation: the angle of position p and frequency i is
+ * (p / factor) · theta^(−2i/D)  (SPEC §3).
+ */
+import type { Backend } from '../backend/backend.js';
+import { LongLoraError } from '../errors.js';
+import { record } from '../tensor/autograd.js';
+import { fromHost } from '../tensor/ops/create.js';
+import { backendOf, computeDType, fmt } from '../tensor/ops/util.js';
+import { Tensor } from '../tensor/tensor.js';
+
+/** How positions are rescaled. `none` is plain RoPE. */
+export type RopeScaling = { type: 'none' } | { type: 'linear'; factor: number };
+
+export interface RopeTables {
+  /** [N, D/2] cosines and sines for positions offset..offset+N−1. */
+  cos: Tensor;
+  sin: Tensor;
+}
+
+/** inv_freq[i] = theta^(−2i/D), i < D/2. */
+export function ropeInvFreq(D: number, theta: number): Float64Array {
+  const out = new Float64Array(D / 2);
+  for (let i = 0; i < D / 2; i++) out[i] = 1 / theta ** ((2 * i) / D);
+  return out;
+}
+
+/** cos and sin tables [N, D/2] (row-major) for positions offset..offset+N−1. */
+export function ropeAngles(N: number, D: number, theta: number, scaling: RopeScaling, offset = 0): { cos: Float64Array; sin: Float64Array } {
+  if (D % 2 !== 0) throw new LongLoraError(`RoPE needs an even head dim, got ${D}`);
+  const inv = ropeInvFreq(D, theta);
+  const f = scaling.type === 'linear' ? scaling.factor : 1;
+  const half = D / 2;
+  const cos = new Float64Array(N * half);
+  const sin = new Float64Array(N * half);
+  for (let n = 0; n < N; n++) {
+    const p = (offset + n) / f;
+    for (let i = 0; i < half; i++) {
+      const a = p * inv[i]!;
+      cos[n * half + i] = Math.cos(a);
+      sin[n * half + i] = Math.sin(a);
+    }
+  }
+  return { cos, sin };
+}
+
+/**
+ * Caches device tables per (N, offset, dtype). Owns them: call `dispose()` when done.
+ */
+export class RotaryEmbedding {
+  private cache = new Map<string, RopeTables>();
+  constructor(readonly D: number, readonly theta: number, readonly scaling: RopeScaling) {}
+
+  tables(N: number, dtype: 'f32' | 'f64', backend: Backend, offset = 0): RopeTables {
+    const key = `${N}:${offset}:${dtype}:${backend.name}`;
+    let t = this.cache.get(key);
+    if (!t) {
+      const { cos, sin } = ropeAngles(N, this.D, this.theta, this.scaling, offset);
+      const conv = (a: Float64Array): Tensor => fromHost(dtype === 'f32' ? Float32Array.from(a) : a, [N, this.D / 2], dtype, backend).keep();
+      t = { cos: conv(cos), sin: conv(sin) };
+      this.cache.set(key, t);
+    }
+    return t;
+  }
+
+  dispose(): void {
+    for (const t of this.cache.values()) { t.cos.dispose(); t.sin.dispose(); }
+    this.cache.clear();
+  }
+}
+
+/** Applies RoPE to x [B, N, H, D] with tables [N, D/2]. */
+export function rope(x: Tensor, t: RopeTables): Tensor {
+  if (x.rank !== 4) throw new LongLoraError(`rope: expected [B, N, H, D], got ${fmt(x.shape)}`);
+  const [B, N, H, D] = x.shape as [number, number, number, number];
+  if (t.cos.shape[0] !== N || t.cos.shape[1] !== D / 2) {
+    throw new LongLoraError(`rope: tables ${fmt(t.cos.shape)} do not fit input ${fmt(x.shape)} (need [${N}, ${D / 2}])`);
+  }
+  const be = backendOf('rope', x, t.cos, t.sin);
+  computeDType('rope', x, t.cos, t.sin);
+  const out = Tensor.empty(x.shape, x.dtype, be);
+  be.rope(x.buffer, t.cos.buffer, t.sin.buffer, out.buffer, B, N, H, D, false);
+  record('rope', out, [x], [t.cos, t.sin], (g, [c, s]) => {
+    const dx = Tensor.empty(x.shape, x.dtype, be);
+    be.rope(g.buffer, c!.buffer, s!.buffer, dx.buffer, B, N, H, D, true);
+    return [dx];
+  });
+  return out;
+}

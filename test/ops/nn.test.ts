@@ -1,0 +1,88 @@
+import { describe, it } from 'node:test';
+import * as op from '../../src/tensor/ops/index.js';
+import { softmax } from '../../src/nn/softmax.js';
+import { rmsnorm } from '../../src/nn/rmsnorm.js';
+import { rope, ropeAngles } from '../../src/nn/rope.js';
+import { embedding } from '../../src/nn/embedding.js';
+import { crossEntropy, crossEntropyPerToken, shiftLabels } from '../../src/nn/loss.js';
+import type { Tensor } from '../../src/tensor/tensor.js';
+import { checkOp } from '../helpers/optest.js';
+
+function rows(x: Float64Array, C: number, f: (row: Float64Array) => ArrayLike<number>): Float64Array {
+  const out = new Float64Array(x.length);
+  for (let r = 0; r < x.length / C; r++) out.set(f(x.subarray(r * C, r * C + C)), r * C);
+  return out;
+}
+
+describe('nn ops', () => {
+  it('softmax over the last axis', (t) => checkOp({
+    name: 'softmax', inputs: [{ shape: [3, 6] }], fn: softmax,
+    reference: (x) => rows(x, 6, (r) => { const m = Math.max(...r); const e = r.map((v) => Math.exp(v - m)); const s = e.reduce((a, v) => a + v, 0); return e.map((v) => v / s); }),
+    twin: (x) => { const e = op.exp(x); return op.div(e, op.broadcastTo(op.sum(e, -1, true), x.shape)); },
+  }, (s) => t.diagnostic(s)));
+
+  it('rmsnorm', (t) => checkOp({
+    name: 'rmsnorm', inputs: [{ shape: [2, 3, 8] }, { shape: [8] }], fn: (x, w) => rmsnorm(x, w, 1e-5),
+    reference: (x, w) => rows(x, 8, (r) => { const ms = r.reduce((a, v) => a + v * v, 0) / 8; return r.map((v, c) => (v / Math.sqrt(ms + 1e-5)) * w[c]!); }),
+    twin: (x, w) => {
+      const rs = op.div(op.ones([2, 3, 1], x.dtype), op.sqrt(op.addScalar(op.mean(op.square(x), -1, true), 1e-5)));
+      return op.mul(op.mul(x, op.broadcastTo(rs, x.shape)), w);
+    },
+  }, (s) => t.diagnostic(s)));
+
+  const [B, N, H, D] = [2, 5, 3, 6];
+  const theta = 10000;
+  const scaling = { type: 'linear', factor: 2 } as const;
+  const ropeOf = (x: Tensor): Tensor => {
+    const { cos, sin } = ropeAngles(N, D, theta, scaling);
+    const conv = (a: Float64Array): Tensor => op.fromHost(x.dtype === 'f64' ? a : Float32Array.from(a), [N, D / 2], x.dtype, x.backend);
+    return rope(x, { cos: conv(cos), sin: conv(sin) });
+  };
+  it('rope (rotate-half, linear interpolation factor 2)', (t) => checkOp({
+    name: 'rope', inputs: [{ shape: [B, N, H, D] }], fn: ropeOf,
+    // pair (d, d + D/2) rotates by angle (n / factor)·theta^(−2d/D)
+    reference: (x) => {
+      const out = new Float64Array(x.length);
+      for (let b = 0; b < B; b++) for (let n = 0; n < N; n++) for (let h = 0; h < H; h++) {
+        const o = ((b * N + n) * H + h) * D;
+        for (let d = 0; d < D / 2; d++) {
+          const a = (n / 2) * theta ** (-2 * d / D);
+          const [x1, x2] = [x[o + d]!, x[o + d + D / 2]!];
+          out[o + d] = x1 * Math.cos(a) - x2 * Math.sin(a);
+          out[o + d + D / 2] = x2 * Math.cos(a) + x1 * Math.sin(a);
+        }
+      }
+      return out;
+    },
+  }, (s) => t.diagnostic(s)));
+
+  it('embedding lookup (gradient = scatter-add, repeated ids)', (t) => checkOp({
+    name: 'embedding', inputs: [{ shape: [7, 4] }, { shape: [2, 5], kind: 'ids', values: [1, 3, 3, 0, 6, 6, 6, 2, 1, 3] }],
+    fn: embedding,
+    reference: (tab, ids) => { const out: number[] = []; for (const i of ids) out.push(...tab.subarray(i * 4, i * 4 + 4)); return out; },
+  }, (s) => t.diagnostic(s)));
+
+  const V = 7;
+  const targets = [3, -100, 0, 6, -100, 2];
+  const ceRef = (x: Float64Array): number[] => targets.map((y, r) => {
+    if (y === -100) return 0;
+    const row = x.subarray(r * V, r * V + V);
+    const m = Math.max(...row);
+    return m + Math.log(row.reduce((a, v) => a + Math.exp(v - m), 0)) - row[y]!;
+  });
+  it('cross-entropy per token with ignore index', (t) => checkOp({
+    name: 'crossEntropyPerToken', inputs: [{ shape: [6, V] }],
+    fn: (x) => crossEntropyPerToken(x, op.ids(targets, [6], x.backend)),
+    reference: (x) => ceRef(x),
+  }, (s) => t.diagnostic(s)));
+
+  it('mean cross-entropy over non-ignored targets', (t) => checkOp({
+    name: 'crossEntropy', inputs: [{ shape: [6, V] }], fn: (x) => crossEntropy(x, Int32Array.from(targets)),
+    reference: (x) => [ceRef(x).reduce((a, v) => a + v, 0) / 4],
+  }, (s) => t.diagnostic(s)));
+
+  it('shiftLabels: position t predicts t+1, the last of each row is ignored', () => {
+    const got = Array.from(shiftLabels([1, 2, 3, 4, 5, 6], 2, 3));
+    if (JSON.stringify(got) !== JSON.stringify([2, 3, -100, 5, 6, -100])) throw new Error(`got ${got}`);
+  });
+});
