@@ -113,7 +113,8 @@ export class Tensor {
   /** Marks a float tensor as a trainable leaf. */
   requireGrad(): this {
     if (this.dtype !== 'f32' && this.dtype !== 'f64') {
-      throw new LongLoraError(`tensor${this.name ? ` '${this.name}'` : ''} is ${this.dtype}; trainable tensors must be f32 (or f64)`);
+      throw new LongLoraError(`tensor${this.name ? ` '${this.name}'` : ''} is ${this.dtype}; trainable tensors must be f32 (or f64). ` +
+        'Load the model with dtype f32 to train this tensor, or keep it frozen and train LoRA adapters on it');
     }
     this.requiresGrad = true;
     return this;

@@ -63,10 +63,10 @@ function optId(j: Json, key: string, source: string): number | null {
  * `rope_parameters` block. Returns the scaling and, when the block carries it, rope_theta.
  */
 export function parseRopeScaling(j: Json, source: string): { scaling: RopeScaling; theta?: number } {
-  const block = (j.rope_parameters ?? j.rope_scaling) as Json | null | undefined;
+  const key = j.rope_parameters !== undefined && j.rope_parameters !== null ? 'rope_parameters' : 'rope_scaling';
+  const block = j[key] as Json | null | undefined;
   if (block === undefined || block === null) return { scaling: { type: 'none' } };
-  if (typeof block !== 'object' || Array.isArray(block)) fail(source, `"rope_scaling" must be an object or null, got ${JSON.stringify(block)}`);
-  const key = j.rope_parameters !== undefined ? 'rope_parameters' : 'rope_scaling';
+  if (typeof block !== 'object' || Array.isArray(block)) fail(source, `"${key}" must be an object or null, got ${JSON.stringify(block)}`);
   const kind = block.rope_type ?? block.type ?? 'default';
   const theta = typeof block.rope_theta === 'number' ? block.rope_theta : undefined;
   const withTheta = (scaling: RopeScaling): { scaling: RopeScaling; theta?: number } =>
@@ -99,7 +99,7 @@ export function parseLlamaConfig(json: unknown, source = 'config.json'): LlamaCo
   if (numHeads % numKvHeads !== 0) {
     fail(source, `num_attention_heads (${numHeads}) must be a multiple of num_key_value_heads (${numKvHeads})`);
   }
-  if (j.head_dim === undefined && hiddenSize % numHeads !== 0) {
+  if ((j.head_dim === undefined || j.head_dim === null) && hiddenSize % numHeads !== 0) {
     fail(source, `hidden_size (${hiddenSize}) is not divisible by num_attention_heads (${numHeads}); set "head_dim"`);
   }
   const headDim = int(j, 'head_dim', source, hiddenSize / numHeads);

@@ -50,8 +50,13 @@ function computeOf(dtype: ParamDType): 'f32' | 'f64' {
 function checkpointSource(ck: Checkpoint, config: LlamaConfig, dtype: ParamDType, backend: Backend, configPath: string): WeightSource {
   return (name, shape) => {
     if (!ck.has(name)) {
-      const why = name === 'lm_head.weight' ? ' (tie_word_embeddings is false in config.json, so the checkpoint must hold the output head)' : '';
-      throw missingTensorError(`${ck.dir}${why}`, name, ck.names());
+      const where = ck.files.length === 1 ? ck.files[0]! : ck.index ?? ck.dir;
+      const err = missingTensorError(where, name, ck.names());
+      if (name === 'lm_head.weight') {
+        err.message += ' (tie_word_embeddings is false in config.json, so the checkpoint must hold the output head; ' +
+          'if the model ties its embeddings, set "tie_word_embeddings": true)';
+      }
+      throw err;
     }
     const info = ck.info(name);
     if (info.shape.length !== shape.length || info.shape.some((s, i) => s !== shape[i])) {
@@ -70,7 +75,10 @@ function checkpointSource(ck: Checkpoint, config: LlamaConfig, dtype: ParamDType
 /** Loads a Llama checkpoint folder. */
 export async function loadLlama(dir: string, opts: LoadOptions = {}): Promise<LlamaForCausalLM> {
   const configPath = path.join(dir, 'config.json');
-  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
+  if (!fs.existsSync(dir)) {
+    throw new LongLoraError(`${dir} does not exist; pass the folder that holds config.json and the safetensors files`);
+  }
+  if (!fs.statSync(dir).isDirectory()) {
     throw new LongLoraError(`${dir} is not a folder; pass the folder that holds config.json and the safetensors files`);
   }
   const config = parseLlamaConfig(readJsonFile(configPath), configPath);
