@@ -1,0 +1,48 @@
+#!/usr/bin/env node
+/**
+ * The `longlora` command line: a thin layer over the library.
+ */
+import { LongLoraError } from '../errors.js';
+import { demo } from './commands/demo.js';
+import { info } from './commands/info.js';
+
+interface Command {
+  summary: string;
+  run: (argv: string[]) => Promise<void>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  demo: { summary: 'load the bundled tiny Llama, check it against PyTorch, and fit one batch', run: demo },
+  info: { summary: 'describe a model folder or a .safetensors file', run: info },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((k) => k.length));
+  const lines = Object.entries(COMMANDS).map(([k, c]) => `  ${k.padEnd(width)}  ${c.summary}`);
+  return ['usage: longlora <command> [options]', '', 'commands:', ...lines, '', 'Run `longlora <command> --help` for the options of a command.'].join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    console.log(usage());
+    return 0;
+  }
+  const cmd = COMMANDS[name];
+  if (!cmd) {
+    console.error(`longlora: unknown command '${name}'.\n\n${usage()}`);
+    return 2;
+  }
+  await cmd.run(rest);
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code; },
+  (err: unknown) => {
+    if (err instanceof LongLoraError) console.error(`longlora: error: ${err.message}`);
+    else if (err instanceof Error && (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) console.error(`longlora: ${err.message}`);
+    else console.error(err);
+    process.exitCode = err instanceof LongLoraError ? 1 : 2;
+  },
+);
