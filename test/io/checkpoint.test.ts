@@ -1,34 +1,16 @@
-import { describe, it, before, after, mock } from 'node:test';
+import { describe, it, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { LongLoraError } from '../../src/errors.js';
 import { writeDirAtomic, writeJsonAtomic } from '../../src/io/atomic.js';
 import {
   INDEX_FILE, SINGLE_FILE, openCheckpoint, readJsonFile, shardFileName, writeCheckpoint,
 } from '../../src/io/checkpoint.js';
 import { SafetensorsFile, writeSafetensors, type TensorEntry } from '../../src/io/safetensors.js';
+import { throwsLL } from '../helpers/errors.js';
+import { tempFolders } from '../helpers/tmp.js';
 
-let root = '';
-let n = 0;
-before(() => { root = fs.mkdtempSync(path.join(os.tmpdir(), 'longlora-ck-')); });
-after(() => { fs.rmSync(root, { recursive: true, force: true }); });
-
-/** A fresh, empty folder for one test. */
-function fresh(): string {
-  const d = path.join(root, `t${n++}`);
-  fs.mkdirSync(d);
-  return d;
-}
-
-function throwsLL(fn: () => unknown, ...parts: string[]): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof LongLoraError, `expected LongLoraError, got ${String(err)}`);
-    for (const p of parts) assert.ok(err.message.includes(p), `message lacks "${p}": ${err.message}`);
-    return true;
-  });
-}
+const fresh = tempFolders('ck');
 
 /** Six f32 tensors of 4 elements (16 bytes each), values tagged by index. */
 function tensors(tag = 0): TensorEntry[] {

@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { LongLoraError } from '../../src/errors.js';
 import { bf16BitsToF32, f32ToBf16Bits } from '../../src/tensor/dtype.js';
 import { SafetensorsFile, writeSafetensors, type TensorEntry } from '../../src/io/safetensors.js';
+import { throwsLL } from '../helpers/errors.js';
 
 let dir = '';
 before(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'longlora-st-')); });
@@ -23,15 +23,6 @@ function craft(name: string, header: unknown, data: number | Uint8Array, len?: b
   out.set(body, 8 + h.length);
   fs.writeFileSync(file, out);
   return file;
-}
-
-/** Asserts `fn` throws a LongLoraError whose message contains every string in `parts`. */
-function throwsLL(fn: () => unknown, ...parts: string[]): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof LongLoraError, `expected LongLoraError, got ${String(err)}`);
-    for (const p of parts) assert.ok(err.message.includes(p), `message lacks "${p}": ${err.message}`);
-    return true;
-  });
 }
 
 const f32 = (shape: number[], data: number[]): TensorEntry => ({ name: '', dtype: 'f32', shape, data: Float32Array.from(data) });

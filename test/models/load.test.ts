@@ -7,9 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { cpuBackend } from '../../src/backend/registry.js';
 import { LongLoraError } from '../../src/errors.js';
 import { INDEX_FILE, SINGLE_FILE, openCheckpoint } from '../../src/io/checkpoint.js';
@@ -23,18 +22,9 @@ import { tidy } from '../../src/tensor/scope.js';
 import { fromHost } from '../../src/tensor/tensor.js';
 import { diff } from '../helpers/compare.js';
 import { goldenDir } from '../helpers/fixtures.js';
+import { tempFolders } from '../helpers/tmp.js';
 
-let root = '';
-let n = 0;
-before(() => { root = fs.mkdtempSync(path.join(os.tmpdir(), 'longlora-load-')); });
-after(() => { fs.rmSync(root, { recursive: true, force: true }); });
-
-/** A fresh, empty folder for one test. */
-function fresh(): string {
-  const d = path.join(root, `t${n++}`);
-  fs.mkdirSync(d);
-  return d;
-}
+const fresh = tempFolders('load');
 
 /** A fresh copy of a fixture checkpoint (config.json + model.safetensors). */
 function copyFixture(variant = 'tiny-llama'): string {
@@ -151,7 +141,7 @@ describe('loadLlama: damaged checkpoints', () => {
   });
 
   it('a folder that does not exist', async (t) => {
-    const dir = path.join(root, 'no-such-model');
+    const dir = path.join(fresh(), 'no-such-model');
     await loadFails(t, dir, [dir, 'does not exist']);
   });
 

@@ -1,14 +1,11 @@
 /** Reference cross-entropy over rows of logits [T, V], with an ignore index. */
 import type { F } from './elementwise.js';
+import { logSumExp } from './norm.js';
 
 export function crossEntropy(logits: F, targets: Int32Array, losses: F, lse: F, T: number, V: number, ignoreIndex: number): void {
   for (let t = 0; t < T; t++) {
     const o = t * V;
-    let max = -Infinity;
-    for (let v = 0; v < V; v++) max = Math.max(max, logits[o + v]!);
-    let sum = 0;
-    for (let v = 0; v < V; v++) sum += Math.exp(logits[o + v]! - max);
-    const l = max + Math.log(sum);
+    const l = logSumExp(logits, o, V);
     lse[t] = l;
     const y = targets[t]!;
     if (y === ignoreIndex) { losses[t] = 0; continue; }

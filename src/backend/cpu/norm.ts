@@ -1,14 +1,20 @@
 /** Reference row softmax and RMSNorm, forward and backward. */
 import type { F } from './elementwise.js';
 
+/** log Σ exp(x[o .. o+n)), computed stably. */
+export function logSumExp(x: F, o: number, n: number): number {
+  let max = -Infinity;
+  for (let c = 0; c < n; c++) max = Math.max(max, x[o + c]!);
+  let sum = 0;
+  for (let c = 0; c < n; c++) sum += Math.exp(x[o + c]! - max);
+  return max + Math.log(sum);
+}
+
 export function softmax(x: F, out: F, rows: number, cols: number): void {
   for (let r = 0; r < rows; r++) {
     const o = r * cols;
-    let max = -Infinity;
-    for (let c = 0; c < cols; c++) max = Math.max(max, x[o + c]!);
-    let sum = 0;
-    for (let c = 0; c < cols; c++) sum += Math.exp(x[o + c]! - max);
-    for (let c = 0; c < cols; c++) out[o + c] = Math.exp(x[o + c]! - max) / sum;
+    const l = logSumExp(x, o, cols);
+    for (let c = 0; c < cols; c++) out[o + c] = Math.exp(x[o + c]! - l);
   }
 }
 
