@@ -50,6 +50,27 @@ export abstract class Module {
     return out;
   }
 
+  /** The module or tensor at a dotted path such as `model.layers.0.self_attn.q_proj`. */
+  getAt(path: string): Module | Tensor | undefined {
+    let cur: unknown = this;
+    for (const seg of path.split('.')) {
+      if (cur === null || typeof cur !== 'object') return undefined;
+      cur = (cur as Record<string, unknown>)[seg];
+    }
+    return cur instanceof Module || cur instanceof TensorClass ? cur : undefined;
+  }
+
+  /** Replaces the module or tensor at a dotted path (LoRA injection, merging, dtype promotion). */
+  setAt(path: string, value: Module | Tensor): void {
+    const segs = path.split('.');
+    const last = segs.pop()!;
+    const parent = segs.length ? this.getAt(segs.join('.')) ?? arrayAt(this, segs) : this;
+    if (parent === undefined || parent === null || typeof parent !== 'object' || !(last in parent)) {
+      throw new Error(`setAt: no '${path}' in this module`);
+    }
+    (parent as unknown as Record<string, unknown>)[last] = value;
+  }
+
   /** Frees every parameter (and its gradient). */
   dispose(): void {
     for (const t of this.parameters()) t.dispose();
@@ -62,4 +83,14 @@ export abstract class Module {
     }
     for (const [key, m] of this.namedChildren()) m.walk(join(key), fn);
   }
+}
+
+/** Resolves a path that ends in an array (e.g. `model.layers`) for `setAt`. */
+function arrayAt(root: Module, segs: string[]): unknown[] | undefined {
+  let cur: unknown = root;
+  for (const seg of segs) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string, unknown>)[seg];
+  }
+  return Array.isArray(cur) ? cur : undefined;
 }

@@ -127,25 +127,36 @@ export function setBackwardHelpers(h: BackwardHelpers): void {
  * zero them with `zeroGrad` between optimizer steps.
  */
 export function backward(root: Tensor, seed?: Tensor): void {
-  if (!helpers) throw new InternalError('autograd helpers not installed');
-  const h = helpers;
-  if (!root.requiresGrad) {
-    throw new LongLoraError('backward(): the tensor does not depend on any tensor that requires grad (were all parameters frozen, or was it computed under noGrad?)');
-  }
-  if (!seed && root.size !== 1) throw new LongLoraError(`backward(): root has shape [${root.shape.join(', ')}]; pass a seed gradient for non-scalars`);
-  if (seed && !sameShape(seed.shape, root.shape)) throw new LongLoraError('backward(): seed shape differs from the root shape');
   const nodes = tape.nodes;
   tape.nodes = [];
+  backwardNodes(nodes, root, seed);
+}
+
+/** Back-propagates through a tape of one's own (activation checkpointing) and empties it. */
+export function backwardOn(t: Tape, root: Tensor, seed?: Tensor): void {
+  const nodes = t.nodes;
+  t.nodes = [];
+  backwardNodes(nodes, root, seed);
+}
+
+function backwardNodes(nodes: Node[], root: Tensor, seed?: Tensor): void {
+  if (!helpers) throw new InternalError('autograd helpers not installed');
+  const h = helpers;
+  const release = (): void => { for (const n of nodes) for (const t of n.saved) t.dispose(); };
+  if (!root.requiresGrad) {
+    release();
+    throw new LongLoraError('backward(): the tensor does not depend on any tensor that requires grad (were all parameters frozen, or was it computed under noGrad?)');
+  }
+  if (!seed && root.size !== 1) { release(); throw new LongLoraError(`backward(): root has shape [${root.shape.join(', ')}]; pass a seed gradient for non-scalars`); }
+  if (seed && !sameShape(seed.shape, root.shape)) { release(); throw new LongLoraError('backward(): seed shape differs from the root shape'); }
   const grads = new Map<number, Tensor>();
   const prevGrad = gradEnabled;
   gradEnabled = false;
   try {
     tidy(() => {
-      if (root.isLeaf) {
-        accumulateLeaf(root, seed ? seed.view(root.shape, false) : h.onesLike(root).view(root.shape, false), h.addInto, h.copy);
-        return;
-      }
-      grads.set(root.id, seed ? seed.view(root.shape, false) : h.onesLike(root).view(root.shape, false));
+      const first = seed ? seed.view(root.shape, false) : h.onesLike(root).view(root.shape, false);
+      if (root.isLeaf) { accumulateLeaf(root, first, h.addInto, h.copy); return; }
+      grads.set(root.id, first);
       for (let i = nodes.length - 1; i >= 0; i--) {
         const node = nodes[i]!;
         const g = grads.get(node.out);
@@ -159,7 +170,7 @@ export function backward(root: Tensor, seed?: Tensor): void {
     });
   } finally {
     gradEnabled = prevGrad;
-    for (const n of nodes) for (const t of n.saved) t.dispose();
+    release();
     for (const g of grads.values()) g.dispose();
   }
 }

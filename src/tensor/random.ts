@@ -21,9 +21,14 @@ export class Rng {
 
   static fromState(state: readonly number[]): Rng {
     const r = new Rng(0);
-    r.s.set(state.slice(0, 4));
-    r.spare = state.length > 4 && Number.isFinite(state[4]) ? state[4]! : null;
+    r.setState(state);
     return r;
+  }
+
+  /** Restores a state taken with `state()`. */
+  setState(state: readonly number[]): void {
+    this.s.set(state.slice(0, 4));
+    this.spare = state.length > 4 && Number.isFinite(state[4]) ? state[4]! : null;
   }
 
   /** The full state (for checkpoints). */

@@ -17,6 +17,8 @@ import { linear } from '../../tensor/ops/matmul.js';
 import { reshape } from '../../tensor/ops/shape.js';
 import { fmt } from '../../tensor/ops/util.js';
 import type { Tensor } from '../../tensor/tensor.js';
+import type { Rng } from '../../tensor/random.js';
+import { recompute } from '../../tensor/recompute.js';
 import type { LlamaConfig } from './config.js';
 import { computeWeight } from '../../nn/linear.js';
 
@@ -35,6 +37,10 @@ export interface LayerContext {
 export interface ForwardOptions {
   /** Attention pattern: dense causal (default) or S²-Attn for training. */
   mask?: AttentionMask;
+  /** Recompute each decoder layer in the backward pass instead of keeping its activations. */
+  checkpointing?: boolean;
+  /** Generators the layers draw from (dropout), replayed by the recomputation. */
+  rngs?: readonly Rng[];
 }
 
 export class LlamaAttention extends Module {
@@ -145,7 +151,11 @@ export class LlamaForCausalLM extends Module {
       mask: opts.mask ?? CAUSAL,
     };
     let x = embed.forward(ids); // (B, N, C)
-    for (const layer of this.model.layers) x = layer.forward(x, ctx);
+    for (const layer of this.model.layers) {
+      x = opts.checkpointing
+        ? recompute((h) => layer.forward(h, ctx), x, layer.trainableParameters(), opts.rngs)
+        : layer.forward(x, ctx);
+    }
     return this.model.norm.forward(x);
   }
 

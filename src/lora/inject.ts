@@ -1,0 +1,123 @@
+/**
+ * Putting LoRA into a model, choosing what trains, and merging adapters back.
+ * Targets match module paths the way PEFT does: a target `q_proj` matches every module
+ * whose path is `q_proj` or ends in `.q_proj`; `all-linear` means every linear layer
+ * except the output head.
+ */
+import { LongLoraError } from '../errors.js';
+import { Linear } from '../nn/linear.js';
+import { Module } from '../nn/module.js';
+import { cast } from '../tensor/ops/elementwise.js';
+import type { Rng } from '../tensor/random.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { LoRALinear, checkLoraOptions, type LoraOptions, type LoraRuntime } from './lora.js';
+
+export const DEFAULT_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj'] as const;
+export const ALL_LINEAR = 'all-linear';
+const OUTPUT_HEAD = 'lm_head';
+
+/** What trains: LongLoRA (LoRA + extras), plain LoRA, or everything. */
+export type TrainMode = 'longlora' | 'lora' | 'full';
+
+/** Paths of every linear layer (plain or LoRA-wrapped). */
+export function linearPaths(model: Module): string[] {
+  return model.namedModules().filter(([, m]) => m instanceof Linear || m instanceof LoRALinear).map(([p]) => p)
+    .filter((p) => !/\.lora_[AB]$/.test(p));
+}
+
+const baseName = (path: string): string => path.slice(path.lastIndexOf('.') + 1);
+
+/** The module paths the targets select; a target that selects nothing is an error. */
+export function resolveTargets(model: Module, targets: readonly string[] | typeof ALL_LINEAR): string[] {
+  const all = linearPaths(model);
+  if (targets === ALL_LINEAR) return all.filter((p) => baseName(p) !== OUTPUT_HEAD);
+  if (targets.length === 0) throw new LongLoraError('no LoRA target modules given; use e.g. q_proj,k_proj,v_proj,o_proj or all-linear');
+  const kinds = [...new Set(all.map(baseName))];
+  const chosen = new Set<string>();
+  for (const t of targets) {
+    const hit = all.filter((p) => p === t || p.endsWith(`.${t}`));
+    if (hit.length === 0) {
+      throw new LongLoraError(`LoRA target '${t}' matches no module. Linear modules in this model: ${kinds.join(', ')} (or all-linear).`);
+    }
+    for (const p of hit) chosen.add(p);
+  }
+  return all.filter((p) => chosen.has(p));
+}
+
+/** Wraps the target layers with fresh adapters. Returns the wrapped paths. */
+export function applyLora(model: Module, targets: readonly string[] | typeof ALL_LINEAR, options: LoraOptions, rng: Rng, runtime: LoraRuntime): string[] {
+  checkLoraOptions(options);
+  const paths = resolveTargets(model, targets);
+  for (const p of paths) {
+    const m = model.getAt(p);
+    if (m instanceof LoRALinear) throw new LongLoraError(`${p} already has a LoRA adapter`);
+    model.setAt(p, LoRALinear.fresh(m as Linear, options, rng, runtime));
+  }
+  return paths;
+}
+
+/** The LoRA layers of a model with their paths. */
+export function loraLayers(model: Module): Array<[string, LoRALinear]> {
+  return model.namedModules().filter((e): e is [string, LoRALinear] => e[1] instanceof LoRALinear);
+}
+
+/** Replaces every LoRA layer by a plain linear layer with the merged weight. */
+export function mergeLora(model: Module): number {
+  const layers = loraLayers(model);
+  for (const [p, l] of layers) {
+    const merged = l.mergedWeight().keep();
+    merged.name = `${p}.weight`;
+    l.dispose();
+    model.setAt(p, new Linear(merged));
+  }
+  return layers.length;
+}
+
+export interface TrainableReport {
+  names: string[];
+  trainable: number;
+  total: number;
+}
+
+/** Replaces a 16-bit parameter by an f32 copy (trainable tensors are f32 masters). */
+function promote(model: Module, name: string, t: Tensor): Tensor {
+  if (t.dtype === 'f32' || t.dtype === 'f64') return t;
+  const f = cast(t, 'f32').keep();
+  f.name = name;
+  model.setAt(name, f);
+  t.dispose();
+  return f;
+}
+
+/**
+ * Freezes everything, then opens what the mode trains: `full` every parameter; `lora`
+ * the adapters; `longlora` the adapters plus every parameter whose name contains one of
+ * `extras` (default embed and norm, SPEC §4). Frozen tensors never get gradients.
+ */
+export function setTrainable(model: Module, mode: TrainMode, extras: readonly string[] = []): TrainableReport {
+  const named = model.namedParameters();
+  for (const [, t] of named) t.requiresGrad = false;
+  const isLora = (n: string): boolean => /\.lora_[AB]\.weight$/.test(n);
+  if (mode !== 'full' && !named.some(([n]) => isLora(n))) {
+    throw new LongLoraError(`mode '${mode}' trains LoRA adapters, but the model has none; apply LoRA first or use mode 'full'`);
+  }
+  if (mode === 'lora' && extras.length > 0) throw new LongLoraError(`mode 'lora' trains adapters only; remove the trainable extras (${extras.join(', ')}) or use mode 'longlora'`);
+  for (const e of extras) {
+    if (!named.some(([n]) => !isLora(n) && n.includes(e))) {
+      throw new LongLoraError(`trainable extra '${e}' matches no parameter name (e.g. ${named.slice(0, 3).map(([n]) => n).join(', ')})`);
+    }
+  }
+  const names: string[] = [];
+  for (const [n, t] of named) {
+    const open = mode === 'full' || isLora(n) || (mode === 'longlora' && extras.some((e) => n.includes(e)));
+    if (!open) continue;
+    promote(model, n, t).requireGrad();
+    names.push(n);
+  }
+  const after = model.namedParameters();
+  return {
+    names,
+    trainable: after.filter(([, t]) => t.requiresGrad).reduce((a, [, t]) => a + t.size, 0),
+    total: after.reduce((a, [, t]) => a + t.size, 0),
+  };
+}
