@@ -96,6 +96,17 @@ export interface AttentionArgs {
   mask: AttentionMask;
 }
 
+/** Hyper-parameters of one AdamW update (torch.optim.AdamW semantics). */
+export interface AdamWArgs {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** 1-based step count, for bias correction. */
+  step: number;
+}
+
 export interface Backend {
   readonly name: string;
   /** Whether kernels accept f64 operands (the CPU reference backend, for gradient checks). */
@@ -168,4 +179,10 @@ export interface Backend {
   /** dlogits[t] = dlosses[t] · (softmax(logits[t]) − onehot(target)); 0 rows where ignored. */
   crossEntropyBackward(logits: DeviceBuffer, targets: DeviceBuffer, lse: DeviceBuffer,
     dlosses: DeviceBuffer, dlogits: DeviceBuffer, T: number, V: number, ignoreIndex: number): void;
+
+  /**
+   * One AdamW step, in place on p, m, v: p ← p·(1 − lr·wd); m ← β1·m + (1−β1)·g;
+   * v ← β2·v + (1−β2)·g²; p ← p − lr·m̂/(√v̂ + eps) with bias-corrected m̂, v̂.
+   */
+  adamw(p: DeviceBuffer, g: DeviceBuffer, m: DeviceBuffer, v: DeviceBuffer, args: AdamWArgs): void;
 }

@@ -4,7 +4,7 @@
  * against. It computes in f32 or f64 (for finite-difference gradient checks).
  */
 import type {
-  AttentionArgs, Backend, BinaryOp, CopyArgs, DeviceBuffer, MatmulArgs, MemoryStats, UnaryOp,
+  AdamWArgs, AttentionArgs, Backend, BinaryOp, CopyArgs, DeviceBuffer, MatmulArgs, MemoryStats, UnaryOp,
 } from '../backend.js';
 import type { DType, HostArray } from '../../tensor/dtype.js';
 import { allocHost, hostMatches, itemSize } from '../../tensor/dtype.js';
@@ -16,6 +16,7 @@ import { rope } from './rope.js';
 import { gather, scatterAdd } from './embedding.js';
 import { attention, attentionBackward } from './attention.js';
 import { crossEntropy, crossEntropyBackward } from './loss.js';
+import { adamw } from './optim.js';
 
 type F = ew.F;
 
@@ -128,6 +129,10 @@ export class CpuBackend implements Backend {
   crossEntropyBackward(logits: DeviceBuffer, targets: DeviceBuffer, lse: DeviceBuffer, dlosses: DeviceBuffer,
     dlogits: DeviceBuffer, T: number, V: number, ignoreIndex: number): void {
     crossEntropyBackward(this.f(logits), this.i(targets), this.f(lse), this.f(dlosses), this.f(dlogits), T, V, ignoreIndex);
+  }
+
+  adamw(p: DeviceBuffer, g: DeviceBuffer, m: DeviceBuffer, v: DeviceBuffer, args: AdamWArgs): void {
+    adamw(this.f(p), this.f(g), this.f(m), this.f(v), args);
   }
 
   private own(buf: DeviceBuffer): CpuBuffer {

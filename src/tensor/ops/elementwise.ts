@@ -111,3 +111,9 @@ export function copy(x: Tensor): Tensor {
   });
   return out;
 }
+
+/** t ← alpha·t in place (no autograd). Used to clip gradients. */
+export function scaleInPlace(t: Tensor, alpha: number): void {
+  computeDType('scaleInPlace', t);
+  t.backend.affine(t.buffer, alpha, 0, t.buffer);
+}

@@ -1,0 +1,91 @@
+/**
+ * AdamW over named trainable parameters (torch.optim.AdamW semantics), global gradient
+ * norm clipping (torch.nn.utils.clip_grad_norm_), and the optimizer state as tensors
+ * for checkpoints.
+ */
+import { LongLoraError } from '../errors.js';
+import { zeros } from '../tensor/ops/create.js';
+import { add, scaleInPlace, square } from '../tensor/ops/elementwise.js';
+import { sum } from '../tensor/ops/reduce.js';
+import { noGrad } from '../tensor/autograd.js';
+import { tidy } from '../tensor/scope.js';
+import type { Tensor } from '../tensor/tensor.js';
+
+export interface AdamWOptions {
+  betas: [number, number];
+  eps: number;
+  weightDecay: number;
+}
+
+/** Hugging Face's Trainer does not decay norm weights or biases. */
+export function decays(name: string): boolean {
+  return !(name.includes('norm') || name.endsWith('bias'));
+}
+
+interface Slot {
+  name: string;
+  param: Tensor;
+  m: Tensor;
+  v: Tensor;
+}
+
+export class AdamW {
+  /** Optimizer steps taken (the bias-correction count). */
+  step = 0;
+  private slots: Slot[];
+
+  constructor(params: ReadonlyArray<readonly [string, Tensor]>, readonly options: AdamWOptions) {
+    const [b1, b2] = options.betas;
+    if (!(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1)) throw new LongLoraError(`AdamW betas must be in [0, 1), got [${b1}, ${b2}]`);
+    if (!(options.eps > 0)) throw new LongLoraError(`AdamW eps must be positive, got ${options.eps}`);
+    if (!(options.weightDecay >= 0)) throw new LongLoraError(`weight decay must be ≥ 0, got ${options.weightDecay}`);
+    this.slots = params.map(([name, param]) => ({
+      name, param,
+      m: zeros(param.shape, param.dtype, param.backend).keep(),
+      v: zeros(param.shape, param.dtype, param.backend).keep(),
+    }));
+  }
+
+  /** Applies one update with learning rate `lr` to every parameter that has a gradient. */
+  update(lr: number): void {
+    this.step++;
+    const [beta1, beta2] = this.options.betas;
+    for (const s of this.slots) {
+      if (!s.param.grad) continue;
+      const wd = decays(s.name) ? this.options.weightDecay : 0;
+      s.param.backend.adamw(s.param.buffer, s.param.grad.buffer, s.m.buffer, s.v.buffer,
+        { lr, beta1, beta2, eps: this.options.eps, weightDecay: wd, step: this.step });
+    }
+  }
+
+  /** The moments as named tensors (`<name>.exp_avg`, `<name>.exp_avg_sq`), for checkpoints. */
+  stateTensors(): Array<[string, Tensor]> {
+    return this.slots.flatMap((s) => [[`${s.name}.exp_avg`, s.m], [`${s.name}.exp_avg_sq`, s.v]] as Array<[string, Tensor]>);
+  }
+
+  /** Parameter names in order (a checkpoint must match them). */
+  names(): string[] {
+    return this.slots.map((s) => s.name);
+  }
+
+  dispose(): void {
+    for (const s of this.slots) { s.m.dispose(); s.v.dispose(); }
+  }
+}
+
+/**
+ * Scales all gradients so their global L2 norm is at most `maxNorm` (no-op for 0);
+ * returns the norm before clipping. One host read.
+ */
+export async function clipGradNorm(params: readonly Tensor[], maxNorm: number): Promise<number> {
+  const withGrad = params.filter((p) => p.grad);
+  if (withGrad.length === 0) return 0;
+  const total = noGrad(() => tidy(() => withGrad.map((p) => sum(square(p.grad!))).reduce((a, b) => add(a, b))));
+  const norm = Math.sqrt(await total.item());
+  total.dispose();
+  if (maxNorm > 0 && norm > maxNorm) {
+    const coef = maxNorm / (norm + 1e-6);
+    for (const p of withGrad) scaleInPlace(p.grad!, coef);
+  }
+  return norm;
+}
