@@ -196,3 +196,124 @@ def causal_lm_loss(logits, labels):
     logp = torch.log_softmax(logits, dim=-1)
     nll = -logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     return (nll * valid).sum() / valid.sum()
+
+
+# ------------------------------------------------------------- LoRA and S²-Attn
+#
+# Additions for the LongLoRA training fixtures (make_golden_train.py). Nothing above
+# this line depends on them. LoRA tensors live in the same dict under Hugging Face-style
+# names: "<module>.lora_A.weight" [r, in] and "<module>.lora_B.weight" [out, r] beside
+# "<module>.weight", e.g. "model.layers.0.self_attn.q_proj.lora_A.weight".
+
+S2_FORMS = ("dense", "roll", "segmented")
+
+
+def lora_linear(x, p, prefix, scaling):
+    """y = x Wᵀ + scaling · ((x Aᵀ) Bᵀ) (PEFT LoRA, dropout 0); the LoRA term only when
+    p holds prefix + "lora_A.weight"."""
+    y = x @ p[prefix + "weight"].t()
+    a = p.get(prefix + "lora_A.weight")
+    if a is not None:
+        y = y + ((x @ a.t()) @ p[prefix + "lora_B.weight"].t()) * scaling
+    return y
+
+
+def s2_segments(H, N, G):
+    """[H, N] int64: S²-Attn segment id of token i for query head h — floor(i / G) for
+    heads [0, H/2), floor((i + G/2) / G) for heads [H/2, H)."""
+    if G % 2 != 0 or H % 2 != 0:
+        raise ValueError("S²-Attn needs an even group size and an even head count")
+    i = torch.arange(N)
+    first = i // G
+    second = (i + G // 2) // G
+    return torch.stack([first if h < H // 2 else second for h in range(H)])
+
+
+def s2_segment_mask(H, N, G):
+    """[H, N, N] bool, True where query i of head h may attend to key j: j <= i and both
+    in the same segment (the leak-free 'segmented' S²-Attn)."""
+    seg = s2_segments(H, N, G)
+    causal = torch.ones(N, N, dtype=torch.bool).tril()
+    same = seg[:, :, None] == seg[:, None, :]
+    return same & causal[None]
+
+
+def masked_attention_core(q, k, v, allowed):
+    """softmax(q kᵀ / √D, masked by `allowed` [.., N, N] bool) v; q/k/v [B, H, N, D]."""
+    D = q.shape[-1]
+    scores = (q @ k.transpose(-1, -2)) / math.sqrt(D)
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v
+
+
+def s2_attention_core(q, k, v, form, G):
+    """Attention of q, k, v [B, H, N, D] (after RoPE and after repeating kv heads to H).
+
+    form "dense": plain causal attention.
+    form "segmented": causal attention with the per-head block mask of s2_segment_mask.
+    form "roll": the paper's pseudocode with torch.roll — roll the second half of the
+      heads of q, k, v by -G/2 along the sequence, split into N/G groups of G tokens,
+      causal attention inside each group, roll those heads' output back by +G/2. The last
+      group then holds tokens [N-G/2, N) followed by [0, G/2), so tokens 0..G/2-1 of the
+      shifted heads see the last G/2 tokens (the known leak).
+    """
+    B, H, N, D = q.shape
+    if form == "dense":
+        causal = torch.ones(N, N, dtype=torch.bool).tril()
+        return masked_attention_core(q, k, v, causal)
+    if form == "segmented":
+        return masked_attention_core(q, k, v, s2_segment_mask(H, N, G))
+    if form != "roll":
+        raise ValueError("unknown attention form %r" % form)
+    if N % G != 0 or G % 2 != 0 or H % 2 != 0:
+        raise ValueError("roll form needs N divisible by G, G and H even")
+    half, shift = H // 2, G // 2
+
+    def shift_heads(t, amount):
+        return torch.cat([t[:, :half], t[:, half:].roll(amount, dims=2)], dim=1)
+
+    qs, ks, vs = (shift_heads(t, -shift).reshape(B, H, N // G, G, D) for t in (q, k, v))
+    causal = torch.ones(G, G, dtype=torch.bool).tril()
+    out = masked_attention_core(qs, ks, vs, causal)  # [B, H, N/G, G, D]
+    out = out.reshape(B, H, N, D)
+    return shift_heads(out, shift)
+
+
+def attention_lora(x, p, prefix, cfg, cos, sin, scaling, form, G):
+    """attention() with LoRA on q/k/v/o and the attention core chosen by `form`."""
+    B, N, _ = x.shape
+    H, Hkv, D = cfg["num_attention_heads"], num_kv_heads(cfg), head_dim(cfg)
+    q = lora_linear(x, p, prefix + "q_proj.", scaling)
+    k = lora_linear(x, p, prefix + "k_proj.", scaling)
+    v = lora_linear(x, p, prefix + "v_proj.", scaling)
+    q = q.view(B, N, H, D).transpose(1, 2)
+    k = k.view(B, N, Hkv, D).transpose(1, 2)
+    v = v.view(B, N, Hkv, D).transpose(1, 2)
+    q = apply_rope(q, cos, sin)  # global positions, before any grouping
+    k = apply_rope(k, cos, sin)
+    kv_of = torch.arange(H) // (H // Hkv)
+    k = k[:, kv_of]
+    v = v[:, kv_of]
+    out = s2_attention_core(q, k, v, form, G)  # [B, H, N, D]
+    out = out.transpose(1, 2).reshape(B, N, H * D)
+    return lora_linear(out, p, prefix + "o_proj.", scaling)
+
+
+def forward_lora(p, cfg, input_ids, scaling, form="dense", G=None):
+    """forward() with LoRA adapters and S²-Attn; returns logits [B, N, vocab].
+    RoPE uses cfg's (linear) rope_scaling, as forward() does."""
+    eps = float(cfg["rms_norm_eps"])
+    emb = p["model.embed_tokens.weight"]
+    h = emb[input_ids]
+    cos, sin = rope_cos_sin(cfg, input_ids.shape[1], emb.dtype)
+    for i in range(cfg["num_hidden_layers"]):
+        pre = "model.layers.%d." % i
+        r = h
+        x = rms_norm(h, p[pre + "input_layernorm.weight"], eps)
+        h = r + attention_lora(x, p, pre + "self_attn.", cfg, cos, sin, scaling, form, G)
+        r = h
+        x = rms_norm(h, p[pre + "post_attention_layernorm.weight"], eps)
+        h = r + mlp(x, p, pre + "mlp.")
+    h = rms_norm(h, p["model.norm.weight"], eps)
+    head = emb if cfg.get("tie_word_embeddings", False) else p["lm_head.weight"]
+    return h @ head.t()
