@@ -14,6 +14,7 @@ import type { HostArray } from '../../tensor/dtype.js';
 import { fromFloatArray } from '../../tensor/dtype.js';
 import { Rng } from '../../tensor/random.js';
 import { fromHost, type Tensor } from '../../tensor/tensor.js';
+import type { RopeScaling } from '../../nn/rope.js';
 import { llamaConfigToHF, parseLlamaConfig, type LlamaConfig } from './config.js';
 import { LlamaForCausalLM, type WeightSource } from './model.js';
 
@@ -28,6 +29,8 @@ export interface LoadOptions {
   backend?: Backend;
   /** Receives non-fatal findings, such as tensors the model does not use. */
   onWarning?: (message: string) => void;
+  /** RoPE scaling to use instead of config.json's (context extension, adapters trained with one). */
+  ropeScaling?: RopeScaling;
 }
 
 /** Tensors some exporters add that carry nothing (recomputed at run time). */
@@ -81,7 +84,8 @@ export async function loadLlama(dir: string, opts: LoadOptions = {}): Promise<Ll
   if (!fs.statSync(dir).isDirectory()) {
     throw new LongLoraError(`${dir} is not a folder; pass the folder that holds config.json and the safetensors files`);
   }
-  const config = parseLlamaConfig(readJsonFile(configPath), configPath);
+  const parsed = parseLlamaConfig(readJsonFile(configPath), configPath);
+  const config = opts.ropeScaling ? { ...parsed, ropeScaling: opts.ropeScaling } : parsed;
   const dtype = opts.dtype ?? 'f32';
   const backend = opts.backend ?? currentBackend();
   const ck = openCheckpoint(dir);
