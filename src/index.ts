@@ -25,6 +25,9 @@ export { RMSNorm, rmsnorm } from './nn/rmsnorm.js';
 export { softmax } from './nn/softmax.js';
 export { rope, ropeAngles, RotaryEmbedding } from './nn/rope.js';
 export type { RopeScaling, RopeTables } from './nn/rope.js';
+export {
+  extendRopeScaling, describeRopeScaling, ropeScalingFromHF, ropeScalingToHF, ropeFrequencies, ropeContextLength,
+} from './nn/rope-scaling.js';
 export { crossEntropy, crossEntropyPerToken, shiftLabels, IGNORE_INDEX } from './nn/loss.js';
 export { attention, CAUSAL } from './attention/attention.js';
 export type { AttentionOptions } from './attention/attention.js';

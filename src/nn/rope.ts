@@ -1,7 +1,7 @@
 /**
- * Rotary position embedding, rotate-half layout (Hugging Face Llama), with linear
- * position interpolation: the angle of position p and frequency i is
- * (p / factor) · theta^(−2i/D)  (SPEC §3).
+ * Rotary position embedding, rotate-half layout (Hugging Face Llama), with the position
+ * scalings of rope-scaling.ts: linear interpolation (the angle of position p and frequency
+ * i is (p / factor) · theta^(−2i/D), SPEC §3), dynamic NTK, YaRN and Llama 3.1.
  */
 import type { Backend } from '../backend/backend.js';
 import { LongLoraError } from '../errors.js';
@@ -9,9 +9,10 @@ import { record } from '../tensor/autograd.js';
 import { fromHost } from '../tensor/ops/create.js';
 import { backendOf, computeDType, fmt } from '../tensor/ops/util.js';
 import { Tensor } from '../tensor/tensor.js';
+import { checkRopeScaling, ropeFrequencies, type RopeScaling } from './rope-scaling.js';
 
-/** How positions are rescaled. `none` is plain RoPE. */
-export type RopeScaling = { type: 'none' } | { type: 'linear'; factor: number };
+export type { Llama3Scaling, RopeFrequencies, RopeScaling, YarnScaling } from './rope-scaling.js';
+export { ropeFrequencies, ropeInvFreq } from './rope-scaling.js';
 
 export interface RopeTables {
   /** [N, D/2] cosines and sines for positions offset..offset+N−1. */
@@ -19,27 +20,26 @@ export interface RopeTables {
   sin: Tensor;
 }
 
-/** inv_freq[i] = theta^(−2i/D), i < D/2. */
-export function ropeInvFreq(D: number, theta: number): Float64Array {
-  const out = new Float64Array(D / 2);
-  for (let i = 0; i < D / 2; i++) out[i] = 1 / theta ** ((2 * i) / D);
-  return out;
-}
-
-/** cos and sin tables [N, D/2] (row-major) for positions offset..offset+N−1. */
-export function ropeAngles(N: number, D: number, theta: number, scaling: RopeScaling, offset = 0): { cos: Float64Array; sin: Float64Array } {
+/**
+ * cos and sin tables [N, D/2] (row-major) for positions offset..offset+N−1, multiplied by
+ * the scaling's attention factor (YaRN; 1 otherwise) as Hugging Face does. Dynamic NTK
+ * uses the current length offset + N. `maxPositionEmbeddings` is the config's value:
+ * required for dynamic, the default original length of yarn / llama3.
+ */
+export function ropeAngles(
+  N: number, D: number, theta: number, scaling: RopeScaling, offset = 0, maxPositionEmbeddings?: number,
+): { cos: Float64Array; sin: Float64Array } {
   if (D % 2 !== 0) throw new LongLoraError(`RoPE needs an even head dim, got ${D}`);
-  const inv = ropeInvFreq(D, theta);
-  const f = scaling.type === 'linear' ? scaling.factor : 1;
+  const { invFreq, attentionFactor: af } = ropeFrequencies(D, theta, scaling, offset + N, maxPositionEmbeddings);
   const half = D / 2;
   const cos = new Float64Array(N * half);
   const sin = new Float64Array(N * half);
   for (let n = 0; n < N; n++) {
-    const p = (offset + n) / f;
+    const p = offset + n;
     for (let i = 0; i < half; i++) {
-      const a = p * inv[i]!;
-      cos[n * half + i] = Math.cos(a);
-      sin[n * half + i] = Math.sin(a);
+      const a = p * invFreq[i]!;
+      cos[n * half + i] = af * Math.cos(a);
+      sin[n * half + i] = af * Math.sin(a);
     }
   }
   return { cos, sin };
@@ -50,13 +50,20 @@ export function ropeAngles(N: number, D: number, theta: number, scaling: RopeSca
  */
 export class RotaryEmbedding {
   private cache = new Map<string, RopeTables>();
-  constructor(readonly D: number, readonly theta: number, readonly scaling: RopeScaling) {}
+  /**
+   * `maxPositionEmbeddings` (the config's) is needed by dynamic scaling and is the default
+   * original length of yarn / llama3.
+   */
+  constructor(readonly D: number, readonly theta: number, readonly scaling: RopeScaling, readonly maxPositionEmbeddings?: number) {
+    checkRopeScaling(scaling, 'RotaryEmbedding');
+    ropeFrequencies(D, theta, scaling, 0, maxPositionEmbeddings); // fail now, not at the first forward
+  }
 
   tables(N: number, dtype: 'f32' | 'f64', backend: Backend, offset = 0): RopeTables {
     const key = `${N}:${offset}:${dtype}:${backend.name}`;
     let t = this.cache.get(key);
     if (!t) {
-      const { cos, sin } = ropeAngles(N, this.D, this.theta, this.scaling, offset);
+      const { cos, sin } = ropeAngles(N, this.D, this.theta, this.scaling, offset, this.maxPositionEmbeddings);
       const conv = (a: Float64Array): Tensor => fromHost(dtype === 'f32' ? Float32Array.from(a) : a, [N, this.D / 2], dtype, backend).keep();
       t = { cos: conv(cos), sin: conv(sin) };
       this.cache.set(key, t);

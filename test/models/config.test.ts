@@ -69,6 +69,25 @@ describe('parseLlamaConfig: rope scaling spellings', () => {
     assert.equal(c.ropeTheta, 1e6);
   });
 
+  it('reads dynamic, yarn and llama3 with Hugging Face defaults', () => {
+    assert.deepEqual(parseLlamaConfig(base({ rope_scaling: { type: 'dynamic', factor: 2 } }), FILE).ropeScaling, { type: 'dynamic', factor: 2 });
+    // yarn: original_max_position_embeddings defaults to max_position_embeddings
+    assert.deepEqual(parseLlamaConfig(base({ max_position_embeddings: 4096, rope_scaling: { rope_type: 'yarn', factor: 4 } }), FILE).ropeScaling,
+      { type: 'yarn', factor: 4, originalMaxPositionEmbeddings: 4096 });
+    // yarn: a null factor is max_position_embeddings / original (DeepSeek-V3 style)
+    assert.deepEqual(parseLlamaConfig(base({ max_position_embeddings: 163840, rope_scaling: { type: 'yarn', factor: null, original_max_position_embeddings: 4096, beta_fast: 0, mscale: 1, mscale_all_dim: 1 } }), FILE).ropeScaling,
+      { type: 'yarn', factor: 40, originalMaxPositionEmbeddings: 4096, mscale: 1, mscaleAllDim: 1 });
+    const c = parseLlamaConfig(base({ max_position_embeddings: 131072, rope_parameters: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, rope_theta: 500000 } }), FILE);
+    assert.deepEqual(c.ropeScaling, { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 131072 });
+    assert.equal(c.ropeTheta, 500000);
+  });
+
+  it('prefers a non-empty rope_scaling over rope_parameters, as transformers 5 does', () => {
+    const c = parseLlamaConfig(base({ rope_scaling: { type: 'linear', factor: 2 }, rope_parameters: { rope_type: 'linear', factor: 4 } }), FILE);
+    assert.deepEqual(c.ropeScaling, { type: 'linear', factor: 2 });
+    assert.deepEqual(parseLlamaConfig(base({ rope_scaling: {}, rope_parameters: { rope_type: 'linear', factor: 4 } }), FILE).ropeScaling, { type: 'linear', factor: 4 });
+  });
+
   it('treats rope_scaling null or absent as plain RoPE', () => {
     assert.deepEqual(parseLlamaConfig(base({ rope_scaling: null }), FILE).ropeScaling, { type: 'none' });
     assert.deepEqual(parseLlamaConfig(base(), FILE).ropeScaling, { type: 'none' });
@@ -135,10 +154,22 @@ describe('parseLlamaConfig: one clear error per bad input', () => {
     rejects(base({ hidden_size: 30 }), 'hidden_size', 'num_attention_heads', 'head_dim');
   });
 
-  it('an unsupported rope type (yarn, llama3, dynamic), naming the block it came from', () => {
-    rejects(base({ rope_scaling: { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 4096 } }), 'rope_scaling', '"yarn"', 'linear');
-    rejects(base({ rope_scaling: { type: 'dynamic', factor: 2 } }), 'rope_scaling', '"dynamic"');
-    rejects(base({ rope_parameters: { rope_type: 'llama3', factor: 8, rope_theta: 500000 } }), 'rope_parameters', '"llama3"');
+  it('an unsupported rope type (longrope), naming the block it came from and the supported list', () => {
+    rejects(base({ rope_scaling: { rope_type: 'longrope', short_factor: [1], long_factor: [2] } }), 'rope_scaling', '"longrope"', 'default, linear, dynamic, yarn, llama3');
+    rejects(base({ rope_scaling: { type: 'ntk', factor: 2 } }), 'rope_scaling', '"ntk"');
+    rejects(base({ rope_parameters: { rope_type: 'proportional', rope_theta: 500000 } }), 'rope_parameters', '"proportional"');
+  });
+
+  it('a bad yarn / llama3 / dynamic field, naming the key', () => {
+    rejects(base({ rope_scaling: { rope_type: 'llama3', factor: 8, high_freq_factor: 4 } }), 'rope_scaling.low_freq_factor');
+    rejects(base({ rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 4, high_freq_factor: 1 } }), 'high_freq_factor', 'low_freq_factor');
+    rejects(base({ rope_scaling: { rope_type: 'yarn' } }), 'rope_scaling.factor', 'missing');
+    rejects(base({ rope_scaling: { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 40.5 } }), 'rope_scaling.original_max_position_embeddings', '40.5');
+    rejects(base({ rope_scaling: { rope_type: 'yarn', factor: 4, truncate: 'no' } }), 'rope_scaling.truncate');
+    rejects(base({ rope_scaling: { rope_type: 'yarn', factor: 4, attention_factor: -1 } }), 'rope_scaling.attention_factor', '-1');
+    rejects(base({ rope_parameters: { rope_type: 'dynamic', rope_theta: 10000 } }), 'rope_parameters.factor');
+    rejects(base({ rope_parameters: { rope_type: 'default', rope_theta: 'big' } }), 'rope_parameters.rope_theta', '"big"');
+    rejects(base({ partial_rotary_factor: 0.5 }), 'partial_rotary_factor', '0.5');
   });
 
   it('a linear factor below 1 or missing', () => {

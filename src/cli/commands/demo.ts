@@ -11,6 +11,7 @@ import { backward, noGrad, zeroGrad } from '../../tensor/autograd.js';
 import { addInto, ids as idsTensor, scale } from '../../tensor/ops/index.js';
 import { tidy } from '../../tensor/scope.js';
 import { parse } from '../args.js';
+import { describeRopeScaling } from '../../nn/rope-scaling.js';
 import { TINY_MODEL } from '../paths.js';
 
 const OPTIONS = {
@@ -37,7 +38,7 @@ export async function demo(argv: string[]): Promise<void> {
   const c = model.config;
   console.log(`model: ${dir}`);
   console.log(`  ${c.numLayers} layers, hidden ${c.hiddenSize}, heads ${c.numHeads} (kv ${c.numKvHeads}), vocab ${c.vocabSize}, ` +
-    `${model.numParameters().toLocaleString('en-US')} parameters, RoPE ${c.ropeScaling.type === 'linear' ? `linear ×${c.ropeScaling.factor}` : 'plain'}`);
+    `${model.numParameters().toLocaleString('en-US')} parameters, RoPE ${describeRopeScaling(c.ropeScaling)}`);
   const golden = SafetensorsFile.open(path.join(dir, 'golden.safetensors'));
   const inputIds = golden.read('input_ids').data as Int32Array;
   const labels = golden.read('labels').data as Int32Array;

@@ -6,6 +6,7 @@ import { openCheckpoint, readJsonFile } from '../../io/checkpoint.js';
 import { SafetensorsFile } from '../../io/safetensors.js';
 import { parseLlamaConfig } from '../../models/llama/config.js';
 import { parse } from '../args.js';
+import { describeRopeScaling } from '../../nn/rope-scaling.js';
 
 const OPTIONS = {
   tensors: { type: 'boolean', default: false, help: 'list every tensor' },
@@ -37,7 +38,7 @@ export async function info(argv: string[]): Promise<void> {
   const params = rows.reduce((a, r) => a + r.shape.reduce((p, s) => p * s, 1), 0);
   console.log(`${target}: Llama, ${c.numLayers} layers, hidden ${c.hiddenSize}, intermediate ${c.intermediateSize}, ` +
     `heads ${c.numHeads} (kv ${c.numKvHeads}, head dim ${c.headDim}), vocab ${c.vocabSize}`);
-  console.log(`  context ${c.maxPositionEmbeddings}, RoPE theta ${c.ropeTheta}, scaling ${c.ropeScaling.type === 'linear' ? `linear ×${c.ropeScaling.factor}` : 'none'}, ` +
+  console.log(`  context ${c.maxPositionEmbeddings}, RoPE theta ${c.ropeTheta}, scaling ${describeRopeScaling(c.ropeScaling)}, ` +
     `tied embeddings ${c.tieWordEmbeddings ? 'yes' : 'no'}`);
   console.log(`  ${params.toLocaleString('en-US')} parameters in ${ck.files.length} file(s)`);
   if (args.values.tensors) listTensors(rows);

@@ -4,7 +4,7 @@
  * implementation does not have are refused with a message instead of computed wrongly.
  */
 import { LongLoraError } from '../../errors.js';
-import type { RopeScaling } from '../../nn/rope.js';
+import { ropeScalingFromHF, ropeScalingToHF, type RopeScaling } from '../../nn/rope-scaling.js';
 
 export interface LlamaConfig {
   modelType: 'llama';
@@ -60,24 +60,27 @@ function optId(j: Json, key: string, source: string): number | null {
 
 /**
  * RoPE scaling from `rope_scaling` (keys `type` or `rope_type`) or the newer
- * `rope_parameters` block. Returns the scaling and, when the block carries it, rope_theta.
+ * `rope_parameters` block, with Hugging Face's defaults (see ropeScalingFromHF). As in
+ * transformers 5, a non-empty `rope_scaling` wins over `rope_parameters`. Returns the
+ * scaling and, when the block carries it, rope_theta.
  */
 export function parseRopeScaling(j: Json, source: string): { scaling: RopeScaling; theta?: number } {
-  const key = j.rope_parameters !== undefined && j.rope_parameters !== null ? 'rope_parameters' : 'rope_scaling';
+  const present = (k: string): boolean => j[k] !== undefined && j[k] !== null &&
+    !(typeof j[k] === 'object' && !Array.isArray(j[k]) && Object.keys(j[k] as object).length === 0);
+  const key = present('rope_scaling') || !present('rope_parameters') ? 'rope_scaling' : 'rope_parameters';
   const block = j[key] as Json | null | undefined;
+  const partial = (block !== null && typeof block === 'object' && !Array.isArray(block) ? block.partial_rotary_factor : undefined) ?? j.partial_rotary_factor;
+  if (partial !== undefined && partial !== null && partial !== 1) {
+    fail(source, `partial_rotary_factor ${JSON.stringify(partial)} is not supported (Llama rotates the whole head; expected 1 or absent)`);
+  }
   if (block === undefined || block === null) return { scaling: { type: 'none' } };
   if (typeof block !== 'object' || Array.isArray(block)) fail(source, `"${key}" must be an object or null, got ${JSON.stringify(block)}`);
-  const kind = block.rope_type ?? block.type ?? 'default';
-  const theta = typeof block.rope_theta === 'number' ? block.rope_theta : undefined;
-  const withTheta = (scaling: RopeScaling): { scaling: RopeScaling; theta?: number } =>
-    theta === undefined ? { scaling } : { scaling, theta };
-  if (kind === 'default') return withTheta({ type: 'none' });
-  if (kind === 'linear') {
-    const f = block.factor;
-    if (typeof f !== 'number' || !(f >= 1)) fail(source, `"${key}.factor" must be a number ≥ 1 for linear scaling, got ${JSON.stringify(f)}`);
-    return withTheta({ type: 'linear', factor: f });
-  }
-  return fail(source, `${key} type "${String(kind)}" is not supported yet (supported: default, linear)`);
+  const maxPos = int(j, 'max_position_embeddings', source, 2048);
+  const scaling = ropeScalingFromHF(block, key, source, maxPos);
+  const t = block.rope_theta;
+  if (t === undefined || t === null) return { scaling };
+  if (typeof t !== 'number' || !Number.isFinite(t) || t <= 0) fail(source, `"${key}.rope_theta" must be a positive number, got ${JSON.stringify(t)}`);
+  return { scaling, theta: t };
 }
 
 /** Parses and validates a Hugging Face Llama config. `source` names the file in errors. */
@@ -145,7 +148,7 @@ export function llamaConfigToHF(c: LlamaConfig): Record<string, unknown> {
     hidden_act: 'silu',
     rms_norm_eps: c.rmsNormEps,
     rope_theta: c.ropeTheta,
-    rope_scaling: c.ropeScaling.type === 'none' ? null : { rope_type: c.ropeScaling.type, type: c.ropeScaling.type, factor: c.ropeScaling.factor },
+    rope_scaling: ropeScalingToHF(c.ropeScaling, c.maxPositionEmbeddings),
     max_position_embeddings: c.maxPositionEmbeddings,
     tie_word_embeddings: c.tieWordEmbeddings,
     bos_token_id: c.bosTokenId,

@@ -138,7 +138,7 @@ export class LlamaForCausalLM extends Module {
     super();
     this.model = new LlamaModel(config, w, computeDType);
     this.lm_head = config.tieWordEmbeddings ? null : new Linear(w('lm_head.weight', [config.vocabSize, config.hiddenSize]));
-    this.rotary = new RotaryEmbedding(config.headDim, config.ropeTheta, config.ropeScaling);
+    this.rotary = new RotaryEmbedding(config.headDim, config.ropeTheta, config.ropeScaling, config.maxPositionEmbeddings);
   }
 
   /** The final hidden states [B, N, C] for token ids [B, N] (i32). */
