@@ -101,7 +101,12 @@ export function writeDirAtomic(dir: string, fill: (tempDir: string) => void): vo
     fs.rmSync(tempDir, { recursive: true, force: true });
     throw err;
   }
-  swapDir(dir, tempDir);
+  try {
+    swapDir(dir, tempDir);
+  } catch (err) {
+    fs.rmSync(tempDir, { recursive: true, force: true });
+    throw err;
+  }
   fsyncDir(parent);
 }
 

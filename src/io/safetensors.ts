@@ -12,6 +12,7 @@
  */
 import fs from 'node:fs';
 import { LongLoraError } from '../errors.js';
+import { closestNames } from '../util/text.js';
 import { type DType, type HostArray, isFloat, toFloatArray, fromFloatArray } from '../tensor/dtype.js';
 import { type StagedFile, stageFile, writeAllSync } from './atomic.js';
 
@@ -335,25 +336,6 @@ export function missingTensorError(where: string, name: string, present: readonl
   const close = closestNames(name, present, 5);
   const list = present.length === 0 ? 'it holds no tensors' : `it holds ${present.length} tensors; closest: ${close.map((s) => `"${s}"`).join(', ')}`;
   return new LongLoraError(`${where}: no tensor named "${name}" (${list}); check the tensor name and that this is the checkpoint you meant`);
-}
-
-/** The `k` names nearest to `target` by edit distance (ties keep the given order). */
-export function closestNames(target: string, names: readonly string[], k: number): string[] {
-  const scored = names.map((n, i) => ({ n, i, d: editDistance(target, n) }));
-  scored.sort((a, b) => a.d - b.d || a.i - b.i);
-  return scored.slice(0, k).map((s) => s.n);
-}
-
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length]!;
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
