@@ -5,6 +5,8 @@
 import { LongLoraError } from '../errors.js';
 import { demo } from './commands/demo.js';
 import { info } from './commands/info.js';
+import { train } from './commands/train.js';
+import { merge } from './commands/merge.js';
 
 interface Command {
   summary: string;
@@ -13,6 +15,8 @@ interface Command {
 
 const COMMANDS: Record<string, Command> = {
   demo: { summary: 'load the bundled tiny Llama, check it against PyTorch, and fit one batch', run: demo },
+  train: { summary: 'fine-tune a model to a longer context (LongLoRA, LoRA or full)', run: train },
+  merge: { summary: 'merge an adapter into its base model (a standalone HF checkpoint)', run: merge },
   info: { summary: 'describe a model folder or a .safetensors file', run: info },
 };
 

@@ -98,20 +98,24 @@ export interface SaveAdapterOptions {
   sidecar?: Record<string, unknown>;
 }
 
-/**
- * Writes a PEFT adapter folder for a model with LoRA layers: adapter_config.json,
- * adapter_model.safetensors, trainable_params.safetensors (when there are extras) and
- * longlora.json. Files are written under temporary names and renamed.
- */
-export async function saveAdapter(model: Module, dir: string, opts: SaveAdapterOptions): Promise<void> {
+/** An adapter's files, read back from the device and ready to write. */
+export interface AdapterFiles {
+  config: Record<string, unknown>;
+  weights: TensorEntry[];
+  /** The trained non-LoRA parameters under plain HF names (the official split). */
+  extras: TensorEntry[];
+  sidecar: Record<string, unknown>;
+}
+
+/** Reads a model's adapter (LoRA layers and the named extras) back to the host. */
+export async function collectAdapter(model: Module, opts: SaveAdapterOptions): Promise<AdapterFiles> {
   const layers = loraLayers(model);
   if (layers.length === 0) throw new LongLoraError('saveAdapter: the model has no LoRA layers');
   const options = layers[0]![1].options;
-  fs.mkdirSync(dir, { recursive: true });
-  const entries: TensorEntry[] = [];
+  const weights: TensorEntry[] = [];
   for (const [p, l] of layers) {
-    entries.push(await hostEntry(`${PREFIX}${p}.lora_A.weight`, l.lora_A.weight));
-    entries.push(await hostEntry(`${PREFIX}${p}.lora_B.weight`, l.lora_B.weight));
+    weights.push(await hostEntry(`${PREFIX}${p}.lora_A.weight`, l.lora_A.weight));
+    weights.push(await hostEntry(`${PREFIX}${p}.lora_B.weight`, l.lora_B.weight));
   }
   const params = new Map(model.namedParameters());
   const extras: TensorEntry[] = [];
@@ -120,9 +124,7 @@ export async function saveAdapter(model: Module, dir: string, opts: SaveAdapterO
     if (!t) throw new LongLoraError(`saveAdapter: no parameter named ${n}`);
     extras.push(await hostEntry(n, t));
   }
-  writeSafetensors(path.join(dir, ADAPTER_WEIGHTS), [...entries, ...extras.map((e) => ({ ...e, name: PREFIX + e.name }))], { format: 'pt' });
-  if (extras.length > 0) writeSafetensors(path.join(dir, TRAINABLE_PARAMS), extras, { format: 'pt' });
-  writeJsonAtomic(path.join(dir, ADAPTER_CONFIG), {
+  const config = {
     peft_type: 'LORA',
     task_type: 'CAUSAL_LM',
     base_model_name_or_path: opts.baseModel,
@@ -142,8 +144,27 @@ export async function saveAdapter(model: Module, dir: string, opts: SaveAdapterO
     rank_pattern: {},
     alpha_pattern: {},
     revision: null,
-  });
-  writeJsonAtomic(path.join(dir, LONGLORA_JSON), { format: 1, ...(opts.sidecar ?? {}) });
+  };
+  return { config, weights, extras, sidecar: { format: 1, ...(opts.sidecar ?? {}) } };
+}
+
+/** Writes collected adapter files into `dir` (each file atomically). */
+export function writeAdapter(dir: string, files: AdapterFiles): void {
+  fs.mkdirSync(dir, { recursive: true });
+  const all = [...files.weights, ...files.extras.map((e) => ({ ...e, name: PREFIX + e.name }))];
+  writeSafetensors(path.join(dir, ADAPTER_WEIGHTS), all, { format: 'pt' });
+  if (files.extras.length > 0) writeSafetensors(path.join(dir, TRAINABLE_PARAMS), files.extras, { format: 'pt' });
+  writeJsonAtomic(path.join(dir, ADAPTER_CONFIG), files.config);
+  writeJsonAtomic(path.join(dir, LONGLORA_JSON), files.sidecar);
+}
+
+/**
+ * Writes a PEFT adapter folder for a model with LoRA layers: adapter_config.json,
+ * adapter_model.safetensors, trainable_params.safetensors (when there are extras) and
+ * longlora.json. Files are written under temporary names and renamed.
+ */
+export async function saveAdapter(model: Module, dir: string, opts: SaveAdapterOptions): Promise<void> {
+  writeAdapter(dir, await collectAdapter(model, opts));
 }
 
 /** Reads longlora.json of an adapter folder, or null when it has none (a plain PEFT adapter). */

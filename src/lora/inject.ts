@@ -29,7 +29,11 @@ const baseName = (path: string): string => path.slice(path.lastIndexOf('.') + 1)
 
 /** The module paths the targets select; a target that selects nothing is an error. */
 export function resolveTargets(model: Module, targets: readonly string[] | typeof ALL_LINEAR): string[] {
-  const all = linearPaths(model);
+  return matchTargets(linearPaths(model), targets);
+}
+
+/** `resolveTargets` over a list of linear-layer paths (to check targets before loading weights). */
+export function matchTargets(all: readonly string[], targets: readonly string[] | typeof ALL_LINEAR): string[] {
   if (targets === ALL_LINEAR) return all.filter((p) => baseName(p) !== OUTPUT_HEAD);
   if (targets.length === 0) throw new LongLoraError('no LoRA target modules given; use e.g. q_proj,k_proj,v_proj,o_proj or all-linear');
   const kinds = [...new Set(all.map(baseName))];

@@ -10,6 +10,7 @@ import { sum } from '../tensor/ops/reduce.js';
 import { noGrad } from '../tensor/autograd.js';
 import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
+import type { HostArray } from '../tensor/dtype.js';
 
 export interface AdamWOptions {
   betas: [number, number];
@@ -61,6 +62,15 @@ export class AdamW {
   /** The moments as named tensors (`<name>.exp_avg`, `<name>.exp_avg_sq`), for checkpoints. */
   stateTensors(): Array<[string, Tensor]> {
     return this.slots.flatMap((s) => [[`${s.name}.exp_avg`, s.m], [`${s.name}.exp_avg_sq`, s.v]] as Array<[string, Tensor]>);
+  }
+
+  /** Restores moments and the step count saved with `stateTensors` (a resumed run). */
+  restore(step: number, read: (name: string, shape: readonly number[]) => HostArray): void {
+    this.step = step;
+    for (const s of this.slots) {
+      s.m.backend.upload(s.m.buffer, read(`${s.name}.exp_avg`, s.m.shape));
+      s.v.backend.upload(s.v.buffer, read(`${s.name}.exp_avg_sq`, s.v.shape));
+    }
   }
 
   /** Parameter names in order (a checkpoint must match them). */

@@ -1,0 +1,82 @@
+/**
+ * `longlora train`: fine-tune a base model to a longer context. Options come from the
+ * defaults, then `--config file.yaml|json`, then flags (`--seq-len 8192`, ...). Ctrl-C
+ * stops after the current step and saves a checkpoint; `--resume` continues.
+ */
+import { parseArgs } from 'node:util';
+import { LongLoraError } from '../../errors.js';
+import { applyValues, defaultTrainConfig, readConfigFile, trainFlags, type TrainConfig } from '../../train/config.js';
+import { Trainer } from '../../train/trainer.js';
+
+const USAGE = 'longlora train --model DIR --data TOKENS.bin [--config FILE] [options]';
+
+function help(): string {
+  const rows = trainFlags().map(({ flag, field }) => {
+    const name = field.kind === 'bool' ? `--${flag}, --no-${flag}` : `--${flag} <${field.kind === 'enum' ? field.values!.join('|') : field.kind}>`;
+    const d = field.default === null ? 'auto' : Array.isArray(field.default) ? field.default.join(',') : String(field.default);
+    return `  ${name.padEnd(40)} ${field.help} (default: ${d})`;
+  });
+  return [
+    `usage: ${USAGE}`, '',
+    'run options:',
+    '  --config <file>                          JSON or YAML file of options (flags override it)',
+    '  --resume                                 continue from the latest checkpoint in --output',
+    '  --resume-from <dir>                      continue from this checkpoint folder',
+    '  --dry-run                                check the config, model and data, then stop',
+    '', 'training options:', ...rows,
+    '  -h, --help                               show this help',
+  ].join('\n');
+}
+
+/** Parses argv into a resolved config and run flags. */
+export function parseTrainArgs(argv: string[]): { config: TrainConfig; resume: string | boolean; dryRun: boolean } | null {
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
+    config: { type: 'string' }, resume: { type: 'boolean' }, 'resume-from': { type: 'string' },
+    'dry-run': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+  };
+  for (const { flag, field } of trainFlags()) {
+    if (field.kind === 'bool') { options[flag] = { type: 'boolean' }; options[`no-${flag}`] = { type: 'boolean' }; } else options[flag] = { type: 'string' };
+  }
+  const { values } = parseArgs({ args: argv, options, strict: true, allowPositionals: false });
+  if (values.help) { console.log(help()); return null; }
+  let config = defaultTrainConfig();
+  if (typeof values.config === 'string') config = applyValues(config, readConfigFile(values.config), values.config);
+  const flags: Record<string, unknown> = {};
+  for (const { key, flag, field } of trainFlags()) {
+    if (field.kind === 'bool') {
+      if (values[flag] && values[`no-${flag}`]) throw new LongLoraError(`--${flag} and --no-${flag} contradict each other`);
+      if (values[flag]) flags[key] = true;
+      if (values[`no-${flag}`]) flags[key] = false;
+    } else if (values[flag] !== undefined) flags[key] = values[flag];
+  }
+  config = applyValues(config, flags, 'command line');
+  const resume = typeof values['resume-from'] === 'string' ? values['resume-from'] : values.resume === true;
+  return { config, resume, dryRun: values['dry-run'] === true };
+}
+
+export async function train(argv: string[]): Promise<void> {
+  const parsed = parseTrainArgs(argv);
+  if (!parsed) return;
+  const trainer = await Trainer.create(parsed.config, { resume: parsed.resume });
+  if (parsed.dryRun) {
+    process.stderr.write('dry run: config, model and data are fine; not training.\n');
+    trainer.dispose();
+    return;
+  }
+  let interrupts = 0;
+  const onSigint = (): void => {
+    interrupts++;
+    if (interrupts === 1) {
+      process.stderr.write('\nstopping after this step and saving a checkpoint (Ctrl-C again to quit at once)\n');
+      trainer.requestStop();
+    } else process.exit(130);
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    const r = await trainer.run();
+    process.stderr.write(r.stopped ? `stopped at step ${r.steps}\n` : `done: ${r.steps} steps, last loss ${r.lastLoss?.toFixed(4)}\n`);
+  } finally {
+    process.off('SIGINT', onSigint);
+    trainer.dispose();
+  }
+}

@@ -1,0 +1,255 @@
+/**
+ * The LongLoRA trainer: a base Llama, a token corpus and a config in; a PEFT adapter (or
+ * a full model), checkpoints and a metrics log out. Everything that can be checked is
+ * checked before the model is loaded; the loop reports loss, learning rate, tokens/s and
+ * ETA, writes JSONL metrics, checkpoints atomically every `saveEvery` steps, resumes
+ * exactly, and stops cleanly (checkpoint first) when asked.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { AttentionMask } from '../backend/backend.js';
+import { autoBackend, setBackend } from '../backend/registry.js';
+import { validateMask, describeMask } from '../attention/mask.js';
+import { LongLoraError } from '../errors.js';
+import { writeJsonAtomic } from '../io/atomic.js';
+import { readJsonFile } from '../io/checkpoint.js';
+import { saveAdapter, type SaveAdapterOptions } from '../io/peft.js';
+import { applyLora, ALL_LINEAR, matchTargets, setTrainable } from '../lora/inject.js';
+import type { LoraRuntime } from '../lora/lora.js';
+import { llamaTensorShapes, parseLlamaConfig, type LlamaConfig } from '../models/llama/config.js';
+import { loadLlama, saveLlama } from '../models/llama/load.js';
+import type { LlamaForCausalLM } from '../models/llama/model.js';
+import { describeRopeScaling, extendRopeScaling, ropeScalingToHF } from '../nn/rope-scaling.js';
+import type { RopeScaling } from '../nn/rope.js';
+import { SequenceSampler, TokenFile, type DataPosition } from '../data/tokens.js';
+import { Rng } from '../tensor/random.js';
+import { describeConfig, resumeConflicts, type TrainConfig } from './config.js';
+import { AdamW } from './optim.js';
+import { ProgressBar, type ProgressStream } from './progress.js';
+import { checkSchedule, lrAt, type Schedule } from './schedule.js';
+import { listCheckpoints, readState, restoreCheckpoint, saveCheckpoint, type TrainerState } from './state.js';
+import { trainStep, type MicroBatch } from './step.js';
+
+export interface TrainerOptions {
+  /** Resume from this checkpoint folder, or `true` for the latest in the output folder. */
+  resume?: string | boolean;
+  /** Where progress and messages go (default stderr). */
+  out?: ProgressStream;
+  /** Called after every optimizer step (a UI, or a test that stops the run). */
+  onStep?: (step: number, loss: number) => void;
+}
+
+export interface TrainResult {
+  steps: number;
+  stopped: boolean;
+  lastLoss: number | null;
+  output: string;
+}
+
+/** The S²-Attn (or dense) mask for a training length. */
+export function trainingMask(c: TrainConfig): AttentionMask {
+  if (c.attention === 'dense') return { kind: 'causal' };
+  const group = c.groupSize ?? Math.round(c.seqLen * c.groupRatio);
+  if (group < 1) throw new LongLoraError(`S²-Attn group size ${c.seqLen} × ${c.groupRatio} rounds to 0; raise --group-ratio or set --group-size`);
+  const mask: AttentionMask = { kind: 's2', form: c.s2Form, group };
+  validateMask(mask, c.seqLen);
+  return mask;
+}
+
+/** The RoPE scaling override the config asks for (undefined: the official linear rule). */
+function ropeOverride(c: TrainConfig, maxPos: number): RopeScaling | undefined {
+  if (c.ropeFactor === null && c.ropeType === 'linear') return undefined;
+  const factor = c.ropeFactor ?? Math.max(1, Math.ceil(c.seqLen / maxPos));
+  return { type: c.ropeType, factor };
+}
+
+function linearLayerPaths(cfg: LlamaConfig): string[] {
+  return [...llamaTensorShapes(cfg).entries()].filter(([n, s]) => s.length === 2 && !n.includes('embed_tokens')).map(([n]) => n.slice(0, -'.weight'.length));
+}
+
+/** Checks that need no weights, so mistakes surface before anything is loaded. */
+function preflight(c: TrainConfig): { cfg: LlamaConfig; mask: AttentionMask; rope: ReturnType<typeof extendRopeScaling>; schedule: Schedule } {
+  if (!c.model) throw new LongLoraError('no base model: set --model to a folder with config.json and safetensors');
+  if (!c.data) throw new LongLoraError('no training data: set --data to a file of token ids');
+  const cfgPath = path.join(c.model, 'config.json');
+  const cfg = parseLlamaConfig(readJsonFile(cfgPath), cfgPath);
+  const mask = trainingMask(c);
+  const rope = extendRopeScaling(cfg, c.seqLen, ropeOverride(c, cfg.maxPositionEmbeddings));
+  if (c.mode !== 'full') matchTargets(linearLayerPaths(cfg), c.loraTargets.length === 1 && c.loraTargets[0] === ALL_LINEAR ? ALL_LINEAR : c.loraTargets);
+  if (c.mode === 'lora' && c.extras && c.extras.length > 0) throw new LongLoraError(`mode 'lora' trains adapters only; drop --extras (${c.extras.join(',')}) or use --mode longlora`);
+  const schedule: Schedule = { type: c.schedule, lr: c.lr, warmupSteps: c.warmupSteps, totalSteps: c.steps };
+  checkSchedule(schedule);
+  return { cfg, mask, rope, schedule };
+}
+
+export class Trainer {
+  private stopRequested = false;
+  private readonly out: ProgressStream;
+
+  private constructor(
+    readonly config: TrainConfig,
+    readonly model: LlamaForCausalLM,
+    private readonly optimizer: AdamW,
+    private readonly sampler: SequenceSampler,
+    private readonly data: TokenFile,
+    private readonly runtime: LoraRuntime,
+    private readonly mask: AttentionMask,
+    private readonly schedule: Schedule,
+    private readonly ropeScaling: RopeScaling,
+    private step: number,
+    private elapsedBefore: number,
+    out: ProgressStream,
+    private readonly onStep?: (step: number, loss: number) => void,
+  ) {
+    this.out = out;
+  }
+
+  /** Validates everything, loads the model, applies LoRA, and restores a checkpoint when resuming. */
+  static async create(c: TrainConfig, opts: TrainerOptions = {}): Promise<Trainer> {
+    const out = opts.out ?? process.stderr;
+    const say = (s: string): void => { out.write(`${s}\n`); };
+    const { cfg, mask, rope, schedule } = preflight(c);
+    const data = TokenFile.open(c.data!, c.dataDtype, cfg.vocabSize);
+    let resumeDir: string | null = null;
+    let state: TrainerState | null = null;
+    try {
+      if (opts.resume) {
+        resumeDir = typeof opts.resume === 'string' ? opts.resume : listCheckpoints(c.output).at(-1) ?? null;
+        if (!resumeDir) throw new LongLoraError(`--resume: no checkpoint in ${c.output}; start without --resume, or pass a checkpoint folder`);
+        state = readState(resumeDir);
+        const diff = resumeConflicts(state.config, c);
+        if (diff.length > 0) throw new LongLoraError(`cannot resume from ${resumeDir}: the config differs (${diff.join('; ')}). Use the checkpoint's config, or start a new run in another --output folder`);
+        if (state.step >= c.steps) throw new LongLoraError(`${resumeDir} is at step ${state.step}, already ≥ --steps ${c.steps}; raise --steps to train further`);
+      }
+      const sampler = new SequenceSampler(data, c.seqLen, cfg.vocabSize, c.seed, state?.data);
+      if (c.backend === 'auto') {
+        const { backend, skipped } = await autoBackend();
+        for (const s of skipped) say(`backend ${s.name} unavailable: ${s.error}`);
+        say(`backend: ${backend.name}`);
+      } else {
+        await setBackend(c.backend);
+      }
+      say(`config:\n${describeConfig(c)}`);
+      say(`context: ${rope.explanation}`);
+      say(`attention while training: ${describeMask(mask)}; evaluation and inference use dense attention`);
+      const model = await loadLlama(c.model!, { dtype: c.dtype, ropeScaling: rope.scaling });
+      const runtime: LoraRuntime = { training: true, rng: new Rng(c.seed + 1) };
+      if (c.mode !== 'full') {
+        const targets = c.loraTargets.length === 1 && c.loraTargets[0] === ALL_LINEAR ? ALL_LINEAR : c.loraTargets;
+        applyLora(model, targets, { r: c.loraR, alpha: c.loraAlpha, dropout: c.loraDropout, rslora: c.rslora }, new Rng(c.seed), runtime);
+      }
+      const extras = c.extras ?? (c.mode === 'longlora' ? ['embed', 'norm'] : []);
+      const rep = setTrainable(model, c.mode, c.mode === 'full' ? [] : extras);
+      say(`trainable: ${rep.trainable.toLocaleString('en-US')} of ${rep.total.toLocaleString('en-US')} parameters (${((100 * rep.trainable) / rep.total).toFixed(2)}%)`);
+      const optimizer = new AdamW(model.namedParameters().filter(([, t]) => t.requiresGrad), { betas: [c.beta1, c.beta2], eps: c.eps, weightDecay: c.weightDecay });
+      if (resumeDir && state) {
+        restoreCheckpoint(resumeDir, model, optimizer, state.step);
+        runtime.rng.setState(state.rng);
+        say(`resumed from ${resumeDir} at step ${state.step}`);
+      }
+      fs.mkdirSync(c.output, { recursive: true });
+      writeJsonAtomic(path.join(c.output, 'train_config.json'), c);
+      return new Trainer(c, model, optimizer, sampler, data, runtime, mask, schedule, rope.scaling, state?.step ?? 0, state?.elapsed ?? 0, out, opts.onStep);
+    } catch (e) {
+      data.close();
+      throw e;
+    }
+  }
+
+  /** Asks the loop to stop after the current step (it saves a checkpoint first). */
+  requestStop(): void {
+    this.stopRequested = true;
+  }
+
+  private adapterOptions(): SaveAdapterOptions | undefined {
+    if (this.config.mode === 'full') return undefined;
+    const extras = this.model.namedParameters().filter(([n, t]) => t.requiresGrad && !n.includes('.lora_')).map(([n]) => n);
+    return {
+      baseModel: this.config.model!,
+      extras,
+      sidecar: {
+        rope_scaling: ropeScalingToHF(this.ropeScaling, this.model.config.maxPositionEmbeddings),
+        seq_len: this.config.seqLen,
+        training_attention: describeMask(this.mask),
+        mode: this.config.mode,
+        step: this.step,
+      },
+    };
+  }
+
+  private async checkpoint(loss: number | null, elapsed: number): Promise<string> {
+    const adapter = this.adapterOptions();
+    return saveCheckpoint(this.config.output, this.model, this.optimizer, {
+      format: 1, step: this.step, data: this.sampler.position() as DataPosition, rng: this.runtime.rng.state(),
+      config: this.config, ropeScaling: this.ropeScaling, elapsed, loss,
+    }, { keep: this.config.keepCheckpoints, ...(adapter ? { adapter } : {}) });
+  }
+
+  /** Keeps the metrics log consistent with a resumed step (drops lines past it). */
+  private metricsFile(): string {
+    const file = path.join(this.config.output, 'metrics.jsonl');
+    if (fs.existsSync(file)) {
+      const keep = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() && (JSON.parse(l) as { step: number }).step <= this.step);
+      fs.writeFileSync(file, keep.map((l) => `${l}\n`).join(''));
+    }
+    return file;
+  }
+
+  async run(): Promise<TrainResult> {
+    const c = this.config;
+    const tokensPerStep = c.batchSize * c.seqLen * c.gradAccum;
+    const metrics = this.metricsFile();
+    const bar = new ProgressBar(c.steps, 'step', this.step, this.out);
+    let lastLoss: number | null = null;
+    try {
+      while (this.step < c.steps) {
+        const t0 = performance.now();
+        const batches: MicroBatch[] = [];
+        for (let a = 0; a < c.gradAccum; a++) batches.push({ ids: this.sampler.next(c.batchSize), B: c.batchSize, N: c.seqLen });
+        const lr = lrAt(this.schedule, this.step);
+        const r = await trainStep(this.model, this.optimizer, batches, lr, {
+          mask: this.mask, maxGradNorm: c.maxGradNorm, checkpointing: c.checkpointing, rngs: [this.runtime.rng],
+        });
+        this.step++;
+        const dt = (performance.now() - t0) / 1000;
+        lastLoss = r.losses.reduce((a, b) => a + b, 0) / r.losses.length;
+        if (!Number.isFinite(lastLoss)) throw new LongLoraError(`loss became ${lastLoss} at step ${this.step}; lower --lr or check the data`);
+        const elapsed = this.elapsedBefore + bar.elapsed();
+        if (this.step % c.logEvery === 0 || this.step === c.steps) {
+          fs.appendFileSync(metrics, `${JSON.stringify({
+            step: this.step, loss: lastLoss, lr, grad_norm: r.gradNorm, tokens: this.step * tokensPerStep,
+            tokens_per_s: tokensPerStep / dt, step_s: dt, elapsed_s: elapsed,
+          })}\n`);
+        }
+        bar.update(this.step, { loss: lastLoss.toFixed(4), lr: lr.toExponential(2), 'tok/s': (tokensPerStep / dt).toFixed(0) });
+        this.onStep?.(this.step, lastLoss);
+        // Let the event loop run (signals such as Ctrl-C, output): on the CPU backend every
+        // await above resolves at once, which would otherwise starve it.
+        await new Promise((resolve) => setImmediate(resolve));
+        const stopping = this.stopRequested;
+        if (this.step % c.saveEvery === 0 || this.step === c.steps || stopping) {
+          const dir = await this.checkpoint(lastLoss, elapsed);
+          if (stopping) bar.log(`stopped at step ${this.step}; checkpoint ${dir}. Continue with --resume.`);
+        }
+        if (stopping) return { steps: this.step, stopped: true, lastLoss, output: c.output };
+      }
+      await this.finish();
+      return { steps: this.step, stopped: false, lastLoss, output: c.output };
+    } finally {
+      this.data.close();
+    }
+  }
+
+  /** Writes the final adapter (or, for full fine-tuning, the model) into the output folder. */
+  private async finish(): Promise<void> {
+    const adapter = this.adapterOptions();
+    if (adapter) await saveAdapter(this.model, this.config.output, adapter);
+    else await saveLlama(this.model, path.join(this.config.output, 'model'));
+    this.out.write(`saved ${adapter ? 'adapter' : 'model'} to ${this.config.output} (RoPE ${describeRopeScaling(this.ropeScaling)})\n`);
+  }
+
+  dispose(): void {
+    this.optimizer.dispose();
+    this.model.dispose();
+  }
+}

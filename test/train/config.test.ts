@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { applyValues, coerce, defaultTrainConfig, readConfigFile, resumeConflicts } from '../../src/train/config.js';
+import { parseTrainArgs } from '../../src/cli/commands/train.js';
+import { throwsLL } from '../helpers/errors.js';
+import { tempFolders } from '../helpers/tmp.js';
+
+const fresh = tempFolders('config');
+
+describe('training config', () => {
+  it('defaults follow the official recipe', () => {
+    const c = defaultTrainConfig();
+    assert.deepEqual([c.mode, c.attention, c.s2Form, c.groupRatio, c.loraR, c.loraAlpha, c.loraDropout], ['longlora', 's2', 'segmented', 0.25, 8, 16, 0]);
+    assert.deepEqual(c.loraTargets, ['q_proj', 'k_proj', 'v_proj', 'o_proj']);
+    assert.deepEqual([c.lr, c.warmupSteps, c.schedule, c.weightDecay, c.maxGradNorm], [2e-5, 20, 'constant', 0, 1]);
+  });
+
+  it('converts and checks values by type', () => {
+    assert.equal(coerce('seqLen', '8192', 'x'), 8192);
+    assert.equal(coerce('lr', '1e-4', 'x'), 1e-4);
+    assert.equal(coerce('rslora', 'true', 'x'), true);
+    assert.deepEqual(coerce('loraTargets', 'q_proj, v_proj', 'x'), ['q_proj', 'v_proj']);
+    assert.equal(coerce('groupSize', 'auto', 'x'), null);
+    throwsLL(() => coerce('seqLen', '8k', 'command line'), "command line: option 'seqLen' must be a number", '"8k"');
+    throwsLL(() => coerce('seqLen', 1.5, 'f'), 'must be an integer');
+    throwsLL(() => coerce('mode', 'qlora', 'f'), 'must be one of longlora, lora, full');
+    throwsLL(() => coerce('lr', -1, 'f'), 'must be ≥ 0');
+    throwsLL(() => coerce('seqLen', null, 'f'), 'cannot be null');
+  });
+
+  it('unknown keys are errors with a suggestion', () => {
+    const dir = fresh();
+    const file = path.join(dir, 'run.yaml');
+    fs.writeFileSync(file, 'seqLen: 1024\nlearningRate: 1e-4\n');
+    throwsLL(() => applyValues(defaultTrainConfig(), readConfigFile(file), file), file, "unknown option 'learningRate'");
+    throwsLL(() => applyValues(defaultTrainConfig(), { sequenceLength: 3 }, 'x'), "did you mean 'seqLen'");
+  });
+
+  it('file values, then flags: flags win; bool flags have --no- forms', () => {
+    const dir = fresh();
+    const file = path.join(dir, 'run.json');
+    fs.writeFileSync(file, JSON.stringify({ seqLen: 1024, lr: 1e-4, checkpointing: true }));
+    const r = parseTrainArgs(['--config', file, '--lr', '3e-4', '--no-checkpointing', '--lora-targets', 'all-linear', '--resume'])!;
+    assert.equal(r.config.seqLen, 1024);
+    assert.equal(r.config.lr, 3e-4);
+    assert.equal(r.config.checkpointing, false);
+    assert.deepEqual(r.config.loraTargets, ['all-linear']);
+    assert.equal(r.resume, true);
+    assert.throws(() => parseTrainArgs(['--sequence-length', '4']), /Unknown option '--sequence-length'/);
+    throwsLL(() => parseTrainArgs(['--checkpointing', '--no-checkpointing']), 'contradict');
+  });
+
+  it('a resume may change bookkeeping, not the optimisation', () => {
+    const a = defaultTrainConfig();
+    assert.deepEqual(resumeConflicts(a, { ...a, steps: 5000, saveEvery: 10, output: 'elsewhere' }), []);
+    assert.deepEqual(resumeConflicts(a, { ...a, seqLen: 16384 }), ['seqLen: checkpoint 8192, now 16384']);
+  });
+});

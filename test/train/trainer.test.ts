@@ -1,0 +1,146 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, it, mock } from 'node:test';
+import { SafetensorsFile } from '../../src/io/safetensors.js';
+import { listCheckpoints, readState } from '../../src/train/state.js';
+import { Trainer, type TrainerOptions } from '../../src/train/trainer.js';
+import type { TrainConfig } from '../../src/train/config.js';
+import { cpuBackend } from '../../src/backend/registry.js';
+import { LongLoraError } from '../../src/errors.js';
+import { tempFolders } from '../helpers/tmp.js';
+import { sink, tinyConfig } from '../helpers/train.js';
+
+const fresh = tempFolders('trainer');
+
+async function train(c: TrainConfig, opts: TrainerOptions = {}): Promise<Awaited<ReturnType<Trainer['run']>>> {
+  const t = await Trainer.create(c, { out: sink(), ...opts });
+  try {
+    return await t.run();
+  } finally {
+    t.dispose();
+  }
+}
+
+function tensors(file: string): Map<string, number[]> {
+  const f = SafetensorsFile.open(file);
+  const m = new Map(f.names().map((n) => [n, Array.from(f.read(n, 'f64').data as Float64Array)]));
+  f.close();
+  return m;
+}
+
+describe('trainer', () => {
+  it('10 steps straight equal 5 steps, a stop, a resume and 5 more (with dropout)', async () => {
+    const dir = fresh();
+    const base = tinyConfig(dir, { steps: 10, saveEvery: 100, loraDropout: 0.1, schedule: 'cosine' });
+    await train({ ...base, output: path.join(dir, 'straight') });
+    let trainer: Trainer | null = null;
+    const stopAt5 = (s: number): void => { if (s === 5) trainer!.requestStop(); };
+    trainer = await Trainer.create({ ...base, output: path.join(dir, 'split') }, { out: sink(), onStep: stopAt5 });
+    const first = await trainer.run();
+    trainer.dispose();
+    assert.deepEqual([first.steps, first.stopped], [5, true]);
+    const second = await train({ ...base, output: path.join(dir, 'split') }, { resume: true });
+    assert.deepEqual([second.steps, second.stopped], [10, false]);
+    const a = tensors(path.join(dir, 'straight', 'checkpoint-000010', 'trainable.safetensors'));
+    const b = tensors(path.join(dir, 'split', 'checkpoint-000010', 'trainable.safetensors'));
+    assert.deepEqual([...b.keys()], [...a.keys()]);
+    for (const [n, v] of a) assert.deepEqual(b.get(n), v, `${n} identical`);
+    const losses = (run: string): number[] => fs.readFileSync(path.join(dir, run, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).loss);
+    assert.deepEqual(losses('split'), losses('straight'));
+    assert.equal(losses('straight').length, 10);
+    assert.equal(cpuBackend().memory().buffers, 0, 'trainer.dispose frees everything');
+  });
+
+  it('writes checkpoints every saveEvery steps, keeps the newest, and the PEFT adapter at the end', async () => {
+    const dir = fresh();
+    const c = tinyConfig(dir, { steps: 6, saveEvery: 2, keepCheckpoints: 2 });
+    await train(c);
+    assert.deepEqual(listCheckpoints(c.output).map((d) => path.basename(d)), ['checkpoint-000004', 'checkpoint-000006']);
+    const state = readState(path.join(c.output, 'checkpoint-000006'));
+    assert.equal(state.step, 6);
+    assert.deepEqual(state.config, c);
+    for (const f of ['adapter_config.json', 'adapter_model.safetensors', 'trainable_params.safetensors', 'longlora.json', 'metrics.jsonl', 'train_config.json']) {
+      assert.ok(fs.existsSync(path.join(c.output, f)), f);
+    }
+    const side = JSON.parse(fs.readFileSync(path.join(c.output, 'longlora.json'), 'utf8'));
+    assert.equal(side.rope_scaling.factor, 4, 'seqLen 32 over max_position_embeddings 8: linear factor 4');
+    const line = JSON.parse(fs.readFileSync(path.join(c.output, 'metrics.jsonl'), 'utf8').split('\n')[0]!);
+    for (const k of ['step', 'loss', 'lr', 'grad_norm', 'tokens', 'tokens_per_s', 'elapsed_s']) assert.ok(k in line, k);
+  });
+
+  it('plain LoRA writes no trainable extras; full fine-tuning writes a model with rope_scaling', async () => {
+    const dir = fresh();
+    const lora = tinyConfig(dir, { mode: 'lora', steps: 2, output: path.join(dir, 'lora') });
+    await train(lora);
+    assert.ok(!fs.existsSync(path.join(lora.output, 'trainable_params.safetensors')));
+    assert.equal(JSON.parse(fs.readFileSync(path.join(lora.output, 'adapter_config.json'), 'utf8')).modules_to_save, null);
+    const full = tinyConfig(dir, { mode: 'full', steps: 2, output: path.join(dir, 'full') });
+    await train(full);
+    const cfg = JSON.parse(fs.readFileSync(path.join(full.output, 'model', 'config.json'), 'utf8'));
+    assert.equal(cfg.rope_scaling.factor, 4);
+  });
+
+  it('a failed checkpoint write leaves the previous checkpoint intact and resumable', async () => {
+    const dir = fresh();
+    const c = tinyConfig(dir, { steps: 4, saveEvery: 2 });
+    const realRename = fs.renameSync.bind(fs);
+    const renames = mock.method(fs, 'renameSync', (from: fs.PathLike, to: fs.PathLike) => {
+      if (String(to).endsWith('checkpoint-000004')) throw Object.assign(new Error('disk full'), { code: 'ENOSPC' });
+      realRename(from, to);
+    });
+    try {
+      await assert.rejects(train(c), /cannot move .*checkpoint-000004/);
+    } finally {
+      renames.mock.restore();
+    }
+    assert.deepEqual(listCheckpoints(c.output).map((d) => path.basename(d)), ['checkpoint-000002']);
+    assert.deepEqual(fs.readdirSync(c.output).filter((n) => n.startsWith('.')), [], 'no temporary folder left');
+    assert.equal(readState(path.join(c.output, 'checkpoint-000002')).step, 2);
+    const r = await train(c, { resume: true });
+    assert.equal(r.steps, 4);
+  });
+});
+
+describe('trainer: bad input fails before any work', () => {
+  const fails = async (c: TrainConfig, parts: string[], opts: TrainerOptions = {}): Promise<void> => {
+    await assert.rejects(Trainer.create(c, { out: sink(), ...opts }), (e: unknown) => {
+      assert.ok(e instanceof LongLoraError, String(e));
+      for (const p of parts) assert.ok(e.message.includes(p), `message lacks "${p}": ${e.message}`);
+      return true;
+    });
+    assert.ok(!fs.existsSync(c.output) || opts.resume, 'nothing written');
+    assert.equal(cpuBackend().memory().buffers, 0, 'nothing loaded');
+  };
+
+  it('a group size that does not fit the form', async () => {
+    const dir = fresh();
+    await fails(tinyConfig(dir, { s2Form: 'roll', groupSize: 6 }), ['roll form', 'multiple of the group size', 'N=32, G=6']);
+    await fails(tinyConfig(dir, { groupSize: 5 }), ['must be even', 'G=5']);
+  });
+
+  it('a LoRA target module that does not exist', async () => {
+    await fails(tinyConfig(fresh(), { loraTargets: ['q_proj', 'query'] }), ["LoRA target 'query' matches no module", 'q_proj, k_proj']);
+  });
+
+  it('a context longer than the data', async () => {
+    await fails(tinyConfig(fresh(), { seqLen: 4096 }), ['tokens.bin holds 2048 tokens', 'fewer than one training sequence of 4096']);
+  });
+
+  it('a resume from a different config, and a resume with nothing to resume', async () => {
+    const dir = fresh();
+    const c = tinyConfig(dir, { steps: 2, saveEvery: 2 });
+    await train(c);
+    await fails({ ...c, lr: 5e-3, loraR: 8 }, ['cannot resume', 'the config differs', 'loraR: checkpoint 4, now 8', 'lr: checkpoint 0.01, now 0.005'], { resume: true });
+    await fails({ ...c, steps: 2 }, ['already ≥ --steps 2'], { resume: true });
+    const other = tinyConfig(fresh());
+    await fails(other, ['no checkpoint in'], { resume: true });
+  });
+
+  it('missing model or data, and a model folder that is not one', async () => {
+    const dir = fresh();
+    await fails({ ...tinyConfig(dir), model: null }, ['no base model', '--model']);
+    await fails({ ...tinyConfig(dir), data: null }, ['no training data', '--data']);
+    await fails({ ...tinyConfig(dir), model: dir }, ['config.json not found']);
+  });
+});
