@@ -1,9 +1,15 @@
 /** The command line, run as a user runs it (a child process on the built entry). */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { ROOT } from './helpers/fixtures.js';
+import { ROOT, goldenDir } from './helpers/fixtures.js';
+import { tempFolders } from './helpers/tmp.js';
+import { tokenFile } from './helpers/train.js';
+
+const fresh = tempFolders('cli');
+const TRAIN_ARGS = ['--seq-len', '32', '--grad-accum', '2', '--lr', '1e-2', '--warmup-steps', '1', '--lora-r', '4', '--backend', 'cpu'];
 
 const MAIN = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
 
@@ -47,5 +53,62 @@ describe('longlora command line', () => {
     assert.equal(r.code, 0);
     assert.match(r.out, /demo/);
     assert.match(r.out, /info/);
+  });
+
+  it('train, then merge: the main workflow from the command line', () => {
+    const dir = fresh();
+    const out = path.join(dir, 'run');
+    const r = cli('train', '--model', goldenDir('tiny-llama-short'), '--data', tokenFile(dir), '--output', out, '--steps', '3', ...TRAIN_ARGS);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /context: target 32 > original context 8/);
+    assert.match(r.err, /S²-Attn \(segmented, group 8\)/);
+    assert.match(r.err, /trainable: [\d,]+ of [\d,]+ parameters/);
+    assert.match(r.err, /done: 3 steps/);
+    assert.ok(fs.existsSync(path.join(out, 'adapter_model.safetensors')));
+    const m = cli('merge', '--base', goldenDir('tiny-llama-short'), '--adapter', out, '--out', path.join(dir, 'merged'));
+    assert.equal(m.code, 0, m.err);
+    assert.match(m.out, /merged 8 LoRA layers/);
+  });
+
+  it('train: help, a bad value and a missing argument are clear', () => {
+    const h = cli('train', '--help');
+    assert.equal(h.code, 0);
+    assert.match(h.out, /--seq-len <int>/);
+    assert.match(h.out, /--s2-form <segmented\|roll\|short>/);
+    const bad = cli('train', '--seq-len', '8k');
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /option 'seqLen' must be a number, got "8k"/);
+    const none = cli('train', '--data', 'x.bin');
+    assert.equal(none.code, 1);
+    assert.match(none.err, /no base model: set --model/);
+    const merge = cli('merge', '--base', 'a');
+    assert.equal(merge.code, 1);
+    assert.match(merge.err, /--adapter is required/);
+  });
+
+  it('Ctrl-C stops after the current step, saves a checkpoint, and --resume continues', async () => {
+    const dir = fresh();
+    const out = path.join(dir, 'run');
+    const args = [MAIN, 'train', '--model', goldenDir('tiny-llama-short'), '--data', tokenFile(dir), '--output', out, '--steps', '2000', '--save-every', '1000', ...TRAIN_ARGS];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    const metrics = path.join(out, 'metrics.jsonl');
+    const started = Date.now();
+    while (!(fs.existsSync(metrics) && fs.readFileSync(metrics, 'utf8').split('\n').length > 3)) {
+      if (Date.now() - started > 30000) { child.kill('SIGKILL'); throw new Error(`no progress: ${err}`); }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((r) => child.on('close', r));
+    assert.equal(code, 0, err);
+    const m = /stopped at step (\d+); checkpoint/.exec(err);
+    assert.ok(m, err);
+    const step = Number(m[1]);
+    assert.ok(fs.existsSync(path.join(out, `checkpoint-${String(step).padStart(6, '0')}`, 'trainer_state.json')));
+    const again = cli(...args.slice(1, 8), '--steps', String(step + 2), '--save-every', '1000', ...TRAIN_ARGS, '--resume');
+    assert.equal(again.code, 0, again.err);
+    assert.match(again.err, new RegExp(`resumed from .*checkpoint-0*${step} at step ${step}`));
+    assert.match(again.err, new RegExp(`done: ${step + 2} steps`));
   });
 });

@@ -1,0 +1,21 @@
+/** `longlora merge`: base model + adapter → a standalone Hugging Face checkpoint. */
+import { LongLoraError } from '../../errors.js';
+import { mergeAdapter } from '../../lora/adapted.js';
+import { parse } from '../args.js';
+
+const OPTIONS = {
+  base: { type: 'string', help: 'base model folder' },
+  adapter: { type: 'string', help: 'adapter folder (a training run\'s output)' },
+  out: { type: 'string', help: 'folder to write the merged model to' },
+  dtype: { type: 'string', help: 'f32, bf16 or f16 (default: the base model\'s dtype)' },
+} as const;
+
+export async function merge(argv: string[]): Promise<void> {
+  const args = parse(argv, 'longlora merge --base DIR --adapter DIR --out DIR [--dtype bf16]', OPTIONS);
+  if (!args) return;
+  const { base, adapter, out, dtype } = args.values;
+  for (const [k, v] of Object.entries({ base, adapter, out })) if (typeof v !== 'string') throw new LongLoraError(`merge: --${k} is required`);
+  if (dtype !== undefined && !['f32', 'bf16', 'f16'].includes(String(dtype))) throw new LongLoraError(`merge: --dtype must be f32, bf16 or f16, got ${String(dtype)}`);
+  const r = await mergeAdapter(String(base), String(adapter), String(out), dtype ? { dtype: dtype as 'f32' | 'bf16' | 'f16' } : {});
+  console.log(`merged ${r.merged} LoRA layers into ${String(out)} (${r.dtype}); config.json carries the adapter's rope_scaling`);
+}
