@@ -19,6 +19,7 @@ import { fmt } from '../../tensor/ops/util.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import type { Rng } from '../../tensor/random.js';
 import { recompute } from '../../tensor/recompute.js';
+import { tidy } from '../../tensor/scope.js';
 import type { LlamaConfig } from './config.js';
 import { computeWeight } from '../../nn/linear.js';
 
@@ -152,9 +153,12 @@ export class LlamaForCausalLM extends Module {
     };
     let x = embed.forward(ids); // (B, N, C)
     for (const layer of this.model.layers) {
-      x = opts.checkpointing
-        ? recompute((h) => layer.forward(h, ctx), x, layer.trainableParameters(), opts.rngs)
-        : layer.forward(x, ctx);
+      // Each layer in its own scope: its temporaries are freed as soon as it returns
+      // (the tape keeps what the backward pass needs).
+      const input = x;
+      x = tidy(() => opts.checkpointing
+        ? recompute((h) => layer.forward(h, ctx), input, layer.trainableParameters(), opts.rngs)
+        : layer.forward(input, ctx));
     }
     return this.model.norm.forward(x);
   }
