@@ -41,6 +41,7 @@ import torch  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import st_io  # noqa: E402
+from make_golden import CheckFailed, check  # noqa: E402
 
 GENERATOR = "scripts/golden/make_golden_rope.py"
 F64 = torch.float64
@@ -82,16 +83,6 @@ CASES = [
      {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
       "original_max_position_embeddings": 8192, "rope_theta": 500000.0}, 1000, 8),
 ]
-
-
-class CheckFailed(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise CheckFailed(msg)
-    print("  ok: " + msg)
 
 
 # ----------------------------------------------------------------------- HF semantics
