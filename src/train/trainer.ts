@@ -112,6 +112,8 @@ export class Trainer {
     const data = TokenFile.open(c.data!, c.dataDtype, cfg.vocabSize);
     let resumeDir: string | null = null;
     let state: TrainerState | null = null;
+    let model: LlamaForCausalLM | null = null;
+    let optimizer: AdamW | null = null;
     try {
       if (opts.resume) {
         resumeDir = typeof opts.resume === 'string' ? opts.resume : listCheckpoints(c.output).at(-1) ?? null;
@@ -132,7 +134,7 @@ export class Trainer {
       say(`config:\n${describeConfig(c)}`);
       say(`context: ${rope.explanation}`);
       say(`attention while training: ${describeMask(mask)}; evaluation and inference use dense attention`);
-      const model = await loadLlama(c.model!, { dtype: c.dtype, ropeScaling: rope.scaling });
+      model = await loadLlama(c.model!, { dtype: c.dtype, ropeScaling: rope.scaling });
       const runtime: LoraRuntime = { training: true, rng: new Rng(c.seed + 1) };
       if (c.mode !== 'full') {
         const targets = c.loraTargets.length === 1 && c.loraTargets[0] === ALL_LINEAR ? ALL_LINEAR : c.loraTargets;
@@ -141,7 +143,7 @@ export class Trainer {
       const extras = c.extras ?? (c.mode === 'longlora' ? ['embed', 'norm'] : []);
       const rep = setTrainable(model, c.mode, c.mode === 'full' ? [] : extras);
       say(`trainable: ${rep.trainable.toLocaleString('en-US')} of ${rep.total.toLocaleString('en-US')} parameters (${((100 * rep.trainable) / rep.total).toFixed(2)}%)`);
-      const optimizer = new AdamW(model.namedParameters().filter(([, t]) => t.requiresGrad), { betas: [c.beta1, c.beta2], eps: c.eps, weightDecay: c.weightDecay });
+      optimizer = new AdamW(model.namedParameters().filter(([, t]) => t.requiresGrad), { betas: [c.beta1, c.beta2], eps: c.eps, weightDecay: c.weightDecay });
       if (resumeDir && state) {
         restoreCheckpoint(resumeDir, model, optimizer, state.step);
         runtime.rng.setState(state.rng);
@@ -152,6 +154,8 @@ export class Trainer {
       return new Trainer(c, model, optimizer, sampler, data, runtime, mask, schedule, rope.scaling, state?.step ?? 0, state?.elapsed ?? 0, out, opts.onStep);
     } catch (e) {
       data.close();
+      optimizer?.dispose();
+      model?.dispose();
       throw e;
     }
   }

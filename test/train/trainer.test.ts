@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it, mock } from 'node:test';
-import { SafetensorsFile } from '../../src/io/safetensors.js';
+import { SafetensorsFile, writeSafetensors } from '../../src/io/safetensors.js';
 import { listCheckpoints, readState } from '../../src/train/state.js';
 import { Trainer, type TrainerOptions } from '../../src/train/trainer.js';
 import type { TrainConfig } from '../../src/train/config.js';
@@ -135,6 +135,18 @@ describe('trainer: bad input fails before any work', () => {
     await fails({ ...c, steps: 2 }, ['already ≥ --steps 2'], { resume: true });
     const other = tinyConfig(fresh());
     await fails(other, ['no checkpoint in'], { resume: true });
+  });
+
+  it('a damaged checkpoint: a clear error, and nothing left allocated', async () => {
+    const dir = fresh();
+    const c = tinyConfig(dir, { steps: 2, saveEvery: 2 });
+    await train(c);
+    const file = path.join(c.output, 'checkpoint-000002', 'trainable.safetensors');
+    const f = SafetensorsFile.open(file);
+    const keep = f.names().filter((n) => !n.endsWith('model.norm.weight')).map((n) => ({ name: n, ...f.read(n) }));
+    f.close();
+    writeSafetensors(file, keep);
+    await fails({ ...c, steps: 4 }, ['trainable.safetensors', 'no tensor "model.norm.weight"'], { resume: true });
   });
 
   it('missing model or data, and a model folder that is not one', async () => {
