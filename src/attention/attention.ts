@@ -16,6 +16,8 @@ export interface AttentionOptions {
   scale?: number;
   /** Absolute position of the first query (generation with a KV cache). */
   qOffset?: number;
+  /** Valid keys when k and v are a preallocated cache with more rows (default: all rows). */
+  kvLength?: number;
 }
 
 export const CAUSAL: AttentionMask = { kind: 'causal' };
@@ -26,7 +28,9 @@ export function attentionArgs(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOp
     throw new LongLoraError(`attention: expected q [B, N, H, D], k and v [B, N, Hkv, D], got ${fmt(q.shape)}, ${fmt(k.shape)}, ${fmt(v.shape)}`);
   }
   const [B, Nq, H, D] = q.shape as [number, number, number, number];
-  const [Bk, Nk, Hkv, Dk] = k.shape as [number, number, number, number];
+  const [Bk, kvStride, Hkv, Dk] = k.shape as [number, number, number, number];
+  const Nk = opts.kvLength ?? kvStride;
+  if (!Number.isInteger(Nk) || Nk < 1 || Nk > kvStride) throw new LongLoraError(`attention: kvLength ${Nk} must be in [1, ${kvStride}] (the rows of k and v)`);
   if (Bk !== B || Dk !== D || v.shape.some((s, i) => s !== k.shape[i])) {
     throw new LongLoraError(`attention: q ${fmt(q.shape)}, k ${fmt(k.shape)}, v ${fmt(v.shape)} do not agree`);
   }
@@ -38,7 +42,7 @@ export function attentionArgs(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOp
     validateMask(mask, Nq);
   }
   if (qOffset + Nq > Nk) throw new LongLoraError(`attention: queries reach position ${qOffset + Nq - 1} but only ${Nk} keys exist`);
-  return { B, Nq, Nk, H, Hkv, D, scale: opts.scale ?? 1 / Math.sqrt(D), qOffset, mask };
+  return { B, Nq, Nk, kvStride, H, Hkv, D, scale: opts.scale ?? 1 / Math.sqrt(D), qOffset, mask };
 }
 
 /** q [B, Nq, H, D], k and v [B, Nk, Hkv, D] → [B, Nq, H, D]. */

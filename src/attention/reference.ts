@@ -9,7 +9,7 @@ import type { AttentionMask } from '../backend/backend.js';
 import { fromHost } from '../tensor/ops/create.js';
 import { add, scale } from '../tensor/ops/elementwise.js';
 import { matmul } from '../tensor/ops/matmul.js';
-import { broadcastTo, permute, reshape } from '../tensor/ops/shape.js';
+import { broadcastTo, permute, reshape, slice } from '../tensor/ops/shape.js';
 import { softmax } from '../nn/softmax.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { attentionArgs, type AttentionOptions } from './attention.js';
@@ -48,9 +48,10 @@ export function referenceAttention(q: Tensor, k: Tensor, v: Tensor, opts: Attent
   const rep = H / Hkv;
   const expand = (t: Tensor): Tensor =>
     reshape(broadcastTo(reshape(t, [B, Nk, Hkv, 1, D]), [B, Nk, Hkv, rep, D]), [B, Nk, H, D]);
+  const keys = (t: Tensor): Tensor => (a.kvStride > Nk ? slice(t, 1, 0, Nk) : t); // (B, Nk, Hkv, D)
   const qh = permute(q, [0, 2, 1, 3]); // (B, H, Nq, D)
-  const kh = permute(expand(k), [0, 2, 1, 3]); // (B, H, Nk, D)
-  const vh = permute(expand(v), [0, 2, 1, 3]); // (B, H, Nk, D)
+  const kh = permute(expand(keys(k)), [0, 2, 1, 3]); // (B, H, Nk, D)
+  const vh = permute(expand(keys(v)), [0, 2, 1, 3]); // (B, H, Nk, D)
   const scores = scale(matmul(qh, kh, { transB: true }), a.scale); // (B, H, Nq, Nk)
   const maskT = fromHost(
     q.dtype === 'f32' ? Float32Array.from(maskMatrix(a.mask, H, Nq, Nk, a.qOffset)) : maskMatrix(a.mask, H, Nq, Nk, a.qOffset),

@@ -83,11 +83,16 @@ export type AttentionMask =
   | { kind: 'causal' }
   | { kind: 's2'; form: 'segmented' | 'roll' | 'short'; group: number };
 
-/** q [B, Nq, H, D], k and v [B, Nk, Hkv, D], out [B, Nq, H, D], lse [B, H, Nq]. */
+/**
+ * q [B, Nq, H, D], out [B, Nq, H, D], lse [B, H, Nq]; k and v hold `kvStride` rows per
+ * batch entry ([B, kvStride, Hkv, D]) of which the first Nk are keys (kvStride > Nk for a
+ * preallocated KV cache; kvStride = Nk otherwise).
+ */
 export interface AttentionArgs {
   B: number;
   Nq: number;
   Nk: number;
+  kvStride: number;
   H: number;
   Hkv: number;
   D: number;

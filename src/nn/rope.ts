@@ -46,7 +46,8 @@ export function ropeAngles(
 }
 
 /**
- * Caches device tables per (N, offset, dtype). Owns them: call `dispose()` when done.
+ * Device cos/sin tables, cached per (N, dtype) for sequences starting at position 0.
+ * Owns the cached ones: call `dispose()` when done.
  */
 export class RotaryEmbedding {
   private cache = new Map<string, RopeTables>();
@@ -59,13 +60,21 @@ export class RotaryEmbedding {
     ropeFrequencies(D, theta, scaling, 0, maxPositionEmbeddings); // fail now, not at the first forward
   }
 
+  /**
+   * Tables for positions offset..offset+N−1. Those starting at 0 (training, evaluation,
+   * a prompt) are cached and owned here; later ones (decoding with a KV cache) are fresh
+   * tensors owned by the caller's scope, so decoding does not grow the cache.
+   */
   tables(N: number, dtype: 'f32' | 'f64', backend: Backend, offset = 0): RopeTables {
-    const key = `${N}:${offset}:${dtype}:${backend.name}`;
-    let t = this.cache.get(key);
-    if (!t) {
-      const { cos, sin } = ropeAngles(N, this.D, this.theta, this.scaling, offset, this.maxPositionEmbeddings);
-      const conv = (a: Float64Array): Tensor => fromHost(dtype === 'f32' ? Float32Array.from(a) : a, [N, this.D / 2], dtype, backend).keep();
-      t = { cos: conv(cos), sin: conv(sin) };
+    const key = `${N}:${dtype}:${backend.name}`;
+    const hit = offset === 0 ? this.cache.get(key) : undefined;
+    if (hit) return hit;
+    const { cos, sin } = ropeAngles(N, this.D, this.theta, this.scaling, offset, this.maxPositionEmbeddings);
+    const conv = (a: Float64Array): Tensor => fromHost(dtype === 'f32' ? Float32Array.from(a) : a, [N, this.D / 2], dtype, backend);
+    const t = { cos: conv(cos), sin: conv(sin) };
+    if (offset === 0) {
+      t.cos.keep();
+      t.sin.keep();
       this.cache.set(key, t);
     }
     return t;

@@ -35,16 +35,17 @@ function hostCausal(q: Float64Array, k: Float64Array, v: Float64Array, B: number
   return out;
 }
 
-interface Case { B: number; Nq: number; Nk: number; H: number; Hkv: number; D: number; qOffset?: number; mask?: AttentionMask }
+interface Case { B: number; Nq: number; Nk: number; H: number; Hkv: number; D: number; qOffset?: number; mask?: AttentionMask; capacity?: number }
 
 function attnCase(name: string, c: Case): Parameters<typeof checkOp>[0] {
-  const opts = { mask: c.mask ?? { kind: 'causal' as const }, qOffset: c.qOffset ?? 0 };
+  const rows = c.capacity ?? c.Nk;
+  const opts = { mask: c.mask ?? { kind: 'causal' as const }, qOffset: c.qOffset ?? 0, kvLength: c.Nk };
   return {
     name,
-    inputs: [{ shape: [c.B, c.Nq, c.H, c.D] }, { shape: [c.B, c.Nk, c.Hkv, c.D] }, { shape: [c.B, c.Nk, c.Hkv, c.D] }],
+    inputs: [{ shape: [c.B, c.Nq, c.H, c.D] }, { shape: [c.B, rows, c.Hkv, c.D] }, { shape: [c.B, rows, c.Hkv, c.D] }],
     fn: (q, k, v) => attention(q, k, v, opts),
     twin: (q, k, v) => referenceAttention(q, k, v, opts),
-    ...(opts.mask.kind === 'causal' ? { reference: (q: Float64Array, k: Float64Array, v: Float64Array) => hostCausal(q, k, v, c.B, c.Nq, c.Nk, c.H, c.Hkv, c.D, opts.qOffset) } : {}),
+    ...(opts.mask.kind === 'causal' ? { reference: (q: Float64Array, k: Float64Array, v: Float64Array) => hostCausal(q, k, v, c.B, c.Nq, rows, c.H, c.Hkv, c.D, opts.qOffset) } : {}),
     fdSamples: 24,
   };
 }
@@ -53,6 +54,7 @@ describe('attention', () => {
   it('dense causal, multi-head', (t) => checkOp(attnCase('causal MHA', { B: 1, Nq: 6, Nk: 6, H: 2, Hkv: 2, D: 4 }), (s) => t.diagnostic(s)));
   it('dense causal, GQA (H=4, Hkv=2), B=2', (t) => checkOp(attnCase('causal GQA', { B: 2, Nq: 5, Nk: 5, H: 4, Hkv: 2, D: 4 }), (s) => t.diagnostic(s)));
   it('dense causal with a query offset (KV-cache decoding)', (t) => checkOp(attnCase('causal offset', { B: 1, Nq: 2, Nk: 7, H: 2, Hkv: 1, D: 4, qOffset: 5 }), (s) => t.diagnostic(s)));
+  it('dense causal over a preallocated cache with unused rows, B=2', (t) => checkOp(attnCase('causal cache', { B: 2, Nq: 3, Nk: 6, capacity: 9, H: 4, Hkv: 2, D: 4, qOffset: 3 }), (s) => t.diagnostic(s)));
 
   for (const form of ['segmented', 'roll', 'short'] as const) {
     it(`S²-Attn ${form}, GQA, B=2`, (t) => checkOp(attnCase(`s2 ${form}`, {

@@ -5,6 +5,7 @@ import { rmsnorm } from '../../src/nn/rmsnorm.js';
 import { rope, ropeAngles } from '../../src/nn/rope.js';
 import { embedding } from '../../src/nn/embedding.js';
 import { crossEntropy, crossEntropyPerToken, shiftLabels } from '../../src/nn/loss.js';
+import { linearCrossEntropy } from '../../src/nn/lm-loss.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
 import { checkOp } from '../helpers/optest.js';
 
@@ -79,6 +80,12 @@ describe('nn ops', () => {
   it('mean cross-entropy over non-ignored targets', (t) => checkOp({
     name: 'crossEntropy', inputs: [{ shape: [6, V] }], fn: (x) => crossEntropy(x, Int32Array.from(targets)),
     reference: (x) => [ceRef(x).reduce((a, v) => a + v, 0) / 4],
+  }, (s) => t.diagnostic(s)));
+
+  it('chunked linear + cross-entropy equals the logits path (chunks of 4 over 6 rows)', (t) => checkOp({
+    name: 'linearCrossEntropy', inputs: [{ shape: [6, 5] }, { shape: [V, 5] }],
+    fn: (h, w) => linearCrossEntropy(h, w, Int32Array.from(targets), 4),
+    twin: (h, w) => crossEntropy(op.linear(h, w), Int32Array.from(targets)),
   }, (s) => t.diagnostic(s)));
 
   it('shiftLabels: position t predicts t+1, the last of each row is ignored', () => {

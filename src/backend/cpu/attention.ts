@@ -1,7 +1,8 @@
 /**
  * Reference attention, forward and backward: one query row at a time, visiting only the
  * keys the mask allows (attention/mask.ts), so memory is O(Nk) per row, never N×N.
- * Layout: q [B, Nq, H, D], k and v [B, Nk, Hkv, D], out [B, Nq, H, D], lse [B, H, Nq].
+ * Layout: q [B, Nq, H, D], k and v [B, kvStride, Hkv, D] (keys are the first Nk rows),
+ * out [B, Nq, H, D], lse [B, H, Nq].
  * Query head h reads kv head ⌊h / (H/Hkv)⌋ (grouped-query attention).
  */
 import type { AttentionArgs } from '../backend.js';
@@ -26,7 +27,7 @@ function forEachRow(g: AttentionArgs, fn: (b: number, h: number, kvh: number, i:
 }
 
 export function attention(q: F, k: F, v: F, out: F, lse: F, g: AttentionArgs): void {
-  const { Nq, Nk, H, Hkv, D, scale } = g;
+  const { Nq, Nk, H, Hkv, D, scale, kvStride: S } = g;
   const s = new Float64Array(Nk);
   const acc = new Float64Array(D);
   forEachRow(g, (b, h, kvh, i, ranges) => {
@@ -34,7 +35,7 @@ export function attention(q: F, k: F, v: F, out: F, lse: F, g: AttentionArgs): v
     let max = -Infinity;
     for (const [lo, hi] of ranges) {
       for (let j = lo; j < hi; j++) {
-        s[j] = scale * dot(q, qo, k, ((b * Nk + j) * Hkv + kvh) * D, D);
+        s[j] = scale * dot(q, qo, k, ((b * S + j) * Hkv + kvh) * D, D);
         if (s[j]! > max) max = s[j]!;
       }
     }
@@ -44,7 +45,7 @@ export function attention(q: F, k: F, v: F, out: F, lse: F, g: AttentionArgs): v
       for (let j = lo; j < hi; j++) {
         const p = Math.exp(s[j]! - max);
         sum += p;
-        const vo = ((b * Nk + j) * Hkv + kvh) * D;
+        const vo = ((b * S + j) * Hkv + kvh) * D;
         for (let d = 0; d < D; d++) acc[d]! += p * v[vo + d]!;
       }
     }
@@ -58,7 +59,7 @@ export function attention(q: F, k: F, v: F, out: F, lse: F, g: AttentionArgs): v
  * dq += scale·ds_j·k_j, dk_j += scale·ds_j·q.
  */
 export function attentionBackward(q: F, k: F, v: F, out: F, lse: F, dout: F, dq: F, dk: F, dv: F, g: AttentionArgs): void {
-  const { Nq, Nk, H, Hkv, D, scale } = g;
+  const { Nq, H, Hkv, D, scale, kvStride: S } = g;
   dk.fill(0);
   dv.fill(0);
   const dqRow = new Float64Array(D);
@@ -69,7 +70,7 @@ export function attentionBackward(q: F, k: F, v: F, out: F, lse: F, dout: F, dq:
     dqRow.fill(0);
     for (const [lo, hi] of ranges) {
       for (let j = lo; j < hi; j++) {
-        const ko = ((b * Nk + j) * Hkv + kvh) * D;
+        const ko = ((b * S + j) * Hkv + kvh) * D;
         const p = Math.exp(scale * dot(q, qo, k, ko, D) - l);
         const ds = p * (dot(dout, qo, v, ko, D) - delta);
         for (let d = 0; d < D; d++) {

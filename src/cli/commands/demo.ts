@@ -45,9 +45,9 @@ export async function demo(argv: string[]): Promise<void> {
   const [B, N] = golden.info('input_ids').shape as [number, number];
   for (const p of model.parameters()) p.requireGrad();
   const first = tidy(() => {
-    const r = model.loss(idsTensor(inputIds, [B, N]), labels);
+    const r = model.loss(idsTensor(inputIds, [B, N]), labels, { logits: true });
     backward(r.loss);
-    return r;
+    return { loss: r.loss, logits: r.logits! };
   });
   const loss0 = await first.loss.item();
   const refLoss = (golden.read('loss', 'f64').data as Float64Array)[0]!;

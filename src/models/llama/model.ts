@@ -9,6 +9,7 @@ import { LongLoraError } from '../../errors.js';
 import { Embedding } from '../../nn/embedding.js';
 import { Linear, type LinearLike } from '../../nn/linear.js';
 import { crossEntropy, shiftLabels } from '../../nn/loss.js';
+import { linearCrossEntropy } from '../../nn/lm-loss.js';
 import { Module } from '../../nn/module.js';
 import { RMSNorm } from '../../nn/rmsnorm.js';
 import { rope, RotaryEmbedding, type RopeTables } from '../../nn/rope.js';
@@ -20,6 +21,8 @@ import type { Tensor } from '../../tensor/tensor.js';
 import type { Rng } from '../../tensor/random.js';
 import { recompute } from '../../tensor/recompute.js';
 import { tidy } from '../../tensor/scope.js';
+import { isGradEnabled } from '../../tensor/autograd.js';
+import { KVCache } from './cache.js';
 import type { LlamaConfig } from './config.js';
 import { computeWeight } from '../../nn/linear.js';
 
@@ -33,6 +36,8 @@ export type WeightSource = (name: string, shape: number[]) => Tensor;
 export interface LayerContext {
   rope: RopeTables;
   mask: AttentionMask;
+  /** Generation: keys and values of earlier tokens; this forward's are appended. */
+  cache?: KVCache;
 }
 
 export interface ForwardOptions {
@@ -42,6 +47,8 @@ export interface ForwardOptions {
   checkpointing?: boolean;
   /** Generators the layers draw from (dropout), replayed by the recomputation. */
   rngs?: readonly Rng[];
+  /** Decode with a KV cache: positions continue at cache.length, which advances by N. */
+  cache?: KVCache;
 }
 
 export class LlamaAttention extends Module {
@@ -59,13 +66,20 @@ export class LlamaAttention extends Module {
     this.o_proj = new Linear(w(`${prefix}.o_proj.weight`, [C, H * D]));
   }
 
-  forward(x: Tensor, ctx: LayerContext): Tensor {
+  forward(x: Tensor, ctx: LayerContext, layer = 0): Tensor {
     const [B, N] = x.shape as [number, number, number];
     const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.config;
     const q = rope(reshape(this.q_proj.forward(x), [B, N, H, D]), ctx.rope); // (B, N, H, D)
     const k = rope(reshape(this.k_proj.forward(x), [B, N, Hkv, D]), ctx.rope); // (B, N, Hkv, D)
     const v = reshape(this.v_proj.forward(x), [B, N, Hkv, D]); // (B, N, Hkv, D)
-    const o = attention(q, k, v, { mask: ctx.mask }); // (B, N, H, D)
+    let o: Tensor;
+    if (ctx.cache) {
+      const c = ctx.cache;
+      c.write(layer, k, v);
+      o = attention(q, c.k[layer]!, c.v[layer]!, { qOffset: c.length, kvLength: c.length + N }); // (B, N, H, D)
+    } else {
+      o = attention(q, k, v, { mask: ctx.mask }); // (B, N, H, D)
+    }
     return this.o_proj.forward(reshape(o, [B, N, H * D])); // (B, N, C)
   }
 }
@@ -105,8 +119,8 @@ export class LlamaDecoderLayer extends Module {
   }
 
   /** Pre-norm residual block: h = x + attn(norm(x)); out = h + mlp(norm(h)). */
-  forward(x: Tensor, ctx: LayerContext): Tensor {
-    const h = add(x, this.self_attn.forward(this.input_layernorm.forward(x), ctx));
+  forward(x: Tensor, ctx: LayerContext, layer = 0): Tensor {
+    const h = add(x, this.self_attn.forward(this.input_layernorm.forward(x), ctx, layer));
     return add(h, this.mlp.forward(this.post_attention_layernorm.forward(h)));
   }
 }
@@ -145,21 +159,29 @@ export class LlamaForCausalLM extends Module {
   /** The final hidden states [B, N, C] for token ids [B, N] (i32). */
   hidden(ids: Tensor, opts: ForwardOptions = {}): Tensor {
     if (ids.rank !== 2 || ids.dtype !== 'i32') throw new LongLoraError(`model input must be i32 token ids [B, N], got ${ids.dtype} ${fmt(ids.shape)}`);
-    const N = ids.shape[1]!;
-    const embed = this.model.embed_tokens;
+    const [B, N] = ids.shape as [number, number];
+    const cache = opts.cache;
+    if (cache) {
+      if (isGradEnabled()) throw new LongLoraError('a KV cache is for inference; run generation under noGrad()');
+      if (cache.B !== B) throw new LongLoraError(`KV cache holds ${cache.B} sequences, the input ${B}`);
+      cache.reserve(N);
+    }
+    const offset = cache?.length ?? 0;
     const ctx: LayerContext = {
-      rope: this.rotary.tables(N, this.computeDType, ids.backend),
+      rope: this.rotary.tables(N, this.computeDType, ids.backend, offset),
       mask: opts.mask ?? CAUSAL,
+      ...(cache ? { cache } : {}),
     };
-    let x = embed.forward(ids); // (B, N, C)
-    for (const layer of this.model.layers) {
+    let x = this.model.embed_tokens.forward(ids); // (B, N, C)
+    this.model.layers.forEach((layer, i) => {
       // Each layer in its own scope: its temporaries are freed as soon as it returns
       // (the tape keeps what the backward pass needs).
       const input = x;
       x = tidy(() => opts.checkpointing
-        ? recompute((h) => layer.forward(h, ctx), input, layer.trainableParameters(), opts.rngs)
-        : layer.forward(input, ctx));
-    }
+        ? recompute((h) => layer.forward(h, ctx, i), input, layer.trainableParameters(), opts.rngs)
+        : layer.forward(input, ctx, i));
+    });
+    if (cache) cache.length += N;
     return this.model.norm.forward(x);
   }
 
@@ -176,13 +198,25 @@ export class LlamaForCausalLM extends Module {
 
   /**
    * Causal-LM loss as Hugging Face computes it: position t predicts labels[t+1]; labels of
-   * −100 are ignored; mean over the rest. `labels` [B·N] defaults to the input ids.
+   * −100 are ignored; mean over the rest. `labels` [B·N] (often the input ids). The head and
+   * the loss run in chunks of rows, so the [B·N, V] logits are never held — unless
+   * `opts.logits` asks for them (then they are returned too).
    */
-  loss(ids: Tensor, labels: Int32Array, opts: ForwardOptions = {}): { loss: Tensor; logits: Tensor } {
+  loss(ids: Tensor, labels: Int32Array, opts: ForwardOptions & { logits?: boolean } = {}): { loss: Tensor; logits?: Tensor } {
     const [B, N] = ids.shape as [number, number];
-    const logits = this.forward(ids, opts); // (B, N, V)
-    const flat = reshape(logits, [B * N, this.config.vocabSize]);
-    return { loss: crossEntropy(flat, shiftLabels(labels, B, N)), logits };
+    const targets = shiftLabels(labels, B, N);
+    if (opts.logits || (this.lm_head && !(this.lm_head instanceof Linear))) {
+      const logits = this.forward(ids, opts); // (B, N, V)
+      return { loss: crossEntropy(reshape(logits, [B * N, this.config.vocabSize]), targets), logits };
+    }
+    const h = reshape(this.hidden(ids, opts), [B * N, this.config.hiddenSize]); // (B·N, C)
+    const W = computeWeight(this.lm_head ? this.lm_head.weight : this.model.embed_tokens.weight, h); // (V, C)
+    return { loss: linearCrossEntropy(h, W, targets) };
+  }
+
+  /** An empty KV cache for `B` sequences of up to `capacity` tokens (generation). */
+  createCache(B: number, capacity: number): KVCache {
+    return new KVCache(this.config, B, capacity, this.computeDType, this.model.embed_tokens.weight.backend);
   }
 
   override dispose(): void {
