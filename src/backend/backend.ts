@@ -112,6 +112,30 @@ export interface AdamWArgs {
   step: number;
 }
 
+/**
+ * Blockwise 4-bit lookup dequantisation with double-quantised block scales: the QLoRA NF4
+ * format (`src/quant/nf4.ts` documents the layout and how it is produced). For element i
+ * of the `n`-element output, with b = ⌊i / blockSize⌋:
+ *
+ *   scale[b] = f32(f32(code8[scaleCodes[b]] · scaleAbsmax[⌊b / scaleBlockSize⌋]) + scaleOffset)
+ *   out[i]   = f32(code4[nibble(i)] · scale[b])
+ *
+ * where f32(·) rounds to float32 (every product and sum is one float32 operation, so all
+ * backends agree bit for bit), and nibble(i) is the HIGH nibble of packed[⌊i/2⌋] for even i
+ * and the LOW nibble for odd i (bitsandbytes' order). `out` may be f32 or f64 (f64 holds the
+ * same float32 values). The last block may be shorter than `blockSize`.
+ */
+export interface Dequantize4bitArgs {
+  /** Elements of the output. */
+  n: number;
+  /** Elements per 4-bit block (64 for NF4); one scale per block. */
+  blockSize: number;
+  /** Scales per block of the 8-bit scale quantisation (256); one scaleAbsmax per such block. */
+  scaleBlockSize: number;
+  /** Added to every dequantised scale: the mean subtracted before the scales were quantised. */
+  scaleOffset: number;
+}
+
 export interface Backend {
   readonly name: string;
   /** Whether kernels accept f64 operands (the CPU reference backend, for gradient checks). */
@@ -190,4 +214,14 @@ export interface Backend {
    * v ← β2·v + (1−β2)·g²; p ← p − lr·m̂/(√v̂ + eps) with bias-corrected m̂, v̂.
    */
   adamw(p: DeviceBuffer, g: DeviceBuffer, m: DeviceBuffer, v: DeviceBuffer, args: AdamWArgs): void;
+
+  /**
+   * Dequantises a 4-bit weight (see `Dequantize4bitArgs`): packed u8 [⌈n/2⌉], code4 f32 [16]
+   * (the 4-bit code book), scaleCodes u8 [⌈n/blockSize⌉], code8 f32 [256] (the 8-bit code
+   * book of the scales), scaleAbsmax f32 [⌈scaleCodes/scaleBlockSize⌉] → out f32|f64 [n].
+   * Frozen quantised linear layers call it once per use (forward and input gradient); a
+   * fast backend may later fuse it into the matmul.
+   */
+  dequantize4bit(packed: DeviceBuffer, code4: DeviceBuffer, scaleCodes: DeviceBuffer, code8: DeviceBuffer,
+    scaleAbsmax: DeviceBuffer, out: DeviceBuffer, args: Dequantize4bitArgs): void;
 }

@@ -4,7 +4,7 @@
  * against. It computes in f32 or f64 (for finite-difference gradient checks).
  */
 import type {
-  AdamWArgs, AttentionArgs, Backend, BinaryOp, CopyArgs, DeviceBuffer, MatmulArgs, MemoryStats, UnaryOp,
+  AdamWArgs, AttentionArgs, Backend, BinaryOp, CopyArgs, Dequantize4bitArgs, DeviceBuffer, MatmulArgs, MemoryStats, UnaryOp,
 } from '../backend.js';
 import type { DType, HostArray } from '../../tensor/dtype.js';
 import { allocHost, hostMatches, itemSize } from '../../tensor/dtype.js';
@@ -17,6 +17,7 @@ import { gather, scatterAdd } from './embedding.js';
 import { attention, attentionBackward } from './attention.js';
 import { crossEntropy, crossEntropyBackward } from './loss.js';
 import { adamw } from './optim.js';
+import { dequantize4bit } from './quant.js';
 
 type F = ew.F;
 
@@ -135,6 +136,11 @@ export class CpuBackend implements Backend {
     adamw(this.f(p), this.f(g), this.f(m), this.f(v), args);
   }
 
+  dequantize4bit(packed: DeviceBuffer, code4: DeviceBuffer, scaleCodes: DeviceBuffer, code8: DeviceBuffer,
+    scaleAbsmax: DeviceBuffer, out: DeviceBuffer, args: Dequantize4bitArgs): void {
+    dequantize4bit(this.u8(packed), this.f(code4), this.u8(scaleCodes), this.f(code8), this.f(scaleAbsmax), this.f(out), args);
+  }
+
   private own(buf: DeviceBuffer): CpuBuffer {
     if (!(buf instanceof CpuBuffer)) throw new InternalError(`cpu: buffer from backend '${buf.backend}'`);
     if (buf.freed) throw new InternalError('cpu: use of a freed buffer');
@@ -146,6 +152,12 @@ export class CpuBackend implements Backend {
     const b = this.own(buf);
     if (b.dtype !== 'f32' && b.dtype !== 'f64') throw new InternalError(`cpu: kernel needs f32/f64, got ${b.dtype}`);
     return b.data as F;
+  }
+
+  private u8(buf: DeviceBuffer): Uint8Array {
+    const b = this.own(buf);
+    if (b.dtype !== 'u8') throw new InternalError(`cpu: kernel needs u8 bytes, got ${b.dtype}`);
+    return b.data as Uint8Array;
   }
 
   private i(buf: DeviceBuffer): Int32Array {
