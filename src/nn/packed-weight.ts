@@ -1,0 +1,63 @@
+/**
+ * A frozen weight kept in a packed storage format (4-bit NF4, `src/quant/`) and expanded on
+ * the fly, once per use, into a temporary compute-dtype weight.
+ *
+ * A packed weight is not a parameter: it never trains, has no gradient, and is not listed
+ * by `Module.namedParameters()`. Modules hold it in a property like a tensor (`weight`);
+ * `Module.namedBuffers()` lists it and `Module.dispose()` frees it.
+ *
+ * Its linear op, y = x · Ŵᵀ with Ŵ the dequantised weight, records one autograd node whose
+ * backward pass dequantises again and returns dx = dy · Ŵ (the frozen weight gets no
+ * gradient). The node saves only the packed parts, never the expanded weight, so the
+ * temporary [out, in] tensor lives for one matmul in each direction (as QLoRA does).
+ */
+import { LongLoraError } from '../errors.js';
+import type { Backend } from '../backend/backend.js';
+import { noGrad, record } from '../tensor/autograd.js';
+import { linear, matmul } from '../tensor/ops/matmul.js';
+import { fmt } from '../tensor/ops/util.js';
+import { tidy } from '../tensor/scope.js';
+import type { Tensor } from '../tensor/tensor.js';
+
+export abstract class PackedWeight {
+  /** Storage format, e.g. 'nf4'. */
+  abstract readonly format: string;
+  /** [out, in]. */
+  abstract readonly shape: readonly [number, number];
+  abstract readonly backend: Backend;
+  /** A digest of the packed contents (what an adapter was trained against), or null. */
+  abstract readonly digest: string | null;
+
+  /** The device tensors holding the packed form (retained by the autograd node). */
+  protected abstract parts(): readonly Tensor[];
+  /** Expands `parts` (this weight's own, or the node's retained views) into [out, in]. */
+  protected abstract expand(parts: readonly Tensor[], dtype: 'f32' | 'f64'): Tensor;
+
+  /** Values of the unpacked weight. */
+  get numel(): number { return this.shape[0] * this.shape[1]; }
+
+  /** Device bytes this weight holds (its own parts; shared code books excluded). */
+  abstract get bytes(): number;
+
+  /** The dequantised weight [out, in] in a compute dtype; the caller owns it. */
+  dequantize(dtype: 'f32' | 'f64' = 'f32'): Tensor {
+    return this.expand(this.parts(), dtype);
+  }
+
+  /** x [..., in] · Ŵᵀ → [..., out]; the gradient flows to x only. */
+  linear(x: Tensor): Tensor {
+    const [out, inF] = this.shape;
+    if (x.shape[x.rank - 1] !== inF) {
+      throw new LongLoraError(`linear: input ${fmt(x.shape)} does not fit the ${this.format} weight [${out}, ${inF}] (expected [..., ${inF}])`);
+    }
+    if (x.dtype !== 'f32' && x.dtype !== 'f64') throw new LongLoraError(`linear: input must be f32 or f64, got ${x.dtype}`);
+    const y = tidy(() => noGrad(() => linear(x, this.dequantize(x.dtype as 'f32' | 'f64'))));
+    record(`linear_${this.format}`, y, [x], this.parts(), (g, saved) => [
+      matmul(g, this.expand(saved, g.dtype as 'f32' | 'f64')), // (..., out) · (out, in) → (..., in)
+    ]);
+    return y;
+  }
+
+  /** Frees the packed parts. Idempotent. */
+  abstract dispose(): void;
+}
