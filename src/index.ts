@@ -19,7 +19,8 @@ export { registerBackend, getBackend, setBackend, currentBackend, cpuBackend, au
 
 // layers
 export { Module } from './nn/module.js';
-export { Linear } from './nn/linear.js';
+export { Linear, PackedLinear } from './nn/linear.js';
+export { PackedWeight } from './nn/packed-weight.js';
 export { Embedding, embedding } from './nn/embedding.js';
 export { RMSNorm, rmsnorm } from './nn/rmsnorm.js';
 export { softmax } from './nn/softmax.js';
@@ -44,3 +45,13 @@ export type { LoadOptions, SaveOptions, RandomInitOptions } from './models/llama
 // files
 export { SafetensorsFile, writeSafetensors } from './io/safetensors.js';
 export { openCheckpoint, writeCheckpoint, readJsonFile, Checkpoint } from './io/checkpoint.js';
+
+// 4-bit base (QLoRA NF4 with double quantisation)
+export { quantizeNf4, dequantizeScales, NF4_BLOCK_SIZE, SCALE_BLOCK_SIZE } from './quant/nf4.js';
+export type { Nf4Data } from './quant/nf4.js';
+export { NF4_CODE, DYNAMIC_CODE } from './quant/codebooks.js';
+export { Nf4Weight } from './quant/nf4-weight.js';
+export { quantizeModel, dequantizeModel, isQuantizedWeight, QUANTIZED_MODULES } from './quant/quantize-model.js';
+export type { QuantizeMode } from './quant/quantize-model.js';
+export type { QuantizationInfo } from './quant/fingerprint.js';
+export { packedMemory } from './quant/quantize-model.js';

@@ -13,9 +13,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { LongLoraError } from '../errors.js';
-import { LoRALinear, checkLoraOptions, type LoraOptions, type LoraRuntime } from '../lora/lora.js';
+import { LoRALinear, adapterDType, checkLoraOptions, type LoraOptions, type LoraRuntime } from '../lora/lora.js';
 import { loraLayers, resolveTargets } from '../lora/inject.js';
-import { Linear } from '../nn/linear.js';
+import { isBaseLinear } from '../nn/linear.js';
+import type { Backend } from '../backend/backend.js';
 import type { Module } from '../nn/module.js';
 import { fromHost, type Tensor } from '../tensor/tensor.js';
 import type { HostArray } from '../tensor/dtype.js';
@@ -180,9 +181,8 @@ function checkShape(f: SafetensorsFile, key: string, shape: readonly number[]): 
   }
 }
 
-function readTensor(f: SafetensorsFile, key: string, shape: readonly number[], like: Tensor): Tensor {
-  const dt = like.dtype === 'f64' ? 'f64' : 'f32';
-  return fromHost(f.read(key, dt).data, shape, dt, like.backend).keep();
+function readTensor(f: SafetensorsFile, key: string, shape: readonly number[], dt: 'f32' | 'f64', backend: Backend): Tensor {
+  return fromHost(f.read(key, dt).data, shape, dt, backend).keep();
 }
 
 /**
@@ -201,7 +201,7 @@ export function loadAdapter(model: Module, dir: string, runtime: LoraRuntime): {
     const r = config.lora.r;
     const adapted = resolveTargets(model, config.targetModules).map((p) => {
       const base = model.getAt(p);
-      if (!(base instanceof Linear)) throw new LongLoraError(`${dir}: ${p} is not a plain linear layer (already adapted?)`);
+      if (!isBaseLinear(base)) throw new LongLoraError(`${dir}: ${p} is not a plain linear layer (already adapted?)`);
       const [out, inF] = base.weight.shape as [number, number];
       const ka = `${PREFIX}${p}.lora_A.weight`;
       const kb = `${PREFIX}${p}.lora_B.weight`;
@@ -219,12 +219,13 @@ export function loadAdapter(model: Module, dir: string, runtime: LoraRuntime): {
       throw new LongLoraError(`${file}: ${left.length} tensor(s) match nothing in the model (e.g. ${left[0]}); the adapter was trained for another model or layout`);
     }
     for (const a of adapted) {
-      const A = readTensor(f, a.ka, [r, a.inF], a.base.weight);
-      const B = readTensor(f, a.kb, [a.out, r], a.base.weight);
+      const dt = adapterDType(a.base.weight);
+      const A = readTensor(f, a.ka, [r, a.inF], dt, a.base.weight.backend);
+      const B = readTensor(f, a.kb, [a.out, r], dt, a.base.weight.backend);
       model.setAt(a.p, new LoRALinear(a.base, config.lora, A, B, runtime));
     }
     for (const [name, t] of saved) {
-      const nt = readTensor(f, PREFIX + name, t.shape, t);
+      const nt = readTensor(f, PREFIX + name, t.shape, t.dtype === 'f64' ? 'f64' : 'f32', t.backend);
       nt.name = name;
       model.setAt(name, nt);
       t.dispose();

@@ -5,7 +5,7 @@
  * except the output head.
  */
 import { LongLoraError } from '../errors.js';
-import { Linear } from '../nn/linear.js';
+import { isBaseLinear, Linear } from '../nn/linear.js';
 import { Module } from '../nn/module.js';
 import { cast } from '../tensor/ops/elementwise.js';
 import type { Rng } from '../tensor/random.js';
@@ -19,9 +19,9 @@ const OUTPUT_HEAD = 'lm_head';
 /** What trains: LongLoRA (LoRA + extras), plain LoRA, or everything. */
 export type TrainMode = 'longlora' | 'lora' | 'full';
 
-/** Paths of every linear layer (plain or LoRA-wrapped). */
+/** Paths of every linear layer (plain, packed or LoRA-wrapped). */
 export function linearPaths(model: Module): string[] {
-  return model.namedModules().filter(([, m]) => m instanceof Linear || m instanceof LoRALinear).map(([p]) => p)
+  return model.namedModules().filter(([, m]) => isBaseLinear(m) || m instanceof LoRALinear).map(([p]) => p)
     .filter((p) => !/\.lora_[AB]$/.test(p));
 }
 
@@ -54,8 +54,8 @@ export function applyLora(model: Module, targets: readonly string[] | typeof ALL
   const paths = resolveTargets(model, targets);
   for (const p of paths) {
     const m = model.getAt(p);
-    if (m instanceof LoRALinear) throw new LongLoraError(`${p} already has a LoRA adapter`);
-    model.setAt(p, LoRALinear.fresh(m as Linear, options, rng, runtime));
+    if (!isBaseLinear(m)) throw new LongLoraError(`${p} already has a LoRA adapter`);
+    model.setAt(p, LoRALinear.fresh(m, options, rng, runtime));
   }
   return paths;
 }
@@ -65,7 +65,10 @@ export function loraLayers(model: Module): Array<[string, LoRALinear]> {
   return model.namedModules().filter((e): e is [string, LoRALinear] => e[1] instanceof LoRALinear);
 }
 
-/** Replaces every LoRA layer by a plain linear layer with the merged weight. */
+/**
+ * Replaces every LoRA layer by a plain linear layer with the merged weight (over a packed
+ * base: the dequantised weight plus the update, in f32).
+ */
 export function mergeLora(model: Module): number {
   const layers = loraLayers(model);
   for (const [p, l] of layers) {
@@ -80,6 +83,7 @@ export function mergeLora(model: Module): number {
 export interface TrainableReport {
   names: string[];
   trainable: number;
+  /** Every parameter and packed (4-bit) base weight, counted in values. */
   total: number;
 }
 
@@ -94,7 +98,8 @@ function promote(model: Module, name: string, t: Tensor): Tensor {
 }
 
 /**
- * Freezes everything, then opens what the mode trains: `full` every parameter; `lora`
+ * Freezes everything, then opens what the mode trains: `full` every parameter (packed 4-bit
+ * base weights are not parameters and stay frozen — the trainer refuses that pairing); `lora`
  * the adapters; `longlora` the adapters plus every parameter whose name contains one of
  * `extras` (default embed and norm, SPEC §4). Frozen tensors never get gradients.
  */
@@ -122,6 +127,6 @@ export function setTrainable(model: Module, mode: TrainMode, extras: readonly st
   return {
     names,
     trainable: after.filter(([, t]) => t.requiresGrad).reduce((a, [, t]) => a + t.size, 0),
-    total: after.reduce((a, [, t]) => a + t.size, 0),
+    total: after.reduce((a, [, t]) => a + t.size, 0) + model.namedBuffers().reduce((a, [, w]) => a + w.numel, 0),
   };
 }

@@ -3,19 +3,21 @@
  * B [out, r] and s = alpha/r (alpha/√r with rsLoRA). A starts Kaiming-uniform like a
  * torch linear layer, B at zero, so a fresh adapter leaves the model unchanged. Parameter
  * names follow PEFT: `<path>.weight` is the frozen base weight, `<path>.lora_A.weight`
- * and `<path>.lora_B.weight` the adapter.
+ * and `<path>.lora_B.weight` the adapter. The base may be a plain `Linear` or a packed one
+ * (a 4-bit NF4 base, QLoRA): its weight is kept as `weight` either way — a tensor
+ * parameter, or a packed weight (not a parameter; `Module.namedBuffers`).
  */
 import { LongLoraError } from '../errors.js';
 import { dropout } from '../nn/dropout.js';
-import { computeWeight, Linear, type LinearLike } from '../nn/linear.js';
+import { baseLinear, Linear, type BaseLinear, type BaseWeight, type LinearLike } from '../nn/linear.js';
 import { Module } from '../nn/module.js';
 import { add, cast, scale } from '../tensor/ops/elementwise.js';
 import { fromHost, zeros } from '../tensor/ops/create.js';
-import { linear, matmul } from '../tensor/ops/matmul.js';
+import { matmul } from '../tensor/ops/matmul.js';
 import { noGrad } from '../tensor/autograd.js';
 import { tidy } from '../tensor/scope.js';
 import type { Rng } from '../tensor/random.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { Tensor } from '../tensor/tensor.js';
 
 export interface LoraOptions {
   r: number;
@@ -43,14 +45,19 @@ export function checkLoraOptions(o: LoraOptions): void {
   if (!(o.dropout >= 0 && o.dropout < 1)) throw new LongLoraError(`LoRA dropout must be in [0, 1), got ${o.dropout}`);
 }
 
+/** The dtype LoRA weights get on a base: f64 over an f64 weight (gradient checks), else f32. */
+export function adapterDType(w: BaseWeight): 'f32' | 'f64' {
+  return w instanceof Tensor && w.dtype === 'f64' ? 'f64' : 'f32';
+}
+
 export class LoRALinear extends Module implements LinearLike {
-  /** The frozen base weight [out, in]. */
-  weight: Tensor;
+  /** The frozen base weight [out, in]: a tensor, or a packed (4-bit) weight. */
+  weight: BaseWeight;
   lora_A: Linear;
   lora_B: Linear;
   readonly scaling: number;
 
-  constructor(base: Linear, readonly options: LoraOptions, A: Tensor, B: Tensor, readonly runtime: LoraRuntime) {
+  constructor(base: BaseLinear, readonly options: LoraOptions, A: Tensor, B: Tensor, readonly runtime: LoraRuntime) {
     super();
     const [out, inF] = base.weight.shape as [number, number];
     if (A.shape[0] !== options.r || A.shape[1] !== inF || B.shape[0] !== out || B.shape[1] !== options.r) {
@@ -63,10 +70,10 @@ export class LoRALinear extends Module implements LinearLike {
   }
 
   /** Wraps `base` with a fresh adapter: A Kaiming-uniform (bound 1/√in), B zero. */
-  static fresh(base: Linear, options: LoraOptions, rng: Rng, runtime: LoraRuntime): LoRALinear {
+  static fresh(base: BaseLinear, options: LoraOptions, rng: Rng, runtime: LoraRuntime): LoRALinear {
     const [out, inF] = base.weight.shape as [number, number];
     const bound = 1 / Math.sqrt(inF);
-    const dt = base.weight.dtype === 'f64' ? 'f64' : 'f32';
+    const dt = adapterDType(base.weight);
     const a = dt === 'f64' ? new Float64Array(options.r * inF) : new Float32Array(options.r * inF);
     for (let i = 0; i < a.length; i++) a[i] = (2 * rng.uniform() - 1) * bound;
     const A = fromHost(a, [options.r, inF], dt, base.weight.backend).keep();
@@ -79,18 +86,23 @@ export class LoRALinear extends Module implements LinearLike {
 
   /** x·Wᵀ + s·(dropout(x)·Aᵀ)·Bᵀ. */
   forward(x: Tensor): Tensor {
-    const y = linear(x, computeWeight(this.weight, x));
+    const y = baseLinear(x, this.weight);
     const p = this.runtime.training ? this.options.dropout : 0;
     const h = dropout(x, p, this.runtime.rng);
     return add(y, scale(this.lora_B.forward(this.lora_A.forward(h)), this.scaling));
   }
 
-  /** W + s·B·A in the base weight's dtype (computed in f32 or f64). Caller owns it. */
+  /**
+   * W + s·B·A, computed in f32 or f64, in the base weight's dtype (f32 for a packed base,
+   * which is dequantised). Caller owns it.
+   */
   mergedWeight(): Tensor {
     return tidy(() => noGrad(() => {
-      const dt = this.weight.dtype === 'f64' ? 'f64' : 'f32';
+      const w = this.weight;
+      const dt = adapterDType(w);
       const delta = scale(matmul(cast(this.lora_B.weight, dt), cast(this.lora_A.weight, dt)), this.scaling); // (out, in)
-      return cast(add(cast(this.weight, dt), delta), this.weight.dtype);
+      if (!(w instanceof Tensor)) return add(w.dequantize(dt), delta);
+      return cast(add(cast(w, dt), delta), w.dtype);
     }));
   }
 }

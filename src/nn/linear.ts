@@ -1,10 +1,15 @@
-/** A bias-free linear layer, y = x · Wᵀ, with W [out, in] as Hugging Face stores it. */
+/**
+ * Bias-free linear layers, y = x · Wᵀ with W [out, in] as Hugging Face stores it: `Linear`
+ * over a weight tensor (trainable, or frozen in 16 bits and cast per use), and
+ * `PackedLinear` over a frozen packed weight (4-bit NF4) dequantised per use.
+ */
 import { LongLoraError } from '../errors.js';
 import { cast } from '../tensor/ops/elementwise.js';
 import { linear } from '../tensor/ops/matmul.js';
 import { fmt } from '../tensor/ops/util.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { Tensor } from '../tensor/tensor.js';
 import { Module } from './module.js';
+import { PackedWeight } from './packed-weight.js';
 
 /** The weight in the input's compute dtype (frozen 16-bit weights are cast per use). */
 export function computeWeight(w: Tensor, x: Tensor): Tensor {
@@ -28,4 +33,37 @@ export class Linear extends Module {
 /** Anything that maps [..., in] → [..., out] (a Linear, or a LoRA-wrapped one). */
 export interface LinearLike {
   forward(x: Tensor): Tensor;
+}
+
+/** The weight of a frozen base layer: a plain tensor, or a packed (quantised) one. */
+export type BaseWeight = Tensor | PackedWeight;
+
+/** x · Wᵀ for either kind of base weight. */
+export function baseLinear(x: Tensor, w: BaseWeight): Tensor {
+  return w instanceof Tensor ? linear(x, computeWeight(w, x)) : w.linear(x);
+}
+
+/**
+ * A frozen linear layer over a packed weight (e.g. NF4). Its `weight` is not a parameter
+ * (see packed-weight.ts); LoRA wraps it like a `Linear`.
+ */
+export class PackedLinear extends Module implements LinearLike {
+  constructor(public weight: PackedWeight) {
+    super();
+  }
+
+  get inFeatures(): number { return this.weight.shape[1]; }
+  get outFeatures(): number { return this.weight.shape[0]; }
+
+  forward(x: Tensor): Tensor {
+    return this.weight.linear(x);
+  }
+}
+
+/** A frozen base layer LoRA can wrap: plain or packed. */
+export type BaseLinear = Linear | PackedLinear;
+
+/** Whether a module is a base linear layer (plain or packed). */
+export function isBaseLinear(m: unknown): m is BaseLinear {
+  return m instanceof Linear || m instanceof PackedLinear;
 }

@@ -3,10 +3,12 @@
  * the Module-valued ones (and arrays of Modules), named by their property names — which
  * are the Hugging Face names (`self_attn`, `q_proj`, ...), so `namedParameters()` yields
  * checkpoint tensor names directly. Replacing a child (LoRA injection) is a plain
- * assignment.
+ * assignment. Packed (quantised) frozen weights are not parameters: they are listed by
+ * `namedBuffers()` and freed by `dispose()` like the parameters.
  */
 import type { Tensor } from '../tensor/tensor.js';
 import { Tensor as TensorClass } from '../tensor/tensor.js';
+import { PackedWeight } from './packed-weight.js';
 
 export abstract class Module {
   /** [name, parameter] for every parameter, each tensor once (tied weights: first name wins). */
@@ -71,9 +73,19 @@ export abstract class Module {
     (parent as unknown as Record<string, unknown>)[last] = value;
   }
 
-  /** Frees every parameter (and its gradient). */
+  /** [name, weight] for every packed frozen weight (quantised base layers), in model order. */
+  namedBuffers(prefix = ''): Array<[string, PackedWeight]> {
+    const out: Array<[string, PackedWeight]> = [];
+    for (const [path, m] of this.namedModules(prefix)) {
+      for (const [key, v] of Object.entries(m)) if (v instanceof PackedWeight) out.push([path ? `${path}.${key}` : key, v]);
+    }
+    return out;
+  }
+
+  /** Frees every parameter (and its gradient) and every packed weight. */
   dispose(): void {
     for (const t of this.parameters()) t.dispose();
+    for (const [, w] of this.namedBuffers()) w.dispose();
   }
 
   private walk(prefix: string, fn: (name: string, t: Tensor) => void): void {

@@ -15,6 +15,7 @@ import { fromFloatArray } from '../../tensor/dtype.js';
 import { Rng } from '../../tensor/random.js';
 import { fromHost, type Tensor } from '../../tensor/tensor.js';
 import type { RopeScaling } from '../../nn/rope.js';
+import { Nf4Quantizer, isQuantizedWeight, type QuantizeMode } from '../../quant/quantize-model.js';
 import { llamaConfigToHF, parseLlamaConfig, type LlamaConfig } from './config.js';
 import { LlamaForCausalLM, type WeightSource } from './model.js';
 
@@ -31,6 +32,13 @@ export interface LoadOptions {
   onWarning?: (message: string) => void;
   /** RoPE scaling to use instead of config.json's (context extension, adapters trained with one). */
   ropeScaling?: RopeScaling;
+  /**
+   * 'nf4' stores the decoder's linear layers (q, k, v, o, gate, up, down) in 4-bit NF4 with
+   * double quantisation, quantised here on the host as each tensor is read (QLoRA; the
+   * output head, embeddings and norms stay in `dtype`). The model's `quantization` then
+   * records the base's fingerprint. Default 'none'.
+   */
+  quantize?: QuantizeMode;
 }
 
 /** Tensors some exporters add that carry nothing (recomputed at run time). */
@@ -49,9 +57,14 @@ function computeOf(dtype: ParamDType): 'f32' | 'f64' {
   return dtype === 'f64' ? 'f64' : 'f32';
 }
 
-/** A weight source that reads each tensor from an opened checkpoint. */
-function checkpointSource(ck: Checkpoint, config: LlamaConfig, dtype: ParamDType, backend: Backend, configPath: string): WeightSource {
-  return (name, shape) => {
+/**
+ * A weight source that reads each tensor from an opened checkpoint. With a quantizer, the
+ * layers it quantises come back as 4-bit projections, and every tensor is fingerprinted
+ * from its float32 values as stored (so the fingerprint does not depend on `dtype`).
+ */
+function checkpointSource(ck: Checkpoint, config: LlamaConfig, dtype: ParamDType, backend: Backend, configPath: string,
+  quant?: Nf4Quantizer, created: Array<{ dispose(): void }> = []): WeightSource {
+  const check = (name: string, shape: number[]): void => {
     if (!ck.has(name)) {
       const where = ck.files.length === 1 ? ck.files[0]! : ck.index ?? ck.dir;
       const err = missingTensorError(where, name, ck.names());
@@ -68,11 +81,35 @@ function checkpointSource(ck: Checkpoint, config: LlamaConfig, dtype: ParamDType
         `(${shapeReason(name, config)}) needs [${shape.join(', ')}]. ` +
         'The weights and config.json do not belong together; use the config.json that came with the weights.');
     }
-    const t = ck.read(name, dtype);
-    const tensor = fromHost(t.data, shape, dtype, backend).keep();
+  };
+  const source: WeightSource = (name, shape) => {
+    check(name, shape);
+    let data: HostArray;
+    if (quant && dtype === 'f64') {
+      data = ck.read(name, 'f64').data;
+      quant.plain(name, Float32Array.from(data as Float64Array), shape);
+    } else if (quant) {
+      const f32 = ck.read(name, 'f32').data as Float32Array;
+      quant.plain(name, f32, shape);
+      data = dtype === 'f32' ? f32 : fromFloatArray(f32, dtype);
+    } else {
+      data = ck.read(name, dtype).data;
+    }
+    const tensor = fromHost(data, shape, dtype, backend).keep();
     tensor.name = name;
+    created.push(tensor);
     return tensor;
   };
+  if (quant) {
+    source.projection = (name, shape) => {
+      if (!isQuantizedWeight(name)) return undefined;
+      check(name, shape);
+      const layer = quant.linear(name, ck.read(name, 'f32').data as Float32Array, shape);
+      created.push(layer.weight);
+      return layer;
+    };
+  }
+  return source;
 }
 
 /** Loads a Llama checkpoint folder. */
@@ -89,11 +126,13 @@ export async function loadLlama(dir: string, opts: LoadOptions = {}): Promise<Ll
   const dtype = opts.dtype ?? 'f32';
   const backend = opts.backend ?? currentBackend();
   const ck = openCheckpoint(dir);
-  const created: Tensor[] = [];
+  const created: Array<{ dispose(): void }> = [];
+  const quantizer = opts.quantize === 'nf4' ? new Nf4Quantizer(backend) : undefined;
   try {
-    const source = checkpointSource(ck, config, dtype, backend, configPath);
-    const model = new LlamaForCausalLM(config, (n, s) => { const t = source(n, s); created.push(t); return t; }, computeOf(dtype));
-    const used = new Set(model.namedParameters().map(([n]) => n));
+    const source = checkpointSource(ck, config, dtype, backend, configPath, quantizer, created);
+    const model = new LlamaForCausalLM(config, source, computeOf(dtype));
+    if (quantizer) model.quantization = quantizer.info();
+    const used = new Set([...model.namedParameters(), ...model.namedBuffers()].map(([n]) => n));
     const unexpected = ck.names().filter((n) => !used.has(n) && !HARMLESS.test(n) && !(n === 'lm_head.weight' && config.tieWordEmbeddings));
     if (unexpected.length > 0) {
       opts.onWarning?.(`${dir}: ${unexpected.length} tensor(s) not used by the Llama model: ${unexpected.slice(0, 5).join(', ')}${unexpected.length > 5 ? ', ...' : ''}`);
@@ -103,6 +142,7 @@ export async function loadLlama(dir: string, opts: LoadOptions = {}): Promise<Ll
     for (const t of created) t.dispose();
     throw e;
   } finally {
+    quantizer?.dispose();
     ck.close();
   }
 }
@@ -152,6 +192,11 @@ export async function parameterEntries(named: Array<[string, Tensor]>, dtype?: '
 
 /** Writes config.json (rope_scaling included) and the weights as a Hugging Face folder. */
 export async function saveLlama(model: LlamaForCausalLM, dir: string, opts: SaveOptions = {}): Promise<void> {
+  const packed = model.namedBuffers();
+  if (packed.length > 0) {
+    throw new LongLoraError(`saveLlama: ${packed.length} layers (e.g. ${packed[0]![0]}) are stored in ${packed[0]![1].format}; ` +
+      'dequantise them first (dequantizeModel, or `longlora merge`, which writes a normal checkpoint)');
+  }
   fs.mkdirSync(dir, { recursive: true });
   const entries = await parameterEntries(model.namedParameters(), opts.dtype);
   const torchDtype = { f32: 'float32', bf16: 'bfloat16', f16: 'float16' }[entries[0]?.dtype as 'f32' | 'bf16' | 'f16'] ?? 'float32';

@@ -24,13 +24,27 @@ import { tidy } from '../../tensor/scope.js';
 import { isGradEnabled } from '../../tensor/autograd.js';
 import { KVCache } from './cache.js';
 import type { LlamaConfig } from './config.js';
+import type { QuantizationInfo } from '../../quant/fingerprint.js';
 import { computeWeight } from '../../nn/linear.js';
 
-/** A projection: a Linear, or a module wrapping one (LoRA). */
+/** A projection: a Linear, a packed (4-bit) PackedLinear, or a module wrapping one (LoRA). */
 export type Projection = Module & LinearLike;
 
-/** Supplies each parameter by its Hugging Face name and expected shape. */
-export type WeightSource = (name: string, shape: number[]) => Tensor;
+/**
+ * Supplies each parameter by its Hugging Face name and expected shape. A source may also
+ * build a decoder projection itself (`projection`, e.g. a 4-bit layer quantised while
+ * loading); when it has none or returns undefined, the projection is a `Linear` over the
+ * weight. The output head is always a `Linear` (QLoRA keeps it in 16 bits).
+ */
+export interface WeightSource {
+  (name: string, shape: number[]): Tensor;
+  projection?: (name: string, shape: number[]) => Projection | undefined;
+}
+
+/** The projection whose weight is `name` [out, in]. */
+function projection(w: WeightSource, name: string, shape: number[]): Projection {
+  return w.projection?.(name, shape) ?? new Linear(w(name, shape));
+}
 
 /** Per-forward context shared by the layers. */
 export interface LayerContext {
@@ -60,10 +74,10 @@ export class LlamaAttention extends Module {
   constructor(readonly config: LlamaConfig, prefix: string, w: WeightSource) {
     super();
     const { hiddenSize: C, numHeads: H, numKvHeads: Hkv, headDim: D } = config;
-    this.q_proj = new Linear(w(`${prefix}.q_proj.weight`, [H * D, C]));
-    this.k_proj = new Linear(w(`${prefix}.k_proj.weight`, [Hkv * D, C]));
-    this.v_proj = new Linear(w(`${prefix}.v_proj.weight`, [Hkv * D, C]));
-    this.o_proj = new Linear(w(`${prefix}.o_proj.weight`, [C, H * D]));
+    this.q_proj = projection(w, `${prefix}.q_proj.weight`, [H * D, C]);
+    this.k_proj = projection(w, `${prefix}.k_proj.weight`, [Hkv * D, C]);
+    this.v_proj = projection(w, `${prefix}.v_proj.weight`, [Hkv * D, C]);
+    this.o_proj = projection(w, `${prefix}.o_proj.weight`, [C, H * D]);
   }
 
   forward(x: Tensor, ctx: LayerContext, layer = 0): Tensor {
@@ -92,9 +106,9 @@ export class LlamaMLP extends Module {
   constructor(config: LlamaConfig, prefix: string, w: WeightSource) {
     super();
     const { hiddenSize: C, intermediateSize: I } = config;
-    this.gate_proj = new Linear(w(`${prefix}.gate_proj.weight`, [I, C]));
-    this.up_proj = new Linear(w(`${prefix}.up_proj.weight`, [I, C]));
-    this.down_proj = new Linear(w(`${prefix}.down_proj.weight`, [C, I]));
+    this.gate_proj = projection(w, `${prefix}.gate_proj.weight`, [I, C]);
+    this.up_proj = projection(w, `${prefix}.up_proj.weight`, [I, C]);
+    this.down_proj = projection(w, `${prefix}.down_proj.weight`, [C, I]);
   }
 
   /** down(silu(gate(x)) · up(x)). */
@@ -144,6 +158,8 @@ export class LlamaForCausalLM extends Module {
   /** Null when the output head is tied to the input embeddings. */
   lm_head: Linear | null;
   readonly rotary: RotaryEmbedding;
+  /** Set when the base linear layers are stored in 4 bits: what and from which base (quant/). */
+  quantization: QuantizationInfo | null = null;
 
   /**
    * Builds the model from a weight source (a checkpoint, or random init; see load.ts).
