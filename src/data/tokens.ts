@@ -2,7 +2,8 @@
  * Pre-tokenized corpora: a flat stream of token ids in a binary file (uint16 or uint32,
  * little-endian, as the official evaluation data), read lazily, cut into training
  * sequences of exactly `seqLen` tokens (continued pre-training: documents already joined
- * with EOS; labels = inputs), visited in a seeded shuffled order per epoch.
+ * with EOS; labels = inputs), visited in a seeded shuffled order per epoch. A span of a
+ * file (the held-out tail, say) reads like a file of its own; a writer streams ids out.
  */
 import fs from 'node:fs';
 import { LongLoraError } from '../errors.js';
@@ -10,7 +11,26 @@ import { Rng } from '../tensor/random.js';
 
 export type TokenDType = 'uint16' | 'uint32';
 
-export class TokenFile {
+/** A readable run of token ids: a whole file or a span of one. */
+export interface TokenSource {
+  /** File path, for messages. */
+  readonly path: string;
+  readonly numTokens: number;
+  /** Tokens [start, start + n) of this source as i32, checked against the vocabulary. */
+  read(start: number, n: number, vocabSize: number): Int32Array;
+}
+
+/** Bytes per token of a dtype. */
+export function tokenBytes(dtype: TokenDType): number {
+  return dtype === 'uint16' ? 2 : 4;
+}
+
+/** The dtype a vocabulary needs: uint16 when every id fits (as the official .bin files). */
+export function tokenDTypeFor(vocabSize: number): TokenDType {
+  return vocabSize <= 65536 ? 'uint16' : 'uint32';
+}
+
+export class TokenFile implements TokenSource {
   readonly numTokens: number;
   private fd: number;
 
@@ -31,7 +51,20 @@ export class TokenFile {
 
   /** Picks the dtype: explicit, or uint16 when the vocabulary fits (as the official .bin files). */
   static open(path: string, dtype: TokenDType | 'auto', vocabSize: number): TokenFile {
-    return new TokenFile(path, dtype === 'auto' ? (vocabSize <= 65536 ? 'uint16' : 'uint32') : dtype);
+    return new TokenFile(path, dtype === 'auto' ? tokenDTypeFor(vocabSize) : dtype);
+  }
+
+  /** Tokens [start, start + count) as a source of their own (a held-out split, say). */
+  span(start: number, count: number): TokenSource {
+    if (start < 0 || count < 0 || start + count > this.numTokens) throw new LongLoraError(`${this.path}: span [${start}, ${start + count}) is outside its ${this.numTokens} tokens`);
+    return {
+      path: `${this.path}[${start}:${start + count}]`,
+      numTokens: count,
+      read: (s: number, n: number, vocabSize: number) => {
+        if (s + n > count) throw new LongLoraError(`${this.path}: read past the end of span [${start}, ${start + count})`);
+        return this.read(start + s, n, vocabSize);
+      },
+    };
   }
 
   /** Tokens [start, start + n) as i32, checked against the vocabulary. */
@@ -62,6 +95,20 @@ export interface DataPosition {
   index: number;
 }
 
+/** 0..n-1 in an order that depends only on the seed and the epoch (Fisher–Yates). */
+export function shuffledOrder(n: number, seed: number, epoch: number): Uint32Array {
+  const o = new Uint32Array(n);
+  for (let i = 0; i < o.length; i++) o[i] = i;
+  const rng = new Rng((seed * 1000003 + epoch) >>> 0);
+  for (let i = o.length - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    const t = o[i]!;
+    o[i] = o[j]!;
+    o[j] = t;
+  }
+  return o;
+}
+
 /**
  * Fixed-length sequences of a token file in a shuffled order that depends only on the
  * seed and the epoch, so a run can resume at any position.
@@ -71,7 +118,7 @@ export class SequenceSampler {
   private order: Uint32Array;
   private pos: DataPosition;
 
-  constructor(readonly file: TokenFile, readonly seqLen: number, readonly vocabSize: number, readonly seed: number, start: DataPosition = { epoch: 0, index: 0 }) {
+  constructor(readonly file: TokenSource, readonly seqLen: number, readonly vocabSize: number, readonly seed: number, start: DataPosition = { epoch: 0, index: 0 }) {
     this.numSequences = Math.floor(file.numTokens / seqLen);
     if (this.numSequences === 0) {
       throw new LongLoraError(`${file.path} holds ${file.numTokens} tokens, fewer than one training sequence of ${seqLen}; use a shorter --seq-len or more data`);
@@ -82,16 +129,7 @@ export class SequenceSampler {
   }
 
   private shuffled(epoch: number): Uint32Array {
-    const o = new Uint32Array(this.numSequences);
-    for (let i = 0; i < o.length; i++) o[i] = i;
-    const rng = new Rng((this.seed * 1000003 + epoch) >>> 0);
-    for (let i = o.length - 1; i > 0; i--) {
-      const j = rng.int(i + 1);
-      const t = o[i]!;
-      o[i] = o[j]!;
-      o[j] = t;
-    }
-    return o;
+    return shuffledOrder(this.numSequences, this.seed, epoch);
   }
 
   position(): DataPosition {
@@ -117,4 +155,37 @@ export class SequenceSampler {
 export function writeTokenFile(path: string, ids: ArrayLike<number>, dtype: TokenDType): void {
   const arr = dtype === 'uint16' ? Uint16Array.from(ids) : Uint32Array.from(ids);
   fs.writeFileSync(path, new Uint8Array(arr.buffer));
+}
+
+/** Appends token ids to an open file through a buffer (corpora larger than memory). */
+export class TokenWriter {
+  private readonly buf: Uint16Array | Uint32Array;
+  private fill = 0;
+  /** Ids written so far. */
+  count = 0;
+
+  constructor(private readonly fd: number, readonly dtype: TokenDType, bufferTokens = 1 << 18) {
+    this.buf = dtype === 'uint16' ? new Uint16Array(bufferTokens) : new Uint32Array(bufferTokens);
+  }
+
+  /** Appends ids; each must fit the dtype. */
+  write(ids: ArrayLike<number>): void {
+    const max = this.dtype === 'uint16' ? 0xffff : 0xffffffff;
+    for (let i = 0; i < ids.length; i++) {
+      const v = ids[i]!;
+      if (!(v >= 0 && v <= max)) throw new LongLoraError(`token id ${v} does not fit ${this.dtype}`);
+      this.buf[this.fill++] = v;
+      if (this.fill === this.buf.length) this.flush();
+    }
+    this.count += ids.length;
+  }
+
+  /** Writes out what is buffered. */
+  flush(): void {
+    if (this.fill === 0) return;
+    const bytes = new Uint8Array(this.buf.buffer, 0, this.fill * this.buf.BYTES_PER_ELEMENT);
+    let off = 0;
+    while (off < bytes.length) off += fs.writeSync(this.fd, bytes, off, bytes.length - off);
+    this.fill = 0;
+  }
 }

@@ -1,0 +1,217 @@
+/**
+ * SFT sets on disk and in batches. Records are tokenized once into a cache — the ids of
+ * every kept example back to back in `<name>.bin` (uint16/uint32), an index
+ * `<name>.idx` of [offset, length, prompt length] per example (float64), and a JSON
+ * sidecar with the sources, tokenizer hash, options and the report — reused until
+ * something changes. Training draws examples in a seeded shuffled order per epoch and
+ * right-pads each micro-batch to its longest example (rounded up to a multiple of 8, so
+ * S²-Attn group sizes stay whole); padding gets label −100 and, being at the end under a
+ * causal mask, never reaches a real token.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { LongLoraError } from '../errors.js';
+import { tempPathFor, writeBytesAtomic, writeJsonAtomic } from '../io/atomic.js';
+import { IGNORE_INDEX } from '../nn/loss.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import { ProgressBar, type ProgressStream } from '../train/progress.js';
+import { listSources } from './corpus.js';
+import { readRecords, RecordErrors, type BadRecords } from './records.js';
+import { countSft, emptySftReport, parseSftRecord, tokenizeSft, type SftExample, type SftOverlong, type SftReport, type SftTemplate } from './sft.js';
+import { defaultCacheDir, ensureWritable, readMeta, sourcesMatch, CACHE_FORMAT, type TokenCacheMeta } from './token-cache.js';
+import { shuffledOrder, tokenBytes, tokenDTypeFor, TokenFile, TokenWriter, type DataPosition, type TokenDType } from './tokens.js';
+
+/** The sidecar of an SFT cache (`<file>.json`). */
+export interface SftCacheMeta {
+  format: number;
+  kind: 'sft';
+  sources: TokenCacheMeta['sources'];
+  tokenizer: TokenCacheMeta['tokenizer'];
+  template: SftTemplate;
+  maxLen: number;
+  overlong: SftOverlong;
+  dtype: TokenDType;
+  numExamples: number;
+  numTokens: number;
+  report: SftReport;
+  skipped: string;
+}
+
+/** Options of `buildSftCache`. */
+export interface SftCacheOptions {
+  tokenizer: Tokenizer;
+  template: SftTemplate;
+  maxLen: number;
+  overlong: SftOverlong;
+  badRecords?: BadRecords;
+  /** The .bin to write; default `<cacheDir>/<name>-sft-<key>.bin`. */
+  output?: string;
+  cacheDir?: string;
+  force?: boolean;
+  out?: ProgressStream;
+}
+
+/** A built or reused SFT cache. */
+export interface SftCache {
+  file: string;
+  meta: SftCacheMeta;
+  reused: boolean;
+}
+
+function defaultPath(inputs: readonly string[], o: SftCacheOptions): string {
+  const first = path.resolve(inputs[0]!);
+  const dir = o.cacheDir ?? defaultCacheDir(first);
+  const key = crypto.createHash('sha256').update(JSON.stringify({
+    inputs: inputs.map((i) => path.resolve(i)), tok: o.tokenizer.hash, t: o.template, n: o.maxLen, o: o.overlong,
+  })).digest('hex').slice(0, 16);
+  return path.join(dir, `${path.basename(first).replace(/\.[^.]*$/, '') || 'sft'}-sft-${key}.bin`);
+}
+
+/** Tokenizes SFT records (JSON array or JSON Lines files, or folders of them) into a cache, or reuses it. */
+export async function buildSftCache(inputs: readonly string[], o: SftCacheOptions): Promise<SftCache> {
+  const { sources } = listSources(inputs);
+  const text = sources.find((s) => s.kind !== 'records');
+  if (text) throw new LongLoraError(`${text.path}: SFT data must be JSON or JSON Lines records ({instruction, input, output}), not plain text`);
+  const file = o.output ?? defaultPath(inputs, o);
+  const old = readMeta<SftCacheMeta>(file);
+  const current = old && old.format === CACHE_FORMAT && old.kind === 'sft' && sourcesMatch(old.sources, sources) &&
+    old.tokenizer.hash === o.tokenizer.hash && old.template === o.template && old.maxLen === o.maxLen && old.overlong === o.overlong &&
+    fs.existsSync(file) && fs.existsSync(`${file.replace(/\.bin$/, '')}.idx`) && fs.statSync(file).size === old.numTokens * tokenBytes(old.dtype);
+  if (current && !o.force) return { file, meta: old, reused: true };
+  ensureWritable(path.dirname(file));
+  const out = o.out ?? process.stderr;
+  const errors = new RecordErrors(o.badRecords ?? 'error');
+  const report = emptySftReport();
+  const dtype = tokenDTypeFor(o.tokenizer.vocabSize);
+  const index: number[] = [];
+  const totalBytes = sources.reduce((a, s) => a + s.size, 0);
+  const bar = new ProgressBar(Math.max(1, Math.ceil(totalBytes / 1e6)), 'MB', 0, out);
+  bar.log(`tokenizing SFT records from ${sources.length} file(s) (${o.template} template, ≤ ${o.maxLen} tokens) into ${file}`);
+  const tmp = tempPathFor(file);
+  const fd = fs.openSync(tmp, 'w');
+  try {
+    const w = new TokenWriter(fd, dtype);
+    let done = 0;
+    for (const src of sources) {
+      const onBytes = (b: number): void => bar.update(Math.min(bar.total, Math.floor((done + b) / 1e6)), { kept: String(report.kept) });
+      for await (const rec of readRecords(src.path, errors, onBytes)) {
+        const r = parseSftRecord(rec.value, src.path, rec.line, errors);
+        if (!r) continue;
+        const { example, outcome } = tokenizeSft(r, o.tokenizer, o);
+        countSft(report, example, outcome);
+        if (!example) continue;
+        index.push(w.count, example.ids.length, example.promptLen);
+        w.write(example.ids);
+      }
+      done += src.size;
+    }
+    w.flush();
+    fs.closeSync(fd);
+    bar.update(bar.total, { kept: String(report.kept) });
+    report.badRecords = errors.issues.length;
+    if (report.kept === 0) {
+      throw new LongLoraError(`${inputs.join(', ')}: no usable SFT examples (${report.records} record(s): ${report.tooLong} too long, ${report.noResponse} without room for a response, ${report.badRecords} bad); ` +
+        'check the files, raise --seq-len, or use --sft-overlong truncate');
+    }
+    fs.renameSync(tmp, file);
+    writeBytesAtomic(`${file.replace(/\.bin$/, '')}.idx`, new Uint8Array(Float64Array.from(index).buffer));
+    const meta: SftCacheMeta = {
+      format: CACHE_FORMAT, kind: 'sft',
+      sources: sources.map(({ path: p, size, mtimeMs }) => ({ path: p, size, mtimeMs })),
+      tokenizer: { source: o.tokenizer.source, hash: o.tokenizer.hash, vocabSize: o.tokenizer.vocabSize, bosId: o.tokenizer.bosId, eosId: o.tokenizer.eosId },
+      template: o.template, maxLen: o.maxLen, overlong: o.overlong, dtype,
+      numExamples: report.kept, numTokens: w.count, report, skipped: errors.summary(),
+    };
+    writeJsonAtomic(`${file}.json`, meta);
+    return { file, meta, reused: false };
+  } catch (e) {
+    try { fs.closeSync(fd); } catch { /* closed */ }
+    fs.rmSync(tmp, { force: true });
+    throw e;
+  }
+}
+
+/** A tokenized SFT set opened for reading (examples are read on demand). */
+export class SftDataset {
+  readonly numExamples: number;
+  private readonly tokens: TokenFile;
+  private readonly index: Float64Array;
+
+  private constructor(readonly file: string, readonly meta: SftCacheMeta) {
+    this.tokens = new TokenFile(file, meta.dtype);
+    const idx = fs.readFileSync(`${file.replace(/\.bin$/, '')}.idx`);
+    this.index = new Float64Array(idx.buffer.slice(idx.byteOffset, idx.byteOffset + idx.byteLength));
+    this.numExamples = this.index.length / 3;
+    if (this.numExamples !== meta.numExamples) throw new LongLoraError(`${file}: the index does not match the sidecar; delete the cache to rebuild it`);
+  }
+
+  static open(c: SftCache): SftDataset {
+    return new SftDataset(c.file, c.meta);
+  }
+
+  /** Example i, its ids checked against the model's vocabulary. */
+  get(i: number, vocabSize: number): SftExample {
+    const off = this.index[3 * i]!;
+    const len = this.index[3 * i + 1]!;
+    return { ids: this.tokens.read(off, len, vocabSize), promptLen: this.index[3 * i + 2]! };
+  }
+
+  close(): void {
+    this.tokens.close();
+  }
+}
+
+/** A right-padded batch of SFT examples. */
+export interface SftBatch {
+  ids: Int32Array;
+  labels: Int32Array;
+  B: number;
+  N: number;
+}
+
+/** Right-pads examples into [B, N]: N the longest, rounded up to `multiple`; pad labels −100. */
+export function padBatch(examples: readonly SftExample[], padId: number, multiple = 8): SftBatch {
+  const longest = Math.max(...examples.map((e) => e.ids.length));
+  const N = Math.ceil(longest / multiple) * multiple;
+  const B = examples.length;
+  const ids = new Int32Array(B * N).fill(padId);
+  const labels = new Int32Array(B * N).fill(IGNORE_INDEX);
+  examples.forEach((e, b) => {
+    ids.set(e.ids, b * N);
+    labels.set(e.ids.subarray(e.promptLen), b * N + e.promptLen);
+  });
+  return { ids, labels, B, N };
+}
+
+/** Examples [from, to) of a set in a seeded order per epoch, in padded batches; resumable. */
+export class SftSampler {
+  private order: Uint32Array;
+  private pos: DataPosition;
+  readonly count: number;
+
+  constructor(readonly data: SftDataset, readonly from: number, readonly to: number, readonly vocabSize: number, readonly seed: number, readonly padId: number, start: DataPosition = { epoch: 0, index: 0 }) {
+    this.count = to - from;
+    if (this.count < 1) throw new LongLoraError(`${data.file}: no SFT examples left for training after the held-out split; lower --val-fraction`);
+    this.pos = { ...start };
+    this.order = shuffledOrder(this.count, seed, start.epoch);
+    if (start.index > this.count) throw new LongLoraError(`data position ${start.index} is past the ${this.count} examples of ${data.file}; the data changed since the checkpoint`);
+  }
+
+  position(): DataPosition {
+    return { ...this.pos };
+  }
+
+  /** The next B examples, padded. */
+  next(B: number): SftBatch {
+    const ex: SftExample[] = [];
+    for (let b = 0; b < B; b++) {
+      if (this.pos.index >= this.count) {
+        this.pos = { epoch: this.pos.epoch + 1, index: 0 };
+        this.order = shuffledOrder(this.count, this.seed, this.pos.epoch);
+      }
+      ex.push(this.data.get(this.from + this.order[this.pos.index++]!, this.vocabSize));
+    }
+    return padBatch(ex, this.padId);
+  }
+}

@@ -1,0 +1,114 @@
+/**
+ * Text corpora → token caches: the stream layout (BOS, documents joined with EOS), folders
+ * and JSONL, reuse and invalidation through the sidecar, and the errors for bad input.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { tokenizeCorpus } from '../../src/data/token-cache.js';
+import { TokenFile } from '../../src/data/tokens.js';
+import { Tokenizer } from '../../src/tokenizer/tokenizer.js';
+import { sink } from '../helpers/train.js';
+import { tempFolders } from '../helpers/tmp.js';
+import { LLAMA_BPE, TINY_96 } from '../tokenizer/fixtures.js';
+
+const fresh = tempFolders('token-cache');
+const tok = Tokenizer.load(LLAMA_BPE);
+
+function readAll(file: string, vocab: number): number[] {
+  const f = TokenFile.open(file, 'auto', vocab);
+  const ids = Array.from(f.read(0, f.numTokens, vocab));
+  f.close();
+  return ids;
+}
+
+async function rejectsLL(p: Promise<unknown>, ...parts: string[]): Promise<void> {
+  await assert.rejects(p, (e: Error) => {
+    assert.equal(e.name, 'LongLoraError', String(e));
+    for (const s of parts) assert.ok(e.message.includes(s), `message lacks "${s}": ${e.message}`);
+    return true;
+  });
+}
+
+function corpus(): string {
+  const dir = fresh();
+  fs.mkdirSync(path.join(dir, 'c', 'sub'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'c', 'a.txt'), 'The grass is green.');
+  fs.writeFileSync(path.join(dir, 'c', 'sub', 'b.md'), 'The sky is blue.\nHere we go.');
+  fs.writeFileSync(path.join(dir, 'c', 'c.jsonl'), '{"text": "There and back again."}\n{"body": "x", "text": "日本 🦙"}\n');
+  fs.writeFileSync(path.join(dir, 'c', 'notes.csv'), 'ignored');
+  fs.writeFileSync(path.join(dir, 'c', '.hidden.txt'), 'ignored');
+  return path.join(dir, 'c');
+}
+
+describe('tokenizing a corpus into a token cache', () => {
+  it('BOS, then each document followed by EOS, files in sorted order', async () => {
+    const dir = corpus();
+    const out = sink();
+    const c = await tokenizeCorpus([dir], { tokenizer: tok, out });
+    assert.equal(c.reused, false);
+    const enc = (s: string): number[] => tok.encode(s, { addSpecialTokens: false });
+    const want = [1, ...enc('The grass is green.'), 2, ...enc('There and back again.'), 2, ...enc('日本 🦙'), 2, ...enc('The sky is blue.\nHere we go.'), 2];
+    assert.deepEqual(readAll(c.file, tok.vocabSize), want);
+    assert.equal(c.meta.documents, 4);
+    assert.equal(c.meta.numTokens, want.length);
+    assert.equal(c.meta.dtype, 'uint16');
+    assert.match(c.notes.join(), /skipped 1 file\(s\) that are not text or JSON/);
+    assert.match(out.text(), /tokenizing 3 file\(s\)/);
+    assert.ok(c.file.includes(`${path.sep}.longlora-cache${path.sep}`));
+  });
+
+  it('reused while nothing changes; rebuilt when a source, the tokenizer or an option changes', async () => {
+    const dir = corpus();
+    const first = await tokenizeCorpus([dir], { tokenizer: tok, out: sink() });
+    const again = await tokenizeCorpus([dir], { tokenizer: tok, out: sink() });
+    assert.equal(again.reused, true);
+    assert.equal(again.file, first.file);
+    const a = path.join(dir, 'a.txt');
+    fs.writeFileSync(a, 'The grass is green. The sun is yellow.');
+    const later = new Date(Date.now() + 5000);
+    fs.utimesSync(a, later, later);
+    const out = sink();
+    const changed = await tokenizeCorpus([dir], { tokenizer: tok, out });
+    assert.equal(changed.reused, false);
+    assert.match(out.text(), /the source files changed/);
+    assert.ok(changed.meta.numTokens > first.meta.numTokens);
+    const other = await tokenizeCorpus([dir], { tokenizer: Tokenizer.load(TINY_96), out: sink() });
+    assert.equal(other.reused, false);
+    assert.notEqual(other.file, first.file, 'another tokenizer gets its own cache file');
+    const explicit = path.join(fresh(), 'x.bin');
+    await tokenizeCorpus([dir], { tokenizer: tok, output: explicit, out: sink() });
+    const o2 = sink();
+    const field = await tokenizeCorpus([dir], { tokenizer: tok, output: explicit, bos: false, out: o2 });
+    assert.equal(field.reused, false);
+    assert.match(o2.text(), /the options changed/);
+    assert.notEqual(readAll(explicit, tok.vocabSize)[0], 1);
+    fs.truncateSync(explicit, 4);
+    const o3 = sink();
+    await tokenizeCorpus([dir], { tokenizer: tok, output: explicit, bos: false, out: o3 });
+    assert.match(o3.text(), /the token file has the wrong size/);
+  });
+
+  it('a record without the text field names file and line and the fix; skip mode counts it', async () => {
+    const dir = fresh();
+    const f = path.join(dir, 'd.jsonl');
+    fs.writeFileSync(f, '{"text": "ok"}\n{"content": "no"}\n{"instruction": "i", "output": "o"}\nnot json\n');
+    await rejectsLL(tokenizeCorpus([f], { tokenizer: tok, out: sink() }), `${path.resolve(f)}:2: no "text" text field (fields: content); set --text-field`);
+    const c = await tokenizeCorpus([f], { tokenizer: tok, badRecords: 'skip', out: sink() });
+    assert.equal(c.meta.documents, 1);
+    assert.equal(c.meta.skippedRecords, 3);
+    assert.match(c.notes.join(), /3 bad record\(s\) skipped .*d\.jsonl:3: .*--data-format sft/);
+    const by = await tokenizeCorpus([f], { tokenizer: tok, textField: 'content', badRecords: 'skip', out: sink() });
+    assert.equal(by.meta.documents, 1);
+  });
+
+  it('empty corpora are clear errors', async () => {
+    const dir = fresh();
+    await rejectsLL(tokenizeCorpus([dir], { tokenizer: tok, out: sink() }), 'no corpus files in');
+    fs.writeFileSync(path.join(dir, 'empty.txt'), '  \n\n');
+    fs.writeFileSync(path.join(dir, 'empty.jsonl'), '');
+    await rejectsLL(tokenizeCorpus([dir], { tokenizer: tok, out: sink() }), 'the corpus has no documents with text', '1 empty document(s)');
+    await rejectsLL(tokenizeCorpus([path.join(dir, 'missing')], { tokenizer: tok, out: sink() }), 'missing not found');
+  });
+});
