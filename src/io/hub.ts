@@ -1,0 +1,153 @@
+/**
+ * Models from the Hugging Face Hub: `--model org/name` resolves to a folder in the
+ * standard Hugging Face cache (`<cache>/models--org--name/snapshots/<commit>/…`, blobs
+ * under `blobs/`, the branch → commit map under `refs/`), shared with Python's
+ * huggingface_hub. Online, the files a Llama needs (config, safetensors weights, tokenizer
+ * and generation files) are downloaded with @huggingface/hub; offline (HF_HUB_OFFLINE=1,
+ * or the Hub cannot be reached) the cached snapshot is used. When neither works the error
+ * says which cache was searched and why the Hub failed. Local folders are used as they are.
+ * The cache is HF_HUB_CACHE, else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else
+ * ~/.cache/huggingface/hub — the same rule as huggingface_hub.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { downloadFileToCacheDir, listFiles, modelInfo } from '@huggingface/hub';
+import { LongLoraError } from '../errors.js';
+import { ProgressBar, type ProgressStream } from '../train/progress.js';
+
+/** Files a model folder needs besides weights. */
+const NEEDED = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja', 'model.safetensors.index.json'];
+
+/** Where and how to resolve a Hub model. */
+export interface HubOptions {
+  /** Cache folder (default from the environment, see hubCacheDir). */
+  cacheDir?: string;
+  /** Branch, tag or commit (default main). */
+  revision?: string;
+  /** Never contact the Hub (default: HF_HUB_OFFLINE=1). */
+  offline?: boolean;
+  /** Access token (default HF_TOKEN). */
+  token?: string;
+  /** For tests and proxies. */
+  fetch?: typeof fetch;
+  hubUrl?: string;
+  out?: ProgressStream;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** The Hugging Face hub cache folder for an environment. */
+export function hubCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.HF_HUB_CACHE) return env.HF_HUB_CACHE;
+  if (env.HUGGINGFACE_HUB_CACHE) return env.HUGGINGFACE_HUB_CACHE;
+  const home = env.HF_HOME ?? path.join(env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'huggingface');
+  return path.join(home, 'hub');
+}
+
+/** Whether `spec` names a Hub repository ("org/name") rather than a local path. */
+export function isRepoId(spec: string): boolean {
+  return !fs.existsSync(spec) && /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/.test(spec) && !spec.includes('..');
+}
+
+function repoFolder(cacheDir: string, repo: string): string {
+  return path.join(cacheDir, `models--${repo.split('/').join('--')}`);
+}
+
+/** Why a snapshot folder cannot be used, or null when it holds a complete model. */
+function snapshotProblem(dir: string): string | null {
+  if (!fs.existsSync(path.join(dir, 'config.json'))) return 'config.json is missing';
+  const index = path.join(dir, 'model.safetensors.index.json');
+  if (fs.existsSync(index)) {
+    const map = (JSON.parse(fs.readFileSync(index, 'utf8')) as { weight_map?: Record<string, string> }).weight_map ?? {};
+    const missing = [...new Set(Object.values(map))].filter((f) => !fs.existsSync(path.join(dir, f)));
+    return missing.length ? `weight shard(s) missing: ${missing.slice(0, 3).join(', ')}` : null;
+  }
+  return fs.existsSync(path.join(dir, 'model.safetensors')) ? null : 'no safetensors weights';
+}
+
+/** The cached snapshot of `repo` at `revision` (a branch via refs/, or a commit), or why there is none. */
+export function cachedSnapshot(repo: string, revision: string, cacheDir: string): { dir: string | null; why: string } {
+  const root = repoFolder(cacheDir, repo);
+  let commit = revision;
+  if (!/^[0-9a-f]{40}$/.test(revision)) {
+    const ref = path.join(root, 'refs', revision);
+    if (!fs.existsSync(ref)) return { dir: null, why: `${repo}@${revision} is not in the cache ${cacheDir}` };
+    commit = fs.readFileSync(ref, 'utf8').trim();
+  }
+  const dir = path.join(root, 'snapshots', commit);
+  if (!fs.existsSync(dir)) return { dir: null, why: `the cached snapshot ${dir} is missing` };
+  const problem = snapshotProblem(dir);
+  return problem ? { dir: null, why: `the cached snapshot ${dir} is incomplete (${problem})` } : { dir, why: '' };
+}
+
+/** Downloads what a Llama needs from `repo` into the cache and records the ref. Returns the snapshot folder. */
+async function download(repo: string, revision: string, cacheDir: string, o: HubOptions): Promise<string> {
+  const creds = { ...(o.token ? { accessToken: o.token } : {}), ...(o.fetch ? { fetch: o.fetch } : {}), ...(o.hubUrl ? { hubUrl: o.hubUrl } : {}) };
+  const info = await modelInfo({ name: repo, revision, additionalFields: ['sha'], ...creds });
+  const commit = (info as { sha?: string }).sha;
+  if (!commit) throw new LongLoraError(`the Hub gave no commit for ${repo}@${revision}`);
+  const files: Array<{ path: string; size: number }> = [];
+  for await (const f of listFiles({ repo, revision: commit, recursive: true, ...creds })) {
+    if (f.type === 'file' && (NEEDED.includes(f.path) || /^[^/]*\.safetensors$/.test(f.path))) files.push({ path: f.path, size: f.size });
+  }
+  if (!files.some((f) => f.path.endsWith('.safetensors'))) {
+    throw new LongLoraError(`${repo} has no safetensors weights (only other formats); convert it to safetensors or pick a repository that has them`);
+  }
+  const total = files.reduce((a, f) => a + f.size, 0);
+  const bar = new ProgressBar(Math.max(1, Math.ceil(total / 1e6)), 'MB', 0, o.out ?? process.stderr);
+  bar.log(`downloading ${repo}@${commit.slice(0, 8)}: ${files.length} file(s), ${(total / 1e9).toFixed(2)} GB into ${cacheDir}`);
+  const debug = console.debug;
+  console.debug = () => {}; // the library announces each download on stdout
+  let done = 0;
+  try {
+    for (const f of files) {
+      await downloadFileToCacheDir({ repo, path: f.path, revision: commit, cacheDir, ...creds });
+      done += f.size;
+      bar.update(Math.min(bar.total, Math.floor(done / 1e6)), { file: f.path });
+    }
+  } finally {
+    console.debug = debug;
+  }
+  bar.update(bar.total);
+  if (revision !== commit) {
+    const refs = path.join(repoFolder(cacheDir, repo), 'refs');
+    fs.mkdirSync(refs, { recursive: true });
+    fs.writeFileSync(path.join(refs, revision), commit);
+  }
+  return path.join(repoFolder(cacheDir, repo), 'snapshots', commit);
+}
+
+/**
+ * A local model folder for `spec`: an existing path as it is, or a Hub repository id
+ * resolved through the cache (downloading when online).
+ */
+export async function resolveModel(spec: string, o: HubOptions = {}): Promise<string> {
+  if (!isRepoId(spec)) {
+    if (!fs.existsSync(spec)) throw new LongLoraError(`${spec} does not exist; pass a model folder, or a Hub repository as org/name`);
+    return spec;
+  }
+  const env = o.env ?? process.env;
+  const cacheDir = o.cacheDir ?? hubCacheDir(env);
+  const revision = o.revision ?? 'main';
+  const offline = o.offline ?? ['1', 'true', 'yes', 'on'].includes(String(env.HF_HUB_OFFLINE ?? '').toLowerCase());
+  const cached = cachedSnapshot(spec, revision, cacheDir);
+  if (offline) {
+    if (cached.dir) return cached.dir;
+    throw new LongLoraError(`${spec}: offline (HF_HUB_OFFLINE) and ${cached.why}; download it once while online, or pass a local model folder`);
+  }
+  try {
+    return await download(spec, revision, cacheDir, { ...o, token: o.token ?? env.HF_TOKEN });
+  } catch (e) {
+    if (e instanceof LongLoraError) throw e;
+    const reason = e instanceof Error ? e.message : String(e);
+    const status = (e as { statusCode?: number }).statusCode;
+    if (cached.dir) {
+      (o.out ?? process.stderr).write(`cannot reach the Hub (${reason}); using the cached snapshot ${cached.dir}\n`);
+      return cached.dir;
+    }
+    if (status === 401 || status === 403 || status === 404) {
+      throw new LongLoraError(`${spec}: the Hub refused (${status}: ${reason}); check the name, and for gated models accept the licence and set HF_TOKEN`);
+    }
+    throw new LongLoraError(`${spec}: cannot reach the Hub (${reason}) and ${cached.why}; connect to the internet once, or pass a local model folder`);
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * Hub models without the network: the cache folder rule, reuse of a cached snapshot
+ * (offline, and when the Hub cannot be reached), incomplete snapshots, the errors when
+ * neither works, and local folders.
+ */
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { cachedSnapshot, hubCacheDir, isRepoId, resolveModel } from '../../src/io/hub.js';
+import { goldenDir } from '../helpers/fixtures.js';
+import { sink } from '../helpers/train.js';
+import { tempFolders } from '../helpers/tmp.js';
+
+const fresh = tempFolders('hub');
+const COMMIT = 'a'.repeat(40);
+
+/** A cache with org/tiny at `main` → COMMIT, laid out as huggingface_hub lays it out (blobs + symlinks). */
+function fakeCache(): string {
+  const cache = fresh();
+  const repo = path.join(cache, 'models--org--tiny');
+  const snap = path.join(repo, 'snapshots', COMMIT);
+  fs.mkdirSync(snap, { recursive: true });
+  fs.mkdirSync(path.join(repo, 'blobs'));
+  fs.mkdirSync(path.join(repo, 'refs'));
+  fs.writeFileSync(path.join(repo, 'refs', 'main'), COMMIT);
+  for (const f of ['config.json', 'model.safetensors']) {
+    const blob = path.join(repo, 'blobs', `${f}-blob`);
+    fs.copyFileSync(path.join(goldenDir('tiny-llama'), f), blob);
+    fs.symlinkSync(path.relative(snap, blob), path.join(snap, f));
+  }
+  return cache;
+}
+
+const failingFetch = (async () => { throw new TypeError('fetch failed (getaddrinfo ENOTFOUND huggingface.co)'); }) as unknown as typeof fetch;
+
+/**
+ * A stand-in for the Hub's HTTP API serving org/tiny at COMMIT (model info, file tree,
+ * paths-info, ranged downloads), so the online path runs without the network. Records the
+ * paths it served.
+ */
+function fakeHub(files: Record<string, Buffer>): { fetch: typeof fetch; served: string[] } {
+  const served: string[] = [];
+  const oid = (b: Buffer): string => crypto.createHash('sha1').update(b).digest('hex');
+  const json = (v: unknown): Response => new Response(JSON.stringify(v), { status: 200, headers: { 'Content-Type': 'application/json' } });
+  const f = async (input: string | URL, init?: RequestInit): Promise<Response> => {
+    const u = new URL(String(input));
+    const p = decodeURIComponent(u.pathname);
+    if (p === '/api/models/org/tiny/revision/main') return json({ _id: '1', id: 'org/tiny', sha: COMMIT, lastModified: '2024-01-01' });
+    if (p === `/api/models/org/tiny/tree/${COMMIT}`) return json(Object.entries(files).map(([path, b]) => ({ type: 'file', path, size: b.length, oid: oid(b) })));
+    if (p === `/api/models/org/tiny/paths-info/${COMMIT}`) {
+      const { paths } = JSON.parse(String(init?.body)) as { paths: string[] };
+      return json(paths.map((path) => ({ type: 'file', path, size: files[path]!.length, oid: oid(files[path]!) })));
+    }
+    const m = new RegExp(`^/org/tiny/resolve/${COMMIT}/(.+)$`).exec(p);
+    if (m && files[m[1]!]) {
+      const b = files[m[1]!]!;
+      const range = /bytes=(\d+)-(\d+)/.exec(new Headers(init?.headers).get('Range') ?? '');
+      const [a, z] = range ? [Number(range[1]), Math.min(Number(range[2]), b.length - 1)] : [0, b.length - 1];
+      if (!range || a > 0 || z > 0) served.push(m[1]!);
+      return new Response(b.subarray(a, z + 1), { status: range ? 206 : 200, headers: { 'Content-Range': `bytes ${a}-${z}/${b.length}`, ETag: `"${oid(b)}"` } });
+    }
+    return new Response('not found', { status: 404 });
+  };
+  return { fetch: f as unknown as typeof fetch, served };
+}
+
+describe('Hugging Face cache', () => {
+  it('the cache folder follows huggingface_hub: HF_HUB_CACHE, HF_HOME/hub, XDG_CACHE_HOME/huggingface/hub', () => {
+    assert.equal(hubCacheDir({ HF_HUB_CACHE: '/c', HF_HOME: '/h' }), '/c');
+    assert.equal(hubCacheDir({ HF_HOME: '/h', XDG_CACHE_HOME: '/x' }), path.join('/h', 'hub'));
+    assert.equal(hubCacheDir({ XDG_CACHE_HOME: '/x' }), path.join('/x', 'huggingface', 'hub'));
+    assert.match(hubCacheDir({}), /\.cache[/\\]huggingface[/\\]hub$/);
+  });
+
+  it('repository ids versus local paths', () => {
+    assert.ok(isRepoId('meta-llama/Llama-2-7b-hf'));
+    assert.ok(!isRepoId(goldenDir('tiny-llama')), 'an existing path is local');
+    assert.ok(!isRepoId('a/b/c'));
+    assert.ok(!isRepoId('../x'));
+  });
+
+  it('offline: the cached snapshot is used (refs/main → snapshot), also by commit', async () => {
+    const cache = fakeCache();
+    const want = path.join(cache, 'models--org--tiny', 'snapshots', COMMIT);
+    assert.equal(await resolveModel('org/tiny', { cacheDir: cache, offline: true }), want);
+    assert.equal(await resolveModel('org/tiny', { env: { HF_HUB_CACHE: cache, HF_HUB_OFFLINE: '1' } }), want);
+    assert.equal(await resolveModel('org/tiny', { cacheDir: cache, offline: true, revision: COMMIT }), want);
+    const { loadLlama } = await import('../../src/models/llama/load.js');
+    const m = await loadLlama(want);
+    assert.equal(m.config.vocabSize, 96);
+    m.dispose();
+  });
+
+  it('the Hub unreachable: the cache is used, and said so', async () => {
+    const cache = fakeCache();
+    const out = sink();
+    const dir = await resolveModel('org/tiny', { cacheDir: cache, fetch: failingFetch, out });
+    assert.equal(dir, path.join(cache, 'models--org--tiny', 'snapshots', COMMIT));
+    assert.match(out.text(), /cannot reach the Hub \(fetch failed.*\); using the cached snapshot/);
+  });
+
+  it('neither cache nor Hub: errors that name the cache and the fix', async () => {
+    const cache = fresh();
+    await assert.rejects(resolveModel('org/none', { cacheDir: cache, offline: true }),
+      (e: Error) => e.name === 'LongLoraError' && e.message.includes(`org/none: offline (HF_HUB_OFFLINE) and org/none@main is not in the cache ${cache}`) && e.message.includes('local model folder'));
+    await assert.rejects(resolveModel('org/none', { cacheDir: cache, fetch: failingFetch, out: sink() }),
+      /org\/none: cannot reach the Hub \(fetch failed.*\) and org\/none@main is not in the cache .*; connect to the internet once, or pass a local model folder/);
+    await assert.rejects(resolveModel('./no/such/dir'), /does not exist; pass a model folder, or a Hub repository as org\/name/);
+  });
+
+  it('an incomplete snapshot is not used', async () => {
+    const cache = fakeCache();
+    const snap = path.join(cache, 'models--org--tiny', 'snapshots', COMMIT);
+    fs.writeFileSync(path.join(snap, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { 'x': 'model-00002-of-00002.safetensors' } }));
+    assert.match(cachedSnapshot('org/tiny', 'main', cache).why, /incomplete \(weight shard\(s\) missing: model-00002-of-00002\.safetensors\)/);
+    await assert.rejects(resolveModel('org/tiny', { cacheDir: cache, offline: true }), /is incomplete/);
+  });
+
+  it('online: the files a Llama needs land in the standard layout (blobs, snapshot links, refs) and load', async () => {
+    const cache = fresh();
+    const files: Record<string, Buffer> = {
+      'config.json': fs.readFileSync(path.join(goldenDir('tiny-llama'), 'config.json')),
+      'model.safetensors': fs.readFileSync(path.join(goldenDir('tiny-llama'), 'model.safetensors')),
+      'README.md': Buffer.from('not needed'),
+      'pytorch_model.bin': Buffer.from('not needed either'),
+    };
+    const hub = fakeHub(files);
+    const out = sink();
+    const dir = await resolveModel('org/tiny', { cacheDir: cache, fetch: hub.fetch, hubUrl: 'https://hub.test', out });
+    const root = path.join(cache, 'models--org--tiny');
+    assert.equal(dir, path.join(root, 'snapshots', COMMIT));
+    assert.equal(fs.readFileSync(path.join(root, 'refs', 'main'), 'utf8'), COMMIT);
+    assert.ok(fs.lstatSync(path.join(dir, 'model.safetensors')).isSymbolicLink(), 'snapshot files link to blobs');
+    assert.deepEqual(fs.readFileSync(path.join(dir, 'model.safetensors')), files['model.safetensors']);
+    assert.ok(!fs.existsSync(path.join(dir, 'README.md')) && !fs.existsSync(path.join(dir, 'pytorch_model.bin')), 'only what a Llama needs');
+    assert.match(out.text(), /downloading org\/tiny@aaaaaaaa: 2 file\(s\)/);
+    assert.equal(await resolveModel('org/tiny', { cacheDir: cache, offline: true }), dir, 'reused offline afterwards');
+  });
+
+  it('local folders are used as they are', async () => {
+    assert.equal(await resolveModel(goldenDir('tiny-llama'), { offline: true }), goldenDir('tiny-llama'));
+  });
+});
