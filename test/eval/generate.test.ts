@@ -1,0 +1,101 @@
+/**
+ * Generation: with the KV cache it gives the same tokens as recomputing the full sequence
+ * (greedy and seeded sampling), the sampling warpers, stopping on EOS and stop strings,
+ * streamed text, and reuse of a cached conversation prefix.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { generate, Generator } from '../../src/eval/generate.js';
+import { argmax, candidates, sampleToken } from '../../src/eval/sampling.js';
+import { Rng } from '../../src/tensor/random.js';
+import { cpuBackend } from '../../src/backend/registry.js';
+import { Tokenizer } from '../../src/tokenizer/tokenizer.js';
+import { tinyModel } from '../helpers/model.js';
+import { TINY_96 } from '../tokenizer/fixtures.js';
+
+describe('sampling', () => {
+  it('greedy takes the first maximum; temperature, top-k and top-p as Hugging Face', () => {
+    assert.equal(argmax([1, 3, 3, 2]), 1);
+    const logits = [Math.log(0.5), Math.log(0.3), Math.log(0.15), Math.log(0.05)];
+    const all = candidates(logits, { temperature: 1, topP: 1, topK: 0 });
+    assert.deepEqual(all.ids, [0, 1, 2, 3]);
+    assert.ok(Math.abs(all.probs[0]! - 0.5) < 1e-12);
+    assert.deepEqual(candidates(logits, { temperature: 1, topP: 0.79, topK: 0 }).ids, [0, 1], '0.5 + 0.3 reaches 0.79');
+    assert.deepEqual(candidates(logits, { temperature: 1, topP: 0.81, topK: 0 }).ids, [0, 1, 2]);
+    assert.deepEqual(candidates(logits, { temperature: 1, topP: 0.01, topK: 0 }).ids, [0], 'at least one token');
+    assert.deepEqual(candidates(logits, { temperature: 1, topP: 1, topK: 2 }).probs.map((p) => +p.toFixed(4)), [0.625, 0.375]);
+    const hot = candidates(logits, { temperature: 2, topP: 1, topK: 0 }).probs;
+    assert.ok(hot[0]! < 0.5 && hot[3]! > 0.05, 'a higher temperature flattens');
+  });
+
+  it('seeded draws are reproducible and follow the probabilities', () => {
+    const logits = [Math.log(0.7), Math.log(0.2), Math.log(0.1)];
+    const s = { temperature: 1, topP: 1, topK: 0 };
+    const draw = (seed: number): number[] => { const r = new Rng(seed); return Array.from({ length: 2000 }, () => sampleToken(logits, s, r)); };
+    assert.deepEqual(draw(3), draw(3));
+    const counts = [0, 0, 0];
+    for (const t of draw(4)) counts[t]!++;
+    assert.ok(Math.abs(counts[0]! / 2000 - 0.7) < 0.04 && Math.abs(counts[2]! / 2000 - 0.1) < 0.03, String(counts));
+  });
+});
+
+describe('generate()', () => {
+  const prompt = [1, 17, 3, 88, 41, 9];
+  for (const variant of ['tiny-llama', 'tiny-llama-tied']) {
+    for (const [name, s] of [['greedy', { temperature: 0 }], ['seeded top-k/top-p sampling', { temperature: 0.9, topP: 0.9, topK: 20, seed: 7 }]] as const) {
+      it(`${variant}, ${name}: the KV cache gives the tokens that recomputing the full sequence gives`, async () => {
+        const before = cpuBackend().memory().buffers;
+        const { model } = await tinyModel(variant);
+        const opts = { ...s, maxNewTokens: 24 };
+        const cached = await generate(model, prompt, opts);
+        const full = await generate(model, prompt, { ...opts, useCache: false });
+        assert.deepEqual(cached.ids, full.ids);
+        assert.equal(cached.ids.length, 24, 'runs past max_position_embeddings (16) as well');
+        assert.equal(cached.stopReason, 'length');
+        assert.ok(cached.tokensPerSecond > 0);
+        model.dispose();
+        assert.equal(cpuBackend().memory().buffers, before, 'the cache and temporaries are freed');
+      });
+    }
+  }
+
+  it('stops on an EOS id (kept in the ids) and on a stop string (cut from the text); streams the text', async () => {
+    const { model } = await tinyModel();
+    const tok = Tokenizer.load(TINY_96);
+    const free = await generate(model, prompt, { temperature: 0, maxNewTokens: 30, tokenizer: tok });
+    assert.ok(free.text.length > 4, free.text);
+    const eos = free.ids[5]!;
+    const e = await generate(model, prompt, { temperature: 0, maxNewTokens: 30, stopIds: [eos] });
+    assert.equal(e.stopReason, 'eos');
+    assert.deepEqual(e.ids, free.ids.slice(0, free.ids.indexOf(eos) + 1));
+    const stop = free.text.slice(3, 5);
+    const shown: string[] = [];
+    const s = await generate(model, prompt, { temperature: 0, maxNewTokens: 30, tokenizer: tok, stopStrings: [stop], onText: (t) => shown.push(t) });
+    assert.equal(s.stopReason, 'stop-string');
+    assert.equal(s.text, free.text.slice(0, free.text.indexOf(stop)));
+    assert.equal(shown.join(''), s.text, 'the stream never shows the stop string');
+    const streamed: string[] = [];
+    const all = await generate(model, prompt, { temperature: 0, maxNewTokens: 30, tokenizer: tok, onText: (t) => streamed.push(t) });
+    assert.equal(streamed.join(''), all.text);
+    assert.equal(all.text, tok.decode(all.ids, { skipSpecialTokens: true }));
+    await assert.rejects(generate(model, [1, 500], {}), /prompt token 500 is outside the model's vocabulary \(96\)/);
+    model.dispose();
+  });
+
+  it('a Generator reuses the cached prefix of a conversation and gives the fresh result', async () => {
+    const { model } = await tinyModel();
+    const g = new Generator(model);
+    const first = await g.generate(prompt, { temperature: 0, maxNewTokens: 5 });
+    const turn2 = [...prompt, ...first.ids, 30, 31, 32];
+    const second = await g.generate(turn2, { temperature: 0, maxNewTokens: 300 }); // grows the cache, keeping its contents
+    assert.equal(second.prefillTokens, 4, 'only the last generated token and the 3 new ones run');
+    const fresh = await generate(model, turn2, { temperature: 0, maxNewTokens: 300 });
+    assert.deepEqual(second.ids, fresh.ids);
+    g.reset();
+    const again = await g.generate(turn2, { temperature: 0, maxNewTokens: 300 });
+    assert.equal(again.prefillTokens, turn2.length);
+    assert.deepEqual(again.ids, fresh.ids);
+    g.dispose();
+    model.dispose();
+  });
+});
