@@ -28,8 +28,17 @@ interface Field {
 
 export const TRAIN_FIELDS = {
   model: { kind: 'string', default: null, nullable: true, help: 'base model folder (config.json + safetensors)' },
-  data: { kind: 'string', default: null, nullable: true, help: 'training tokens: a binary file of uint16/uint32 token ids' },
+  data: { kind: 'string', default: null, nullable: true, help: 'training data: a .bin token file, text/JSONL files or folders, or SFT records (see dataFormat)' },
+  dataFormat: { kind: 'enum', values: ['auto', 'tokens', 'text', 'sft'], default: 'auto', help: 'tokens (.bin), text (documents joined with EOS), sft (instruction records, prompt masked); auto: .bin is tokens, else text' },
   dataDtype: { kind: 'enum', values: ['auto', 'uint16', 'uint32'], default: 'auto', help: 'token file element type (auto: uint16 when the vocabulary fits)' },
+  tokenizer: { kind: 'string', default: null, nullable: true, help: 'tokenizer folder for text and SFT data (auto: the model folder)' },
+  textField: { kind: 'string', default: 'text', help: 'JSON field that holds a document (text data)' },
+  badRecords: { kind: 'enum', values: ['error', 'skip'], default: 'error', help: 'a malformed JSON record stops the run (error) or is skipped and counted (skip)' },
+  sftTemplate: { kind: 'enum', values: ['llama2', 'chat'], default: 'llama2', help: 'SFT prompt: the official [INST]...[/INST] strings, or the tokenizer\'s chat template' },
+  sftOverlong: { kind: 'enum', values: ['truncate', 'drop'], default: 'truncate', help: 'SFT examples longer than seqLen: truncate (official) or drop' },
+  valFraction: { kind: 'float', default: 0, min: 0, max: 0.5, help: 'fraction of the sequences (or SFT examples) held out from the end for evaluation' },
+  evalEvery: { kind: 'int', default: 0, min: 0, help: 'held-out evaluation every N steps (0: at the start and the end only)', resumable: true },
+  evalBatches: { kind: 'int', default: 8, min: 1, help: 'micro-batches of held-out data per evaluation', resumable: true },
   output: { kind: 'string', default: 'runs/longlora', help: 'run folder: checkpoints, metrics, the adapter', resumable: true },
   seqLen: { kind: 'int', default: 8192, min: 2, help: 'training context length in tokens' },
   mode: { kind: 'enum', values: ['longlora', 'lora', 'full'], default: 'longlora', help: 'longlora: LoRA + trainable extras; lora: plain LoRA; full: full fine-tuning' },
@@ -62,6 +71,7 @@ export const TRAIN_FIELDS = {
   keepCheckpoints: { kind: 'int', default: 2, min: 1, help: 'checkpoints kept in the run folder', resumable: true },
   logEvery: { kind: 'int', default: 1, min: 1, help: 'write metrics every N steps', resumable: true },
   dtype: { kind: 'enum', values: ['f32', 'bf16'], default: 'f32', help: 'storage of the frozen base weights' },
+  quantize: { kind: 'enum', values: ['none', 'nf4'], default: 'none', help: 'store the base linear layers (q,k,v,o,gate,up,down) in 4-bit NF4 with double quantisation (QLoRA)' },
   backend: { kind: 'string', default: 'auto', help: 'compute backend (auto, cpu, ...)', resumable: true },
 } as const satisfies Record<string, Field>;
 
@@ -70,7 +80,16 @@ export type TrainKey = keyof typeof TRAIN_FIELDS;
 export interface TrainConfig {
   model: string | null;
   data: string | null;
+  dataFormat: 'auto' | 'tokens' | 'text' | 'sft';
   dataDtype: 'auto' | 'uint16' | 'uint32';
+  tokenizer: string | null;
+  textField: string;
+  badRecords: 'error' | 'skip';
+  sftTemplate: 'llama2' | 'chat';
+  sftOverlong: 'truncate' | 'drop';
+  valFraction: number;
+  evalEvery: number;
+  evalBatches: number;
   output: string;
   seqLen: number;
   mode: 'longlora' | 'lora' | 'full';
@@ -103,6 +122,7 @@ export interface TrainConfig {
   keepCheckpoints: number;
   logEvery: number;
   dtype: 'f32' | 'bf16';
+  quantize: 'none' | 'nf4';
   backend: string;
 }
 
@@ -182,12 +202,16 @@ export function readConfigFile(file: string): Record<string, unknown> {
   return data as Record<string, unknown>;
 }
 
-/** The values that differ between two configs, ignoring fields allowed to change on resume. */
+/**
+ * The values that differ between two configs, ignoring fields allowed to change on resume.
+ * A key the saved config lacks (written before the option existed) counts as its default.
+ */
 export function resumeConflicts(saved: TrainConfig, now: TrainConfig): string[] {
   const out: string[] = [];
+  const old = { ...defaultTrainConfig(), ...saved } as unknown as Record<string, unknown>;
   for (const [k, f] of Object.entries(FIELDS)) {
     if (f.resumable) continue;
-    const a = JSON.stringify((saved as unknown as Record<string, unknown>)[k]);
+    const a = JSON.stringify(old[k]);
     const b = JSON.stringify((now as unknown as Record<string, unknown>)[k]);
     if (a !== b) out.push(`${k}: checkpoint ${a}, now ${b}`);
   }

@@ -25,6 +25,7 @@ import type { HostArray } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { AdamW } from './optim.js';
 import type { TrainConfig } from './config.js';
+import type { QuantizationInfo } from '../quant/fingerprint.js';
 
 export const STATE_FILE = 'trainer_state.json';
 const TRAINABLE = 'trainable.safetensors';
@@ -44,6 +45,8 @@ export interface TrainerState {
   elapsed: number;
   /** Loss of the last step. */
   loss: number | null;
+  /** A 4-bit run's base: format and fingerprint, checked when resuming (quant/fingerprint.ts). */
+  quantization?: QuantizationInfo;
 }
 
 export function checkpointName(step: number): string {

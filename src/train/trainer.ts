@@ -21,7 +21,10 @@ import { loadLlama, saveLlama } from '../models/llama/load.js';
 import type { LlamaForCausalLM } from '../models/llama/model.js';
 import { describeRopeScaling, extendRopeScaling, ropeScalingToHF } from '../nn/rope-scaling.js';
 import type { RopeScaling } from '../nn/rope.js';
-import { SequenceSampler, TokenFile, type DataPosition } from '../data/tokens.js';
+import type { DataPosition } from '../data/tokens.js';
+import { checkDataSettings, openTrainingData, type TrainingBatch, type TrainingData } from '../data/training-data.js';
+import { heldOutLoss } from '../eval/held-out.js';
+import { isRepoId, resolveModel } from '../io/hub.js';
 import { Rng } from '../tensor/random.js';
 import { describeConfig, resumeConflicts, type TrainConfig } from './config.js';
 import { AdamW } from './optim.js';
@@ -29,6 +32,8 @@ import { ProgressBar, type ProgressStream } from './progress.js';
 import { checkSchedule, lrAt, type Schedule } from './schedule.js';
 import { listCheckpoints, readState, restoreCheckpoint, saveCheckpoint, type TrainerState } from './state.js';
 import { trainStep, type MicroBatch } from './step.js';
+import { checkBaseFingerprint, quantizationRecord } from '../quant/fingerprint.js';
+import { describeQuantization } from '../quant/quantize-model.js';
 
 export interface TrainerOptions {
   /** Resume from this checkpoint folder, or `true` for the latest in the output folder. */
@@ -70,13 +75,15 @@ function linearLayerPaths(cfg: LlamaConfig): string[] {
 /** Checks that need no weights, so mistakes surface before anything is loaded. */
 function preflight(c: TrainConfig): { cfg: LlamaConfig; mask: AttentionMask; rope: ReturnType<typeof extendRopeScaling>; schedule: Schedule } {
   if (!c.model) throw new LongLoraError('no base model: set --model to a folder with config.json and safetensors');
-  if (!c.data) throw new LongLoraError('no training data: set --data to a file of token ids');
+  if (!c.data) throw new LongLoraError('no training data: set --data to a token file, text/JSONL files or folders, or SFT records');
   const cfgPath = path.join(c.model, 'config.json');
   const cfg = parseLlamaConfig(readJsonFile(cfgPath), cfgPath);
   const mask = trainingMask(c);
+  checkDataSettings(c, c.attention === 's2' ? c.s2Form : 'dense');
   const rope = extendRopeScaling(cfg, c.seqLen, ropeOverride(c, cfg.maxPositionEmbeddings));
   if (c.mode !== 'full') matchTargets(linearLayerPaths(cfg), c.loraTargets.length === 1 && c.loraTargets[0] === ALL_LINEAR ? ALL_LINEAR : c.loraTargets);
   if (c.mode === 'lora' && c.extras && c.extras.length > 0) throw new LongLoraError(`mode 'lora' trains adapters only; drop --extras (${c.extras.join(',')}) or use --mode longlora`);
+  if (c.quantize !== 'none' && c.mode === 'full') throw new LongLoraError(`--quantize ${c.quantize} freezes the base linear layers in 4 bits, so they cannot be fine-tuned; use --mode lora or longlora (or --quantize none for full fine-tuning)`);
   const schedule: Schedule = { type: c.schedule, lr: c.lr, warmupSteps: c.warmupSteps, totalSteps: c.steps };
   checkSchedule(schedule);
   return { cfg, mask, rope, schedule };
@@ -84,14 +91,14 @@ function preflight(c: TrainConfig): { cfg: LlamaConfig; mask: AttentionMask; rop
 
 export class Trainer {
   private stopRequested = false;
+  private heldOutBatches: TrainingBatch[] | null = null;
   private readonly out: ProgressStream;
 
   private constructor(
     readonly config: TrainConfig,
     readonly model: LlamaForCausalLM,
     private readonly optimizer: AdamW,
-    private readonly sampler: SequenceSampler,
-    private readonly data: TokenFile,
+    private readonly data: TrainingData,
     private readonly runtime: LoraRuntime,
     private readonly mask: AttentionMask,
     private readonly schedule: Schedule,
@@ -105,11 +112,13 @@ export class Trainer {
   }
 
   /** Validates everything, loads the model, applies LoRA, and restores a checkpoint when resuming. */
-  static async create(c: TrainConfig, opts: TrainerOptions = {}): Promise<Trainer> {
+  static async create(config: TrainConfig, opts: TrainerOptions = {}): Promise<Trainer> {
     const out = opts.out ?? process.stderr;
     const say = (s: string): void => { out.write(`${s}\n`); };
+    // A Hub repository (org/name) is resolved to its snapshot in the Hugging Face cache.
+    const c = config.model && isRepoId(config.model) ? { ...config, model: await resolveModel(config.model, { out }) } : config;
     const { cfg, mask, rope, schedule } = preflight(c);
-    const data = TokenFile.open(c.data!, c.dataDtype, cfg.vocabSize);
+    let data: TrainingData | null = null;
     let resumeDir: string | null = null;
     let state: TrainerState | null = null;
     let model: LlamaForCausalLM | null = null;
@@ -123,7 +132,8 @@ export class Trainer {
         if (diff.length > 0) throw new LongLoraError(`cannot resume from ${resumeDir}: the config differs (${diff.join('; ')}). Use the checkpoint's config, or start a new run in another --output folder`);
         if (state.step >= c.steps) throw new LongLoraError(`${resumeDir} is at step ${state.step}, already ≥ --steps ${c.steps}; raise --steps to train further`);
       }
-      const sampler = new SequenceSampler(data, c.seqLen, cfg.vocabSize, c.seed, state?.data);
+      data = await openTrainingData(c, cfg.vocabSize, state?.data, out);
+      for (const note of data.notes) say(note);
       if (c.backend === 'auto') {
         const { backend, skipped } = await autoBackend();
         for (const s of skipped) say(`backend ${s.name} unavailable: ${s.error}`);
@@ -134,7 +144,14 @@ export class Trainer {
       say(`config:\n${describeConfig(c)}`);
       say(`context: ${rope.explanation}`);
       say(`attention while training: ${describeMask(mask)}; evaluation and inference use dense attention`);
-      model = await loadLlama(c.model!, { dtype: c.dtype, ropeScaling: rope.scaling });
+      model = await loadLlama(c.model!, { dtype: c.dtype, ropeScaling: rope.scaling, quantize: c.quantize });
+      if (model.quantization) {
+        say(`base: ${describeQuantization(model)}`);
+        if (state) {
+          if (!state.quantization) throw new LongLoraError(`${resumeDir} has no record of its 4-bit base; it was written by an older version and cannot be resumed with --quantize ${c.quantize}`);
+          checkBaseFingerprint(state.quantization.fingerprint, model.quantization, c.model!, resumeDir!);
+        }
+      }
       const runtime: LoraRuntime = { training: true, rng: new Rng(c.seed + 1) };
       if (c.mode !== 'full') {
         const targets = c.loraTargets.length === 1 && c.loraTargets[0] === ALL_LINEAR ? ALL_LINEAR : c.loraTargets;
@@ -151,9 +168,9 @@ export class Trainer {
       }
       fs.mkdirSync(c.output, { recursive: true });
       writeJsonAtomic(path.join(c.output, 'train_config.json'), c);
-      return new Trainer(c, model, optimizer, sampler, data, runtime, mask, schedule, rope.scaling, state?.step ?? 0, state?.elapsed ?? 0, out, opts.onStep);
+      return new Trainer(c, model, optimizer, data, runtime, mask, schedule, rope.scaling, state?.step ?? 0, state?.elapsed ?? 0, out, opts.onStep);
     } catch (e) {
-      data.close();
+      data?.close();
       optimizer?.dispose();
       model?.dispose();
       throw e;
@@ -177,6 +194,7 @@ export class Trainer {
         training_attention: describeMask(this.mask),
         mode: this.config.mode,
         step: this.step,
+        ...(this.model.quantization ? { quantization: quantizationRecord(this.model.quantization) } : {}),
       },
     };
   }
@@ -184,8 +202,9 @@ export class Trainer {
   private async checkpoint(loss: number | null, elapsed: number): Promise<string> {
     const adapter = this.adapterOptions();
     return saveCheckpoint(this.config.output, this.model, this.optimizer, {
-      format: 1, step: this.step, data: this.sampler.position() as DataPosition, rng: this.runtime.rng.state(),
+      format: 1, step: this.step, data: this.data.position() as DataPosition, rng: this.runtime.rng.state(),
       config: this.config, ropeScaling: this.ropeScaling, elapsed, loss,
+      ...(this.model.quantization ? { quantization: this.model.quantization } : {}),
     }, { keep: this.config.keepCheckpoints, ...(adapter ? { adapter } : {}) });
   }
 
@@ -206,10 +225,15 @@ export class Trainer {
     const bar = new ProgressBar(c.steps, 'step', this.step, this.out);
     let lastLoss: number | null = null;
     try {
+      if (this.step === 0) await this.validate(metrics, bar);
       while (this.step < c.steps) {
         const t0 = performance.now();
         const batches: MicroBatch[] = [];
-        for (let a = 0; a < c.gradAccum; a++) batches.push({ ids: this.sampler.next(c.batchSize), B: c.batchSize, N: c.seqLen });
+        for (let a = 0; a < c.gradAccum; a++) {
+          const b = this.data.next(c.batchSize);
+          batches.push({ ids: b.ids, ...(b.labels ? { labels: b.labels } : {}), B: b.B, N: b.N });
+        }
+        const stepTokens = batches.reduce((a, b) => a + b.B * b.N, 0);
         const lr = lrAt(this.schedule, this.step);
         const r = await trainStep(this.model, this.optimizer, batches, lr, {
           mask: this.mask, maxGradNorm: c.maxGradNorm, checkpointing: c.checkpointing, rngs: [this.runtime.rng],
@@ -222,10 +246,10 @@ export class Trainer {
         if (this.step % c.logEvery === 0 || this.step === c.steps) {
           fs.appendFileSync(metrics, `${JSON.stringify({
             step: this.step, loss: lastLoss, lr, grad_norm: r.gradNorm, tokens: this.step * tokensPerStep,
-            tokens_per_s: tokensPerStep / dt, step_s: dt, elapsed_s: elapsed,
+            tokens_per_s: stepTokens / dt, step_s: dt, elapsed_s: elapsed,
           })}\n`);
         }
-        bar.update(this.step, { loss: lastLoss.toFixed(4), lr: lr.toExponential(2), 'tok/s': (tokensPerStep / dt).toFixed(0) });
+        bar.update(this.step, { loss: lastLoss.toFixed(4), lr: lr.toExponential(2), 'tok/s': (stepTokens / dt).toFixed(0) });
         this.onStep?.(this.step, lastLoss);
         // Let the event loop run (signals such as Ctrl-C, output): on the CPU backend every
         // await above resolves at once, which would otherwise starve it.
@@ -236,12 +260,26 @@ export class Trainer {
           if (stopping) bar.log(`stopped at step ${this.step}; checkpoint ${dir}. Continue with --resume.`);
         }
         if (stopping) return { steps: this.step, stopped: true, lastLoss, output: c.output };
+        if (c.evalEvery > 0 && this.step % c.evalEvery === 0 && this.step < c.steps) await this.validate(metrics, bar);
       }
+      await this.validate(metrics, bar);
       await this.finish();
       return { steps: this.step, stopped: false, lastLoss, output: c.output };
     } finally {
       this.data.close();
     }
+  }
+
+  /** Held-out loss with dense attention, logged and written to the metrics (no-op without a split). */
+  private async validate(metrics: string, bar: ProgressBar): Promise<void> {
+    this.heldOutBatches ??= this.data.heldOut(this.config.batchSize, this.config.evalBatches);
+    if (this.heldOutBatches.length === 0) return;
+    const training = this.runtime.training;
+    this.runtime.training = false; // no LoRA dropout while evaluating
+    const r = await heldOutLoss(this.model, this.heldOutBatches).finally(() => { this.runtime.training = training; });
+    if (!r) return;
+    fs.appendFileSync(metrics, `${JSON.stringify({ step: this.step, val_loss: r.loss, val_ppl: r.ppl, val_tokens: r.tokens })}\n`);
+    bar.log(`step ${this.step}: held-out loss ${r.loss.toFixed(4)}, perplexity ${r.ppl.toFixed(2)} (${r.tokens} tokens, dense attention)`);
   }
 
   /** Writes the final adapter (or, for full fine-tuning, the model) into the output folder. */

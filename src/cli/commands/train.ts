@@ -1,14 +1,15 @@
 /**
  * `longlora train`: fine-tune a base model to a longer context. Options come from the
- * defaults, then `--config file.yaml|json`, then flags (`--seq-len 8192`, ...). Ctrl-C
+ * defaults, then `--preset NAME`, then `--config file.yaml|json`, then flags (`--seq-len 8192`, ...). Ctrl-C
  * stops after the current step and saves a checkpoint; `--resume` continues.
  */
 import { parseArgs } from 'node:util';
 import { LongLoraError } from '../../errors.js';
 import { applyValues, defaultTrainConfig, readConfigFile, trainFlags, type TrainConfig } from '../../train/config.js';
 import { Trainer } from '../../train/trainer.js';
+import { applyPreset, presetNames } from '../../train/presets.js';
 
-const USAGE = 'longlora train --model DIR --data TOKENS.bin [--config FILE] [options]';
+const USAGE = 'longlora train --model DIR --data TOKENS.bin [--preset NAME] [--config FILE] [options]';
 
 function help(): string {
   const rows = trainFlags().map(({ flag, field }) => {
@@ -19,6 +20,7 @@ function help(): string {
   return [
     `usage: ${USAGE}`, '',
     'run options:',
+    `  --preset <name>                          shipped option set, applied before --config and flags (${presetNames().join(', ') || 'none'})`,
     '  --config <file>                          JSON or YAML file of options (flags override it)',
     '  --resume                                 continue from the latest checkpoint in --output',
     '  --resume-from <dir>                      continue from this checkpoint folder',
@@ -31,7 +33,7 @@ function help(): string {
 /** Parses argv into a resolved config and run flags. */
 export function parseTrainArgs(argv: string[]): { config: TrainConfig; resume: string | boolean; dryRun: boolean } | null {
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {
-    config: { type: 'string' }, resume: { type: 'boolean' }, 'resume-from': { type: 'string' },
+    config: { type: 'string' }, preset: { type: 'string' }, resume: { type: 'boolean' }, 'resume-from': { type: 'string' },
     'dry-run': { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
   };
   for (const { flag, field } of trainFlags()) {
@@ -40,6 +42,7 @@ export function parseTrainArgs(argv: string[]): { config: TrainConfig; resume: s
   const { values } = parseArgs({ args: argv, options, strict: true, allowPositionals: false });
   if (values.help) { console.log(help()); return null; }
   let config = defaultTrainConfig();
+  if (typeof values.preset === 'string') config = applyPreset(config, values.preset);
   if (typeof values.config === 'string') config = applyValues(config, readConfigFile(values.config), values.config);
   const flags: Record<string, unknown> = {};
   for (const { key, flag, field } of trainFlags()) {

@@ -1,0 +1,159 @@
+/**
+ * What the trainer reads: micro-batches from one of three kinds of data, with an optional
+ * held-out split taken from the end, and a position to resume from.
+ *  - tokens: a pre-tokenized .bin stream (uint16/uint32), cut into sequences of seqLen.
+ *  - text: text files, folders, JSON Lines / JSON with a text field — tokenized once into a
+ *    cached .bin (token-cache.ts), then read like tokens.
+ *  - sft: instruction records ({instruction, input?, output}) — tokenized once with the
+ *    prompt masked (sft.ts), batched with right padding (sft-data.ts).
+ * The held-out part is the last `valFraction` of the sequences (or examples), never trained on.
+ */
+import path from 'node:path';
+import { LongLoraError } from '../errors.js';
+import { Tokenizer } from '../tokenizer/tokenizer.js';
+import type { ProgressStream } from '../train/progress.js';
+import { RECORD_EXTENSIONS } from './corpus.js';
+import type { BadRecords } from './records.js';
+import { buildSftCache, padBatch, SftDataset, SftSampler } from './sft-data.js';
+import { describeSftReport, type SftOverlong, type SftTemplate } from './sft.js';
+import { describeCache, tokenizeCorpus } from './token-cache.js';
+import { SequenceSampler, TokenFile, type DataPosition, type TokenSource } from './tokens.js';
+
+/** How `--data` is read. */
+export type DataFormat = 'auto' | 'tokens' | 'text' | 'sft';
+
+/** The data options of a training config. */
+export interface DataSettings {
+  model: string | null;
+  data: string | null;
+  dataFormat: DataFormat;
+  dataDtype: 'auto' | 'uint16' | 'uint32';
+  tokenizer: string | null;
+  textField: string;
+  badRecords: BadRecords;
+  sftTemplate: SftTemplate;
+  sftOverlong: SftOverlong;
+  valFraction: number;
+  seqLen: number;
+  seed: number;
+}
+
+/** One micro-batch: B rows of N ids; labels (−100 = ignored) when they are not the ids. */
+export interface TrainingBatch {
+  ids: Int32Array;
+  labels?: Int32Array;
+  B: number;
+  N: number;
+}
+
+/** Training data as the trainer reads it. */
+export interface TrainingData {
+  /** Lines for the training log (what was read, reused or built, the split). */
+  readonly notes: string[];
+  next(B: number): TrainingBatch;
+  position(): DataPosition;
+  /** The held-out micro-batches (at most `max`), [] when there is no split. */
+  heldOut(B: number, max: number): TrainingBatch[];
+  close(): void;
+}
+
+/** The format `auto` stands for: .bin is tokens, anything else text; SFT is always explicit. */
+export function resolveFormat(s: Pick<DataSettings, 'data' | 'dataFormat'>): Exclude<DataFormat, 'auto'> {
+  if (s.dataFormat !== 'auto') return s.dataFormat;
+  return path.extname(s.data ?? '').toLowerCase() === '.bin' ? 'tokens' : 'text';
+}
+
+/** Checks the data options that need no files (before the model is loaded). */
+export function checkDataSettings(s: DataSettings, s2Form: string): void {
+  const f = resolveFormat(s);
+  if (f === 'sft' && s2Form === 'roll') {
+    throw new LongLoraError('S²-Attn roll form needs every batch to be a multiple of the group size, but SFT batches vary in length; use --s2-form segmented (the default) for SFT');
+  }
+  if (f === 'tokens' && RECORD_EXTENSIONS.includes(path.extname(s.data ?? '').toLowerCase())) {
+    throw new LongLoraError(`--data-format tokens reads binary token files, but ${s.data} is JSON; use --data-format text (or sft for instruction records)`);
+  }
+}
+
+function loadTokenizer(s: DataSettings, vocabSize: number): Tokenizer {
+  const dir = s.tokenizer ?? s.model;
+  if (!dir) throw new LongLoraError('text and SFT data need a tokenizer: set --tokenizer (default: the model folder)');
+  const tok = Tokenizer.load(dir);
+  tok.checkModel(vocabSize, s.model ?? '');
+  return tok;
+}
+
+/** Held-out count of `n` items: none for fraction 0, else at least 1. */
+function heldOutCount(n: number, fraction: number): number {
+  return fraction > 0 ? Math.max(1, Math.floor(n * fraction)) : 0;
+}
+
+/** Sequences of a token file with the last valFraction held out. */
+function tokenData(file: TokenFile, s: DataSettings, vocab: number, start: DataPosition | undefined, notes: string[]): TrainingData {
+  const total = Math.floor(file.numTokens / s.seqLen);
+  const val = total > 1 ? heldOutCount(total, s.valFraction) : 0;
+  const train: TokenSource = val > 0 ? file.span(0, (total - val) * s.seqLen) : file;
+  const sampler = new SequenceSampler(train, s.seqLen, vocab, s.seed, start);
+  notes.push(`data: ${sampler.numSequences.toLocaleString('en-US')} training sequences of ${s.seqLen} tokens${val ? `, ${val} held out` : ''}`);
+  return {
+    notes,
+    next: (B) => ({ ids: sampler.next(B), B, N: s.seqLen }),
+    position: () => sampler.position(),
+    heldOut: (B, max) => {
+      const out: TrainingBatch[] = [];
+      for (let i = 0; i < val && out.length < max; i += B) {
+        const rows = Math.min(B, val - i);
+        out.push({ ids: file.read((total - val + i) * s.seqLen, rows * s.seqLen, vocab), B: rows, N: s.seqLen });
+      }
+      return out;
+    },
+    close: () => file.close(),
+  };
+}
+
+/**
+ * Opens the training data of a config for a model with `vocabSize` embedding rows,
+ * tokenizing text and SFT records first (or reusing their caches). `start` resumes.
+ */
+export async function openTrainingData(s: DataSettings, vocabSize: number, start: DataPosition | undefined, out: ProgressStream): Promise<TrainingData> {
+  if (!s.data) throw new LongLoraError('no training data: set --data to a token file, text/JSONL files or folders, or SFT records');
+  const format = resolveFormat(s);
+  const notes: string[] = [];
+  if (format === 'tokens') return tokenData(TokenFile.open(s.data, s.dataDtype, vocabSize), s, vocabSize, start, notes);
+  const tok = loadTokenizer(s, vocabSize);
+  notes.push(`tokenizer: ${tok.describe()}`);
+  if (format === 'text') {
+    const cache = await tokenizeCorpus([s.data], { tokenizer: tok, textField: s.textField, badRecords: s.badRecords, out });
+    notes.push(`data: ${describeCache(cache)}`, ...cache.notes);
+    return tokenData(new TokenFile(cache.file, cache.meta.dtype), s, vocabSize, start, notes);
+  }
+  const cache = await buildSftCache([s.data], { tokenizer: tok, template: s.sftTemplate, maxLen: s.seqLen, overlong: s.sftOverlong, badRecords: s.badRecords, out });
+  notes.push(`SFT data: ${describeSftReport(cache.meta.report, s.seqLen)} (${cache.reused ? 'cache reused' : 'built'}: ${cache.file})`);
+  if (cache.meta.skipped) notes.push(cache.meta.skipped);
+  const ds = SftDataset.open(cache);
+  const n = ds.numExamples;
+  const val = n > 1 ? heldOutCount(n, s.valFraction) : 0;
+  const padId = tok.padId ?? tok.eosId ?? 0;
+  let sampler: SftSampler;
+  try {
+    sampler = new SftSampler(ds, 0, n - val, vocabSize, s.seed, padId, start);
+  } catch (e) {
+    ds.close();
+    throw e;
+  }
+  notes.push(`SFT: ${n - val} training examples${val ? `, ${val} held out` : ''}; right-padded with id ${padId} (label −100)`);
+  return {
+    notes,
+    next: (B) => sampler.next(B),
+    position: () => sampler.position(),
+    heldOut: (B, max) => {
+      const out: TrainingBatch[] = [];
+      for (let i = n - val; i < n && out.length < max; i += B) {
+        const ex = [];
+        for (let j = i; j < Math.min(n, i + B); j++) ex.push(ds.get(j, vocabSize));
+        out.push(padBatch(ex, padId));
+      }
+      return out;
+    },
+    close: () => ds.close(),
+  };
+}
