@@ -7,6 +7,11 @@ import { demo } from './commands/demo.js';
 import { info } from './commands/info.js';
 import { train } from './commands/train.js';
 import { merge } from './commands/merge.js';
+import { tokenizeCommand } from './commands/tokenize.js';
+import { evaluate } from './commands/eval.js';
+import { generateCommand } from './commands/generate.js';
+import { chatCommand } from './commands/chat.js';
+import { flopsCommand } from './commands/flops.js';
 
 interface Command {
   summary: string;
@@ -17,6 +22,11 @@ const COMMANDS: Record<string, Command> = {
   demo: { summary: 'load the bundled tiny Llama, check it against PyTorch, and fit one batch', run: demo },
   train: { summary: 'fine-tune a model to a longer context (LongLoRA, LoRA or full)', run: train },
   merge: { summary: 'merge an adapter into its base model (a standalone HF checkpoint)', run: merge },
+  tokenize: { summary: 'tokenize text corpora or SFT records into a cached token file', run: tokenizeCommand },
+  eval: { summary: 'evaluate: perplexity (eval ppl) or passkey retrieval (eval passkey)', run: evaluate },
+  generate: { summary: 'generate text from a prompt, streamed (KV cache)', run: generateCommand },
+  chat: { summary: 'chat with a model through its chat template (multi-turn, streamed)', run: chatCommand },
+  flops: { summary: 'FLOPs per component and attention share, dense vs S²-Attn; activation memory', run: flopsCommand },
   info: { summary: 'describe a model folder or a .safetensors file', run: info },
 };
 

@@ -1,0 +1,78 @@
+/**
+ * `longlora chat`: an interactive, multi-turn conversation through the model's chat
+ * template (or the built-in Llama-2 one), streamed as it is generated. Each turn reuses the
+ * KV cache of the conversation so far. Commands: /reset (forget the conversation),
+ * /system TEXT (set the system prompt and reset), /quit. Works with piped stdin, one user
+ * message per line (no prompts are printed then).
+ */
+import readline from 'node:readline';
+import { Generator, describeSpeed } from '../../eval/generate.js';
+import { chatTemplateFrom, type ChatMessage, type ChatTemplate } from '../../tokenizer/chat-template.js';
+import type { OptionSpec } from '../args.js';
+import { parseWith, samplingFrom, SAMPLING_OPTIONS } from './generate.js';
+import { loadModel, MODEL_OPTIONS } from './load-model.js';
+
+const OPTIONS: Record<string, OptionSpec & { multiple?: boolean }> = {
+  ...MODEL_OPTIONS,
+  system: { type: 'string', help: 'system prompt' },
+  stats: { type: 'boolean', help: 'print tokens/s after every reply' },
+  ...SAMPLING_OPTIONS,
+};
+
+/** `longlora chat`. */
+export async function chatCommand(argv: string[]): Promise<void> {
+  const v = parseWith(argv, 'longlora chat --model DIR|org/name [--adapter DIR] [--system TEXT] [options]', OPTIONS);
+  if (!v) return;
+  const m = await loadModel(v as Record<string, string>);
+  const gen = new Generator(m.model);
+  try {
+    for (const n of m.notes) process.stderr.write(`${n}\n`);
+    const tok = m.tokenizer;
+    let template: ChatTemplate;
+    if (typeof v['chat-template'] === 'string') template = chatTemplateFrom(v['chat-template']);
+    else if (tok.chatTemplate) template = tok.chatTemplate;
+    else {
+      template = chatTemplateFrom('llama2');
+      process.stderr.write(`${tok.source} has no chat template; using the Llama-2 chat format\n`);
+    }
+    const opts = samplingFrom(v, m);
+    const tty = process.stdin.isTTY === true;
+    let system = typeof v.system === 'string' ? v.system : null;
+    let history: ChatMessage[] = [];
+    if (tty) process.stderr.write('chat: /reset forgets the conversation, /system TEXT sets the system prompt, /quit ends\n');
+    const rl = readline.createInterface({ input: process.stdin, terminal: false });
+    const ask = (): void => { if (tty) process.stdout.write('\nyou> '); };
+    ask();
+    for await (const raw of rl) {
+      const line = raw.trim();
+      if (line === '') { ask(); continue; }
+      if (line === '/quit' || line === '/exit') break;
+      if (line === '/reset' || line.startsWith('/system')) {
+        if (line.startsWith('/system')) system = line.slice('/system'.length).trim() || null;
+        history = [];
+        gen.reset();
+        process.stderr.write(line === '/reset' ? '(conversation reset)\n' : `(system prompt ${system ? 'set' : 'cleared'}; conversation reset)\n`);
+        ask();
+        continue;
+      }
+      if (line.startsWith('/')) {
+        process.stderr.write(`unknown command ${line}; use /reset, /system TEXT or /quit\n`);
+        ask();
+        continue;
+      }
+      history.push({ role: 'user', content: line });
+      const messages = system ? [{ role: 'system', content: system }, ...history] : history;
+      const prompt = template.render(messages, { bosToken: tok.bosToken, eosToken: tok.eosToken, addGenerationPrompt: true });
+      if (tty) process.stdout.write('assistant> ');
+      const r = await gen.generate(tok.encode(prompt, { addSpecialTokens: false }), { ...opts, onText: (t) => process.stdout.write(t) });
+      process.stdout.write('\n');
+      history.push({ role: 'assistant', content: r.text.trim() });
+      if (v.stats) process.stderr.write(`${describeSpeed(r)}\n`);
+      ask();
+    }
+    rl.close();
+  } finally {
+    gen.dispose();
+    m.model.dispose();
+  }
+}

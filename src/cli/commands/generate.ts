@@ -1,0 +1,102 @@
+/**
+ * `longlora generate`: continue a prompt (from --prompt, --prompt-file or stdin) with a KV
+ * cache, streaming the text to stdout as it is decoded and reporting tokens/s on stderr.
+ * Sampling defaults are the official inference settings (temperature 0.6, top-p 0.9, 512
+ * new tokens); --template llama2 wraps the prompt as the official inference script does
+ * (`[INST]{prompt}[/INST]`), --template chat applies the model's chat template.
+ */
+import fs from 'node:fs';
+import { parseArgs } from 'node:util';
+import { LongLoraError } from '../../errors.js';
+import { describeSpeed, generate, type GenerateOptions } from '../../eval/generate.js';
+import { llama2Prompt } from '../../data/sft.js';
+import { chatTemplateFrom } from '../../tokenizer/chat-template.js';
+import { helpText, type OptionSpec } from '../args.js';
+import { intFlag, loadModel, MODEL_OPTIONS, numFlag, type LoadedModel } from './load-model.js';
+
+/** Sampling and stopping flags shared with `chat`. */
+export const SAMPLING_OPTIONS: Record<string, OptionSpec & { multiple?: boolean }> = {
+  'max-new-tokens': { type: 'string', default: '512', help: 'most tokens to generate (official 512)' },
+  temperature: { type: 'string', default: '0.6', help: 'sampling temperature, 0 for greedy (official 0.6)' },
+  'top-p': { type: 'string', default: '0.9', help: 'nucleus sampling threshold, 1 to disable (official 0.9)' },
+  'top-k': { type: 'string', default: '0', help: 'sample among the k most likely tokens, 0 to disable' },
+  greedy: { type: 'boolean', help: 'greedy decoding (same as --temperature 0)' },
+  seed: { type: 'string', default: '0', help: 'seed of the sampling generator' },
+  stop: { type: 'string', multiple: true, help: 'stop at this string (repeatable); EOS always stops' },
+  'chat-template': { type: 'string', help: 'llama2 (built in) or a .jinja file, instead of the tokenizer\'s template' },
+};
+
+const OPTIONS: Record<string, OptionSpec & { multiple?: boolean }> = {
+  ...MODEL_OPTIONS,
+  prompt: { type: 'string', help: 'the prompt text' },
+  'prompt-file': { type: 'string', help: 'read the prompt from this file' },
+  template: { type: 'string', default: 'none', help: 'none (raw text), llama2 ([INST]prompt[/INST], official inference) or chat (chat template)' },
+  ...SAMPLING_OPTIONS,
+};
+
+type Values = Record<string, string | boolean | string[] | undefined>;
+
+/** Node's strict parser over an option table (with repeatable options); null after --help. */
+export function parseWith(argv: string[], usage: string, options: Record<string, OptionSpec & { multiple?: boolean }>): Values | null {
+  const spec: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; default?: string | boolean }> = { help: { type: 'boolean' } };
+  for (const [k, o] of Object.entries(options)) spec[k] = { type: o.type, ...(o.multiple ? { multiple: true } : {}), ...(o.default !== undefined ? { default: o.default } : {}) };
+  const { values } = parseArgs({ args: argv, options: spec, strict: true, allowPositionals: false });
+  if (values.help) {
+    console.log(helpText(usage, options));
+    return null;
+  }
+  return values as Values;
+}
+
+/** Generation options from the sampling flags. */
+export function samplingFrom(v: Values, m: LoadedModel): GenerateOptions {
+  const stop = (v.stop as string[] | undefined) ?? [];
+  return {
+    maxNewTokens: intFlag(v as Record<string, string>, 'max-new-tokens')!,
+    temperature: v.greedy ? 0 : numFlag(v as Record<string, string>, 'temperature', 0.6),
+    topP: numFlag(v as Record<string, string>, 'top-p', 0.9),
+    topK: intFlag(v as Record<string, string>, 'top-k', 0)!,
+    seed: intFlag(v as Record<string, string>, 'seed', 0)!,
+    stopIds: m.tokenizer.stopIds(m.eosIds),
+    stopStrings: stop,
+    tokenizer: m.tokenizer,
+  };
+}
+
+function readPrompt(v: Values): string {
+  if (typeof v.prompt === 'string' && typeof v['prompt-file'] === 'string') throw new LongLoraError('give --prompt or --prompt-file, not both');
+  if (typeof v.prompt === 'string') return v.prompt;
+  if (typeof v['prompt-file'] === 'string') {
+    if (!fs.existsSync(v['prompt-file'])) throw new LongLoraError(`prompt file ${v['prompt-file']} not found`);
+    return fs.readFileSync(v['prompt-file'], 'utf8');
+  }
+  if (process.stdin.isTTY) throw new LongLoraError('no prompt: pass --prompt TEXT, --prompt-file FILE, or pipe the prompt into stdin');
+  return fs.readFileSync(0, 'utf8');
+}
+
+/** `longlora generate`. */
+export async function generateCommand(argv: string[]): Promise<void> {
+  const v = parseWith(argv, 'longlora generate --model DIR|org/name [--adapter DIR] (--prompt TEXT | --prompt-file FILE | < stdin) [options]', OPTIONS);
+  if (!v) return;
+  const template = String(v.template);
+  if (!['none', 'llama2', 'chat'].includes(template)) throw new LongLoraError(`--template must be none, llama2 or chat, got ${template}`);
+  const text = readPrompt(v);
+  const m = await loadModel(v as Record<string, string>);
+  try {
+    for (const n of m.notes) process.stderr.write(`${n}\n`);
+    const tok = m.tokenizer;
+    let ids: number[];
+    if (template === 'chat') {
+      const chat = typeof v['chat-template'] === 'string' ? chatTemplateFrom(v['chat-template']) : tok.chatTemplate;
+      if (!chat) throw new LongLoraError(`${tok.source} has no chat template; pass --chat-template llama2 or a .jinja file`);
+      ids = tok.encode(chat.render([{ role: 'user', content: text }], { bosToken: tok.bosToken, eosToken: tok.eosToken }), { addSpecialTokens: false });
+    } else {
+      ids = tok.encode(template === 'llama2' ? llama2Prompt(text) : text);
+    }
+    const r = await generate(m.model, ids, { ...samplingFrom(v, m), onText: (t) => process.stdout.write(t) });
+    process.stdout.write('\n');
+    process.stderr.write(`${describeSpeed(r)}; stopped: ${r.stopReason}\n`);
+  } finally {
+    m.model.dispose();
+  }
+}

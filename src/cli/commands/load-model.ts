@@ -1,0 +1,157 @@
+/**
+ * The model options shared by `eval`, `generate` and `chat`: a model folder or Hub
+ * repository, optionally with an adapter (a training run's output), a tokenizer, a RoPE
+ * extension for a longer context, the weight dtype and the backend — resolved, loaded and
+ * checked against each other (the tokenizer must fit the model's vocabulary).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { autoBackend, setBackend } from '../../backend/registry.js';
+import { LongLoraError } from '../../errors.js';
+import { readJsonFile } from '../../io/checkpoint.js';
+import { resolveModel } from '../../io/hub.js';
+import { loadAdapter } from '../../io/peft.js';
+import { SafetensorsFile } from '../../io/safetensors.js';
+import { adapterRopeScaling, loadWithAdapter } from '../../lora/adapted.js';
+import { Rng } from '../../tensor/random.js';
+import { resizeEmbeddings } from '../../tokenizer/pad.js';
+import { parseLlamaConfig } from '../../models/llama/config.js';
+import { loadLlama } from '../../models/llama/load.js';
+import type { LlamaForCausalLM } from '../../models/llama/model.js';
+import { describeRopeScaling, extendRopeScaling } from '../../nn/rope-scaling.js';
+import type { RopeScaling } from '../../nn/rope.js';
+import { Tokenizer } from '../../tokenizer/tokenizer.js';
+import type { OptionSpec } from '../args.js';
+import { describeQuantization } from '../../quant/quantize-model.js';
+import type { QuantizeMode } from '../../quant/quantize-model.js';
+
+/** The flags that choose and load a model. */
+export const MODEL_OPTIONS: Record<string, OptionSpec> = {
+  model: { type: 'string', help: 'model folder, or a Hugging Face repository org/name (downloaded into the HF cache)' },
+  adapter: { type: 'string', help: 'adapter folder (a `longlora train` output) applied to --model' },
+  tokenizer: { type: 'string', help: 'tokenizer folder (default: the model folder)' },
+  'context-size': { type: 'string', help: 'interpolate RoPE positions for this context (official rule) when the model does not cover it' },
+  dtype: { type: 'string', default: 'f32', help: 'weight storage: f32 or bf16' },
+  quantize: { type: 'string', help: 'none or nf4: the base linear layers in 4-bit NF4 (default: nf4 for an adapter trained on a 4-bit base, else none)' },
+  revision: { type: 'string', help: 'Hub branch, tag or commit (default main)' },
+  backend: { type: 'string', default: 'auto', help: 'compute backend (auto, cpu, ...)' },
+};
+
+/** A loaded model with its tokenizer and what was done to load it. */
+export interface LoadedModel {
+  model: LlamaForCausalLM;
+  tokenizer: Tokenizer;
+  /** The local model folder. */
+  dir: string;
+  /** Lines describing what was loaded. */
+  notes: string[];
+  /** Extra end-of-generation ids: config.json and generation_config.json eos_token_id. */
+  eosIds: number[];
+}
+
+type Values = Record<string, string | boolean | undefined>;
+
+function str(v: Values, k: string): string | undefined {
+  return typeof v[k] === 'string' ? (v[k] as string) : undefined;
+}
+
+/** A positive integer flag, or undefined when absent. */
+export function intFlag(v: Values, k: string, min = 1): number | undefined {
+  const s = str(v, k);
+  if (s === undefined) return undefined;
+  const n = Number(s);
+  if (!Number.isInteger(n) || n < min) throw new LongLoraError(`--${k} must be an integer ≥ ${min}, got "${s}"`);
+  return n;
+}
+
+/** A number flag with a default. */
+export function numFlag(v: Values, k: string, dflt: number): number {
+  const s = str(v, k);
+  if (s === undefined) return dflt;
+  const n = Number(s);
+  if (s.trim() === '' || !Number.isFinite(n)) throw new LongLoraError(`--${k} must be a number, got "${s}"`);
+  return n;
+}
+
+function eosIdsOf(dir: string): number[] {
+  const ids: number[] = [];
+  for (const f of ['config.json', 'generation_config.json']) {
+    try {
+      const e = (readJsonFile(path.join(dir, f)) as { eos_token_id?: unknown }).eos_token_id;
+      for (const x of Array.isArray(e) ? e : [e]) if (typeof x === 'number') ids.push(x);
+    } catch { /* absent */ }
+  }
+  return ids;
+}
+
+/** Embedding rows an adapter carries (trained with an added [PAD], say), or null. */
+function adapterVocab(adapter: string): number | null {
+  const file = path.join(adapter, 'adapter_model.safetensors');
+  if (!fs.existsSync(file)) return null;
+  const f = SafetensorsFile.open(file);
+  try {
+    const name = 'base_model.model.model.embed_tokens.weight';
+    return f.names().includes(name) ? f.info(name).shape[0]! : null;
+  } finally {
+    f.close();
+  }
+}
+
+/**
+ * Base + adapter. An adapter trained with a grown vocabulary (the official runs add [PAD]:
+ * 32000 → 32001) gets the base resized first, new rows at the mean, as the official eval does.
+ */
+async function withAdapter(dir: string, adapter: string, opts: { dtype: 'f32' | 'bf16'; ropeScaling?: RopeScaling }, vocab: number, notes: string[]): Promise<LlamaForCausalLM> {
+  const rows = adapterVocab(adapter);
+  if (rows === null || rows <= vocab) return loadWithAdapter(dir, adapter, opts);
+  const model = await loadLlama(dir, opts);
+  try {
+    await resizeEmbeddings(model, rows);
+    loadAdapter(model, adapter, { training: false, rng: new Rng(0) });
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  notes.push(`vocabulary: the adapter has ${rows} embedding rows; the base's ${vocab} were grown to match (new rows at the mean, as the official scripts do)`);
+  return model;
+}
+
+/** Resolves, loads and checks the model (and adapter and tokenizer) the flags name. */
+export async function loadModel(v: Values, out: NodeJS.WritableStream = process.stderr): Promise<LoadedModel> {
+  const spec = str(v, 'model');
+  if (!spec) throw new LongLoraError('--model is required: a model folder or a Hub repository (org/name)');
+  const dtype = str(v, 'dtype') ?? 'f32';
+  if (dtype !== 'f32' && dtype !== 'bf16') throw new LongLoraError(`--dtype must be f32 or bf16, got ${dtype}`);
+  const backend = str(v, 'backend') ?? 'auto';
+  const notes: string[] = [];
+  if (backend === 'auto') notes.push(`backend: ${(await autoBackend()).backend.name}`);
+  else await setBackend(backend);
+  const revision = str(v, 'revision');
+  const dir = await resolveModel(spec, { ...(revision ? { revision } : {}), out });
+  const adapter = str(v, 'adapter');
+  const cfgPath = path.join(dir, 'config.json');
+  const cfg = parseLlamaConfig(readJsonFile(cfgPath), cfgPath);
+  const trained = adapter ? adapterRopeScaling(adapter, dir) : undefined;
+  let rope: RopeScaling | undefined = trained;
+  const ctx = intFlag(v, 'context-size');
+  if (ctx !== undefined) {
+    const ext = extendRopeScaling({ ropeScaling: trained ?? cfg.ropeScaling, maxPositionEmbeddings: cfg.maxPositionEmbeddings }, ctx);
+    rope = ext.scaling;
+    notes.push(`context: ${ext.explanation}`);
+  }
+  const quantize = str(v, 'quantize');
+  if (quantize !== undefined && quantize !== 'none' && quantize !== 'nf4') throw new LongLoraError(`--quantize must be none or nf4, got ${quantize}`);
+  const opts = { dtype: dtype as 'f32' | 'bf16', ...(rope ? { ropeScaling: rope } : {}), ...(quantize ? { quantize: quantize as QuantizeMode } : {}) };
+  const model = adapter ? await withAdapter(dir, adapter, opts, cfg.vocabSize, notes) : await loadLlama(dir, opts);
+  try {
+    if (model.quantization) notes.push(`base: ${describeQuantization(model)}`);
+    const tokenizer = Tokenizer.load(str(v, 'tokenizer') ?? dir);
+    tokenizer.checkModel(model.config.vocabSize, dir);
+    notes.push(`model: ${dir}${adapter ? ` + adapter ${adapter}` : ''} (${model.config.numLayers} layers, hidden ${model.config.hiddenSize}, RoPE ${describeRopeScaling(model.config.ropeScaling)}); dense attention`);
+    notes.push(`tokenizer: ${tokenizer.describe()}`);
+    return { model, tokenizer, dir, notes, eosIds: eosIdsOf(dir) };
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * The data and evaluation commands as a user runs them: tokenize, eval ppl, eval passkey,
+ * generate, chat (piped), flops — outputs, JSON reports, and clear errors.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { ROOT, goldenDir } from '../helpers/fixtures.js';
+import { tempFolders } from '../helpers/tmp.js';
+import { LLAMA_BPE, TINY_96 } from '../tokenizer/fixtures.js';
+
+const fresh = tempFolders('eval-cli');
+const MAIN = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
+const MODEL = ['--model', goldenDir('tiny-llama'), '--tokenizer', TINY_96, '--backend', 'cpu'];
+
+function cli(args: string[], input?: string): { code: number | null; out: string; err: string } {
+  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', ...(input !== undefined ? { input } : {}) });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+function corpus(): string {
+  const dir = path.join(fresh(), 'docs');
+  fs.mkdirSync(dir);
+  for (let i = 0; i < 3; i++) fs.writeFileSync(path.join(dir, `d${i}.txt`), 'The grass is green. The sky is blue. Here we go. '.repeat(30 + i));
+  return dir;
+}
+
+describe('longlora data and evaluation commands', () => {
+  it('flops: the attention share of Llama-2 7B at 8k and 64k, dense and S²-Attn', () => {
+    const r = cli(['flops', '--seq-lens', '8k,64k', '--memory']);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^8192 .* 24\.5% .* 7\.5%$/m);
+    assert.match(r.out, /^65536 .* 72\.2% .* 39\.4%$/m);
+    assert.match(r.out, /activation memory of one training sequence/);
+    const g = cli(['flops', '--model', '70b', '--seq-lens', '4096']);
+    assert.equal(g.code, 0, g.err);
+    assert.match(g.out, /Llama-2 70B: .*Hkv 8/);
+  });
+
+  it('tokenize: a folder into a token file, reused the second time; SFT records with a report', () => {
+    const dir = corpus();
+    const out = path.join(path.dirname(dir), 'train.bin');
+    const a = cli(['tokenize', dir, '--tokenizer', TINY_96, '--output', out]);
+    assert.equal(a.code, 0, a.err);
+    assert.match(a.out, /tokens from 3 document\(s\) in .*train\.bin \(uint16; built\)/);
+    assert.ok(fs.existsSync(`${out}.json`));
+    assert.match(cli(['tokenize', dir, '--tokenizer', TINY_96, '--output', out]).out, /cache reused/);
+    const sft = path.join(path.dirname(dir), 'sft.jsonl');
+    fs.writeFileSync(sft, '{"instruction": "Hi", "output": "Hello"}\n{"instruction": "x"}\n');
+    const b = cli(['tokenize', sft, '--tokenizer', TINY_96, '--format', 'sft', '--seq-len', '64', '--bad-records', 'skip']);
+    assert.equal(b.code, 0, b.err);
+    assert.match(b.out, /1 of 1 record\(s\) kept; 1 bad record\(s\) skipped/);
+    assert.match(b.err, /sft\.jsonl:2: no "output" string field/);
+  });
+
+  it('eval ppl: both procedures at two lengths, a table and JSON that name the procedure', () => {
+    const dir = corpus();
+    const json = path.join(path.dirname(dir), 'ppl.json');
+    const r = cli(['eval', 'ppl', ...MODEL, '--data', dir, '--seq-len', '16,32', '--max-windows', '2', '--max-tokens', '900', '--json', json]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^windowed +16 +step 256 +[\d.]+ +[\d.]+ +\d+\/\d+/m);
+    assert.match(r.out, /^sliding +32 +stride 16 /m);
+    assert.match(r.out, /windowed: the official eval\.py/);
+    assert.match(r.err, /window \d+\/\d+/);
+    const rep = JSON.parse(fs.readFileSync(json, 'utf8')) as { results: Array<{ procedure: string; seqLen: number; ppl: number; description: string }> };
+    assert.deepEqual(rep.results.map((x) => `${x.procedure}@${x.seqLen}`), ['windowed@16', 'sliding@16', 'windowed@32', 'sliding@32']);
+    assert.ok(rep.results.every((x) => x.ppl > 1 && x.description.length > 10));
+  });
+
+  it('eval passkey: accuracy per length as a table and JSON', () => {
+    const json = path.join(fresh(), 'pk.json');
+    const r = cli(['eval', 'passkey', ...MODEL, '--lengths', '200', '--trials', '2', '--json', json]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^200 +\d+ +0\/2 +0\.00/m);
+    const rep = JSON.parse(fs.readFileSync(json, 'utf8')) as { results: Array<{ accuracy: number; trials: Array<{ passkey: string }> }> };
+    assert.deepEqual(rep.results[0]!.trials.map((t) => t.passkey), ['43568', '33004'], 'the official keys of seeds 0 and 1');
+  });
+
+  it('generate: greedy output is reproducible, from a flag or stdin; tokens/s reported', () => {
+    const a = cli(['generate', ...MODEL, '--prompt', 'The sky is', '--greedy', '--max-new-tokens', '12']);
+    assert.equal(a.code, 0, a.err);
+    assert.match(a.err, /12 tokens in [\d.]+ s \([\d.]+ tokens\/s decoding\); prompt \d+ tokens/);
+    const b = cli(['generate', ...MODEL, '--greedy', '--max-new-tokens', '12'], 'The sky is');
+    assert.equal(b.out, a.out);
+    const s1 = cli(['generate', ...MODEL, '--prompt', 'The sky is', '--max-new-tokens', '12', '--seed', '5']);
+    const s2 = cli(['generate', ...MODEL, '--prompt', 'The sky is', '--max-new-tokens', '12', '--seed', '5']);
+    assert.equal(s1.out, s2.out, 'seeded sampling is reproducible');
+  });
+
+  it('chat: piped turns, /reset and /quit', () => {
+    const r = cli(['chat', ...MODEL, '--max-new-tokens', '6', '--greedy'], 'Hi there\n/reset\nHi there\n/quit\nnever read\n');
+    assert.equal(r.code, 0, r.err);
+    const lines = r.out.split('\n').filter(Boolean);
+    assert.equal(lines.length, 2, r.out);
+    assert.equal(lines[0], lines[1], 'after /reset the same question gets the same greedy answer');
+    assert.match(r.err, /\(conversation reset\)/);
+  });
+
+  it('clear errors: a tokenizer of another vocabulary, a test set shorter than one window, no model', () => {
+    const dir = corpus();
+    const a = cli(['eval', 'ppl', '--model', goldenDir('tiny-llama'), '--tokenizer', LLAMA_BPE, '--backend', 'cpu', '--data', dir, '--seq-len', '16']);
+    assert.equal(a.code, 1);
+    assert.match(a.err, /has 411 tokens but the model .* has 96 embedding rows.*--tokenizer/);
+    const bin = path.join(path.dirname(dir), 'tiny.bin');
+    fs.writeFileSync(bin, Buffer.alloc(40));
+    const b = cli(['eval', 'ppl', ...MODEL, '--data', bin, '--seq-len', '16', '--procedure', 'windowed']);
+    assert.equal(b.code, 1);
+    assert.match(b.err, /holds 20 tokens: too few for one 16-token window/);
+    const c = cli(['generate', '--prompt', 'x']);
+    assert.equal(c.code, 1);
+    assert.match(c.err, /--model is required/);
+    assert.doesNotMatch(a.err + b.err + c.err, /at .*\.js:\d+/, 'no stack traces');
+  });
+});
