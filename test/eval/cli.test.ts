@@ -69,6 +69,19 @@ describe('longlora data and evaluation commands', () => {
     assert.ok(rep.results.every((x) => x.ppl > 1 && x.description.length > 10));
   });
 
+  it('eval ppl on a pre-tokenized .bin needs no tokenizer', () => {
+    const dir = fresh();
+    const bin = path.join(dir, 'test.bin');
+    fs.writeFileSync(bin, new Uint8Array(Uint16Array.from({ length: 600 }, (_, i) => (i * 7) % 96).buffer));
+    const r = cli(['eval', 'ppl', '--model', goldenDir('tiny-llama'), '--backend', 'cpu', '--data', bin, '--seq-len', '16', '--procedure', 'sliding']);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /tokenizer: none \(not needed for pre-tokenized data\)/);
+    assert.match(r.out, /^sliding\s+16\s/m);
+    const t = cli(['eval', 'ppl', '--model', goldenDir('tiny-llama'), '--backend', 'cpu', '--data', corpus(), '--seq-len', '16']);
+    assert.equal(t.code, 1);
+    assert.match(t.err, /has no tokenizer\.json to tokenize .*; pass --tokenizer/);
+  });
+
   it('eval passkey: accuracy per length as a table and JSON', () => {
     const json = path.join(fresh(), 'pk.json');
     const r = cli(['eval', 'passkey', ...MODEL, '--lengths', '200', '--trials', '2', '--json', json]);

@@ -15,6 +15,7 @@ import { ropeContextLength } from '../../nn/rope-scaling.js';
 import { parseLength } from '../../analysis/presets.js';
 import { parse, type OptionSpec } from '../args.js';
 import { intFlag, loadModel, MODEL_OPTIONS, type LoadedModel } from './load-model.js';
+import type { Tokenizer } from '../../tokenizer/tokenizer.js';
 
 const PPL_OPTIONS: Record<string, OptionSpec> = {
   ...MODEL_OPTIONS,
@@ -48,7 +49,7 @@ function list(s: string | undefined, what: string): number[] {
   return s.split(',').map((x) => parseLength(x));
 }
 
-function warnContext(m: LoadedModel, longest: number): void {
+function warnContext(m: LoadedModel<Tokenizer | null>, longest: number): void {
   const covered = ropeContextLength(m.model.config.ropeScaling, m.model.config.maxPositionEmbeddings);
   if (longest > covered) {
     process.stderr.write(`note: ${longest} tokens exceed the ${covered} positions the model covers; positions beyond extrapolate. ` +
@@ -56,7 +57,7 @@ function warnContext(m: LoadedModel, longest: number): void {
   }
 }
 
-async function testSet(v: Record<string, string | boolean | undefined>, m: LoadedModel): Promise<{ data: TokenSource; close: () => void; note: string }> {
+async function testSet(v: Record<string, string | boolean | undefined>, m: LoadedModel<Tokenizer | null>): Promise<{ data: TokenSource; close: () => void; note: string }> {
   const input = String(v.data ?? '');
   if (!input) throw new LongLoraError('--data is required: a .bin token file or text / JSONL files');
   const fmt = String(v['data-format']);
@@ -72,6 +73,7 @@ async function testSet(v: Record<string, string | boolean | undefined>, m: Loade
   } else {
     const br = String(v['bad-records']);
     if (br !== 'error' && br !== 'skip') throw new LongLoraError(`--bad-records must be error or skip, got ${br}`);
+    if (!m.tokenizer) throw new LongLoraError(`${m.dir} has no tokenizer.json to tokenize ${input}; pass --tokenizer, or a pre-tokenized .bin test set`);
     const c = await tokenizeCorpus([input], { tokenizer: m.tokenizer, textField: String(v['text-field']), badRecords: br });
     for (const n of c.notes) process.stderr.write(`${n}\n`);
     file = new TokenFile(c.file, c.meta.dtype);
@@ -89,7 +91,7 @@ async function ppl(argv: string[]): Promise<void> {
   const seqLens = list(v['seq-len'] as string | undefined, '--seq-len');
   const procedures = String(v.procedure).split(',').map((p) => p.trim());
   for (const p of procedures) if (p !== 'windowed' && p !== 'sliding') throw new LongLoraError(`--procedure takes windowed and/or sliding, got ${p}`);
-  const m = await loadModel(v);
+  const m = await loadModel(v, process.stderr, { optionalTokenizer: true });
   try {
     for (const n of m.notes) process.stderr.write(`${n}\n`);
     warnContext(m, Math.max(...seqLens));

@@ -38,9 +38,10 @@ export const MODEL_OPTIONS: Record<string, OptionSpec> = {
 };
 
 /** A loaded model with its tokenizer and what was done to load it. */
-export interface LoadedModel {
+export interface LoadedModel<T extends Tokenizer | null = Tokenizer> {
   model: LlamaForCausalLM;
-  tokenizer: Tokenizer;
+  /** Null only when the caller said the tokenizer is optional and the folder has none. */
+  tokenizer: T;
   /** The local model folder. */
   dir: string;
   /** Lines describing what was loaded. */
@@ -116,8 +117,14 @@ async function withAdapter(dir: string, adapter: string, opts: { dtype: 'f32' | 
   return model;
 }
 
-/** Resolves, loads and checks the model (and adapter and tokenizer) the flags name. */
-export async function loadModel(v: Values, out: NodeJS.WritableStream = process.stderr): Promise<LoadedModel> {
+/**
+ * Resolves, loads and checks the model (and adapter and tokenizer) the flags name. With
+ * `optionalTokenizer` (pre-tokenized evaluation data) a model folder without tokenizer.json
+ * loads with `tokenizer: null` instead of failing.
+ */
+export async function loadModel(v: Values, out?: NodeJS.WritableStream): Promise<LoadedModel>;
+export async function loadModel(v: Values, out: NodeJS.WritableStream | undefined, opts: { optionalTokenizer: true }): Promise<LoadedModel<Tokenizer | null>>;
+export async function loadModel(v: Values, out: NodeJS.WritableStream = process.stderr, how: { optionalTokenizer?: boolean } = {}): Promise<LoadedModel<Tokenizer | null>> {
   const spec = str(v, 'model');
   if (!spec) throw new LongLoraError('--model is required: a model folder or a Hub repository (org/name)');
   const dtype = str(v, 'dtype') ?? 'f32';
@@ -145,10 +152,12 @@ export async function loadModel(v: Values, out: NodeJS.WritableStream = process.
   const model = adapter ? await withAdapter(dir, adapter, opts, cfg.vocabSize, notes) : await loadLlama(dir, opts);
   try {
     if (model.quantization) notes.push(`base: ${describeQuantization(model)}`);
-    const tokenizer = Tokenizer.load(str(v, 'tokenizer') ?? dir);
-    tokenizer.checkModel(model.config.vocabSize, dir);
+    const tokDir = str(v, 'tokenizer') ?? dir;
+    const skip = how.optionalTokenizer === true && str(v, 'tokenizer') === undefined && !fs.existsSync(path.join(tokDir, 'tokenizer.json'));
+    const tokenizer = skip ? null : Tokenizer.load(tokDir);
+    tokenizer?.checkModel(model.config.vocabSize, dir);
     notes.push(`model: ${dir}${adapter ? ` + adapter ${adapter}` : ''} (${model.config.numLayers} layers, hidden ${model.config.hiddenSize}, RoPE ${describeRopeScaling(model.config.ropeScaling)}); dense attention`);
-    notes.push(`tokenizer: ${tokenizer.describe()}`);
+    notes.push(`tokenizer: ${tokenizer ? tokenizer.describe() : 'none (not needed for pre-tokenized data)'}`);
     return { model, tokenizer, dir, notes, eosIds: eosIdsOf(dir) };
   } catch (e) {
     model.dispose();
