@@ -23,6 +23,10 @@ export function registerBackend(name: string, priority: number, create: () => Ba
   entries.set(name, { priority, create });
 }
 
+// WebGPU (Dawn's `webgpu` package in Node, navigator.gpu in browsers): imported only when
+// first asked for, so machines without the package or a GPU load everything else.
+registerBackend('webgpu', 20, async () => (await import('./webgpu/webgpu.js')).createWebGpuBackend());
+
 export function backendNames(): string[] {
   return [...entries.keys()];
 }
@@ -52,12 +56,18 @@ export function cpuBackend(): Backend {
   return cpu;
 }
 
-/** Picks the highest-priority backend that initialises; returns the failures it skipped. */
+/**
+ * Picks the highest-priority backend that initialises; returns the failures it skipped.
+ * A backend that sets `autoSkipReason` (WebGPU on a software adapter) is passed over.
+ */
 export async function autoBackend(): Promise<{ backend: Backend; skipped: Array<{ name: string; error: string }> }> {
   const skipped: Array<{ name: string; error: string }> = [];
   const ranked = [...entries.entries()].sort((a, b) => b[1].priority - a[1].priority);
   for (const [name] of ranked) {
     try {
+      const be = await getBackend(name);
+      const why = (be as { autoSkipReason?: string | null }).autoSkipReason;
+      if (why) { skipped.push({ name, error: why }); continue; }
       return { backend: await setBackend(name), skipped };
     } catch (e) {
       skipped.push({ name, error: e instanceof Error ? e.message : String(e) });

@@ -1,0 +1,127 @@
+/// <reference types="@webgpu/types" />
+/**
+ * Getting a WebGPU device: `navigator.gpu` in browsers (and Deno), the `webgpu` npm
+ * package (Dawn) in Node. The package is imported here, inside an async function, so that
+ * machines without it (it is an optional dependency) still load everything else.
+ *
+ * The adapter must meet the limits the kernels are written for (`REQUIRED`); one that
+ * does not (a compatibility-mode adapter, for instance) is refused with a message that
+ * names the limit, so automatic selection falls back to another backend.
+ */
+import { LongLoraError } from '../../errors.js';
+
+/** Numeric WebGPU flags, so that no browser globals are needed (same values everywhere). */
+export const BufferUsage = {
+  MAP_READ: 0x1, MAP_WRITE: 0x2, COPY_SRC: 0x4, COPY_DST: 0x8, UNIFORM: 0x40, STORAGE: 0x80,
+} as const;
+export const MapMode = { READ: 0x1 } as const;
+export const ShaderStage = { COMPUTE: 0x4 } as const;
+
+/** Limits the kernels need (the WebGPU defaults, which every full adapter offers). */
+const REQUIRED = {
+  maxStorageBuffersPerShaderStage: 8,
+  maxComputeInvocationsPerWorkgroup: 256,
+  maxComputeWorkgroupSizeX: 256,
+  maxComputeWorkgroupStorageSize: 16384,
+  maxUniformBufferBindingSize: 16384,
+} as const;
+
+/** Limits raised to the adapter's maximum when the device is requested. */
+const RAISED = [
+  'maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupStorageSize',
+  'maxStorageBuffersPerShaderStage', 'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupSizeX',
+] as const;
+
+export interface WebGpuOptions {
+  /** A GPU object to use (tests, or an embedder with its own `navigator.gpu`). */
+  gpu?: GPU;
+  /** Dawn options for the `webgpu` package's `create()`, e.g. `backend=vulkan`. */
+  dawnFlags?: string[];
+  powerPreference?: GPUPowerPreference;
+  /** Ask for shader-f16 when the adapter has it (default true). */
+  f16?: boolean;
+}
+
+export interface AdapterSummary {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  /** A software adapter (lavapipe, SwiftShader, WARP). */
+  software: boolean;
+}
+
+export interface AcquiredDevice {
+  device: GPUDevice;
+  adapter: AdapterSummary;
+  features: { f16: boolean; subgroups: boolean; timestamps: boolean };
+  /** Keeps the Dawn instance alive as long as the device is used. */
+  instance: unknown;
+}
+
+let dawn: { gpu: GPU } | null = null;
+
+async function nodeGpu(flags: string[]): Promise<GPU> {
+  if (dawn && flags.length === 0) return dawn.gpu;
+  const spec = 'webgpu'; // a variable, so the build does not need the optional package
+  let mod: { create: (flags: string[]) => GPU };
+  try {
+    mod = await import(spec) as typeof mod;
+  } catch (e) {
+    throw new LongLoraError(`webgpu: the 'webgpu' package (Dawn for Node) is not installed or failed to load (${e instanceof Error ? e.message.split('\n')[0] : String(e)}). ` +
+      'Install it with `npm install webgpu`, or use --backend wasm|cpu');
+  }
+  const gpu = mod.create(flags);
+  if (flags.length === 0) dawn = { gpu };
+  return gpu;
+}
+
+function summarise(adapter: GPUAdapter): AdapterSummary {
+  const info = adapter.info as GPUAdapterInfo & { isFallbackAdapter?: boolean };
+  const fallback = info.isFallbackAdapter ?? (adapter as GPUAdapter & { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false;
+  const software = fallback || /llvmpipe|lavapipe|swiftshader|warp|software/i.test(`${info.architecture} ${info.device} ${info.description}`);
+  return {
+    vendor: info.vendor ?? '', architecture: info.architecture ?? '', device: info.device ?? '',
+    description: info.description ?? '', software,
+  };
+}
+
+export function describeAdapter(a: AdapterSummary): string {
+  const name = a.description || [a.vendor, a.architecture, a.device].filter(Boolean).join(' ') || 'unnamed adapter';
+  return a.software ? `${name} (software)` : name;
+}
+
+/** Requests an adapter and a device with raised limits; throws a LongLoraError naming what is missing. */
+export async function acquireDevice(opts: WebGpuOptions = {}): Promise<AcquiredDevice> {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  const gpu = opts.gpu ?? nav?.gpu ?? await nodeGpu(opts.dawnFlags ?? []);
+  const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
+  if (!adapter) {
+    throw new LongLoraError('webgpu: no GPU adapter found (no GPU driver, and no software Vulkan such as Mesa lavapipe ≥ 25). ' +
+      'Install a GPU driver or mesa-vulkan-drivers, or use --backend wasm|cpu');
+  }
+  const summary = summarise(adapter);
+  for (const [k, need] of Object.entries(REQUIRED)) {
+    const have = adapter.limits[k as keyof GPUSupportedLimits] as number;
+    if (!(have >= need)) {
+      throw new LongLoraError(`webgpu: adapter ${describeAdapter(summary)} has ${k} = ${have}; the kernels need at least ${need}. ` +
+        'Use --backend wasm|cpu (or auto, which falls back by itself)');
+    }
+  }
+  const requiredLimits: Record<string, number> = {};
+  for (const k of RAISED) requiredLimits[k] = adapter.limits[k] as number;
+  const features: GPUFeatureName[] = [];
+  const f16 = (opts.f16 ?? true) && adapter.features.has('shader-f16');
+  if (f16) features.push('shader-f16');
+  const subgroups = adapter.features.has('subgroups' as GPUFeatureName);
+  if (subgroups) features.push('subgroups' as GPUFeatureName);
+  const timestamps = adapter.features.has('timestamp-query');
+  if (timestamps) features.push('timestamp-query');
+  let device: GPUDevice;
+  try {
+    device = await adapter.requestDevice({ requiredFeatures: features, requiredLimits });
+  } catch (e) {
+    throw new LongLoraError(`webgpu: adapter ${describeAdapter(summary)} refused a device (${e instanceof Error ? e.message : String(e)}). Use --backend wasm|cpu`);
+  }
+  return { device, adapter: summary, features: { f16, subgroups, timestamps }, instance: gpu };
+}

@@ -1,0 +1,429 @@
+/**
+ * Fused flash-style attention, forward and backward, for dense causal attention and the
+ * three S²-Attn forms, with O(N·D) memory (no N×N scores ever exist).
+ *
+ * Layout (backend.ts): q, out [B, Nq, H, D]; k, v [B, kvStride, Hkv, D] of which the first
+ * Nk rows are keys; lse [B, H, Nq]. Query head h reads kv head ⌊h / (H/Hkv)⌋.
+ *
+ * The masks are the WGSL twins of attention/mask.ts: `keyRanges(h, qpos)` gives the keys
+ * a query sees as two half-open ranges (the second is empty except for the roll form's
+ * wrapped group), `queryRanges(h, j)` the queries that see key j. A workgroup first forms
+ * the hull of its rows' ranges, visits only the tiles inside it, and checks each (query,
+ * key) pair against the exact ranges, so S² costs O(N·G), not O(N²).
+ *
+ * - forward: a workgroup owns BQ query rows of one (b, h), one thread per row; K/V tiles
+ *   of BK keys go through workgroup memory; online softmax in registers.
+ * - backward (FlashAttention-2 split, no atomics): δ = rowsum(dO ∘ O); dK/dV with one
+ *   thread per key row looping over the query tiles (and every query head of the GQA
+ *   group) that can see it; dQ like the forward pass.
+ */
+import type { AttentionArgs, AttentionMask } from '../../backend.js';
+import type { KernelSpec, Launch } from '../wgsl.js';
+import { grid1, NEG_BIG } from '../wgsl.js';
+import { spec } from './elementwise.js';
+
+export interface AttentionTiles {
+  /** Query rows (= threads) per workgroup in the forward and dQ kernels. */
+  BQ: number;
+  /** Keys per workgroup-memory tile in the forward and dQ kernels. */
+  BK: number;
+  /** Key rows (= threads) per workgroup in the dK/dV kernel. */
+  BKV: number;
+  /** Query rows per workgroup-memory tile in the dK/dV kernel. */
+  BQ2: number;
+  /**
+   * Lanes of head-dim vectors (1, 2 or 4; reduced to one that divides D). Default 1:
+   * Mesa's lavapipe takes minutes to compile private arrays of vec4 at D = 64, so vec4 is
+   * an option to measure on real GPUs (bench/webgpu.ts --attn-lanes 4).
+   */
+  W: number;
+}
+
+const pow2floor = (x: number): number => 2 ** Math.floor(Math.log2(Math.max(1, x)));
+
+/** Tile sizes that fit `storage` bytes of workgroup memory for head dim D. */
+export function attentionTiles(D: number, storage: number): AttentionTiles {
+  const room = storage - 512;
+  return {
+    BQ: 64,
+    BK: Math.max(1, Math.min(32, pow2floor(room / (8 * D)))),
+    BKV: 64,
+    BQ2: Math.max(1, Math.min(32, pow2floor(room / (8 * D + 32)))),
+    W: 1,
+  };
+}
+
+function maskCode(mask: AttentionMask): number {
+  if (mask.kind === 'causal') return 0;
+  return mask.form === 'segmented' ? 1 : mask.form === 'roll' ? 2 : 3;
+}
+
+const FIELDS = [
+  ['B', 'u32'], ['Nq', 'u32'], ['Nk', 'u32'], ['S', 'u32'], ['H', 'u32'], ['Hkv', 'u32'],
+  ['qOff', 'u32'], ['G', 'u32'], ['scale', 'f32'], ['mask', 'u32'],
+] as const;
+
+function argValues(g: AttentionArgs): number[] {
+  return [g.B, g.Nq, g.Nk, g.kvStride, g.H, g.Hkv, g.qOffset, g.mask.kind === 's2' ? g.mask.group : 1, g.scale, maskCode(g.mask)];
+}
+
+/**
+ * The mask functions (mask.ts in WGSL); a.mask: 0 causal, 1 segmented, 2 roll, 3 short.
+ * The form is an argument, not a constant: the branches are uniform, and one pipeline per
+ * head dim serves every form.
+ */
+const MASK_FNS = `
+fn keyRanges(h: u32, qpos: u32) -> vec4u {
+  let end = min(qpos + 1u, a.Nk);
+  if (a.mask == 0u) { return vec4u(0u, end, 0u, 0u); }
+  let G = a.G;
+  let shifted = h >= a.H / 2u;
+  if (a.mask == 3u || !shifted) { return vec4u((qpos / G) * G, end, 0u, 0u); }
+  let half = G / 2u;
+  if (a.mask == 1u) {
+    let st = ((qpos + half) / G) * G;
+    return vec4u(select(0u, st - half, st >= half), end, 0u, 0u);
+  }
+  let N = a.Nk;
+  let p = (qpos + N - half) % N;
+  let lo = (p / G) * G + half;
+  let hi = p + half + 1u;
+  if (hi <= N) { return vec4u(lo, hi, 0u, 0u); }
+  if (lo >= N) { return vec4u(lo - N, hi - N, 0u, 0u); }
+  return vec4u(lo, N, 0u, hi - N);
+}
+fn queryRanges(h: u32, j: u32) -> vec4u {
+  let qend = a.qOff + a.Nq;
+  if (j >= a.Nk) { return vec4u(0u, 0u, 0u, 0u); }
+  if (a.mask == 0u) { return vec4u(max(j, a.qOff), qend, 0u, 0u); }
+  let G = a.G;
+  let shifted = h >= a.H / 2u;
+  if (a.mask == 3u || !shifted) { return vec4u(j, min((j / G + 1u) * G, qend), 0u, 0u); }
+  let half = G / 2u;
+  if (a.mask == 1u) {
+    let st = ((j + half) / G) * G;
+    return vec4u(j, min(st + half, qend), 0u, 0u);
+  }
+  let N = a.Nk;
+  let pj = (j + N - half) % N;
+  let st = pj + half;
+  let en = (pj / G + 1u) * G + half;
+  if (st >= N) { return vec4u(st - N, en - N, 0u, 0u); }
+  if (en <= N) { return vec4u(st, en, 0u, 0u); }
+  return vec4u(st, N, 0u, en - N);
+}
+fn inRanges(j: u32, r: vec4u) -> bool {
+  return (j >= r.x && j < r.y) || (j >= r.z && j < r.w);
+}`;
+
+/** Workgroup hull of per-thread ranges: call in uniform control flow; returns [lo, hi). */
+const HULL = `
+var<workgroup> hullLo: atomic<u32>;
+var<workgroup> hullHi: atomic<u32>;
+var<workgroup> hullOut: vec2u;
+fn hull(r: vec4u, li: u32) -> vec2u {
+  if (li == 0u) { atomicStore(&hullLo, 0xffffffffu); atomicStore(&hullHi, 0u); }
+  workgroupBarrier();
+  if (r.y > r.x) { atomicMin(&hullLo, r.x); atomicMax(&hullHi, r.y); }
+  if (r.w > r.z) { atomicMin(&hullLo, r.z); atomicMax(&hullHi, r.w); }
+  workgroupBarrier();
+  if (li == 0u) { hullOut = vec2u(atomicLoad(&hullLo), atomicLoad(&hullHi)); }
+  let v = workgroupUniformLoad(&hullOut);
+  return vec2u(v.x, max(v.x, v.y));
+}`;
+
+/**
+ * Head-dim vectors are handled W lanes at a time (vec4 or vec2 when that divides D and the
+ * tiles allow it, else scalars): `V` is the lane type, `DV = D / W` vectors per row, `vdot`
+ * their dot.
+ */
+function width(D: number, lanes: number): number {
+  return lanes >= 4 && D % 4 === 0 ? 4 : lanes >= 2 && D % 2 === 0 ? 2 : 1;
+}
+
+function header(D: number, W: number, consts: Record<string, number>): string {
+  const V = W === 1 ? 'f32' : `vec${W}<f32>`;
+  return [
+    `const D = ${D}u;`, `const DV = ${D / W}u;`, `alias V = ${V};`,
+    `fn vdot(x: V, y: V) -> f32 { return ${W === 1 ? 'x * y' : 'dot(x, y)'}; }`,
+    ...Object.entries(consts).map(([k, v]) => `const ${k} = ${v}u;`),
+  ].join('\n');
+}
+
+const IN = (name: string, type = 'f32') => ({ name, access: 'read' as const, type });
+const OUT = (name: string, type = 'f32') => ({ name, access: 'rw' as const, type });
+const vtype = (W: number): string => (W === 1 ? 'f32' : `vec${W}<f32>`);
+
+function forwardSpec(D: number, t: AttentionTiles): KernelSpec {
+  const W = width(D, t.W);
+  const V = vtype(W);
+  return spec(`attn:${D}:${t.BQ}:${t.BK}:${W}`, () => ({
+    buffers: [IN('qb', V), IN('kb', V), IN('vb', V), OUT('ob', V), OUT('lse')],
+    fields: FIELDS,
+    body: `${header(D, W, { BQ: t.BQ, BK: t.BK })}
+${MASK_FNS}
+${HULL}
+var<workgroup> Ks: array<V, ${(t.BK * D) / W}>;
+var<workgroup> Vs: array<V, ${(t.BK * D) / W}>;
+@compute @workgroup_size(${t.BQ})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
+  let h = wid.y;
+  let b = wid.z;
+  let kvh = h / (a.H / a.Hkv);
+  let i = wid.x * BQ + li;
+  let valid = i < a.Nq;
+  var r = vec4u(0u);
+  if (valid) { r = keyRanges(h, a.qOff + i); }
+  let hv = hull(r, li);
+  var q: array<V, DV>;
+  var acc = array<V, DV>();
+  var m = ${NEG_BIG};
+  var l = 0.0;
+  let qo = ((b * a.Nq + i) * a.H + h) * DV;
+  if (valid) { for (var d = 0u; d < DV; d = d + 1u) { q[d] = qb[qo + d] * a.scale; } }
+  for (var t0 = hv.x; t0 < hv.y; t0 = t0 + BK) {
+    for (var e = li; e < BK * DV; e = e + BQ) {
+      let j = t0 + e / DV;
+      if (j < hv.y) {
+        let ko = ((b * a.S + j) * a.Hkv + kvh) * DV + e % DV;
+        Ks[e] = kb[ko];
+        Vs[e] = vb[ko];
+      }
+    }
+    workgroupBarrier();
+    if (valid) {
+      var sv: array<f32, BK>;
+      var mt = m;
+      for (var jj = 0u; jj < BK; jj = jj + 1u) {
+        let j = t0 + jj;
+        var s = ${NEG_BIG};
+        if (j < hv.y && inRanges(j, r)) {
+          var dot = 0.0;
+          for (var d = 0u; d < DV; d = d + 1u) { dot = dot + vdot(q[d], Ks[jj * DV + d]); }
+          s = dot;
+          mt = max(mt, s);
+        }
+        sv[jj] = s;
+      }
+      if (mt > m) {
+        let corr = exp(m - mt);
+        l = l * corr;
+        for (var d = 0u; d < DV; d = d + 1u) { acc[d] = acc[d] * corr; }
+        m = mt;
+      }
+      for (var jj = 0u; jj < BK; jj = jj + 1u) {
+        if (sv[jj] > -1.0e38) {
+          let p = exp(sv[jj] - m);
+          l = l + p;
+          for (var d = 0u; d < DV; d = d + 1u) { acc[d] = fma(V(p), Vs[jj * DV + d], acc[d]); }
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  if (valid) {
+    let inv = 1.0 / l;
+    for (var d = 0u; d < DV; d = d + 1u) { ob[qo + d] = acc[d] * inv; }
+    lse[(b * a.H + h) * a.Nq + i] = m + log(l);
+  }
+}`,
+  }));
+}
+
+export function attention(g: AttentionArgs, t: AttentionTiles): Launch {
+  return {
+    spec: forwardSpec(g.D, t),
+    args: argValues(g),
+    grid: [Math.ceil(g.Nq / t.BQ), g.H, g.B],
+  };
+}
+
+/** δ[b, h, i] = Σ_d dO·O. */
+export function attentionDelta(g: AttentionArgs, t: AttentionTiles): Launch {
+  const W = width(g.D, t.W);
+  const V = vtype(W);
+  return {
+    spec: spec(`attnDelta:${g.D}:${W}`, () => ({
+      buffers: [IN('ob', V), IN('dob', V), OUT('delta')],
+      fields: [['n', 'u32'], ['Nq', 'u32'], ['H', 'u32']],
+      body: `${header(g.D, W, {})}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let x = (wid.y * nwg.x + wid.x) * 256u + li;
+  if (x >= a.n) { return; }
+  var s = 0.0;
+  for (var d = 0u; d < DV; d = d + 1u) { s = s + vdot(dob[x * DV + d], ob[x * DV + d]); }
+  let h = x % a.H;
+  let bi = x / a.H;
+  let b = bi / a.Nq;
+  let i = bi % a.Nq;
+  delta[(b * a.H + h) * a.Nq + i] = s;
+}`,
+    })),
+    args: [g.B * g.Nq * g.H, g.Nq, g.H],
+    grid: grid1(g.B * g.Nq * g.H),
+  };
+}
+
+export function attentionDq(g: AttentionArgs, t: AttentionTiles): Launch {
+  const D = g.D;
+  const W = width(D, t.W);
+  const V = vtype(W);
+  return {
+    spec: spec(`attnDq:${D}:${t.BQ}:${t.BK}:${W}`, () => ({
+      buffers: [IN('qb', V), IN('kb', V), IN('vb', V), IN('lse'), IN('delta'), IN('dob', V), OUT('dqb', V)],
+      fields: FIELDS,
+      body: `${header(D, W, { BQ: t.BQ, BK: t.BK })}
+${MASK_FNS}
+${HULL}
+var<workgroup> Ks: array<V, ${(t.BK * D) / W}>;
+var<workgroup> Vs: array<V, ${(t.BK * D) / W}>;
+@compute @workgroup_size(${t.BQ})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
+  let h = wid.y;
+  let b = wid.z;
+  let kvh = h / (a.H / a.Hkv);
+  let i = wid.x * BQ + li;
+  let valid = i < a.Nq;
+  var r = vec4u(0u);
+  if (valid) { r = keyRanges(h, a.qOff + i); }
+  let hv = hull(r, li);
+  var q: array<V, DV>;
+  var dO: array<V, DV>;
+  var dq = array<V, DV>();
+  var lrow = 0.0;
+  var drow = 0.0;
+  let qo = ((b * a.Nq + i) * a.H + h) * DV;
+  if (valid) {
+    for (var d = 0u; d < DV; d = d + 1u) { q[d] = qb[qo + d] * a.scale; dO[d] = dob[qo + d]; }
+    lrow = lse[(b * a.H + h) * a.Nq + i];
+    drow = delta[(b * a.H + h) * a.Nq + i];
+  }
+  for (var t0 = hv.x; t0 < hv.y; t0 = t0 + BK) {
+    for (var e = li; e < BK * DV; e = e + BQ) {
+      let j = t0 + e / DV;
+      if (j < hv.y) {
+        let ko = ((b * a.S + j) * a.Hkv + kvh) * DV + e % DV;
+        Ks[e] = kb[ko];
+        Vs[e] = vb[ko];
+      }
+    }
+    workgroupBarrier();
+    if (valid) {
+      for (var jj = 0u; jj < BK; jj = jj + 1u) {
+        let j = t0 + jj;
+        if (j >= hv.y) { break; }
+        if (!inRanges(j, r)) { continue; }
+        var s = 0.0;
+        var dp = 0.0;
+        for (var d = 0u; d < DV; d = d + 1u) {
+          s = s + vdot(q[d], Ks[jj * DV + d]);
+          dp = dp + vdot(dO[d], Vs[jj * DV + d]);
+        }
+        let ds = V(exp(s - lrow) * (dp - drow));
+        for (var d = 0u; d < DV; d = d + 1u) { dq[d] = fma(ds, Ks[jj * DV + d], dq[d]); }
+      }
+    }
+    workgroupBarrier();
+  }
+  if (valid) {
+    for (var d = 0u; d < DV; d = d + 1u) { dqb[qo + d] = dq[d] * a.scale; }
+  }
+}`,
+    })),
+    args: argValues(g),
+    grid: [Math.ceil(g.Nq / t.BQ), g.H, g.B],
+  };
+}
+
+export function attentionDkv(g: AttentionArgs, t: AttentionTiles): Launch {
+  const D = g.D;
+  const W = width(D, t.W);
+  const V = vtype(W);
+  return {
+    spec: spec(`attnDkv:${D}:${t.BKV}:${t.BQ2}:${W}`, () => ({
+      buffers: [IN('qb', V), IN('kb', V), IN('vb', V), IN('lse'), IN('delta'), IN('dob', V), OUT('dkb', V), OUT('dvb', V)],
+      fields: FIELDS,
+      body: `${header(D, W, { BKV: t.BKV, BQ2: t.BQ2 })}
+${MASK_FNS}
+${HULL}
+var<workgroup> Qs: array<V, ${(t.BQ2 * D) / W}>;
+var<workgroup> dOs: array<V, ${(t.BQ2 * D) / W}>;
+var<workgroup> Ls: array<f32, BQ2>;
+var<workgroup> Ds: array<f32, BQ2>;
+var<workgroup> Rs: array<vec4u, BQ2>;
+@compute @workgroup_size(${t.BKV})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
+  let kvh = wid.y;
+  let b = wid.z;
+  let j = wid.x * BKV + li;
+  let valid = j < a.Nk;
+  let ko = ((b * a.S + j) * a.Hkv + kvh) * DV;
+  var k: array<V, DV>;
+  var v: array<V, DV>;
+  var dk = array<V, DV>();
+  var dv = array<V, DV>();
+  if (valid) { for (var d = 0u; d < DV; d = d + 1u) { k[d] = kb[ko + d] * a.scale; v[d] = vb[ko + d]; } }
+  let rep = a.H / a.Hkv;
+  let qend = a.qOff + a.Nq;
+  for (var hh = 0u; hh < rep; hh = hh + 1u) {
+    let h = kvh * rep + hh;
+    var qr = vec4u(0u);
+    if (valid) { qr = queryRanges(h, j); }
+    let hv = hull(qr, li);
+    // positions → query rows
+    let rlo = max(hv.x, a.qOff) - a.qOff;
+    let rhi = max(min(hv.y, qend), a.qOff) - a.qOff;
+    for (var t0 = rlo; t0 < rhi; t0 = t0 + BQ2) {
+      for (var e = li; e < BQ2 * DV; e = e + BKV) {
+        let i = t0 + e / DV;
+        if (i < rhi) {
+          let qo = ((b * a.Nq + i) * a.H + h) * DV + e % DV;
+          Qs[e] = qb[qo];
+          dOs[e] = dob[qo];
+        }
+      }
+      for (var e = li; e < BQ2; e = e + BKV) {
+        let i = t0 + e;
+        if (i < rhi) {
+          Ls[e] = lse[(b * a.H + h) * a.Nq + i];
+          Ds[e] = delta[(b * a.H + h) * a.Nq + i];
+          Rs[e] = keyRanges(h, a.qOff + i);
+        } else {
+          Rs[e] = vec4u(0u);
+        }
+      }
+      workgroupBarrier();
+      if (valid) {
+        for (var ii = 0u; ii < BQ2; ii = ii + 1u) {
+          if (!inRanges(j, Rs[ii])) { continue; }
+          var s = 0.0;
+          var dp = 0.0;
+          for (var d = 0u; d < DV; d = d + 1u) {
+            s = s + vdot(Qs[ii * DV + d], k[d]);
+            dp = dp + vdot(dOs[ii * DV + d], v[d]);
+          }
+          let p = exp(s - Ls[ii]);
+          let pv = V(p);
+          let ds = V(p * (dp - Ds[ii]));
+          for (var d = 0u; d < DV; d = d + 1u) {
+            dv[d] = fma(pv, dOs[ii * DV + d], dv[d]);
+            dk[d] = fma(ds, Qs[ii * DV + d], dk[d]);
+          }
+        }
+      }
+      workgroupBarrier();
+    }
+  }
+  if (j < a.S) {
+    for (var d = 0u; d < DV; d = d + 1u) {
+      dkb[ko + d] = dk[d] * a.scale;
+      dvb[ko + d] = dv[d];
+    }
+  }
+}`,
+    })),
+    args: argValues(g),
+    grid: [Math.ceil(g.kvStride / t.BKV), g.Hkv, g.B],
+  };
+}

@@ -1,0 +1,169 @@
+/**
+ * Tiled batched matmul, out[b] = alpha · op(A[b]) · op(B[b]) + beta · out[b], every
+ * transpose variant. A workgroup computes a BM×BN tile of out, walking k in steps of BK
+ * through workgroup-memory tiles of A and B; each thread owns TM×TN outputs in registers.
+ * Transposes only change how tiles are loaded (always along the contiguous axis).
+ *
+ * Operands may be stored as f32, f16 or bf16 and are read directly (16-bit weights need no
+ * cast pass); arithmetic and out are f32. With `f16` compute (the shader-f16 feature), the
+ * tiles are held in f16 and products are summed over each BK slice in f16 before being
+ * added to f32 accumulators: half the memory traffic, less precision.
+ */
+import type { MatmulArgs } from '../../backend.js';
+import type { DType } from '../../../tensor/dtype.js';
+import { InternalError } from '../../../errors.js';
+import type { Launch } from '../wgsl.js';
+import { MAX_GROUPS } from '../wgsl.js';
+import { spec } from './elementwise.js';
+
+export interface Tile { BM: number; BN: number; BK: number; TM: number; TN: number }
+
+/** Small problems: 64×64 tiles, 4×4 per thread. */
+export const TILE_SMALL: Tile = { BM: 64, BN: 64, BK: 8, TM: 4, TN: 4 };
+/** Large problems: 128×128 tiles, 8×8 per thread. */
+export const TILE_LARGE: Tile = { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8 };
+/**
+ * Software adapters (lavapipe): 32×32 tiles, 2×2 per thread. Same code, less unrolling:
+ * lavapipe's LLVM spends seconds per kernel on the larger tiles, and its speed is not the point.
+ */
+export const TILE_LIGHT: Tile = { BM: 32, BN: 32, BK: 8, TM: 2, TN: 2 };
+
+export type StoreType = 'f32' | 'f16' | 'bf16';
+
+/** WGSL loading element `idx` of operand `buf` stored as `t`, as f32. */
+function loader(name: string, buf: string, t: StoreType): string {
+  switch (t) {
+    case 'f32': return `fn ${name}(idx: u32) -> f32 { return ${buf}[idx]; }`;
+    case 'f16': return `fn ${name}(idx: u32) -> f32 { return unpack2x16float(${buf}[idx >> 1u])[idx & 1u]; }`;
+    case 'bf16': return `fn ${name}(idx: u32) -> f32 { let w = ${buf}[idx >> 1u]; return bitcast<f32>(select(w << 16u, w & 0xffff0000u, (idx & 1u) == 1u)); }`;
+  }
+}
+
+export function chooseTile(m: number, n: number): Tile {
+  return m >= 256 && n >= 256 ? TILE_LARGE : TILE_SMALL;
+}
+
+export function matmul(g: MatmulArgs, aType: DType, bType: DType, tile: Tile = chooseTile(g.m, g.n), f16Compute = false): Launch[] {
+  for (const t of [aType, bType]) if (t !== 'f32' && t !== 'f16' && t !== 'bf16') throw new InternalError(`webgpu.matmul: operand dtype ${t}`);
+  if (f16Compute && (aType !== 'f16' || bType !== 'f16')) throw new InternalError('webgpu.matmul: f16 compute needs f16 operands');
+  // f16 compute packs 4 output columns per vec4<f16>: widen TN (and BN, same threads) to 4.
+  if (f16Compute && tile.TN % 4 !== 0) tile = { ...tile, BN: (tile.BN / tile.TN) * 4, TN: 4 };
+  const { BM, BN, BK, TM, TN } = tile;
+  const WX = BN / TN;
+  const WY = BM / TM;
+  const key = `matmul:${g.transA}:${g.transB}:${aType}:${bType}:${BM}x${BN}x${BK}/${TM}x${TN}${f16Compute ? ':h' : ''}`;
+  const s = spec(key, () => {
+    const elem = f16Compute ? 'f16' : 'f32';
+    const aBuf = f16Compute ? 'f16' : aType === 'f32' ? 'f32' : 'u32';
+    const bBuf = f16Compute ? 'f16' : bType === 'f32' ? 'f32' : 'u32';
+    const la = f16Compute ? 'fn LA(idx: u32) -> f16 { return A[idx]; }' : loader('LA', 'A', aType as StoreType);
+    const lb = f16Compute ? 'fn LB(idx: u32) -> f16 { return B[idx]; }' : loader('LB', 'B', bType as StoreType);
+    // Tile element e → (row r | col c, kk), contiguous in global memory along the fastest index.
+    const loadA = g.transA
+      ? 'let r = e % BM; let kk = e / BM; let gi = oa + (k0 + kk) * a.m + m0 + r;'
+      : 'let r = e / BK; let kk = e % BK; let gi = oa + (m0 + r) * a.k + k0 + kk;';
+    const loadB = g.transB
+      ? 'let c = e / BK; let kk = e % BK; let gi = ob + (n0 + c) * a.k + k0 + kk;'
+      : 'let c = e % BN; let kk = e / BN; let gi = ob + (k0 + kk) * a.n + n0 + c;';
+    const inner = f16Compute
+      ? `    // Products in packed f16 (vec4 lanes over j) summed over this BK slice, then added to
+    // the f32 accumulators. Explicitly zeroed: some drivers do not re-initialise a var
+    // declared inside a loop.
+    var part = array<vec4<f16>, ${(TM * TN) / 4}>();
+    for (var kk = 0u; kk < BK; kk = kk + 1u) {
+      var br: array<vec4<f16>, ${TN / 4}>;
+      for (var t = 0u; t < TN / 4u; t = t + 1u) {
+        let c = kk * BN + lid.x + 4u * t * WX;
+        br[t] = vec4<f16>(Bs[c], Bs[c + WX], Bs[c + 2u * WX], Bs[c + 3u * WX]);
+      }
+      for (var i = 0u; i < TM; i = i + 1u) {
+        let av = vec4<f16>(As[kk * BM + lid.y + i * WY]);
+        for (var t = 0u; t < TN / 4u; t = t + 1u) { part[i * (TN / 4u) + t] = fma(av, br[t], part[i * (TN / 4u) + t]); }
+      }
+    }
+    for (var i = 0u; i < TM; i = i + 1u) {
+      for (var t = 0u; t < TN / 4u; t = t + 1u) {
+        let pv = vec4<f32>(part[i * (TN / 4u) + t]);
+        for (var l = 0u; l < 4u; l = l + 1u) { acc[i * TN + 4u * t + l] = acc[i * TN + 4u * t + l] + pv[l]; }
+      }
+    }`
+      : `    for (var kk = 0u; kk < BK; kk = kk + 1u) {
+      var ar: array<f32, TM>;
+      var br: array<f32, TN>;
+      for (var t = 0u; t < TM; t = t + 1u) { ar[t] = As[kk * BM + lid.y + t * WY]; }
+      for (var t = 0u; t < TN; t = t + 1u) { br[t] = Bs[kk * BN + lid.x + t * WX]; }
+      for (var i = 0u; i < TM; i = i + 1u) {
+        for (var j = 0u; j < TN; j = j + 1u) { acc[i * TN + j] = fma(ar[i], br[j], acc[i * TN + j]); }
+      }
+    }`;
+    return {
+      f16: f16Compute,
+      buffers: [
+        { name: 'A', access: 'read', type: aBuf },
+        { name: 'B', access: 'read', type: bBuf },
+        { name: 'o', access: 'rw', type: 'f32' },
+      ],
+      fields: [['m', 'u32'], ['n', 'u32'], ['k', 'u32'], ['sa', 'u32'], ['sb', 'u32'], ['b0', 'u32'], ['alpha', 'f32'], ['beta', 'f32']],
+      body: `const BM = ${BM}u;
+const BN = ${BN}u;
+const BK = ${BK}u;
+const TM = ${TM}u;
+const TN = ${TN}u;
+const WX = ${WX}u;
+const WY = ${WY}u;
+const NT = ${WX * WY}u;
+var<workgroup> As: array<${elem}, ${BK * BM}>;
+var<workgroup> Bs: array<${elem}, ${BK * BN}>;
+${la}
+${lb}
+@compute @workgroup_size(${WX}, ${WY})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
+  let bt = wid.z + a.b0;
+  let m0 = wid.y * BM;
+  let n0 = wid.x * BN;
+  let oa = bt * a.sa;
+  let ob = bt * a.sb;
+  let oc = bt * a.m * a.n;
+  var acc: array<f32, ${TM * TN}>;
+  for (var k0 = 0u; k0 < a.k; k0 = k0 + BK) {
+    for (var e = li; e < BM * BK; e = e + NT) {
+      ${loadA}
+      var v = ${elem}(0);
+      if (m0 + r < a.m && k0 + kk < a.k) { v = LA(gi); }
+      As[kk * BM + r] = v;
+    }
+    for (var e = li; e < BN * BK; e = e + NT) {
+      ${loadB}
+      var v = ${elem}(0);
+      if (n0 + c < a.n && k0 + kk < a.k) { v = LB(gi); }
+      Bs[kk * BN + c] = v;
+    }
+    workgroupBarrier();
+${inner}
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < TM; i = i + 1u) {
+    let r = m0 + lid.y + i * WY;
+    if (r >= a.m) { continue; }
+    for (var j = 0u; j < TN; j = j + 1u) {
+      let c = n0 + lid.x + j * WX;
+      if (c >= a.n) { continue; }
+      let idx = oc + r * a.n + c;
+      var v = a.alpha * acc[i * TN + j];
+      if (a.beta != 0.0) { v = v + a.beta * o[idx]; }
+      o[idx] = v;
+    }
+  }
+}`,
+    };
+  });
+  const gx = Math.ceil(g.n / BN);
+  const gy = Math.ceil(g.m / BM);
+  if (gx > MAX_GROUPS || gy > MAX_GROUPS) throw new InternalError(`webgpu.matmul: ${g.m}×${g.n} is too large for one dispatch`);
+  const launches: Launch[] = [];
+  for (let b0 = 0; b0 < g.batch; b0 += MAX_GROUPS) {
+    const nb = Math.min(MAX_GROUPS, g.batch - b0);
+    launches.push({ spec: s, args: [g.m, g.n, g.k, g.strideA, g.strideB, b0, g.alpha, g.beta], grid: [gx, gy, nb] });
+  }
+  return launches;
+}
