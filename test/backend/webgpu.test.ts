@@ -1,0 +1,471 @@
+/**
+ * Every WebGPU kernel against the CPU reference kernels, at the kernel level: odd sizes
+ * that cross workgroup and tile boundaries, every transpose, dtype, mask form and
+ * in-place variant, errors reported by kernels, and the ordering hazards of a pooled,
+ * batched GPU backend. The backend here poisons every buffer it hands out with NaN, so a
+ * kernel that leaves an output element unwritten fails, and uses small attention and
+ * matmul tiles so that the tiling paths run on small shapes (lavapipe is slow).
+ *
+ * Without a WebGPU adapter every test is skipped with the reason.
+ */
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import type { AttentionArgs, AttentionMask, Backend, DeviceBuffer } from '../../src/backend/backend.js';
+import { cpuBackend } from '../../src/backend/registry.js';
+import type { DType, HostArray } from '../../src/tensor/dtype.js';
+import { allocHost, f32ToBf16Bits, f32ToF16Bits, fromFloatArray, toFloatArray } from '../../src/tensor/dtype.js';
+import { Rng } from '../../src/tensor/random.js';
+import { LongLoraError } from '../../src/errors.js';
+import { assertClose } from '../helpers/compare.js';
+import { webgpuUnderTest } from './webgpu-util.js';
+import { createWebGpuBackend, sizeClass, type WebGpuBackend } from '../../src/backend/webgpu/webgpu.js';
+import { TILE_LARGE, TILE_SMALL } from '../../src/backend/webgpu/kernels/matmul.js';
+
+const { backend: gpu, skip } = await webgpuUnderTest({ poison: true, attentionTiles: { BQ: 16, BK: 4, BKV: 16, BQ2: 4 } });
+after(() => gpu?.destroy());
+
+/** An input: host data in a dtype. */
+interface In { dtype: DType; data: HostArray }
+/** An output: dtype, size and optional initial contents (for accumulating kernels). */
+interface Out { dtype: DType; numel: number; init?: HostArray }
+
+const f32 = (a: ArrayLike<number>): In => ({ dtype: 'f32', data: Float32Array.from(a) });
+const i32 = (a: ArrayLike<number>): In => ({ dtype: 'i32', data: Int32Array.from(a) });
+const out = (numel: number, init?: ArrayLike<number>): Out => ({ dtype: 'f32', numel, ...(init ? { init: Float32Array.from(init) } : {}) });
+
+function randn(rng: Rng, n: number, scale = 1): number[] {
+  return Array.from({ length: n }, () => rng.normal() * scale);
+}
+
+/** Runs `call` on the CPU and on the GPU with the same inputs; returns both outputs' host copies. */
+async function runBoth(ins: In[], outs: Out[], call: (be: Backend, i: DeviceBuffer[], o: DeviceBuffer[]) => void, target: Backend = gpu!): Promise<Array<[HostArray, HostArray]>> {
+  const results: HostArray[][] = [];
+  for (const be of [cpuBackend(), target]) {
+    const ib = ins.map((x) => { const b = be.alloc(x.dtype, x.data.length); be.upload(b, x.data); return b; });
+    const ob = outs.map((o) => {
+      const b = be.alloc(o.dtype, o.numel);
+      if (o.init) be.upload(b, o.init);
+      else if (be === cpuBackend()) be.fill(b, 0);
+      return b;
+    });
+    call(be, ib, ob);
+    const got: HostArray[] = [];
+    for (const b of ob) got.push(await be.download(b));
+    for (const b of [...ib, ...ob]) be.free(b);
+    results.push(got);
+  }
+  return results[0]!.map((c, k) => [c, results[1]![k]!]);
+}
+
+/** Compares float outputs with a relative tolerance (max error over max magnitude). */
+async function close(label: string, log: (s: string) => void, ins: In[], outs: Out[], call: (be: Backend, i: DeviceBuffer[], o: DeviceBuffer[]) => void, rtol = 2e-6, target?: Backend): Promise<void> {
+  const res = await runBoth(ins, outs, call, target);
+  res.forEach(([c, g], k) => {
+    const dt = outs[k]!.dtype;
+    assertClose(toFloatArray(g, dt, 'f32'), toFloatArray(c, dt, 'f32'), rtol, `${label} out${k}`, log);
+  });
+}
+
+/** Compares outputs bit for bit. */
+async function exact(label: string, ins: In[], outs: Out[], call: (be: Backend, i: DeviceBuffer[], o: DeviceBuffer[]) => void): Promise<void> {
+  const res = await runBoth(ins, outs, call);
+  res.forEach(([c, g], k) => {
+    const cb = new Uint8Array(c.buffer, c.byteOffset, c.byteLength);
+    const gb = new Uint8Array(g.buffer, g.byteOffset, g.byteLength);
+    const bad = cb.findIndex((v, i) => v !== gb[i]);
+    assert.equal(bad, -1, `${label} out${k}: first differing byte ${bad}`);
+  });
+}
+
+const opts = { skip: skip ?? false };
+
+describe('webgpu backend: memory and ordering', opts, () => {
+  it('reports the adapter, pools freed buffers, counts live buffers like the CPU backend', (t) => {
+    t.diagnostic(gpu!.describe());
+    const before = gpu!.memory().buffers;
+    const a = gpu!.alloc('f32', 1000);
+    assert.equal(gpu!.memory().buffers, before + 1);
+    gpu!.free(a);
+    assert.equal(gpu!.memory().buffers, before);
+    assert.ok(gpu!.pooled() >= sizeClass(4000));
+    assert.ok(sizeClass(4000) >= 4000 && sizeClass(5000) <= 5000 * 1.125 && sizeClass(1e6) <= 1e6 * 1.125);
+  });
+
+  it('refuses f64 and buffers over the binding limit with a clear message', () => {
+    assert.throws(() => gpu!.alloc('f64', 4), (e: unknown) => e instanceof LongLoraError && /f64/.test(e.message));
+    const tooMany = Math.floor(gpu!.limits.maxBinding / 4) + 16;
+    assert.throws(() => gpu!.alloc('f32', tooMany), (e: unknown) => e instanceof LongLoraError && /maxStorageBufferBindingSize/.test(e.message));
+  });
+
+  it('a buffer freed while recorded work reads it can be reused and re-uploaded at once', async () => {
+    const be = gpu!;
+    const x = be.alloc('f32', 300);
+    be.upload(x, Float32Array.from({ length: 300 }, (_, i) => i));
+    const y = be.alloc('f32', 300);
+    be.affine(x, 2, 1, y); // recorded, not yet submitted
+    be.free(x);
+    const z = be.alloc('f32', 300); // the pool hands x's GPU buffer back
+    be.upload(z, new Float32Array(300).fill(-5));
+    const w = be.alloc('f32', 300);
+    be.affine(z, 1, 0, w);
+    const [ys, ws] = [await be.download(y), await be.download(w)];
+    assert.deepEqual(Array.from(ys).slice(0, 4), [1, 3, 5, 7]);
+    assert.equal(ys[299], 599);
+    assert.ok(Array.from(ws).every((v) => v === -5));
+    for (const b of [y, z, w]) be.free(b);
+  });
+
+  it('many dispatches in one batch keep their own arguments', async () => {
+    const be = gpu!;
+    const x = be.alloc('f32', 5);
+    be.fill(x, 0);
+    for (let k = 1; k <= 300; k++) be.affine(x, 1, k, x); // in place, 300 dispatches, several submissions
+    assert.deepEqual(Array.from(await be.download(x)), new Array(5).fill(150 * 301));
+    await be.sync();
+    be.free(x);
+  });
+});
+
+describe('webgpu kernels: elementwise, cast, copy, sums', opts, () => {
+  const rng = new Rng(1);
+
+  it('fill in every dtype, odd sizes', async () => {
+    for (const [dt, v] of [['f32', -1.25], ['i32', 7], ['u8', 200]] as const) {
+      await exact(`fill ${dt}`, [], [{ dtype: dt, numel: 1003 }], (be, _i, [o]) => be.fill(o!, v));
+    }
+    // 16-bit: the value is stored as that float (the CPU reference stores raw bits; tensors
+    // never fill 16-bit buffers, `full` uploads them).
+    for (const dt of ['f16', 'bf16'] as const) {
+      const o = gpu!.alloc(dt, 1003);
+      gpu!.fill(o, -3.3);
+      assert.deepEqual(Array.from(await gpu!.download(o)), Array.from(fromFloatArray(new Array(1003).fill(-3.3), dt)), `fill ${dt}`);
+      gpu!.free(o);
+    }
+  });
+
+  it('cast between every pair of f32, f16, bf16, i32, u8 with the reference rounding', async () => {
+    const specials = [0, -0, 1, -1, 65504, 65520, 1e-8, -6e-8, 5.96e-8, 3e-5, 1 / 3, 2 ** -14, 2 ** -24, 1e30, -1e30, NaN, Infinity, -Infinity, 1.00048828125, 1.0009765625];
+    const vals = [...specials, ...randn(rng, 981, 100)];
+    const asI = vals.map((v) => (Number.isFinite(v) ? Math.max(-1e9, Math.min(1e9, Math.trunc(v))) : 3));
+    const sources: Record<string, In> = {
+      f32: f32(vals),
+      f16: { dtype: 'f16', data: Uint16Array.from(vals, f32ToF16Bits) },
+      bf16: { dtype: 'bf16', data: Uint16Array.from(vals, f32ToBf16Bits) },
+      i32: i32(asI),
+      u8: { dtype: 'u8', data: Uint8Array.from(asI, (v) => v & 0xff) },
+    };
+    for (const [s, input] of Object.entries(sources)) {
+      for (const d of ['f32', 'f16', 'bf16', 'i32', 'u8'] as const) {
+        if ((d === 'i32' || d === 'u8') && s !== 'i32' && s !== 'u8') continue; // float → int of NaN/huge is undefined
+        await exact(`cast ${s}→${d}`, [input], [{ dtype: d, numel: vals.length }], (be, [x], [o]) => be.cast(x!, o!));
+      }
+    }
+  });
+
+  it('unary ops and their derivatives over several workgroups', async (t) => {
+    for (const op of ['neg', 'exp', 'log', 'silu', 'sigmoid', 'square', 'sqrt', 'tanh', 'relu'] as const) {
+      const pos = op === 'log' || op === 'sqrt';
+      const x = randn(rng, 1000, 3).map((v) => (pos ? Math.abs(v) + 0.1 : v));
+      const dy = randn(rng, 1000);
+      await close(op, (s) => t.diagnostic(s), [f32(x)], [out(1000)], (be, [a], [o]) => be.unary(op, a!, o!));
+      await close(`${op}'`, (s) => t.diagnostic(s), [f32(x), f32(dy)], [out(1000)], (be, [a, g], [o]) => be.unaryBackward(op, a!, g!, o!));
+    }
+    await close('silu in place', (s) => t.diagnostic(s), [], [out(5, [1, -2, 3, -40, 50])], (be, _i, [o]) => be.unary('silu', o!, o!));
+  });
+
+  it('binary ops with broadcasting and in place; affine', async (t) => {
+    const log = (s: string): void => t.diagnostic(s);
+    for (const op of ['add', 'sub', 'mul', 'div'] as const) {
+      for (const nb of [777, 7, 1]) {
+        const a = randn(rng, 777);
+        const b = randn(rng, nb).map((v) => (op === 'div' ? Math.sign(v) * (Math.abs(v) + 0.5) : v));
+        await close(`${op} nb=${nb}`, log, [f32(a), f32(b)], [out(777)], (be, [x, y], [o]) => be.binary(op, x!, y!, o!));
+        await close(`${op} nb=${nb} in place`, log, [f32(b)], [out(777, a)], (be, [y], [o]) => be.binary(op, o!, y!, o!));
+      }
+    }
+    await close('affine', log, [f32(randn(rng, 501))], [out(501)], (be, [x], [o]) => be.affine(x!, -1.5, 0.25, o!));
+    await close('affine in place', log, [], [out(501, randn(rng, 501))], (be, _i, [o]) => be.affine(o!, 3, -1, o!));
+  });
+
+  it('reduceSum over rows, columns and middle axes', async (t) => {
+    for (const [outer, size, inner] of [[3, 1000, 1], [2, 37, 5], [1, 1, 1], [1, 300, 70], [66000, 1, 1]] as const) {
+      await close(`reduceSum ${outer}×${size}×${inner}`, (s) => t.diagnostic(s), [f32(randn(rng, outer * size * inner))], [out(outer * inner)],
+        (be, [x], [o]) => be.reduceSum(x!, o!, outer, size, inner));
+    }
+  });
+
+  it('strided copy: permute, slice into an offset, broadcast, and the accumulating reduction', async (t) => {
+    const log = (s: string): void => t.diagnostic(s);
+    const x = randn(rng, 2 * 3 * 5 * 7);
+    // permute [2,3,5,7] → [2,5,3,7]
+    const perm = { shape: [2, 5, 3, 7], srcOffset: 0, srcStrides: [105, 7, 35, 1], dstOffset: 0, dstStrides: [105, 21, 7, 1], accumulate: false };
+    await close('permute', log, [f32(x)], [out(210)], (be, [s], [d]) => be.copy(s!, d!, perm), 0);
+    // write a [3,5] block into rows 2.. of a [6,9] destination at column offset 3
+    const into = { shape: [3, 5], srcOffset: 4, srcStrides: [7, 1], dstOffset: 2 * 9 + 3, dstStrides: [9, 1], accumulate: false };
+    await close('slice into', log, [f32(x)], [out(54, randn(rng, 54))], (be, [s], [d]) => be.copy(s!, d!, into), 0);
+    // broadcast [5] along a new leading axis of 4
+    const bc = { shape: [4, 5], srcOffset: 0, srcStrides: [0, 1], dstOffset: 0, dstStrides: [5, 1], accumulate: false };
+    await close('broadcast', log, [f32(x)], [out(20)], (be, [s], [d]) => be.copy(s!, d!, bc), 0);
+    // sum [2,3,5,7] over axes 0 and 2 into [3,7] (+= existing values)
+    const red = { shape: [2, 3, 5, 7], srcOffset: 0, srcStrides: [105, 35, 7, 1], dstOffset: 0, dstStrides: [0, 7, 0, 1], accumulate: true };
+    await close('accumulating reduction', log, [f32(x)], [out(21, randn(rng, 21))], (be, [s], [d]) => be.copy(s!, d!, red), 1e-6);
+    const acc = { shape: [210], srcOffset: 0, srcStrides: [1], dstOffset: 0, dstStrides: [1], accumulate: true };
+    await close('accumulate', log, [f32(x)], [out(210, randn(rng, 210))], (be, [s], [d]) => be.copy(s!, d!, acc), 1e-6);
+  });
+
+  it('strided copy of 16-bit, 8-bit and integer elements', async () => {
+    const vals = randn(rng, 3 * 5 * 7);
+    const perm = { shape: [5, 3, 7], srcOffset: 0, srcStrides: [7, 35, 1], dstOffset: 1, dstStrides: [21, 7, 1], accumulate: false };
+    for (const dt of ['f16', 'bf16', 'u8', 'i32'] as const) {
+      const data = dt === 'u8' ? Uint8Array.from(vals, (v) => Math.abs(Math.trunc(v * 50)) & 0xff)
+        : dt === 'i32' ? Int32Array.from(vals, (v) => Math.trunc(v * 1e6)) : fromFloatArray(vals, dt);
+      const init = allocHost(dt, 107);
+      await exact(`copy ${dt}`, [{ dtype: dt, data }], [{ dtype: dt, numel: 107, init }], (be, [s], [d]) => be.copy(s!, d!, perm));
+    }
+    const ints = Int32Array.from(vals, (v) => Math.trunc(v * 1000));
+    const red = { shape: [3, 35], srcOffset: 0, srcStrides: [35, 1], dstOffset: 0, dstStrides: [0, 1], accumulate: true };
+    await exact('copy i32 accumulate', [{ dtype: 'i32', data: ints }], [{ dtype: 'i32', numel: 35, init: new Int32Array(35).fill(5) }], (be, [s], [d]) => be.copy(s!, d!, red));
+  });
+});
+
+describe('webgpu kernels: matmul', opts, () => {
+  const rng = new Rng(2);
+  for (const [tileName, tile] of [['64×64', TILE_SMALL], ['128×128', TILE_LARGE]] as const) {
+    it(`every transpose, batched with broadcast operands, alpha and accumulate (${tileName} tiles)`, async (t) => {
+      const be = await createWebGpuBackend({ poison: true, matmulTile: tile });
+      try {
+        const [batch, m, n, k] = [3, 67, 45, 33];
+        for (const transA of [false, true]) {
+          for (const transB of [false, true]) {
+            for (const [sa, sb] of [[m * k, k * n], [m * k, 0], [0, k * n]] as const) {
+              const a = randn(rng, sa === 0 ? m * k : batch * m * k);
+              const b = randn(rng, sb === 0 ? k * n : batch * k * n);
+              const init = randn(rng, batch * m * n);
+              const args = { batch, m, n, k, transA, transB, alpha: 0.5, beta: 1, strideA: sa, strideB: sb };
+              const res = await runOn(be, [f32(a), f32(b)], [out(batch * m * n, init)], (bk, [x, y], [o]) => bk.matmul(x!, y!, o!, args));
+              assertClose(res[0]![1], res[0]![0], 2e-6, `matmul tA=${transA} tB=${transB} sa=${sa} sb=${sb}`, (s) => t.diagnostic(s));
+            }
+          }
+        }
+        // both operands f16 (f16 compute with shader-f16) against the CPU on the rounded values:
+        // every transpose with the large tile (where f16 pays), x·Wᵀ with the small one (each
+        // variant costs lavapipe seconds to compile)
+        const f16Cases = tile === TILE_LARGE ? [[false, false], [false, true], [true, false], [true, true]] : [[false, true]];
+        for (const [transA, transB] of f16Cases as Array<[boolean, boolean]>) {
+          {
+            const a = toFloatArray(fromFloatArray(randn(rng, m * k), 'f16'), 'f16', 'f32');
+            const b = toFloatArray(fromFloatArray(randn(rng, k * n), 'f16'), 'f16', 'f32');
+            const args = { batch: 1, m, n, k, transA, transB, alpha: 1, beta: 0, strideA: 0, strideB: 0 };
+            const cpu = cpuBackend();
+            const [ac, bc, oc] = [cpu.alloc('f32', m * k), cpu.alloc('f32', k * n), cpu.alloc('f32', m * n)];
+            cpu.upload(ac, a as Float32Array);
+            cpu.upload(bc, b as Float32Array);
+            cpu.matmul(ac, bc, oc, args);
+            const want = await cpu.download(oc);
+            for (const x of [ac, bc, oc]) cpu.free(x);
+            const [ag, bg, og] = [be.alloc('f16', m * k), be.alloc('f16', k * n), be.alloc('f32', m * n)];
+            be.upload(ag, fromFloatArray(a, 'f16'));
+            be.upload(bg, fromFloatArray(b, 'f16'));
+            be.matmul(ag, bg, og, args);
+            assertClose(await be.download(og), want, 5e-3, `matmul f16·f16 tA=${transA} tB=${transB}${be.hasF16 ? ' (f16 compute)' : ''}`, (s) => t.diagnostic(s));
+            for (const x of [ag, bg, og]) be.free(x);
+          }
+        }
+        // beta = 0 must overwrite (the output is NaN-poisoned), and k = 1, m = 1 edge shapes
+        for (const [mm, nn, kk] of [[1, 300, 7], [129, 1, 5], [5, 6, 1]] as const) {
+          const args = { batch: 1, m: mm, n: nn, k: kk, transA: false, transB: true, alpha: 1, beta: 0, strideA: 0, strideB: 0 };
+          const res = await runOn(be, [f32(randn(rng, mm * kk)), f32(randn(rng, nn * kk))], [out(mm * nn)], (bk, [x, y], [o]) => bk.matmul(x!, y!, o!, args));
+          assertClose(res[0]![1], res[0]![0], 2e-6, `matmul ${mm}×${nn}×${kk}`, (s) => t.diagnostic(s));
+        }
+      } finally {
+        be.destroy();
+      }
+    });
+  }
+
+  it('reads f16 and bf16 operands directly (16-bit weights, f32 compute)', async (t) => {
+    const [m, n, k] = [37, 29, 41];
+    for (const dt of ['f16', 'bf16'] as const) {
+      const w = randn(rng, n * k);
+      const x = randn(rng, m * k);
+      const w16 = fromFloatArray(w, dt);
+      // reference: the CPU on the rounded weight in f32
+      const wRounded = toFloatArray(w16, dt, 'f32');
+      const args = { batch: 1, m, n, k, transA: false, transB: true, alpha: 1, beta: 0, strideA: 0, strideB: 0 };
+      const cpu = cpuBackend();
+      const [xc, wc, oc] = [cpu.alloc('f32', m * k), cpu.alloc('f32', n * k), cpu.alloc('f32', m * n)];
+      cpu.upload(xc, Float32Array.from(x));
+      cpu.upload(wc, wRounded);
+      cpu.matmul(xc, wc, oc, args);
+      const want = await cpu.download(oc);
+      for (const b of [xc, wc, oc]) cpu.free(b);
+      const be = gpu!;
+      const [xg, wg, og] = [be.alloc('f32', m * k), be.alloc(dt, n * k), be.alloc('f32', m * n)];
+      be.upload(xg, Float32Array.from(x));
+      be.upload(wg, w16);
+      be.matmul(xg, wg, og, args);
+      assertClose(await be.download(og), want, 2e-6, `matmul x·W(${dt})ᵀ`, (s) => t.diagnostic(s));
+      // both operands 16-bit (f16 compute when the device has shader-f16)
+      const [ag, og2] = [be.alloc(dt, m * k), be.alloc('f32', m * n)];
+      be.upload(ag, fromFloatArray(x, dt));
+      be.matmul(ag, wg, og2, args);
+      const tol = dt === 'f16' && gpu!.hasF16 ? 5e-3 : 2e-2;
+      assertClose(await be.download(og2), want, tol, `matmul ${dt}·${dt}${dt === 'f16' && gpu!.hasF16 ? ' (f16 compute)' : ''}`, (s) => t.diagnostic(s));
+      for (const b of [xg, wg, og, ag, og2]) be.free(b);
+    }
+  });
+});
+
+/** Like runBoth, for a given GPU backend (returns [cpu, gpu] per output). */
+async function runOn(be: WebGpuBackend, ins: In[], outs: Out[], call: (b: Backend, i: DeviceBuffer[], o: DeviceBuffer[]) => void): Promise<Array<[HostArray, HostArray]>> {
+  const results: HostArray[][] = [];
+  for (const bk of [cpuBackend(), be as Backend]) {
+    const ib = ins.map((x) => { const b = bk.alloc(x.dtype, x.data.length); bk.upload(b, x.data); return b; });
+    const ob = outs.map((o) => { const b = bk.alloc(o.dtype, o.numel); if (o.init) bk.upload(b, o.init); return b; });
+    call(bk, ib, ob);
+    const got: HostArray[] = [];
+    for (const b of ob) got.push(await bk.download(b));
+    for (const b of [...ib, ...ob]) bk.free(b);
+    results.push(got);
+  }
+  return results[0]!.map((c, k) => [c, results[1]![k]!]);
+}
+
+describe('webgpu kernels: normalisation, RoPE, embedding, loss, optimiser, NF4', opts, () => {
+  const rng = new Rng(3);
+
+  it('softmax and its backward, rows longer than a workgroup', async (t) => {
+    const log = (s: string): void => t.diagnostic(s);
+    const [rows, cols] = [5, 1000];
+    const x = randn(rng, rows * cols, 4);
+    await close('softmax', log, [f32(x)], [out(rows * cols)], (be, [a], [o]) => be.softmax(a!, o!, rows, cols));
+    const y = randn(rng, rows * cols).map(Math.abs);
+    await close('softmaxBackward', log, [f32(y), f32(randn(rng, rows * cols))], [out(rows * cols)], (be, [a, g], [o]) => be.softmaxBackward(a!, g!, o!, rows, cols));
+  });
+
+  it('rmsnorm and its backward with and without dw', async (t) => {
+    const log = (s: string): void => t.diagnostic(s);
+    const [rows, C] = [7, 1000];
+    const x = randn(rng, rows * C);
+    const w = randn(rng, C);
+    await close('rmsnorm', log, [f32(x), f32(w)], [out(rows * C), out(rows)], (be, [a, b], [o, r]) => be.rmsnorm(a!, b!, o!, r!, rows, C, 1e-5));
+    const rstd = Array.from({ length: rows }, () => 0.5 + rng.uniform());
+    const dy = randn(rng, rows * C);
+    await close('rmsnormBackward', log, [f32(x), f32(w), f32(rstd), f32(dy)], [out(rows * C), out(C, randn(rng, C))],
+      (be, [a, b, r, g], [dx, dw]) => be.rmsnormBackward(a!, b!, r!, g!, dx!, dw!, rows, C));
+    await close('rmsnormBackward (no dw)', log, [f32(x), f32(w), f32(rstd), f32(dy)], [out(rows * C)],
+      (be, [a, b, r, g], [dx]) => be.rmsnormBackward(a!, b!, r!, g!, dx!, null, rows, C));
+  });
+
+  it('rope forward and inverse', async (t) => {
+    const [B, N, H, D] = [2, 5, 3, 8];
+    const x = randn(rng, B * N * H * D);
+    const ang = Array.from({ length: N * D / 2 }, () => rng.uniform() * 6);
+    for (const inverse of [false, true]) {
+      await close(`rope inverse=${inverse}`, (s) => t.diagnostic(s), [f32(x), f32(ang.map(Math.cos)), f32(ang.map(Math.sin))], [out(x.length)],
+        (be, [a, c, s], [o]) => be.rope(a!, c!, s!, o!, B, N, H, D, inverse));
+    }
+  });
+
+  it('gather and scatterAdd with repeated ids; a bad id is reported by the next download', async (t) => {
+    const [V, C, T] = [11, 300, 50];
+    const ids = Array.from({ length: T }, () => rng.int(V));
+    await close('gather', (s) => t.diagnostic(s), [f32(randn(rng, V * C)), i32(ids)], [out(T * C)], (be, [tb, id], [o]) => be.gather(tb!, id!, o!, V, C, T), 0);
+    await close('scatterAdd', (s) => t.diagnostic(s), [f32(randn(rng, T * C)), i32(ids)], [out(V * C, randn(rng, V * C))],
+      (be, [dy, id], [o]) => be.scatterAdd(dy!, id!, o!, V, C, T), 1e-6);
+    const be = gpu!;
+    const [tb, id, o] = [be.alloc('f32', V * C), be.alloc('i32', 3), be.alloc('f32', 3 * C)];
+    be.fill(tb, 1);
+    be.upload(id, Int32Array.from([1, 11, 2]));
+    be.gather(tb, id, o, V, C, 3);
+    await assert.rejects(be.download(o), /token id 11 at position 1 is outside the vocabulary \[0, 11\)/);
+    be.upload(id, Int32Array.from([1, 2, 3]));
+    be.gather(tb, id, o, V, C, 3);
+    assert.equal((await be.download(o))[0], 1, 'the error was reported once and cleared');
+    for (const b of [tb, id, o]) be.free(b);
+  });
+
+  it('cross-entropy and its backward with ignored rows; a bad target is reported by sync', async (t) => {
+    const [T, V] = [9, 1000];
+    const x = randn(rng, T * V, 3);
+    const tg = Array.from({ length: T }, (_, i) => (i % 4 === 3 ? -100 : rng.int(V)));
+    await close('crossEntropy', (s) => t.diagnostic(s), [f32(x), i32(tg)], [out(T), out(T)], (be, [a, y], [l, s]) => be.crossEntropy(a!, y!, l!, s!, T, V, -100));
+    const lse = Array.from({ length: T }, () => 8 + rng.uniform());
+    await close('crossEntropyBackward', (s) => t.diagnostic(s), [f32(x), i32(tg), f32(lse), f32(randn(rng, T))], [out(T * V)],
+      (be, [a, y, s, g], [o]) => be.crossEntropyBackward(a!, y!, s!, g!, o!, T, V, -100));
+    const be = gpu!;
+    const [xb, yb, lb, sb] = [be.alloc('f32', 2 * V), be.alloc('i32', 2), be.alloc('f32', 2), be.alloc('f32', 2)];
+    be.fill(xb, 0);
+    be.upload(yb, Int32Array.from([3, V]));
+    be.crossEntropy(xb, yb, lb, sb, 2, V, -100);
+    await assert.rejects(be.sync(), /target 1000 at position 1 is outside the vocabulary/);
+    for (const b of [xb, yb, lb, sb]) be.free(b);
+  });
+
+  it('adamw over several steps (weight decay, bias correction)', async (t) => {
+    const n = 1001;
+    const res = await runBoth([f32(randn(rng, n))], [out(n, randn(rng, n)), out(n, new Float32Array(n)), out(n, new Float32Array(n))], (be, [g], [p, m, v]) => {
+      for (let step = 1; step <= 3; step++) be.adamw(p!, g!, m!, v!, { lr: 1e-2, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step });
+    });
+    res.forEach(([c, g], k) => assertClose(g as Float32Array, c as Float32Array, 2e-6, `adamw ${['p', 'm', 'v'][k]}`, (s) => t.diagnostic(s)));
+  });
+
+  it('NF4 dequantisation agrees bit for bit', async () => {
+    const n = 1000;
+    const [blockSize, scaleBlockSize] = [64, 4];
+    const nb = Math.ceil(n / blockSize);
+    const packed = Uint8Array.from({ length: n / 2 }, () => rng.int(256));
+    const codes = Uint8Array.from({ length: nb }, () => rng.int(256));
+    await exact('dequantize4bit', [
+      { dtype: 'u8', data: packed }, f32(randn(rng, 16)), { dtype: 'u8', data: codes }, f32(randn(rng, 256)), f32(randn(rng, Math.ceil(nb / scaleBlockSize)).map(Math.abs)),
+    ], [out(n)], (be, [p, c4, sc, c8, am], [o]) => be.dequantize4bit(p!, c4!, sc!, c8!, am!, o!, { n, blockSize, scaleBlockSize, scaleOffset: Math.fround(0.0123) }));
+  });
+});
+
+describe('webgpu kernels: fused attention, forward and backward', opts, () => {
+  const rng = new Rng(4);
+
+  interface Case { B: number; Nq: number; Nk: number; S?: number; H: number; Hkv: number; D: number; qOffset?: number; mask?: AttentionMask; lanes?: number }
+  const cases: Array<[string, Case]> = [
+    ['dense causal, several query blocks and key tiles', { B: 1, Nq: 37, Nk: 37, H: 2, Hkv: 2, D: 8 }],
+    ['dense causal GQA, B=2', { B: 2, Nq: 21, Nk: 21, H: 4, Hkv: 2, D: 8 }],
+    ['KV cache: query offset over a preallocated cache', { B: 2, Nq: 5, Nk: 19, S: 24, H: 4, Hkv: 1, D: 8, qOffset: 14 }],
+    ['decoding one token', { B: 1, Nq: 1, Nk: 23, S: 32, H: 2, Hkv: 2, D: 8, qOffset: 22 }],
+    ['S² segmented, N not a multiple of G', { B: 1, Nq: 27, Nk: 27, H: 4, Hkv: 2, D: 8, mask: { kind: 's2', form: 'segmented', group: 8 } }],
+    ['S² roll', { B: 2, Nq: 24, Nk: 24, H: 4, Hkv: 2, D: 8, mask: { kind: 's2', form: 'roll', group: 8 } }],
+    ['S² short, odd group', { B: 1, Nq: 26, Nk: 26, H: 3, Hkv: 3, D: 8, mask: { kind: 's2', form: 'short', group: 7 } }],
+    ['S² segmented, head dim 64', { B: 1, Nq: 40, Nk: 40, H: 2, Hkv: 1, D: 64, mask: { kind: 's2', form: 'segmented', group: 16 } }],
+    ['S² segmented, head dim 6 (vec2 lanes)', { B: 1, Nq: 19, Nk: 19, H: 2, Hkv: 1, D: 6, mask: { kind: 's2', form: 'segmented', group: 6 } }],
+    ['KV cache, head dim 5', { B: 1, Nq: 3, Nk: 11, S: 13, H: 2, Hkv: 2, D: 5, qOffset: 8 }],
+    ['vec4 lanes: dense causal GQA', { B: 1, Nq: 21, Nk: 21, H: 4, Hkv: 2, D: 8, lanes: 4 }],
+    ['vec2 lanes: S² roll, head dim 6', { B: 1, Nq: 16, Nk: 16, H: 2, Hkv: 1, D: 6, mask: { kind: 's2', form: 'roll', group: 8 }, lanes: 4 }],
+  ];
+  let vec: WebGpuBackend | null = null;
+  after(() => vec?.destroy());
+  for (const [name, c] of cases) {
+    it(name, async (t) => {
+      const log = (s: string): void => t.diagnostic(s);
+      if (c.lanes) vec ??= await createWebGpuBackend({ poison: true, attentionTiles: { BQ: 16, BK: 4, BKV: 16, BQ2: 4, W: c.lanes } });
+      const target = c.lanes ? vec! : gpu!;
+      const S = c.S ?? c.Nk;
+      const args: AttentionArgs = {
+        B: c.B, Nq: c.Nq, Nk: c.Nk, kvStride: S, H: c.H, Hkv: c.Hkv, D: c.D, scale: 1 / Math.sqrt(c.D),
+        qOffset: c.qOffset ?? 0, mask: c.mask ?? { kind: 'causal' },
+      };
+      const nq = c.B * c.Nq * c.H * c.D;
+      const nk = c.B * S * c.Hkv * c.D;
+      const [q, k, v] = [randn(rng, nq), randn(rng, nk), randn(rng, nk)];
+      await close(`${name}: forward (out, lse)`, log, [f32(q), f32(k), f32(v)], [out(nq), out(c.B * c.H * c.Nq)],
+        (be, [qb, kb, vb], [o, l]) => be.attention(qb!, kb!, vb!, o!, l!, args), 5e-6, target);
+      const dout = randn(rng, nq);
+      await close(`${name}: backward (dq, dk, dv)`, log, [f32(q), f32(k), f32(v), f32(dout)], [out(nq), out(nk), out(nk)], (be, [qb, kb, vb, g], [dq, dk, dv]) => {
+        const o = be.alloc('f32', nq);
+        const l = be.alloc('f32', c.B * c.H * c.Nq);
+        be.attention(qb!, kb!, vb!, o, l, args);
+        be.attentionBackward(qb!, kb!, vb!, o, l, g!, dq!, dk!, dv!, args);
+        be.free(o);
+        be.free(l);
+      }, 5e-6, target);
+    });
+  }
+});
