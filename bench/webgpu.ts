@@ -1,0 +1,287 @@
+/**
+ * The WebGPU benchmark, in one run (issue 7's "must show" list):
+ *  1. matmul TFLOP/s: f32, 16-bit weights read directly (x f32 · W bf16ᵀ), and f16 compute
+ *     (both operands f16, when the adapter has shader-f16);
+ *  2. fused attention forward + backward at 4k / 16k / 32k tokens, dense causal and S²-Attn
+ *     (segmented, G = N/4), with a ~1B Llama's attention shape (32 heads, 4 kv heads, D 64);
+ *  3. training tokens/s of a ~1B-parameter Llama (TinyLlama-1.1B shape: 22 layers, hidden
+ *     2048, MLP 5632, 32/4 heads, vocab 32000) at 8k and 16k tokens with S²-Attn, LongLoRA
+ *     (LoRA r=8 on q,k,v,o + trainable embeddings and norms), activation checkpointing,
+ *     AdamW — one sequence per step;
+ *  4. when PyTorch with CUDA is importable (`python3 -c 'import torch'`), the same training
+ *     step in PyTorch (bf16, scaled_dot_product_attention, bench/webgpu_torch.py) on the
+ *     same GPU, and the ratio of tokens/s.
+ * Every kernel is checked against the CPU reference on small shapes before it is timed.
+ *
+ *   npm run build && node dist/bench/webgpu.js [--smoke] [--skip-train] [--skip-torch] [--json out.json]
+ *     [--attn-lanes 1|2|4] [--profile fast|light]
+ *
+ * `--smoke` runs tiny shapes (a software adapter such as lavapipe can run it); timings
+ * from it mean nothing. Results go to docs/BENCHMARKS.md with the command and the machine.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { AttentionArgs, AttentionMask, Backend, DeviceBuffer, MatmulArgs } from '../src/backend/backend.js';
+import { cpuBackend, registerBackend, setBackend } from '../src/backend/registry.js';
+import { createWebGpuBackend } from '../src/backend/webgpu/webgpu.js';
+import { applyLora, setTrainable } from '../src/lora/inject.js';
+import { parseLlamaConfig, type LlamaConfig } from '../src/models/llama/config.js';
+import { randomLlama } from '../src/models/llama/load.js';
+import { fromFloatArray } from '../src/tensor/dtype.js';
+import { zeroGrad } from '../src/tensor/autograd.js';
+import { Rng } from '../src/tensor/random.js';
+import { AdamW } from '../src/train/optim.js';
+import { trainStep } from '../src/train/step.js';
+
+const { values: flags } = parseArgs({
+  options: {
+    smoke: { type: 'boolean', default: false },
+    'skip-train': { type: 'boolean', default: false },
+    'skip-torch': { type: 'boolean', default: false },
+    json: { type: 'string' },
+    'attn-lanes': { type: 'string', default: '1' },
+    profile: { type: 'string' },
+  },
+});
+const SMOKE = flags.smoke!;
+const results: Record<string, unknown> = {};
+
+// Registered and made current: the training step creates its id tensors on the current backend.
+const gpu = await createWebGpuBackend({
+  attentionTiles: { W: Number(flags['attn-lanes']) },
+  ...(flags.profile ? { profile: flags.profile as 'fast' | 'light' } : {}),
+});
+registerBackend('webgpu-bench', -1, () => gpu);
+await setBackend('webgpu-bench');
+console.log(`device: ${gpu.describe()}`);
+console.log(`host: ${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, node ${process.version}${SMOKE ? '  (SMOKE: tiny shapes, timings meaningless)' : ''}`);
+results.device = gpu.describe();
+
+const rng = new Rng(7);
+function randomF32(n: number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.normal() * scale;
+  return a;
+}
+
+/** Uploads `data` to a new buffer on `be`. */
+function put(be: Backend, data: Float32Array | Uint16Array, dtype: 'f32' | 'f16' | 'bf16' = 'f32'): DeviceBuffer {
+  const b = be.alloc(dtype, data.length);
+  be.upload(b, data);
+  return b;
+}
+
+/** Median seconds of `iters` runs of `fn` (each followed by a sync), after `warmup` runs. */
+async function time(be: Backend, fn: () => void, iters: number, warmup = 1): Promise<number> {
+  for (let i = 0; i < warmup; i++) fn();
+  await be.sync();
+  const ts: number[] = [];
+  for (let i = 0; i < iters; i++) {
+    const t0 = performance.now();
+    fn();
+    await be.sync();
+    ts.push((performance.now() - t0) / 1000);
+  }
+  ts.sort((a, b) => a - b);
+  return ts[Math.floor(ts.length / 2)]!;
+}
+
+function maxRel(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0;
+  let s = 0;
+  for (let i = 0; i < b.length; i++) { d = Math.max(d, Math.abs(a[i]! - b[i]!)); s = Math.max(s, Math.abs(b[i]!)); }
+  return d / (s || 1);
+}
+
+// ---- 1. matmul ------------------------------------------------------------------------
+
+async function checkMatmul(): Promise<void> {
+  const [m, n, k] = [131, 77, 259];
+  const args: MatmulArgs = { batch: 1, m, n, k, transA: false, transB: true, alpha: 1, beta: 0, strideA: 0, strideB: 0 };
+  const x = randomF32(m * k);
+  const w = randomF32(n * k);
+  const cpu = cpuBackend();
+  const [xc, wc, oc] = [put(cpu, x), put(cpu, w), cpu.alloc('f32', m * n)];
+  cpu.matmul(xc, wc, oc, args);
+  const want = await cpu.download(oc);
+  const [xg, wg, og] = [put(gpu, x), put(gpu, w), gpu.alloc('f32', m * n)];
+  gpu.matmul(xg, wg, og, args);
+  const rel = maxRel(await gpu.download(og), want);
+  if (rel > 1e-5) throw new Error(`matmul check failed: rel ${rel}`);
+  for (const b of [xc, wc, oc]) cpu.free(b);
+  for (const b of [xg, wg, og]) gpu.free(b);
+}
+
+async function benchMatmul(): Promise<void> {
+  await checkMatmul();
+  const sizes = SMOKE ? [256] : [2048, 4096, 8192];
+  console.log('\nmatmul (m = n = k, x · Wᵀ)      size    ms      TFLOP/s');
+  const rows: Array<Record<string, unknown>> = [];
+  for (const s of sizes) {
+    const args: MatmulArgs = { batch: 1, m: s, n: s, k: s, transA: false, transB: true, alpha: 1, beta: 0, strideA: 0, strideB: 0 };
+    const x32 = randomF32(s * s);
+    const w32 = randomF32(s * s);
+    const variants: Array<[string, 'f32' | 'f16' | 'bf16', 'f32' | 'f16' | 'bf16']> = [['f32', 'f32', 'f32'], ['x f32 · W bf16', 'f32', 'bf16']];
+    if (gpu.hasF16) variants.push(['f16 compute (f16 · f16)', 'f16', 'f16']);
+    for (const [name, at, bt] of variants) {
+      const a = put(gpu, at === 'f32' ? x32 : fromFloatArray(x32, at) as Uint16Array, at);
+      const b = put(gpu, bt === 'f32' ? w32 : fromFloatArray(w32, bt) as Uint16Array, bt);
+      const o = gpu.alloc('f32', s * s);
+      const iters = SMOKE ? 2 : s >= 8192 ? 5 : 10;
+      const sec = await time(gpu, () => gpu.matmul(a, b, o, args), iters);
+      const tflops = (2 * s * s * s) / sec / 1e12;
+      console.log(`  ${name.padEnd(28)} ${String(s).padStart(5)}  ${(sec * 1e3).toFixed(2).padStart(7)}  ${tflops.toFixed(2).padStart(7)}`);
+      rows.push({ variant: name, size: s, ms: sec * 1e3, tflops });
+      for (const buf of [a, b, o]) gpu.free(buf);
+    }
+  }
+  results.matmul = rows;
+}
+
+// ---- 2. attention ---------------------------------------------------------------------
+
+async function checkAttention(mask: AttentionMask): Promise<void> {
+  const [B, N, H, Hkv, D] = [1, 70, 4, 2, 64];
+  const args: AttentionArgs = { B, Nq: N, Nk: N, kvStride: N, H, Hkv, D, scale: 1 / 8, qOffset: 0, mask };
+  const [q, k, v, dout] = [randomF32(B * N * H * D), randomF32(B * N * Hkv * D), randomF32(B * N * Hkv * D), randomF32(B * N * H * D)];
+  const outs: Array<Array<Float32Array>> = [];
+  for (const be of [cpuBackend(), gpu as Backend]) {
+    const [qb, kb, vb, gb] = [put(be, q), put(be, k), put(be, v), put(be, dout)];
+    const [o, l, dq, dk, dv] = [be.alloc('f32', q.length), be.alloc('f32', B * H * N), be.alloc('f32', q.length), be.alloc('f32', k.length), be.alloc('f32', v.length)];
+    be.attention(qb, kb, vb, o, l, args);
+    be.attentionBackward(qb, kb, vb, o, l, gb, dq, dk, dv, args);
+    const got: Float32Array[] = [];
+    for (const b of [o, dq, dk, dv]) got.push(await be.download(b) as Float32Array);
+    for (const b of [qb, kb, vb, gb, o, l, dq, dk, dv]) be.free(b);
+    outs.push(got);
+  }
+  outs[0]!.forEach((c, i) => {
+    const rel = maxRel(outs[1]![i]!, c);
+    if (rel > 1e-5) throw new Error(`attention check (${mask.kind}) failed on output ${i}: rel ${rel}`);
+  });
+}
+
+async function benchAttention(): Promise<void> {
+  const [H, Hkv, D] = [32, 4, 64];
+  const lengths = SMOKE ? [256] : [4096, 16384, 32768];
+  console.log(`\nattention fwd + bwd (B 1, H ${H}, Hkv ${Hkv}, D ${D})   N      fwd ms   bwd ms   total ms`);
+  const rows: Array<Record<string, unknown>> = [];
+  for (const N of lengths) {
+    const masks: Array<[string, AttentionMask]> = [['dense causal', { kind: 'causal' }], ['S² segmented G=N/4', { kind: 's2', form: 'segmented', group: N / 4 }]];
+    for (const [name, mask] of masks) {
+      if (N === lengths[0]) await checkAttention(mask.kind === 'causal' ? mask : { ...mask, group: 16 });
+      const args: AttentionArgs = { B: 1, Nq: N, Nk: N, kvStride: N, H, Hkv, D, scale: 1 / Math.sqrt(D), qOffset: 0, mask };
+      const [q, k, v, g] = [put(gpu, randomF32(N * H * D)), put(gpu, randomF32(N * Hkv * D)), put(gpu, randomF32(N * Hkv * D)), put(gpu, randomF32(N * H * D))];
+      const [o, l, dq, dk, dv] = [gpu.alloc('f32', N * H * D), gpu.alloc('f32', H * N), gpu.alloc('f32', N * H * D), gpu.alloc('f32', N * Hkv * D), gpu.alloc('f32', N * Hkv * D)];
+      const iters = SMOKE ? 1 : N >= 32768 ? 3 : 5;
+      const fwd = await time(gpu, () => gpu.attention(q, k, v, o, l, args), iters);
+      const bwd = await time(gpu, () => gpu.attentionBackward(q, k, v, o, l, g, dq, dk, dv, args), iters);
+      console.log(`  ${name.padEnd(44)} ${String(N).padStart(6)}  ${(fwd * 1e3).toFixed(1).padStart(7)}  ${(bwd * 1e3).toFixed(1).padStart(7)}  ${((fwd + bwd) * 1e3).toFixed(1).padStart(9)}`);
+      rows.push({ mask: name, N, fwdMs: fwd * 1e3, bwdMs: bwd * 1e3 });
+      for (const b of [q, k, v, g, o, l, dq, dk, dv]) gpu.free(b);
+    }
+  }
+  results.attention = rows;
+}
+
+// ---- 3. training ----------------------------------------------------------------------
+
+const TINYLLAMA = {
+  model_type: 'llama', vocab_size: 32000, hidden_size: 2048, intermediate_size: 5632, num_hidden_layers: 22,
+  num_attention_heads: 32, num_key_value_heads: 4, max_position_embeddings: 2048, rms_norm_eps: 1e-5, rope_theta: 10000,
+};
+const SMOKE_MODEL = { ...TINYLLAMA, vocab_size: 512, hidden_size: 128, intermediate_size: 352, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 };
+
+function paramCount(c: LlamaConfig): number {
+  const C = c.hiddenSize;
+  const kv = c.headDim * c.numKvHeads;
+  const layer = 2 * C * C + 2 * C * kv + 3 * C * c.intermediateSize + 2 * C;
+  return c.numLayers * layer + 2 * c.vocabSize * C + C;
+}
+
+async function benchTraining(): Promise<Array<{ N: number; tokensPerSecond: number }>> {
+  const config = parseLlamaConfig(SMOKE ? SMOKE_MODEL : TINYLLAMA, 'bench');
+  const lengths = SMOKE ? [128] : [8192, 16384];
+  console.log(`\ntraining: Llama ${(paramCount(config) / 1e9).toFixed(2)}B (${config.numLayers} layers, hidden ${config.hiddenSize}), LongLoRA (LoRA r=8 q,k,v,o + embed + norm), S² segmented G=N/4, checkpointing, AdamW, 1 sequence per step`);
+  const t0 = performance.now();
+  const model = randomLlama(config, { seed: 1, backend: gpu });
+  const runtime = { training: true, rng: new Rng(2) };
+  applyLora(model, ['q_proj', 'k_proj', 'v_proj', 'o_proj'], { r: 8, alpha: 16, dropout: 0, rslora: false }, new Rng(3), runtime);
+  setTrainable(model, 'longlora', ['embed', 'norm']);
+  const opt = new AdamW(model.namedParameters().filter(([, p]) => p.requiresGrad), { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0 });
+  await gpu.sync();
+  console.log(`  model built on the GPU in ${((performance.now() - t0) / 1000).toFixed(1)} s; weights ${(gpu.memory().bytes / 2 ** 30).toFixed(2)} GiB`);
+  const out: Array<{ N: number; tokensPerSecond: number }> = [];
+  console.log('  N        step s   tokens/s   peak GiB   loss');
+  for (const N of lengths) {
+    const ids = Int32Array.from({ length: N }, () => rng.int(config.vocabSize));
+    const mask: AttentionMask = { kind: 's2', form: 'segmented', group: N / 4 };
+    const opts = { mask, maxGradNorm: 1, checkpointing: true, rngs: [runtime.rng] };
+    gpu.resetPeak();
+    let r = await trainStep(model, opt, [{ ids, B: 1, N }], 2e-5, opts); // warm-up: compiles every pipeline
+    const steps = SMOKE ? 1 : 3;
+    const times: number[] = [];
+    for (let s = 0; s < steps; s++) {
+      const t = performance.now();
+      r = await trainStep(model, opt, [{ ids, B: 1, N }], 2e-5, opts);
+      times.push((performance.now() - t) / 1000);
+    }
+    times.sort((a, b) => a - b);
+    const sec = times[Math.floor(times.length / 2)]!;
+    const tps = N / sec;
+    console.log(`  ${String(N).padEnd(7)} ${sec.toFixed(3).padStart(7)}  ${tps.toFixed(0).padStart(9)}  ${(gpu.memory().peakBytes / 2 ** 30).toFixed(2).padStart(8)}   ${r.losses[0]!.toFixed(4)}`);
+    out.push({ N, tokensPerSecond: tps });
+  }
+  zeroGrad(model.parameters());
+  opt.dispose();
+  model.dispose();
+  results.training = out;
+  return out;
+}
+
+// ---- 4. PyTorch -----------------------------------------------------------------------
+
+/** A Python with PyTorch (with CUDA unless smoke-testing): $LONGLORA_PYTHON, python3, /usr/bin/python3. */
+function findTorch(): string | null {
+  const check = SMOKE ? 'import torch' : 'import torch; assert torch.cuda.is_available()';
+  for (const py of [process.env.LONGLORA_PYTHON, 'python3', '/usr/bin/python3']) {
+    if (!py) continue;
+    try {
+      execFileSync(py, ['-c', check], { stdio: 'ignore' });
+      return py;
+    } catch { /* next */ }
+  }
+  return null;
+}
+
+function benchTorch(ours: Array<{ N: number; tokensPerSecond: number }>): void {
+  const script = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'webgpu_torch.py');
+  const py = findTorch();
+  if (!py) {
+    console.log(`\nno PyTorch${SMOKE ? '' : ' with CUDA'} importable (tried $LONGLORA_PYTHON, python3, /usr/bin/python3): no PyTorch comparison.`);
+    return;
+  }
+  console.log(`\nPyTorch (${py}), same model and step (bf16 autocast, SDPA attention, S² by the official roll over groups, checkpointing, fused AdamW):`);
+  const rows: Array<Record<string, unknown>> = [];
+  for (const { N, tokensPerSecond } of ours) {
+    const argv = [script, '--seq', String(N), ...(SMOKE ? ['--smoke', '--steps', '1'] : [])];
+    const json = JSON.parse(execFileSync(py, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').pop()!) as { tokens_per_second: number; device: string };
+    const ratio = tokensPerSecond / json.tokens_per_second;
+    console.log(`  N ${N}: PyTorch ${json.tokens_per_second.toFixed(0)} tokens/s on ${json.device}; WebGPU / PyTorch = ${ratio.toFixed(3)}×`);
+    rows.push({ N, torchTokensPerSecond: json.tokens_per_second, ratio });
+  }
+  results.torch = rows;
+}
+
+await benchMatmul();
+await benchAttention();
+if (!flags['skip-train']) {
+  const ours = await benchTraining();
+  if (!flags['skip-torch']) benchTorch(ours);
+}
+if (flags.json) fs.writeFileSync(flags.json, `${JSON.stringify(results, null, 2)}\n`);
+gpu.destroy();
