@@ -40,8 +40,8 @@ export function linearCrossEntropy(h: Tensor, W: Tensor, targets: Int32Array, ch
   const lse = Tensor.empty([T], dt, be);
   const total = zeros([1], dt, be);
   const matmulArgs = (n: number) => ({ batch: 1, m: n, n: V, k: C, transA: false, transB: true, alpha: 1, beta: 0, strideA: 0, strideB: 0 });
-  tidy(() => {
-    for (let r0 = 0; r0 < T; r0 += chunk) {
+  for (let r0 = 0; r0 < T; r0 += chunk) {
+    tidy(() => { // one scope per chunk: only one chunk's [n, V] logits exist at a time
       const n = Math.min(chunk, T - r0);
       const hc = Tensor.empty([n, C], dt, be);
       rowCopy(be, h.buffer, hc.buffer, r0, n, C, false);
@@ -56,8 +56,8 @@ export function linearCrossEntropy(h: Tensor, W: Tensor, targets: Int32Array, ch
       const part = Tensor.empty([1], dt, be);
       be.reduceSum(losses.buffer, part.buffer, 1, n, 1);
       be.binary('add', total.buffer, part.buffer, total.buffer);
-    }
-  });
+    });
+  }
   const out = Tensor.empty([], dt, be);
   be.affine(total.buffer, inv, 0, out.buffer);
   total.dispose();
