@@ -27,6 +27,11 @@ export function registerBackend(name: string, priority: number, create: () => Ba
 // first asked for, so machines without the package or a GPU load everything else.
 registerBackend('webgpu', 20, async () => (await import('./webgpu/webgpu.js')).createWebGpuBackend());
 
+// WebAssembly SIMD kernels on every core (src/backend/wasm/): preferred over the CPU
+// reference backend; fails to initialise, with a message, where the engine lacks Wasm
+// SIMD or shared memory.
+registerBackend('wasm', 10, async () => (await import('./wasm/wasm.js')).WasmBackend.create());
+
 export function backendNames(): string[] {
   return [...entries.keys()];
 }

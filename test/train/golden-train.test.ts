@@ -14,7 +14,8 @@ import { setTrainable } from '../../src/lora/inject.js';
 import { loadLlama } from '../../src/models/llama/load.js';
 import { Rng } from '../../src/tensor/random.js';
 import { zeroGrad } from '../../src/tensor/autograd.js';
-import { cpuBackend } from '../../src/backend/registry.js';
+import { cpuBackend, setBackend } from '../../src/backend/registry.js';
+import { testBackends } from '../helpers/backends.js';
 import { AdamW, clipGradNorm } from '../../src/train/optim.js';
 import { lrAt } from '../../src/train/schedule.js';
 import { accumulate } from '../../src/train/step.js';
@@ -23,11 +24,18 @@ import { Golden, goldenDir } from '../helpers/fixtures.js';
 import { logitsOf } from '../helpers/model.js';
 
 const TOL = { f32: 1e-4, f64: 1e-10 } as const;
+/** The CPU reference in f64 and f32, and the wasm backend in f32. */
+const TARGETS = [['cpu', 'f64'], ['cpu', 'f32'], ['wasm', 'f32']] as const;
 
 for (const form of ['roll', 'segmented'] as const) {
-  for (const dtype of ['f64', 'f32'] as const) {
-    describe(`golden training: S²-Attn ${form}, LoRA + embed + norm, ${dtype}`, () => {
+  for (const [backendName, dtype] of TARGETS) {
+    describe(`golden training: S²-Attn ${form}, LoRA + embed + norm, ${dtype}${backendName === 'cpu' ? '' : ` on ${backendName}`}`, () => {
       it('matches PyTorch losses, gradients and weights over 3 AdamW steps', async (t) => {
+        const tb = (await testBackends()).find((b) => b.name === backendName);
+        if (!tb?.backend) { t.skip(`backend ${backendName} unavailable: ${tb?.skip}`); return; }
+        const be = await setBackend(backendName);
+        const live = be.memory().buffers;
+        try {
         const log = (s: string): void => t.diagnostic(s);
         const g = new Golden(`train-s2-${form}`);
         const factor = g.f64('rope_factor')[0]!;
@@ -69,6 +77,10 @@ for (const form of ['roll', 'segmented'] as const) {
         model.dispose();
         g.close();
         assert.equal(cpuBackend().memory().buffers, 0, 'every buffer freed');
+        assert.equal(be.memory().buffers, live, `every ${backendName} buffer freed`);
+        } finally {
+          await setBackend('cpu');
+        }
       });
     });
   }

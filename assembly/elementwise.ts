@@ -1,0 +1,523 @@
+/**
+ * Elementwise kernels: fill, strided copy, cast, unary (+ derivative), binary with the
+ * second operand repeating, affine, and the [outer, size, inner] sum.
+ *
+ * Layout and chunking. These kernels see flat arrays. A chunk is a range of `per`
+ * elements (a multiple of 4, chosen by the host) — or of rows for the kernels that work
+ * on rows. Vector loops run over whole f32x4; the last vector of a buffer may run past
+ * its last element into the allocation's padding (the allocator rounds every block up to
+ * 64 bytes), which is never read back as data. A kernel whose output is a sub-range of a
+ * buffer (copy) never does that.
+ */
+import { argF, argI, argP, madd } from './simd';
+import { exp4, log4, sigmoid4, tanh4 } from './math';
+
+// ---- fill -------------------------------------------------------------------------------
+
+/** Args: 0 out, 1 n, 2 bit pattern, 3 element bytes (4, 2, 1), 4 per. */
+export function fill(args: usize, chunk: i32, _tid: i32): void {
+  const out = argP(args, 0);
+  const n = argI(args, 1);
+  const bits = argI(args, 2);
+  const size = argI(args, 3);
+  const per = argI(args, 4);
+  const i0 = chunk * per;
+  const i1 = min(n, i0 + per);
+  if (size == 4) {
+    const v = i32x4.splat(bits);
+    let i = i0;
+    for (; i + 4 <= i1; i += 4) v128.store(out + (<usize>i << 2), v);
+    for (; i < i1; i++) store<i32>(out + (<usize>i << 2), bits);
+  } else if (size == 2) {
+    for (let i = i0; i < i1; i++) store<u16>(out + (<usize>i << 1), <u16>bits);
+  } else {
+    memory.fill(out + <usize>i0, <u8>bits, <usize>(i1 - i0));
+  }
+}
+
+// ---- strided copy -----------------------------------------------------------------------
+
+/**
+ * dst[dstOffset + Σ idx·dstStrides] (+)= src[srcOffset + Σ idx·srcStrides] over `shape`.
+ * The host has merged contiguous axes and dropped size-1 ones. The last axis is the inner
+ * loop; chunks are ranges of the other axes' flattened index ("rows").
+ * Args: 0 src, 1 dst, 2 element bytes, 3 accumulate (f32 only), 4 rank, 5 srcOffset,
+ * 6 dstOffset, 7 rows, 8 rows per chunk, 10.. shape, 18.. src strides, 26.. dst strides.
+ */
+export function copy(args: usize, chunk: i32, _tid: i32): void {
+  const src = argP(args, 0);
+  const dst = argP(args, 1);
+  const size = argI(args, 2);
+  const acc = argI(args, 3) != 0;
+  const rank = argI(args, 4);
+  const rows = argI(args, 7);
+  const per = argI(args, 8);
+  const r0 = chunk * per;
+  const r1 = min(rows, r0 + per);
+  const inner = argI(args, 10 + rank - 1);
+  const ss = argI(args, 18 + rank - 1);
+  const ds = argI(args, 26 + rank - 1);
+  for (let r = r0; r < r1; r++) {
+    // offsets of row r: decompose its index over the outer axes
+    let so = argI(args, 5);
+    let dof = argI(args, 6);
+    let rem = r;
+    for (let ax = rank - 2; ax >= 0; ax--) {
+      const s = argI(args, 10 + ax);
+      const idx = rem % s;
+      rem /= s;
+      so += idx * argI(args, 18 + ax);
+      dof += idx * argI(args, 26 + ax);
+    }
+    copyRow(src, so, ss, dst, dof, ds, inner, size, acc);
+  }
+}
+
+function copyRow(src: usize, so: i32, ss: i32, dst: usize, dof: i32, ds: i32, n: i32, size: i32, acc: bool): void {
+  if (acc) {
+    const s = src + (<usize>so << 2);
+    const d = dst + (<usize>dof << 2);
+    if (ss == 1 && ds == 1) {
+      let i = 0;
+      for (; i + 4 <= n; i += 4) {
+        const o = <usize>i << 2;
+        v128.store(d + o, f32x4.add(v128.load(d + o), v128.load(s + o)));
+      }
+      for (; i < n; i++) store<f32>(d + (<usize>i << 2), load<f32>(d + (<usize>i << 2)) + load<f32>(s + (<usize>i << 2)));
+    } else if (ds == 0) {
+      let sum: f32 = 0;
+      for (let i = 0; i < n; i++) sum += load<f32>(s + ((<usize>i * <usize>ss) << 2));
+      store<f32>(d, load<f32>(d) + sum);
+    } else {
+      for (let i = 0; i < n; i++) {
+        const dp = d + ((<usize>i * <usize>ds) << 2);
+        store<f32>(dp, load<f32>(dp) + load<f32>(s + ((<usize>i * <usize>ss) << 2)));
+      }
+    }
+    return;
+  }
+  if (ss == 1 && ds == 1) {
+    memory.copy(dst + <usize>dof * <usize>size, src + <usize>so * <usize>size, <usize>n * <usize>size);
+    return;
+  }
+  if (size == 4) {
+    for (let i = 0; i < n; i++) store<u32>(dst + ((<usize>dof + <usize>i * <usize>ds) << 2), load<u32>(src + ((<usize>so + <usize>i * <usize>ss) << 2)));
+  } else if (size == 2) {
+    for (let i = 0; i < n; i++) store<u16>(dst + ((<usize>dof + <usize>i * <usize>ds) << 1), load<u16>(src + ((<usize>so + <usize>i * <usize>ss) << 1)));
+  } else if (size == 8) {
+    for (let i = 0; i < n; i++) store<u64>(dst + ((<usize>dof + <usize>i * <usize>ds) << 3), load<u64>(src + ((<usize>so + <usize>i * <usize>ss) << 3)));
+  } else {
+    for (let i = 0; i < n; i++) store<u8>(dst + <usize>dof + <usize>i * <usize>ds, load<u8>(src + <usize>so + <usize>i * <usize>ss));
+  }
+}
+
+// ---- cast -------------------------------------------------------------------------------
+
+// dtype codes shared with the host (src/backend/wasm/kernels.ts)
+const F32 = 0, F16 = 1, BF16 = 2, I32 = 3, U8 = 4, F64 = 5;
+
+function f16ToF32(h: u32): f32 {
+  const sign: u32 = (h & 0x8000) << 16;
+  const exp = (h >> 10) & 0x1f;
+  const mant = h & 0x3ff;
+  if (exp == 0) {
+    const v = <f32>mant * 5.9604644775390625e-8; // 2^-24
+    return sign ? -v : v;
+  }
+  if (exp == 0x1f) return reinterpret<f32>(sign | 0x7f800000 | (mant << 13));
+  return reinterpret<f32>(sign | ((exp + 112) << 23) | (mant << 13));
+}
+
+/** IEEE half bits, round to nearest even, with subnormals, overflow to inf and NaN. */
+function f32ToF16(x: f32): u32 {
+  const bits = reinterpret<u32>(x);
+  const sign = (bits >> 16) & 0x8000;
+  const exp = <i32>((bits >> 23) & 0xff);
+  let mant = bits & 0x7fffff;
+  if (exp == 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  let e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = <u32>(14 - e);
+    const half: u32 = 1 << (shift - 1);
+    const rest = mant & ((1 << shift) - 1);
+    let m = mant >> shift;
+    if (rest > half || (rest == half && (m & 1))) m += 1;
+    return sign | m;
+  }
+  const rest = mant & 0x1fff;
+  let m = mant >> 13;
+  if (rest > 0x1000 || (rest == 0x1000 && (m & 1))) {
+    m += 1;
+    if (m == 0x400) { m = 0; e += 1; if (e >= 0x1f) return sign | 0x7c00; }
+  }
+  return sign | (<u32>e << 10) | m;
+}
+
+function readAt(p: usize, i: i32, t: i32): f64 {
+  switch (t) {
+    case F32: return <f64>load<f32>(p + (<usize>i << 2));
+    case F16: return <f64>f16ToF32(<u32>load<u16>(p + (<usize>i << 1)));
+    case BF16: return <f64>reinterpret<f32>(<u32>load<u16>(p + (<usize>i << 1)) << 16);
+    case I32: return <f64>load<i32>(p + (<usize>i << 2));
+    case U8: return <f64>load<u8>(p + <usize>i);
+    default: return load<f64>(p + (<usize>i << 3));
+  }
+}
+
+function writeAt(p: usize, i: i32, t: i32, v: f64): void {
+  switch (t) {
+    case F32: store<f32>(p + (<usize>i << 2), <f32>v); break;
+    case F16: store<u16>(p + (<usize>i << 1), <u16>f32ToF16(<f32>v)); break;
+    case BF16: store<u16>(p + (<usize>i << 1), <u16>f32ToBf16(<f32>v)); break;
+    case I32: store<i32>(p + (<usize>i << 2), <i32>v); break;
+    case U8: store<u8>(p + <usize>i, <u8><i32>v); break;
+    default: store<f64>(p + (<usize>i << 3), v);
+  }
+}
+
+/** bf16 bits of x, round to nearest even; NaN stays a quiet NaN. */
+function f32ToBf16(x: f32): u32 {
+  const bits = reinterpret<u32>(x);
+  if ((bits & 0x7fffffff) > 0x7f800000) return ((bits >> 16) | 0x40) & 0xffff;
+  return ((bits + 0x7fff + ((bits >> 16) & 1)) >> 16) & 0xffff;
+}
+
+/** Args: 0 src, 1 dst, 2 src type, 3 dst type, 4 n, 5 per. */
+export function cast(args: usize, chunk: i32, _tid: i32): void {
+  const src = argP(args, 0);
+  const dst = argP(args, 1);
+  const st = argI(args, 2);
+  const dt = argI(args, 3);
+  const n = argI(args, 4);
+  const per = argI(args, 5);
+  const i0 = chunk * per;
+  const i1 = min(n, i0 + per);
+  let i = i0;
+  if (st == BF16 && dt == F32) {
+    // 8 bf16 → two f32x4: widen to 32 bits and shift into the high half
+    for (; i + 8 <= i1; i += 8) {
+      const h = v128.load(src + (<usize>i << 1));
+      const d = dst + (<usize>i << 2);
+      v128.store(d, i32x4.shl(i32x4.extend_low_i16x8_u(h), 16));
+      v128.store(d, i32x4.shl(i32x4.extend_high_i16x8_u(h), 16), 16);
+    }
+  } else if (st == F32 && dt == BF16) {
+    for (; i + 8 <= i1; i += 8) {
+      const s = src + (<usize>i << 2);
+      v128.store(dst + (<usize>i << 1), i16x8.narrow_i32x4_u(bf16x4(v128.load(s)), bf16x4(v128.load(s, 16))));
+    }
+  }
+  for (; i < i1; i++) writeAt(dst, i, dt, readAt(src, i, st));
+}
+
+/** Four f32 → bf16 bits in the low half of each i32 lane (round to nearest even, NaN kept quiet). */
+function bf16x4(x: v128): v128 {
+  const r = i32x4.shr_u(i32x4.add(i32x4.add(x, i32x4.splat(0x7fff)), v128.and(i32x4.shr_u(x, 16), i32x4.splat(1))), 16);
+  const nan = i32x4.gt_u(v128.and(x, i32x4.splat(0x7fffffff)), i32x4.splat(0x7f800000));
+  return v128.bitselect(v128.or(i32x4.shr_u(x, 16), i32x4.splat(0x40)), r, nan);
+}
+
+// ---- unary ------------------------------------------------------------------------------
+
+// op codes shared with the host
+const NEG = 0, EXP = 1, LOG = 2, SILU = 3, SIGMOID = 4, SQUARE = 5, SQRT = 6, TANH = 7, RELU = 8;
+
+// @ts-ignore: decorator
+@inline function unaryOp(op: i32, x: v128): v128 {
+  switch (op) {
+    case NEG: return f32x4.neg(x);
+    case EXP: return exp4(x);
+    case LOG: return log4(x);
+    case SILU: return f32x4.mul(x, sigmoid4(x));
+    case SIGMOID: return sigmoid4(x);
+    case SQUARE: return f32x4.mul(x, x);
+    case SQRT: return f32x4.sqrt(x);
+    case TANH: return tanh4(x);
+    default: return v128.and(x, f32x4.gt(x, f32x4.splat(0))); // relu: x > 0 ? x : 0 (NaN → 0)
+  }
+}
+
+/** dy · op'(x). */
+// @ts-ignore: decorator
+@inline function unaryGrad(op: i32, x: v128, dy: v128): v128 {
+  switch (op) {
+    case NEG: return f32x4.neg(dy);
+    case EXP: return f32x4.mul(dy, exp4(x));
+    case LOG: return f32x4.div(dy, x);
+    case SILU: {
+      const s = sigmoid4(x);
+      return f32x4.mul(dy, f32x4.mul(s, madd(x, f32x4.sub(f32x4.splat(1), s), f32x4.splat(1))));
+    }
+    case SIGMOID: {
+      const s = sigmoid4(x);
+      return f32x4.mul(dy, f32x4.mul(s, f32x4.sub(f32x4.splat(1), s)));
+    }
+    case SQUARE: return f32x4.mul(dy, f32x4.add(x, x));
+    case SQRT: return f32x4.div(f32x4.mul(dy, f32x4.splat(0.5)), f32x4.sqrt(x));
+    case TANH: {
+      const t = tanh4(x);
+      return f32x4.mul(dy, f32x4.sub(f32x4.splat(1), f32x4.mul(t, t)));
+    }
+    default: return v128.and(dy, f32x4.gt(x, f32x4.splat(0))); // relu
+  }
+}
+
+/** Args: 0 op, 1 x, 2 out, 3 n, 4 per. The last vector may run into the padding. */
+export function unary(args: usize, chunk: i32, _tid: i32): void {
+  const op = argI(args, 0);
+  const x = argP(args, 1);
+  const out = argP(args, 2);
+  const n = argI(args, 3);
+  const per = argI(args, 4);
+  const i0 = chunk * per;
+  const i1 = min(n, i0 + per);
+  switch (op) {
+    case NEG: unaryLoop(NEG, x, out, i0, i1); break;
+    case EXP: unaryLoop(EXP, x, out, i0, i1); break;
+    case LOG: unaryLoop(LOG, x, out, i0, i1); break;
+    case SILU: unaryLoop(SILU, x, out, i0, i1); break;
+    case SIGMOID: unaryLoop(SIGMOID, x, out, i0, i1); break;
+    case SQUARE: unaryLoop(SQUARE, x, out, i0, i1); break;
+    case SQRT: unaryLoop(SQRT, x, out, i0, i1); break;
+    case TANH: unaryLoop(TANH, x, out, i0, i1); break;
+    default: unaryLoop(RELU, x, out, i0, i1);
+  }
+}
+
+// @ts-ignore: decorator
+@inline function unaryLoop(op: i32, x: usize, out: usize, i0: i32, i1: i32): void {
+  for (let i = i0; i < i1; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(out + o, unaryOp(op, v128.load(x + o)));
+  }
+}
+
+/** Args: 0 op, 1 x, 2 dy, 3 dx, 4 n, 5 per. */
+export function unaryBackward(args: usize, chunk: i32, _tid: i32): void {
+  const op = argI(args, 0);
+  const x = argP(args, 1);
+  const dy = argP(args, 2);
+  const dx = argP(args, 3);
+  const n = argI(args, 4);
+  const per = argI(args, 5);
+  const i0 = chunk * per;
+  const i1 = min(n, i0 + per);
+  switch (op) {
+    case NEG: gradLoop(NEG, x, dy, dx, i0, i1); break;
+    case EXP: gradLoop(EXP, x, dy, dx, i0, i1); break;
+    case LOG: gradLoop(LOG, x, dy, dx, i0, i1); break;
+    case SILU: gradLoop(SILU, x, dy, dx, i0, i1); break;
+    case SIGMOID: gradLoop(SIGMOID, x, dy, dx, i0, i1); break;
+    case SQUARE: gradLoop(SQUARE, x, dy, dx, i0, i1); break;
+    case SQRT: gradLoop(SQRT, x, dy, dx, i0, i1); break;
+    case TANH: gradLoop(TANH, x, dy, dx, i0, i1); break;
+    default: gradLoop(RELU, x, dy, dx, i0, i1);
+  }
+}
+
+// @ts-ignore: decorator
+@inline function gradLoop(op: i32, x: usize, dy: usize, dx: usize, i0: i32, i1: i32): void {
+  for (let i = i0; i < i1; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(dx + o, unaryGrad(op, v128.load(x + o), v128.load(dy + o)));
+  }
+}
+
+// ---- binary -----------------------------------------------------------------------------
+
+const ADD = 0, SUB = 1, MUL = 2, DIV = 3;
+
+// @ts-ignore: decorator
+@inline function binOp(op: i32, a: v128, b: v128): v128 {
+  switch (op) {
+    case ADD: return f32x4.add(a, b);
+    case SUB: return f32x4.sub(a, b);
+    case MUL: return f32x4.mul(a, b);
+    default: return f32x4.div(a, b);
+  }
+}
+
+// @ts-ignore: decorator
+@inline function binScalar(op: i32, a: f32, b: f32): f32 {
+  switch (op) {
+    case ADD: return a + b;
+    case SUB: return a - b;
+    case MUL: return a * b;
+    default: return a / b;
+  }
+}
+
+/**
+ * out[i] = a[i] ∘ b[i mod nb]; out may be a. Args: 0 op, 1 a, 2 b, 3 out, 4 n, 5 nb, 6 per
+ * (a multiple of nb when nb divides n, so a chunk holds whole repeats of b).
+ */
+export function binary(args: usize, chunk: i32, _tid: i32): void {
+  const op = argI(args, 0);
+  switch (op) {
+    case ADD: binaryLoop(ADD, args, chunk); break;
+    case SUB: binaryLoop(SUB, args, chunk); break;
+    case MUL: binaryLoop(MUL, args, chunk); break;
+    default: binaryLoop(DIV, args, chunk);
+  }
+}
+
+// @ts-ignore: decorator
+@inline function binaryLoop(op: i32, args: usize, chunk: i32): void {
+  const a = argP(args, 1);
+  const b = argP(args, 2);
+  const out = argP(args, 3);
+  const n = argI(args, 4);
+  const nb = argI(args, 5);
+  const per = argI(args, 6);
+  const i0 = chunk * per;
+  const i1 = min(n, i0 + per);
+  if (nb == n) {
+    for (let i = i0; i < i1; i += 4) {
+      const o = <usize>i << 2;
+      v128.store(out + o, binOp(op, v128.load(a + o), v128.load(b + o)));
+    }
+  } else if (nb == 1) {
+    const vb = v128.load32_splat(b);
+    for (let i = i0; i < i1; i += 4) {
+      const o = <usize>i << 2;
+      v128.store(out + o, binOp(op, v128.load(a + o), vb));
+    }
+  } else if (n % nb == 0 && (nb & 3) == 0) {
+    // whole repeats of b: vectors never straddle a repeat
+    for (let r = i0; r < i1; r += nb) {
+      for (let j = 0; j < nb; j += 4) {
+        const o = <usize>(r + j) << 2;
+        v128.store(out + o, binOp(op, v128.load(a + o), v128.load(b + (<usize>j << 2))));
+      }
+    }
+  } else {
+    let j = i0 % nb;
+    for (let i = i0; i < i1; i++) {
+      const o = <usize>i << 2;
+      store<f32>(out + o, binScalar(op, load<f32>(a + o), load<f32>(b + (<usize>j << 2))));
+      j = j + 1 == nb ? 0 : j + 1;
+    }
+  }
+}
+
+/** out = alpha·x + beta. Args: 0 x, 1 out, 2 alpha, 3 beta, 4 n, 5 per. */
+export function affine(args: usize, chunk: i32, _tid: i32): void {
+  const x = argP(args, 0);
+  const out = argP(args, 1);
+  const va = f32x4.splat(<f32>argF(args, 2));
+  const vb = f32x4.splat(<f32>argF(args, 3));
+  const n = argI(args, 4);
+  const per = argI(args, 5);
+  const i0 = chunk * per;
+  const i1 = min(n, i0 + per);
+  for (let i = i0; i < i1; i += 4) {
+    const o = <usize>i << 2;
+    v128.store(out + o, madd(va, v128.load(x + o), vb));
+  }
+}
+
+// ---- reduceSum --------------------------------------------------------------------------
+
+/**
+ * x [outer, size, inner] → out [outer, inner], summed in f64 (as the reference does) so
+ * long reductions (a loss over 32k tokens) keep f32 precision. A chunk is a block of
+ * `rowsPer` outer rows × IB inner columns (a multiple of 4).
+ * Args: 0 x, 1 out, 2 outer, 3 size, 4 inner, 5 IB, 6 rowsPer.
+ */
+export function reduceSum(args: usize, chunk: i32, _tid: i32): void {
+  const x = argP(args, 0);
+  const out = argP(args, 1);
+  const outer = argI(args, 2);
+  const size = argI(args, 3);
+  const inner = argI(args, 4);
+  const IB = argI(args, 5);
+  const rowsPer = argI(args, 6);
+  const blocks = (inner + IB - 1) / IB;
+  const o0 = (chunk / blocks) * rowsPer;
+  const o1 = min(outer, o0 + rowsPer);
+  const c0 = (chunk % blocks) * IB;
+  const c1 = min(inner, c0 + IB);
+  for (let o = o0; o < o1; o++) {
+    const base = x + ((<usize>o * <usize>size * <usize>inner) << 2);
+    if (inner == 1) {
+      store<f32>(out + (<usize>o << 2), <f32>sumRow(base, size));
+      continue;
+    }
+    let c = c0;
+    for (; c + 4 <= c1; c += 4) {
+      let lo = f64x2.splat(0), hi = f64x2.splat(0);
+      for (let r = 0; r < size; r++) {
+        const v = v128.load(base + ((<usize>r * <usize>inner + <usize>c) << 2));
+        lo = f64x2.add(lo, f64x2.promote_low_f32x4(v));
+        hi = f64x2.add(hi, f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 0, 1)));
+      }
+      v128.store(out + ((<usize>o * <usize>inner + <usize>c) << 2), v128.shuffle<f32>(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 1, 4, 5));
+    }
+    for (; c < c1; c++) {
+      let s: f64 = 0;
+      for (let r = 0; r < size; r++) s += <f64>load<f32>(base + ((<usize>r * <usize>inner + <usize>c) << 2));
+      store<f32>(out + ((<usize>o * <usize>inner + <usize>c) << 2), <f32>s);
+    }
+  }
+}
+
+/** Σ of n contiguous f32 in f64. */
+export function sumRow(p: usize, n: i32): f64 {
+  let lo = f64x2.splat(0), hi = f64x2.splat(0);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const v = v128.load(p + (<usize>i << 2));
+    lo = f64x2.add(lo, f64x2.promote_low_f32x4(v));
+    hi = f64x2.add(hi, f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 0, 1)));
+  }
+  const t = f64x2.add(lo, hi);
+  let s = f64x2.extract_lane(t, 0) + f64x2.extract_lane(t, 1);
+  for (; i < n; i++) s += <f64>load<f32>(p + (<usize>i << 2));
+  return s;
+}
+
+// ---- SwiGLU -----------------------------------------------------------------------------
+
+/** out = silu(gate)·up. Args: 0 gate, 1 up, 2 out, 3 n, 4 per. */
+export function swiglu(args: usize, chunk: i32, _tid: i32): void {
+  const gate = argP(args, 0);
+  const up = argP(args, 1);
+  const out = argP(args, 2);
+  const n = argI(args, 3);
+  const per = argI(args, 4);
+  const i0 = chunk * per;
+  const i1 = min(n, i0 + per);
+  for (let i = i0; i < i1; i += 4) {
+    const o = <usize>i << 2;
+    const x = v128.load(gate + o);
+    v128.store(out + o, f32x4.mul(f32x4.mul(x, sigmoid4(x)), v128.load(up + o)));
+  }
+}
+
+/**
+ * dgate = dout·up·silu'(gate), dup = dout·silu(gate); a null (0) output is skipped.
+ * Args: 0 gate, 1 up, 2 dout, 3 dgate, 4 dup, 5 n, 6 per.
+ */
+export function swigluBackward(args: usize, chunk: i32, _tid: i32): void {
+  const gate = argP(args, 0);
+  const up = argP(args, 1);
+  const dout = argP(args, 2);
+  const dgate = argP(args, 3);
+  const dup = argP(args, 4);
+  const n = argI(args, 5);
+  const per = argI(args, 6);
+  const i0 = chunk * per;
+  const i1 = min(n, i0 + per);
+  const one = f32x4.splat(1);
+  for (let i = i0; i < i1; i += 4) {
+    const o = <usize>i << 2;
+    const x = v128.load(gate + o);
+    const s = sigmoid4(x);
+    const g = v128.load(dout + o);
+    if (dgate) v128.store(dgate + o, f32x4.mul(f32x4.mul(g, v128.load(up + o)), f32x4.mul(s, madd(x, f32x4.sub(one, s), one))));
+    if (dup) v128.store(dup + o, f32x4.mul(g, f32x4.mul(x, s)));
+  }
+}

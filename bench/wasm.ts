@@ -1,0 +1,299 @@
+/**
+ * The wasm backend benchmark, in one run (issue 4's "must show" list):
+ *  1. matmul GFLOP/s on the wasm backend (1024³ and 4096×512×512, the x·Wᵀ of a linear
+ *     layer), on one thread and on all of them, and the CPU reference backend on 256³
+ *     for scale;
+ *  2. fused attention forward + backward (8 heads, head dim 64), dense causal and
+ *     S²-Attn (segmented, G = N/4), at 1k / 4k / 16k tokens, and the dense / S² ratio;
+ *  3. training tokens/s of a fixed small Llama (8 layers, hidden 512, MLP 1536, 8 heads,
+ *     vocab 32000; LoRA r=8 on q,k,v,o + trainable embeddings and norms; activation
+ *     checkpointing; AdamW; one sequence per step) with S²-Attn at 4k / 8k / 16k / 32k
+ *     tokens and with dense attention at 4k and 16k, and the peak memory of each step
+ *     (the backend's live-bytes high-water mark: it should grow linearly with the length);
+ *  4. when /usr/bin/python3 can import torch: the same training step in PyTorch on the CPU
+ *     with the same threads (bench/wasm_torch.py) at 4k tokens (16k with --torch-long:
+ *     hours with a reference BLAS), and the ratio.
+ * Kernels are checked against the CPU reference on small shapes before they are timed.
+ *
+ *   npm run bench                       # the whole run (about half an hour on 2 cores)
+ *   node dist/bench/wasm.js --quick     # shorter lengths, a few minutes
+ *   node dist/bench/wasm.js [--only matmul,attention,train] [--skip-torch] [--torch-long] [--json out.json]
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { AttentionArgs, AttentionMask, Backend, DeviceBuffer, MatmulArgs } from '../src/backend/backend.js';
+import { cpuBackend, getBackend, setBackend } from '../src/backend/registry.js';
+import { WasmBackend } from '../src/backend/wasm/wasm.js';
+import { applyLora, setTrainable } from '../src/lora/inject.js';
+import { parseLlamaConfig } from '../src/models/llama/config.js';
+import { randomLlama } from '../src/models/llama/load.js';
+import { clearTape, zeroGrad } from '../src/tensor/autograd.js';
+import { Rng } from '../src/tensor/random.js';
+import { AdamW } from '../src/train/optim.js';
+import { trainStep } from '../src/train/step.js';
+
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    'skip-torch': { type: 'boolean', default: false },
+    'torch-long': { type: 'boolean', default: false },
+    json: { type: 'string' },
+  },
+});
+const sections = new Set((flags.only ?? 'matmul,attention,train').split(','));
+const quick = flags.quick!;
+const results: Record<string, unknown> = {};
+
+// ---- helpers ----------------------------------------------------------------------------
+
+const rng = new Rng(7);
+function randomBuffer(be: Backend, n: number): DeviceBuffer {
+  const b = be.alloc('f32', n);
+  be.upload(b, Float32Array.from({ length: n }, () => rng.normal()));
+  return b;
+}
+
+/** Best wall time of `reps` runs after one warm-up, in ms (reps 0: the one run, timed). */
+function bestMs(fn: () => void, reps: number): number {
+  const t0 = performance.now();
+  fn();
+  let best = reps === 0 ? performance.now() - t0 : Infinity;
+  for (let r = 0; r < reps; r++) {
+    const t0 = performance.now();
+    fn();
+    best = Math.min(best, performance.now() - t0);
+  }
+  return best;
+}
+
+function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0;
+  let s = 0;
+  for (let i = 0; i < a.length; i++) { d = Math.max(d, Math.abs(a[i]! - b[i]!)); s = Math.max(s, Math.abs(b[i]!)); }
+  return d / (s || 1);
+}
+
+const f1 = (x: number): string => x.toFixed(1);
+const pad = (s: string, n: number): string => s.padEnd(n);
+
+// ---- 1. matmul --------------------------------------------------------------------------
+
+function matmulGflops(be: Backend, m: number, n: number, k: number, transB: boolean, reps: number): number {
+  const a = randomBuffer(be, m * k);
+  const b = randomBuffer(be, k * n);
+  const c = be.alloc('f32', m * n);
+  const args: MatmulArgs = { batch: 1, m, n, k, transA: false, transB, alpha: 1, beta: 0, strideA: 0, strideB: 0 };
+  const ms = bestMs(() => be.matmul(a, b, c, args), reps);
+  for (const x of [a, b, c]) be.free(x);
+  return (2 * m * n * k) / ms / 1e6;
+}
+
+async function checkMatmul(be: Backend): Promise<number> {
+  const [m, n, k] = [67, 45, 130];
+  const host = [Float32Array.from({ length: m * k }, () => rng.normal()), Float32Array.from({ length: n * k }, () => rng.normal())];
+  const out: Array<ArrayLike<number>> = [];
+  for (const b of [be, cpuBackend()]) {
+    const [x, w, y] = [b.alloc('f32', m * k), b.alloc('f32', n * k), b.alloc('f32', m * n)];
+    b.upload(x, host[0]!); b.upload(w, host[1]!);
+    b.matmul(x, w, y, { batch: 1, m, n, k, transA: false, transB: true, alpha: 1, beta: 0, strideA: 0, strideB: 0 });
+    out.push(await b.download(y) as Float32Array);
+    for (const t of [x, w, y]) b.free(t);
+  }
+  return maxRelDiff(out[0]!, out[1]!);
+}
+
+async function benchMatmul(wasm: WasmBackend, single: WasmBackend): Promise<void> {
+  console.log(`\n## matmul (f32)   [checked against the CPU reference: rel ${(await checkMatmul(wasm)).toExponential(1)}]`);
+  console.log(`${pad('shape', 34)} ${pad(`wasm ${wasm.threads} threads`, 16)} wasm 1 thread`);
+  const rows: Array<[string, number, number, number, boolean]> = [
+    ['1024 × 1024 × 1024', 1024, 1024, 1024, false],
+    ['4096 × 512 × 512 (x·Wᵀ)', 4096, 512, 512, true],
+  ];
+  const out: Record<string, unknown> = {};
+  for (const [name, m, n, k, tB] of rows) {
+    const all = matmulGflops(wasm, m, n, k, tB, 5);
+    const one = matmulGflops(single, m, n, k, tB, 3);
+    console.log(`${pad(name, 34)} ${pad(`${f1(all)} GFLOP/s`, 16)} ${f1(one)} GFLOP/s`);
+    out[name] = { all, one };
+  }
+  const cpu = matmulGflops(cpuBackend(), 256, 256, 256, false, 1);
+  console.log(`${pad('256³ on the CPU reference backend', 34)} ${f1(cpu)} GFLOP/s (plain TypeScript loops, for scale)`);
+  out.cpu256 = cpu;
+  results.matmul = out;
+}
+
+// ---- 2. attention -----------------------------------------------------------------------
+
+function attentionArgs(N: number, mask: AttentionMask): AttentionArgs {
+  return { B: 1, Nq: N, Nk: N, kvStride: N, H: 8, Hkv: 8, D: 64, scale: 1 / 8, qOffset: 0, mask };
+}
+
+/** Forward and backward ms of one attention call. */
+function attentionMs(be: Backend, g: AttentionArgs, reps: number): { fwd: number; bwd: number } {
+  const n = g.B * g.Nq * g.H * g.D;
+  const [q, k, v, dout] = [0, 1, 2, 3].map(() => randomBuffer(be, n)) as [DeviceBuffer, DeviceBuffer, DeviceBuffer, DeviceBuffer];
+  const [out, dq, dk, dv] = [0, 1, 2, 3].map(() => be.alloc('f32', n)) as [DeviceBuffer, DeviceBuffer, DeviceBuffer, DeviceBuffer];
+  const lse = be.alloc('f32', g.B * g.H * g.Nq);
+  const fwd = bestMs(() => be.attention(q, k, v, out, lse, g), reps);
+  const bwd = bestMs(() => be.attentionBackward(q, k, v, out, lse, dout, dq, dk, dv, g), reps);
+  for (const b of [q, k, v, dout, out, dq, dk, dv, lse]) be.free(b);
+  return { fwd, bwd };
+}
+
+async function checkAttention(be: Backend): Promise<number> {
+  const g: AttentionArgs = { B: 1, Nq: 150, Nk: 150, kvStride: 150, H: 4, Hkv: 2, D: 64, scale: 0.125, qOffset: 0, mask: { kind: 's2', form: 'segmented', group: 50 } };
+  const nq = 150 * 4 * 64, nk = 150 * 2 * 64;
+  const host = [nq, nk, nk, nq].map((n) => Float32Array.from({ length: n }, () => rng.normal()));
+  const res: Array<Array<ArrayLike<number>>> = [];
+  for (const b of [be, cpuBackend()]) {
+    const [q, k, v, dout] = host.map((h) => { const x = b.alloc('f32', h.length); b.upload(x, h); return x; }) as [DeviceBuffer, DeviceBuffer, DeviceBuffer, DeviceBuffer];
+    const [out, dq] = [b.alloc('f32', nq), b.alloc('f32', nq)];
+    const [dk, dv] = [b.alloc('f32', nk), b.alloc('f32', nk)];
+    const lse = b.alloc('f32', 4 * 150);
+    b.attention(q, k, v, out, lse, g);
+    b.attentionBackward(q, k, v, out, lse, dout, dq, dk, dv, g);
+    res.push([await b.download(out), await b.download(dq), await b.download(dk), await b.download(dv)] as Array<ArrayLike<number>>);
+    for (const x of [q, k, v, dout, out, dq, dk, dv, lse]) b.free(x);
+  }
+  return Math.max(...res[0]!.map((a, i) => maxRelDiff(a, res[1]![i]!)));
+}
+
+async function benchAttention(wasm: WasmBackend): Promise<void> {
+  console.log(`\n## fused attention, forward + backward (8 heads, head dim 64, f32)   [checked: rel ${(await checkAttention(wasm)).toExponential(1)}]`);
+  console.log(`${pad('tokens', 8)} ${pad('dense causal ms (fwd + bwd)', 32)} ${pad('S² G=N/4 ms (fwd + bwd)', 30)} dense / S²`);
+  const out: Record<string, unknown> = {};
+  for (const N of quick ? [1024, 4096] : [1024, 4096, 16384]) {
+    const reps = N <= 1024 ? 5 : N <= 4096 ? 2 : 0;
+    const d = attentionMs(wasm, attentionArgs(N, { kind: 'causal' }), reps);
+    const s = attentionMs(wasm, attentionArgs(N, { kind: 's2', form: 'segmented', group: N / 4 }), reps);
+    const [dt, st] = [d.fwd + d.bwd, s.fwd + s.bwd];
+    console.log(`${pad(String(N), 8)} ${pad(`${f1(dt)} (${f1(d.fwd)} + ${f1(d.bwd)})`, 32)} ${pad(`${f1(st)} (${f1(s.fwd)} + ${f1(s.bwd)})`, 30)} ${(dt / st).toFixed(2)}×`);
+    out[N] = { dense: d, s2: s };
+  }
+  results.attention = out;
+}
+
+// ---- 3–5. training ----------------------------------------------------------------------
+
+const MODEL = { layers: 8, hidden: 512, intermediate: 1536, heads: 8, vocab: 32000 };
+
+interface StepResult { seconds: number; tokensPerSecond: number; loss: number; peakMiB: number; aboveWeightsMiB: number }
+
+/** One timed LongLoRA training step on the current backend (after a short warm-up step). */
+async function trainingStep(be: Backend, N: number, mask: AttentionMask): Promise<StepResult> {
+  const config = parseLlamaConfig({
+    model_type: 'llama', vocab_size: MODEL.vocab, hidden_size: MODEL.hidden, intermediate_size: MODEL.intermediate,
+    num_hidden_layers: MODEL.layers, num_attention_heads: MODEL.heads, num_key_value_heads: MODEL.heads,
+    max_position_embeddings: N, rms_norm_eps: 1e-5,
+  }, 'bench');
+  const model = randomLlama(config, { seed: 1 });
+  const runtime = { training: true, rng: new Rng(2) };
+  applyLora(model, ['q_proj', 'k_proj', 'v_proj', 'o_proj'], { r: 8, alpha: 16, dropout: 0, rslora: false }, new Rng(3), runtime);
+  setTrainable(model, 'longlora', ['embed', 'norm']);
+  const opt = new AdamW(model.namedParameters().filter(([, p]) => p.requiresGrad), { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0 });
+  const ids = Int32Array.from({ length: N }, () => rng.int(MODEL.vocab));
+  const opts = { mask, maxGradNorm: 1, checkpointing: true, rngs: [runtime.rng] };
+  const warmN = Math.min(N, 256);
+  const warmMask: AttentionMask = mask.kind === 'causal' ? mask : { ...mask, group: warmN / 4 };
+  await trainStep(model, opt, [{ ids: ids.subarray(0, warmN), B: 1, N: warmN }], 2e-5, { ...opts, mask: warmMask });
+  try {
+    const base = be.memory().bytes;
+    be.resetPeak();
+    const t0 = performance.now();
+    const r = await trainStep(model, opt, [{ ids, B: 1, N }], 2e-5, opts);
+    const seconds = (performance.now() - t0) / 1000;
+    const peak = be.memory().peakBytes;
+    return { seconds, tokensPerSecond: N / seconds, loss: r.losses[0]!, peakMiB: peak / 2 ** 20, aboveWeightsMiB: (peak - base) / 2 ** 20 };
+  } finally {
+    clearTape(); // a step that failed (out of memory) leaves its tape behind
+    zeroGrad(model.parameters());
+    opt.dispose();
+    model.dispose();
+  }
+}
+
+interface TorchResult { seconds: number; tokens_per_second: number; loss: number; error?: string }
+
+function torchAvailable(): boolean {
+  try {
+    execFileSync('/usr/bin/python3', ['-c', 'import torch'], { stdio: 'ignore' });
+    return true;
+  } catch { return false; }
+}
+
+const torchScript = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'wasm_torch.py');
+
+function torchStep(N: number, attn: 'dense' | 's2', threads: number): TorchResult {
+  try {
+    const out = execFileSync('/usr/bin/python3', [torchScript, '--seq', String(N), '--attn', attn, '--threads', String(threads)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20 });
+    return JSON.parse(out.trim().split('\n').at(-1)!) as TorchResult;
+  } catch (e) {
+    return { seconds: NaN, tokens_per_second: NaN, loss: NaN, error: (e as Error).message.split('\n')[0] };
+  }
+}
+
+/** PyTorch's own matmul speed on this machine (its BLAS decides the training ratio). */
+function torchMatmulGflops(threads: number): number {
+  const code = `import torch, time\ntorch.set_num_threads(${threads})\na = torch.randn(1024, 1024); b = torch.randn(1024, 1024); a @ b\n` +
+    'best = min((lambda t: (a @ b, time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(3))\nprint(2 * 1024 ** 3 / best / 1e9)';
+  try { return Number(execFileSync('/usr/bin/python3', ['-c', code], { encoding: 'utf8' }).trim()); } catch { return NaN; }
+}
+
+/**
+ * Training tokens/s and peak memory: S²-Attn at 4k…32k (the memory series) and dense
+ * attention at 4k and 16k, each one timed step; PyTorch's step beside it where asked.
+ */
+async function benchTraining(wasm: WasmBackend): Promise<void> {
+  const torch = !flags['skip-torch'] && torchAvailable();
+  const torchLengths = new Set(flags['torch-long'] ? [4096, 16384] : [4096]);
+  console.log(`\n## training step: ${MODEL.layers} layers, hidden ${MODEL.hidden}, MLP ${MODEL.intermediate}, ${MODEL.heads} heads, vocab ${MODEL.vocab}; ` +
+    'LoRA r=8 on q,k,v,o + embed + norm; activation checkpointing; AdamW; one sequence per step');
+  if (torch) {
+    console.log(`PyTorch (bench/wasm_torch.py, same step, ${wasm.threads} threads) at ${[...torchLengths].join(', ')} tokens; ` +
+      `its 1024³ matmul here: ${f1(torchMatmulGflops(wasm.threads))} GFLOP/s`);
+  } else console.log(flags['skip-torch'] ? '(PyTorch skipped)' : '(PyTorch not importable by /usr/bin/python3: no comparison)');
+  console.log(`${pad('tokens', 8)} ${pad('attention', 12)} ${pad('tokens/s', 10)} ${pad('step s', 8)} ${pad('peak MiB', 10)} ${pad('above weights', 14)} ${pad('MiB / 1k tok', 13)} ${torch ? 'torch tokens/s   wasm / torch' : ''}`);
+  const s2 = (N: number): AttentionMask => ({ kind: 's2', form: 'segmented', group: N / 4 });
+  const runs: Array<[number, 's2' | 'dense']> = quick
+    ? [[2048, 's2'], [4096, 's2'], [8192, 's2'], [4096, 'dense']]
+    : [[4096, 's2'], [8192, 's2'], [16384, 's2'], [32768, 's2'], [4096, 'dense'], [16384, 'dense']];
+  const out: Record<string, unknown> = {};
+  for (const [N, attn] of runs) {
+    let w: StepResult;
+    try {
+      w = await trainingStep(wasm, N, attn === 's2' ? s2(N) : { kind: 'causal' });
+    } catch (e) {
+      console.log(`${pad(String(N), 8)} ${pad(attn === 's2' ? 'S² G=N/4' : 'dense', 12)} failed: ${(e as Error).message}`);
+      out[`${N} ${attn}`] = { error: (e as Error).message };
+      continue;
+    }
+    const t = torch && torchLengths.has(N) ? torchStep(N, attn, wasm.threads) : null;
+    const tcol = t ? (t.error ? `failed: ${t.error}` : `${pad(f1(t.tokens_per_second), 16)} ${(w.tokensPerSecond / t.tokens_per_second).toFixed(2)}×`) : '';
+    console.log(`${pad(String(N), 8)} ${pad(attn === 's2' ? 'S² G=N/4' : 'dense', 12)} ${pad(f1(w.tokensPerSecond), 10)} ${pad(w.seconds.toFixed(1), 8)} ` +
+      `${pad(f1(w.peakMiB), 10)} ${pad(f1(w.aboveWeightsMiB), 14)} ${pad(f1(w.aboveWeightsMiB / (N / 1024)), 13)} ${tcol}`);
+    out[`${N} ${attn}`] = { wasm: w, torch: t };
+  }
+  results.train = out;
+}
+
+// ---- main -------------------------------------------------------------------------------
+
+const wasm = await getBackend('wasm') as WasmBackend;
+await setBackend('wasm');
+const single = await WasmBackend.create({ threads: 1 });
+const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+console.log(`# wasm backend benchmark — ${new Date().toISOString().slice(0, 10)}`);
+console.log(`machine: ${cpu}, ${os.availableParallelism()} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB; Node ${process.version}; ` +
+  `wasm build: ${wasm.flavour} SIMD; ${wasm.threads} threads${quick ? '; --quick' : ''}`);
+results.machine = { cpu, cores: os.availableParallelism(), node: process.version, flavour: wasm.flavour, threads: wasm.threads };
+if (sections.has('matmul')) await benchMatmul(wasm, single);
+await single.dispose();
+if (sections.has('attention')) await benchAttention(wasm);
+if (sections.has('train')) await benchTraining(wasm);
+if (flags.json) fs.writeFileSync(flags.json, JSON.stringify(results, null, 2));
+await wasm.dispose();
