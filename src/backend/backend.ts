@@ -224,4 +224,13 @@ export interface Backend {
    */
   dequantize4bit(packed: DeviceBuffer, code4: DeviceBuffer, scaleCodes: DeviceBuffer, code8: DeviceBuffer,
     scaleAbsmax: DeviceBuffer, out: DeviceBuffer, args: Dequantize4bitArgs): void;
+
+  /**
+   * Optional fused SwiGLU gate of the Llama MLP: out = silu(gate) ⊙ up, all of one size.
+   * It saves one intermediate per MLP for the backward pass; where a backend lacks it the
+   * op (`nn/swiglu.ts`) composes `unary('silu')` and `binary('mul')` instead.
+   */
+  swiglu?(gate: DeviceBuffer, up: DeviceBuffer, out: DeviceBuffer): void;
+  /** dgate = dout ⊙ up ⊙ silu'(gate) and dup = dout ⊙ silu(gate), each written when given. */
+  swigluBackward?(gate: DeviceBuffer, up: DeviceBuffer, dout: DeviceBuffer, dgate: DeviceBuffer | null, dup: DeviceBuffer | null): void;
 }

@@ -4,6 +4,7 @@ import { softmax } from '../../src/nn/softmax.js';
 import { rmsnorm } from '../../src/nn/rmsnorm.js';
 import { rope, ropeAngles } from '../../src/nn/rope.js';
 import { embedding } from '../../src/nn/embedding.js';
+import { swiglu } from '../../src/nn/swiglu.js';
 import { crossEntropy, crossEntropyPerToken, shiftLabels } from '../../src/nn/loss.js';
 import { linearCrossEntropy } from '../../src/nn/lm-loss.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
@@ -30,6 +31,18 @@ describe('nn ops', () => {
       return op.mul(op.mul(x, op.broadcastTo(rs, x.shape)), w);
     },
   }, (s) => t.diagnostic(s)));
+
+  const silu = (v: number): number => v / (1 + Math.exp(-v));
+  it('swiglu: silu(gate) · up, fused where the backend has the kernel (odd size)', (t) => checkOp({
+    name: 'swiglu', inputs: [{ shape: [3, 7, 5] }, { shape: [3, 7, 5] }], fn: swiglu,
+    reference: (g, u) => g.map((v, i) => silu(v) * u[i]!),
+    twin: (g, u) => op.mul(op.silu(g), u),
+  }, (s) => t.diagnostic(s)));
+  it('swiglu with only one input taking a gradient', async (t) => {
+    const log = (s: string): void => t.diagnostic(s);
+    await checkOp({ name: 'swiglu (gate frozen)', inputs: [{ shape: [2, 9], grad: false }, { shape: [2, 9] }], fn: swiglu, twin: (g, u) => op.mul(op.silu(g), u) }, log);
+    await checkOp({ name: 'swiglu (up frozen)', inputs: [{ shape: [2, 9] }, { shape: [2, 9], grad: false }], fn: swiglu, twin: (g, u) => op.mul(op.silu(g), u) }, log);
+  });
 
   const [B, N, H, D] = [2, 5, 3, 6];
   const theta = 10000;

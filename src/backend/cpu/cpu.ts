@@ -83,6 +83,12 @@ export class CpuBackend implements Backend {
   binary(op: BinaryOp, a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer): void {
     ew.binary(op, this.f(a), this.f(b), this.f(out));
   }
+  swiglu(gate: DeviceBuffer, up: DeviceBuffer, out: DeviceBuffer): void {
+    ew.swiglu(this.f(gate), this.f(up), this.f(out));
+  }
+  swigluBackward(gate: DeviceBuffer, up: DeviceBuffer, dout: DeviceBuffer, dgate: DeviceBuffer | null, dup: DeviceBuffer | null): void {
+    ew.swigluBackward(this.f(gate), this.f(up), this.f(dout), dgate ? this.f(dgate) : null, dup ? this.f(dup) : null);
+  }
   affine(x: DeviceBuffer, alpha: number, beta: number, out: DeviceBuffer): void {
     ew.affine(this.f(x), alpha, beta, this.f(out));
   }

@@ -83,6 +83,21 @@ export function unaryBackward(op: UnaryOp, x: F, dy: F, dx: F): void {
   for (let i = 0; i < x.length; i++) dx[i] = dy[i]! * derivative(op, x[i]!);
 }
 
+/** out = silu(gate) · up. */
+export function swiglu(gate: F, up: F, out: F): void {
+  for (let i = 0; i < gate.length; i++) out[i] = gate[i]! * sigmoid(gate[i]!) * up[i]!;
+}
+
+/** dgate = dout · up · silu'(gate), dup = dout · silu(gate). */
+export function swigluBackward(gate: F, up: F, dout: F, dgate: F | null, dup: F | null): void {
+  for (let i = 0; i < gate.length; i++) {
+    const x = gate[i]!;
+    const s = sigmoid(x);
+    if (dgate) dgate[i] = dout[i]! * up[i]! * s * (1 + x * (1 - s));
+    if (dup) dup[i] = dout[i]! * x * s;
+  }
+}
+
 export function binary(op: BinaryOp, a: F, b: F, out: F): void {
   const n = a.length;
   const nb = b.length;

@@ -13,7 +13,8 @@ import { linearCrossEntropy } from '../../nn/lm-loss.js';
 import { Module } from '../../nn/module.js';
 import { RMSNorm } from '../../nn/rmsnorm.js';
 import { rope, RotaryEmbedding, type RopeTables } from '../../nn/rope.js';
-import { add, mul, silu } from '../../tensor/ops/elementwise.js';
+import { swiglu } from '../../nn/swiglu.js';
+import { add } from '../../tensor/ops/elementwise.js';
 import { linear } from '../../tensor/ops/matmul.js';
 import { reshape } from '../../tensor/ops/shape.js';
 import { fmt } from '../../tensor/ops/util.js';
@@ -111,9 +112,9 @@ export class LlamaMLP extends Module {
     this.down_proj = projection(w, `${prefix}.down_proj.weight`, [C, I]);
   }
 
-  /** down(silu(gate(x)) · up(x)). */
+  /** down(silu(gate(x)) · up(x)), the gate fused (nn/swiglu.ts). */
   forward(x: Tensor): Tensor {
-    return this.down_proj.forward(mul(silu(this.gate_proj.forward(x)), this.up_proj.forward(x)));
+    return this.down_proj.forward(swiglu(this.gate_proj.forward(x), this.up_proj.forward(x)));
   }
 }
 
