@@ -3,9 +3,11 @@
  * `Dequantize4bitArgs` in src/backend/backend.ts): for element i in block b = ⌊i/blockSize⌋,
  *   scale = f32(f32(code8[scaleCodes[b]] · scaleAbsmax[⌊b/scaleBlockSize⌋]) + scaleOffset)
  *   out[i] = f32(code4[nibble(i)] · scale)
- * with the high nibble of packed[⌊i/2⌋] for even i. Every operation is one f32 operation,
- * so the result equals the reference bit for bit. A chunk is `per` elements, a multiple of
- * blockSize (and of 2).
+ * with the high nibble of packed[⌊i/2⌋] for even i. The products are f32 operations and the
+ * offset sum is an f64 sum rounded once to f32, exactly as the reference computes them
+ * (for an f32 offset, as the quantiser stores it, that is the f32 sum), so the result
+ * equals the reference bit for bit. A chunk is `per` elements, a multiple of
+ * blockSize (any block size: each element reads its own nibble).
  * Args: 0 packed, 1 code4, 2 scaleCodes, 3 code8, 4 scaleAbsmax, 5 out, 6 n, 7 blockSize,
  * 8 scaleBlockSize, 9 scaleOffset, 10 per.
  */
@@ -21,14 +23,14 @@ export function dequantize4bit(args: usize, chunk: i32, _tid: i32): void {
   const n = argI(args, 6);
   const bs = argI(args, 7);
   const sbs = argI(args, 8);
-  const offset = <f32>argF(args, 9);
+  const offset = argF(args, 9); // f64: the sum below is rounded once, as in the reference, for any offset
   const per = argI(args, 10);
   const i0 = chunk * per;
   const i1 = min(n, i0 + per);
   for (let b0 = i0; b0 < i1; b0 += bs) {
     const b = b0 / bs;
     const product: f32 = load<f32>(code8 + (<usize>load<u8>(codes + <usize>b) << 2)) * load<f32>(absmax + (<usize>(b / sbs) << 2));
-    const scale: f32 = product + offset;
+    const scale = <f32>(<f64>product + offset);
     const e = min(i1, b0 + bs);
     for (let i = b0; i < e; i++) {
       const byte = <u32>load<u8>(packed + <usize>(i >> 1));

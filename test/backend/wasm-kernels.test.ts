@@ -3,8 +3,10 @@
  * inputs, forward and backward, with sizes that are not multiples of the vector width,
  * the register tiles or the attention blocks; every matmul transpose; GQA, every S² form,
  * a query offset over a preallocated KV cache. Each case runs on two wasm instances: the
- * registered one (small kernels stay on the calling thread) and one with three threads
- * that sends even the smallest kernel through the worker pool (so chunk edges are hit).
+ * registered one (small kernels stay on the calling thread; the relaxed-SIMD build where
+ * the engine has it) and one of the plain-SIMD build with three threads that sends even
+ * the smallest kernel through the worker pool (so chunk edges are hit, and the fallback
+ * build is tested wherever the relaxed one is chosen).
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -72,7 +74,7 @@ let pooled: WasmBackend;
 
 before(async () => {
   registered = await getBackend('wasm');
-  pooled = await WasmBackend.create({ threads: 3, parallelMin: 0 });
+  pooled = await WasmBackend.create({ threads: 3, parallelMin: 0, flavour: 'simd' });
 });
 after(async () => { await pooled.dispose(); });
 
@@ -288,21 +290,63 @@ describe('wasm kernels against the CPU reference', () => {
     }, (s) => t.diagnostic(s));
   });
 
-  it('NF4 dequantisation', async (t) => {
-    const n = 64 * 5 + 32;
-    const blocks = Math.ceil(n / 64);
-    await check('dequantize4bit', {
-      inputs: {
-        packed: { data: Uint8Array.from({ length: n / 2 }, () => rng.int(256)), dtype: 'u8' },
-        code4: { data: Float64Array.from(normal(16), Math.fround) },
-        codes: { data: Uint8Array.from({ length: blocks }, () => rng.int(256)), dtype: 'u8' },
-        code8: { data: Float64Array.from(normal(256), Math.fround) },
-        absmax: { data: Float64Array.from(uniform(1, 0.5, 2), Math.fround) },
-      },
-      outputs: { out: { n } },
-      call: (be, b) => be.dequantize4bit(b.packed!, b.code4!, b.codes!, b.code8!, b.absmax!, b.out!, { n, blockSize: 64, scaleBlockSize: 256, scaleOffset: 0.01 }),
-      rtol: 1e-7,
+  it('SwiGLU forward and backward, odd lengths, either gradient alone', async (t) => {
+    for (const n of [1, 7, 1003, 40001]) {
+      const gate = normal(n, 3);
+      await check(`swiglu n=${n}`, {
+        inputs: { g: { data: gate }, u: { data: normal(n) }, dy: { data: normal(n) } },
+        outputs: { y: { n }, dg: { n }, du: { n }, dg1: { n }, du1: { n } },
+        call: (be, b) => {
+          be.swiglu!(b.g!, b.u!, b.y!);
+          be.swigluBackward!(b.g!, b.u!, b.dy!, b.dg!, b.du!);
+          be.swigluBackward!(b.g!, b.u!, b.dy!, b.dg1!, null);
+          be.swigluBackward!(b.g!, b.u!, b.dy!, null, b.du1!);
+        },
+      }, (s) => t.diagnostic(s));
+    }
+    await check('swiglu in place (out = up)', {
+      inputs: { g: { data: normal(99, 3) } }, outputs: { u: { n: 99, init: normal(99) } },
+      call: (be, b) => be.swiglu!(b.g!, b.u!, b.u!),
     }, (s) => t.diagnostic(s));
+  });
+
+  it('NF4 dequantisation equals the reference bit for bit (odd sizes and block sizes, many chunks)', async (t) => {
+    const cases = [
+      { n: 64 * 5 + 32, blockSize: 64, scaleBlockSize: 256 },
+      { n: 64 * 600 + 33, blockSize: 64, scaleBlockSize: 256 }, // odd n, large enough to run on every thread
+      { n: 7 * 41 + 3, blockSize: 7, scaleBlockSize: 3 }, // blocks that start mid-byte
+    ];
+    for (const { n, blockSize, scaleBlockSize } of cases) {
+      const blocks = Math.ceil(n / blockSize);
+      const inputs = {
+        packed: Uint8Array.from({ length: Math.ceil(n / 2) }, () => rng.int(256)),
+        code4: Float32Array.from(normal(16)),
+        codes: Uint8Array.from({ length: blocks }, () => rng.int(256)),
+        code8: Float32Array.from(normal(256)),
+        absmax: Float32Array.from(uniform(Math.ceil(blocks / scaleBlockSize), 0.5, 2)),
+      };
+      // An f32 offset (as the quantiser stores it) and one that is not: the kernel rounds the sum once either way.
+      for (const scaleOffset of [Math.fround(0.01), 0.01]) {
+        const args = { n, blockSize, scaleBlockSize, scaleOffset };
+        const outs: Float64Array[] = [];
+        for (const be of [cpuBackend(), registered, pooled]) {
+          const b = {
+            packed: be.alloc('u8', inputs.packed.length), code4: be.alloc('f32', 16), codes: be.alloc('u8', blocks),
+            code8: be.alloc('f32', 256), absmax: be.alloc('f32', inputs.absmax.length), out: be.alloc('f32', n),
+          };
+          be.upload(b.packed, inputs.packed); be.upload(b.code4, inputs.code4); be.upload(b.codes, inputs.codes);
+          be.upload(b.code8, inputs.code8); be.upload(b.absmax, inputs.absmax);
+          be.fill(b.out, NaN);
+          be.dequantize4bit(b.packed, b.code4, b.codes, b.code8, b.absmax, b.out, args);
+          outs.push(Float64Array.from(await be.download(b.out) as Float32Array));
+          for (const x of Object.values(b)) be.free(x);
+        }
+        assert.ok(outs[0]!.every(Number.isFinite), 'the reference wrote every element');
+        assert.deepEqual(outs[1], outs[0], `wasm: n=${n} block ${blockSize} offset ${scaleOffset}`);
+        assert.deepEqual(outs[2], outs[0], `wasm pooled: n=${n} block ${blockSize} offset ${scaleOffset}`);
+      }
+      t.diagnostic(`n=${n} blockSize=${blockSize}: identical on cpu, wasm and wasm pooled`);
+    }
   });
 });
 

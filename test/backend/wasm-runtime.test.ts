@@ -132,6 +132,37 @@ describe('wasm start-up', () => {
     }
   });
 
+  it('on Node.js 20 turns relaxed SIMD on by itself (validate decides), and LONGLORA_WASM_BUILD=simd leaves it off', () => {
+    const here = path.dirname(fileURLToPath(import.meta.url));
+    const dir = path.join(here, '..', '..', 'src', 'backend', 'wasm');
+    const script = `const { WasmBackend } = await import(${JSON.stringify(`file://${path.join(dir, 'wasm.js')}`)});
+      const { detectFeatures } = await import(${JSON.stringify(`file://${path.join(dir, 'loader.js')}`)});
+      const before = detectFeatures().relaxedSimd;
+      const be = await WasmBackend.create({ threads: 2, parallelMin: 0 });
+      const a = be.alloc('f32', 4096), b = be.alloc('f32', 4096), c = be.alloc('f32', 4096);
+      be.fill(a, 1); be.fill(b, 2);
+      be.matmul(a, b, c, { batch: 1, m: 64, n: 64, k: 64, transA: false, transB: false, alpha: 1, beta: 0, strideA: 0, strideB: 0 });
+      const y = await be.download(c);
+      console.log(JSON.stringify({ before, after: detectFeatures().relaxedSimd, flavour: be.flavour, y: y[0] }));
+      await be.dispose();`;
+    const runChild = (build?: string): { before: boolean; after: boolean; flavour: string; y: number } => {
+      const env = { ...process.env };
+      delete env.LONGLORA_WASM_BUILD;
+      if (build) env.LONGLORA_WASM_BUILD = build;
+      const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { timeout: 60000, encoding: 'utf8', env });
+      assert.equal(r.status, 0, r.stderr);
+      return JSON.parse(r.stdout.trim().split('\n').pop()!) as { before: boolean; after: boolean; flavour: string; y: number };
+    };
+    const auto = runChild();
+    assert.equal(auto.flavour, auto.after ? 'relaxed' : 'simd', 'the build follows WebAssembly.validate');
+    assert.equal(auto.y, 128);
+    if (Number(process.versions.node.split('.')[0]) === 20) assert.equal(auto.flavour, 'relaxed', 'Node.js 20 runs the relaxed build');
+    const plain = runChild('simd');
+    assert.equal(plain.flavour, 'simd');
+    assert.equal(plain.after, plain.before, 'asking for the plain build changes no engine flag');
+    assert.equal(plain.y, 128);
+  });
+
   it('autoBackend passes over a backend that fails to initialise and reports the reason', async () => {
     registerBackend('broken-test', 1000, () => { throw new Error('wasm backend: this JavaScript engine has no WebAssembly SIMD'); });
     try {

@@ -32,7 +32,10 @@ import {
 export interface WasmBackendOptions {
   /** Threads including the calling one (default: every core; env LONGLORA_WASM_THREADS). */
   threads?: number;
-  /** Force a build (default: relaxed SIMD where the engine has it; env LONGLORA_WASM_BUILD). */
+  /**
+   * Force a build (default: relaxed SIMD where the engine has it, on Node.js 20 once
+   * loader.ts has enabled it; env LONGLORA_WASM_BUILD).
+   */
   flavour?: WasmFlavour;
   /**
    * Work (≈ elements touched) below which a kernel runs on the calling thread alone
@@ -253,6 +256,23 @@ export class WasmBackend implements Backend {
     const unit = nb === n || nb === 1 ? 4 : n % nb === 0 && nb % 4 === 0 ? nb : 4;
     const { chunks, per } = this.split(n, unit, 1);
     this.run('binary', chunks, [BINARY_CODE[op], ab.addr, bb.addr, ob.addr, n, nb, per], n);
+  }
+
+  swiglu(gate: DeviceBuffer, up: DeviceBuffer, out: DeviceBuffer): void {
+    const [gb, ub, ob] = [this.f(gate), this.f(up), this.f(out)];
+    this.sameSize('swiglu', gb, ub);
+    this.sameSize('swiglu', gb, ob);
+    const { chunks, per } = this.split(gb.numel, 4, 8);
+    this.run('swiglu', chunks, [gb.addr, ub.addr, ob.addr, gb.numel, per], gb.numel * 8);
+  }
+
+  swigluBackward(gate: DeviceBuffer, up: DeviceBuffer, dout: DeviceBuffer, dgate: DeviceBuffer | null, dup: DeviceBuffer | null): void {
+    const [gb, ub, yb] = [this.f(gate), this.f(up), this.f(dout)];
+    const [dg, du] = [dgate ? this.f(dgate) : null, dup ? this.f(dup) : null];
+    for (const b of [ub, yb, dg, du]) if (b) this.sameSize('swigluBackward', gb, b);
+    if (!dg && !du) return;
+    const { chunks, per } = this.split(gb.numel, 4, 10);
+    this.run('swigluBackward', chunks, [gb.addr, ub.addr, yb.addr, dg ? dg.addr : 0, du ? du.addr : 0, gb.numel, per], gb.numel * 10);
   }
 
   affine(x: DeviceBuffer, alpha: number, beta: number, out: DeviceBuffer): void {
@@ -488,12 +508,14 @@ export class WasmBackend implements Backend {
     this.need(c8, 256, 'dequantize4bit code8');
     this.need(am, Math.ceil(blocks / a.scaleBlockSize), 'dequantize4bit scaleAbsmax');
     this.need(ob, a.n, 'dequantize4bit out');
-    if (ob.dtype === 'f64' || a.blockSize % 2 !== 0) { // storage for f64 gradient checks: the reference loop
+    if (ob.dtype === 'f64') { // storage for f64 gradient checks: the reference loop
       dequantize4bit(this.view(pb) as Uint8Array, this.view(c4) as Float32Array, this.view(sc) as Uint8Array,
         this.view(c8) as Float32Array, this.view(am) as Float32Array, this.view(ob) as Float32Array, a);
       return;
     }
     this.f(out);
+    // Chunks of whole blocks, so each scale is computed by one thread; the kernel reads the
+    // nibble of every element on its own, so a block may start in the middle of a byte.
     const { chunks, per } = this.split(a.n, a.blockSize, 2);
     this.run('dequantize4bit', chunks, [pb.addr, c4.addr, sc.addr, c8.addr, am.addr, ob.addr, a.n, a.blockSize, a.scaleBlockSize, a.scaleOffset, per], a.n * 2);
   }
