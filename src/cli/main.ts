@@ -6,6 +6,7 @@ import { LongLoraError } from '../errors.js';
 import { demo } from './commands/demo.js';
 import { info } from './commands/info.js';
 import { train } from './commands/train.js';
+import { pretrainCommand } from './commands/pretrain.js';
 import { merge } from './commands/merge.js';
 import { tokenizeCommand } from './commands/tokenize.js';
 import { evaluate } from './commands/eval.js';
@@ -21,6 +22,7 @@ interface Command {
 const COMMANDS: Record<string, Command> = {
   demo: { summary: 'load the bundled tiny Llama, check it against PyTorch, and fit one batch', run: demo },
   train: { summary: 'fine-tune a model to a longer context (LongLoRA, LoRA or full)', run: train },
+  pretrain: { summary: 'train a small Llama from random initialisation (dense attention, short context)', run: pretrainCommand },
   merge: { summary: 'merge an adapter into its base model (a standalone HF checkpoint)', run: merge },
   tokenize: { summary: 'tokenize text corpora or SFT records into a cached token file', run: tokenizeCommand },
   eval: { summary: 'evaluate: perplexity (eval ppl) or passkey retrieval (eval passkey)', run: evaluate },
