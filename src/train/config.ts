@@ -40,6 +40,11 @@ export const TRAIN_FIELDS = {
   evalEvery: { kind: 'int', default: 0, min: 0, help: 'held-out evaluation every N steps (0: at the start and the end only)', resumable: true },
   evalBatches: { kind: 'int', default: 8, min: 1, help: 'micro-batches of held-out data per evaluation', resumable: true },
   output: { kind: 'string', default: 'runs/longlora', help: 'run folder: checkpoints, metrics, the adapter', resumable: true },
+  pplData: { kind: 'string', default: null, nullable: true, resumable: true, help: 'long-document test set (.bin tokens, or text) whose perplexity is measured at pplSeqLens before and after training, with dense attention' },
+  pplSeqLens: { kind: 'list', default: null, nullable: true, resumable: true, help: 'lengths for pplData, e.g. 256,1k,2k (default: the original context, doubled up to seqLen)' },
+  pplWindows: { kind: 'int', default: 16, min: 0, resumable: true, help: 'pplData: evenly spaced windows per length of the official windowed procedure (0: all of them)' },
+  pplBase: { kind: 'bool', default: true, resumable: true, help: 'pplData: also measure the base model as it is, without the new position scaling' },
+  merge: { kind: 'bool', default: false, resumable: true, help: 'at the end, also write the base with the adapter merged into <output>/merged' },
   seqLen: { kind: 'int', default: 8192, min: 2, help: 'training context length in tokens' },
   mode: { kind: 'enum', values: ['longlora', 'lora', 'full'], default: 'longlora', help: 'longlora: LoRA + trainable extras; lora: plain LoRA; full: full fine-tuning' },
   extras: { kind: 'list', default: null, nullable: true, help: 'trainable parameters by name part besides LoRA (default for longlora: embed,norm)' },
@@ -91,6 +96,11 @@ export interface TrainConfig {
   evalEvery: number;
   evalBatches: number;
   output: string;
+  pplData: string | null;
+  pplSeqLens: string[] | null;
+  pplWindows: number;
+  pplBase: boolean;
+  merge: boolean;
   seqLen: number;
   mode: 'longlora' | 'lora' | 'full';
   extras: string[] | null;

@@ -34,6 +34,8 @@ import { listCheckpoints, readState, restoreCheckpoint, saveCheckpoint, type Tra
 import { trainStep, type MicroBatch } from './step.js';
 import { checkBaseFingerprint, quantizationRecord } from '../quant/fingerprint.js';
 import { describeQuantization } from '../quant/quantize-model.js';
+import { mergeAdapter } from '../lora/adapted.js';
+import { contextTable, measureContext, openContextEval, readContextResults, writeContextResults, type ContextEvalPlan, type ContextResults } from './context-eval.js';
 
 export interface TrainerOptions {
   /** Resume from this checkpoint folder, or `true` for the latest in the output folder. */
@@ -107,6 +109,7 @@ export class Trainer {
     private elapsedBefore: number,
     out: ProgressStream,
     private readonly onStep?: (step: number, loss: number) => void,
+    private readonly contextEval: ContextEvalPlan | null = null,
   ) {
     this.out = out;
   }
@@ -123,6 +126,7 @@ export class Trainer {
     let state: TrainerState | null = null;
     let model: LlamaForCausalLM | null = null;
     let optimizer: AdamW | null = null;
+    let contextEval: ContextEvalPlan | null = null;
     try {
       if (opts.resume) {
         resumeDir = typeof opts.resume === 'string' ? opts.resume : listCheckpoints(c.output).at(-1) ?? null;
@@ -134,6 +138,10 @@ export class Trainer {
       }
       data = await openTrainingData(c, cfg.vocabSize, state?.data, out);
       for (const note of data.notes) say(note);
+      if (c.pplData) {
+        contextEval = await openContextEval(c, cfg.vocabSize, cfg.maxPositionEmbeddings, out);
+        say(`long-context test set: ${contextEval.note}; perplexity at ${contextEval.seqLens.join(', ')} tokens before and after training`);
+      }
       if (c.backend === 'auto') {
         const { backend, skipped } = await autoBackend();
         for (const s of skipped) say(`backend ${s.name} unavailable: ${s.error}`);
@@ -168,9 +176,10 @@ export class Trainer {
       }
       fs.mkdirSync(c.output, { recursive: true });
       writeJsonAtomic(path.join(c.output, 'train_config.json'), c);
-      return new Trainer(c, model, optimizer, data, runtime, mask, schedule, rope.scaling, state?.step ?? 0, state?.elapsed ?? 0, out, opts.onStep);
+      return new Trainer(c, model, optimizer, data, runtime, mask, schedule, rope.scaling, state?.step ?? 0, state?.elapsed ?? 0, out, opts.onStep, contextEval);
     } catch (e) {
       data?.close();
+      contextEval?.close();
       optimizer?.dispose();
       model?.dispose();
       throw e;
@@ -225,7 +234,10 @@ export class Trainer {
     const bar = new ProgressBar(c.steps, 'step', this.step, this.out);
     let lastLoss: number | null = null;
     try {
-      if (this.step === 0) await this.validate(metrics, bar);
+      if (this.step === 0) {
+        await this.measureBefore();
+        await this.validate(metrics, bar);
+      }
       while (this.step < c.steps) {
         const t0 = performance.now();
         const batches: MicroBatch[] = [];
@@ -264,10 +276,72 @@ export class Trainer {
       }
       await this.validate(metrics, bar);
       await this.finish();
+      await this.measureAfter();
+      if (c.merge) await this.mergeOutput();
       return { steps: this.step, stopped: false, lastLoss, output: c.output };
     } finally {
       this.data.close();
+      this.contextEval?.close();
     }
+  }
+
+  private pplFile(): string {
+    return path.join(this.config.output, 'ppl.json');
+  }
+
+  /** Perplexity at the planned lengths before step 1: the base as it is, and with the new RoPE (no-op without pplData). */
+  private async measureBefore(): Promise<void> {
+    const plan = this.contextEval;
+    if (!plan) return;
+    const c = this.config;
+    const r: ContextResults = {};
+    if (c.pplBase) {
+      this.out.write('perplexity of the base model with its own RoPE\n');
+      const base = await loadLlama(c.model!, { dtype: c.dtype, quantize: c.quantize });
+      try {
+        r.base = await measureContext(base, plan, this.out);
+      } finally {
+        base.dispose();
+      }
+    }
+    this.out.write(`perplexity with RoPE ${describeRopeScaling(this.ropeScaling)}, before training\n`);
+    r.interpolated = await this.measureModel(plan);
+    fs.mkdirSync(c.output, { recursive: true });
+    writeContextResults(this.pplFile(), c, plan, r);
+    this.out.write(`${contextTable(r, plan)}\n`);
+  }
+
+  /** Perplexity of the trained model; prints the before/after table and writes it to ppl.json. */
+  private async measureAfter(): Promise<void> {
+    const plan = this.contextEval;
+    if (!plan) return;
+    const r = readContextResults(this.pplFile());
+    this.out.write('perplexity after training\n');
+    r.trained = await this.measureModel(plan);
+    writeContextResults(this.pplFile(), this.config, plan, r);
+    this.out.write(`\n${contextTable(r, plan)}\n(written to ${this.pplFile()})\n`);
+  }
+
+  private async measureModel(plan: ContextEvalPlan): Promise<Awaited<ReturnType<typeof measureContext>>> {
+    const training = this.runtime.training;
+    this.runtime.training = false; // no LoRA dropout while evaluating
+    try {
+      return await measureContext(this.model, plan, this.out);
+    } finally {
+      this.runtime.training = training;
+    }
+  }
+
+  /** Writes the base with the adapter merged into `<output>/merged` (full fine-tuning already wrote a whole model). */
+  private async mergeOutput(): Promise<void> {
+    const c = this.config;
+    if (c.mode === 'full') {
+      this.out.write(`merge: full fine-tuning wrote the whole model to ${path.join(c.output, 'model')}; nothing to merge\n`);
+      return;
+    }
+    const dir = path.join(c.output, 'merged');
+    const r = await mergeAdapter(c.model!, c.output, dir);
+    this.out.write(`merged ${r.merged} LoRA layers into ${dir} (${r.dtype}): a standalone checkpoint with its rope_scaling\n`);
   }
 
   /** Held-out loss with dense attention, logged and written to the metrics (no-op without a split). */
@@ -291,6 +365,7 @@ export class Trainer {
   }
 
   dispose(): void {
+    this.contextEval?.close();
     this.optimizer.dispose();
     this.model.dispose();
   }
