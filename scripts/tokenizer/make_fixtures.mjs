@@ -12,7 +12,7 @@
  *    fits the golden tiny Llama (vocab 96, bos 1, eos 2); its chat template is in
  *    chat_template.jinja.
  *
- * The merges are learnt here by a small BPE trainer (most frequent pair first, ties by
+ * The merges are learnt here by a small BPE trainer of its own (most frequent pair first, ties by
  * the pair's text) on a fixed English corpus; digits are never merged (Llama splits them).
  */
 import fs from 'node:fs';
@@ -20,6 +20,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+// The tokenizer.json layout is the project's (needs `npm run build` first).
+const { bpeTokenizerJson: tokenizerJson } = await import(path.join(ROOT, 'dist', 'src', 'tokenizer', 'train-bpe.js'));
 const OUT = path.join(ROOT, 'test', 'fixtures', 'tokenizer');
 const SP = '\u2581';
 
@@ -66,38 +68,6 @@ function trainMerges(n, alphabet) {
     });
   }
   return merges;
-}
-
-function tokenizerJson(vocab, merges, byteFallback) {
-  return {
-    version: '1.0',
-    truncation: null,
-    padding: null,
-    added_tokens: SPECIALS.map((content, id) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
-    normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: SP }, { type: 'Replace', pattern: { String: ' ' }, content: SP }] },
-    pre_tokenizer: null,
-    post_processor: {
-      type: 'TemplateProcessing',
-      single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
-      pair: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '<s>', type_id: 1 } }, { Sequence: { id: 'B', type_id: 1 } }],
-      special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] } },
-    },
-    decoder: {
-      type: 'Sequence',
-      decoders: [
-        { type: 'Replace', pattern: { String: SP }, content: ' ' },
-        ...(byteFallback ? [{ type: 'ByteFallback' }] : []),
-        { type: 'Fuse' },
-        { type: 'Strip', content: ' ', start: 1, stop: 0 },
-      ],
-    },
-    model: {
-      type: 'BPE', dropout: null, unk_token: '<unk>', continuing_subword_prefix: null, end_of_word_suffix: null,
-      fuse_unk: true, byte_fallback: byteFallback, ignore_merges: false,
-      vocab: Object.fromEntries(vocab.map((t, i) => [t, i])),
-      merges: merges.map(([a, b]) => `${a} ${b}`),
-    },
-  };
 }
 
 function tokenizerConfig(extra) {

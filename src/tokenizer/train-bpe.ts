@@ -140,8 +140,11 @@ export function trainBpe(documents: Iterable<string>, opts: TrainBpeOptions): Tr
   return { tokenizerJson: bpeTokenizerJson(vocab, merges), tokenizerConfig: bpeTokenizerConfig(), vocab, merges, chars: chars.length };
 }
 
-/** tokenizer.json in the Llama-2 layout (byte fallback, <s> added by the post-processor). */
-export function bpeTokenizerJson(vocab: readonly string[], merges: ReadonlyArray<readonly [string, string]>): Record<string, unknown> {
+/**
+ * tokenizer.json in the Llama-2 layout (<s> added by the post-processor); `byteFallback`
+ * false drops the ByteFallback decoder and model flag (a vocabulary without byte tokens).
+ */
+export function bpeTokenizerJson(vocab: readonly string[], merges: ReadonlyArray<readonly [string, string]>, byteFallback = true): Record<string, unknown> {
   return {
     version: '1.0',
     truncation: null,
@@ -159,14 +162,14 @@ export function bpeTokenizerJson(vocab: readonly string[], merges: ReadonlyArray
       type: 'Sequence',
       decoders: [
         { type: 'Replace', pattern: { String: SP }, content: ' ' },
-        { type: 'ByteFallback' },
+        ...(byteFallback ? [{ type: 'ByteFallback' }] : []),
         { type: 'Fuse' },
         { type: 'Strip', content: ' ', start: 1, stop: 0 },
       ],
     },
     model: {
       type: 'BPE', dropout: null, unk_token: '<unk>', continuing_subword_prefix: null, end_of_word_suffix: null,
-      fuse_unk: true, byte_fallback: true, ignore_merges: false,
+      fuse_unk: true, byte_fallback: byteFallback, ignore_merges: false,
       vocab: Object.fromEntries(vocab.map((t, i) => [t, i])),
       merges: merges.map(([a, b]) => `${a} ${b}`),
     },
