@@ -17,7 +17,7 @@
  *
  *   npm run bench                       # the whole run (about half an hour on 2 cores)
  *   node dist/bench/wasm.js --quick     # shorter lengths, a few minutes
- *   node dist/bench/wasm.js [--only matmul,attention,train] [--skip-torch] [--torch-long] [--json out.json]
+ *   node dist/bench/wasm.js [--only matmul,attention,train] [--train-lengths 4096,16384] [--skip-torch] [--torch-long] [--json out.json]
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -42,6 +42,7 @@ const { values: flags } = parseArgs({
     only: { type: 'string' },
     'skip-torch': { type: 'boolean', default: false },
     'torch-long': { type: 'boolean', default: false },
+    'train-lengths': { type: 'string' },
     json: { type: 'string' },
   },
 });
@@ -262,8 +263,9 @@ async function benchTraining(wasm: WasmBackend): Promise<void> {
   const runs: Array<[number, 's2' | 'dense']> = quick
     ? [[2048, 's2'], [4096, 's2'], [8192, 's2'], [4096, 'dense']]
     : [[4096, 's2'], [8192, 's2'], [16384, 's2'], [32768, 's2'], [4096, 'dense'], [16384, 'dense']];
+  const keep = flags['train-lengths'] ? new Set(flags['train-lengths'].split(',').map(Number)) : null;
   const out: Record<string, unknown> = {};
-  for (const [N, attn] of runs) {
+  for (const [N, attn] of runs.filter(([n]) => !keep || keep.has(n))) {
     let w: StepResult;
     try {
       w = await trainingStep(wasm, N, attn === 's2' ? s2(N) : { kind: 'causal' });
