@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 // The tokenizer.json layout is the project's (needs `npm run build` first).
-const { bpeTokenizerJson: tokenizerJson } = await import(path.join(ROOT, 'dist', 'src', 'tokenizer', 'train-bpe.js'));
+const { bpeTokenizerJson: tokenizerJson, bpeTokenizerConfig } = await import(path.join(ROOT, 'dist', 'src', 'tokenizer', 'train-bpe.js'));
 const OUT = path.join(ROOT, 'test', 'fixtures', 'tokenizer');
 const SP = '\u2581';
 
@@ -71,21 +71,7 @@ function trainMerges(n, alphabet) {
 }
 
 function tokenizerConfig(extra) {
-  const tok = (content) => ({ __type: 'AddedToken', content, lstrip: false, normalized: false, rstrip: false, single_word: false });
-  return {
-    add_bos_token: true,
-    add_eos_token: false,
-    bos_token: tok('<s>'),
-    eos_token: tok('</s>'),
-    unk_token: tok('<unk>'),
-    pad_token: null,
-    clean_up_tokenization_spaces: false,
-    legacy: false,
-    model_max_length: 1000000000000000019884624838656,
-    padding_side: 'right',
-    tokenizer_class: 'LlamaTokenizer',
-    ...extra,
-  };
+  return { ...bpeTokenizerConfig(), ...extra };
 }
 
 function write(dir, files) {
