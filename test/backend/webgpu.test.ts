@@ -187,6 +187,30 @@ describe('webgpu kernels: elementwise, cast, copy, sums', opts, () => {
     await close('affine in place', log, [], [out(501, randn(rng, 501))], (be, _i, [o]) => be.affine(o!, 3, -1, o!));
   });
 
+  it('swiglu and its backward, odd sizes, each gradient alone and both; in place', async (t) => {
+    const log = (s: string): void => t.diagnostic(s);
+    for (const n of [1, 7, 1003]) {
+      // Saturated gates (sigmoid 0 or 1) next to ordinary ones.
+      const g = [30, -30, 40, -40, 0, ...randn(rng, n, 3)].slice(0, n);
+      const [u, dy] = [randn(rng, n), randn(rng, n)];
+      await close(`swiglu n=${n}`, log, [f32(g), f32(u)], [out(n)], (be, [a, b], [o]) => be.swiglu!(a!, b!, o!));
+      await close(`swigluBackward n=${n}`, log, [f32(g), f32(u), f32(dy)], [out(n), out(n)],
+        (be, [a, b, d], [dg, du]) => be.swigluBackward!(a!, b!, d!, dg!, du!));
+      await close(`swigluBackward n=${n} (dgate only)`, log, [f32(g), f32(u), f32(dy)], [out(n)],
+        (be, [a, b, d], [dg]) => be.swigluBackward!(a!, b!, d!, dg!, null));
+      await close(`swigluBackward n=${n} (dup only)`, log, [f32(g), f32(u), f32(dy)], [out(n)],
+        (be, [a, b, d], [du]) => be.swigluBackward!(a!, b!, d!, null, du!));
+    }
+    const [g, u] = [randn(rng, 99, 3), randn(rng, 99)];
+    await close('swiglu in place (out = up)', log, [f32(g)], [out(99, u)], (be, [a], [o]) => be.swiglu!(a!, o!, o!));
+    await close('swiglu in place (out = gate)', log, [f32(u)], [out(99, g)], (be, [b], [o]) => be.swiglu!(o!, b!, o!));
+    await close('swiglu in place (out = gate = up)', log, [], [out(99, g)], (be, _i, [o]) => be.swiglu!(o!, o!, o!));
+    const [g5, o4] = [gpu!.alloc('f32', 5), gpu!.alloc('f32', 4)];
+    assert.throws(() => gpu!.swiglu(g5, g5, o4), (e: unknown) => e instanceof Error && /differ/.test(e.message));
+    gpu!.free(g5);
+    gpu!.free(o4);
+  });
+
   it('reduceSum over rows, columns and middle axes', async (t) => {
     for (const [outer, size, inner] of [[3, 1000, 1], [2, 37, 5], [1, 1, 1], [1, 300, 70], [66000, 1, 1]] as const) {
       await close(`reduceSum ${outer}×${size}×${inner}`, (s) => t.diagnostic(s), [f32(randn(rng, outer * size * inner))], [out(outer * inner)],

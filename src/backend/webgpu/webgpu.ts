@@ -342,6 +342,21 @@ export class WebGpuBackend implements Backend {
     else this.launch(ew.binary(op, o.numel, bb.numel, false), [ab, bb, o]);
   }
 
+  swiglu(gate: DeviceBuffer, up: DeviceBuffer, out: DeviceBuffer): void {
+    const [g, u, o] = [this.f32(gate), this.f32(up), this.f32(out)];
+    this.sameNumel('swiglu', g, u, o);
+    const ins = [...(g === o ? [] : [g]), ...(u === o ? [] : [u])];
+    this.launch(ew.swiglu(o.numel, g === o, u === o), [...ins, o]);
+  }
+
+  swigluBackward(gate: DeviceBuffer, up: DeviceBuffer, dout: DeviceBuffer, dgate: DeviceBuffer | null, dup: DeviceBuffer | null): void {
+    const [g, u, dy] = [this.f32(gate), this.f32(up), this.f32(dout)];
+    const grads = [dgate, dup].filter((b): b is DeviceBuffer => b !== null).map((b) => this.f32(b));
+    this.sameNumel('swigluBackward', g, u, dy, ...grads);
+    if (grads.length === 0) return;
+    this.launch(ew.swigluBackward(g.numel, dgate !== null, dup !== null), [g, u, dy, ...grads]);
+  }
+
   affine(x: DeviceBuffer, alpha: number, beta: number, out: DeviceBuffer): void {
     const [xb, o] = [this.f32(x), this.f32(out)];
     if (xb === o) this.launch(ew.affine(o.numel, alpha, beta, true), [o]);
@@ -551,6 +566,11 @@ export class WebGpuBackend implements Backend {
     const b = this.own(buf);
     if (b.dtype !== 'f32') throw new InternalError(`webgpu: kernel needs f32, got ${b.dtype}`);
     return b;
+  }
+
+  private sameNumel(kernel: string, ...bufs: GpuBuffer[]): void {
+    const n = bufs[0]!.numel;
+    if (bufs.some((b) => b.numel !== n)) throw new InternalError(`webgpu.${kernel}: operands of ${bufs.map((b) => b.numel).join(', ')} elements differ`);
   }
 
   private u8(buf: DeviceBuffer): GpuBuffer {

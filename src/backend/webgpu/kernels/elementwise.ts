@@ -1,4 +1,4 @@
-/** Fill, cast, unary/binary elementwise, affine, strided copy and sums. */
+/** Fill, cast, unary/binary elementwise, SwiGLU, affine, strided copy and sums. */
 import type { BinaryOp, CopyArgs, UnaryOp } from '../../backend.js';
 import type { DType } from '../../../tensor/dtype.js';
 import { f32ToBf16Bits, f32ToF16Bits } from '../../../tensor/dtype.js';
@@ -192,6 +192,49 @@ export function binary(op: BinaryOp, n: number, nb: number, inPlace: boolean): L
 }`,
     })),
     args: [n, nb],
+    grid: grid1(n),
+  };
+}
+
+/** σ(v) as a WGSL expression (the sigmoid of `UNARY`). */
+const SIGMOID = (v: string): string => `1.0 / (1.0 + exp(-${v}))`;
+
+/** out = silu(gate) · up; `gateIsOut` / `upIsOut` when out is that input (in place). */
+export function swiglu(n: number, gateIsOut: boolean, upIsOut: boolean): Launch {
+  return {
+    spec: spec(`swiglu:${gateIsOut}:${upIsOut}`, () => ({
+      buffers: [...(gateIsOut ? [] : [F32_IN('g')]), ...(upIsOut ? [] : [F32_IN('u')]), F32_OUT('o')],
+      fields: [['n', 'u32']],
+      body: `${main1d()}
+  if (i >= a.n) { return; }
+  let v = ${gateIsOut ? 'o' : 'g'}[i];
+  o[i] = v * (${SIGMOID('v')}) * ${upIsOut ? 'o' : 'u'}[i];
+}`,
+    })),
+    args: [n],
+    grid: grid1(n),
+  };
+}
+
+/**
+ * dgate = dout · up · silu'(gate) and dup = dout · silu(gate); the flags say which
+ * gradients are written (each is a binding of its own, after gate, up and dout).
+ */
+export function swigluBackward(n: number, dgate: boolean, dup: boolean): Launch {
+  if (!dgate && !dup) throw new InternalError('webgpu.swigluBackward: no gradient to write');
+  return {
+    spec: spec(`swigluBackward:${dgate}:${dup}`, () => ({
+      buffers: [F32_IN('g'), F32_IN('u'), F32_IN('dy'), ...(dgate ? [F32_OUT('dg')] : []), ...(dup ? [F32_OUT('du')] : [])],
+      fields: [['n', 'u32']],
+      body: `${main1d()}
+  if (i >= a.n) { return; }
+  let v = g[i];
+  let s = ${SIGMOID('v')};${dgate ? `
+  dg[i] = dy[i] * u[i] * s * (1.0 + v * (1.0 - s));` : ''}${dup ? `
+  du[i] = dy[i] * v * s;` : ''}
+}`,
+    })),
+    args: [n],
     grid: grid1(n),
   };
 }
