@@ -3,6 +3,7 @@
  * The `longlora` command line: a thin layer over the library.
  */
 import { LongLoraError } from '../errors.js';
+import { deviceAlias } from './device-alias.js';
 import { demo } from './commands/demo.js';
 import { info } from './commands/info.js';
 import { train } from './commands/train.js';
@@ -35,7 +36,7 @@ const COMMANDS: Record<string, Command> = {
 function usage(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((k) => k.length));
   const lines = Object.entries(COMMANDS).map(([k, c]) => `  ${k.padEnd(width)}  ${c.summary}`);
-  return ['usage: longlora <command> [options]', '', 'commands:', ...lines, '', 'Run `longlora <command> --help` for the options of a command.'].join('\n');
+  return ['usage: longlora <command> [options]', '', 'commands:', ...lines, '', 'Run `longlora <command> --help` for the options of a command.', '`--device webgpu|wasm|cpu|auto` is another name for `--backend` in every command that has it.'].join('\n');
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -49,7 +50,7 @@ async function main(argv: string[]): Promise<number> {
     console.error(`longlora: unknown command '${name}'.\n\n${usage()}`);
     return 2;
   }
-  await cmd.run(rest);
+  await cmd.run(deviceAlias(rest));
   return 0;
 }
 
