@@ -136,6 +136,10 @@ export class Trainer {
         if (diff.length > 0) throw new LongLoraError(`cannot resume from ${resumeDir}: the config differs (${diff.join('; ')}). Use the checkpoint's config, or start a new run in another --output folder`);
         if (state.step >= c.steps) throw new LongLoraError(`${resumeDir} is at step ${state.step}, already ≥ --steps ${c.steps}; raise --steps to train further`);
       }
+      if (!opts.resume) {
+        const old = listCheckpoints(c.output);
+        if (old.length > 0) say(`note: ${c.output} holds checkpoints of an earlier run (latest ${path.basename(old.at(-1)!)}); starting over — pass --resume to continue it instead`);
+      }
       data = await openTrainingData(c, cfg.vocabSize, state?.data, out);
       for (const note of data.notes) say(note);
       if (c.pplData) {

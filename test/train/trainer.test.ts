@@ -67,6 +67,10 @@ describe('trainer', () => {
     assert.equal(side.rope_scaling.factor, 4, 'seqLen 32 over max_position_embeddings 8: linear factor 4');
     const line = JSON.parse(fs.readFileSync(path.join(c.output, 'metrics.jsonl'), 'utf8').split('\n')[0]!);
     for (const k of ['step', 'loss', 'lr', 'grad_norm', 'tokens', 'tokens_per_s', 'elapsed_s']) assert.ok(k in line, k);
+    // A second run into the same folder without --resume says that it starts over.
+    const out = sink();
+    await train({ ...c, steps: 2 }, { out });
+    assert.match(out.text(), /holds checkpoints of an earlier run \(latest checkpoint-000006\); starting over — pass --resume/);
   });
 
   it('plain LoRA writes no trainable extras; full fine-tuning writes a model with rope_scaling', async () => {
