@@ -2,7 +2,8 @@
  * Golden parity with PyTorch: the committed script scripts/golden/make_golden.py writes
  * tiny random Llama checkpoints and, for fixed ids, the logits, loss and every gradient
  * computed in float64. We load the checkpoints through the normal loader and match — on
- * the CPU reference backend in f32 and f64, and on the wasm backend in f32.
+ * the CPU reference backend in f32 and f64, and on the wasm and WebGPU backends in f32
+ * (a backend that cannot start here is skipped with the reason).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -16,7 +17,7 @@ import { assertClose } from '../helpers/compare.js';
 import { Golden, goldenDir } from '../helpers/fixtures.js';
 
 const TOL = { f32: 1e-4, f64: 1e-10 } as const;
-const TARGETS = [['cpu', 'f32'], ['cpu', 'f64'], ['wasm', 'f32']] as const;
+const TARGETS = [['cpu', 'f32'], ['cpu', 'f64'], ['wasm', 'f32'], ['webgpu', 'f32']] as const;
 
 for (const variant of ['tiny-llama', 'tiny-llama-tied']) {
   for (const [backendName, dtype] of TARGETS) {
