@@ -70,6 +70,36 @@ def check(cond, msg):
 # ----------------------------------------------------------------------- weights
 
 
+def table_main(description, generator, filename, note, build):
+    """The main of a script that writes one table of cases to <out>/<filename>: runs
+    build() -> (tensors, meta) with its self-checks, writes the file with the generator,
+    torch version, note and case list in its metadata, and reads it back bit-exact."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--out", default=os.path.join("test", "fixtures", "golden"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    try:
+        tensors, meta = build()
+    except CheckFailed as e:
+        print("SELF-CHECK FAILED: " + str(e), file=sys.stderr)
+        return 1
+    metadata = {
+        "generator": generator,
+        "torch": torch.__version__,
+        "note": note,
+        "cases": json.dumps(meta, sort_keys=True, separators=(",", ":")),
+    }
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, filename)
+    n = st_io.write(path, tensors, metadata)
+    back, back_meta = st_io.read(path)
+    if back_meta != metadata or list(back) != list(tensors) or not all(torch.equal(back[k], tensors[k]) for k in tensors):
+        print("SELF-CHECK FAILED: %s does not read back bit-exact" % path, file=sys.stderr)
+        return 1
+    print("wrote %s (%d bytes, %d cases)" % (path, n, len(meta)))
+    return 0
+
+
 def init_weights(cfg, seed):
     """Random float32 weights with non-degenerate activations (logit std ~1-3)."""
     g = torch.Generator().manual_seed(seed)

@@ -28,8 +28,6 @@ is no randomness, so the output is byte-identical across runs of the same torch 
 Exits non-zero if a self-check fails.
 """
 
-import argparse
-import json
 import math
 import os
 import sys
@@ -40,8 +38,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import st_io  # noqa: E402
-from make_golden import CheckFailed, check  # noqa: E402
+from make_golden import check, table_main  # noqa: E402
 
 GENERATOR = "scripts/golden/make_golden_rope.py"
 F64 = torch.float64
@@ -255,30 +252,7 @@ def build():
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=os.path.join("test", "fixtures", "golden"))
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    try:
-        tensors, meta = build()
-    except CheckFailed as e:
-        print("SELF-CHECK FAILED: " + str(e), file=sys.stderr)
-        return 1
-    metadata = {
-        "generator": GENERATOR,
-        "torch": torch.__version__,
-        "note": "computed in float64; cos/sin include the attention factor",
-        "cases": json.dumps(meta, sort_keys=True, separators=(",", ":")),
-    }
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "rope.safetensors")
-    n = st_io.write(path, tensors, metadata)
-    back, back_meta = st_io.read(path)
-    if back_meta != metadata or list(back) != list(tensors) or not all(torch.equal(back[k], tensors[k]) for k in tensors):
-        print("SELF-CHECK FAILED: %s does not read back bit-exact" % path, file=sys.stderr)
-        return 1
-    print("wrote %s (%d bytes, %d cases)" % (path, n, len(meta)))
-    return 0
+    return table_main(__doc__.split("\n")[0], GENERATOR, "rope.safetensors", "computed in float64; cos/sin include the attention factor", build)
 
 
 if __name__ == "__main__":
