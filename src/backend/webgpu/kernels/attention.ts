@@ -154,13 +154,12 @@ const IN = (name: string, type = 'f32') => ({ name, access: 'read' as const, typ
 const OUT = (name: string, type = 'f32') => ({ name, access: 'rw' as const, type });
 const vtype = (W: number): string => (W === 1 ? 'f32' : `vec${W}<f32>`);
 
-function forwardSpec(D: number, t: AttentionTiles): KernelSpec {
-  const W = width(D, t.W);
-  const V = vtype(W);
-  return spec(`attn:${D}:${t.BQ}:${t.BK}:${W}`, () => ({
-    buffers: [IN('qb', V), IN('kb', V), IN('vb', V), OUT('ob', V), OUT('lse')],
-    fields: FIELDS,
-    body: `${header(D, W, { BQ: t.BQ, BK: t.BK })}
+/**
+ * The start of the two kernels that run one query row per invocation (forward and dQ):
+ * shared K/V tiles, and the row's head, batch, kv head, index, key ranges and their hull.
+ */
+function queryRowPrelude(D: number, W: number, t: AttentionTiles): string {
+  return `${header(D, W, { BQ: t.BQ, BK: t.BK })}
 ${MASK_FNS}
 ${HULL}
 var<workgroup> Ks: array<V, ${(t.BK * D) / W}>;
@@ -174,15 +173,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
   let valid = i < a.Nq;
   var r = vec4u(0u);
   if (valid) { r = keyRanges(h, a.qOff + i); }
-  let hv = hull(r, li);
-  var q: array<V, DV>;
-  var acc = array<V, DV>();
-  var m = ${NEG_BIG};
-  var l = 0.0;
-  let qo = ((b * a.Nq + i) * a.H + h) * DV;
-  if (valid) { for (var d = 0u; d < DV; d = d + 1u) { q[d] = qb[qo + d] * a.scale; } }
-  for (var t0 = hv.x; t0 < hv.y; t0 = t0 + BK) {
-    for (var e = li; e < BK * DV; e = e + BQ) {
+  let hv = hull(r, li);`;
+}
+
+/** Inside a loop over key blocks from t0: the workgroup loads the block's K and V rows into Ks, Vs. */
+const LOAD_KV_TILE = `    for (var e = li; e < BK * DV; e = e + BQ) {
       let j = t0 + e / DV;
       if (j < hv.y) {
         let ko = ((b * a.S + j) * a.Hkv + kvh) * DV + e % DV;
@@ -190,7 +185,23 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
         Vs[e] = vb[ko];
       }
     }
-    workgroupBarrier();
+    workgroupBarrier();`;
+
+function forwardSpec(D: number, t: AttentionTiles): KernelSpec {
+  const W = width(D, t.W);
+  const V = vtype(W);
+  return spec(`attn:${D}:${t.BQ}:${t.BK}:${W}`, () => ({
+    buffers: [IN('qb', V), IN('kb', V), IN('vb', V), OUT('ob', V), OUT('lse')],
+    fields: FIELDS,
+    body: `${queryRowPrelude(D, W, t)}
+  var q: array<V, DV>;
+  var acc = array<V, DV>();
+  var m = ${NEG_BIG};
+  var l = 0.0;
+  let qo = ((b * a.Nq + i) * a.H + h) * DV;
+  if (valid) { for (var d = 0u; d < DV; d = d + 1u) { q[d] = qb[qo + d] * a.scale; } }
+  for (var t0 = hv.x; t0 < hv.y; t0 = t0 + BK) {
+${LOAD_KV_TILE}
     if (valid) {
       var sv: array<f32, BK>;
       var mt = m;
@@ -273,21 +284,7 @@ export function attentionDq(g: AttentionArgs, t: AttentionTiles): Launch {
     spec: spec(`attnDq:${D}:${t.BQ}:${t.BK}:${W}`, () => ({
       buffers: [IN('qb', V), IN('kb', V), IN('vb', V), IN('lse'), IN('delta'), IN('dob', V), OUT('dqb', V)],
       fields: FIELDS,
-      body: `${header(D, W, { BQ: t.BQ, BK: t.BK })}
-${MASK_FNS}
-${HULL}
-var<workgroup> Ks: array<V, ${(t.BK * D) / W}>;
-var<workgroup> Vs: array<V, ${(t.BK * D) / W}>;
-@compute @workgroup_size(${t.BQ})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
-  let h = wid.y;
-  let b = wid.z;
-  let kvh = h / (a.H / a.Hkv);
-  let i = wid.x * BQ + li;
-  let valid = i < a.Nq;
-  var r = vec4u(0u);
-  if (valid) { r = keyRanges(h, a.qOff + i); }
-  let hv = hull(r, li);
+      body: `${queryRowPrelude(D, W, t)}
   var q: array<V, DV>;
   var dO: array<V, DV>;
   var dq = array<V, DV>();
@@ -300,15 +297,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
     drow = delta[(b * a.H + h) * a.Nq + i];
   }
   for (var t0 = hv.x; t0 < hv.y; t0 = t0 + BK) {
-    for (var e = li; e < BK * DV; e = e + BQ) {
-      let j = t0 + e / DV;
-      if (j < hv.y) {
-        let ko = ((b * a.S + j) * a.Hkv + kvh) * DV + e % DV;
-        Ks[e] = kb[ko];
-        Vs[e] = vb[ko];
-      }
-    }
-    workgroupBarrier();
+${LOAD_KV_TILE}
     if (valid) {
       for (var jj = 0u; jj < BK; jj = jj + 1u) {
         let j = t0 + jj;
