@@ -36,6 +36,29 @@ export interface MemoryStats {
   peakBytes: number;
 }
 
+/** The live-buffer count and byte high-water mark every backend keeps for `memory()`. */
+export class MemoryCounter {
+  private live = 0;
+  private bytes = 0;
+  private peak = 0;
+
+  /** A buffer of `bytes` was allocated. */
+  add(bytes: number): void {
+    this.live++;
+    this.bytes += bytes;
+    this.peak = Math.max(this.peak, this.bytes);
+  }
+
+  /** A buffer of `bytes` was freed. */
+  remove(bytes: number): void {
+    this.live--;
+    this.bytes -= bytes;
+  }
+
+  stats(): MemoryStats { return { buffers: this.live, bytes: this.bytes, peakBytes: this.peak }; }
+  resetPeak(): void { this.peak = this.bytes; }
+}
+
 export type UnaryOp = 'neg' | 'exp' | 'log' | 'silu' | 'sigmoid' | 'square' | 'sqrt' | 'tanh' | 'relu';
 export type BinaryOp = 'add' | 'sub' | 'mul' | 'div';
 

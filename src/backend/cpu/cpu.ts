@@ -6,6 +6,7 @@
 import type {
   AdamWArgs, AttentionArgs, Backend, BinaryOp, CopyArgs, Dequantize4bitArgs, DeviceBuffer, MatmulArgs, MemoryStats, UnaryOp,
 } from '../backend.js';
+import { MemoryCounter } from '../backend.js';
 import type { DType, HostArray } from '../../tensor/dtype.js';
 import { allocHost, hostMatches, itemSize } from '../../tensor/dtype.js';
 import { InternalError } from '../../errors.js';
@@ -31,15 +32,11 @@ class CpuBuffer implements DeviceBuffer {
 export class CpuBackend implements Backend {
   readonly name = 'cpu';
   readonly supportsF64 = true;
-  private live = 0;
-  private bytes = 0;
-  private peak = 0;
+  private readonly mem = new MemoryCounter();
 
   alloc(dtype: DType, numel: number): DeviceBuffer {
     const buf = new CpuBuffer(dtype, allocHost(dtype, numel));
-    this.live++;
-    this.bytes += numel * itemSize(dtype);
-    this.peak = Math.max(this.peak, this.bytes);
+    this.mem.add(numel * itemSize(dtype));
     return buf;
   }
 
@@ -47,8 +44,7 @@ export class CpuBackend implements Backend {
     const b = this.own(buf);
     if (b.freed) throw new InternalError('cpu: buffer freed twice');
     b.freed = true;
-    this.live--;
-    this.bytes -= b.numel * itemSize(b.dtype);
+    this.mem.remove(b.numel * itemSize(b.dtype));
   }
 
   upload(buf: DeviceBuffer, data: HostArray): void {
@@ -64,8 +60,8 @@ export class CpuBackend implements Backend {
   }
 
   sync(): Promise<void> { return Promise.resolve(); }
-  memory(): MemoryStats { return { buffers: this.live, bytes: this.bytes, peakBytes: this.peak }; }
-  resetPeak(): void { this.peak = this.bytes; }
+  memory(): MemoryStats { return this.mem.stats(); }
+  resetPeak(): void { this.mem.resetPeak(); }
 
   fill(out: DeviceBuffer, value: number): void { this.own(out).data.fill(value); }
   copy(src: DeviceBuffer, dst: DeviceBuffer, args: CopyArgs): void {

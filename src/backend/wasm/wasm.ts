@@ -16,6 +16,7 @@
 import type {
   AdamWArgs, AttentionArgs, Backend, BinaryOp, CopyArgs, DeviceBuffer, Dequantize4bitArgs, MatmulArgs, MemoryStats, UnaryOp,
 } from '../backend.js';
+import { MemoryCounter } from '../backend.js';
 import type { DType, HostArray } from '../../tensor/dtype.js';
 import { hostMatches, itemSize } from '../../tensor/dtype.js';
 import { InternalError } from '../../errors.js';
@@ -83,9 +84,7 @@ const roundUp = (n: number, a: number): number => Math.ceil(n / a) * a;
 export class WasmBackend implements Backend {
   readonly name = 'wasm';
   readonly supportsF64 = false;
-  private live = 0;
-  private bytes = 0;
-  private peak = 0;
+  private readonly mem = new MemoryCounter();
   private u8!: Uint8Array;
   private u16!: Uint16Array;
   private i32!: Int32Array;
@@ -147,9 +146,7 @@ export class WasmBackend implements Backend {
     if (!Number.isInteger(numel) || numel < 0) throw new InternalError(`wasm.alloc: bad element count ${numel}`);
     const nbytes = numel * itemSize(dtype);
     const buf = new WasmBuffer(dtype, numel, this.alloc_.alloc(nbytes));
-    this.live++;
-    this.bytes += nbytes;
-    this.peak = Math.max(this.peak, this.bytes);
+    this.mem.add(nbytes);
     return buf;
   }
 
@@ -157,8 +154,7 @@ export class WasmBackend implements Backend {
     const b = this.own(buf);
     b.freed = true;
     this.alloc_.free(b.addr);
-    this.live--;
-    this.bytes -= b.numel * itemSize(b.dtype);
+    this.mem.remove(b.numel * itemSize(b.dtype));
   }
 
   upload(buf: DeviceBuffer, data: HostArray): void {
@@ -174,8 +170,8 @@ export class WasmBackend implements Backend {
   }
 
   sync(): Promise<void> { return Promise.resolve(); }
-  memory(): MemoryStats { return { buffers: this.live, bytes: this.bytes, peakBytes: this.peak }; }
-  resetPeak(): void { this.peak = this.bytes; }
+  memory(): MemoryStats { return this.mem.stats(); }
+  resetPeak(): void { this.mem.resetPeak(); }
 
   // ---- elementwise ------------------------------------------------------------------
 

@@ -21,6 +21,7 @@
 import type {
   AdamWArgs, AttentionArgs, Backend, BinaryOp, CopyArgs, Dequantize4bitArgs, DeviceBuffer, MatmulArgs, MemoryStats, UnaryOp,
 } from '../backend.js';
+import { MemoryCounter } from '../backend.js';
 import type { DType, HostArray } from '../../tensor/dtype.js';
 import { allocHost, hostMatches, itemSize } from '../../tensor/dtype.js';
 import { InternalError, LongLoraError } from '../../errors.js';
@@ -105,9 +106,7 @@ export class WebGpuBackend implements Backend {
   private readonly batchLimit: number;
   private readonly tilesOverride: Partial<AttentionTiles>;
   private readonly matmulTile: Tile | undefined;
-  private live = 0;
-  private bytes = 0;
-  private peak = 0;
+  private readonly mem = new MemoryCounter();
 
   private readonly pipelines = new Map<string, Prepared>();
   private encoder: GPUCommandEncoder | null = null;
@@ -182,9 +181,7 @@ export class WebGpuBackend implements Backend {
     if (gpu) this.pooledBytes -= cls;
     else gpu = this.device.createBuffer({ size: cls, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST });
     const buf = new GpuBuffer(dtype, numel, gpu, cls);
-    this.live++;
-    this.bytes += numel * itemSize(dtype);
-    this.peak = Math.max(this.peak, this.bytes);
+    this.mem.add(numel * itemSize(dtype));
     if (this.poison) this.launch(ew.fill('f32', cls / 4, NaN), [buf]);
     return buf;
   }
@@ -192,8 +189,7 @@ export class WebGpuBackend implements Backend {
   free(buf: DeviceBuffer): void {
     const b = this.own(buf);
     b.freed = true;
-    this.live--;
-    this.bytes -= b.numel * itemSize(b.dtype);
+    this.mem.remove(b.numel * itemSize(b.dtype));
     if (this.pooledBytes + b.size <= this.poolLimit) {
       let list = this.pool.get(b.size);
       if (!list) { list = []; this.pool.set(b.size, list); }
@@ -290,8 +286,8 @@ export class WebGpuBackend implements Backend {
     return Promise.race([p, limit]).finally(() => clearTimeout(timer));
   }
 
-  memory(): MemoryStats { return { buffers: this.live, bytes: this.bytes, peakBytes: this.peak }; }
-  resetPeak(): void { this.peak = this.bytes; }
+  memory(): MemoryStats { return this.mem.stats(); }
+  resetPeak(): void { this.mem.resetPeak(); }
 
   /** Releases every GPU resource; the backend cannot be used afterwards. */
   destroy(): void {
