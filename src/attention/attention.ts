@@ -49,9 +49,9 @@ export function attentionArgs(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOp
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
   const args = attentionArgs(q, k, v, opts);
   const be = backendOf('attention', q, k, v);
-  computeDType('attention', q, k, v);
+  const dt = computeDType('attention', q, k, v);
   const out = Tensor.empty(q.shape, q.dtype, be);
-  const lse = Tensor.empty([args.B, args.H, args.Nq], q.dtype, be);
+  const lse = Tensor.empty([args.B, args.H, args.Nq], dt, be); // f32 even for 16-bit q, k, v
   be.attention(q.buffer, k.buffer, v.buffer, out.buffer, lse.buffer, args);
   record('attention', out, [q, k, v], [q, k, v, out, lse], (g, [sq, sk, sv, so, sl], needs) => {
     const dq = Tensor.empty(q.shape, q.dtype, be);

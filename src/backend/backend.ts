@@ -15,8 +15,10 @@
  *
  * Buffers hold a whole number of elements of one dtype; offsets and sizes in kernel
  * arguments are in elements. Unless a kernel says otherwise, inputs and outputs must not
- * overlap, and all float operands share one compute dtype (f32, or f64 where
- * `supportsF64`); f16/bf16 buffers are storage only and reach kernels through `cast`.
+ * overlap. Kernels compute in f32, or in f64 where `supportsF64` (then every float operand
+ * is f64). Float operands may also be stored as f16 or bf16, mixed freely with f32: they are
+ * read as f32 and each result is rounded to its output's dtype (mixed precision;
+ * `storage16.ts` gives any f32 kernel this behaviour by widening).
  */
 import type { DType, HostArray } from '../tensor/dtype.js';
 

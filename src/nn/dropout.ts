@@ -13,5 +13,5 @@ export function dropout(x: Tensor, p: number, rng: Rng): Tensor {
   const keep = 1 / (1 - p);
   const mask = x.dtype === 'f64' ? new Float64Array(x.size) : new Float32Array(x.size);
   for (let i = 0; i < mask.length; i++) mask[i] = rng.uniform() < p ? 0 : keep;
-  return mul(x, fromHost(mask, x.shape, x.dtype, x.backend));
+  return mul(x, fromHost(mask, x.shape, x.dtype === 'f64' ? 'f64' : 'f32', x.backend));
 }

@@ -11,9 +11,12 @@ import { Tensor } from '../tensor/tensor.js';
 import { Module } from './module.js';
 import { PackedWeight } from './packed-weight.js';
 
-/** The weight in the input's compute dtype (frozen 16-bit weights are cast per use). */
+/**
+ * The weight as an operand for input `x`: itself, since kernels read f32, f16 and bf16
+ * alike (mixed precision) — except around f64 (gradient checks), where it is cast.
+ */
 export function computeWeight(w: Tensor, x: Tensor): Tensor {
-  return w.dtype === x.dtype ? w : cast(w, x.dtype);
+  return (w.dtype === 'f64') === (x.dtype === 'f64') ? w : cast(w, x.dtype);
 }
 
 export class Linear extends Module {

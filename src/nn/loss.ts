@@ -16,10 +16,10 @@ export function crossEntropyPerToken(logits: Tensor, targets: Tensor, ignoreInde
   if (targets.dtype !== 'i32' || targets.size !== T) {
     throw new LongLoraError(`crossEntropy: targets must be ${T} i32 values, got ${targets.dtype} ${fmt(targets.shape)}`);
   }
-  computeDType('crossEntropy', logits);
+  const dt = computeDType('crossEntropy', logits);
   const be = logits.backend;
-  const losses = Tensor.empty([T], logits.dtype, be);
-  const lse = Tensor.empty([T], logits.dtype, be);
+  const losses = Tensor.empty([T], dt, be);
+  const lse = Tensor.empty([T], dt, be);
   be.crossEntropy(logits.buffer, targets.buffer, losses.buffer, lse.buffer, T, V, ignoreIndex);
   record('crossEntropy', losses, [logits], [logits, targets, lse], (g, [sl, st, slse]) => {
     const d = Tensor.empty(logits.shape, logits.dtype, be);

@@ -15,7 +15,7 @@ import { LongLoraError } from '../errors.js';
 import type { Backend } from '../backend/backend.js';
 import { noGrad, record } from '../tensor/autograd.js';
 import { linear, matmul } from '../tensor/ops/matmul.js';
-import { fmt } from '../tensor/ops/util.js';
+import { computeDType, fmt } from '../tensor/ops/util.js';
 import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 
@@ -50,10 +50,11 @@ export abstract class PackedWeight {
     if (x.shape[x.rank - 1] !== inF) {
       throw new LongLoraError(`linear: input ${fmt(x.shape)} does not fit the ${this.format} weight [${out}, ${inF}] (expected [..., ${inF}])`);
     }
-    if (x.dtype !== 'f32' && x.dtype !== 'f64') throw new LongLoraError(`linear: input must be f32 or f64, got ${x.dtype}`);
-    const y = tidy(() => noGrad(() => linear(x, this.dequantize(x.dtype as 'f32' | 'f64'))));
+    // Expanded in f32 (f64 for gradient checks); 16-bit inputs (mixed precision) read it as is.
+    const dt = computeDType('linear', x);
+    const y = tidy(() => noGrad(() => linear(x, this.dequantize(dt))));
     record(`linear_${this.format}`, y, [x], this.parts(), (g, saved) => [
-      matmul(g, this.expand(saved, g.dtype as 'f32' | 'f64')), // (..., out) · (out, in) → (..., in)
+      matmul(g, this.expand(saved, dt)), // (..., out) · (out, in) → (..., in)
     ]);
     return y;
   }

@@ -4,7 +4,7 @@ import { record } from '../tensor/autograd.js';
 import { zeros } from '../tensor/ops/create.js';
 import { backendOf, computeDType, fmt } from '../tensor/ops/util.js';
 import { Tensor } from '../tensor/tensor.js';
-import { cast } from '../tensor/ops/elementwise.js';
+import { computeWeight } from './linear.js';
 import { Module } from './module.js';
 
 /** x [..., C], w [C]. */
@@ -12,10 +12,10 @@ export function rmsnorm(x: Tensor, w: Tensor, eps: number): Tensor {
   const C = x.shape[x.rank - 1]!;
   if (w.rank !== 1 || w.shape[0] !== C) throw new LongLoraError(`rmsnorm: weight ${fmt(w.shape)} does not fit input ${fmt(x.shape)}`);
   const be = backendOf('rmsnorm', x, w);
-  computeDType('rmsnorm', x, w);
+  const dt = computeDType('rmsnorm', x, w);
   const rows = x.size / C;
   const out = Tensor.empty(x.shape, x.dtype, be);
-  const rstd = Tensor.empty([rows], x.dtype, be);
+  const rstd = Tensor.empty([rows], dt, be);
   be.rmsnorm(x.buffer, w.buffer, out.buffer, rstd.buffer, rows, C, eps);
   record('rmsnorm', out, [x, w], [x, w, rstd], (g, [sx, sw, sr], needs) => {
     const dx = Tensor.empty(x.shape, x.dtype, be);
@@ -34,6 +34,6 @@ export class RMSNorm extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    return rmsnorm(x, this.weight.dtype === x.dtype ? this.weight : cast(this.weight, x.dtype), this.eps);
+    return rmsnorm(x, computeWeight(this.weight, x), this.eps);
   }
 }

@@ -13,13 +13,13 @@ import { Tensor } from '../tensor/tensor.js';
 export function swiglu(gate: Tensor, up: Tensor): Tensor {
   if (!sameShape(gate.shape, up.shape)) throw new LongLoraError(`swiglu: gate ${fmt(gate.shape)} and up ${fmt(up.shape)} differ`);
   const be = backendOf('swiglu', gate, up);
-  const dt = computeDType('swiglu', gate, up);
+  computeDType('swiglu', gate, up);
   if (!be.swiglu || !be.swigluBackward) return mul(silu(gate), up);
-  const out = Tensor.empty(gate.shape, dt, be);
+  const out = Tensor.empty(gate.shape, gate.dtype, be);
   be.swiglu(gate.buffer, up.buffer, out.buffer);
   record('swiglu', out, [gate, up], [gate, up], (g, [sg, su], needs) => {
-    const dgate = needs[0] ? Tensor.empty(gate.shape, dt, be) : null;
-    const dup = needs[1] ? Tensor.empty(up.shape, dt, be) : null;
+    const dgate = needs[0] ? Tensor.empty(gate.shape, gate.dtype, be) : null;
+    const dup = needs[1] ? Tensor.empty(up.shape, up.dtype, be) : null;
     be.swigluBackward!(sg!.buffer, su!.buffer, g.buffer, dgate?.buffer ?? null, dup?.buffer ?? null);
     return [dgate, dup];
   });

@@ -14,6 +14,7 @@
 import { InternalError, LongLoraError } from '../errors.js';
 import { tidy } from './scope.js';
 import { Tensor } from './tensor.js';
+import type { DType } from './dtype.js';
 
 export type BackwardRule = (g: Tensor, saved: readonly Tensor[], needs: readonly boolean[]) => Array<Tensor | null>;
 
@@ -112,6 +113,8 @@ export interface BackwardHelpers {
   /** dst + src as a new tensor. */
   add: (a: Tensor, b: Tensor) => Tensor;
   onesLike: (t: Tensor) => Tensor;
+  /** A copy in another dtype. */
+  cast: (t: Tensor, dtype: DType) => Tensor;
 }
 
 let helpers: BackwardHelpers | null = null;
@@ -177,7 +180,12 @@ function backwardNodes(nodes: Node[], root: Tensor, seed?: Tensor): void {
 
 function runNode(node: Node, g: Tensor, grads: Map<number, Tensor>, h: BackwardHelpers): void {
   if (!sameShape(g.shape, node.outShape)) throw new InternalError(`${node.name}: gradient shape [${g.shape}] != output [${node.outShape}]`);
-  const gins = tidy(() => node.backward(g, node.saved, node.needs));
+  // Each gradient takes its input's dtype (mixed precision: an f32 weight used with 16-bit
+  // activations gets an f32 gradient), when a rule has not produced it so already.
+  const gins = tidy(() => node.backward(g, node.saved, node.needs).map((gi, k) => {
+    const dt = node.inputs[k]!.dtype;
+    return gi && node.needs[k] && gi.dtype !== dt ? h.cast(gi, dt) : gi;
+  }));
   // Take untracked views of what we keep, then free the rule's own handles right away.
   const views: Array<Tensor | null> = gins.map((gi, k) => {
     const inp = node.inputs[k]!;

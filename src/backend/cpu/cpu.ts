@@ -7,8 +7,9 @@ import type {
   AdamWArgs, AttentionArgs, Backend, BinaryOp, CopyArgs, Dequantize4bitArgs, DeviceBuffer, MatmulArgs, MemoryStats, UnaryOp,
 } from '../backend.js';
 import { MemoryCounter } from '../backend.js';
+import { widenStorage16 } from '../storage16.js';
 import type { DType, HostArray } from '../../tensor/dtype.js';
-import { allocHost, hostMatches, itemSize } from '../../tensor/dtype.js';
+import { allocHost, f32ToBf16Bits, f32ToF16Bits, hostMatches, itemSize } from '../../tensor/dtype.js';
 import { InternalError } from '../../errors.js';
 import * as ew from './elementwise.js';
 import { matmul } from './matmul.js';
@@ -33,6 +34,10 @@ export class CpuBackend implements Backend {
   readonly name = 'cpu';
   readonly supportsF64 = true;
   private readonly mem = new MemoryCounter();
+
+  constructor() {
+    widenStorage16(this); // 16-bit operands: every kernel widens them to f32 (storage16.ts)
+  }
 
   alloc(dtype: DType, numel: number): DeviceBuffer {
     const buf = new CpuBuffer(dtype, allocHost(dtype, numel));
@@ -63,7 +68,10 @@ export class CpuBackend implements Backend {
   memory(): MemoryStats { return this.mem.stats(); }
   resetPeak(): void { this.mem.resetPeak(); }
 
-  fill(out: DeviceBuffer, value: number): void { this.own(out).data.fill(value); }
+  fill(out: DeviceBuffer, value: number): void {
+    const b = this.own(out);
+    b.data.fill(b.dtype === 'f16' ? f32ToF16Bits(value) : b.dtype === 'bf16' ? f32ToBf16Bits(value) : value);
+  }
   copy(src: DeviceBuffer, dst: DeviceBuffer, args: CopyArgs): void {
     ew.copyStrided(this.own(src).data, this.own(dst).data, args);
   }

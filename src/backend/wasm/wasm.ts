@@ -17,8 +17,9 @@ import type {
   AdamWArgs, AttentionArgs, Backend, BinaryOp, CopyArgs, DeviceBuffer, Dequantize4bitArgs, MatmulArgs, MemoryStats, UnaryOp,
 } from '../backend.js';
 import { MemoryCounter } from '../backend.js';
+import { widenStorage16 } from '../storage16.js';
 import type { DType, HostArray } from '../../tensor/dtype.js';
-import { hostMatches, itemSize } from '../../tensor/dtype.js';
+import { f32ToBf16Bits, f32ToF16Bits, hostMatches, itemSize } from '../../tensor/dtype.js';
 import { InternalError } from '../../errors.js';
 import { copyStrided } from '../cpu/elementwise.js';
 import { dequantize4bit } from '../cpu/quant.js';
@@ -106,6 +107,7 @@ export class WasmBackend implements Backend {
     this.refresh();
     this.alloc_ = new WasmAllocator(wasmMemory, Math.max(heapBase, 65536), () => this.refresh());
     this.argsAddr = this.alloc_.alloc(ARG_SLOTS * 8);
+    widenStorage16(this); // 16-bit operands: kernels widen them to f32 (storage16.ts)
   }
 
   /** Compiles the kernels, creates the memory and starts the worker pool. */
@@ -183,7 +185,8 @@ export class WasmBackend implements Backend {
     switch (b.dtype) {
       case 'f32': bits = new Int32Array(Float32Array.of(value).buffer)[0]!; break;
       case 'i32': bits = Int32Array.of(value)[0]!; break;
-      case 'f16': case 'bf16': bits = Uint16Array.of(value)[0]!; break;
+      case 'f16': bits = f32ToF16Bits(value); break;
+      case 'bf16': bits = f32ToBf16Bits(value); break;
       case 'u8': bits = Uint8Array.of(value)[0]!; break;
       case 'f64': this.f64.fill(value, b.addr / 8, b.addr / 8 + n); return;
     }

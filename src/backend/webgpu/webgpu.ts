@@ -22,6 +22,7 @@ import type {
   AdamWArgs, AttentionArgs, Backend, BinaryOp, CopyArgs, Dequantize4bitArgs, DeviceBuffer, MatmulArgs, MemoryStats, UnaryOp,
 } from '../backend.js';
 import { MemoryCounter } from '../backend.js';
+import { widenStorage16 } from '../storage16.js';
 import type { DType, HostArray } from '../../tensor/dtype.js';
 import { allocHost, hostMatches, itemSize } from '../../tensor/dtype.js';
 import { InternalError, LongLoraError } from '../../errors.js';
@@ -156,6 +157,8 @@ export class WebGpuBackend implements Backend {
     void this.device.lost.then((info) => {
       this.lost = `webgpu: the device was lost (${info.reason}: ${info.message})`;
     });
+    // 16-bit operands: matmul reads them directly; other kernels widen them to f32 (storage16.ts).
+    widenStorage16(this, { nativeReads: ['matmul'] });
   }
 
   /** Adapter, features and limits in one line (for logs). */

@@ -96,7 +96,11 @@ export const addScalar = (x: Tensor, beta: number): Tensor => affine(x, 1, beta)
 
 /** A copy in another dtype (f16/bf16 round to nearest even). Gradients cast back. */
 export function cast(x: Tensor, dtype: DType): Tensor {
-  if (x.dtype === dtype) return x.view(x.shape);
+  if (x.dtype === dtype) {
+    const same = x.view(x.shape);
+    record('cast', same, [x], [], (g) => [g.view(x.shape)]);
+    return same;
+  }
   const out = Tensor.empty(x.shape, dtype, x.backend);
   x.backend.cast(x.buffer, out.buffer);
   if (isFloat(dtype)) record('cast', out, [x], [], (g) => [cast(g, x.dtype)]);

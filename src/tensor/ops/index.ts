@@ -1,6 +1,6 @@
 /** The differentiable primitive ops, and the wiring autograd needs. */
 import { setBackwardHelpers } from '../autograd.js';
-import { add, addInto, copy } from './elementwise.js';
+import { add, addInto, cast, copy } from './elementwise.js';
 import { onesLike } from './create.js';
 
 export * from './create.js';
@@ -9,4 +9,4 @@ export * from './elementwise.js';
 export * from './reduce.js';
 export * from './matmul.js';
 
-setBackwardHelpers({ add, addInto, copy, onesLike });
+setBackwardHelpers({ add, addInto, cast, copy, onesLike });

@@ -2,6 +2,7 @@
 import { LongLoraError } from '../../errors.js';
 import { record } from '../autograd.js';
 import { Tensor } from '../tensor.js';
+import type { DType } from '../dtype.js';
 import { reshape } from './shape.js';
 import { backendOf, computeDType, fmt } from './util.js';
 
@@ -31,7 +32,8 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   return matmulBatched(a, b, transA, transB);
 }
 
-function matmulBatched(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
+/** The output is stored in `outDtype` (default a's): a gradient takes its input's dtype. */
+function matmulBatched(a: Tensor, b: Tensor, transA: boolean, transB: boolean, outDtype: DType = a.dtype): Tensor {
   const be = backendOf('matmul', a, b);
   computeDType('matmul', a, b);
   const r = a.rank;
@@ -46,14 +48,14 @@ function matmulBatched(a: Tensor, b: Tensor, transA: boolean, transB: boolean): 
   }
   const lead = a.shape.slice(0, -2);
   const batch = lead.reduce((p, s) => p * s, 1);
-  const out = Tensor.empty([...lead, m, n], a.dtype, be);
+  const out = Tensor.empty([...lead, m, n], outDtype, be);
   be.matmul(a.buffer, b.buffer, out.buffer, {
     batch, m, n, k, transA, transB, alpha: 1, beta: 0, strideA: m * k, strideB: k * n,
   });
   record('matmul', out, [a, b], [a, b], (g, [sa, sb], needs) => {
     // C = opA(A)·opB(B): d opA(A) = G·opB(B)ᵀ, d opB(B) = opA(A)ᵀ·G.
-    const da = !needs[0] ? null : transA ? matmulBatched(sb!, g, transB, true) : matmulBatched(g, sb!, false, !transB);
-    const db = !needs[1] ? null : transB ? matmulBatched(g, sa!, true, transA) : matmulBatched(sa!, g, !transA, false);
+    const da = !needs[0] ? null : transA ? matmulBatched(sb!, g, transB, true, a.dtype) : matmulBatched(g, sb!, false, !transB, a.dtype);
+    const db = !needs[1] ? null : transB ? matmulBatched(g, sa!, true, transA, b.dtype) : matmulBatched(sa!, g, !transA, false, b.dtype);
     return [da, db];
   });
   return out;

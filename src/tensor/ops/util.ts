@@ -2,6 +2,7 @@
 import type { Backend } from '../../backend/backend.js';
 import { LongLoraError } from '../../errors.js';
 import type { Tensor } from '../tensor.js';
+import { isFloat } from '../dtype.js';
 
 export function fmt(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;
@@ -20,16 +21,28 @@ export function backendOf(op: string, ...ts: Tensor[]): Backend {
   return be;
 }
 
-/** The shared compute dtype (f32 or f64) of float operands. */
+/**
+ * The compute dtype of float operands: f32 for any mix of f32, f16 and bf16 (16-bit
+ * operands are storage, read as f32; see backend.ts), f64 only when every operand is f64.
+ */
 export function computeDType(op: string, ...ts: Tensor[]): 'f32' | 'f64' {
-  const dt = ts[0]!.dtype;
+  let f64 = 0;
   for (const t of ts) {
-    if (t.dtype !== 'f32' && t.dtype !== 'f64') {
-      throw new LongLoraError(`${op}: ${t} has dtype ${t.dtype}; compute needs f32 or f64 (cast 16-bit weights first)`);
-    }
-    if (t.dtype !== dt) throw new LongLoraError(`${op}: mixed dtypes ${dt} and ${t.dtype}`);
+    if (!isFloat(t.dtype)) throw new LongLoraError(`${op}: ${t} has dtype ${t.dtype}; it needs a float tensor (f32, f16, bf16 or f64)`);
+    if (t.dtype === 'f64') f64++;
   }
-  return dt as 'f32' | 'f64';
+  if (f64 > 0 && f64 < ts.length) {
+    throw new LongLoraError(`${op}: mixed dtypes ${ts.map((t) => t.dtype).join(', ')}; f64 (gradient checks) cannot be mixed with other float dtypes`);
+  }
+  return f64 > 0 ? 'f64' : 'f32';
+}
+
+/** Like `computeDType`, for ops whose operands must be f32 or f64 themselves (not 16-bit). */
+export function strictComputeDType(op: string, ...ts: Tensor[]): 'f32' | 'f64' {
+  for (const t of ts) {
+    if (t.dtype !== 'f32' && t.dtype !== 'f64') throw new LongLoraError(`${op}: ${t} has dtype ${t.dtype}; it needs f32 or f64 (cast it first)`);
+  }
+  return computeDType(op, ...ts);
 }
 
 /** Row-major strides of a shape. */

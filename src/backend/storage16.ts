@@ -1,0 +1,75 @@
+/**
+ * 16-bit storage for compute kernels (mixed precision).
+ *
+ * Float operands of a kernel may be stored as f16 or bf16 as well as f32: the kernel
+ * reads them as f32, computes in f32 and rounds each result to its output's dtype
+ * (nearest even). A backend that has no native 16-bit path for a kernel gets one from
+ * `widenStorage16`: the 16-bit operands are cast into f32 scratch buffers, the f32 kernel
+ * runs, and the outputs are cast back. That is exactly the semantics above, so a native
+ * kernel and a widened one agree to one 16-bit rounding step.
+ *
+ * f64 is never mixed with other float dtypes (it exists for gradient checks).
+ */
+import type { Backend, CopyArgs, DeviceBuffer } from './backend.js';
+
+/** Kernels that take float operands, with the argument positions they write (or update in place). */
+export const KERNEL_WRITES = {
+  unary: [2], unaryBackward: [3], binary: [3], affine: [3], reduceSum: [1], matmul: [2],
+  softmax: [1], softmaxBackward: [2], rmsnorm: [2, 3], rmsnormBackward: [4, 5], rope: [3],
+  gather: [2], scatterAdd: [2], attention: [3, 4], attentionBackward: [6, 7, 8],
+  crossEntropy: [2, 3], crossEntropyBackward: [4], adamw: [0, 2, 3], swiglu: [2], swigluBackward: [3, 4],
+  copy: [1],
+} as const satisfies Partial<Record<keyof Backend, readonly number[]>>;
+
+export type Storage16Kernel = keyof typeof KERNEL_WRITES;
+
+function is16(x: unknown): x is DeviceBuffer {
+  return typeof x === 'object' && x !== null && 'dtype' in x && 'numel' in x &&
+    ((x as DeviceBuffer).dtype === 'f16' || (x as DeviceBuffer).dtype === 'bf16');
+}
+
+export interface Widen16Options {
+  /** Kernels the backend runs natively on 16-bit operands (left alone). */
+  native?: readonly Storage16Kernel[];
+  /** Kernels that read 16-bit inputs natively but write only f32: just their outputs are widened. */
+  nativeReads?: readonly Storage16Kernel[];
+}
+
+/**
+ * Gives every float kernel of `be` (but those it handles natively) 16-bit storage by
+ * widening: replaces the methods on the instance with wrappers that pass f32 calls straight
+ * through. A strided copy needs it only when it accumulates (a plain copy moves bits).
+ */
+export function widenStorage16(be: Backend, opts: Widen16Options = {}): void {
+  const native = new Set<string>(opts.native ?? []);
+  const nativeReads = new Set<string>(opts.nativeReads ?? []);
+  const target = be as unknown as Record<string, (...args: unknown[]) => void>;
+  for (const [name, writes] of Object.entries(KERNEL_WRITES) as Array<[Storage16Kernel, readonly number[]]>) {
+    if (native.has(name) || typeof target[name] !== 'function') continue;
+    const inner = target[name].bind(be);
+    const readsNative = nativeReads.has(name);
+    target[name] = (...args: unknown[]): void => {
+      if (!args.some(is16) || (name === 'copy' && !(args[2] as CopyArgs).accumulate)) { inner(...args); return; }
+      const scratch = new Map<DeviceBuffer, DeviceBuffer>();
+      const widened = args.map((a, i) => {
+        if (!is16(a) || (readsNative && !writes.includes(i))) return a;
+        let w = scratch.get(a);
+        if (!w) {
+          w = be.alloc('f32', a.numel);
+          be.cast(a, w); // outputs too: some kernels accumulate into them or update in place
+          scratch.set(a, w);
+        }
+        return w;
+      });
+      try {
+        inner(...widened);
+        for (const i of writes) {
+          const a = args[i];
+          if (is16(a)) be.cast(scratch.get(a)!, a);
+        }
+      } finally {
+        for (const w of scratch.values()) be.free(w);
+      }
+    };
+  }
+}

@@ -1,0 +1,192 @@
+/**
+ * 16-bit operands at the kernel level (backend.ts, storage16.ts): kernels read f16/bf16
+ * as f32, compute in f32 and round each result to its output's dtype, nearest even.
+ *
+ * First the semantics on the CPU reference, with values whose rounding is known by hand;
+ * then every backend against the CPU with the same 16-bit operands. Two backends whose
+ * f32 results differ by f32 noise can round to neighbouring 16-bit values, so they agree
+ * to one unit in the last place of the output dtype (relative to the largest magnitude:
+ * 2^-7 for bf16, 2^-10 for f16) plus that noise.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { AttentionArgs, Backend, DeviceBuffer } from '../../src/backend/backend.js';
+import { cpuBackend } from '../../src/backend/registry.js';
+import type { DType, HostArray } from '../../src/tensor/dtype.js';
+import { bf16BitsToF32, f32ToBf16Bits, f32ToF16Bits, fromFloatArray, toFloatArray } from '../../src/tensor/dtype.js';
+import { Rng } from '../../src/tensor/random.js';
+import { testBackends } from '../helpers/backends.js';
+import { assertClose } from '../helpers/compare.js';
+
+const ULP: Record<string, number> = { bf16: 2 ** -7, f16: 2 ** -10, f32: 0 };
+/** f32 differences between kernels (the f32 kernel tests' tolerance). */
+const F32_NOISE = 1e-5;
+
+interface Arg { dtype: DType; values?: ArrayLike<number>; numel?: number }
+
+function upload(be: Backend, a: Arg): DeviceBuffer {
+  const n = a.values ? a.values.length : a.numel!;
+  const b = be.alloc(a.dtype, n);
+  if (a.values) be.upload(b, fromFloatArray(a.values, a.dtype));
+  else be.fill(b, 0);
+  return b;
+}
+
+/** Runs `call` on `be` with buffers made from `args`; returns every buffer's values as f32. */
+async function run(be: Backend, args: Arg[], call: (be: Backend, b: DeviceBuffer[]) => void): Promise<Float32Array[]> {
+  const bufs = args.map((a) => upload(be, a));
+  call(be, bufs);
+  const out: Float32Array[] = [];
+  for (const [i, b] of bufs.entries()) out.push(toFloatArray(await be.download(b) as HostArray, args[i]!.dtype, 'f32') as Float32Array);
+  for (const b of bufs) be.free(b);
+  return out;
+}
+
+function randn(rng: Rng, n: number, scale = 1): number[] {
+  return Array.from({ length: n }, () => rng.normal() * scale);
+}
+
+describe('16-bit operands: semantics on the CPU reference', () => {
+  const cpu = cpuBackend();
+
+  it('fill stores the value rounded to f16/bf16 (not its raw bits)', async () => {
+    for (const [dtype, bits] of [['bf16', f32ToBf16Bits], ['f16', f32ToF16Bits]] as const) {
+      const b = cpu.alloc(dtype, 3);
+      cpu.fill(b, 1 / 3);
+      assert.deepEqual(Array.from(await cpu.download(b) as Uint16Array), [bits(1 / 3), bits(1 / 3), bits(1 / 3)], dtype);
+      cpu.free(b);
+    }
+  });
+
+  it('a bf16 sum is rounded once, to nearest even', async () => {
+    // bf16 has 7 fraction bits: next to 1 the spacing is 2^-7. 1 + 2^-8 and 1 + 3·2^-8 are
+    // both halfway; ties go to the even neighbour: 1 and 1 + 2^-6.
+    const [, , out] = await run(cpu, [
+      { dtype: 'bf16', values: [1, 1, 1] }, { dtype: 'f32', values: [2 ** -8, 3 * 2 ** -8, 2 ** -7] }, { dtype: 'bf16', numel: 3 },
+    ], (be, [a, b, o]) => be.binary('add', a!, b!, o!));
+    assert.deepEqual(Array.from(out!), [1, 1 + 2 ** -6, 1 + 2 ** -7]);
+  });
+
+  it('an accumulating copy adds values, and a mixed matmul reads each operand in its own dtype', async () => {
+    const [, dst] = await run(cpu, [{ dtype: 'bf16', values: [1, 2, -3] }, { dtype: 'bf16', values: [0.5, 0.25, 0.125] }], (be, [s, d]) => be.copy(s!, d!, {
+      shape: [3], srcOffset: 0, srcStrides: [1], dstOffset: 0, dstStrides: [1], accumulate: true,
+    }));
+    assert.deepEqual(Array.from(dst!), [1.5, 2.25, -2.875]);
+    const third = bf16BitsToF32(f32ToBf16Bits(1 / 3));
+    const [, , out] = await run(cpu, [{ dtype: 'bf16', values: [1 / 3, 1] }, { dtype: 'f32', values: [3, 1 / 3] }, { dtype: 'f32', numel: 1 }],
+      (be, [a, b, o]) => be.matmul(a!, b!, o!, { batch: 1, m: 1, n: 1, k: 2, transA: false, transB: false, alpha: 1, beta: 0, strideA: 0, strideB: 0 }));
+    assert.equal(out![0], Math.fround(Math.fround(third * 3) + Math.fround(1 / 3)), 'bf16(1/3)·3 + 1·(1/3) in f32');
+  });
+});
+
+describe('16-bit operands: every backend against the CPU reference', async () => {
+  for (const tb of await testBackends()) {
+    if (tb.name === 'cpu') continue;
+    const skip = tb.backend ? false : `backend ${tb.name} unavailable: ${tb.skip}`;
+    const be = tb.backend!;
+    /** Runs on the CPU and on `be`; compares the outputs at `outs` within one ulp of their dtype. */
+    const compare = async (label: string, log: (s: string) => void, args: Arg[], outs: number[], call: (be: Backend, b: DeviceBuffer[]) => void, extra = 0): Promise<void> => {
+      const ref = await run(cpuBackend(), args, call);
+      const got = await run(be, args, call);
+      for (const i of outs) assertClose(got[i]!, ref[i]!, ULP[args[i]!.dtype]! + F32_NOISE + extra, `${label} ${i} (${args[i]!.dtype})`, log);
+    };
+
+    it(`${tb.name}: matmul with 16-bit operands and outputs, every transpose, accumulating`, { skip }, async (t) => {
+      const rng = new Rng(1);
+      const [m, n, k] = [19, 23, 37];
+      const combos: Array<[DType, DType, DType]> = [['bf16', 'bf16', 'bf16'], ['f16', 'f32', 'f16'], ['f32', 'bf16', 'f32'], ['f16', 'f16', 'f32'], ['bf16', 'f32', 'bf16']];
+      const alpha = 0.5;
+      // With shader-f16, WebGPU multiplies two f16 operands in f16 and sums each slice of
+      // BK = 8 products in f16 before adding it to the f32 total (the reduced-precision
+      // reduction PyTorch also allows in f16 GEMMs): each output may be off by up to
+      // BK·2^-11·Σ_k|a·b| more, which is added to the tolerance for that case.
+      const f16Compute = (be as Backend & { hasF16?: boolean }).hasF16 === true;
+      for (const [ta, tb_, to] of combos) {
+        for (const [transA, transB] of [[false, false], [false, true], [true, false], [true, true]] as const) {
+          const a = randn(rng, m * k);
+          const w = randn(rng, k * n);
+          const init = randn(rng, m * n);
+          let extra = 0;
+          if (f16Compute && ta === 'f16' && tb_ === 'f16') {
+            const [a16, w16] = [toFloatArray(fromFloatArray(a, 'f16'), 'f16', 'f64'), toFloatArray(fromFloatArray(w, 'f16'), 'f16', 'f64')];
+            let worstSum = 0;
+            let worstOut = 0;
+            for (let i = 0; i < m; i++) {
+              for (let j = 0; j < n; j++) {
+                let sAbs = 0;
+                let sum = 0;
+                for (let kk = 0; kk < k; kk++) {
+                  const p = a16[transA ? kk * m + i : i * k + kk]! * w16[transB ? j * k + kk : kk * n + j]!;
+                  sAbs += Math.abs(p);
+                  sum += p;
+                }
+                worstSum = Math.max(worstSum, alpha * sAbs);
+                worstOut = Math.max(worstOut, Math.abs(alpha * sum + init[i * n + j]!));
+              }
+            }
+            extra = (8 * 2 ** -11 * worstSum) / worstOut;
+          }
+          await compare(`matmul ${ta}·${tb_}→${to} ${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`, (s) => t.diagnostic(s), [
+            { dtype: ta, values: a }, { dtype: tb_, values: w }, { dtype: to, values: init },
+          ], [2], (b, [aa, ww, o]) => b.matmul(aa!, ww!, o!, { batch: 1, m, n, k, transA, transB, alpha, beta: 1, strideA: 0, strideB: 0 }), extra);
+        }
+      }
+    });
+
+    it(`${tb.name}: RMSNorm forward and backward on bf16 activations with an f32 weight`, { skip }, async (t) => {
+      const rng = new Rng(2);
+      const [rows, C] = [7, 96];
+      await compare('rmsnorm', (s) => t.diagnostic(s), [
+        { dtype: 'bf16', values: randn(rng, rows * C) }, { dtype: 'f32', values: randn(rng, C) }, { dtype: 'bf16', numel: rows * C }, { dtype: 'f32', numel: rows },
+      ], [2, 3], (b, [x, w, o, r]) => b.rmsnorm(x!, w!, o!, r!, rows, C, 1e-6));
+      const x = randn(rng, rows * C);
+      let s2 = 0;
+      const rstd = Array.from({ length: rows }, (_, r) => { s2 = 0; for (let c = 0; c < C; c++) s2 += x[r * C + c]! ** 2; return 1 / Math.sqrt(s2 / C + 1e-6); });
+      await compare('rmsnormBackward', (s) => t.diagnostic(s), [
+        { dtype: 'bf16', values: x }, { dtype: 'f32', values: randn(rng, C) }, { dtype: 'f32', values: rstd }, { dtype: 'bf16', values: randn(rng, rows * C) },
+        { dtype: 'bf16', numel: rows * C }, { dtype: 'f32', values: randn(rng, C) },
+      ], [4, 5], (b, [xx, w, r, dy, dx, dw]) => b.rmsnormBackward(xx!, w!, r!, dy!, dx!, dw!, rows, C));
+    });
+
+    it(`${tb.name}: S²-Attn forward and backward on f16 q, k, v`, { skip }, async (t) => {
+      const rng = new Rng(3);
+      const [B, N, H, Hkv, D] = [1, 32, 4, 2, 16];
+      const args: AttentionArgs = { B, Nq: N, Nk: N, kvStride: N, H, Hkv, D, scale: 1 / Math.sqrt(D), qOffset: 0, mask: { kind: 's2', form: 'segmented', group: 8 } };
+      const q = randn(rng, B * N * H * D);
+      const k = randn(rng, B * N * Hkv * D);
+      const v = randn(rng, B * N * Hkv * D);
+      await compare('attention', (s) => t.diagnostic(s), [
+        { dtype: 'f16', values: q }, { dtype: 'f16', values: k }, { dtype: 'f16', values: v }, { dtype: 'f16', numel: q.length }, { dtype: 'f32', numel: B * H * N },
+      ], [3, 4], (b, [qq, kk, vv, o, l]) => b.attention(qq!, kk!, vv!, o!, l!, args));
+      // The backward pass from the CPU's forward outputs.
+      const [, , , o, lse] = await run(cpuBackend(), [
+        { dtype: 'f16', values: q }, { dtype: 'f16', values: k }, { dtype: 'f16', values: v }, { dtype: 'f16', numel: q.length }, { dtype: 'f32', numel: B * H * N },
+      ], (b, [qq, kk, vv, oo, l]) => b.attention(qq!, kk!, vv!, oo!, l!, args));
+      await compare('attentionBackward', (s) => t.diagnostic(s), [
+        { dtype: 'f16', values: q }, { dtype: 'f16', values: k }, { dtype: 'f16', values: v }, { dtype: 'f16', values: o! }, { dtype: 'f32', values: lse! },
+        { dtype: 'f16', values: randn(rng, q.length) }, { dtype: 'f16', numel: q.length }, { dtype: 'f16', numel: k.length }, { dtype: 'f16', numel: v.length },
+      ], [6, 7, 8], (b, [qq, kk, vv, oo, l, dout, dq, dk, dv]) => b.attentionBackward(qq!, kk!, vv!, oo!, l!, dout!, dq!, dk!, dv!, args));
+    });
+
+    it(`${tb.name}: SwiGLU, RoPE, in-place binary and an accumulating copy on bf16`, { skip }, async (t) => {
+      const rng = new Rng(4);
+      const log = (s: string): void => t.diagnostic(s);
+      const n = 333;
+      await compare('swiglu', log, [{ dtype: 'bf16', values: randn(rng, n) }, { dtype: 'bf16', values: randn(rng, n) }, { dtype: 'bf16', numel: n }],
+        [2], (b, [g, u, o]) => b.swiglu!(g!, u!, o!));
+      await compare('swigluBackward', log, [
+        { dtype: 'bf16', values: randn(rng, n) }, { dtype: 'bf16', values: randn(rng, n) }, { dtype: 'bf16', values: randn(rng, n) }, { dtype: 'bf16', numel: n }, { dtype: 'bf16', numel: n },
+      ], [3, 4], (b, [g, u, d, dg, du]) => b.swigluBackward!(g!, u!, d!, dg!, du!));
+      const [B, N, H, D] = [2, 5, 3, 8];
+      const ang = Array.from({ length: N * D / 2 }, (_, i) => i * 0.37);
+      await compare('rope', log, [
+        { dtype: 'bf16', values: randn(rng, B * N * H * D) }, { dtype: 'f32', values: ang.map(Math.cos) }, { dtype: 'f32', values: ang.map(Math.sin) }, { dtype: 'bf16', numel: B * N * H * D },
+      ], [3], (b, [x, c, s, o]) => b.rope(x!, c!, s!, o!, B, N, H, D, false));
+      await compare('binary mul in place', log, [{ dtype: 'bf16', values: randn(rng, n) }, { dtype: 'f32', values: randn(rng, n) }],
+        [0], (b, [a, w]) => b.binary('mul', a!, w!, a!));
+      await compare('copy accumulate', log, [{ dtype: 'bf16', values: randn(rng, 6 * 4) }, { dtype: 'bf16', values: randn(rng, 4) }], [1], (b, [s, d]) => b.copy(s!, d!, {
+        shape: [6, 4], srcOffset: 0, srcStrides: [4, 1], dstOffset: 0, dstStrides: [0, 1], accumulate: true,
+      }));
+    });
+  }
+});
