@@ -26,6 +26,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import type { AdamW } from './optim.js';
 import type { TrainConfig } from './config.js';
 import type { QuantizationInfo } from '../quant/fingerprint.js';
+import type { LossScaleState } from './loss-scale.js';
 
 export const STATE_FILE = 'trainer_state.json';
 const TRAINABLE = 'trainable.safetensors';
@@ -47,6 +48,8 @@ export interface TrainerState {
   loss: number | null;
   /** A 4-bit run's base: format and fingerprint, checked when resuming (quant/fingerprint.ts). */
   quantization?: QuantizationInfo;
+  /** The f16 loss scaler (precision f16). */
+  lossScale?: LossScaleState;
 }
 
 export function checkpointName(step: number): string {

@@ -4,12 +4,13 @@
  * Trainer does), global gradient clipping, an AdamW update, and zeroed gradients.
  */
 import type { AttentionMask } from '../backend/backend.js';
-import type { LlamaForCausalLM } from '../models/llama/model.js';
+import type { LlamaForCausalLM, Precision } from '../models/llama/model.js';
 import { backward, zeroGrad } from '../tensor/autograd.js';
-import { ids as idsTensor, scale } from '../tensor/ops/index.js';
+import { ids as idsTensor, scale, scaleInPlace } from '../tensor/ops/index.js';
 import type { Rng } from '../tensor/random.js';
 import { tidy } from '../tensor/scope.js';
 import { clipGradNorm, type AdamW } from './optim.js';
+import type { LossScaler } from './loss-scale.js';
 
 /** B sequences of N tokens, row-major; labels default to the inputs. */
 export interface MicroBatch {
@@ -24,13 +25,19 @@ export interface StepOptions {
   maxGradNorm: number;
   checkpointing: boolean;
   rngs?: readonly Rng[];
+  /** Activation storage (mixed precision); default f32. */
+  precision?: Precision;
+  /** Dynamic loss scaling (f16): scales the backward pass; a step with non-finite gradients is skipped. */
+  scaler?: LossScaler;
 }
 
 export interface StepResult {
   /** Unscaled loss of each micro-batch. */
   losses: number[];
-  /** Global gradient norm before clipping. */
+  /** Global gradient norm before clipping (after unscaling). */
   gradNorm: number;
+  /** The gradients overflowed under loss scaling, so no update was made. */
+  skipped: boolean;
 }
 
 /** Forward + backward of one micro-batch with its loss scaled by `weight`; returns the loss. */
@@ -38,8 +45,9 @@ export async function accumulate(model: LlamaForCausalLM, mb: MicroBatch, weight
   const loss = tidy(() => {
     const r = model.loss(idsTensor(mb.ids, [mb.B, mb.N]), mb.labels ?? mb.ids, {
       mask: opts.mask, checkpointing: opts.checkpointing, ...(opts.rngs ? { rngs: opts.rngs } : {}),
+      ...(opts.precision ? { precision: opts.precision } : {}),
     });
-    backward(scale(r.loss, weight));
+    backward(scale(r.loss, weight * (opts.scaler?.scale ?? 1)));
     return r.loss;
   });
   const v = await loss.item();
@@ -51,8 +59,12 @@ export async function trainStep(model: LlamaForCausalLM, optimizer: AdamW, batch
   const losses: number[] = [];
   for (const mb of batches) losses.push(await accumulate(model, mb, 1 / batches.length, opts));
   const params = model.trainableParameters();
+  const scaler = opts.scaler;
+  if (scaler) for (const p of params) if (p.grad) scaleInPlace(p.grad, 1 / scaler.scale);
   const gradNorm = await clipGradNorm(params, opts.maxGradNorm);
-  optimizer.update(lr);
+  const skipped = scaler !== undefined && !Number.isFinite(gradNorm);
+  scaler?.update(!skipped);
+  if (!skipped) optimizer.update(lr);
   zeroGrad(params);
-  return { losses, gradNorm };
+  return { losses, gradNorm, skipped };
 }

@@ -32,6 +32,7 @@ import { ProgressBar, type ProgressStream } from './progress.js';
 import { checkSchedule, lrAt, type Schedule } from './schedule.js';
 import { listCheckpoints, readState, restoreCheckpoint, saveCheckpoint, type TrainerState } from './state.js';
 import { trainStep, type MicroBatch } from './step.js';
+import { LossScaler } from './loss-scale.js';
 import { checkBaseFingerprint, quantizationRecord } from '../quant/fingerprint.js';
 import { describeQuantization } from '../quant/quantize-model.js';
 import { mergeAdapter } from '../lora/adapted.js';
@@ -95,6 +96,8 @@ export class Trainer {
   private stopRequested = false;
   private heldOutBatches: TrainingBatch[] | null = null;
   private readonly out: ProgressStream;
+  /** Dynamic loss scaling, for f16 activations. */
+  private readonly scaler: LossScaler | null;
 
   private constructor(
     readonly config: TrainConfig,
@@ -112,6 +115,7 @@ export class Trainer {
     private readonly contextEval: ContextEvalPlan | null = null,
   ) {
     this.out = out;
+    this.scaler = config.precision === 'f16' ? new LossScaler() : null;
   }
 
   /** Validates everything, loads the model, applies LoRA, and restores a checkpoint when resuming. */
@@ -180,7 +184,9 @@ export class Trainer {
       }
       fs.mkdirSync(c.output, { recursive: true });
       writeJsonAtomic(path.join(c.output, 'train_config.json'), c);
-      return new Trainer(c, model, optimizer, data, runtime, mask, schedule, rope.scaling, state?.step ?? 0, state?.elapsed ?? 0, out, opts.onStep, contextEval);
+      const trainer = new Trainer(c, model, optimizer, data, runtime, mask, schedule, rope.scaling, state?.step ?? 0, state?.elapsed ?? 0, out, opts.onStep, contextEval);
+      if (state?.lossScale) trainer.scaler?.restore(state.lossScale);
+      return trainer;
     } catch (e) {
       data?.close();
       contextEval?.close();
@@ -218,6 +224,7 @@ export class Trainer {
       format: 1, step: this.step, data: this.data.position() as DataPosition, rng: this.runtime.rng.state(),
       config: this.config, ropeScaling: this.ropeScaling, elapsed, loss,
       ...(this.model.quantization ? { quantization: this.model.quantization } : {}),
+      ...(this.scaler ? { lossScale: this.scaler.state() } : {}),
     }, { keep: this.config.keepCheckpoints, ...(adapter ? { adapter } : {}) });
   }
 
@@ -253,15 +260,21 @@ export class Trainer {
         const lr = lrAt(this.schedule, this.step);
         const r = await trainStep(this.model, this.optimizer, batches, lr, {
           mask: this.mask, maxGradNorm: c.maxGradNorm, checkpointing: c.checkpointing, rngs: [this.runtime.rng],
+          precision: c.precision, ...(this.scaler ? { scaler: this.scaler } : {}),
         });
         this.step++;
         const dt = (performance.now() - t0) / 1000;
         lastLoss = r.losses.reduce((a, b) => a + b, 0) / r.losses.length;
-        if (!Number.isFinite(lastLoss)) throw new LongLoraError(`loss became ${lastLoss} at step ${this.step}; lower --lr or check the data`);
+        if (!Number.isFinite(lastLoss)) {
+          throw new LongLoraError(`loss became ${lastLoss} at step ${this.step}; lower --lr or check the data` +
+            (c.precision === 'f16' ? ' (f16 activations overflow above 65504: --precision bf16 has f32\'s range)' : ''));
+        }
+        if (r.skipped) bar.log(`step ${this.step}: gradients overflowed f16 at loss scale ${2 * this.scaler!.scale}; step skipped, scale now ${this.scaler!.scale}`);
         const elapsed = this.elapsedBefore + bar.elapsed();
         if (this.step % c.logEvery === 0 || this.step === c.steps) {
           fs.appendFileSync(metrics, `${JSON.stringify({
             step: this.step, loss: lastLoss, lr, grad_norm: r.gradNorm, tokens: this.step * tokensPerStep,
+            ...(this.scaler ? { loss_scale: this.scaler.scale, ...(r.skipped ? { skipped: true } : {}) } : {}),
             tokens_per_s: stepTokens / dt, step_s: dt, elapsed_s: elapsed,
           })}\n`);
         }

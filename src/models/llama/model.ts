@@ -14,7 +14,7 @@ import { Module } from '../../nn/module.js';
 import { RMSNorm } from '../../nn/rmsnorm.js';
 import { rope, RotaryEmbedding, type RopeTables } from '../../nn/rope.js';
 import { swiglu } from '../../nn/swiglu.js';
-import { add } from '../../tensor/ops/elementwise.js';
+import { add, cast } from '../../tensor/ops/elementwise.js';
 import { linear } from '../../tensor/ops/matmul.js';
 import { reshape } from '../../tensor/ops/shape.js';
 import { fmt } from '../../tensor/ops/util.js';
@@ -64,7 +64,18 @@ export interface ForwardOptions {
   rngs?: readonly Rng[];
   /** Decode with a KV cache: positions continue at cache.length, which advances by N. */
   cache?: KVCache;
+  /**
+   * Mixed precision (training): the activations between ops are stored in bf16 or f16,
+   * which halves the memory the backward pass keeps. Kernels still compute in f32, weights
+   * keep their own dtype (trainable ones stay f32 masters and get f32 gradients), and the
+   * final hidden states, logits and loss are f32. Default f32.
+   */
+  precision?: Precision;
 }
+
+/** Storage dtype of activations (`ForwardOptions.precision`). */
+export type Precision = 'f32' | 'bf16' | 'f16';
+export const PRECISIONS: readonly Precision[] = ['f32', 'bf16', 'f16'];
 
 export class LlamaAttention extends Module {
   q_proj: Projection;
@@ -183,6 +194,11 @@ export class LlamaForCausalLM extends Module {
       if (cache.B !== B) throw new LongLoraError(`KV cache holds ${cache.B} sequences, the input ${B}`);
       cache.reserve(N);
     }
+    const precision = opts.precision ?? 'f32';
+    if (precision !== 'f32') {
+      if (cache) throw new LongLoraError(`precision ${precision} is for training; generate with a KV cache in f32`);
+      if (this.computeDType === 'f64') throw new LongLoraError(`precision ${precision} cannot be used with an f64 model (gradient checks)`);
+    }
     const offset = cache?.length ?? 0;
     const ctx: LayerContext = {
       rope: this.rotary.tables(N, this.computeDType, ids.backend, offset),
@@ -190,6 +206,7 @@ export class LlamaForCausalLM extends Module {
       ...(cache ? { cache } : {}),
     };
     let x = this.model.embed_tokens.forward(ids); // (B, N, C)
+    if (precision !== 'f32') x = cast(x, precision);
     this.model.layers.forEach((layer, i) => {
       // Each layer in its own scope: its temporaries are freed as soon as it returns
       // (the tape keeps what the backward pass needs).
@@ -199,7 +216,7 @@ export class LlamaForCausalLM extends Module {
         : layer.forward(input, ctx, i));
     });
     if (cache) cache.length += N;
-    return this.model.norm.forward(x);
+    return cast(this.model.norm.forward(x), this.computeDType);
   }
 
   /** Logits [B, N, V]. */
