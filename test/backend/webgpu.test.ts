@@ -492,4 +492,38 @@ describe('webgpu kernels: fused attention, forward and backward', opts, () => {
       }, 5e-6, target);
     });
   }
+
+  // 16-bit q, k, v, out and dout are read directly (mixed precision), with each lane width:
+  // both backends see the same 16-bit values and compute in f32, so f32 outputs agree to f32.
+  const h16 = (a: number[], dtype: 'f16' | 'bf16'): In => ({ dtype, data: fromFloatArray(a, dtype) });
+  const cases16 = [[5, 1, 'f16'], [8, 1, 'bf16'], [8, 1, 'mixed'], [6, 4, 'bf16'], [8, 4, 'f16']] as const;
+  for (const [D, lanes, dtype] of cases16) {
+    {
+      it(`${dtype === 'mixed' ? 'q f16 with k, v bf16 (widened)' : `${dtype} inputs read directly`}: S² segmented, head dim ${D}, ${lanes === 1 ? 'scalar' : D % 4 === 0 ? 'vec4' : 'vec2'} lanes`, async (t) => {
+        const log = (s: string): void => t.diagnostic(s);
+        if (lanes > 1) vec ??= await createWebGpuBackend({ poison: true, attentionTiles: { BQ: 16, BK: 4, BKV: 16, BQ2: 4, W: lanes } });
+        const target = lanes > 1 ? vec! : gpu!;
+        const [B, N, H, Hkv] = [1, 22, 4, 2];
+        const args: AttentionArgs = { B, Nq: N, Nk: N, kvStride: N, H, Hkv, D, scale: 1 / Math.sqrt(D), qOffset: 0, mask: { kind: 's2', form: 'segmented', group: 8 } };
+        const nq = B * N * H * D;
+        const nk = B * N * Hkv * D;
+        const [qt, kt] = dtype === 'mixed' ? ['f16', 'bf16'] as const : [dtype, dtype];
+        const ins = [h16(randn(rng, nq), qt), h16(randn(rng, nk), kt), h16(randn(rng, nk), kt), h16(randn(rng, nq), qt)];
+        await close(`forward`, log, ins.slice(0, 3), [out(nq), out(B * H * N)],
+          (be, [qb, kb, vb], [o, l]) => be.attention(qb!, kb!, vb!, o!, l!, args), 5e-6, target);
+        // The backward pass from one forward result (the CPU's, out rounded to 16 bits), so
+        // that both backends read the same out and lse.
+        const cpu = cpuBackend();
+        const bufs = ins.slice(0, 3).map((x) => { const b = cpu.alloc(x.dtype, x.data.length); cpu.upload(b, x.data); return b; });
+        const [ob, lb] = [cpu.alloc(qt, nq), cpu.alloc('f32', B * H * N)];
+        cpu.attention(bufs[0]!, bufs[1]!, bufs[2]!, ob, lb, args);
+        const o: In = { dtype: qt, data: await cpu.download(ob) };
+        const l: In = { dtype: 'f32', data: await cpu.download(lb) };
+        for (const b of [...bufs, ob, lb]) cpu.free(b);
+        await close(`backward`, log, [...ins, o, l], [out(nq), out(nk), out(nk)], (be, [qb, kb, vb, g, oo, ll], [dq, dk, dv]) => {
+          be.attentionBackward(qb!, kb!, vb!, oo!, ll!, g!, dq!, dk!, dv!, args);
+        }, 5e-6, target);
+      });
+    }
+  }
 });

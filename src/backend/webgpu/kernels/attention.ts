@@ -150,16 +150,37 @@ function header(D: number, W: number, consts: Record<string, number>): string {
   ].join('\n');
 }
 
+/** How q, k, v, o and dO are stored: f32, or 16-bit read directly (mixed precision). */
+export type AttnStore = 'f32' | 'f16' | 'bf16';
+
+/** WGSL `fn name(i) -> V`: vector i (W lanes) of `buf`, which holds `st` values, as f32 lanes. */
+function reader(name: string, buf: string, W: number, st: AttnStore): string {
+  if (st === 'f32') return `fn ${name}(i: u32) -> V { return ${buf}[i]; }`;
+  const pair = (w: string): string => (st === 'f16' ? `unpack2x16float(${w})` : `vec2<f32>(bitcast<f32>(${w} << 16u), bitcast<f32>(${w} & 0xffff0000u))`);
+  if (W === 1) return `fn ${name}(i: u32) -> V { return ${pair(`${buf}[i >> 1u]`)}[i & 1u]; }`;
+  if (W === 2) return `fn ${name}(i: u32) -> V { return ${pair(`${buf}[i]`)}; }`;
+  return `fn ${name}(i: u32) -> V { return vec4<f32>(${pair(`${buf}[2u * i]`)}, ${pair(`${buf}[2u * i + 1u]`)}); }`;
+}
+
+/** Read functions LQ, LK, LV, LO, LDO for the named buffers (only those a kernel binds). */
+function readers(W: number, st: AttnStore, bufs: readonly string[]): string {
+  const fns: Record<string, string> = { qb: 'LQ', kb: 'LK', vb: 'LV', ob: 'LO', dob: 'LDO' };
+  return bufs.map((b) => reader(fns[b]!, b, W, st)).join('\n');
+}
+
 const IN = (name: string, type = 'f32') => ({ name, access: 'read' as const, type });
 const OUT = (name: string, type = 'f32') => ({ name, access: 'rw' as const, type });
 const vtype = (W: number): string => (W === 1 ? 'f32' : `vec${W}<f32>`);
+/** The array element type of a q/k/v/o/dO binding: V for f32, raw words for 16-bit. */
+const stype = (W: number, st: AttnStore): string => (st === 'f32' ? vtype(W) : 'u32');
 
 /**
  * The start of the two kernels that run one query row per invocation (forward and dQ):
  * shared K/V tiles, and the row's head, batch, kv head, index, key ranges and their hull.
  */
-function queryRowPrelude(D: number, W: number, t: AttentionTiles): string {
+function queryRowPrelude(D: number, W: number, t: AttentionTiles, read: string): string {
   return `${header(D, W, { BQ: t.BQ, BK: t.BK })}
+${read}
 ${MASK_FNS}
 ${HULL}
 var<workgroup> Ks: array<V, ${(t.BK * D) / W}>;
@@ -181,25 +202,26 @@ const LOAD_KV_TILE = `    for (var e = li; e < BK * DV; e = e + BQ) {
       let j = t0 + e / DV;
       if (j < hv.y) {
         let ko = ((b * a.S + j) * a.Hkv + kvh) * DV + e % DV;
-        Ks[e] = kb[ko];
-        Vs[e] = vb[ko];
+        Ks[e] = LK(ko);
+        Vs[e] = LV(ko);
       }
     }
     workgroupBarrier();`;
 
-function forwardSpec(D: number, t: AttentionTiles): KernelSpec {
+function forwardSpec(D: number, t: AttentionTiles, st: AttnStore): KernelSpec {
   const W = width(D, t.W);
   const V = vtype(W);
-  return spec(`attn:${D}:${t.BQ}:${t.BK}:${W}`, () => ({
-    buffers: [IN('qb', V), IN('kb', V), IN('vb', V), OUT('ob', V), OUT('lse')],
+  const S = stype(W, st);
+  return spec(`attn:${D}:${t.BQ}:${t.BK}:${W}:${st}`, () => ({
+    buffers: [IN('qb', S), IN('kb', S), IN('vb', S), OUT('ob', V), OUT('lse')],
     fields: FIELDS,
-    body: `${queryRowPrelude(D, W, t)}
+    body: `${queryRowPrelude(D, W, t, readers(W, st, ['qb', 'kb', 'vb']))}
   var q: array<V, DV>;
   var acc = array<V, DV>();
   var m = ${NEG_BIG};
   var l = 0.0;
   let qo = ((b * a.Nq + i) * a.H + h) * DV;
-  if (valid) { for (var d = 0u; d < DV; d = d + 1u) { q[d] = qb[qo + d] * a.scale; } }
+  if (valid) { for (var d = 0u; d < DV; d = d + 1u) { q[d] = LQ(qo + d) * a.scale; } }
   for (var t0 = hv.x; t0 < hv.y; t0 = t0 + BK) {
 ${LOAD_KV_TILE}
     if (valid) {
@@ -241,29 +263,30 @@ ${LOAD_KV_TILE}
   }));
 }
 
-export function attention(g: AttentionArgs, t: AttentionTiles): Launch {
+export function attention(g: AttentionArgs, t: AttentionTiles, st: AttnStore = 'f32'): Launch {
   return {
-    spec: forwardSpec(g.D, t),
+    spec: forwardSpec(g.D, t, st),
     args: argValues(g),
     grid: [Math.ceil(g.Nq / t.BQ), g.H, g.B],
   };
 }
 
 /** δ[b, h, i] = Σ_d dO·O. */
-export function attentionDelta(g: AttentionArgs, t: AttentionTiles): Launch {
+export function attentionDelta(g: AttentionArgs, t: AttentionTiles, st: AttnStore = 'f32'): Launch {
   const W = width(g.D, t.W);
-  const V = vtype(W);
+  const S = stype(W, st);
   return {
-    spec: spec(`attnDelta:${g.D}:${W}`, () => ({
-      buffers: [IN('ob', V), IN('dob', V), OUT('delta')],
+    spec: spec(`attnDelta:${g.D}:${W}:${st}`, () => ({
+      buffers: [IN('ob', S), IN('dob', S), OUT('delta')],
       fields: [['n', 'u32'], ['Nq', 'u32'], ['H', 'u32']],
       body: `${header(g.D, W, {})}
+${readers(W, st, ['ob', 'dob'])}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   let x = (wid.y * nwg.x + wid.x) * 256u + li;
   if (x >= a.n) { return; }
   var s = 0.0;
-  for (var d = 0u; d < DV; d = d + 1u) { s = s + vdot(dob[x * DV + d], ob[x * DV + d]); }
+  for (var d = 0u; d < DV; d = d + 1u) { s = s + vdot(LDO(x * DV + d), LO(x * DV + d)); }
   let h = x % a.H;
   let bi = x / a.H;
   let b = bi / a.Nq;
@@ -276,15 +299,16 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   };
 }
 
-export function attentionDq(g: AttentionArgs, t: AttentionTiles): Launch {
+export function attentionDq(g: AttentionArgs, t: AttentionTiles, st: AttnStore = 'f32'): Launch {
   const D = g.D;
   const W = width(D, t.W);
   const V = vtype(W);
+  const S = stype(W, st);
   return {
-    spec: spec(`attnDq:${D}:${t.BQ}:${t.BK}:${W}`, () => ({
-      buffers: [IN('qb', V), IN('kb', V), IN('vb', V), IN('lse'), IN('delta'), IN('dob', V), OUT('dqb', V)],
+    spec: spec(`attnDq:${D}:${t.BQ}:${t.BK}:${W}:${st}`, () => ({
+      buffers: [IN('qb', S), IN('kb', S), IN('vb', S), IN('lse'), IN('delta'), IN('dob', S), OUT('dqb', V)],
       fields: FIELDS,
-      body: `${queryRowPrelude(D, W, t)}
+      body: `${queryRowPrelude(D, W, t, readers(W, st, ['qb', 'kb', 'vb', 'dob']))}
   var q: array<V, DV>;
   var dO: array<V, DV>;
   var dq = array<V, DV>();
@@ -292,7 +316,7 @@ export function attentionDq(g: AttentionArgs, t: AttentionTiles): Launch {
   var drow = 0.0;
   let qo = ((b * a.Nq + i) * a.H + h) * DV;
   if (valid) {
-    for (var d = 0u; d < DV; d = d + 1u) { q[d] = qb[qo + d] * a.scale; dO[d] = dob[qo + d]; }
+    for (var d = 0u; d < DV; d = d + 1u) { q[d] = LQ(qo + d) * a.scale; dO[d] = LDO(qo + d); }
     lrow = lse[(b * a.H + h) * a.Nq + i];
     drow = delta[(b * a.H + h) * a.Nq + i];
   }
@@ -325,15 +349,17 @@ ${LOAD_KV_TILE}
   };
 }
 
-export function attentionDkv(g: AttentionArgs, t: AttentionTiles): Launch {
+export function attentionDkv(g: AttentionArgs, t: AttentionTiles, st: AttnStore = 'f32'): Launch {
   const D = g.D;
   const W = width(D, t.W);
   const V = vtype(W);
+  const S = stype(W, st);
   return {
-    spec: spec(`attnDkv:${D}:${t.BKV}:${t.BQ2}:${W}`, () => ({
-      buffers: [IN('qb', V), IN('kb', V), IN('vb', V), IN('lse'), IN('delta'), IN('dob', V), OUT('dkb', V), OUT('dvb', V)],
+    spec: spec(`attnDkv:${D}:${t.BKV}:${t.BQ2}:${W}:${st}`, () => ({
+      buffers: [IN('qb', S), IN('kb', S), IN('vb', S), IN('lse'), IN('delta'), IN('dob', S), OUT('dkb', V), OUT('dvb', V)],
       fields: FIELDS,
       body: `${header(D, W, { BKV: t.BKV, BQ2: t.BQ2 })}
+${readers(W, st, ['qb', 'kb', 'vb', 'dob'])}
 ${MASK_FNS}
 ${HULL}
 var<workgroup> Qs: array<V, ${(t.BQ2 * D) / W}>;
@@ -352,7 +378,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
   var v: array<V, DV>;
   var dk = array<V, DV>();
   var dv = array<V, DV>();
-  if (valid) { for (var d = 0u; d < DV; d = d + 1u) { k[d] = kb[ko + d] * a.scale; v[d] = vb[ko + d]; } }
+  if (valid) { for (var d = 0u; d < DV; d = d + 1u) { k[d] = LK(ko + d) * a.scale; v[d] = LV(ko + d); } }
   let rep = a.H / a.Hkv;
   let qend = a.qOff + a.Nq;
   for (var hh = 0u; hh < rep; hh = hh + 1u) {
@@ -368,8 +394,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
         let i = t0 + e / DV;
         if (i < rhi) {
           let qo = ((b * a.Nq + i) * a.H + h) * DV + e % DV;
-          Qs[e] = qb[qo];
-          dOs[e] = dob[qo];
+          Qs[e] = LQ(qo);
+          dOs[e] = LDO(qo);
         }
       }
       for (var e = li; e < BQ2; e = e + BKV) {
