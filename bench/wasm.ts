@@ -17,7 +17,7 @@
  *
  *   npm run bench                       # the whole run (about half an hour on 2 cores)
  *   node dist/bench/wasm.js --quick     # shorter lengths, a few minutes
- *   node dist/bench/wasm.js [--only matmul,attention,train] [--train-lengths 4096,16384] [--skip-torch] [--torch-long] [--json out.json]
+ *   node dist/bench/wasm.js [--only matmul,attention,train] [--train-lengths 4096,16384] [--precision f32,bf16] [--skip-torch] [--torch-long] [--json out.json]
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -31,6 +31,7 @@ import { WasmBackend } from '../src/backend/wasm/wasm.js';
 import { applyLora, setTrainable } from '../src/lora/inject.js';
 import { parseLlamaConfig } from '../src/models/llama/config.js';
 import { randomLlama } from '../src/models/llama/load.js';
+import { PRECISIONS, type Precision } from '../src/models/llama/model.js';
 import { clearTape, zeroGrad } from '../src/tensor/autograd.js';
 import { Rng } from '../src/tensor/random.js';
 import { AdamW } from '../src/train/optim.js';
@@ -43,6 +44,7 @@ const { values: flags } = parseArgs({
     'skip-torch': { type: 'boolean', default: false },
     'torch-long': { type: 'boolean', default: false },
     'train-lengths': { type: 'string' },
+    precision: { type: 'string' },
     json: { type: 'string' },
   },
 });
@@ -186,7 +188,7 @@ const MODEL = { layers: 8, hidden: 512, intermediate: 1536, heads: 8, vocab: 320
 interface StepResult { seconds: number; tokensPerSecond: number; loss: number; peakMiB: number; aboveWeightsMiB: number }
 
 /** One timed LongLoRA training step on the current backend (after a short warm-up step). */
-async function trainingStep(be: Backend, N: number, mask: AttentionMask): Promise<StepResult> {
+async function trainingStep(be: Backend, N: number, mask: AttentionMask, precision: Precision): Promise<StepResult> {
   const config = parseLlamaConfig({
     model_type: 'llama', vocab_size: MODEL.vocab, hidden_size: MODEL.hidden, intermediate_size: MODEL.intermediate,
     num_hidden_layers: MODEL.layers, num_attention_heads: MODEL.heads, num_key_value_heads: MODEL.heads,
@@ -198,7 +200,7 @@ async function trainingStep(be: Backend, N: number, mask: AttentionMask): Promis
   setTrainable(model, 'longlora', ['embed', 'norm']);
   const opt = new AdamW(model.namedParameters().filter(([, p]) => p.requiresGrad), { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0 });
   const ids = Int32Array.from({ length: N }, () => rng.int(MODEL.vocab));
-  const opts = { mask, maxGradNorm: 1, checkpointing: true, rngs: [runtime.rng] };
+  const opts = { mask, maxGradNorm: 1, checkpointing: true, rngs: [runtime.rng], precision };
   const warmN = Math.min(N, 256);
   const warmMask: AttentionMask = mask.kind === 'causal' ? mask : { ...mask, group: warmN / 4 };
   await trainStep(model, opt, [{ ids: ids.subarray(0, warmN), B: 1, N: warmN }], 2e-5, { ...opts, mask: warmMask });
@@ -258,7 +260,10 @@ async function benchTraining(wasm: WasmBackend): Promise<void> {
     console.log(`PyTorch (bench/wasm_torch.py, same step, ${wasm.threads} threads) at ${[...torchLengths].join(', ')} tokens; ` +
       `its 1024³ matmul here: ${f1(torchMatmulGflops(wasm.threads))} GFLOP/s`);
   } else console.log(flags['skip-torch'] ? '(PyTorch skipped)' : '(PyTorch not importable by /usr/bin/python3: no comparison)');
-  console.log(`${pad('tokens', 8)} ${pad('attention', 12)} ${pad('tokens/s', 10)} ${pad('step s', 8)} ${pad('peak MiB', 10)} ${pad('above weights', 14)} ${pad('MiB / 1k tok', 13)} ${torch ? 'torch tokens/s   wasm / torch' : ''}`);
+  const precisions = (flags.precision ?? 'f32').split(',') as Precision[];
+  for (const p of precisions) if (!PRECISIONS.includes(p)) throw new Error(`--precision: ${p} is not one of ${PRECISIONS.join(', ')}`);
+  if (precisions.length > 1) console.log(`activations stored in ${precisions.join(', ')} (--precision); ratios against the first in the same run`);
+  console.log(`${pad('tokens', 8)} ${pad('attention', 12)} ${pad('act.', 5)} ${pad('tokens/s', 10)} ${pad('step s', 8)} ${pad('peak MiB', 10)} ${pad('above weights', 14)} ${pad('MiB / 1k tok', 13)} ${torch ? 'torch tokens/s   wasm / torch' : ''}`);
   const s2 = (N: number): AttentionMask => ({ kind: 's2', form: 'segmented', group: N / 4 });
   const runs: Array<[number, 's2' | 'dense']> = quick
     ? [[2048, 's2'], [4096, 's2'], [8192, 's2'], [4096, 'dense']]
@@ -266,19 +271,26 @@ async function benchTraining(wasm: WasmBackend): Promise<void> {
   const keep = flags['train-lengths'] ? new Set(flags['train-lengths'].split(',').map(Number)) : null;
   const out: Record<string, unknown> = {};
   for (const [N, attn] of runs.filter(([n]) => !keep || keep.has(n))) {
-    let w: StepResult;
-    try {
-      w = await trainingStep(wasm, N, attn === 's2' ? s2(N) : { kind: 'causal' });
-    } catch (e) {
-      console.log(`${pad(String(N), 8)} ${pad(attn === 's2' ? 'S² G=N/4' : 'dense', 12)} failed: ${(e as Error).message}`);
-      out[`${N} ${attn}`] = { error: (e as Error).message };
-      continue;
+    let first: StepResult | null = null;
+    for (const precision of precisions) {
+      const key = `${N} ${attn}${precisions.length > 1 ? ` ${precision}` : ''}`;
+      const label = `${pad(String(N), 8)} ${pad(attn === 's2' ? 'S² G=N/4' : 'dense', 12)} ${pad(precision, 5)}`;
+      let w: StepResult;
+      try {
+        w = await trainingStep(wasm, N, attn === 's2' ? s2(N) : { kind: 'causal' }, precision);
+      } catch (e) {
+        console.log(`${label} failed: ${(e as Error).message}`);
+        out[key] = { error: (e as Error).message };
+        continue;
+      }
+      const t = torch && torchLengths.has(N) && !first ? torchStep(N, attn, wasm.threads) : null;
+      const tcol = t ? (t.error ? `failed: ${t.error}` : `${pad(f1(t.tokens_per_second), 16)} ${(w.tokensPerSecond / t.tokens_per_second).toFixed(2)}×`) : '';
+      const rcol = first ? `vs ${precisions[0]}: memory above weights ${(w.aboveWeightsMiB / first.aboveWeightsMiB).toFixed(2)}×, tokens/s ${(w.tokensPerSecond / first.tokensPerSecond).toFixed(2)}×` : '';
+      console.log(`${label} ${pad(f1(w.tokensPerSecond), 10)} ${pad(w.seconds.toFixed(1), 8)} ` +
+        `${pad(f1(w.peakMiB), 10)} ${pad(f1(w.aboveWeightsMiB), 14)} ${pad(f1(w.aboveWeightsMiB / (N / 1024)), 13)} ${tcol}${rcol}`);
+      out[key] = { wasm: w, torch: t };
+      first ??= w;
     }
-    const t = torch && torchLengths.has(N) ? torchStep(N, attn, wasm.threads) : null;
-    const tcol = t ? (t.error ? `failed: ${t.error}` : `${pad(f1(t.tokens_per_second), 16)} ${(w.tokensPerSecond / t.tokens_per_second).toFixed(2)}×`) : '';
-    console.log(`${pad(String(N), 8)} ${pad(attn === 's2' ? 'S² G=N/4' : 'dense', 12)} ${pad(f1(w.tokensPerSecond), 10)} ${pad(w.seconds.toFixed(1), 8)} ` +
-      `${pad(f1(w.peakMiB), 10)} ${pad(f1(w.aboveWeightsMiB), 14)} ${pad(f1(w.aboveWeightsMiB / (N / 1024)), 13)} ${tcol}`);
-    out[`${N} ${attn}`] = { wasm: w, torch: t };
   }
   results.train = out;
 }

@@ -14,7 +14,10 @@
  * Every kernel is checked against the CPU reference on small shapes before it is timed.
  *
  *   npm run build && node dist/bench/webgpu.js [--smoke] [--skip-train] [--skip-torch] [--json out.json]
- *     [--attn-lanes 1|2|4] [--profile fast|light]
+ *     [--attn-lanes 1|2|4] [--profile fast|light] [--precision f32|bf16|f16] [--base-dtype f32|bf16]
+ *
+ * The training step defaults to what PyTorch runs beside it: a bf16 frozen base, bf16
+ * activations (`--precision`), f32 trainable weights.
  *
  * `--smoke` runs tiny shapes (a software adapter such as lavapipe can run it); timings
  * from it mean nothing. Results go to docs/BENCHMARKS.md with the command and the machine.
@@ -36,6 +39,8 @@ import { zeroGrad } from '../src/tensor/autograd.js';
 import { Rng } from '../src/tensor/random.js';
 import { AdamW } from '../src/train/optim.js';
 import { trainStep } from '../src/train/step.js';
+import { LossScaler } from '../src/train/loss-scale.js';
+import { PRECISIONS, type Precision } from '../src/models/llama/model.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -45,9 +50,15 @@ const { values: flags } = parseArgs({
     json: { type: 'string' },
     'attn-lanes': { type: 'string', default: '1' },
     profile: { type: 'string' },
+    precision: { type: 'string', default: 'bf16' },
+    'base-dtype': { type: 'string', default: 'bf16' },
   },
 });
 const SMOKE = flags.smoke!;
+const PRECISION = flags.precision as Precision;
+if (!PRECISIONS.includes(PRECISION)) throw new Error(`--precision must be one of ${PRECISIONS.join(', ')}`);
+const BASE_DTYPE = flags['base-dtype'] as 'f32' | 'bf16';
+if (BASE_DTYPE !== 'f32' && BASE_DTYPE !== 'bf16') throw new Error('--base-dtype must be f32 or bf16');
 const results: Record<string, unknown> = {};
 
 // Registered and made current: the training step creates its id tensors on the current backend.
@@ -206,9 +217,10 @@ function paramCount(c: LlamaConfig): number {
 async function benchTraining(): Promise<Array<{ N: number; tokensPerSecond: number }>> {
   const config = parseLlamaConfig(SMOKE ? SMOKE_MODEL : TINYLLAMA, 'bench');
   const lengths = SMOKE ? [128] : [8192, 16384];
-  console.log(`\ntraining: Llama ${(paramCount(config) / 1e9).toFixed(2)}B (${config.numLayers} layers, hidden ${config.hiddenSize}), LongLoRA (LoRA r=8 q,k,v,o + embed + norm), S² segmented G=N/4, checkpointing, AdamW, 1 sequence per step`);
+  console.log(`\ntraining: Llama ${(paramCount(config) / 1e9).toFixed(2)}B (${config.numLayers} layers, hidden ${config.hiddenSize}), LongLoRA (LoRA r=8 q,k,v,o + embed + norm), S² segmented G=N/4, checkpointing, AdamW, 1 sequence per step; ` +
+    `frozen base in ${BASE_DTYPE}, activations in ${PRECISION}, trainable weights f32`);
   const t0 = performance.now();
-  const model = randomLlama(config, { seed: 1, backend: gpu });
+  const model = randomLlama(config, { seed: 1, backend: gpu, dtype: BASE_DTYPE });
   const runtime = { training: true, rng: new Rng(2) };
   applyLora(model, ['q_proj', 'k_proj', 'v_proj', 'o_proj'], { r: 8, alpha: 16, dropout: 0, rslora: false }, new Rng(3), runtime);
   setTrainable(model, 'longlora', ['embed', 'norm']);
@@ -220,7 +232,7 @@ async function benchTraining(): Promise<Array<{ N: number; tokensPerSecond: numb
   for (const N of lengths) {
     const ids = Int32Array.from({ length: N }, () => rng.int(config.vocabSize));
     const mask: AttentionMask = { kind: 's2', form: 'segmented', group: N / 4 };
-    const opts = { mask, maxGradNorm: 1, checkpointing: true, rngs: [runtime.rng] };
+    const opts = { mask, maxGradNorm: 1, checkpointing: true, rngs: [runtime.rng], precision: PRECISION, ...(PRECISION === 'f16' ? { scaler: new LossScaler() } : {}) };
     gpu.resetPeak();
     let r = await trainStep(model, opt, [{ ids, B: 1, N }], 2e-5, opts); // warm-up: compiles every pipeline
     const steps = SMOKE ? 1 : 3;
