@@ -8,7 +8,7 @@ import type { Backend, DeviceBuffer } from '../backend/backend.js';
 import { LongLoraError } from '../errors.js';
 import { record } from '../tensor/autograd.js';
 import { ids as idsTensor, zeros } from '../tensor/ops/create.js';
-import { backendOf, fmt, strictComputeDType } from '../tensor/ops/util.js';
+import { backendOf, computeDType, fmt, strictComputeDType } from '../tensor/ops/util.js';
 import { tidy } from '../tensor/scope.js';
 import { Tensor } from '../tensor/tensor.js';
 import { IGNORE_INDEX } from './loss.js';
@@ -32,7 +32,8 @@ export function linearCrossEntropy(h: Tensor, W: Tensor, targets: Int32Array, ch
   const V = W.shape[0]!;
   if (targets.length !== T) throw new LongLoraError(`linearCrossEntropy: ${targets.length} targets for ${T} rows`);
   const be = backendOf('linearCrossEntropy', h, W);
-  const dt = strictComputeDType('linearCrossEntropy', h, W);
+  computeDType('linearCrossEntropy', h, W); // W may be a frozen 16-bit weight
+  const dt = strictComputeDType('linearCrossEntropy', h);
   let count = 0;
   for (const t of targets) if (t !== ignoreIndex) count++;
   const inv = 1 / Math.max(count, 1);

@@ -198,6 +198,9 @@ describe('mixed precision: f16 loss scaling', () => {
     const bf16 = await train({ output: path.join(dir, 'bf16'), precision: 'bf16' });
     assert.equal(bf16.length, f32.length);
     bf16.forEach((l, i) => assert.ok(Math.abs(l - f32[i]!) / f32[i]! < 0.02, `step ${i + 1}: bf16 loss ${l} vs f32 ${f32[i]}`));
+    // A bf16 base as well (the frozen weights, the output head among them, stay 16-bit).
+    const all16 = await train({ output: path.join(dir, 'bf16-base'), precision: 'bf16', dtype: 'bf16' });
+    all16.forEach((l, i) => assert.ok(Math.abs(l - f32[i]!) / f32[i]! < 0.02, `step ${i + 1}: bf16 base + activations loss ${l} vs f32 ${f32[i]}`));
     const out = path.join(dir, 'f16');
     await train({ output: out, precision: 'f16', steps: 3 });
     const state = readState(path.join(out, 'checkpoint-000003'));
