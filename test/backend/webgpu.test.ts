@@ -493,13 +493,13 @@ describe('webgpu kernels: fused attention, forward and backward', opts, () => {
     });
   }
 
-  // 16-bit q, k, v, out and dout are read directly (mixed precision), with each lane width:
+  // 16-bit q, k, v, out and dout are read directly, each in its own dtype (mixed precision), with each lane width:
   // both backends see the same 16-bit values and compute in f32, so f32 outputs agree to f32.
   const h16 = (a: number[], dtype: 'f16' | 'bf16'): In => ({ dtype, data: fromFloatArray(a, dtype) });
   const cases16 = [[5, 1, 'f16'], [8, 1, 'bf16'], [8, 1, 'mixed'], [6, 4, 'bf16'], [8, 4, 'f16']] as const;
   for (const [D, lanes, dtype] of cases16) {
     {
-      it(`${dtype === 'mixed' ? 'q f16 with k, v bf16 (widened)' : `${dtype} inputs read directly`}: S² segmented, head dim ${D}, ${lanes === 1 ? 'scalar' : D % 4 === 0 ? 'vec4' : 'vec2'} lanes`, async (t) => {
+      it(`${dtype === 'mixed' ? 'q, dO f16 with k, v bf16, each read directly' : `${dtype} inputs read directly`}: S² segmented, head dim ${D}, ${lanes === 1 ? 'scalar' : D % 4 === 0 ? 'vec4' : 'vec2'} lanes`, async (t) => {
         const log = (s: string): void => t.diagnostic(s);
         if (lanes > 1) vec ??= await createWebGpuBackend({ poison: true, attentionTiles: { BQ: 16, BK: 4, BKV: 16, BQ2: 4, W: lanes } });
         const target = lanes > 1 ? vec! : gpu!;

@@ -407,41 +407,30 @@ export class WebGpuBackend implements Backend {
     this.launch(nn.scatterAdd(V, C, T), [this.f32(dy), this.i32(ids), this.f32(dtable)]);
   }
 
-  // q, k, v, out and dout are read directly when stored in one dtype (f32, f16 or bf16);
+  // q, k, v, out and dout are read directly, each in its own dtype (f32, f16 or bf16);
   // outputs are f32 here (16-bit ones are widened by storage16.ts).
   attention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, args: AttentionArgs): void {
-    const { st, bufs: [qb, kb, vb], scratch } = this.attentionInputs([q, k, v]);
-    this.launch(attn.attention(args, this.tiles(args.D), st), [qb!, kb!, vb!, this.f32(out), this.f32(lse)]);
-    for (const b of scratch) this.free(b);
+    const st = { ...attn.F32_STORES, qb: this.store(q), kb: this.store(k), vb: this.store(v) };
+    this.launch(attn.attention(args, this.tiles(args.D), st), [this.own(q), this.own(k), this.own(v), this.f32(out), this.f32(lse)]);
   }
 
   attentionBackward(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer,
     dout: DeviceBuffer, dq: DeviceBuffer, dk: DeviceBuffer, dv: DeviceBuffer, args: AttentionArgs): void {
     const t = this.tiles(args.D);
-    const { st, bufs: [qb, kb, vb, ob, dob], scratch } = this.attentionInputs([q, k, v, out, dout]);
-    const lb = this.f32(lse);
+    const st = { qb: this.store(q), kb: this.store(k), vb: this.store(v), ob: this.store(out), dob: this.store(dout) };
+    const [qb, kb, vb, ob, lb, dob] = [this.own(q), this.own(k), this.own(v), this.own(out), this.f32(lse), this.own(dout)];
     const delta = this.alloc('f32', args.B * args.H * args.Nq) as GpuBuffer;
-    this.launch(attn.attentionDelta(args, t, st), [ob!, dob!, delta]);
-    this.launch(attn.attentionDkv(args, t, st), [qb!, kb!, vb!, lb, delta, dob!, this.f32(dk), this.f32(dv)]);
-    this.launch(attn.attentionDq(args, t, st), [qb!, kb!, vb!, lb, delta, dob!, this.f32(dq)]);
+    this.launch(attn.attentionDelta(args, t, st), [ob, dob, delta]);
+    this.launch(attn.attentionDkv(args, t, st), [qb, kb, vb, lb, delta, dob, this.f32(dk), this.f32(dv)]);
+    this.launch(attn.attentionDq(args, t, st), [qb, kb, vb, lb, delta, dob, this.f32(dq)]);
     this.free(delta); // recorded work reads it before any later reuse
-    for (const b of scratch) this.free(b);
   }
 
-  /** Attention inputs as one storage dtype: as they are when they share one, else widened to f32 scratch. */
-  private attentionInputs(bufs: DeviceBuffer[]): { st: attn.AttnStore; bufs: GpuBuffer[]; scratch: GpuBuffer[] } {
-    const own = bufs.map((b) => this.own(b));
-    const first = own[0]!.dtype;
-    if ((first === 'f32' || first === 'f16' || first === 'bf16') && own.every((b) => b.dtype === first)) return { st: first, bufs: own, scratch: [] };
-    const scratch: GpuBuffer[] = [];
-    const widened = own.map((b) => {
-      if (b.dtype === 'f32') return b;
-      const w = this.alloc('f32', b.numel) as GpuBuffer;
-      this.cast(b, w);
-      scratch.push(w);
-      return w;
-    });
-    return { st: 'f32', bufs: widened, scratch };
+  /** The storage of a float operand read directly (attention). */
+  private store(buf: DeviceBuffer): attn.AttnStore {
+    const d = this.own(buf).dtype;
+    if (d !== 'f32' && d !== 'f16' && d !== 'bf16') throw new InternalError(`webgpu: kernel needs f32, f16 or bf16, got ${d}`);
+    return d;
   }
 
   crossEntropy(logits: DeviceBuffer, targets: DeviceBuffer, losses: DeviceBuffer, lse: DeviceBuffer,

@@ -150,8 +150,13 @@ function header(D: number, W: number, consts: Record<string, number>): string {
   ].join('\n');
 }
 
-/** How q, k, v, o and dO are stored: f32, or 16-bit read directly (mixed precision). */
+/** How an operand is stored: f32, or 16 bits read directly (mixed precision). */
 export type AttnStore = 'f32' | 'f16' | 'bf16';
+/** The storage of each read operand: q, k, v, out, dO. */
+export interface AttnStores { qb: AttnStore; kb: AttnStore; vb: AttnStore; ob: AttnStore; dob: AttnStore }
+export const F32_STORES: AttnStores = { qb: 'f32', kb: 'f32', vb: 'f32', ob: 'f32', dob: 'f32' };
+type Operand = keyof AttnStores;
+const READ_FN: Record<Operand, string> = { qb: 'LQ', kb: 'LK', vb: 'LV', ob: 'LO', dob: 'LDO' };
 
 /** WGSL `fn name(i) -> V`: vector i (W lanes) of `buf`, which holds `st` values, as f32 lanes. */
 function reader(name: string, buf: string, W: number, st: AttnStore): string {
@@ -162,17 +167,22 @@ function reader(name: string, buf: string, W: number, st: AttnStore): string {
   return `fn ${name}(i: u32) -> V { return vec4<f32>(${pair(`${buf}[2u * i]`)}, ${pair(`${buf}[2u * i + 1u]`)}); }`;
 }
 
-/** Read functions LQ, LK, LV, LO, LDO for the named buffers (only those a kernel binds). */
-function readers(W: number, st: AttnStore, bufs: readonly string[]): string {
-  const fns: Record<string, string> = { qb: 'LQ', kb: 'LK', vb: 'LV', ob: 'LO', dob: 'LDO' };
-  return bufs.map((b) => reader(fns[b]!, b, W, st)).join('\n');
+/**
+ * What a kernel that reads `names` needs of them: each one's binding (an array of V, or of
+ * raw words when 16-bit), their read functions (LQ, LK, LV, LO, LDO) and the part of the
+ * kernel's key their storage decides.
+ */
+function operands(W: number, st: AttnStores, names: readonly Operand[]): { bind: (n: Operand) => ReturnType<typeof IN>; read: string; key: string } {
+  return {
+    bind: (n) => IN(n, st[n] === 'f32' ? vtype(W) : 'u32'),
+    read: names.map((n) => reader(READ_FN[n], n, W, st[n])).join('\n'),
+    key: names.map((n) => st[n]).join(','),
+  };
 }
 
 const IN = (name: string, type = 'f32') => ({ name, access: 'read' as const, type });
 const OUT = (name: string, type = 'f32') => ({ name, access: 'rw' as const, type });
 const vtype = (W: number): string => (W === 1 ? 'f32' : `vec${W}<f32>`);
-/** The array element type of a q/k/v/o/dO binding: V for f32, raw words for 16-bit. */
-const stype = (W: number, st: AttnStore): string => (st === 'f32' ? vtype(W) : 'u32');
 
 /**
  * The start of the two kernels that run one query row per invocation (forward and dQ):
@@ -208,14 +218,14 @@ const LOAD_KV_TILE = `    for (var e = li; e < BK * DV; e = e + BQ) {
     }
     workgroupBarrier();`;
 
-function forwardSpec(D: number, t: AttentionTiles, st: AttnStore): KernelSpec {
+function forwardSpec(D: number, t: AttentionTiles, st: AttnStores): KernelSpec {
   const W = width(D, t.W);
   const V = vtype(W);
-  const S = stype(W, st);
-  return spec(`attn:${D}:${t.BQ}:${t.BK}:${W}:${st}`, () => ({
-    buffers: [IN('qb', S), IN('kb', S), IN('vb', S), OUT('ob', V), OUT('lse')],
+  const op = operands(W, st, ['qb', 'kb', 'vb']);
+  return spec(`attn:${D}:${t.BQ}:${t.BK}:${W}:${op.key}`, () => ({
+    buffers: [op.bind('qb'), op.bind('kb'), op.bind('vb'), OUT('ob', V), OUT('lse')],
     fields: FIELDS,
-    body: `${queryRowPrelude(D, W, t, readers(W, st, ['qb', 'kb', 'vb']))}
+    body: `${queryRowPrelude(D, W, t, op.read)}
   var q: array<V, DV>;
   var acc = array<V, DV>();
   var m = ${NEG_BIG};
@@ -263,7 +273,7 @@ ${LOAD_KV_TILE}
   }));
 }
 
-export function attention(g: AttentionArgs, t: AttentionTiles, st: AttnStore = 'f32'): Launch {
+export function attention(g: AttentionArgs, t: AttentionTiles, st: AttnStores = F32_STORES): Launch {
   return {
     spec: forwardSpec(g.D, t, st),
     args: argValues(g),
@@ -272,15 +282,15 @@ export function attention(g: AttentionArgs, t: AttentionTiles, st: AttnStore = '
 }
 
 /** δ[b, h, i] = Σ_d dO·O. */
-export function attentionDelta(g: AttentionArgs, t: AttentionTiles, st: AttnStore = 'f32'): Launch {
+export function attentionDelta(g: AttentionArgs, t: AttentionTiles, st: AttnStores = F32_STORES): Launch {
   const W = width(g.D, t.W);
-  const S = stype(W, st);
+  const op = operands(W, st, ['ob', 'dob']);
   return {
-    spec: spec(`attnDelta:${g.D}:${W}:${st}`, () => ({
-      buffers: [IN('ob', S), IN('dob', S), OUT('delta')],
+    spec: spec(`attnDelta:${g.D}:${W}:${op.key}`, () => ({
+      buffers: [op.bind('ob'), op.bind('dob'), OUT('delta')],
       fields: [['n', 'u32'], ['Nq', 'u32'], ['H', 'u32']],
       body: `${header(g.D, W, {})}
-${readers(W, st, ['ob', 'dob'])}
+${op.read}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   let x = (wid.y * nwg.x + wid.x) * 256u + li;
@@ -299,16 +309,16 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   };
 }
 
-export function attentionDq(g: AttentionArgs, t: AttentionTiles, st: AttnStore = 'f32'): Launch {
+export function attentionDq(g: AttentionArgs, t: AttentionTiles, st: AttnStores = F32_STORES): Launch {
   const D = g.D;
   const W = width(D, t.W);
   const V = vtype(W);
-  const S = stype(W, st);
+  const op = operands(W, st, ['qb', 'kb', 'vb', 'dob']);
   return {
-    spec: spec(`attnDq:${D}:${t.BQ}:${t.BK}:${W}:${st}`, () => ({
-      buffers: [IN('qb', S), IN('kb', S), IN('vb', S), IN('lse'), IN('delta'), IN('dob', S), OUT('dqb', V)],
+    spec: spec(`attnDq:${D}:${t.BQ}:${t.BK}:${W}:${op.key}`, () => ({
+      buffers: [op.bind('qb'), op.bind('kb'), op.bind('vb'), IN('lse'), IN('delta'), op.bind('dob'), OUT('dqb', V)],
       fields: FIELDS,
-      body: `${queryRowPrelude(D, W, t, readers(W, st, ['qb', 'kb', 'vb', 'dob']))}
+      body: `${queryRowPrelude(D, W, t, op.read)}
   var q: array<V, DV>;
   var dO: array<V, DV>;
   var dq = array<V, DV>();
@@ -349,17 +359,17 @@ ${LOAD_KV_TILE}
   };
 }
 
-export function attentionDkv(g: AttentionArgs, t: AttentionTiles, st: AttnStore = 'f32'): Launch {
+export function attentionDkv(g: AttentionArgs, t: AttentionTiles, st: AttnStores = F32_STORES): Launch {
   const D = g.D;
   const W = width(D, t.W);
   const V = vtype(W);
-  const S = stype(W, st);
+  const op = operands(W, st, ['qb', 'kb', 'vb', 'dob']);
   return {
-    spec: spec(`attnDkv:${D}:${t.BKV}:${t.BQ2}:${W}:${st}`, () => ({
-      buffers: [IN('qb', S), IN('kb', S), IN('vb', S), IN('lse'), IN('delta'), IN('dob', S), OUT('dkb', V), OUT('dvb', V)],
+    spec: spec(`attnDkv:${D}:${t.BKV}:${t.BQ2}:${W}:${op.key}`, () => ({
+      buffers: [op.bind('qb'), op.bind('kb'), op.bind('vb'), IN('lse'), IN('delta'), op.bind('dob'), OUT('dkb', V), OUT('dvb', V)],
       fields: FIELDS,
       body: `${header(D, W, { BKV: t.BKV, BQ2: t.BQ2 })}
-${readers(W, st, ['qb', 'kb', 'vb', 'dob'])}
+${op.read}
 ${MASK_FNS}
 ${HULL}
 var<workgroup> Qs: array<V, ${(t.BQ2 * D) / W}>;
