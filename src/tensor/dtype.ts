@@ -12,6 +12,10 @@ export type HostArray = Float32Array | Float64Array | Uint16Array | Int32Array |
 
 export const DTYPES: readonly DType[] = ['f32', 'f64', 'f16', 'bf16', 'i32', 'u8'];
 
+/** Storage dtype of activations in training and evaluation (mixed precision: 16-bit activations, f32 compute). */
+export type Precision = 'f32' | 'bf16' | 'f16';
+export const PRECISIONS: readonly Precision[] = ['f32', 'bf16', 'f16'];
+
 export function isDType(s: string): s is DType {
   return (DTYPES as readonly string[]).includes(s);
 }

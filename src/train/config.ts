@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { LongLoraError } from '../errors.js';
+import { PRECISIONS, type Precision } from '../tensor/dtype.js';
 import { closestNames, kebab } from '../util/text.js';
 
 type Kind = 'int' | 'float' | 'string' | 'bool' | 'list' | 'enum';
@@ -76,7 +77,7 @@ export const TRAIN_FIELDS = {
   keepCheckpoints: { kind: 'int', default: 2, min: 1, help: 'checkpoints kept in the run folder', resumable: true },
   logEvery: { kind: 'int', default: 1, min: 1, help: 'write metrics every N steps', resumable: true },
   dtype: { kind: 'enum', values: ['f32', 'bf16'], default: 'f32', help: 'storage of the frozen base weights' },
-  precision: { kind: 'enum', values: ['f32', 'bf16', 'f16'], default: 'f32', help: 'storage of activations: bf16 or f16 halve what the backward pass keeps (compute stays f32; f16 adds dynamic loss scaling)' },
+  precision: { kind: 'enum', values: PRECISIONS, default: 'f32', help: 'storage of activations: bf16 or f16 halve what the backward pass keeps (compute stays f32; f16 adds dynamic loss scaling)' },
   quantize: { kind: 'enum', values: ['none', 'nf4'], default: 'none', help: 'store the base linear layers (q,k,v,o,gate,up,down) in 4-bit NF4 with double quantisation (QLoRA)' },
   backend: { kind: 'string', default: 'auto', help: 'compute backend (auto, cpu, ...)', resumable: true },
 } as const satisfies Record<string, Field>;
@@ -133,7 +134,7 @@ export interface TrainConfig {
   keepCheckpoints: number;
   logEvery: number;
   dtype: 'f32' | 'bf16';
-  precision: 'f32' | 'bf16' | 'f16';
+  precision: Precision;
   quantize: 'none' | 'nf4';
   backend: string;
 }

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, it } from 'node:test';
 import { writeTokenFile } from '../../src/data/tokens.js';
+import { pretrainCommand } from '../../src/cli/commands/pretrain.js';
 import { LongLoraError } from '../../src/errors.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { DEFAULT_ARCHITECTURE, parameterCount, pretrain, pretrainConfig, pretrainTrainConfig } from '../../src/train/pretrain.js';
@@ -49,6 +50,22 @@ describe('pretrain', () => {
     for (const t of ['tokenizer.json', 'tokenizer_config.json']) assert.ok(fs.existsSync(path.join(out, t)));
     const losses = fs.readFileSync(path.join(dir, 'run', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { loss?: number }).filter((l) => l.loss !== undefined);
     assert.ok(losses.at(-1)!.loss! < losses[0]!.loss!, 'the loss falls');
+  });
+
+  it('the command takes --precision: f16 activations train with a loss scale', async () => {
+    const dir = fresh();
+    const data = path.join(dir, 'train.bin');
+    const rng = new Rng(5);
+    writeTokenFile(data, Array.from({ length: 2000 }, () => 3 + rng.int(40)), 'uint16');
+    await pretrainCommand(['--tokenizer', tokDir, '--data', data, '--out', path.join(dir, 'model'), '--output', path.join(dir, 'run'),
+      '--hidden-size', '16', '--layers', '1', '--heads', '2', '--intermediate-size', '32', '--context', '32',
+      '--steps', '2', '--batch-size', '2', '--warmup-steps', '1', '--eval-every', '0', '--backend', 'cpu', '--precision', 'f16']);
+    const rows = fs.readFileSync(path.join(dir, 'run', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const steps = rows.filter((r) => r.loss !== undefined);
+    assert.equal(steps.length, 2);
+    for (const r of steps) assert.equal(r.loss_scale, 2 ** 16, 'f16 steps log their loss scale');
+    await assert.rejects(pretrainCommand(['--tokenizer', tokDir, '--data', data, '--out', dir, '--precision', 'f8']),
+      (e: unknown) => e instanceof LongLoraError && /precision/.test(e.message) && /bf16/.test(e.message));
   });
 
   it('bad architecture and modes are clear errors', async () => {

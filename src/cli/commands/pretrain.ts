@@ -41,6 +41,7 @@ const OPTIONS: Record<string, OptionSpec> = {
   'save-every': { type: 'string', help: 'checkpoint every N steps (default 250)' },
   seed: { type: 'string', help: 'seed of the initial weights and the data order (default 42)' },
   backend: { type: 'string', help: 'compute backend (default auto)' },
+  precision: { type: 'string', help: 'storage of activations: f32, bf16 or f16 (default f32; f16 adds loss scaling)' },
   checkpointing: { type: 'boolean', help: 'recompute layers in the backward pass (less memory, slower)' },
   resume: { type: 'boolean', help: 'continue from the latest checkpoint in --output' },
 };
@@ -49,7 +50,7 @@ const OPTIONS: Record<string, OptionSpec> = {
 const TRAIN_KEYS: Record<string, keyof TrainConfig> = {
   data: 'data', output: 'output', 'seq-len': 'seqLen', steps: 'steps', lr: 'lr', schedule: 'schedule', 'warmup-steps': 'warmupSteps',
   'batch-size': 'batchSize', 'grad-accum': 'gradAccum', 'weight-decay': 'weightDecay', 'max-grad-norm': 'maxGradNorm',
-  'val-fraction': 'valFraction', 'eval-every': 'evalEvery', 'eval-batches': 'evalBatches', 'save-every': 'saveEvery', seed: 'seed', backend: 'backend',
+  'val-fraction': 'valFraction', 'eval-every': 'evalEvery', 'eval-batches': 'evalBatches', 'save-every': 'saveEvery', seed: 'seed', backend: 'backend', precision: 'precision',
 };
 
 function positiveInt(v: unknown, flag: string): number {

@@ -27,6 +27,7 @@ import { KVCache } from './cache.js';
 import type { LlamaConfig } from './config.js';
 import type { QuantizationInfo } from '../../quant/fingerprint.js';
 import { computeWeight } from '../../nn/linear.js';
+import { PRECISIONS, type Precision } from '../../tensor/dtype.js';
 
 /** A projection: a Linear, a packed (4-bit) PackedLinear, or a module wrapping one (LoRA). */
 export type Projection = Module & LinearLike;
@@ -73,9 +74,7 @@ export interface ForwardOptions {
   precision?: Precision;
 }
 
-/** Storage dtype of activations (`ForwardOptions.precision`). */
-export type Precision = 'f32' | 'bf16' | 'f16';
-export const PRECISIONS: readonly Precision[] = ['f32', 'bf16', 'f16'];
+export { PRECISIONS, type Precision };
 
 export class LlamaAttention extends Module {
   q_proj: Projection;
