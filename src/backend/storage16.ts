@@ -28,11 +28,16 @@ function is16(x: unknown): x is DeviceBuffer {
     ((x as DeviceBuffer).dtype === 'f16' || (x as DeviceBuffer).dtype === 'bf16');
 }
 
+/** Whether a kernel call (its arguments) runs natively on its 16-bit operands. */
+export type NativeTest = (...args: never[]) => boolean;
+
 export interface Widen16Options {
-  /** Kernels the backend runs natively on 16-bit operands (left alone). */
-  native?: readonly Storage16Kernel[];
-  /** Kernels that read 16-bit inputs natively but write only f32: just their outputs are widened. */
-  nativeReads?: readonly Storage16Kernel[];
+  /**
+   * Kernels the backend runs on 16-bit operands itself: always (true), or for the calls a
+   * test accepts. A call the test refuses still has its 16-bit inputs read natively; only
+   * its outputs are widened.
+   */
+  native?: Partial<Record<Storage16Kernel, true | NativeTest>>;
 }
 
 /**
@@ -41,15 +46,14 @@ export interface Widen16Options {
  * through. A strided copy needs it only when it accumulates (a plain copy moves bits).
  */
 export function widenStorage16(be: Backend, opts: Widen16Options = {}): void {
-  const native = new Set<string>(opts.native ?? []);
-  const nativeReads = new Set<string>(opts.nativeReads ?? []);
   const target = be as unknown as Record<string, (...args: unknown[]) => void>;
   for (const [name, writes] of Object.entries(KERNEL_WRITES) as Array<[Storage16Kernel, readonly number[]]>) {
-    if (native.has(name) || typeof target[name] !== 'function') continue;
+    const native = opts.native?.[name];
+    if (native === true || typeof target[name] !== 'function') continue;
     const inner = target[name].bind(be);
-    const readsNative = nativeReads.has(name);
+    const readsNative = native !== undefined;
     target[name] = (...args: unknown[]): void => {
-      if (!args.some(is16) || (name === 'copy' && !(args[2] as CopyArgs).accumulate)) { inner(...args); return; }
+      if (!args.some(is16) || (name === 'copy' && !(args[2] as CopyArgs).accumulate) || (native !== undefined && (native as (...a: unknown[]) => boolean)(...args))) { inner(...args); return; }
       const scratch = new Map<DeviceBuffer, DeviceBuffer>();
       const widened = args.map((a, i) => {
         if (!is16(a) || (readsNative && !writes.includes(i))) return a;

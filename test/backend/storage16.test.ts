@@ -32,10 +32,16 @@ function upload(be: Backend, a: Arg): DeviceBuffer {
   return b;
 }
 
+/** Bytes allocated during the last `run`'s call beyond its operands (scratch buffers). */
+let lastScratch = 0;
+
 /** Runs `call` on `be` with buffers made from `args`; returns every buffer's values as f32. */
 async function run(be: Backend, args: Arg[], call: (be: Backend, b: DeviceBuffer[]) => void): Promise<Float32Array[]> {
   const bufs = args.map((a) => upload(be, a));
+  be.resetPeak();
+  const before = be.memory().bytes;
   call(be, bufs);
+  lastScratch = be.memory().peakBytes - before;
   const out: Float32Array[] = [];
   for (const [i, b] of bufs.entries()) out.push(toFloatArray(await be.download(b) as HostArray, args[i]!.dtype, 'f32') as Float32Array);
   for (const b of bufs) be.free(b);
@@ -84,17 +90,41 @@ describe('16-bit operands: every backend against the CPU reference', async () =>
     if (tb.name === 'cpu') continue;
     const skip = tb.backend ? false : `backend ${tb.name} unavailable: ${tb.skip}`;
     const be = tb.backend!;
-    /** Runs on the CPU and on `be`; compares the outputs at `outs` within one ulp of their dtype. */
-    const compare = async (label: string, log: (s: string) => void, args: Arg[], outs: number[], call: (be: Backend, b: DeviceBuffer[]) => void, extra = 0): Promise<void> => {
+    /**
+     * Runs on the CPU and on `be`; compares the outputs at `outs` within one ulp of their
+     * dtype. `scratch` is what WebGPU may allocate for the call: up to that many bytes when
+     * a number (its kernels read and write the 16-bit operands themselves), or some when
+     * 'widened' (the call goes through f32 copies, storage16.ts).
+     */
+    const compare = async (label: string, log: (s: string) => void, args: Arg[], outs: number[], call: (be: Backend, b: DeviceBuffer[]) => void,
+      opts: { extra?: number; scratch?: number | 'widened' } = {}): Promise<void> => {
       const ref = await run(cpuBackend(), args, call);
       const got = await run(be, args, call);
-      for (const i of outs) assertClose(got[i]!, ref[i]!, ULP[args[i]!.dtype]! + F32_NOISE + extra, `${label} ${i} (${args[i]!.dtype})`, log);
+      for (const i of outs) assertClose(got[i]!, ref[i]!, ULP[args[i]!.dtype]! + F32_NOISE + (opts.extra ?? 0), `${label} ${i} (${args[i]!.dtype})`, log);
+      if (tb.name !== 'webgpu' || opts.scratch === undefined) return;
+      if (opts.scratch === 'widened') assert.ok(lastScratch > 0, `${label}: expected to go through f32 copies`);
+      else assert.ok(lastScratch <= opts.scratch, `${label}: ${lastScratch} bytes of scratch, expected at most ${opts.scratch} (16-bit operands handled natively)`);
     };
+
+    it(`${tb.name}: a 16-bit result is rounded once, to nearest even`, { skip }, async () => {
+      // bf16 has 7 fraction bits, f16 10: next to 1 the spacing is 2^-7 (2^-10). 1 + u/2 and
+      // 1 + 3u/2 are halfway; ties go to the even neighbour: 1 and 1 + 2u.
+      for (const [dtype, u] of [['bf16', 2 ** -7], ['f16', 2 ** -10]] as const) {
+        const [, , out] = await run(be, [
+          { dtype, values: [1, 1, 1, 1, -1] }, { dtype: 'f32', values: [u / 2, 1.5 * u, u, 0.25 * u, -0.75 * u] }, { dtype, numel: 5 },
+        ], (b, [x, y, o]) => b.binary('add', x!, y!, o!));
+        assert.deepEqual(Array.from(out!), [1, 1 + 2 * u, 1 + u, 1, -1 - u], dtype);
+      }
+    });
 
     it(`${tb.name}: matmul with 16-bit operands and outputs, every transpose, accumulating`, { skip }, async (t) => {
       const rng = new Rng(1);
-      const [m, n, k] = [19, 23, 37];
-      const combos: Array<[DType, DType, DType]> = [['bf16', 'bf16', 'bf16'], ['f16', 'f32', 'f16'], ['f32', 'bf16', 'f32'], ['f16', 'f16', 'f32'], ['bf16', 'f32', 'bf16']];
+      // A 16-bit output is written two columns at a time: n = 24 natively, n = 23 widened.
+      for (const [m, n, k] of [[19, 24, 37], [19, 23, 37]] as const) await matmulCases(t, rng, m, n, k);
+    });
+
+    const matmulCases = async (t: { diagnostic: (s: string) => void }, rng: Rng, m: number, n: number, k: number): Promise<void> => {
+      const combos: Array<[DType, DType, DType]> = [['bf16', 'bf16', 'bf16'], ['f16', 'f32', 'f16'], ['f32', 'bf16', 'f32'], ['f16', 'f16', 'f32'], ['f16', 'f16', 'f16'], ['bf16', 'f32', 'bf16']];
       const alpha = 0.5;
       // With shader-f16, WebGPU multiplies two f16 operands in f16 and sums each slice of
       // BK = 8 products in f16 before adding it to the f32 total (the reduced-precision
@@ -126,67 +156,90 @@ describe('16-bit operands: every backend against the CPU reference', async () =>
             }
             extra = (8 * 2 ** -11 * worstSum) / worstOut;
           }
-          await compare(`matmul ${ta}·${tb_}→${to} ${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`, (s) => t.diagnostic(s), [
+          await compare(`matmul ${m}×${n}×${k} ${ta}·${tb_}→${to} ${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`, (s) => t.diagnostic(s), [
             { dtype: ta, values: a }, { dtype: tb_, values: w }, { dtype: to, values: init },
-          ], [2], (b, [aa, ww, o]) => b.matmul(aa!, ww!, o!, { batch: 1, m, n, k, transA, transB, alpha, beta: 1, strideA: 0, strideB: 0 }), extra);
+          ], [2], (b, [aa, ww, o]) => b.matmul(aa!, ww!, o!, { batch: 1, m, n, k, transA, transB, alpha, beta: 1, strideA: 0, strideB: 0 }),
+          { extra, scratch: to === 'f32' || n % 2 === 0 ? 0 : 'widened' });
         }
       }
-    });
+    };
 
     it(`${tb.name}: RMSNorm forward and backward on bf16 activations with an f32 weight`, { skip }, async (t) => {
       const rng = new Rng(2);
-      const [rows, C] = [7, 96];
-      await compare('rmsnorm', (s) => t.diagnostic(s), [
-        { dtype: 'bf16', values: randn(rng, rows * C) }, { dtype: 'f32', values: randn(rng, C) }, { dtype: 'bf16', numel: rows * C }, { dtype: 'f32', numel: rows },
-      ], [2, 3], (b, [x, w, o, r]) => b.rmsnorm(x!, w!, o!, r!, rows, C, 1e-6));
-      const x = randn(rng, rows * C);
-      let s2 = 0;
-      const rstd = Array.from({ length: rows }, (_, r) => { s2 = 0; for (let c = 0; c < C; c++) s2 += x[r * C + c]! ** 2; return 1 / Math.sqrt(s2 / C + 1e-6); });
-      await compare('rmsnormBackward', (s) => t.diagnostic(s), [
-        { dtype: 'bf16', values: x }, { dtype: 'f32', values: randn(rng, C) }, { dtype: 'f32', values: rstd }, { dtype: 'bf16', values: randn(rng, rows * C) },
-        { dtype: 'bf16', numel: rows * C }, { dtype: 'f32', values: randn(rng, C) },
-      ], [4, 5], (b, [xx, w, r, dy, dx, dw]) => b.rmsnormBackward(xx!, w!, r!, dy!, dx!, dw!, rows, C));
+      // Rows of even length are written a word at a time; an odd row length goes through f32 copies.
+      for (const [rows, C] of [[7, 96], [3, 95]] as const) {
+        const scratch = C % 2 === 0 ? 0 : 'widened';
+        await compare(`rmsnorm C=${C}`, (s) => t.diagnostic(s), [
+          { dtype: 'bf16', values: randn(rng, rows * C) }, { dtype: 'f32', values: randn(rng, C) }, { dtype: 'bf16', numel: rows * C }, { dtype: 'f32', numel: rows },
+        ], [2, 3], (b, [x, w, o, r]) => b.rmsnorm(x!, w!, o!, r!, rows, C, 1e-6), { scratch });
+        const x = randn(rng, rows * C);
+        let s2 = 0;
+        const rstd = Array.from({ length: rows }, (_, r) => { s2 = 0; for (let c = 0; c < C; c++) s2 += x[r * C + c]! ** 2; return 1 / Math.sqrt(s2 / C + 1e-6); });
+        await compare(`rmsnormBackward C=${C}`, (s) => t.diagnostic(s), [
+          { dtype: 'bf16', values: x }, { dtype: 'bf16', values: randn(rng, C) }, { dtype: 'f32', values: rstd }, { dtype: 'bf16', values: randn(rng, rows * C) },
+          { dtype: 'bf16', numel: rows * C }, { dtype: 'f32', values: randn(rng, C) },
+        ], [4, 5], (b, [xx, w, r, dy, dx, dw]) => b.rmsnormBackward(xx!, w!, r!, dy!, dx!, dw!, rows, C), { scratch });
+      }
     });
 
-    it(`${tb.name}: S²-Attn forward and backward on f16 q, k, v`, { skip }, async (t) => {
+    it(`${tb.name}: S²-Attn forward and backward on 16-bit q, k, v, out and gradients`, { skip }, async (t) => {
       const rng = new Rng(3);
-      const [B, N, H, Hkv, D] = [1, 32, 4, 2, 16];
-      const args: AttentionArgs = { B, Nq: N, Nk: N, kvStride: N, H, Hkv, D, scale: 1 / Math.sqrt(D), qOffset: 0, mask: { kind: 's2', form: 'segmented', group: 8 } };
-      const q = randn(rng, B * N * H * D);
-      const k = randn(rng, B * N * Hkv * D);
-      const v = randn(rng, B * N * Hkv * D);
-      await compare('attention', (s) => t.diagnostic(s), [
-        { dtype: 'f16', values: q }, { dtype: 'f16', values: k }, { dtype: 'f16', values: v }, { dtype: 'f16', numel: q.length }, { dtype: 'f32', numel: B * H * N },
-      ], [3, 4], (b, [qq, kk, vv, o, l]) => b.attention(qq!, kk!, vv!, o!, l!, args));
-      // The backward pass from the CPU's forward outputs.
-      const [, , , o, lse] = await run(cpuBackend(), [
-        { dtype: 'f16', values: q }, { dtype: 'f16', values: k }, { dtype: 'f16', values: v }, { dtype: 'f16', numel: q.length }, { dtype: 'f32', numel: B * H * N },
-      ], (b, [qq, kk, vv, oo, l]) => b.attention(qq!, kk!, vv!, oo!, l!, args));
-      await compare('attentionBackward', (s) => t.diagnostic(s), [
-        { dtype: 'f16', values: q }, { dtype: 'f16', values: k }, { dtype: 'f16', values: v }, { dtype: 'f16', values: o! }, { dtype: 'f32', values: lse! },
-        { dtype: 'f16', values: randn(rng, q.length) }, { dtype: 'f16', numel: q.length }, { dtype: 'f16', numel: k.length }, { dtype: 'f16', numel: v.length },
-      ], [6, 7, 8], (b, [qq, kk, vv, oo, l, dout, dq, dk, dv]) => b.attentionBackward(qq!, kk!, vv!, oo!, l!, dout!, dq!, dk!, dv!, args));
+      // D = 16: every lane width writes whole words; D = 5 (odd) writes its 16-bit outputs through f32 copies.
+      for (const [dtype, D] of [['f16', 16], ['bf16', 5]] as const) {
+        const [B, N, H, Hkv] = [1, 32, 4, 2];
+        const args: AttentionArgs = { B, Nq: N, Nk: N, kvStride: N, H, Hkv, D, scale: 1 / Math.sqrt(D), qOffset: 0, mask: { kind: 's2', form: 'segmented', group: 8 } };
+        const q = randn(rng, B * N * H * D);
+        const k = randn(rng, B * N * Hkv * D);
+        const v = randn(rng, B * N * Hkv * D);
+        const fwd: Arg[] = [{ dtype, values: q }, { dtype, values: k }, { dtype, values: v }, { dtype, numel: q.length }, { dtype: 'f32', numel: B * H * N }];
+        await compare(`attention ${dtype} D=${D}`, (s) => t.diagnostic(s), fwd, [3, 4], (b, [qq, kk, vv, o, l]) => b.attention(qq!, kk!, vv!, o!, l!, args),
+          { scratch: D % 2 === 0 ? 0 : 'widened' });
+        // The backward pass from the CPU's forward outputs.
+        const [, , , o, lse] = await run(cpuBackend(), fwd, (b, [qq, kk, vv, oo, l]) => b.attention(qq!, kk!, vv!, oo!, l!, args));
+        await compare(`attentionBackward ${dtype} D=${D}`, (s) => t.diagnostic(s), [
+          { dtype, values: q }, { dtype, values: k }, { dtype, values: v }, { dtype, values: o! }, { dtype: 'f32', values: lse! },
+          { dtype, values: randn(rng, q.length) }, { dtype, numel: q.length }, { dtype, numel: k.length }, { dtype, numel: v.length },
+        ], [6, 7, 8], (b, [qq, kk, vv, oo, l, dout, dq, dk, dv]) => b.attentionBackward(qq!, kk!, vv!, oo!, l!, dout!, dq!, dk!, dv!, args),
+        { scratch: D % 2 === 0 ? B * H * N * 4 : 'widened' }); // δ (f32, one per query row) is the backward pass's own scratch
+      }
     });
 
-    it(`${tb.name}: SwiGLU, RoPE, in-place binary and an accumulating copy on bf16`, { skip }, async (t) => {
+    it(`${tb.name}: pointwise kernels, RoPE and embedding rows on f16 and bf16 (odd lengths, in place, broadcast)`, { skip }, async (t) => {
       const rng = new Rng(4);
       const log = (s: string): void => t.diagnostic(s);
       const n = 333;
-      await compare('swiglu', log, [{ dtype: 'bf16', values: randn(rng, n) }, { dtype: 'bf16', values: randn(rng, n) }, { dtype: 'bf16', numel: n }],
-        [2], (b, [g, u, o]) => b.swiglu!(g!, u!, o!));
-      await compare('swigluBackward', log, [
-        { dtype: 'bf16', values: randn(rng, n) }, { dtype: 'bf16', values: randn(rng, n) }, { dtype: 'bf16', values: randn(rng, n) }, { dtype: 'bf16', numel: n }, { dtype: 'bf16', numel: n },
-      ], [3, 4], (b, [g, u, d, dg, du]) => b.swigluBackward!(g!, u!, d!, dg!, du!));
-      const [B, N, H, D] = [2, 5, 3, 8];
-      const ang = Array.from({ length: N * D / 2 }, (_, i) => i * 0.37);
-      await compare('rope', log, [
-        { dtype: 'bf16', values: randn(rng, B * N * H * D) }, { dtype: 'f32', values: ang.map(Math.cos) }, { dtype: 'f32', values: ang.map(Math.sin) }, { dtype: 'bf16', numel: B * N * H * D },
-      ], [3], (b, [x, c, s, o]) => b.rope(x!, c!, s!, o!, B, N, H, D, false));
-      await compare('binary mul in place', log, [{ dtype: 'bf16', values: randn(rng, n) }, { dtype: 'f32', values: randn(rng, n) }],
-        [0], (b, [a, w]) => b.binary('mul', a!, w!, a!));
-      await compare('copy accumulate', log, [{ dtype: 'bf16', values: randn(rng, 6 * 4) }, { dtype: 'bf16', values: randn(rng, 4) }], [1], (b, [s, d]) => b.copy(s!, d!, {
+      const r = (dtype: DType, len = n): Arg => ({ dtype, values: randn(rng, len) });
+      const z = (dtype: DType, len = n): Arg => ({ dtype, numel: len });
+      await compare('swiglu', log, [r('bf16'), r('bf16'), z('bf16')], [2], (b, [g, u, o]) => b.swiglu!(g!, u!, o!), { scratch: 0 });
+      await compare('swiglu in place (out = gate)', log, [r('f16'), r('f32')], [0], (b, [g, u]) => b.swiglu!(g!, u!, g!), { scratch: 0 });
+      await compare('swigluBackward', log, [r('bf16'), r('bf16'), r('bf16'), z('bf16'), z('bf16')], [3, 4],
+        (b, [g, u, d, dg, du]) => b.swigluBackward!(g!, u!, d!, dg!, du!), { scratch: 0 });
+      await compare('swigluBackward (dup only)', log, [r('f16'), r('bf16'), r('f32'), z('f16')], [3],
+        (b, [g, u, d, du]) => b.swigluBackward!(g!, u!, d!, null, du!), { scratch: 0 });
+      await compare('unary silu', log, [r('f16'), z('f16')], [1], (b, [x, o]) => b.unary('silu', x!, o!), { scratch: 0 });
+      await compare('unary exp in place', log, [r('bf16')], [0], (b, [x]) => b.unary('exp', x!, x!), { scratch: 0 });
+      await compare('unaryBackward tanh', log, [r('bf16'), r('f32'), z('bf16')], [2], (b, [x, dy, dx]) => b.unaryBackward('tanh', x!, dy!, dx!), { scratch: 0 });
+      await compare('affine', log, [r('f32'), z('f16')], [1], (b, [x, o]) => b.affine(x!, 0.75, -0.5, o!), { scratch: 0 });
+      await compare('affine in place', log, [r('bf16')], [0], (b, [x]) => b.affine(x!, -2, 0.125, x!), { scratch: 0 });
+      await compare('binary add, broadcast', log, [r('bf16', 37 * 9), r('f16', 9), z('f16', 37 * 9)], [2], (b, [x, y, o]) => b.binary('add', x!, y!, o!), { scratch: 0 });
+      await compare('binary mul in place', log, [r('bf16'), r('f32')], [0], (b, [a, w]) => b.binary('mul', a!, w!, a!), { scratch: 0 });
+      // RoPE writes d and d + 1 together when D/2 is even (D = 8), one at a time otherwise (D = 6: widened).
+      for (const D of [8, 6]) {
+        const [B, N, H] = [2, 5, 3];
+        const ang = Array.from({ length: N * D / 2 }, (_, i) => i * 0.37);
+        await compare(`rope D=${D}`, log, [
+          r('bf16', B * N * H * D), { dtype: 'f32', values: ang.map(Math.cos) }, { dtype: 'f32', values: ang.map(Math.sin) }, z('bf16', B * N * H * D),
+        ], [3], (b, [x, c, s, o]) => b.rope(x!, c!, s!, o!, B, N, H, D, true), { scratch: D % 4 === 0 ? 0 : 'widened' });
+      }
+      // Embedding rows from a bf16 table: no f32 copy of the table when C is even.
+      for (const C of [12, 7]) {
+        const [V, T] = [11, 9];
+        await compare(`gather C=${C}`, log, [r('bf16', V * C), { dtype: 'i32', values: Array.from({ length: T }, () => rng.int(V)) }, z('bf16', T * C)],
+          [2], (b, [tab, ids, o]) => b.gather(tab!, ids!, o!, V, C, T), { scratch: C % 2 === 0 ? 0 : 'widened' });
+      }
+      await compare('copy accumulate', log, [r('bf16', 6 * 4), r('bf16', 4)], [1], (b, [s, d]) => b.copy(s!, d!, {
         shape: [6, 4], srcOffset: 0, srcStrides: [4, 1], dstOffset: 0, dstStrides: [0, 1], accumulate: true,
-      }));
+      }), { scratch: 'widened' });
     });
   }
 });

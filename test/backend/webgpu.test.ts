@@ -295,6 +295,22 @@ describe('webgpu kernels: matmul', opts, () => {
             for (const x of [ag, bg, og]) be.free(x);
           }
         }
+        // 16-bit outputs, written two adjacent columns per thread (n even): batched, accumulating,
+        // every transpose with the large tile, x·Wᵀ with the small one; f16·f16→f16 in f16 compute.
+        const outCases = tile === TILE_LARGE ? [[false, false], [false, true], [true, false], [true, true]] : [[false, true]];
+        for (const [transA, transB] of outCases as Array<[boolean, boolean]>) {
+          for (const [ta, to] of [['bf16', 'bf16'], ['f16', 'f16']] as const) {
+            const n2 = 46;
+            const args = { batch, m, n: n2, k, transA, transB, alpha: 0.5, beta: 1, strideA: m * k, strideB: 0 };
+            const tb = ta === 'f16' ? 'f16' : 'f32';
+            const res = await runOn(be, [{ dtype: ta, data: fromFloatArray(randn(rng, batch * m * k), ta) }, { dtype: tb, data: fromFloatArray(randn(rng, k * n2), tb) }],
+              [{ dtype: to, numel: batch * m * n2, init: fromFloatArray(randn(rng, batch * m * n2), to) }], (bk, [x, y], [o]) => bk.matmul(x!, y!, o!, args));
+            const [want, got] = res[0]!.map((h) => toFloatArray(h, to, 'f32'));
+            // one ulp of the output, plus the f16-compute error when both inputs are f16 (as above)
+            const tol = (to === 'bf16' ? 2 ** -7 : 2 ** -10) + (ta === 'f16' && tb === 'f16' && be.hasF16 ? 5e-3 : 1e-5);
+            assertClose(got!, want!, tol, `matmul ${ta}·${tb}→${to} tA=${transA} tB=${transB}`, (s) => t.diagnostic(s));
+          }
+        }
         // beta = 0 must overwrite (the output is NaN-poisoned), and k = 1, m = 1 edge shapes
         for (const [mm, nn, kk] of [[1, 300, 7], [129, 1, 5], [5, 6, 1]] as const) {
           const args = { batch: 1, m: mm, n: nn, k: kk, transA: false, transB: true, alpha: 1, beta: 0, strideA: 0, strideB: 0 };

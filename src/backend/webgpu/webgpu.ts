@@ -23,6 +23,7 @@ import type {
 } from '../backend.js';
 import { MemoryCounter } from '../backend.js';
 import { widenStorage16 } from '../storage16.js';
+import { fstore, type FStore } from './kernels/operand.js';
 import type { DType, HostArray } from '../../tensor/dtype.js';
 import { allocHost, hostMatches, itemSize } from '../../tensor/dtype.js';
 import { InternalError, LongLoraError } from '../../errors.js';
@@ -84,6 +85,27 @@ export function sizeClass(bytes: number): number {
 function fmtBytes(n: number): string {
   return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(2)} GiB` : n >= 2 ** 20 ? `${(n / 2 ** 20).toFixed(1)} MiB` : `${n} B`;
 }
+
+const f32Buf = (b: DeviceBuffer | null): boolean => b === null || b.dtype === 'f32';
+const evenOr = (n: number, ...outs: Array<DeviceBuffer | null>): boolean => n % 2 === 0 || outs.every(f32Buf);
+
+/**
+ * The kernels that read and write 16-bit operands themselves, with the calls they take: a
+ * 16-bit output is written a word (two elements) at a time, so its rows must have even
+ * length; per-row statistics (rstd, lse) and weight gradients of RMSNorm stay f32.
+ */
+const NATIVE16 = {
+  unary: true, unaryBackward: true, binary: true, affine: true, swiglu: true, swigluBackward: true,
+  matmul: (_a: DeviceBuffer, _b: DeviceBuffer, o: DeviceBuffer, g: MatmulArgs) => evenOr(g.n, o),
+  rmsnorm: (_x: DeviceBuffer, _w: DeviceBuffer, o: DeviceBuffer, rstd: DeviceBuffer, _r: number, C: number) => f32Buf(rstd) && evenOr(C, o),
+  rmsnormBackward: (_x: DeviceBuffer, _w: DeviceBuffer, rstd: DeviceBuffer, _dy: DeviceBuffer, dx: DeviceBuffer, dw: DeviceBuffer | null, _r: number, C: number) =>
+    f32Buf(rstd) && f32Buf(dw) && evenOr(C, dx),
+  rope: (...a: [DeviceBuffer, DeviceBuffer, DeviceBuffer, DeviceBuffer, number, number, number, number]) => evenOr(a[7] / 2, a[3]),
+  gather: (_t: DeviceBuffer, _i: DeviceBuffer, o: DeviceBuffer, _V: number, C: number) => evenOr(C, o),
+  attention: (...a: [DeviceBuffer, DeviceBuffer, DeviceBuffer, DeviceBuffer, DeviceBuffer, AttentionArgs]) => f32Buf(a[4]) && evenOr(a[5].D, a[3]),
+  attentionBackward: (...a: [DeviceBuffer, DeviceBuffer, DeviceBuffer, DeviceBuffer, DeviceBuffer, DeviceBuffer, DeviceBuffer, DeviceBuffer, DeviceBuffer, AttentionArgs]) =>
+    f32Buf(a[4]) && evenOr(a[9].D, a[6], a[7], a[8]),
+} as const;
 
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu';
@@ -157,8 +179,10 @@ export class WebGpuBackend implements Backend {
     void this.device.lost.then((info) => {
       this.lost = `webgpu: the device was lost (${info.reason}: ${info.message})`;
     });
-    // 16-bit operands: matmul and attention read them directly; other kernels widen them to f32 (storage16.ts).
-    widenStorage16(this, { nativeReads: ['matmul', 'attention', 'attentionBackward'] });
+    // 16-bit operands (mixed precision) are read and written directly by the kernels of the
+    // forward and backward passes; the rest widen them to f32 (storage16.ts), as do calls
+    // whose 16-bit outputs cannot be written a word at a time (odd row lengths).
+    widenStorage16(this, { native: NATIVE16 });
   }
 
   /** Adapter, features and limits in one line (for logs). */
@@ -325,41 +349,47 @@ export class WebGpuBackend implements Backend {
   }
 
   unary(op: UnaryOp, x: DeviceBuffer, out: DeviceBuffer): void {
-    const [xb, o] = [this.f32(x), this.f32(out)];
-    if (xb === o) this.launch(ew.unary(op, o.numel, true), [o]);
-    else this.launch(ew.unary(op, o.numel, false), [xb, o]);
+    const [xb, o] = [this.fl(x), this.fl(out)];
+    const st = { x: xb.dtype, o: o.dtype };
+    if (xb === o) this.launch(ew.unary(op, o.numel, true, st), [o]);
+    else this.launch(ew.unary(op, o.numel, false, st), [xb, o]);
   }
 
   unaryBackward(op: UnaryOp, x: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer): void {
-    this.launch(ew.unaryBackward(op, this.f32(dx).numel), [this.f32(x), this.f32(dy), this.f32(dx)]);
+    const [xb, dyb, dxb] = [this.fl(x), this.fl(dy), this.fl(dx)];
+    this.launch(ew.unaryBackward(op, dxb.numel, { x: xb.dtype, dy: dyb.dtype, dx: dxb.dtype }), [xb, dyb, dxb]);
   }
 
   binary(op: BinaryOp, a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer): void {
-    const [ab, bb, o] = [this.f32(a), this.f32(b), this.f32(out)];
+    const [ab, bb, o] = [this.fl(a), this.fl(b), this.fl(out)];
     if (bb.numel === 0) return;
-    if (ab === o) this.launch(ew.binary(op, o.numel, bb.numel, true), [bb, o]);
-    else this.launch(ew.binary(op, o.numel, bb.numel, false), [ab, bb, o]);
+    const st = { x: ab.dtype, y: bb.dtype, o: o.dtype };
+    if (ab === o) this.launch(ew.binary(op, o.numel, bb.numel, true, st), [bb, o]);
+    else this.launch(ew.binary(op, o.numel, bb.numel, false, st), [ab, bb, o]);
   }
 
   swiglu(gate: DeviceBuffer, up: DeviceBuffer, out: DeviceBuffer): void {
-    const [g, u, o] = [this.f32(gate), this.f32(up), this.f32(out)];
+    const [g, u, o] = [this.fl(gate), this.fl(up), this.fl(out)];
     this.sameNumel('swiglu', g, u, o);
     const ins = [...(g === o ? [] : [g]), ...(u === o ? [] : [u])];
-    this.launch(ew.swiglu(o.numel, g === o, u === o), [...ins, o]);
+    this.launch(ew.swiglu(o.numel, g === o, u === o, { g: g.dtype, u: u.dtype, o: o.dtype }), [...ins, o]);
   }
 
   swigluBackward(gate: DeviceBuffer, up: DeviceBuffer, dout: DeviceBuffer, dgate: DeviceBuffer | null, dup: DeviceBuffer | null): void {
-    const [g, u, dy] = [this.f32(gate), this.f32(up), this.f32(dout)];
-    const grads = [dgate, dup].filter((b): b is DeviceBuffer => b !== null).map((b) => this.f32(b));
+    const [g, u, dy] = [this.fl(gate), this.fl(up), this.fl(dout)];
+    const [dg, du] = [dgate && this.fl(dgate), dup && this.fl(dup)];
+    const grads = [dg, du].filter((b) => b !== null);
     this.sameNumel('swigluBackward', g, u, dy, ...grads);
     if (grads.length === 0) return;
-    this.launch(ew.swigluBackward(g.numel, dgate !== null, dup !== null), [g, u, dy, ...grads]);
+    const st = { g: g.dtype, u: u.dtype, dy: dy.dtype, dg: dg?.dtype ?? 'f32', du: du?.dtype ?? 'f32' };
+    this.launch(ew.swigluBackward(g.numel, dg !== null, du !== null, st), [g, u, dy, ...grads]);
   }
 
   affine(x: DeviceBuffer, alpha: number, beta: number, out: DeviceBuffer): void {
-    const [xb, o] = [this.f32(x), this.f32(out)];
-    if (xb === o) this.launch(ew.affine(o.numel, alpha, beta, true), [o]);
-    else this.launch(ew.affine(o.numel, alpha, beta, false), [xb, o]);
+    const [xb, o] = [this.fl(x), this.fl(out)];
+    const st = { x: xb.dtype, o: o.dtype };
+    if (xb === o) this.launch(ew.affine(o.numel, alpha, beta, true, st), [o]);
+    else this.launch(ew.affine(o.numel, alpha, beta, false, st), [xb, o]);
   }
 
   reduceSum(x: DeviceBuffer, out: DeviceBuffer, outer: number, size: number, inner: number): void {
@@ -368,11 +398,11 @@ export class WebGpuBackend implements Backend {
   }
 
   matmul(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, args: MatmulArgs): void {
-    const [ab, bb, o] = [this.own(a), this.own(b), this.f32(out)];
+    const [ab, bb, o] = [this.fl(a), this.fl(b), this.fl(out)];
     if (args.m === 0 || args.n === 0 || args.batch === 0) return;
-    // 16-bit operands are read directly; f16 compute when both are f16 and the device has shader-f16.
+    // 16-bit operands are read and written directly; f16 compute when both inputs are f16 and the device has shader-f16.
     const f16 = this.hasF16 && ab.dtype === 'f16' && bb.dtype === 'f16';
-    for (const l of matmulLaunches(args, ab.dtype, bb.dtype, this.matmulTile, f16)) this.launch(l, [ab, bb, o]);
+    for (const l of matmulLaunches(args, ab.dtype, bb.dtype, this.matmulTile, f16, o.dtype)) this.launch(l, [ab, bb, o]);
   }
 
   softmax(x: DeviceBuffer, out: DeviceBuffer, rows: number, cols: number): void {
@@ -384,53 +414,57 @@ export class WebGpuBackend implements Backend {
   }
 
   rmsnorm(x: DeviceBuffer, w: DeviceBuffer, out: DeviceBuffer, rstd: DeviceBuffer, rows: number, C: number, eps: number): void {
-    this.launch(nn.rmsnorm(rows, C, eps), [this.f32(x), this.f32(w), this.f32(out), this.f32(rstd)]);
+    const [xb, wb, o] = [this.fl(x), this.fl(w), this.fl(out)];
+    this.launch(nn.rmsnorm(rows, C, eps, { x: xb.dtype, w: wb.dtype, o: o.dtype }), [xb, wb, o, this.f32(rstd)]);
   }
 
   rmsnormBackward(x: DeviceBuffer, w: DeviceBuffer, rstd: DeviceBuffer, dy: DeviceBuffer,
     dx: DeviceBuffer, dw: DeviceBuffer | null, rows: number, C: number): void {
-    const [xb, wb, rb, dyb] = [this.f32(x), this.f32(w), this.f32(rstd), this.f32(dy)];
-    this.launch(nn.rmsnormBackwardDx(rows, C), [xb, wb, rb, dyb, this.f32(dx)]);
-    if (dw) this.launch(nn.rmsnormBackwardDw(rows, C), [xb, rb, dyb, this.f32(dw)]);
+    const [xb, wb, rb, dyb, dxb] = [this.fl(x), this.fl(w), this.f32(rstd), this.fl(dy), this.fl(dx)];
+    this.launch(nn.rmsnormBackwardDx(rows, C, { x: xb.dtype, w: wb.dtype, dy: dyb.dtype, dx: dxb.dtype }), [xb, wb, rb, dyb, dxb]);
+    if (dw) this.launch(nn.rmsnormBackwardDw(rows, C, { x: xb.dtype, dy: dyb.dtype }), [xb, rb, dyb, this.f32(dw)]);
   }
 
   rope(x: DeviceBuffer, cos: DeviceBuffer, sin: DeviceBuffer, out: DeviceBuffer,
     B: number, N: number, H: number, D: number, inverse: boolean): void {
-    this.launch(nn.rope(B, N, H, D, inverse), [this.f32(x), this.f32(cos), this.f32(sin), this.f32(out)]);
+    const [xb, cb, sb, o] = [this.fl(x), this.fl(cos), this.fl(sin), this.fl(out)];
+    this.launch(nn.rope(B, N, H, D, inverse, { x: xb.dtype, cs: cb.dtype, sn: sb.dtype, o: o.dtype }), [xb, cb, sb, o]);
   }
 
   gather(table: DeviceBuffer, ids: DeviceBuffer, out: DeviceBuffer, V: number, C: number, T: number): void {
-    this.launch(nn.gather(V, C, T), [this.f32(table), this.i32(ids), this.f32(out)]);
+    const [tb, o] = [this.fl(table), this.fl(out)];
+    this.launch(nn.gather(V, C, T, { table: tb.dtype, o: o.dtype }), [tb, this.i32(ids), o]);
   }
 
   scatterAdd(dy: DeviceBuffer, ids: DeviceBuffer, dtable: DeviceBuffer, V: number, C: number, T: number): void {
     this.launch(nn.scatterAdd(V, C, T), [this.f32(dy), this.i32(ids), this.f32(dtable)]);
   }
 
-  // q, k, v, out and dout are read directly, each in its own dtype (f32, f16 or bf16);
-  // outputs are f32 here (16-bit ones are widened by storage16.ts).
+  // q, k, v, out, dout, dq, dk and dv are read and written directly, each in its own dtype
+  // (f32, f16 or bf16); lse and δ are f32.
   attention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, args: AttentionArgs): void {
-    const st = { ...attn.F32_STORES, qb: this.store(q), kb: this.store(k), vb: this.store(v) };
-    this.launch(attn.attention(args, this.tiles(args.D), st), [this.own(q), this.own(k), this.own(v), this.f32(out), this.f32(lse)]);
+    const st = { ...attn.F32_STORES, qb: this.store(q), kb: this.store(k), vb: this.store(v), ob: this.store(out) };
+    this.launch(attn.attention(args, this.tiles(args.D), st), [this.own(q), this.own(k), this.own(v), this.own(out), this.f32(lse)]);
   }
 
   attentionBackward(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer,
     dout: DeviceBuffer, dq: DeviceBuffer, dk: DeviceBuffer, dv: DeviceBuffer, args: AttentionArgs): void {
     const t = this.tiles(args.D);
-    const st = { qb: this.store(q), kb: this.store(k), vb: this.store(v), ob: this.store(out), dob: this.store(dout) };
+    const st = {
+      qb: this.store(q), kb: this.store(k), vb: this.store(v), ob: this.store(out), dob: this.store(dout),
+      dqb: this.store(dq), dkb: this.store(dk), dvb: this.store(dv),
+    };
     const [qb, kb, vb, ob, lb, dob] = [this.own(q), this.own(k), this.own(v), this.own(out), this.f32(lse), this.own(dout)];
     const delta = this.alloc('f32', args.B * args.H * args.Nq) as GpuBuffer;
     this.launch(attn.attentionDelta(args, t, st), [ob, dob, delta]);
-    this.launch(attn.attentionDkv(args, t, st), [qb, kb, vb, lb, delta, dob, this.f32(dk), this.f32(dv)]);
-    this.launch(attn.attentionDq(args, t, st), [qb, kb, vb, lb, delta, dob, this.f32(dq)]);
+    this.launch(attn.attentionDkv(args, t, st), [qb, kb, vb, lb, delta, dob, this.own(dk), this.own(dv)]);
+    this.launch(attn.attentionDq(args, t, st), [qb, kb, vb, lb, delta, dob, this.own(dq)]);
     this.free(delta); // recorded work reads it before any later reuse
   }
 
-  /** The storage of a float operand read directly (attention). */
-  private store(buf: DeviceBuffer): attn.AttnStore {
-    const d = this.own(buf).dtype;
-    if (d !== 'f32' && d !== 'f16' && d !== 'bf16') throw new InternalError(`webgpu: kernel needs f32, f16 or bf16, got ${d}`);
-    return d;
+  /** The storage of a float operand read or written directly (attention). */
+  private store(buf: DeviceBuffer): FStore {
+    return this.fl(buf).dtype;
   }
 
   crossEntropy(logits: DeviceBuffer, targets: DeviceBuffer, losses: DeviceBuffer, lse: DeviceBuffer,
@@ -570,6 +604,13 @@ export class WebGpuBackend implements Backend {
     if (!(buf instanceof GpuBuffer)) throw new InternalError(`webgpu: buffer from backend '${buf.backend}'`);
     if (buf.freed) throw new InternalError('webgpu: use of a freed buffer');
     return buf;
+  }
+
+  /** A float operand in any of the storages the kernels read and write (f32, f16, bf16). */
+  private fl(buf: DeviceBuffer): GpuBuffer & { readonly dtype: FStore } {
+    const b = this.own(buf);
+    fstore(b.dtype, 'kernel');
+    return b as GpuBuffer & { readonly dtype: FStore };
   }
 
   private f32(buf: DeviceBuffer): GpuBuffer {

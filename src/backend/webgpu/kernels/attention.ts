@@ -19,8 +19,10 @@
  */
 import type { AttentionArgs, AttentionMask } from '../../backend.js';
 import type { KernelSpec, Launch } from '../wgsl.js';
-import { grid1, NEG_BIG } from '../wgsl.js';
+import { InternalError } from '../../../errors.js';
+import { grid1, HALF_CONV, NEG_BIG } from '../wgsl.js';
 import { spec } from './elementwise.js';
+import { type FStore, pack16 } from './operand.js';
 
 export interface AttentionTiles {
   /** Query rows (= threads) per workgroup in the forward and dQ kernels. */
@@ -150,12 +152,13 @@ function header(D: number, W: number, consts: Record<string, number>): string {
   ].join('\n');
 }
 
-/** How an operand is stored: f32, or 16 bits read directly (mixed precision). */
-export type AttnStore = 'f32' | 'f16' | 'bf16';
-/** The storage of each read operand: q, k, v, out, dO. */
-export interface AttnStores { qb: AttnStore; kb: AttnStore; vb: AttnStore; ob: AttnStore; dob: AttnStore }
-export const F32_STORES: AttnStores = { qb: 'f32', kb: 'f32', vb: 'f32', ob: 'f32', dob: 'f32' };
-type Operand = keyof AttnStores;
+/** How an operand is stored: f32, or 16 bits read and written directly (mixed precision). */
+export type AttnStore = FStore;
+/** The storage of each operand: q, k, v, out and dO (read), out, dq, dk and dv (written). */
+export interface AttnStores { qb: AttnStore; kb: AttnStore; vb: AttnStore; ob: AttnStore; dob: AttnStore; dqb: AttnStore; dkb: AttnStore; dvb: AttnStore }
+export const F32_STORES: AttnStores = { qb: 'f32', kb: 'f32', vb: 'f32', ob: 'f32', dob: 'f32', dqb: 'f32', dkb: 'f32', dvb: 'f32' };
+type Operand = 'qb' | 'kb' | 'vb' | 'ob' | 'dob';
+type Written = 'ob' | 'dqb' | 'dkb' | 'dvb';
 const READ_FN: Record<Operand, string> = { qb: 'LQ', kb: 'LK', vb: 'LV', ob: 'LO', dob: 'LDO' };
 
 /** WGSL `fn name(i) -> V`: vector i (W lanes) of `buf`, which holds `st` values, as f32 lanes. */
@@ -178,6 +181,25 @@ function operands(W: number, st: AttnStores, names: readonly Operand[]): { bind:
     read: names.map((n) => reader(READ_FN[n], n, W, st[n])).join('\n'),
     key: names.map((n) => st[n]).join(','),
   };
+}
+
+/**
+ * A written row operand: its binding (an array of V, or of raw words when 16-bit), the
+ * key part, HALF_CONV when 16-bit, and `row(base, val)`, WGSL storing the DV vectors
+ * `val(d)` from vector index `base`. 16-bit values are written a whole word at a time:
+ * pairs of scalars (W = 1, which needs an even D), one vec2 or two words per vec4.
+ */
+function written(W: number, D: number, st: AttnStores, n: Written): { bind: ReturnType<typeof OUT>; key: string; conv: string; row: (base: string, val: (d: string) => string) => string } {
+  const s = st[n];
+  const loop = (step: number, body: string): string => `for (var d = 0u; d < DV; d = d + ${step}u) { ${body} }`;
+  if (s === 'f32') return { bind: OUT(n, vtype(W)), key: s, conv: '', row: (base, val) => loop(1, `${n}[${base} + d] = ${val('d')};`) };
+  if (W === 1 && D % 2 !== 0) throw new InternalError(`webgpu attention: a 16-bit ${n} needs an even head dim, got ${D}`);
+  const row = (base: string, val: (d: string) => string): string => {
+    if (W === 1) return loop(2, `${n}[(${base} + d) >> 1u] = ${pack16(s, val('d'), val('(d + 1u)'))};`);
+    if (W === 2) return loop(1, `let v = ${val('d')}; ${n}[${base} + d] = ${pack16(s, 'v.x', 'v.y')};`);
+    return loop(1, `let v = ${val('d')}; ${n}[2u * (${base} + d)] = ${pack16(s, 'v.x', 'v.y')}; ${n}[2u * (${base} + d) + 1u] = ${pack16(s, 'v.z', 'v.w')};`);
+  };
+  return { bind: OUT(n, 'u32'), key: s, conv: HALF_CONV, row };
 }
 
 const IN = (name: string, type = 'f32') => ({ name, access: 'read' as const, type });
@@ -220,12 +242,13 @@ const LOAD_KV_TILE = `    for (var e = li; e < BK * DV; e = e + BQ) {
 
 function forwardSpec(D: number, t: AttentionTiles, st: AttnStores): KernelSpec {
   const W = width(D, t.W);
-  const V = vtype(W);
   const op = operands(W, st, ['qb', 'kb', 'vb']);
-  return spec(`attn:${D}:${t.BQ}:${t.BK}:${W}:${op.key}`, () => ({
-    buffers: [op.bind('qb'), op.bind('kb'), op.bind('vb'), OUT('ob', V), OUT('lse')],
+  const o = written(W, D, st, 'ob');
+  return spec(`attn:${D}:${t.BQ}:${t.BK}:${W}:${op.key}:${o.key}`, () => ({
+    buffers: [op.bind('qb'), op.bind('kb'), op.bind('vb'), o.bind, OUT('lse')],
     fields: FIELDS,
-    body: `${queryRowPrelude(D, W, t, op.read)}
+    body: `${o.conv}
+${queryRowPrelude(D, W, t, op.read)}
   var q: array<V, DV>;
   var acc = array<V, DV>();
   var m = ${NEG_BIG};
@@ -266,7 +289,7 @@ ${LOAD_KV_TILE}
   }
   if (valid) {
     let inv = 1.0 / l;
-    for (var d = 0u; d < DV; d = d + 1u) { ob[qo + d] = acc[d] * inv; }
+    ${o.row('qo', (d) => `acc[${d}] * inv`)}
     lse[(b * a.H + h) * a.Nq + i] = m + log(l);
   }
 }`,
@@ -312,13 +335,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 export function attentionDq(g: AttentionArgs, t: AttentionTiles, st: AttnStores = F32_STORES): Launch {
   const D = g.D;
   const W = width(D, t.W);
-  const V = vtype(W);
   const op = operands(W, st, ['qb', 'kb', 'vb', 'dob']);
+  const o = written(W, D, st, 'dqb');
   return {
-    spec: spec(`attnDq:${D}:${t.BQ}:${t.BK}:${W}:${op.key}`, () => ({
-      buffers: [op.bind('qb'), op.bind('kb'), op.bind('vb'), IN('lse'), IN('delta'), op.bind('dob'), OUT('dqb', V)],
+    spec: spec(`attnDq:${D}:${t.BQ}:${t.BK}:${W}:${op.key}:${o.key}`, () => ({
+      buffers: [op.bind('qb'), op.bind('kb'), op.bind('vb'), IN('lse'), IN('delta'), op.bind('dob'), o.bind],
       fields: FIELDS,
-      body: `${queryRowPrelude(D, W, t, op.read)}
+      body: `${o.conv}
+${queryRowPrelude(D, W, t, op.read)}
   var q: array<V, DV>;
   var dO: array<V, DV>;
   var dq = array<V, DV>();
@@ -350,7 +374,7 @@ ${LOAD_KV_TILE}
     workgroupBarrier();
   }
   if (valid) {
-    for (var d = 0u; d < DV; d = d + 1u) { dqb[qo + d] = dq[d] * a.scale; }
+    ${o.row('qo', (d) => `dq[${d}] * a.scale`)}
   }
 }`,
     })),
@@ -362,13 +386,15 @@ ${LOAD_KV_TILE}
 export function attentionDkv(g: AttentionArgs, t: AttentionTiles, st: AttnStores = F32_STORES): Launch {
   const D = g.D;
   const W = width(D, t.W);
-  const V = vtype(W);
   const op = operands(W, st, ['qb', 'kb', 'vb', 'dob']);
+  const ok = written(W, D, st, 'dkb');
+  const ov = written(W, D, st, 'dvb');
   return {
-    spec: spec(`attnDkv:${D}:${t.BKV}:${t.BQ2}:${W}:${op.key}`, () => ({
-      buffers: [op.bind('qb'), op.bind('kb'), op.bind('vb'), IN('lse'), IN('delta'), op.bind('dob'), OUT('dkb', V), OUT('dvb', V)],
+    spec: spec(`attnDkv:${D}:${t.BKV}:${t.BQ2}:${W}:${op.key}:${ok.key},${ov.key}`, () => ({
+      buffers: [op.bind('qb'), op.bind('kb'), op.bind('vb'), IN('lse'), IN('delta'), op.bind('dob'), ok.bind, ov.bind],
       fields: FIELDS,
-      body: `${header(D, W, { BKV: t.BKV, BQ2: t.BQ2 })}
+      body: `${ok.conv || ov.conv}
+${header(D, W, { BKV: t.BKV, BQ2: t.BQ2 })}
 ${op.read}
 ${MASK_FNS}
 ${HULL}
@@ -441,10 +467,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
     }
   }
   if (j < a.S) {
-    for (var d = 0u; d < DV; d = d + 1u) {
-      dkb[ko + d] = dk[d] * a.scale;
-      dvb[ko + d] = dv[d];
-    }
+    ${ok.row('ko', (d) => `dk[${d}] * a.scale`)}
+    ${ov.row('ko', (d) => `dv[${d}]`)}
   }
 }`,
     })),

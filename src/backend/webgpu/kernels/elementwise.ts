@@ -3,8 +3,9 @@ import type { BinaryOp, CopyArgs, UnaryOp } from '../../backend.js';
 import type { DType } from '../../../tensor/dtype.js';
 import { f32ToBf16Bits, f32ToF16Bits } from '../../../tensor/dtype.js';
 import { InternalError } from '../../../errors.js';
-import type { KernelSpec, Launch } from '../wgsl.js';
+import type { FieldType, KernelSpec, Launch } from '../wgsl.js';
 import { grid1, gridRows, HALF_CONV, main1d, mainRows, WG_REDUCE } from '../wgsl.js';
+import { any16, type FStore, ld, put, words } from './operand.js';
 
 const specs = new Map<string, KernelSpec>();
 /** One spec object per key, built on first use. */
@@ -145,113 +146,110 @@ const DERIV: Record<UnaryOp, string> = {
 const F32_IN = (name: string) => ({ name, access: 'read' as const, type: 'f32' });
 const F32_OUT = (name: string) => ({ name, access: 'rw' as const, type: 'f32' });
 
-/** out = op(x); `inPlace` when out is x. */
-export function unary(op: UnaryOp, n: number, inPlace: boolean): Launch {
-  return {
-    spec: spec(`unary:${op}:${inPlace}`, () => ({
-      buffers: inPlace ? [F32_OUT('o')] : [F32_IN('x'), F32_OUT('o')],
-      fields: [['n', 'u32']],
-      body: `fn f(v: f32) -> f32 { return ${UNARY[op]}; }
-${main1d()}
-  if (i >= a.n) { return; }
-  o[i] = f(${inPlace ? 'o' : 'x'}[i]);
-}`,
-    })),
-    args: [n],
-    grid: grid1(n),
-  };
+/** An operand of a pointwise kernel: its binding name, storage, and whether the kernel writes it. */
+interface Operand { name: string; st: FStore; out?: boolean }
+/** An input read through another operand's binding (in place): [name, binding, storage]. */
+type Alias = readonly [string, string, FStore];
+
+/**
+ * A pointwise kernel over n elements. `fn` defines `fn f(e: u32) -> R`, the outputs of
+ * element e (f32 for one output, vecK<f32> for K, in operand order), reading inputs with
+ * `ld_<name>(e)`. With a 16-bit output each thread does a pair of elements (put, operand.ts).
+ */
+function pointwise(key: string, ops: readonly Operand[], fn: string, n: number,
+  extra: { fields?: ReadonlyArray<readonly [string, FieldType]>; args?: readonly number[]; aliases?: readonly Alias[] } = {}): Launch {
+  const outs = ops.filter((o) => o.out);
+  const P = any16(outs.map((o) => o.st)) ? 2 : 1;
+  const res = (r: string, j: number): string => (outs.length === 1 ? r : `${r}[${j}]`);
+  const s = spec(`${key}|${ops.map((o) => o.st).join(',')}|${(extra.aliases ?? []).map((x) => x[2]).join(',')}`, () => {
+    const lines = [main1d(), `  let e0 = i * ${P}u;`, '  if (e0 >= a.n) { return; }', '  let r0 = f(e0);'];
+    if (P === 1) outs.forEach((o, j) => lines.push(`  ${o.name}[e0] = bitcast<u32>(${res('r0', j)});`));
+    else {
+      lines.push('  let has1 = e0 + 1u < a.n;', '  var r1 = r0;', '  if (has1) { r1 = f(e0 + 1u); }');
+      outs.forEach((o, j) => lines.push(`  put_${o.name}(e0, ${res('r0', j)}, ${res('r1', j)}, has1);`));
+    }
+    lines.push('}');
+    return {
+      buffers: ops.map((o) => words(o.name, o.out ? 'rw' : 'read')),
+      fields: [['n', 'u32'], ...(extra.fields ?? [])],
+      body: [
+        ...(P === 2 ? [HALF_CONV] : []),
+        ...ops.map((o) => ld(o.name, o.st)),
+        ...(extra.aliases ?? []).map(([name, buf, st]) => ld(name, st, buf)),
+        ...(P === 2 ? outs.map((o) => put(o.name, o.st)) : []),
+        fn, ...lines,
+      ].join('\n'),
+    };
+  });
+  return { spec: s, args: [n, ...(extra.args ?? [])], grid: grid1(Math.ceil(n / P)) };
 }
 
-export function unaryBackward(op: UnaryOp, n: number): Launch {
-  return {
-    spec: spec(`unaryBackward:${op}`, () => ({
-      buffers: [F32_IN('x'), F32_IN('dy'), F32_OUT('dx')],
-      fields: [['n', 'u32']],
-      body: `fn df(v: f32) -> f32 { ${DERIV[op]} }
-${main1d()}
-  if (i >= a.n) { return; }
-  dx[i] = dy[i] * df(x[i]);
-}`,
-    })),
-    args: [n],
-    grid: grid1(n),
-  };
+/** Storage of the operands of a pointwise kernel (all f32 unless given). */
+export type Stores = Readonly<Record<string, FStore>>;
+const stOf = (st: Stores, name: string): FStore => st[name] ?? 'f32';
+
+/** out = op(x); `inPlace` when out is x. */
+export function unary(op: UnaryOp, n: number, inPlace: boolean, st: Stores = {}): Launch {
+  const o: Operand = { name: 'o', st: stOf(st, 'o'), out: true };
+  return pointwise(`unary:${op}:${inPlace}`, inPlace ? [o] : [{ name: 'x', st: stOf(st, 'x') }, o],
+    `fn f(e: u32) -> f32 { let v = ld_x(e); return ${UNARY[op]}; }`, n, { aliases: inPlace ? [['x', 'o', o.st]] : [] });
+}
+
+export function unaryBackward(op: UnaryOp, n: number, st: Stores = {}): Launch {
+  return pointwise(`unaryBackward:${op}`, [{ name: 'x', st: stOf(st, 'x') }, { name: 'dy', st: stOf(st, 'dy') }, { name: 'dx', st: stOf(st, 'dx'), out: true }],
+    `fn df(v: f32) -> f32 { ${DERIV[op]} }
+fn f(e: u32) -> f32 { return ld_dy(e) * df(ld_x(e)); }`, n);
 }
 
 const BINARY: Record<BinaryOp, string> = { add: '+', sub: '-', mul: '*', div: '/' };
 
 /** out[i] = a[i] ∘ b[i mod nb]; `inPlace` when out is a. */
-export function binary(op: BinaryOp, n: number, nb: number, inPlace: boolean): Launch {
-  return {
-    spec: spec(`binary:${op}:${inPlace}`, () => ({
-      buffers: inPlace ? [F32_IN('y'), F32_OUT('o')] : [F32_IN('x'), F32_IN('y'), F32_OUT('o')],
-      fields: [['n', 'u32'], ['nb', 'u32']],
-      body: `${main1d()}
-  if (i >= a.n) { return; }
-  o[i] = ${inPlace ? 'o' : 'x'}[i] ${BINARY[op]} y[i % a.nb];
-}`,
-    })),
-    args: [n, nb],
-    grid: grid1(n),
-  };
+export function binary(op: BinaryOp, n: number, nb: number, inPlace: boolean, st: Stores = {}): Launch {
+  const o: Operand = { name: 'o', st: stOf(st, 'o'), out: true };
+  const y: Operand = { name: 'y', st: stOf(st, 'y') };
+  return pointwise(`binary:${op}:${inPlace}`, inPlace ? [y, o] : [{ name: 'x', st: stOf(st, 'x') }, y, o],
+    `fn f(e: u32) -> f32 { return ld_x(e) ${BINARY[op]} ld_y(e % a.nb); }`, n,
+    { fields: [['nb', 'u32']], args: [nb], aliases: inPlace ? [['x', 'o', o.st]] : [] });
 }
 
 /** σ(v) as a WGSL expression (the sigmoid of `UNARY`). */
 const SIGMOID = (v: string): string => `1.0 / (1.0 + exp(-${v}))`;
 
 /** out = silu(gate) · up; `gateIsOut` / `upIsOut` when out is that input (in place). */
-export function swiglu(n: number, gateIsOut: boolean, upIsOut: boolean): Launch {
-  return {
-    spec: spec(`swiglu:${gateIsOut}:${upIsOut}`, () => ({
-      buffers: [...(gateIsOut ? [] : [F32_IN('g')]), ...(upIsOut ? [] : [F32_IN('u')]), F32_OUT('o')],
-      fields: [['n', 'u32']],
-      body: `${main1d()}
-  if (i >= a.n) { return; }
-  let v = ${gateIsOut ? 'o' : 'g'}[i];
-  o[i] = v * (${SIGMOID('v')}) * ${upIsOut ? 'o' : 'u'}[i];
-}`,
-    })),
-    args: [n],
-    grid: grid1(n),
-  };
+export function swiglu(n: number, gateIsOut: boolean, upIsOut: boolean, st: Stores = {}): Launch {
+  const o: Operand = { name: 'o', st: stOf(st, 'o'), out: true };
+  const ins: Operand[] = [...(gateIsOut ? [] : [{ name: 'g', st: stOf(st, 'g') }]), ...(upIsOut ? [] : [{ name: 'u', st: stOf(st, 'u') }])];
+  const aliases: Alias[] = [...(gateIsOut ? [['g', 'o', o.st] as const] : []), ...(upIsOut ? [['u', 'o', o.st] as const] : [])];
+  return pointwise(`swiglu:${gateIsOut}:${upIsOut}`, [...ins, o],
+    `fn f(e: u32) -> f32 { let v = ld_g(e); return v * (${SIGMOID('v')}) * ld_u(e); }`, n, { aliases });
 }
 
 /**
  * dgate = dout · up · silu'(gate) and dup = dout · silu(gate); the flags say which
  * gradients are written (each is a binding of its own, after gate, up and dout).
  */
-export function swigluBackward(n: number, dgate: boolean, dup: boolean): Launch {
+export function swigluBackward(n: number, dgate: boolean, dup: boolean, st: Stores = {}): Launch {
   if (!dgate && !dup) throw new InternalError('webgpu.swigluBackward: no gradient to write');
-  return {
-    spec: spec(`swigluBackward:${dgate}:${dup}`, () => ({
-      buffers: [F32_IN('g'), F32_IN('u'), F32_IN('dy'), ...(dgate ? [F32_OUT('dg')] : []), ...(dup ? [F32_OUT('du')] : [])],
-      fields: [['n', 'u32']],
-      body: `${main1d()}
-  if (i >= a.n) { return; }
-  let v = g[i];
-  let s = ${SIGMOID('v')};${dgate ? `
-  dg[i] = dy[i] * u[i] * s * (1.0 + v * (1.0 - s));` : ''}${dup ? `
-  du[i] = dy[i] * v * s;` : ''}
-}`,
-    })),
-    args: [n],
-    grid: grid1(n),
-  };
+  const outs: string[] = [];
+  if (dgate) outs.push('dy * ld_u(e) * s * (1.0 + v * (1.0 - s))');
+  if (dup) outs.push('dy * v * s');
+  const R = outs.length === 1 ? 'f32' : 'vec2<f32>';
+  return pointwise(`swigluBackward:${dgate}:${dup}`, [
+    { name: 'g', st: stOf(st, 'g') }, { name: 'u', st: stOf(st, 'u') }, { name: 'dy', st: stOf(st, 'dy') },
+    ...(dgate ? [{ name: 'dg', st: stOf(st, 'dg'), out: true }] : []), ...(dup ? [{ name: 'du', st: stOf(st, 'du'), out: true }] : []),
+  ], `fn f(e: u32) -> ${R} {
+  let v = ld_g(e);
+  let s = ${SIGMOID('v')};
+  let dy = ld_dy(e);
+  return ${R}(${outs.join(', ')});
+}`, n);
 }
 
-export function affine(n: number, alpha: number, beta: number, inPlace: boolean): Launch {
-  return {
-    spec: spec(`affine:${inPlace}`, () => ({
-      buffers: inPlace ? [F32_OUT('o')] : [F32_IN('x'), F32_OUT('o')],
-      fields: [['n', 'u32'], ['alpha', 'f32'], ['beta', 'f32']],
-      body: `${main1d()}
-  if (i >= a.n) { return; }
-  o[i] = a.alpha * ${inPlace ? 'o' : 'x'}[i] + a.beta;
-}`,
-    })),
-    args: [n, alpha, beta],
-    grid: grid1(n),
-  };
+export function affine(n: number, alpha: number, beta: number, inPlace: boolean, st: Stores = {}): Launch {
+  const o: Operand = { name: 'o', st: stOf(st, 'o'), out: true };
+  return pointwise(`affine:${inPlace}`, inPlace ? [o] : [{ name: 'x', st: stOf(st, 'x') }, o],
+    'fn f(e: u32) -> f32 { return a.alpha * ld_x(e) + a.beta; }', n,
+    { fields: [['alpha', 'f32'], ['beta', 'f32']], args: [alpha, beta], aliases: inPlace ? [['x', 'o', o.st]] : [] });
 }
 
 // ---- strided copy ---------------------------------------------------------------------

@@ -4,8 +4,10 @@
  * through workgroup-memory tiles of A and B; each thread owns TM×TN outputs in registers.
  * Transposes only change how tiles are loaded (always along the contiguous axis).
  *
- * Operands may be stored as f32, f16 or bf16 and are read directly (16-bit weights need no
- * cast pass); arithmetic and out are f32. With `f16` compute (the shader-f16 feature), the
+ * Operands and out may be stored as f32, f16 or bf16 and are read and written directly (16-bit
+ * weights and activations need no cast pass); arithmetic is f32. A 16-bit out is written a
+ * word (two adjacent columns) at a time, so then each thread owns pairs of adjacent columns
+ * and n must be even. With `f16` compute (the shader-f16 feature), the
  * tiles are held in f16 and products are summed over each BK slice in f16 before being
  * added to f32 accumulators: half the memory traffic, less precision.
  */
@@ -13,8 +15,9 @@ import type { MatmulArgs } from '../../backend.js';
 import type { DType } from '../../../tensor/dtype.js';
 import { InternalError } from '../../../errors.js';
 import type { Launch } from '../wgsl.js';
-import { MAX_GROUPS } from '../wgsl.js';
+import { HALF_CONV, MAX_GROUPS } from '../wgsl.js';
 import { spec } from './elementwise.js';
+import { fstore, ld, loadExpr, put, words } from './operand.js';
 
 export interface Tile { BM: number; BN: number; BK: number; TM: number; TN: number }
 
@@ -28,36 +31,27 @@ export const TILE_LARGE: Tile = { BM: 128, BN: 128, BK: 8, TM: 8, TN: 8 };
  */
 export const TILE_LIGHT: Tile = { BM: 32, BN: 32, BK: 8, TM: 2, TN: 2 };
 
-export type StoreType = 'f32' | 'f16' | 'bf16';
-
-/** WGSL loading element `idx` of operand `buf` stored as `t`, as f32. */
-function loader(name: string, buf: string, t: StoreType): string {
-  switch (t) {
-    case 'f32': return `fn ${name}(idx: u32) -> f32 { return ${buf}[idx]; }`;
-    case 'f16': return `fn ${name}(idx: u32) -> f32 { return unpack2x16float(${buf}[idx >> 1u])[idx & 1u]; }`;
-    case 'bf16': return `fn ${name}(idx: u32) -> f32 { let w = ${buf}[idx >> 1u]; return bitcast<f32>(select(w << 16u, w & 0xffff0000u, (idx & 1u) == 1u)); }`;
-  }
-}
-
 export function chooseTile(m: number, n: number): Tile {
   return m >= 256 && n >= 256 ? TILE_LARGE : TILE_SMALL;
 }
 
-export function matmul(g: MatmulArgs, aType: DType, bType: DType, tile: Tile = chooseTile(g.m, g.n), f16Compute = false): Launch[] {
-  for (const t of [aType, bType]) if (t !== 'f32' && t !== 'f16' && t !== 'bf16') throw new InternalError(`webgpu.matmul: operand dtype ${t}`);
+export function matmul(g: MatmulArgs, aType: DType, bType: DType, tile: Tile = chooseTile(g.m, g.n), f16Compute = false, oType: DType = 'f32'): Launch[] {
+  const [sa, sb, so] = [fstore(aType, 'matmul'), fstore(bType, 'matmul'), fstore(oType, 'matmul')];
+  const pairs = so !== 'f32';
+  if (pairs && g.n % 2 !== 0) throw new InternalError(`webgpu.matmul: a 16-bit output needs an even n, got ${g.n}`);
   if (f16Compute && (aType !== 'f16' || bType !== 'f16')) throw new InternalError('webgpu.matmul: f16 compute needs f16 operands');
   // f16 compute packs 4 output columns per vec4<f16>: widen TN (and BN, same threads) to 4.
   if (f16Compute && tile.TN % 4 !== 0) tile = { ...tile, BN: (tile.BN / tile.TN) * 4, TN: 4 };
   const { BM, BN, BK, TM, TN } = tile;
   const WX = BN / TN;
   const WY = BM / TM;
-  const key = `matmul:${g.transA}:${g.transB}:${aType}:${bType}:${BM}x${BN}x${BK}/${TM}x${TN}${f16Compute ? ':h' : ''}`;
+  const key = `matmul:${g.transA}:${g.transB}:${aType}:${bType}:${oType}:${BM}x${BN}x${BK}/${TM}x${TN}${f16Compute ? ':h' : ''}`;
   const s = spec(key, () => {
     const elem = f16Compute ? 'f16' : 'f32';
-    const aBuf = f16Compute ? 'f16' : aType === 'f32' ? 'f32' : 'u32';
-    const bBuf = f16Compute ? 'f16' : bType === 'f32' ? 'f32' : 'u32';
-    const la = f16Compute ? 'fn LA(idx: u32) -> f16 { return A[idx]; }' : loader('LA', 'A', aType as StoreType);
-    const lb = f16Compute ? 'fn LB(idx: u32) -> f16 { return B[idx]; }' : loader('LB', 'B', bType as StoreType);
+    const aBuf = f16Compute ? 'f16' : 'u32';
+    const bBuf = f16Compute ? 'f16' : 'u32';
+    const la = f16Compute ? 'fn LA(idx: u32) -> f16 { return A[idx]; }' : `fn LA(idx: u32) -> f32 { return ${loadExpr(sa, 'A', 'idx')}; }`;
+    const lb = f16Compute ? 'fn LB(idx: u32) -> f16 { return B[idx]; }' : `fn LB(idx: u32) -> f32 { return ${loadExpr(sb, 'B', 'idx')}; }`;
     // Tile element e → (row r | col c, kk), contiguous in global memory along the fastest index.
     const loadA = g.transA
       ? 'let r = e % BM; let kk = e / BM; let gi = oa + (k0 + kk) * a.m + m0 + r;'
@@ -73,8 +67,8 @@ export function matmul(g: MatmulArgs, aType: DType, bType: DType, tile: Tile = c
     for (var kk = 0u; kk < BK; kk = kk + 1u) {
       var br: array<vec4<f16>, ${TN / 4}>;
       for (var t = 0u; t < TN / 4u; t = t + 1u) {
-        let c = kk * BN + lid.x + 4u * t * WX;
-        br[t] = vec4<f16>(Bs[c], Bs[c + WX], Bs[c + 2u * WX], Bs[c + 3u * WX]);
+        let c = kk * BN;
+        br[t] = vec4<f16>(Bs[c + col(4u * t)], Bs[c + col(4u * t + 1u)], Bs[c + col(4u * t + 2u)], Bs[c + col(4u * t + 3u)]);
       }
       for (var i = 0u; i < TM; i = i + 1u) {
         let av = vec4<f16>(As[kk * BM + lid.y + i * WY]);
@@ -91,7 +85,7 @@ export function matmul(g: MatmulArgs, aType: DType, bType: DType, tile: Tile = c
       var ar: array<f32, TM>;
       var br: array<f32, TN>;
       for (var t = 0u; t < TM; t = t + 1u) { ar[t] = As[kk * BM + lid.y + t * WY]; }
-      for (var t = 0u; t < TN; t = t + 1u) { br[t] = Bs[kk * BN + lid.x + t * WX]; }
+      for (var t = 0u; t < TN; t = t + 1u) { br[t] = Bs[kk * BN + col(t)]; }
       for (var i = 0u; i < TM; i = i + 1u) {
         for (var j = 0u; j < TN; j = j + 1u) { acc[i * TN + j] = fma(ar[i], br[j], acc[i * TN + j]); }
       }
@@ -101,7 +95,7 @@ export function matmul(g: MatmulArgs, aType: DType, bType: DType, tile: Tile = c
       buffers: [
         { name: 'A', access: 'read', type: aBuf },
         { name: 'B', access: 'read', type: bBuf },
-        { name: 'o', access: 'rw', type: 'f32' },
+        words('o', 'rw'),
       ],
       fields: [['m', 'u32'], ['n', 'u32'], ['k', 'u32'], ['sa', 'u32'], ['sb', 'u32'], ['b0', 'u32'], ['alpha', 'f32'], ['beta', 'f32']],
       body: `const BM = ${BM}u;
@@ -116,8 +110,15 @@ var<workgroup> As: array<${elem}, ${BK * BM}>;
 var<workgroup> Bs: array<${elem}, ${BK * BN}>;
 ${la}
 ${lb}
+${pairs ? HALF_CONV : ''}
+${ld('o', so)}
+${put('o', so)}
+var<private> lx: u32;
+/** Column (within the tile) of this thread's j-th output: strided by WX, or in adjacent pairs. */
+fn col(j: u32) -> u32 { return ${pairs ? '2u * (lx + (j >> 1u) * WX) + (j & 1u)' : 'lx + j * WX'}; }
 @compute @workgroup_size(${WX}, ${WY})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
+  lx = lid.x;
   let bt = wid.z + a.b0;
   let m0 = wid.y * BM;
   let n0 = wid.x * BN;
@@ -145,13 +146,15 @@ ${inner}
   for (var i = 0u; i < TM; i = i + 1u) {
     let r = m0 + lid.y + i * WY;
     if (r >= a.m) { continue; }
-    for (var j = 0u; j < TN; j = j + 1u) {
-      let c = n0 + lid.x + j * WX;
+    for (var j = 0u; j < TN; j = j + ${pairs ? 2 : 1}u) {
+      let c = n0 + col(j);
       if (c >= a.n) { continue; }
       let idx = oc + r * a.n + c;
-      var v = a.alpha * acc[i * TN + j];
-      if (a.beta != 0.0) { v = v + a.beta * o[idx]; }
-      o[idx] = v;
+      var v0 = a.alpha * acc[i * TN + j];
+      ${pairs ? `var v1 = a.alpha * acc[i * TN + j + 1u];
+      if (a.beta != 0.0) { v0 = v0 + a.beta * ld_o(idx); v1 = v1 + a.beta * ld_o(idx + 1u); }
+      put_o(idx, v0, v1, true);` : `if (a.beta != 0.0) { v0 = v0 + a.beta * ld_o(idx); }
+      put_o(idx, v0, 0.0, false);`}
     }
   }
 }`,

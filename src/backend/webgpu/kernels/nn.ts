@@ -3,9 +3,11 @@
  * workgroup memory), RoPE, embedding gather/scatter-add and AdamW.
  */
 import type { AdamWArgs } from '../../backend.js';
+import { InternalError } from '../../../errors.js';
 import type { Launch } from '../wgsl.js';
-import { grid1, gridRows, main1d, mainRows, NEG_BIG, STATUS_BAD_TARGET, STATUS_BAD_TOKEN, WG_REDUCE } from '../wgsl.js';
-import { spec } from './elementwise.js';
+import { grid1, gridRows, HALF_CONV, main1d, mainRows, NEG_BIG, STATUS_BAD_TARGET, STATUS_BAD_TOKEN, WG_REDUCE } from '../wgsl.js';
+import { spec, type Stores } from './elementwise.js';
+import { any16, type FStore, ld, put, words } from './operand.js';
 
 const IN = (name: string, type = 'f32') => ({ name, access: 'read' as const, type });
 const OUT = (name: string, type = 'f32') => ({ name, access: 'rw' as const, type });
@@ -54,21 +56,53 @@ ${mainRows()}
   };
 }
 
-export function rmsnorm(rows: number, C: number, eps: number): Launch {
+/**
+ * A loop over a row's columns c of `out` (threads li of 256): by pairs when `pair` (even
+ * rows, so 16-bit outputs write whole words), else one at a time (f32 outputs only).
+ * `val(c)` is the WGSL value of column c.
+ */
+function rowStore(pair: boolean, out: string, base: string, val: (c: string) => string): string {
+  return pair
+    ? `for (var c = 2u * li; c < a.C; c = c + 512u) { put_${out}(${base} + c, ${val('c')}, ${val('(c + 1u)')}, true); }`
+    : `for (var c = li; c < a.C; c = c + 256u) { put_${out}(${base} + c, ${val('c')}, 0.0, false); }`;
+}
+
+/** Operand storage of a kernel, all f32 unless given; a 16-bit output needs `pair` mode. */
+function stores<K extends string>(kernel: string, names: readonly K[], outs: readonly K[], st: Stores, pair: boolean): Record<K, FStore> {
+  const r = {} as Record<K, FStore>;
+  for (const n of names) r[n] = st[n] ?? 'f32';
+  for (const o of outs) if (!pair && r[o] !== 'f32') throw new InternalError(`webgpu.${kernel}: a 16-bit ${o} needs an even row length`);
+  return r;
+}
+
+/** The WGSL helpers of operands: a reader for each, a pair writer for each output. */
+function access<K extends string>(S: Record<K, FStore>, outs: readonly K[]): string {
+  const names = Object.keys(S) as K[];
+  return [
+    ...(any16(outs.map((o) => S[o])) ? [HALF_CONV] : []),
+    ...names.map((n) => ld(n, S[n])),
+    ...outs.map((o) => put(o, S[o])),
+  ].join('\n');
+}
+
+export function rmsnorm(rows: number, C: number, eps: number, st: Stores = {}): Launch {
+  const pair = C % 2 === 0;
+  const S = stores('rmsnorm', ['x', 'w', 'o'], ['o'], st, pair);
   return {
-    spec: spec('rmsnorm', () => ({
-      buffers: [IN('x'), IN('w'), OUT('o'), OUT('rstd')],
+    spec: spec(`rmsnorm:${pair}:${S.x},${S.w},${S.o}`, () => ({
+      buffers: [words('x', 'read'), words('w', 'read'), words('o', 'rw'), OUT('rstd')],
       fields: [['rows', 'u32'], ['C', 'u32'], ['eps', 'f32']],
-      body: `${WG_REDUCE}
+      body: `${access(S, ['o'])}
+${WG_REDUCE}
 ${mainRows()}
   if (row >= a.rows) { return; }
   let base = row * a.C;
   var ss = 0.0;
-  for (var c = li; c < a.C; c = c + 256u) { let v = x[base + c]; ss = ss + v * v; }
+  for (var c = li; c < a.C; c = c + 256u) { let v = ld_x(base + c); ss = ss + v * v; }
   ss = wg_sum(ss, li);
   let s = 1.0 / sqrt(ss / f32(a.C) + a.eps);
   if (li == 0u) { rstd[row] = s; }
-  for (var c = li; c < a.C; c = c + 256u) { o[base + c] = x[base + c] * s * w[c]; }
+  ${rowStore(pair, 'o', 'base', (c) => `ld_x(base + ${c}) * s * ld_w(${c})`)}
 }`,
     })),
     args: [rows, C, eps],
@@ -77,24 +111,24 @@ ${mainRows()}
 }
 
 /** dx = s·(dy·w − x̂·mean(dy·w·x̂)) per row. */
-export function rmsnormBackwardDx(rows: number, C: number): Launch {
+export function rmsnormBackwardDx(rows: number, C: number, st: Stores = {}): Launch {
+  const pair = C % 2 === 0;
+  const S = stores('rmsnormBackward', ['x', 'w', 'dy', 'dx'], ['dx'], st, pair);
   return {
-    spec: spec('rmsnormBackwardDx', () => ({
-      buffers: [IN('x'), IN('w'), IN('rstd'), IN('dy'), OUT('dx')],
+    spec: spec(`rmsnormBackwardDx:${pair}:${S.x},${S.w},${S.dy},${S.dx}`, () => ({
+      buffers: [words('x', 'read'), words('w', 'read'), IN('rstd'), words('dy', 'read'), words('dx', 'rw')],
       fields: [['rows', 'u32'], ['C', 'u32']],
-      body: `${WG_REDUCE}
+      body: `${access(S, ['dx'])}
+${WG_REDUCE}
 ${mainRows()}
   if (row >= a.rows) { return; }
   let base = row * a.C;
   let s = rstd[row];
   var d = 0.0;
-  for (var c = li; c < a.C; c = c + 256u) { d = d + dy[base + c] * w[c] * x[base + c] * s; }
+  for (var c = li; c < a.C; c = c + 256u) { d = d + ld_dy(base + c) * ld_w(c) * ld_x(base + c) * s; }
   d = wg_sum(d, li);
   let m = d / f32(a.C);
-  for (var c = li; c < a.C; c = c + 256u) {
-    let xh = x[base + c] * s;
-    dx[base + c] = s * (dy[base + c] * w[c] - xh * m);
-  }
+  ${rowStore(pair, 'dx', 'base', (c) => `s * (ld_dy(base + ${c}) * ld_w(${c}) - (ld_x(base + ${c}) * s) * m)`)}
 }`,
     })),
     args: [rows, C],
@@ -102,16 +136,18 @@ ${mainRows()}
   };
 }
 
-/** dw[c] += Σ_rows dy·x̂: one thread per channel, so no two threads add into one element. */
-export function rmsnormBackwardDw(rows: number, C: number): Launch {
+/** dw[c] += Σ_rows dy·x̂ (dw f32): one thread per channel, so no two threads add into one element. */
+export function rmsnormBackwardDw(rows: number, C: number, st: Stores = {}): Launch {
+  const S = stores('rmsnormBackward', ['x', 'dy'], [], st, true);
   return {
-    spec: spec('rmsnormBackwardDw', () => ({
-      buffers: [IN('x'), IN('rstd'), IN('dy'), OUT('dw')],
+    spec: spec(`rmsnormBackwardDw:${S.x},${S.dy}`, () => ({
+      buffers: [words('x', 'read'), IN('rstd'), words('dy', 'read'), OUT('dw')],
       fields: [['rows', 'u32'], ['C', 'u32']],
-      body: `${main1d()}
+      body: `${access(S, [])}
+${main1d()}
   if (i >= a.C) { return; }
   var acc = 0.0;
-  for (var r = 0u; r < a.rows; r = r + 1u) { acc = acc + dy[r * a.C + i] * x[r * a.C + i] * rstd[r]; }
+  for (var r = 0u; r < a.rows; r = r + 1u) { acc = acc + ld_dy(r * a.C + i) * ld_x(r * a.C + i) * rstd[r]; }
   dw[i] = dw[i] + acc;
 }`,
     })),
@@ -120,28 +156,38 @@ export function rmsnormBackwardDw(rows: number, C: number): Launch {
   };
 }
 
-export function rope(B: number, N: number, H: number, D: number, inverse: boolean): Launch {
+/** RoPE over x [B, N, H, D] with tables [N, D/2]; pairs of d per thread when D/2 is even. */
+export function rope(B: number, N: number, H: number, D: number, inverse: boolean, st: Stores = {}): Launch {
   const half = D / 2;
-  const n = B * N * H * half;
+  const pair = half % 2 === 0;
+  const P = pair ? 2 : 1;
+  const S = stores('rope', ['x', 'cs', 'sn', 'o'], ['o'], st, pair);
+  const n = (B * N * H * half) / P;
+  const rot = (k: string): string => `let c${k} = ld_cs(t + ${k}u);
+  let s${k} = a.sgn * ld_sn(t + ${k}u);
+  let x${k} = ld_x(o0 + d + ${k}u);
+  let y${k} = ld_x(o0 + d + ${k}u + a.half);`;
   return {
-    spec: spec('rope', () => ({
-      buffers: [IN('x'), IN('cs'), IN('sn'), OUT('o')],
+    spec: spec(`rope:${pair}:${S.x},${S.cs},${S.sn},${S.o}`, () => ({
+      buffers: [words('x', 'read'), words('cs', 'read'), words('sn', 'read'), words('o', 'rw')],
       fields: [['n', 'u32'], ['N', 'u32'], ['H', 'u32'], ['half', 'u32'], ['sgn', 'f32']],
-      body: `${main1d()}
+      body: `${access(S, ['o'])}
+${main1d()}
   if (i >= a.n) { return; }
-  let d = i % a.half;
-  let r = i / a.half;
+  let per = a.half / ${P}u;
+  let d = (i % per) * ${P}u;
+  let r = i / per;
   let h = r % a.H;
   let bn = r / a.H;
   let tok = bn % a.N;
   let o0 = (bn * a.H + h) * 2u * a.half;
   let t = tok * a.half + d;
-  let c = cs[t];
-  let s = a.sgn * sn[t];
-  let x1 = x[o0 + d];
-  let x2 = x[o0 + d + a.half];
-  o[o0 + d] = x1 * c - x2 * s;
-  o[o0 + d + a.half] = x2 * c + x1 * s;
+  ${rot('0')}${pair ? `
+  ${rot('1')}
+  put_o(o0 + d, x0 * c0 - y0 * s0, x1 * c1 - y1 * s1, true);
+  put_o(o0 + d + a.half, y0 * c0 + x0 * s0, y1 * c1 + x1 * s1, true);` : `
+  put_o(o0 + d, x0 * c0 - y0 * s0, 0.0, false);
+  put_o(o0 + d + a.half, y0 * c0 + x0 * s0, 0.0, false);`}
 }`,
     })),
     args: [n, N, H, half, inverse ? -1 : 1],
@@ -149,27 +195,34 @@ export function rope(B: number, N: number, H: number, D: number, inverse: boolea
   };
 }
 
-export function gather(V: number, C: number, T: number): Launch {
+/** Rows of the table [V, C] for ids [T] → out [T, C]; pairs of columns per thread when C is even. */
+export function gather(V: number, C: number, T: number, st: Stores = {}): Launch {
+  const pair = C % 2 === 0;
+  const P = pair ? 2 : 1;
+  const S = stores('gather', ['table', 'o'], ['o'], st, pair);
   return {
-    spec: spec('gather', () => ({
+    spec: spec(`gather:${pair}:${S.table},${S.o}`, () => ({
       status: true,
-      buffers: [IN('table'), IN('ids', 'i32'), OUT('o')],
+      buffers: [words('table', 'read'), IN('ids', 'i32'), words('o', 'rw')],
       fields: [['n', 'u32'], ['V', 'u32'], ['C', 'u32']],
-      body: `${main1d()}
-  if (i >= a.n) { return; }
-  let t = i / a.C;
-  let c = i % a.C;
+      body: `${access(S, ['o'])}
+${main1d()}
+  let e = i * ${P}u;
+  if (e >= a.n) { return; }
+  let t = e / a.C;
+  let c = e % a.C;
   let id = ids[t];
   if (id < 0 || u32(id) >= a.V) {
     if (c == 0u) { report(${STATUS_BAD_TOKEN}u, t, id, a.V); }
-    o[i] = 0.0;
+    put_o(e, 0.0, 0.0, ${pair});
     return;
   }
-  o[i] = table[u32(id) * a.C + c];
+  let src = u32(id) * a.C + c;
+  put_o(e, ld_table(src), ${pair ? 'ld_table(src + 1u)' : '0.0'}, ${pair});
 }`,
     })),
     args: [T * C, V, C],
-    grid: grid1(T * C),
+    grid: grid1((T * C) / P),
   };
 }
 
