@@ -8,6 +8,7 @@ import type { LlamaForCausalLM, Precision } from '../models/llama/model.js';
 import { backward, zeroGrad } from '../tensor/autograd.js';
 import { ids as idsTensor, scale, scaleInPlace } from '../tensor/ops/index.js';
 import type { Rng } from '../tensor/random.js';
+import type { Tensor } from '../tensor/tensor.js';
 import { tidy } from '../tensor/scope.js';
 import { clipGradNorm, type AdamW } from './optim.js';
 import type { LossScaler } from './loss-scale.js';
@@ -40,9 +41,12 @@ export interface StepResult {
   skipped: boolean;
 }
 
-/** Forward + backward of one micro-batch with its loss scaled by `weight`; returns the loss. */
-export async function accumulate(model: LlamaForCausalLM, mb: MicroBatch, weight: number, opts: Omit<StepOptions, 'maxGradNorm'>): Promise<number> {
-  const loss = tidy(() => {
+/**
+ * Forward + backward of one micro-batch with its loss scaled by `weight`; returns the loss
+ * tensor (a scalar the caller disposes), not yet read back, so a GPU backend keeps going.
+ */
+export function accumulateLoss(model: LlamaForCausalLM, mb: MicroBatch, weight: number, opts: Omit<StepOptions, 'maxGradNorm'>): Tensor {
+  return tidy(() => {
     const r = model.loss(idsTensor(mb.ids, [mb.B, mb.N]), mb.labels ?? mb.ids, {
       mask: opts.mask, checkpointing: opts.checkpointing, ...(opts.rngs ? { rngs: opts.rngs } : {}),
       ...(opts.precision ? { precision: opts.precision } : {}),
@@ -50,14 +54,31 @@ export async function accumulate(model: LlamaForCausalLM, mb: MicroBatch, weight
     backward(scale(r.loss, weight * (opts.scaler?.scale ?? 1)));
     return r.loss;
   });
-  const v = await loss.item();
-  loss.dispose();
-  return v;
 }
 
+/** `accumulateLoss`, with the loss read back. */
+export async function accumulate(model: LlamaForCausalLM, mb: MicroBatch, weight: number, opts: Omit<StepOptions, 'maxGradNorm'>): Promise<number> {
+  const loss = accumulateLoss(model, mb, weight, opts);
+  try {
+    return await loss.item();
+  } finally {
+    loss.dispose();
+  }
+}
+
+/**
+ * The micro-batches are recorded back to back and their losses read once, after the last:
+ * on a GPU no micro-batch waits for the previous one's readback.
+ */
 export async function trainStep(model: LlamaForCausalLM, optimizer: AdamW, batches: readonly MicroBatch[], lr: number, opts: StepOptions): Promise<StepResult> {
+  const lossTensors: Tensor[] = [];
   const losses: number[] = [];
-  for (const mb of batches) losses.push(await accumulate(model, mb, 1 / batches.length, opts));
+  try {
+    for (const mb of batches) lossTensors.push(accumulateLoss(model, mb, 1 / batches.length, opts));
+    for (const t of lossTensors) losses.push(await t.item());
+  } finally {
+    for (const t of lossTensors) t.dispose();
+  }
   const params = model.trainableParameters();
   const scaler = opts.scaler;
   if (scaler) for (const p of params) if (p.grad) scaleInPlace(p.grad, 1 / scaler.scale);
