@@ -539,6 +539,15 @@ describe('webgpu kernels: fused attention, forward and backward', opts, () => {
         await close(`backward`, log, [...ins, o, l], [out(nq), out(nk), out(nk)], (be, [qb, kb, vb, g, oo, ll], [dq, dk, dv]) => {
           be.attentionBackward(qb!, kb!, vb!, oo!, ll!, g!, dq!, dk!, dv!, args);
         }, 5e-6, target);
+        // 16-bit outputs too (out, dq in q's dtype; dk, dv in k's), written by the kernels a
+        // word at a time for every lane width when D is even: within one ulp of the output.
+        const ulp = kt === 'bf16' || qt === 'bf16' ? 2 ** -7 : 2 ** -10;
+        const o16 = (numel: number, dt: DType): Out => ({ dtype: dt, numel });
+        await close(`forward, ${qt} out`, log, ins.slice(0, 3), [o16(nq, qt), out(B * H * N)],
+          (be, [qb, kb, vb], [oo, ll]) => be.attention(qb!, kb!, vb!, oo!, ll!, args), ulp + 5e-6, target);
+        await close(`backward, ${qt}/${kt} gradients`, log, [...ins, o, l], [o16(nq, qt), o16(nk, kt), o16(nk, kt)], (be, [qb, kb, vb, g, oo, ll], [dq, dk, dv]) => {
+          be.attentionBackward(qb!, kb!, vb!, oo!, ll!, g!, dq!, dk!, dv!, args);
+        }, ulp + 5e-6, target);
       });
     }
   }
