@@ -35,7 +35,7 @@ export function loadExpr(st: FStore, buf: string, e: string): string {
   switch (st) {
     case 'f32': return `bitcast<f32>(${buf}[${e}])`;
     case 'f16': return `unpack2x16float(${buf}[(${e}) >> 1u])[(${e}) & 1u]`;
-    case 'bf16': return `bitcast<f32>(select(${buf}[(${e}) >> 1u] << 16u, ${buf}[(${e}) >> 1u] & 0xffff0000u, ((${e}) & 1u) == 1u))`;
+    case 'bf16': return `bitcast<f32>((${buf}[(${e}) >> 1u] >> (((${e}) & 1u) * 16u)) << 16u)`;
   }
 }
 
@@ -62,9 +62,11 @@ export function put(name: string, st: FStore): string {
   if (st === 'f32') {
     return `fn put_${name}(e: u32, v0: f32, v1: f32, has1: bool) { ${name}[e] = bitcast<u32>(v0); if (has1) { ${name}[e + 1u] = bitcast<u32>(v1); } }`;
   }
+  // An if, not select(): the old word is read only for a last, half-filled word.
   return `fn put_${name}(e: u32, v0: f32, v1: f32, has1: bool) {
   let w = e >> 1u;
-  let hi = select(${name}[w] >> 16u, ${to16(st, 'v1')}, has1);
+  var hi: u32;
+  if (has1) { hi = ${to16(st, 'v1')}; } else { hi = ${name}[w] >> 16u; }
   ${name}[w] = ${to16(st, 'v0')} | (hi << 16u);
 }`;
 }
