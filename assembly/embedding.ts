@@ -7,7 +7,10 @@
  */
 import { argI, argP } from './simd';
 
-/** Args: 0 table, 1 ids, 2 out, 3 C, 4 T, 5 per. */
+/**
+ * Args: 0 table, 1 ids, 2 out, 3 C, 4 T, 5 per, 6 mode: 2 or 1 copies rows of 4- or 2-byte
+ * elements (table and out of one dtype), 0 widens bf16 rows into f32.
+ */
 export function gather(args: usize, chunk: i32, _tid: i32): void {
   const table = argP(args, 0);
   const ids = argP(args, 1);
@@ -15,8 +18,17 @@ export function gather(args: usize, chunk: i32, _tid: i32): void {
   const C = argI(args, 3);
   const T = argI(args, 4);
   const per = argI(args, 5);
-  const bytes = <usize>C << 2;
+  const mode = argI(args, 6);
   const t1 = min(T, chunk * per + per);
+  if (mode == 0) {
+    for (let t = chunk * per; t < t1; t++) {
+      const src = table + ((<usize>load<i32>(ids + (<usize>t << 2)) * <usize>C) << 1);
+      const dst = out + ((<usize>t * <usize>C) << 2);
+      for (let c = 0; c < C; c++) store<f32>(dst + (<usize>c << 2), reinterpret<f32>(<u32>load<u16>(src + (<usize>c << 1)) << 16));
+    }
+    return;
+  }
+  const bytes = <usize>C << mode;
   for (let t = chunk * per; t < t1; t++) {
     const id = load<i32>(ids + (<usize>t << 2));
     memory.copy(out + <usize>t * bytes, table + <usize>id * bytes, bytes);

@@ -21,15 +21,36 @@
  *   packs its own slices of A and B into its thread's scratch.
  * Threads never write the same bytes of C.
  *
+ * A and B may be stored as f32 or bf16 (16-bit weights and activations need no f32 copy):
+ * the packing reads them through `ld1`/`ld4` and writes f32 panels, so the micro-kernel
+ * is the same; out is f32.
+ *
  * Arguments: 0 a, 1 b, 2 out, 3 batch, 4 m, 5 n, 6 k, 7 transA, 8 transB, 9 alpha,
  * 10 beta, 11 strideA, 12 strideB (elements; 0 broadcasts), 13 scratch, 14 scratch bytes
  * per thread, 15 MC, 16 NC, 17 KC, 18 packed B (0: per-tile schedule), 19 packed B floats
- * per batch entry, 20 panels per packing chunk.
+ * per batch entry, 20 panels per packing chunk, 21 A is bf16, 22 B is bf16.
  */
 import { argF, argI, argP, madd } from './simd';
 
 const MR: i32 = 4;
 const NR: i32 = 8;
+
+// Element access for the packing, by storage type T: f32, or u16 holding bf16 bits.
+/** One element at byte address p, as f32. */
+// @ts-ignore: decorator
+@inline function ld1<T>(p: usize): f32 {
+  if (sizeof<T>() == 2) return reinterpret<f32>(<u32>load<u16>(p) << 16);
+  return load<f32>(p);
+}
+/** Four consecutive elements from byte address p, as f32x4. */
+// @ts-ignore: decorator
+@inline function ld4<T>(p: usize): v128 {
+  if (sizeof<T>() == 2) return i32x4.shl(v128.load16x4_u(p), 16);
+  return v128.load(p);
+}
+/** Byte offset of element i. */
+// @ts-ignore: decorator
+@inline function el<T>(i: usize): usize { return i << alignof<T>(); }
 
 /** Packs op(B[b]) for every batch entry b of B (one if strideB is 0) into the shared buffer. Chunks: (b, panel group). */
 export function matmulPackB(args: usize, chunk: i32, _tid: i32): void {
@@ -47,14 +68,32 @@ export function matmulPackB(args: usize, chunk: i32, _tid: i32): void {
   const bi = chunk / groups;
   const j0 = (chunk % groups) * group * NR;
   const nc = min(group * NR, n - j0);
-  const B = b + ((<usize>bi * <usize>strideB) << 2);
+  const bf = argI(args, 22) != 0;
+  const B = b + ((<usize>bi * <usize>strideB) << (bf ? 1 : 2));
   const npad = <usize>panels * NR;
   for (let p0 = 0; p0 < k; p0 += KC) {
     const kc = min(KC, k - p0);
     const dst = packed + ((<usize>bi * perBatch + <usize>p0 * npad + <usize>j0 * <usize>kc) << 2);
-    if (transB) packBT(B, k, j0, nc, p0, kc, dst);
-    else packB(B, n, j0, nc, p0, kc, dst);
+    packOpB(B, bf, transB, n, k, j0, nc, p0, kc, dst);
   }
+}
+
+/** op(B)'s slice [p0, p0+kc) × [j0, j0+nc) into column panels, B in f32 or bf16. */
+function packOpB(B: usize, bf: bool, transB: bool, n: i32, k: i32, j0: i32, nc: i32, p0: i32, kc: i32, dst: usize): void {
+  if (bf) {
+    if (transB) packBT<u16>(B, k, j0, nc, p0, kc, dst);
+    else packB<u16>(B, n, j0, nc, p0, kc, dst);
+  } else if (transB) packBT<f32>(B, k, j0, nc, p0, kc, dst);
+  else packB<f32>(B, n, j0, nc, p0, kc, dst);
+}
+
+/** op(A)'s block [i0, i0+mc) × [p0, p0+kc) into row panels, A in f32 or bf16. */
+function packOpA(A: usize, bf: bool, transA: bool, m: i32, k: i32, i0: i32, mc: i32, p0: i32, kc: i32, dst: usize): void {
+  if (bf) {
+    if (transA) packAT<u16>(A, m, i0, mc, p0, kc, dst);
+    else packA<u16>(A, k, i0, mc, p0, kc, dst);
+  } else if (transA) packAT<f32>(A, m, i0, mc, p0, kc, dst);
+  else packA<f32>(A, k, i0, mc, p0, kc, dst);
 }
 
 export function matmul(args: usize, chunk: i32, tid: i32): void {
@@ -82,8 +121,10 @@ export function matmul(args: usize, chunk: i32, tid: i32): void {
   const j0 = packed ? 0 : (t % tilesN) * NC;
   const mc = min(MC, m - i0);
   const nc = packed ? n : min(NC, n - j0);
-  const A = a + ((<usize>bi * <usize>strideA) << 2);
-  const B = b + ((<usize>bi * <usize>strideB) << 2);
+  const abf = argI(args, 21) != 0;
+  const bbf = argI(args, 22) != 0;
+  const A = a + ((<usize>bi * <usize>strideA) << (abf ? 1 : 2));
+  const B = b + ((<usize>bi * <usize>strideB) << (bbf ? 1 : 2));
   const C = c + ((<usize>bi * <usize>m * <usize>n) << 2);
 
   const scratch = argP(args, 13) + <usize>tid * argP(args, 14);
@@ -99,12 +140,10 @@ export function matmul(args: usize, chunk: i32, tid: i32): void {
   }
   for (let p0 = 0; p0 < k; p0 += KC) {
     const kc = min(KC, k - p0);
-    if (transA) packAT(A, m, i0, mc, p0, kc, Ap);
-    else packA(A, k, i0, mc, p0, kc, Ap);
+    packOpA(A, abf, transA, m, k, i0, mc, p0, kc, Ap);
     let Bs = Bp;
     if (packed) Bs = Bbatch + ((<usize>p0 * npad) << 2);
-    else if (transB) packBT(B, k, j0, nc, p0, kc, Bp);
-    else packB(B, n, j0, nc, p0, kc, Bp);
+    else packOpB(B, bbf, transB, n, k, j0, nc, p0, kc, Bp);
     const first = p0 == 0;
     for (let jr = 0; jr < nc; jr += NR) {
       const bp = Bs + ((<usize>jr * <usize>kc) << 2);
@@ -208,22 +247,22 @@ function kernel4x8(kc: i32, ap: usize, bp: usize, C: usize, ldc: i32, rows: i32,
 }
 
 /** A stored [m, k] (row-major): panel[p][r] = A[(i0+r)·k + p0+p]; rows past m are 0. */
-function packA(A: usize, k: i32, i0: i32, mc: i32, p0: i32, kc: i32, dst: usize): void {
+function packA<T>(A: usize, k: i32, i0: i32, mc: i32, p0: i32, kc: i32, dst: usize): void {
   for (let ir = 0; ir < mc; ir += MR) {
     const rows = min(MR, mc - ir);
-    const src = A + ((<usize>(i0 + ir) * <usize>k + <usize>p0) << 2);
-    const ld = <usize>k << 2;
+    const src = A + el<T>(<usize>(i0 + ir) * <usize>k + <usize>p0);
+    const ld = el<T>(<usize>k);
     let p = 0;
     if (rows == MR) {
       for (; p + 4 <= kc; p += 4) {
-        const s = src + (<usize>p << 2);
-        transpose4(v128.load(s), v128.load(s + ld), v128.load(s + 2 * ld), v128.load(s + 3 * ld), dst, 16);
+        const s = src + el<T>(<usize>p);
+        transpose4(ld4<T>(s), ld4<T>(s + ld), ld4<T>(s + 2 * ld), ld4<T>(s + 3 * ld), dst, 16);
         dst += 64;
       }
     }
     for (; p < kc; p++) {
       for (let r = 0; r < MR; r++) {
-        store<f32>(dst + (<usize>r << 2), r < rows ? load<f32>(src + <usize>r * ld + (<usize>p << 2)) : 0);
+        store<f32>(dst + (<usize>r << 2), r < rows ? ld1<T>(src + <usize>r * ld + el<T>(<usize>p)) : 0);
       }
       dst += 16;
     }
@@ -231,16 +270,16 @@ function packA(A: usize, k: i32, i0: i32, mc: i32, p0: i32, kc: i32, dst: usize)
 }
 
 /** A stored [k, m] (read transposed): panel[p][r] = A[(p0+p)·m + i0+r]. */
-function packAT(A: usize, m: i32, i0: i32, mc: i32, p0: i32, kc: i32, dst: usize): void {
+function packAT<T>(A: usize, m: i32, i0: i32, mc: i32, p0: i32, kc: i32, dst: usize): void {
   for (let ir = 0; ir < mc; ir += MR) {
     const rows = min(MR, mc - ir);
-    let src = A + ((<usize>p0 * <usize>m + <usize>(i0 + ir)) << 2);
-    const ld = <usize>m << 2;
+    let src = A + el<T>(<usize>p0 * <usize>m + <usize>(i0 + ir));
+    const ld = el<T>(<usize>m);
     if (rows == MR) {
-      for (let p = 0; p < kc; p++) { v128.store(dst, v128.load(src)); src += ld; dst += 16; }
+      for (let p = 0; p < kc; p++) { v128.store(dst, ld4<T>(src)); src += ld; dst += 16; }
     } else {
       for (let p = 0; p < kc; p++) {
-        for (let r = 0; r < MR; r++) store<f32>(dst + (<usize>r << 2), r < rows ? load<f32>(src + (<usize>r << 2)) : 0);
+        for (let r = 0; r < MR; r++) store<f32>(dst + (<usize>r << 2), r < rows ? ld1<T>(src + el<T>(<usize>r)) : 0);
         src += ld; dst += 16;
       }
     }
@@ -248,19 +287,19 @@ function packAT(A: usize, m: i32, i0: i32, mc: i32, p0: i32, kc: i32, dst: usize
 }
 
 /** B stored [k, n] (row-major): panel[p][c] = B[(p0+p)·n + j0+c]; columns past n are 0. */
-function packB(B: usize, n: i32, j0: i32, nc: i32, p0: i32, kc: i32, dst: usize): void {
+function packB<T>(B: usize, n: i32, j0: i32, nc: i32, p0: i32, kc: i32, dst: usize): void {
   for (let jr = 0; jr < nc; jr += NR) {
     const cols = min(NR, nc - jr);
-    let src = B + ((<usize>p0 * <usize>n + <usize>(j0 + jr)) << 2);
-    const ld = <usize>n << 2;
+    let src = B + el<T>(<usize>p0 * <usize>n + <usize>(j0 + jr));
+    const ld = el<T>(<usize>n);
     if (cols == NR) {
       for (let p = 0; p < kc; p++) {
-        v128.store(dst, v128.load(src)); v128.store(dst, v128.load(src, 16), 16);
+        v128.store(dst, ld4<T>(src)); v128.store(dst, ld4<T>(src + el<T>(4)), 16);
         src += ld; dst += 32;
       }
     } else {
       for (let p = 0; p < kc; p++) {
-        for (let c = 0; c < NR; c++) store<f32>(dst + (<usize>c << 2), c < cols ? load<f32>(src + (<usize>c << 2)) : 0);
+        for (let c = 0; c < NR; c++) store<f32>(dst + (<usize>c << 2), c < cols ? ld1<T>(src + el<T>(<usize>c)) : 0);
         src += ld; dst += 32;
       }
     }
@@ -268,25 +307,25 @@ function packB(B: usize, n: i32, j0: i32, nc: i32, p0: i32, kc: i32, dst: usize)
 }
 
 /** B stored [n, k] (read transposed, the x·Wᵀ of a linear layer): panel[p][c] = B[(j0+c)·k + p0+p]. */
-function packBT(B: usize, k: i32, j0: i32, nc: i32, p0: i32, kc: i32, dst: usize): void {
-  const ld = <usize>k << 2;
+function packBT<T>(B: usize, k: i32, j0: i32, nc: i32, p0: i32, kc: i32, dst: usize): void {
+  const ld = el<T>(<usize>k);
   for (let jr = 0; jr < nc; jr += NR) {
     const cols = min(NR, nc - jr);
-    const src = B + ((<usize>(j0 + jr) * <usize>k + <usize>p0) << 2);
+    const src = B + el<T>(<usize>(j0 + jr) * <usize>k + <usize>p0);
     let p = 0;
     if (cols == NR) {
       // Two 4×4 transposes per 4 values of p: columns 0..3 then 4..7 of each packed row.
       for (; p + 4 <= kc; p += 4) {
-        const s = src + (<usize>p << 2);
-        transpose4(v128.load(s), v128.load(s + ld), v128.load(s + 2 * ld), v128.load(s + 3 * ld), dst, 32);
+        const s = src + el<T>(<usize>p);
+        transpose4(ld4<T>(s), ld4<T>(s + ld), ld4<T>(s + 2 * ld), ld4<T>(s + 3 * ld), dst, 32);
         const s4 = s + 4 * ld;
-        transpose4(v128.load(s4), v128.load(s4 + ld), v128.load(s4 + 2 * ld), v128.load(s4 + 3 * ld), dst + 16, 32);
+        transpose4(ld4<T>(s4), ld4<T>(s4 + ld), ld4<T>(s4 + 2 * ld), ld4<T>(s4 + 3 * ld), dst + 16, 32);
         dst += 128;
       }
     }
     for (; p < kc; p++) {
       for (let c = 0; c < NR; c++) {
-        store<f32>(dst + (<usize>c << 2), c < cols ? load<f32>(src + <usize>c * ld + (<usize>p << 2)) : 0);
+        store<f32>(dst + (<usize>c << 2), c < cols ? ld1<T>(src + <usize>c * ld + el<T>(<usize>p)) : 0);
       }
       dst += 32;
     }

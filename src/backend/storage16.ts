@@ -28,35 +28,45 @@ function is16(x: unknown): x is DeviceBuffer {
     ((x as DeviceBuffer).dtype === 'f16' || (x as DeviceBuffer).dtype === 'bf16');
 }
 
-/** Whether a kernel call (its arguments) runs natively on its 16-bit operands. */
+/** Whether a kernel call (its arguments) writes its 16-bit outputs itself. */
 export type NativeTest = (...args: never[]) => boolean;
 
 export interface Widen16Options {
   /**
-   * Kernels the backend runs on 16-bit operands itself: always (true), or for the calls a
-   * test accepts. A call the test refuses still has its 16-bit inputs read natively; only
-   * its outputs are widened.
+   * Kernels that handle 16-bit operands themselves: every call (true), or the calls a test
+   * accepts. A refused call (and every call of a kernel given false) still has its 16-bit
+   * inputs of the dtypes in `reads` read directly; its other 16-bit operands are widened.
    */
-  native?: Partial<Record<Storage16Kernel, true | NativeTest>>;
+  native?: Partial<Record<Storage16Kernel, boolean | NativeTest>>;
+  /** The 16-bit input dtypes the listed kernels read themselves even in refused calls (default both). */
+  reads?: ReadonlyArray<'f16' | 'bf16'>;
 }
 
 /**
- * Gives every float kernel of `be` (but those it handles natively) 16-bit storage by
- * widening: replaces the methods on the instance with wrappers that pass f32 calls straight
- * through. A strided copy needs it only when it accumulates (a plain copy moves bits).
+ * Gives every float kernel of `be` 16-bit storage, widening what the backend does not
+ * handle itself: replaces the methods on the instance with wrappers that pass calls with
+ * nothing to widen straight through. A strided copy needs it only when it accumulates (a
+ * plain copy moves bits).
  */
 export function widenStorage16(be: Backend, opts: Widen16Options = {}): void {
   const target = be as unknown as Record<string, (...args: unknown[]) => void>;
+  const reads = new Set<string>(opts.reads ?? ['f16', 'bf16']);
   for (const [name, writes] of Object.entries(KERNEL_WRITES) as Array<[Storage16Kernel, readonly number[]]>) {
-    const native = opts.native?.[name];
-    if (native === true || typeof target[name] !== 'function') continue;
+    const entry = opts.native?.[name];
+    if (typeof target[name] !== 'function' || entry === true) continue;
     const inner = target[name].bind(be);
-    const readsNative = native !== undefined;
+    const test = typeof entry === 'function' ? entry as (...a: unknown[]) => boolean : null;
     target[name] = (...args: unknown[]): void => {
-      if (!args.some(is16) || (name === 'copy' && !(args[2] as CopyArgs).accumulate) || (native !== undefined && (native as (...a: unknown[]) => boolean)(...args))) { inner(...args); return; }
+      if (!args.some(is16) || (name === 'copy' && !(args[2] as CopyArgs).accumulate) || (test && test(...args))) { inner(...args); return; }
+      // The buffers to widen: 16-bit outputs, and 16-bit inputs the kernel does not read itself.
+      const widen = new Set<DeviceBuffer>();
+      args.forEach((a, i) => {
+        if (is16(a) && (writes.includes(i) || entry === undefined || !reads.has(a.dtype))) widen.add(a);
+      });
+      if (widen.size === 0) { inner(...args); return; }
       const scratch = new Map<DeviceBuffer, DeviceBuffer>();
-      const widened = args.map((a, i) => {
-        if (!is16(a) || (readsNative && !writes.includes(i))) return a;
+      const widened = args.map((a) => {
+        if (!is16(a) || !widen.has(a as DeviceBuffer)) return a;
         let w = scratch.get(a);
         if (!w) {
           w = be.alloc('f32', a.numel);
@@ -69,7 +79,7 @@ export function widenStorage16(be: Backend, opts: Widen16Options = {}): void {
         inner(...widened);
         for (const i of writes) {
           const a = args[i];
-          if (is16(a)) be.cast(scratch.get(a)!, a);
+          if (is16(a) && scratch.has(a)) be.cast(scratch.get(a)!, a);
         }
       } finally {
         for (const w of scratch.values()) be.free(w);

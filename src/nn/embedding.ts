@@ -32,6 +32,10 @@ export class Embedding extends Module {
   }
 
   forward(ids: Tensor): Tensor {
-    return embedding(this.weight.dtype === this.computeDType ? this.weight : cast(this.weight, this.computeDType), ids);
+    const w = this.weight;
+    if (w.dtype === this.computeDType) return embedding(w, ids);
+    // A 16-bit table (frozen): gather its rows, then widen only those, never the whole table.
+    if (w.dtype === 'f16' || w.dtype === 'bf16') return cast(embedding(w, ids), this.computeDType);
+    return embedding(cast(w, this.computeDType), ids);
   }
 }

@@ -92,18 +92,20 @@ describe('16-bit operands: every backend against the CPU reference', async () =>
     const be = tb.backend!;
     /**
      * Runs on the CPU and on `be`; compares the outputs at `outs` within one ulp of their
-     * dtype. `scratch` is what WebGPU may allocate for the call: up to that many bytes when
-     * a number (its kernels read and write the 16-bit operands themselves), or some when
-     * 'widened' (the call goes through f32 copies, storage16.ts).
+     * dtype. `scratch` (WebGPU) and `wasmScratch` say what the backend may allocate for the
+     * call: up to that many bytes when a number (its kernels read and write the 16-bit
+     * operands themselves), or some when 'widened' (the call goes through f32 copies,
+     * storage16.ts).
      */
     const compare = async (label: string, log: (s: string) => void, args: Arg[], outs: number[], call: (be: Backend, b: DeviceBuffer[]) => void,
-      opts: { extra?: number; scratch?: number | 'widened' } = {}): Promise<void> => {
+      opts: { extra?: number; scratch?: number | 'widened'; wasmScratch?: number | 'widened' } = {}): Promise<void> => {
       const ref = await run(cpuBackend(), args, call);
       const got = await run(be, args, call);
       for (const i of outs) assertClose(got[i]!, ref[i]!, ULP[args[i]!.dtype]! + F32_NOISE + (opts.extra ?? 0), `${label} ${i} (${args[i]!.dtype})`, log);
-      if (tb.name !== 'webgpu' || opts.scratch === undefined) return;
-      if (opts.scratch === 'widened') assert.ok(lastScratch > 0, `${label}: expected to go through f32 copies`);
-      else assert.ok(lastScratch <= opts.scratch, `${label}: ${lastScratch} bytes of scratch, expected at most ${opts.scratch} (16-bit operands handled natively)`);
+      const want = tb.name === 'webgpu' ? opts.scratch : tb.name === 'wasm' ? opts.wasmScratch : undefined;
+      if (want === undefined) return;
+      if (want === 'widened') assert.ok(lastScratch > 0, `${label}: expected to go through f32 copies`);
+      else assert.ok(lastScratch <= want, `${label}: ${lastScratch} bytes of scratch, expected at most ${want} (16-bit operands handled natively)`);
     };
 
     it(`${tb.name}: a 16-bit result is rounded once, to nearest even`, { skip }, async () => {
@@ -159,7 +161,8 @@ describe('16-bit operands: every backend against the CPU reference', async () =>
           await compare(`matmul ${m}×${n}×${k} ${ta}·${tb_}→${to} ${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`, (s) => t.diagnostic(s), [
             { dtype: ta, values: a }, { dtype: tb_, values: w }, { dtype: to, values: init },
           ], [2], (b, [aa, ww, o]) => b.matmul(aa!, ww!, o!, { batch: 1, m, n, k, transA, transB, alpha, beta: 1, strideA: 0, strideB: 0 }),
-          { extra, scratch: to === 'f32' || n % 2 === 0 ? 0 : 'widened' });
+          // Wasm reads bf16 inputs itself and writes f32 only.
+          { extra, scratch: to === 'f32' || n % 2 === 0 ? 0 : 'widened', wasmScratch: to === 'f32' && ta !== 'f16' && tb_ !== 'f16' ? 0 : 'widened' });
         }
       }
     };
@@ -235,7 +238,13 @@ describe('16-bit operands: every backend against the CPU reference', async () =>
       for (const C of [12, 7]) {
         const [V, T] = [11, 9];
         await compare(`gather C=${C}`, log, [r('bf16', V * C), { dtype: 'i32', values: Array.from({ length: T }, () => rng.int(V)) }, z('bf16', T * C)],
-          [2], (b, [tab, ids, o]) => b.gather(tab!, ids!, o!, V, C, T), { scratch: C % 2 === 0 ? 0 : 'widened' });
+          [2], (b, [tab, ids, o]) => b.gather(tab!, ids!, o!, V, C, T), { scratch: C % 2 === 0 ? 0 : 'widened', wasmScratch: 0 });
+      }
+      // Wasm widens bf16 rows into f32 itself; an f16 table it widens whole.
+      for (const dt of ['bf16', 'f16'] as const) {
+        const [V, C, T] = [11, 7, 9];
+        await compare(`gather ${dt} → f32`, log, [r(dt, V * C), { dtype: 'i32', values: Array.from({ length: T }, () => rng.int(V)) }, z('f32', T * C)],
+          [2], (b, [tab, ids, o]) => b.gather(tab!, ids!, o!, V, C, T), { scratch: 0, wasmScratch: dt === 'bf16' ? 0 : 'widened' });
       }
       await compare('copy accumulate', log, [r('bf16', 6 * 4), r('bf16', 4)], [1], (b, [s, d]) => b.copy(s!, d!, {
         shape: [6, 4], srcOffset: 0, srcStrides: [4, 1], dstOffset: 0, dstStrides: [0, 1], accumulate: true,

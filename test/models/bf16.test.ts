@@ -6,12 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { cpuBackend } from '../../src/backend/registry.js';
+import type { DeviceBuffer } from '../../src/backend/backend.js';
+import { cpuBackend, setBackend } from '../../src/backend/registry.js';
 import { LongLoraError } from '../../src/errors.js';
 import { loadLlama, type ParamDType } from '../../src/models/llama/load.js';
 import type { LlamaForCausalLM } from '../../src/models/llama/model.js';
 import { ids as idsTensor } from '../../src/tensor/ops/index.js';
 import { tidy } from '../../src/tensor/scope.js';
+import { testBackends } from '../helpers/backends.js';
 import { assertClose, diff } from '../helpers/compare.js';
 import { Golden, goldenDir } from '../helpers/fixtures.js';
 
@@ -81,6 +83,35 @@ describe('bf16 checkpoint', () => {
     g.close();
     twin.close();
   });
+
+  for (const name of ['cpu', 'wasm'] as const) {
+    it(`a bf16 model's forward on ${name} never widens a whole weight to f32${name === 'cpu' ? ' (the embedding table: its rows are widened after the lookup)' : ' (matmul reads bf16, the lookup takes rows)'}`, async (t) => {
+      const tb = (await testBackends()).find((b) => b.name === name);
+      if (!tb?.backend) { t.skip(`backend ${name} unavailable: ${tb?.skip}`); return; }
+      const be = await setBackend(name);
+      const g = new Golden('tiny-llama-bf16');
+      const model = await loadLlama(goldenDir('tiny-llama-bf16'), { dtype: 'bf16', backend: be });
+      // Matrices only: the norm weights are vectors of C values, widened by the RMSNorm kernel at no cost that matters.
+      const weights = new Map(model.namedParameters().filter(([, p]) => p.rank === 2).map(([n, p]) => [p.buffer, n]));
+      const casts: string[] = [];
+      const target = be as unknown as { cast: (src: DeviceBuffer, dst: DeviceBuffer) => void };
+      const cast = target.cast;
+      target.cast = (src, dst) => { const n = weights.get(src); if (n) casts.push(n); cast.call(be, src, dst); };
+      try {
+        const logits = await logitsOf(model, g);
+        assertClose(logits, g.f64('logits'), TOL_F32, `logits (bf16 on ${name})`, (s) => t.diagnostic(s));
+      } finally {
+        target.cast = cast;
+        model.dispose();
+        g.close();
+        await setBackend('cpu');
+      }
+      // The CPU backend widens matmul operands (storage16.ts); the lookup must not widen the table.
+      const widened = name === 'cpu' ? casts.filter((n) => n === 'model.embed_tokens.weight') : casts;
+      assert.deepEqual(widened, [], `weights cast whole to f32: ${widened.join(', ')}`);
+      if (name === 'cpu') assert.ok(casts.length > 0, 'the CPU backend widens the matmul weights (the check sees casts)');
+    });
+  }
 
   it('loaded as bf16 holds bf16 parameters, and refuses requireGrad() with a useful error', async (t) => {
     const model = await loadLlama(goldenDir('tiny-llama-bf16'), { dtype: 'bf16' });

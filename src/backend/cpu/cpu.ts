@@ -36,7 +36,8 @@ export class CpuBackend implements Backend {
   private readonly mem = new MemoryCounter();
 
   constructor() {
-    widenStorage16(this); // 16-bit operands: every kernel widens them to f32 (storage16.ts)
+    // 16-bit operands: gather copies 16-bit rows as they are; every other kernel widens them to f32 (storage16.ts).
+    widenStorage16(this, { native: { gather: (t: DeviceBuffer, _i: DeviceBuffer, o: DeviceBuffer) => t.dtype === o.dtype }, reads: [] });
   }
 
   alloc(dtype: DType, numel: number): DeviceBuffer {
@@ -120,7 +121,9 @@ export class CpuBackend implements Backend {
     rope(this.f(x), this.f(cos), this.f(sin), this.f(out), B, N, H, D, inverse);
   }
   gather(table: DeviceBuffer, ids: DeviceBuffer, out: DeviceBuffer, V: number, C: number, T: number): void {
-    gather(this.f(table), this.i(ids), this.f(out), V, C, T);
+    const [t, o] = [this.own(table), this.own(out)];
+    if (t.dtype !== o.dtype) throw new InternalError(`cpu.gather: ${t.dtype} table into ${o.dtype} rows`);
+    gather(t.data as F, this.i(ids), o.data as F, V, C, T); // copies elements of any one dtype
   }
   scatterAdd(dy: DeviceBuffer, ids: DeviceBuffer, dtable: DeviceBuffer, V: number, C: number, T: number): void {
     scatterAdd(this.f(dy), this.i(ids), this.f(dtable), V, C, T);

@@ -44,6 +44,8 @@ export interface WasmBackendOptions {
    * (default 65536). Tests set 0 to send even tiny kernels through the pool.
    */
   parallelMin?: number;
+  /** Let matmul read bf16 inputs itself (default true); false widens them to f32 copies (comparisons). */
+  native16?: boolean;
 }
 
 export interface WasmStats {
@@ -103,11 +105,17 @@ export class WasmBackend implements Backend {
     heapBase: number,
     readonly flavour: WasmFlavour,
     private readonly parallelMin: number,
+    native16: boolean,
   ) {
     this.refresh();
     this.alloc_ = new WasmAllocator(wasmMemory, Math.max(heapBase, 65536), () => this.refresh());
     this.argsAddr = this.alloc_.alloc(ARG_SLOTS * 8);
-    widenStorage16(this); // 16-bit operands: kernels widen them to f32 (storage16.ts)
+    // 16-bit operands: matmul reads bf16 inputs itself (a bf16 weight needs no f32 copy),
+    // gather copies 16-bit rows or widens bf16 ones; everything else is widened (storage16.ts).
+    widenStorage16(this, native16 ? {
+      native: { matmul: false, gather: (t: DeviceBuffer, _i: DeviceBuffer, o: DeviceBuffer) => t.dtype === o.dtype },
+      reads: ['bf16'],
+    } : {});
   }
 
   /** Compiles the kernels, creates the memory and starts the worker pool. */
@@ -121,7 +129,7 @@ export class WasmBackend implements Backend {
     const heapBase = (inst.exports.heapBase as () => number)();
     const threads = Math.max(1, Math.floor(opts.threads ?? await defaultThreads()));
     const pool = await WorkerPool.create(module, memory, fns, threads);
-    return new WasmBackend(memory, pool, heapBase, chosen, opts.parallelMin ?? PARALLEL_MIN);
+    return new WasmBackend(memory, pool, heapBase, chosen, opts.parallelMin ?? PARALLEL_MIN, opts.native16 ?? true);
   }
 
   get threads(): number { return this.pool.threads; }
@@ -297,7 +305,7 @@ export class WasmBackend implements Backend {
   // ---- matmul -----------------------------------------------------------------------
 
   matmul(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, g: MatmulArgs): void {
-    const [ab, bb, ob] = [this.f(a), this.f(b), this.f(out)];
+    const [ab, bb, ob] = [this.fOrBf16(a), this.fOrBf16(b), this.f(out)];
     const { batch, m, n, k } = g;
     if (batch * m * n === 0) return;
     this.need(ab, (batch - 1) * g.strideA + m * k, 'matmul A');
@@ -307,7 +315,7 @@ export class WasmBackend implements Backend {
     const parallel = flops / 32 >= this.parallelMin;
     const busy = (chunks: number): boolean => parallel && chunks < 2 * this.threads;
     const args = [ab.addr, bb.addr, ob.addr, batch, m, n, k, g.transA ? 1 : 0, g.transB ? 1 : 0, g.alpha, g.beta,
-      g.strideA, g.strideB, 0, 0, MC, NC, KC, 0, 0, 0];
+      g.strideA, g.strideB, 0, 0, MC, NC, KC, 0, 0, 0, ab.dtype === 'bf16' ? 1 : 0, bb.dtype === 'bf16' ? 1 : 0];
     if (m <= MC || k === 0) {
       // Per-tile schedule: tiles of mc×nc, smaller ones when too few to keep every thread busy.
       let mc = MC, nc = NC;
@@ -389,12 +397,15 @@ export class WasmBackend implements Backend {
   }
 
   gather(table: DeviceBuffer, ids: DeviceBuffer, out: DeviceBuffer, V: number, C: number, T: number): void {
-    const [tb, ib, ob] = [this.f(table), this.i(ids), this.f(out)];
+    // Rows are copied in the table's dtype, or widened from bf16 to f32 (storage16.ts widens the rest).
+    const [tb, ib, ob] = [this.own(table), this.i(ids), this.own(out)];
+    const mode = tb.dtype === ob.dtype && tb.dtype !== 'f64' && tb.dtype !== 'u8' ? Math.log2(itemSize(tb.dtype)) : tb.dtype === 'bf16' && ob.dtype === 'f32' ? 0 : -1;
+    if (mode < 0) throw new InternalError(`wasm.gather: ${tb.dtype} table into ${ob.dtype} rows`);
     this.need(tb, V * C, 'gather table');
     this.need(ob, T * C, 'gather out');
     this.checkIds(ib, V, T, (id, t) => `token id ${id} at position ${t} is outside the vocabulary [0, ${V})`);
     const { chunks, per } = this.rows(T, C);
-    this.run('gather', chunks, [tb.addr, ib.addr, ob.addr, C, T, per], T * C);
+    this.run('gather', chunks, [tb.addr, ib.addr, ob.addr, C, T, per, mode], T * C);
   }
 
   scatterAdd(dy: DeviceBuffer, ids: DeviceBuffer, dtable: DeviceBuffer, V: number, C: number, T: number): void {
@@ -633,6 +644,13 @@ export class WasmBackend implements Backend {
   private f(buf: DeviceBuffer): WasmBuffer {
     const b = this.own(buf);
     if (b.dtype !== 'f32') throw new InternalError(`wasm: kernel needs f32, got ${b.dtype} (this backend computes in f32)`);
+    return b;
+  }
+
+  /** An operand the kernel reads as f32 or bf16 (matmul). */
+  private fOrBf16(buf: DeviceBuffer): WasmBuffer {
+    const b = this.own(buf);
+    if (b.dtype !== 'f32' && b.dtype !== 'bf16') throw new InternalError(`wasm: kernel needs f32 or bf16, got ${b.dtype}`);
     return b;
   }
 
