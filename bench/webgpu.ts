@@ -14,10 +14,15 @@
  * Every kernel is checked against the CPU reference on small shapes before it is timed.
  *
  *   npm run build && node dist/bench/webgpu.js [--smoke] [--skip-train] [--skip-torch] [--json out.json]
- *     [--attn-lanes 1|2|4] [--profile fast|light] [--precision f32|bf16|f16] [--base-dtype f32|bf16]
+ *     [--attn-lanes 1|2|4] [--profile fast|light] [--precision f32|bf16|f16[,...]] [--base-dtype f32|bf16]
+ *     [--widened] [--train-model tinyllama|small] [--train-lengths 8192,16384] [--only-train]
  *
  * The training step defaults to what PyTorch runs beside it: a bf16 frozen base, bf16
- * activations (`--precision`), f32 trainable weights.
+ * activations (`--precision`), f32 trainable weights. Several precisions are run one after
+ * the other and compared with the first (memory above the weights, tokens/s); `--widened`
+ * adds, for each 16-bit one, the same step with the kernels' own 16-bit reads and writes
+ * turned off (every 16-bit operand widened to f32 copies). Memory counts do not depend on
+ * the adapter, so a software adapter measures them (`--train-model small`).
  *
  * `--smoke` runs tiny shapes (a software adapter such as lavapipe can run it); timings
  * from it mean nothing. Results go to docs/BENCHMARKS.md with the command and the machine.
@@ -30,7 +35,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { AttentionArgs, AttentionMask, Backend, DeviceBuffer, MatmulArgs } from '../src/backend/backend.js';
 import { cpuBackend, registerBackend, setBackend } from '../src/backend/registry.js';
-import { createWebGpuBackend } from '../src/backend/webgpu/webgpu.js';
+import { createWebGpuBackend, type WebGpuBackend } from '../src/backend/webgpu/webgpu.js';
 import { applyLora, setTrainable } from '../src/lora/inject.js';
 import { parseLlamaConfig, type LlamaConfig } from '../src/models/llama/config.js';
 import { randomLlama } from '../src/models/llama/load.js';
@@ -52,20 +57,26 @@ const { values: flags } = parseArgs({
     profile: { type: 'string' },
     precision: { type: 'string', default: 'bf16' },
     'base-dtype': { type: 'string', default: 'bf16' },
+    widened: { type: 'boolean', default: false },
+    'train-model': { type: 'string', default: 'tinyllama' },
+    'train-lengths': { type: 'string' },
+    'only-train': { type: 'boolean', default: false },
   },
 });
 const SMOKE = flags.smoke!;
-const PRECISION = flags.precision as Precision;
-if (!PRECISIONS.includes(PRECISION)) throw new Error(`--precision must be one of ${PRECISIONS.join(', ')}`);
+const PRECISION_LIST = flags.precision!.split(',') as Precision[];
+for (const p of PRECISION_LIST) if (!PRECISIONS.includes(p)) throw new Error(`--precision: ${p} is not one of ${PRECISIONS.join(', ')}`);
+if (!['tinyllama', 'small'].includes(flags['train-model']!)) throw new Error('--train-model must be tinyllama or small');
 const BASE_DTYPE = flags['base-dtype'] as 'f32' | 'bf16';
 if (BASE_DTYPE !== 'f32' && BASE_DTYPE !== 'bf16') throw new Error('--base-dtype must be f32 or bf16');
 const results: Record<string, unknown> = {};
 
 // Registered and made current: the training step creates its id tensors on the current backend.
-const gpu = await createWebGpuBackend({
+const backendOptions = {
   attentionTiles: { W: Number(flags['attn-lanes']) },
   ...(flags.profile ? { profile: flags.profile as 'fast' | 'light' } : {}),
-});
+};
+const gpu = await createWebGpuBackend(backendOptions);
 registerBackend('webgpu-bench', -1, () => gpu);
 await setBackend('webgpu-bench');
 console.log(`device: ${gpu.describe()}`);
@@ -214,45 +225,86 @@ function paramCount(c: LlamaConfig): number {
   return c.numLayers * layer + 2 * c.vocabSize * C + C;
 }
 
-async function benchTraining(): Promise<Array<{ N: number; tokensPerSecond: number }>> {
-  const config = parseLlamaConfig(SMOKE ? SMOKE_MODEL : TINYLLAMA, 'bench');
-  const lengths = SMOKE ? [128] : [8192, 16384];
-  console.log(`\ntraining: Llama ${(paramCount(config) / 1e9).toFixed(2)}B (${config.numLayers} layers, hidden ${config.hiddenSize}), LongLoRA (LoRA r=8 q,k,v,o + embed + norm), S² segmented G=N/4, checkpointing, AdamW, 1 sequence per step; ` +
-    `frozen base in ${BASE_DTYPE}, activations in ${PRECISION}, trainable weights f32`);
-  const t0 = performance.now();
-  const model = randomLlama(config, { seed: 1, backend: gpu, dtype: BASE_DTYPE });
+/** 4 layers, hidden 256: the step's memory, measurable on a software adapter in seconds per step. */
+const SMALL_MODEL = { ...TINYLLAMA, vocab_size: 4096, hidden_size: 256, intermediate_size: 768, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2 };
+
+interface Variant { precision: Precision; widened: boolean }
+interface StepFigures { N: number; seconds: number; tokensPerSecond: number; peakBytes: number; aboveWeights: number; loss: number }
+
+/** Median-timed LongLoRA steps of `config` at each length on `be`, after a warm-up step that compiles every pipeline. */
+async function trainVariant(be: WebGpuBackend, config: LlamaConfig, lengths: number[], v: Variant): Promise<StepFigures[]> {
+  const model = randomLlama(config, { seed: 1, backend: be, dtype: BASE_DTYPE });
   const runtime = { training: true, rng: new Rng(2) };
   applyLora(model, ['q_proj', 'k_proj', 'v_proj', 'o_proj'], { r: 8, alpha: 16, dropout: 0, rslora: false }, new Rng(3), runtime);
   setTrainable(model, 'longlora', ['embed', 'norm']);
   const opt = new AdamW(model.namedParameters().filter(([, p]) => p.requiresGrad), { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0 });
-  await gpu.sync();
-  console.log(`  model built on the GPU in ${((performance.now() - t0) / 1000).toFixed(1)} s; weights ${(gpu.memory().bytes / 2 ** 30).toFixed(2)} GiB`);
-  const out: Array<{ N: number; tokensPerSecond: number }> = [];
-  console.log('  N        step s   tokens/s   peak GiB   loss');
-  for (const N of lengths) {
-    const ids = Int32Array.from({ length: N }, () => rng.int(config.vocabSize));
-    const mask: AttentionMask = { kind: 's2', form: 'segmented', group: N / 4 };
-    const opts = { mask, maxGradNorm: 1, checkpointing: true, rngs: [runtime.rng], precision: PRECISION, ...(PRECISION === 'f16' ? { scaler: new LossScaler() } : {}) };
-    gpu.resetPeak();
-    let r = await trainStep(model, opt, [{ ids, B: 1, N }], 2e-5, opts); // warm-up: compiles every pipeline
-    const steps = SMOKE ? 1 : 3;
-    const times: number[] = [];
-    for (let s = 0; s < steps; s++) {
-      const t = performance.now();
-      r = await trainStep(model, opt, [{ ids, B: 1, N }], 2e-5, opts);
-      times.push((performance.now() - t) / 1000);
+  const out: StepFigures[] = [];
+  try {
+    for (const N of lengths) {
+      const ids = Int32Array.from({ length: N }, (_, i) => (i * 7919 + 13) % config.vocabSize);
+      const mask: AttentionMask = { kind: 's2', form: 'segmented', group: N / 4 };
+      const opts = { mask, maxGradNorm: 1, checkpointing: true, rngs: [runtime.rng], precision: v.precision, ...(v.precision === 'f16' ? { scaler: new LossScaler() } : {}) };
+      await trainStep(model, opt, [{ ids, B: 1, N }], 2e-5, opts); // warm-up: compiles every pipeline
+      const base = be.memory().bytes;
+      be.resetPeak();
+      const steps = SMOKE || be.adapter.software ? 1 : 3; // a software adapter's timings mean nothing
+      const times: number[] = [];
+      let loss = NaN;
+      for (let s = 0; s < steps; s++) {
+        const t = performance.now();
+        loss = (await trainStep(model, opt, [{ ids, B: 1, N }], 2e-5, opts)).losses[0]!;
+        times.push((performance.now() - t) / 1000);
+      }
+      times.sort((a, b) => a - b);
+      const seconds = times[Math.floor(times.length / 2)]!;
+      const peakBytes = be.memory().peakBytes;
+      out.push({ N, seconds, tokensPerSecond: N / seconds, peakBytes, aboveWeights: peakBytes - base, loss });
     }
-    times.sort((a, b) => a - b);
-    const sec = times[Math.floor(times.length / 2)]!;
-    const tps = N / sec;
-    console.log(`  ${String(N).padEnd(7)} ${sec.toFixed(3).padStart(7)}  ${tps.toFixed(0).padStart(9)}  ${(gpu.memory().peakBytes / 2 ** 30).toFixed(2).padStart(8)}   ${r.losses[0]!.toFixed(4)}`);
-    out.push({ N, tokensPerSecond: tps });
+  } finally {
+    zeroGrad(model.parameters());
+    opt.dispose();
+    model.dispose();
   }
-  zeroGrad(model.parameters());
-  opt.dispose();
-  model.dispose();
-  results.training = out;
   return out;
+}
+
+async function benchTraining(): Promise<Array<{ N: number; tokensPerSecond: number }>> {
+  const config = parseLlamaConfig(SMOKE ? SMOKE_MODEL : flags['train-model'] === 'small' ? SMALL_MODEL : TINYLLAMA, 'bench');
+  const lengths = flags['train-lengths'] ? flags['train-lengths'].split(',').map(Number) : SMOKE ? [128] : [8192, 16384];
+  const variants: Variant[] = PRECISION_LIST.flatMap((precision) => [
+    { precision, widened: false }, ...(flags.widened && precision !== 'f32' ? [{ precision, widened: true }] : []),
+  ]);
+  const name = (v: Variant): string => `${v.precision}${v.widened ? ' widened' : ''}`;
+  console.log(`\ntraining: Llama ${(paramCount(config) / 1e9).toFixed(2)}B (${config.numLayers} layers, hidden ${config.hiddenSize}), LongLoRA (LoRA r=8 q,k,v,o + embed + norm), S² segmented G=N/4, checkpointing, AdamW, 1 sequence per step; ` +
+    `frozen base in ${BASE_DTYPE}, activations in ${variants.map(name).join(' / ')}, trainable weights f32` +
+    (variants.length > 1 ? `; ratios against ${name(variants[0]!)} in this run` : ''));
+  console.log('  act.           N        step s   tokens/s   peak GiB   above weights MiB   loss');
+  const rows: Record<string, StepFigures[]> = {};
+  // Widened variants run on a second device whose kernels do not touch 16-bit operands.
+  let widened: WebGpuBackend | null = null;
+  for (const v of variants) {
+    if (v.widened && !widened) {
+      const w = await createWebGpuBackend({ ...backendOptions, native16: false });
+      registerBackend('webgpu-bench-widened', -1, () => w);
+      widened = w;
+    }
+    const be = v.widened ? widened! : gpu;
+    await setBackend(v.widened ? 'webgpu-bench-widened' : 'webgpu-bench'); // the step makes its id tensors there
+    try {
+      const figs = await trainVariant(be, config, lengths, v);
+      rows[name(v)] = figs;
+      const first = rows[name(variants[0]!)]!;
+      for (const [i, f] of figs.entries()) {
+        const ratio = v === variants[0] ? '' : `   vs ${name(variants[0]!)}: memory above weights ${(f.aboveWeights / first[i]!.aboveWeights).toFixed(2)}×, tokens/s ${(f.tokensPerSecond / first[i]!.tokensPerSecond).toFixed(2)}×`;
+        console.log(`  ${name(v).padEnd(13)} ${String(f.N).padEnd(7)} ${f.seconds.toFixed(3).padStart(7)}  ${f.tokensPerSecond.toFixed(0).padStart(9)}  ${(f.peakBytes / 2 ** 30).toFixed(2).padStart(8)}   ${(f.aboveWeights / 2 ** 20).toFixed(1).padStart(17)}   ${f.loss.toFixed(4)}${ratio}`);
+      }
+    } finally {
+      await setBackend('webgpu-bench');
+    }
+  }
+  widened?.destroy();
+  results.training = rows;
+  return rows[name(variants[0]!)]!.map((f) => ({ N: f.N, tokensPerSecond: f.tokensPerSecond }));
 }
 
 // ---- 4. PyTorch -----------------------------------------------------------------------
@@ -289,11 +341,14 @@ function benchTorch(ours: Array<{ N: number; tokensPerSecond: number }>): void {
   results.torch = rows;
 }
 
-await benchMatmul();
-await benchAttention();
+if (!flags['only-train']) {
+  await benchMatmul();
+  await benchAttention();
+}
 if (!flags['skip-train']) {
   const ours = await benchTraining();
-  if (!flags['skip-torch']) benchTorch(ours);
+  // PyTorch runs the TinyLlama shape (bench/webgpu_torch.py) with bf16 activations.
+  if (!flags['skip-torch'] && flags['train-model'] === 'tinyllama') benchTorch(ours);
 }
 if (flags.json) fs.writeFileSync(flags.json, `${JSON.stringify(results, null, 2)}\n`);
 gpu.destroy();

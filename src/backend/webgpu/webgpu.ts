@@ -65,6 +65,11 @@ export interface WebGpuBackendOptions extends WebGpuOptions {
    * software adapter compiles quickly). Default: 'light' on a software adapter, else 'fast'.
    */
   profile?: 'fast' | 'light';
+  /**
+   * Let the kernels read and write 16-bit operands themselves (default true). false widens
+   * every 16-bit operand to f32 copies around the kernels (storage16.ts), for comparisons.
+   */
+  native16?: boolean;
 }
 
 const ARENA_BYTES = 1 << 18;
@@ -182,7 +187,7 @@ export class WebGpuBackend implements Backend {
     // 16-bit operands (mixed precision) are read and written directly by the kernels of the
     // forward and backward passes; the rest widen them to f32 (storage16.ts), as do calls
     // whose 16-bit outputs cannot be written a word at a time (odd row lengths).
-    widenStorage16(this, { native: NATIVE16 });
+    widenStorage16(this, { native: opts.native16 === false ? {} : NATIVE16 });
   }
 
   /** Adapter, features and limits in one line (for logs). */
