@@ -4,8 +4,8 @@
  * for checkpoints.
  */
 import { LongLoraError } from '../errors.js';
-import { zeros } from '../tensor/ops/create.js';
-import { add, scaleInPlace, square } from '../tensor/ops/elementwise.js';
+import { full, zeros } from '../tensor/ops/create.js';
+import { add, addScalar, affine, div, mulInPlace, relu, sqrt, square } from '../tensor/ops/elementwise.js';
 import { sum } from '../tensor/ops/reduce.js';
 import { noGrad } from '../tensor/autograd.js';
 import { tidy } from '../tensor/scope.js';
@@ -84,18 +84,35 @@ export class AdamW {
 }
 
 /**
- * Scales all gradients so their global L2 norm is at most `maxNorm` (no-op for 0);
- * returns the norm before clipping. One host read.
+ * Scales all gradients so their global L2 norm is at most `maxNorm` (no-op for 0), as
+ * torch.nn.utils.clip_grad_norm_ does: g ← g · min(1, maxNorm / (‖g‖ + 1e-6)). Everything
+ * happens on the device, with no readback: returns the squared norm before clipping (a
+ * scalar tensor the caller reads, when it needs the number, and disposes), or null when
+ * no parameter has a gradient.
  */
-export async function clipGradNorm(params: readonly Tensor[], maxNorm: number): Promise<number> {
+export function clipGradNormOnDevice(params: readonly Tensor[], maxNorm: number): Tensor | null {
   const withGrad = params.filter((p) => p.grad);
-  if (withGrad.length === 0) return 0;
-  const total = noGrad(() => tidy(() => withGrad.map((p) => sum(square(p.grad!))).reduce((a, b) => add(a, b))));
-  const norm = Math.sqrt(await total.item());
-  total.dispose();
-  if (maxNorm > 0 && norm > maxNorm) {
-    const coef = maxNorm / (norm + 1e-6);
-    for (const p of withGrad) scaleInPlace(p.grad!, coef);
+  if (withGrad.length === 0) return null;
+  return noGrad(() => {
+    const total = tidy(() => withGrad.map((p) => sum(square(p.grad!))).reduce((x, y) => add(x, y)));
+    if (maxNorm > 0) {
+      tidy(() => {
+        const coef = div(full([1], maxNorm, total.dtype, total.backend), addScalar(sqrt(total), 1e-6));
+        const clamped = affine(relu(affine(coef, -1, 1)), -1, 1); // min(1, coef): 1 exactly when not clipping
+        for (const p of withGrad) mulInPlace(p.grad!, clamped);
+      });
+    }
+    return total;
+  });
+}
+
+/** `clipGradNormOnDevice`, with the norm read back (one host read). */
+export async function clipGradNorm(params: readonly Tensor[], maxNorm: number): Promise<number> {
+  const total = clipGradNormOnDevice(params, maxNorm);
+  if (!total) return 0;
+  try {
+    return Math.sqrt(await total.item());
+  } finally {
+    total.dispose();
   }
-  return norm;
 }

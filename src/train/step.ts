@@ -10,7 +10,7 @@ import { ids as idsTensor, scale, scaleInPlace } from '../tensor/ops/index.js';
 import type { Rng } from '../tensor/random.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { tidy } from '../tensor/scope.js';
-import { clipGradNorm, type AdamW } from './optim.js';
+import { clipGradNorm, clipGradNormOnDevice, type AdamW } from './optim.js';
 import type { LossScaler } from './loss-scale.js';
 
 /** B sequences of N tokens, row-major; labels default to the inputs. */
@@ -67,25 +67,37 @@ export async function accumulate(model: LlamaForCausalLM, mb: MicroBatch, weight
 }
 
 /**
- * The micro-batches are recorded back to back and their losses read once, after the last:
- * on a GPU no micro-batch waits for the previous one's readback.
+ * The whole step is recorded before anything is read back: the micro-batches back to back,
+ * clipping on the device, the AdamW update; then the losses and the gradient norm are read
+ * (on a GPU, one wait per step). With loss scaling the norm is read before the update,
+ * which is skipped when it is not finite.
  */
 export async function trainStep(model: LlamaForCausalLM, optimizer: AdamW, batches: readonly MicroBatch[], lr: number, opts: StepOptions): Promise<StepResult> {
   const lossTensors: Tensor[] = [];
-  const losses: number[] = [];
+  let sumSq: Tensor | null = null;
   try {
     for (const mb of batches) lossTensors.push(accumulateLoss(model, mb, 1 / batches.length, opts));
+    const params = model.trainableParameters();
+    const scaler = opts.scaler;
+    let gradNorm = 0;
+    let skipped = false;
+    if (scaler) {
+      for (const p of params) if (p.grad) scaleInPlace(p.grad, 1 / scaler.scale);
+      gradNorm = await clipGradNorm(params, opts.maxGradNorm);
+      skipped = !Number.isFinite(gradNorm);
+      scaler.update(!skipped);
+      if (!skipped) optimizer.update(lr);
+    } else {
+      sumSq = clipGradNormOnDevice(params, opts.maxGradNorm);
+      optimizer.update(lr);
+    }
+    zeroGrad(params);
+    if (sumSq) gradNorm = Math.sqrt(await sumSq.item());
+    const losses: number[] = [];
     for (const t of lossTensors) losses.push(await t.item());
+    return { losses, gradNorm, skipped };
   } finally {
     for (const t of lossTensors) t.dispose();
+    sumSq?.dispose();
   }
-  const params = model.trainableParameters();
-  const scaler = opts.scaler;
-  if (scaler) for (const p of params) if (p.grad) scaleInPlace(p.grad, 1 / scaler.scale);
-  const gradNorm = await clipGradNorm(params, opts.maxGradNorm);
-  const skipped = scaler !== undefined && !Number.isFinite(gradNorm);
-  scaler?.update(!skipped);
-  if (!skipped) optimizer.update(lr);
-  zeroGrad(params);
-  return { losses, gradNorm, skipped };
 }

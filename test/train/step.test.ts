@@ -1,18 +1,19 @@
 /**
  * One optimizer step (src/train/step.ts): the micro-batches of a gradient-accumulation
- * group run back to back, with their losses read back once after the last, so a GPU
- * backend never waits for a readback between them; the losses equal those read one by one.
+ * group, the clipping and the AdamW update are all recorded before the losses and the
+ * gradient norm are read back, so a GPU backend never waits inside a step; the losses
+ * equal those read one by one, and the norm the one clipGradNorm reads.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { setBackend } from '../../src/backend/registry.js';
 import { zeroGrad } from '../../src/tensor/autograd.js';
-import { AdamW } from '../../src/train/optim.js';
+import { AdamW, clipGradNorm } from '../../src/train/optim.js';
 import { accumulate, trainStep } from '../../src/train/step.js';
 import { tinyModel } from '../helpers/model.js';
 
 describe('train step', () => {
-  it('records every micro-batch before reading any loss back, and reads the same losses', async () => {
+  it('records every micro-batch, the clipping and the update before reading anything back, with the same losses and norm', async () => {
     const be = await setBackend('cpu');
     const { model, ids, labels, B, N } = await tinyModel();
     const params = model.namedParameters();
@@ -27,16 +28,22 @@ describe('train step', () => {
     for (const mb of batches) oneByOne.push(await accumulate(model, mb, 1 / batches.length, opts));
     zeroGrad(params.map(([, p]) => p));
 
-    // Kernel calls (matmuls) and readbacks, in order, during the step.
+    // The gradient norm of the same step, read by clipGradNorm (no clipping: maxNorm 0).
+    for (const mb of batches) await accumulate(model, mb, 1 / batches.length, opts);
+    const norm = await clipGradNorm(model.trainableParameters(), 0);
+    zeroGrad(params.map(([, p]) => p));
+
+    // Kernel calls (matmuls, AdamW) and readbacks, in order, during the step.
     const events: string[] = [];
     const target = be as unknown as Record<string, (...a: unknown[]) => unknown>;
-    const saved = { matmul: target.matmul!, download: target.download! };
+    const saved = { matmul: target.matmul!, adamw: target.adamw!, download: target.download! };
     target.matmul = (...a: unknown[]) => { events.push('k'); return saved.matmul.apply(be, a); };
+    target.adamw = (...a: unknown[]) => { events.push('a'); return saved.adamw.apply(be, a); };
     target.download = (...a: unknown[]) => { events.push('d'); return saved.download.apply(be, a); };
     const optimizer = new AdamW(params, { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0 });
-    let losses: number[];
+    let r: Awaited<ReturnType<typeof trainStep>>;
     try {
-      losses = (await trainStep(model, optimizer, batches, 1e-3, { ...opts, maxGradNorm: 1 })).losses;
+      r = await trainStep(model, optimizer, batches, 1e-3, { ...opts, maxGradNorm: 1e-3 }); // clips
     } finally {
       Object.assign(target, saved);
       optimizer.dispose();
@@ -46,6 +53,8 @@ describe('train step', () => {
     assert.ok(firstRead > 0, 'the step reads its losses back');
     assert.equal(events.slice(0, firstRead).filter((e) => e === 'k').length, events.filter((e) => e === 'k').length,
       `every micro-batch's kernels (${perBatch} matmuls each) come before the first readback`);
-    assert.deepEqual(losses, oneByOne);
+    assert.ok(events.includes('a') && events.lastIndexOf('a') < firstRead, 'the AdamW update is recorded before the first readback');
+    assert.deepEqual(r.losses, oneByOne);
+    assert.ok(Math.abs(r.gradNorm - norm) <= 1e-6 * norm, `gradient norm ${r.gradNorm} vs ${norm}`);
   });
 });

@@ -117,6 +117,14 @@ export function copy(x: Tensor): Tensor {
 }
 
 /** t ← alpha·t in place (no autograd). Used to clip gradients. */
+/** t ← t · s in place, for a one-element tensor s (not recorded on the tape). */
+export function mulInPlace(t: Tensor, s: Tensor): void {
+  const be = backendOf('mulInPlace', t, s);
+  computeDType('mulInPlace', t, s);
+  if (s.size !== 1) throw new LongLoraError(`mulInPlace: the factor must have one element, got ${fmt(s.shape)}`);
+  be.binary('mul', t.buffer, s.buffer, t.buffer);
+}
+
 export function scaleInPlace(t: Tensor, alpha: number): void {
   computeDType('scaleInPlace', t);
   t.backend.affine(t.buffer, alpha, 0, t.buffer);
