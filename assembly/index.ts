@@ -5,7 +5,7 @@
  * per-thread scratch are placed by the host's allocator above `heapBase()`.
  */
 export { fill, copy, cast, unary, unaryBackward, binary, affine, reduceSum, swiglu, swigluBackward } from './elementwise';
-export { matmul, matmulPackB } from './matmul';
+export { gemv, matmul, matmulPackB } from './matmul';
 export { softmax, softmaxBackward, rmsnorm, rmsnormBackward, rmsnormDw } from './norm';
 export { rope } from './rope';
 export { gather, scatterAdd } from './embedding';

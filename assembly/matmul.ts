@@ -29,8 +29,11 @@
  * 10 beta, 11 strideA, 12 strideB (elements; 0 broadcasts), 13 scratch, 14 scratch bytes
  * per thread, 15 MC, 16 NC, 17 KC, 18 packed B (0: per-tile schedule), 19 packed B floats
  * per batch entry, 20 panels per packing chunk, 21 A is bf16, 22 B is bf16.
+ *
+ * `gemv` is the x·Wᵀ of a few rows (decoding one token): no packing, each row of W is read
+ * once, straight from memory, and dotted with each row of x.
  */
-import { argF, argI, argP, madd } from './simd';
+import { argF, argI, argP, hsum, madd } from './simd';
 
 const MR: i32 = 4;
 const NR: i32 = 8;
@@ -152,6 +155,55 @@ export function matmul(args: usize, chunk: i32, tid: i32): void {
         const cp = C + (((<usize>(i0 + ir) * <usize>n) + <usize>(j0 + jr)) << 2);
         kernel4x8(kc, ap, bp, cp, n, min(MR, mc - ir), min(NR, nc - jr), alpha, first ? beta : 1, edge);
       }
+    }
+  }
+}
+
+/**
+ * out[b] = alpha·A[b]·B[b]ᵀ + beta·out[b] for A f32 [m, k] with m ≤ 4 and B [n, k] (f32 or
+ * bf16). Chunks: blocks of `cols` output columns of one batch entry. Args as matmul's
+ * (0–12, 22), plus 23 columns per chunk.
+ */
+export function gemv(args: usize, chunk: i32, _tid: i32): void {
+  const m = argI(args, 4);
+  const n = argI(args, 5);
+  const k = argI(args, 6);
+  const alpha = <f32>argF(args, 9);
+  const beta = <f32>argF(args, 10);
+  const bf = argI(args, 22) != 0;
+  const cols = argI(args, 23);
+  const blocks = (n + cols - 1) / cols;
+  const bi = chunk / blocks;
+  const j0 = (chunk % blocks) * cols;
+  const j1 = min(n, j0 + cols);
+  const A = argP(args, 0) + ((<usize>bi * <usize>argI(args, 11)) << 2);
+  const B = argP(args, 1) + ((<usize>bi * <usize>argI(args, 12)) << (bf ? 1 : 2));
+  const C = argP(args, 2) + ((<usize>bi * <usize>m * <usize>n) << 2);
+  if (bf) gemvRows<u16>(A, B, C, m, n, k, j0, j1, alpha, beta);
+  else gemvRows<f32>(A, B, C, m, n, k, j0, j1, alpha, beta);
+}
+
+function gemvRows<T>(A: usize, B: usize, C: usize, m: i32, n: i32, k: i32, j0: i32, j1: i32, alpha: f32, beta: f32): void {
+  const k16 = k & ~15, k4 = k & ~3;
+  for (let j = j0; j < j1; j++) {
+    const w = B + el<T>(<usize>j * <usize>k);
+    for (let i = 0; i < m; i++) { // m ≤ 4: the row of W stays in L1 for the next rows of x
+      const x = A + ((<usize>i * <usize>k) << 2);
+      // Four independent sums, so the multiply-adds do not wait on each other.
+      let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
+      let p = 0;
+      for (; p < k16; p += 16) {
+        const xp = x + (<usize>p << 2), wp = w + el<T>(<usize>p);
+        s0 = madd(v128.load(xp), ld4<T>(wp), s0);
+        s1 = madd(v128.load(xp, 16), ld4<T>(wp + el<T>(4)), s1);
+        s2 = madd(v128.load(xp, 32), ld4<T>(wp + el<T>(8)), s2);
+        s3 = madd(v128.load(xp, 48), ld4<T>(wp + el<T>(12)), s3);
+      }
+      for (; p < k4; p += 4) s0 = madd(v128.load(x + (<usize>p << 2)), ld4<T>(w + el<T>(<usize>p)), s0);
+      let s = hsum(f32x4.add(f32x4.add(s0, s1), f32x4.add(s2, s3)));
+      for (; p < k; p++) s += load<f32>(x + (<usize>p << 2)) * ld1<T>(w + el<T>(<usize>p));
+      const q = C + ((<usize>i * <usize>n + <usize>j) << 2);
+      store<f32>(q, beta == 0 ? alpha * s : alpha * s + beta * load<f32>(q));
     }
   }
 }

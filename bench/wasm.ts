@@ -3,8 +3,9 @@
  *  1. matmul GFLOP/s on the wasm backend (1024³ and 4096×512×512, the x·Wᵀ of a linear
  *     layer), on one thread and on all of them, and the CPU reference backend on 256³
  *     for scale; and x·Wᵀ with a bf16 weight (decode, m = 1, and a 512-token block), read
- *     directly by the kernel, against the f32 weight and against the bf16 weight widened
- *     to an f32 copy per call (a second backend with `native16: false`), in ms per call;
+ *     directly by the kernel, against the f32 weight (also through the packed kernel, as
+ *     x·W with W stored [k, n]) and against the bf16 weight widened to an f32 copy per call
+ *     (a second backend with `native16: false`), in ms per call;
  *  2. fused attention forward + backward (8 heads, head dim 64), dense causal and
  *     S²-Attn (segmented, G = N/4), at 1k / 4k / 16k tokens, and the dense / S² ratio;
  *  3. training tokens/s of a fixed small Llama (8 layers, hidden 512, MLP 1536, 8 heads,
@@ -134,14 +135,18 @@ async function benchMatmul(wasm: WasmBackend, single: WasmBackend): Promise<void
   results.matmul = out;
 }
 
-/** ms of x [m, k] f32 · Wᵀ with W [n, k] stored as `wDtype` (best of `reps`). */
-function linearMs(be: Backend, m: number, n: number, k: number, wDtype: 'f32' | 'bf16', reps: number): number {
+/**
+ * ms of x [m, k] f32 · Wᵀ with W [n, k] stored as `wDtype` (best of `reps`); `stored` 'kn'
+ * keeps W as [k, n] and multiplies x·W instead: the same product through the packed
+ * kernel, which a few rows of x·Wᵀ (m ≤ 4) bypass.
+ */
+function linearMs(be: Backend, m: number, n: number, k: number, wDtype: 'f32' | 'bf16', reps: number, stored: 'nk' | 'kn' = 'nk'): number {
   const x = randomBuffer(be, m * k);
   const w32 = Float32Array.from({ length: n * k }, () => rng.normal());
   const w = be.alloc(wDtype, n * k);
   be.upload(w, fromFloatArray(w32, wDtype));
   const y = be.alloc('f32', m * n);
-  const ms = bestMs(() => be.matmul(x, w, y, { batch: 1, m, n, k, transA: false, transB: true, alpha: 1, beta: 0, strideA: 0, strideB: 0 }), reps);
+  const ms = bestMs(() => be.matmul(x, w, y, { batch: 1, m, n, k, transA: false, transB: stored === 'nk', alpha: 1, beta: 0, strideA: 0, strideB: 0 }), reps);
   for (const b of [x, w, y]) be.free(b);
   return ms;
 }
@@ -149,18 +154,19 @@ function linearMs(be: Backend, m: number, n: number, k: number, wDtype: 'f32' | 
 /** A linear layer with a bf16 weight (a `--dtype bf16` model): read directly, widened per call, and f32 for reference. */
 async function benchBf16Weight(wasm: WasmBackend): Promise<Record<string, unknown>> {
   const widening = await WasmBackend.create({ threads: wasm.threads, native16: false });
-  console.log(`\n${pad('x·Wᵀ, W 4096×4096', 34)} ${pad('W f32', 12)} ${pad('W bf16 read', 14)} ${pad('W bf16 widened', 16)} read / f32   widened / read`);
+  console.log(`\n${pad('x·Wᵀ, W 4096×4096', 34)} ${pad('W f32', 12)} ${pad('W f32 packed', 14)} ${pad('W bf16 read', 14)} ${pad('W bf16 widened', 16)} read / f32   widened / read`);
   const out: Record<string, unknown> = {};
   try {
     for (const m of [1, 512]) {
       const [n, k] = [4096, 4096];
       const reps = m === 1 ? 20 : 3;
       const f32 = linearMs(wasm, m, n, k, 'f32', reps);
+      const packed = linearMs(wasm, m, n, k, 'f32', reps, 'kn');
       const read = linearMs(wasm, m, n, k, 'bf16', reps);
       const widened = linearMs(widening, m, n, k, 'bf16', reps);
-      console.log(`${pad(m === 1 ? 'm = 1 (decoding one token)' : `m = ${m} (a block of tokens)`, 34)} ${pad(`${f32.toFixed(2)} ms`, 12)} ${pad(`${read.toFixed(2)} ms`, 14)} ${pad(`${widened.toFixed(2)} ms`, 16)} ` +
-        `${(read / f32).toFixed(2)}×        ${(widened / read).toFixed(2)}×`);
-      out[`m${m}`] = { f32Ms: f32, bf16ReadMs: read, bf16WidenedMs: widened };
+      console.log(`${pad(m === 1 ? 'm = 1 (decoding one token)' : `m = ${m} (a block of tokens)`, 34)} ${pad(`${f32.toFixed(2)} ms`, 12)} ${pad(`${packed.toFixed(2)} ms`, 14)} ` +
+        `${pad(`${read.toFixed(2)} ms`, 14)} ${pad(`${widened.toFixed(2)} ms`, 16)} ${(read / f32).toFixed(2)}×        ${(widened / read).toFixed(2)}×`);
+      out[`m${m}`] = { f32Ms: f32, f32PackedMs: packed, bf16ReadMs: read, bf16WidenedMs: widened };
     }
   } finally {
     await widening.dispose();

@@ -196,7 +196,9 @@ describe('wasm kernels against the CPU reference', () => {
   });
 
   it('matmul: every transpose, odd sizes across the tiles, batches, broadcast, alpha and beta', async (t) => {
-    const shapes: Array<[number, number, number, number]> = [[1, 37, 29, 53], [1, 130, 70, 300], [3, 5, 9, 4], [1, 1, 17, 8], [2, 64, 8, 64], [2, 140, 20, 33]];
+    // m ≤ 4 with x·Wᵀ takes the unpacked path (gemv): k across its 16-, 4- and 1-wide loops.
+    const shapes: Array<[number, number, number, number]> = [[1, 37, 29, 53], [1, 130, 70, 300], [3, 5, 9, 4], [1, 1, 17, 8], [2, 64, 8, 64], [2, 140, 20, 33],
+      [2, 3, 45, 67], [1, 4, 300, 130], [1, 2, 33, 1]];
     for (const [batch, m, n, k] of shapes) {
       for (const transA of [false, true]) {
         for (const transB of [false, true]) {

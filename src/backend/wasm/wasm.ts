@@ -316,6 +316,14 @@ export class WasmBackend implements Backend {
     const busy = (chunks: number): boolean => parallel && chunks < 2 * this.threads;
     const args = [ab.addr, bb.addr, ob.addr, batch, m, n, k, g.transA ? 1 : 0, g.transB ? 1 : 0, g.alpha, g.beta,
       g.strideA, g.strideB, 0, 0, MC, NC, KC, 0, 0, 0, ab.dtype === 'bf16' ? 1 : 0, bb.dtype === 'bf16' ? 1 : 0];
+    if (g.transB && !g.transA && m <= 4 && k > 0 && ab.dtype === 'f32') {
+      // A few rows of x·Wᵀ (decoding): each row of W read once, no packing (assembly/matmul.ts gemv).
+      const blocks = Math.max(1, Math.ceil(this.chunkCount(flops / 2) / batch));
+      const cols = Math.ceil(n / blocks);
+      args.push(cols);
+      this.run('gemv', batch * Math.ceil(n / cols), args, parallel ? Infinity : -1);
+      return;
+    }
     if (m <= MC || k === 0) {
       // Per-tile schedule: tiles of mc×nc, smaller ones when too few to keep every thread busy.
       let mc = MC, nc = NC;
