@@ -266,7 +266,7 @@ describe('webgpu kernels: matmul', opts, () => {
               const b = randn(rng, sb === 0 ? k * n : batch * k * n);
               const init = randn(rng, batch * m * n);
               const args = { batch, m, n, k, transA, transB, alpha: 0.5, beta: 1, strideA: sa, strideB: sb };
-              const res = await runOn(be, [f32(a), f32(b)], [out(batch * m * n, init)], (bk, [x, y], [o]) => bk.matmul(x!, y!, o!, args));
+              const res = await runBoth([f32(a), f32(b)], [out(batch * m * n, init)], (bk, [x, y], [o]) => bk.matmul(x!, y!, o!, args), be);
               assertClose(res[0]![1], res[0]![0], 2e-6, `matmul tA=${transA} tB=${transB} sa=${sa} sb=${sb}`, (s) => t.diagnostic(s));
             }
           }
@@ -303,8 +303,8 @@ describe('webgpu kernels: matmul', opts, () => {
             const n2 = 46;
             const args = { batch, m, n: n2, k, transA, transB, alpha: 0.5, beta: 1, strideA: m * k, strideB: 0 };
             const tb = ta === 'f16' ? 'f16' : 'f32';
-            const res = await runOn(be, [{ dtype: ta, data: fromFloatArray(randn(rng, batch * m * k), ta) }, { dtype: tb, data: fromFloatArray(randn(rng, k * n2), tb) }],
-              [{ dtype: to, numel: batch * m * n2, init: fromFloatArray(randn(rng, batch * m * n2), to) }], (bk, [x, y], [o]) => bk.matmul(x!, y!, o!, args));
+            const res = await runBoth([{ dtype: ta, data: fromFloatArray(randn(rng, batch * m * k), ta) }, { dtype: tb, data: fromFloatArray(randn(rng, k * n2), tb) }],
+              [{ dtype: to, numel: batch * m * n2, init: fromFloatArray(randn(rng, batch * m * n2), to) }], (bk, [x, y], [o]) => bk.matmul(x!, y!, o!, args), be);
             const [want, got] = res[0]!.map((h) => toFloatArray(h, to, 'f32'));
             // one ulp of the output, plus the f16-compute error when both inputs are f16 (as above)
             const tol = (to === 'bf16' ? 2 ** -7 : 2 ** -10) + (ta === 'f16' && tb === 'f16' && be.hasF16 ? 5e-3 : 1e-5);
@@ -314,7 +314,7 @@ describe('webgpu kernels: matmul', opts, () => {
         // beta = 0 must overwrite (the output is NaN-poisoned), and k = 1, m = 1 edge shapes
         for (const [mm, nn, kk] of [[1, 300, 7], [129, 1, 5], [5, 6, 1]] as const) {
           const args = { batch: 1, m: mm, n: nn, k: kk, transA: false, transB: true, alpha: 1, beta: 0, strideA: 0, strideB: 0 };
-          const res = await runOn(be, [f32(randn(rng, mm * kk)), f32(randn(rng, nn * kk))], [out(mm * nn)], (bk, [x, y], [o]) => bk.matmul(x!, y!, o!, args));
+          const res = await runBoth([f32(randn(rng, mm * kk)), f32(randn(rng, nn * kk))], [out(mm * nn)], (bk, [x, y], [o]) => bk.matmul(x!, y!, o!, args), be);
           assertClose(res[0]![1], res[0]![0], 2e-6, `matmul ${mm}×${nn}×${kk}`, (s) => t.diagnostic(s));
         }
       } finally {
@@ -356,20 +356,6 @@ describe('webgpu kernels: matmul', opts, () => {
   });
 });
 
-/** Like runBoth, for a given GPU backend (returns [cpu, gpu] per output). */
-async function runOn(be: WebGpuBackend, ins: In[], outs: Out[], call: (b: Backend, i: DeviceBuffer[], o: DeviceBuffer[]) => void): Promise<Array<[HostArray, HostArray]>> {
-  const results: HostArray[][] = [];
-  for (const bk of [cpuBackend(), be as Backend]) {
-    const ib = ins.map((x) => { const b = bk.alloc(x.dtype, x.data.length); bk.upload(b, x.data); return b; });
-    const ob = outs.map((o) => { const b = bk.alloc(o.dtype, o.numel); if (o.init) bk.upload(b, o.init); return b; });
-    call(bk, ib, ob);
-    const got: HostArray[] = [];
-    for (const b of ob) got.push(await bk.download(b));
-    for (const b of [...ib, ...ob]) bk.free(b);
-    results.push(got);
-  }
-  return results[0]!.map((c, k) => [c, results[1]![k]!]);
-}
 
 describe('webgpu kernels: normalisation, RoPE, embedding, loss, optimiser, NF4', opts, () => {
   const rng = new Rng(3);
