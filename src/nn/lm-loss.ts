@@ -8,7 +8,7 @@ import type { Backend, DeviceBuffer } from '../backend/backend.js';
 import { LongLoraError } from '../errors.js';
 import { record } from '../tensor/autograd.js';
 import { ids as idsTensor, zeros } from '../tensor/ops/create.js';
-import { backendOf, computeDType, fmt, strictComputeDType } from '../tensor/ops/util.js';
+import { backendOf, computeDType, fmt } from '../tensor/ops/util.js';
 import { tidy } from '../tensor/scope.js';
 import { Tensor } from '../tensor/tensor.js';
 import { IGNORE_INDEX } from './loss.js';
@@ -22,7 +22,9 @@ function rowCopy(be: Backend, src: DeviceBuffer, dst: DeviceBuffer, r0: number, 
 
 /**
  * Mean cross-entropy of logits h·Wᵀ (h [T, C], W [V, C]) against `targets` [T], ignoring
- * `ignoreIndex`; 0 when every target is ignored. Differentiable in h and W.
+ * `ignoreIndex`; 0 when every target is ignored. Differentiable in h and W. h and W may be
+ * stored in 16 bits (mixed precision, a frozen 16-bit head): the logits, the loss and dW
+ * are f32 (or f64), dh takes h's dtype.
  */
 export function linearCrossEntropy(h: Tensor, W: Tensor, targets: Int32Array, chunk = 1024, ignoreIndex = IGNORE_INDEX): Tensor {
   if (h.rank !== 2 || W.rank !== 2 || h.shape[1] !== W.shape[1]) {
@@ -32,8 +34,7 @@ export function linearCrossEntropy(h: Tensor, W: Tensor, targets: Int32Array, ch
   const V = W.shape[0]!;
   if (targets.length !== T) throw new LongLoraError(`linearCrossEntropy: ${targets.length} targets for ${T} rows`);
   const be = backendOf('linearCrossEntropy', h, W);
-  computeDType('linearCrossEntropy', h, W); // W may be a frozen 16-bit weight
-  const dt = strictComputeDType('linearCrossEntropy', h);
+  const dt = computeDType('linearCrossEntropy', h, W);
   let count = 0;
   for (const t of targets) if (t !== ignoreIndex) count++;
   const inv = 1 / Math.max(count, 1);
@@ -44,7 +45,7 @@ export function linearCrossEntropy(h: Tensor, W: Tensor, targets: Int32Array, ch
   for (let r0 = 0; r0 < T; r0 += chunk) {
     tidy(() => { // one scope per chunk: only one chunk's [n, V] logits exist at a time
       const n = Math.min(chunk, T - r0);
-      const hc = Tensor.empty([n, C], dt, be);
+      const hc = Tensor.empty([n, C], h.dtype, be);
       rowCopy(be, h.buffer, hc.buffer, r0, n, C, false);
       const logits = Tensor.empty([n, V], dt, be); // (n, V)
       be.matmul(hc.buffer, W.buffer, logits.buffer, matmulArgs(n));
@@ -63,12 +64,12 @@ export function linearCrossEntropy(h: Tensor, W: Tensor, targets: Int32Array, ch
   be.affine(total.buffer, inv, 0, out.buffer);
   total.dispose();
   record('linearCrossEntropy', out, [h, W], [h, W, tt, lse], (g, [sh, sw, st, sl], needs) => {
-    const dh = needs[0] ? Tensor.empty([T, C], dt, be) : null;
+    const dh = needs[0] ? Tensor.empty([T, C], h.dtype, be) : null;
     const dW = needs[1] ? zeros([V, C], dt, be) : null;
     for (let r0 = 0; r0 < T; r0 += chunk) {
       tidy(() => {
         const n = Math.min(chunk, T - r0);
-        const hc = Tensor.empty([n, C], dt, be);
+        const hc = Tensor.empty([n, C], h.dtype, be);
         rowCopy(be, sh!.buffer, hc.buffer, r0, n, C, false);
         const logits = Tensor.empty([n, V], dt, be);
         be.matmul(hc.buffer, sw!.buffer, logits.buffer, matmulArgs(n));
@@ -84,7 +85,7 @@ export function linearCrossEntropy(h: Tensor, W: Tensor, targets: Int32Array, ch
         const dlogits = Tensor.empty([n, V], dt, be);
         be.crossEntropyBackward(logits.buffer, tc.buffer, lc.buffer, dl.buffer, dlogits.buffer, n, V, ignoreIndex);
         if (dh) {
-          const dhc = Tensor.empty([n, C], dt, be); // (n, C) = dlogits · W
+          const dhc = Tensor.empty([n, C], h.dtype, be); // (n, C) = dlogits · W
           be.matmul(dlogits.buffer, sw!.buffer, dhc.buffer, { batch: 1, m: n, n: C, k: V, transA: false, transB: false, alpha: 1, beta: 0, strideA: 0, strideB: 0 });
           rowCopy(be, dhc.buffer, dh.buffer, r0, n, C, true);
         }

@@ -9,6 +9,13 @@ import { crossEntropy, crossEntropyPerToken, shiftLabels } from '../../src/nn/lo
 import { linearCrossEntropy } from '../../src/nn/lm-loss.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
 import { checkOp } from '../helpers/optest.js';
+import assert from 'node:assert/strict';
+import { setBackend } from '../../src/backend/registry.js';
+import { backward } from '../../src/tensor/autograd.js';
+import { Rng } from '../../src/tensor/random.js';
+import { fromFloatArray, toFloatArray } from '../../src/tensor/dtype.js';
+import { testBackends } from '../helpers/backends.js';
+import { assertClose } from '../helpers/compare.js';
 
 function rows(x: Float64Array, C: number, f: (row: Float64Array) => ArrayLike<number>): Float64Array {
   const out = new Float64Array(x.length);
@@ -100,6 +107,37 @@ describe('nn ops', () => {
     fn: (h, w) => linearCrossEntropy(h, w, Int32Array.from(targets), 4),
     twin: (h, w) => crossEntropy(op.linear(h, w), Int32Array.from(targets)),
   }, (s) => t.diagnostic(s)));
+
+  it('chunked linear + cross-entropy on 16-bit hidden states: f32 loss and dW, dh in h\'s dtype, on every backend', async (t) => {
+    for (const tb of await testBackends()) {
+      if (!tb.backend) { t.diagnostic(`${tb.name} skipped: ${tb.skip}`); continue; }
+      const be = await setBackend(tb.name);
+      const rng = new Rng(11);
+      const [T, C, Vh] = [7, 6, 9];
+      const tg = Int32Array.from({ length: T }, (_, i) => (i === 3 ? -100 : rng.int(Vh)));
+      const run = async (dtype: 'bf16' | 'f32'): Promise<{ loss: number; dh: Float32Array; dW: Float32Array }> => {
+        // h holds bf16-representable values in both runs, so the two differ only by f32 noise and dh's rounding.
+        const h0 = op.cast(op.cast(op.tensor(Array.from({ length: T * C }, () => rng.normal()), [T, C], 'f32', be), 'bf16'), 'f32').requireGrad();
+        const w = op.tensor(Array.from({ length: Vh * C }, () => rng.normal()), [Vh, C], 'f32', be).requireGrad();
+        const h = dtype === 'f32' ? h0 : op.cast(h0, dtype);
+        const loss = linearCrossEntropy(h, w, tg, 3);
+        backward(loss);
+        const r = { loss: await loss.item(), dh: await h0.grad!.floats() as Float32Array, dW: await w.grad!.floats() as Float32Array };
+        for (const x of new Set([loss, h, h0, w])) x.dispose();
+        return r;
+      };
+      const seed = rng.state();
+      const f = await run('f32');
+      rng.setState(seed);
+      const b = await run('bf16');
+      // dh was stored in bf16 (then cast exactly to h0's f32): every value is a bf16 value.
+      assert.deepEqual(b.dh, toFloatArray(fromFloatArray(b.dh, 'bf16'), 'bf16', 'f32'), `${tb.name}: dh takes h's dtype`);
+      assert.ok(Math.abs(b.loss - f.loss) <= 1e-6 * Math.abs(f.loss), `${tb.name}: loss ${b.loss} vs ${f.loss}`);
+      assertClose(b.dW, f.dW, 1e-5, `${tb.name} dW`, (s) => t.diagnostic(s));
+      assertClose(b.dh, f.dh, 2 ** -8 + 1e-5, `${tb.name} dh (one bf16 rounding)`, (s) => t.diagnostic(s));
+    }
+    await setBackend('cpu');
+  });
 
   it('shiftLabels: position t predicts t+1, the last of each row is ignored', () => {
     const got = Array.from(shiftLabels([1, 2, 3, 4, 5, 6], 2, 3));

@@ -69,9 +69,11 @@ export interface ForwardOptions {
    * Mixed precision (training): the activations between ops are stored in bf16 or f16,
    * which halves the memory the backward pass keeps. Kernels still compute in f32, weights
    * keep their own dtype (trainable ones stay f32 masters and get f32 gradients), and the
-   * final hidden states, logits and loss are f32. Default f32.
+   * logits and loss are f32 (so are the hidden states `hidden` returns). Default f32.
    */
   precision?: Precision;
+  /** `hidden`: return the final hidden states in the activations' dtype (the chunked loss head reads them so). */
+  keepPrecision?: boolean;
 }
 
 export { PRECISIONS, type Precision };
@@ -215,7 +217,8 @@ export class LlamaForCausalLM extends Module {
         : layer.forward(input, ctx, i));
     });
     if (cache) cache.length += N;
-    return cast(this.model.norm.forward(x), this.computeDType);
+    const out = this.model.norm.forward(x);
+    return opts.keepPrecision ? out : cast(out, this.computeDType);
   }
 
   /** Logits [B, N, V]. */
@@ -242,7 +245,8 @@ export class LlamaForCausalLM extends Module {
       const logits = this.forward(ids, opts); // (B, N, V)
       return { loss: crossEntropy(reshape(logits, [B * N, this.config.vocabSize]), targets), logits };
     }
-    const h = reshape(this.hidden(ids, opts), [B * N, this.config.hiddenSize]); // (B·N, C)
+    // The final hidden states stay in the activations' dtype: the chunked head reads them as they are.
+    const h = reshape(this.hidden(ids, { ...opts, keepPrecision: true }), [B * N, this.config.hiddenSize]); // (B·N, C)
     const W = computeWeight(this.lm_head ? this.lm_head.weight : this.model.embed_tokens.weight, h); // (V, C)
     return { loss: linearCrossEntropy(h, W, targets) };
   }
