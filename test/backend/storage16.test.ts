@@ -253,3 +253,25 @@ describe('16-bit operands: every backend against the CPU reference', async () =>
     });
   }
 });
+
+describe('16-bit operands: native16: false (the comparison benchmarks use it)', () => {
+  it('a Wasm backend created with native16: false widens a bf16 weight, with the same result', async () => {
+    const rng = new Rng(5);
+    const [m, n, k] = [1, 24, 37];
+    const args: Arg[] = [{ dtype: 'f32', values: randn(rng, m * k) }, { dtype: 'bf16', values: randn(rng, n * k) }, { dtype: 'f32', numel: m * n }];
+    const call = (b: Backend, [x, w, o]: DeviceBuffer[]): void => b.matmul(x!, w!, o!, { batch: 1, m, n, k, transA: false, transB: true, alpha: 1, beta: 0, strideA: 0, strideB: 0 });
+    const { WasmBackend } = await import('../../src/backend/wasm/wasm.js');
+    const results: Float32Array[] = [];
+    for (const native16 of [true, false]) {
+      const be = await WasmBackend.create({ threads: 1, native16 });
+      try {
+        results.push((await run(be, args, call))[2]!);
+        if (native16) assert.equal(lastScratch, 0, 'the bf16 weight is read directly');
+        else assert.ok(lastScratch >= n * k * 4, `the bf16 weight goes through an f32 copy (${lastScratch} bytes)`);
+      } finally {
+        await be.dispose();
+      }
+    }
+    assert.deepEqual(results[1], results[0]);
+  });
+});
