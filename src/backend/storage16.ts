@@ -11,6 +11,7 @@
  * f64 is never mixed with other float dtypes (it exists for gradient checks).
  */
 import type { Backend, CopyArgs, DeviceBuffer } from './backend.js';
+import { isHalf } from '../tensor/dtype.js';
 
 /** Kernels that take float operands, with the argument positions they write (or update in place). */
 export const KERNEL_WRITES = {
@@ -24,12 +25,14 @@ export const KERNEL_WRITES = {
 export type Storage16Kernel = keyof typeof KERNEL_WRITES;
 
 function is16(x: unknown): x is DeviceBuffer {
-  return typeof x === 'object' && x !== null && 'dtype' in x && 'numel' in x &&
-    ((x as DeviceBuffer).dtype === 'f16' || (x as DeviceBuffer).dtype === 'bf16');
+  return typeof x === 'object' && x !== null && 'dtype' in x && 'numel' in x && isHalf((x as DeviceBuffer).dtype);
 }
 
 /** Whether a kernel call (its arguments) writes its 16-bit outputs itself. */
 export type NativeTest = (...args: never[]) => boolean;
+
+/** A lookup whose table and rows share a dtype: rows are copied as they are (CPU and Wasm backends). */
+export const gatherSameDType = (table: DeviceBuffer, _ids: DeviceBuffer, out: DeviceBuffer): boolean => table.dtype === out.dtype;
 
 export interface Widen16Options {
   /**

@@ -5,6 +5,7 @@ import { zeros } from '../tensor/ops/create.js';
 import { backendOf, computeDType, fmt } from '../tensor/ops/util.js';
 import { Tensor } from '../tensor/tensor.js';
 import { cast } from '../tensor/ops/elementwise.js';
+import { isHalf } from '../tensor/dtype.js';
 import { Module } from './module.js';
 
 /** table [V, C], ids i32 [...] → [..., C]. */
@@ -35,7 +36,7 @@ export class Embedding extends Module {
     const w = this.weight;
     if (w.dtype === this.computeDType) return embedding(w, ids);
     // A 16-bit table (frozen): gather its rows, then widen only those, never the whole table.
-    if (w.dtype === 'f16' || w.dtype === 'bf16') return cast(embedding(w, ids), this.computeDType);
+    if (isHalf(w.dtype)) return cast(embedding(w, ids), this.computeDType);
     return embedding(cast(w, this.computeDType), ids);
   }
 }

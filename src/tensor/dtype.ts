@@ -24,6 +24,16 @@ export function isFloat(dtype: DType): dtype is FloatDType {
   return dtype === 'f32' || dtype === 'f64' || dtype === 'f16' || dtype === 'bf16';
 }
 
+/** f16 or bf16: 16-bit float storage. */
+export function isHalf(dtype: DType): dtype is 'f16' | 'bf16' {
+  return dtype === 'f16' || dtype === 'bf16';
+}
+
+/** f32, f16 or bf16: the storages a precision (or a GPU kernel operand) can take. */
+export function isPrecision(dtype: DType): dtype is Precision {
+  return dtype === 'f32' || isHalf(dtype);
+}
+
 /** Whether kernels compute in this dtype directly (f16/bf16 are storage only). */
 export function isComputeDType(dtype: DType): dtype is 'f32' | 'f64' {
   return dtype === 'f32' || dtype === 'f64';

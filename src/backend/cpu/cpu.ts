@@ -7,7 +7,7 @@ import type {
   AdamWArgs, AttentionArgs, Backend, BinaryOp, CopyArgs, Dequantize4bitArgs, DeviceBuffer, MatmulArgs, MemoryStats, UnaryOp,
 } from '../backend.js';
 import { MemoryCounter } from '../backend.js';
-import { widenStorage16 } from '../storage16.js';
+import { gatherSameDType, widenStorage16 } from '../storage16.js';
 import type { DType, HostArray } from '../../tensor/dtype.js';
 import { allocHost, f32ToBf16Bits, f32ToF16Bits, hostMatches, itemSize } from '../../tensor/dtype.js';
 import { InternalError } from '../../errors.js';
@@ -37,7 +37,7 @@ export class CpuBackend implements Backend {
 
   constructor() {
     // 16-bit operands: gather copies 16-bit rows as they are; every other kernel widens them to f32 (storage16.ts).
-    widenStorage16(this, { native: { gather: (t: DeviceBuffer, _i: DeviceBuffer, o: DeviceBuffer) => t.dtype === o.dtype }, reads: [] });
+    widenStorage16(this, { native: { gather: gatherSameDType }, reads: [] });
   }
 
   alloc(dtype: DType, numel: number): DeviceBuffer {

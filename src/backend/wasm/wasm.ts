@@ -17,7 +17,7 @@ import type {
   AdamWArgs, AttentionArgs, Backend, BinaryOp, CopyArgs, DeviceBuffer, Dequantize4bitArgs, MatmulArgs, MemoryStats, UnaryOp,
 } from '../backend.js';
 import { MemoryCounter } from '../backend.js';
-import { widenStorage16 } from '../storage16.js';
+import { gatherSameDType, widenStorage16 } from '../storage16.js';
 import type { DType, HostArray } from '../../tensor/dtype.js';
 import { f32ToBf16Bits, f32ToF16Bits, hostMatches, itemSize } from '../../tensor/dtype.js';
 import { InternalError } from '../../errors.js';
@@ -44,7 +44,7 @@ export interface WasmBackendOptions {
    * (default 65536). Tests set 0 to send even tiny kernels through the pool.
    */
   parallelMin?: number;
-  /** Let matmul read bf16 inputs itself (default true); false widens them to f32 copies (comparisons). */
+  /** Let matmul and gather handle bf16 operands themselves (default true); false widens them to f32 copies (comparisons). */
   native16?: boolean;
 }
 
@@ -113,7 +113,7 @@ export class WasmBackend implements Backend {
     // 16-bit operands: matmul reads bf16 inputs itself (a bf16 weight needs no f32 copy),
     // gather copies 16-bit rows or widens bf16 ones; everything else is widened (storage16.ts).
     widenStorage16(this, native16 ? {
-      native: { matmul: false, gather: (t: DeviceBuffer, _i: DeviceBuffer, o: DeviceBuffer) => t.dtype === o.dtype },
+      native: { matmul: false, gather: gatherSameDType },
       reads: ['bf16'],
     } : {});
   }

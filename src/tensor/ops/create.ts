@@ -3,7 +3,7 @@ import type { Backend } from '../../backend/backend.js';
 import { currentBackend } from '../../backend/registry.js';
 import { LongLoraError } from '../../errors.js';
 import type { DType } from '../dtype.js';
-import { allocHost, fromFloatArray } from '../dtype.js';
+import { allocHost, fromFloatArray, isHalf } from '../dtype.js';
 import { Rng } from '../random.js';
 import { fromHost, numelOf, Tensor, type Shape } from '../tensor.js';
 
@@ -11,7 +11,7 @@ export { fromHost };
 
 export function full(shape: Shape, value: number, dtype: DType = 'f32', backend: Backend = currentBackend()): Tensor {
   const t = Tensor.empty(shape, dtype, backend);
-  if (dtype === 'f16' || dtype === 'bf16') backend.upload(t.buffer, fromFloatArray(new Float32Array(t.size).fill(value), dtype));
+  if (isHalf(dtype)) backend.upload(t.buffer, fromFloatArray(new Float32Array(t.size).fill(value), dtype));
   else backend.fill(t.buffer, value);
   return t;
 }

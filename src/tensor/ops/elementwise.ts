@@ -116,7 +116,6 @@ export function copy(x: Tensor): Tensor {
   return out;
 }
 
-/** t ← alpha·t in place (no autograd). Used to clip gradients. */
 /** t ← t · s in place, for a one-element tensor s (not recorded on the tape). */
 export function mulInPlace(t: Tensor, s: Tensor): void {
   const be = backendOf('mulInPlace', t, s);
@@ -125,6 +124,7 @@ export function mulInPlace(t: Tensor, s: Tensor): void {
   be.binary('mul', t.buffer, s.buffer, t.buffer);
 }
 
+/** t ← alpha·t in place (no autograd). Used to unscale gradients. */
 export function scaleInPlace(t: Tensor, alpha: number): void {
   computeDType('scaleInPlace', t);
   t.backend.affine(t.buffer, alpha, 0, t.buffer);

@@ -37,14 +37,6 @@ export function computeDType(op: string, ...ts: Tensor[]): 'f32' | 'f64' {
   return f64 > 0 ? 'f64' : 'f32';
 }
 
-/** Like `computeDType`, for ops whose operands must be f32 or f64 themselves (not 16-bit). */
-export function strictComputeDType(op: string, ...ts: Tensor[]): 'f32' | 'f64' {
-  for (const t of ts) {
-    if (t.dtype !== 'f32' && t.dtype !== 'f64') throw new LongLoraError(`${op}: ${t} has dtype ${t.dtype}; it needs f32 or f64 (cast it first)`);
-  }
-  return computeDType(op, ...ts);
-}
-
 /** Row-major strides of a shape. */
 export function stridesOf(shape: readonly number[]): number[] {
   const s = new Array<number>(shape.length);

@@ -22,7 +22,7 @@ import type { KernelSpec, Launch } from '../wgsl.js';
 import { InternalError } from '../../../errors.js';
 import { grid1, HALF_CONV, NEG_BIG } from '../wgsl.js';
 import { spec } from './elementwise.js';
-import { type FStore, pack16 } from './operand.js';
+import { type FStore, loadExpr, pack16 } from './operand.js';
 
 export interface AttentionTiles {
   /** Query rows (= threads) per workgroup in the forward and dQ kernels. */
@@ -165,7 +165,7 @@ const READ_FN: Record<Operand, string> = { qb: 'LQ', kb: 'LK', vb: 'LV', ob: 'LO
 function reader(name: string, buf: string, W: number, st: AttnStore): string {
   if (st === 'f32') return `fn ${name}(i: u32) -> V { return ${buf}[i]; }`;
   const pair = (w: string): string => (st === 'f16' ? `unpack2x16float(${w})` : `vec2<f32>(bitcast<f32>(${w} << 16u), bitcast<f32>(${w} & 0xffff0000u))`);
-  if (W === 1) return `fn ${name}(i: u32) -> V { return ${pair(`${buf}[i >> 1u]`)}[i & 1u]; }`;
+  if (W === 1) return `fn ${name}(i: u32) -> V { return ${loadExpr(st, buf, 'i')}; }`;
   if (W === 2) return `fn ${name}(i: u32) -> V { return ${pair(`${buf}[i]`)}; }`;
   return `fn ${name}(i: u32) -> V { return vec4<f32>(${pair(`${buf}[2u * i]`)}, ${pair(`${buf}[2u * i + 1u]`)}); }`;
 }

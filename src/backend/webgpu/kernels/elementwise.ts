@@ -5,7 +5,7 @@ import { f32ToBf16Bits, f32ToF16Bits } from '../../../tensor/dtype.js';
 import { InternalError } from '../../../errors.js';
 import type { FieldType, KernelSpec, Launch } from '../wgsl.js';
 import { grid1, gridRows, HALF_CONV, main1d, mainRows, WG_REDUCE } from '../wgsl.js';
-import { any16, type FStore, ld, put, words } from './operand.js';
+import { accessors, any16, type FStore, ld, words } from './operand.js';
 
 const specs = new Map<string, KernelSpec>();
 /** One spec object per key, built on first use. */
@@ -173,10 +173,8 @@ function pointwise(key: string, ops: readonly Operand[], fn: string, n: number,
       buffers: ops.map((o) => words(o.name, o.out ? 'rw' : 'read')),
       fields: [['n', 'u32'], ...(extra.fields ?? [])],
       body: [
-        ...(P === 2 ? [HALF_CONV] : []),
-        ...ops.map((o) => ld(o.name, o.st)),
+        accessors(Object.fromEntries(ops.map((o) => [o.name, o.st])), outs.map((o) => o.name)),
         ...(extra.aliases ?? []).map(([name, buf, st]) => ld(name, st, buf)),
-        ...(P === 2 ? outs.map((o) => put(o.name, o.st)) : []),
         fn, ...lines,
       ].join('\n'),
     };

@@ -15,9 +15,9 @@ import type { MatmulArgs } from '../../backend.js';
 import type { DType } from '../../../tensor/dtype.js';
 import { InternalError } from '../../../errors.js';
 import type { Launch } from '../wgsl.js';
-import { HALF_CONV, MAX_GROUPS } from '../wgsl.js';
+import { MAX_GROUPS } from '../wgsl.js';
 import { spec } from './elementwise.js';
-import { fstore, ld, loadExpr, put, words } from './operand.js';
+import { accessors, fstore, loadExpr, words } from './operand.js';
 
 export interface Tile { BM: number; BN: number; BK: number; TM: number; TN: number }
 
@@ -110,9 +110,7 @@ var<workgroup> As: array<${elem}, ${BK * BM}>;
 var<workgroup> Bs: array<${elem}, ${BK * BN}>;
 ${la}
 ${lb}
-${pairs ? HALF_CONV : ''}
-${ld('o', so)}
-${put('o', so)}
+${accessors({ o: so }, ['o'])}
 var<private> lx: u32;
 /** Column (within the tile) of this thread's j-th output: strided by WX, or in adjacent pairs. */
 fn col(j: u32) -> u32 { return ${pairs ? '2u * (lx + (j >> 1u) * WX) + (j & 1u)' : 'lx + j * WX'}; }

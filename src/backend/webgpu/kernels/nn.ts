@@ -5,9 +5,9 @@
 import type { AdamWArgs } from '../../backend.js';
 import { InternalError } from '../../../errors.js';
 import type { Launch } from '../wgsl.js';
-import { grid1, gridRows, HALF_CONV, main1d, mainRows, NEG_BIG, STATUS_BAD_TARGET, STATUS_BAD_TOKEN, WG_REDUCE } from '../wgsl.js';
+import { grid1, gridRows, main1d, mainRows, NEG_BIG, STATUS_BAD_TARGET, STATUS_BAD_TOKEN, WG_REDUCE } from '../wgsl.js';
 import { spec, type Stores } from './elementwise.js';
-import { any16, type FStore, ld, put, words } from './operand.js';
+import { accessors, type FStore, words } from './operand.js';
 
 const IN = (name: string, type = 'f32') => ({ name, access: 'read' as const, type });
 const OUT = (name: string, type = 'f32') => ({ name, access: 'rw' as const, type });
@@ -75,16 +75,6 @@ function stores<K extends string>(kernel: string, names: readonly K[], outs: rea
   return r;
 }
 
-/** The WGSL helpers of operands: a reader for each, a pair writer for each output. */
-function access<K extends string>(S: Record<K, FStore>, outs: readonly K[]): string {
-  const names = Object.keys(S) as K[];
-  return [
-    ...(any16(outs.map((o) => S[o])) ? [HALF_CONV] : []),
-    ...names.map((n) => ld(n, S[n])),
-    ...outs.map((o) => put(o, S[o])),
-  ].join('\n');
-}
-
 export function rmsnorm(rows: number, C: number, eps: number, st: Stores = {}): Launch {
   const pair = C % 2 === 0;
   const S = stores('rmsnorm', ['x', 'w', 'o'], ['o'], st, pair);
@@ -92,7 +82,7 @@ export function rmsnorm(rows: number, C: number, eps: number, st: Stores = {}): 
     spec: spec(`rmsnorm:${pair}:${S.x},${S.w},${S.o}`, () => ({
       buffers: [words('x', 'read'), words('w', 'read'), words('o', 'rw'), OUT('rstd')],
       fields: [['rows', 'u32'], ['C', 'u32'], ['eps', 'f32']],
-      body: `${access(S, ['o'])}
+      body: `${accessors(S, ['o'])}
 ${WG_REDUCE}
 ${mainRows()}
   if (row >= a.rows) { return; }
@@ -118,7 +108,7 @@ export function rmsnormBackwardDx(rows: number, C: number, st: Stores = {}): Lau
     spec: spec(`rmsnormBackwardDx:${pair}:${S.x},${S.w},${S.dy},${S.dx}`, () => ({
       buffers: [words('x', 'read'), words('w', 'read'), IN('rstd'), words('dy', 'read'), words('dx', 'rw')],
       fields: [['rows', 'u32'], ['C', 'u32']],
-      body: `${access(S, ['dx'])}
+      body: `${accessors(S, ['dx'])}
 ${WG_REDUCE}
 ${mainRows()}
   if (row >= a.rows) { return; }
@@ -143,7 +133,7 @@ export function rmsnormBackwardDw(rows: number, C: number, st: Stores = {}): Lau
     spec: spec(`rmsnormBackwardDw:${S.x},${S.dy}`, () => ({
       buffers: [words('x', 'read'), IN('rstd'), words('dy', 'read'), OUT('dw')],
       fields: [['rows', 'u32'], ['C', 'u32']],
-      body: `${access(S, [])}
+      body: `${accessors(S, [])}
 ${main1d()}
   if (i >= a.C) { return; }
   var acc = 0.0;
@@ -171,7 +161,7 @@ export function rope(B: number, N: number, H: number, D: number, inverse: boolea
     spec: spec(`rope:${pair}:${S.x},${S.cs},${S.sn},${S.o}`, () => ({
       buffers: [words('x', 'read'), words('cs', 'read'), words('sn', 'read'), words('o', 'rw')],
       fields: [['n', 'u32'], ['N', 'u32'], ['H', 'u32'], ['half', 'u32'], ['sgn', 'f32']],
-      body: `${access(S, ['o'])}
+      body: `${accessors(S, ['o'])}
 ${main1d()}
   if (i >= a.n) { return; }
   let per = a.half / ${P}u;
@@ -205,7 +195,7 @@ export function gather(V: number, C: number, T: number, st: Stores = {}): Launch
       status: true,
       buffers: [words('table', 'read'), IN('ids', 'i32'), words('o', 'rw')],
       fields: [['n', 'u32'], ['V', 'u32'], ['C', 'u32']],
-      body: `${access(S, ['o'])}
+      body: `${accessors(S, ['o'])}
 ${main1d()}
   let e = i * ${P}u;
   if (e >= a.n) { return; }

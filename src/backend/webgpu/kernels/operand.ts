@@ -8,20 +8,18 @@
  * `put_<name>(e, v0, v1, has1)`: one word for 16 bits, two stores for f32. Each value is
  * rounded to nearest even (the CPU reference's rounding, HALF_CONV).
  */
-import type { DType } from '../../../tensor/dtype.js';
+import type { DType, Precision } from '../../../tensor/dtype.js';
+import { isPrecision } from '../../../tensor/dtype.js';
 import { InternalError } from '../../../errors.js';
 import type { Access, BufferBinding } from '../wgsl.js';
+import { HALF_CONV } from '../wgsl.js';
 
-/** How a float operand is stored. */
-export type FStore = 'f32' | 'f16' | 'bf16';
-
-export function isFStore(dt: DType): dt is FStore {
-  return dt === 'f32' || dt === 'f16' || dt === 'bf16';
-}
+/** How a float operand is stored: f32, f16 or bf16 (the same choices as a precision). */
+export type FStore = Precision;
 
 /** A float operand's storage; anything else is a caller's bug. */
 export function fstore(dt: DType, what: string): FStore {
-  if (!isFStore(dt)) throw new InternalError(`webgpu.${what}: needs f32, f16 or bf16, got ${dt}`);
+  if (!isPrecision(dt)) throw new InternalError(`webgpu.${what}: needs f32, f16 or bf16, got ${dt}`);
   return dt;
 }
 
@@ -74,4 +72,16 @@ export function put(name: string, st: FStore): string {
 /** Whether any of `stores` is 16-bit (the kernel then needs HALF_CONV to write). */
 export function any16(stores: readonly FStore[]): boolean {
   return stores.some((s) => s !== 'f32');
+}
+
+/**
+ * The WGSL accessors of a kernel's float operands: `ld_<name>` for each, `put_<name>` for
+ * each output, and HALF_CONV (the rounding) when an output is 16-bit.
+ */
+export function accessors(stores: Readonly<Record<string, FStore>>, outs: readonly string[]): string {
+  return [
+    ...(any16(outs.map((o) => stores[o]!)) ? [HALF_CONV] : []),
+    ...Object.entries(stores).map(([name, st]) => ld(name, st)),
+    ...outs.map((o) => put(o, stores[o]!)),
+  ].join('\n');
 }
