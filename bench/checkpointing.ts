@@ -6,10 +6,9 @@
  */
 import { parseArgs } from 'node:util';
 import { cpuBackend } from '../src/backend/registry.js';
-import { applyLora, setTrainable } from '../src/lora/inject.js';
 import { parseLlamaConfig } from '../src/models/llama/config.js';
-import { randomLlama } from '../src/models/llama/load.js';
 import { Rng } from '../src/tensor/random.js';
+import { longloraBenchModel } from './setup.js';
 import { accumulate } from '../src/train/step.js';
 import { zeroGrad } from '../src/tensor/autograd.js';
 import type { AttentionMask } from '../src/backend/backend.js';
@@ -26,10 +25,7 @@ const be = cpuBackend();
 const mib = (b: number): string => (b / 2 ** 20).toFixed(2);
 
 async function measure(checkpointing: boolean, mask: AttentionMask): Promise<{ peak: number; base: number; seconds: number; loss: number }> {
-  const model = randomLlama(config, { seed: 1 });
-  const runtime = { training: true, rng: new Rng(2) };
-  applyLora(model, ['q_proj', 'k_proj', 'v_proj', 'o_proj'], { r: 8, alpha: 16, dropout: 0, rslora: false }, new Rng(3), runtime);
-  setTrainable(model, 'longlora', ['embed', 'norm']);
+  const { model, runtime } = longloraBenchModel(config);
   const rng = new Rng(4);
   const ids = Int32Array.from({ length: N }, () => rng.int(config.vocabSize));
   const base = be.memory().bytes;

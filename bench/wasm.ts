@@ -31,14 +31,12 @@ import { parseArgs } from 'node:util';
 import type { AttentionArgs, AttentionMask, Backend, DeviceBuffer, MatmulArgs } from '../src/backend/backend.js';
 import { cpuBackend, getBackend, setBackend } from '../src/backend/registry.js';
 import { WasmBackend } from '../src/backend/wasm/wasm.js';
-import { applyLora, setTrainable } from '../src/lora/inject.js';
 import { parseLlamaConfig } from '../src/models/llama/config.js';
-import { randomLlama } from '../src/models/llama/load.js';
 import { PRECISIONS, type Precision } from '../src/models/llama/model.js';
 import { clearTape, zeroGrad } from '../src/tensor/autograd.js';
 import { fromFloatArray } from '../src/tensor/dtype.js';
 import { Rng } from '../src/tensor/random.js';
-import { AdamW } from '../src/train/optim.js';
+import { benchOptimizer, longloraBenchModel } from './setup.js';
 import { trainStep } from '../src/train/step.js';
 
 const { values: flags } = parseArgs({
@@ -238,11 +236,8 @@ async function trainingStep(be: Backend, N: number, mask: AttentionMask, precisi
     num_hidden_layers: MODEL.layers, num_attention_heads: MODEL.heads, num_key_value_heads: MODEL.heads,
     max_position_embeddings: N, rms_norm_eps: 1e-5,
   }, 'bench');
-  const model = randomLlama(config, { seed: 1 });
-  const runtime = { training: true, rng: new Rng(2) };
-  applyLora(model, ['q_proj', 'k_proj', 'v_proj', 'o_proj'], { r: 8, alpha: 16, dropout: 0, rslora: false }, new Rng(3), runtime);
-  setTrainable(model, 'longlora', ['embed', 'norm']);
-  const opt = new AdamW(model.namedParameters().filter(([, p]) => p.requiresGrad), { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0 });
+  const { model, runtime } = longloraBenchModel(config);
+  const opt = benchOptimizer(model);
   const ids = Int32Array.from({ length: N }, () => rng.int(MODEL.vocab));
   const opts = { mask, maxGradNorm: 1, checkpointing: true, rngs: [runtime.rng], precision };
   const warmN = Math.min(N, 256);

@@ -36,13 +36,11 @@ import { parseArgs } from 'node:util';
 import type { AttentionArgs, AttentionMask, Backend, DeviceBuffer, MatmulArgs } from '../src/backend/backend.js';
 import { cpuBackend, registerBackend, setBackend } from '../src/backend/registry.js';
 import { createWebGpuBackend, type WebGpuBackend } from '../src/backend/webgpu/webgpu.js';
-import { applyLora, setTrainable } from '../src/lora/inject.js';
 import { parseLlamaConfig, type LlamaConfig } from '../src/models/llama/config.js';
-import { randomLlama } from '../src/models/llama/load.js';
 import { fromFloatArray } from '../src/tensor/dtype.js';
 import { zeroGrad } from '../src/tensor/autograd.js';
 import { Rng } from '../src/tensor/random.js';
-import { AdamW } from '../src/train/optim.js';
+import { benchOptimizer, longloraBenchModel } from './setup.js';
 import { trainStep } from '../src/train/step.js';
 import { LossScaler } from '../src/train/loss-scale.js';
 import { PRECISIONS, type Precision } from '../src/models/llama/model.js';
@@ -233,11 +231,8 @@ interface StepFigures { N: number; seconds: number; tokensPerSecond: number; pea
 
 /** Median-timed LongLoRA steps of `config` at each length on `be`, after a warm-up step that compiles every pipeline. */
 async function trainVariant(be: WebGpuBackend, config: LlamaConfig, lengths: number[], v: Variant): Promise<StepFigures[]> {
-  const model = randomLlama(config, { seed: 1, backend: be, dtype: BASE_DTYPE });
-  const runtime = { training: true, rng: new Rng(2) };
-  applyLora(model, ['q_proj', 'k_proj', 'v_proj', 'o_proj'], { r: 8, alpha: 16, dropout: 0, rslora: false }, new Rng(3), runtime);
-  setTrainable(model, 'longlora', ['embed', 'norm']);
-  const opt = new AdamW(model.namedParameters().filter(([, p]) => p.requiresGrad), { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0 });
+  const { model, runtime } = longloraBenchModel(config, { backend: be, dtype: BASE_DTYPE });
+  const opt = benchOptimizer(model);
   const out: StepFigures[] = [];
   try {
     for (const N of lengths) {
