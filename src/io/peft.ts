@@ -1,159 +1,34 @@
 /**
- * Hugging Face PEFT LoRA adapters: `adapter_config.json` + `adapter_model.safetensors`.
- * Adapter tensors are `base_model.model.<module path>.lora_A.weight` [r, in] and
- * `.lora_B.weight` [out, r]; modules in `modules_to_save` (LongLoRA's trained embeddings
- * and norms) are saved whole under `base_model.model.<parameter name>`. PEFT matches
- * `target_modules` and `modules_to_save` entries by module-name suffix.
- *
- * Beside them, `longlora.json` records what PEFT has no field for (the RoPE scaling the
- * adapter was trained with, the attention used in training), and
- * `trainable_params.safetensors` repeats the embeddings and norms under plain HF names,
- * as the official LongLoRA code splits them.
+ * Hugging Face PEFT LoRA adapter folders on disk: `adapter_config.json`,
+ * `adapter_model.safetensors`, `trainable_params.safetensors` and `longlora.json`. The
+ * format itself (names, config checks, collecting and applying an adapter), shared with
+ * the browser build, is in peft-format.ts.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { LongLoraError } from '../errors.js';
-import { LoRALinear, adapterDType, checkLoraOptions, type LoraOptions, type LoraRuntime } from '../lora/lora.js';
-import { loraLayers, resolveTargets } from '../lora/inject.js';
-import { isBaseLinear } from '../nn/linear.js';
-import type { Backend } from '../backend/backend.js';
+import type { LoraRuntime } from '../lora/lora.js';
 import type { Module } from '../nn/module.js';
-import { fromHost, type Tensor } from '../tensor/tensor.js';
-import type { HostArray } from '../tensor/dtype.js';
 import { writeJsonAtomic } from './atomic.js';
 import { readJsonFile } from './checkpoint.js';
-import { SafetensorsFile, writeSafetensors, type TensorEntry } from './safetensors.js';
+import { SafetensorsFile, writeSafetensors } from './safetensors.js';
+import {
+  ADAPTER_CONFIG, ADAPTER_WEIGHTS, LONGLORA_JSON, TRAINABLE_PARAMS, adapterWeights, applyAdapter, collectAdapter,
+  parseAdapterConfig, type AdapterConfig, type AdapterFiles, type SaveAdapterOptions,
+} from './peft-format.js';
 
-export const ADAPTER_CONFIG = 'adapter_config.json';
-export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
-export const TRAINABLE_PARAMS = 'trainable_params.safetensors';
-export const LONGLORA_JSON = 'longlora.json';
-const PREFIX = 'base_model.model.';
-
-export interface AdapterConfig {
-  lora: LoraOptions;
-  targetModules: string[];
-  modulesToSave: string[];
-  baseModel: string | null;
-}
-
-type Json = Record<string, unknown>;
+export * from './peft-format.js';
 
 /** Reads and checks `adapter_config.json`; refuses LoRA variants this code does not compute. */
 export function readAdapterConfig(dir: string): AdapterConfig {
   const file = path.join(dir, ADAPTER_CONFIG);
-  const j = readJsonFile(file) as Json;
-  const bad = (msg: string): never => { throw new LongLoraError(`${file}: ${msg}`); };
-  if (typeof j !== 'object' || j === null) bad('must be a JSON object');
-  if (j.peft_type !== 'LORA') bad(`peft_type ${JSON.stringify(j.peft_type)} is not supported (only LORA)`);
-  if (j.use_dora === true) bad('DoRA adapters (use_dora: true) are not supported');
-  if (j.fan_in_fan_out === true) bad('fan_in_fan_out: true (Conv1D layers) is not supported for Llama');
-  if (j.bias !== undefined && j.bias !== 'none') bad(`bias ${JSON.stringify(j.bias)} is not supported (only "none")`);
-  for (const k of ['rank_pattern', 'alpha_pattern']) {
-    const v = j[k];
-    if (v && typeof v === 'object' && Object.keys(v).length > 0) bad(`per-module "${k}" is not supported`);
-  }
-  const targets = j.target_modules;
-  const targetModules = typeof targets === 'string' ? [targets] : Array.isArray(targets) ? targets.map(String) : bad('target_modules must be a list of module names');
-  const lora: LoraOptions = {
-    r: Number(j.r),
-    alpha: Number(j.lora_alpha ?? 8),
-    dropout: Number(j.lora_dropout ?? 0),
-    rslora: j.use_rslora === true,
-  };
-  try { checkLoraOptions(lora); } catch (e) { bad((e as Error).message); }
-  const mts = j.modules_to_save;
-  return {
-    lora,
-    targetModules,
-    modulesToSave: Array.isArray(mts) ? mts.map(String) : [],
-    baseModel: typeof j.base_model_name_or_path === 'string' ? j.base_model_name_or_path : null,
-  };
-}
-
-/** Module names (last path part) of the non-LoRA trainable parameters, e.g. embed_tokens, norm. */
-export function modulesOfParams(names: readonly string[]): string[] {
-  const mods = names.map((n) => n.split('.').slice(-2, -1)[0]!).filter((m) => m !== 'lora_A' && m !== 'lora_B');
-  return [...new Set(mods)];
-}
-
-/** Whether a parameter belongs to a module listed in modules_to_save (suffix match, as PEFT). */
-function inModulesToSave(name: string, modules: readonly string[]): boolean {
-  const mod = name.slice(0, name.lastIndexOf('.'));
-  return modules.some((m) => mod === m || mod.endsWith(`.${m}`));
-}
-
-async function hostEntry(name: string, t: Tensor): Promise<TensorEntry> {
-  let data: HostArray = await t.data();
-  let dtype = t.dtype;
-  if (dtype === 'f64') { data = Float32Array.from(data as Float64Array); dtype = 'f32'; }
-  return { name, dtype, shape: t.shape, data };
-}
-
-export interface SaveAdapterOptions {
-  /** Written as base_model_name_or_path. */
-  baseModel: string;
-  /** Names of the trained non-LoRA parameters (LongLoRA's embeddings and norms). */
-  extras: readonly string[];
-  /** Extra facts for longlora.json (RoPE scaling, attention, training length). */
-  sidecar?: Record<string, unknown>;
-}
-
-/** An adapter's files, read back from the device and ready to write. */
-export interface AdapterFiles {
-  config: Record<string, unknown>;
-  weights: TensorEntry[];
-  /** The trained non-LoRA parameters under plain HF names (the official split). */
-  extras: TensorEntry[];
-  sidecar: Record<string, unknown>;
-}
-
-/** Reads a model's adapter (LoRA layers and the named extras) back to the host. */
-export async function collectAdapter(model: Module, opts: SaveAdapterOptions): Promise<AdapterFiles> {
-  const layers = loraLayers(model);
-  if (layers.length === 0) throw new LongLoraError('saveAdapter: the model has no LoRA layers');
-  const options = layers[0]![1].options;
-  const weights: TensorEntry[] = [];
-  for (const [p, l] of layers) {
-    weights.push(await hostEntry(`${PREFIX}${p}.lora_A.weight`, l.lora_A.weight));
-    weights.push(await hostEntry(`${PREFIX}${p}.lora_B.weight`, l.lora_B.weight));
-  }
-  const params = new Map(model.namedParameters());
-  const extras: TensorEntry[] = [];
-  for (const n of opts.extras) {
-    const t = params.get(n);
-    if (!t) throw new LongLoraError(`saveAdapter: no parameter named ${n}`);
-    extras.push(await hostEntry(n, t));
-  }
-  const config = {
-    peft_type: 'LORA',
-    task_type: 'CAUSAL_LM',
-    base_model_name_or_path: opts.baseModel,
-    r: options.r,
-    lora_alpha: options.alpha,
-    lora_dropout: options.dropout,
-    target_modules: [...new Set(layers.map(([p]) => p.slice(p.lastIndexOf('.') + 1)))],
-    modules_to_save: extras.length > 0 ? modulesOfParams(opts.extras) : null,
-    bias: 'none',
-    fan_in_fan_out: false,
-    use_rslora: options.rslora,
-    use_dora: false,
-    init_lora_weights: true,
-    inference_mode: true,
-    layers_to_transform: null,
-    layers_pattern: null,
-    rank_pattern: {},
-    alpha_pattern: {},
-    revision: null,
-  };
-  return { config, weights, extras, sidecar: { format: 1, ...(opts.sidecar ?? {}) } };
+  return parseAdapterConfig(readJsonFile(file), file);
 }
 
 /** Writes collected adapter files into `dir` (each file atomically). */
 export function writeAdapter(dir: string, files: AdapterFiles): void {
   fs.mkdirSync(dir, { recursive: true });
-  const all = [...files.weights, ...files.extras.map((e) => ({ ...e, name: PREFIX + e.name }))];
-  writeSafetensors(path.join(dir, ADAPTER_WEIGHTS), all, { format: 'pt' });
+  writeSafetensors(path.join(dir, ADAPTER_WEIGHTS), adapterWeights(files), { format: 'pt' });
   if (files.extras.length > 0) writeSafetensors(path.join(dir, TRAINABLE_PARAMS), files.extras, { format: 'pt' });
   writeJsonAtomic(path.join(dir, ADAPTER_CONFIG), files.config);
   writeJsonAtomic(path.join(dir, LONGLORA_JSON), files.sidecar);
@@ -174,22 +49,9 @@ export function readSidecar(dir: string): Record<string, unknown> | null {
   return fs.existsSync(file) ? (readJsonFile(file) as Record<string, unknown>) : null;
 }
 
-function checkShape(f: SafetensorsFile, key: string, shape: readonly number[]): void {
-  const info = f.info(key);
-  if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
-    throw new LongLoraError(`${f.path}: tensor "${key}" has shape [${info.shape.join(', ')}] but the model needs [${shape.join(', ')}]; the adapter was trained for another model`);
-  }
-}
-
-function readTensor(f: SafetensorsFile, key: string, shape: readonly number[], dt: 'f32' | 'f64', backend: Backend): Tensor {
-  return fromHost(f.read(key, dt).data, shape, dt, backend).keep();
-}
-
 /**
- * Puts a PEFT adapter into a model: wraps the adapter's target layers with LoRA holding
- * its weights, and replaces the modules_to_save parameters with the adapter's copies.
- * Everything is checked before the model is touched, so a bad adapter leaves it as it was.
- * Returns the adapter's config and the names of the replaced parameters.
+ * Puts a PEFT adapter folder into a model (see `applyAdapter`): everything is checked
+ * before the model is touched, so a bad adapter leaves it as it was.
  */
 export function loadAdapter(model: Module, dir: string, runtime: LoraRuntime): { config: AdapterConfig; replaced: string[] } {
   const config = readAdapterConfig(dir);
@@ -197,40 +59,7 @@ export function loadAdapter(model: Module, dir: string, runtime: LoraRuntime): {
   if (!fs.existsSync(file)) throw new LongLoraError(`${dir}: no ${ADAPTER_WEIGHTS}; this does not look like a PEFT adapter folder`);
   const f = SafetensorsFile.open(file);
   try {
-    const keys = new Set(f.names());
-    const r = config.lora.r;
-    const adapted = resolveTargets(model, config.targetModules).map((p) => {
-      const base = model.getAt(p);
-      if (!isBaseLinear(base)) throw new LongLoraError(`${dir}: ${p} is not a plain linear layer (already adapted?)`);
-      const [out, inF] = base.weight.shape as [number, number];
-      const ka = `${PREFIX}${p}.lora_A.weight`;
-      const kb = `${PREFIX}${p}.lora_B.weight`;
-      for (const k of [ka, kb]) if (!keys.has(k)) throw new LongLoraError(`${file}: missing "${k}" for target module ${p}`);
-      checkShape(f, ka, [r, inF]);
-      checkShape(f, kb, [out, r]);
-      keys.delete(ka);
-      keys.delete(kb);
-      return { p, base, ka, kb, out, inF };
-    });
-    const saved = model.namedParameters().filter(([name]) => keys.has(PREFIX + name) && inModulesToSave(name, config.modulesToSave));
-    for (const [name, t] of saved) { checkShape(f, PREFIX + name, t.shape); keys.delete(PREFIX + name); }
-    const left = [...keys];
-    if (left.length > 0) {
-      throw new LongLoraError(`${file}: ${left.length} tensor(s) match nothing in the model (e.g. ${left[0]}); the adapter was trained for another model or layout`);
-    }
-    for (const a of adapted) {
-      const dt = adapterDType(a.base.weight);
-      const A = readTensor(f, a.ka, [r, a.inF], dt, a.base.weight.backend);
-      const B = readTensor(f, a.kb, [a.out, r], dt, a.base.weight.backend);
-      model.setAt(a.p, new LoRALinear(a.base, config.lora, A, B, runtime));
-    }
-    for (const [name, t] of saved) {
-      const nt = readTensor(f, PREFIX + name, t.shape, t.dtype === 'f64' ? 'f64' : 'f32', t.backend);
-      nt.name = name;
-      model.setAt(name, nt);
-      t.dispose();
-    }
-    return { config, replaced: saved.map(([n]) => n) };
+    return applyAdapter(model, config, f, runtime, dir);
   } finally {
     f.close();
   }

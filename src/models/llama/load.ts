@@ -12,26 +12,15 @@ import { writeJsonAtomic } from '../../io/atomic.js';
 import { missingTensorError, type TensorEntry } from '../../io/safetensors.js';
 import type { HostArray } from '../../tensor/dtype.js';
 import { fromFloatArray } from '../../tensor/dtype.js';
-import { Rng } from '../../tensor/random.js';
 import { fromHost, type Tensor } from '../../tensor/tensor.js';
-import type { RopeScaling } from '../../nn/rope.js';
 import { Nf4Quantizer, isQuantizedWeight, type QuantizeMode } from '../../quant/quantize-model.js';
 import { llamaConfigToHF, parseLlamaConfig, type LlamaConfig } from './config.js';
 import { LlamaForCausalLM, type WeightSource } from './model.js';
+import { checkWeightShape, computeOf, warnUnused, type BuildOptions, type ParamDType } from './init.js';
 
-export type ParamDType = 'f32' | 'f64' | 'bf16' | 'f16';
+export { randomLlama, llamaFromSafetensors, type ParamDType, type RandomInitOptions, type BuildOptions } from './init.js';
 
-export interface LoadOptions {
-  /**
-   * Storage dtype of the parameters: f32 (default); f64 for gradient checks; bf16/f16
-   * keep frozen weights in 16 bits (they are cast per use; trainable ones must be f32).
-   */
-  dtype?: ParamDType;
-  backend?: Backend;
-  /** Receives non-fatal findings, such as tensors the model does not use. */
-  onWarning?: (message: string) => void;
-  /** RoPE scaling to use instead of config.json's (context extension, adapters trained with one). */
-  ropeScaling?: RopeScaling;
+export interface LoadOptions extends BuildOptions {
   /**
    * 'nf4' stores the decoder's linear layers (q, k, v, o, gate, up, down) in 4-bit NF4 with
    * double quantisation, quantised here on the host as each tensor is read (QLoRA; the
@@ -39,22 +28,6 @@ export interface LoadOptions {
    * records the base's fingerprint. Default 'none'.
    */
   quantize?: QuantizeMode;
-}
-
-/** Tensors some exporters add that carry nothing (recomputed at run time). */
-const HARMLESS = /(^|\.)rotary_emb\.inv_freq$/;
-
-/** Why a tensor has its shape, for mismatch messages. */
-function shapeReason(name: string, c: LlamaConfig): string {
-  if (name.endsWith('embed_tokens.weight') || name === 'lm_head.weight') return `vocab_size=${c.vocabSize}, hidden_size=${c.hiddenSize}`;
-  if (/q_proj|o_proj/.test(name)) return `num_attention_heads=${c.numHeads}, head_dim=${c.headDim}, hidden_size=${c.hiddenSize}`;
-  if (/k_proj|v_proj/.test(name)) return `num_key_value_heads=${c.numKvHeads}, head_dim=${c.headDim}, hidden_size=${c.hiddenSize}`;
-  if (/mlp\./.test(name)) return `intermediate_size=${c.intermediateSize}, hidden_size=${c.hiddenSize}`;
-  return `hidden_size=${c.hiddenSize}`;
-}
-
-function computeOf(dtype: ParamDType): 'f32' | 'f64' {
-  return dtype === 'f64' ? 'f64' : 'f32';
 }
 
 /**
@@ -75,12 +48,7 @@ function checkpointSource(ck: Checkpoint, config: LlamaConfig, dtype: ParamDType
       throw err;
     }
     const info = ck.info(name);
-    if (info.shape.length !== shape.length || info.shape.some((s, i) => s !== shape[i])) {
-      throw new LongLoraError(
-        `${info.file}: tensor "${name}" has shape [${info.shape.join(', ')}] but ${configPath} ` +
-        `(${shapeReason(name, config)}) needs [${shape.join(', ')}]. ` +
-        'The weights and config.json do not belong together; use the config.json that came with the weights.');
-    }
+    checkWeightShape(info.file, name, info.shape, shape, config, configPath);
   };
   const source: WeightSource = (name, shape) => {
     check(name, shape);
@@ -132,11 +100,7 @@ export async function loadLlama(dir: string, opts: LoadOptions = {}): Promise<Ll
     const source = checkpointSource(ck, config, dtype, backend, configPath, quantizer, created);
     const model = new LlamaForCausalLM(config, source, computeOf(dtype));
     if (quantizer) model.quantization = quantizer.info();
-    const used = new Set([...model.namedParameters(), ...model.namedBuffers()].map(([n]) => n));
-    const unexpected = ck.names().filter((n) => !used.has(n) && !HARMLESS.test(n) && !(n === 'lm_head.weight' && config.tieWordEmbeddings));
-    if (unexpected.length > 0) {
-      opts.onWarning?.(`${dir}: ${unexpected.length} tensor(s) not used by the Llama model: ${unexpected.slice(0, 5).join(', ')}${unexpected.length > 5 ? ', ...' : ''}`);
-    }
+    warnUnused(model, ck.names(), dir, opts.onWarning);
     return model;
   } catch (e) {
     for (const t of created) t.dispose();
@@ -145,31 +109,6 @@ export async function loadLlama(dir: string, opts: LoadOptions = {}): Promise<Ll
     quantizer?.dispose();
     ck.close();
   }
-}
-
-export interface RandomInitOptions {
-  seed?: number;
-  /** Standard deviation of linear and embedding weights (HF initializer_range). */
-  std?: number;
-  dtype?: ParamDType;
-  backend?: Backend;
-}
-
-/** A freshly initialised model: normal(0, std) weights, norms at 1 (as Hugging Face). */
-export function randomLlama(config: LlamaConfig, opts: RandomInitOptions = {}): LlamaForCausalLM {
-  const rng = new Rng(opts.seed ?? 0);
-  const std = opts.std ?? 0.02;
-  const dtype = opts.dtype ?? 'f32';
-  const backend = opts.backend ?? currentBackend();
-  return new LlamaForCausalLM(config, (name, shape) => {
-    const n = shape.reduce((a, s) => a * s, 1);
-    const v = new Float64Array(n);
-    if (name.endsWith('norm.weight')) v.fill(1);
-    else for (let i = 0; i < n; i++) v[i] = rng.normal() * std;
-    const t = fromHost(fromFloatArray(v, dtype), shape, dtype, backend).keep();
-    t.name = name;
-    return t;
-  }, computeOf(dtype));
 }
 
 export interface SaveOptions {
