@@ -4,27 +4,9 @@
  * its max difference, so a passing run still shows how close it was.
  */
 import assert from 'node:assert/strict';
+import { diff, type Diff } from './diff.js';
 
-export interface Diff {
-  maxAbs: number;
-  rel: number;
-  worstIndex: number;
-}
-
-export function diff(actual: ArrayLike<number>, expected: ArrayLike<number>): Diff {
-  assert.equal(actual.length, expected.length, `length ${actual.length} != expected ${expected.length}`);
-  let maxAbs = 0;
-  let scale = 0;
-  let worstIndex = -1;
-  for (let i = 0; i < expected.length; i++) {
-    const a = actual[i]!;
-    const e = expected[i]!;
-    const d = Math.abs(a - e);
-    if (!(d <= maxAbs)) { maxAbs = Number.isNaN(d) ? Infinity : d; worstIndex = i; }
-    scale = Math.max(scale, Math.abs(e));
-  }
-  return { maxAbs, rel: scale === 0 ? maxAbs : maxAbs / scale, worstIndex };
-}
+export { diff, type Diff };
 
 /** Collected report lines; tests print them through `t.diagnostic`. */
 export const report: string[] = [];

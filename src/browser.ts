@@ -1,0 +1,74 @@
+/**
+ * longlora without Node: the part of the library that runs in a browser (or any
+ * JavaScript engine with WebGPU or nothing but JavaScript). It needs no file system and
+ * no bundler: every import below is a relative ES module, so a page can load
+ * `dist/src/browser.js` directly (`<script type="module">`), and any bundler works too.
+ * Models come from bytes (`llamaFromSafetensors`, fetched checkpoints) or random
+ * initialisation; adapters leave as bytes (`encodeAdapter`) and come back the same way
+ * (`loadAdapterBytes`). The WebGPU backend uses `navigator.gpu`.
+ *
+ * The Node entry (index.ts) exports all of this plus files, folders, checkpoints,
+ * tokenizers and 4-bit quantisation.
+ */
+export { LongLoraError } from './errors.js';
+
+// tensors, autograd, memory
+export * from './tensor/ops/index.js';
+export { Tensor, Storage, fromHost, numelOf } from './tensor/tensor.js';
+export type { Shape } from './tensor/tensor.js';
+export type { DType, FloatDType, HostArray, Precision } from './tensor/dtype.js';
+export { PRECISIONS } from './tensor/dtype.js';
+export { tidy } from './tensor/scope.js';
+export { backward, noGrad, zeroGrad, clearTape, isGradEnabled } from './tensor/autograd.js';
+export { Rng } from './tensor/random.js';
+
+// backends
+export type { Backend, DeviceBuffer, AttentionMask, MemoryStats } from './backend/backend.js';
+export { registerBackend, getBackend, setBackend, currentBackend, cpuBackend, autoBackend, backendNames } from './backend/registry.js';
+
+// layers
+export { Module } from './nn/module.js';
+export { Linear, PackedLinear } from './nn/linear.js';
+export { PackedWeight } from './nn/packed-weight.js';
+export { Embedding, embedding } from './nn/embedding.js';
+export { RMSNorm, rmsnorm } from './nn/rmsnorm.js';
+export { softmax } from './nn/softmax.js';
+export { rope, ropeAngles, RotaryEmbedding } from './nn/rope.js';
+export type { RopeScaling, RopeTables } from './nn/rope.js';
+export {
+  extendRopeScaling, describeRopeScaling, ropeScalingFromHF, ropeScalingToHF, ropeFrequencies, ropeContextLength,
+} from './nn/rope-scaling.js';
+export { crossEntropy, crossEntropyPerToken, shiftLabels, IGNORE_INDEX } from './nn/loss.js';
+export { attention, CAUSAL } from './attention/attention.js';
+export type { AttentionOptions } from './attention/attention.js';
+export { keyRanges, validateMask, describeMask } from './attention/mask.js';
+export { referenceAttention } from './attention/reference.js';
+
+// models
+export { LlamaForCausalLM, LlamaModel, LlamaDecoderLayer, LlamaAttention, LlamaMLP } from './models/llama/model.js';
+export { parseLlamaConfig, llamaConfigToHF, llamaTensorShapes } from './models/llama/config.js';
+export type { LlamaConfig } from './models/llama/config.js';
+export { randomLlama, llamaFromSafetensors } from './models/llama/init.js';
+export type { BuildOptions, RandomInitOptions, ParamDType, SafetensorsSource } from './models/llama/init.js';
+
+// LoRA and LongLoRA training
+export { LoRALinear, LORA_DEFAULTS, loraScaling } from './lora/lora.js';
+export type { LoraOptions, LoraRuntime } from './lora/lora.js';
+export { applyLora, setTrainable, mergeLora, loraLayers, DEFAULT_TARGETS, ALL_LINEAR } from './lora/inject.js';
+export type { TrainMode, TrainableReport } from './lora/inject.js';
+export { AdamW, clipGradNorm } from './train/optim.js';
+export type { AdamWOptions } from './train/optim.js';
+export { trainStep, accumulate } from './train/step.js';
+export type { MicroBatch, StepOptions, StepResult } from './train/step.js';
+export { LossScaler } from './train/loss-scale.js';
+export { lrAt, SCHEDULES } from './train/schedule.js';
+export type { Schedule, ScheduleType } from './train/schedule.js';
+
+// files as bytes
+export { SafetensorsBytes, encodeSafetensors } from './io/safetensors-format.js';
+export type { TensorEntry, TensorInfo, HostTensor, SafetensorsDType } from './io/safetensors-format.js';
+export {
+  collectAdapter, encodeAdapter, loadAdapterBytes, applyAdapter, parseAdapterConfig,
+  ADAPTER_CONFIG, ADAPTER_WEIGHTS, TRAINABLE_PARAMS, LONGLORA_JSON,
+} from './io/peft-format.js';
+export type { AdapterConfig, AdapterFiles, SaveAdapterOptions } from './io/peft-format.js';
