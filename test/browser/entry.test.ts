@@ -46,7 +46,7 @@ function staticImports(entry: string): Map<string, string[]> {
 
 describe('the browser entry', () => {
   it('imports only relative ES modules: no Node built-ins, no packages (also the WebGPU backend it loads)', () => {
-    for (const entry of ['dist/src/browser.js', 'dist/src/backend/webgpu/webgpu.js']) {
+    for (const entry of ['dist/src/browser.js', 'dist/src/backend/webgpu/webgpu.js', 'dist/test/browser/page.js']) {
       const graph = staticImports(path.join(ROOT, entry));
       const bad = [...graph].filter(([, out]) => out.length > 0).map(([f, out]) => `${path.relative(ROOT, f)}: ${out.join(', ')}`);
       assert.deepEqual(bad, [], `${entry} reaches non-relative imports`);

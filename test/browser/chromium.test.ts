@@ -1,0 +1,173 @@
+/**
+ * The library in a browser: headless Chromium (Debian's `chromium`, driven by
+ * playwright-core) loads the browser entry from dist/ with no bundler and runs, in the
+ * page, the golden parity runs against PyTorch and a LongLoRA fine-tune — on WebGPU
+ * through `navigator.gpu` (Chromium's SwiftShader adapter on machines without a GPU) and
+ * on the CPU backend. The page's adapter must load in Node and give the page's logits,
+ * and the page's training must match the same run in Node. Without Chromium, or without
+ * WebGPU in it, the tests are skipped with a message that says what to install.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { serveStatic, type StaticServer } from '../../examples/browser/serve.js';
+import { cpuBackend, setBackend } from '../../src/backend/registry.js';
+import { loadAdapter } from '../../src/io/peft.js';
+import { loadLlama } from '../../src/models/llama/load.js';
+import { Rng } from '../../src/tensor/random.js';
+import { assertClose } from '../helpers/compare.js';
+import { goldenDir, nodeGoldenEnv } from '../helpers/fixtures.js';
+import { logitsOf } from '../helpers/forward.js';
+import { longloraBatch, longloraRun } from '../helpers/golden-runs.js';
+import { tempFolders } from '../helpers/tmp.js';
+import type { PageReport } from './page.js';
+
+const CANDIDATES = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome', '/usr/bin/google-chrome-stable'];
+const FLAGS = ['--no-sandbox', '--enable-unsafe-webgpu', '--enable-features=Vulkan'];
+
+interface Page {
+  goto(url: string): Promise<unknown>;
+  evaluate<R, A>(fn: (arg: A) => R | Promise<R>, arg: A): Promise<R>;
+  waitForFunction(fn: () => unknown, arg?: unknown, opts?: { timeout?: number }): Promise<unknown>;
+  on(event: 'console' | 'pageerror', fn: (m: { text?: () => string; message?: string }) => void): void;
+}
+interface Browser { newPage(): Promise<Page>; close(): Promise<void> }
+
+let browser: Browser | null = null;
+let page: Page | null = null;
+let server: StaticServer | null = null;
+/** Why the browser tests cannot run here (null when they can). */
+let unavailable: string | null = null;
+/** Why the WebGPU tests cannot run in the browser (null when they can). */
+let noWebGpu: string | null = null;
+const pageErrors: string[] = [];
+
+async function launch(): Promise<void> {
+  const asked = process.env.LONGLORA_CHROMIUM;
+  if (asked && !fs.existsSync(asked)) {
+    unavailable = `LONGLORA_CHROMIUM is ${asked}, which does not exist; point it at a Chromium or Chrome binary`;
+    return;
+  }
+  const exe = asked || CANDIDATES.find((p) => fs.existsSync(p));
+  if (!exe) {
+    unavailable = 'no Chromium found (install Debian\'s `chromium` package, or set LONGLORA_CHROMIUM to a Chromium or Chrome binary)';
+    return;
+  }
+  let pw: { chromium: { launch(o: { executablePath: string; args: string[]; headless: boolean }): Promise<Browser> } };
+  try {
+    const spec = 'playwright-core';
+    pw = await import(spec) as typeof pw;
+  } catch (e) {
+    unavailable = `playwright-core is not installed (${(e as Error).message.split('\n')[0]}); run npm install`;
+    return;
+  }
+  server = await serveStatic();
+  browser = await pw.chromium.launch({ executablePath: exe, args: FLAGS, headless: true });
+  page = await browser.newPage();
+  page.on('pageerror', (e) => { pageErrors.push(e.message ?? String(e)); });
+  await page.goto(`${server.origin}/test/browser/`);
+}
+
+/** Calls an export of dist/test/browser/page.js inside the page. */
+function inPage<R>(fn: string, ...args: unknown[]): Promise<R> {
+  return page!.evaluate(async ([url, name, a]) => {
+    const m = await import(url) as Record<string, (...x: unknown[]) => Promise<unknown>>;
+    return m[name]!(...a);
+  }, ['/dist/test/browser/page.js', fn, args] as const) as Promise<R>;
+}
+
+/** Asserts every comparison and check the page made, printing the comparisons. */
+function assertReport(r: PageReport, log: (s: string) => void, comparisons = true): void {
+  for (const line of r.log) log(line);
+  let compared = 0;
+  for (const c of r.checks) {
+    if (c.ok !== undefined) { assert.ok(c.ok, `in the page (${r.backend}): ${c.label}`); continue; }
+    compared++;
+    const line = `${c.label}: max|diff| ${c.maxAbs!.toExponential(2)}, rel ${c.rel!.toExponential(2)} (tol ${c.rtol!.toExponential(0)})`;
+    if (!/^step \d/.test(c.label)) log(line);
+    assert.ok(c.rel! <= c.rtol!, `in the page (${r.backend}): ${line}; worst at ${c.worst}`);
+  }
+  log(`${compared} comparisons and ${r.checks.length - compared} checks made in the page on ${r.backend}, all within tolerance`);
+  if (comparisons) assert.ok(compared > 0, 'the page compared something');
+}
+
+describe('in a browser (headless Chromium)', () => {
+  before(async () => {
+    await launch();
+    if (unavailable) { console.log(`# browser tests skipped: ${unavailable}`); return; }
+    const env = await inPage<{ gpu: boolean; adapter: string | null }>('environment');
+    if (!env.gpu || !env.adapter) noWebGpu = env.gpu ? 'Chromium offers navigator.gpu but no adapter' : 'this Chromium has no navigator.gpu';
+    if (noWebGpu) console.log(`# browser WebGPU tests skipped: ${noWebGpu}`);
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  it('loads the browser entry from dist/ without a bundler, and picks a backend that works there', async (t) => {
+    if (unavailable) { t.skip(unavailable); return; }
+    const env = await inPage<{ gpu: boolean; adapter: string | null; auto: string; skipped: Array<{ name: string; error: string }> }>('environment');
+    t.diagnostic(`navigator.gpu: ${env.gpu}, adapter: ${env.adapter ?? 'none'}; automatic choice: ${env.auto}`);
+    for (const s of env.skipped) t.diagnostic(`passed over ${s.name}: ${s.error}`);
+    const wasm = env.skipped.find((s) => s.name === 'wasm');
+    assert.ok(wasm, 'the wasm backend is passed over in a browser');
+    assert.match(wasm.error, /not available in a browser yet; use the webgpu or cpu backend/);
+    assert.ok(['webgpu', 'cpu'].includes(env.auto));
+    assert.deepEqual(pageErrors, []);
+  });
+
+  for (const backend of ['webgpu', 'cpu']) {
+    it(`matches PyTorch's golden tensors on ${backend} in the page (tiny Llamas; S²-Attn LongLoRA training, 3 steps)`, async (t) => {
+      if (unavailable) { t.skip(unavailable); return; }
+      if (backend === 'webgpu' && noWebGpu) { t.skip(noWebGpu); return; }
+      assertReport(await inPage<PageReport>('golden', backend), (s) => t.diagnostic(s));
+    });
+  }
+
+  const newFolder = tempFolders('browser');
+  it('fine-tunes with LongLoRA on WebGPU in the page like Node does, and the adapter it exports loads in Node', async (t) => {
+    if (unavailable) { t.skip(unavailable); return; }
+    if (noWebGpu) { t.skip(noWebGpu); return; }
+    const log = (s: string): void => t.diagnostic(s);
+    const steps = 4;
+    const web = await inPage<PageReport & { losses: number[]; logits: number[]; files: Record<string, number[]> }>('longlora', 'webgpu', steps);
+    assertReport(web, log, false);
+    await setBackend('cpu');
+    const node = await longloraRun(nodeGoldenEnv(log), steps);
+    log(`losses in the page (webgpu): ${web.losses.map((l) => l.toFixed(5)).join(' ')}`);
+    assert.ok(web.losses[steps - 1]! < web.losses[0]!, 'the loss falls');
+    assertClose(web.losses, node.losses, 1e-4, 'losses, page (webgpu) vs Node (cpu)', log);
+    assertClose(web.logits, node.logits, 1e-4, 'logits after training, page vs Node', log);
+    assert.deepEqual(Object.keys(web.files).sort(), [...node.files.keys()].sort(), 'the same adapter files');
+    assert.equal(Buffer.from(web.files['adapter_config.json']!).toString(), Buffer.from(node.files.get('adapter_config.json')!).toString());
+
+    // The page's adapter, written as a folder, loads in Node through the PEFT folder reader.
+    const dir = newFolder();
+    for (const [name, bytes] of Object.entries(web.files)) fs.writeFileSync(path.join(dir, name), Uint8Array.from(bytes));
+    const model = await loadLlama(goldenDir('tiny-llama'), { backend: cpuBackend() });
+    const { replaced } = loadAdapter(model, dir, { training: false, rng: new Rng(0) });
+    assert.equal(replaced.length, 6, 'embed_tokens and the five norms are replaced');
+    const { ids, B, N } = longloraBatch();
+    assertClose(await logitsOf(model, ids, B, N), web.logits, 1e-4, 'logits in Node with the page\'s adapter vs the page', log);
+    model.dispose();
+  });
+
+  it('runs the browser example: LongLoRA training with S²-Attn, then the adapter offered for download', async (t) => {
+    if (unavailable) { t.skip(unavailable); return; }
+    await page!.goto(`${server!.origin}/examples/browser/?steps=8`);
+    await page!.waitForFunction(() => (globalThis as { longlora?: { done?: boolean } }).longlora?.done === true, undefined, { timeout: 120_000 });
+    const r = await page!.evaluate(() => {
+      const g = globalThis as unknown as { longlora: { backend: string; losses: number[]; error?: string }; document: { querySelectorAll(s: string): ArrayLike<{ getAttribute(a: string): string | null }> } };
+      const links = Array.from(g.document.querySelectorAll('a[download]')).map((a) => a.getAttribute('download'));
+      return { ...g.longlora, links };
+    }, undefined);
+    t.diagnostic(`example on ${r.backend}: losses ${r.losses.map((l) => l.toFixed(3)).join(' ')}`);
+    assert.equal(r.error, undefined);
+    assert.equal(r.backend, noWebGpu ? 'cpu' : 'webgpu');
+    assert.equal(r.losses.length, 8);
+    assert.ok(r.losses[7]! < r.losses[0]!, 'the example\'s loss falls');
+    assert.deepEqual([...r.links].sort(), ['adapter_config.json', 'adapter_model.safetensors', 'longlora.json', 'trainable_params.safetensors']);
+    assert.deepEqual(pageErrors, []);
+  });
+});

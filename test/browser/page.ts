@@ -1,0 +1,106 @@
+/**
+ * What the browser tests run inside a page (Chromium, WebGPU through `navigator.gpu`):
+ * loaded as an ES module straight from dist/ with no bundler, it uses only the browser
+ * entry of the library and fetches the golden fixtures over HTTP. Each function returns
+ * plain data; test/browser/chromium.test.ts asserts on it in Node.
+ */
+/// <reference types="@webgpu/types" />
+import { SafetensorsBytes, autoBackend, currentBackend, getBackend, llamaFromSafetensors, loadAdapterBytes, setBackend } from '../../src/browser.js';
+import { diff } from '../helpers/diff.js';
+import { goldenForward, goldenTraining, longloraRun, type GoldenEnv } from '../helpers/golden-runs.js';
+
+const FIXTURES = '/test/fixtures/golden';
+
+/** One comparison or check made in the page. */
+export interface PageCheck {
+  label: string;
+  /** A comparison: rel = max|a − e| / max|e| against `rtol`. */
+  rel?: number;
+  maxAbs?: number;
+  rtol?: number;
+  worst?: string;
+  /** A condition. */
+  ok?: boolean;
+}
+
+export interface PageReport {
+  backend: string;
+  checks: PageCheck[];
+  log: string[];
+}
+
+async function fetchBytes(url: string): Promise<Uint8Array> {
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status}`);
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+async function fetchJson(url: string): Promise<unknown> {
+  return JSON.parse(new TextDecoder().decode(await fetchBytes(url)));
+}
+
+/** The golden runs' environment in a page: fixtures fetched, comparisons recorded. */
+function pageEnv(report: PageReport): GoldenEnv {
+  return {
+    golden: async (variant) => SafetensorsBytes.parse(await fetchBytes(`${FIXTURES}/${variant}/golden.safetensors`), `${variant}/golden.safetensors`),
+    model: async (variant, opts) => llamaFromSafetensors(await fetchJson(`${FIXTURES}/${variant}/config.json`), [await fetchBytes(`${FIXTURES}/${variant}/model.safetensors`)], opts),
+    adapter: async (model, dir, runtime) => {
+      const files = new Map<string, Uint8Array>();
+      for (const f of ['adapter_config.json', 'adapter_model.safetensors']) files.set(f, await fetchBytes(`${FIXTURES}/${dir}/${f}`));
+      loadAdapterBytes(model, files, runtime, dir);
+    },
+    close: (actual, expected, rtol, label) => {
+      const d = diff(actual, expected);
+      report.checks.push({ label, rel: d.rel, maxAbs: d.maxAbs, rtol, worst: `index ${d.worstIndex}: ${actual[d.worstIndex]} vs ${expected[d.worstIndex]}` });
+      return d.rel;
+    },
+    ok: (value, label) => { report.checks.push({ label, ok: value }); },
+    log: (line) => { report.log.push(line); },
+  };
+}
+
+/** The adapter and the backends as the page sees them. */
+export async function environment(): Promise<{ gpu: boolean; adapter: string | null; auto: string; skipped: Array<{ name: string; error: string }> }> {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  const gpu = !!nav?.gpu;
+  let adapter: string | null = null;
+  if (nav?.gpu) {
+    const a = await nav.gpu.requestAdapter();
+    adapter = a ? `${a.info.vendor} ${a.info.architecture}`.trim() : null;
+  }
+  const { backend, skipped } = await autoBackend();
+  const auto = backend.name;
+  await setBackend('cpu');
+  return { gpu, adapter, auto, skipped };
+}
+
+async function onBackend<T>(name: string, run: (report: PageReport) => Promise<T>): Promise<PageReport & { result?: T }> {
+  await getBackend(name);
+  await setBackend(name);
+  const report: PageReport = { backend: currentBackend().name, checks: [], log: [] };
+  try {
+    return { ...report, result: await run(report) };
+  } finally {
+    await setBackend('cpu');
+  }
+}
+
+/** Golden parity with PyTorch on `backend`: both tiny models (full and chunked head), both S²-Attn training runs. */
+export function golden(backend: string): Promise<PageReport> {
+  return onBackend(backend, async (report) => {
+    const env = pageEnv(report);
+    for (const variant of ['tiny-llama', 'tiny-llama-tied']) {
+      for (const chunked of [false, true]) await goldenForward(env, variant, 'f32', chunked);
+    }
+    for (const form of ['roll', 'segmented'] as const) await goldenTraining(env, form, 'f32');
+  });
+}
+
+/** A LongLoRA fine-tune on `backend`; the adapter files come back as arrays of bytes. */
+export async function longlora(backend: string, steps: number): Promise<PageReport & { losses: number[]; logits: number[]; files: Record<string, number[]> }> {
+  const r = await onBackend(backend, (report) => longloraRun(pageEnv(report), steps));
+  const run = r.result!;
+  const files: Record<string, number[]> = {};
+  for (const [name, bytes] of run.files) files[name] = [...bytes];
+  return { backend: r.backend, checks: r.checks, log: r.log, losses: run.losses, logits: [...run.logits], files };
+}
