@@ -9,15 +9,18 @@ const state = (globalThis.longlora = { done: false, backend: '', losses: [] });
 const status = (s) => { document.querySelector('#status').textContent = s; };
 const log = (s) => { document.querySelector('#log').textContent += `${s}\n`; };
 
+/** WebGPU when the browser has it, else the Wasm SIMD kernels, else plain JavaScript. */
 async function pickBackend() {
   const asked = params.get('backend');
   if (asked) return ll.setBackend(asked);
-  try {
-    return await ll.setBackend('webgpu');
-  } catch (e) {
-    log(`WebGPU is not available (${e.message}); using the CPU backend`);
-    return ll.setBackend('cpu');
+  for (const name of ['webgpu', 'wasm']) {
+    try {
+      return await ll.setBackend(name);
+    } catch (e) {
+      log(`${name}: ${e.message}`);
+    }
   }
+  return ll.setBackend('cpu');
 }
 
 /** A small corpus: 4 random 12-token phrases; each row repeats one of them over N tokens. */

@@ -2,8 +2,8 @@
  * The library in a browser: headless Chromium (Debian's `chromium`, driven by
  * playwright-core) loads the browser entry from dist/ with no bundler and runs, in the
  * page, the golden parity runs against PyTorch and a LongLoRA fine-tune — on WebGPU
- * through `navigator.gpu` (Chromium's SwiftShader adapter on machines without a GPU) and
- * on the CPU backend. The page's adapter must load in Node and give the page's logits,
+ * through `navigator.gpu` (Chromium's SwiftShader adapter on machines without a GPU), on
+ * the Wasm backend (its worker pool as Web Workers) and on the CPU backend. The page's adapter must load in Node and give the page's logits,
  * and the page's training must match the same run in Node. Without Chromium, or without
  * WebGPU in it, the tests are skipped with a message that says what to install.
  */
@@ -110,20 +110,31 @@ describe('in a browser (headless Chromium)', () => {
     const env = await inPage<{ gpu: boolean; adapter: string | null; auto: string; skipped: Array<{ name: string; error: string }> }>('environment');
     t.diagnostic(`navigator.gpu: ${env.gpu}, adapter: ${env.adapter ?? 'none'}; automatic choice: ${env.auto}`);
     for (const s of env.skipped) t.diagnostic(`passed over ${s.name}: ${s.error}`);
-    const wasm = env.skipped.find((s) => s.name === 'wasm');
-    assert.ok(wasm, 'the wasm backend is passed over in a browser');
-    assert.match(wasm.error, /not available in a browser yet; use the webgpu or cpu backend/);
-    assert.ok(['webgpu', 'cpu'].includes(env.auto));
+    // Served cross-origin isolated, the page has shared memory, so the Wasm backend starts
+    // its Web Workers; WebGPU is passed over only for a software adapter.
+    assert.ok(!env.skipped.some((s) => s.name === 'wasm'), 'the wasm backend starts in the page');
+    const webgpu = env.skipped.find((s) => s.name === 'webgpu');
+    if (webgpu) assert.match(webgpu.error, /software adapter|no GPU adapter|navigator/);
+    assert.equal(env.auto, webgpu ? 'wasm' : 'webgpu');
     assert.deepEqual(pageErrors, []);
   });
 
-  for (const backend of ['webgpu', 'cpu']) {
+  for (const backend of ['webgpu', 'wasm', 'cpu']) {
     it(`matches PyTorch's golden tensors on ${backend} in the page (tiny Llamas; S²-Attn LongLoRA training, 3 steps)`, async (t) => {
       if (unavailable) { t.skip(unavailable); return; }
       if (backend === 'webgpu' && noWebGpu) { t.skip(noWebGpu); return; }
       assertReport(await inPage<PageReport>('golden', backend), (s) => t.diagnostic(s));
     });
   }
+
+  it('runs the Wasm backend\'s worker pool as Web Workers in the page (the host spins where it may not block)', async (t) => {
+    if (unavailable) { t.skip(unavailable); return; }
+    const r = await inPage<{ threads: number; isolated: boolean; matmul: number; attention: number }>('wasmPool');
+    t.diagnostic(`cross-origin isolated: ${r.isolated}; wasm threads: ${r.threads}; vs cpu: matmul rel ${r.matmul.toExponential(2)}, S²-Attn rel ${r.attention.toExponential(2)}`);
+    assert.ok(r.isolated);
+    assert.ok(r.threads >= 2, `the pool has workers (navigator.hardwareConcurrency gave ${r.threads} threads)`);
+    assert.ok(r.matmul <= 1e-5 && r.attention <= 1e-5);
+  });
 
   const newFolder = tempFolders('browser');
   it('fine-tunes with LongLoRA on WebGPU in the page like Node does, and the adapter it exports loads in Node', async (t) => {
@@ -164,7 +175,7 @@ describe('in a browser (headless Chromium)', () => {
     }, undefined);
     t.diagnostic(`example on ${r.backend}: losses ${r.losses.map((l) => l.toFixed(3)).join(' ')}`);
     assert.equal(r.error, undefined);
-    assert.equal(r.backend, noWebGpu ? 'cpu' : 'webgpu');
+    assert.equal(r.backend, noWebGpu ? 'wasm' : 'webgpu');
     assert.equal(r.losses.length, 8);
     assert.ok(r.losses[7]! < r.losses[0]!, 'the example\'s loss falls');
     assert.deepEqual([...r.links].sort(), ['adapter_config.json', 'adapter_model.safetensors', 'longlora.json', 'trainable_params.safetensors']);

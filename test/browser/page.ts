@@ -5,7 +5,10 @@
  * plain data; test/browser/chromium.test.ts asserts on it in Node.
  */
 /// <reference types="@webgpu/types" />
-import { SafetensorsBytes, autoBackend, currentBackend, getBackend, llamaFromSafetensors, loadAdapterBytes, setBackend } from '../../src/browser.js';
+import {
+  Rng, SafetensorsBytes, attention, autoBackend, cpuBackend, currentBackend, fromHost, getBackend, llamaFromSafetensors, loadAdapterBytes, matmul, noGrad,
+  setBackend, tidy,
+} from '../../src/browser.js';
 import { diff } from '../helpers/diff.js';
 import { goldenForward, goldenTraining, longloraRun, type GoldenEnv } from '../helpers/golden-runs.js';
 
@@ -103,4 +106,29 @@ export async function longlora(backend: string, steps: number): Promise<PageRepo
   const files: Record<string, number[]> = {};
   for (const [name, bytes] of run.files) files[name] = [...bytes];
   return { backend: r.backend, checks: r.checks, log: r.log, losses: run.losses, logits: [...run.logits], files };
+}
+
+/**
+ * The Wasm backend's worker pool in the page: its size, and a matmul and an S²-Attn call
+ * large enough to be split over every thread, against the CPU backend.
+ */
+export async function wasmPool(): Promise<{ threads: number; isolated: boolean; matmul: number; attention: number }> {
+  const be = await getBackend('wasm');
+  const threads = (be as unknown as { threads: number }).threads;
+  const rng = new Rng(5);
+  const a = new Float32Array(256 * 320).map(() => rng.normal());
+  const b = new Float32Array(320 * 192).map(() => rng.normal());
+  const q = new Float32Array(1 * 256 * 4 * 32).map(() => rng.normal());
+  const run = async (backend: typeof be): Promise<[Float32Array | Float64Array, Float32Array | Float64Array]> => {
+    const mm = noGrad(() => tidy(() => matmul(fromHost(a, [256, 320], 'f32', backend), fromHost(b, [320, 192], 'f32', backend))));
+    const t = (): ReturnType<typeof fromHost> => fromHost(q, [1, 256, 4, 32], 'f32', backend);
+    const at = noGrad(() => tidy(() => attention(t(), t(), t(), { mask: { kind: 's2', form: 'segmented', group: 64 } })));
+    const out: [Float32Array | Float64Array, Float32Array | Float64Array] = [await mm.floats(), await at.floats()];
+    mm.dispose();
+    at.dispose();
+    return out;
+  };
+  const [wm, wa] = await run(be);
+  const [cm, ca] = await run(cpuBackend());
+  return { threads, isolated: (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated === true, matmul: diff(wm, cm).rel, attention: diff(wa, ca).rel };
 }

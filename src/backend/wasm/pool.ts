@@ -4,10 +4,11 @@
  * caller's view a kernel stays one synchronous call: the host thread takes its share of
  * the chunks, then waits (Atomics.wait) for the workers to finish theirs.
  *
- * Workers are unref'd — they never keep the process alive — and `dispose()` stops and
- * terminates them.
+ * In Node the workers are worker_threads, unref'd so they never keep the process alive;
+ * in a browser they are module Web Workers (the page must be cross-origin isolated for
+ * shared memory), and on a page's main thread, where Atomics.wait is not allowed, the
+ * host spins instead of sleeping. `dispose()` stops and terminates them.
  */
-import type { Worker } from 'node:worker_threads';
 import { InternalError, LongLoraError } from '../../errors.js';
 import { CONTROL_BYTES, CTRL, KERNELS, takeError, type KernelFn, type StartMessage } from './protocol.js';
 import type { WasmMemory, WasmModule } from './wasm-api.js';
@@ -18,9 +19,82 @@ const HOST_SPIN = 20000;
 /** A job never waits this long for a chunk; past it a worker is taken to be dead. */
 const WAIT_LIMIT_MS = 60000;
 
+/** What the pool needs of a worker, in Node (worker_threads) and in browsers (Web Workers). */
+interface PoolWorker {
+  terminate(): Promise<unknown> | void;
+}
+
+/** A started worker and the promise of its "ready" (or its start-up failure). */
+interface Started {
+  worker: PoolWorker;
+  ready: Promise<void>;
+  /** Drops the start-up listeners (Node: and lets the process exit without it). */
+  settle(): void;
+}
+
+type ReadyMessage = { ready?: number; error?: string };
+
+function readyFrom(m: ReadyMessage, resolve: () => void, reject: (e: Error) => void): void {
+  if (m.error) reject(new LongLoraError(m.error)); else resolve();
+}
+
+async function startNodeWorker(url: URL, tid: number, msg: StartMessage): Promise<Started> {
+  const { Worker } = await import('node:worker_threads');
+  const w = new Worker(url, { execArgv: [] }); // the host's flags (e.g. --input-type) are not for workers
+  const ready = new Promise<void>((resolve, reject) => {
+    w.once('message', (m: ReadyMessage) => readyFrom(m, resolve, reject));
+    w.once('error', (e) => reject(new LongLoraError(`wasm worker ${tid} failed to start: ${e.message}`)));
+    w.once('exit', (code) => reject(new LongLoraError(`wasm worker ${tid} exited during start-up (code ${code})`)));
+  });
+  w.postMessage(msg);
+  return {
+    worker: w,
+    ready,
+    settle: () => {
+      // From here on the protocol is shared memory only. Listeners would keep the process
+      // alive, so they go, and the worker is unref'd.
+      w.removeAllListeners();
+      w.on('error', () => {}); // a dying worker must not crash the host; ERROR/timeouts report it
+      w.unref();
+    },
+  };
+}
+
+interface WebWorker extends PoolWorker {
+  postMessage(m: unknown): void;
+  onmessage: ((e: { data: ReadyMessage }) => void) | null;
+  onerror: ((e: { message?: string }) => void) | null;
+}
+
+function startWebWorker(url: URL, tid: number, msg: StartMessage): Started {
+  const Ctor = (globalThis as unknown as { Worker?: new (u: URL, o: { type: 'module' }) => WebWorker }).Worker;
+  if (!Ctor) throw new LongLoraError('wasm backend: this JavaScript engine has neither Node worker threads nor Web Workers; use the cpu backend');
+  const w = new Ctor(url, { type: 'module' });
+  const ready = new Promise<void>((resolve, reject) => {
+    w.onmessage = (e) => readyFrom(e.data, resolve, reject);
+    w.onerror = (e) => reject(new LongLoraError(`wasm worker ${tid} failed to start: ${e.message ?? 'script error'} (is ${url.href} served?)`));
+  });
+  w.postMessage(msg);
+  return { worker: w, ready, settle: () => { w.onmessage = null; w.onerror = null; } };
+}
+
+const IN_NODE = typeof process !== 'undefined' && process.versions?.node !== undefined;
+
+/** Whether this thread may block in Atomics.wait (not on a browser page's main thread). */
+function canBlock(): boolean {
+  if (IN_NODE) return true;
+  try {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 1, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export class WorkerPool {
   private readonly ctrl: Int32Array;
-  private workers: Worker[] = [];
+  private workers: PoolWorker[] = [];
+  private readonly blocking = canBlock();
   private disposed = false;
   private live = 0;
   private closed: Promise<void> = Promise.resolve();
@@ -37,36 +111,22 @@ export class WorkerPool {
     const pool = new WorkerPool(threads, fns, new SharedArrayBuffer(CONTROL_BYTES));
     Atomics.store(pool.ctrl, CTRL.SPIN, WORKER_SPIN);
     if (threads > 1) {
-      const { Worker } = await import('node:worker_threads');
       const url = new URL('./worker.js', import.meta.url);
-      const starts: Array<Promise<void>> = [];
-      for (let tid = 1; tid < threads; tid++) {
-        const w = new Worker(url, { execArgv: [] }); // the host's flags (e.g. --input-type) are not for workers
-        pool.workers.push(w);
-        pool.live++;
-        starts.push(new Promise<void>((resolve, reject) => {
-          w.once('message', (m: { ready?: number; error?: string }) => {
-            if (m.error) reject(new LongLoraError(m.error)); else resolve();
-          });
-          w.once('error', (e) => reject(new LongLoraError(`wasm worker ${tid} failed to start: ${e.message}`)));
-          w.once('exit', (code) => reject(new LongLoraError(`wasm worker ${tid} exited during start-up (code ${code})`)));
-        }));
-        const msg: StartMessage = { module, memory, control: pool.control, tid };
-        w.postMessage(msg);
-      }
+      const started: Started[] = [];
       try {
-        await Promise.all(starts);
+        for (let tid = 1; tid < threads; tid++) {
+          const msg: StartMessage = { module, memory, control: pool.control, tid };
+          const st = IN_NODE ? await startNodeWorker(url, tid, msg) : startWebWorker(url, tid, msg);
+          started.push(st);
+          pool.workers.push(st.worker);
+          pool.live++;
+        }
+        await Promise.all(started.map((st) => st.ready));
       } catch (e) {
         await pool.dispose();
         throw e;
       }
-      // From here on the protocol is shared memory only. Listeners would keep the process
-      // alive, so they go, and the workers are unref'd.
-      for (const w of pool.workers) {
-        w.removeAllListeners();
-        w.on('error', () => {}); // a dying worker must not crash the host; ERROR/timeouts report it
-        w.unref();
-      }
+      for (const st of started) st.settle();
     }
     return pool;
   }
@@ -113,7 +173,7 @@ export class WorkerPool {
     for (let spin = HOST_SPIN; active !== 0 && spin > 0; spin--) active = Atomics.load(ctrl, CTRL.ACTIVE);
     const t0 = Date.now();
     while (active !== 0) {
-      Atomics.wait(ctrl, CTRL.ACTIVE, active, 1000);
+      if (this.blocking) Atomics.wait(ctrl, CTRL.ACTIVE, active, 1000);
       active = Atomics.load(ctrl, CTRL.ACTIVE);
       if (active !== 0 && Date.now() - t0 > WAIT_LIMIT_MS) {
         throw new InternalError(`wasm backend: ${active} worker thread(s) did not finish kernel ${KERNELS[Atomics.load(ctrl, CTRL.KERNEL)]} within ${WAIT_LIMIT_MS / 1000} s`);

@@ -20,7 +20,7 @@ import { MemoryCounter } from '../backend.js';
 import { gatherSameDType, widenStorage16 } from '../storage16.js';
 import type { DType, HostArray } from '../../tensor/dtype.js';
 import { f32ToBf16Bits, f32ToF16Bits, hostMatches, itemSize } from '../../tensor/dtype.js';
-import { InternalError, LongLoraError } from '../../errors.js';
+import { InternalError } from '../../errors.js';
 import { copyStrided } from '../cpu/elementwise.js';
 import { dequantize4bit } from '../cpu/quant.js';
 import { WasmAllocator } from './allocator.js';
@@ -120,9 +120,6 @@ export class WasmBackend implements Backend {
 
   /** Compiles the kernels, creates the memory and starts the worker pool. */
   static async create(opts: WasmBackendOptions = {}): Promise<WasmBackend> {
-    if (typeof process === 'undefined' || !process.versions?.node) {
-      throw new LongLoraError('wasm backend: its worker pool runs on Node.js worker threads, so it is not available in a browser yet; use the webgpu or cpu backend there.');
-    }
     const envFlavour = typeof process !== 'undefined' ? process.env.LONGLORA_WASM_BUILD : undefined;
     const flavour = opts.flavour ?? (envFlavour === 'simd' || envFlavour === 'relaxed' ? envFlavour : undefined);
     const { module, flavour: chosen } = await loadKernels(flavour);
