@@ -51,6 +51,12 @@ export type { LlamaConfig } from './models/llama/config.js';
 export { randomLlama, llamaFromSafetensors } from './models/llama/init.js';
 export type { BuildOptions, RandomInitOptions, ParamDType, SafetensorsSource } from './models/llama/init.js';
 
+// generation (dense attention, KV cache); text in and out needs a tokenizer (Node entry)
+export { generate, Generator, describeSpeed } from './eval/generate.js';
+export type { GenerateOptions, GenerateResult, StopReason } from './eval/generate.js';
+export { sampleToken, argmax, OFFICIAL_SAMPLING, GREEDY } from './eval/sampling.js';
+export type { SamplingOptions } from './eval/sampling.js';
+
 // LoRA and LongLoRA training
 export { LoRALinear, LORA_DEFAULTS, loraScaling } from './lora/lora.js';
 export type { LoraOptions, LoraRuntime } from './lora/lora.js';

@@ -78,6 +78,16 @@ async function main() {
   log(`${steps} steps in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   runtime.training = false;
 
+  // Inference uses dense attention (and the KV cache): prompt with a phrase and a half,
+  // and see whether the model goes on with it.
+  const phrase = phrases[0];
+  const prompt = [...phrase, ...phrase.slice(0, 6)];
+  const expected = [...phrase.slice(6), ...phrase.slice(0, 6)];
+  const out = await ll.generate(model, prompt, { temperature: 0, maxNewTokens: expected.length });
+  state.generated = out.ids;
+  const right = out.ids.filter((id, i) => id === expected[i]).length;
+  log(`greedy continuation of a training phrase: ${right} of ${expected.length} tokens as in the phrase (${ll.describeSpeed(out)})`);
+
   // The adapter as PEFT files: adapter_config.json, adapter_model.safetensors, ...
   const extras = report.names.filter((n) => !n.includes('.lora_'));
   const files = ll.encodeAdapter(await ll.collectAdapter(model, {

@@ -137,12 +137,12 @@ describe('in a browser (headless Chromium)', () => {
   });
 
   const newFolder = tempFolders('browser');
-  it('fine-tunes with LongLoRA on WebGPU in the page like Node does, and the adapter it exports loads in Node', async (t) => {
+  it('fine-tunes with LongLoRA on WebGPU in the page like Node does, generates the same tokens, and the adapter it exports loads in Node', async (t) => {
     if (unavailable) { t.skip(unavailable); return; }
     if (noWebGpu) { t.skip(noWebGpu); return; }
     const log = (s: string): void => t.diagnostic(s);
     const steps = 4;
-    const web = await inPage<PageReport & { losses: number[]; logits: number[]; files: Record<string, number[]> }>('longlora', 'webgpu', steps);
+    const web = await inPage<PageReport & { losses: number[]; logits: number[]; files: Record<string, number[]>; generated: number[] }>('longlora', 'webgpu', steps);
     assertReport(web, log, false);
     await setBackend('cpu');
     const node = await longloraRun(nodeGoldenEnv(log), steps);
@@ -150,6 +150,9 @@ describe('in a browser (headless Chromium)', () => {
     assert.ok(web.losses[steps - 1]! < web.losses[0]!, 'the loss falls');
     assertClose(web.losses, node.losses, 1e-4, 'losses, page (webgpu) vs Node (cpu)', log);
     assertClose(web.logits, node.logits, 1e-4, 'logits after training, page vs Node', log);
+    log(`greedy continuation in the page: ${web.generated.join(' ')}`);
+    assert.equal(web.generated.length, 8);
+    assert.deepEqual(web.generated, node.generated, 'the same greedy continuation (KV cache) as Node');
     assert.deepEqual(Object.keys(web.files).sort(), [...node.files.keys()].sort(), 'the same adapter files');
     assert.equal(Buffer.from(web.files['adapter_config.json']!).toString(), Buffer.from(node.files.get('adapter_config.json')!).toString());
 
@@ -177,6 +180,7 @@ describe('in a browser (headless Chromium)', () => {
     assert.equal(r.error, undefined);
     assert.equal(r.backend, noWebGpu ? 'wasm' : 'webgpu');
     assert.equal(r.losses.length, 8);
+    assert.equal((r as { generated?: number[] }).generated?.length, 12, 'the example generates after training');
     assert.ok(r.losses[7]! < r.losses[0]!, 'the example\'s loss falls');
     assert.deepEqual([...r.links].sort(), ['adapter_config.json', 'adapter_model.safetensors', 'longlora.json', 'trainable_params.safetensors']);
     assert.deepEqual(pageErrors, []);

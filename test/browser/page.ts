@@ -100,12 +100,12 @@ export function golden(backend: string): Promise<PageReport> {
 }
 
 /** A LongLoRA fine-tune on `backend`; the adapter files come back as arrays of bytes. */
-export async function longlora(backend: string, steps: number): Promise<PageReport & { losses: number[]; logits: number[]; files: Record<string, number[]> }> {
+export async function longlora(backend: string, steps: number): Promise<PageReport & { losses: number[]; logits: number[]; files: Record<string, number[]>; generated: number[] }> {
   const r = await onBackend(backend, (report) => longloraRun(pageEnv(report), steps));
   const run = r.result!;
   const files: Record<string, number[]> = {};
   for (const [name, bytes] of run.files) files[name] = [...bytes];
-  return { backend: r.backend, checks: r.checks, log: r.log, losses: run.losses, logits: [...run.logits], files };
+  return { backend: r.backend, checks: r.checks, log: r.log, losses: run.losses, logits: [...run.logits], files, generated: run.generated };
 }
 
 /**

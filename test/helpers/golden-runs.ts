@@ -18,6 +18,7 @@ import { tidy } from '../../src/tensor/scope.js';
 import { AdamW, clipGradNorm } from '../../src/train/optim.js';
 import { lrAt } from '../../src/train/schedule.js';
 import { accumulate, trainStep } from '../../src/train/step.js';
+import { generate } from '../../src/eval/generate.js';
 import { logitsOf } from './forward.js';
 
 export const GOLDEN_TOL = { f32: 1e-4, f64: 1e-10 } as const;
@@ -141,6 +142,8 @@ export interface LongLoraRun {
   logits: Float32Array | Float64Array;
   /** The adapter, as `encodeAdapter` gives it. */
   files: Map<string, Uint8Array>;
+  /** Greedy continuation (KV cache, dense attention) of the batch's first 6 tokens. */
+  generated: number[];
 }
 
 /** The batch `longloraRun` trains on: B = 2 rows of N = 16 tokens with a repeating pattern. */
@@ -172,10 +175,11 @@ export async function longloraRun(env: GoldenEnv, steps: number): Promise<LongLo
   }
   runtime.training = false;
   const logits = await logitsOf(model, ids, B, N);
+  const { ids: generated } = await generate(model, [...ids.subarray(0, 6)], { temperature: 0, maxNewTokens: 8 });
   const extras = rep.names.filter((n) => !n.includes('.lora_'));
   const files = encodeAdapter(await collectAdapter(model, { baseModel: 'tiny-llama', extras, sidecar: { training_attention: 's2 segmented, group 4' } }));
   opt.dispose();
   model.dispose();
   done();
-  return { losses, logits, files };
+  return { losses, logits, files, generated };
 }
