@@ -31,13 +31,10 @@ import { parseArgs } from 'node:util';
 import type { AttentionArgs, AttentionMask, Backend, DeviceBuffer, MatmulArgs } from '../src/backend/backend.js';
 import { cpuBackend, getBackend, setBackend } from '../src/backend/registry.js';
 import { WasmBackend } from '../src/backend/wasm/wasm.js';
-import { parseLlamaConfig } from '../src/models/llama/config.js';
 import { PRECISIONS, type Precision } from '../src/models/llama/model.js';
-import { clearTape, zeroGrad } from '../src/tensor/autograd.js';
 import { fromFloatArray } from '../src/tensor/dtype.js';
 import { Rng } from '../src/tensor/random.js';
-import { benchOptimizer, longloraBenchModel } from './setup.js';
-import { trainStep } from '../src/train/step.js';
+import { SMALL_LLAMA, smallLlamaConfig, timedTrainingStep, type TimedStep } from './setup.js';
 
 const { values: flags } = parseArgs({
   options: {
@@ -225,38 +222,11 @@ async function benchAttention(wasm: WasmBackend): Promise<void> {
 
 // ---- 3–5. training ----------------------------------------------------------------------
 
-const MODEL = { layers: 8, hidden: 512, intermediate: 1536, heads: 8, vocab: 32000 };
-
-interface StepResult { seconds: number; tokensPerSecond: number; loss: number; peakMiB: number; aboveWeightsMiB: number }
+const MODEL = SMALL_LLAMA;
 
 /** One timed LongLoRA training step on the current backend (after a short warm-up step). */
-async function trainingStep(be: Backend, N: number, mask: AttentionMask, precision: Precision): Promise<StepResult> {
-  const config = parseLlamaConfig({
-    model_type: 'llama', vocab_size: MODEL.vocab, hidden_size: MODEL.hidden, intermediate_size: MODEL.intermediate,
-    num_hidden_layers: MODEL.layers, num_attention_heads: MODEL.heads, num_key_value_heads: MODEL.heads,
-    max_position_embeddings: N, rms_norm_eps: 1e-5,
-  }, 'bench');
-  const { model, runtime } = longloraBenchModel(config);
-  const opt = benchOptimizer(model);
-  const ids = Int32Array.from({ length: N }, () => rng.int(MODEL.vocab));
-  const opts = { mask, maxGradNorm: 1, checkpointing: true, rngs: [runtime.rng], precision };
-  const warmN = Math.min(N, 256);
-  const warmMask: AttentionMask = mask.kind === 'causal' ? mask : { ...mask, group: warmN / 4 };
-  await trainStep(model, opt, [{ ids: ids.subarray(0, warmN), B: 1, N: warmN }], 2e-5, { ...opts, mask: warmMask });
-  try {
-    const base = be.memory().bytes;
-    be.resetPeak();
-    const t0 = performance.now();
-    const r = await trainStep(model, opt, [{ ids, B: 1, N }], 2e-5, opts);
-    const seconds = (performance.now() - t0) / 1000;
-    const peak = be.memory().peakBytes;
-    return { seconds, tokensPerSecond: N / seconds, loss: r.losses[0]!, peakMiB: peak / 2 ** 20, aboveWeightsMiB: (peak - base) / 2 ** 20 };
-  } finally {
-    clearTape(); // a step that failed (out of memory) leaves its tape behind
-    zeroGrad(model.parameters());
-    opt.dispose();
-    model.dispose();
-  }
+function trainingStep(be: Backend, N: number, mask: AttentionMask, precision: Precision): Promise<TimedStep> {
+  return timedTrainingStep(be, smallLlamaConfig(N), Int32Array.from({ length: N }, () => rng.int(MODEL.vocab)), mask, precision);
 }
 
 interface TorchResult { seconds: number; tokens_per_second: number; loss: number; error?: string }
@@ -310,11 +280,11 @@ async function benchTraining(wasm: WasmBackend): Promise<void> {
   const keep = flags['train-lengths'] ? new Set(flags['train-lengths'].split(',').map(Number)) : null;
   const out: Record<string, unknown> = {};
   for (const [N, attn] of runs.filter(([n]) => !keep || keep.has(n))) {
-    let first: StepResult | null = null;
+    let first: TimedStep | null = null;
     for (const precision of precisions) {
       const key = `${N} ${attn}${precisions.length > 1 ? ` ${precision}` : ''}`;
       const label = `${pad(String(N), 8)} ${pad(attn === 's2' ? 'S² G=N/4' : 'dense', 12)} ${pad(precision, 5)}`;
-      let w: StepResult;
+      let w: TimedStep;
       try {
         w = await trainingStep(wasm, N, attn === 's2' ? s2(N) : { kind: 'causal' }, precision);
       } catch (e) {

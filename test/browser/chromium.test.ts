@@ -1,17 +1,17 @@
 /**
  * The library in a browser: headless Chromium (Debian's `chromium`, driven by
  * playwright-core) loads the browser entry from dist/ with no bundler and runs, in the
- * page, the golden parity runs against PyTorch and a LongLoRA fine-tune — on WebGPU
- * through `navigator.gpu` (Chromium's SwiftShader adapter on machines without a GPU), on
- * the Wasm backend (its worker pool as Web Workers) and on the CPU backend. The page's adapter must load in Node and give the page's logits,
- * and the page's training must match the same run in Node. Without Chromium, or without
- * WebGPU in it, the tests are skipped with a message that says what to install.
+ * page, the golden parity runs against PyTorch — on WebGPU through `navigator.gpu`
+ * (Chromium's SwiftShader adapter on machines without a GPU), on the Wasm backend (its
+ * worker pool as Web Workers) and on the CPU backend — and a LongLoRA fine-tune, which
+ * must match the same run in Node and whose adapter must load in Node and give the page's
+ * logits. Without Chromium, or without WebGPU in it, the tests are skipped with a message
+ * that says what to install.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { serveStatic, type StaticServer } from '../../examples/browser/serve.js';
 import { cpuBackend, setBackend } from '../../src/backend/registry.js';
 import { loadAdapter } from '../../src/io/peft.js';
 import { loadLlama } from '../../src/models/llama/load.js';
@@ -21,60 +21,18 @@ import { goldenDir, nodeGoldenEnv } from '../helpers/fixtures.js';
 import { logitsOf } from '../helpers/forward.js';
 import { longloraBatch, longloraRun } from '../helpers/golden-runs.js';
 import { tempFolders } from '../helpers/tmp.js';
+import { openChromium, type Chromium } from '../helpers/chromium.js';
 import type { PageReport } from './page.js';
 
-const CANDIDATES = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome', '/usr/bin/google-chrome-stable'];
-const FLAGS = ['--no-sandbox', '--enable-unsafe-webgpu', '--enable-features=Vulkan'];
-
-interface Page {
-  goto(url: string): Promise<unknown>;
-  evaluate<R, A>(fn: (arg: A) => R | Promise<R>, arg: A): Promise<R>;
-  waitForFunction(fn: () => unknown, arg?: unknown, opts?: { timeout?: number }): Promise<unknown>;
-  on(event: 'console' | 'pageerror', fn: (m: { text?: () => string; message?: string }) => void): void;
-}
-interface Browser { newPage(): Promise<Page>; close(): Promise<void> }
-
-let browser: Browser | null = null;
-let page: Page | null = null;
-let server: StaticServer | null = null;
+let chromium: Chromium | null = null;
 /** Why the browser tests cannot run here (null when they can). */
 let unavailable: string | null = null;
 /** Why the WebGPU tests cannot run in the browser (null when they can). */
 let noWebGpu: string | null = null;
-const pageErrors: string[] = [];
-
-async function launch(): Promise<void> {
-  const asked = process.env.LONGLORA_CHROMIUM;
-  if (asked && !fs.existsSync(asked)) {
-    unavailable = `LONGLORA_CHROMIUM is ${asked}, which does not exist; point it at a Chromium or Chrome binary`;
-    return;
-  }
-  const exe = asked || CANDIDATES.find((p) => fs.existsSync(p));
-  if (!exe) {
-    unavailable = 'no Chromium found (install Debian\'s `chromium` package, or set LONGLORA_CHROMIUM to a Chromium or Chrome binary)';
-    return;
-  }
-  let pw: { chromium: { launch(o: { executablePath: string; args: string[]; headless: boolean }): Promise<Browser> } };
-  try {
-    const spec = 'playwright-core';
-    pw = await import(spec) as typeof pw;
-  } catch (e) {
-    unavailable = `playwright-core is not installed (${(e as Error).message.split('\n')[0]}); run npm install`;
-    return;
-  }
-  server = await serveStatic();
-  browser = await pw.chromium.launch({ executablePath: exe, args: FLAGS, headless: true });
-  page = await browser.newPage();
-  page.on('pageerror', (e) => { pageErrors.push(e.message ?? String(e)); });
-  await page.goto(`${server.origin}/test/browser/`);
-}
 
 /** Calls an export of dist/test/browser/page.js inside the page. */
 function inPage<R>(fn: string, ...args: unknown[]): Promise<R> {
-  return page!.evaluate(async ([url, name, a]) => {
-    const m = await import(url) as Record<string, (...x: unknown[]) => Promise<unknown>>;
-    return m[name]!(...a);
-  }, ['/dist/test/browser/page.js', fn, args] as const) as Promise<R>;
+  return chromium!.call<R>('/dist/test/browser/page.js', fn, ...args);
 }
 
 /** Asserts every comparison and check the page made, printing the comparisons. */
@@ -94,15 +52,15 @@ function assertReport(r: PageReport, log: (s: string) => void, comparisons = tru
 
 describe('in a browser (headless Chromium)', () => {
   before(async () => {
-    await launch();
+    const c = await openChromium();
+    if ('unavailable' in c) unavailable = c.unavailable; else chromium = c;
     if (unavailable) { console.log(`# browser tests skipped: ${unavailable}`); return; }
     const env = await inPage<{ gpu: boolean; adapter: string | null }>('environment');
     if (!env.gpu || !env.adapter) noWebGpu = env.gpu ? 'Chromium offers navigator.gpu but no adapter' : 'this Chromium has no navigator.gpu';
     if (noWebGpu) console.log(`# browser WebGPU tests skipped: ${noWebGpu}`);
   });
   after(async () => {
-    await browser?.close();
-    await server?.close();
+    await chromium?.close();
   });
 
   it('loads the browser entry from dist/ without a bundler, and picks a backend that works there', async (t) => {
@@ -116,7 +74,7 @@ describe('in a browser (headless Chromium)', () => {
     const webgpu = env.skipped.find((s) => s.name === 'webgpu');
     if (webgpu) assert.match(webgpu.error, /software adapter|no GPU adapter|navigator/);
     assert.equal(env.auto, webgpu ? 'wasm' : 'webgpu');
-    assert.deepEqual(pageErrors, []);
+    assert.deepEqual(chromium!.pageErrors, []);
   });
 
   for (const backend of ['webgpu', 'wasm', 'cpu']) {
@@ -169,9 +127,9 @@ describe('in a browser (headless Chromium)', () => {
 
   it('runs the browser example: LongLoRA training with S²-Attn, then the adapter offered for download', async (t) => {
     if (unavailable) { t.skip(unavailable); return; }
-    await page!.goto(`${server!.origin}/examples/browser/?steps=8`);
-    await page!.waitForFunction(() => (globalThis as { longlora?: { done?: boolean } }).longlora?.done === true, undefined, { timeout: 120_000 });
-    const r = await page!.evaluate(() => {
+    await chromium!.page.goto(`${chromium!.server.origin}/examples/browser/?steps=8`);
+    await chromium!.page.waitForFunction(() => (globalThis as { longlora?: { done?: boolean } }).longlora?.done === true, undefined, { timeout: 120_000 });
+    const r = await chromium!.page.evaluate(() => {
       const g = globalThis as unknown as { longlora: { backend: string; losses: number[]; error?: string }; document: { querySelectorAll(s: string): ArrayLike<{ getAttribute(a: string): string | null }> } };
       const links = Array.from(g.document.querySelectorAll('a[download]')).map((a) => a.getAttribute('download'));
       return { ...g.longlora, links };
@@ -183,6 +141,6 @@ describe('in a browser (headless Chromium)', () => {
     assert.equal((r as { generated?: number[] }).generated?.length, 12, 'the example generates after training');
     assert.ok(r.losses[7]! < r.losses[0]!, 'the example\'s loss falls');
     assert.deepEqual([...r.links].sort(), ['adapter_config.json', 'adapter_model.safetensors', 'longlora.json', 'trainable_params.safetensors']);
-    assert.deepEqual(pageErrors, []);
+    assert.deepEqual(chromium!.pageErrors, []);
   });
 });
