@@ -8,6 +8,9 @@
  *     2048, MLP 5632, 32/4 heads, vocab 32000) at 8k and 16k tokens with S²-Attn, LongLoRA
  *     (LoRA r=8 on q,k,v,o + trainable embeddings and norms), activation checkpointing,
  *     AdamW — one sequence per step;
+ *  1b. decoding's matmul (m = 1 row of x · Wᵀ, a 7B Llama's layer shapes): the
+ *     matrix-vector kernel against the tiled matmul (a second device with `gemv: false`),
+ *     as ms, GB/s of weights streamed, and their ratio;
  *  4. when PyTorch with CUDA is importable (`python3 -c 'import torch'`), the same training
  *     step in PyTorch (bf16, scaled_dot_product_attention, bench/webgpu_torch.py) on the
  *     same GPU, and the ratio of tokens/s.
@@ -15,7 +18,7 @@
  *
  *   npm run build && node dist/bench/webgpu.js [--smoke] [--skip-train] [--skip-torch] [--json out.json]
  *     [--attn-lanes 1|2|4] [--profile fast|light] [--precision f32|bf16|f16[,...]] [--base-dtype f32|bf16]
- *     [--widened] [--train-model tinyllama|small] [--train-lengths 8192,16384] [--only-train]
+ *     [--widened] [--train-model tinyllama|small] [--train-lengths 8192,16384] [--only-train] [--only-decode]
  *
  * The training step defaults to what PyTorch runs beside it: a bf16 frozen base, bf16
  * activations (`--precision`), f32 trainable weights. Several precisions are run one after
@@ -59,6 +62,7 @@ const { values: flags } = parseArgs({
     'train-model': { type: 'string', default: 'tinyllama' },
     'train-lengths': { type: 'string' },
     'only-train': { type: 'boolean', default: false },
+    'only-decode': { type: 'boolean', default: false },
   },
 });
 const SMOKE = flags.smoke!;
@@ -160,6 +164,43 @@ async function benchMatmul(): Promise<void> {
     }
   }
   results.matmul = rows;
+}
+
+/** m = 1 row of x · Wᵀ (decoding) on the matrix-vector kernel and on the tiled one, in one run. */
+async function benchDecode(): Promise<void> {
+  const tiled = await createWebGpuBackend({ ...backendOptions, gemv: false });
+  const shapes: Array<[string, number, number]> = SMOKE
+    ? [['smoke', 512, 256]]
+    : [['q/o proj (4096 × 4096)', 4096, 4096], ['MLP up (11008 × 4096)', 11008, 4096], ['MLP down (4096 × 11008)', 4096, 11008], ['lm head (32000 × 4096)', 32000, 4096]];
+  console.log('\ndecoding matmul (m = 1, x · Wᵀ)    W          tiled ms  matrix-vector ms  ratio   matrix-vector GB/s of W');
+  const rows: Array<Record<string, unknown>> = [];
+  for (const [name, n, k] of shapes) {
+    const args: MatmulArgs = { batch: 1, m: 1, n, k, transA: false, transB: true, alpha: 1, beta: 0, strideA: 0, strideB: 0 };
+    const x32 = randomF32(k);
+    const w32 = randomF32(n * k, 0.02);
+    for (const wt of ['f32', 'bf16'] as const) {
+      if (n * k * (wt === 'f32' ? 4 : 2) > gpu.limits.maxBinding) {
+        console.log(`  ${name.padEnd(30)} ${wt.padEnd(5)}  skipped: W is larger than this adapter's largest buffer binding`);
+        continue;
+      }
+      const wData = wt === 'f32' ? w32 : fromFloatArray(w32, wt) as Uint16Array;
+      const sec: number[] = [];
+      const outs: Float32Array[] = [];
+      for (const be of [tiled, gpu]) {
+        const [xb, wb, ob] = [put(be, x32), put(be, wData, wt), be.alloc('f32', n)];
+        sec.push(await time(be, () => be.matmul(xb, wb, ob, args), SMOKE ? 2 : 20, 2));
+        outs.push(await be.download(ob) as Float32Array);
+        for (const b of [xb, wb, ob]) be.free(b);
+      }
+      const rel = maxRel(outs[1]!, outs[0]!);
+      if (rel > 1e-5) throw new Error(`decoding matmul ${name} ${wt}: the matrix-vector kernel and the tiled one differ (rel ${rel})`);
+      const gbs = (n * k * (wt === 'f32' ? 4 : 2)) / sec[1]! / 1e9;
+      console.log(`  ${name.padEnd(30)} ${wt.padEnd(5)}  ${(sec[0]! * 1e3).toFixed(3).padStart(9)}  ${(sec[1]! * 1e3).toFixed(3).padStart(16)}  ${(sec[0]! / sec[1]!).toFixed(2).padStart(5)}×  ${gbs.toFixed(1).padStart(8)}`);
+      rows.push({ shape: name, n, k, weight: wt, tiledMs: sec[0]! * 1e3, gemvMs: sec[1]! * 1e3, speedup: sec[0]! / sec[1]!, gemvGBs: gbs });
+    }
+  }
+  results.decode = rows;
+  tiled.destroy();
 }
 
 // ---- 2. attention ---------------------------------------------------------------------
@@ -336,11 +377,13 @@ function benchTorch(ours: Array<{ N: number; tokensPerSecond: number }>): void {
   results.torch = rows;
 }
 
+const onlyDecode = flags['only-decode']!;
 if (!flags['only-train']) {
-  await benchMatmul();
-  await benchAttention();
+  if (!onlyDecode) await benchMatmul();
+  await benchDecode();
+  if (!onlyDecode) await benchAttention();
 }
-if (!flags['skip-train']) {
+if (!flags['skip-train'] && !onlyDecode) {
   const ours = await benchTraining();
   // PyTorch runs the TinyLlama shape (bench/webgpu_torch.py) with bf16 activations.
   if (!flags['skip-torch'] && flags['train-model'] === 'tinyllama') benchTorch(ours);

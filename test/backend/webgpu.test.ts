@@ -16,7 +16,7 @@ import type { DType, HostArray } from '../../src/tensor/dtype.js';
 import { allocHost, f32ToBf16Bits, f32ToF16Bits, fromFloatArray, toFloatArray } from '../../src/tensor/dtype.js';
 import { Rng } from '../../src/tensor/random.js';
 import { LongLoraError } from '../../src/errors.js';
-import { assertClose } from '../helpers/compare.js';
+import { assertClose, diff } from '../helpers/compare.js';
 import { webgpuUnderTest } from './webgpu-util.js';
 import { createWebGpuBackend, sizeClass, type WebGpuBackend } from '../../src/backend/webgpu/webgpu.js';
 import { TILE_LARGE, TILE_SMALL } from '../../src/backend/webgpu/kernels/matmul.js';
@@ -322,6 +322,58 @@ describe('webgpu kernels: matmul', opts, () => {
       }
     });
   }
+
+  it('runs up to 4 rows of x·Wᵀ (decoding) on the matrix-vector kernel: batched, accumulating, 16-bit W and x', async (t) => {
+    const be = await createWebGpuBackend({ poison: true });
+    try {
+      for (const m of [1, 2, 3, 4]) {
+        for (const [n, k] of [[1, 7], [5, 130], [301, 67]] as const) {
+          for (const [ta, tb] of [['f32', 'f32'], ['f32', 'bf16'], ['f32', 'f16'], ['bf16', 'bf16']] as const) {
+            if ((ta !== 'f32' || tb !== 'f32') && (n !== 301 || m % 2 === 0)) continue; // 16-bit on one shape, odd m (each variant costs a compile)
+            const batch = 2;
+            for (const [sb, beta] of [[0, 1], [n * k, 0]] as const) {
+              const args = { batch, m, n, k, transA: false, transB: true, alpha: 0.5, beta, strideA: m * k, strideB: sb };
+              const x = fromFloatArray(randn(rng, batch * m * k), ta);
+              const w = fromFloatArray(randn(rng, (sb === 0 ? 1 : batch) * n * k), tb);
+              const res = await runBoth([{ dtype: ta, data: x }, { dtype: tb, data: w }],
+                [out(batch * m * n, beta === 0 ? undefined : randn(rng, batch * m * n))], (bk, [p, q], [o]) => bk.matmul(p!, q!, o!, args), be);
+              // Error bound of a k-term dot product in f32 (any summation order): relative to
+              // Σ|x||w| of the output, not to the output, which cancellation can make tiny.
+              const [xf, wf] = [toFloatArray(x, ta, 'f32'), toFloatArray(w, tb, 'f32')];
+              let scale = 0;
+              for (let bi = 0; bi < batch; bi++) {
+                for (let i = 0; i < m; i++) {
+                  for (let j = 0; j < n; j++) {
+                    let s = 0;
+                    for (let kk = 0; kk < k; kk++) s += Math.abs(xf[(bi * m + i) * k + kk]! * wf[(sb === 0 ? 0 : bi * n * k) + j * k + kk]!);
+                    scale = Math.max(scale, 0.5 * s);
+                  }
+                }
+              }
+              const d = diff(res[0]![1], res[0]![0]);
+              assert.ok(d.maxAbs <= 2e-6 * scale, `gemv m=${m} n=${n} k=${k} ${ta}·${tb}ᵀ ${sb === 0 ? 'shared W, accumulate' : 'batched W, beta 0'}: max|diff| ${d.maxAbs} > 2e-6 × ${scale}`);
+            }
+          }
+        }
+      }
+      const gemvs = be.preparedKernels().filter((key) => key.startsWith('gemv:'));
+      t.diagnostic(`matrix-vector kernels compiled: ${gemvs.join(', ')}`);
+      assert.equal(gemvs.length, 4 + 2 * 3, 'one kernel per m and dtype pair');
+      assert.ok(!be.preparedKernels().some((key) => key.startsWith('matmul:')), 'the tiled kernel never ran');
+    } finally {
+      be.destroy();
+    }
+    // gemv: false sends the same product to the tiled kernel
+    const tiled = await createWebGpuBackend({ poison: true, gemv: false });
+    try {
+      const args = { batch: 1, m: 1, n: 33, k: 20, transA: false, transB: true, alpha: 1, beta: 0, strideA: 0, strideB: 0 };
+      const res = await runBoth([f32(randn(rng, 20)), f32(randn(rng, 33 * 20))], [out(33)], (bk, [p, q], [o]) => bk.matmul(p!, q!, o!, args), tiled);
+      assertClose(res[0]![1], res[0]![0], 2e-6, 'm = 1 on the tiled kernel', (s) => t.diagnostic(s));
+      assert.ok(tiled.preparedKernels().some((key) => key.startsWith('matmul:')) && !tiled.preparedKernels().some((key) => key.startsWith('gemv:')));
+    } finally {
+      tiled.destroy();
+    }
+  });
 
   it('reads f16 and bf16 operands directly (16-bit weights, f32 compute)', async (t) => {
     const [m, n, k] = [37, 29, 41];

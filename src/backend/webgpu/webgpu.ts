@@ -33,7 +33,7 @@ import type { KernelSpec, Launch } from './wgsl.js';
 import { argsBytes, buildModule, STATUS_BAD_TARGET, STATUS_BAD_TOKEN } from './wgsl.js';
 import * as ew from './kernels/elementwise.js';
 import * as nn from './kernels/nn.js';
-import { matmul as matmulLaunches, TILE_LIGHT, type Tile } from './kernels/matmul.js';
+import { gemv, gemvApplies, matmul as matmulLaunches, TILE_LIGHT, type Tile } from './kernels/matmul.js';
 import type { AttentionTiles } from './kernels/attention.js';
 import * as attn from './kernels/attention.js';
 
@@ -60,6 +60,11 @@ export interface WebGpuBackendOptions extends WebGpuOptions {
   attentionTiles?: Partial<AttentionTiles>;
   /** Matmul tile (tests); default: chosen per problem size. */
   matmulTile?: Tile;
+  /**
+   * Run x·Wᵀ with at most 4 rows (decoding) on the matrix-vector kernel (default true);
+   * false sends it to the tiled matmul (benchmarks compare the two).
+   */
+  gemv?: boolean;
   /**
    * Kernel constants: 'fast' (large tiles, for GPUs) or 'light' (small tiles that a
    * software adapter compiles quickly). Default: 'light' on a software adapter, else 'fast'.
@@ -134,6 +139,7 @@ export class WebGpuBackend implements Backend {
   private readonly batchLimit: number;
   private readonly tilesOverride: Partial<AttentionTiles>;
   private readonly matmulTile: Tile | undefined;
+  private readonly gemv: boolean;
   private readonly mem = new MemoryCounter();
 
   private readonly pipelines = new Map<string, Prepared>();
@@ -173,6 +179,7 @@ export class WebGpuBackend implements Backend {
     const light = this.profile === 'light';
     this.tilesOverride = { ...(light ? { BK: 4, BQ2: 4 } : {}), ...opts.attentionTiles };
     this.matmulTile = opts.matmulTile ?? (light ? TILE_LIGHT : undefined);
+    this.gemv = opts.gemv ?? true;
     this.argsBuffer = this.device.createBuffer({ size: ARENA_BYTES, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST, label: 'args' });
     this.statusBuffer = this.device.createBuffer({
       size: STATUS_BYTES, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST, label: 'status',
@@ -402,12 +409,20 @@ export class WebGpuBackend implements Backend {
     this.launch(ew.reduceSum(outer, size, inner), [this.f32(x), this.f32(out)]);
   }
 
+  /** Keys of the kernels compiled so far (diagnostics and tests: which variant ran). */
+  preparedKernels(): string[] {
+    return [...this.pipelines.keys()];
+  }
+
   matmul(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, args: MatmulArgs): void {
     const [ab, bb, o] = [this.fl(a), this.fl(b), this.fl(out)];
     if (args.m === 0 || args.n === 0 || args.batch === 0) return;
     // 16-bit operands are read and written directly; f16 compute when both inputs are f16 and the device has shader-f16.
     const f16 = this.hasF16 && ab.dtype === 'f16' && bb.dtype === 'f16';
-    for (const l of matmulLaunches(args, ab.dtype, bb.dtype, this.matmulTile, f16, o.dtype)) this.launch(l, [ab, bb, o]);
+    const launches = this.gemv && gemvApplies(args, o.dtype, f16)
+      ? gemv(args, ab.dtype, bb.dtype)
+      : matmulLaunches(args, ab.dtype, bb.dtype, this.matmulTile, f16, o.dtype);
+    for (const l of launches) this.launch(l, [ab, bb, o]);
   }
 
   softmax(x: DeviceBuffer, out: DeviceBuffer, rows: number, cols: number): void {

@@ -168,3 +168,86 @@ ${inner}
   }
   return launches;
 }
+
+/** Rows of out the matrix-vector kernel takes: the few rows of x·Wᵀ while decoding. */
+export const GEMV_MAX_M = 4;
+/** Threads of a matrix-vector workgroup (they split k) and the output columns it computes. */
+const GEMV_WG = 64;
+const GEMV_COLS = 4;
+
+/**
+ * Whether `gemv` takes this matmul: at most GEMV_MAX_M rows of x·Wᵀ (W [n, k] row-major,
+ * the layout of every linear layer) into an f32 out, without f16 compute.
+ */
+export function gemvApplies(g: MatmulArgs, oType: DType, f16Compute: boolean): boolean {
+  return g.m >= 1 && g.m <= GEMV_MAX_M && g.transB && !g.transA && oType === 'f32' && !f16Compute && Math.ceil(g.n / GEMV_COLS) <= MAX_GROUPS;
+}
+
+/**
+ * out[b] = alpha · A[b] · B[b]ᵀ + beta · out[b] for m ≤ GEMV_MAX_M rows (decoding). The
+ * tiled kernel would run such a product in 64- or 128-row tiles, nearly all of them
+ * padding, on only n / BN workgroups; here each workgroup computes GEMV_COLS columns of
+ * every row, its 64 threads reading W's rows along k side by side (coalesced) and summing
+ * their partial products in workgroup memory. W is read once, by n / 4 workgroups.
+ */
+export function gemv(g: MatmulArgs, aType: DType, bType: DType): Launch[] {
+  if (!gemvApplies(g, 'f32', false)) throw new InternalError(`webgpu.gemv: not a matrix-vector product (m ${g.m}, transA ${g.transA}, transB ${g.transB})`);
+  const [sa, sb] = [fstore(aType, 'matmul'), fstore(bType, 'matmul')];
+  const M = g.m;
+  const T = GEMV_COLS * M;
+  const s = spec(`gemv:${aType}:${bType}:m${M}`, () => ({
+    buffers: [words('A', 'read'), words('B', 'read'), words('o', 'rw')],
+    fields: [['m', 'u32'], ['n', 'u32'], ['k', 'u32'], ['sa', 'u32'], ['sb', 'u32'], ['b0', 'u32'], ['alpha', 'f32'], ['beta', 'f32']],
+    body: `const WG = ${GEMV_WG}u;
+const C = ${GEMV_COLS}u;
+const M = ${M}u;
+const T = ${T}u;
+var<workgroup> red: array<f32, ${T * GEMV_WG}>;
+fn LA(idx: u32) -> f32 { return ${loadExpr(sa, 'A', 'idx')}; }
+fn LB(idx: u32) -> f32 { return ${loadExpr(sb, 'B', 'idx')}; }
+${accessors({ o: 'f32' }, ['o'])}
+@compute @workgroup_size(${GEMV_WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let bt = wid.z + a.b0;
+  let n0 = wid.x * C;
+  let oa = bt * a.sa;
+  let ob = bt * a.sb;
+  let oc = bt * a.m * a.n;
+  var acc: array<f32, T>;
+  for (var k = lid.x; k < a.k; k = k + WG) {
+    var xv: array<f32, M>;
+    for (var i = 0u; i < M; i = i + 1u) { xv[i] = LA(oa + i * a.k + k); }
+    for (var c = 0u; c < C; c = c + 1u) {
+      if (n0 + c < a.n) {
+        let w = LB(ob + (n0 + c) * a.k + k);
+        for (var i = 0u; i < M; i = i + 1u) { acc[c * M + i] = fma(xv[i], w, acc[c * M + i]); }
+      }
+    }
+  }
+  for (var t = 0u; t < T; t = t + 1u) { red[t * WG + lid.x] = acc[t]; }
+  workgroupBarrier();
+  for (var h = WG / 2u; h > 0u; h = h >> 1u) {
+    if (lid.x < h) {
+      for (var t = 0u; t < T; t = t + 1u) { red[t * WG + lid.x] = red[t * WG + lid.x] + red[t * WG + lid.x + h]; }
+    }
+    workgroupBarrier();
+  }
+  if (lid.x < T) {
+    let c = lid.x / M;
+    let i = lid.x % M;
+    if (n0 + c < a.n) {
+      let idx = oc + i * a.n + n0 + c;
+      var v = a.alpha * red[lid.x * WG];
+      if (a.beta != 0.0) { v = v + a.beta * ld_o(idx); }
+      put_o(idx, v, 0.0, false);
+    }
+  }
+}`,
+  }));
+  const launches: Launch[] = [];
+  for (let b0 = 0; b0 < g.batch; b0 += MAX_GROUPS) {
+    const nb = Math.min(MAX_GROUPS, g.batch - b0);
+    launches.push({ spec: s, args: [g.m, g.n, g.k, g.strideA, g.strideB, b0, g.alpha, g.beta], grid: [Math.ceil(g.n / GEMV_COLS), 1, nb] });
+  }
+  return launches;
+}
