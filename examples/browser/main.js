@@ -1,114 +1,42 @@
 // LongLoRA in a browser with longlora's browser entry: plain ES modules, no bundler.
-// Serve the repository (`npm run example:browser`) and open the address it prints.
-import * as ll from '../../dist/src/browser.js';
-
+// Serve the repository (`npm run example:browser`) and open the address it prints. The
+// training runs in a Web Worker (train.js); this page shows its progress and the adapter.
 const params = new URLSearchParams(location.search);
-const steps = Number(params.get('steps') ?? 40);
 // The page's state, for anyone watching (the browser tests read it).
 const state = (globalThis.longlora = { done: false, backend: '', losses: [] });
 const status = (s) => { document.querySelector('#status').textContent = s; };
 const log = (s) => { document.querySelector('#log').textContent += `${s}\n`; };
 
-/** WebGPU when the browser has it, else the Wasm SIMD kernels, else plain JavaScript. */
-async function pickBackend() {
-  const asked = params.get('backend');
-  if (asked) return ll.setBackend(asked);
-  for (const name of ['webgpu', 'wasm']) {
-    try {
-      return await ll.setBackend(name);
-    } catch (e) {
-      log(`${name}: ${e.message}`);
+const worker = new Worker(new URL('./train.js', import.meta.url), { type: 'module' });
+worker.onmessage = ({ data: m }) => {
+  if (m.type === 'log') log(m.text);
+  else if (m.type === 'status') status(m.text);
+  else if (m.type === 'backend') state.backend = m.name;
+  else if (m.type === 'loss') state.losses.push(m.value);
+  else if (m.type === 'generated') state.generated = m.ids;
+  else if (m.type === 'files') {
+    const links = document.querySelector('#downloads');
+    for (const [name, bytes] of m.files) {
+      const a = document.createElement('a');
+      a.href = URL.createObjectURL(new Blob([bytes]));
+      a.download = name;
+      a.textContent = `${name} (${bytes.length.toLocaleString()} bytes)`;
+      links.append(a);
     }
+  } else if (m.type === 'done' || m.type === 'error') {
+    if (m.type === 'error') {
+      state.error = m.message;
+      status(`failed: ${m.message}`);
+    } else {
+      status(`done: loss ${state.losses[0].toFixed(3)} → ${state.losses.at(-1).toFixed(3)}; the adapter is below`);
+    }
+    state.done = true;
+    worker.terminate();
   }
-  return ll.setBackend('cpu');
-}
-
-/** A small corpus: 4 random 12-token phrases; each row repeats one of them over N tokens. */
-function corpus(rng, vocab) {
-  return Array.from({ length: 4 }, () => Array.from({ length: 12 }, () => 3 + rng.int(vocab - 3)));
-}
-
-function batch(rng, phrases, B, N) {
-  const ids = new Int32Array(B * N);
-  for (let b = 0; b < B; b++) {
-    const phrase = phrases[rng.int(phrases.length)];
-    for (let i = 0; i < N; i++) ids[b * N + i] = phrase[i % phrase.length];
-  }
-  return { ids, B, N };
-}
-
-async function main() {
-  const backend = await pickBackend();
-  state.backend = backend.name;
-  log(`backend: ${backend.name}`);
-
-  // A model in Hugging Face's config format. For a real checkpoint, fetch its files:
-  //   const model = ll.llamaFromSafetensors(await (await fetch(`${url}/config.json`)).json(),
-  //     [new Uint8Array(await (await fetch(`${url}/model.safetensors`)).arrayBuffer())]);
-  const config = ll.parseLlamaConfig({
-    model_type: 'llama', vocab_size: 128, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2,
-    num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64, rms_norm_eps: 1e-5,
-    rope_theta: 10000, tie_word_embeddings: false,
-  });
-  const N = 128;
-  // Position interpolation: the RoPE scaling that stretches 64 positions over 128 tokens.
-  const rope = ll.extendRopeScaling(config, N);
-  log(rope.explanation);
-  const model = ll.randomLlama({ ...config, ropeScaling: rope.scaling }, { seed: 0 });
-
-  // LongLoRA: LoRA on q, k, v, o, and the embeddings and norms trained too.
-  const runtime = { training: true, rng: new ll.Rng(1) };
-  ll.applyLora(model, ll.DEFAULT_TARGETS, { r: 8, alpha: 16, dropout: 0, rslora: false }, new ll.Rng(2), runtime);
-  const report = ll.setTrainable(model, 'longlora', ['embed', 'norm']);
-  log(`trainable: ${report.trainable.toLocaleString()} of ${report.total.toLocaleString()} values`);
-  const optimizer = new ll.AdamW(model.namedParameters().filter(([, p]) => p.requiresGrad), { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0 });
-
-  // S²-Attn while training: groups of a quarter of the context, half the heads shifted.
-  const mask = { kind: 's2', form: 'segmented', group: N / 4 };
-  log(`training attention: ${ll.describeMask(mask)}`);
-  const rng = new ll.Rng(3);
-  const phrases = corpus(rng, config.vocabSize);
-  const t0 = performance.now();
-  for (let k = 0; k < steps; k++) {
-    const r = await ll.trainStep(model, optimizer, [batch(rng, phrases, 2, N)], 2e-2, { mask, maxGradNorm: 1, checkpointing: false });
-    state.losses.push(r.losses[0]);
-    status(`step ${k + 1}/${steps}: loss ${r.losses[0].toFixed(4)}`);
-    if (k === 0 || (k + 1) % 5 === 0 || k === steps - 1) log(`step ${k + 1}: loss ${r.losses[0].toFixed(4)}, gradient norm ${r.gradNorm.toFixed(3)}`);
-  }
-  log(`${steps} steps in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  runtime.training = false;
-
-  // Inference uses dense attention (and the KV cache): prompt with a phrase and a half,
-  // and see whether the model goes on with it.
-  const phrase = phrases[0];
-  const prompt = [...phrase, ...phrase.slice(0, 6)];
-  const expected = [...phrase.slice(6), ...phrase.slice(0, 6)];
-  const out = await ll.generate(model, prompt, { temperature: 0, maxNewTokens: expected.length });
-  state.generated = out.ids;
-  const right = out.ids.filter((id, i) => id === expected[i]).length;
-  log(`greedy continuation of a training phrase: ${right} of ${expected.length} tokens as in the phrase (${ll.describeSpeed(out)})`);
-
-  // The adapter as PEFT files: adapter_config.json, adapter_model.safetensors, ...
-  const extras = report.names.filter((n) => !n.includes('.lora_'));
-  const files = ll.encodeAdapter(await ll.collectAdapter(model, {
-    baseModel: 'tiny-random-llama', extras,
-    sidecar: { rope_scaling: ll.ropeScalingToHF(rope.scaling, config.maxPositionEmbeddings), seq_len: N, training_attention: ll.describeMask(mask) },
-  }));
-  const links = document.querySelector('#downloads');
-  for (const [name, bytes] of files) {
-    const a = document.createElement('a');
-    a.href = URL.createObjectURL(new Blob([bytes]));
-    a.download = name;
-    a.textContent = `${name} (${bytes.length.toLocaleString()} bytes)`;
-    links.append(a);
-  }
-  optimizer.dispose();
-  model.dispose();
-  status(`done: loss ${state.losses[0].toFixed(3)} → ${state.losses.at(-1).toFixed(3)}; the adapter is below`);
-}
-
-main().catch((e) => {
+};
+worker.onerror = (e) => {
   state.error = e.message;
   status(`failed: ${e.message}`);
-  console.error(e);
-}).finally(() => { state.done = true; });
+  state.done = true;
+};
+worker.postMessage({ steps: Number(params.get('steps') ?? 40), backend: params.get('backend') });

@@ -125,22 +125,24 @@ describe('in a browser (headless Chromium)', () => {
     model.dispose();
   });
 
-  it('runs the browser example: LongLoRA training with S²-Attn, then the adapter offered for download', async (t) => {
-    if (unavailable) { t.skip(unavailable); return; }
-    await chromium!.page.goto(`${chromium!.server.origin}/examples/browser/?steps=8`);
-    await chromium!.page.waitForFunction(() => (globalThis as { longlora?: { done?: boolean } }).longlora?.done === true, undefined, { timeout: 120_000 });
-    const r = await chromium!.page.evaluate(() => {
-      const g = globalThis as unknown as { longlora: { backend: string; losses: number[]; error?: string }; document: { querySelectorAll(s: string): ArrayLike<{ getAttribute(a: string): string | null }> } };
-      const links = Array.from(g.document.querySelectorAll('a[download]')).map((a) => a.getAttribute('download'));
-      return { ...g.longlora, links };
-    }, undefined);
-    t.diagnostic(`example on ${r.backend}: losses ${r.losses.map((l) => l.toFixed(3)).join(' ')}`);
-    assert.equal(r.error, undefined);
-    assert.equal(r.backend, noWebGpu ? 'wasm' : 'webgpu');
-    assert.equal(r.losses.length, 8);
-    assert.equal((r as { generated?: number[] }).generated?.length, 12, 'the example generates after training');
-    assert.ok(r.losses[7]! < r.losses[0]!, 'the example\'s loss falls');
-    assert.deepEqual([...r.links].sort(), ['adapter_config.json', 'adapter_model.safetensors', 'longlora.json', 'trainable_params.safetensors']);
-    assert.deepEqual(chromium!.pageErrors, []);
-  });
+  for (const asked of [null, 'wasm'] as const) {
+    it(`runs the browser example${asked ? ` on ${asked}` : ''}: LongLoRA training with S²-Attn in a Web Worker, generation, the adapter offered for download`, async (t) => {
+      if (unavailable) { t.skip(unavailable); return; }
+      await chromium!.page.goto(`${chromium!.server.origin}/examples/browser/?steps=8${asked ? `&backend=${asked}` : ''}`);
+      await chromium!.page.waitForFunction(() => (globalThis as { longlora?: { done?: boolean } }).longlora?.done === true, undefined, { timeout: 120_000 });
+      const r = await chromium!.page.evaluate(() => {
+        const g = globalThis as unknown as { longlora: { backend: string; losses: number[]; generated?: number[]; error?: string }; document: { querySelectorAll(s: string): ArrayLike<{ getAttribute(a: string): string | null }> } };
+        const links = Array.from(g.document.querySelectorAll('a[download]')).map((a) => a.getAttribute('download'));
+        return { ...g.longlora, links };
+      }, undefined);
+      t.diagnostic(`example on ${r.backend}: losses ${r.losses.map((l) => l.toFixed(3)).join(' ')}`);
+      assert.equal(r.error, undefined);
+      assert.equal(r.backend, asked ?? (noWebGpu ? 'wasm' : 'webgpu'));
+      assert.equal(r.losses.length, 8);
+      assert.equal(r.generated?.length, 12, 'the example generates after training');
+      assert.ok(r.losses[7]! < r.losses[0]!, 'the example\'s loss falls');
+      assert.deepEqual([...r.links].sort(), ['adapter_config.json', 'adapter_model.safetensors', 'longlora.json', 'trainable_params.safetensors']);
+      assert.deepEqual(chromium!.pageErrors, []);
+    });
+  }
 });
