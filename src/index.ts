@@ -2,13 +2,23 @@
  * longlora: LongLoRA fine-tuning of Llama-family models in TypeScript.
  * The library API for Node; the `longlora` command line is a thin layer over it. Everything
  * that runs without Node (tensors, backends, layers, models, LoRA, training steps, files
- * as bytes) is in browser.ts and exported here too.
+ * as bytes) is in browser.ts and exported here too; browser-text.ts has the tokenizers
+ * built from parsed files (here: `Tokenizer`, which also reads and writes folders).
  */
 export * from './browser.js';
 
 // models from and to folders
 export { loadLlama, saveLlama } from './models/llama/load.js';
 export type { LoadOptions, SaveOptions } from './models/llama/load.js';
+
+// text: tokenizer folders (the browser builds them from parsed files, browser-text.ts)
+export { Tokenizer } from './tokenizer/tokenizer.js';
+export type { EncodeOptions, DecodeOptions } from './tokenizer/tokenizer.js';
+export { ChatTemplate, LLAMA2_CHAT_TEMPLATE, chatTemplateOfConfig } from './tokenizer/chat-template.js';
+export type { ChatMessage, RenderOptions } from './tokenizer/chat-template.js';
+export { chatTemplateFrom } from './tokenizer/chat-files.js';
+export { StreamDecoder } from './tokenizer/stream.js';
+export { addPadToken } from './tokenizer/pad.js';
 
 // files
 export { SafetensorsFile, writeSafetensors } from './io/safetensors.js';

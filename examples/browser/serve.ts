@@ -1,7 +1,8 @@
 /**
- * A small static file server for the browser example and the browser tests: serves the
- * repository's built library (dist/), the examples, the browser test page and the test fixtures on localhost,
- * with the headers that make a page cross-origin isolated (SharedArrayBuffer).
+ * A small static file server for the browser example and the browser tests: serves, on
+ * localhost, the repository's built library (dist/) with the two packages its text entry
+ * imports (node_modules/@huggingface/), the examples, the browser test pages and the test
+ * fixtures, with the headers that make a page cross-origin isolated (SharedArrayBuffer).
  *
  *   npm run example:browser            # then open the printed address
  *   node dist/examples/browser/serve.js --port 8080
@@ -15,7 +16,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
 /** Only these folders are served. */
-const SERVED = ['dist/', 'examples/', 'test/fixtures/', 'test/browser/'];
+const SERVED = ['dist/', 'examples/', 'test/fixtures/', 'test/browser/', 'node_modules/@huggingface/'];
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.mjs': 'text/javascript; charset=utf-8',

@@ -14,7 +14,7 @@ import { ids as idsTensor, slice } from '../tensor/ops/index.js';
 import { Rng } from '../tensor/random.js';
 import { tidy } from '../tensor/scope.js';
 import { StreamDecoder } from '../tokenizer/stream.js';
-import type { Tokenizer } from '../tokenizer/tokenizer.js';
+import type { Tokenizer } from '../tokenizer/tokenizer-core.js';
 import { checkSampling, OFFICIAL_SAMPLING, sampleToken, type SamplingOptions } from './sampling.js';
 
 /** Sampling, stopping and streaming options of a generation. */

@@ -4,10 +4,9 @@
  * templates of which "default" is used), rendered with @huggingface/jinja exactly as
  * transformers' `apply_chat_template` renders it (messages, bos_token, eos_token,
  * add_generation_prompt; raise_exception is the renderer's own). The Llama-2 chat
- * template is built in as a fallback for models without one.
+ * template is built in as a fallback for models without one. Nothing here reads files
+ * (chat-files.ts does, in Node), so a browser can use it.
  */
-import fs from 'node:fs';
-import path from 'node:path';
 import { Template } from '@huggingface/jinja';
 import { LongLoraError } from '../errors.js';
 
@@ -58,14 +57,11 @@ export class ChatTemplate {
 }
 
 /**
- * The chat template of a tokenizer folder: chat_template.jinja wins over the config field
- * (as in transformers); null when the model has none.
+ * The template in a tokenizer_config.json's `chat_template` field (a string, or a list of
+ * named templates of which "default" is used), or null; `where` names the field in messages.
  */
-export function loadChatTemplate(dir: string, config: Record<string, unknown>): ChatTemplate | null {
-  const file = path.join(dir, 'chat_template.jinja');
-  if (fs.existsSync(file)) return new ChatTemplate(fs.readFileSync(file, 'utf8'), file);
+export function chatTemplateOfConfig(config: Record<string, unknown>, where: string): ChatTemplate | null {
   const field = config.chat_template;
-  const where = `${path.join(dir, 'tokenizer_config.json')}: chat_template`;
   if (typeof field === 'string') return new ChatTemplate(field, where);
   if (Array.isArray(field)) {
     const named = field as Array<{ name?: unknown; template?: unknown }>;
@@ -73,14 +69,4 @@ export function loadChatTemplate(dir: string, config: Record<string, unknown>): 
     if (pick && typeof pick.template === 'string') return new ChatTemplate(pick.template, `${where} (${String(pick.name)})`);
   }
   return null;
-}
-
-/**
- * A template by name or file: `llama2` (built in), a path to a .jinja file, or null for
- * the tokenizer's own.
- */
-export function chatTemplateFrom(spec: string): ChatTemplate {
-  if (spec === 'llama2') return new ChatTemplate(LLAMA2_CHAT_TEMPLATE, 'built-in llama2 chat template');
-  if (!fs.existsSync(spec)) throw new LongLoraError(`chat template ${spec} not found; pass llama2 or a .jinja file`);
-  return new ChatTemplate(fs.readFileSync(spec, 'utf8'), spec);
 }

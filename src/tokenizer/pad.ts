@@ -10,7 +10,7 @@ import type { LlamaForCausalLM } from '../models/llama/model.js';
 import { Linear } from '../nn/linear.js';
 import { fromFloatArray } from '../tensor/dtype.js';
 import { fromHost, type Tensor } from '../tensor/tensor.js';
-import type { Tokenizer } from './tokenizer.js';
+import type { Tokenizer } from './tokenizer-core.js';
 
 /** [V, C] → [V', C] with rows V.. set to the mean of rows 0..V-1 (computed in float64). */
 async function grownTable(w: Tensor, newRows: number): Promise<Tensor> {
@@ -61,7 +61,7 @@ export async function resizeEmbeddings(model: LlamaForCausalLM, newVocab: number
  * tokenizer and one mean-initialised row to the model. A tokenizer that has a pad token
  * is returned unchanged.
  */
-export async function addPadToken(model: LlamaForCausalLM, tokenizer: Tokenizer, token = '[PAD]'): Promise<{ tokenizer: Tokenizer; padId: number; added: number }> {
+export async function addPadToken<T extends Tokenizer>(model: LlamaForCausalLM, tokenizer: T, token = '[PAD]'): Promise<{ tokenizer: T; padId: number; added: number }> {
   if (tokenizer.padId !== null) return { tokenizer, padId: tokenizer.padId, added: 0 };
   const grown = tokenizer.withAddedPad(token);
   const added = await resizeEmbeddings(model, Math.max(model.config.vocabSize, grown.tokenizer.vocabSize));

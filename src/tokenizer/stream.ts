@@ -7,7 +7,7 @@
  * and without the new ones and emits the difference — and holds back text that still
  * ends in an incomplete character.
  */
-import type { Tokenizer } from './tokenizer.js';
+import type { Tokenizer } from './tokenizer-core.js';
 
 /** Turns a stream of token ids into text pieces that are safe to print. */
 export class StreamDecoder {

@@ -17,12 +17,15 @@ import { loadAdapter } from '../../src/io/peft.js';
 import { loadLlama } from '../../src/models/llama/load.js';
 import { Rng } from '../../src/tensor/random.js';
 import { assertClose } from '../helpers/compare.js';
-import { goldenDir, nodeGoldenEnv } from '../helpers/fixtures.js';
+import { ROOT, goldenDir, nodeGoldenEnv } from '../helpers/fixtures.js';
 import { logitsOf } from '../helpers/forward.js';
 import { longloraBatch, longloraRun } from '../helpers/golden-runs.js';
 import { tempFolders } from '../helpers/tmp.js';
 import { openChromium, type Chromium } from '../helpers/chromium.js';
 import type { PageReport } from './page.js';
+import type { TextReport } from './text-page.js';
+import { Tokenizer } from '../../src/tokenizer/tokenizer.js';
+import type { ChatMessage } from '../../src/tokenizer/chat-template.js';
 
 let chromium: Chromium | null = null;
 /** Why the browser tests cannot run here (null when they can). */
@@ -123,6 +126,27 @@ describe('in a browser (headless Chromium)', () => {
     const { ids, B, N } = longloraBatch();
     assertClose(await logitsOf(model, ids, B, N), web.logits, 1e-4, 'logits in Node with the page\'s adapter vs the page', log);
     model.dispose();
+  });
+
+  it('tokenizes, decodes, streams and renders chat templates in the page exactly as Node does', async (t) => {
+    if (unavailable) { t.skip(unavailable); return; }
+    await chromium!.page.goto(`${chromium!.server.origin}/test/browser/text.html`);
+    const texts = ['', 'Hello world', ' leading space and  double  spaces', 'unicode: é ✓ 𝄞 日本語 🙂',
+      '<s> special tokens in text </s>', 'a long line that takes the word-by-word fast path, well over sixty-four characters of it.\nnew line'];
+    const messages = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi there' }];
+    for (const dir of ['llama-bpe', 'tiny-96']) {
+      const web = await chromium!.call<TextReport>('/dist/test/browser/text-page.js', 'tokenize', dir, texts, messages);
+      const tok = Tokenizer.load(path.join(ROOT, 'test', 'fixtures', 'tokenizer', dir));
+      assert.equal(web.hash, tok.hash, `${dir}: hash`);
+      assert.equal(web.vocabSize, tok.vocabSize);
+      assert.deepEqual(web.special, [tok.bosId, tok.eosId, tok.padId, tok.unkId]);
+      assert.deepEqual(web.ids, texts.map((x) => tok.encode(x)), `${dir}: ids`);
+      assert.deepEqual(web.decoded, web.ids.map((row) => tok.decode(row)), `${dir}: decoded`);
+      assert.deepEqual(web.streamed, web.ids.map((row) => tok.decode(row, { skipSpecialTokens: true })), `${dir}: streamed pieces add up to the decoded text (special tokens skipped)`);
+      assert.equal(web.chat, tok.chatTemplate ? tok.chatTemplate.render(messages as ChatMessage[], { bosToken: tok.bosToken, eosToken: tok.eosToken }) : null);
+      t.diagnostic(`${dir}: ${web.ids.flat().length} ids over ${texts.length} texts match Node${web.chat ? '; chat template renders the same' : ''}`);
+    }
+    assert.deepEqual(chromium!.pageErrors, []);
   });
 
   for (const asked of [null, 'wasm'] as const) {

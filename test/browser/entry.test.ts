@@ -52,6 +52,10 @@ describe('the browser entry', () => {
       assert.deepEqual(bad, [], `${entry} reaches non-relative imports`);
       assert.ok(graph.size > (entry.includes('webgpu') ? 5 : 40), `${entry}: ${graph.size} modules followed`);
     }
+    // The text entry adds exactly the two packages a page maps with an import map.
+    const text = staticImports(path.join(ROOT, 'dist/src/browser-text.js'));
+    const outside = new Set([...text.values()].flat());
+    assert.deepEqual([...outside].sort(), ['@huggingface/jinja', '@huggingface/tokenizers']);
     // The parser above does see a Node import (so the check can fail).
     const nodeGraph = staticImports(path.join(ROOT, 'dist/src/index.js'));
     assert.ok([...nodeGraph.values()].some((out) => out.includes('node:fs')));

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { Tokenizer } from '../../src/tokenizer/tokenizer.js';
 import { StreamDecoder } from '../../src/tokenizer/stream.js';
-import { chatTemplateFrom } from '../../src/tokenizer/chat-template.js';
+import { chatTemplateFrom } from '../../src/tokenizer/chat-files.js';
 import { LLAMA_BPE, TINY_96 } from './fixtures.js';
 import { throwsLL } from '../helpers/errors.js';
 import { tempFolders } from '../helpers/tmp.js';

@@ -7,7 +7,8 @@
  */
 import readline from 'node:readline';
 import { Generator, describeSpeed } from '../../eval/generate.js';
-import { chatTemplateFrom, type ChatMessage, type ChatTemplate } from '../../tokenizer/chat-template.js';
+import { chatTemplateFrom } from '../../tokenizer/chat-files.js';
+import type { ChatMessage, ChatTemplate } from '../../tokenizer/chat-template.js';
 import type { OptionSpec } from '../args.js';
 import { parseWith, samplingFrom, SAMPLING_OPTIONS } from './generate.js';
 import { loadModel, MODEL_OPTIONS } from './load-model.js';

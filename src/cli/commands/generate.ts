@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { LongLoraError } from '../../errors.js';
 import { describeSpeed, generate, type GenerateOptions } from '../../eval/generate.js';
 import { llama2Prompt } from '../../data/sft.js';
-import { chatTemplateFrom } from '../../tokenizer/chat-template.js';
+import { chatTemplateFrom } from '../../tokenizer/chat-files.js';
 import { helpText, type OptionSpec } from '../args.js';
 import { intFlag, loadModel, MODEL_OPTIONS, numFlag, type LoadedModel } from './load-model.js';
 
