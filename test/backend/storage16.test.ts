@@ -9,13 +9,14 @@
  * 2^-7 for bf16, 2^-10 for f16) plus that noise.
  */
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import type { AttentionArgs, Backend, DeviceBuffer } from '../../src/backend/backend.js';
 import { cpuBackend } from '../../src/backend/registry.js';
 import type { DType, HostArray } from '../../src/tensor/dtype.js';
 import { bf16BitsToF32, f32ToBf16Bits, f32ToF16Bits, fromFloatArray, toFloatArray } from '../../src/tensor/dtype.js';
 import { Rng } from '../../src/tensor/random.js';
 import { testBackends } from '../helpers/backends.js';
+import { createWebGpuBackend } from '../../src/backend/webgpu/webgpu.js';
 import { assertClose } from '../helpers/compare.js';
 
 const ULP: Record<string, number> = { bf16: 2 ** -7, f16: 2 ** -10, f32: 0 };
@@ -86,9 +87,19 @@ describe('16-bit operands: semantics on the CPU reference', () => {
 });
 
 describe('16-bit operands: every backend against the CPU reference', async () => {
-  for (const tb of await testBackends()) {
-    if (tb.name === 'cpu') continue;
+  const targets = (await testBackends()).filter((tb) => tb.name !== 'cpu').map((tb) => ({ ...tb, label: tb.name }));
+  // An adapter without shader-f16 (Chromium's SwiftShader, many older GPUs): every kernel
+  // is the same WGSL except the matmul, which then has no f16 compute; that one runs again.
+  const webgpu = targets.find((tb) => tb.name === 'webgpu' && tb.backend);
+  const noF16 = webgpu ? await createWebGpuBackend({ f16: false }) : null;
+  if (noF16) targets.push({ name: 'webgpu', label: 'webgpu without shader-f16', backend: noF16 });
+  after(() => noF16?.destroy());
+  it('a WebGPU device can be asked not to use shader-f16', { skip: noF16 ? false : 'no WebGPU adapter' }, () => {
+    assert.equal(noF16!.hasF16, false);
+  });
+  for (const tb of targets) {
     const skip = tb.backend ? false : `backend ${tb.name} unavailable: ${tb.skip}`;
+    const matmulOnly = tb.backend === noF16;
     const be = tb.backend!;
     /**
      * Runs on the CPU and on `be`; compares the outputs at `outs` within one ulp of their
@@ -108,7 +119,7 @@ describe('16-bit operands: every backend against the CPU reference', async () =>
       else assert.ok(lastScratch <= want, `${label}: ${lastScratch} bytes of scratch, expected at most ${want} (16-bit operands handled natively)`);
     };
 
-    it(`${tb.name}: a 16-bit result is rounded once, to nearest even`, { skip }, async () => {
+    if (!matmulOnly) it(`${tb.label}: a 16-bit result is rounded once, to nearest even`, { skip }, async () => {
       // bf16 has 7 fraction bits, f16 10: next to 1 the spacing is 2^-7 (2^-10). 1 + u/2 and
       // 1 + 3u/2 are halfway; ties go to the even neighbour: 1 and 1 + 2u.
       for (const [dtype, u] of [['bf16', 2 ** -7], ['f16', 2 ** -10]] as const) {
@@ -119,7 +130,7 @@ describe('16-bit operands: every backend against the CPU reference', async () =>
       }
     });
 
-    it(`${tb.name}: matmul with 16-bit operands and outputs, every transpose, accumulating`, { skip }, async (t) => {
+    it(`${tb.label}: matmul with 16-bit operands and outputs, every transpose, accumulating`, { skip }, async (t) => {
       const rng = new Rng(1);
       // A 16-bit output is written two columns at a time: n = 24 natively, n = 23 widened.
       // m = 1 and 3 take Wasm's unpacked x·Wᵀ path (gemv) with a bf16 W.
@@ -127,7 +138,9 @@ describe('16-bit operands: every backend against the CPU reference', async () =>
     });
 
     const matmulCases = async (t: { diagnostic: (s: string) => void }, rng: Rng, m: number, n: number, k: number): Promise<void> => {
-      const combos: Array<[DType, DType, DType]> = [['bf16', 'bf16', 'bf16'], ['f16', 'f32', 'f16'], ['f32', 'bf16', 'f32'], ['f16', 'f16', 'f32'], ['f16', 'f16', 'f16'], ['bf16', 'f32', 'bf16']];
+      const all: Array<[DType, DType, DType]> = [['bf16', 'bf16', 'bf16'], ['f16', 'f32', 'f16'], ['f32', 'bf16', 'f32'], ['f16', 'f16', 'f32'], ['f16', 'f16', 'f16'], ['bf16', 'f32', 'bf16']];
+      // without shader-f16 only the f16 · f16 products take another path
+      const combos = matmulOnly ? all.filter(([a, b]) => a === 'f16' && b === 'f16') : all;
       const alpha = 0.5;
       // With shader-f16, WebGPU multiplies two f16 operands in f16 and sums each slice of
       // BK = 8 products in f16 before adding it to the f32 total (the reduced-precision
@@ -168,7 +181,7 @@ describe('16-bit operands: every backend against the CPU reference', async () =>
       }
     };
 
-    it(`${tb.name}: RMSNorm forward and backward on bf16 activations with an f32 weight`, { skip }, async (t) => {
+    if (!matmulOnly) it(`${tb.label}: RMSNorm forward and backward on bf16 activations with an f32 weight`, { skip }, async (t) => {
       const rng = new Rng(2);
       // Rows of even length are written a word at a time; an odd row length goes through f32 copies.
       for (const [rows, C] of [[7, 96], [3, 95]] as const) {
@@ -186,7 +199,7 @@ describe('16-bit operands: every backend against the CPU reference', async () =>
       }
     });
 
-    it(`${tb.name}: S²-Attn forward and backward on 16-bit q, k, v, out and gradients`, { skip }, async (t) => {
+    if (!matmulOnly) it(`${tb.label}: S²-Attn forward and backward on 16-bit q, k, v, out and gradients`, { skip }, async (t) => {
       const rng = new Rng(3);
       // D = 16: every lane width writes whole words; D = 5 (odd) writes its 16-bit outputs through f32 copies.
       for (const [dtype, D] of [['f16', 16], ['bf16', 5]] as const) {
@@ -208,7 +221,7 @@ describe('16-bit operands: every backend against the CPU reference', async () =>
       }
     });
 
-    it(`${tb.name}: pointwise kernels, RoPE and embedding rows on f16 and bf16 (odd lengths, in place, broadcast)`, { skip }, async (t) => {
+    if (!matmulOnly) it(`${tb.label}: pointwise kernels, RoPE and embedding rows on f16 and bf16 (odd lengths, in place, broadcast)`, { skip }, async (t) => {
       const rng = new Rng(4);
       const log = (s: string): void => t.diagnostic(s);
       const n = 333;
