@@ -8,9 +8,10 @@
  *     2048, MLP 5632, 32/4 heads, vocab 32000) at 8k and 16k tokens with S²-Attn, LongLoRA
  *     (LoRA r=8 on q,k,v,o + trainable embeddings and norms), activation checkpointing,
  *     AdamW — one sequence per step;
- *  1b. decoding's matmul (m = 1 row of x · Wᵀ, a 7B Llama's layer shapes): the
- *     matrix-vector kernel against the tiled matmul (a second device with `gemv: false`),
- *     as ms, GB/s of weights streamed, and their ratio;
+ *  1b. decoding: one row of x · Wᵀ (a 7B Llama's layer shapes) on the matrix-vector
+ *     kernel against the tiled matmul, and one token's attention over a KV cache of 4k,
+ *     16k and 32k on the decoding kernel against the general one (a second device with
+ *     `decodeKernels: false`), as ms and their ratio;
  *  4. when PyTorch with CUDA is importable (`python3 -c 'import torch'`), the same training
  *     step in PyTorch (bf16, scaled_dot_product_attention, bench/webgpu_torch.py) on the
  *     same GPU, and the ratio of tokens/s.
@@ -168,7 +169,7 @@ async function benchMatmul(): Promise<void> {
 
 /** m = 1 row of x · Wᵀ (decoding) on the matrix-vector kernel and on the tiled one, in one run. */
 async function benchDecode(): Promise<void> {
-  const tiled = await createWebGpuBackend({ ...backendOptions, gemv: false });
+  const tiled = await createWebGpuBackend({ ...backendOptions, decodeKernels: false });
   const shapes: Array<[string, number, number]> = SMOKE
     ? [['smoke', 512, 256]]
     : [['q/o proj (4096 × 4096)', 4096, 4096], ['MLP up (11008 × 4096)', 11008, 4096], ['MLP down (4096 × 11008)', 4096, 11008], ['lm head (32000 × 4096)', 32000, 4096]];
@@ -198,6 +199,26 @@ async function benchDecode(): Promise<void> {
       console.log(`  ${name.padEnd(30)} ${wt.padEnd(5)}  ${(sec[0]! * 1e3).toFixed(3).padStart(9)}  ${(sec[1]! * 1e3).toFixed(3).padStart(16)}  ${(sec[0]! / sec[1]!).toFixed(2).padStart(5)}×  ${gbs.toFixed(1).padStart(8)}`);
       rows.push({ shape: name, n, k, weight: wt, tiledMs: sec[0]! * 1e3, gemvMs: sec[1]! * 1e3, speedup: sec[0]! / sec[1]!, gemvGBs: gbs });
     }
+  }
+  // Attention of one new token over a KV cache (TinyLlama's heads): the decoding kernel
+  // against the general one, which runs the row on one thread per head.
+  const [H, Hkv, D] = [32, 4, 64];
+  console.log(`\ndecoding attention (1 query row, H ${H}, Hkv ${Hkv}, D ${D})            cache  general ms  decoding ms  ratio`);
+  for (const N of SMOKE ? [512] : [4096, 16384, 32768]) {
+    const args: AttentionArgs = { B: 1, Nq: 1, Nk: N, kvStride: N, H, Hkv, D, scale: 1 / Math.sqrt(D), qOffset: N - 1, mask: { kind: 'causal' } };
+    const [q, k, v] = [randomF32(H * D), randomF32(N * Hkv * D), randomF32(N * Hkv * D)];
+    const sec: number[] = [];
+    const outs: Float32Array[] = [];
+    for (const be of [tiled, gpu]) {
+      const [qb, kb, vb, ob, lb] = [put(be, q), put(be, k), put(be, v), be.alloc('f32', H * D), be.alloc('f32', H)];
+      sec.push(await time(be, () => be.attention(qb, kb, vb, ob, lb, args), SMOKE ? 2 : 10, 1));
+      outs.push(await be.download(ob) as Float32Array);
+      for (const b of [qb, kb, vb, ob, lb]) be.free(b);
+    }
+    const rel = maxRel(outs[1]!, outs[0]!);
+    if (rel > 1e-5) throw new Error(`decoding attention at ${N}: the two kernels differ (rel ${rel})`);
+    console.log(`  ${''.padEnd(50)} ${String(N).padStart(6)}  ${(sec[0]! * 1e3).toFixed(2).padStart(10)}  ${(sec[1]! * 1e3).toFixed(2).padStart(11)}  ${(sec[0]! / sec[1]!).toFixed(1).padStart(5)}×`);
+    rows.push({ attention: 'decode', N, generalMs: sec[0]! * 1e3, decodeMs: sec[1]! * 1e3, speedup: sec[0]! / sec[1]! });
   }
   results.decode = rows;
   tiled.destroy();

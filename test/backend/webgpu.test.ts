@@ -363,8 +363,8 @@ describe('webgpu kernels: matmul', opts, () => {
     } finally {
       be.destroy();
     }
-    // gemv: false sends the same product to the tiled kernel
-    const tiled = await createWebGpuBackend({ poison: true, gemv: false });
+    // decodeKernels: false sends the same product to the tiled kernel
+    const tiled = await createWebGpuBackend({ poison: true, decodeKernels: false });
     try {
       const args = { batch: 1, m: 1, n: 33, k: 20, transA: false, transB: true, alpha: 1, beta: 0, strideA: 0, strideB: 0 };
       const res = await runBoth([f32(randn(rng, 20)), f32(randn(rng, 33 * 20))], [out(33)], (bk, [p, q], [o]) => bk.matmul(p!, q!, o!, args), tiled);
@@ -546,6 +546,37 @@ describe('webgpu kernels: fused attention, forward and backward', opts, () => {
       }, 5e-6, target);
     });
   }
+
+  it('decoding (one query row) runs on a kernel that shares the row among 256 threads: long caches, every mask, GQA, 16-bit operands', async (t) => {
+    const be = await createWebGpuBackend({ poison: true });
+    try {
+      const decodeCases: Array<[string, Case]> = [
+        ['dense, 3 key tiles, cache longer than the keys', { B: 2, Nq: 1, Nk: 600, S: 640, H: 4, Hkv: 2, D: 64 }],
+        ['S² segmented', { B: 1, Nq: 1, Nk: 300, H: 4, Hkv: 4, D: 32, mask: { kind: 's2', form: 'segmented', group: 64 } }],
+        ['S² roll (a wrapped group)', { B: 1, Nq: 1, Nk: 256, H: 4, Hkv: 2, D: 16, mask: { kind: 's2', form: 'roll', group: 64 } }],
+        ['S² short, odd group', { B: 1, Nq: 1, Nk: 77, H: 2, Hkv: 1, D: 8, mask: { kind: 's2', form: 'short', group: 10 } }],
+      ];
+      for (const [name, c] of decodeCases) {
+        const S = c.S ?? c.Nk;
+        const args: AttentionArgs = { B: c.B, Nq: 1, Nk: c.Nk, kvStride: S, H: c.H, Hkv: c.Hkv, D: c.D, scale: 1 / Math.sqrt(c.D), qOffset: c.Nk - 1, mask: c.mask ?? { kind: 'causal' } };
+        const nq = c.B * c.H * c.D;
+        const nk = c.B * S * c.Hkv * c.D;
+        const [q, k, v] = [randn(rng, nq), randn(rng, nk), randn(rng, nk)];
+        await close(`decoding, ${name}: out, lse`, () => {}, [f32(q), f32(k), f32(v)], [out(nq), out(c.B * c.H)],
+          (bk, [qb, kb, vb], [o, l]) => bk.attention(qb!, kb!, vb!, o!, l!, args), 5e-6, be);
+        // a bf16 cache and a bf16 out, as with --precision bf16
+        const b16 = (a: number[]): In => ({ dtype: 'bf16', data: fromFloatArray(a, 'bf16') });
+        await close(`decoding, ${name}: bf16 q, k, v and out`, () => {}, [b16(q), b16(k), b16(v)], [{ dtype: 'bf16', numel: nq }, out(c.B * c.H)],
+          (bk, [qb, kb, vb], [o, l]) => bk.attention(qb!, kb!, vb!, o!, l!, args), 2 ** -7 + 5e-6, be);
+        t.diagnostic(`decoding, ${name}: matches the CPU (f32, and bf16 within an ulp)`);
+      }
+      const kernels = be.preparedKernels();
+      assert.ok(kernels.some((key) => key.startsWith('attnDecode:')), 'the decoding kernel ran');
+      assert.ok(!kernels.some((key) => key.startsWith('attn:')), 'the general forward kernel did not');
+    } finally {
+      be.destroy();
+    }
+  });
 
   // 16-bit q, k, v, out and dout are read directly, each in its own dtype (mixed precision), with each lane width:
   // both backends see the same 16-bit values and compute in f32, so f32 outputs agree to f32.

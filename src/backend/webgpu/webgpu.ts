@@ -61,10 +61,11 @@ export interface WebGpuBackendOptions extends WebGpuOptions {
   /** Matmul tile (tests); default: chosen per problem size. */
   matmulTile?: Tile;
   /**
-   * Run x·Wᵀ with at most 4 rows (decoding) on the matrix-vector kernel (default true);
-   * false sends it to the tiled matmul (benchmarks compare the two).
+   * Decoding kernels (default true): x·Wᵀ with at most 4 rows on the matrix-vector kernel,
+   * and attention for one query row on a kernel that shares the row among 256 threads;
+   * false sends both to the general kernels (benchmarks and tests compare them).
    */
-  gemv?: boolean;
+  decodeKernels?: boolean;
   /**
    * Kernel constants: 'fast' (large tiles, for GPUs) or 'light' (small tiles that a
    * software adapter compiles quickly). Default: 'light' on a software adapter, else 'fast'.
@@ -139,7 +140,7 @@ export class WebGpuBackend implements Backend {
   private readonly batchLimit: number;
   private readonly tilesOverride: Partial<AttentionTiles>;
   private readonly matmulTile: Tile | undefined;
-  private readonly gemv: boolean;
+  private readonly decodeKernels: boolean;
   private readonly mem = new MemoryCounter();
 
   private readonly pipelines = new Map<string, Prepared>();
@@ -179,7 +180,7 @@ export class WebGpuBackend implements Backend {
     const light = this.profile === 'light';
     this.tilesOverride = { ...(light ? { BK: 4, BQ2: 4 } : {}), ...opts.attentionTiles };
     this.matmulTile = opts.matmulTile ?? (light ? TILE_LIGHT : undefined);
-    this.gemv = opts.gemv ?? true;
+    this.decodeKernels = opts.decodeKernels ?? true;
     this.argsBuffer = this.device.createBuffer({ size: ARENA_BYTES, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST, label: 'args' });
     this.statusBuffer = this.device.createBuffer({
       size: STATUS_BYTES, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST, label: 'status',
@@ -419,7 +420,7 @@ export class WebGpuBackend implements Backend {
     if (args.m === 0 || args.n === 0 || args.batch === 0) return;
     // 16-bit operands are read and written directly; f16 compute when both inputs are f16 and the device has shader-f16.
     const f16 = this.hasF16 && ab.dtype === 'f16' && bb.dtype === 'f16';
-    const launches = this.gemv && gemvApplies(args, o.dtype, f16)
+    const launches = this.decodeKernels && gemvApplies(args, o.dtype, f16)
       ? gemv(args, ab.dtype, bb.dtype)
       : matmulLaunches(args, ab.dtype, bb.dtype, this.matmulTile, f16, o.dtype);
     for (const l of launches) this.launch(l, [ab, bb, o]);
@@ -464,7 +465,8 @@ export class WebGpuBackend implements Backend {
   // (f32, f16 or bf16); lse and δ are f32.
   attention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, args: AttentionArgs): void {
     const st = { ...attn.F32_STORES, qb: this.store(q), kb: this.store(k), vb: this.store(v), ob: this.store(out) };
-    this.launch(attn.attention(args, this.tiles(args.D), st), [this.own(q), this.own(k), this.own(v), this.own(out), this.f32(lse)]);
+    const launch = this.decodeKernels && attn.decodeApplies(args) ? attn.attentionDecode(args, st) : attn.attention(args, this.tiles(args.D), st);
+    this.launch(launch, [this.own(q), this.own(k), this.own(v), this.own(out), this.f32(lse)]);
   }
 
   attentionBackward(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer,

@@ -304,6 +304,110 @@ export function attention(g: AttentionArgs, t: AttentionTiles, st: AttnStores = 
   };
 }
 
+/** Threads of the decoding kernel; keys per tile are the same number. */
+const DECODE_WG = 256;
+
+/** Whether `attentionDecode` takes this call: one query row (a decoding step), a head dim that divides its threads. */
+export function decodeApplies(g: AttentionArgs): boolean {
+  return g.Nq === 1 && g.D <= DECODE_WG && DECODE_WG % g.D === 0;
+}
+
+/**
+ * The forward pass for one query row per (b, h) — a decoding step over the KV cache. The
+ * general kernel runs a row per thread, so there one thread of each head's workgroup would
+ * walk every key alone; here a workgroup of 256 threads shares one row: each tile of 256
+ * keys is scored a key per thread (online softmax, max and sum reduced in workgroup
+ * memory), and the weighted sum of V is split over the threads, 256 / D keys at a time per
+ * head-dim column. Any mask (the ranges of `keyRanges`); out and lse as the general kernel.
+ */
+function decodeSpec(D: number, st: AttnStores): KernelSpec {
+  const op = operands(1, st, ['qb', 'kb', 'vb']);
+  const o = written(1, D, st, 'ob');
+  return spec(`attnDecode:${D}:${op.key}:${o.key}`, () => ({
+    buffers: [op.bind('qb'), op.bind('kb'), op.bind('vb'), o.bind, OUT('lse')],
+    fields: FIELDS,
+    body: `${o.conv}
+${header(D, 1, { WG: DECODE_WG, GR: DECODE_WG / D })}
+${op.read}
+${MASK_FNS}
+var<workgroup> qs: array<f32, D>;
+var<workgroup> ps: array<f32, WG>;
+var<workgroup> red: array<f32, WG>;
+var<workgroup> part: array<f32, WG>;
+var<workgroup> outs: array<f32, D>;
+/** Max (op 0) or sum (op 1) of every thread's x; call in uniform control flow. */
+fn reduce(x: f32, li: u32, op: u32) -> f32 {
+  red[li] = x;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s = s >> 1u) {
+    if (li < s) { red[li] = select(red[li] + red[li + s], max(red[li], red[li + s]), op == 0u); }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+@compute @workgroup_size(${DECODE_WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32) {
+  let h = wid.x;
+  let b = wid.y;
+  let kvh = h / (a.H / a.Hkv);
+  let qo = (b * a.H + h) * D;
+  if (li < D) { qs[li] = LQ(qo + li) * a.scale; }
+  workgroupBarrier();
+  let r = keyRanges(h, a.qOff);
+  let lo = select(r.x, min(r.x, r.z), r.w > r.z);
+  let hi = max(r.y, r.w);
+  let g = li / D;
+  let dcol = li % D;
+  var m = ${NEG_BIG};
+  var l = 0.0;
+  var acc = 0.0;
+  for (var t0 = lo; t0 < hi; t0 = t0 + WG) {
+    let j = t0 + li;
+    var s = ${NEG_BIG};
+    if (j < hi && inRanges(j, r)) {
+      let kb = ((b * a.S + j) * a.Hkv + kvh) * D;
+      var dot = 0.0;
+      for (var d = 0u; d < D; d = d + 1u) { dot = fma(qs[d], LK(kb + d), dot); }
+      s = dot;
+    }
+    let mNew = max(m, reduce(s, li, 0u));
+    var p = 0.0;
+    if (s > -1.0e38) { p = exp(s - mNew); }
+    ps[li] = p;
+    let corr = exp(m - mNew);
+    l = l * corr + reduce(p, li, 1u);
+    acc = acc * corr;
+    for (var jj = g; jj < WG; jj = jj + GR) {
+      let pj = ps[jj];
+      if (pj != 0.0) { acc = fma(pj, LV(((b * a.S + t0 + jj) * a.Hkv + kvh) * D + dcol), acc); }
+    }
+    m = mNew;
+    workgroupBarrier();
+  }
+  part[li] = acc;
+  workgroupBarrier();
+  if (li < D) {
+    var sum = 0.0;
+    for (var gg = 0u; gg < GR; gg = gg + 1u) { sum = sum + part[gg * D + li]; }
+    outs[li] = sum / l;
+  }
+  workgroupBarrier();
+  if (li == 0u) {
+    ${o.row('qo', (d) => `outs[${d}]`)}
+    lse[b * a.H + h] = m + log(l);
+  }
+}`,
+  }));
+}
+
+/** A decoding step's attention (see `decodeSpec`); `decodeApplies` must hold. */
+export function attentionDecode(g: AttentionArgs, st: AttnStores = F32_STORES): Launch {
+  if (!decodeApplies(g)) throw new InternalError(`webgpu attentionDecode: needs one query row and a head dim dividing ${DECODE_WG}, got Nq ${g.Nq}, D ${g.D}`);
+  return { spec: decodeSpec(g.D, st), args: argValues(g), grid: [g.H, g.B, 1] };
+}
+
 /** δ[b, h, i] = Σ_d dO·O. */
 export function attentionDelta(g: AttentionArgs, t: AttentionTiles, st: AttnStores = F32_STORES): Launch {
   const W = width(g.D, t.W);
