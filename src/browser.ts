@@ -5,10 +5,12 @@
  * `dist/src/browser.js` directly (`<script type="module">`), and any bundler works too.
  * Models come from bytes (`llamaFromSafetensors`, fetched checkpoints) or random
  * initialisation; adapters leave as bytes (`encodeAdapter`) and come back the same way
- * (`loadAdapterBytes`). The WebGPU backend uses `navigator.gpu`.
+ * (`loadAdapterBytes`). The WebGPU backend uses `navigator.gpu`; the Wasm backend runs its
+ * pool as Web Workers on a cross-origin isolated page. Tokenizers and chat templates are
+ * in browser-text.ts (they import two @huggingface packages, which a page maps).
  *
  * The Node entry (index.ts) exports all of this plus files, folders, checkpoints,
- * tokenizers and 4-bit quantisation.
+ * tokenizer folders and 4-bit quantisation.
  */
 export { LongLoraError } from './errors.js';
 
