@@ -29,8 +29,11 @@ export interface StaticServer {
   close(): Promise<void>;
 }
 
-/** Serves `root` on 127.0.0.1 (`port` 0 picks a free one). */
-export function serveStatic(root = REPO_ROOT, port = 0): Promise<StaticServer> {
+/**
+ * Serves `root` on 127.0.0.1 (`port` 0 picks a free one). `isolated: false` leaves out the
+ * cross-origin isolation headers (tests of a page without shared memory).
+ */
+export function serveStatic(root = REPO_ROOT, port = 0, isolated = true): Promise<StaticServer> {
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const rel = decodeURIComponent(url.pathname).replace(/^\/+/, '');
@@ -45,8 +48,7 @@ export function serveStatic(root = REPO_ROOT, port = 0): Promise<StaticServer> {
       if (err) { res.writeHead(404).end('not found'); return; }
       res.writeHead(200, {
         'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream',
-        'cross-origin-opener-policy': 'same-origin',
-        'cross-origin-embedder-policy': 'require-corp',
+        ...(isolated ? { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' } : {}),
         'cache-control': 'no-store',
       }).end(data);
     });

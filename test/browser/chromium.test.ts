@@ -22,6 +22,7 @@ import { logitsOf } from '../helpers/forward.js';
 import { longloraBatch, longloraRun } from '../helpers/golden-runs.js';
 import { tempFolders } from '../helpers/tmp.js';
 import { openChromium, type Chromium } from '../helpers/chromium.js';
+import { REPO_ROOT, serveStatic } from '../../examples/browser/serve.js';
 import type { PageReport } from './page.js';
 import type { TextReport } from './text-page.js';
 import { Tokenizer } from '../../src/tokenizer/tokenizer.js';
@@ -78,6 +79,23 @@ describe('in a browser (headless Chromium)', () => {
     if (webgpu) assert.match(webgpu.error, /software adapter|no GPU adapter|navigator/);
     assert.equal(env.auto, webgpu ? 'wasm' : 'webgpu');
     assert.deepEqual(chromium!.pageErrors, []);
+  });
+
+  it('on a page that is not cross-origin isolated, passes over the Wasm backend with a message that says why', async (t) => {
+    if (unavailable) { t.skip(unavailable); return; }
+    const plain = await serveStatic(REPO_ROOT, 0, false);
+    try {
+      await chromium!.page.goto(`${plain.origin}/test/browser/`);
+      const env = await inPage<{ auto: string; skipped: Array<{ name: string; error: string }> }>('environment');
+      const wasm = env.skipped.find((s) => s.name === 'wasm');
+      t.diagnostic(`automatic choice: ${env.auto}; wasm: ${wasm?.error}`);
+      assert.ok(wasm, 'the wasm backend is passed over');
+      assert.match(wasm.error, /shared WebAssembly memory is unavailable .*cross-origin isolated/);
+      assert.ok(['webgpu', 'cpu'].includes(env.auto));
+    } finally {
+      await chromium!.page.goto(`${chromium!.server.origin}/test/browser/`);
+      await plain.close();
+    }
   });
 
   for (const backend of ['webgpu', 'wasm', 'cpu']) {
