@@ -296,7 +296,7 @@ function acceptsArray(st: SafetensorsDType, a: WritableArray): boolean {
   }
 }
 
-export function checkData(where: string, p: PlannedTensor, data: WritableArray): void {
+function checkData(where: string, p: PlannedTensor, data: WritableArray): void {
   const name = p.entry.name;
   if (!acceptsArray(p.st, data)) {
     const got = (data as object | null)?.constructor?.name ?? String(data);
@@ -308,14 +308,14 @@ export function checkData(where: string, p: PlannedTensor, data: WritableArray):
   }
 }
 
-export function checkMetadata(where: string, metadata: Record<string, string>): void {
+function checkMetadata(where: string, metadata: Record<string, string>): void {
   for (const [k, v] of Object.entries(metadata)) {
     if (typeof v !== 'string') throw new LongLoraError(`${where}: metadata key "${k}" is ${typeof v}; safetensors metadata values must be strings (use JSON.stringify)`);
   }
 }
 
 /** Validates entries and lays them out: data ordered by item size (largest first) so every tensor is aligned. */
-export function planTensors(where: string, entries: Iterable<TensorEntry>): PlannedTensor[] {
+function planTensors(where: string, entries: Iterable<TensorEntry>): PlannedTensor[] {
   const planned: PlannedTensor[] = [];
   const seen = new Set<string>();
   for (const entry of entries) {
@@ -340,7 +340,7 @@ export function planTensors(where: string, entries: Iterable<TensorEntry>): Plan
 }
 
 /** The 8-byte length plus the JSON header, padded with spaces to a multiple of 8 bytes. */
-export function encodeHeader(where: string, planned: PlannedTensor[], metadata: Record<string, string> | undefined): Uint8Array {
+function encodeHeader(where: string, planned: PlannedTensor[], metadata: Record<string, string> | undefined): Uint8Array {
   const header: Record<string, unknown> = Object.create(null); // a tensor may be named "__proto__"
   if (metadata && Object.keys(metadata).length > 0) header['__metadata__'] = metadata;
   for (const p of planned) {
@@ -356,7 +356,7 @@ export function encodeHeader(where: string, planned: PlannedTensor[], metadata: 
 }
 
 /** Little-endian bytes of one tensor's data (I64 from Int32Array is sign-extended). */
-export function encodeData(st: SafetensorsDType, data: WritableArray): Uint8Array {
+function encodeData(st: SafetensorsDType, data: WritableArray): Uint8Array {
   if (st === 'I64' && data instanceof Int32Array) {
     const words = new Int32Array(2 * data.length);
     for (let i = 0; i < data.length; i++) {
@@ -439,19 +439,31 @@ export class SafetensorsBytes extends SafetensorsReader {
   }
 }
 
-/** A whole safetensors file as bytes (the layout `writeSafetensors` writes). */
-export function encodeSafetensors(entries: Iterable<TensorEntry>, metadata?: Record<string, string>, where = 'safetensors'): Uint8Array {
+/**
+ * A file's layout: the entries validated and placed (data ordered by item size, largest
+ * first, so every tensor is aligned) and the header bytes that describe them.
+ */
+export function layoutSafetensors(where: string, entries: Iterable<TensorEntry>, metadata?: Record<string, string>): { planned: PlannedTensor[]; prefix: Uint8Array } {
   assertLittleEndian();
   if (metadata) checkMetadata(where, metadata);
   const planned = planTensors(where, entries);
-  const prefix = encodeHeader(where, planned, metadata);
-  const total = prefix.length + planned.reduce((a, p) => a + p.byteLength, 0);
-  const out = new Uint8Array(total);
-  out.set(prefix, 0);
-  for (const p of planned) {
+  return { planned, prefix: encodeHeader(where, planned, metadata) };
+}
+
+/** Each tensor's bytes in data order; data functions are called once each, one at a time. */
+export function* tensorBytes(where: string, planned: readonly PlannedTensor[]): Generator<{ begin: number; bytes: Uint8Array }> {
+  for (const p of [...planned].sort((a, b) => a.begin - b.begin)) {
     const data = typeof p.entry.data === 'function' ? p.entry.data() : p.entry.data;
     checkData(where, p, data);
-    out.set(encodeData(p.st, data), prefix.length + p.begin);
+    yield { begin: p.begin, bytes: encodeData(p.st, data) };
   }
+}
+
+/** A whole safetensors file as bytes (the layout `writeSafetensors` writes). */
+export function encodeSafetensors(entries: Iterable<TensorEntry>, metadata?: Record<string, string>, where = 'safetensors'): Uint8Array {
+  const { planned, prefix } = layoutSafetensors(where, entries, metadata);
+  const out = new Uint8Array(prefix.length + planned.reduce((a, p) => a + p.byteLength, 0));
+  out.set(prefix, 0);
+  for (const { begin, bytes } of tensorBytes(where, planned)) out.set(bytes, prefix.length + begin);
   return out;
 }

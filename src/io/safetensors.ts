@@ -9,8 +9,8 @@ import fs from 'node:fs';
 import { LongLoraError } from '../errors.js';
 import { type StagedFile, stageFile, writeAllSync } from './atomic.js';
 import {
-  type PlannedTensor, type TensorEntry, type TensorInfo, SafetensorsReader, assertLittleEndian, checkData, checkMetadata,
-  encodeData, encodeHeader, fail, headerJson, headerLength, parseHeader, planTensors,
+  type TensorEntry, type TensorInfo, SafetensorsReader, assertLittleEndian, fail, headerJson, headerLength, layoutSafetensors,
+  parseHeader, tensorBytes,
 } from './safetensors-format.js';
 
 export * from './safetensors-format.js';
@@ -85,27 +85,16 @@ function readExact(path: string, fd: number, position: number, length: number): 
   return out;
 }
 
-function writeTensors(fd: number, where: string, planned: PlannedTensor[]): void {
-  for (const p of [...planned].sort((a, b) => a.begin - b.begin)) {
-    const data = typeof p.entry.data === 'function' ? p.entry.data() : p.entry.data;
-    checkData(where, p, data);
-    writeAllSync(fd, encodeData(p.st, data));
-  }
-}
-
 /**
  * Writes a safetensors file into a temporary next to `path` and returns it staged (see
  * atomic.ts); nothing at `path` changes until `commit()`. Data functions are called once
  * each, in data order, after the header is written.
  */
 export function stageSafetensors(path: string, entries: Iterable<TensorEntry>, metadata?: Record<string, string>): StagedFile {
-  assertLittleEndian();
-  if (metadata) checkMetadata(path, metadata);
-  const planned = planTensors(path, entries);
-  const prefix = encodeHeader(path, planned, metadata);
+  const { planned, prefix } = layoutSafetensors(path, entries, metadata);
   return stageFile(path, (fd) => {
     writeAllSync(fd, prefix);
-    writeTensors(fd, path, planned);
+    for (const { bytes } of tensorBytes(path, planned)) writeAllSync(fd, bytes);
   });
 }
 
