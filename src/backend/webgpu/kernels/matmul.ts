@@ -14,7 +14,7 @@
 import type { MatmulArgs } from '../../backend.js';
 import type { DType } from '../../../tensor/dtype.js';
 import { InternalError } from '../../../errors.js';
-import type { Launch } from '../wgsl.js';
+import type { KernelSpec, Launch } from '../wgsl.js';
 import { MAX_GROUPS } from '../wgsl.js';
 import { spec } from './elementwise.js';
 import { accessors, fstore, loadExpr, words } from './operand.js';
@@ -97,7 +97,7 @@ export function matmul(g: MatmulArgs, aType: DType, bType: DType, tile: Tile = c
         { name: 'B', access: 'read', type: bBuf },
         words('o', 'rw'),
       ],
-      fields: [['m', 'u32'], ['n', 'u32'], ['k', 'u32'], ['sa', 'u32'], ['sb', 'u32'], ['b0', 'u32'], ['alpha', 'f32'], ['beta', 'f32']],
+      fields: MATMUL_FIELDS,
       body: `const BM = ${BM}u;
 const BN = ${BN}u;
 const BK = ${BK}u;
@@ -161,6 +161,14 @@ ${inner}
   const gx = Math.ceil(g.n / BN);
   const gy = Math.ceil(g.m / BM);
   if (gx > MAX_GROUPS || gy > MAX_GROUPS) throw new InternalError(`webgpu.matmul: ${g.m}×${g.n} is too large for one dispatch`);
+  return batchLaunches(g, s, gx, gy);
+}
+
+/** The uniform fields of the matmul kernels (the tiled and the matrix-vector one). */
+const MATMUL_FIELDS = [['m', 'u32'], ['n', 'u32'], ['k', 'u32'], ['sa', 'u32'], ['sb', 'u32'], ['b0', 'u32'], ['alpha', 'f32'], ['beta', 'f32']] as const;
+
+/** One launch per MAX_GROUPS batch entries (the grid's z), each told its first entry b0. */
+function batchLaunches(g: MatmulArgs, s: KernelSpec, gx: number, gy: number): Launch[] {
   const launches: Launch[] = [];
   for (let b0 = 0; b0 < g.batch; b0 += MAX_GROUPS) {
     const nb = Math.min(MAX_GROUPS, g.batch - b0);
@@ -197,7 +205,7 @@ export function gemv(g: MatmulArgs, aType: DType, bType: DType): Launch[] {
   const T = GEMV_COLS * M;
   const s = spec(`gemv:${aType}:${bType}:m${M}`, () => ({
     buffers: [words('A', 'read'), words('B', 'read'), words('o', 'rw')],
-    fields: [['m', 'u32'], ['n', 'u32'], ['k', 'u32'], ['sa', 'u32'], ['sb', 'u32'], ['b0', 'u32'], ['alpha', 'f32'], ['beta', 'f32']],
+    fields: MATMUL_FIELDS,
     body: `const WG = ${GEMV_WG}u;
 const C = ${GEMV_COLS}u;
 const M = ${M}u;
@@ -244,10 +252,5 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   }
 }`,
   }));
-  const launches: Launch[] = [];
-  for (let b0 = 0; b0 < g.batch; b0 += MAX_GROUPS) {
-    const nb = Math.min(MAX_GROUPS, g.batch - b0);
-    launches.push({ spec: s, args: [g.m, g.n, g.k, g.strideA, g.strideB, b0, g.alpha, g.beta], grid: [Math.ceil(g.n / GEMV_COLS), 1, nb] });
-  }
-  return launches;
+  return batchLaunches(g, s, Math.ceil(g.n / GEMV_COLS), 1);
 }
