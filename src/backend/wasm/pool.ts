@@ -38,8 +38,9 @@ function readyFrom(m: ReadyMessage, resolve: () => void, reject: (e: Error) => v
   if (m.error) reject(new LongLoraError(m.error)); else resolve();
 }
 
-async function startNodeWorker(url: URL, tid: number, msg: StartMessage): Promise<Started> {
-  const { Worker } = await import('node:worker_threads');
+type NodeWorkerClass = typeof import('node:worker_threads').Worker;
+
+function startNodeWorker(Worker: NodeWorkerClass, url: URL, tid: number, msg: StartMessage): Started {
   const w = new Worker(url, { execArgv: [] }); // the host's flags (e.g. --input-type) are not for workers
   const ready = new Promise<void>((resolve, reject) => {
     w.once('message', (m: ReadyMessage) => readyFrom(m, resolve, reject));
@@ -112,11 +113,14 @@ export class WorkerPool {
     Atomics.store(pool.ctrl, CTRL.SPIN, WORKER_SPIN);
     if (threads > 1) {
       const url = new URL('./worker.js', import.meta.url);
+      const NodeWorker = IN_NODE ? (await import('node:worker_threads')).Worker : null;
       const started: Started[] = [];
       try {
+        // Started synchronously, so every start-up promise has its handler (Promise.all)
+        // before any worker can report a failure.
         for (let tid = 1; tid < threads; tid++) {
           const msg: StartMessage = { module, memory, control: pool.control, tid };
-          const st = IN_NODE ? await startNodeWorker(url, tid, msg) : startWebWorker(url, tid, msg);
+          const st = NodeWorker ? startNodeWorker(NodeWorker, url, tid, msg) : startWebWorker(url, tid, msg);
           started.push(st);
           pool.workers.push(st.worker);
           pool.live++;
