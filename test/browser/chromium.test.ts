@@ -23,7 +23,7 @@ import { longloraBatch, longloraRun } from '../helpers/golden-runs.js';
 import { tempFolders } from '../helpers/tmp.js';
 import { openChromium, type Chromium } from '../helpers/chromium.js';
 import { REPO_ROOT, serveStatic } from '../../examples/browser/serve.js';
-import type { PageReport } from './page.js';
+import type { PageEnvironment, PageLongLoraRun, PageReport } from './page.js';
 import type { TextReport } from './text-page.js';
 import { Tokenizer } from '../../src/tokenizer/tokenizer.js';
 import type { ChatMessage } from '../../src/tokenizer/chat-template.js';
@@ -59,7 +59,7 @@ describe('in a browser (headless Chromium)', () => {
     const c = await openChromium();
     if ('unavailable' in c) unavailable = c.unavailable; else chromium = c;
     if (unavailable) { console.log(`# browser tests skipped: ${unavailable}`); return; }
-    const env = await inPage<{ gpu: boolean; adapter: string | null }>('environment');
+    const env = await inPage<PageEnvironment>('environment');
     if (!env.gpu || !env.adapter) noWebGpu = env.gpu ? 'Chromium offers navigator.gpu but no adapter' : 'this Chromium has no navigator.gpu';
     if (noWebGpu) console.log(`# browser WebGPU tests skipped: ${noWebGpu}`);
   });
@@ -69,7 +69,7 @@ describe('in a browser (headless Chromium)', () => {
 
   it('loads the browser entry from dist/ without a bundler, and picks a backend that works there', async (t) => {
     if (unavailable) { t.skip(unavailable); return; }
-    const env = await inPage<{ gpu: boolean; adapter: string | null; auto: string; skipped: Array<{ name: string; error: string }> }>('environment');
+    const env = await inPage<PageEnvironment>('environment');
     t.diagnostic(`navigator.gpu: ${env.gpu}, adapter: ${env.adapter ?? 'none'}; automatic choice: ${env.auto}`);
     for (const s of env.skipped) t.diagnostic(`passed over ${s.name}: ${s.error}`);
     // Served cross-origin isolated, the page has shared memory, so the Wasm backend starts
@@ -86,7 +86,7 @@ describe('in a browser (headless Chromium)', () => {
     const plain = await serveStatic(REPO_ROOT, 0, false);
     try {
       await chromium!.page.goto(`${plain.origin}/test/browser/`);
-      const env = await inPage<{ auto: string; skipped: Array<{ name: string; error: string }> }>('environment');
+      const env = await inPage<PageEnvironment>('environment');
       const wasm = env.skipped.find((s) => s.name === 'wasm');
       t.diagnostic(`automatic choice: ${env.auto}; wasm: ${wasm?.error}`);
       assert.ok(wasm, 'the wasm backend is passed over');
@@ -121,7 +121,7 @@ describe('in a browser (headless Chromium)', () => {
     if (noWebGpu) { t.skip(noWebGpu); return; }
     const log = (s: string): void => t.diagnostic(s);
     const steps = 4;
-    const web = await inPage<PageReport & { losses: number[]; logits: number[]; files: Record<string, number[]>; generated: number[] }>('longlora', 'webgpu', steps);
+    const web = await inPage<PageLongLoraRun>('longlora', 'webgpu', steps);
     assertReport(web, log, false);
     await setBackend('cpu');
     const node = await longloraRun(nodeGoldenEnv(log), steps);

@@ -63,7 +63,10 @@ function pageEnv(report: PageReport): GoldenEnv {
 }
 
 /** The adapter and the backends as the page sees them. */
-export async function environment(): Promise<{ gpu: boolean; adapter: string | null; auto: string; skipped: Array<{ name: string; error: string }> }> {
+/** What `environment` reports: WebGPU in the page, and the automatic backend choice with what it passed over. */
+export interface PageEnvironment { gpu: boolean; adapter: string | null; auto: string; skipped: Array<{ name: string; error: string }> }
+
+export async function environment(): Promise<PageEnvironment> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   const gpu = !!nav?.gpu;
   let adapter: string | null = null;
@@ -100,7 +103,10 @@ export function golden(backend: string): Promise<PageReport> {
 }
 
 /** A LongLoRA fine-tune on `backend`; the adapter files come back as arrays of bytes. */
-export async function longlora(backend: string, steps: number): Promise<PageReport & { losses: number[]; logits: number[]; files: Record<string, number[]>; generated: number[] }> {
+/** A LongLoRA run in the page, as plain data (adapter files as arrays of bytes). */
+export type PageLongLoraRun = PageReport & { losses: number[]; logits: number[]; files: Record<string, number[]>; generated: number[] };
+
+export async function longlora(backend: string, steps: number): Promise<PageLongLoraRun> {
   const r = await onBackend(backend, (report) => longloraRun(pageEnv(report), steps));
   const run = r.result!;
   const files: Record<string, number[]> = {};
