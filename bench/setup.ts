@@ -12,7 +12,7 @@ import { applyLora, setTrainable } from '../src/lora/inject.js';
 import { clearTape, zeroGrad } from '../src/tensor/autograd.js';
 import { Rng } from '../src/tensor/random.js';
 import { AdamW } from '../src/train/optim.js';
-import { trainStep } from '../src/train/step.js';
+import { trainStep, type StepOptions } from '../src/train/step.js';
 
 export interface BenchModel {
   model: LlamaForCausalLM;
@@ -45,6 +45,29 @@ export function smallLlamaConfig(N: number): LlamaConfig {
   }, 'bench');
 }
 
+/** What a timed step measured: the median step, and the backend's memory high-water mark during the steps. */
+export interface MeasuredSteps { seconds: number; loss: number; peakBytes: number; aboveWeights: number }
+
+/**
+ * Runs `steps` training steps of `model` over one sequence and returns the median time and
+ * the last loss, with the peak of live bytes over them (and that peak minus what was live
+ * before: weights, optimizer state). The caller warms up first.
+ */
+export async function measureSteps(be: Backend, model: LlamaForCausalLM, opt: AdamW, ids: Int32Array, opts: StepOptions, steps = 1): Promise<MeasuredSteps> {
+  const base = be.memory().bytes;
+  be.resetPeak();
+  const times: number[] = [];
+  let loss = NaN;
+  for (let s = 0; s < steps; s++) {
+    const t0 = performance.now();
+    loss = (await trainStep(model, opt, [{ ids, B: 1, N: ids.length }], 2e-5, opts)).losses[0]!;
+    times.push((performance.now() - t0) / 1000);
+  }
+  times.sort((a, b) => a - b);
+  const peakBytes = be.memory().peakBytes;
+  return { seconds: times[Math.floor(times.length / 2)]!, loss, peakBytes, aboveWeights: peakBytes - base };
+}
+
 export interface TimedStep { seconds: number; tokensPerSecond: number; loss: number; peakMiB: number; aboveWeightsMiB: number }
 
 /**
@@ -60,13 +83,8 @@ export async function timedTrainingStep(be: Backend, config: LlamaConfig, ids: I
   const warmMask: AttentionMask = mask.kind === 'causal' ? mask : { ...mask, group: warmN / 4 };
   try {
     await trainStep(model, opt, [{ ids: ids.subarray(0, warmN), B: 1, N: warmN }], 2e-5, { ...opts, mask: warmMask });
-    const base = be.memory().bytes;
-    be.resetPeak();
-    const t0 = performance.now();
-    const r = await trainStep(model, opt, [{ ids, B: 1, N }], 2e-5, opts);
-    const seconds = (performance.now() - t0) / 1000;
-    const peak = be.memory().peakBytes;
-    return { seconds, tokensPerSecond: N / seconds, loss: r.losses[0]!, peakMiB: peak / 2 ** 20, aboveWeightsMiB: (peak - base) / 2 ** 20 };
+    const m = await measureSteps(be, model, opt, ids, opts);
+    return { seconds: m.seconds, tokensPerSecond: N / m.seconds, loss: m.loss, peakMiB: m.peakBytes / 2 ** 20, aboveWeightsMiB: m.aboveWeights / 2 ** 20 };
   } finally {
     clearTape(); // a step that failed (out of memory) leaves its tape behind
     zeroGrad(model.parameters());

@@ -44,7 +44,7 @@ import { parseLlamaConfig, type LlamaConfig } from '../src/models/llama/config.j
 import { fromFloatArray } from '../src/tensor/dtype.js';
 import { zeroGrad } from '../src/tensor/autograd.js';
 import { Rng } from '../src/tensor/random.js';
-import { benchOptimizer, longloraBenchModel } from './setup.js';
+import { benchOptimizer, longloraBenchModel, measureSteps } from './setup.js';
 import { trainStep } from '../src/train/step.js';
 import { LossScaler } from '../src/train/loss-scale.js';
 import { PRECISIONS, type Precision } from '../src/models/llama/model.js';
@@ -302,20 +302,9 @@ async function trainVariant(be: WebGpuBackend, config: LlamaConfig, lengths: num
       const mask: AttentionMask = { kind: 's2', form: 'segmented', group: N / 4 };
       const opts = { mask, maxGradNorm: 1, checkpointing: true, rngs: [runtime.rng], precision: v.precision, ...(v.precision === 'f16' ? { scaler: new LossScaler() } : {}) };
       await trainStep(model, opt, [{ ids, B: 1, N }], 2e-5, opts); // warm-up: compiles every pipeline
-      const base = be.memory().bytes;
-      be.resetPeak();
       const steps = SMOKE || be.adapter.software ? 1 : 3; // a software adapter's timings mean nothing
-      const times: number[] = [];
-      let loss = NaN;
-      for (let s = 0; s < steps; s++) {
-        const t = performance.now();
-        loss = (await trainStep(model, opt, [{ ids, B: 1, N }], 2e-5, opts)).losses[0]!;
-        times.push((performance.now() - t) / 1000);
-      }
-      times.sort((a, b) => a - b);
-      const seconds = times[Math.floor(times.length / 2)]!;
-      const peakBytes = be.memory().peakBytes;
-      out.push({ N, seconds, tokensPerSecond: N / seconds, peakBytes, aboveWeights: peakBytes - base, loss });
+      const m = await measureSteps(be, model, opt, ids, opts, steps);
+      out.push({ N, tokensPerSecond: N / m.seconds, ...m });
     }
   } finally {
     zeroGrad(model.parameters());
