@@ -11,7 +11,7 @@
  */
 import { InternalError, LongLoraError } from '../../errors.js';
 import { CONTROL_BYTES, CTRL, KERNELS, takeError, type KernelFn, type StartMessage } from './protocol.js';
-import type { WasmMemory, WasmModule } from './wasm-api.js';
+import { IN_NODE, type WasmMemory, type WasmModule } from './wasm-api.js';
 
 /** Poll iterations before sleeping: a worker and the waiting host (about 10–50 µs). */
 const WORKER_SPIN = 20000;
@@ -78,8 +78,6 @@ function startWebWorker(url: URL, tid: number, msg: StartMessage): Started {
   w.postMessage(msg);
   return { worker: w, ready, settle: () => { w.onmessage = null; w.onerror = null; } };
 }
-
-const IN_NODE = typeof process !== 'undefined' && process.versions?.node !== undefined;
 
 /** Whether this thread may block in Atomics.wait (not on a browser page's main thread). */
 function canBlock(): boolean {

@@ -27,3 +27,6 @@ export interface WasmApi {
 
 /** The engine's WebAssembly object, or undefined where there is none. */
 export const wasmApi: WasmApi | undefined = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
+
+/** Whether this is Node.js (worker threads, files) rather than a browser (Web Workers, fetch). */
+export const IN_NODE = typeof process !== 'undefined' && process.versions?.node !== undefined;

@@ -26,7 +26,7 @@ import { dequantize4bit } from '../cpu/quant.js';
 import { WasmAllocator } from './allocator.js';
 import { loadKernels, type WasmFlavour } from './loader.js';
 import { WorkerPool } from './pool.js';
-import { wasmApi, type WasmMemory } from './wasm-api.js';
+import { IN_NODE, wasmApi, type WasmMemory } from './wasm-api.js';
 import {
   ARG_SLOTS, BINARY_CODE, DTYPE_CODE, KERNEL_INDEX, KERNELS, MASK_CODE, UNARY_CODE, type KernelFn, type KernelName,
 } from './protocol.js';
@@ -78,7 +78,7 @@ const BQ = 64, BK = 64;
 async function defaultThreads(): Promise<number> {
   const env = typeof process !== 'undefined' ? Number(process.env.LONGLORA_WASM_THREADS ?? '') : NaN;
   if (Number.isInteger(env) && env >= 1) return env;
-  if (typeof process !== 'undefined' && process.versions?.node) return (await import('node:os')).availableParallelism();
+  if (IN_NODE) return (await import('node:os')).availableParallelism();
   return (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 1;
 }
 

@@ -5,7 +5,7 @@
  * Node worker_threads; in a browser Web Worker the same `serve` runs from `onmessage`.
  */
 import { CTRL, KERNELS, writeError, type KernelFn, type StartMessage } from './protocol.js';
-import { wasmApi } from './wasm-api.js';
+import { IN_NODE, wasmApi } from './wasm-api.js';
 
 type Post = (message: unknown) => void;
 
@@ -44,8 +44,7 @@ function serve(msg: StartMessage, post: Post): void {
   }
 }
 
-const isNode = typeof process !== 'undefined' && process.versions?.node !== undefined;
-if (isNode) {
+if (IN_NODE) {
   const { parentPort } = await import('node:worker_threads');
   parentPort!.once('message', (m: StartMessage) => serve(m, (x) => parentPort!.postMessage(x)));
 } else {
