@@ -1,7 +1,9 @@
 /**
  * The WebGPU benchmark, in one run (issue 7's "must show" list):
  *  1. matmul TFLOP/s: f32, 16-bit weights read directly (x f32 · W bf16ᵀ), and f16 compute
- *     (both operands f16, when the adapter has shader-f16);
+ *     (both operands f16, when the adapter has shader-f16); and, where the adapter offers
+ *     Dawn's experimental subgroup matrices (tensor cores), f16 · f16 on them, checked
+ *     against the CPU first (a failure there is printed and the rest runs on);
  *  2. fused attention forward + backward at 4k / 16k / 32k tokens, dense causal and S²-Attn
  *     (segmented, G = N/4), with a ~1B Llama's attention shape (32 heads, 4 kv heads, D 64);
  *  3. training tokens/s of a ~1B-parameter Llama (TinyLlama-1.1B shape: 22 layers, hidden
@@ -20,6 +22,11 @@
  *   npm run build && node dist/bench/webgpu.js [--smoke] [--skip-train] [--skip-torch] [--json out.json]
  *     [--attn-lanes 1|2|4] [--profile fast|light] [--precision f32|bf16|f16[,...]] [--base-dtype f32|bf16]
  *     [--widened] [--train-model tinyllama|small] [--train-lengths 8192,16384] [--only-train] [--only-decode]
+ *     [--subgroup-matrix] [--base-dtype f16] [--emulate-subgroup-matrix]
+ *
+ * `--subgroup-matrix` gives the whole run's backend the subgroup-matrix matmul (it takes the
+ * f16 · f16 products: with `--precision f16 --base-dtype f16`, the training step's frozen
+ * projections).
  *
  * The training step defaults to what PyTorch runs beside it: a bf16 frozen base, bf16
  * activations (`--precision`), f32 trainable weights. Several precisions are run one after
@@ -41,7 +48,7 @@ import type { AttentionArgs, AttentionMask, Backend, DeviceBuffer, MatmulArgs } 
 import { cpuBackend, registerBackend, setBackend } from '../src/backend/registry.js';
 import { createWebGpuBackend, type WebGpuBackend } from '../src/backend/webgpu/webgpu.js';
 import { parseLlamaConfig, type LlamaConfig } from '../src/models/llama/config.js';
-import { fromFloatArray } from '../src/tensor/dtype.js';
+import { fromFloatArray, toFloatArray } from '../src/tensor/dtype.js';
 import { zeroGrad } from '../src/tensor/autograd.js';
 import { Rng } from '../src/tensor/random.js';
 import { benchOptimizer, longloraBenchModel, measureSteps } from './setup.js';
@@ -64,14 +71,16 @@ const { values: flags } = parseArgs({
     'train-lengths': { type: 'string' },
     'only-train': { type: 'boolean', default: false },
     'only-decode': { type: 'boolean', default: false },
+    'subgroup-matrix': { type: 'boolean', default: false },
+    'emulate-subgroup-matrix': { type: 'boolean', default: false },
   },
 });
 const SMOKE = flags.smoke!;
 const PRECISION_LIST = flags.precision!.split(',') as Precision[];
 for (const p of PRECISION_LIST) if (!PRECISIONS.includes(p)) throw new Error(`--precision: ${p} is not one of ${PRECISIONS.join(', ')}`);
 if (!['tinyllama', 'small'].includes(flags['train-model']!)) throw new Error('--train-model must be tinyllama or small');
-const BASE_DTYPE = flags['base-dtype'] as 'f32' | 'bf16';
-if (BASE_DTYPE !== 'f32' && BASE_DTYPE !== 'bf16') throw new Error('--base-dtype must be f32 or bf16');
+const BASE_DTYPE = flags['base-dtype'] as 'f32' | 'bf16' | 'f16';
+if (!['f32', 'bf16', 'f16'].includes(BASE_DTYPE)) throw new Error('--base-dtype must be f32, bf16 or f16');
 const results: Record<string, unknown> = {};
 
 // Registered and made current: the training step creates its id tensors on the current backend.
@@ -79,7 +88,9 @@ const backendOptions = {
   attentionTiles: { W: Number(flags['attn-lanes']) },
   ...(flags.profile ? { profile: flags.profile as 'fast' | 'light' } : {}),
 };
-const gpu = await createWebGpuBackend(backendOptions);
+// --emulate-subgroup-matrix (with --smoke on a software adapter): the subgroup-matrix code paths of this script, on the kernel's plain-WGSL form.
+const sgmOptions = { subgroupMatrix: true, emulateSubgroupMatrix: flags['emulate-subgroup-matrix'] };
+const gpu = await createWebGpuBackend({ ...backendOptions, ...(flags['subgroup-matrix'] ? sgmOptions : {}) });
 registerBackend('webgpu-bench', -1, () => gpu);
 await setBackend('webgpu-bench');
 console.log(`device: ${gpu.describe()}`);
@@ -124,47 +135,81 @@ function maxRel(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 // ---- 1. matmul ------------------------------------------------------------------------
 
-async function checkMatmul(): Promise<void> {
-  const [m, n, k] = [131, 77, 259];
+/** x · Wᵀ on `be` against the CPU, in f32 or with both operands f16 (the CPU on the rounded values). */
+async function checkMatmul(be: WebGpuBackend, dtype: 'f32' | 'f16' = 'f32'): Promise<void> {
+  const [m, n, k] = [131, 78, 259];
   const args: MatmulArgs = { batch: 1, m, n, k, transA: false, transB: true, alpha: 1, beta: 0, strideA: 0, strideB: 0 };
-  const x = randomF32(m * k);
-  const w = randomF32(n * k);
+  const round = (a: Float32Array): Float32Array => dtype === 'f32' ? a : toFloatArray(fromFloatArray(a, dtype), dtype, 'f32') as Float32Array;
+  const x = round(randomF32(m * k));
+  const w = round(randomF32(n * k));
   const cpu = cpuBackend();
   const [xc, wc, oc] = [put(cpu, x), put(cpu, w), cpu.alloc('f32', m * n)];
   cpu.matmul(xc, wc, oc, args);
   const want = await cpu.download(oc);
-  const [xg, wg, og] = [put(gpu, x), put(gpu, w), gpu.alloc('f32', m * n)];
-  gpu.matmul(xg, wg, og, args);
-  const rel = maxRel(await gpu.download(og), want);
-  if (rel > 1e-5) throw new Error(`matmul check failed: rel ${rel}`);
+  const onGpu = (a: Float32Array): DeviceBuffer => dtype === 'f32' ? put(be, a) : put(be, fromFloatArray(a, dtype) as Uint16Array, dtype);
+  const [xg, wg, og] = [onGpu(x), onGpu(w), be.alloc('f32', m * n)];
+  be.matmul(xg, wg, og, args);
+  const rel = maxRel(await be.download(og), want);
+  // f16 compute sums each tile's products in f16 (kernels/matmul.ts); subgroup matrices accumulate in f32
+  const tol = dtype === 'f32' || be.sgm ? 1e-5 : 5e-3;
+  if (rel > tol) throw new Error(`matmul check failed (${dtype}${be.sgm ? ', subgroup matrices' : ''}): rel ${rel}`);
   for (const b of [xc, wc, oc]) cpu.free(b);
-  for (const b of [xg, wg, og]) gpu.free(b);
+  for (const b of [xg, wg, og]) be.free(b);
+}
+
+/**
+ * A backend with subgroup-matrix (tensor-core) matmuls, checked against the CPU, or null
+ * with the reason printed: the rest of the benchmark runs whatever happens here.
+ */
+async function subgroupMatrixBackend(): Promise<WebGpuBackend | null> {
+  let be: WebGpuBackend | null = null;
+  try {
+    be = gpu.sgm ? gpu : await createWebGpuBackend({ ...backendOptions, ...sgmOptions });
+    if (!be.sgm) {
+      console.log(`  (no subgroup-matrix matmul: ${be.subgroupMatrixNote})`);
+      if (be !== gpu) be.destroy();
+      return null;
+    }
+    console.log(`  (subgroup-matrix matmul: ${be.subgroupMatrixNote})`);
+    await checkMatmul(be, 'f16');
+    return be;
+  } catch (e) {
+    console.log(`  subgroup-matrix matmul failed: ${e instanceof Error ? e.message : String(e)}`);
+    if (be && be !== gpu) be.destroy();
+    return null;
+  }
 }
 
 async function benchMatmul(): Promise<void> {
-  await checkMatmul();
+  // The tiled kernels' rows run on a backend without subgroup matrices (when --subgroup-matrix gave `gpu` them).
+  const plain = gpu.sgm ? await createWebGpuBackend(backendOptions) : gpu;
+  await checkMatmul(plain);
   const sizes = SMOKE ? [256] : [2048, 4096, 8192];
   console.log('\nmatmul (m = n = k, x · Wᵀ)      size    ms      TFLOP/s');
+  const tc = await subgroupMatrixBackend();
   const rows: Array<Record<string, unknown>> = [];
   for (const s of sizes) {
     const args: MatmulArgs = { batch: 1, m: s, n: s, k: s, transA: false, transB: true, alpha: 1, beta: 0, strideA: 0, strideB: 0 };
     const x32 = randomF32(s * s);
     const w32 = randomF32(s * s);
-    const variants: Array<[string, 'f32' | 'f16' | 'bf16', 'f32' | 'f16' | 'bf16']> = [['f32', 'f32', 'f32'], ['x f32 · W bf16', 'f32', 'bf16']];
-    if (gpu.hasF16) variants.push(['f16 compute (f16 · f16)', 'f16', 'f16']);
-    for (const [name, at, bt] of variants) {
-      const a = put(gpu, at === 'f32' ? x32 : fromFloatArray(x32, at) as Uint16Array, at);
-      const b = put(gpu, bt === 'f32' ? w32 : fromFloatArray(w32, bt) as Uint16Array, bt);
-      const o = gpu.alloc('f32', s * s);
+    const variants: Array<[string, 'f32' | 'f16' | 'bf16', 'f32' | 'f16' | 'bf16', WebGpuBackend]> = [['f32', 'f32', 'f32', plain], ['x f32 · W bf16', 'f32', 'bf16', plain]];
+    if (plain.hasF16) variants.push(['f16 compute (f16 · f16)', 'f16', 'f16', plain]);
+    if (tc) variants.push(['f16 · f16, subgroup matrices', 'f16', 'f16', tc]);
+    for (const [name, at, bt, be] of variants) {
+      const a = put(be, at === 'f32' ? x32 : fromFloatArray(x32, at) as Uint16Array, at);
+      const b = put(be, bt === 'f32' ? w32 : fromFloatArray(w32, bt) as Uint16Array, bt);
+      const o = be.alloc('f32', s * s);
       const iters = SMOKE ? 2 : s >= 8192 ? 5 : 10;
-      const sec = await time(gpu, () => gpu.matmul(a, b, o, args), iters);
+      const sec = await time(be, () => be.matmul(a, b, o, args), iters);
       const tflops = (2 * s * s * s) / sec / 1e12;
       console.log(`  ${name.padEnd(28)} ${String(s).padStart(5)}  ${(sec * 1e3).toFixed(2).padStart(7)}  ${tflops.toFixed(2).padStart(7)}`);
       rows.push({ variant: name, size: s, ms: sec * 1e3, tflops });
-      for (const buf of [a, b, o]) gpu.free(buf);
+      for (const buf of [a, b, o]) be.free(buf);
     }
   }
   results.matmul = rows;
+  if (tc && tc !== gpu) tc.destroy();
+  if (plain !== gpu) plain.destroy();
 }
 
 /** m = 1 row of x · Wᵀ (decoding) on the matrix-vector kernel and on the tiled one, in one run. */

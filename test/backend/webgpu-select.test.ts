@@ -11,6 +11,7 @@ import { autoBackend, getBackend, registerBackend } from '../../src/backend/regi
 import { acquireDevice } from '../../src/backend/webgpu/device.js';
 import { createWebGpuBackend, type WebGpuBackend } from '../../src/backend/webgpu/webgpu.js';
 import { LongLoraError } from '../../src/errors.js';
+import { sgmPlan, sgmStorageBytes } from '../../src/backend/webgpu/kernels/matmul-sgm.js';
 
 const LIMITS = {
   maxStorageBuffersPerShaderStage: 8, maxComputeInvocationsPerWorkgroup: 256, maxComputeWorkgroupSizeX: 256,
@@ -56,5 +57,51 @@ describe('webgpu adapter selection', () => {
       assert.ok(w && /software adapter/.test(w.error) && /--backend webgpu/.test(w.error), 'a software adapter is passed over with a message');
       assert.notEqual(backend.name, 'webgpu');
     }
+  });
+});
+
+describe('webgpu subgroup matrices (tensor cores): asking for them and planning the kernel', () => {
+  const f16f32 = (M: number, N: number, K: number) => ({ componentType: 'f16', resultComponentType: 'f32', M, N, K });
+
+  it('are requested only when asked for, and the adapter\'s configurations are passed on', async () => {
+    const requested: string[][] = [];
+    const configs = [{ componentType: 'f16', resultComponentType: 'f16', M: 16, N: 16, K: 16 }, f16f32(16, 16, 16)];
+    const adapter = {
+      ...fakeAdapter({}),
+      info: { vendor: 'acme', architecture: 'tc', device: 'x2', description: 'Acme X2', subgroupMinSize: 32, subgroupMaxSize: 32, subgroupMatrixConfigs: configs },
+      features: new Set(['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix']),
+      requestDevice: async (d: GPUDeviceDescriptor) => { requested.push([...(d.requiredFeatures ?? [])] as string[]); return {}; },
+    };
+    const plain = await acquireDevice({ gpu: fakeGpu(adapter) });
+    assert.equal(plain.features.subgroupMatrix, null);
+    assert.deepEqual(plain.features.subgroupSize, { min: 32, max: 32 });
+    const asked = await acquireDevice({ gpu: fakeGpu(adapter), subgroupMatrix: true });
+    assert.deepEqual(asked.features.subgroupMatrix, configs);
+    assert.deepEqual(requested, [['shader-f16', 'subgroups'], ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix']]);
+    // without shader-f16 (the kernel's operands are f16) the feature is not requested
+    const noF16 = await acquireDevice({ gpu: fakeGpu(adapter), subgroupMatrix: true, f16: false });
+    assert.equal(noF16.features.subgroupMatrix, null);
+  });
+
+  it('the plan takes an f16 → f32 configuration whose blocks tile the workgroup tile, in the workgroup memory there is', () => {
+    // NVIDIA-like: 16×16×16 and 16×8×16; 48 KiB of workgroup memory fits 64×64 tiles, not 128×128
+    const nv = sgmPlan([f16f32(16, 8, 16), f16f32(16, 16, 16)], 32, 32, 49152, 1024);
+    assert.deepEqual(nv.plan, { M: 16, N: 16, K: 16, SG: 32, BM: 64, BN: 64, BK: 32, emulate: false });
+    assert.ok(sgmStorageBytes(nv.plan!) <= 49152 && sgmStorageBytes({ BM: 128, BN: 128, BK: 32 }) > 49152);
+    // with more memory, 128×128 tiles
+    assert.equal(sgmPlan([f16f32(16, 16, 16)], 32, 32, 131072, 1024).plan?.BM, 128);
+    // Metal-like 8×8×8 blocks: 128×128 would give each subgroup 64 results, so 64×64
+    assert.equal(sgmPlan([f16f32(8, 8, 8)], 32, 32, 131072, 1024).plan?.BM, 64);
+  });
+
+  it('no plan, with the reason, for what the kernel cannot use', () => {
+    assert.match(sgmPlan([], 32, 32, 49152, 1024).reason, /no subgroup-matrix configurations/);
+    assert.match(sgmPlan([f16f32(16, 16, 16)], 32, 64, 49152, 1024).reason, /subgroup size varies \(32–64\)/);
+    assert.match(sgmPlan([{ componentType: 'i8', resultComponentType: 'i32', M: 8, N: 8, K: 32 }], 32, 32, 49152, 1024).reason,
+      /no f16 → f32 configuration \(the adapter has i8→i32 8×8×32\)/);
+    assert.match(sgmPlan([f16f32(16, 16, 16)], 32, 32, 16384, 1024).reason, /tiles the kernel's 128×128 or 64×64 tiles in 16384 B/);
+    assert.match(sgmPlan([f16f32(16, 16, 16)], 128, 128, 49152, 256).reason, /4 subgroups of 128 exceed 256 invocations/);
+    // blocks that do not divide a subgroup's share of the tile
+    assert.equal(sgmPlan([f16f32(48, 16, 16)], 32, 32, 1 << 20, 1024).plan, null);
   });
 });

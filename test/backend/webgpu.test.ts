@@ -409,6 +409,67 @@ describe('webgpu kernels: matmul', opts, () => {
 });
 
 
+describe('webgpu kernels: matmul on subgroup matrices (tensor cores)', opts, () => {
+  const rng = new Rng(5);
+  /**
+   * f16 · f16 products on `be` against the CPU: every transpose, batched with a broadcast
+   * operand, accumulating, shapes that leave partial tiles and a partial k step; 16-bit
+   * outputs (pairs of columns) for x·Wᵀ. Returns the subgroup-matrix kernels compiled.
+   */
+  async function sgmCases(be: WebGpuBackend, log: (s: string) => void): Promise<string[]> {
+    const [batch, m, n, k] = [2, 37, 46, 41];
+    const f16In = (len: number): In => ({ dtype: 'f16', data: fromFloatArray(randn(rng, len), 'f16') });
+    for (const transA of [false, true]) {
+      for (const transB of [false, true]) {
+        const args = { batch, m, n, k, transA, transB, alpha: 0.5, beta: 1, strideA: m * k, strideB: 0 };
+        await close(`f16·f16 tA=${transA} tB=${transB}`, log, [f16In(batch * m * k), f16In(k * n)], [out(batch * m * n, randn(rng, batch * m * n))],
+          (bk, [x, y], [o]) => bk.matmul(x!, y!, o!, args), 1e-5, be);
+      }
+    }
+    for (const to of ['f16', 'bf16'] as const) {
+      const args = { batch: 1, m, n, k, transA: false, transB: true, alpha: 1, beta: 0, strideA: 0, strideB: 0 };
+      const res = await runBoth([f16In(m * k), f16In(n * k)], [{ dtype: to, numel: m * n }], (bk, [x, y], [o]) => bk.matmul(x!, y!, o!, args), be);
+      const [want, got] = res[0]!.map((h) => toFloatArray(h, to, 'f32'));
+      assertClose(got!, want!, (to === 'bf16' ? 2 ** -7 : 2 ** -10) + 1e-5, `f16·f16 → ${to}`, log);
+    }
+    return be.preparedKernels().filter((key) => key.startsWith('matmul-sgm:'));
+  }
+
+  it('the kernel\'s tiling, with the subgroup-matrix operations emulated in plain WGSL', async (t) => {
+    const be = await createWebGpuBackend({ poison: true, emulateSubgroupMatrix: true });
+    try {
+      t.diagnostic(be.describe());
+      if (!be.sgm) { t.skip(`no emulation here: ${be.subgroupMatrixNote}`); return; }
+      const kernels = await sgmCases(be, (s) => t.diagnostic(s));
+      assert.equal(kernels.length, 6, `one kernel per transpose and output dtype: ${kernels.join(', ')}`);
+      assert.ok(kernels.every((key) => key.endsWith(':emu')));
+    } finally {
+      be.destroy();
+    }
+  });
+
+  it('on the adapter\'s own subgroup matrices when it has them; otherwise f16 products stay on the tiled kernel, and the reason is given', async (t) => {
+    const be = await createWebGpuBackend({ poison: true, subgroupMatrix: true });
+    try {
+      t.diagnostic(be.describe());
+      if (be.sgm) {
+        const kernels = await sgmCases(be, (s) => t.diagnostic(s));
+        assert.equal(kernels.length, 6);
+        assert.ok(kernels.every((key) => !key.endsWith(':emu')));
+        return;
+      }
+      assert.match(be.describe(), /no subgroup-matrix matmul: \S/);
+      const args = { batch: 1, m: 9, n: 10, k: 11, transA: false, transB: true, alpha: 1, beta: 0, strideA: 0, strideB: 0 };
+      await close('f16·f16 without subgroup matrices', (s) => t.diagnostic(s), [{ dtype: 'f16', data: fromFloatArray(randn(rng, 99), 'f16') }, { dtype: 'f16', data: fromFloatArray(randn(rng, 110), 'f16') }],
+        [out(90)], (bk, [x, y], [o]) => bk.matmul(x!, y!, o!, args), be.hasF16 ? 5e-3 : 1e-5, be);
+      assert.ok(!be.preparedKernels().some((key) => key.startsWith('matmul-sgm:')), 'no subgroup-matrix kernel without the feature');
+      t.diagnostic(`the adapter's own subgroup matrices were not tested here: ${be.subgroupMatrixNote}`);
+    } finally {
+      be.destroy();
+    }
+  });
+});
+
 describe('webgpu kernels: normalisation, RoPE, embedding, loss, optimiser, NF4', opts, () => {
   const rng = new Rng(3);
 

@@ -9,6 +9,7 @@
  * names the limit, so automatic selection falls back to another backend.
  */
 import { LongLoraError } from '../../errors.js';
+import type { SubgroupMatrixConfig } from './kernels/matmul-sgm.js';
 
 /** Numeric WebGPU flags, so that no browser globals are needed (same values everywhere). */
 export const BufferUsage = {
@@ -40,6 +41,12 @@ export interface WebGpuOptions {
   powerPreference?: GPUPowerPreference;
   /** Ask for shader-f16 when the adapter has it (default true). */
   f16?: boolean;
+  /**
+   * Ask for subgroup matrices (tensor cores; Dawn's experimental
+   * `chromium-experimental-subgroup-matrix`) when the adapter has them. Default false. In
+   * Node this creates Dawn with `allow_unsafe_apis`, which experimental features need.
+   */
+  subgroupMatrix?: boolean;
 }
 
 export interface AdapterSummary {
@@ -54,7 +61,13 @@ export interface AdapterSummary {
 export interface AcquiredDevice {
   device: GPUDevice;
   adapter: AdapterSummary;
-  features: { f16: boolean; subgroups: boolean; timestamps: boolean };
+  features: {
+    f16: boolean; subgroups: boolean; timestamps: boolean;
+    /** The adapter's subgroup sizes, with the subgroups feature. */
+    subgroupSize: { min: number; max: number } | null;
+    /** Subgroup-matrix configurations, when they were asked for and the device has them. */
+    subgroupMatrix: SubgroupMatrixConfig[] | null;
+  };
   /** Keeps the Dawn instance alive as long as the device is used. */
   instance: unknown;
 }
@@ -94,7 +107,9 @@ export function describeAdapter(a: AdapterSummary): string {
 /** Requests an adapter and a device with raised limits; throws a LongLoraError naming what is missing. */
 export async function acquireDevice(opts: WebGpuOptions = {}): Promise<AcquiredDevice> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
-  const gpu = opts.gpu ?? nav?.gpu ?? await nodeGpu(opts.dawnFlags ?? []);
+  const flags = [...(opts.dawnFlags ?? [])];
+  if (opts.subgroupMatrix && !flags.some((f) => f.includes('allow_unsafe_apis'))) flags.push('enable-dawn-features=allow_unsafe_apis');
+  const gpu = opts.gpu ?? nav?.gpu ?? await nodeGpu(flags);
   const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
   if (!adapter) {
     throw new LongLoraError('webgpu: no GPU adapter found (no GPU driver, and no software Vulkan such as Mesa lavapipe ≥ 25). ' +
@@ -115,6 +130,14 @@ export async function acquireDevice(opts: WebGpuOptions = {}): Promise<AcquiredD
   if (f16) features.push('shader-f16');
   const subgroups = adapter.features.has('subgroups' as GPUFeatureName);
   if (subgroups) features.push('subgroups' as GPUFeatureName);
+  const info = adapter.info as GPUAdapterInfo & { subgroupMatrixConfigs?: SubgroupMatrixConfig[]; subgroupMinSize?: number; subgroupMaxSize?: number };
+  const subgroupSize = subgroups ? { min: info.subgroupMinSize ?? 0, max: info.subgroupMaxSize ?? 0 } : null;
+  const sgmFeature = 'chromium-experimental-subgroup-matrix' as GPUFeatureName;
+  let subgroupMatrix: SubgroupMatrixConfig[] | null = null;
+  if (opts.subgroupMatrix && subgroups && f16 && adapter.features.has(sgmFeature)) {
+    features.push(sgmFeature);
+    subgroupMatrix = [...(info.subgroupMatrixConfigs ?? [])].map((c) => ({ componentType: c.componentType, resultComponentType: c.resultComponentType, M: c.M, N: c.N, K: c.K }));
+  }
   const timestamps = adapter.features.has('timestamp-query');
   if (timestamps) features.push('timestamp-query');
   let device: GPUDevice;
@@ -123,5 +146,5 @@ export async function acquireDevice(opts: WebGpuOptions = {}): Promise<AcquiredD
   } catch (e) {
     throw new LongLoraError(`webgpu: adapter ${describeAdapter(summary)} refused a device (${e instanceof Error ? e.message : String(e)}). Use --backend wasm|cpu`);
   }
-  return { device, adapter: summary, features: { f16, subgroups, timestamps }, instance: gpu };
+  return { device, adapter: summary, features: { f16, subgroups, timestamps, subgroupSize, subgroupMatrix }, instance: gpu };
 }

@@ -34,6 +34,7 @@ import { argsBytes, buildModule, STATUS_BAD_TARGET, STATUS_BAD_TOKEN } from './w
 import * as ew from './kernels/elementwise.js';
 import * as nn from './kernels/nn.js';
 import { gemv, gemvApplies, matmul as matmulLaunches, TILE_LIGHT, type Tile } from './kernels/matmul.js';
+import { matmulSgm, sgmPlan, type SgmPlan } from './kernels/matmul-sgm.js';
 import type { AttentionTiles } from './kernels/attention.js';
 import * as attn from './kernels/attention.js';
 
@@ -76,6 +77,12 @@ export interface WebGpuBackendOptions extends WebGpuOptions {
    * every 16-bit operand to f32 copies around the kernels (storage16.ts), for comparisons.
    */
   native16?: boolean;
+  /**
+   * Tests: build the subgroup-matrix matmul with its operations written out in plain WGSL
+   * (kernels/matmul-sgm.ts), with 8×8×8 blocks, on any adapter with one subgroup size. It
+   * checks the kernel's tiling where the extension is missing; it is slow.
+   */
+  emulateSubgroupMatrix?: boolean;
 }
 
 const ARENA_BYTES = 1 << 18;
@@ -130,6 +137,13 @@ export class WebGpuBackend implements Backend {
   readonly limits: { maxBinding: number; maxBuffer: number; workgroupStorage: number };
   /** Kernel constants in use (see `WebGpuBackendOptions.profile`). */
   readonly profile: 'fast' | 'light';
+  /**
+   * The subgroup-matrix (tensor-core) matmul's plan, when the `subgroupMatrix` option was set
+   * and the device can run it; f16 · f16 matmuls then use it. `subgroupMatrixNote` says which
+   * blocks it uses, or why it is off.
+   */
+  readonly sgm: SgmPlan | null;
+  readonly subgroupMatrixNote: string;
 
   /** The GPU object (Dawn's instance in Node), held so it lives as long as the backend. */
   readonly instance: unknown;
@@ -181,6 +195,9 @@ export class WebGpuBackend implements Backend {
     this.tilesOverride = { ...(light ? { BK: 4, BQ2: 4 } : {}), ...opts.attentionTiles };
     this.matmulTile = opts.matmulTile ?? (light ? TILE_LIGHT : undefined);
     this.decodeKernels = opts.decodeKernels ?? true;
+    const sgm = planSubgroupMatrix(acq, opts, this.limits.workgroupStorage, lim.maxComputeInvocationsPerWorkgroup);
+    this.sgm = sgm.plan;
+    this.subgroupMatrixNote = sgm.reason;
     this.argsBuffer = this.device.createBuffer({ size: ARENA_BYTES, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST, label: 'args' });
     this.statusBuffer = this.device.createBuffer({
       size: STATUS_BYTES, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST, label: 'status',
@@ -201,7 +218,8 @@ export class WebGpuBackend implements Backend {
   /** Adapter, features and limits in one line (for logs). */
   describe(): string {
     return `${describeAdapter(this.adapter)}; shader-f16 ${this.hasF16 ? 'yes' : 'no'}; ` +
-      `max buffer binding ${fmtBytes(this.limits.maxBinding)}, workgroup memory ${this.limits.workgroupStorage} B; ${this.profile} kernels`;
+      `max buffer binding ${fmtBytes(this.limits.maxBinding)}, workgroup memory ${this.limits.workgroupStorage} B; ${this.profile} kernels` +
+      (this.sgm ? `; subgroup-matrix matmul: ${this.subgroupMatrixNote}` : this.subgroupMatrixNote ? `; no subgroup-matrix matmul: ${this.subgroupMatrixNote}` : '');
   }
 
   // ---- memory -----------------------------------------------------------------------
@@ -422,6 +440,7 @@ export class WebGpuBackend implements Backend {
     const f16 = this.hasF16 && ab.dtype === 'f16' && bb.dtype === 'f16';
     const launches = this.decodeKernels && gemvApplies(args, o.dtype, f16)
       ? gemv(args, ab.dtype, bb.dtype)
+      : f16 && this.sgm ? matmulSgm(args, this.sgm, o.dtype)
       : matmulLaunches(args, ab.dtype, bb.dtype, this.matmulTile, f16, o.dtype);
     for (const l of launches) this.launch(l, [ab, bb, o]);
   }
@@ -660,6 +679,20 @@ export class WebGpuBackend implements Backend {
 }
 
 /** Requests an adapter and device and returns the backend; throws a LongLoraError naming what is missing. */
+/** The subgroup-matrix plan for a device and options, or why there is none ('' when not asked for). */
+function planSubgroupMatrix(acq: AcquiredDevice, opts: WebGpuBackendOptions, storage: number, maxThreads: number): { plan: SgmPlan | null; reason: string } {
+  const { subgroupSize: size, subgroupMatrix: configs, f16 } = acq.features;
+  if (opts.emulateSubgroupMatrix) {
+    if (!size || !f16) return { plan: null, reason: 'emulation needs the subgroups and shader-f16 features' };
+    return sgmPlan([{ componentType: 'f16', resultComponentType: 'f32', M: 8, N: 8, K: 8 }], size.min, size.max, storage, maxThreads, true);
+  }
+  if (!opts.subgroupMatrix) return { plan: null, reason: '' };
+  if (!configs) {
+    return { plan: null, reason: 'the adapter does not offer chromium-experimental-subgroup-matrix' + (f16 && size ? '' : ' (it needs shader-f16 and subgroups)') };
+  }
+  return sgmPlan(configs, size!.min, size!.max, storage, maxThreads);
+}
+
 export async function createWebGpuBackend(opts: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
   return new WebGpuBackend(await acquireDevice(opts), opts);
 }

@@ -27,6 +27,8 @@ export interface KernelSpec {
   body: string;
   /** Needs `enable f16;` (the shader-f16 feature). */
   f16?: boolean;
+  /** Further directives (`enable ...;`, `diagnostic(...);`), placed before every declaration. */
+  header?: string;
   /** Binds the backend's status buffer as `status` (kernels that validate ids report there). */
   status?: boolean;
 }
@@ -74,6 +76,7 @@ export function buildModule(spec: KernelSpec): string {
   const fields = spec.fields.length > 0 ? spec.fields : [['pad_', 'u32'] as const];
   const lines: string[] = [];
   if (spec.f16) lines.push('enable f16;');
+  if (spec.header) lines.push(spec.header);
   lines.push(`struct Args {\n${fields.map(([n, t]) => `  ${n}: ${t},`).join('\n')}\n}`);
   lines.push('@group(0) @binding(0) var<uniform> a: Args;');
   spec.buffers.forEach((b, i) => {

@@ -14,7 +14,7 @@
 import type { MatmulArgs } from '../../backend.js';
 import type { DType } from '../../../tensor/dtype.js';
 import { InternalError } from '../../../errors.js';
-import type { KernelSpec, Launch } from '../wgsl.js';
+import type { BufferBinding, KernelSpec, Launch } from '../wgsl.js';
 import { MAX_GROUPS } from '../wgsl.js';
 import { spec } from './elementwise.js';
 import { accessors, fstore, loadExpr, words } from './operand.js';
@@ -52,13 +52,6 @@ export function matmul(g: MatmulArgs, aType: DType, bType: DType, tile: Tile = c
     const bBuf = f16Compute ? 'f16' : 'u32';
     const la = f16Compute ? 'fn LA(idx: u32) -> f16 { return A[idx]; }' : `fn LA(idx: u32) -> f32 { return ${loadExpr(sa, 'A', 'idx')}; }`;
     const lb = f16Compute ? 'fn LB(idx: u32) -> f16 { return B[idx]; }' : `fn LB(idx: u32) -> f32 { return ${loadExpr(sb, 'B', 'idx')}; }`;
-    // Tile element e → (row r | col c, kk), contiguous in global memory along the fastest index.
-    const loadA = g.transA
-      ? 'let r = e % BM; let kk = e / BM; let gi = oa + (k0 + kk) * a.m + m0 + r;'
-      : 'let r = e / BK; let kk = e % BK; let gi = oa + (m0 + r) * a.k + k0 + kk;';
-    const loadB = g.transB
-      ? 'let c = e / BK; let kk = e % BK; let gi = ob + (n0 + c) * a.k + k0 + kk;'
-      : 'let c = e % BN; let kk = e / BN; let gi = ob + (k0 + kk) * a.n + n0 + c;';
     const inner = f16Compute
       ? `    // Products in packed f16 (vec4 lanes over j) summed over this BK slice, then added to
     // the f32 accumulators. Explicitly zeroed: some drivers do not re-initialise a var
@@ -92,11 +85,7 @@ export function matmul(g: MatmulArgs, aType: DType, bType: DType, tile: Tile = c
     }`;
     return {
       f16: f16Compute,
-      buffers: [
-        { name: 'A', access: 'read', type: aBuf },
-        { name: 'B', access: 'read', type: bBuf },
-        words('o', 'rw'),
-      ],
+      buffers: matmulBuffers(aBuf, bBuf),
       fields: MATMUL_FIELDS,
       body: `const BM = ${BM}u;
 const BN = ${BN}u;
@@ -125,18 +114,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let oc = bt * a.m * a.n;
   var acc: array<f32, ${TM * TN}>;
   for (var k0 = 0u; k0 < a.k; k0 = k0 + BK) {
-    for (var e = li; e < BM * BK; e = e + NT) {
-      ${loadA}
-      var v = ${elem}(0);
-      if (m0 + r < a.m && k0 + kk < a.k) { v = LA(gi); }
-      As[kk * BM + r] = v;
-    }
-    for (var e = li; e < BN * BK; e = e + NT) {
-      ${loadB}
-      var v = ${elem}(0);
-      if (n0 + c < a.n && k0 + kk < a.k) { v = LB(gi); }
-      Bs[kk * BN + c] = v;
-    }
+${loadTiles(g, elem, 'LA(gi)', 'LB(gi)', 'kk * BM + r', 'kk * BN + c')}
     workgroupBarrier();
 ${inner}
     workgroupBarrier();
@@ -148,24 +126,73 @@ ${inner}
       let c = n0 + col(j);
       if (c >= a.n) { continue; }
       let idx = oc + r * a.n + c;
-      var v0 = a.alpha * acc[i * TN + j];
-      ${pairs ? `var v1 = a.alpha * acc[i * TN + j + 1u];
-      if (a.beta != 0.0) { v0 = v0 + a.beta * ld_o(idx); v1 = v1 + a.beta * ld_o(idx + 1u); }
-      put_o(idx, v0, v1, true);` : `if (a.beta != 0.0) { v0 = v0 + a.beta * ld_o(idx); }
-      put_o(idx, v0, 0.0, false);`}
+      ${storeOut(pairs, 'acc[i * TN + j]', 'acc[i * TN + j + 1u]')}
     }
   }
 }`,
     };
   });
+  return tileLaunches(g, s, BM, BN);
+}
+
+/**
+ * WGSL: the loops that load one BK step of op(A) and op(B) into workgroup tiles As and Bs
+ * (zero outside the matrices). Tile element e maps to its row r of op(A) (column c of
+ * op(B)), kk along k and global index gi so that consecutive e read consecutive addresses
+ * (along the contiguous axis of each transpose); `ld*` read element gi, `at*` place (r | c,
+ * kk) in the tile. Uses BM, BN, BK, NT, li, m0, n0, k0, oa, ob.
+ */
+export function loadTiles(g: { transA: boolean; transB: boolean }, elem: string, ldA: string, ldB: string, atA: string, atB: string): string {
+  const mapA = g.transA
+    ? 'let r = e % BM; let kk = e / BM; let gi = oa + (k0 + kk) * a.m + m0 + r;'
+    : 'let r = e / BK; let kk = e % BK; let gi = oa + (m0 + r) * a.k + k0 + kk;';
+  const mapB = g.transB
+    ? 'let c = e / BK; let kk = e % BK; let gi = ob + (n0 + c) * a.k + k0 + kk;'
+    : 'let c = e % BN; let kk = e / BN; let gi = ob + (k0 + kk) * a.n + n0 + c;';
+  return `    for (var e = li; e < BM * BK; e = e + NT) {
+      ${mapA}
+      var v = ${elem}(0);
+      if (m0 + r < a.m && k0 + kk < a.k) { v = ${ldA}; }
+      As[${atA}] = v;
+    }
+    for (var e = li; e < BN * BK; e = e + NT) {
+      ${mapB}
+      var v = ${elem}(0);
+      if (n0 + c < a.n && k0 + kk < a.k) { v = ${ldB}; }
+      Bs[${atB}] = v;
+    }`;
+}
+
+/**
+ * WGSL: writes result element idx (and idx + 1 for a 16-bit out, written as a pair) from the
+ * products `p0` (`p1`): alpha · p + beta · out. Needs the `o` accessors.
+ */
+export function storeOut(pairs: boolean, p0: string, p1: string): string {
+  return pairs
+    ? `var v0 = a.alpha * ${p0};
+      var v1 = a.alpha * ${p1};
+      if (a.beta != 0.0) { v0 = v0 + a.beta * ld_o(idx); v1 = v1 + a.beta * ld_o(idx + 1u); }
+      put_o(idx, v0, v1, true);`
+    : `var v0 = a.alpha * ${p0};
+      if (a.beta != 0.0) { v0 = v0 + a.beta * ld_o(idx); }
+      put_o(idx, v0, 0.0, false);`;
+}
+
+/** The launches of a kernel with BM×BN output tiles: one workgroup per tile, batches split by batchLaunches. */
+export function tileLaunches(g: MatmulArgs, s: KernelSpec, BM: number, BN: number): Launch[] {
   const gx = Math.ceil(g.n / BN);
   const gy = Math.ceil(g.m / BM);
-  if (gx > MAX_GROUPS || gy > MAX_GROUPS) throw new InternalError(`webgpu.matmul: ${g.m}×${g.n} is too large for one dispatch`);
+  if (gx > MAX_GROUPS || gy > MAX_GROUPS) throw new InternalError(`webgpu: a ${g.m}×${g.n} matmul is too large for one dispatch`);
   return batchLaunches(g, s, gx, gy);
 }
 
-/** The uniform fields of the matmul kernels (the tiled and the matrix-vector one). */
-const MATMUL_FIELDS = [['m', 'u32'], ['n', 'u32'], ['k', 'u32'], ['sa', 'u32'], ['sb', 'u32'], ['b0', 'u32'], ['alpha', 'f32'], ['beta', 'f32']] as const;
+/** The bindings of the matmul kernels: A and B as arrays of `aType` and `bType` elements, out as words. */
+export function matmulBuffers(aType: string, bType: string): BufferBinding[] {
+  return [{ name: 'A', access: 'read', type: aType }, { name: 'B', access: 'read', type: bType }, words('o', 'rw')];
+}
+
+/** The uniform fields of the matmul kernels (tiled, matrix-vector, subgroup-matrix). */
+export const MATMUL_FIELDS = [['m', 'u32'], ['n', 'u32'], ['k', 'u32'], ['sa', 'u32'], ['sb', 'u32'], ['b0', 'u32'], ['alpha', 'f32'], ['beta', 'f32']] as const;
 
 /** One launch per MAX_GROUPS batch entries (the grid's z), each told its first entry b0. */
 function batchLaunches(g: MatmulArgs, s: KernelSpec, gx: number, gy: number): Launch[] {
