@@ -2,31 +2,32 @@
  * The WebGPU benchmark, in one run (issue 7's "must show" list):
  *  1. matmul TFLOP/s: f32, 16-bit weights read directly (x f32 · W bf16ᵀ), and f16 compute
  *     (both operands f16, when the adapter has shader-f16); and, where the adapter offers
- *     Dawn's experimental subgroup matrices (tensor cores), f16 · f16 on them, checked
- *     against the CPU first (a failure there is printed and the rest runs on);
+ *     Dawn's experimental subgroup matrices (tensor cores), f16 · f16 on them, on a second
+ *     device checked against the CPU first;
  *  2. fused attention forward + backward at 4k / 16k / 32k tokens, dense causal and S²-Attn
  *     (segmented, G = N/4), with a ~1B Llama's attention shape (32 heads, 4 kv heads, D 64);
  *  3. training tokens/s of a ~1B-parameter Llama (TinyLlama-1.1B shape: 22 layers, hidden
  *     2048, MLP 5632, 32/4 heads, vocab 32000) at 8k and 16k tokens with S²-Attn, LongLoRA
  *     (LoRA r=8 on q,k,v,o + trainable embeddings and norms), activation checkpointing,
- *     AdamW — one sequence per step;
- *  1b. decoding: one row of x · Wᵀ (a 7B Llama's layer shapes) on the matrix-vector
- *     kernel against the tiled matmul, and one token's attention over a KV cache of 4k,
- *     16k and 32k on the decoding kernel against the general one (a second device with
- *     `decodeKernels: false`), as ms and their ratio;
+ *     AdamW — one sequence per step; and, when the tensor-core matmul passed its check, the
+ *     same step with an f16 base and f16 activations on it (its frozen projections run
+ *     there);
  *  4. when PyTorch with CUDA is importable (`python3 -c 'import torch'`), the same training
  *     step in PyTorch (bf16, scaled_dot_product_attention, bench/webgpu_torch.py) on the
- *     same GPU, and the ratio of tokens/s.
- * Every kernel is checked against the CPU reference on small shapes before it is timed.
+ *     same GPU, run before ours, and each of our variants' tokens/s against it;
+ *  5. decoding: one row of x · Wᵀ (a 7B Llama's layer shapes) on the matrix-vector
+ *     kernel against the tiled matmul, and one token's attention over a KV cache of 4k,
+ *     16k and 32k on the decoding kernel against the general one (a second device with
+ *     `decodeKernels: false`), as ms and their ratio.
+ * Every kernel is checked against the CPU reference on small shapes before it is timed. A
+ * part that fails (a kernel that does not compile or disagrees, an adapter limit) prints
+ * why and the run goes on with the next part; `--json` is rewritten after every part, so a
+ * run cut short keeps what it measured.
  *
  *   npm run build && node dist/bench/webgpu.js [--smoke] [--skip-train] [--skip-torch] [--json out.json]
- *     [--attn-lanes 1|2|4] [--profile fast|light] [--precision f32|bf16|f16[,...]] [--base-dtype f32|bf16]
+ *     [--attn-lanes 1|2|4] [--profile fast|light] [--precision f32|bf16|f16[,...]] [--base-dtype f32|bf16|f16]
  *     [--widened] [--train-model tinyllama|small] [--train-lengths 8192,16384] [--only-train] [--only-decode]
- *     [--subgroup-matrix] [--base-dtype f16] [--emulate-subgroup-matrix]
- *
- * `--subgroup-matrix` gives the whole run's backend the subgroup-matrix matmul (it takes the
- * f16 · f16 products: with `--precision f16 --base-dtype f16`, the training step's frozen
- * projections).
+ *     [--skip-tensor-cores] [--emulate-subgroup-matrix]
  *
  * The training step defaults to what PyTorch runs beside it: a bf16 frozen base, bf16
  * activations (`--precision`), f32 trainable weights. Several precisions are run one after
@@ -71,7 +72,7 @@ const { values: flags } = parseArgs({
     'train-lengths': { type: 'string' },
     'only-train': { type: 'boolean', default: false },
     'only-decode': { type: 'boolean', default: false },
-    'subgroup-matrix': { type: 'boolean', default: false },
+    'skip-tensor-cores': { type: 'boolean', default: false },
     'emulate-subgroup-matrix': { type: 'boolean', default: false },
   },
 });
@@ -79,18 +80,33 @@ const SMOKE = flags.smoke!;
 const PRECISION_LIST = flags.precision!.split(',') as Precision[];
 for (const p of PRECISION_LIST) if (!PRECISIONS.includes(p)) throw new Error(`--precision: ${p} is not one of ${PRECISIONS.join(', ')}`);
 if (!['tinyllama', 'small'].includes(flags['train-model']!)) throw new Error('--train-model must be tinyllama or small');
-const BASE_DTYPE = flags['base-dtype'] as 'f32' | 'bf16' | 'f16';
+type BaseDType = 'f32' | 'bf16' | 'f16';
+const BASE_DTYPE = flags['base-dtype'] as BaseDType;
 if (!['f32', 'bf16', 'f16'].includes(BASE_DTYPE)) throw new Error('--base-dtype must be f32, bf16 or f16');
 const results: Record<string, unknown> = {};
+const failures: Record<string, string> = {};
+const started = performance.now();
+
+/** Runs one part of the benchmark; a failure is printed and recorded, and the run goes on. */
+async function part(name: string, fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    failures[name] = msg;
+    console.log(`\n${name} FAILED: ${msg}`);
+  }
+  console.log(`  [${name} done, ${((performance.now() - started) / 1000).toFixed(0)} s into the run]`);
+  if (Object.keys(failures).length > 0) results.failures = failures;
+  if (flags.json) fs.writeFileSync(flags.json, `${JSON.stringify(results, null, 2)}\n`);
+}
 
 // Registered and made current: the training step creates its id tensors on the current backend.
 const backendOptions = {
   attentionTiles: { W: Number(flags['attn-lanes']) },
   ...(flags.profile ? { profile: flags.profile as 'fast' | 'light' } : {}),
 };
-// --emulate-subgroup-matrix (with --smoke on a software adapter): the subgroup-matrix code paths of this script, on the kernel's plain-WGSL form.
-const sgmOptions = { subgroupMatrix: true, emulateSubgroupMatrix: flags['emulate-subgroup-matrix'] };
-const gpu = await createWebGpuBackend({ ...backendOptions, ...(flags['subgroup-matrix'] ? sgmOptions : {}) });
+const gpu = await createWebGpuBackend(backendOptions);
 registerBackend('webgpu-bench', -1, () => gpu);
 await setBackend('webgpu-bench');
 console.log(`device: ${gpu.describe()}`);
@@ -157,37 +173,49 @@ async function checkMatmul(be: WebGpuBackend, dtype: 'f32' | 'f16' = 'f32'): Pro
   for (const b of [xg, wg, og]) be.free(b);
 }
 
+let tensorCores: Promise<WebGpuBackend | null> | null = null;
+
 /**
- * A backend with subgroup-matrix (tensor-core) matmuls, checked against the CPU, or null
- * with the reason printed: the rest of the benchmark runs whatever happens here.
+ * A second device with the subgroup-matrix (tensor-core) matmul, checked against the CPU,
+ * or null with the reason printed (also with --skip-tensor-cores). Made once; registered as
+ * 'webgpu-bench-tc' for the training step. --emulate-subgroup-matrix (with --smoke on a
+ * software adapter) runs the kernel's plain-WGSL form through the same paths.
  */
-async function subgroupMatrixBackend(): Promise<WebGpuBackend | null> {
-  let be: WebGpuBackend | null = null;
-  try {
-    be = gpu.sgm ? gpu : await createWebGpuBackend({ ...backendOptions, ...sgmOptions });
-    if (!be.sgm) {
-      console.log(`  (no subgroup-matrix matmul: ${be.subgroupMatrixNote})`);
-      if (be !== gpu) be.destroy();
+function tensorCoreBackend(): Promise<WebGpuBackend | null> {
+  tensorCores ??= (async () => {
+    if (flags['skip-tensor-cores']) return null;
+    let be: WebGpuBackend | null = null;
+    try {
+      be = await createWebGpuBackend({ ...backendOptions, subgroupMatrix: true, emulateSubgroupMatrix: flags['emulate-subgroup-matrix'] });
+      if (!be.sgm) {
+        console.log(`  (no subgroup-matrix matmul: ${be.subgroupMatrixNote})`);
+        be.destroy();
+        return null;
+      }
+      console.log(`  (subgroup-matrix matmul: ${be.subgroupMatrixNote})`);
+      await checkMatmul(be, 'f16');
+      const tc = be;
+      registerBackend('webgpu-bench-tc', -1, () => tc);
+      return be;
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      failures['tensor cores'] = msg;
+      console.log(`  subgroup-matrix matmul failed: ${msg}`);
+      be?.destroy();
       return null;
     }
-    console.log(`  (subgroup-matrix matmul: ${be.subgroupMatrixNote})`);
-    await checkMatmul(be, 'f16');
-    return be;
-  } catch (e) {
-    console.log(`  subgroup-matrix matmul failed: ${e instanceof Error ? e.message : String(e)}`);
-    if (be && be !== gpu) be.destroy();
-    return null;
-  }
+  })();
+  return tensorCores;
 }
 
 async function benchMatmul(): Promise<void> {
-  // The tiled kernels' rows run on a backend without subgroup matrices (when --subgroup-matrix gave `gpu` them).
-  const plain = gpu.sgm ? await createWebGpuBackend(backendOptions) : gpu;
+  const plain = gpu;
   await checkMatmul(plain);
   const sizes = SMOKE ? [256] : [2048, 4096, 8192];
   console.log('\nmatmul (m = n = k, x · Wᵀ)      size    ms      TFLOP/s');
-  const tc = await subgroupMatrixBackend();
+  const tc = await tensorCoreBackend();
   const rows: Array<Record<string, unknown>> = [];
+  results.matmul = rows;
   for (const s of sizes) {
     const args: MatmulArgs = { batch: 1, m: s, n: s, k: s, transA: false, transB: true, alpha: 1, beta: 0, strideA: 0, strideB: 0 };
     const x32 = randomF32(s * s);
@@ -207,9 +235,6 @@ async function benchMatmul(): Promise<void> {
       for (const buf of [a, b, o]) be.free(buf);
     }
   }
-  results.matmul = rows;
-  if (tc && tc !== gpu) tc.destroy();
-  if (plain !== gpu) plain.destroy();
 }
 
 /** m = 1 row of x · Wᵀ (decoding) on the matrix-vector kernel and on the tiled one, in one run. */
@@ -220,6 +245,7 @@ async function benchDecode(): Promise<void> {
     : [['q/o proj (4096 × 4096)', 4096, 4096], ['MLP up (11008 × 4096)', 11008, 4096], ['MLP down (4096 × 11008)', 4096, 11008], ['lm head (32000 × 4096)', 32000, 4096]];
   console.log('\ndecoding matmul (m = 1, x · Wᵀ)    W          tiled ms  matrix-vector ms  ratio   matrix-vector GB/s of W');
   const rows: Array<Record<string, unknown>> = [];
+  results.decode = rows;
   for (const [name, n, k] of shapes) {
     const args: MatmulArgs = { batch: 1, m: 1, n, k, transA: false, transB: true, alpha: 1, beta: 0, strideA: 0, strideB: 0 };
     const x32 = randomF32(k);
@@ -265,7 +291,6 @@ async function benchDecode(): Promise<void> {
     console.log(`  ${''.padEnd(50)} ${String(N).padStart(6)}  ${(sec[0]! * 1e3).toFixed(2).padStart(10)}  ${(sec[1]! * 1e3).toFixed(2).padStart(11)}  ${(sec[0]! / sec[1]!).toFixed(1).padStart(5)}×`);
     rows.push({ attention: 'decode', N, generalMs: sec[0]! * 1e3, decodeMs: sec[1]! * 1e3, speedup: sec[0]! / sec[1]! });
   }
-  results.decode = rows;
   tiled.destroy();
 }
 
@@ -297,6 +322,7 @@ async function benchAttention(): Promise<void> {
   const lengths = SMOKE ? [256] : [4096, 16384, 32768];
   console.log(`\nattention fwd + bwd (B 1, H ${H}, Hkv ${Hkv}, D ${D})   N      fwd ms   bwd ms   total ms`);
   const rows: Array<Record<string, unknown>> = [];
+  results.attention = rows;
   for (const N of lengths) {
     const masks: Array<[string, AttentionMask]> = [['dense causal', { kind: 'causal' }], ['S² segmented G=N/4', { kind: 's2', form: 'segmented', group: N / 4 }]];
     for (const [name, mask] of masks) {
@@ -312,7 +338,6 @@ async function benchAttention(): Promise<void> {
       for (const b of [q, k, v, g, o, l, dq, dk, dv]) gpu.free(b);
     }
   }
-  results.attention = rows;
 }
 
 // ---- 3. training ----------------------------------------------------------------------
@@ -333,14 +358,18 @@ function paramCount(c: LlamaConfig): number {
 /** 4 layers, hidden 256: the step's memory, measurable on a software adapter in seconds per step. */
 const SMALL_MODEL = { ...TINYLLAMA, vocab_size: 4096, hidden_size: 256, intermediate_size: 768, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2 };
 
-interface Variant { precision: Precision; widened: boolean }
+/** One training configuration: activations, frozen base, and the device it runs on. */
+interface Variant { precision: Precision; base: BaseDType; widened: boolean; tensorCores: boolean }
 interface StepFigures { N: number; seconds: number; tokensPerSecond: number; peakBytes: number; aboveWeights: number; loss: number }
 
+function variantName(v: Variant): string {
+  return `${v.precision}${v.base === BASE_DTYPE ? '' : ` (${v.base} base)`}${v.widened ? ' widened' : ''}${v.tensorCores ? ' tensor cores' : ''}`;
+}
+
 /** Median-timed LongLoRA steps of `config` at each length on `be`, after a warm-up step that compiles every pipeline. */
-async function trainVariant(be: WebGpuBackend, config: LlamaConfig, lengths: number[], v: Variant): Promise<StepFigures[]> {
-  const { model, runtime } = longloraBenchModel(config, { backend: be, dtype: BASE_DTYPE });
+async function trainVariant(be: WebGpuBackend, config: LlamaConfig, lengths: number[], v: Variant, report: (f: StepFigures) => void): Promise<void> {
+  const { model, runtime } = longloraBenchModel(config, { backend: be, dtype: v.base });
   const opt = benchOptimizer(model);
-  const out: StepFigures[] = [];
   try {
     for (const N of lengths) {
       const ids = Int32Array.from({ length: N }, (_, i) => (i * 7919 + 13) % config.vocabSize);
@@ -349,28 +378,39 @@ async function trainVariant(be: WebGpuBackend, config: LlamaConfig, lengths: num
       await trainStep(model, opt, [{ ids, B: 1, N }], 2e-5, opts); // warm-up: compiles every pipeline
       const steps = SMOKE || be.adapter.software ? 1 : 3; // a software adapter's timings mean nothing
       const m = await measureSteps(be, model, opt, ids, opts, steps);
-      out.push({ N, tokensPerSecond: N / m.seconds, ...m });
+      report({ N, tokensPerSecond: N / m.seconds, ...m });
     }
   } finally {
     zeroGrad(model.parameters());
     opt.dispose();
     model.dispose();
   }
-  return out;
 }
 
-async function benchTraining(): Promise<Array<{ N: number; tokensPerSecond: number }>> {
-  const config = parseLlamaConfig(SMOKE ? SMOKE_MODEL : flags['train-model'] === 'small' ? SMALL_MODEL : TINYLLAMA, 'bench');
-  const lengths = flags['train-lengths'] ? flags['train-lengths'].split(',').map(Number) : SMOKE ? [128] : [8192, 16384];
-  const variants: Variant[] = PRECISION_LIST.flatMap((precision) => [
-    { precision, widened: false }, ...(flags.widened && precision !== 'f32' ? [{ precision, widened: true }] : []),
-  ]);
-  const name = (v: Variant): string => `${v.precision}${v.widened ? ' widened' : ''}`;
-  console.log(`\ntraining: Llama ${(paramCount(config) / 1e9).toFixed(2)}B (${config.numLayers} layers, hidden ${config.hiddenSize}), LongLoRA (LoRA r=8 q,k,v,o + embed + norm), S² segmented G=N/4, checkpointing, AdamW, 1 sequence per step; ` +
-    `frozen base in ${BASE_DTYPE}, activations in ${variants.map(name).join(' / ')}, trainable weights f32` +
-    (variants.length > 1 ? `; ratios against ${name(variants[0]!)} in this run` : ''));
-  console.log('  act.           N        step s   tokens/s   peak GiB   above weights MiB   loss');
+/** Each variant's figures (in run order; a failed variant prints why and is left out). */
+const TRAIN_LENGTHS = flags['train-lengths'] ? flags['train-lengths'].split(',').map(Number) : SMOKE ? [128] : [8192, 16384];
+
+/**
+ * Each variant's figures (in run order; a failed variant prints why and is left out), with
+ * its tokens/s against PyTorch's at the same length where `torch` has it.
+ */
+async function benchTraining(torch: Map<number, number>): Promise<void> {
   const rows: Record<string, StepFigures[]> = {};
+  results.training = rows;
+  if (torch.size) results.vsTorch = {};
+  const config = parseLlamaConfig(SMOKE ? SMOKE_MODEL : flags['train-model'] === 'small' ? SMALL_MODEL : TINYLLAMA, 'bench');
+  const lengths = TRAIN_LENGTHS;
+  const variants: Variant[] = PRECISION_LIST.flatMap((precision) => [
+    { precision, base: BASE_DTYPE, widened: false, tensorCores: false },
+    ...(flags.widened && precision !== 'f32' ? [{ precision, base: BASE_DTYPE, widened: true, tensorCores: false }] : []),
+  ]);
+  // Tensor cores take f16 · f16 products only: an f16 base and f16 activations (with loss scaling).
+  const tc = await tensorCoreBackend();
+  if (tc) variants.push({ precision: 'f16', base: 'f16', widened: false, tensorCores: true });
+  console.log(`\ntraining: Llama ${(paramCount(config) / 1e9).toFixed(2)}B (${config.numLayers} layers, hidden ${config.hiddenSize}), LongLoRA (LoRA r=8 q,k,v,o + embed + norm), S² segmented G=N/4, checkpointing, AdamW, 1 sequence per step; ` +
+    `frozen base in ${BASE_DTYPE} unless named, activations in ${variants.map(variantName).join(' / ')}, trainable weights f32` +
+    (variants.length > 1 ? `; ratios against ${variantName(variants[0]!)} in this run` : ''));
+  console.log(`  variant                        N        step s   tokens/s   peak GiB   above weights MiB   loss${torch.size ? '     × PyTorch' : ''}`);
   // Widened variants run on a second device whose kernels do not touch 16-bit operands.
   let widened: WebGpuBackend | null = null;
   for (const v of variants) {
@@ -379,23 +419,30 @@ async function benchTraining(): Promise<Array<{ N: number; tokensPerSecond: numb
       registerBackend('webgpu-bench-widened', -1, () => w);
       widened = w;
     }
-    const be = v.widened ? widened! : gpu;
-    await setBackend(v.widened ? 'webgpu-bench-widened' : 'webgpu-bench'); // the step makes its id tensors there
+    const [be, registered] = v.widened ? [widened!, 'webgpu-bench-widened'] : v.tensorCores ? [tc!, 'webgpu-bench-tc'] : [gpu, 'webgpu-bench'];
+    await setBackend(registered); // the step makes its id tensors there
+    const figs: StepFigures[] = [];
     try {
-      const figs = await trainVariant(be, config, lengths, v);
-      rows[name(v)] = figs;
-      const first = rows[name(variants[0]!)]!;
-      for (const [i, f] of figs.entries()) {
-        const ratio = v === variants[0] ? '' : `   vs ${name(variants[0]!)}: memory above weights ${(f.aboveWeights / first[i]!.aboveWeights).toFixed(2)}×, tokens/s ${(f.tokensPerSecond / first[i]!.tokensPerSecond).toFixed(2)}×`;
-        console.log(`  ${name(v).padEnd(13)} ${String(f.N).padEnd(7)} ${f.seconds.toFixed(3).padStart(7)}  ${f.tokensPerSecond.toFixed(0).padStart(9)}  ${(f.peakBytes / 2 ** 30).toFixed(2).padStart(8)}   ${(f.aboveWeights / 2 ** 20).toFixed(1).padStart(17)}   ${f.loss.toFixed(4)}${ratio}`);
-      }
+      await trainVariant(be, config, lengths, v, (f) => {
+        if (figs.length === 0) rows[variantName(v)] = figs;
+        figs.push(f);
+        const first = rows[variantName(variants[0]!)]?.find((r) => r.N === f.N);
+        const ratio = v === variants[0] || !first ? '' : `   vs ${variantName(variants[0]!)}: memory above weights ${(f.aboveWeights / first.aboveWeights).toFixed(2)}×, tokens/s ${(f.tokensPerSecond / first.tokensPerSecond).toFixed(2)}×`;
+        const pt = torch.get(f.N);
+        const vsTorch = pt ? `${(f.tokensPerSecond / pt).toFixed(3).padStart(10)}×` : '';
+        console.log(`  ${variantName(v).padEnd(30)} ${String(f.N).padEnd(7)} ${f.seconds.toFixed(3).padStart(7)}  ${f.tokensPerSecond.toFixed(0).padStart(9)}  ${(f.peakBytes / 2 ** 30).toFixed(2).padStart(8)}   ${(f.aboveWeights / 2 ** 20).toFixed(1).padStart(17)}   ${f.loss.toFixed(4)}${vsTorch}${ratio}`);
+        if (pt) (results.vsTorch as Record<string, number>)[`${variantName(v)} @ ${f.N}`] = f.tokensPerSecond / pt;
+        if (flags.json) fs.writeFileSync(flags.json, `${JSON.stringify(results, null, 2)}\n`);
+      });
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      failures[`training ${variantName(v)}`] = msg;
+      console.log(`  ${variantName(v).padEnd(30)} FAILED: ${msg}`);
     } finally {
       await setBackend('webgpu-bench');
     }
   }
   widened?.destroy();
-  results.training = rows;
-  return rows[name(variants[0]!)]!.map((f) => ({ N: f.N, tokensPerSecond: f.tokensPerSecond }));
 }
 
 // ---- 4. PyTorch -----------------------------------------------------------------------
@@ -413,35 +460,47 @@ function findTorch(): string | null {
   return null;
 }
 
-function benchTorch(ours: Array<{ N: number; tokensPerSecond: number }>): void {
+/**
+ * The same step in PyTorch at each training length (run before ours, so that each of our
+ * rows can print its ratio as it is measured): tokens/s by N into `out`.
+ */
+async function benchTorch(out: Map<number, number>): Promise<void> {
   const script = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'webgpu_torch.py');
   const py = findTorch();
   if (!py) {
     console.log(`\nno PyTorch${SMOKE ? '' : ' with CUDA'} importable (tried $LONGLORA_PYTHON, python3, /usr/bin/python3): no PyTorch comparison.`);
     return;
   }
-  console.log(`\nPyTorch (${py}), same model and step (bf16 autocast, SDPA attention, S² by the official roll over groups, checkpointing, fused AdamW):`);
+  console.log(`\nPyTorch (${py}), the training step below (bf16 autocast, SDPA attention, S² by the official roll over groups, checkpointing, fused AdamW):`);
   const rows: Array<Record<string, unknown>> = [];
-  for (const { N, tokensPerSecond } of ours) {
+  results.torch = rows;
+  for (const N of TRAIN_LENGTHS) {
     const argv = [script, '--seq', String(N), ...(SMOKE ? ['--smoke', '--steps', '1'] : [])];
     const json = JSON.parse(execFileSync(py, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim().split('\n').pop()!) as { tokens_per_second: number; device: string };
-    const ratio = tokensPerSecond / json.tokens_per_second;
-    console.log(`  N ${N}: PyTorch ${json.tokens_per_second.toFixed(0)} tokens/s on ${json.device}; WebGPU / PyTorch = ${ratio.toFixed(3)}×`);
-    rows.push({ N, torchTokensPerSecond: json.tokens_per_second, ratio });
+    console.log(`  N ${N}: ${json.tokens_per_second.toFixed(0)} tokens/s on ${json.device}`);
+    rows.push({ N, torchTokensPerSecond: json.tokens_per_second, device: json.device });
+    out.set(N, json.tokens_per_second);
   }
-  results.torch = rows;
 }
 
+// The parts in the order of what matters most, should a run be cut short: the kernels, the
+// training step against PyTorch, then decoding.
 const onlyDecode = flags['only-decode']!;
-if (!flags['only-train']) {
-  if (!onlyDecode) await benchMatmul();
-  await benchDecode();
-  if (!onlyDecode) await benchAttention();
+if (!flags['only-train'] && !onlyDecode) {
+  await part('matmul', benchMatmul);
+  await part('attention', benchAttention);
 }
 if (!flags['skip-train'] && !onlyDecode) {
-  const ours = await benchTraining();
+  const torch = new Map<number, number>();
   // PyTorch runs the TinyLlama shape (bench/webgpu_torch.py) with bf16 activations.
-  if (!flags['skip-torch'] && flags['train-model'] === 'tinyllama') benchTorch(ours);
+  if (!flags['skip-torch'] && flags['train-model'] === 'tinyllama') await part('PyTorch', () => benchTorch(torch));
+  await part('training', () => benchTraining(torch));
 }
-if (flags.json) fs.writeFileSync(flags.json, `${JSON.stringify(results, null, 2)}\n`);
+if (!flags['only-train']) await part('decoding', benchDecode);
+// tensorCores is set inside tensorCoreBackend(), which TypeScript's narrowing does not follow here.
+(await (tensorCores as Promise<WebGpuBackend | null> | null))?.destroy();
 gpu.destroy();
+if (Object.keys(failures).length > 0) {
+  console.log(`\n${Object.keys(failures).length} part(s) failed: ${Object.keys(failures).join(', ')}`);
+  process.exitCode = 1;
+}

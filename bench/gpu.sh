@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The WebGPU figures on a GPU machine in one go, for a machine that is held for minutes:
+#   1. the machine and what its WebGPU adapter offers (bench/adapter.ts);
+#   2. the subgroup-matrix (tensor-core) tests on this GPU, then every WebGPU kernel test
+#      (against the CPU reference) on it;
+#   3. the benchmark, bench/webgpu.ts: matmul, attention, PyTorch's training step, ours
+#      (bf16, and f16 on tensor cores where the adapter has them), decoding.
+# Each step runs under its own time limit, and a step that fails does not stop the next.
+# Everything is logged to OUTDIR/gpu.log, and the benchmark's figures to
+# OUTDIR/webgpu.json, which is rewritten after each of its parts (a run cut short keeps
+# what it measured). Extra arguments go to the benchmark.
+#
+#   npm run build && bash bench/gpu.sh OUTDIR [bench options]
+#
+# Needs node (>= 20) on PATH, the built project with its `webgpu` package, and a Vulkan
+# driver for the GPU; for the comparison, a Python with a CUDA PyTorch ($LONGLORA_PYTHON or
+# python3). Limits in seconds: GPU_TEST_SECONDS (default 120, the tests together),
+# GPU_BENCH_SECONDS (default 390): with the start-up, within 10 minutes.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:?usage: bash bench/gpu.sh OUTDIR [bench options]}
+shift
+mkdir -p "$out"
+[[ -f dist/bench/webgpu.js ]] || { echo "dist/ is missing: run npm run build first" >&2; exit 2; }
+
+step() { printf '\n== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
+ran() { local rc=$1; [[ $rc == 124 ]] && echo "   (stopped at its time limit)"; [[ $rc != 0 ]] && status=1; return 0; }
+status=0
+tests=${GPU_TEST_SECONDS:-120}
+exec > >(grep --line-buffered -v -e 'artificially reduced from' -e '# test name does not match pattern' | tee "$out/gpu.log") 2>&1
+log=$!
+step machine
+date -u
+uname -srm
+echo "node $(node --version)"
+if command -v nvidia-smi >/dev/null; then nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader; fi
+
+step "WebGPU adapter"
+timeout 60 node dist/bench/adapter.js; ran $?
+
+step "subgroup-matrix tests on this GPU"
+t0=$SECONDS
+timeout "$tests" node --test --test-reporter=spec --test-name-pattern='subgroup' dist/test/backend/webgpu.test.js; ran $?
+
+step "WebGPU kernel tests on this GPU"
+left=$(( tests - (SECONDS - t0) ))
+(( left < 30 )) && left=30
+timeout "$left" node --test --test-reporter=dot dist/test/backend/webgpu.test.js dist/test/backend/webgpu-select.test.js; ran $?
+
+step benchmark
+timeout "${GPU_BENCH_SECONDS:-390}" node dist/bench/webgpu.js --json "$out/webgpu.json" "$@"; ran $?
+
+step "done, exit status $status"
+exec >&- 2>&-
+wait "$log"
+exit "$status"
