@@ -6,26 +6,45 @@
 import type { Backend } from './backend.js';
 import { CpuBackend } from './cpu/cpu.js';
 import { LongLoraError } from '../errors.js';
+import type { WebGpuBackendOptions } from './webgpu/webgpu.js';
 
 interface Entry {
   /** Higher is preferred by `autoBackend`. */
   priority: number;
-  create: () => Backend | Promise<Backend>;
+  create: (options: BackendOptions) => Backend | Promise<Backend>;
+  /** What `configureBackend` gave; the factory is called with it. */
+  options: BackendOptions;
   instance?: Backend;
 }
 
+/** Options a backend's factory takes (for webgpu: `WebGpuOptions`, e.g. `{ subgroupMatrix: true }`). */
+export type BackendOptions = Readonly<Record<string, unknown>>;
+
 const entries = new Map<string, Entry>();
 const cpu = new CpuBackend();
-entries.set('cpu', { priority: 0, create: () => cpu, instance: cpu });
+entries.set('cpu', { priority: 0, create: () => cpu, options: {}, instance: cpu });
 let current: Backend = cpu;
 
-export function registerBackend(name: string, priority: number, create: () => Backend | Promise<Backend>): void {
-  entries.set(name, { priority, create });
+export function registerBackend(name: string, priority: number, create: (options: BackendOptions) => Backend | Promise<Backend>): void {
+  entries.set(name, { priority, create, options: {} });
+}
+
+/**
+ * Sets the options the named backend is created with. Call it before the backend is first
+ * used; if it already exists with other options, later `getBackend` calls create a new one
+ * (tensors already made on the old one stay there).
+ */
+export function configureBackend(name: string, options: BackendOptions): void {
+  const e = entries.get(name);
+  if (!e) throw new LongLoraError(`unknown backend '${name}'. Available: ${backendNames().join(', ')}.`);
+  if (JSON.stringify(options) === JSON.stringify(e.options)) return;
+  e.options = { ...options };
+  if (e.instance && name !== 'cpu') e.instance = undefined;
 }
 
 // WebGPU (Dawn's `webgpu` package in Node, navigator.gpu in browsers): imported only when
 // first asked for, so machines without the package or a GPU load everything else.
-registerBackend('webgpu', 20, async () => (await import('./webgpu/webgpu.js')).createWebGpuBackend());
+registerBackend('webgpu', 20, async (options) => (await import('./webgpu/webgpu.js')).createWebGpuBackend(options as WebGpuBackendOptions));
 
 // WebAssembly SIMD kernels on every core (src/backend/wasm/): preferred over the CPU
 // reference backend; fails to initialise, with a message, where the engine lacks Wasm
@@ -42,7 +61,7 @@ export async function getBackend(name: string): Promise<Backend> {
   if (!e) {
     throw new LongLoraError(`unknown backend '${name}'. Available: ${backendNames().join(', ')}.`);
   }
-  e.instance ??= await e.create();
+  e.instance ??= await e.create(e.options);
   return e.instance;
 }
 

@@ -76,10 +76,11 @@ export const TRAIN_FIELDS = {
   saveEvery: { kind: 'int', default: 100, min: 1, help: 'write a checkpoint every N steps', resumable: true },
   keepCheckpoints: { kind: 'int', default: 2, min: 1, help: 'checkpoints kept in the run folder', resumable: true },
   logEvery: { kind: 'int', default: 1, min: 1, help: 'write metrics every N steps', resumable: true },
-  dtype: { kind: 'enum', values: ['f32', 'bf16'], default: 'f32', help: 'storage of the frozen base weights' },
+  dtype: { kind: 'enum', values: ['f32', 'bf16', 'f16'], default: 'f32', help: 'storage of the frozen base weights (bf16 keeps f32\'s range; f16 is what tensor cores take)' },
   precision: { kind: 'enum', values: PRECISIONS, default: 'f32', help: 'storage of activations: bf16 or f16 halve what the backward pass keeps (compute stays f32; f16 adds dynamic loss scaling)' },
   quantize: { kind: 'enum', values: ['none', 'nf4'], default: 'none', help: 'store the base linear layers (q,k,v,o,gate,up,down) in 4-bit NF4 with double quantisation (QLoRA)' },
   backend: { kind: 'string', default: 'auto', help: 'compute backend (auto, cpu, ...)', resumable: true },
+  tensorCores: { kind: 'bool', default: false, resumable: true, help: 'webgpu: run f16 · f16 matmuls on the GPU\'s tensor cores (experimental: Dawn\'s subgroup matrices); used with dtype f16 and precision f16' },
 } as const satisfies Record<string, Field>;
 
 export type TrainKey = keyof typeof TRAIN_FIELDS;
@@ -133,10 +134,11 @@ export interface TrainConfig {
   saveEvery: number;
   keepCheckpoints: number;
   logEvery: number;
-  dtype: 'f32' | 'bf16';
+  dtype: 'f32' | 'bf16' | 'f16';
   precision: Precision;
   quantize: 'none' | 'nf4';
   backend: string;
+  tensorCores: boolean;
 }
 
 const FIELDS = TRAIN_FIELDS as Record<string, Field>;

@@ -125,6 +125,19 @@ describe('loadLlama: damaged checkpoints', () => {
     await loadFails(t, dir, [path.join(dir, 'model.safetensors'), '"lm_head.weight"', 'tie_word_embeddings is false']);
   });
 
+  it('a weight beyond f16\'s range, loaded as f16 (it would become inf); as bf16 it loads', async (t) => {
+    const dir = copyFixture();
+    const name = 'model.layers.1.mlp.down_proj.weight';
+    rewriteTensors(dir, (es) => es.map((e) => {
+      if (e.name !== name) return e;
+      const data = Float32Array.from(e.data as Float32Array);
+      data[5] = 70000;
+      return { ...e, data };
+    }));
+    await loadFails(t, dir, [path.join(dir, 'model.safetensors'), `'${name}'`, 'beyond f16\'s range (±65504)', 'dtype bf16'], { dtype: 'f16' });
+    (await loadLlama(dir, { dtype: 'bf16' })).dispose();
+  });
+
   it('a shape that disagrees with config.json', async (t) => {
     const dir = copyFixture();
     const config = editConfig(dir, (j) => { j.num_key_value_heads = 4; });

@@ -15,7 +15,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fs from 'node:fs';
 import path from 'node:path';
-import { setBackend } from '../../src/backend/registry.js';
+import { registerBackend, setBackend } from '../../src/backend/registry.js';
+import { createWebGpuBackend, type WebGpuBackend } from '../../src/backend/webgpu/webgpu.js';
+import { applyLora, setTrainable } from '../../src/lora/inject.js';
 import { LongLoraError } from '../../src/errors.js';
 import type { Precision } from '../../src/models/llama/model.js';
 import { backward, noGrad, zeroGrad } from '../../src/tensor/autograd.js';
@@ -86,6 +88,64 @@ describe('mixed precision: the model', () => {
     }
   }
 
+  it('LongLoRA on an f16 base with f16 activations on the subgroup-matrix matmul (emulated where the adapter lacks it): logits within K·u and every gradient within 2K·u of the CPU', async (t) => {
+    let gpu: WebGpuBackend;
+    try {
+      gpu = await createWebGpuBackend({ subgroupMatrix: true, emulateSubgroupMatrix: true });
+    } catch (e) {
+      t.skip(`no WebGPU adapter: ${e instanceof Error ? e.message : String(e)}`);
+      return;
+    }
+    if (!gpu.sgm) { gpu.destroy(); t.skip(`no subgroup-matrix plan: ${gpu.subgroupMatrixNote}`); return; }
+    registerBackend('webgpu-subgroup-matrix-test', -1, () => gpu);
+    const log = (s: string): void => t.diagnostic(s);
+    /**
+     * Logits and the gradients of what LongLoRA trains (LoRA on q, k, v, o, embeddings and
+     * norms, as f32 masters; the frozen projections stay f16) on one backend.
+     */
+    const run = async (name: string): Promise<{ logits: Float32Array | Float64Array; grads: Array<Float32Array | Float64Array>; names: string[] }> => {
+      await setBackend(name);
+      const { model, ids, labels, B, N } = await tinyModel('tiny-llama', { dtype: 'f16' });
+      try {
+        applyLora(model, ['q_proj', 'k_proj', 'v_proj', 'o_proj'], { r: 4, alpha: 8, dropout: 0, rslora: false }, new Rng(3), { training: true, rng: new Rng(4) });
+        setTrainable(model, 'longlora', ['embed', 'norm']);
+        const logits = await logitsOf(model, ids, B, N, { precision: 'f16' });
+        const params = model.namedParameters().filter(([, p]) => p.requiresGrad);
+        tidy(() => backward(model.loss(idsTensor(ids, [B, N]), labels, { precision: 'f16' }).loss));
+        const grads: Array<Float32Array | Float64Array> = [];
+        for (const [n, w] of params) {
+          assert.ok(w.grad, `${n} has a gradient on ${name}`);
+          grads.push(await w.grad.floats());
+        }
+        zeroGrad(params.map(([, w]) => w));
+        return { logits, grads, names: params.map(([n]) => n) };
+      } finally {
+        model.dispose();
+      }
+    };
+    try {
+      const want = await run('cpu');
+      const got = await run('webgpu-subgroup-matrix-test');
+      // The frozen projections forward (x · Wᵀ) and backward (dY · W) ran on the subgroup-matrix kernel.
+      const kernels = gpu.preparedKernels().filter((k) => k.startsWith('matmul-sgm:'));
+      log(`subgroup-matrix kernels: ${kernels.join(', ')}`);
+      assert.ok(kernels.some((k) => k.startsWith('matmul-sgm:false:true:')), 'x · Wᵀ on subgroup matrices');
+      assert.ok(kernels.some((k) => k.startsWith('matmul-sgm:false:false:')), 'dY · W on subgroup matrices');
+      const d = assertClose(got.logits, want.logits, K * U.f16, 'logits, subgroup matrices vs CPU', log);
+      log(`= ${(d.rel / U.f16).toFixed(2)}·u`);
+      let worst = { rel: 0, name: '' };
+      got.grads.forEach((g, i) => {
+        const r = diff(g, want.grads[i]!).rel;
+        if (r > worst.rel) worst = { rel: r, name: got.names[i]! };
+      });
+      log(`worst gradient: ${worst.name}, rel ${worst.rel.toExponential(2)} = ${(worst.rel / U.f16).toFixed(2)}·u (tol ${2 * K}·u)`);
+      assert.ok(worst.rel <= 2 * K * U.f16, `${worst.name}: rel ${worst.rel} > 2K·u`);
+    } finally {
+      await setBackend('cpu');
+      gpu.destroy();
+    }
+  });
+
   it('bf16 roughly halves the activation memory the backward pass keeps (cpu)', async (t) => {
     const be = await setBackend('cpu');
     const { model } = await tinyModel();
@@ -124,6 +184,34 @@ describe('mixed precision: the model', () => {
     assert.throws(() => tidy(() => m64.forward(idsTensor(ids, [B, N]), { precision: 'f16' })),
       (e: unknown) => e instanceof LongLoraError && /f64/.test(e.message));
     m64.dispose();
+  });
+});
+
+describe('mixed precision: --tensor-cores', () => {
+  it('on webgpu the run says whether the tensor cores are used, and trains as without them', async (t) => {
+    const tb = (await testBackends()).find((b) => b.name === 'webgpu');
+    if (!tb?.backend) { t.skip(`backend webgpu unavailable: ${tb?.skip}`); return; }
+    const dir = fresh();
+    const run = async (tensorCores: boolean): Promise<{ losses: number[]; log: string }> => {
+      const c = tinyConfig(dir, { output: path.join(dir, `tc-${tensorCores}`), backend: 'webgpu', dtype: 'f16', precision: 'f16', steps: 2, tensorCores });
+      const out = sink();
+      const tr = await Trainer.create(c, { out });
+      try { await tr.run(); } finally { tr.dispose(); }
+      const losses = fs.readFileSync(path.join(c.output, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).loss as number);
+      return { losses, log: out.text() };
+    };
+    try {
+      const plain = await run(false);
+      const tc = await run(true);
+      const note = tc.log.split('\n').find((l) => l.startsWith('tensor cores:'));
+      t.diagnostic(note ?? '(no note)');
+      assert.match(note ?? '', /^tensor cores: (on \(.+\)|not available \(.+\); f16 matmuls run on the tiled kernel)$/);
+      assert.ok(!plain.log.includes('tensor cores:'), 'no note without --tensor-cores');
+      // f32 accumulation on tensor cores against the tiled kernel's f16 sums: close, not equal.
+      tc.losses.forEach((l, i) => assert.ok(Math.abs(l - plain.losses[i]!) / plain.losses[i]! < 0.02, `step ${i + 1}: ${l} vs ${plain.losses[i]}`));
+    } finally {
+      await setBackend('cpu');
+    }
   });
 });
 
@@ -201,6 +289,9 @@ describe('mixed precision: f16 loss scaling', () => {
     // A bf16 base as well (the frozen weights, the output head among them, stay 16-bit).
     const all16 = await train({ output: path.join(dir, 'bf16-base'), precision: 'bf16', dtype: 'bf16' });
     all16.forEach((l, i) => assert.ok(Math.abs(l - f32[i]!) / f32[i]! < 0.02, `step ${i + 1}: bf16 base + activations loss ${l} vs f32 ${f32[i]}`));
+    // An f16 base (what tensor cores take) with f16 activations.
+    const all16f = await train({ output: path.join(dir, 'f16-base'), precision: 'f16', dtype: 'f16' });
+    all16f.forEach((l, i) => assert.ok(Math.abs(l - f32[i]!) / f32[i]! < 0.02, `step ${i + 1}: f16 base + activations loss ${l} vs f32 ${f32[i]}`));
     const out = path.join(dir, 'f16');
     await train({ output: out, precision: 'f16', steps: 3 });
     const state = readState(path.join(out, 'checkpoint-000003'));

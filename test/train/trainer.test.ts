@@ -117,6 +117,10 @@ describe('trainer: bad input fails before any work', () => {
     assert.equal(cpuBackend().memory().buffers, 0, 'nothing loaded');
   };
 
+  it('tensor cores asked of a backend that has none', async () => {
+    await fails(tinyConfig(fresh(), { tensorCores: true }), ['--tensor-cores', 'webgpu', 'not cpu']);
+  });
+
   it('a group size that does not fit the form', async () => {
     const dir = fresh();
     await fails(tinyConfig(dir, { s2Form: 'roll', groupSize: 6 }), ['roll form', 'multiple of the group size', 'N=32, G=6']);

@@ -31,7 +31,7 @@ export const MODEL_OPTIONS: Record<string, OptionSpec> = {
   adapter: { type: 'string', help: 'adapter folder (a `longlora train` output) applied to --model' },
   tokenizer: { type: 'string', help: 'tokenizer folder (default: the model folder)' },
   'context-size': { type: 'string', help: 'interpolate RoPE positions for this context (official rule) when the model does not cover it' },
-  dtype: { type: 'string', default: 'f32', help: 'weight storage: f32 or bf16' },
+  dtype: { type: 'string', default: 'f32', help: 'weight storage: f32, bf16 or f16' },
   quantize: { type: 'string', help: 'none or nf4: the base linear layers in 4-bit NF4 (default: nf4 for an adapter trained on a 4-bit base, else none)' },
   revision: { type: 'string', help: 'Hub branch, tag or commit (default main)' },
   backend: { type: 'string', default: 'auto', help: 'compute backend (auto, cpu, ...)' },
@@ -102,7 +102,7 @@ function adapterVocab(adapter: string): number | null {
  * Base + adapter. An adapter trained with a grown vocabulary (the official runs add [PAD]:
  * 32000 → 32001) gets the base resized first, new rows at the mean, as the official eval does.
  */
-async function withAdapter(dir: string, adapter: string, opts: { dtype: 'f32' | 'bf16'; ropeScaling?: RopeScaling }, vocab: number, notes: string[]): Promise<LlamaForCausalLM> {
+async function withAdapter(dir: string, adapter: string, opts: { dtype: 'f32' | 'bf16' | 'f16'; ropeScaling?: RopeScaling }, vocab: number, notes: string[]): Promise<LlamaForCausalLM> {
   const rows = adapterVocab(adapter);
   if (rows === null || rows <= vocab) return loadWithAdapter(dir, adapter, opts);
   const model = await loadLlama(dir, opts);
@@ -128,7 +128,7 @@ export async function loadModel(v: Values, out: NodeJS.WritableStream = process.
   const spec = str(v, 'model');
   if (!spec) throw new LongLoraError('--model is required: a model folder or a Hub repository (org/name)');
   const dtype = str(v, 'dtype') ?? 'f32';
-  if (dtype !== 'f32' && dtype !== 'bf16') throw new LongLoraError(`--dtype must be f32 or bf16, got ${dtype}`);
+  if (dtype !== 'f32' && dtype !== 'bf16' && dtype !== 'f16') throw new LongLoraError(`--dtype must be f32, bf16 or f16, got ${dtype}`);
   const backend = str(v, 'backend') ?? 'auto';
   const notes: string[] = [];
   if (backend === 'auto') notes.push(`backend: ${(await autoBackend()).backend.name}`);
@@ -148,7 +148,7 @@ export async function loadModel(v: Values, out: NodeJS.WritableStream = process.
   }
   const quantize = str(v, 'quantize');
   if (quantize !== undefined && quantize !== 'none' && quantize !== 'nf4') throw new LongLoraError(`--quantize must be none or nf4, got ${quantize}`);
-  const opts = { dtype: dtype as 'f32' | 'bf16', ...(rope ? { ropeScaling: rope } : {}), ...(quantize ? { quantize: quantize as QuantizeMode } : {}) };
+  const opts = { dtype: dtype as 'f32' | 'bf16' | 'f16', ...(rope ? { ropeScaling: rope } : {}), ...(quantize ? { quantize: quantize as QuantizeMode } : {}) };
   const model = adapter ? await withAdapter(dir, adapter, opts, cfg.vocabSize, notes) : await loadLlama(dir, opts);
   try {
     if (model.quantization) notes.push(`base: ${describeQuantization(model)}`);

@@ -35,6 +35,16 @@ export interface LoadOptions extends BuildOptions {
  * layers it quantises come back as 4-bit projections, and every tensor is fingerprinted
  * from its float32 values as stored (so the fingerprint does not depend on `dtype`).
  */
+/** An f16 copy of a weight that overflowed (a value beyond ±65504 became ±inf) is refused by name. */
+function checkF16Range(bits: Uint16Array, name: string, ck: Checkpoint): void {
+  for (let i = 0; i < bits.length; i++) {
+    if ((bits[i]! & 0x7c00) === 0x7c00) {
+      throw new LongLoraError(`${ck.info(name).file}: tensor '${name}' has values beyond f16's range (±65504), or inf/NaN, so it cannot be stored in f16; ` +
+        'load the model with dtype bf16 (same memory, f32\'s range) or f32');
+    }
+  }
+}
+
 function checkpointSource(ck: Checkpoint, config: LlamaConfig, dtype: ParamDType, backend: Backend, configPath: string,
   quant?: Nf4Quantizer, created: Array<{ dispose(): void }> = []): WeightSource {
   const check = (name: string, shape: number[]): void => {
@@ -63,6 +73,7 @@ function checkpointSource(ck: Checkpoint, config: LlamaConfig, dtype: ParamDType
     } else {
       data = ck.read(name, dtype).data;
     }
+    if (dtype === 'f16') checkF16Range(data as Uint16Array, name, ck);
     const tensor = fromHost(data, shape, dtype, backend).keep();
     tensor.name = name;
     created.push(tensor);
