@@ -14,8 +14,8 @@
 #
 # Needs node (>= 20) on PATH, the built project with its `webgpu` package, and a Vulkan
 # driver for the GPU; for the comparison, a Python with a CUDA PyTorch ($LONGLORA_PYTHON or
-# python3). Limits in seconds: GPU_TEST_SECONDS (default 120, the tests together),
-# GPU_BENCH_SECONDS (default 390): with the start-up, within 10 minutes.
+# python3). Limits in seconds: GPU_TEST_SECONDS (default 100, the tests together),
+# GPU_BENCH_SECONDS (default 420): with the start-up, under 10 minutes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: bash bench/gpu.sh OUTDIR [bench options]}
@@ -26,7 +26,7 @@ mkdir -p "$out"
 step() { printf '\n== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 ran() { local rc=$1; [[ $rc == 124 ]] && echo "   (stopped at its time limit)"; [[ $rc != 0 ]] && status=1; return 0; }
 status=0
-tests=${GPU_TEST_SECONDS:-120}
+tests=${GPU_TEST_SECONDS:-100}
 exec > >(grep --line-buffered -v -e 'artificially reduced from' -e '# test name does not match pattern' | tee "$out/gpu.log") 2>&1
 log=$!
 step machine
@@ -48,7 +48,7 @@ left=$(( tests - (SECONDS - t0) ))
 timeout "$left" node --test --test-reporter=dot dist/test/backend/webgpu.test.js dist/test/backend/webgpu-select.test.js; ran $?
 
 step benchmark
-timeout "${GPU_BENCH_SECONDS:-390}" node dist/bench/webgpu.js --json "$out/webgpu.json" "$@"; ran $?
+timeout "${GPU_BENCH_SECONDS:-420}" node dist/bench/webgpu.js --json "$out/webgpu.json" "$@"; ran $?
 
 step "done, exit status $status"
 exec >&- 2>&-

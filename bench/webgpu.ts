@@ -5,7 +5,9 @@
  *     Dawn's experimental subgroup matrices (tensor cores), f16 · f16 on them, on a second
  *     device checked against the CPU first;
  *  2. fused attention forward + backward at 4k / 16k / 32k tokens, dense causal and S²-Attn
- *     (segmented, G = N/4), with a ~1B Llama's attention shape (32 heads, 4 kv heads, D 64);
+ *     (segmented, G = N/4), with a ~1B Llama's attention shape (32 heads, 4 kv heads, D 64),
+ *     with scalar and vec4 head-dim lanes on a hardware adapter (`--attn-lanes auto`; the
+ *     training step then uses the faster);
  *  3. training tokens/s of a ~1B-parameter Llama (TinyLlama-1.1B shape: 22 layers, hidden
  *     2048, MLP 5632, 32/4 heads, vocab 32000) at 8k and 16k tokens with S²-Attn, LongLoRA
  *     (LoRA r=8 on q,k,v,o + trainable embeddings and norms), activation checkpointing,
@@ -25,7 +27,7 @@
  * run cut short keeps what it measured.
  *
  *   npm run build && node dist/bench/webgpu.js [--smoke] [--skip-train] [--skip-torch] [--json out.json]
- *     [--attn-lanes 1|2|4] [--profile fast|light] [--precision f32|bf16|f16[,...]] [--base-dtype f32|bf16|f16]
+ *     [--attn-lanes auto|1|2|4] [--profile fast|light] [--precision f32|bf16|f16[,...]] [--base-dtype f32|bf16|f16]
  *     [--widened] [--train-model tinyllama|small] [--train-lengths 8192,16384] [--only-train] [--only-decode]
  *     [--skip-tensor-cores] [--emulate-subgroup-matrix]
  *
@@ -63,7 +65,7 @@ const { values: flags } = parseArgs({
     'skip-train': { type: 'boolean', default: false },
     'skip-torch': { type: 'boolean', default: false },
     json: { type: 'string' },
-    'attn-lanes': { type: 'string', default: '1' },
+    'attn-lanes': { type: 'string', default: 'auto' },
     profile: { type: 'string' },
     precision: { type: 'string', default: 'bf16' },
     'base-dtype': { type: 'string', default: 'bf16' },
@@ -102,12 +104,20 @@ async function part(name: string, fn: () => Promise<void>): Promise<void> {
 }
 
 // Registered and made current: the training step creates its id tensors on the current backend.
+// --attn-lanes: the attention kernels' head-dim lanes (scalar, vec2, vec4); 'auto' times 1
+// and 4 in the attention part on a hardware adapter and trains with the faster.
+const LANES = flags['attn-lanes'] === 'auto' ? null : Number(flags['attn-lanes']);
+if (LANES !== null && ![1, 2, 4].includes(LANES)) throw new Error('--attn-lanes must be auto, 1, 2 or 4');
 const backendOptions = {
-  attentionTiles: { W: Number(flags['attn-lanes']) },
   ...(flags.profile ? { profile: flags.profile as 'fast' | 'light' } : {}),
 };
-const gpu = await createWebGpuBackend(backendOptions);
+const GPU_LANES = LANES ?? 1;
+const gpu = await createWebGpuBackend({ ...backendOptions, attentionTiles: { W: GPU_LANES } });
 registerBackend('webgpu-bench', -1, () => gpu);
+/** Lane widths the attention part compares (a software adapter takes minutes to compile vec4 lanes). */
+const LANE_CHOICES = LANES !== null ? [LANES] : SMOKE || gpu.adapter.software ? [1] : [1, 4];
+/** The lanes the training step uses: the fastest S² attention of the attention part. */
+let trainLanes = GPU_LANES;
 await setBackend('webgpu-bench');
 console.log(`device: ${gpu.describe()}`);
 console.log(`host: ${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, node ${process.version}${SMOKE ? '  (SMOKE: tiny shapes, timings meaningless)' : ''}`);
@@ -173,20 +183,23 @@ async function checkMatmul(be: WebGpuBackend, dtype: 'f32' | 'f16' = 'f32'): Pro
   for (const b of [xg, wg, og]) be.free(b);
 }
 
-let tensorCores: Promise<WebGpuBackend | null> | null = null;
+const tensorCores = new Map<number, Promise<WebGpuBackend | null>>();
 
 /**
- * A second device with the subgroup-matrix (tensor-core) matmul, checked against the CPU,
- * or null with the reason printed (also with --skip-tensor-cores). Made once; registered as
- * 'webgpu-bench-tc' for the training step. --emulate-subgroup-matrix (with --smoke on a
- * software adapter) runs the kernel's plain-WGSL form through the same paths.
+ * A second device with the subgroup-matrix (tensor-core) matmul and attention lanes W,
+ * checked against the CPU, or null with the reason printed (also with --skip-tensor-cores).
+ * Made once per W; registered as 'webgpu-bench-tc-W' for the training step.
+ * --emulate-subgroup-matrix (with --smoke on a software adapter) runs the kernel's
+ * plain-WGSL form through the same paths.
  */
-function tensorCoreBackend(): Promise<WebGpuBackend | null> {
-  tensorCores ??= (async () => {
+function tensorCoreBackend(W: number): Promise<WebGpuBackend | null> {
+  const made = tensorCores.get(W);
+  if (made) return made;
+  const making = (async () => {
     if (flags['skip-tensor-cores']) return null;
     let be: WebGpuBackend | null = null;
     try {
-      be = await createWebGpuBackend({ ...backendOptions, subgroupMatrix: true, emulateSubgroupMatrix: flags['emulate-subgroup-matrix'] });
+      be = await createWebGpuBackend({ ...backendOptions, attentionTiles: { W }, subgroupMatrix: true, emulateSubgroupMatrix: flags['emulate-subgroup-matrix'] });
       if (!be.sgm) {
         console.log(`  (no subgroup-matrix matmul: ${be.subgroupMatrixNote})`);
         be.destroy();
@@ -195,7 +208,7 @@ function tensorCoreBackend(): Promise<WebGpuBackend | null> {
       console.log(`  (subgroup-matrix matmul: ${be.subgroupMatrixNote})`);
       await checkMatmul(be, 'f16');
       const tc = be;
-      registerBackend('webgpu-bench-tc', -1, () => tc);
+      registerBackend(`webgpu-bench-tc-${W}`, -1, () => tc);
       return be;
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
@@ -205,7 +218,8 @@ function tensorCoreBackend(): Promise<WebGpuBackend | null> {
       return null;
     }
   })();
-  return tensorCores;
+  tensorCores.set(W, making);
+  return making;
 }
 
 async function benchMatmul(): Promise<void> {
@@ -213,7 +227,7 @@ async function benchMatmul(): Promise<void> {
   await checkMatmul(plain);
   const sizes = SMOKE ? [256] : [2048, 4096, 8192];
   console.log('\nmatmul (m = n = k, x · Wᵀ)      size    ms      TFLOP/s');
-  const tc = await tensorCoreBackend();
+  const tc = await tensorCoreBackend(GPU_LANES);
   const rows: Array<Record<string, unknown>> = [];
   results.matmul = rows;
   for (const s of sizes) {
@@ -296,48 +310,64 @@ async function benchDecode(): Promise<void> {
 
 // ---- 2. attention ---------------------------------------------------------------------
 
-async function checkAttention(mask: AttentionMask): Promise<void> {
+async function checkAttention(be: WebGpuBackend, W: number, mask: AttentionMask): Promise<void> {
   const [B, N, H, Hkv, D] = [1, 70, 4, 2, 64];
   const args: AttentionArgs = { B, Nq: N, Nk: N, kvStride: N, H, Hkv, D, scale: 1 / 8, qOffset: 0, mask };
   const [q, k, v, dout] = [randomF32(B * N * H * D), randomF32(B * N * Hkv * D), randomF32(B * N * Hkv * D), randomF32(B * N * H * D)];
   const outs: Array<Array<Float32Array>> = [];
-  for (const be of [cpuBackend(), gpu as Backend]) {
-    const [qb, kb, vb, gb] = [put(be, q), put(be, k), put(be, v), put(be, dout)];
-    const [o, l, dq, dk, dv] = [be.alloc('f32', q.length), be.alloc('f32', B * H * N), be.alloc('f32', q.length), be.alloc('f32', k.length), be.alloc('f32', v.length)];
-    be.attention(qb, kb, vb, o, l, args);
-    be.attentionBackward(qb, kb, vb, o, l, gb, dq, dk, dv, args);
+  for (const b of [cpuBackend(), be as Backend]) {
+    const [qb, kb, vb, gb] = [put(b, q), put(b, k), put(b, v), put(b, dout)];
+    const [o, l, dq, dk, dv] = [b.alloc('f32', q.length), b.alloc('f32', B * H * N), b.alloc('f32', q.length), b.alloc('f32', k.length), b.alloc('f32', v.length)];
+    b.attention(qb, kb, vb, o, l, args);
+    b.attentionBackward(qb, kb, vb, o, l, gb, dq, dk, dv, args);
     const got: Float32Array[] = [];
-    for (const b of [o, dq, dk, dv]) got.push(await be.download(b) as Float32Array);
-    for (const b of [qb, kb, vb, gb, o, l, dq, dk, dv]) be.free(b);
+    for (const x of [o, dq, dk, dv]) got.push(await b.download(x) as Float32Array);
+    for (const x of [qb, kb, vb, gb, o, l, dq, dk, dv]) b.free(x);
     outs.push(got);
   }
   outs[0]!.forEach((c, i) => {
     const rel = maxRel(outs[1]![i]!, c);
-    if (rel > 1e-5) throw new Error(`attention check (${mask.kind}) failed on output ${i}: rel ${rel}`);
+    if (rel > 1e-5) throw new Error(`attention check (${mask.kind}, lanes ${W}) failed on output ${i}: rel ${rel}`);
   });
 }
 
 async function benchAttention(): Promise<void> {
   const [H, Hkv, D] = [32, 4, 64];
   const lengths = SMOKE ? [256] : [4096, 16384, 32768];
-  console.log(`\nattention fwd + bwd (B 1, H ${H}, Hkv ${Hkv}, D ${D})   N      fwd ms   bwd ms   total ms`);
+  console.log(`\nattention fwd + bwd (B 1, H ${H}, Hkv ${Hkv}, D ${D})   N  lanes   fwd ms   bwd ms   total ms`);
   const rows: Array<Record<string, unknown>> = [];
   results.attention = rows;
-  for (const N of lengths) {
-    const masks: Array<[string, AttentionMask]> = [['dense causal', { kind: 'causal' }], ['S² segmented G=N/4', { kind: 's2', form: 'segmented', group: N / 4 }]];
-    for (const [name, mask] of masks) {
-      if (N === lengths[0]) await checkAttention(mask.kind === 'causal' ? mask : { ...mask, group: 16 });
-      const args: AttentionArgs = { B: 1, Nq: N, Nk: N, kvStride: N, H, Hkv, D, scale: 1 / Math.sqrt(D), qOffset: 0, mask };
-      const [q, k, v, g] = [put(gpu, randomF32(N * H * D)), put(gpu, randomF32(N * Hkv * D)), put(gpu, randomF32(N * Hkv * D)), put(gpu, randomF32(N * H * D))];
-      const [o, l, dq, dk, dv] = [gpu.alloc('f32', N * H * D), gpu.alloc('f32', H * N), gpu.alloc('f32', N * H * D), gpu.alloc('f32', N * Hkv * D), gpu.alloc('f32', N * Hkv * D)];
-      const iters = SMOKE ? 1 : N >= 32768 ? 3 : 5;
-      const fwd = await time(gpu, () => gpu.attention(q, k, v, o, l, args), iters);
-      const bwd = await time(gpu, () => gpu.attentionBackward(q, k, v, o, l, g, dq, dk, dv, args), iters);
-      console.log(`  ${name.padEnd(44)} ${String(N).padStart(6)}  ${(fwd * 1e3).toFixed(1).padStart(7)}  ${(bwd * 1e3).toFixed(1).padStart(7)}  ${((fwd + bwd) * 1e3).toFixed(1).padStart(9)}`);
-      rows.push({ mask: name, N, fwdMs: fwd * 1e3, bwdMs: bwd * 1e3 });
-      for (const b of [q, k, v, g, o, l, dq, dk, dv]) gpu.free(b);
+  // One device per lane width (the kernels' constants are fixed per device).
+  const devices: Array<[number, WebGpuBackend]> = [];
+  for (const W of LANE_CHOICES) devices.push([W, W === GPU_LANES ? gpu : await createWebGpuBackend({ ...backendOptions, attentionTiles: { W } })]);
+  const s2Total = new Map<number, number>();
+  try {
+    for (const N of lengths) {
+      const masks: Array<[string, AttentionMask]> = [['dense causal', { kind: 'causal' }], ['S² segmented G=N/4', { kind: 's2', form: 'segmented', group: N / 4 }]];
+      for (const [name, mask] of masks) {
+        for (const [W, be] of devices) {
+          if (N === lengths[0]) await checkAttention(be, W, mask.kind === 'causal' ? mask : { ...mask, group: 16 });
+          const args: AttentionArgs = { B: 1, Nq: N, Nk: N, kvStride: N, H, Hkv, D, scale: 1 / Math.sqrt(D), qOffset: 0, mask };
+          const [q, k, v, g] = [put(be, randomF32(N * H * D)), put(be, randomF32(N * Hkv * D)), put(be, randomF32(N * Hkv * D)), put(be, randomF32(N * H * D))];
+          const [o, l, dq, dk, dv] = [be.alloc('f32', N * H * D), be.alloc('f32', H * N), be.alloc('f32', N * H * D), be.alloc('f32', N * Hkv * D), be.alloc('f32', N * Hkv * D)];
+          const iters = SMOKE ? 1 : N >= 32768 ? 3 : 5;
+          const fwd = await time(be, () => be.attention(q, k, v, o, l, args), iters);
+          const bwd = await time(be, () => be.attentionBackward(q, k, v, o, l, g, dq, dk, dv, args), iters);
+          console.log(`  ${name.padEnd(44)} ${String(N).padStart(6)}  ${String(W).padStart(5)}  ${(fwd * 1e3).toFixed(1).padStart(7)}  ${(bwd * 1e3).toFixed(1).padStart(7)}  ${((fwd + bwd) * 1e3).toFixed(1).padStart(9)}`);
+          rows.push({ mask: name, N, lanes: W, fwdMs: fwd * 1e3, bwdMs: bwd * 1e3 });
+          if (mask.kind === 's2' && N <= 16384) s2Total.set(W, fwd + bwd); // the training lengths; the longest one measured counts
+          for (const b of [q, k, v, g, o, l, dq, dk, dv]) be.free(b);
+        }
+      }
     }
+  } finally {
+    for (const [, be] of devices) if (be !== gpu) be.destroy();
   }
+  if (LANES === null && s2Total.size > 1) {
+    trainLanes = [...s2Total.entries()].sort((x, y) => x[1] - y[1])[0]![0];
+    console.log(`  (the training step uses lanes ${trainLanes}: the fastest S² fwd + bwd above at the training lengths)`);
+  }
+  results.trainLanes = trainLanes;
 }
 
 // ---- 3. training ----------------------------------------------------------------------
@@ -366,9 +396,12 @@ function variantName(v: Variant): string {
   return `${v.precision}${v.base === BASE_DTYPE ? '' : ` (${v.base} base)`}${v.widened ? ' widened' : ''}${v.tensorCores ? ' tensor cores' : ''}`;
 }
 
+/** The random base weights, drawn once (about a minute for the 1B shape) and shared by every variant. */
+const TRAIN_WEIGHTS = new Map<string, Float32Array>();
+
 /** Median-timed LongLoRA steps of `config` at each length on `be`, after a warm-up step that compiles every pipeline. */
 async function trainVariant(be: WebGpuBackend, config: LlamaConfig, lengths: number[], v: Variant, report: (f: StepFigures) => void): Promise<void> {
-  const { model, runtime } = longloraBenchModel(config, { backend: be, dtype: v.base });
+  const { model, runtime } = longloraBenchModel(config, { backend: be, dtype: v.base, hostCache: TRAIN_WEIGHTS });
   const opt = benchOptimizer(model);
   try {
     for (const N of lengths) {
@@ -405,21 +438,29 @@ async function benchTraining(torch: Map<number, number>): Promise<void> {
     ...(flags.widened && precision !== 'f32' ? [{ precision, base: BASE_DTYPE, widened: true, tensorCores: false }] : []),
   ]);
   // Tensor cores take f16 · f16 products only: an f16 base and f16 activations (with loss scaling).
-  const tc = await tensorCoreBackend();
+  const tc = await tensorCoreBackend(trainLanes);
+  // The plain variants run on `gpu`, or on a device with the lanes the attention part chose.
+  let plain = gpu;
+  if (trainLanes !== GPU_LANES) {
+    const p = await createWebGpuBackend({ ...backendOptions, attentionTiles: { W: trainLanes } });
+    registerBackend('webgpu-bench-lanes', -1, () => p);
+    plain = p;
+  }
   if (tc) variants.push({ precision: 'f16', base: 'f16', widened: false, tensorCores: true });
   console.log(`\ntraining: Llama ${(paramCount(config) / 1e9).toFixed(2)}B (${config.numLayers} layers, hidden ${config.hiddenSize}), LongLoRA (LoRA r=8 q,k,v,o + embed + norm), S² segmented G=N/4, checkpointing, AdamW, 1 sequence per step; ` +
-    `frozen base in ${BASE_DTYPE} unless named, activations in ${variants.map(variantName).join(' / ')}, trainable weights f32` +
+    `attention lanes ${trainLanes}, frozen base in ${BASE_DTYPE} unless named, activations in ${variants.map(variantName).join(' / ')}, trainable weights f32` +
     (variants.length > 1 ? `; ratios against ${variantName(variants[0]!)} in this run` : ''));
   console.log(`  variant                        N        step s   tokens/s   peak GiB   above weights MiB   loss${torch.size ? '     × PyTorch' : ''}`);
   // Widened variants run on a second device whose kernels do not touch 16-bit operands.
   let widened: WebGpuBackend | null = null;
   for (const v of variants) {
     if (v.widened && !widened) {
-      const w = await createWebGpuBackend({ ...backendOptions, native16: false });
+      const w = await createWebGpuBackend({ ...backendOptions, attentionTiles: { W: trainLanes }, native16: false });
       registerBackend('webgpu-bench-widened', -1, () => w);
       widened = w;
     }
-    const [be, registered] = v.widened ? [widened!, 'webgpu-bench-widened'] : v.tensorCores ? [tc!, 'webgpu-bench-tc'] : [gpu, 'webgpu-bench'];
+    const [be, registered] = v.widened ? [widened!, 'webgpu-bench-widened'] : v.tensorCores ? [tc!, `webgpu-bench-tc-${trainLanes}`]
+      : [plain, plain === gpu ? 'webgpu-bench' : 'webgpu-bench-lanes'];
     await setBackend(registered); // the step makes its id tensors there
     const figs: StepFigures[] = [];
     try {
@@ -443,6 +484,7 @@ async function benchTraining(torch: Map<number, number>): Promise<void> {
     }
   }
   widened?.destroy();
+  if (plain !== gpu) plain.destroy();
 }
 
 // ---- 4. PyTorch -----------------------------------------------------------------------
@@ -497,8 +539,7 @@ if (!flags['skip-train'] && !onlyDecode) {
   await part('training', () => benchTraining(torch));
 }
 if (!flags['only-train']) await part('decoding', benchDecode);
-// tensorCores is set inside tensorCoreBackend(), which TypeScript's narrowing does not follow here.
-(await (tensorCores as Promise<WebGpuBackend | null> | null))?.destroy();
+for (const made of tensorCores.values()) (await made)?.destroy();
 gpu.destroy();
 if (Object.keys(failures).length > 0) {
   console.log(`\n${Object.keys(failures).length} part(s) failed: ${Object.keys(failures).join(', ')}`);

@@ -238,6 +238,29 @@ function savedConfig(dir: string): Record<string, unknown> {
   return JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
 }
 
+describe('randomLlama', () => {
+  it('with a hostCache, draws once: a second model (any seed, another dtype) takes the f32-rounded weights of the first', async () => {
+    const cache = new Map<string, Float32Array>();
+    const a = randomLlama(smallConfig(), { seed: 5, std: 0.2, hostCache: cache });
+    const b = randomLlama(smallConfig(), { seed: 6, std: 0.2, hostCache: cache, dtype: 'bf16' });
+    const plain = randomLlama(smallConfig(), { seed: 5, std: 0.2 });
+    const other = randomLlama(smallConfig(), { seed: 6, std: 0.2 });
+    try {
+      assert.equal(cache.size, a.namedParameters().length);
+      const pb = new Map(b.namedParameters());
+      const po = new Map(other.namedParameters());
+      for (const [name, p] of plain.namedParameters()) {
+        const want = Float32Array.from(await p.floats());
+        assert.deepEqual(Float32Array.from(await new Map(a.namedParameters()).get(name)!.floats()), want, `${name}: the cached draw is the seed-5 draw, rounded to f32`);
+        assert.deepEqual(Float32Array.from(await pb.get(name)!.floats()), toFloatArray(fromFloatArray(want, 'bf16'), 'bf16', 'f32'), `${name}: the second model took it (not seed 6's) as bf16`);
+        if (!name.endsWith('norm.weight')) assert.notDeepEqual(Float32Array.from(await po.get(name)!.floats()), want, `${name}: seed 6 draws other values`);
+      }
+    } finally {
+      for (const m of [a, b, plain, other]) m.dispose();
+    }
+  });
+});
+
 describe('saveLlama → loadLlama round trips', () => {
   it('f32: identical logits and config; config.json has rope_scaling with the factor', async (t) => {
     const buffers = cpuBackend().memory().buffers;

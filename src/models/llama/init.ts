@@ -71,6 +71,13 @@ export interface RandomInitOptions {
   std?: number;
   dtype?: ParamDType;
   backend?: Backend;
+  /**
+   * Benchmarks that build the same random model several times (other dtypes, other
+   * devices): the weights drawn the first time are kept here as f32 by name, and later
+   * calls with the same map take them instead of drawing again (a 1B model takes about a
+   * minute to draw). Values pass through f32 on the way to a 16-bit dtype.
+   */
+  hostCache?: Map<string, Float32Array>;
 }
 
 /** A freshly initialised model: normal(0, std) weights, norms at 1 (as Hugging Face). */
@@ -80,10 +87,18 @@ export function randomLlama(config: LlamaConfig, opts: RandomInitOptions = {}): 
   const dtype = opts.dtype ?? 'f32';
   const backend = opts.backend ?? currentBackend();
   return new LlamaForCausalLM(config, (name, shape) => {
-    const n = shape.reduce((a, s) => a * s, 1);
-    const v = new Float64Array(n);
-    if (name.endsWith('norm.weight')) v.fill(1);
-    else for (let i = 0; i < n; i++) v[i] = rng.normal() * std;
+    let v: Float64Array | Float32Array | undefined = opts.hostCache?.get(name);
+    if (!v) {
+      const n = shape.reduce((a, s) => a * s, 1);
+      const drawn = new Float64Array(n);
+      if (name.endsWith('norm.weight')) drawn.fill(1);
+      else for (let i = 0; i < n; i++) drawn[i] = rng.normal() * std;
+      v = drawn;
+      if (opts.hostCache) {
+        v = Float32Array.from(drawn);
+        opts.hostCache.set(name, v);
+      }
+    }
     const t = fromHost(fromFloatArray(v, dtype), shape, dtype, backend).keep();
     t.name = name;
     return t;
