@@ -102,7 +102,7 @@ function ops(p: SgmPlan, SA: number, SB: number, SC: number) {
   const tc = `subgroup_matrix_result<f32, ${N}, ${M}>`;
   if (!p.emulate) {
     return {
-      header: 'enable subgroups;\nenable chromium_experimental_subgroup_matrix;\ndiagnostic(off, chromium_experimental.subgroup_matrix_uniformity);',
+      header: 'enable subgroups;\nenable chromium_experimental_subgroup_matrix;\ndiagnostic(off, chromium.subgroup_matrix_uniformity);',
       helpers: '',
       zero: `${tc}()`,
       left: (off: string) => `subgroupMatrixLoad<${tl}>(&As, ${off}, false, ${SA}u)`,
