@@ -26,6 +26,7 @@ import type { Launch } from '../wgsl.js';
 import { spec } from './elementwise.js';
 import { accessors, fstore } from './operand.js';
 import { loadTiles, MATMUL_FIELDS, matmulBuffers, storeOut, tileLaunches } from './matmul.js';
+import { sgmOps } from './sgm-ops.js';
 
 /** One of the adapter's `subgroupMatrixConfigs` (GPUSubgroupMatrixConfig). */
 export interface SubgroupMatrixConfig {
@@ -94,60 +95,6 @@ export function sgmPlan(configs: readonly SubgroupMatrixConfig[], sgMin: number,
   return { plan: null, reason: `no f16 → f32 configuration tiles the kernel's 128×128 or 64×64 tiles in ${storage} B of workgroup memory` };
 }
 
-/** The WGSL of the subgroup-matrix operations: the extension's builtins, or their emulation. */
-function ops(p: SgmPlan, SA: number, SB: number, SC: number) {
-  const { M, N, K, SG } = p;
-  const tl = `subgroup_matrix_left<f16, ${K}, ${M}>`;
-  const tr = `subgroup_matrix_right<f16, ${N}, ${K}>`;
-  const tc = `subgroup_matrix_result<f32, ${N}, ${M}>`;
-  if (!p.emulate) {
-    return {
-      header: 'enable subgroups;\nenable chromium_experimental_subgroup_matrix;\ndiagnostic(off, chromium.subgroup_matrix_uniformity);',
-      helpers: '',
-      zero: `${tc}()`,
-      left: (off: string) => `subgroupMatrixLoad<${tl}>(&As, ${off}, false, ${SA}u)`,
-      right: (off: string) => `subgroupMatrixLoad<${tr}>(&Bs, ${off}, false, ${SB}u)`,
-      mma: (l: string, r: string, c: string) => `subgroupMatrixMultiplyAccumulate(${l}, ${r}, ${c})`,
-      store: (off: string, c: string) => `subgroupMatrixStore(&Cs, ${off}, ${c}, false, ${SC}u);`,
-    };
-  }
-  const owned = (M * N) / SG;
-  return {
-    header: 'enable subgroups;',
-    helpers: `// Emulated subgroup matrices: left and right whole in every lane (row-major), a result's
-// element e = row·N + col in lane e mod SG, slot e / SG.
-fn sm_left(off: u32) -> array<f32, ${M * K}> {
-  var v: array<f32, ${M * K}>;
-  for (var e = 0u; e < ${M * K}u; e = e + 1u) { v[e] = f32(As[off + (e / ${K}u) * ${SA}u + e % ${K}u]); }
-  return v;
-}
-fn sm_right(off: u32) -> array<f32, ${K * N}> {
-  var v: array<f32, ${K * N}>;
-  for (var e = 0u; e < ${K * N}u; e = e + 1u) { v[e] = f32(Bs[off + (e / ${N}u) * ${SB}u + e % ${N}u]); }
-  return v;
-}
-fn sm_mma(l: array<f32, ${M * K}>, r: array<f32, ${K * N}>, c: array<f32, ${owned}>) -> array<f32, ${owned}> {
-  var o = c;
-  for (var s = 0u; s < ${owned}u; s = s + 1u) {
-    let e = lane + s * ${SG}u;
-    for (var k = 0u; k < ${K}u; k = k + 1u) { o[s] = fma(l[(e / ${N}u) * ${K}u + k], r[k * ${N}u + e % ${N}u], o[s]); }
-  }
-  return o;
-}
-fn sm_store(off: u32, c: array<f32, ${owned}>) {
-  for (var s = 0u; s < ${owned}u; s = s + 1u) {
-    let e = lane + s * ${SG}u;
-    Cs[off + (e / ${N}u) * ${SC}u + e % ${N}u] = c[s];
-  }
-}`,
-    zero: `array<f32, ${owned}>()`,
-    left: (off: string) => `sm_left(${off})`,
-    right: (off: string) => `sm_right(${off})`,
-    mma: (l: string, r: string, c: string) => `sm_mma(${l}, ${r}, ${c})`,
-    store: (off: string, c: string) => `sm_store(${off}, ${c});`,
-  };
-}
-
 /** The launches of one matmul with f16 operands on subgroup matrices; out may be f32, f16 or bf16. */
 export function matmulSgm(g: MatmulArgs, p: SgmPlan, oType: DType): Launch[] {
   const so = fstore(oType, 'matmulSgm');
@@ -160,19 +107,19 @@ export function matmulSgm(g: MatmulArgs, p: SgmPlan, oType: DType): Launch[] {
   const NT = SUB_M * SUB_N * SG;
   const key = `matmul-sgm:${g.transA}:${g.transB}:${oType}:${M}x${N}x${K}/${SG}:${BM}x${BN}x${BK}${p.emulate ? ':emu' : ''}`;
   const s = spec(key, () => {
-    const o = ops(p, SA, SB, SC);
+    const o = sgmOps(p, ['As', 'Bs', 'Cs']);
     const acc = (i: number, j: number): string => `c${i}_${j}`;
     const lines: string[] = [];
     for (let i = 0; i < TI; i++) for (let j = 0; j < TJ; j++) lines.push(`  var ${acc(i, j)} = ${o.zero};`);
     const decls = lines.join('\n');
     const step: string[] = [];
-    for (let i = 0; i < TI; i++) step.push(`      let l${i} = ${o.left(`(wm0 + ${i * M}u) * ${SA}u + kk`)};`);
+    for (let i = 0; i < TI; i++) step.push(`      let l${i} = ${o.left('As', `(wm0 + ${i * M}u) * ${SA}u + kk`, SA)};`);
     for (let j = 0; j < TJ; j++) {
-      step.push(`      let r${j} = ${o.right(`kk * ${SB}u + wn0 + ${j * N}u`)};`);
+      step.push(`      let r${j} = ${o.right('Bs', `kk * ${SB}u + wn0 + ${j * N}u`, SB)};`);
       for (let i = 0; i < TI; i++) step.push(`      ${acc(i, j)} = ${o.mma(`l${i}`, `r${j}`, acc(i, j))};`);
     }
     const stores: string[] = [];
-    for (let i = 0; i < TI; i++) for (let j = 0; j < TJ; j++) stores.push(`  ${o.store(`(wm0 + ${i * M}u) * ${SC}u + wn0 + ${j * N}u`, acc(i, j))}`);
+    for (let i = 0; i < TI; i++) for (let j = 0; j < TJ; j++) stores.push(`  ${o.store('Cs', `(wm0 + ${i * M}u) * ${SC}u + wn0 + ${j * N}u`, acc(i, j), SC)}`);
     // Epilogue: each thread writes elements (or adjacent pairs) of the result tile.
     const per = pairs ? BN / 2 : BN;
     return {
@@ -189,7 +136,7 @@ var<workgroup> Bs: array<f16, ${BK * SB}>;
 var<workgroup> Cs: array<f32, ${BM * SC}>;
 var<private> lane: u32;
 ${accessors({ o: so }, ['o'])}
-${o.helpers}
+${o.helpers()}
 @compute @workgroup_size(${NT})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32,
         @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) sl: u32) {
