@@ -7,7 +7,8 @@
  *  2. fused attention forward + backward at 4k / 16k / 32k tokens, dense causal and S²-Attn
  *     (segmented, G = N/4), with a ~1B Llama's attention shape (32 heads, 4 kv heads, D 64),
  *     with scalar and vec4 head-dim lanes on a hardware adapter (`--attn-lanes auto`; the
- *     training step then uses the faster);
+ *     training step then uses the faster); and the forward pass with f16 q, k, v on the
+ *     general kernel against the tensor-core one;
  *  3. training tokens/s of a ~1B-parameter Llama (TinyLlama-1.1B shape: 22 layers, hidden
  *     2048, MLP 5632, 32/4 heads, vocab 32000) at 8k and 16k tokens with S²-Attn, LongLoRA
  *     (LoRA r=8 on q,k,v,o + trainable embeddings and norms), activation checkpointing,
@@ -331,6 +332,28 @@ async function checkAttention(be: WebGpuBackend, W: number, mask: AttentionMask)
   });
 }
 
+/**
+ * The forward pass with f16 q, k, v on `be` against the CPU: within 2^-11 · max|v| (the
+ * subgroup-matrix kernel multiplies P in f16; kernels/attention-sgm.ts) plus f32 noise.
+ */
+async function checkAttentionF16(be: WebGpuBackend, mask: AttentionMask): Promise<void> {
+  const [B, N, H, Hkv, D] = [1, 70, 4, 2, 64];
+  const args: AttentionArgs = { B, Nq: N, Nk: N, kvStride: N, H, Hkv, D, scale: 1 / 8, qOffset: 0, mask };
+  const [q, k, v] = [randomF32(B * N * H * D), randomF32(B * N * Hkv * D), randomF32(B * N * Hkv * D)].map((a) => fromFloatArray(a, 'f16') as Uint16Array);
+  const outs: Float32Array[] = [];
+  for (const b of [cpuBackend(), be as Backend]) {
+    const [qb, kb, vb] = [put(b, q!, 'f16'), put(b, k!, 'f16'), put(b, v!, 'f16')];
+    const [o, l] = [b.alloc('f32', q!.length), b.alloc('f32', B * H * N)];
+    b.attention(qb, kb, vb, o, l, args);
+    outs.push(await b.download(o) as Float32Array);
+    for (const x of [qb, kb, vb, o, l]) b.free(x);
+  }
+  const maxV = Math.max(...Array.from(toFloatArray(v!, 'f16', 'f32'), Math.abs));
+  let worst = 0;
+  for (let i = 0; i < outs[0]!.length; i++) worst = Math.max(worst, Math.abs(outs[1]![i]! - outs[0]![i]!));
+  if (worst > 2 ** -11 * maxV + 1e-5) throw new Error(`f16 attention check (${mask.kind}, tensor cores) failed: max|diff| ${worst}`);
+}
+
 async function benchAttention(): Promise<void> {
   const [H, Hkv, D] = [32, 4, 64];
   const lengths = SMOKE ? [256] : [4096, 16384, 32768];
@@ -368,6 +391,29 @@ async function benchAttention(): Promise<void> {
     console.log(`  (the training step uses lanes ${trainLanes}: the fastest S² fwd + bwd above at the training lengths)`);
   }
   results.trainLanes = trainLanes;
+  // The forward pass with f16 q, k, v (what f16 training runs): the general kernel against the tensor-core one.
+  const tc = await tensorCoreBackend(GPU_LANES);
+  if (!tc) return;
+  console.log(`\nattention forward, f16 q, k, v                        N     general ms   tensor cores ms   ratio`);
+  const tcRows: Array<Record<string, unknown>> = [];
+  results.attentionTensorCores = tcRows;
+  for (const N of lengths) {
+    const masks: Array<[string, AttentionMask]> = [['dense causal', { kind: 'causal' }], ['S² segmented G=N/4', { kind: 's2', form: 'segmented', group: N / 4 }]];
+    for (const [name, mask] of masks) {
+      if (N === lengths[0]) await checkAttentionF16(tc, mask.kind === 'causal' ? mask : { ...mask, group: 16 });
+      const args: AttentionArgs = { B: 1, Nq: N, Nk: N, kvStride: N, H, Hkv, D, scale: 1 / Math.sqrt(D), qOffset: 0, mask };
+      const data = [randomF32(N * H * D), randomF32(N * Hkv * D), randomF32(N * Hkv * D)].map((a) => fromFloatArray(a, 'f16') as Uint16Array);
+      const sec: number[] = [];
+      for (const be of [gpu, tc]) {
+        const [q, k, v] = data.map((x) => put(be, x, 'f16'));
+        const [o, l] = [be.alloc('f16', N * H * D), be.alloc('f32', H * N)];
+        sec.push(await time(be, () => be.attention(q!, k!, v!, o, l, args), SMOKE ? 1 : N >= 32768 ? 3 : 5));
+        for (const b of [q!, k!, v!, o, l]) be.free(b);
+      }
+      console.log(`  ${name.padEnd(44)} ${String(N).padStart(6)}  ${(sec[0]! * 1e3).toFixed(1).padStart(11)}  ${(sec[1]! * 1e3).toFixed(1).padStart(16)}  ${(sec[0]! / sec[1]!).toFixed(2).padStart(6)}×`);
+      tcRows.push({ mask: name, N, generalMs: sec[0]! * 1e3, tensorCoresMs: sec[1]! * 1e3 });
+    }
+  }
 }
 
 // ---- 3. training ----------------------------------------------------------------------

@@ -470,6 +470,76 @@ describe('webgpu kernels: matmul on subgroup matrices (tensor cores)', opts, () 
   });
 });
 
+describe('webgpu kernels: attention forward on subgroup matrices (tensor cores)', opts, () => {
+  const rng = new Rng(6);
+  interface Case { B: number; Nq: number; Nk: number; S?: number; H: number; Hkv: number; D: number; qOffset?: number; mask?: AttentionMask; out?: 'f32' | 'f16' | 'bf16' }
+  const cases: Array<[string, Case]> = [
+    ['dense causal GQA, three query tiles, the last partial', { B: 1, Nq: 37, Nk: 37, H: 2, Hkv: 1, D: 16 }],
+    ['S² segmented, f16 out', { B: 1, Nq: 40, Nk: 40, H: 4, Hkv: 2, D: 16, mask: { kind: 's2', form: 'segmented', group: 16 }, out: 'f16' }],
+    ['S² roll (wrapped groups), B=2', { B: 2, Nq: 32, Nk: 32, H: 4, Hkv: 2, D: 16, mask: { kind: 's2', form: 'roll', group: 8 } }],
+    ['S² short, odd group, bf16 out', { B: 1, Nq: 26, Nk: 26, H: 2, Hkv: 2, D: 16, mask: { kind: 's2', form: 'short', group: 7 }, out: 'bf16' }],
+    ['KV cache: query offset over a preallocated cache', { B: 2, Nq: 5, Nk: 19, S: 24, H: 4, Hkv: 1, D: 16, qOffset: 14 }],
+    ['head dim 64', { B: 1, Nq: 20, Nk: 20, H: 2, Hkv: 2, D: 64, mask: { kind: 's2', form: 'segmented', group: 8 } }],
+  ];
+  /**
+   * Every case with f16 q, k and v on `be` against the CPU. Bounds: P is multiplied in f16,
+   * so |ΔO| ≤ 2^-11 · max|v| (plus f32 noise); a 16-bit out adds one ulp of its own; lse
+   * comes from the f32 weights. Returns the subgroup-matrix attention kernels compiled.
+   */
+  async function sgmAttention(be: WebGpuBackend, log: (s: string) => void): Promise<string[]> {
+    for (const [name, c] of cases) {
+      const S = c.S ?? c.Nk;
+      const args: AttentionArgs = { B: c.B, Nq: c.Nq, Nk: c.Nk, kvStride: S, H: c.H, Hkv: c.Hkv, D: c.D, scale: 1 / Math.sqrt(c.D), qOffset: c.qOffset ?? 0, mask: c.mask ?? { kind: 'causal' } };
+      const nq = c.B * c.Nq * c.H * c.D;
+      const nk = c.B * S * c.Hkv * c.D;
+      const [q, k, v] = [randn(rng, nq), randn(rng, nk), randn(rng, nk)].map((a) => fromFloatArray(a, 'f16'));
+      const od = c.out ?? 'f32';
+      const res = await runBoth([{ dtype: 'f16', data: q! }, { dtype: 'f16', data: k! }, { dtype: 'f16', data: v! }], [{ dtype: od, numel: nq }, out(c.B * c.H * c.Nq)],
+        (bk, [qb, kb, vb], [o, l]) => bk.attention(qb!, kb!, vb!, o!, l!, args), be);
+      const [want, got] = res[0]!.map((h) => toFloatArray(h, od, 'f32'));
+      const maxV = Math.max(...Array.from(toFloatArray(v!, 'f16', 'f32'), Math.abs));
+      const maxOut = Math.max(...Array.from(want!, Math.abs));
+      const ulp = od === 'f32' ? 0 : od === 'f16' ? 2 ** -10 : 2 ** -7;
+      const bound = 2 ** -11 * maxV + ulp * maxOut + 1e-5;
+      const d = diff(got!, want!);
+      log(`${name}: out max|diff| ${d.maxAbs.toExponential(2)} (bound ${bound.toExponential(2)} = 2^-11·max|v| + ${od} ulp + 1e-5)`);
+      assert.ok(d.maxAbs <= bound, `${name}: out differs by ${d.maxAbs} > ${bound}`);
+      assertClose(res[1]![1] as Float32Array, res[1]![0] as Float32Array, 5e-6, `${name}: lse`, log);
+    }
+    return be.preparedKernels().filter((key) => key.startsWith('attnSgm:'));
+  }
+
+  it('the kernel\'s tiling and masks, with the subgroup-matrix operations emulated in plain WGSL', async (t) => {
+    const be = await createWebGpuBackend({ poison: true, emulateSubgroupMatrix: true });
+    try {
+      if (!be.sgm) { t.skip(`no emulation here: ${be.subgroupMatrixNote}`); return; }
+      const kernels = await sgmAttention(be, (s) => t.diagnostic(s));
+      t.diagnostic(`kernels: ${kernels.join(', ')}`);
+      assert.equal(kernels.length, 4, 'one kernel per head dim and output dtype');
+      assert.ok(kernels.every((key) => key.endsWith(':emu')));
+      assert.ok(!be.preparedKernels().some((key) => key.startsWith('attn:')), 'the general forward kernel did not run');
+    } finally {
+      be.destroy();
+    }
+  });
+
+  it('on the adapter\'s own subgroup matrices when it has them; otherwise f16 attention stays on the general kernel', async (t) => {
+    const be = await createWebGpuBackend({ poison: true, subgroupMatrix: true });
+    try {
+      const kernels = await sgmAttention(be, (s) => t.diagnostic(s));
+      if (be.sgm) {
+        assert.equal(kernels.length, 4);
+        assert.ok(kernels.every((key) => !key.endsWith(':emu')));
+      } else {
+        assert.equal(kernels.length, 0, 'no subgroup-matrix kernel without the feature');
+        t.diagnostic(`the adapter's own subgroup matrices were not tested here: ${be.subgroupMatrixNote}`);
+      }
+    } finally {
+      be.destroy();
+    }
+  });
+});
+
 describe('webgpu kernels: normalisation, RoPE, embedding, loss, optimiser, NF4', opts, () => {
   const rng = new Rng(3);
 

@@ -88,7 +88,7 @@ describe('mixed precision: the model', () => {
     }
   }
 
-  it('LongLoRA on an f16 base with f16 activations on the subgroup-matrix matmul (emulated where the adapter lacks it): logits within K·u and every gradient within 2K·u of the CPU', async (t) => {
+  it('LongLoRA on an f16 base with f16 activations on the subgroup-matrix matmul and attention (emulated where the adapter lacks them): logits within K·u and every gradient within 2K·u of the CPU', async (t) => {
     let gpu: WebGpuBackend;
     try {
       gpu = await createWebGpuBackend({ subgroupMatrix: true, emulateSubgroupMatrix: true });
@@ -126,11 +126,14 @@ describe('mixed precision: the model', () => {
     try {
       const want = await run('cpu');
       const got = await run('webgpu-subgroup-matrix-test');
-      // The frozen projections forward (x · Wᵀ) and backward (dY · W) ran on the subgroup-matrix kernel.
-      const kernels = gpu.preparedKernels().filter((k) => k.startsWith('matmul-sgm:'));
+      // The frozen projections forward (x · Wᵀ) and backward (dY · W), and the attention
+      // forward, ran on the subgroup-matrix kernels (whose P, multiplied in f16, adds one
+      // rounding per layer: well inside K, which counts 15).
+      const kernels = gpu.preparedKernels().filter((k) => k.startsWith('matmul-sgm:') || k.startsWith('attnSgm:'));
       log(`subgroup-matrix kernels: ${kernels.join(', ')}`);
       assert.ok(kernels.some((k) => k.startsWith('matmul-sgm:false:true:')), 'x · Wᵀ on subgroup matrices');
       assert.ok(kernels.some((k) => k.startsWith('matmul-sgm:false:false:')), 'dY · W on subgroup matrices');
+      assert.ok(kernels.some((k) => k.startsWith('attnSgm:')), 'attention on subgroup matrices');
       const d = assertClose(got.logits, want.logits, K * U.f16, 'logits, subgroup matrices vs CPU', log);
       log(`= ${(d.rel / U.f16).toFixed(2)}·u`);
       let worst = { rel: 0, name: '' };

@@ -37,6 +37,7 @@ import { gemv, gemvApplies, matmul as matmulLaunches, TILE_LIGHT, type Tile } fr
 import { matmulSgm, sgmPlan, type SgmPlan } from './kernels/matmul-sgm.js';
 import type { AttentionTiles } from './kernels/attention.js';
 import * as attn from './kernels/attention.js';
+import { attentionSgm, attentionSgmApplies, attnSgmPlan, type AttnSgmPlan } from './kernels/attention-sgm.js';
 
 class GpuBuffer implements DeviceBuffer {
   readonly backend = 'webgpu';
@@ -219,7 +220,7 @@ export class WebGpuBackend implements Backend {
   describe(): string {
     return `${describeAdapter(this.adapter)}; shader-f16 ${this.hasF16 ? 'yes' : 'no'}; ` +
       `max buffer binding ${fmtBytes(this.limits.maxBinding)}, workgroup memory ${this.limits.workgroupStorage} B; ${this.profile} kernels` +
-      (this.sgm ? `; subgroup-matrix matmul: ${this.subgroupMatrixNote}` : this.subgroupMatrixNote ? `; no subgroup-matrix matmul: ${this.subgroupMatrixNote}` : '');
+      (this.sgm ? `; subgroup-matrix matmul and attention forward: ${this.subgroupMatrixNote}` : this.subgroupMatrixNote ? `; no subgroup-matrix matmul: ${this.subgroupMatrixNote}` : '');
   }
 
   // ---- memory -----------------------------------------------------------------------
@@ -484,7 +485,10 @@ export class WebGpuBackend implements Backend {
   // (f32, f16 or bf16); lse and δ are f32.
   attention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, args: AttentionArgs): void {
     const st = { ...attn.F32_STORES, qb: this.store(q), kb: this.store(k), vb: this.store(v), ob: this.store(out) };
-    const launch = this.decodeKernels && attn.decodeApplies(args) ? attn.attentionDecode(args, st) : attn.attention(args, this.tiles(args.D), st);
+    const tc = attentionSgmApplies(args, st) ? this.attentionSgmPlan(args.D) : null;
+    const launch = this.decodeKernels && attn.decodeApplies(args) ? attn.attentionDecode(args, st)
+      : tc ? attentionSgm(args, tc, st)
+      : attn.attention(args, this.tiles(args.D), st);
     this.launch(launch, [this.own(q), this.own(k), this.own(v), this.own(out), this.f32(lse)]);
   }
 
@@ -531,6 +535,15 @@ export class WebGpuBackend implements Backend {
   }
 
   // ---- recording and submission -----------------------------------------------------
+
+  private readonly attnSgmPlans = new Map<number, AttnSgmPlan | null>();
+
+  /** The subgroup-matrix attention tile for head dim D, when the device has the subgroup-matrix plan and D fits it. */
+  private attentionSgmPlan(D: number): AttnSgmPlan | null {
+    if (!this.sgm) return null;
+    if (!this.attnSgmPlans.has(D)) this.attnSgmPlans.set(D, attnSgmPlan(this.sgm, D, this.limits.workgroupStorage).plan);
+    return this.attnSgmPlans.get(D)!;
+  }
 
   /** Attention tiles for head dim D: sized to the device's workgroup memory unless overridden. */
   private tiles(D: number): AttentionTiles {

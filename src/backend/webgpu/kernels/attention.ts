@@ -60,12 +60,12 @@ function maskCode(mask: AttentionMask): number {
   return mask.form === 'segmented' ? 1 : mask.form === 'roll' ? 2 : 3;
 }
 
-const FIELDS = [
+export const FIELDS = [
   ['B', 'u32'], ['Nq', 'u32'], ['Nk', 'u32'], ['S', 'u32'], ['H', 'u32'], ['Hkv', 'u32'],
   ['qOff', 'u32'], ['G', 'u32'], ['scale', 'f32'], ['mask', 'u32'],
 ] as const;
 
-function argValues(g: AttentionArgs): number[] {
+export function argValues(g: AttentionArgs): number[] {
   return [g.B, g.Nq, g.Nk, g.kvStride, g.H, g.Hkv, g.qOffset, g.mask.kind === 's2' ? g.mask.group : 1, g.scale, maskCode(g.mask)];
 }
 
@@ -74,7 +74,7 @@ function argValues(g: AttentionArgs): number[] {
  * The form is an argument, not a constant: the branches are uniform, and one pipeline per
  * head dim serves every form.
  */
-const MASK_FNS = `
+export const MASK_FNS = `
 fn keyRanges(h: u32, qpos: u32) -> vec4u {
   let end = min(qpos + 1u, a.Nk);
   if (a.mask == 0u) { return vec4u(0u, end, 0u, 0u); }
@@ -119,7 +119,7 @@ fn inRanges(j: u32, r: vec4u) -> bool {
 }`;
 
 /** Workgroup hull of per-thread ranges: call in uniform control flow; returns [lo, hi). */
-const HULL = `
+export const HULL = `
 var<workgroup> hullLo: atomic<u32>;
 var<workgroup> hullHi: atomic<u32>;
 var<workgroup> hullOut: vec2u;
@@ -143,7 +143,7 @@ function width(D: number, lanes: number): number {
   return lanes >= 4 && D % 4 === 0 ? 4 : lanes >= 2 && D % 2 === 0 ? 2 : 1;
 }
 
-function header(D: number, W: number, consts: Record<string, number>): string {
+export function header(D: number, W: number, consts: Record<string, number>): string {
   const V = W === 1 ? 'f32' : `vec${W}<f32>`;
   return [
     `const D = ${D}u;`, `const DV = ${D / W}u;`, `alias V = ${V};`,
@@ -158,7 +158,7 @@ export type AttnStore = FStore;
 export interface AttnStores { qb: AttnStore; kb: AttnStore; vb: AttnStore; ob: AttnStore; dob: AttnStore; dqb: AttnStore; dkb: AttnStore; dvb: AttnStore }
 export const F32_STORES: AttnStores = { qb: 'f32', kb: 'f32', vb: 'f32', ob: 'f32', dob: 'f32', dqb: 'f32', dkb: 'f32', dvb: 'f32' };
 type Operand = 'qb' | 'kb' | 'vb' | 'ob' | 'dob';
-type Written = 'ob' | 'dqb' | 'dkb' | 'dvb';
+export type Written = 'ob' | 'dqb' | 'dkb' | 'dvb';
 const READ_FN: Record<Operand, string> = { qb: 'LQ', kb: 'LK', vb: 'LV', ob: 'LO', dob: 'LDO' };
 
 /** WGSL `fn name(i) -> V`: vector i (W lanes) of `buf`, which holds `st` values, as f32 lanes. */
@@ -189,7 +189,7 @@ function operands(W: number, st: AttnStores, names: readonly Operand[]): { bind:
  * `val(d)` from vector index `base`. 16-bit values are written a whole word at a time:
  * pairs of scalars (W = 1, which needs an even D), one vec2 or two words per vec4.
  */
-function written(W: number, D: number, st: AttnStores, n: Written): { bind: ReturnType<typeof OUT>; key: string; conv: string; row: (base: string, val: (d: string) => string) => string } {
+export function written(W: number, D: number, st: AttnStores, n: Written): { bind: ReturnType<typeof OUT>; key: string; conv: string; row: (base: string, val: (d: string) => string) => string } {
   const s = st[n];
   const loop = (step: number, body: string): string => `for (var d = 0u; d < DV; d = d + ${step}u) { ${body} }`;
   if (s === 'f32') return { bind: OUT(n, vtype(W)), key: s, conv: '', row: (base, val) => loop(1, `${n}[${base} + d] = ${val('d')};`) };
@@ -202,8 +202,8 @@ function written(W: number, D: number, st: AttnStores, n: Written): { bind: Retu
   return { bind: OUT(n, 'u32'), key: s, conv: HALF_CONV, row };
 }
 
-const IN = (name: string, type = 'f32') => ({ name, access: 'read' as const, type });
-const OUT = (name: string, type = 'f32') => ({ name, access: 'rw' as const, type });
+export const IN = (name: string, type = 'f32') => ({ name, access: 'read' as const, type });
+export const OUT = (name: string, type = 'f32') => ({ name, access: 'rw' as const, type });
 const vtype = (W: number): string => (W === 1 ? 'f32' : `vec${W}<f32>`);
 
 /**
