@@ -7,8 +7,8 @@
  *  2. fused attention forward + backward at 4k / 16k / 32k tokens, dense causal and S²-Attn
  *     (segmented, G = N/4), with a ~1B Llama's attention shape (32 heads, 4 kv heads, D 64),
  *     with scalar and vec4 head-dim lanes on a hardware adapter (`--attn-lanes auto`; the
- *     training step then uses the faster); and the forward pass with f16 q, k, v on the
- *     general kernel against the tensor-core one;
+ *     training step then uses the faster); and forward + backward with f16 q, k, v, dO on
+ *     the general kernels against the tensor-core ones;
  *  3. training tokens/s of a ~1B-parameter Llama (TinyLlama-1.1B shape: 22 layers, hidden
  *     2048, MLP 5632, 32/4 heads, vocab 32000) at 8k and 16k tokens with S²-Attn, LongLoRA
  *     (LoRA r=8 on q,k,v,o + trainable embeddings and norms), activation checkpointing,
@@ -335,6 +335,7 @@ async function checkAttention(be: WebGpuBackend, W: number, mask: AttentionMask)
 /**
  * The forward pass with f16 q, k, v on `be` against the CPU: within 2^-11 · max|v| (the
  * subgroup-matrix kernel multiplies P in f16; kernels/attention-sgm.ts) plus f32 noise.
+ * (The backward kernels are checked by the unit tests, which bench/gpu.sh runs first.)
  */
 async function checkAttentionF16(be: WebGpuBackend, mask: AttentionMask): Promise<void> {
   const [B, N, H, Hkv, D] = [1, 70, 4, 2, 64];
@@ -391,10 +392,10 @@ async function benchAttention(): Promise<void> {
     console.log(`  (the training step uses lanes ${trainLanes}: the fastest S² fwd + bwd above at the training lengths)`);
   }
   results.trainLanes = trainLanes;
-  // The forward pass with f16 q, k, v (what f16 training runs): the general kernel against the tensor-core one.
+  // f16 q, k, v, dO (what f16 training runs): the general kernels against the tensor-core ones.
   const tc = await tensorCoreBackend(GPU_LANES);
   if (!tc) return;
-  console.log(`\nattention forward, f16 q, k, v                        N     general ms   tensor cores ms   ratio`);
+  console.log(`\nattention fwd + bwd, f16 q, k, v, dO, out             N   general fwd / bwd ms   tensor cores fwd / bwd ms   ratio`);
   const tcRows: Array<Record<string, unknown>> = [];
   results.attentionTensorCores = tcRows;
   for (const N of lengths) {
@@ -402,16 +403,21 @@ async function benchAttention(): Promise<void> {
     for (const [name, mask] of masks) {
       if (N === lengths[0]) await checkAttentionF16(tc, mask.kind === 'causal' ? mask : { ...mask, group: 16 });
       const args: AttentionArgs = { B: 1, Nq: N, Nk: N, kvStride: N, H, Hkv, D, scale: 1 / Math.sqrt(D), qOffset: 0, mask };
-      const data = [randomF32(N * H * D), randomF32(N * Hkv * D), randomF32(N * Hkv * D)].map((a) => fromFloatArray(a, 'f16') as Uint16Array);
-      const sec: number[] = [];
+      const data = [randomF32(N * H * D), randomF32(N * Hkv * D), randomF32(N * Hkv * D), randomF32(N * H * D)].map((a) => fromFloatArray(a, 'f16') as Uint16Array);
+      const sec: Array<[number, number]> = [];
       for (const be of [gpu, tc]) {
-        const [q, k, v] = data.map((x) => put(be, x, 'f16'));
-        const [o, l] = [be.alloc('f16', N * H * D), be.alloc('f32', H * N)];
-        sec.push(await time(be, () => be.attention(q!, k!, v!, o, l, args), SMOKE ? 1 : N >= 32768 ? 3 : 5));
-        for (const b of [q!, k!, v!, o, l]) be.free(b);
+        const [q, k, v, g] = data.map((x) => put(be, x, 'f16'));
+        const [o, l, dq, dk, dv] = [be.alloc('f16', N * H * D), be.alloc('f32', H * N), be.alloc('f16', N * H * D), be.alloc('f16', N * Hkv * D), be.alloc('f16', N * Hkv * D)];
+        const iters = SMOKE ? 1 : N >= 32768 ? 3 : 5;
+        const fwd = await time(be, () => be.attention(q!, k!, v!, o, l, args), iters);
+        const bwd = await time(be, () => be.attentionBackward(q!, k!, v!, o, l, g!, dq, dk, dv, args), iters);
+        sec.push([fwd, bwd]);
+        for (const b of [q!, k!, v!, g!, o, l, dq, dk, dv]) be.free(b);
       }
-      console.log(`  ${name.padEnd(44)} ${String(N).padStart(6)}  ${(sec[0]! * 1e3).toFixed(1).padStart(11)}  ${(sec[1]! * 1e3).toFixed(1).padStart(16)}  ${(sec[0]! / sec[1]!).toFixed(2).padStart(6)}×`);
-      tcRows.push({ mask: name, N, generalMs: sec[0]! * 1e3, tensorCoresMs: sec[1]! * 1e3 });
+      const [[gf, gb], [tf, tb]] = sec as [[number, number], [number, number]];
+      const ms = (a: number, b: number): string => `${(a * 1e3).toFixed(1)} / ${(b * 1e3).toFixed(1)}`;
+      console.log(`  ${name.padEnd(44)} ${String(N).padStart(6)}  ${ms(gf, gb).padStart(20)}  ${ms(tf, tb).padStart(26)}  ${((gf + gb) / (tf + tb)).toFixed(2).padStart(6)}×`);
+      tcRows.push({ mask: name, N, generalFwdMs: gf * 1e3, generalBwdMs: gb * 1e3, tensorCoresFwdMs: tf * 1e3, tensorCoresBwdMs: tb * 1e3 });
     }
   }
 }

@@ -99,10 +99,11 @@ function preflight(c: TrainConfig): { cfg: LlamaConfig; mask: AttentionMask; rop
 function tensorCoreNote(be: Backend, c: TrainConfig): string {
   const gpu = be as Backend & { sgm?: unknown; subgroupMatrixNote?: string };
   if (be.name !== 'webgpu') return `tensor cores: not used (the backend is ${be.name}; they need webgpu)`;
-  if (!gpu.sgm) return `tensor cores: not available (${gpu.subgroupMatrixNote ?? 'unknown reason'}); f16 matmuls run on the tiled kernel`;
-  const idle = c.dtype !== 'f16' || c.precision !== 'f16';
-  return `tensor cores: on (${gpu.subgroupMatrixNote ?? ''})` +
-    (idle ? `; but they take f16 · f16 products only, and with --dtype ${c.dtype} --precision ${c.precision} none of the base projections are: use --dtype f16 --precision f16` : '');
+  if (!gpu.sgm) return `tensor cores: not available (${gpu.subgroupMatrixNote ?? 'unknown reason'}); f16 matmuls and attention run on the general kernels`;
+  const on = `tensor cores: on (${gpu.subgroupMatrixNote ?? ''})`;
+  if (c.precision !== 'f16') return `${on}; but they take f16 · f16 products only, and with --precision ${c.precision} nothing is: use --dtype f16 --precision f16`;
+  if (c.dtype !== 'f16') return `${on} for attention; the base projections need --dtype f16 too (now ${c.dtype})`;
+  return `${on} for the base projections and attention`;
 }
 
 export class Trainer {

@@ -16,6 +16,7 @@ import type { DType, HostArray } from '../../src/tensor/dtype.js';
 import { allocHost, f32ToBf16Bits, f32ToF16Bits, fromFloatArray, toFloatArray } from '../../src/tensor/dtype.js';
 import { Rng } from '../../src/tensor/random.js';
 import { LongLoraError } from '../../src/errors.js';
+import { keyRanges } from '../../src/attention/mask.js';
 import { assertClose, diff } from '../helpers/compare.js';
 import { webgpuUnderTest } from './webgpu-util.js';
 import { createWebGpuBackend, sizeClass, type WebGpuBackend } from '../../src/backend/webgpu/webgpu.js';
@@ -470,21 +471,64 @@ describe('webgpu kernels: matmul on subgroup matrices (tensor cores)', opts, () 
   });
 });
 
-describe('webgpu kernels: attention forward on subgroup matrices (tensor cores)', opts, () => {
+/**
+ * The sums of absolute terms behind dq, dk and dv (f32 inputs q, k, v, dO as [B, N, H, D]
+ * and [B, S, Hkv, D]): scale·Σ|dS||k|, scale·Σ|dS||q| and Σ P|dO|, computed here in f64 from
+ * the softmax; a kernel that rounds P and dS to f16 before multiplying errs by at most
+ * 2^-11 of them.
+ */
+function attentionMagnitudes([q, k, v, dO]: Float32Array[], g: AttentionArgs): Float64Array[] {
+  const { B, Nq, Nk, kvStride: S, H, Hkv, D, scale, qOffset } = g;
+  const mq = new Float64Array(B * Nq * H * D);
+  const mk = new Float64Array(B * S * Hkv * D);
+  const mv = new Float64Array(B * S * Hkv * D);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < H; h++) {
+      const kvh = Math.floor(h / (H / Hkv));
+      for (let i = 0; i < Nq; i++) {
+        const qo = ((b * Nq + i) * H + h) * D;
+        const keys: number[] = [];
+        for (const [lo, hi] of keyRanges(g.mask, H, h, qOffset + i, Nk)) for (let j = lo; j < hi; j++) keys.push(j);
+        const ko = (j: number): number => ((b * S + j) * Hkv + kvh) * D;
+        const dot = (x: Float32Array, xo: number, y: Float32Array, yo: number): number => { let t = 0; for (let d = 0; d < D; d++) t += x[xo + d]! * y[yo + d]!; return t; };
+        const s = keys.map((j) => dot(q!, qo, k!, ko(j)) * scale);
+        const m = Math.max(...s);
+        const e = s.map((x) => Math.exp(x - m));
+        const sum = e.reduce((x, y) => x + y, 0);
+        const p = e.map((x) => x / sum);
+        const dp = keys.map((j) => dot(dO!, qo, v!, ko(j)));
+        const delta = p.reduce((t, pj, n) => t + pj * dp[n]!, 0);
+        keys.forEach((j, n) => {
+          const ds = Math.abs(p[n]! * (dp[n]! - delta));
+          for (let d = 0; d < D; d++) {
+            mq[qo + d] = mq[qo + d]! + scale * ds * Math.abs(k![ko(j) + d]!);
+            mk[ko(j) + d] = mk[ko(j) + d]! + scale * ds * Math.abs(q![qo + d]!);
+            mv[ko(j) + d] = mv[ko(j) + d]! + p[n]! * Math.abs(dO![qo + d]!);
+          }
+        });
+      }
+    }
+  }
+  return [mq, mk, mv];
+}
+
+describe('webgpu kernels: attention on subgroup matrices (tensor cores)', opts, () => {
   const rng = new Rng(6);
   interface Case { B: number; Nq: number; Nk: number; S?: number; H: number; Hkv: number; D: number; qOffset?: number; mask?: AttentionMask; out?: 'f32' | 'f16' | 'bf16' }
   const cases: Array<[string, Case]> = [
     ['dense causal GQA, three query tiles, the last partial', { B: 1, Nq: 37, Nk: 37, H: 2, Hkv: 1, D: 16 }],
     ['S² segmented, f16 out', { B: 1, Nq: 40, Nk: 40, H: 4, Hkv: 2, D: 16, mask: { kind: 's2', form: 'segmented', group: 16 }, out: 'f16' }],
     ['S² roll (wrapped groups), B=2', { B: 2, Nq: 32, Nk: 32, H: 4, Hkv: 2, D: 16, mask: { kind: 's2', form: 'roll', group: 8 } }],
-    ['S² short, odd group, bf16 out', { B: 1, Nq: 26, Nk: 26, H: 2, Hkv: 2, D: 16, mask: { kind: 's2', form: 'short', group: 7 }, out: 'bf16' }],
+    ['S² short, odd group', { B: 1, Nq: 26, Nk: 26, H: 2, Hkv: 2, D: 16, mask: { kind: 's2', form: 'short', group: 7 } }],
     ['KV cache: query offset over a preallocated cache', { B: 2, Nq: 5, Nk: 19, S: 24, H: 4, Hkv: 1, D: 16, qOffset: 14 }],
-    ['head dim 64', { B: 1, Nq: 20, Nk: 20, H: 2, Hkv: 2, D: 64, mask: { kind: 's2', form: 'segmented', group: 8 } }],
+    ['head dim 64, bf16 out', { B: 1, Nq: 20, Nk: 20, H: 2, Hkv: 2, D: 64, mask: { kind: 's2', form: 'segmented', group: 8 }, out: 'bf16' }],
   ];
   /**
-   * Every case with f16 q, k and v on `be` against the CPU. Bounds: P is multiplied in f16,
-   * so |ΔO| ≤ 2^-11 · max|v| (plus f32 noise); a 16-bit out adds one ulp of its own; lse
-   * comes from the f32 weights. Returns the subgroup-matrix attention kernels compiled.
+   * Every case with f16 q, k, v (and dO) on `be` against the CPU, forward and backward.
+   * Bounds: P is multiplied in f16, so |ΔO| ≤ 2^-11 · max|v| (plus f32 noise); a 16-bit out
+   * adds one ulp of its own; lse comes from the f32 weights. The gradients multiply P and
+   * dS in f16: each within 2^-11 of its sum of absolute terms (attentionMagnitudes), one
+   * ulp of a 16-bit output, and f32 noise. Returns the subgroup-matrix kernels compiled.
    */
   async function sgmAttention(be: WebGpuBackend, log: (s: string) => void): Promise<string[]> {
     for (const [name, c] of cases) {
@@ -505,8 +549,38 @@ describe('webgpu kernels: attention forward on subgroup matrices (tensor cores)'
       log(`${name}: out max|diff| ${d.maxAbs.toExponential(2)} (bound ${bound.toExponential(2)} = 2^-11·max|v| + ${od} ulp + 1e-5)`);
       assert.ok(d.maxAbs <= bound, `${name}: out differs by ${d.maxAbs} > ${bound}`);
       assertClose(res[1]![1] as Float32Array, res[1]![0] as Float32Array, 5e-6, `${name}: lse`, log);
+      // Backward from the CPU's forward result (out in f16, as training keeps it), so both read the same out and lse.
+      const dO = fromFloatArray(randn(rng, nq), 'f16');
+      const cpu = cpuBackend();
+      const host = [q!, k!, v!].map((x) => { const b = cpu.alloc('f16', x.length); cpu.upload(b, x); return b; });
+      const [ob, lb] = [cpu.alloc('f16', nq), cpu.alloc('f32', c.B * c.H * c.Nq)];
+      cpu.attention(host[0]!, host[1]!, host[2]!, ob, lb, args);
+      const o = await cpu.download(ob);
+      const l = await cpu.download(lb);
+      for (const bf of [...host, ob, lb]) cpu.free(bf);
+      const mags = attentionMagnitudes([q!, k!, v!, dO].map((x) => toFloatArray(x, 'f16', 'f32') as Float32Array), args);
+      const gd = c.out ?? 'f32';
+      const back = await runBoth([{ dtype: 'f16', data: q! }, { dtype: 'f16', data: k! }, { dtype: 'f16', data: v! }, { dtype: 'f16', data: o }, { dtype: 'f32', data: l }, { dtype: 'f16', data: dO }],
+        [{ dtype: gd, numel: nq }, { dtype: gd, numel: nk }, { dtype: gd, numel: nk }],
+        (bk, [qb, kb, vb, oo, ll, g], [dq, dk, dv]) => bk.attentionBackward(qb!, kb!, vb!, oo!, ll!, g!, dq!, dk!, dv!, args), be);
+      back.forEach(([cw, gw], n) => {
+        const [want, got] = [cw, gw].map((h) => toFloatArray(h, gd, 'f32'));
+        const mag = mags[n]!;
+        let scale = 0;
+        for (const w of want!) scale = Math.max(scale, Math.abs(w));
+        // The worst error as a fraction of its element's bound (≤ 1 passes). The bound is the
+        // worst case, and rows with few keys (the first rows under a causal mask) come near it.
+        let worst = 0;
+        for (let e = 0; e < want!.length; e++) {
+          const bound = 2 ** -11 * mag[e]! + ulp * Math.abs(want![e]!) + 1e-5 * scale;
+          worst = Math.max(worst, Math.abs(got![e]! - want![e]!) / bound);
+        }
+        const label = `${name}: ${['dq', 'dk', 'dv'][n]}`;
+        log(`${label}: max|diff| ${diff(got!, want!).maxAbs.toExponential(2)}, at most ${worst.toFixed(3)} of its bound 2^-11·Σ|terms| + ${gd} ulp + 1e-5·max|${['dq', 'dk', 'dv'][n]}|`);
+        assert.ok(worst <= 1, `${label}: an element is off by ${worst.toFixed(2)}× its rounding bound`);
+      });
     }
-    return be.preparedKernels().filter((key) => key.startsWith('attnSgm:'));
+    return be.preparedKernels().filter((key) => key.startsWith('attnSgm'));
   }
 
   it('the kernel\'s tiling and masks, with the subgroup-matrix operations emulated in plain WGSL', async (t) => {
@@ -515,9 +589,9 @@ describe('webgpu kernels: attention forward on subgroup matrices (tensor cores)'
       if (!be.sgm) { t.skip(`no emulation here: ${be.subgroupMatrixNote}`); return; }
       const kernels = await sgmAttention(be, (s) => t.diagnostic(s));
       t.diagnostic(`kernels: ${kernels.join(', ')}`);
-      assert.equal(kernels.length, 4, 'one kernel per head dim and output dtype');
+      assert.equal(kernels.length, 9, 'forward, dQ and dK/dV kernels per head dim and output dtype');
       assert.ok(kernels.every((key) => key.endsWith(':emu')));
-      assert.ok(!be.preparedKernels().some((key) => key.startsWith('attn:')), 'the general forward kernel did not run');
+      assert.ok(!be.preparedKernels().some((key) => /^attn(Dq|Dkv)?:/.test(key)), 'the general forward, dQ and dK/dV kernels did not run');
     } finally {
       be.destroy();
     }
@@ -528,7 +602,7 @@ describe('webgpu kernels: attention forward on subgroup matrices (tensor cores)'
     try {
       const kernels = await sgmAttention(be, (s) => t.diagnostic(s));
       if (be.sgm) {
-        assert.equal(kernels.length, 4);
+        assert.equal(kernels.length, 9);
         assert.ok(kernels.every((key) => !key.endsWith(':emu')));
       } else {
         assert.equal(kernels.length, 0, 'no subgroup-matrix kernel without the feature');

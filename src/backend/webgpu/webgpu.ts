@@ -37,7 +37,9 @@ import { gemv, gemvApplies, matmul as matmulLaunches, TILE_LIGHT, type Tile } fr
 import { matmulSgm, sgmPlan, type SgmPlan } from './kernels/matmul-sgm.js';
 import type { AttentionTiles } from './kernels/attention.js';
 import * as attn from './kernels/attention.js';
-import { attentionSgm, attentionSgmApplies, attnSgmPlan, type AttnSgmPlan } from './kernels/attention-sgm.js';
+import {
+  attentionBackwardSgm, attentionBackwardSgmApplies, attentionSgm, attentionSgmApplies, attnSgmBwdPlan, attnSgmPlan, type AttnSgmBwdPlan, type AttnSgmPlan,
+} from './kernels/attention-sgm.js';
 
 class GpuBuffer implements DeviceBuffer {
   readonly backend = 'webgpu';
@@ -220,7 +222,7 @@ export class WebGpuBackend implements Backend {
   describe(): string {
     return `${describeAdapter(this.adapter)}; shader-f16 ${this.hasF16 ? 'yes' : 'no'}; ` +
       `max buffer binding ${fmtBytes(this.limits.maxBinding)}, workgroup memory ${this.limits.workgroupStorage} B; ${this.profile} kernels` +
-      (this.sgm ? `; subgroup-matrix matmul and attention forward: ${this.subgroupMatrixNote}` : this.subgroupMatrixNote ? `; no subgroup-matrix matmul: ${this.subgroupMatrixNote}` : '');
+      (this.sgm ? `; subgroup-matrix matmul and attention: ${this.subgroupMatrixNote}` : this.subgroupMatrixNote ? `; no subgroup-matrix matmul: ${this.subgroupMatrixNote}` : '');
   }
 
   // ---- memory -----------------------------------------------------------------------
@@ -502,8 +504,10 @@ export class WebGpuBackend implements Backend {
     const [qb, kb, vb, ob, lb, dob] = [this.own(q), this.own(k), this.own(v), this.own(out), this.f32(lse), this.own(dout)];
     const delta = this.alloc('f32', args.B * args.H * args.Nq) as GpuBuffer;
     this.launch(attn.attentionDelta(args, t, st), [ob, dob, delta]);
-    this.launch(attn.attentionDkv(args, t, st), [qb, kb, vb, lb, delta, dob, this.own(dk), this.own(dv)]);
-    this.launch(attn.attentionDq(args, t, st), [qb, kb, vb, lb, delta, dob, this.own(dq)]);
+    const tc = attentionBackwardSgmApplies(args, st) ? this.attentionSgmBwdPlan(args.D) : null;
+    const { dkv, dq: dqLaunch } = tc ? attentionBackwardSgm(args, tc, st) : { dkv: attn.attentionDkv(args, t, st), dq: attn.attentionDq(args, t, st) };
+    this.launch(dkv, [qb, kb, vb, lb, delta, dob, this.own(dk), this.own(dv)]);
+    this.launch(dqLaunch, [qb, kb, vb, lb, delta, dob, this.own(dq)]);
     this.free(delta); // recorded work reads it before any later reuse
   }
 
@@ -537,6 +541,14 @@ export class WebGpuBackend implements Backend {
   // ---- recording and submission -----------------------------------------------------
 
   private readonly attnSgmPlans = new Map<number, AttnSgmPlan | null>();
+  private readonly attnSgmBwdPlans = new Map<number, AttnSgmBwdPlan | null>();
+
+  /** The subgroup-matrix attention backward tiles for head dim D, as `attentionSgmPlan`. */
+  private attentionSgmBwdPlan(D: number): AttnSgmBwdPlan | null {
+    if (!this.sgm) return null;
+    if (!this.attnSgmBwdPlans.has(D)) this.attnSgmBwdPlans.set(D, attnSgmBwdPlan(this.sgm, D, this.limits.workgroupStorage).plan);
+    return this.attnSgmBwdPlans.get(D)!;
+  }
 
   /** The subgroup-matrix attention tile for head dim D, when the device has the subgroup-matrix plan and D fits it. */
   private attentionSgmPlan(D: number): AttnSgmPlan | null {

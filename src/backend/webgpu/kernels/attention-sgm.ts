@@ -23,9 +23,9 @@ import type { KernelSpec, Launch } from '../wgsl.js';
 import { InternalError } from '../../../errors.js';
 import { NEG_BIG } from '../wgsl.js';
 import { spec } from './elementwise.js';
-import { argValues, type AttnStores, FIELDS, header, HULL, IN, MASK_FNS, OUT, written } from './attention.js';
+import { argValues, type AttnStores, FIELDS, header, HULL, IN, MASK_FNS, OUT, queryRowState, written } from './attention.js';
 import type { SgmPlan } from './matmul-sgm.js';
-import { sgmOps } from './sgm-ops.js';
+import { sgmOps, type SgmOps } from './sgm-ops.js';
 
 /** Subgroups per workgroup. */
 const SUBGROUPS = 4;
@@ -70,6 +70,53 @@ ${body}
     }`;
 }
 
+/** WGSL: rows [base, base + count) of a [.., D] f16 operand (raw words) into a workgroup array, zeros past `limit`. */
+function stageRows(arr: string, src: string, count: number | string, stride: number, row: (r: string) => string, ok: (r: string) => string): string {
+  return `  for (var e = li; e < ${count}u * DW; e = e + NT) {
+    let rr = e / DW;
+    let dw = e % DW;
+    var v = vec2<f16>();
+    if (${ok('rr')}) { v = h2(${src}[${row('rr')} * DW + dw]); }
+    ${arr}[rr * ${stride}u + 2u * dw] = v.x;
+    ${arr}[rr * ${stride}u + 2u * dw + 1u] = v.y;
+  }`;
+}
+
+/**
+ * WGSL from the constants to the first line of main, as every kernel here starts: the mask
+ * functions, the hull, the workgroup arrays ([name, element type, length]), the
+ * subgroup-matrix helpers (so call it after every other use of `x`), and `h2`, which
+ * splits a word into its two f16 elements (element 2i low, 2i + 1 high).
+ */
+function kernelStart(D: number, NT: number, consts: Record<string, number>, arrays: Array<[string, string, number]>, x: SgmOps): string {
+  return `${header(D, 1, { NT, DW: D / 2, ...consts })}
+${MASK_FNS}
+${HULL}
+${arrays.map(([n, t, len]) => `var<workgroup> ${n}: array<${t}, ${len}>;`).join('\n')}
+var<private> lane: u32;
+${x.helpers()}
+fn h2(w: u32) -> vec2<f16> { return vec2<f16>(unpack2x16float(w)); }
+@compute @workgroup_size(${NT})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32,
+        @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) sl: u32) {
+  lane = sl;`;
+}
+
+/**
+ * WGSL for the subgroup's block (bi, bj) of one or two products over the head dim, each
+ * [left array, right array read column-major (the transpose), f32 output array], with
+ * the arrays' row strides: rows of left and right `SQ` apart, of the output `SS`.
+ */
+function headDimProducts(x: SgmOps, p: SgmPlan, SQ: number, SS: number, products: Array<[string, string, string]>): string {
+  const { M, N, K } = p;
+  const accs = products.map((_, n) => `c${n}`);
+  return `${accs.map((c) => `      var ${c} = ${x.zero};`).join('\n')}
+      for (var d0 = 0u; d0 < D; d0 = d0 + ${K}u) {
+${products.map(([l, r], n) => `        ${accs[n]} = ${x.mma(x.left(l, `bi * ${M * SQ}u + d0`, SQ), x.right(r, `bj * ${N * SQ}u + d0`, SQ, true), accs[n]!)};`).join('\n')}
+      }
+${products.map(([, , o], n) => `      ${x.store(o, `bi * ${M * SS}u + bj * ${N}u`, accs[n]!, SS)}`).join('\n')}`;
+}
+
 function forwardSgmSpec(D: number, p: AttnSgmPlan, st: AttnStores): KernelSpec {
   const { T, sgm } = p;
   const { M, N, K, SG } = sgm;
@@ -79,11 +126,7 @@ function forwardSgmSpec(D: number, p: AttnSgmPlan, st: AttnStores): KernelSpec {
   const key = `attnSgm:${D}:${T}:${M}x${N}x${K}/${SG}:${o.key}${sgm.emulate ? ':emu' : ''}`;
   return spec(key, () => {
     const x = sgmOps(sgm, ['Qs', 'Ks', 'Vs', 'Ss', 'Ps', 'Os']);
-    const scores = `      var c = ${x.zero};
-      for (var d0 = 0u; d0 < D; d0 = d0 + ${K}u) {
-        c = ${x.mma(x.left('Qs', `bi * ${M * SQ}u + d0`, SQ), x.right('Ks', `bj * ${N * SQ}u + d0`, SQ, true), 'c')};
-      }
-      ${x.store('Ss', `bi * ${M * SS}u + bj * ${N}u`, 'c', SS)}`;
+    const scores = headDimProducts(x, sgm, SQ, SS, [['Qs', 'Ks', 'Ss']]);
     const pv = `      var c = ${x.result('Os', `bi * ${M * SO}u + bd * ${N}u`, SO)};
       for (var k0 = 0u; k0 < T; k0 = k0 + ${K}u) {
         c = ${x.mma(x.left('Ps', `bi * ${M * SP}u + k0`, SP), x.right('Vs', `k0 * ${SQ}u + bd * ${N}u`, SQ), 'c')};
@@ -95,26 +138,8 @@ function forwardSgmSpec(D: number, p: AttnSgmPlan, st: AttnStores): KernelSpec {
       buffers: [IN('qb', 'u32'), IN('kb', 'u32'), IN('vb', 'u32'), o.bind, OUT('lse')],
       fields: FIELDS,
       body: `${o.conv}
-${header(D, 1, { T, NT, DW: D / 2 })}
-${MASK_FNS}
-${HULL}
-var<workgroup> Qs: array<f16, ${T * SQ}>;
-var<workgroup> Ks: array<f16, ${T * SQ}>;
-var<workgroup> Vs: array<f16, ${T * SQ}>;
-var<workgroup> Ps: array<f16, ${T * SP}>;
-var<workgroup> Ss: array<f32, ${T * SS}>;
-var<workgroup> Os: array<f32, ${T * SO}>;
-var<workgroup> Rr: array<vec4u, ${T}>;
-var<workgroup> Mr: array<f32, ${T}>;
-var<workgroup> Lr: array<f32, ${T}>;
-var<private> lane: u32;
-${x.helpers()}
-/** Two f16 elements of a word (element 2i low, 2i + 1 high). */
-fn h2(w: u32) -> vec2<f16> { return vec2<f16>(unpack2x16float(w)); }
-@compute @workgroup_size(${NT})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32,
-        @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) sl: u32) {
-  lane = sl;
+${kernelStart(D, NT, { T }, [['Qs', 'f16', T * SQ], ['Ks', 'f16', T * SQ], ['Vs', 'f16', T * SQ], ['Ps', 'f16', T * SP],
+    ['Ss', 'f32', T * SS], ['Os', 'f32', T * SO], ['Rr', 'vec4u', T], ['Mr', 'f32', T], ['Lr', 'f32', T]], x)}
   let h = wid.y;
   let b = wid.z;
   let kvh = h / (a.H / a.Hkv);
@@ -131,31 +156,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
     if (r.w > r.z) { lo = min(lo, r.z); hi = max(hi, r.w); }
     for (var d = 0u; d < D; d = d + 1u) { Os[rr * ${SO}u + d] = 0.0; }
   }
-  for (var e = li; e < T * DW; e = e + NT) {
-    let rr = e / DW;
-    let dw = e % DW;
-    var v = vec2<f16>();
-    if (i0 + rr < a.Nq) { v = h2(qb[((b * a.Nq + i0 + rr) * a.H + h) * DW + dw]); }
-    Qs[rr * ${SQ}u + 2u * dw] = v.x;
-    Qs[rr * ${SQ}u + 2u * dw + 1u] = v.y;
-  }
+${stageRows('Qs', 'qb', T, SQ, (r) => `((b * a.Nq + i0 + ${r}) * a.H + h)`, (r) => `i0 + ${r} < a.Nq`)}
   let hv = hull(vec4u(lo, hi, 0u, 0u), li);
   for (var t0 = hv.x; t0 < hv.y; t0 = t0 + T) {
-    for (var e = li; e < T * DW; e = e + NT) {
-      let jj = e / DW;
-      let dw = e % DW;
-      var kv = vec2<f16>();
-      var vv = vec2<f16>();
-      if (t0 + jj < hv.y) {
-        let ko = ((b * a.S + t0 + jj) * a.Hkv + kvh) * DW + dw;
-        kv = h2(kb[ko]);
-        vv = h2(vb[ko]);
-      }
-      Ks[jj * ${SQ}u + 2u * dw] = kv.x;
-      Ks[jj * ${SQ}u + 2u * dw + 1u] = kv.y;
-      Vs[jj * ${SQ}u + 2u * dw] = vv.x;
-      Vs[jj * ${SQ}u + 2u * dw + 1u] = vv.y;
-    }
+${stageRows('Ks', 'kb', T, SQ, (r) => `((b * a.S + t0 + ${r}) * a.Hkv + kvh)`, (r) => `t0 + ${r} < hv.y`)}
+${stageRows('Vs', 'vb', T, SQ, (r) => `((b * a.S + t0 + ${r}) * a.Hkv + kvh)`, (r) => `t0 + ${r} < hv.y`)}
     workgroupBarrier();
     // S = Q · Kᵀ, block by block over the subgroups.
 ${blocks(T / M, T / N, 'bj', scores)}
@@ -212,4 +217,269 @@ ${blocks(T / M, D / N, 'bd', pv)}
 export function attentionSgm(g: AttentionArgs, p: AttnSgmPlan, st: AttnStores): Launch {
   if (!attentionSgmApplies(g, st)) throw new InternalError('webgpu attentionSgm: needs f16 q, k, v and more than one query row');
   return { spec: forwardSgmSpec(g.D, p, st), args: argValues(g), grid: [Math.ceil(g.Nq / p.T), g.H, g.B] };
+}
+
+// ---- backward ---------------------------------------------------------------------------
+
+/**
+ * The backward kernels' tiles: TQ query rows and TK keys per step. dQ: a workgroup owns TQ
+ * query rows and walks TK keys at a time; dK/dV: a workgroup owns TK keys and walks TQ
+ * query rows at a time, for every query head of its kv head.
+ */
+export interface AttnSgmBwdPlan { TQ: number; TK: number; sgm: SgmPlan }
+
+/** Workgroup memory of the dQ kernel and of the dK/dV kernel (the larger counts). */
+export function attnSgmBwdBytes(TQ: number, TK: number, D: number): number {
+  const SQ = D + PAD16;
+  const rows = 24 * Math.max(TQ, TK) + 32;
+  const dq = 2 * (2 * TQ * SQ + 2 * TK * SQ + TQ * (TK + PAD16)) + 4 * (TQ * Math.max(TK, D) + 2 * TQ * PAD32 + TQ * TK) + rows;
+  const dkv = 2 * (2 * TK * SQ + 2 * TQ * SQ + 2 * TK * (TQ + PAD16)) + 4 * (TK * Math.max(TQ, D) + 2 * TK * PAD32 + TK * TQ) + rows;
+  return Math.max(dq, dkv);
+}
+
+/** The largest backward tiles that the configuration's blocks tile and that fit `storage`, or why there are none. */
+export function attnSgmBwdPlan(sgm: SgmPlan, D: number, storage: number): { plan: AttnSgmBwdPlan | null; reason: string } {
+  const { M, N, K } = sgm;
+  if (D % K !== 0 || D % N !== 0 || D % 2 !== 0) return { plan: null, reason: `head dim ${D} is not a multiple of the ${M}×${N}×${K} blocks` };
+  const pairs: Array<[number, number]> = sgm.emulate ? [[8, 16]] : [[64, 64], [32, 64], [32, 32], [16, 64], [16, 32], [16, 16]];
+  for (const [TQ, TK] of pairs) {
+    if ([TQ, TK].some((x) => x % M !== 0 || x % N !== 0 || x % K !== 0)) continue;
+    if (attnSgmBwdBytes(TQ, TK, D) > storage) continue;
+    return { plan: { TQ, TK, sgm }, reason: `${TQ} query rows × ${TK} keys` };
+  }
+  return { plan: null, reason: `no backward tile fits head dim ${D} in ${storage} B of workgroup memory` };
+}
+
+/** Whether the backward kernels take this call: f16 q, k, v and dO, more than one query row. */
+export function attentionBackwardSgmApplies(g: AttentionArgs, st: AttnStores): boolean {
+  return attentionSgmApplies(g, st) && st.dob === 'f16';
+}
+
+/**
+ * WGSL: `count` result matrices per subgroup held in registers (acc0, acc1, ...), the
+ * subgroup's blocks blk = sg + 4n of a rows × cols product; `step(n)` adds block n's
+ * products to acc{n}, seeing its row bi and column bd. Blocks past the end are skipped.
+ */
+function registerBlocks(name: string, rows: number, cols: number, step: (acc: string) => string): { count: number; decl: (zero: string) => string; add: string } {
+  const count = Math.ceil((rows * cols) / SUBGROUPS);
+  const accs = Array.from({ length: count }, (_, n) => `${name}${n}`);
+  return {
+    count,
+    decl: (zero) => accs.map((a) => `  var ${a} = ${zero};`).join('\n'),
+    add: accs.map((a, n) => `    {
+      let blk = sg + ${n * SUBGROUPS}u;
+      if (blk < ${rows * cols}u) {
+        let bi = blk / ${cols}u;
+        let bd = blk % ${cols}u;
+${step(a)}
+      }
+    }`).join('\n'),
+  };
+}
+
+/** WGSL: each register block of `acc` stored to the f32 array `arr` (row stride `stride`). */
+function storeBlocks(x: ReturnType<typeof sgmOps>, acc: ReturnType<typeof registerBlocks>, name: string, M: number, N: number, cols: number, rows: number, arr: string, stride: number): string {
+  return Array.from({ length: acc.count }, (_, n) => `  {
+    let blk = sg + ${n * SUBGROUPS}u;
+    if (blk < ${rows * cols}u) {
+      ${x.store(arr, `(blk / ${cols}u) * ${M * stride}u + (blk % ${cols}u) * ${N}u`, `${name}${n}`, stride)}
+    }
+  }`).join('\n');
+}
+
+/**
+ * dQ = scale · Σ_keys dS · K with dS = P ∘ (dP − δ), P = exp(S·scale − lse), S = Q·Kᵀ,
+ * dP = dO·Vᵀ: S and dP on the matrix units into workgroup memory, P and dS by the threads
+ * (dS rounded to f16), dS·K on the matrix units into registers.
+ */
+function dqSgmSpec(D: number, p: AttnSgmBwdPlan, st: AttnStores): KernelSpec {
+  const { TQ, TK, sgm } = p;
+  const { M, N, K, SG } = sgm;
+  const NT = SUBGROUPS * SG;
+  const o = written(1, D, st, 'dqb');
+  const [SQ, SS, SP, SO] = [D + PAD16, TK + PAD32, TK + PAD16, D + PAD32];
+  return spec(`attnSgmDq:${D}:${TQ}x${TK}:${M}x${N}x${K}/${SG}:${o.key}${sgm.emulate ? ':emu' : ''}`, () => {
+    const x = sgmOps(sgm, ['Qs', 'dOs', 'Ks', 'Vs', 'Ss', 'dPs', 'dSs']);
+    const products = headDimProducts(x, sgm, SQ, SS, [['Qs', 'Ks', 'Ss'], ['dOs', 'Vs', 'dPs']]);
+    const dq = registerBlocks('dq', TQ / M, D / N, (acc) => `        for (var k0 = 0u; k0 < ${TK}u; k0 = k0 + ${K}u) {
+          ${acc} = ${x.mma(x.left('dSs', `bi * ${M * SP}u + k0`, SP), x.right('Ks', `k0 * ${SQ}u + bd * ${N}u`, SQ), acc)};
+        }`);
+    const stores = storeBlocks(x, dq, 'dq', M, N, D / N, TQ / M, 'Ss', SO);
+    const body = `${o.conv}
+${kernelStart(D, NT, {}, [['Qs', 'f16', TQ * SQ], ['dOs', 'f16', TQ * SQ], ['Ks', 'f16', TK * SQ], ['Vs', 'f16', TK * SQ], ['dSs', 'f16', TQ * SP],
+    ['Ss', 'f32', TQ * Math.max(SS, SO)], ['dPs', 'f32', TQ * SS], ['Rr', 'vec4u', TQ], ['Lr', 'f32', TQ], ['Dr', 'f32', TQ]], x)}
+  let h = wid.y;
+  let b = wid.z;
+  let kvh = h / (a.H / a.Hkv);
+  let i0 = wid.x * ${TQ}u;
+  var lo = 0xffffffffu;
+  var hi = 0u;
+  for (var rr = li; rr < ${TQ}u; rr = rr + NT) {
+    var r = vec4u(0u);
+    if (i0 + rr < a.Nq) {
+      r = keyRanges(h, a.qOff + i0 + rr);
+      Lr[rr] = lse[(b * a.H + h) * a.Nq + i0 + rr];
+      Dr[rr] = delta[(b * a.H + h) * a.Nq + i0 + rr];
+    }
+    Rr[rr] = r;
+    if (r.y > r.x) { lo = min(lo, r.x); hi = max(hi, r.y); }
+    if (r.w > r.z) { lo = min(lo, r.z); hi = max(hi, r.w); }
+  }
+${stageRows('Qs', 'qb', TQ, SQ, (r) => `((b * a.Nq + i0 + ${r}) * a.H + h)`, (r) => `i0 + ${r} < a.Nq`)}
+${stageRows('dOs', 'dob', TQ, SQ, (r) => `((b * a.Nq + i0 + ${r}) * a.H + h)`, (r) => `i0 + ${r} < a.Nq`)}
+  let hv = hull(vec4u(lo, hi, 0u, 0u), li);
+${dq.decl(x.zero)}
+  for (var t0 = hv.x; t0 < hv.y; t0 = t0 + ${TK}u) {
+${stageRows('Ks', 'kb', TK, SQ, (r) => `((b * a.S + t0 + ${r}) * a.Hkv + kvh)`, (r) => `t0 + ${r} < hv.y`)}
+${stageRows('Vs', 'vb', TK, SQ, (r) => `((b * a.S + t0 + ${r}) * a.Hkv + kvh)`, (r) => `t0 + ${r} < hv.y`)}
+    workgroupBarrier();
+${blocks(TQ / M, TK / N, 'bj', products)}
+    workgroupBarrier();
+    for (var rr = li; rr < ${TQ}u; rr = rr + NT) {
+      let r = Rr[rr];
+      let valid = i0 + rr < a.Nq;
+      for (var jj = 0u; jj < ${TK}u; jj = jj + 1u) {
+        let j = t0 + jj;
+        var ds = 0.0;
+        if (valid && j < hv.y && inRanges(j, r)) {
+          let pj = exp(Ss[rr * ${SS}u + jj] * a.scale - Lr[rr]);
+          ds = pj * (dPs[rr * ${SS}u + jj] - Dr[rr]);
+        }
+        dSs[rr * ${SP}u + jj] = f16(ds);
+      }
+    }
+    workgroupBarrier();
+${dq.add}
+    workgroupBarrier();
+  }
+${stores}
+  workgroupBarrier();
+  for (var rr = li; rr < ${TQ}u; rr = rr + NT) {
+    let i = i0 + rr;
+    if (i >= a.Nq) { continue; }
+    let qo = ((b * a.Nq + i) * a.H + h) * D;
+    ${o.row('qo', (d) => `Ss[rr * ${SO}u + ${d}] * a.scale`)}
+  }
+}`;
+    return {
+      f16: true,
+      header: x.header,
+      buffers: [IN('qb', 'u32'), IN('kb', 'u32'), IN('vb', 'u32'), IN('lse'), IN('delta'), IN('dob', 'u32'), o.bind],
+      fields: FIELDS,
+      body,
+    };
+  });
+}
+
+/**
+ * dK = scale · Σ dSᵀ·Q and dV = Σ Pᵀ·dO over every query that sees the workgroup's keys,
+ * for each query head of the kv head: Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ on the matrix units (Q and
+ * dO loaded column-major), Pᵀ and dSᵀ by the threads (rounded to f16), and the two
+ * products into registers.
+ */
+function dkvSgmSpec(D: number, p: AttnSgmBwdPlan, st: AttnStores): KernelSpec {
+  const { TQ, TK, sgm } = p;
+  const { M, N, K, SG } = sgm;
+  const NT = SUBGROUPS * SG;
+  const ok = written(1, D, st, 'dkb');
+  const ov = written(1, D, st, 'dvb');
+  const [SQ, SS, SP, SO] = [D + PAD16, TQ + PAD32, TQ + PAD16, D + PAD32];
+  return spec(`attnSgmDkv:${D}:${TQ}x${TK}:${M}x${N}x${K}/${SG}:${ok.key},${ov.key}${sgm.emulate ? ':emu' : ''}`, () => {
+    const x = sgmOps(sgm, ['Qs', 'dOs', 'Ks', 'Vs', 'St', 'dPt', 'Pt', 'dSt']);
+    const products = headDimProducts(x, sgm, SQ, SS, [['Ks', 'Qs', 'St'], ['Vs', 'dOs', 'dPt']]);
+    const step = (left: string, right: string) => (acc: string): string => `        for (var k0 = 0u; k0 < ${TQ}u; k0 = k0 + ${K}u) {
+          ${acc} = ${x.mma(x.left(left, `bi * ${M * SP}u + k0`, SP), x.right(right, `k0 * ${SQ}u + bd * ${N}u`, SQ), acc)};
+        }`;
+    const dk = registerBlocks('dk', TK / M, D / N, step('dSt', 'Qs'));
+    const dv = registerBlocks('dv', TK / M, D / N, step('Pt', 'dOs'));
+    const qRows = (r: string): string => `((b * a.Nq + t0 + ${r}) * a.H + h)`;
+    const [dkStores, dvStores] = [storeBlocks(x, dk, 'dk', M, N, D / N, TK / M, 'St', SO), storeBlocks(x, dv, 'dv', M, N, D / N, TK / M, 'St', SO)];
+    const body = `${ok.conv || ov.conv}
+${kernelStart(D, NT, {}, [['Ks', 'f16', TK * SQ], ['Vs', 'f16', TK * SQ], ['Qs', 'f16', TQ * SQ], ['dOs', 'f16', TQ * SQ], ['Pt', 'f16', TK * SP], ['dSt', 'f16', TK * SP],
+    ['St', 'f32', TK * Math.max(SS, SO)], ['dPt', 'f32', TK * SS], ['Rq', 'vec4u', TQ], ['Lq', 'f32', TQ], ['Dq', 'f32', TQ]], x)}
+  let kvh = wid.y;
+  let b = wid.z;
+  let j0 = wid.x * ${TK}u;
+${stageRows('Ks', 'kb', TK, SQ, (r) => `((b * a.S + j0 + ${r}) * a.Hkv + kvh)`, (r) => `j0 + ${r} < a.Nk`)}
+${stageRows('Vs', 'vb', TK, SQ, (r) => `((b * a.S + j0 + ${r}) * a.Hkv + kvh)`, (r) => `j0 + ${r} < a.Nk`)}
+${dk.decl(x.zero)}
+${dv.decl(x.zero)}
+  let rep = a.H / a.Hkv;
+  let qend = a.qOff + a.Nq;
+  for (var hh = 0u; hh < rep; hh = hh + 1u) {
+    let h = kvh * rep + hh;
+    var lo = 0xffffffffu;
+    var hi = 0u;
+    for (var jr = li; jr < ${TK}u; jr = jr + NT) {
+      if (j0 + jr < a.Nk) {
+        let r = queryRanges(h, j0 + jr);
+        if (r.y > r.x) { lo = min(lo, r.x); hi = max(hi, r.y); }
+        if (r.w > r.z) { lo = min(lo, r.z); hi = max(hi, r.w); }
+      }
+    }
+    let hv = hull(vec4u(lo, hi, 0u, 0u), li);
+    // positions → query rows
+    let rlo = max(hv.x, a.qOff) - a.qOff;
+    let rhi = max(min(hv.y, qend), a.qOff) - a.qOff;
+    for (var t0 = rlo; t0 < rhi; t0 = t0 + ${TQ}u) {
+${stageRows('Qs', 'qb', TQ, SQ, qRows, (r) => `t0 + ${r} < rhi`)}
+${stageRows('dOs', 'dob', TQ, SQ, qRows, (r) => `t0 + ${r} < rhi`)}
+${queryRowState(`${TQ}u`, 'NT', 'Lq', 'Dq', 'Rq')}
+      workgroupBarrier();
+${blocks(TK / M, TQ / N, 'bj', products)}
+      workgroupBarrier();
+      for (var jr = li; jr < ${TK}u; jr = jr + NT) {
+        let j = j0 + jr;
+        for (var ii = 0u; ii < ${TQ}u; ii = ii + 1u) {
+          var pj = 0.0;
+          var ds = 0.0;
+          if (j < a.Nk && inRanges(j, Rq[ii])) {
+            pj = exp(St[jr * ${SS}u + ii] * a.scale - Lq[ii]);
+            ds = pj * (dPt[jr * ${SS}u + ii] - Dq[ii]);
+          }
+          Pt[jr * ${SP}u + ii] = f16(pj);
+          dSt[jr * ${SP}u + ii] = f16(ds);
+        }
+      }
+      workgroupBarrier();
+${dk.add}
+${dv.add}
+      workgroupBarrier();
+    }
+  }
+${dkStores}
+  workgroupBarrier();
+  for (var jr = li; jr < ${TK}u; jr = jr + NT) {
+    let j = j0 + jr;
+    if (j >= a.S) { continue; }
+    let ko = ((b * a.S + j) * a.Hkv + kvh) * D;
+    ${ok.row('ko', (d) => `St[jr * ${SO}u + ${d}] * a.scale`)}
+  }
+  workgroupBarrier();
+${dvStores}
+  workgroupBarrier();
+  for (var jr = li; jr < ${TK}u; jr = jr + NT) {
+    let j = j0 + jr;
+    if (j >= a.S) { continue; }
+    let ko = ((b * a.S + j) * a.Hkv + kvh) * D;
+    ${ov.row('ko', (d) => `St[jr * ${SO}u + ${d}]`)}
+  }
+}`;
+    return {
+      f16: true,
+      header: x.header,
+      buffers: [IN('qb', 'u32'), IN('kb', 'u32'), IN('vb', 'u32'), IN('lse'), IN('delta'), IN('dob', 'u32'), ok.bind, ov.bind],
+      fields: FIELDS,
+      body,
+    };
+  });
+}
+
+/** The dQ and the dK/dV launches on subgroup matrices (`attentionBackwardSgmApplies` must hold; δ comes from `attentionDelta`). */
+export function attentionBackwardSgm(g: AttentionArgs, p: AttnSgmBwdPlan, st: AttnStores): { dq: Launch; dkv: Launch } {
+  if (!attentionBackwardSgmApplies(g, st)) throw new InternalError('webgpu attentionBackwardSgm: needs f16 q, k, v, dO and more than one query row');
+  return {
+    dq: { spec: dqSgmSpec(g.D, p, st), args: argValues(g), grid: [Math.ceil(g.Nq / p.TQ), g.H, g.B] },
+    dkv: { spec: dkvSgmSpec(g.D, p, st), args: argValues(g), grid: [Math.ceil(g.kvStride / p.TK), g.Hkv, g.B] },
+  };
 }

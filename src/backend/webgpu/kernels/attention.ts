@@ -487,6 +487,24 @@ ${LOAD_KV_TILE}
   };
 }
 
+/**
+ * WGSL inside the dK/dV kernels' loop over query tiles from t0 (rows below rhi): the lse,
+ * δ and key ranges of head h's query rows t0 + e, e < count, into the workgroup arrays L,
+ * Dl and R (empty ranges past rhi), `step` rows apart per thread.
+ */
+export function queryRowState(count: string, step: string, L: string, Dl: string, R: string): string {
+  return `      for (var e = li; e < ${count}; e = e + ${step}) {
+        let i = t0 + e;
+        if (i < rhi) {
+          ${L}[e] = lse[(b * a.H + h) * a.Nq + i];
+          ${Dl}[e] = delta[(b * a.H + h) * a.Nq + i];
+          ${R}[e] = keyRanges(h, a.qOff + i);
+        } else {
+          ${R}[e] = vec4u(0u);
+        }
+      }`;
+}
+
 export function attentionDkv(g: AttentionArgs, t: AttentionTiles, st: AttnStores = F32_STORES): Launch {
   const D = g.D;
   const W = width(D, t.W);
@@ -538,16 +556,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
           dOs[e] = LDO(qo);
         }
       }
-      for (var e = li; e < BQ2; e = e + BKV) {
-        let i = t0 + e;
-        if (i < rhi) {
-          Ls[e] = lse[(b * a.H + h) * a.Nq + i];
-          Ds[e] = delta[(b * a.H + h) * a.Nq + i];
-          Rs[e] = keyRanges(h, a.qOff + i);
-        } else {
-          Rs[e] = vec4u(0u);
-        }
-      }
+${queryRowState('BQ2', 'BKV', 'Ls', 'Ds', 'Rs')}
       workgroupBarrier();
       if (valid) {
         for (var ii = 0u; ii < BQ2; ii = ii + 1u) {
