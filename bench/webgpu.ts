@@ -7,8 +7,8 @@
  *  2. fused attention forward + backward at 4k / 16k / 32k tokens, dense causal and S²-Attn
  *     (segmented, G = N/4), with a ~1B Llama's attention shape (32 heads, 4 kv heads, D 64),
  *     with scalar and vec4 head-dim lanes on a hardware adapter (`--attn-lanes auto`; the
- *     training step then uses the faster); and forward + backward with f16 q, k, v, dO on
- *     the general kernels against the tensor-core ones;
+ *     training step then uses the faster); and (after the training step) forward +
+ *     backward with f16 q, k, v, dO on the general kernels against the tensor-core ones;
  *  3. training tokens/s of a ~1B-parameter Llama (TinyLlama-1.1B shape: 22 layers, hidden
  *     2048, MLP 5632, 32/4 heads, vocab 32000) at 8k and 16k tokens with S²-Attn, LongLoRA
  *     (LoRA r=8 on q,k,v,o + trainable embeddings and norms), activation checkpointing,
@@ -392,7 +392,12 @@ async function benchAttention(): Promise<void> {
     console.log(`  (the training step uses lanes ${trainLanes}: the fastest S² fwd + bwd above at the training lengths)`);
   }
   results.trainLanes = trainLanes;
-  // f16 q, k, v, dO (what f16 training runs): the general kernels against the tensor-core ones.
+}
+
+/** f16 q, k, v, dO (what f16 training runs): the general attention kernels against the tensor-core ones. */
+async function benchAttentionTensorCores(): Promise<void> {
+  const [H, Hkv, D] = [32, 4, 64];
+  const lengths = SMOKE ? [256] : [4096, 16384, 32768];
   const tc = await tensorCoreBackend(GPU_LANES);
   if (!tc) return;
   console.log(`\nattention fwd + bwd, f16 q, k, v, dO, out             N   general fwd / bwd ms   tensor cores fwd / bwd ms   ratio`);
@@ -578,7 +583,7 @@ async function benchTorch(out: Map<number, number>): Promise<void> {
 }
 
 // The parts in the order of what matters most, should a run be cut short: the kernels, the
-// training step against PyTorch, then decoding.
+// training step against PyTorch, then the tensor-core attention and decoding comparisons.
 const onlyDecode = flags['only-decode']!;
 if (!flags['only-train'] && !onlyDecode) {
   await part('matmul', benchMatmul);
@@ -590,6 +595,7 @@ if (!flags['skip-train'] && !onlyDecode) {
   if (!flags['skip-torch'] && flags['train-model'] === 'tinyllama') await part('PyTorch', () => benchTorch(torch));
   await part('training', () => benchTraining(torch));
 }
+if (!flags['only-train'] && !onlyDecode) await part('attention on tensor cores', benchAttentionTensorCores);
 if (!flags['only-train']) await part('decoding', benchDecode);
 for (const made of tensorCores.values()) (await made)?.destroy();
 gpu.destroy();
