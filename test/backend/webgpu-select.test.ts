@@ -12,6 +12,7 @@ import { acquireDevice } from '../../src/backend/webgpu/device.js';
 import { createWebGpuBackend, type WebGpuBackend } from '../../src/backend/webgpu/webgpu.js';
 import { LongLoraError } from '../../src/errors.js';
 import { sgmPlan, sgmStorageBytes } from '../../src/backend/webgpu/kernels/matmul-sgm.js';
+import { attnSgmBwdBytes, attnSgmBwdPlan, attnSgmBytes, attnSgmPlan } from '../../src/backend/webgpu/kernels/attention-sgm.js';
 
 const LIMITS = {
   maxStorageBuffersPerShaderStage: 8, maxComputeInvocationsPerWorkgroup: 256, maxComputeWorkgroupSizeX: 256,
@@ -103,5 +104,21 @@ describe('webgpu subgroup matrices (tensor cores): asking for them and planning 
     assert.match(sgmPlan([f16f32(16, 16, 16)], 128, 128, 49152, 256).reason, /4 subgroups of 128 exceed 256 invocations/);
     // blocks that do not divide a subgroup's share of the tile
     assert.equal(sgmPlan([f16f32(48, 16, 16)], 32, 32, 1 << 20, 1024).plan, null);
+  });
+
+  it('the attention kernels take the largest tiles that their arrays fit, on the matmul\'s configuration', () => {
+    const nv = sgmPlan([f16f32(16, 16, 16)], 32, 32, 49152, 1024).plan!;
+    // 32 KiB: 32-row forward tiles and 16 × 32 backward tiles at head dim 64; more memory, larger tiles
+    assert.equal(attnSgmPlan(nv, 64, 32768).plan?.T, 32);
+    assert.ok(attnSgmBytes(32, 64) <= 32768 && attnSgmBytes(64, 64) > 32768);
+    assert.equal(attnSgmPlan(nv, 64, 1 << 17).plan?.T, 64);
+    assert.deepEqual([attnSgmBwdPlan(nv, 64, 32768).plan?.TQ, attnSgmBwdPlan(nv, 64, 32768).plan?.TK], [16, 32]);
+    assert.ok(attnSgmBwdBytes(16, 32, 64) <= 32768 && attnSgmBwdBytes(32, 32, 64) > 32768);
+    assert.deepEqual([attnSgmBwdPlan(nv, 64, 1 << 17).plan?.TQ, attnSgmBwdPlan(nv, 64, 1 << 17).plan?.TK], [64, 64]);
+    // head dim 128 needs smaller tiles; one that is not a multiple of the blocks gets none, with the reason
+    assert.equal(attnSgmPlan(nv, 128, 32768).plan?.T, 16);
+    assert.match(attnSgmPlan(nv, 40, 32768).reason, /head dim 40 is not a multiple of the 16×16×16 blocks/);
+    assert.match(attnSgmBwdPlan(nv, 40, 32768).reason, /head dim 40/);
+    assert.match(attnSgmPlan(nv, 256, 16384).reason, /no tile of 64, 32 or 16 rows fits head dim 256 in 16384 B/);
   });
 });
