@@ -1,7 +1,7 @@
 /**
- * Fused attention forward on subgroup matrices (tensor cores), for f16 q, k and v: the
- * FlashAttention-2 loop of attention.ts with its two products, S = Q·Kᵀ and O += P·V, done
- * by the adapter's matrix units (f16 operands, f32 accumulation) and the softmax in f32 by
+ * Fused attention, forward and backward, on subgroup matrices (tensor cores), for f16 q,
+ * k, v (and dO): the FlashAttention-2 loops of attention.ts with their products done by
+ * the adapter's matrix units (f16 operands, f32 accumulation) and the softmax in f32 by
  * the threads. Every mask of attention.ts (dense causal, S² segmented / roll / short, GQA,
  * a KV cache's query offset): the same `keyRanges`, the same hull of the tile's rows, the
  * same exact per-pair check.
@@ -17,6 +17,13 @@
  *
  * The extra rounding against the f32 kernels is P's: each weight carries a relative error
  * of at most 2^-11, so |ΔO| ≤ 2^-11 · max|v| before O is rounded to its own dtype.
+ *
+ * Backward (δ = rowsum(dO ∘ O) from attention.ts's kernel): dQ walks key tiles like the
+ * forward pass, with S = Q·Kᵀ and dP = dO·Vᵀ on the matrix units, dS = P ∘ (dP − δ) by the
+ * threads, and dQ += dS·K held in registers; dK/dV owns a tile of keys and walks the query
+ * tiles (every query head of its kv head) that see them, with Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ,
+ * then dV += Pᵀ·dO and dK += dSᵀ·Q in registers. P and dS are multiplied in f16, so each
+ * gradient is within 2^-11 of its sum of absolute terms.
  */
 import type { AttentionArgs } from '../../backend.js';
 import type { KernelSpec, Launch } from '../wgsl.js';
@@ -70,7 +77,10 @@ ${body}
     }`;
 }
 
-/** WGSL: rows [base, base + count) of a [.., D] f16 operand (raw words) into a workgroup array, zeros past `limit`. */
+/**
+ * WGSL: `count` rows of a [.., D] f16 operand (raw words; row r's index is `row(r)`) into
+ * the workgroup array `arr` (rows `stride` apart), zeros where `ok(r)` is false.
+ */
 function stageRows(arr: string, src: string, count: number | string, stride: number, row: (r: string) => string, ok: (r: string) => string): string {
   return `  for (var e = li; e < ${count}u * DW; e = e + NT) {
     let rr = e / DW;
