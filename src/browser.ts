@@ -26,7 +26,7 @@ export { Rng } from './tensor/random.js';
 
 // backends
 export type { Backend, DeviceBuffer, AttentionMask, MemoryStats } from './backend/backend.js';
-export { registerBackend, configureBackend, getBackend, setBackend, currentBackend, cpuBackend, autoBackend, backendNames, type BackendOptions } from './backend/registry.js';
+export { registerBackend, configureBackend, backendOptions, getBackend, setBackend, currentBackend, cpuBackend, autoBackend, backendNames, type BackendOptions } from './backend/registry.js';
 
 // layers
 export { Module } from './nn/module.js';

@@ -42,6 +42,13 @@ export function configureBackend(name: string, options: BackendOptions): void {
   if (e.instance && name !== 'cpu') e.instance = undefined;
 }
 
+/** The options the named backend is (or will be) created with. */
+export function backendOptions(name: string): BackendOptions {
+  const e = entries.get(name);
+  if (!e) throw new LongLoraError(`unknown backend '${name}'. Available: ${backendNames().join(', ')}.`);
+  return e.options;
+}
+
 // WebGPU (Dawn's `webgpu` package in Node, navigator.gpu in browsers): imported only when
 // first asked for, so machines without the package or a GPU load everything else.
 registerBackend('webgpu', 20, async (options) => (await import('./webgpu/webgpu.js')).createWebGpuBackend(options as WebGpuBackendOptions));

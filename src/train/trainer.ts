@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { AttentionMask, Backend } from '../backend/backend.js';
-import { autoBackend, configureBackend, currentBackend, setBackend } from '../backend/registry.js';
+import { autoBackend, backendOptions, configureBackend, currentBackend, setBackend } from '../backend/registry.js';
 import { validateMask, describeMask } from '../attention/mask.js';
 import { LongLoraError } from '../errors.js';
 import { writeJsonAtomic } from '../io/atomic.js';
@@ -164,7 +164,10 @@ export class Trainer {
         contextEval = await openContextEval(c, cfg.vocabSize, cfg.maxPositionEmbeddings, out);
         say(`long-context test set: ${contextEval.note}; perplexity at ${contextEval.seqLens.join(', ')} tokens before and after training`);
       }
-      configureBackend('webgpu', c.tensorCores ? { subgroupMatrix: true } : {});
+      // The other WebGPU options (set by a library caller) are kept; without --tensor-cores
+      // the options are as before any run asked for them (the same device is reused).
+      const { subgroupMatrix: _, ...webgpuOptions } = backendOptions('webgpu');
+      configureBackend('webgpu', c.tensorCores ? { ...webgpuOptions, subgroupMatrix: true } : webgpuOptions);
       if (c.backend === 'auto') {
         const { backend, skipped } = await autoBackend();
         for (const s of skipped) say(`backend ${s.name} unavailable: ${s.error}`);

@@ -7,7 +7,8 @@
 /// <reference types="@webgpu/types" />
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { autoBackend, getBackend, registerBackend } from '../../src/backend/registry.js';
+import { autoBackend, backendOptions, configureBackend, cpuBackend, getBackend, registerBackend } from '../../src/backend/registry.js';
+import type { Backend } from '../../src/backend/backend.js';
 import { acquireDevice } from '../../src/backend/webgpu/device.js';
 import { createWebGpuBackend, type WebGpuBackend } from '../../src/backend/webgpu/webgpu.js';
 import { LongLoraError } from '../../src/errors.js';
@@ -58,6 +59,22 @@ describe('webgpu adapter selection', () => {
       assert.ok(w && /software adapter/.test(w.error) && /--backend webgpu/.test(w.error), 'a software adapter is passed over with a message');
       assert.notEqual(backend.name, 'webgpu');
     }
+  });
+});
+
+describe('backend options (configureBackend)', () => {
+  it('reach the factory; the same options keep the backend, other ones make a new one; an unknown backend is named', async () => {
+    const made: Array<Record<string, unknown>> = [];
+    registerBackend('options-test', -1, (options) => { made.push({ ...options }); return { ...cpuBackend(), name: 'options-test' } as Backend; });
+    configureBackend('options-test', { subgroupMatrix: true });
+    const first = await getBackend('options-test');
+    configureBackend('options-test', { subgroupMatrix: true });
+    assert.equal(await getBackend('options-test'), first, 'unchanged options: the same backend');
+    assert.deepEqual(backendOptions('options-test'), { subgroupMatrix: true });
+    configureBackend('options-test', {});
+    assert.notEqual(await getBackend('options-test'), first, 'other options: a new backend');
+    assert.deepEqual(made, [{ subgroupMatrix: true }, {}]);
+    assert.throws(() => configureBackend('no-such-backend', {}), (e: unknown) => e instanceof LongLoraError && /unknown backend 'no-such-backend'/.test(e.message));
   });
 });
 
