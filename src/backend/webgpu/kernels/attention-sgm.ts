@@ -44,8 +44,8 @@ const PAD32 = 4;
 export interface AttnSgmPlan { T: number; sgm: SgmPlan }
 
 /** Workgroup memory of the forward kernel: Q, K, V, P (f16), S, O (f32) and per-row state. */
-export function attnSgmBytes(T: number, D: number): number {
-  return 2 * (3 * T * (D + PAD16) + T * (T + PAD16)) + 4 * (T * (T + PAD32) + T * (D + PAD32)) + T * (16 + 8) + 32;
+export function attnSgmBytes(T: number, D: number, NT = 4 * 32): number {
+  return 2 * (3 * T * (D + PAD16) + T * (T + PAD16)) + 4 * (T * (T + PAD32) + T * (D + PAD32) + NT) + T * (16 + 8) + 32;
 }
 
 /**
@@ -57,7 +57,7 @@ export function attnSgmPlan(sgm: SgmPlan, D: number, storage: number): { plan: A
   if (D % K !== 0 || D % N !== 0 || D % 2 !== 0) return { plan: null, reason: `head dim ${D} is not a multiple of the ${M}×${N}×${K} blocks` };
   for (const T of sgm.emulate ? [16] : [64, 32, 16]) {
     if (T % M !== 0 || T % N !== 0 || T % K !== 0) continue;
-    if (attnSgmBytes(T, D) > storage) continue;
+    if (attnSgmBytes(T, D, SUBGROUPS * sgm.SG) > storage) continue;
     return { plan: { T, sgm }, reason: `${T}-row tiles` };
   }
   return { plan: null, reason: `no tile of 64, 32 or 16 rows fits head dim ${D} in ${storage} B of workgroup memory` };
@@ -133,6 +133,10 @@ function forwardSgmSpec(D: number, p: AttnSgmPlan, st: AttnStores): KernelSpec {
   const NT = SUBGROUPS * SG;
   const o = written(1, D, st, 'ob');
   const [SQ, SS, SP, SO] = [D + PAD16, T + PAD32, T + PAD16, D + PAD32];
+  // Threads per row in the softmax, and rows per pass of all the threads.
+  const PARTS = Math.max(1, NT / T);
+  const R = NT / PARTS;
+  if (!Number.isInteger(PARTS) || T % R !== 0) throw new InternalError(`attentionSgm: ${NT} threads do not share ${T} rows evenly`);
   const key = `attnSgm:${D}:${T}:${M}x${N}x${K}/${SG}:${o.key}${sgm.emulate ? ':emu' : ''}`;
   return spec(key, () => {
     const x = sgmOps(sgm, ['Qs', 'Ks', 'Vs', 'Ss', 'Ps', 'Os']);
@@ -149,7 +153,7 @@ function forwardSgmSpec(D: number, p: AttnSgmPlan, st: AttnStores): KernelSpec {
       fields: FIELDS,
       body: `${o.conv}
 ${kernelStart(D, NT, { T }, [['Qs', 'f16', T * SQ], ['Ks', 'f16', T * SQ], ['Vs', 'f16', T * SQ], ['Ps', 'f16', T * SP],
-    ['Ss', 'f32', T * SS], ['Os', 'f32', T * SO], ['Rr', 'vec4u', T], ['Mr', 'f32', T], ['Lr', 'f32', T]], x)}
+    ['Ss', 'f32', T * SS], ['Os', 'f32', T * SO], ['Rr', 'vec4u', T], ['Mr', 'f32', T], ['Lr', 'f32', T], ['Red', 'f32', NT]], x)}
   let h = wid.y;
   let b = wid.z;
   let kvh = h / (a.H / a.Hkv);
@@ -175,36 +179,50 @@ ${stageRows('Vs', 'vb', T, SQ, (r) => `((b * a.S + t0 + ${r}) * a.Hkv + kvh)`, (
     // S = Q · Kᵀ, block by block over the subgroups.
 ${blocks(T / M, T / N, 'bj', scores)}
     workgroupBarrier();
-    // Online softmax, a row per thread: P (f16) and the rescaled O rows.
-    for (var rr = li; rr < T; rr = rr + NT) {
+    // Online softmax, PARTS threads per row (columns part, part + PARTS, ...), partial maxima
+    // and sums met in workgroup memory: P (f16) and the rescaled O rows.
+    for (var r0 = 0u; r0 < T; r0 = r0 + ${R}u) {
+      let rr = r0 + li / ${PARTS}u;
+      let part = li % ${PARTS}u;
       let r = Rr[rr];
       let valid = i0 + rr < a.Nq;
-      let m = Mr[rr];
-      var mt = m;
-      for (var jj = 0u; jj < T; jj = jj + 1u) {
+      var mp = ${NEG_BIG};
+      for (var jj = part; jj < T; jj = jj + ${PARTS}u) {
         let j = t0 + jj;
         var s = ${NEG_BIG};
         if (valid && j < hv.y && inRanges(j, r)) {
           s = Ss[rr * ${SS}u + jj] * a.scale;
-          mt = max(mt, s);
+          mp = max(mp, s);
         }
         Ss[rr * ${SS}u + jj] = s;
       }
+      Red[li] = mp;
+      workgroupBarrier();
+      let m = Mr[rr];
+      var mt = m;
+      for (var q = 0u; q < ${PARTS}u; q = q + 1u) { mt = max(mt, Red[li - part + q]); }
       var corr = 1.0;
       if (mt > m) { corr = exp(m - mt); }
-      var l = Lr[rr] * corr;
-      for (var jj = 0u; jj < T; jj = jj + 1u) {
+      var lp = 0.0;
+      for (var jj = part; jj < T; jj = jj + ${PARTS}u) {
         let s = Ss[rr * ${SS}u + jj];
         var pj = 0.0;
         if (s > -1.0e38) { pj = exp(s - mt); }
-        l = l + pj;
+        lp = lp + pj;
         Ps[rr * ${SP}u + jj] = f16(pj);
       }
-      Mr[rr] = mt;
-      Lr[rr] = l;
-      if (corr != 1.0) { for (var d = 0u; d < D; d = d + 1u) { Os[rr * ${SO}u + d] = Os[rr * ${SO}u + d] * corr; } }
+      if (corr != 1.0) { for (var d = part; d < D; d = d + ${PARTS}u) { Os[rr * ${SO}u + d] = Os[rr * ${SO}u + d] * corr; } }
+      workgroupBarrier();
+      Red[li] = lp;
+      workgroupBarrier();
+      if (part == 0u) {
+        var l = Lr[rr] * corr;
+        for (var q = 0u; q < ${PARTS}u; q = q + 1u) { l = l + Red[li + q]; }
+        Lr[rr] = l;
+        Mr[rr] = mt;
+      }
+      workgroupBarrier();
     }
-    workgroupBarrier();
     // O += P · V.
 ${blocks(T / M, D / N, 'bd', pv)}
     workgroupBarrier();
@@ -345,18 +363,17 @@ ${stageRows('Vs', 'vb', TK, SQ, (r) => `((b * a.S + t0 + ${r}) * a.Hkv + kvh)`, 
     workgroupBarrier();
 ${blocks(TQ / M, TK / N, 'bj', products)}
     workgroupBarrier();
-    for (var rr = li; rr < ${TQ}u; rr = rr + NT) {
-      let r = Rr[rr];
-      let valid = i0 + rr < a.Nq;
-      for (var jj = 0u; jj < ${TK}u; jj = jj + 1u) {
-        let j = t0 + jj;
-        var ds = 0.0;
-        if (valid && j < hv.y && inRanges(j, r)) {
-          let pj = exp(Ss[rr * ${SS}u + jj] * a.scale - Lr[rr]);
-          ds = pj * (dPs[rr * ${SS}u + jj] - Dr[rr]);
-        }
-        dSs[rr * ${SP}u + jj] = f16(ds);
+    // dS, an element per thread at a time
+    for (var e = li; e < ${TQ * TK}u; e = e + NT) {
+      let rr = e / ${TK}u;
+      let jj = e % ${TK}u;
+      let j = t0 + jj;
+      var ds = 0.0;
+      if (i0 + rr < a.Nq && j < hv.y && inRanges(j, Rr[rr])) {
+        let pj = exp(Ss[rr * ${SS}u + jj] * a.scale - Lr[rr]);
+        ds = pj * (dPs[rr * ${SS}u + jj] - Dr[rr]);
       }
+      dSs[rr * ${SP}u + jj] = f16(ds);
     }
     workgroupBarrier();
 ${dq.add}
@@ -438,18 +455,19 @@ ${queryRowState(`${TQ}u`, 'NT', 'Lq', 'Dq', 'Rq')}
       workgroupBarrier();
 ${blocks(TK / M, TQ / N, 'bj', products)}
       workgroupBarrier();
-      for (var jr = li; jr < ${TK}u; jr = jr + NT) {
+      // Pᵀ and dSᵀ, an element per thread at a time
+      for (var e = li; e < ${TK * TQ}u; e = e + NT) {
+        let jr = e / ${TQ}u;
+        let ii = e % ${TQ}u;
         let j = j0 + jr;
-        for (var ii = 0u; ii < ${TQ}u; ii = ii + 1u) {
-          var pj = 0.0;
-          var ds = 0.0;
-          if (j < a.Nk && inRanges(j, Rq[ii])) {
-            pj = exp(St[jr * ${SS}u + ii] * a.scale - Lq[ii]);
-            ds = pj * (dPt[jr * ${SS}u + ii] - Dq[ii]);
-          }
-          Pt[jr * ${SP}u + ii] = f16(pj);
-          dSt[jr * ${SP}u + ii] = f16(ds);
+        var pj = 0.0;
+        var ds = 0.0;
+        if (j < a.Nk && inRanges(j, Rq[ii])) {
+          pj = exp(St[jr * ${SS}u + ii] * a.scale - Lq[ii]);
+          ds = pj * (dPt[jr * ${SS}u + ii] - Dq[ii]);
         }
+        Pt[jr * ${SP}u + ii] = f16(pj);
+        dSt[jr * ${SP}u + ii] = f16(ds);
       }
       workgroupBarrier();
 ${dk.add}
