@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The WebGPU figures on a GPU machine in one go, for a machine that is held for minutes:
 #   1. the machine and what its WebGPU adapter offers (bench/adapter.ts);
-#   2. the subgroup-matrix (tensor-core) tests on this GPU, then every WebGPU kernel test
-#      (against the CPU reference) on it;
+#   2. the subgroup-matrix (tensor-core) tests on this GPU (the kernels, and a LongLoRA
+#      step and a short training run on them), then every WebGPU kernel test (against the
+#      CPU reference) on it;
 #   3. the benchmark, bench/webgpu.ts: matmul, attention, PyTorch's training step, ours
 #      (bf16, and f16 on tensor cores where the adapter has them), decoding.
 # Each step runs under its own time limit, and a step that fails does not stop the next.
@@ -40,7 +41,7 @@ timeout 60 node dist/bench/adapter.js; ran $?
 
 step "subgroup-matrix tests on this GPU"
 t0=$SECONDS
-timeout "$tests" node --test --test-reporter=spec --test-name-pattern='subgroup' dist/test/backend/webgpu.test.js; ran $?
+timeout "$tests" node --test --test-reporter=spec --test-name-pattern='subgroup|tensor' dist/test/backend/webgpu.test.js dist/test/train/mixed-precision.test.js; ran $?
 
 step "WebGPU kernel tests on this GPU"
 left=$(( tests - (SECONDS - t0) ))
