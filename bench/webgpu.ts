@@ -582,6 +582,24 @@ async function benchTorch(out: Map<number, number>): Promise<void> {
   }
 }
 
+/** The issue's targets against this run's best figures (matmul ≥ 25 TFLOP/s, training ≥ 0.25× PyTorch's tokens/s). */
+function summary(): void {
+  const lines: string[] = [];
+  const matmul = (results.matmul ?? []) as Array<{ variant: string; size: number; tflops: number }>;
+  if (matmul.length > 0) {
+    const best = matmul.reduce((x, y) => (y.tflops > x.tflops ? y : x));
+    lines.push(`matmul: best ${best.tflops.toFixed(2)} TFLOP/s (${best.variant}, ${best.size}³); target 25: ${best.tflops >= 25 ? 'met' : 'not met'}`);
+  }
+  const vs = results.vsTorch as Record<string, number> | undefined;
+  if (vs && Object.keys(vs).length > 0) {
+    const [name, ratio] = Object.entries(vs).reduce((x, y) => (y[1] > x[1] ? y : x));
+    lines.push(`training: best ${ratio.toFixed(3)}× PyTorch's tokens/s (${name}); target 0.25×: ${ratio >= 0.25 ? 'met' : 'not met'}`);
+  }
+  if (lines.length > 0) console.log(`\nsummary${SMOKE ? ' (SMOKE: meaningless)' : ''}:\n  ${lines.join('\n  ')}`);
+  results.summary = lines;
+  if (flags.json) fs.writeFileSync(flags.json, `${JSON.stringify(results, null, 2)}\n`);
+}
+
 // The parts in the order of what matters most, should a run be cut short: the kernels, the
 // training step against PyTorch, then the tensor-core attention and decoding comparisons.
 const onlyDecode = flags['only-decode']!;
@@ -599,6 +617,7 @@ if (!flags['only-train'] && !onlyDecode) await part('attention on tensor cores',
 if (!flags['only-train']) await part('decoding', benchDecode);
 for (const made of tensorCores.values()) (await made)?.destroy();
 gpu.destroy();
+summary();
 if (Object.keys(failures).length > 0) {
   console.log(`\n${Object.keys(failures).length} part(s) failed: ${Object.keys(failures).join(', ')}`);
   process.exitCode = 1;
