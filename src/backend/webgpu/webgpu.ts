@@ -540,21 +540,22 @@ export class WebGpuBackend implements Backend {
 
   // ---- recording and submission -----------------------------------------------------
 
-  private readonly attnSgmPlans = new Map<number, AttnSgmPlan | null>();
-  private readonly attnSgmBwdPlans = new Map<number, AttnSgmBwdPlan | null>();
+  private readonly attnSgmPlans = new Map<string, AttnSgmPlan | AttnSgmBwdPlan | null>();
 
-  /** The subgroup-matrix attention backward tiles for head dim D, as `attentionSgmPlan`. */
-  private attentionSgmBwdPlan(D: number): AttnSgmBwdPlan | null {
-    if (!this.sgm) return null;
-    if (!this.attnSgmBwdPlans.has(D)) this.attnSgmBwdPlans.set(D, attnSgmBwdPlan(this.sgm, D, this.limits.workgroupStorage).plan);
-    return this.attnSgmBwdPlans.get(D)!;
+  /** The subgroup-matrix attention tiles (forward) for head dim D, when the device has subgroup matrices and D fits their blocks. */
+  private attentionSgmPlan(D: number): AttnSgmPlan | null {
+    return this.sgmPlanFor(`fwd:${D}`, (sgm) => attnSgmPlan(sgm, D, this.limits.workgroupStorage).plan) as AttnSgmPlan | null;
   }
 
-  /** The subgroup-matrix attention tile for head dim D, when the device has the subgroup-matrix plan and D fits it. */
-  private attentionSgmPlan(D: number): AttnSgmPlan | null {
+  /** The same for the backward kernels. */
+  private attentionSgmBwdPlan(D: number): AttnSgmBwdPlan | null {
+    return this.sgmPlanFor(`bwd:${D}`, (sgm) => attnSgmBwdPlan(sgm, D, this.limits.workgroupStorage).plan) as AttnSgmBwdPlan | null;
+  }
+
+  private sgmPlanFor(key: string, make: (sgm: SgmPlan) => AttnSgmPlan | AttnSgmBwdPlan | null): AttnSgmPlan | AttnSgmBwdPlan | null {
     if (!this.sgm) return null;
-    if (!this.attnSgmPlans.has(D)) this.attnSgmPlans.set(D, attnSgmPlan(this.sgm, D, this.limits.workgroupStorage).plan);
-    return this.attnSgmPlans.get(D)!;
+    if (!this.attnSgmPlans.has(key)) this.attnSgmPlans.set(key, make(this.sgm));
+    return this.attnSgmPlans.get(key)!;
   }
 
   /** Attention tiles for head dim D: sized to the device's workgroup memory unless overridden. */
