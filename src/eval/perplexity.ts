@@ -20,6 +20,7 @@ import { IGNORE_INDEX } from '../nn/loss.js';
 import { noGrad } from '../tensor/autograd.js';
 import { ids as idsTensor } from '../tensor/ops/index.js';
 import { tidy } from '../tensor/scope.js';
+import type { Precision } from '../tensor/dtype.js';
 import { ProgressBar, type ProgressStream } from '../train/progress.js';
 
 /** Which perplexity procedure. */
@@ -93,11 +94,16 @@ export interface PplOptions {
   maxWindows?: number;
   /** Windows per forward pass (default 1). */
   batchSize?: number;
+  /**
+   * Activations between ops in bf16 or f16 (as in mixed-precision training; the logits and
+   * the loss stay f32). Default f32.
+   */
+  precision?: Precision;
   out?: ProgressStream;
 }
 
 /** Mean loss (over its scored targets) of each window, B windows of one length at a time. */
-async function windowLosses(model: LlamaForCausalLM, data: TokenSource, ws: readonly Window[], B: number, onDone: (n: number) => void): Promise<Array<{ loss: number; count: number }>> {
+async function windowLosses(model: LlamaForCausalLM, data: TokenSource, ws: readonly Window[], B: number, precision: Precision, onDone: (n: number) => void): Promise<Array<{ loss: number; count: number }>> {
   const out: Array<{ loss: number; count: number }> = [];
   for (let i = 0; i < ws.length; i += B) {
     const group = ws.slice(i, i + B);
@@ -112,7 +118,7 @@ async function windowLosses(model: LlamaForCausalLM, data: TokenSource, ws: read
         ids.set(t, b * N);
         for (let p = Math.max(1, w.scoreFrom); p < N; p++) labels[b * N + p] = t[p]!;
       });
-      const t = noGrad(() => tidy(() => model.loss(idsTensor(ids, [g.length, N]), labels).loss));
+      const t = noGrad(() => tidy(() => model.loss(idsTensor(ids, [g.length, N]), labels, { precision }).loss));
       const loss = await t.item();
       t.dispose();
       // Windows batched together score equally many targets, so the batch mean is the mean of their means.
@@ -155,7 +161,7 @@ export async function perplexity(model: LlamaForCausalLM, data: TokenSource, opt
   const results: PplResult[] = [];
   for (const p of plans) {
     const t0 = performance.now();
-    const losses = await windowLosses(model, data, p.windows, B, (n) => {
+    const losses = await windowLosses(model, data, p.windows, B, opts.precision ?? 'f32', (n) => {
       done += n;
       bar.update(done, { seq: String(p.seqLen), proc: p.procedure });
     });

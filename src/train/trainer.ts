@@ -7,8 +7,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { AttentionMask, Backend } from '../backend/backend.js';
-import { autoBackend, backendOptions, configureBackend, currentBackend, setBackend } from '../backend/registry.js';
+import type { AttentionMask } from '../backend/backend.js';
+import { autoBackend, currentBackend, setBackend } from '../backend/registry.js';
+import { checkTensorCoreBackend, tensorCoreNote, useTensorCores } from '../backend/tensor-cores.js';
 import { validateMask, describeMask } from '../attention/mask.js';
 import { LongLoraError } from '../errors.js';
 import { writeJsonAtomic } from '../io/atomic.js';
@@ -86,24 +87,11 @@ function preflight(c: TrainConfig): { cfg: LlamaConfig; mask: AttentionMask; rop
   const rope = extendRopeScaling(cfg, c.seqLen, ropeOverride(c, cfg.maxPositionEmbeddings));
   if (c.mode !== 'full') matchTargets(linearLayerPaths(cfg), c.loraTargets.length === 1 && c.loraTargets[0] === ALL_LINEAR ? ALL_LINEAR : c.loraTargets);
   if (c.mode === 'lora' && c.extras && c.extras.length > 0) throw new LongLoraError(`mode 'lora' trains adapters only; drop --extras (${c.extras.join(',')}) or use --mode longlora`);
-  if (c.tensorCores && c.backend !== 'auto' && c.backend !== 'webgpu') {
-    throw new LongLoraError(`--tensor-cores runs matmuls on a GPU's tensor cores through the webgpu backend, not ${c.backend}; use --device webgpu (or auto), or drop --tensor-cores`);
-  }
+  if (c.tensorCores) checkTensorCoreBackend(c.backend);
   if (c.quantize !== 'none' && c.mode === 'full') throw new LongLoraError(`--quantize ${c.quantize} freezes the base linear layers in 4 bits, so they cannot be fine-tuned; use --mode lora or longlora (or --quantize none for full fine-tuning)`);
   const schedule: Schedule = { type: c.schedule, lr: c.lr, warmupSteps: c.warmupSteps, totalSteps: c.steps };
   checkSchedule(schedule);
   return { cfg, mask, rope, schedule };
-}
-
-/** What --tensor-cores does on the chosen backend, in one line. */
-function tensorCoreNote(be: Backend, c: TrainConfig): string {
-  const gpu = be as Backend & { sgm?: unknown; subgroupMatrixNote?: string };
-  if (be.name !== 'webgpu') return `tensor cores: not used (the backend is ${be.name}; they need webgpu)`;
-  if (!gpu.sgm) return `tensor cores: not available (${gpu.subgroupMatrixNote ?? 'unknown reason'}); f16 matmuls and attention run on the general kernels`;
-  const on = `tensor cores: on (${gpu.subgroupMatrixNote ?? ''})`;
-  if (c.precision !== 'f16') return `${on}; but they take f16 · f16 products only, and with --precision ${c.precision} nothing is: use --dtype f16 --precision f16`;
-  if (c.dtype !== 'f16') return `${on} for attention; the base projections need --dtype f16 too (now ${c.dtype})`;
-  return `${on} for the base projections and attention`;
 }
 
 export class Trainer {
@@ -164,10 +152,7 @@ export class Trainer {
         contextEval = await openContextEval(c, cfg.vocabSize, cfg.maxPositionEmbeddings, out);
         say(`long-context test set: ${contextEval.note}; perplexity at ${contextEval.seqLens.join(', ')} tokens before and after training`);
       }
-      // The other WebGPU options (set by a library caller) are kept; without --tensor-cores
-      // the options are as before any run asked for them (the same device is reused).
-      const { subgroupMatrix: _, ...webgpuOptions } = backendOptions('webgpu');
-      configureBackend('webgpu', c.tensorCores ? { ...webgpuOptions, subgroupMatrix: true } : webgpuOptions);
+      useTensorCores(c.tensorCores);
       if (c.backend === 'auto') {
         const { backend, skipped } = await autoBackend();
         for (const s of skipped) say(`backend ${s.name} unavailable: ${s.error}`);
@@ -175,7 +160,7 @@ export class Trainer {
       } else {
         await setBackend(c.backend);
       }
-      if (c.tensorCores) say(tensorCoreNote(currentBackend(), c));
+      if (c.tensorCores) say(tensorCoreNote(currentBackend(), c.dtype, c.precision));
       say(`config:\n${describeConfig(c)}`);
       say(`context: ${rope.explanation}`);
       say(`attention while training: ${describeMask(mask)}; evaluation and inference use dense attention`);

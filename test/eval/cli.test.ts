@@ -111,7 +111,7 @@ describe('longlora data and evaluation commands', () => {
     assert.match(r.err, /\(conversation reset\)/);
   });
 
-  it('clear errors: a tokenizer of another vocabulary, a test set shorter than one window, no model', () => {
+  it('clear errors: a tokenizer of another vocabulary, a test set shorter than one window, no model, tensor cores on the CPU, an unknown precision', () => {
     const dir = corpus();
     const a = cli(['eval', 'ppl', '--model', goldenDir('tiny-llama'), '--tokenizer', LLAMA_BPE, '--backend', 'cpu', '--data', dir, '--seq-len', '16']);
     assert.equal(a.code, 1);
@@ -124,6 +124,12 @@ describe('longlora data and evaluation commands', () => {
     const c = cli(['generate', '--prompt', 'x']);
     assert.equal(c.code, 1);
     assert.match(c.err, /--model is required/);
-    assert.doesNotMatch(a.err + b.err + c.err, /at .*\.js:\d+/, 'no stack traces');
+    const d = cli(['eval', 'ppl', ...MODEL, '--data', dir, '--seq-len', '16', '--tensor-cores']);
+    assert.equal(d.code, 1);
+    assert.match(d.err, /--tensor-cores runs matmuls on a GPU's tensor cores through the webgpu backend, not cpu; use --device webgpu/);
+    const e = cli(['eval', 'ppl', ...MODEL, '--data', dir, '--seq-len', '16', '--precision', 'f64']);
+    assert.equal(e.code, 1);
+    assert.match(e.err, /--precision must be one of f32, bf16, f16, got f64/);
+    assert.doesNotMatch(a.err + b.err + c.err + d.err + e.err, /at .*\.js:\d+/, 'no stack traces');
   });
 });

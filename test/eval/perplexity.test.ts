@@ -11,6 +11,10 @@ import { Rng } from '../../src/tensor/random.js';
 import { logitsOf, tinyModel } from '../helpers/model.js';
 import { sink } from '../helpers/train.js';
 import { tempFolders } from '../helpers/tmp.js';
+import { IGNORE_INDEX } from '../../src/nn/loss.js';
+import { noGrad } from '../../src/tensor/autograd.js';
+import { tidy } from '../../src/tensor/scope.js';
+import { ids as idsTensor } from '../../src/tensor/ops/index.js';
 
 const fresh = tempFolders('ppl');
 
@@ -92,6 +96,38 @@ describe('perplexity', () => {
     assert.match(out.text(), /window \d+\/\d+/);
     data.close();
     model.dispose();
+  });
+
+  it('with 16-bit activations: each window is the model\'s own 16-bit loss (not the f32 one)', async () => {
+    const { model } = await tinyModel();
+    const rng = new Rng(12);
+    const tokens = Array.from({ length: 60 }, () => rng.int(96));
+    const file = path.join(fresh(), 'test.bin');
+    writeTokenFile(file, tokens, 'uint16');
+    const data = TokenFile.open(file, 'auto', 96);
+    try {
+      const N = 16;
+      const settings = { seqLens: [N], procedures: ['windowed' as const], windowStep: 10, out: sink() };
+      const f32 = (await perplexity(model, data, settings))[0]!;
+      for (const precision of ['bf16', 'f16'] as const) {
+        const r = (await perplexity(model, data, { ...settings, precision }))[0]!;
+        // the same windows (starts 0, 10, 20, 30) through model.loss with that precision
+        let sum = 0;
+        for (const s0 of [0, 10, 20, 30]) {
+          const ids = Int32Array.from(tokens.slice(s0, s0 + N));
+          const labels = Int32Array.from(ids, (t, i) => (i === 0 ? IGNORE_INDEX : t));
+          const t = noGrad(() => tidy(() => model.loss(idsTensor(ids, [1, N]), labels, { precision }).loss));
+          sum += await t.item();
+          t.dispose();
+        }
+        assert.equal(r.windows, 4);
+        assert.ok(Math.abs(r.loss - sum / 4) < 1e-6, `${precision}: ${r.loss} vs ${sum / 4}`);
+        assert.notEqual(r.loss, f32.loss, `${precision}: the activations were rounded`);
+      }
+    } finally {
+      data.close();
+      model.dispose();
+    }
   });
 
   it('a corpus shorter than one window is a clear error', async () => {

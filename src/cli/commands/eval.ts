@@ -16,6 +16,7 @@ import { parseLength } from '../../analysis/presets.js';
 import { parse, type OptionSpec } from '../args.js';
 import { intFlag, loadModel, MODEL_OPTIONS, type LoadedModel } from './load-model.js';
 import type { Tokenizer } from '../../tokenizer/tokenizer.js';
+import { PRECISIONS, type Precision } from '../../tensor/dtype.js';
 
 const PPL_OPTIONS: Record<string, OptionSpec> = {
   ...MODEL_OPTIONS,
@@ -31,6 +32,8 @@ const PPL_OPTIONS: Record<string, OptionSpec> = {
   'max-windows': { type: 'string', help: 'windowed: evaluate only N evenly spaced windows (a quick estimate)' },
   'max-tokens': { type: 'string', help: 'use only the first N tokens of the test set' },
   'batch-size': { type: 'string', default: '1', help: 'windows per forward pass' },
+  precision: { type: 'string', default: 'f32', help: 'activations between ops: f32, bf16 or f16 (half the memory; logits and loss stay f32)' },
+  'tensor-cores': { type: 'boolean', help: 'webgpu: run f16 · f16 products on the GPU\'s tensor cores (experimental; with --dtype f16 --precision f16)' },
   json: { type: 'string', help: 'also write the results as JSON to this file' },
 };
 
@@ -91,6 +94,8 @@ async function ppl(argv: string[]): Promise<void> {
   const seqLens = list(v['seq-len'] as string | undefined, '--seq-len');
   const procedures = String(v.procedure).split(',').map((p) => p.trim());
   for (const p of procedures) if (p !== 'windowed' && p !== 'sliding') throw new LongLoraError(`--procedure takes windowed and/or sliding, got ${p}`);
+  const precision = String(v.precision) as Precision;
+  if (!PRECISIONS.includes(precision)) throw new LongLoraError(`--precision must be one of ${PRECISIONS.join(', ')}, got ${precision}`);
   const m = await loadModel(v, process.stderr, { optionalTokenizer: true });
   try {
     for (const n of m.notes) process.stderr.write(`${n}\n`);
@@ -101,7 +106,7 @@ async function ppl(argv: string[]): Promise<void> {
       const stride = intFlag(v, 'stride');
       const maxWindows = intFlag(v, 'max-windows');
       const settings = {
-        seqLens, procedures: procedures as PplProcedure[], windowStep: intFlag(v, 'window-step')!, batchSize: intFlag(v, 'batch-size')!,
+        seqLens, procedures: procedures as PplProcedure[], windowStep: intFlag(v, 'window-step')!, batchSize: intFlag(v, 'batch-size')!, precision,
         ...(stride !== undefined ? { stride } : {}), ...(maxWindows !== undefined ? { maxWindows } : {}),
       };
       const results = await perplexity(m.model, t.data, settings);

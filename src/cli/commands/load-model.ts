@@ -6,7 +6,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { autoBackend, setBackend } from '../../backend/registry.js';
+import { autoBackend, currentBackend, setBackend } from '../../backend/registry.js';
+import { checkTensorCoreBackend, tensorCoreNote, useTensorCores } from '../../backend/tensor-cores.js';
+import type { Precision } from '../../tensor/dtype.js';
 import { LongLoraError } from '../../errors.js';
 import { readJsonFile } from '../../io/checkpoint.js';
 import { resolveModel } from '../../io/hub.js';
@@ -130,9 +132,14 @@ export async function loadModel(v: Values, out: NodeJS.WritableStream = process.
   const dtype = str(v, 'dtype') ?? 'f32';
   if (dtype !== 'f32' && dtype !== 'bf16' && dtype !== 'f16') throw new LongLoraError(`--dtype must be f32, bf16 or f16, got ${dtype}`);
   const backend = str(v, 'backend') ?? 'auto';
+  // --tensor-cores (only the commands that take it; eval ppl also takes --precision)
+  const tensorCores = v['tensor-cores'] === true;
+  if (tensorCores) checkTensorCoreBackend(backend);
+  useTensorCores(tensorCores);
   const notes: string[] = [];
   if (backend === 'auto') notes.push(`backend: ${(await autoBackend()).backend.name}`);
   else await setBackend(backend);
+  if (tensorCores) notes.push(tensorCoreNote(currentBackend(), dtype, (str(v, 'precision') ?? 'f32') as Precision));
   const revision = str(v, 'revision');
   const dir = await resolveModel(spec, { ...(revision ? { revision } : {}), out });
   const adapter = str(v, 'adapter');
