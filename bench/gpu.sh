@@ -37,19 +37,19 @@ echo "node $(node --version)"
 if command -v nvidia-smi >/dev/null; then nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader; fi
 
 step "WebGPU adapter"
-timeout 60 node dist/bench/adapter.js; ran $?
+timeout -k 15 60 node dist/bench/adapter.js; ran $?
 
 step "subgroup-matrix tests on this GPU"
 t0=$SECONDS
-timeout "$tests" node --test --test-reporter=spec --test-name-pattern='subgroup|tensor' dist/test/backend/webgpu.test.js dist/test/train/mixed-precision.test.js; ran $?
+timeout -k 15 "$tests" node --test --test-reporter=spec --test-name-pattern='subgroup|tensor' dist/test/backend/webgpu.test.js dist/test/train/mixed-precision.test.js; ran $?
 
 step "WebGPU kernel tests on this GPU"
 left=$(( tests - (SECONDS - t0) ))
 (( left < 30 )) && left=30
-timeout "$left" node --test --test-reporter=dot dist/test/backend/webgpu.test.js dist/test/backend/webgpu-select.test.js; ran $?
+timeout -k 15 "$left" node --test --test-reporter=dot dist/test/backend/webgpu.test.js dist/test/backend/webgpu-select.test.js; ran $?
 
 step benchmark
-timeout "${GPU_BENCH_SECONDS:-420}" node dist/bench/webgpu.js --json "$out/webgpu.json" "$@"; ran $?
+timeout -k 15 "${GPU_BENCH_SECONDS:-420}" node dist/bench/webgpu.js --json "$out/webgpu.json" "$@"; ran $?
 
 step "done, exit status $status"
 exec >&- 2>&-
