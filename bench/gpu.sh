@@ -25,7 +25,7 @@ mkdir -p "$out"
 [[ -f dist/bench/webgpu.js ]] || { echo "dist/ is missing: run npm run build first" >&2; exit 2; }
 
 step() { printf '\n== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
-ran() { local rc=$1; [[ $rc == 124 ]] && echo "   (stopped at its time limit)"; [[ $rc != 0 ]] && status=1; return 0; }
+ran() { local rc=$1; [[ $rc == 124 || $rc == 137 ]] && echo "   (stopped at its time limit)"; [[ $rc != 0 ]] && status=1; return 0; }
 status=0
 tests=${GPU_TEST_SECONDS:-100}
 exec > >(grep --line-buffered -v -e 'artificially reduced from' -e '# test name does not match pattern' | tee "$out/gpu.log") 2>&1
