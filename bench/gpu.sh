@@ -3,7 +3,7 @@
 #   1. the machine and what its WebGPU adapter offers (bench/adapter.ts);
 #   2. the subgroup-matrix (tensor-core) tests on this GPU (the kernels, and a LongLoRA
 #      step and a short training run on them), then every WebGPU kernel test (against the
-#      CPU reference) on it;
+#      CPU reference) and the golden parity against PyTorch (models, training steps) on it;
 #   3. the benchmark, bench/webgpu.ts: matmul, attention, PyTorch's training step, ours
 #      (bf16, and f16 on tensor cores where the adapter has them), decoding.
 # Each step runs under its own time limit, and a step that fails does not stop the next.
@@ -15,7 +15,7 @@
 #
 # Needs node (>= 20) on PATH, the built project with its `webgpu` package, and a Vulkan
 # driver for the GPU; for the comparison, a Python with a CUDA PyTorch ($LONGLORA_PYTHON or
-# python3). Limits in seconds: GPU_TEST_SECONDS (default 100, the tests together),
+# python3). Limits in seconds: GPU_TEST_SECONDS (default 120, the tests together),
 # GPU_BENCH_SECONDS (default 420): with the start-up, under 10 minutes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +27,7 @@ mkdir -p "$out"
 step() { printf '\n== %s (%s)\n' "$1" "$(date -u +%H:%M:%S)"; }
 ran() { local rc=$1; [[ $rc == 124 || $rc == 137 ]] && echo "   (stopped at its time limit)"; [[ $rc != 0 ]] && status=1; return 0; }
 status=0
-tests=${GPU_TEST_SECONDS:-100}
+tests=${GPU_TEST_SECONDS:-120}
 exec > >(grep --line-buffered -v -e 'artificially reduced from' -e '# test name does not match pattern' | tee "$out/gpu.log") 2>&1
 log=$!
 step machine
@@ -43,10 +43,11 @@ step "subgroup-matrix tests on this GPU"
 t0=$SECONDS
 timeout -k 15 "$tests" node --test --test-reporter=spec --test-name-pattern='subgroup|tensor' dist/test/backend/webgpu.test.js dist/test/train/mixed-precision.test.js; ran $?
 
-step "WebGPU kernel tests on this GPU"
+step "WebGPU kernel tests and the PyTorch golden parity on this GPU"
 left=$(( tests - (SECONDS - t0) ))
 (( left < 30 )) && left=30
-timeout -k 15 "$left" node --test --test-reporter=dot dist/test/backend/webgpu.test.js dist/test/backend/webgpu-select.test.js; ran $?
+timeout -k 15 "$left" node --test --test-reporter=dot dist/test/backend/webgpu.test.js dist/test/backend/webgpu-select.test.js \
+  dist/test/models/golden.test.js dist/test/train/golden-train.test.js; ran $?
 
 step benchmark
 timeout -k 15 "${GPU_BENCH_SECONDS:-420}" node dist/bench/webgpu.js --json "$out/webgpu.json" "$@"; ran $?
