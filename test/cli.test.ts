@@ -48,6 +48,19 @@ describe('longlora command line', () => {
     assert.doesNotMatch(c.err, /at .*\.js:\d+/, 'no stack trace for user errors');
   });
 
+  it('backends: each backend with what it runs on (or why it cannot start), and which auto picks', () => {
+    const r = cli('backends');
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^cpu\s+plain TypeScript loops, f32 and f64/m);
+    assert.match(r.out, /^wasm\s+(WebAssembly (relaxed SIMD \(fused multiply-add\)|SIMD) on \d+ threads?|unavailable: \S)/m);
+    assert.match(r.out, /^webgpu\s+\S/m);
+    assert.match(r.out, /--backend auto picks (cpu|wasm|webgpu)/);
+    // with --tensor-cores, WebGPU (where it starts) says whether it has them
+    const t = cli('backends', '--tensor-cores');
+    assert.equal(t.code, 0, t.err);
+    assert.match(t.out, /^webgpu\s+(unavailable: |.*; (no )?subgroup-matrix matmul)/m);
+  });
+
   it('--help lists the commands', () => {
     const r = cli('--help');
     assert.equal(r.code, 0);

@@ -163,6 +163,8 @@ export interface Dequantize4bitArgs {
 
 export interface Backend {
   readonly name: string;
+  /** What the backend runs on, in one line (`longlora backends`). */
+  describe?(): string;
   /** Whether kernels accept f64 operands (the CPU reference backend, for gradient checks). */
   readonly supportsF64: boolean;
 

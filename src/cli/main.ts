@@ -6,6 +6,7 @@ import { LongLoraError } from '../errors.js';
 import { deviceAlias } from './device-alias.js';
 import { demo } from './commands/demo.js';
 import { info } from './commands/info.js';
+import { backendsCommand } from './commands/backends.js';
 import { train } from './commands/train.js';
 import { pretrainCommand } from './commands/pretrain.js';
 import { merge } from './commands/merge.js';
@@ -31,6 +32,7 @@ const COMMANDS: Record<string, Command> = {
   chat: { summary: 'chat with a model through its chat template (multi-turn, streamed)', run: chatCommand },
   flops: { summary: 'FLOPs per component and attention share, dense vs S²-Attn; activation memory', run: flopsCommand },
   info: { summary: 'describe a model folder or a .safetensors file', run: info },
+  backends: { summary: 'the compute backends on this machine, what each runs on, and which auto picks', run: backendsCommand },
 };
 
 function usage(): string {

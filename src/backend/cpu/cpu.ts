@@ -33,6 +33,10 @@ class CpuBuffer implements DeviceBuffer {
 export class CpuBackend implements Backend {
   readonly name = 'cpu';
   readonly supportsF64 = true;
+
+  describe(): string {
+    return 'plain TypeScript loops, f32 and f64 (the reference the other backends are tested against)';
+  }
   private readonly mem = new MemoryCounter();
 
   constructor() {

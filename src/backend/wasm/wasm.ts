@@ -134,6 +134,10 @@ export class WasmBackend implements Backend {
 
   get threads(): number { return this.pool.threads; }
 
+  describe(): string {
+    return `WebAssembly ${this.flavour === 'relaxed' ? 'relaxed SIMD (fused multiply-add)' : 'SIMD'} on ${this.threads} thread${this.threads === 1 ? '' : 's'}`;
+  }
+
   stats(): WasmStats {
     return {
       flavour: this.flavour, threads: this.threads, memoryBytes: this.alloc_.memoryBytes,
