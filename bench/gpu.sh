@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The WebGPU figures on a GPU machine in one go, for a machine that is held for minutes:
-#   1. the machine and what its WebGPU adapter offers (bench/adapter.ts);
+#   1. the machine, what its WebGPU adapter offers (bench/adapter.ts), and what
+#      `longlora backends --tensor-cores` makes of it;
 #   2. the subgroup-matrix (tensor-core) tests on this GPU (the kernels, and a LongLoRA
 #      step and a short training run on them), then every WebGPU kernel test (against the
 #      CPU reference) and the golden parity against PyTorch (models, training steps) on it;
@@ -38,6 +39,7 @@ if command -v nvidia-smi >/dev/null; then nvidia-smi --query-gpu=name,driver_ver
 
 step "WebGPU adapter"
 timeout -k 15 60 node dist/bench/adapter.js; ran $?
+timeout -k 15 60 node dist/src/cli/main.js backends --tensor-cores; ran $?
 
 step "subgroup-matrix tests on this GPU"
 t0=$SECONDS
