@@ -48,13 +48,19 @@ export function attnSgmBytes(T: number, D: number, NT = 4 * 32): number {
   return 2 * (3 * T * (D + PAD16) + T * (T + PAD16)) + 4 * (T * (T + PAD32) + T * (D + PAD32) + NT) + T * (16 + 8) + 32;
 }
 
+/** Why head dim D does not suit the configuration's blocks (the contractions step by K, the products' columns by N), or ''. */
+function headDimMisfit({ M, N, K }: SgmPlan, D: number): string {
+  return D % K !== 0 || D % N !== 0 || D % 2 !== 0 ? `head dim ${D} is not a multiple of the ${M}×${N}×${K} blocks` : '';
+}
+
 /**
  * The largest tile whose blocks the configuration tiles and whose arrays fit `storage`, or
  * why there is none. The emulation (tests) takes 16-row tiles: lavapipe compiles them fast.
  */
 export function attnSgmPlan(sgm: SgmPlan, D: number, storage: number): { plan: AttnSgmPlan | null; reason: string } {
   const { M, N, K } = sgm;
-  if (D % K !== 0 || D % N !== 0 || D % 2 !== 0) return { plan: null, reason: `head dim ${D} is not a multiple of the ${M}×${N}×${K} blocks` };
+  const misfit = headDimMisfit(sgm, D);
+  if (misfit) return { plan: null, reason: misfit };
   for (const T of sgm.emulate ? [16] : [64, 32, 16]) {
     if (T % M !== 0 || T % N !== 0 || T % K !== 0) continue;
     if (attnSgmBytes(T, D, SUBGROUPS * sgm.SG) > storage) continue;
@@ -95,8 +101,9 @@ function stageRows(arr: string, src: string, count: number | string, stride: num
 /**
  * WGSL from the constants to the first line of main, as every kernel here starts: the mask
  * functions, the hull, the workgroup arrays ([name, element type, length]), the
- * subgroup-matrix helpers (so call it after every other use of `x`), and `h2`, which
- * splits a word into its two f16 elements (element 2i low, 2i + 1 high).
+ * subgroup-matrix helpers (so call it after every other use of `x`), `h2`, which splits a
+ * word into its two f16 elements (element 2i low, 2i + 1 high), and `widen`, the span of a
+ * thread's ranges that `hull` takes.
  */
 function kernelStart(D: number, NT: number, consts: Record<string, number>, arrays: Array<[string, string, number]>, x: SgmOps): string {
   return `${header(D, 1, { NT, DW: D / 2, ...consts })}
@@ -106,6 +113,13 @@ ${arrays.map(([n, t, len]) => `var<workgroup> ${n}: array<${t}, ${len}>;`).join(
 var<private> lane: u32;
 ${x.helpers()}
 fn h2(w: u32) -> vec2<f16> { return vec2<f16>(unpack2x16float(w)); }
+/** The span [x, y) widened by the non-empty ranges of r (start it at vec2u(0xffffffffu, 0u); for hull). */
+fn widen(s: vec2u, r: vec4u) -> vec2u {
+  var o = s;
+  if (r.y > r.x) { o = vec2u(min(o.x, r.x), max(o.y, r.y)); }
+  if (r.w > r.z) { o = vec2u(min(o.x, r.z), max(o.y, r.w)); }
+  return o;
+}
 @compute @workgroup_size(${NT})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32,
         @builtin(subgroup_id) sg: u32, @builtin(subgroup_invocation_id) sl: u32) {
@@ -158,20 +172,18 @@ ${kernelStart(D, NT, { T }, [['Qs', 'f16', T * SQ], ['Ks', 'f16', T * SQ], ['Vs'
   let b = wid.z;
   let kvh = h / (a.H / a.Hkv);
   let i0 = wid.x * T;
-  var lo = 0xffffffffu;
-  var hi = 0u;
+  var span = vec2u(0xffffffffu, 0u);
   for (var rr = li; rr < T; rr = rr + NT) {
     var r = vec4u(0u);
     if (i0 + rr < a.Nq) { r = keyRanges(h, a.qOff + i0 + rr); }
     Rr[rr] = r;
     Mr[rr] = ${NEG_BIG};
     Lr[rr] = 0.0;
-    if (r.y > r.x) { lo = min(lo, r.x); hi = max(hi, r.y); }
-    if (r.w > r.z) { lo = min(lo, r.z); hi = max(hi, r.w); }
+    span = widen(span, r);
     for (var d = 0u; d < D; d = d + 1u) { Os[rr * ${SO}u + d] = 0.0; }
   }
 ${stageRows('Qs', 'qb', T, SQ, (r) => `((b * a.Nq + i0 + ${r}) * a.H + h)`, (r) => `i0 + ${r} < a.Nq`)}
-  let hv = hull(vec4u(lo, hi, 0u, 0u), li);
+  let hv = hull(vec4u(span, 0u, 0u), li);
   for (var t0 = hv.x; t0 < hv.y; t0 = t0 + T) {
 ${stageRows('Ks', 'kb', T, SQ, (r) => `((b * a.S + t0 + ${r}) * a.Hkv + kvh)`, (r) => `t0 + ${r} < hv.y`)}
 ${stageRows('Vs', 'vb', T, SQ, (r) => `((b * a.S + t0 + ${r}) * a.Hkv + kvh)`, (r) => `t0 + ${r} < hv.y`)}
@@ -268,7 +280,8 @@ export function attnSgmBwdBytes(TQ: number, TK: number, D: number): number {
 /** The largest backward tiles that the configuration's blocks tile and that fit `storage`, or why there are none. */
 export function attnSgmBwdPlan(sgm: SgmPlan, D: number, storage: number): { plan: AttnSgmBwdPlan | null; reason: string } {
   const { M, N, K } = sgm;
-  if (D % K !== 0 || D % N !== 0 || D % 2 !== 0) return { plan: null, reason: `head dim ${D} is not a multiple of the ${M}×${N}×${K} blocks` };
+  const misfit = headDimMisfit(sgm, D);
+  if (misfit) return { plan: null, reason: misfit };
   const pairs: Array<[number, number]> = sgm.emulate ? [[8, 16]] : [[64, 64], [32, 64], [32, 32], [16, 64], [16, 32], [16, 16]];
   for (const [TQ, TK] of pairs) {
     if ([TQ, TK].some((x) => x % M !== 0 || x % N !== 0 || x % K !== 0)) continue;
@@ -284,35 +297,27 @@ export function attentionBackwardSgmApplies(g: AttentionArgs, st: AttnStores): b
 }
 
 /**
- * WGSL: `count` result matrices per subgroup held in registers (acc0, acc1, ...), the
- * subgroup's blocks blk = sg + 4n of a rows × cols product; `step(n)` adds block n's
- * products to acc{n}, seeing its row bi and column bd. Blocks past the end are skipped.
+ * WGSL for a rows × cols block product held in registers: each subgroup keeps the result
+ * matrices of its blocks blk = sg + 4n as acc0, acc1, ... (`decl` declares them zero);
+ * `add` runs `step(acc)` for each, which sees the block's row bi and column bd; `store`
+ * writes them all to the f32 array `arr` (rows `stride` apart). Blocks past the end are
+ * skipped.
  */
-function registerBlocks(name: string, rows: number, cols: number, step: (acc: string) => string): { count: number; decl: (zero: string) => string; add: string } {
-  const count = Math.ceil((rows * cols) / SUBGROUPS);
-  const accs = Array.from({ length: count }, (_, n) => `${name}${n}`);
+function registerBlocks(x: SgmOps, p: SgmPlan, name: string, rows: number, cols: number, step: (acc: string) => string): { decl: string; add: string; store: (arr: string, stride: number) => string } {
+  const accs = Array.from({ length: Math.ceil((rows * cols) / SUBGROUPS) }, (_, n) => `${name}${n}`);
+  const each = (indent: string, body: (acc: string) => string): string => accs.map((a, n) => `${indent}{
+${indent}  let blk = sg + ${n * SUBGROUPS}u;
+${indent}  if (blk < ${rows * cols}u) {
+${indent}    let bi = blk / ${cols}u;
+${indent}    let bd = blk % ${cols}u;
+${body(a)}
+${indent}  }
+${indent}}`).join('\n');
   return {
-    count,
-    decl: (zero) => accs.map((a) => `  var ${a} = ${zero};`).join('\n'),
-    add: accs.map((a, n) => `    {
-      let blk = sg + ${n * SUBGROUPS}u;
-      if (blk < ${rows * cols}u) {
-        let bi = blk / ${cols}u;
-        let bd = blk % ${cols}u;
-${step(a)}
-      }
-    }`).join('\n'),
+    decl: accs.map((a) => `  var ${a} = ${x.zero};`).join('\n'),
+    add: each('    ', step),
+    store: (arr, stride) => each('  ', (a) => `      ${x.store(arr, `bi * ${p.M * stride}u + bd * ${p.N}u`, a, stride)}`),
   };
-}
-
-/** WGSL: each register block of `acc` stored to the f32 array `arr` (row stride `stride`). */
-function storeBlocks(x: ReturnType<typeof sgmOps>, acc: ReturnType<typeof registerBlocks>, name: string, M: number, N: number, cols: number, rows: number, arr: string, stride: number): string {
-  return Array.from({ length: acc.count }, (_, n) => `  {
-    let blk = sg + ${n * SUBGROUPS}u;
-    if (blk < ${rows * cols}u) {
-      ${x.store(arr, `(blk / ${cols}u) * ${M * stride}u + (blk % ${cols}u) * ${N}u`, `${name}${n}`, stride)}
-    }
-  }`).join('\n');
 }
 
 /**
@@ -329,10 +334,10 @@ function dqSgmSpec(D: number, p: AttnSgmBwdPlan, st: AttnStores): KernelSpec {
   return spec(`attnSgmDq:${D}:${TQ}x${TK}:${M}x${N}x${K}/${SG}:${o.key}${sgm.emulate ? ':emu' : ''}`, () => {
     const x = sgmOps(sgm, ['Qs', 'dOs', 'Ks', 'Vs', 'Ss', 'dPs', 'dSs']);
     const products = headDimProducts(x, sgm, SQ, SS, [['Qs', 'Ks', 'Ss'], ['dOs', 'Vs', 'dPs']]);
-    const dq = registerBlocks('dq', TQ / M, D / N, (acc) => `        for (var k0 = 0u; k0 < ${TK}u; k0 = k0 + ${K}u) {
+    const dq = registerBlocks(x, sgm, 'dq', TQ / M, D / N, (acc) => `        for (var k0 = 0u; k0 < ${TK}u; k0 = k0 + ${K}u) {
           ${acc} = ${x.mma(x.left('dSs', `bi * ${M * SP}u + k0`, SP), x.right('Ks', `k0 * ${SQ}u + bd * ${N}u`, SQ), acc)};
         }`);
-    const stores = storeBlocks(x, dq, 'dq', M, N, D / N, TQ / M, 'Ss', SO);
+    const stores = dq.store('Ss', SO);
     const body = `${o.conv}
 ${kernelStart(D, NT, {}, [['Qs', 'f16', TQ * SQ], ['dOs', 'f16', TQ * SQ], ['Ks', 'f16', TK * SQ], ['Vs', 'f16', TK * SQ], ['dSs', 'f16', TQ * SP],
     ['Ss', 'f32', TQ * Math.max(SS, SO)], ['dPs', 'f32', TQ * SS], ['Rr', 'vec4u', TQ], ['Lr', 'f32', TQ], ['Dr', 'f32', TQ]], x)}
@@ -340,8 +345,7 @@ ${kernelStart(D, NT, {}, [['Qs', 'f16', TQ * SQ], ['dOs', 'f16', TQ * SQ], ['Ks'
   let b = wid.z;
   let kvh = h / (a.H / a.Hkv);
   let i0 = wid.x * ${TQ}u;
-  var lo = 0xffffffffu;
-  var hi = 0u;
+  var span = vec2u(0xffffffffu, 0u);
   for (var rr = li; rr < ${TQ}u; rr = rr + NT) {
     var r = vec4u(0u);
     if (i0 + rr < a.Nq) {
@@ -350,13 +354,12 @@ ${kernelStart(D, NT, {}, [['Qs', 'f16', TQ * SQ], ['dOs', 'f16', TQ * SQ], ['Ks'
       Dr[rr] = delta[(b * a.H + h) * a.Nq + i0 + rr];
     }
     Rr[rr] = r;
-    if (r.y > r.x) { lo = min(lo, r.x); hi = max(hi, r.y); }
-    if (r.w > r.z) { lo = min(lo, r.z); hi = max(hi, r.w); }
+    span = widen(span, r);
   }
 ${stageRows('Qs', 'qb', TQ, SQ, (r) => `((b * a.Nq + i0 + ${r}) * a.H + h)`, (r) => `i0 + ${r} < a.Nq`)}
 ${stageRows('dOs', 'dob', TQ, SQ, (r) => `((b * a.Nq + i0 + ${r}) * a.H + h)`, (r) => `i0 + ${r} < a.Nq`)}
-  let hv = hull(vec4u(lo, hi, 0u, 0u), li);
-${dq.decl(x.zero)}
+  let hv = hull(vec4u(span, 0u, 0u), li);
+${dq.decl}
   for (var t0 = hv.x; t0 < hv.y; t0 = t0 + ${TK}u) {
 ${stageRows('Ks', 'kb', TK, SQ, (r) => `((b * a.S + t0 + ${r}) * a.Hkv + kvh)`, (r) => `t0 + ${r} < hv.y`)}
 ${stageRows('Vs', 'vb', TK, SQ, (r) => `((b * a.S + t0 + ${r}) * a.Hkv + kvh)`, (r) => `t0 + ${r} < hv.y`)}
@@ -417,10 +420,18 @@ function dkvSgmSpec(D: number, p: AttnSgmBwdPlan, st: AttnStores): KernelSpec {
     const step = (left: string, right: string) => (acc: string): string => `        for (var k0 = 0u; k0 < ${TQ}u; k0 = k0 + ${K}u) {
           ${acc} = ${x.mma(x.left(left, `bi * ${M * SP}u + k0`, SP), x.right(right, `k0 * ${SQ}u + bd * ${N}u`, SQ), acc)};
         }`;
-    const dk = registerBlocks('dk', TK / M, D / N, step('dSt', 'Qs'));
-    const dv = registerBlocks('dv', TK / M, D / N, step('Pt', 'dOs'));
+    const dk = registerBlocks(x, sgm, 'dk', TK / M, D / N, step('dSt', 'Qs'));
+    const dv = registerBlocks(x, sgm, 'dv', TK / M, D / N, step('Pt', 'dOs'));
     const qRows = (r: string): string => `((b * a.Nq + t0 + ${r}) * a.H + h)`;
-    const [dkStores, dvStores] = [storeBlocks(x, dk, 'dk', M, N, D / N, TK / M, 'St', SO), storeBlocks(x, dv, 'dv', M, N, D / N, TK / M, 'St', SO)];
+    // dK (× scale), then dV: each staged through St and written a key row per thread.
+    const outputs = ([[dk, ok, ' * a.scale'], [dv, ov, '']] as const).map(([acc, out, factor]) => `${acc.store('St', SO)}
+  workgroupBarrier();
+  for (var jr = li; jr < ${TK}u; jr = jr + NT) {
+    let j = j0 + jr;
+    if (j >= a.S) { continue; }
+    let ko = ((b * a.S + j) * a.Hkv + kvh) * D;
+    ${out.row('ko', (d) => `St[jr * ${SO}u + ${d}]${factor}`)}
+  }`).join('\n  workgroupBarrier();\n');
     const body = `${ok.conv || ov.conv}
 ${kernelStart(D, NT, {}, [['Ks', 'f16', TK * SQ], ['Vs', 'f16', TK * SQ], ['Qs', 'f16', TQ * SQ], ['dOs', 'f16', TQ * SQ], ['Pt', 'f16', TK * SP], ['dSt', 'f16', TK * SP],
     ['St', 'f32', TK * Math.max(SS, SO)], ['dPt', 'f32', TK * SS], ['Rq', 'vec4u', TQ], ['Lq', 'f32', TQ], ['Dq', 'f32', TQ]], x)}
@@ -429,22 +440,17 @@ ${kernelStart(D, NT, {}, [['Ks', 'f16', TK * SQ], ['Vs', 'f16', TK * SQ], ['Qs',
   let j0 = wid.x * ${TK}u;
 ${stageRows('Ks', 'kb', TK, SQ, (r) => `((b * a.S + j0 + ${r}) * a.Hkv + kvh)`, (r) => `j0 + ${r} < a.Nk`)}
 ${stageRows('Vs', 'vb', TK, SQ, (r) => `((b * a.S + j0 + ${r}) * a.Hkv + kvh)`, (r) => `j0 + ${r} < a.Nk`)}
-${dk.decl(x.zero)}
-${dv.decl(x.zero)}
+${dk.decl}
+${dv.decl}
   let rep = a.H / a.Hkv;
   let qend = a.qOff + a.Nq;
   for (var hh = 0u; hh < rep; hh = hh + 1u) {
     let h = kvh * rep + hh;
-    var lo = 0xffffffffu;
-    var hi = 0u;
+    var span = vec2u(0xffffffffu, 0u);
     for (var jr = li; jr < ${TK}u; jr = jr + NT) {
-      if (j0 + jr < a.Nk) {
-        let r = queryRanges(h, j0 + jr);
-        if (r.y > r.x) { lo = min(lo, r.x); hi = max(hi, r.y); }
-        if (r.w > r.z) { lo = min(lo, r.z); hi = max(hi, r.w); }
-      }
+      if (j0 + jr < a.Nk) { span = widen(span, queryRanges(h, j0 + jr)); }
     }
-    let hv = hull(vec4u(lo, hi, 0u, 0u), li);
+    let hv = hull(vec4u(span, 0u, 0u), li);
     // positions → query rows
     let rlo = max(hv.x, a.qOff) - a.qOff;
     let rhi = max(min(hv.y, qend), a.qOff) - a.qOff;
@@ -475,23 +481,7 @@ ${dv.add}
       workgroupBarrier();
     }
   }
-${dkStores}
-  workgroupBarrier();
-  for (var jr = li; jr < ${TK}u; jr = jr + NT) {
-    let j = j0 + jr;
-    if (j >= a.S) { continue; }
-    let ko = ((b * a.S + j) * a.Hkv + kvh) * D;
-    ${ok.row('ko', (d) => `St[jr * ${SO}u + ${d}] * a.scale`)}
-  }
-  workgroupBarrier();
-${dvStores}
-  workgroupBarrier();
-  for (var jr = li; jr < ${TK}u; jr = jr + NT) {
-    let j = j0 + jr;
-    if (j >= a.S) { continue; }
-    let ko = ((b * a.S + j) * a.Hkv + kvh) * D;
-    ${ov.row('ko', (d) => `St[jr * ${SO}u + ${d}]`)}
-  }
+${outputs}
 }`;
     return {
       f16: true,
