@@ -35,8 +35,7 @@ export function registerBackend(name: string, priority: number, create: (options
  * (tensors already made on the old one stay there).
  */
 export function configureBackend(name: string, options: BackendOptions): void {
-  const e = entries.get(name);
-  if (!e) throw new LongLoraError(`unknown backend '${name}'. Available: ${backendNames().join(', ')}.`);
+  const e = entry(name);
   if (JSON.stringify(options) === JSON.stringify(e.options)) return;
   e.options = { ...options };
   if (e.instance && name !== 'cpu') e.instance = undefined;
@@ -44,9 +43,14 @@ export function configureBackend(name: string, options: BackendOptions): void {
 
 /** The options the named backend is (or will be) created with. */
 export function backendOptions(name: string): BackendOptions {
+  return entry(name).options;
+}
+
+/** The named backend's registration, or an error that lists the names there are. */
+function entry(name: string): Entry {
   const e = entries.get(name);
   if (!e) throw new LongLoraError(`unknown backend '${name}'. Available: ${backendNames().join(', ')}.`);
-  return e.options;
+  return e;
 }
 
 // WebGPU (Dawn's `webgpu` package in Node, navigator.gpu in browsers): imported only when
@@ -64,10 +68,7 @@ export function backendNames(): string[] {
 
 /** Creates (once) and returns the named backend. */
 export async function getBackend(name: string): Promise<Backend> {
-  const e = entries.get(name);
-  if (!e) {
-    throw new LongLoraError(`unknown backend '${name}'. Available: ${backendNames().join(', ')}.`);
-  }
+  const e = entry(name);
   e.instance ??= await e.create(e.options);
   return e.instance;
 }

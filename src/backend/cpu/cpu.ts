@@ -33,11 +33,11 @@ class CpuBuffer implements DeviceBuffer {
 export class CpuBackend implements Backend {
   readonly name = 'cpu';
   readonly supportsF64 = true;
+  private readonly mem = new MemoryCounter();
 
   describe(): string {
     return 'plain TypeScript loops, f32 and f64 (the reference the other backends are tested against)';
   }
-  private readonly mem = new MemoryCounter();
 
   constructor() {
     // 16-bit operands: gather copies 16-bit rows as they are; every other kernel widens them to f32 (storage16.ts).
