@@ -119,6 +119,18 @@ registerBackend('webgpu-bench', -1, () => gpu);
 const LANE_CHOICES = LANES !== null ? [LANES] : SMOKE || gpu.adapter.software ? [1] : [1, 4];
 /** The lanes the training step uses: the fastest S² attention of the attention part. */
 let trainLanes = GPU_LANES;
+/** One device per attention lane width (the kernels' constants are fixed per device), made once and registered for the training step. */
+const laneDevices = new Map<number, { be: WebGpuBackend; name: string }>([[GPU_LANES, { be: gpu, name: 'webgpu-bench' }]]);
+async function laneDevice(W: number): Promise<{ be: WebGpuBackend; name: string }> {
+  let d = laneDevices.get(W);
+  if (!d) {
+    const be = await createWebGpuBackend({ ...backendOptions, attentionTiles: { W } });
+    d = { be, name: `webgpu-bench-lanes-${W}` };
+    registerBackend(d.name, -1, () => be);
+    laneDevices.set(W, d);
+  }
+  return d;
+}
 await setBackend('webgpu-bench');
 console.log(`device: ${gpu.describe()}`);
 console.log(`host: ${os.cpus()[0]?.model ?? 'cpu'} × ${os.cpus().length}, node ${process.version}${SMOKE ? '  (SMOKE: tiny shapes, timings meaningless)' : ''}`);
@@ -361,31 +373,26 @@ async function benchAttention(): Promise<void> {
   console.log(`\nattention fwd + bwd (B 1, H ${H}, Hkv ${Hkv}, D ${D})   N  lanes   fwd ms   bwd ms   total ms`);
   const rows: Array<Record<string, unknown>> = [];
   results.attention = rows;
-  // One device per lane width (the kernels' constants are fixed per device).
   const devices: Array<[number, WebGpuBackend]> = [];
-  for (const W of LANE_CHOICES) devices.push([W, W === GPU_LANES ? gpu : await createWebGpuBackend({ ...backendOptions, attentionTiles: { W } })]);
+  for (const W of LANE_CHOICES) devices.push([W, (await laneDevice(W)).be]);
   const s2Total = new Map<number, number>();
-  try {
-    for (const N of lengths) {
-      const masks: Array<[string, AttentionMask]> = [['dense causal', { kind: 'causal' }], ['S² segmented G=N/4', { kind: 's2', form: 'segmented', group: N / 4 }]];
-      for (const [name, mask] of masks) {
-        for (const [W, be] of devices) {
-          if (N === lengths[0]) await checkAttention(be, W, mask.kind === 'causal' ? mask : { ...mask, group: 16 });
-          const args: AttentionArgs = { B: 1, Nq: N, Nk: N, kvStride: N, H, Hkv, D, scale: 1 / Math.sqrt(D), qOffset: 0, mask };
-          const [q, k, v, g] = [put(be, randomF32(N * H * D)), put(be, randomF32(N * Hkv * D)), put(be, randomF32(N * Hkv * D)), put(be, randomF32(N * H * D))];
-          const [o, l, dq, dk, dv] = [be.alloc('f32', N * H * D), be.alloc('f32', H * N), be.alloc('f32', N * H * D), be.alloc('f32', N * Hkv * D), be.alloc('f32', N * Hkv * D)];
-          const iters = SMOKE ? 1 : N >= 32768 ? 3 : 5;
-          const fwd = await time(be, () => be.attention(q, k, v, o, l, args), iters);
-          const bwd = await time(be, () => be.attentionBackward(q, k, v, o, l, g, dq, dk, dv, args), iters);
-          console.log(`  ${name.padEnd(44)} ${String(N).padStart(6)}  ${String(W).padStart(5)}  ${(fwd * 1e3).toFixed(1).padStart(7)}  ${(bwd * 1e3).toFixed(1).padStart(7)}  ${((fwd + bwd) * 1e3).toFixed(1).padStart(9)}`);
-          rows.push({ mask: name, N, lanes: W, fwdMs: fwd * 1e3, bwdMs: bwd * 1e3 });
-          if (mask.kind === 's2' && N <= 16384) s2Total.set(W, fwd + bwd); // the training lengths; the longest one measured counts
-          for (const b of [q, k, v, g, o, l, dq, dk, dv]) be.free(b);
-        }
+  for (const N of lengths) {
+    const masks: Array<[string, AttentionMask]> = [['dense causal', { kind: 'causal' }], ['S² segmented G=N/4', { kind: 's2', form: 'segmented', group: N / 4 }]];
+    for (const [name, mask] of masks) {
+      for (const [W, be] of devices) {
+        if (N === lengths[0]) await checkAttention(be, W, mask.kind === 'causal' ? mask : { ...mask, group: 16 });
+        const args: AttentionArgs = { B: 1, Nq: N, Nk: N, kvStride: N, H, Hkv, D, scale: 1 / Math.sqrt(D), qOffset: 0, mask };
+        const [q, k, v, g] = [put(be, randomF32(N * H * D)), put(be, randomF32(N * Hkv * D)), put(be, randomF32(N * Hkv * D)), put(be, randomF32(N * H * D))];
+        const [o, l, dq, dk, dv] = [be.alloc('f32', N * H * D), be.alloc('f32', H * N), be.alloc('f32', N * H * D), be.alloc('f32', N * Hkv * D), be.alloc('f32', N * Hkv * D)];
+        const iters = SMOKE ? 1 : N >= 32768 ? 3 : 5;
+        const fwd = await time(be, () => be.attention(q, k, v, o, l, args), iters);
+        const bwd = await time(be, () => be.attentionBackward(q, k, v, o, l, g, dq, dk, dv, args), iters);
+        console.log(`  ${name.padEnd(44)} ${String(N).padStart(6)}  ${String(W).padStart(5)}  ${(fwd * 1e3).toFixed(1).padStart(7)}  ${(bwd * 1e3).toFixed(1).padStart(7)}  ${((fwd + bwd) * 1e3).toFixed(1).padStart(9)}`);
+        rows.push({ mask: name, N, lanes: W, fwdMs: fwd * 1e3, bwdMs: bwd * 1e3 });
+        if (mask.kind === 's2' && N <= 16384) s2Total.set(W, fwd + bwd); // the training lengths; the longest one measured counts
+        for (const b of [q, k, v, g, o, l, dq, dk, dv]) be.free(b);
       }
     }
-  } finally {
-    for (const [, be] of devices) if (be !== gpu) be.destroy();
   }
   if (LANES === null && s2Total.size > 1) {
     trainLanes = [...s2Total.entries()].sort((x, y) => x[1] - y[1])[0]![0];
@@ -496,13 +503,8 @@ async function benchTraining(torch: Map<number, number>): Promise<void> {
   ]);
   // Tensor cores take f16 · f16 products only: an f16 base and f16 activations (with loss scaling).
   const tc = await tensorCoreBackend(trainLanes);
-  // The plain variants run on `gpu`, or on a device with the lanes the attention part chose.
-  let plain = gpu;
-  if (trainLanes !== GPU_LANES) {
-    const p = await createWebGpuBackend({ ...backendOptions, attentionTiles: { W: trainLanes } });
-    registerBackend('webgpu-bench-lanes', -1, () => p);
-    plain = p;
-  }
+  // The plain variants run on the device with the lanes the attention part chose.
+  const plain = await laneDevice(trainLanes);
   if (tc) variants.push({ precision: 'f16', base: 'f16', widened: false, tensorCores: true });
   console.log(`\ntraining: Llama ${(paramCount(config) / 1e9).toFixed(2)}B (${config.numLayers} layers, hidden ${config.hiddenSize}), LongLoRA (LoRA r=8 q,k,v,o + embed + norm), S² segmented G=N/4, checkpointing, AdamW, 1 sequence per step; ` +
     `attention lanes ${trainLanes}, frozen base in ${BASE_DTYPE} unless named, activations in ${variants.map(variantName).join(' / ')}, trainable weights f32` +
@@ -517,7 +519,7 @@ async function benchTraining(torch: Map<number, number>): Promise<void> {
       widened = w;
     }
     const [be, registered] = v.widened ? [widened!, 'webgpu-bench-widened'] : v.tensorCores ? [tc!, `webgpu-bench-tc-${trainLanes}`]
-      : [plain, plain === gpu ? 'webgpu-bench' : 'webgpu-bench-lanes'];
+      : [plain.be, plain.name];
     await setBackend(registered); // the step makes its id tensors there
     const figs: StepFigures[] = [];
     try {
@@ -541,7 +543,6 @@ async function benchTraining(torch: Map<number, number>): Promise<void> {
     }
   }
   widened?.destroy();
-  if (plain !== gpu) plain.destroy();
 }
 
 // ---- 4. PyTorch -----------------------------------------------------------------------
@@ -616,7 +617,7 @@ if (!flags['skip-train'] && !onlyDecode) {
 if (!flags['only-train'] && !onlyDecode) await part('attention on tensor cores', benchAttentionTensorCores);
 if (!flags['only-train']) await part('decoding', benchDecode);
 for (const made of tensorCores.values()) (await made)?.destroy();
-gpu.destroy();
+for (const { be } of laneDevices.values()) be.destroy(); // gpu among them
 summary();
 if (Object.keys(failures).length > 0) {
   console.log(`\n${Object.keys(failures).length} part(s) failed: ${Object.keys(failures).join(', ')}`);
