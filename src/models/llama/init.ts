@@ -74,8 +74,8 @@ export interface RandomInitOptions {
   /**
    * Benchmarks that build the same random model several times (other dtypes, other
    * devices): the weights drawn the first time are kept here as f32 by name, and later
-   * calls with the same map take them instead of drawing again (a 1B model takes about a
-   * minute to draw). Values pass through f32 on the way to a 16-bit dtype.
+   * calls with the same map take them instead of drawing again (a 1B model is a billion
+   * normal draws). Values pass through f32 on the way to a 16-bit dtype.
    */
   hostCache?: Map<string, Float32Array>;
 }
