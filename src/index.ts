@@ -10,6 +10,8 @@ export * from './browser.js';
 // models from and to folders
 export { loadLlama, saveLlama } from './models/llama/load.js';
 export type { LoadOptions, SaveOptions } from './models/llama/load.js';
+export { exportGguf, ggufTensorName, llamaGgufMetadata } from './models/llama/gguf.js';
+export type { GgufExportOptions, GgufExportResult, GgufDType } from './models/llama/gguf.js';
 
 // text: tokenizer folders (the browser builds them from parsed files, browser-text.ts)
 export { Tokenizer } from './tokenizer/tokenizer.js';
@@ -24,6 +26,9 @@ export { addPadToken } from './tokenizer/pad.js';
 export { SafetensorsFile, writeSafetensors } from './io/safetensors.js';
 export { openCheckpoint, writeCheckpoint, readJsonFile, Checkpoint } from './io/checkpoint.js';
 export { saveAdapter, loadAdapter, writeAdapter, readAdapterConfig, readSidecar } from './io/peft.js';
+export { writeGguf, GGML_TYPES } from './io/gguf.js';
+export type { GgufValue, GgufTensor, GgmlType } from './io/gguf.js';
+export { ggufVocab, TOKEN_TYPES } from './tokenizer/gguf-vocab.js';
 
 // 4-bit base (QLoRA NF4 with double quantisation)
 export { quantizeNf4, dequantizeScales, NF4_BLOCK_SIZE, SCALE_BLOCK_SIZE } from './quant/nf4.js';

@@ -7,6 +7,7 @@ import { describe, it } from 'node:test';
 import { ROOT, goldenDir } from './helpers/fixtures.js';
 import { tempFolders } from './helpers/tmp.js';
 import { tokenFile } from './helpers/train.js';
+import { gguf as readGguf } from '@huggingface/gguf';
 
 const fresh = tempFolders('cli');
 const TRAIN_ARGS = ['--seq-len', '32', '--grad-accum', '2', '--lr', '1e-2', '--warmup-steps', '1', '--lora-r', '4', '--backend', 'cpu'];
@@ -81,6 +82,31 @@ describe('longlora command line', () => {
     const m = cli('merge', '--base', goldenDir('tiny-llama-short'), '--adapter', out, '--out', path.join(dir, 'merged'));
     assert.equal(m.code, 0, m.err);
     assert.match(m.out, /merged 8 LoRA layers/);
+  });
+
+  it('train the bundled model past its context, merge with --gguf, export: GGUF files with the adapter\'s RoPE scaling', async () => {
+    const dir = fresh();
+    const tiny = path.join(ROOT, 'models', 'tiny-longlora');
+    const out = path.join(dir, 'run');
+    const r = cli('train', '--model', tiny, '--data', path.join(tiny, 'data', 'train.bin'), '--output', out, '--steps', '1',
+      '--seq-len', '512', '--grad-accum', '1', '--lora-r', '4', '--warmup-steps', '1', '--backend', 'wasm');
+    assert.equal(r.code, 0, r.err);
+    const gguf = path.join(dir, 'merged.gguf');
+    const m = cli('merge', '--base', tiny, '--adapter', out, '--out', path.join(dir, 'merged'), '--gguf', gguf);
+    assert.equal(m.code, 0, m.err);
+    assert.match(m.out, /wrote .*merged\.gguf: 39 tensors, weights in f16, [\d.]+ MB, context 512 tokens/);
+    assert.match(m.err, /tensors 39\/39/);
+    const { metadata } = await readGguf(gguf, { allowLocalFile: true });
+    const meta = metadata as unknown as Record<string, unknown>;
+    assert.deepEqual([meta['llama.rope.scaling.type'], meta['llama.rope.scaling.factor'], meta['general.name']], ['linear', 2, 'merged']);
+    const e = cli('export', '--model', path.join(dir, 'merged'), '--out', path.join(dir, 'b.gguf'), '--dtype', 'bf16', '--name', 'x');
+    assert.equal(e.code, 0, e.err);
+    assert.match(e.out, /weights in bf16/);
+    const bad = cli('export', '--model', path.join(dir, 'merged'), '--out', path.join(dir, 'c.gguf'), '--dtype', 'q4');
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /--dtype must be f32, f16 or bf16, got q4/);
+    assert.match(cli('export', '--out', 'x.gguf').err, /--model is required/);
+    assert.match(cli('merge', '--base', tiny, '--adapter', out, '--out', path.join(dir, 'm2'), '--gguf', 'x.bin').err, /--gguf must name a \.gguf file/);
   });
 
   it('train: help, a bad value and a missing argument are clear', () => {

@@ -10,6 +10,7 @@ import { backendsCommand } from './commands/backends.js';
 import { train } from './commands/train.js';
 import { pretrainCommand } from './commands/pretrain.js';
 import { merge } from './commands/merge.js';
+import { exportCommand } from './commands/export.js';
 import { tokenizeCommand } from './commands/tokenize.js';
 import { evaluate } from './commands/eval.js';
 import { generateCommand } from './commands/generate.js';
@@ -26,6 +27,7 @@ const COMMANDS: Record<string, Command> = {
   train: { summary: 'fine-tune a model to a longer context (LongLoRA, LoRA or full)', run: train },
   pretrain: { summary: 'train a small Llama from random initialisation (dense attention, short context)', run: pretrainCommand },
   merge: { summary: 'merge an adapter into its base model (a standalone HF checkpoint)', run: merge },
+  export: { summary: 'write a model folder as one GGUF file for llama.cpp and ollama', run: exportCommand },
   tokenize: { summary: 'tokenize text corpora or SFT records into a cached token file', run: tokenizeCommand },
   eval: { summary: 'evaluate: perplexity (eval ppl) or passkey retrieval (eval passkey)', run: evaluate },
   generate: { summary: 'generate text from a prompt, streamed (KV cache)', run: generateCommand },

@@ -35,12 +35,15 @@ export interface LoadOptions extends BuildOptions {
  * layers it quantises come back as 4-bit projections, and every tensor is fingerprinted
  * from its float32 values as stored (so the fingerprint does not depend on `dtype`).
  */
-/** An f16 copy of a weight that overflowed (a value beyond ±65504 became ±inf) is refused by name. */
-function checkF16Range(bits: Uint16Array, name: string, ck: Checkpoint): void {
+/**
+ * An f16 copy of a weight that overflowed (a value beyond ±65504 became ±inf) is refused by
+ * name; `what` says what to pick instead (loading: the dtype; export: --dtype).
+ */
+export function checkF16Range(bits: Uint16Array, name: string, ck: Checkpoint, what = 'load the model with dtype'): void {
   for (let i = 0; i < bits.length; i++) {
     if ((bits[i]! & 0x7c00) === 0x7c00) {
       throw new LongLoraError(`${ck.info(name).file}: tensor '${name}' has values beyond f16's range (±65504), or inf/NaN, so it cannot be stored in f16; ` +
-        'load the model with dtype bf16 (same memory, f32\'s range) or f32');
+        `${what} bf16 (same memory, f32's range) or f32`);
     }
   }
 }

@@ -1,0 +1,50 @@
+/** `longlora export`: a Llama checkpoint folder (a merged model) → one GGUF file for llama.cpp and ollama. */
+import fs from 'node:fs';
+import { LongLoraError } from '../../errors.js';
+import { exportGguf, type GgufDType } from '../../models/llama/gguf.js';
+import { ProgressBar } from '../../train/progress.js';
+import { parse } from '../args.js';
+
+const OPTIONS = {
+  model: { type: 'string', help: 'model folder: config.json, safetensors and tokenizer.json (e.g. a merged LongLoRA model)' },
+  out: { type: 'string', help: 'the .gguf file to write' },
+  dtype: { type: 'string', help: 'f32, f16 or bf16 for the weights (default: the checkpoint\'s own; norms are always f32)' },
+  name: { type: 'string', help: 'general.name in the file (default: the folder\'s name)' },
+  tokenizer: { type: 'string', help: 'folder of tokenizer.json (default: the model folder)' },
+} as const;
+
+/** The --dtype value, checked. */
+function ggufDType(v: unknown, command: string): GgufDType | undefined {
+  if (v === undefined) return undefined;
+  if (!['f32', 'f16', 'bf16'].includes(String(v))) throw new LongLoraError(`${command}: --dtype must be f32, f16 or bf16, got ${String(v)}`);
+  return v as GgufDType;
+}
+
+/** Exports `dir` to `out` with a progress bar on stderr and a one-line summary. */
+export function exportWithProgress(dir: string, out: string, opts: { dtype?: GgufDType; name?: string; tokenizerDir?: string }): void {
+  let bar: ProgressBar | null = null;
+  const r = exportGguf(dir, out, {
+    ...opts,
+    onTensor: (done, total) => {
+      bar ??= new ProgressBar(total, 'tensors', 0, process.stderr, 2000);
+      bar.update(done);
+    },
+  });
+  const mb = (fs.statSync(out).size / 1e6).toFixed(1);
+  console.log(`wrote ${out}: ${r.tensors} tensors, weights in ${r.dtype}, ${mb} MB, context ${r.contextLength} tokens ` +
+    `(run it with llama.cpp: llama-cli -m ${out}; or in ollama: a Modelfile with FROM ${out})`);
+}
+
+export async function exportCommand(argv: string[]): Promise<void> {
+  const args = parse(argv, 'longlora export --model DIR --out FILE.gguf [--dtype f16] [--name NAME]', OPTIONS);
+  if (!args) return;
+  const { model, out, tokenizer, name } = args.values;
+  if (typeof model !== 'string') throw new LongLoraError('export: --model is required (a model folder; merge an adapter first with `longlora merge`, or pass --gguf to it)');
+  if (typeof out !== 'string') throw new LongLoraError('export: --out is required (the .gguf file to write)');
+  const dtype = ggufDType(args.values.dtype, 'export');
+  exportWithProgress(model, out, {
+    ...(dtype ? { dtype } : {}),
+    ...(typeof name === 'string' ? { name } : {}),
+    ...(typeof tokenizer === 'string' ? { tokenizerDir: tokenizer } : {}),
+  });
+}

@@ -1,0 +1,205 @@
+/**
+ * Exporting a Llama checkpoint folder (a merged LongLoRA model, or any HF Llama) as one
+ * GGUF file for llama.cpp and ollama (SPEC §7). A LongLoRA adapter cannot go to GGUF as a
+ * LoRA (llama.cpp rejects trained embeddings), so the merged model is what is exported.
+ *
+ * The tensors are streamed from the checkpoint one at a time: HF names become GGUF names,
+ * q and k rows are permuted from HF's rotate-half RoPE layout to llama.cpp's interleaved
+ * pairs, 1-D tensors (norms) are stored in f32, the rest in the chosen dtype. The RoPE
+ * scaling the model was fine-tuned with goes into the metadata (linear: type and factor;
+ * yarn: its parameters; llama3: the `rope_freqs` tensor), and the context length written
+ * is the one the scaling covers, so llama.cpp's default context is the extended one.
+ */
+import path from 'node:path';
+import { LongLoraError } from '../../errors.js';
+import { openCheckpoint, readJsonFile } from '../../io/checkpoint.js';
+import { writeGguf, type GgmlType, type GgufTensor, type GgufValue } from '../../io/gguf.js';
+import { ropeContextLength, ropeFrequencies, ropeInvFreq } from '../../nn/rope-scaling.js';
+import { type HostArray } from '../../tensor/dtype.js';
+import { ggufVocab } from '../../tokenizer/gguf-vocab.js';
+import { Tokenizer } from '../../tokenizer/tokenizer.js';
+import { llamaTensorShapes, parseLlamaConfig, type LlamaConfig } from './config.js';
+import { checkF16Range } from './load.js';
+
+export type GgufDType = 'f32' | 'f16' | 'bf16';
+
+export interface GgufExportOptions {
+  /** Storage of the 2-D weights (default: the checkpoint's own, from config.json's torch_dtype). */
+  dtype?: GgufDType;
+  /** general.name (default: the folder's name). */
+  name?: string;
+  /** Folder of tokenizer.json (default: the model folder). */
+  tokenizerDir?: string;
+  /** Called after each tensor is written. */
+  onTensor?: (done: number, total: number, name: string) => void;
+}
+
+export interface GgufExportResult {
+  file: string;
+  tensors: number;
+  dtype: GgufDType;
+  contextLength: number;
+}
+
+const GGML_OF: Record<GgufDType, GgmlType> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
+/** general.file_type (llama_ftype): all f32, mostly f16, mostly bf16. */
+const FILE_TYPE: Record<GgufDType, number> = { f32: 0, f16: 1, bf16: 32 };
+
+/** The GGUF name of a Hugging Face Llama tensor. */
+export function ggufTensorName(hf: string): string {
+  const fixed: Record<string, string> = {
+    'model.embed_tokens.weight': 'token_embd.weight',
+    'model.norm.weight': 'output_norm.weight',
+    'lm_head.weight': 'output.weight',
+  };
+  if (fixed[hf]) return fixed[hf];
+  const m = /^model\.layers\.(\d+)\.(.+)\.weight$/.exec(hf);
+  const part: Record<string, string> = {
+    input_layernorm: 'attn_norm', post_attention_layernorm: 'ffn_norm',
+    'self_attn.q_proj': 'attn_q', 'self_attn.k_proj': 'attn_k', 'self_attn.v_proj': 'attn_v', 'self_attn.o_proj': 'attn_output',
+    'mlp.gate_proj': 'ffn_gate', 'mlp.up_proj': 'ffn_up', 'mlp.down_proj': 'ffn_down',
+  };
+  const p = m ? part[m[2]!] : undefined;
+  if (!m || !p) throw new LongLoraError(`no GGUF name for tensor "${hf}" (not a Llama tensor)`);
+  return `blk.${m[1]}.${p}.weight`;
+}
+
+/**
+ * q/k rows from HF's rotate-half layout (per head: first halves, then second halves of
+ * each rotated pair) to interleaved pairs: row h·D + 2j + t takes row h·D + t·D/2 + j.
+ * That is w.reshape(heads, 2, D/2, in).swapaxes(1, 2).reshape(rows, in).
+ */
+export function permuteRotary<T extends HostArray>(w: T, rows: number, cols: number, heads: number): T {
+  if (rows % heads !== 0 || (rows / heads) % 2 !== 0) throw new LongLoraError(`cannot permute ${rows} rows into ${heads} heads of even size`);
+  const D = rows / heads;
+  const out = new (w.constructor as new (n: number) => T)(w.length);
+  for (let h = 0; h < heads; h++) {
+    for (let j = 0; j < D / 2; j++) {
+      for (let t = 0; t < 2; t++) {
+        const src = h * D + t * (D / 2) + j;
+        const dst = h * D + 2 * j + t;
+        out.set(w.subarray(src * cols, (src + 1) * cols) as unknown as ArrayLike<number> & ArrayLike<bigint>, dst * cols);
+      }
+    }
+  }
+  return out;
+}
+
+function u32(value: number): GgufValue { return { type: 'u32', value }; }
+function f32(value: number): GgufValue { return { type: 'f32', value }; }
+function str(value: string): GgufValue { return { type: 'string', value }; }
+
+/** The `llama.*` and `general.*` metadata of a config. */
+export function llamaGgufMetadata(c: LlamaConfig, name: string, dtype: GgufDType): Array<[string, GgufValue]> {
+  const meta: Array<[string, GgufValue]> = [
+    ['general.architecture', str('llama')],
+    ['general.type', str('model')],
+    ['general.name', str(name)],
+    ['general.file_type', u32(FILE_TYPE[dtype])],
+    ['general.quantization_version', u32(2)],
+    ['llama.vocab_size', u32(c.vocabSize)],
+    ['llama.context_length', u32(ropeContextLength(c.ropeScaling, c.maxPositionEmbeddings))],
+    ['llama.embedding_length', u32(c.hiddenSize)],
+    ['llama.feed_forward_length', u32(c.intermediateSize)],
+    ['llama.block_count', u32(c.numLayers)],
+    ['llama.attention.head_count', u32(c.numHeads)],
+    ['llama.attention.head_count_kv', u32(c.numKvHeads)],
+    ['llama.attention.key_length', u32(c.headDim)],
+    ['llama.attention.value_length', u32(c.headDim)],
+    ['llama.attention.layer_norm_rms_epsilon', f32(c.rmsNormEps)],
+    ['llama.rope.dimension_count', u32(c.headDim)],
+    ['llama.rope.freq_base', f32(c.ropeTheta)],
+  ];
+  const s = c.ropeScaling;
+  switch (s.type) {
+    case 'none':
+    case 'llama3': // carried by the rope_freqs tensor
+      break;
+    case 'linear':
+      meta.push(['llama.rope.scaling.type', str('linear')], ['llama.rope.scaling.factor', f32(s.factor)]);
+      break;
+    case 'yarn':
+      // As llama.cpp's own converter writes it: llama.cpp derives the attention factor
+      // from the scale itself, so only an explicit one is passed on.
+      meta.push(
+        ['llama.rope.scaling.type', str('yarn')],
+        ['llama.rope.scaling.factor', f32(s.factor)],
+        ['llama.rope.scaling.original_context_length', u32(s.originalMaxPositionEmbeddings ?? c.maxPositionEmbeddings)],
+      );
+      if (s.attentionFactor !== undefined) meta.push(['llama.rope.scaling.yarn_attn_factor', f32(s.attentionFactor)]);
+      if (s.betaFast !== undefined) meta.push(['llama.rope.scaling.yarn_beta_fast', f32(s.betaFast)]);
+      if (s.betaSlow !== undefined) meta.push(['llama.rope.scaling.yarn_beta_slow', f32(s.betaSlow)]);
+      break;
+    case 'dynamic':
+      throw new LongLoraError('the model uses dynamic NTK RoPE scaling, which llama.cpp does not implement; ' +
+        'fine-tune with linear interpolation (the LongLoRA default) or yarn to export to GGUF');
+  }
+  return meta;
+}
+
+/** llama3 scaling as llama.cpp takes it: per-frequency divisors of the angle (plain inv_freq / scaled inv_freq). */
+function ropeFreqFactors(c: LlamaConfig): Float32Array {
+  const plain = ropeInvFreq(c.headDim, c.ropeTheta);
+  const scaled = ropeFrequencies(c.headDim, c.ropeTheta, c.ropeScaling, 0, c.maxPositionEmbeddings).invFreq;
+  return Float32Array.from(plain, (v, i) => v / scaled[i]!);
+}
+
+function bytesOf(a: HostArray): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/** The default storage dtype: config.json's torch_dtype. */
+function dtypeOfConfig(c: LlamaConfig): GgufDType {
+  return c.torchDtype === 'bfloat16' ? 'bf16' : c.torchDtype === 'float16' ? 'f16' : 'f32';
+}
+
+/**
+ * Writes the Llama checkpoint in `modelDir` (config.json, safetensors, tokenizer.json) to
+ * `outFile` as GGUF. Nothing is written until the checkpoint, config and tokenizer have
+ * been checked; the file appears only when complete.
+ */
+export function exportGguf(modelDir: string, outFile: string, opts: GgufExportOptions = {}): GgufExportResult {
+  if (!outFile.endsWith('.gguf')) throw new LongLoraError(`GGUF export: the output file must end in .gguf, got ${outFile}`);
+  const configPath = path.join(modelDir, 'config.json');
+  const config = parseLlamaConfig(readJsonFile(configPath), configPath);
+  const dtype = opts.dtype ?? dtypeOfConfig(config);
+  if (!(dtype in GGML_OF)) throw new LongLoraError(`GGUF export: dtype must be f32, f16 or bf16, got ${String(dtype)}`);
+  const name = opts.name ?? path.basename(path.resolve(modelDir));
+  const meta = llamaGgufMetadata(config, name, dtype);
+  const tok = Tokenizer.load(opts.tokenizerDir ?? modelDir);
+  meta.push(...ggufVocab(tok, config.vocabSize));
+
+  const ck = openCheckpoint(modelDir);
+  try {
+    const shapes = llamaTensorShapes(config);
+    for (const [n, shape] of shapes) {
+      if (!ck.has(n)) throw new LongLoraError(`${modelDir}: the checkpoint has no tensor "${n}"; is it a complete Llama checkpoint? (a 4-bit or adapter-only folder cannot be exported: merge it first)`);
+      const got = ck.info(n).shape;
+      if (got.join() !== shape.join()) throw new LongLoraError(`${ck.info(n).file}: tensor "${n}" has shape [${got.join(', ')}], config.json implies [${shape.join(', ')}]`);
+    }
+    const tensors: GgufTensor[] = [];
+    if (config.ropeScaling.type === 'llama3') {
+      const factors = ropeFreqFactors(config);
+      tensors.push({ name: 'rope_freqs.weight', shape: [factors.length], type: 'F32', bytes: () => bytesOf(factors) });
+    }
+    for (const [n, shape] of shapes) {
+      const stored: GgufDType = shape.length === 1 ? 'f32' : dtype;
+      const heads = n.endsWith('.q_proj.weight') ? config.numHeads : n.endsWith('.k_proj.weight') ? config.numKvHeads : 0;
+      tensors.push({
+        name: ggufTensorName(n),
+        shape,
+        type: GGML_OF[stored],
+        bytes: () => {
+          let data = ck.read(n, stored).data;
+          if (stored === 'f16') checkF16Range(data as Uint16Array, n, ck, 'export with --dtype');
+          if (heads > 0) data = permuteRotary(data, shape[0]!, shape[1]!, heads);
+          return bytesOf(data);
+        },
+      });
+    }
+    writeGguf(outFile, meta, tensors, (i, t) => opts.onTensor?.(i + 1, tensors.length, t.name));
+    return { file: outFile, tensors: tensors.length, dtype, contextLength: ropeContextLength(config.ropeScaling, config.maxPositionEmbeddings) };
+  } finally {
+    ck.close();
+  }
+}

@@ -1,0 +1,286 @@
+/**
+ * GGUF export of a Llama checkpoint, read back with an independent parser
+ * (@huggingface/gguf): names, dims and types of every tensor and its data against the
+ * checkpoint; attention scores with llama.cpp's interleaved RoPE on the exported q/k equal
+ * Hugging Face's rotate-half on the originals; llama.cpp's SentencePiece tokenizer
+ * algorithm over the exported vocabulary reproduces the Hugging Face tokenization; RoPE
+ * scaling metadata (linear, llama3 frequency factors by llama.cpp's converter formula);
+ * refusals.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { gguf } from '@huggingface/gguf';
+import { openCheckpoint, writeCheckpoint } from '../../src/io/checkpoint.js';
+import { exportGguf, permuteRotary } from '../../src/models/llama/gguf.js';
+import { bf16BitsToF32, f16BitsToF32 } from '../../src/tensor/dtype.js';
+import { Tokenizer } from '../../src/tokenizer/tokenizer.js';
+import { ROOT } from '../helpers/fixtures.js';
+import { throwsLL } from '../helpers/errors.js';
+import { tempFolders } from '../helpers/tmp.js';
+
+const fresh = tempFolders('gguf-export');
+const TINY = path.join(ROOT, 'models', 'tiny-longlora');
+
+type Parsed = Awaited<ReturnType<typeof gguf>>;
+
+async function read(file: string): Promise<{ parsed: Parsed; meta: Record<string, unknown>; tensor: (name: string) => { shape: number[]; type: number; data: Float32Array } }> {
+  const parsed = await gguf(file, { allowLocalFile: true });
+  const buf = fs.readFileSync(file);
+  const tensor = (name: string): { shape: number[]; type: number; data: Float32Array } => {
+    const info = parsed.tensorInfos.find((t) => t.name === name);
+    assert.ok(info, `GGUF has no tensor ${name}`);
+    const shape = info.shape.map(Number).reverse();
+    const n = shape.reduce((a, b) => a * b, 1);
+    const at = Number(parsed.tensorDataOffset) + Number(info.offset);
+    const item = info.dtype === 0 ? 4 : 2;
+    const bytes = new Uint8Array(buf.subarray(at, at + n * item)).slice();
+    const data = info.dtype === 0 ? new Float32Array(bytes.buffer)
+      : Float32Array.from(new Uint16Array(bytes.buffer), info.dtype === 1 ? f16BitsToF32 : bf16BitsToF32);
+    return { shape, type: info.dtype, data };
+  };
+  return { parsed, meta: parsed.metadata as unknown as Record<string, unknown>, tensor };
+}
+
+/** A copy of the tiny model with config.json changed by `edit` (and tensors by `tensors`). */
+function variant(edit: (cfg: Record<string, unknown>) => void, tensors?: (name: string, data: Float32Array) => Float32Array | null): string {
+  const dir = path.join(fresh(), 'model');
+  fs.cpSync(TINY, dir, { recursive: true, filter: (src) => !src.includes(`${path.sep}data`) });
+  const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+  edit(cfg);
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(cfg));
+  if (tensors) {
+    const ck = openCheckpoint(TINY);
+    const entries = ck.names().flatMap((n) => {
+      const t = ck.read(n, 'f32');
+      const data = tensors(n, t.data as Float32Array);
+      return data ? [{ name: n, dtype: 'f32' as const, shape: t.shape, data }] : [];
+    });
+    ck.close();
+    fs.rmSync(path.join(dir, 'model.safetensors'));
+    writeCheckpoint(dir, entries);
+  }
+  return dir;
+}
+
+/** RoPE on one head vector at position p: HF's rotate-half pairs (i, i + D/2) or llama.cpp's (2i, 2i + 1). */
+function rotate(x: Float64Array, p: number, invFreq: Float64Array, interleaved: boolean): Float64Array {
+  const D = x.length;
+  const out = new Float64Array(D);
+  for (let i = 0; i < D / 2; i++) {
+    const [a, b] = interleaved ? [2 * i, 2 * i + 1] : [i, i + D / 2];
+    const c = Math.cos(p * invFreq[i]!);
+    const s = Math.sin(p * invFreq[i]!);
+    out[a] = x[a]! * c - x[b]! * s;
+    out[b] = x[b]! * c + x[a]! * s;
+  }
+  return out;
+}
+
+/** Rows [h·D, (h+1)·D) of W [rows, C] times x. */
+function headOf(W: Float32Array, C: number, h: number, D: number, x: Float64Array): Float64Array {
+  const out = new Float64Array(D);
+  for (let r = 0; r < D; r++) {
+    let s = 0;
+    for (let c = 0; c < C; c++) s += W[(h * D + r) * C + c]! * x[c]!;
+    out[r] = s;
+  }
+  return out;
+}
+
+function dot(a: Float64Array, b: Float64Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
+  return s;
+}
+
+/**
+ * llama.cpp's SentencePiece tokenizer (llm_tokenizer_spm) as its source describes it: a
+ * space prefix, spaces as "▁", UTF-8 characters as symbols, repeatedly join the adjacent
+ * pair whose text is a token of highest score (leftmost on ties), then tokens or <0xNN>.
+ */
+function llamaCppSpm(text: string, tokens: string[], scores: number[], addSpacePrefix: boolean): number[] {
+  const id = new Map(tokens.map((t, i) => [t, i]));
+  const syms = [...((addSpacePrefix ? ' ' : '') + text).replaceAll(' ', '\u2581')];
+  for (;;) {
+    let best = -1;
+    let bestScore = -Infinity;
+    for (let i = 0; i + 1 < syms.length; i++) {
+      const t = id.get(syms[i]! + syms[i + 1]!);
+      if (t !== undefined && scores[t]! > bestScore) { best = i; bestScore = scores[t]!; }
+    }
+    if (best < 0) break;
+    syms.splice(best, 2, syms[best]! + syms[best + 1]!);
+  }
+  return syms.flatMap((s) => {
+    const t = id.get(s);
+    if (t !== undefined) return [t];
+    return [...new TextEncoder().encode(s)].map((b) => id.get(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`)!);
+  });
+}
+
+describe('GGUF export', () => {
+  it('every tensor under its llama.cpp name, dims innermost first, norms in f32, data equal (q and k permuted)', async () => {
+    const file = path.join(fresh(), 'tiny.gguf');
+    const progress: string[] = [];
+    const r = exportGguf(TINY, file, { onTensor: (done, total, name) => progress.push(`${done}/${total} ${name}`) });
+    assert.deepEqual([r.tensors, r.dtype, r.contextLength], [39, 'f16', 256]);
+    assert.equal(progress.at(-1), '39/39 output.weight');
+    const { parsed, meta, tensor } = await read(file);
+    assert.equal(meta['general.architecture'], 'llama');
+    assert.equal(meta['general.file_type'], 1);
+    const cfg = JSON.parse(fs.readFileSync(path.join(TINY, 'config.json'), 'utf8')) as Record<string, number>;
+    const want: Record<string, unknown> = {
+      'llama.vocab_size': cfg.vocab_size, 'llama.context_length': 256, 'llama.embedding_length': cfg.hidden_size,
+      'llama.feed_forward_length': cfg.intermediate_size, 'llama.block_count': cfg.num_hidden_layers,
+      'llama.attention.head_count': cfg.num_attention_heads, 'llama.attention.head_count_kv': cfg.num_key_value_heads,
+      'llama.rope.dimension_count': cfg.head_dim, 'llama.attention.layer_norm_rms_epsilon': Math.fround(cfg.rms_norm_eps!),
+      'llama.rope.freq_base': cfg.rope_theta,
+    };
+    for (const [k, v] of Object.entries(want)) assert.equal(meta[k], v, k);
+    assert.equal(meta['llama.rope.scaling.type'], undefined, 'no scaling on the base');
+    const names = parsed.tensorInfos.map((t) => t.name);
+    assert.equal(names.length, 39);
+    for (const n of ['token_embd.weight', 'output_norm.weight', 'output.weight', 'blk.3.attn_norm.weight', 'blk.3.ffn_norm.weight',
+      'blk.0.attn_q.weight', 'blk.0.attn_k.weight', 'blk.0.attn_v.weight', 'blk.0.attn_output.weight', 'blk.2.ffn_gate.weight',
+      'blk.2.ffn_up.weight', 'blk.2.ffn_down.weight']) assert.ok(names.includes(n), n);
+
+    const ck = openCheckpoint(TINY);
+    const H = cfg.num_attention_heads!;
+    const map: Array<[string, string, number]> = [
+      ['model.embed_tokens.weight', 'token_embd.weight', 0], ['lm_head.weight', 'output.weight', 0],
+      ['model.norm.weight', 'output_norm.weight', 0], ['model.layers.1.input_layernorm.weight', 'blk.1.attn_norm.weight', 0],
+      ['model.layers.1.self_attn.q_proj.weight', 'blk.1.attn_q.weight', H], ['model.layers.1.self_attn.k_proj.weight', 'blk.1.attn_k.weight', cfg.num_key_value_heads!],
+      ['model.layers.1.self_attn.v_proj.weight', 'blk.1.attn_v.weight', 0], ['model.layers.1.mlp.down_proj.weight', 'blk.1.ffn_down.weight', 0],
+    ];
+    for (const [hf, g, heads] of map) {
+      const src = ck.read(hf, 'f32');
+      const got = tensor(g);
+      assert.deepEqual(got.shape, src.shape, g);
+      assert.equal(got.type, src.shape.length === 1 ? 0 : 1, `${g} type`);
+      const expect = heads ? permuteRotary(src.data as Float32Array, src.shape[0]!, src.shape[1]!, heads) : src.data;
+      assert.deepEqual(got.data, expect, g);
+    }
+    ck.close();
+  });
+
+  it('attention scores with interleaved RoPE on the exported q, k equal rotate-half on the originals (and differ without the permutation)', async () => {
+    const file = path.join(fresh(), 'tiny.gguf');
+    exportGguf(TINY, file, { dtype: 'f32' });
+    const { meta, tensor } = await read(file);
+    const ck = openCheckpoint(TINY);
+    const C = 128;
+    const D = meta['llama.rope.dimension_count'] as number;
+    const invFreq = Float64Array.from({ length: D / 2 }, (_, i) => 1 / (meta['llama.rope.freq_base'] as number) ** ((2 * i) / D));
+    const x = Float64Array.from({ length: C }, (_, i) => Math.sin(i * 1.7 + 0.3));
+    const y = Float64Array.from({ length: C }, (_, i) => Math.cos(i * 0.9 - 1.1));
+    const [Wq, Wk] = ['q_proj', 'k_proj'].map((p) => ck.read(`model.layers.2.self_attn.${p}.weight`, 'f32').data as Float32Array);
+    const [Gq, Gk] = ['attn_q', 'attn_k'].map((p) => tensor(`blk.2.${p}.weight`).data);
+    ck.close();
+    let worst = 0;
+    let unpermuted = 0;
+    for (let h = 0; h < 4; h++) {
+      for (const [pq, pk] of [[7, 3], [200, 17], [255, 0]] as const) {
+        const hf = dot(rotate(headOf(Wq!, C, h, D, x), pq, invFreq, false), rotate(headOf(Wk!, C, h, D, y), pk, invFreq, false));
+        const cpp = dot(rotate(headOf(Gq!, C, h, D, x), pq, invFreq, true), rotate(headOf(Gk!, C, h, D, y), pk, invFreq, true));
+        const wrong = dot(rotate(headOf(Wq!, C, h, D, x), pq, invFreq, true), rotate(headOf(Wk!, C, h, D, y), pk, invFreq, true));
+        worst = Math.max(worst, Math.abs(hf - cpp) / Math.abs(hf));
+        unpermuted = Math.max(unpermuted, Math.abs(hf - wrong) / Math.abs(hf));
+      }
+    }
+    assert.ok(worst < 1e-12, `relative difference ${worst}`);
+    assert.ok(unpermuted > 1e-2, `without the permutation the scores should differ (${unpermuted})`);
+  });
+
+  it('llama.cpp\'s SentencePiece algorithm over the exported vocabulary tokenizes as Hugging Face does', async () => {
+    const file = path.join(fresh(), 'tiny.gguf');
+    exportGguf(TINY, file);
+    const { meta } = await read(file);
+    assert.equal(meta['tokenizer.ggml.model'], 'llama');
+    assert.equal(meta['tokenizer.ggml.add_space_prefix'], true);
+    assert.deepEqual([meta['tokenizer.ggml.bos_token_id'], meta['tokenizer.ggml.eos_token_id'], meta['tokenizer.ggml.unknown_token_id']], [1, 2, 0]);
+    const tokens = meta['tokenizer.ggml.tokens'] as string[];
+    const scores = meta['tokenizer.ggml.scores'] as number[];
+    const types = meta['tokenizer.ggml.token_type'] as number[];
+    assert.deepEqual(types.slice(0, 4), [2, 3, 3, 6], '<unk> unknown, <s> </s> control, <0x00> byte');
+    const tok = Tokenizer.load(TINY);
+    const held = new Uint16Array(fs.readFileSync(path.join(TINY, 'data', 'heldout.bin')).buffer.slice(0, 2 * 40000));
+    const lines = tok.decode([...held], { skipSpecialTokens: true }).split('\n').filter((l) => l.trim().length > 0).slice(0, 120);
+    lines.push('Naïve café — 3½ “quotes” and 😀 outside the vocabulary', '  two  spaces ');
+    let mismatched = 0;
+    for (const line of lines) {
+      const want = tok.encode(line, { addSpecialTokens: false });
+      const got = llamaCppSpm(line, tokens, scores, true);
+      if (got.join() !== want.join()) mismatched++;
+    }
+    assert.equal(mismatched, 0, `${mismatched} of ${lines.length} lines tokenize differently`);
+    // Scores matter: with llama.cpp's converter's flat scores (−1000 for all) the same algorithm diverges.
+    const flat = lines.filter((l) => llamaCppSpm(l, tokens, scores.map(() => -1000), true).join() !== tok.encode(l, { addSpecialTokens: false }).join());
+    assert.ok(flat.length > lines.length / 2, `flat scores should mis-tokenize most lines (${flat.length})`);
+  });
+
+  it('LongLoRA\'s linear interpolation: scaling type and factor, and the extended context length', async () => {
+    const dir = variant((c) => { c.rope_scaling = { type: 'linear', factor: 8 }; });
+    const file = path.join(fresh(), 'x.gguf');
+    const r = exportGguf(dir, file, { dtype: 'bf16', name: 'tiny-2k' });
+    assert.equal(r.contextLength, 2048);
+    const { meta, tensor } = await read(file);
+    assert.deepEqual([meta['llama.rope.scaling.type'], meta['llama.rope.scaling.factor'], meta['llama.context_length']], ['linear', 8, 2048]);
+    assert.deepEqual([meta['general.name'], meta['general.file_type']], ['tiny-2k', 32]);
+    assert.equal(tensor('blk.0.ffn_up.weight').type, 30);
+  });
+
+  it('llama3 scaling: rope_freqs.weight by llama.cpp\'s converter formula', async () => {
+    const scaling = { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 256 };
+    const dir = variant((c) => { c.rope_scaling = scaling; });
+    const file = path.join(fresh(), 'x.gguf');
+    const r = exportGguf(dir, file);
+    assert.equal(r.contextLength, 2048);
+    const { meta, tensor } = await read(file);
+    assert.equal(meta['llama.rope.scaling.type'], undefined);
+    const ff = tensor('rope_freqs.weight');
+    assert.deepEqual([ff.shape, ff.type], [[16], 0]);
+    const D = 32;
+    const [lowWl, highWl] = [256 / scaling.low_freq_factor, 256 / scaling.high_freq_factor];
+    const want = Array.from({ length: D / 2 }, (_, i) => {
+      const wl = (2 * Math.PI) / (1 / 10000 ** ((2 * i) / D));
+      if (wl < highWl) return 1;
+      if (wl > lowWl) return scaling.factor;
+      const smooth = (256 / wl - scaling.low_freq_factor) / (scaling.high_freq_factor - scaling.low_freq_factor);
+      return 1 / ((1 - smooth) / scaling.factor + smooth);
+    });
+    assert.ok(want.includes(1) && want.includes(8) && want.some((v) => v > 1 && v < 8), 'the bands all occur');
+    ff.data.forEach((v, i) => assert.ok(Math.abs(v - want[i]!) <= 1e-6 * want[i]!, `factor ${i}: ${v} vs ${want[i]}`));
+  });
+
+  it('tied embeddings: no output.weight (llama.cpp reuses token_embd)', async () => {
+    const dir = variant((c) => { c.tie_word_embeddings = true; }, (n, d) => (n === 'lm_head.weight' ? null : d));
+    const file = path.join(fresh(), 'x.gguf');
+    const r = exportGguf(dir, file);
+    assert.equal(r.tensors, 38);
+    const { parsed } = await read(file);
+    assert.ok(!parsed.tensorInfos.some((t) => t.name === 'output.weight'));
+  });
+
+  it('refusals name the problem and the fix, and leave an existing file untouched', () => {
+    const out = path.join(fresh(), 'x.gguf');
+    fs.writeFileSync(out, 'previous');
+    throwsLL(() => exportGguf(TINY, out.replace('.gguf', '.bin')), 'must end in .gguf');
+    throwsLL(() => exportGguf(variant((c) => { c.rope_scaling = { type: 'dynamic', factor: 2 }; }), out), 'dynamic NTK', 'linear interpolation');
+    throwsLL(() => exportGguf(TINY, out, { dtype: 'f8' as 'f16' }), 'dtype must be f32, f16 or bf16');
+    const big = variant(() => {}, (n, d) => (n === 'model.layers.0.mlp.up_proj.weight' ? d.map((v, i) => (i === 5 ? 1e6 : v)) : d));
+    throwsLL(() => exportGguf(big, out, { dtype: 'f16' }), 'model.layers.0.mlp.up_proj.weight', 'beyond f16\'s range', 'export with --dtype bf16');
+    const missing = variant(() => {}, (n, d) => (n === 'model.layers.2.mlp.gate_proj.weight' ? null : d));
+    throwsLL(() => exportGguf(missing, out), 'no tensor "model.layers.2.mlp.gate_proj.weight"');
+    const byteLevel = variant(() => {});
+    fs.writeFileSync(path.join(byteLevel, 'tokenizer.json'), JSON.stringify({
+      model: { type: 'BPE', vocab: { a: 0, b: 1, ab: 2 }, merges: ['a b'] }, pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+      decoder: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true }, normalizer: null, post_processor: null, added_tokens: [],
+    }));
+    fs.writeFileSync(path.join(byteLevel, 'tokenizer_config.json'), '{}');
+    throwsLL(() => exportGguf(byteLevel, out), 'byte-level BPE', 'convert_hf_to_gguf.py');
+    assert.equal(fs.readFileSync(out, 'utf8'), 'previous');
+    assert.deepEqual(fs.readdirSync(path.dirname(out)), ['x.gguf']);
+  });
+});
