@@ -17,7 +17,7 @@ import { readJsonFile } from '../io/checkpoint.js';
 import { saveAdapter, type SaveAdapterOptions } from '../io/peft.js';
 import { applyLora, ALL_LINEAR, matchTargets, setTrainable } from '../lora/inject.js';
 import type { LoraRuntime } from '../lora/lora.js';
-import { llamaTensorShapes, parseLlamaConfig, type LlamaConfig } from '../models/llama/config.js';
+import { checkAttentionSpan, llamaTensorShapes, parseLlamaConfig, type LlamaConfig } from '../models/llama/config.js';
 import { loadLlama, saveLlama } from '../models/llama/load.js';
 import type { LlamaForCausalLM } from '../models/llama/model.js';
 import { describeRopeScaling, extendRopeScaling, ropeScalingToHF } from '../nn/rope-scaling.js';
@@ -85,6 +85,7 @@ function preflight(c: TrainConfig): { cfg: LlamaConfig; mask: AttentionMask; rop
   const mask = trainingMask(c);
   checkDataSettings(c, c.attention === 's2' ? c.s2Form : 'dense');
   const rope = extendRopeScaling(cfg, c.seqLen, ropeOverride(c, cfg.maxPositionEmbeddings));
+  checkAttentionSpan(cfg, c.seqLen, `--seq-len ${c.seqLen}`);
   if (c.mode !== 'full') matchTargets(linearLayerPaths(cfg), c.loraTargets.length === 1 && c.loraTargets[0] === ALL_LINEAR ? ALL_LINEAR : c.loraTargets);
   if (c.mode === 'lora' && c.extras && c.extras.length > 0) throw new LongLoraError(`mode 'lora' trains adapters only; drop --extras (${c.extras.join(',')}) or use --mode longlora`);
   if (c.tensorCores) checkTensorCoreBackend(c.backend);

@@ -126,10 +126,30 @@ describe('parseLlamaConfig: defaults', () => {
   });
 });
 
+describe('parseLlamaConfig: Mistral', () => {
+  it('reads sliding_window with transformers\' default (4096 when absent, none when null); Llama has none', () => {
+    assert.equal(parseLlamaConfig(base({ model_type: 'mistral' }), FILE).slidingWindow, 4096);
+    assert.equal(parseLlamaConfig(base({ model_type: 'mistral', sliding_window: null }), FILE).slidingWindow, null);
+    assert.equal(parseLlamaConfig(base({ model_type: 'mistral', sliding_window: 32768 }), FILE).slidingWindow, 32768);
+    assert.equal(parseLlamaConfig(base({ sliding_window: 4096 }), FILE).slidingWindow, null);
+    rejects(base({ model_type: 'mistral', sliding_window: 0 }), '"sliding_window" must be a positive integer');
+  });
+
+  it('writes MistralForCausalLM with its sliding_window, and reads it back', () => {
+    for (const w of [null, 4096]) {
+      const c = parseLlamaConfig(base({ model_type: 'mistral', sliding_window: w, rope_theta: 1e6, torch_dtype: 'bfloat16' }), FILE);
+      const hf = llamaConfigToHF(c);
+      assert.deepEqual([hf.architectures, hf.model_type, hf.sliding_window, hf.attention_bias], [['MistralForCausalLM'], 'mistral', w, undefined]);
+      assert.deepEqual(parseLlamaConfig(hf, FILE), c);
+    }
+    assert.deepEqual(llamaConfigToHF(parseLlamaConfig(base(), FILE)).architectures, ['LlamaForCausalLM']);
+  });
+});
+
 describe('parseLlamaConfig: one clear error per bad input', () => {
   it('an unsupported model_type, listing the supported ones', () => {
-    rejects(base({ model_type: 'mistral' }), 'model_type', '"mistral"', 'supported: llama');
-    rejects(without(base(), 'model_type'), 'model_type', 'supported: llama');
+    rejects(base({ model_type: 'qwen2' }), 'model_type', '"qwen2"', 'supported: llama, mistral');
+    rejects(without(base(), 'model_type'), 'model_type', 'supported: llama, mistral');
   });
 
   it('a missing hidden_size', () => {

@@ -254,6 +254,14 @@ describe('GGUF export', () => {
     ff.data.forEach((v, i) => assert.ok(Math.abs(v - want[i]!) <= 1e-6 * want[i]!, `factor ${i}: ${v} vs ${want[i]}`));
   });
 
+  it('Mistral: llama.cpp\'s llama architecture, the context no longer than the sliding window', async () => {
+    const dir = variant((c) => { Object.assign(c, { model_type: 'mistral', architectures: ['MistralForCausalLM'], sliding_window: 128 }); });
+    const file = path.join(fresh(), 'x.gguf');
+    assert.equal(exportGguf(dir, file).contextLength, 128);
+    const { meta } = await read(file);
+    assert.deepEqual([meta['general.architecture'], meta['llama.context_length']], ['llama', 128]);
+  });
+
   it('tied embeddings: no output.weight (llama.cpp reuses token_embd)', async () => {
     const dir = variant((c) => { c.tie_word_embeddings = true; }, (n, d) => (n === 'lm_head.weight' ? null : d));
     const file = path.join(fresh(), 'x.gguf');
@@ -275,7 +283,8 @@ describe('GGUF export', () => {
     throwsLL(() => exportGguf(missing, out), 'no tensor "model.layers.2.mlp.gate_proj.weight"');
     const byteLevel = variant(() => {});
     fs.writeFileSync(path.join(byteLevel, 'tokenizer.json'), JSON.stringify({
-      model: { type: 'BPE', vocab: { a: 0, b: 1, ab: 2 }, merges: ['a b'] }, pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+      model: { type: 'BPE', vocab: { a: 0, b: 1, ab: 2 }, merges: ['a b'] },
+      pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Split', pattern: { Regex: '\\s+' }, behavior: 'Isolated', invert: false }, { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false }] },
       decoder: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true }, normalizer: null, post_processor: null, added_tokens: [],
     }));
     fs.writeFileSync(path.join(byteLevel, 'tokenizer_config.json'), '{}');

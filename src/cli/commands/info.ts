@@ -36,10 +36,10 @@ export async function info(argv: string[]): Promise<void> {
   const ck = openCheckpoint(target);
   const rows = ck.names().map((name) => ({ name, ...ck.info(name) }));
   const params = rows.reduce((a, r) => a + r.shape.reduce((p, s) => p * s, 1), 0);
-  console.log(`${target}: Llama, ${c.numLayers} layers, hidden ${c.hiddenSize}, intermediate ${c.intermediateSize}, ` +
+  console.log(`${target}: ${c.modelType === 'mistral' ? 'Mistral' : 'Llama'}, ${c.numLayers} layers, hidden ${c.hiddenSize}, intermediate ${c.intermediateSize}, ` +
     `heads ${c.numHeads} (kv ${c.numKvHeads}, head dim ${c.headDim}), vocab ${c.vocabSize}`);
   console.log(`  context ${c.maxPositionEmbeddings}, RoPE theta ${c.ropeTheta}, scaling ${describeRopeScaling(c.ropeScaling)}, ` +
-    `tied embeddings ${c.tieWordEmbeddings ? 'yes' : 'no'}`);
+    `tied embeddings ${c.tieWordEmbeddings ? 'yes' : 'no'}${c.slidingWindow !== null ? `, sliding window ${c.slidingWindow}` : ''}`);
   console.log(`  ${params.toLocaleString('en-US')} parameters in ${ck.files.length} file(s)`);
   if (args.values.tensors) listTensors(rows);
   ck.close();

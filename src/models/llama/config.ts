@@ -2,12 +2,17 @@
  * Llama model configuration, parsed from a Hugging Face `config.json`. Unknown keys are
  * ignored there (HF configs carry many); known keys are type-checked, and features this
  * implementation does not have are refused with a message instead of computed wrongly.
+ *
+ * Mistral (`model_type: "mistral"`) is the Llama architecture with an optional sliding
+ * attention window: up to `sliding_window` tokens its attention is exactly Llama's causal
+ * attention, so it runs here up to that length (and without limit when the window is null,
+ * as in Mistral v0.2 and later); longer inputs are refused naming the fix.
  */
 import { LongLoraError } from '../../errors.js';
 import { ropeScalingFromHF, ropeScalingToHF, type RopeScaling } from '../../nn/rope-scaling.js';
 
 export interface LlamaConfig {
-  modelType: 'llama';
+  modelType: ModelType;
   vocabSize: number;
   hiddenSize: number;
   intermediateSize: number;
@@ -24,9 +29,17 @@ export interface LlamaConfig {
   eosTokenId: number | number[] | null;
   /** dtype of the checkpoint as the config states it (float32, bfloat16, float16). */
   torchDtype: string | null;
+  /** Mistral: each token attends to at most this many (itself included); null: no window. */
+  slidingWindow: number | null;
 }
 
-export const SUPPORTED_MODEL_TYPES = ['llama'] as const;
+export const SUPPORTED_MODEL_TYPES = ['llama', 'mistral'] as const;
+export type ModelType = typeof SUPPORTED_MODEL_TYPES[number];
+
+/** Hugging Face class names, by model type. */
+const ARCHITECTURES: Record<ModelType, string> = { llama: 'LlamaForCausalLM', mistral: 'MistralForCausalLM' };
+/** transformers' MistralConfig default when config.json has no sliding_window key. */
+const MISTRAL_DEFAULT_WINDOW = 4096;
 
 type Json = Record<string, unknown>;
 
@@ -87,9 +100,13 @@ export function parseRopeScaling(j: Json, source: string): { scaling: RopeScalin
 export function parseLlamaConfig(json: unknown, source = 'config.json'): LlamaConfig {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) fail(source, 'must be a JSON object');
   const j = json as Json;
-  const modelType = j.model_type;
-  if (modelType !== 'llama') {
+  const modelType = j.model_type as ModelType;
+  if (!SUPPORTED_MODEL_TYPES.includes(modelType)) {
     fail(source, `model_type ${JSON.stringify(modelType)} is not supported; supported: ${SUPPORTED_MODEL_TYPES.join(', ')}`);
+  }
+  let slidingWindow: number | null = null;
+  if (modelType === 'mistral') {
+    slidingWindow = j.sliding_window === undefined ? MISTRAL_DEFAULT_WINDOW : j.sliding_window === null ? null : int(j, 'sliding_window', source);
   }
   const act = j.hidden_act ?? 'silu';
   if (act !== 'silu') fail(source, `hidden_act "${String(act)}" is not supported (Llama uses silu)`);
@@ -114,7 +131,7 @@ export function parseLlamaConfig(json: unknown, source = 'config.json'): LlamaCo
     : optId(j, 'eos_token_id', source);
   const dt = j.torch_dtype ?? j.dtype ?? null;
   return {
-    modelType: 'llama',
+    modelType,
     vocabSize: int(j, 'vocab_size', source),
     hiddenSize,
     intermediateSize: int(j, 'intermediate_size', source),
@@ -130,14 +147,27 @@ export function parseLlamaConfig(json: unknown, source = 'config.json'): LlamaCo
     bosTokenId: optId(j, 'bos_token_id', source),
     eosTokenId,
     torchDtype: typeof dt === 'string' ? dt : null,
+    slidingWindow,
   };
+}
+
+/**
+ * The longest input (cached tokens included) the config runs exactly: a Mistral sliding
+ * window, or unlimited. `what` names the caller in the error for a longer one.
+ */
+export function checkAttentionSpan(c: LlamaConfig, tokens: number, what: string): void {
+  if (c.slidingWindow === null || tokens <= c.slidingWindow) return;
+  throw new LongLoraError(`${what}: ${tokens} tokens exceed the model's sliding_window (${c.slidingWindow}). Up to the window, Mistral's ` +
+    'sliding-window attention equals the full causal attention computed here; beyond it they differ, and sliding windows are not implemented. ' +
+    'To train or run this model at longer contexts with full attention (as LongLoRA does, and as Mistral v0.2 and later are configured), ' +
+    'set "sliding_window": null in its config.json');
 }
 
 /** The config as Hugging Face `config.json` JSON (rope_scaling always written when set). */
 export function llamaConfigToHF(c: LlamaConfig): Record<string, unknown> {
   return {
-    architectures: ['LlamaForCausalLM'],
-    model_type: 'llama',
+    architectures: [ARCHITECTURES[c.modelType]],
+    model_type: c.modelType,
     vocab_size: c.vocabSize,
     hidden_size: c.hiddenSize,
     intermediate_size: c.intermediateSize,
@@ -153,8 +183,7 @@ export function llamaConfigToHF(c: LlamaConfig): Record<string, unknown> {
     tie_word_embeddings: c.tieWordEmbeddings,
     bos_token_id: c.bosTokenId,
     eos_token_id: c.eosTokenId,
-    attention_bias: false,
-    mlp_bias: false,
+    ...(c.modelType === 'mistral' ? { sliding_window: c.slidingWindow } : { attention_bias: false, mlp_bias: false }),
     torch_dtype: c.torchDtype ?? 'float32',
   };
 }

@@ -1,5 +1,5 @@
 /**
- * Exporting a Llama checkpoint folder (a merged LongLoRA model, or any HF Llama) as one
+ * Exporting a Llama checkpoint folder (a merged LongLoRA model, or any HF Llama or Mistral) as one
  * GGUF file for llama.cpp and ollama (SPEC §7). A LongLoRA adapter cannot go to GGUF as a
  * LoRA (llama.cpp rejects trained embeddings), so the merged model is what is exported.
  *
@@ -85,6 +85,16 @@ export function permuteRotary<T extends HostArray>(w: T, rows: number, cols: num
   return out;
 }
 
+/**
+ * The context the model runs exactly: what its RoPE scaling covers, and no more than a
+ * Mistral sliding window (llama.cpp's llama architecture attends to the whole context, as
+ * Mistral does only within its window).
+ */
+export function ggufContextLength(c: LlamaConfig): number {
+  const ctx = ropeContextLength(c.ropeScaling, c.maxPositionEmbeddings);
+  return c.slidingWindow === null ? ctx : Math.min(ctx, c.slidingWindow);
+}
+
 function u32(value: number): GgufValue { return { type: 'u32', value }; }
 function f32(value: number): GgufValue { return { type: 'f32', value }; }
 function str(value: string): GgufValue { return { type: 'string', value }; }
@@ -98,7 +108,7 @@ export function llamaGgufMetadata(c: LlamaConfig, name: string, dtype: GgufDType
     ['general.file_type', u32(FILE_TYPE[dtype])],
     ['general.quantization_version', u32(2)],
     ['llama.vocab_size', u32(c.vocabSize)],
-    ['llama.context_length', u32(ropeContextLength(c.ropeScaling, c.maxPositionEmbeddings))],
+    ['llama.context_length', u32(ggufContextLength(c))],
     ['llama.embedding_length', u32(c.hiddenSize)],
     ['llama.feed_forward_length', u32(c.intermediateSize)],
     ['llama.block_count', u32(c.numLayers)],
@@ -198,7 +208,7 @@ export function exportGguf(modelDir: string, outFile: string, opts: GgufExportOp
       });
     }
     writeGguf(outFile, meta, tensors, (i, t) => opts.onTensor?.(i + 1, tensors.length, t.name));
-    return { file: outFile, tensors: tensors.length, dtype, contextLength: ropeContextLength(config.ropeScaling, config.maxPositionEmbeddings) };
+    return { file: outFile, tensors: tensors.length, dtype, contextLength: ggufContextLength(config) };
   } finally {
     ck.close();
   }

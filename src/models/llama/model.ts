@@ -1,5 +1,5 @@
 /**
- * The Llama decoder (Hugging Face LlamaForCausalLM semantics), as a tree of modules whose
+ * The Llama decoder (Hugging Face LlamaForCausalLM semantics; also Mistral's, within its window), as a tree of modules whose
  * property names are the Hugging Face names. Activations are [B, N, C]; q is [B, N, H, D]
  * and k, v are [B, N, Hkv, D], so no transposes are needed around attention.
  */
@@ -24,7 +24,7 @@ import { recompute } from '../../tensor/recompute.js';
 import { tidy } from '../../tensor/scope.js';
 import { isGradEnabled } from '../../tensor/autograd.js';
 import { KVCache } from './cache.js';
-import type { LlamaConfig } from './config.js';
+import { checkAttentionSpan, type LlamaConfig } from './config.js';
 import type { QuantizationInfo } from '../../quant/fingerprint.js';
 import { computeWeight } from '../../nn/linear.js';
 import { PRECISIONS, type Precision } from '../../tensor/dtype.js';
@@ -201,6 +201,7 @@ export class LlamaForCausalLM extends Module {
       if (this.computeDType === 'f64') throw new LongLoraError(`precision ${precision} cannot be used with an f64 model (gradient checks)`);
     }
     const offset = cache?.length ?? 0;
+    checkAttentionSpan(this.config, offset + N, 'model input');
     const ctx: LayerContext = {
       rope: this.rotary.tables(N, this.computeDType, ids.backend, offset),
       mask: opts.mask ?? CAUSAL,
