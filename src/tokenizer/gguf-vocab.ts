@@ -1,16 +1,19 @@
 /**
- * A Hugging Face tokenizer as GGUF `tokenizer.*` metadata, for llama.cpp's SentencePiece-
- * style tokenizer (`tokenizer.ggml.model = "llama"`): the layout of Llama 2, Mistral and
- * TinyLlama tokenizers (BPE over "▁"-marked words with byte fallback).
+ * A Hugging Face tokenizer as GGUF `tokenizer.*` metadata for llama.cpp, in one of its two
+ * BPE forms:
  *
- * llama.cpp does not read merges for that model: it starts from single characters and
- * repeatedly joins the adjacent pair whose joined text is a token with the highest score
- * (leftmost on ties), and characters that are no token become <0xNN> byte tokens. So each
- * token reachable by a merge gets the score −(rank of the first merge producing it), and
- * llama.cpp then joins pairs in the order Hugging Face's BPE applies its merges. (A
- * SentencePiece tokenizer.model carries such scores itself; a tokenizer.json does not.)
- *
- * Byte-level BPE tokenizers (Llama 3, GPT-2 style) are refused with the alternative named.
+ * - SentencePiece style (`tokenizer.ggml.model = "llama"`): Llama 2, Mistral and TinyLlama
+ *   tokenizers (BPE over "▁"-marked words with byte fallback). llama.cpp does not read
+ *   merges for that model: it starts from single characters and repeatedly joins the
+ *   adjacent pair whose joined text is a token with the highest score (leftmost on ties),
+ *   and characters that are no token become <0xNN> byte tokens. So each token reachable by
+ *   a merge gets the score −(rank of the first merge producing it), and llama.cpp then joins
+ *   pairs in the order Hugging Face's BPE applies its merges. (A SentencePiece
+ *   tokenizer.model carries such scores itself; a tokenizer.json does not.)
+ * - Byte-level (`"gpt2"`): Llama 3 and GPT-2 style tokenizers, with their merges. llama.cpp
+ *   splits words with a pre-tokenizer it knows by name (`tokenizer.ggml.pre`); the name is
+ *   read off the tokenizer.json's split pattern (Llama 3's, Qwen 2's, GPT-2's), and any
+ *   other pattern is refused with the alternative named.
  */
 import { LongLoraError } from '../errors.js';
 import type { GgufValue } from '../io/gguf.js';
@@ -56,20 +59,58 @@ function mergePairs(model: Json, source: string): Array<[string, string]> {
   });
 }
 
+/** llama.cpp's names for the byte-level pre-tokenizers, by the split pattern they use. */
+const PRE_TOKENIZERS: ReadonlyArray<[string, string]> = [
+  ["(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", 'llama-bpe'],
+  ["(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", 'qwen2'],
+];
+
+/** The pre-tokenizers of a tokenizer.json, a Sequence flattened. */
+function preTokenizers(json: Json): Json[] {
+  const p = json.pre_tokenizer;
+  if (p === null || typeof p !== 'object') return [];
+  const j = p as Json;
+  return j.type === 'Sequence' && Array.isArray(j.pretokenizers) ? j.pretokenizers as Json[] : [j];
+}
+
+/** llama.cpp's name for a byte-level tokenizer's pre-tokenizer, or null when it is not one it knows. */
+function byteLevelPre(json: Json): string | null {
+  const pre = preTokenizers(json);
+  const split = pre.filter((p) => p.type === 'Split');
+  const level = pre.find((p) => p.type === 'ByteLevel');
+  if (!level) return null;
+  if (split.length === 0) return level.use_regex !== false && pre.length === 1 ? 'gpt-2' : null;
+  if (split.length !== 1 || pre.length !== 2 || level.use_regex !== false) return null;
+  const pattern = (split[0]!.pattern as Json | undefined)?.Regex;
+  return PRE_TOKENIZERS.find(([re]) => re === pattern)?.[1] ?? null;
+}
+
+/** Whether the tokenizer is a byte-level BPE (a ByteLevel pre-tokenizer). */
+function isByteLevel(json: Json): boolean {
+  return (json.model as Json | undefined)?.type === 'BPE' && preTokenizers(json).some((p) => p.type === 'ByteLevel');
+}
+
 /**
  * The tokenizer's GGUF metadata for a model with `modelVocab` embedding rows: tokens
- * (padded with unused "[PAD{id}]" entries up to the model's rows), scores, types, the
- * special token ids and flags, and the chat template when there is one.
+ * (padded with unused "[PAD{id}]" entries up to the model's rows), their types, scores
+ * (SentencePiece style) or merges (byte-level), the special token ids and flags, and the
+ * chat template when there is one.
  */
 export function ggufVocab(tok: Tokenizer, modelVocab: number): Array<[string, GgufValue]> {
   const json = tok.json;
   const model = (json.model ?? {}) as Json;
   const source = tok.source;
-  if (model.type !== 'BPE' || model.byte_fallback !== true || !marksSpaces(json)) {
-    const kind = model.type === 'BPE' ? 'a byte-level BPE (Llama 3 / GPT-2 style)' : `a ${String(model.type)} model`;
-    throw new LongLoraError(`${source}: the tokenizer is ${kind}; longlora writes GGUF vocabularies for SentencePiece-style tokenizers ` +
-      '(BPE over "▁" words with byte fallback: Llama 2, Mistral, TinyLlama). Export the merged Hugging Face folder (`longlora merge`) and convert it ' +
+  const byteLevel = isByteLevel(json);
+  const pre = byteLevel ? byteLevelPre(json) : 'default';
+  if (pre === null) {
+    throw new LongLoraError(`${source}: the tokenizer is a byte-level BPE whose pre-tokenizer (${JSON.stringify(json.pre_tokenizer).slice(0, 200)}) is not one ` +
+      'longlora knows llama.cpp\'s name for (Llama 3\'s, Qwen 2\'s or GPT-2\'s split pattern). Export the merged Hugging Face folder (`longlora merge`) and convert it ' +
       'with llama.cpp\'s convert_hf_to_gguf.py instead');
+  }
+  if (!byteLevel && (model.type !== 'BPE' || model.byte_fallback !== true || !marksSpaces(json))) {
+    throw new LongLoraError(`${source}: the tokenizer is ${model.type === 'BPE' ? 'a BPE without byte fallback or "▁" word marks' : `a ${String(model.type)} model`}; ` +
+      'longlora writes GGUF vocabularies for SentencePiece-style BPE (over "▁" words with byte fallback: Llama 2, Mistral, TinyLlama) and byte-level BPE ' +
+      '(Llama 3). Export the merged Hugging Face folder (`longlora merge`) and convert it with llama.cpp\'s convert_hf_to_gguf.py instead');
   }
   if (tok.vocabSize > modelVocab) {
     throw new LongLoraError(`${source}: the tokenizer has ${tok.vocabSize} tokens but the model has ${modelVocab} embedding rows; use the tokenizer that came with the model`);
@@ -77,54 +118,61 @@ export function ggufVocab(tok: Tokenizer, modelVocab: number): Array<[string, Gg
   const vocab = model.vocab as Record<string, number>;
   const tokens: string[] = new Array<string>(modelVocab);
   const types = new Int32Array(modelVocab).fill(TOKEN_TYPES.unused);
-  const scores = new Float32Array(modelVocab);
   for (const [text, id] of Object.entries(vocab)) {
     if (id < 0 || id >= modelVocab) continue;
     tokens[id] = text;
-    types[id] = /^<0x[0-9A-Fa-f]{2}>$/.test(text) ? TOKEN_TYPES.byte : TOKEN_TYPES.normal;
+    types[id] = !byteLevel && /^<0x[0-9A-Fa-f]{2}>$/.test(text) ? TOKEN_TYPES.byte : TOKEN_TYPES.normal;
   }
-  const rank = new Map<string, number>();
-  mergePairs(model, source).forEach(([a, b], i) => { if (!rank.has(a + b)) rank.set(a + b, i); });
-  // Tokens no merge produces (single characters, bytes, specials) score 0; a merged
-  // token outranks the ones produced by later merges. Tokens longer than one character
-  // that no merge produces cannot come out of Hugging Face's BPE; they score below all.
-  const lowest = -(rank.size + 1);
-  for (let id = 0; id < modelVocab; id++) {
-    const t = tokens[id];
-    if (t === undefined) continue;
-    const r = rank.get(t);
-    scores[id] = r !== undefined ? -r : [...t].length > 1 && types[id] === TOKEN_TYPES.normal ? lowest : 0;
-  }
+  const merges = mergePairs(model, source);
   const added = Array.isArray(json.added_tokens) ? json.added_tokens as Json[] : [];
   for (const a of added) {
     const id = a.id as number;
     if (typeof id !== 'number' || id < 0 || id >= modelVocab || typeof a.content !== 'string') continue;
     tokens[id] = a.content;
-    scores[id] = 0;
     types[id] = a.special === true ? TOKEN_TYPES.control : TOKEN_TYPES.userDefined;
   }
-  for (let id = 0; id < modelVocab; id++) {
-    if (tokens[id] === undefined) {
-      tokens[id] = `[PAD${id}]`;
-      scores[id] = -1000;
-    }
-  }
-  if (tok.unkId !== null) types[tok.unkId] = TOKEN_TYPES.unknown;
+  for (let id = 0; id < modelVocab; id++) if (tokens[id] === undefined) tokens[id] = `[PAD${id}]`;
+  if (tok.unkId !== null && !byteLevel) types[tok.unkId] = TOKEN_TYPES.unknown;
   for (const id of [tok.bosId, tok.eosId]) if (id !== null) types[id] = TOKEN_TYPES.control;
 
   const meta: Array<[string, GgufValue]> = [
-    ['tokenizer.ggml.model', { type: 'string', value: 'llama' }],
-    ['tokenizer.ggml.pre', { type: 'string', value: 'default' }],
+    ['tokenizer.ggml.model', { type: 'string', value: byteLevel ? 'gpt2' : 'llama' }],
+    ['tokenizer.ggml.pre', { type: 'string', value: pre }],
     ['tokenizer.ggml.tokens', { type: 'array', itemType: 'string', values: tokens }],
-    ['tokenizer.ggml.scores', { type: 'array', itemType: 'f32', values: scores }],
-    ['tokenizer.ggml.token_type', { type: 'array', itemType: 'i32', values: types }],
   ];
+  if (byteLevel) {
+    // A space inside a merge's part would split it in two; byte-level vocabularies spell it Ġ.
+    meta.push(['tokenizer.ggml.token_type', { type: 'array', itemType: 'i32', values: types }]);
+    meta.push(['tokenizer.ggml.merges', { type: 'array', itemType: 'string', values: merges.map(([a, b]) => `${a.replaceAll(' ', '\u0120')} ${b.replaceAll(' ', '\u0120')}`) }]);
+  } else {
+    meta.push(['tokenizer.ggml.scores', { type: 'array', itemType: 'f32', values: spmScores(tokens, types, merges) }]);
+    meta.push(['tokenizer.ggml.token_type', { type: 'array', itemType: 'i32', values: types }]);
+  }
   const ids: Array<[string, number | null]> = [['bos', tok.bosId], ['eos', tok.eosId], ['unknown', tok.unkId], ['padding', tok.padId]];
   for (const [k, id] of ids) if (id !== null) meta.push([`tokenizer.ggml.${k}_token_id`, { type: 'u32', value: id }]);
-  const cfg = tok.config;
-  meta.push(['tokenizer.ggml.add_bos_token', { type: 'bool', value: cfg.add_bos_token !== false }]);
-  meta.push(['tokenizer.ggml.add_eos_token', { type: 'bool', value: cfg.add_eos_token === true }]);
-  meta.push(['tokenizer.ggml.add_space_prefix', { type: 'bool', value: addsSpacePrefix(json) }]);
+  // Whether BOS / EOS are added is what encoding does (config flags or the post-processor).
+  const probe = tok.encode('a');
+  meta.push(['tokenizer.ggml.add_bos_token', { type: 'bool', value: tok.bosId !== null && probe[0] === tok.bosId }]);
+  meta.push(['tokenizer.ggml.add_eos_token', { type: 'bool', value: tok.eosId !== null && probe.at(-1) === tok.eosId }]);
+  if (!byteLevel) meta.push(['tokenizer.ggml.add_space_prefix', { type: 'bool', value: addsSpacePrefix(json) }]);
   if (tok.chatTemplate) meta.push(['tokenizer.chat_template', { type: 'string', value: tok.chatTemplate.source }]);
   return meta;
+}
+
+/**
+ * SentencePiece-style scores: a token produced by a merge scores −(rank of its first
+ * merge), so llama.cpp joins pairs in merge order; single characters, bytes and specials
+ * score 0; longer tokens no merge produces (Hugging Face's BPE never outputs them) score
+ * below all merged ones; unused padding −1000 (llama.cpp's converter's value).
+ */
+function spmScores(tokens: readonly string[], types: Int32Array, merges: ReadonlyArray<[string, string]>): Float32Array {
+  const rank = new Map<string, number>();
+  merges.forEach(([a, b], i) => { if (!rank.has(a + b)) rank.set(a + b, i); });
+  const lowest = -(rank.size + 1);
+  return Float32Array.from(tokens, (t, id) => {
+    if (types[id] === TOKEN_TYPES.unused) return -1000;
+    const r = rank.get(t);
+    if (r !== undefined && types[id] === TOKEN_TYPES.normal) return -r;
+    return [...t].length > 1 && types[id] === TOKEN_TYPES.normal ? lowest : 0;
+  });
 }

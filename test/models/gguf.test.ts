@@ -288,7 +288,7 @@ describe('GGUF export', () => {
       decoder: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true }, normalizer: null, post_processor: null, added_tokens: [],
     }));
     fs.writeFileSync(path.join(byteLevel, 'tokenizer_config.json'), '{}');
-    throwsLL(() => exportGguf(byteLevel, out), 'byte-level BPE', 'convert_hf_to_gguf.py');
+    throwsLL(() => exportGguf(byteLevel, out), 'byte-level BPE whose pre-tokenizer', 'convert_hf_to_gguf.py');
     assert.equal(fs.readFileSync(out, 'utf8'), 'previous');
     assert.deepEqual(fs.readdirSync(path.dirname(out)), ['x.gguf']);
   });
