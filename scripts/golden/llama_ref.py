@@ -9,6 +9,8 @@ derived constants (RoPE angles) are computed in float64 and cast down.
 
     layer:  h = h + o_proj(attn(rope(q_proj(n1(h))), rope(k_proj(n1(h))), v_proj(n1(h))))
             h = h + down_proj(silu(gate_proj(n2(h))) * up_proj(n2(h)))
+
+Qwen 2 (model_type "qwen2") is the same with a bias on q_proj, k_proj and v_proj.
 """
 
 import math
@@ -47,16 +49,22 @@ def rope_linear_factor(cfg):
     return float(rs["factor"])
 
 
+def qkv_bias(cfg):
+    """Whether q_proj, k_proj and v_proj have biases (Qwen 2)."""
+    return cfg.get("model_type") == "qwen2"
+
+
 def param_names(cfg):
     """Hugging Face tensor names of the checkpoint, in model order."""
     names = ["model.embed_tokens.weight"]
     for i in range(cfg["num_hidden_layers"]):
         p = "model.layers.%d." % i
+        names += [p + "input_layernorm.weight"]
+        for proj in ("q_proj", "k_proj", "v_proj"):
+            names += [p + "self_attn.%s.weight" % proj]
+            if qkv_bias(cfg):
+                names += [p + "self_attn.%s.bias" % proj]
         names += [
-            p + "input_layernorm.weight",
-            p + "self_attn.q_proj.weight",
-            p + "self_attn.k_proj.weight",
-            p + "self_attn.v_proj.weight",
             p + "self_attn.o_proj.weight",
             p + "post_attention_layernorm.weight",
             p + "mlp.gate_proj.weight",
@@ -82,6 +90,10 @@ def param_shapes(cfg):
             shapes[name] = [H * D, hs]
         elif name.endswith("k_proj.weight") or name.endswith("v_proj.weight"):
             shapes[name] = [Hkv * D, hs]
+        elif name.endswith("q_proj.bias"):
+            shapes[name] = [H * D]
+        elif name.endswith("k_proj.bias") or name.endswith("v_proj.bias"):
+            shapes[name] = [Hkv * D]
         elif name.endswith("o_proj.weight"):
             shapes[name] = [hs, H * D]
         elif name.endswith("gate_proj.weight") or name.endswith("up_proj.weight"):
@@ -130,6 +142,10 @@ def attention(x, p, prefix, cfg, cos, sin):
     q = x @ p[prefix + "q_proj.weight"].t()  # [B, N, H*D]
     k = x @ p[prefix + "k_proj.weight"].t()  # [B, N, Hkv*D]
     v = x @ p[prefix + "v_proj.weight"].t()
+    if qkv_bias(cfg):
+        q = q + p[prefix + "q_proj.bias"]
+        k = k + p[prefix + "k_proj.bias"]
+        v = v + p[prefix + "v_proj.bias"]
     q = q.view(B, N, H, D).transpose(1, 2)  # [B, H, N, D]
     k = k.view(B, N, Hkv, D).transpose(1, 2)  # [B, Hkv, N, D]
     v = v.view(B, N, Hkv, D).transpose(1, 2)

@@ -5,7 +5,7 @@ Run from the repository root:
 
     /usr/bin/python3 scripts/golden/make_golden.py [--out test/fixtures/golden]
 
-Writes three tiny Hugging Face Llama checkpoints (config.json + model.safetensors) and,
+Writes four tiny Hugging Face checkpoints (three Llama, one Qwen 2 with q/k/v biases) (config.json + model.safetensors) and,
 beside each, golden.safetensors with fixed inputs and the float64 logits, loss, gradients
 of every checkpoint tensor and the residual stream after layer 0. Only torch, numpy and
 the standard library are used. Deterministic: fixed seeds, one CPU thread, byte-identical
@@ -125,6 +125,8 @@ def init_weights(cfg, seed):
         shape = shapes[name]
         if name.endswith("norm.weight"):
             w[name] = 1.0 + 0.1 * normal(shape, 1.0)
+        elif name.endswith(".bias"):
+            w[name] = normal(shape, 0.5)  # large, as Qwen 2's k biases are
         else:
             kind = [k for k in std if k in name]
             assert len(kind) == 1, name
@@ -189,9 +191,10 @@ def naive_layer0(weights, cfg, input_ids):
     for b in range(B):
         h = [w["model.embed_tokens.weight"][int(t)] for t in input_ids[b]]
         xs = [norm(v, w[pre + "input_layernorm.weight"]) for v in h]
-        qs = [w[pre + "self_attn.q_proj.weight"] @ x for x in xs]
-        ks = [w[pre + "self_attn.k_proj.weight"] @ x for x in xs]
-        vs = [w[pre + "self_attn.v_proj.weight"] @ x for x in xs]
+        bias = {t: w.get(pre + "self_attn.%s_proj.bias" % t, 0.0) for t in "qkv"}
+        qs = [w[pre + "self_attn.q_proj.weight"] @ x + bias["q"] for x in xs]
+        ks = [w[pre + "self_attn.k_proj.weight"] @ x + bias["k"] for x in xs]
+        vs = [w[pre + "self_attn.v_proj.weight"] @ x + bias["v"] for x in xs]
         for i in range(N):
             heads = []
             for hq in range(H):
@@ -372,6 +375,24 @@ def main():
     print("  ok: bf16 weights are round-to-nearest-even of the float32 weights")
     losses["tiny-llama-bf16"] = make_variant(args.out, "tiny-llama-bf16", cfg3, w1, torch.bfloat16,
                                              input_ids, labels, probes1)
+
+    # 4. Qwen 2: q/k/v biases, tied embeddings, rope_theta 1e6, no rope scaling
+    cfg4 = dict(BASE_CONFIG)
+    for k in ("attention_bias", "mlp_bias", "pretraining_tp", "rope_scaling"):
+        del cfg4[k]
+    cfg4.update({"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "rope_theta": 1000000.0,
+                 "tie_word_embeddings": True, "use_sliding_window": False, "sliding_window": 4096,
+                 "max_window_layers": 2, "rms_norm_eps": 1e-6})
+    w4 = init_weights(cfg4, seed=4)
+    probes4 = [
+        ("model.layers.0.self_attn.q_proj.bias", (5,)),
+        ("model.layers.1.self_attn.k_proj.bias", (9,)),
+        ("model.layers.0.self_attn.v_proj.bias", (2,)),
+        ("model.layers.1.self_attn.q_proj.weight", (17, 3)),
+        ("model.embed_tokens.weight", (int(input_ids[1, 4]), 8)),
+    ]
+    losses["tiny-qwen2"] = make_variant(args.out, "tiny-qwen2", cfg4, w4, torch.float32,
+                                        input_ids, labels, probes4)
 
     print("\nfiles:")
     for name in sorted(losses):

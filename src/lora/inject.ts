@@ -74,8 +74,10 @@ export function mergeLora(model: Module): number {
   for (const [p, l] of layers) {
     const merged = l.mergedWeight().keep();
     merged.name = `${p}.weight`;
+    const bias = l.bias; // the base's, kept by the merged layer
+    l.bias = null;
     l.dispose();
-    model.setAt(p, new Linear(merged));
+    model.setAt(p, new Linear(merged, bias));
   }
   return layers.length;
 }

@@ -9,7 +9,7 @@
  */
 import { LongLoraError } from '../errors.js';
 import { dropout } from '../nn/dropout.js';
-import { baseLinear, Linear, type BaseLinear, type BaseWeight, type LinearLike } from '../nn/linear.js';
+import { addBias, baseLinear, Linear, type BaseLinear, type BaseWeight, type LinearLike } from '../nn/linear.js';
 import { Module } from '../nn/module.js';
 import { add, cast, scale } from '../tensor/ops/elementwise.js';
 import { fromHost, zeros } from '../tensor/ops/create.js';
@@ -53,6 +53,8 @@ export function adapterDType(w: BaseWeight): 'f32' | 'f64' {
 export class LoRALinear extends Module implements LinearLike {
   /** The frozen base weight [out, in]: a tensor, or a packed (4-bit) weight. */
   weight: BaseWeight;
+  /** The base layer's bias [out] (Qwen 2's q, k, v), or null. */
+  bias: Tensor | null;
   lora_A: Linear;
   lora_B: Linear;
   readonly scaling: number;
@@ -64,6 +66,7 @@ export class LoRALinear extends Module implements LinearLike {
       throw new LongLoraError(`LoRA weights A [${A.shape}] and B [${B.shape}] do not fit a [${out}, ${inF}] layer with r=${options.r}`);
     }
     this.weight = base.weight;
+    this.bias = base.bias;
     this.lora_A = new Linear(A);
     this.lora_B = new Linear(B);
     this.scaling = loraScaling(options);
@@ -84,9 +87,9 @@ export class LoRALinear extends Module implements LinearLike {
   get inFeatures(): number { return this.weight.shape[1]!; }
   get outFeatures(): number { return this.weight.shape[0]!; }
 
-  /** x·Wᵀ + s·(dropout(x)·Aᵀ)·Bᵀ. */
+  /** x·Wᵀ (+ b) + s·(dropout(x)·Aᵀ)·Bᵀ. */
   forward(x: Tensor): Tensor {
-    const y = baseLinear(x, this.weight);
+    const y = addBias(baseLinear(x, this.weight), this.bias);
     const p = this.runtime.training ? this.options.dropout : 0;
     const h = dropout(x, p, this.runtime.rng);
     return add(y, scale(this.lora_B.forward(this.lora_A.forward(h)), this.scaling));

@@ -90,6 +90,7 @@ export async function quantizeModel(model: Module): Promise<QuantizationInfo> {
     for (const [path, m] of model.namedModules()) {
       if (!(m instanceof Linear) || !isQuantizedWeight(`${path}.weight`)) continue;
       const packed = q.linear(`${path}.weight`, Float32Array.from(await m.weight.floats()), m.weight.shape);
+      packed.bias = m.bias;
       m.weight.dispose();
       model.setAt(path, packed);
     }
@@ -108,7 +109,7 @@ export function dequantizeModel(model: Module): number {
     const w = tidy(() => noGrad(() => m.weight.dequantize('f32'))).keep();
     w.name = `${path}.weight`;
     m.weight.dispose();
-    model.setAt(path, new Linear(w));
+    model.setAt(path, new Linear(w, m.bias));
     n++;
   }
   return n;

@@ -146,10 +146,22 @@ describe('parseLlamaConfig: Mistral', () => {
   });
 });
 
+describe('parseLlamaConfig: biases', () => {
+  it('Qwen 2 has q/k/v biases; Llama\'s attention_bias adds q/k/v/o biases; written back as read', () => {
+    const q = parseLlamaConfig(base({ model_type: 'qwen2', use_sliding_window: false, sliding_window: 4096 }), FILE);
+    assert.deepEqual([q.qkvBias, q.oBias, q.slidingWindow], [true, false, null]);
+    assert.deepEqual(llamaConfigToHF(q).architectures, ['Qwen2ForCausalLM']);
+    assert.deepEqual(parseLlamaConfig(llamaConfigToHF(q), FILE), { ...q, torchDtype: 'float32' });
+    const l = parseLlamaConfig(base({ attention_bias: true }), FILE);
+    assert.deepEqual([l.qkvBias, l.oBias, llamaConfigToHF(l).attention_bias], [true, true, true]);
+    assert.deepEqual([parseLlamaConfig(base(), FILE).qkvBias, parseLlamaConfig(base(), FILE).oBias], [false, false]);
+  });
+});
+
 describe('parseLlamaConfig: one clear error per bad input', () => {
   it('an unsupported model_type, listing the supported ones', () => {
-    rejects(base({ model_type: 'qwen2' }), 'model_type', '"qwen2"', 'supported: llama, mistral');
-    rejects(without(base(), 'model_type'), 'model_type', 'supported: llama, mistral');
+    rejects(base({ model_type: 'gemma' }), 'model_type', '"gemma"', 'supported: llama, mistral, qwen2');
+    rejects(without(base(), 'model_type'), 'model_type', 'supported: llama, mistral, qwen2');
   });
 
   it('a missing hidden_size', () => {
@@ -197,9 +209,9 @@ describe('parseLlamaConfig: one clear error per bad input', () => {
     rejects(base({ rope_scaling: { type: 'linear', factor: 0.5 } }), 'rope_scaling.factor', '0.5');
   });
 
-  it('attention_bias or mlp_bias true', () => {
-    rejects(base({ attention_bias: true }), '"attention_bias"', 'bias');
+  it('mlp_bias true, and Qwen 2 with sliding-window attention on', () => {
     rejects(base({ mlp_bias: true }), '"mlp_bias"');
+    rejects(base({ model_type: 'qwen2', use_sliding_window: true }), '"use_sliding_window": true is not supported');
   });
 
   it('a bad eos_token_id entry, and a config that is not an object', () => {

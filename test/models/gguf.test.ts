@@ -43,8 +43,9 @@ async function read(file: string): Promise<{ parsed: Parsed; meta: Record<string
   return { parsed, meta: parsed.metadata as unknown as Record<string, unknown>, tensor };
 }
 
-/** A copy of the tiny model with config.json changed by `edit` (and tensors by `tensors`). */
-function variant(edit: (cfg: Record<string, unknown>) => void, tensors?: (name: string, data: Float32Array) => Float32Array | null): string {
+/** A copy of the tiny model with config.json changed by `edit` (and tensors by `tensors`, plus `extra` ones). */
+function variant(edit: (cfg: Record<string, unknown>) => void, tensors?: (name: string, data: Float32Array) => Float32Array | null,
+  extra: Array<{ name: string; dtype: 'f32'; shape: number[]; data: Float32Array }> = []): string {
   const dir = path.join(fresh(), 'model');
   fs.cpSync(TINY, dir, { recursive: true, filter: (src) => !src.includes(`${path.sep}data`) });
   const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
@@ -56,7 +57,7 @@ function variant(edit: (cfg: Record<string, unknown>) => void, tensors?: (name: 
       const t = ck.read(n, 'f32');
       const data = tensors(n, t.data as Float32Array);
       return data ? [{ name: n, dtype: 'f32' as const, shape: t.shape, data }] : [];
-    });
+    }).concat(extra);
     ck.close();
     fs.rmSync(path.join(dir, 'model.safetensors'));
     writeCheckpoint(dir, entries);
@@ -260,6 +261,24 @@ describe('GGUF export', () => {
     assert.equal(exportGguf(dir, file).contextLength, 128);
     const { meta } = await read(file);
     assert.deepEqual([meta['general.architecture'], meta['llama.context_length']], ['llama', 128]);
+  });
+
+  it('Qwen 2: the qwen2 architecture, q/k/v biases in f32, nothing permuted (llama.cpp rotates halves for it)', async () => {
+    const bias = (n: string): { name: string; dtype: 'f32'; shape: number[]; data: Float32Array } =>
+      ({ name: n, dtype: 'f32', shape: [128], data: Float32Array.from({ length: 128 }, (_, i) => Math.sin(i + n.length)) });
+    const extra = [0, 1, 2, 3].flatMap((l) => ['q', 'k', 'v'].map((p) => bias(`model.layers.${l}.self_attn.${p}_proj.bias`)));
+    const dir = variant((c) => { Object.assign(c, { model_type: 'qwen2', architectures: ['Qwen2ForCausalLM'], rope_theta: 1e6 }); }, (_, d) => d, extra);
+    const file = path.join(fresh(), 'x.gguf');
+    assert.equal(exportGguf(dir, file, { dtype: 'f32' }).tensors, 39 + 12);
+    const { meta, tensor } = await read(file);
+    assert.deepEqual([meta['general.architecture'], meta['qwen2.context_length'], meta['qwen2.rope.freq_base'], meta['llama.context_length']], ['qwen2', 256, 1e6, undefined]);
+    const ck = openCheckpoint(dir);
+    for (const [hf, g] of [['model.layers.2.self_attn.k_proj.bias', 'blk.2.attn_k.bias'], ['model.layers.2.self_attn.q_proj.weight', 'blk.2.attn_q.weight']] as const) {
+      const got = tensor(g);
+      assert.equal(got.type, 0, `${g} in f32`);
+      assert.deepEqual(got.data, ck.read(hf, 'f32').data, `${g} as stored, not permuted`);
+    }
+    ck.close();
   });
 
   it('tied embeddings: no output.weight (llama.cpp reuses token_embd)', async () => {

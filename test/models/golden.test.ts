@@ -1,6 +1,6 @@
 /**
  * Golden parity with PyTorch: the committed script scripts/golden/make_golden.py writes
- * tiny random Llama checkpoints and, for fixed ids, the logits, loss and every gradient
+ * tiny random Llama (and Qwen 2) checkpoints and, for fixed ids, the logits, loss and every gradient
  * computed in float64. We load the checkpoints through the normal loader and match — on
  * the CPU reference backend in f32 and f64, and on the wasm and WebGPU backends in f32
  * (a backend that cannot start here is skipped with the reason). The run itself
@@ -14,7 +14,7 @@ import { goldenForward } from '../helpers/golden-runs.js';
 
 const TARGETS = [['cpu', 'f32'], ['cpu', 'f64'], ['wasm', 'f32'], ['webgpu', 'f32']] as const;
 
-for (const variant of ['tiny-llama', 'tiny-llama-tied']) {
+for (const variant of ['tiny-llama', 'tiny-llama-tied', 'tiny-qwen2']) {
   for (const [backendName, dtype] of TARGETS) {
     describe(`golden parity: ${variant} in ${dtype}${backendName === 'cpu' ? '' : ` on ${backendName}`}`, () => {
       for (const chunked of [false, true]) {

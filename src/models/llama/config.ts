@@ -6,7 +6,10 @@
  * Mistral (`model_type: "mistral"`) is the Llama architecture with an optional sliding
  * attention window: up to `sliding_window` tokens its attention is exactly Llama's causal
  * attention, so it runs here up to that length (and without limit when the window is null,
- * as in Mistral v0.2 and later); longer inputs are refused naming the fix.
+ * as in Mistral v0.2 and later); longer inputs are refused naming the fix. Qwen 2 and 2.5
+ * (`"qwen2"`) are the Llama architecture with biases on q, k and v (sliding-window
+ * attention, off in every released config, is refused when on). Llama's own
+ * `attention_bias: true` puts biases on q, k, v and o.
  */
 import { LongLoraError } from '../../errors.js';
 import { ropeScalingFromHF, ropeScalingToHF, type RopeScaling } from '../../nn/rope-scaling.js';
@@ -31,13 +34,17 @@ export interface LlamaConfig {
   torchDtype: string | null;
   /** Mistral: each token attends to at most this many (itself included); null: no window. */
   slidingWindow: number | null;
+  /** Biases on the q, k and v projections (Qwen 2; Llama with attention_bias). */
+  qkvBias: boolean;
+  /** A bias on the o projection (Llama with attention_bias). */
+  oBias: boolean;
 }
 
-export const SUPPORTED_MODEL_TYPES = ['llama', 'mistral'] as const;
+export const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2'] as const;
 export type ModelType = typeof SUPPORTED_MODEL_TYPES[number];
 
 /** Hugging Face class names, by model type. */
-const ARCHITECTURES: Record<ModelType, string> = { llama: 'LlamaForCausalLM', mistral: 'MistralForCausalLM' };
+const ARCHITECTURES: Record<ModelType, string> = { llama: 'LlamaForCausalLM', mistral: 'MistralForCausalLM', qwen2: 'Qwen2ForCausalLM' };
 /** transformers' MistralConfig default when config.json has no sliding_window key. */
 const MISTRAL_DEFAULT_WINDOW = 4096;
 
@@ -110,9 +117,11 @@ export function parseLlamaConfig(json: unknown, source = 'config.json'): LlamaCo
   }
   const act = j.hidden_act ?? 'silu';
   if (act !== 'silu') fail(source, `hidden_act "${String(act)}" is not supported (Llama uses silu)`);
-  for (const k of ['attention_bias', 'mlp_bias']) {
-    if (j[k] === true) fail(source, `"${k}": true is not supported (Llama projections have no bias)`);
+  if (j.mlp_bias === true) fail(source, '"mlp_bias": true is not supported (Llama\'s MLP projections have no bias)');
+  if (modelType === 'qwen2' && j.use_sliding_window === true) {
+    fail(source, '"use_sliding_window": true is not supported (sliding-window attention is not implemented); released Qwen 2 configs set it false');
   }
+  const attentionBias = modelType === 'llama' && j.attention_bias === true;
   const hiddenSize = int(j, 'hidden_size', source);
   const numHeads = int(j, 'num_attention_heads', source);
   const numKvHeads = int(j, 'num_key_value_heads', source, numHeads);
@@ -148,6 +157,8 @@ export function parseLlamaConfig(json: unknown, source = 'config.json'): LlamaCo
     eosTokenId,
     torchDtype: typeof dt === 'string' ? dt : null,
     slidingWindow,
+    qkvBias: modelType === 'qwen2' || attentionBias,
+    oBias: attentionBias,
   };
 }
 
@@ -183,7 +194,11 @@ export function llamaConfigToHF(c: LlamaConfig): Record<string, unknown> {
     tie_word_embeddings: c.tieWordEmbeddings,
     bos_token_id: c.bosTokenId,
     eos_token_id: c.eosTokenId,
-    ...(c.modelType === 'mistral' ? { sliding_window: c.slidingWindow } : { attention_bias: false, mlp_bias: false }),
+    ...{
+      llama: { attention_bias: c.oBias, mlp_bias: false },
+      mistral: { sliding_window: c.slidingWindow },
+      qwen2: { use_sliding_window: false },
+    }[c.modelType],
     torch_dtype: c.torchDtype ?? 'float32',
   };
 }
@@ -202,6 +217,12 @@ export function llamaTensorShapes(c: LlamaConfig): Map<string, number[]> {
     m.set(`${p}.self_attn.k_proj.weight`, [kvOut, C]);
     m.set(`${p}.self_attn.v_proj.weight`, [kvOut, C]);
     m.set(`${p}.self_attn.o_proj.weight`, [C, qOut]);
+    if (c.qkvBias) {
+      m.set(`${p}.self_attn.q_proj.bias`, [qOut]);
+      m.set(`${p}.self_attn.k_proj.bias`, [kvOut]);
+      m.set(`${p}.self_attn.v_proj.bias`, [kvOut]);
+    }
+    if (c.oBias) m.set(`${p}.self_attn.o_proj.bias`, [C]);
     m.set(`${p}.post_attention_layernorm.weight`, [C]);
     m.set(`${p}.mlp.gate_proj.weight`, [c.intermediateSize, C]);
     m.set(`${p}.mlp.up_proj.weight`, [c.intermediateSize, C]);

@@ -4,8 +4,10 @@
  * LoRA (llama.cpp rejects trained embeddings), so the merged model is what is exported.
  *
  * The tensors are streamed from the checkpoint one at a time: HF names become GGUF names,
- * q and k rows are permuted from HF's rotate-half RoPE layout to llama.cpp's interleaved
- * pairs, 1-D tensors (norms) are stored in f32, the rest in the chosen dtype. The RoPE
+ * for llama.cpp's llama architecture (Llama, Mistral) q and k rows are permuted from HF's
+ * rotate-half RoPE layout to its interleaved pairs (its qwen2 architecture rotates halves,
+ * so Qwen 2 goes as it is), 1-D tensors (norms, biases) are stored in f32, the rest in the
+ * chosen dtype. The RoPE
  * scaling the model was fine-tuned with goes into the metadata (linear: type and factor;
  * yarn: its parameters; llama3: the `rope_freqs` tensor), and the context length written
  * is the one the scaling covers, so llama.cpp's default context is the extended one.
@@ -45,7 +47,7 @@ const GGML_OF: Record<GgufDType, GgmlType> = { f32: 'F32', f16: 'F16', bf16: 'BF
 /** general.file_type (llama_ftype): all f32, mostly f16, mostly bf16. */
 const FILE_TYPE: Record<GgufDType, number> = { f32: 0, f16: 1, bf16: 32 };
 
-/** The GGUF name of a Hugging Face Llama tensor. */
+/** The GGUF name of a Hugging Face Llama (Mistral, Qwen 2) tensor. */
 export function ggufTensorName(hf: string): string {
   const fixed: Record<string, string> = {
     'model.embed_tokens.weight': 'token_embd.weight',
@@ -53,7 +55,7 @@ export function ggufTensorName(hf: string): string {
     'lm_head.weight': 'output.weight',
   };
   if (fixed[hf]) return fixed[hf];
-  const m = /^model\.layers\.(\d+)\.(.+)\.weight$/.exec(hf);
+  const m = /^model\.layers\.(\d+)\.(.+)\.(weight|bias)$/.exec(hf);
   const part: Record<string, string> = {
     input_layernorm: 'attn_norm', post_attention_layernorm: 'ffn_norm',
     'self_attn.q_proj': 'attn_q', 'self_attn.k_proj': 'attn_k', 'self_attn.v_proj': 'attn_v', 'self_attn.o_proj': 'attn_output',
@@ -61,7 +63,16 @@ export function ggufTensorName(hf: string): string {
   };
   const p = m ? part[m[2]!] : undefined;
   if (!m || !p) throw new LongLoraError(`no GGUF name for tensor "${hf}" (not a Llama tensor)`);
-  return `blk.${m[1]}.${p}.weight`;
+  return `blk.${m[1]}.${p}.${m[3]}`;
+}
+
+/**
+ * llama.cpp's architecture for a model type: Llama and Mistral are "llama" (its RoPE
+ * rotates interleaved pairs, so q and k are permuted), Qwen 2 is "qwen2" (rotate-half, as
+ * Hugging Face; nothing is permuted).
+ */
+export function ggufArchitecture(c: LlamaConfig): { arch: string; permute: boolean } {
+  return c.modelType === 'qwen2' ? { arch: 'qwen2', permute: false } : { arch: 'llama', permute: true };
 }
 
 /**
@@ -99,26 +110,27 @@ function u32(value: number): GgufValue { return { type: 'u32', value }; }
 function f32(value: number): GgufValue { return { type: 'f32', value }; }
 function str(value: string): GgufValue { return { type: 'string', value }; }
 
-/** The `llama.*` and `general.*` metadata of a config. */
+/** The `general.*` metadata and the architecture's (`llama.*`, `qwen2.*`) of a config. */
 export function llamaGgufMetadata(c: LlamaConfig, name: string, dtype: GgufDType): Array<[string, GgufValue]> {
+  const { arch } = ggufArchitecture(c);
   const meta: Array<[string, GgufValue]> = [
-    ['general.architecture', str('llama')],
+    ['general.architecture', str(arch)],
     ['general.type', str('model')],
     ['general.name', str(name)],
     ['general.file_type', u32(FILE_TYPE[dtype])],
     ['general.quantization_version', u32(2)],
-    ['llama.vocab_size', u32(c.vocabSize)],
-    ['llama.context_length', u32(ggufContextLength(c))],
-    ['llama.embedding_length', u32(c.hiddenSize)],
-    ['llama.feed_forward_length', u32(c.intermediateSize)],
-    ['llama.block_count', u32(c.numLayers)],
-    ['llama.attention.head_count', u32(c.numHeads)],
-    ['llama.attention.head_count_kv', u32(c.numKvHeads)],
-    ['llama.attention.key_length', u32(c.headDim)],
-    ['llama.attention.value_length', u32(c.headDim)],
-    ['llama.attention.layer_norm_rms_epsilon', f32(c.rmsNormEps)],
-    ['llama.rope.dimension_count', u32(c.headDim)],
-    ['llama.rope.freq_base', f32(c.ropeTheta)],
+    [`${arch}.vocab_size`, u32(c.vocabSize)],
+    [`${arch}.context_length`, u32(ggufContextLength(c))],
+    [`${arch}.embedding_length`, u32(c.hiddenSize)],
+    [`${arch}.feed_forward_length`, u32(c.intermediateSize)],
+    [`${arch}.block_count`, u32(c.numLayers)],
+    [`${arch}.attention.head_count`, u32(c.numHeads)],
+    [`${arch}.attention.head_count_kv`, u32(c.numKvHeads)],
+    [`${arch}.attention.key_length`, u32(c.headDim)],
+    [`${arch}.attention.value_length`, u32(c.headDim)],
+    [`${arch}.attention.layer_norm_rms_epsilon`, f32(c.rmsNormEps)],
+    [`${arch}.rope.dimension_count`, u32(c.headDim)],
+    [`${arch}.rope.freq_base`, f32(c.ropeTheta)],
   ];
   const s = c.ropeScaling;
   switch (s.type) {
@@ -126,19 +138,19 @@ export function llamaGgufMetadata(c: LlamaConfig, name: string, dtype: GgufDType
     case 'llama3': // carried by the rope_freqs tensor
       break;
     case 'linear':
-      meta.push(['llama.rope.scaling.type', str('linear')], ['llama.rope.scaling.factor', f32(s.factor)]);
+      meta.push([`${arch}.rope.scaling.type`, str('linear')], [`${arch}.rope.scaling.factor`, f32(s.factor)]);
       break;
     case 'yarn':
       // As llama.cpp's own converter writes it: llama.cpp derives the attention factor
       // from the scale itself, so only an explicit one is passed on.
       meta.push(
-        ['llama.rope.scaling.type', str('yarn')],
-        ['llama.rope.scaling.factor', f32(s.factor)],
-        ['llama.rope.scaling.original_context_length', u32(s.originalMaxPositionEmbeddings ?? c.maxPositionEmbeddings)],
+        [`${arch}.rope.scaling.type`, str('yarn')],
+        [`${arch}.rope.scaling.factor`, f32(s.factor)],
+        [`${arch}.rope.scaling.original_context_length`, u32(s.originalMaxPositionEmbeddings ?? c.maxPositionEmbeddings)],
       );
-      if (s.attentionFactor !== undefined) meta.push(['llama.rope.scaling.yarn_attn_factor', f32(s.attentionFactor)]);
-      if (s.betaFast !== undefined) meta.push(['llama.rope.scaling.yarn_beta_fast', f32(s.betaFast)]);
-      if (s.betaSlow !== undefined) meta.push(['llama.rope.scaling.yarn_beta_slow', f32(s.betaSlow)]);
+      if (s.attentionFactor !== undefined) meta.push([`${arch}.rope.scaling.yarn_attn_factor`, f32(s.attentionFactor)]);
+      if (s.betaFast !== undefined) meta.push([`${arch}.rope.scaling.yarn_beta_fast`, f32(s.betaFast)]);
+      if (s.betaSlow !== undefined) meta.push([`${arch}.rope.scaling.yarn_beta_slow`, f32(s.betaSlow)]);
       break;
     case 'dynamic':
       throw new LongLoraError('the model uses dynamic NTK RoPE scaling, which llama.cpp does not implement; ' +
@@ -187,6 +199,7 @@ export function exportGguf(modelDir: string, outFile: string, opts: GgufExportOp
       const got = ck.info(n).shape;
       if (got.join() !== shape.join()) throw new LongLoraError(`${ck.info(n).file}: tensor "${n}" has shape [${got.join(', ')}], config.json implies [${shape.join(', ')}]`);
     }
+    const { permute } = ggufArchitecture(config);
     const tensors: GgufTensor[] = [];
     if (config.ropeScaling.type === 'llama3') {
       const factors = ropeFreqFactors(config);
@@ -194,7 +207,7 @@ export function exportGguf(modelDir: string, outFile: string, opts: GgufExportOp
     }
     for (const [n, shape] of shapes) {
       const stored: GgufDType = shape.length === 1 ? 'f32' : dtype;
-      const heads = n.endsWith('.q_proj.weight') ? config.numHeads : n.endsWith('.k_proj.weight') ? config.numKvHeads : 0;
+      const heads = !permute ? 0 : /\.q_proj\.(weight|bias)$/.test(n) ? config.numHeads : /\.k_proj\.(weight|bias)$/.test(n) ? config.numKvHeads : 0;
       tensors.push({
         name: ggufTensorName(n),
         shape,
@@ -202,7 +215,7 @@ export function exportGguf(modelDir: string, outFile: string, opts: GgufExportOp
         bytes: () => {
           let data = ck.read(n, stored).data;
           if (stored === 'f16') checkF16Range(data as Uint16Array, n, ck, 'export with --dtype');
-          if (heads > 0) data = permuteRotary(data, shape[0]!, shape[1]!, heads);
+          if (heads > 0) data = permuteRotary(data, shape[0]!, shape[1] ?? 1, heads);
           return bytesOf(data);
         },
       });

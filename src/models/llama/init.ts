@@ -80,7 +80,7 @@ export interface RandomInitOptions {
   hostCache?: Map<string, Float32Array>;
 }
 
-/** A freshly initialised model: normal(0, std) weights, norms at 1 (as Hugging Face). */
+/** A freshly initialised model: normal(0, std) weights, norms at 1, biases at 0 (as Hugging Face). */
 export function randomLlama(config: LlamaConfig, opts: RandomInitOptions = {}): LlamaForCausalLM {
   const rng = new Rng(opts.seed ?? 0);
   const std = opts.std ?? 0.02;
@@ -92,6 +92,7 @@ export function randomLlama(config: LlamaConfig, opts: RandomInitOptions = {}): 
       const n = shape.reduce((a, s) => a * s, 1);
       const drawn = new Float64Array(n);
       if (name.endsWith('norm.weight')) drawn.fill(1);
+      else if (name.endsWith('.bias')) drawn.fill(0);
       else for (let i = 0; i < n; i++) drawn[i] = rng.normal() * std;
       v = drawn;
       if (opts.hostCache) {

@@ -7,7 +7,7 @@ import type { AttentionMask } from '../../backend/backend.js';
 import { attention, CAUSAL } from '../../attention/attention.js';
 import { LongLoraError } from '../../errors.js';
 import { Embedding } from '../../nn/embedding.js';
-import { Linear, type LinearLike } from '../../nn/linear.js';
+import { Linear, type LinearLike, type PackedLinear } from '../../nn/linear.js';
 import { crossEntropy, shiftLabels } from '../../nn/loss.js';
 import { linearCrossEntropy } from '../../nn/lm-loss.js';
 import { Module } from '../../nn/module.js';
@@ -43,9 +43,11 @@ export interface WeightSource {
   projection?: (name: string, shape: number[]) => Projection | undefined;
 }
 
-/** The projection whose weight is `name` [out, in]. */
-function projection(w: WeightSource, name: string, shape: number[]): Projection {
-  return w.projection?.(name, shape) ?? new Linear(w(name, shape));
+/** The projection whose weight is `name` [out, in], with its bias `<path>.bias` [out] when `bias`. */
+function projection(w: WeightSource, name: string, shape: number[], bias = false): Projection {
+  const layer = w.projection?.(name, shape) ?? new Linear(w(name, shape));
+  if (bias) (layer as Linear | PackedLinear).bias = w(name.replace(/\.weight$/, '.bias'), [shape[0]!]);
+  return layer;
 }
 
 /** Per-forward context shared by the layers. */
@@ -87,10 +89,10 @@ export class LlamaAttention extends Module {
   constructor(readonly config: LlamaConfig, prefix: string, w: WeightSource) {
     super();
     const { hiddenSize: C, numHeads: H, numKvHeads: Hkv, headDim: D } = config;
-    this.q_proj = projection(w, `${prefix}.q_proj.weight`, [H * D, C]);
-    this.k_proj = projection(w, `${prefix}.k_proj.weight`, [Hkv * D, C]);
-    this.v_proj = projection(w, `${prefix}.v_proj.weight`, [Hkv * D, C]);
-    this.o_proj = projection(w, `${prefix}.o_proj.weight`, [C, H * D]);
+    this.q_proj = projection(w, `${prefix}.q_proj.weight`, [H * D, C], config.qkvBias);
+    this.k_proj = projection(w, `${prefix}.k_proj.weight`, [Hkv * D, C], config.qkvBias);
+    this.v_proj = projection(w, `${prefix}.v_proj.weight`, [Hkv * D, C], config.qkvBias);
+    this.o_proj = projection(w, `${prefix}.o_proj.weight`, [C, H * D], config.oBias);
   }
 
   forward(x: Tensor, ctx: LayerContext, layer = 0): Tensor {
