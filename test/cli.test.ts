@@ -106,6 +106,12 @@ describe('longlora command line', () => {
     assert.equal(bad.code, 1);
     assert.match(bad.err, /--dtype must be f32, f16 or bf16, got q4/);
     assert.match(cli('export', '--out', 'x.gguf').err, /--model is required/);
+    const full = path.join(dir, 'full');
+    const f = cli('train', '--model', tiny, '--data', path.join(tiny, 'data', 'train.bin'), '--output', full, '--steps', '1',
+      '--seq-len', '64', '--grad-accum', '1', '--mode', 'full', '--warmup-steps', '1', '--gguf', '--backend', 'wasm');
+    assert.equal(f.code, 0, f.err);
+    assert.match(f.err, /nothing to merge\n.*wrote \S*model\.gguf \(39 tensors/s);
+    assert.ok(fs.existsSync(path.join(full, 'model.gguf')), 'full fine-tuning: the saved model as GGUF, with the base\'s tokenizer');
     assert.match(cli('merge', '--base', tiny, '--adapter', out, '--out', path.join(dir, 'm2'), '--gguf', 'x.bin').err, /--gguf must name a \.gguf file/);
   });
 

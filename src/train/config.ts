@@ -46,6 +46,7 @@ export const TRAIN_FIELDS = {
   pplWindows: { kind: 'int', default: 16, min: 0, resumable: true, help: 'pplData: evenly spaced windows per length of the official windowed procedure (0: all of them)' },
   pplBase: { kind: 'bool', default: true, resumable: true, help: 'pplData: also measure the base model as it is, without the new position scaling' },
   merge: { kind: 'bool', default: false, resumable: true, help: 'at the end, also write the base with the adapter merged into <output>/merged' },
+  gguf: { kind: 'bool', default: false, resumable: true, help: 'at the end, also write the merged model as <output>/model.gguf for llama.cpp and ollama (implies merge)' },
   seqLen: { kind: 'int', default: 8192, min: 2, help: 'training context length in tokens' },
   mode: { kind: 'enum', values: ['longlora', 'lora', 'full'], default: 'longlora', help: 'longlora: LoRA + trainable extras; lora: plain LoRA; full: full fine-tuning' },
   extras: { kind: 'list', default: null, nullable: true, help: 'trainable parameters by name part besides LoRA (default for longlora: embed,norm)' },
@@ -104,6 +105,7 @@ export interface TrainConfig {
   pplWindows: number;
   pplBase: boolean;
   merge: boolean;
+  gguf: boolean;
   seqLen: number;
   mode: 'longlora' | 'lora' | 'full';
   extras: string[] | null;

@@ -37,6 +37,7 @@ import { LossScaler } from './loss-scale.js';
 import { checkBaseFingerprint, quantizationRecord } from '../quant/fingerprint.js';
 import { describeQuantization } from '../quant/quantize-model.js';
 import { mergeAdapter } from '../lora/adapted.js';
+import { exportGguf } from '../models/llama/gguf.js';
 import { contextTable, measureContext, openContextEval, readContextResults, writeContextResults, type ContextEvalPlan, type ContextResults } from './context-eval.js';
 
 export interface TrainerOptions {
@@ -299,7 +300,7 @@ export class Trainer {
       await this.validate(metrics, bar);
       await this.finish();
       await this.measureAfter();
-      if (c.merge) await this.mergeOutput();
+      if (c.merge || c.gguf) await this.mergeOutput();
       return { steps: this.step, stopped: false, lastLoss, output: c.output };
     } finally {
       this.data.close();
@@ -354,16 +355,24 @@ export class Trainer {
     }
   }
 
-  /** Writes the base with the adapter merged into `<output>/merged` (full fine-tuning already wrote a whole model). */
+  /**
+   * Writes the base with the adapter merged into `<output>/merged` (full fine-tuning already
+   * wrote a whole model), and with `gguf` that model as `<output>/model.gguf`.
+   */
   private async mergeOutput(): Promise<void> {
     const c = this.config;
+    let dir = path.join(c.output, 'merged');
     if (c.mode === 'full') {
-      this.out.write(`merge: full fine-tuning wrote the whole model to ${path.join(c.output, 'model')}; nothing to merge\n`);
-      return;
+      dir = path.join(c.output, 'model');
+      this.out.write(`merge: full fine-tuning wrote the whole model to ${dir}; nothing to merge\n`);
+    } else {
+      const r = await mergeAdapter(c.model!, c.output, dir);
+      this.out.write(`merged ${r.merged} LoRA layers into ${dir} (${r.dtype}): a standalone checkpoint with its rope_scaling\n`);
     }
-    const dir = path.join(c.output, 'merged');
-    const r = await mergeAdapter(c.model!, c.output, dir);
-    this.out.write(`merged ${r.merged} LoRA layers into ${dir} (${r.dtype}): a standalone checkpoint with its rope_scaling\n`);
+    if (!c.gguf) return;
+    const file = path.join(c.output, 'model.gguf');
+    const g = exportGguf(dir, file, { tokenizerDir: c.tokenizer ?? c.model! });
+    this.out.write(`wrote ${file} (${g.tensors} tensors, ${g.dtype}, context ${g.contextLength}) for llama.cpp and ollama\n`);
   }
 
   /** Held-out loss with dense attention, logged and written to the metrics (no-op without a split). */
