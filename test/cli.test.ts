@@ -102,6 +102,13 @@ describe('longlora command line', () => {
     const e = cli('export', '--model', path.join(dir, 'merged'), '--out', path.join(dir, 'b.gguf'), '--dtype', 'bf16', '--name', 'x');
     assert.equal(e.code, 0, e.err);
     assert.match(e.out, /weights in bf16/);
+    const i = cli('info', path.join(dir, 'b.gguf'), '--tensors');
+    assert.equal(i.code, 0, i.err);
+    assert.match(i.out, /GGUF v3, llama "x", 4 layers, hidden 128, intermediate 384, heads 4 \(kv 4\)\n  context 512, RoPE base 10000, scaling linear ×2\n  tokenizer llama \(default\), 2048 tokens\n  39 tensors \(30 BF16, 9 F32\), 1,377,408 parameters/);
+    assert.match(i.out, /blk\.3\.ffn_down\.weight\s+BF16\s+\[128, 384\]/);
+    fs.writeFileSync(path.join(dir, 'bad.gguf'), 'not a gguf');
+    assert.match(cli('info', path.join(dir, 'bad.gguf')).err, /bad\.gguf is not a readable GGUF file/);
+    assert.match(cli('info', path.join(dir, 'none.gguf')).err, /none\.gguf does not exist/);
     const bad = cli('export', '--model', path.join(dir, 'merged'), '--out', path.join(dir, 'c.gguf'), '--dtype', 'q4');
     assert.equal(bad.code, 1);
     assert.match(bad.err, /--dtype must be f32, f16 or bf16, got q4/);

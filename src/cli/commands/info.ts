@@ -1,6 +1,7 @@
-/** `longlora info <path>`: what a model folder or safetensors file holds. */
+/** `longlora info <path>`: what a model folder, a safetensors file or a GGUF file holds. */
 import fs from 'node:fs';
 import path from 'node:path';
+import { gguf } from '@huggingface/gguf';
 import { LongLoraError } from '../../errors.js';
 import { openCheckpoint, readJsonFile } from '../../io/checkpoint.js';
 import { SafetensorsFile } from '../../io/safetensors.js';
@@ -17,11 +18,49 @@ function listTensors(rows: Array<{ name: string; dtype: string; shape: number[] 
   for (const r of rows) console.log(`  ${r.name.padEnd(w)}  ${r.dtype.padEnd(4)}  [${r.shape.join(', ')}]`);
 }
 
+const GGML_TYPE_NAMES: Record<number, string> = { 0: 'F32', 1: 'F16', 30: 'BF16', 2: 'Q4_0', 3: 'Q4_1', 8: 'Q8_0', 12: 'Q4_K', 14: 'Q6_K' };
+
+/** A GGUF file's header, read with Hugging Face's GGUF parser: architecture, shape, context, RoPE, tokenizer, tensors. */
+async function describeGguf(file: string, tensors: boolean): Promise<void> {
+  let parsed: Awaited<ReturnType<typeof gguf>>;
+  try {
+    parsed = await gguf(path.resolve(file), { allowLocalFile: true });
+  } catch (e) {
+    throw new LongLoraError(`${file} is not a readable GGUF file (${(e as Error).message}); re-export it with \`longlora export\``);
+  }
+  const m = parsed.metadata as unknown as Record<string, unknown>;
+  const arch = String(m['general.architecture'] ?? '?');
+  const k = (key: string): unknown => m[`${arch}.${key}`];
+  const tokens = m['tokenizer.ggml.tokens'];
+  const scaling = k('rope.scaling.type') ? `${String(k('rope.scaling.type'))} ×${String(k('rope.scaling.factor'))}` : parsed.tensorInfos.some((t) => t.name === 'rope_freqs.weight') ? 'frequency factors (rope_freqs)' : 'none';
+  console.log(`${file}: GGUF v${parsed.metadata.version}, ${arch} "${String(m['general.name'] ?? '')}", ${String(k('block_count'))} layers, hidden ${String(k('embedding_length'))}, ` +
+    `intermediate ${String(k('feed_forward_length'))}, heads ${String(k('attention.head_count'))} (kv ${String(k('attention.head_count_kv'))})`);
+  console.log(`  context ${String(k('context_length'))}, RoPE base ${String(k('rope.freq_base'))}, scaling ${scaling}`);
+  console.log(`  tokenizer ${String(m['tokenizer.ggml.model'] ?? 'none')}${m['tokenizer.ggml.pre'] ? ` (${String(m['tokenizer.ggml.pre'])})` : ''}, ` +
+    `${Array.isArray(tokens) ? tokens.length : 0} tokens${m['tokenizer.chat_template'] ? ', chat template' : ''}`);
+  const counts = new Map<string, number>();
+  let params = 0;
+  for (const t of parsed.tensorInfos) {
+    const name = GGML_TYPE_NAMES[t.dtype] ?? `type ${t.dtype}`;
+    counts.set(name, (counts.get(name) ?? 0) + 1);
+    params += t.shape.reduce((a, s) => a * Number(s), 1);
+  }
+  console.log(`  ${parsed.tensorInfos.length} tensors (${[...counts].map(([n, c]) => `${c} ${n}`).join(', ')}), ${params.toLocaleString('en-US')} parameters`);
+  if (tensors) {
+    listTensors(parsed.tensorInfos.map((t) => ({ name: t.name, dtype: GGML_TYPE_NAMES[t.dtype] ?? String(t.dtype), shape: t.shape.map(Number).reverse() })));
+  }
+}
+
 export async function info(argv: string[]): Promise<void> {
-  const args = parse(argv, 'longlora info <model folder | file.safetensors> [--tensors]', OPTIONS, true);
+  const args = parse(argv, 'longlora info <model folder | file.safetensors | file.gguf> [--tensors]', OPTIONS, true);
   if (!args) return;
   const target = args.positionals[0];
-  if (!target) throw new LongLoraError('info: give a model folder or a .safetensors file');
+  if (!target) throw new LongLoraError('info: give a model folder, a .safetensors file or a .gguf file');
+  if (target.endsWith('.gguf') && !fs.existsSync(target)) throw new LongLoraError(`${target} does not exist; check the path`);
+  if (target.endsWith('.gguf') && fs.statSync(target).isFile()) {
+    await describeGguf(target, args.values.tensors === true);
+    return;
+  }
   if (fs.existsSync(target) && fs.statSync(target).isFile()) {
     const f = SafetensorsFile.open(target);
     const rows = f.names().map((name) => ({ name, ...f.info(name) }));
