@@ -10,7 +10,8 @@ derived constants (RoPE angles) are computed in float64 and cast down.
     layer:  h = h + o_proj(attn(rope(q_proj(n1(h))), rope(k_proj(n1(h))), v_proj(n1(h))))
             h = h + down_proj(silu(gate_proj(n2(h))) * up_proj(n2(h)))
 
-Qwen 2 (model_type "qwen2") is the same with a bias on q_proj, k_proj and v_proj.
+Qwen 2 (model_type "qwen2") is the same with a bias on q_proj, k_proj and v_proj; Qwen 3
+("qwen3") with an RMSNorm over each head of q and k (q_norm, k_norm) before RoPE.
 """
 
 import math
@@ -54,6 +55,11 @@ def qkv_bias(cfg):
     return cfg.get("model_type") == "qwen2"
 
 
+def qk_norm(cfg):
+    """Whether each q and k head is RMS-normalised before RoPE (Qwen 3)."""
+    return cfg.get("model_type") == "qwen3"
+
+
 def param_names(cfg):
     """Hugging Face tensor names of the checkpoint, in model order."""
     names = ["model.embed_tokens.weight"]
@@ -64,6 +70,8 @@ def param_names(cfg):
             names += [p + "self_attn.%s.weight" % proj]
             if qkv_bias(cfg):
                 names += [p + "self_attn.%s.bias" % proj]
+        if qk_norm(cfg):
+            names += [p + "self_attn.q_norm.weight", p + "self_attn.k_norm.weight"]
         names += [
             p + "self_attn.o_proj.weight",
             p + "post_attention_layernorm.weight",
@@ -84,6 +92,8 @@ def param_shapes(cfg):
     for name in param_names(cfg):
         if name.endswith("embed_tokens.weight") or name == "lm_head.weight":
             shapes[name] = [cfg["vocab_size"], hs]
+        elif name.endswith("q_norm.weight") or name.endswith("k_norm.weight"):
+            shapes[name] = [D]
         elif name.endswith("norm.weight"):
             shapes[name] = [hs]
         elif name.endswith("q_proj.weight"):
@@ -149,6 +159,10 @@ def attention(x, p, prefix, cfg, cos, sin):
     q = q.view(B, N, H, D).transpose(1, 2)  # [B, H, N, D]
     k = k.view(B, N, Hkv, D).transpose(1, 2)  # [B, Hkv, N, D]
     v = v.view(B, N, Hkv, D).transpose(1, 2)
+    if qk_norm(cfg):
+        eps = float(cfg["rms_norm_eps"])
+        q = rms_norm(q, p[prefix + "q_norm.weight"], eps)
+        k = rms_norm(k, p[prefix + "k_norm.weight"], eps)
     q = apply_rope(q, cos, sin)
     k = apply_rope(k, cos, sin)
     # GQA: query head h reads kv head floor(h / (H / Hkv))

@@ -5,7 +5,8 @@ Run from the repository root:
 
     /usr/bin/python3 scripts/golden/make_golden.py [--out test/fixtures/golden]
 
-Writes four tiny Hugging Face checkpoints (three Llama, one Qwen 2 with q/k/v biases) (config.json + model.safetensors) and,
+Writes five tiny Hugging Face checkpoints (three Llama, one Qwen 2 with q/k/v biases, one
+Qwen 3 with q/k head norms) (config.json + model.safetensors) and,
 beside each, golden.safetensors with fixed inputs and the float64 logits, loss, gradients
 of every checkpoint tensor and the residual stream after layer 0. Only torch, numpy and
 the standard library are used. Deterministic: fixed seeds, one CPU thread, byte-identical
@@ -195,6 +196,9 @@ def naive_layer0(weights, cfg, input_ids):
         qs = [w[pre + "self_attn.q_proj.weight"] @ x + bias["q"] for x in xs]
         ks = [w[pre + "self_attn.k_proj.weight"] @ x + bias["k"] for x in xs]
         vs = [w[pre + "self_attn.v_proj.weight"] @ x + bias["v"] for x in xs]
+        if ref.qk_norm(cfg):  # each head of q and k normalised on its own
+            qs = [torch.cat([norm(q[h * D:(h + 1) * D], w[pre + "self_attn.q_norm.weight"]) for h in range(H)]) for q in qs]
+            ks = [torch.cat([norm(k[h * D:(h + 1) * D], w[pre + "self_attn.k_norm.weight"]) for h in range(Hkv)]) for k in ks]
         for i in range(N):
             heads = []
             for hq in range(H):
@@ -393,6 +397,21 @@ def main():
     ]
     losses["tiny-qwen2"] = make_variant(args.out, "tiny-qwen2", cfg4, w4, torch.float32,
                                         input_ids, labels, probes4)
+
+    # 5. Qwen 3: q/k head norms, head_dim 16 (not hidden / heads = 8), untied, no biases
+    cfg5 = dict(cfg4)
+    cfg5.update({"model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "head_dim": 16,
+                 "tie_word_embeddings": False, "attention_bias": False})
+    w5 = init_weights(cfg5, seed=5)
+    probes5 = [
+        ("model.layers.0.self_attn.q_norm.weight", (3,)),
+        ("model.layers.1.self_attn.k_norm.weight", (11,)),
+        ("model.layers.1.self_attn.k_proj.weight", (20, 7)),
+        ("model.layers.0.self_attn.o_proj.weight", (4, 50)),
+        ("lm_head.weight", (int(input_ids[0, 5]), 2)),
+    ]
+    losses["tiny-qwen3"] = make_variant(args.out, "tiny-qwen3", cfg5, w5, torch.float32,
+                                        input_ids, labels, probes5)
 
     print("\nfiles:")
     for name in sorted(losses):

@@ -111,7 +111,7 @@ describe('models and adapters from bytes', () => {
   const ids = Int32Array.from([1, 5, 9, 20, 33, 2, 7, 8]);
 
   it('llamaFromSafetensors builds the model loadLlama builds', async () => {
-    for (const variant of ['tiny-llama', 'tiny-llama-tied', 'tiny-qwen2']) {
+    for (const variant of ['tiny-llama', 'tiny-llama-tied', 'tiny-qwen2', 'tiny-qwen3']) {
       const { config, weights } = bytesOf(variant);
       const a = llamaFromSafetensors(config, [weights]);
       const b = await loadLlama(goldenDir(variant));

@@ -95,7 +95,7 @@ async function onBackend<T>(name: string, run: (report: PageReport) => Promise<T
 export function golden(backend: string): Promise<PageReport> {
   return onBackend(backend, async (report) => {
     const env = pageEnv(report);
-    for (const variant of ['tiny-llama', 'tiny-llama-tied', 'tiny-qwen2']) {
+    for (const variant of ['tiny-llama', 'tiny-llama-tied', 'tiny-qwen2', 'tiny-qwen3']) {
       for (const chunked of [false, true]) await goldenForward(env, variant, 'f32', chunked);
     }
     for (const form of ['roll', 'segmented'] as const) await goldenTraining(env, form, 'f32');

@@ -17,7 +17,7 @@ function argmaxLast(logits: ArrayLike<number>, N: number, V: number, b = 0): num
 }
 
 describe('KV cache', () => {
-  for (const variant of ['tiny-llama', 'tiny-llama-tied', 'tiny-qwen2']) {
+  for (const variant of ['tiny-llama', 'tiny-llama-tied', 'tiny-qwen2', 'tiny-qwen3']) {
     it(`greedy decoding with the cache equals full recomputation (${variant}, B=2, past max_position_embeddings)`, async (t) => {
       const before = cpuBackend().memory().buffers;
       const { model } = await tinyModel(variant);

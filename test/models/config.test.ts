@@ -160,8 +160,8 @@ describe('parseLlamaConfig: biases', () => {
 
 describe('parseLlamaConfig: one clear error per bad input', () => {
   it('an unsupported model_type, listing the supported ones', () => {
-    rejects(base({ model_type: 'gemma' }), 'model_type', '"gemma"', 'supported: llama, mistral, qwen2');
-    rejects(without(base(), 'model_type'), 'model_type', 'supported: llama, mistral, qwen2');
+    rejects(base({ model_type: 'gemma' }), 'model_type', '"gemma"', 'supported: llama, mistral, qwen2, qwen3');
+    rejects(without(base(), 'model_type'), 'model_type', 'supported: llama, mistral, qwen2, qwen3');
   });
 
   it('a missing hidden_size', () => {

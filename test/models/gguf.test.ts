@@ -281,6 +281,22 @@ describe('GGUF export', () => {
     ck.close();
   });
 
+  it('Qwen 3: the qwen3 architecture with its head norms as attn_q_norm / attn_k_norm in f32', async () => {
+    const norm = (n: string): { name: string; dtype: 'f32'; shape: number[]; data: Float32Array } =>
+      ({ name: n, dtype: 'f32', shape: [32], data: Float32Array.from({ length: 32 }, (_, i) => 1 + 0.01 * i) });
+    const extra = [0, 1, 2, 3].flatMap((l) => ['q', 'k'].map((p) => norm(`model.layers.${l}.self_attn.${p}_norm.weight`)));
+    const dir = variant((c) => { Object.assign(c, { model_type: 'qwen3', architectures: ['Qwen3ForCausalLM'] }); }, (_, d) => d, extra);
+    const file = path.join(fresh(), 'x.gguf');
+    assert.equal(exportGguf(dir, file, { dtype: 'f32' }).tensors, 39 + 8);
+    const { meta, tensor } = await read(file);
+    assert.equal(meta['general.architecture'], 'qwen3');
+    const qn = tensor('blk.3.attn_q_norm.weight');
+    assert.deepEqual([qn.type, qn.shape, qn.data[31]], [0, [32], Math.fround(1.31)]);
+    const ck = openCheckpoint(dir);
+    assert.deepEqual(tensor('blk.1.attn_k.weight').data, ck.read('model.layers.1.self_attn.k_proj.weight', 'f32').data, 'not permuted');
+    ck.close();
+  });
+
   it('tied embeddings: no output.weight (llama.cpp reuses token_embd)', async () => {
     const dir = variant((c) => { c.tie_word_embeddings = true; }, (n, d) => (n === 'lm_head.weight' ? null : d));
     const file = path.join(fresh(), 'x.gguf');

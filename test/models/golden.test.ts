@@ -14,7 +14,7 @@ import { goldenForward } from '../helpers/golden-runs.js';
 
 const TARGETS = [['cpu', 'f32'], ['cpu', 'f64'], ['wasm', 'f32'], ['webgpu', 'f32']] as const;
 
-for (const variant of ['tiny-llama', 'tiny-llama-tied', 'tiny-qwen2']) {
+for (const variant of ['tiny-llama', 'tiny-llama-tied', 'tiny-qwen2', 'tiny-qwen3']) {
   for (const [backendName, dtype] of TARGETS) {
     describe(`golden parity: ${variant} in ${dtype}${backendName === 'cpu' ? '' : ` on ${backendName}`}`, () => {
       for (const chunked of [false, true]) {

@@ -17,7 +17,7 @@ import { Golden, goldenDir } from '../helpers/fixtures.js';
 
 const TOL_F64 = 1e-10;
 
-for (const variant of ['tiny-llama', 'tiny-llama-tied', 'tiny-llama-bf16', 'tiny-qwen2']) {
+for (const variant of ['tiny-llama', 'tiny-llama-tied', 'tiny-llama-bf16', 'tiny-qwen2', 'tiny-qwen3']) {
   describe(`per-layer path: ${variant} in f64`, () => {
     it('embed + layers[0] gives hidden.layer0.out; the rest by hand gives forward()', async (t) => {
       const log = (s: string): void => t.diagnostic(s);

@@ -75,7 +75,7 @@ export async function info(argv: string[]): Promise<void> {
   const ck = openCheckpoint(target);
   const rows = ck.names().map((name) => ({ name, ...ck.info(name) }));
   const params = rows.reduce((a, r) => a + r.shape.reduce((p, s) => p * s, 1), 0);
-  console.log(`${target}: ${{ llama: 'Llama', mistral: 'Mistral', qwen2: 'Qwen 2' }[c.modelType]}, ${c.numLayers} layers, hidden ${c.hiddenSize}, intermediate ${c.intermediateSize}, ` +
+  console.log(`${target}: ${{ llama: 'Llama', mistral: 'Mistral', qwen2: 'Qwen 2', qwen3: 'Qwen 3' }[c.modelType]}, ${c.numLayers} layers, hidden ${c.hiddenSize}, intermediate ${c.intermediateSize}, ` +
     `heads ${c.numHeads} (kv ${c.numKvHeads}, head dim ${c.headDim}), vocab ${c.vocabSize}`);
   console.log(`  context ${c.maxPositionEmbeddings}, RoPE theta ${c.ropeTheta}, scaling ${describeRopeScaling(c.ropeScaling)}, ` +
     `tied embeddings ${c.tieWordEmbeddings ? 'yes' : 'no'}${c.slidingWindow !== null ? `, sliding window ${c.slidingWindow}` : ''}`);

@@ -9,7 +9,9 @@
  * as in Mistral v0.2 and later); longer inputs are refused naming the fix. Qwen 2 and 2.5
  * (`"qwen2"`) are the Llama architecture with biases on q, k and v (sliding-window
  * attention, off in every released config, is refused when on). Llama's own
- * `attention_bias: true` puts biases on q, k, v and o.
+ * `attention_bias: true` puts biases on q, k, v and o. Qwen 3 (`"qwen3"`) is the Llama
+ * architecture with an RMSNorm over each head of q and k before RoPE (`q_norm`, `k_norm`),
+ * biases when `attention_bias` says so, and usually a head_dim of its own.
  */
 import { LongLoraError } from '../../errors.js';
 import { ropeScalingFromHF, ropeScalingToHF, type RopeScaling } from '../../nn/rope-scaling.js';
@@ -38,13 +40,17 @@ export interface LlamaConfig {
   qkvBias: boolean;
   /** A bias on the o projection (Llama with attention_bias). */
   oBias: boolean;
+  /** RMSNorm of each q and k head before RoPE (Qwen 3's q_norm, k_norm). */
+  qkNorm: boolean;
 }
 
-export const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2'] as const;
+export const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'qwen3'] as const;
 export type ModelType = typeof SUPPORTED_MODEL_TYPES[number];
 
 /** Hugging Face class names, by model type. */
-const ARCHITECTURES: Record<ModelType, string> = { llama: 'LlamaForCausalLM', mistral: 'MistralForCausalLM', qwen2: 'Qwen2ForCausalLM' };
+const ARCHITECTURES: Record<ModelType, string> = {
+  llama: 'LlamaForCausalLM', mistral: 'MistralForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM',
+};
 /** transformers' MistralConfig default when config.json has no sliding_window key. */
 const MISTRAL_DEFAULT_WINDOW = 4096;
 
@@ -118,10 +124,10 @@ export function parseLlamaConfig(json: unknown, source = 'config.json'): LlamaCo
   const act = j.hidden_act ?? 'silu';
   if (act !== 'silu') fail(source, `hidden_act "${String(act)}" is not supported (Llama uses silu)`);
   if (j.mlp_bias === true) fail(source, '"mlp_bias": true is not supported (Llama\'s MLP projections have no bias)');
-  if (modelType === 'qwen2' && j.use_sliding_window === true) {
-    fail(source, '"use_sliding_window": true is not supported (sliding-window attention is not implemented); released Qwen 2 configs set it false');
+  if ((modelType === 'qwen2' || modelType === 'qwen3') && j.use_sliding_window === true) {
+    fail(source, '"use_sliding_window": true is not supported (sliding-window attention is not implemented); released Qwen configs set it false');
   }
-  const attentionBias = modelType === 'llama' && j.attention_bias === true;
+  const attentionBias = (modelType === 'llama' || modelType === 'qwen3') && j.attention_bias === true;
   const hiddenSize = int(j, 'hidden_size', source);
   const numHeads = int(j, 'num_attention_heads', source);
   const numKvHeads = int(j, 'num_key_value_heads', source, numHeads);
@@ -159,6 +165,7 @@ export function parseLlamaConfig(json: unknown, source = 'config.json'): LlamaCo
     slidingWindow,
     qkvBias: modelType === 'qwen2' || attentionBias,
     oBias: attentionBias,
+    qkNorm: modelType === 'qwen3',
   };
 }
 
@@ -198,6 +205,7 @@ export function llamaConfigToHF(c: LlamaConfig): Record<string, unknown> {
       llama: { attention_bias: c.oBias, mlp_bias: false },
       mistral: { sliding_window: c.slidingWindow },
       qwen2: { use_sliding_window: false },
+      qwen3: { attention_bias: c.oBias, use_sliding_window: false },
     }[c.modelType],
     torch_dtype: c.torchDtype ?? 'float32',
   };
@@ -223,6 +231,10 @@ export function llamaTensorShapes(c: LlamaConfig): Map<string, number[]> {
       m.set(`${p}.self_attn.v_proj.bias`, [kvOut]);
     }
     if (c.oBias) m.set(`${p}.self_attn.o_proj.bias`, [C]);
+    if (c.qkNorm) {
+      m.set(`${p}.self_attn.q_norm.weight`, [c.headDim]);
+      m.set(`${p}.self_attn.k_norm.weight`, [c.headDim]);
+    }
     m.set(`${p}.post_attention_layernorm.weight`, [C]);
     m.set(`${p}.mlp.gate_proj.weight`, [c.intermediateSize, C]);
     m.set(`${p}.mlp.up_proj.weight`, [c.intermediateSize, C]);

@@ -60,6 +60,7 @@ export function ggufTensorName(hf: string): string {
     input_layernorm: 'attn_norm', post_attention_layernorm: 'ffn_norm',
     'self_attn.q_proj': 'attn_q', 'self_attn.k_proj': 'attn_k', 'self_attn.v_proj': 'attn_v', 'self_attn.o_proj': 'attn_output',
     'mlp.gate_proj': 'ffn_gate', 'mlp.up_proj': 'ffn_up', 'mlp.down_proj': 'ffn_down',
+    'self_attn.q_norm': 'attn_q_norm', 'self_attn.k_norm': 'attn_k_norm',
   };
   const p = m ? part[m[2]!] : undefined;
   if (!m || !p) throw new LongLoraError(`no GGUF name for tensor "${hf}" (not a Llama tensor)`);
@@ -68,11 +69,11 @@ export function ggufTensorName(hf: string): string {
 
 /**
  * llama.cpp's architecture for a model type: Llama and Mistral are "llama" (its RoPE
- * rotates interleaved pairs, so q and k are permuted), Qwen 2 is "qwen2" (rotate-half, as
- * Hugging Face; nothing is permuted).
+ * rotates interleaved pairs, so q and k are permuted), Qwen 2 and 3 are "qwen2" and
+ * "qwen3" (rotate-half, as Hugging Face; nothing is permuted).
  */
 export function ggufArchitecture(c: LlamaConfig): { arch: string; permute: boolean } {
-  return c.modelType === 'qwen2' ? { arch: 'qwen2', permute: false } : { arch: 'llama', permute: true };
+  return c.modelType === 'qwen2' || c.modelType === 'qwen3' ? { arch: c.modelType, permute: false } : { arch: 'llama', permute: true };
 }
 
 /**

@@ -85,10 +85,17 @@ export class LlamaAttention extends Module {
   k_proj: Projection;
   v_proj: Projection;
   o_proj: Projection;
+  /** Qwen 3: RMSNorm over each q and k head before RoPE; null elsewhere. */
+  q_norm: RMSNorm | null = null;
+  k_norm: RMSNorm | null = null;
 
   constructor(readonly config: LlamaConfig, prefix: string, w: WeightSource) {
     super();
     const { hiddenSize: C, numHeads: H, numKvHeads: Hkv, headDim: D } = config;
+    if (config.qkNorm) {
+      this.q_norm = new RMSNorm(w(`${prefix}.q_norm.weight`, [D]), config.rmsNormEps);
+      this.k_norm = new RMSNorm(w(`${prefix}.k_norm.weight`, [D]), config.rmsNormEps);
+    }
     this.q_proj = projection(w, `${prefix}.q_proj.weight`, [H * D, C], config.qkvBias);
     this.k_proj = projection(w, `${prefix}.k_proj.weight`, [Hkv * D, C], config.qkvBias);
     this.v_proj = projection(w, `${prefix}.v_proj.weight`, [Hkv * D, C], config.qkvBias);
@@ -98,8 +105,9 @@ export class LlamaAttention extends Module {
   forward(x: Tensor, ctx: LayerContext, layer = 0): Tensor {
     const [B, N] = x.shape as [number, number, number];
     const { numHeads: H, numKvHeads: Hkv, headDim: D } = this.config;
-    const q = rope(reshape(this.q_proj.forward(x), [B, N, H, D]), ctx.rope); // (B, N, H, D)
-    const k = rope(reshape(this.k_proj.forward(x), [B, N, Hkv, D]), ctx.rope); // (B, N, Hkv, D)
+    const headNorm = (t: Tensor, norm: RMSNorm | null): Tensor => (norm ? norm.forward(t) : t);
+    const q = rope(headNorm(reshape(this.q_proj.forward(x), [B, N, H, D]), this.q_norm), ctx.rope); // (B, N, H, D)
+    const k = rope(headNorm(reshape(this.k_proj.forward(x), [B, N, Hkv, D]), this.k_norm), ctx.rope); // (B, N, Hkv, D)
     const v = reshape(this.v_proj.forward(x), [B, N, Hkv, D]); // (B, N, Hkv, D)
     let o: Tensor;
     if (ctx.cache) {

@@ -1,9 +1,11 @@
 /**
- * Qwen 2 checkpoints (q, k, v with biases; golden parity with PyTorch is in golden.test.ts):
+ * Qwen 2 and Qwen 3 checkpoints (golden parity with PyTorch is in golden.test.ts). Qwen 2, q, k, v with biases:
  * LoRA wraps a biased projection and merging keeps the bias; a merged or saved model
  * writes Qwen2ForCausalLM with its biases; NF4 keeps the biases in float beside the 4-bit
  * weights with the same fingerprint either way; LongLoRA trains end to end and the adapter
- * loads back; Llama's attention_bias puts biases on q, k, v and o.
+ * loads back; Llama's attention_bias puts biases on q, k, v and o. Qwen 3, an RMSNorm over
+ * each q and k head: LongLoRA trains those norms with the others (they are norms) and
+ * saves them in the adapter; the config round-trips.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -12,7 +14,7 @@ import { describe, it } from 'node:test';
 import { loadWithAdapter } from '../../src/lora/adapted.js';
 import { applyLora, mergeLora } from '../../src/lora/inject.js';
 import type { LoraRuntime } from '../../src/lora/lora.js';
-import { llamaTensorShapes, parseLlamaConfig } from '../../src/models/llama/config.js';
+import { llamaConfigToHF, llamaTensorShapes, parseLlamaConfig } from '../../src/models/llama/config.js';
 import { loadLlama, saveLlama } from '../../src/models/llama/load.js';
 import { Linear, PackedLinear } from '../../src/nn/linear.js';
 import { quantizeModel } from '../../src/quant/quantize-model.js';
@@ -88,5 +90,39 @@ describe('Qwen 2', () => {
     const c = parseLlamaConfig({ model_type: 'llama', vocab_size: 8, hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, attention_bias: true }, 'config.json');
     const biases = [...llamaTensorShapes(c).keys()].filter((n) => n.endsWith('.bias'));
     assert.deepEqual(biases.map((n) => n.split('.')[4]), ['q_proj', 'k_proj', 'v_proj', 'o_proj']);
+  });
+});
+
+describe('Qwen 3', () => {
+  it('the config: head norms of head_dim, no biases unless attention_bias, Qwen3ForCausalLM back', () => {
+    const j = JSON.parse(fs.readFileSync(path.join(goldenDir('tiny-qwen3'), 'config.json'), 'utf8')) as Record<string, unknown>;
+    const c = parseLlamaConfig(j, 'config.json');
+    assert.deepEqual([c.qkNorm, c.qkvBias, c.oBias, c.headDim], [true, false, false, 16]);
+    const shapes = llamaTensorShapes(c);
+    assert.deepEqual([shapes.get('model.layers.1.self_attn.q_norm.weight'), shapes.get('model.layers.1.self_attn.k_norm.weight')], [[16], [16]]);
+    assert.deepEqual(parseLlamaConfig(llamaConfigToHF(c), 'config.json'), c);
+    const biased = parseLlamaConfig({ ...j, attention_bias: true }, 'config.json');
+    assert.deepEqual([biased.qkvBias, biased.oBias], [true, true]);
+  });
+
+  it('LongLoRA trains the head norms with the other norms, saves them in the adapter, and it loads back', async () => {
+    const dir = fresh();
+    const c = tinyConfig(dir, { model: goldenDir('tiny-qwen3'), steps: 2 });
+    const trainer = await Trainer.create(c, { out: sink() });
+    await trainer.run();
+    const trained = await logitsOf(trainer.model, ids, 2, 10);
+    const trainable = trainer.model.namedParameters().filter(([, p]) => p.requiresGrad).map(([n]) => n);
+    trainer.dispose();
+    assert.ok(trainable.includes('model.layers.0.self_attn.q_norm.weight') && trainable.includes('model.layers.1.self_attn.k_norm.weight'), trainable.join(', '));
+    const cfg = JSON.parse(fs.readFileSync(path.join(c.output, 'adapter_config.json'), 'utf8')) as { modules_to_save: string[] };
+    assert.ok(cfg.modules_to_save.includes('q_norm') && cfg.modules_to_save.includes('k_norm'), cfg.modules_to_save.join(', '));
+    const base = await loadLlama(goldenDir('tiny-qwen3'));
+    const before = await logitsOf(base, ids, 2, 10);
+    base.dispose();
+    const again = await loadWithAdapter(goldenDir('tiny-qwen3'), c.output);
+    const after = await logitsOf(again, ids, 2, 10);
+    again.dispose();
+    assertClose(after, trained, 1e-6, 'adapter on the base', () => {});
+    assert.notDeepEqual(after, before, 'training changed the model');
   });
 });
