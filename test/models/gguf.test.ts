@@ -281,6 +281,22 @@ describe('GGUF export', () => {
     ck.close();
   });
 
+  it('Llama with attention_bias: q and k biases permuted with their rows, v and o as they are', async () => {
+    const bias = (n: string): { name: string; dtype: 'f32'; shape: number[]; data: Float32Array } =>
+      ({ name: n, dtype: 'f32', shape: [128], data: Float32Array.from({ length: 128 }, (_, i) => i + 0.5) });
+    const extra = [0, 1, 2, 3].flatMap((l) => ['q', 'k', 'v', 'o'].map((p) => bias(`model.layers.${l}.self_attn.${p}_proj.bias`)));
+    const dir = variant((c) => { c.attention_bias = true; }, (_, d) => d, extra);
+    const file = path.join(fresh(), 'x.gguf');
+    assert.equal(exportGguf(dir, file).tensors, 39 + 16);
+    const { tensor } = await read(file);
+    const plain = Float32Array.from({ length: 128 }, (_, i) => i + 0.5);
+    // Head 0 of 4 (D = 32): interleaved pairs (j, j + 16) → rows 2j, 2j + 1.
+    assert.deepEqual(Array.from(tensor('blk.0.attn_q.bias').data.subarray(0, 4)), [0.5, 16.5, 1.5, 17.5]);
+    assert.deepEqual(tensor('blk.2.attn_k.bias').data, permuteRotary(plain, 128, 1, 4));
+    assert.deepEqual(tensor('blk.2.attn_v.bias').data, plain);
+    assert.deepEqual(tensor('blk.1.attn_output.bias').data, plain);
+  });
+
   it('Qwen 3: the qwen3 architecture with its head norms as attn_q_norm / attn_k_norm in f32', async () => {
     const norm = (n: string): { name: string; dtype: 'f32'; shape: number[]; data: Float32Array } =>
       ({ name: n, dtype: 'f32', shape: [32], data: Float32Array.from({ length: 32 }, (_, i) => 1 + 0.01 * i) });
