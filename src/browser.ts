@@ -9,8 +9,8 @@
  * pool as Web Workers on a cross-origin isolated page. Tokenizers and chat templates are
  * in browser-text.ts (they import two @huggingface packages, which a page maps).
  *
- * The Node entry (index.ts) exports all of this plus files, folders, checkpoints,
- * tokenizer folders and 4-bit quantisation.
+ * The Node entry (index.ts) exports all of this plus files, folders, checkpoints and
+ * tokenizer folders (and gives the 4-bit fingerprints Node's native SHA-256).
  */
 export { LongLoraError } from './errors.js';
 
@@ -71,6 +71,15 @@ export type { MicroBatch, StepOptions, StepResult } from './train/step.js';
 export { LossScaler } from './train/loss-scale.js';
 export { lrAt, SCHEDULES } from './train/schedule.js';
 export type { Schedule, ScheduleType } from './train/schedule.js';
+
+// 4-bit base (QLoRA NF4 with double quantisation): quantizeModel on a model built from bytes
+export { quantizeNf4, dequantizeScales, NF4_BLOCK_SIZE, SCALE_BLOCK_SIZE } from './quant/nf4.js';
+export type { Nf4Data } from './quant/nf4.js';
+export { NF4_CODE, DYNAMIC_CODE } from './quant/codebooks.js';
+export { Nf4Weight } from './quant/nf4-weight.js';
+export { quantizeModel, dequantizeModel, isQuantizedWeight, QUANTIZED_MODULES, packedMemory } from './quant/quantize-model.js';
+export type { QuantizeMode } from './quant/quantize-model.js';
+export type { QuantizationInfo } from './quant/fingerprint.js';
 
 // files as bytes
 export { SafetensorsBytes, encodeSafetensors } from './io/safetensors-format.js';

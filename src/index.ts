@@ -6,6 +6,8 @@
  * built from parsed files (here: `Tokenizer`, which also reads and writes folders).
  */
 export * from './browser.js';
+// 4-bit bases are in the browser entry; in Node their fingerprints use the native SHA-256.
+import './quant/node-hash.js';
 
 // models from and to folders
 export { loadLlama, saveLlama } from './models/llama/load.js';
@@ -30,12 +32,3 @@ export { writeGguf, GGML_TYPES } from './io/gguf.js';
 export type { GgufValue, GgufTensor, GgmlType } from './io/gguf.js';
 export { ggufVocab, TOKEN_TYPES } from './tokenizer/gguf-vocab.js';
 
-// 4-bit base (QLoRA NF4 with double quantisation)
-export { quantizeNf4, dequantizeScales, NF4_BLOCK_SIZE, SCALE_BLOCK_SIZE } from './quant/nf4.js';
-export type { Nf4Data } from './quant/nf4.js';
-export { NF4_CODE, DYNAMIC_CODE } from './quant/codebooks.js';
-export { Nf4Weight } from './quant/nf4-weight.js';
-export { quantizeModel, dequantizeModel, isQuantizedWeight, QUANTIZED_MODULES } from './quant/quantize-model.js';
-export type { QuantizeMode } from './quant/quantize-model.js';
-export type { QuantizationInfo } from './quant/fingerprint.js';
-export { packedMemory } from './quant/quantize-model.js';

@@ -11,8 +11,8 @@
  * The result is `sha256:<hex>` over the "<name> <digest>" lines sorted by name, so the order
  * in which tensors were seen does not matter.
  */
-import { createHash } from 'node:crypto';
 import { LongLoraError } from '../errors.js';
+import { Sha256 } from '../util/sha256.js';
 import type { Nf4Data } from './nf4.js';
 import { NF4_BLOCK_SIZE, SCALE_BLOCK_SIZE } from './nf4.js';
 
@@ -30,23 +30,39 @@ export interface QuantizationInfo {
 
 const bytesOf = (a: Float32Array | Uint8Array): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
+/** An incremental SHA-256 as the fingerprints use it. */
+export interface FingerprintHash {
+  update(data: Uint8Array | string): FingerprintHash;
+  hex(): string;
+}
+
+/**
+ * Where the fingerprints' SHA-256 comes from: plain JavaScript by default (browsers), and
+ * Node's native one, far faster on a large base, where the Node entry and loader install it
+ * (node-hash.ts). Both give the same digests, so a fingerprint does not depend on where it
+ * was computed.
+ */
+let newHash: () => FingerprintHash = () => new Sha256();
+
+/** Installs the SHA-256 implementation the fingerprints use (see node-hash.ts). */
+export function setFingerprintHash(factory: () => FingerprintHash): void {
+  newHash = factory;
+}
+
 /** sha256 (hex) of one NF4 tensor's quantised contents, format constants and shape. */
 export function digestNf4(q: Nf4Data, shape: readonly number[]): string {
-  const h = createHash('sha256');
-  h.update(`nf4 block ${NF4_BLOCK_SIZE} scale-block ${SCALE_BLOCK_SIZE} shape [${shape.join(',')}] offset ${q.scaleOffset}\n`);
-  h.update(q.packed);
-  h.update(q.scaleCodes);
-  h.update(bytesOf(q.scaleAbsmax));
-  return h.digest('hex');
+  return newHash()
+    .update(`nf4 block ${NF4_BLOCK_SIZE} scale-block ${SCALE_BLOCK_SIZE} shape [${shape.join(',')}] offset ${q.scaleOffset}\n`)
+    .update(q.packed)
+    .update(q.scaleCodes)
+    .update(bytesOf(q.scaleAbsmax))
+    .hex();
 }
 
 /** sha256 (hex) of a float tensor as float32 values, with its shape. */
 export function digestFloats(values: ArrayLike<number>, shape: readonly number[]): string {
   const f32 = values instanceof Float32Array ? values : Float32Array.from(values);
-  const h = createHash('sha256');
-  h.update(`f32 shape [${shape.join(',')}]\n`);
-  h.update(bytesOf(f32));
-  return h.digest('hex');
+  return newHash().update(`f32 shape [${shape.join(',')}]\n`).update(bytesOf(f32)).hex();
 }
 
 /** Accumulates per-tensor digests into one fingerprint. */
@@ -61,9 +77,9 @@ export class FingerprintBuilder {
 
   /** `sha256:<hex>` of the lines added so far. */
   value(): string {
-    const h = createHash('sha256');
+    const h = newHash();
     for (const l of [...this.lines].sort()) h.update(l);
-    return `sha256:${h.digest('hex')}`;
+    return `sha256:${h.hex()}`;
   }
 }
 

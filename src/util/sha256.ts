@@ -1,7 +1,8 @@
 /**
- * SHA-256 (FIPS 180-4) of a string's UTF-8 bytes, as lowercase hex, in plain JavaScript:
- * synchronous and without Node's crypto, so the tokenizer's content hash is the same in a
- * browser. Tested against node:crypto.
+ * SHA-256 (FIPS 180-4) in plain JavaScript: synchronous and without Node's crypto, so the
+ * tokenizer's content hash and a 4-bit base's fingerprint are the same in a browser.
+ * Incremental (`new Sha256().update(a).update(b).hex()`), so a large tensor is hashed
+ * without being copied. Tested against node:crypto.
  */
 const K = new Uint32Array([
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -16,18 +17,66 @@ const K = new Uint32Array([
 
 const rotr = (x: number, n: number): number => (x >>> n) | (x << (32 - n));
 
-/** SHA-256 of `bytes`. */
-export function sha256(bytes: Uint8Array): Uint8Array {
-  const n = bytes.length;
-  const padded = new Uint8Array(Math.ceil((n + 9) / 64) * 64);
-  padded.set(bytes);
-  padded[n] = 0x80;
-  const view = new DataView(padded.buffer);
-  view.setUint32(padded.length - 8, Math.floor(n / 0x20000000), false); // bit length, high word
-  view.setUint32(padded.length - 4, (n << 3) >>> 0, false);
-  const h = new Uint32Array([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]);
-  const w = new Uint32Array(64);
-  for (let off = 0; off < padded.length; off += 64) {
+/** An incremental SHA-256. */
+export class Sha256 {
+  private readonly h = new Uint32Array([0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]);
+  private readonly w = new Uint32Array(64);
+  /** The partial block not yet compressed. */
+  private readonly block = new Uint8Array(64);
+  private readonly blockView = new DataView(this.block.buffer);
+  private fill = 0;
+  /** Bytes hashed so far. */
+  private length = 0;
+  private done = false;
+
+  /** Adds bytes (or a string's UTF-8 bytes). */
+  update(data: Uint8Array | string): this {
+    if (this.done) throw new Error('Sha256: update after digest');
+    const bytes = typeof data === 'string' ? new TextEncoder().encode(data) : data;
+    this.length += bytes.length;
+    let i = 0;
+    if (this.fill > 0) {
+      const take = Math.min(64 - this.fill, bytes.length);
+      this.block.set(bytes.subarray(0, take), this.fill);
+      this.fill += take;
+      i = take;
+      if (this.fill < 64) return this;
+      this.compress(this.blockView, 0);
+      this.fill = 0;
+    }
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    for (; i + 64 <= bytes.length; i += 64) this.compress(view, i);
+    this.block.set(bytes.subarray(i), 0);
+    this.fill = bytes.length - i;
+    return this;
+  }
+
+  /** The 32-byte digest (the hash cannot be updated afterwards). */
+  digest(): Uint8Array {
+    if (this.done) throw new Error('Sha256: digest called twice');
+    const n = this.length;
+    const tail = new Uint8Array(this.fill + 9 <= 64 ? 64 : 128);
+    tail.set(this.block.subarray(0, this.fill));
+    tail[this.fill] = 0x80;
+    const view = new DataView(tail.buffer);
+    view.setUint32(tail.length - 8, Math.floor(n / 0x20000000), false); // bit length, high word
+    view.setUint32(tail.length - 4, (n << 3) >>> 0, false);
+    for (let off = 0; off < tail.length; off += 64) this.compress(view, off);
+    this.done = true;
+    const out = new Uint8Array(32);
+    const ov = new DataView(out.buffer);
+    for (let i = 0; i < 8; i++) ov.setUint32(4 * i, this.h[i]!, false);
+    return out;
+  }
+
+  /** The digest as lowercase hex. */
+  hex(): string {
+    return Array.from(this.digest(), (b) => b.toString(16).padStart(2, '0')).join('');
+  }
+
+  /** One 64-byte block at `off` of `view`. */
+  private compress(view: DataView, off: number): void {
+    const { h, w } = this;
     for (let t = 0; t < 16; t++) w[t] = view.getUint32(off + 4 * t, false);
     for (let t = 16; t < 64; t++) {
       const x = w[t - 15]!;
@@ -46,14 +95,16 @@ export function sha256(bytes: Uint8Array): Uint8Array {
     h[0] = (h[0]! + a) >>> 0; h[1] = (h[1]! + b) >>> 0; h[2] = (h[2]! + c) >>> 0; h[3] = (h[3]! + d) >>> 0;
     h[4] = (h[4]! + e) >>> 0; h[5] = (h[5]! + f) >>> 0; h[6] = (h[6]! + g) >>> 0; h[7] = (h[7]! + hh) >>> 0;
   }
-  const out = new Uint8Array(32);
-  const ov = new DataView(out.buffer);
-  for (let i = 0; i < 8; i++) ov.setUint32(4 * i, h[i]!, false);
-  return out;
+}
+
+/** SHA-256 of `bytes`. */
+export function sha256(bytes: Uint8Array): Uint8Array {
+  return new Sha256().update(bytes).digest();
 }
 
 /** Lowercase hex SHA-256 of the UTF-8 encoding of the concatenated strings. */
 export function sha256Hex(...parts: string[]): string {
-  const digest = sha256(new TextEncoder().encode(parts.join('')));
-  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
+  const h = new Sha256();
+  for (const p of parts) h.update(p);
+  return h.hex();
 }

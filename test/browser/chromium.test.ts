@@ -115,6 +115,18 @@ describe('in a browser (headless Chromium)', () => {
     assert.ok(r.matmul <= 1e-5 && r.attention <= 1e-5);
   });
 
+  it('quantises a base to 4-bit NF4 in the page: the same fingerprint (plain-JavaScript SHA-256) and logits as Node', async (t) => {
+    if (unavailable) { t.skip(unavailable); return; }
+    const ids = [1, 5, 9, 20, 33, 2, 7, 8];
+    const web = await inPage<{ fingerprint: string; tensors: number; logits: number[] }>('nf4', 'tiny-qwen2', ids);
+    const model = await loadLlama(goldenDir('tiny-qwen2'), { quantize: 'nf4', backend: cpuBackend() });
+    assert.equal(web.tensors, 14);
+    assert.equal(web.fingerprint, model.quantization!.fingerprint);
+    assert.deepEqual(web.logits, [...await logitsOf(model, Int32Array.from(ids), 1, ids.length)]);
+    model.dispose();
+    t.diagnostic(`fingerprint ${web.fingerprint.slice(0, 19)}… in the page and in Node`);
+  });
+
   const newFolder = tempFolders('browser');
   it('fine-tunes with LongLoRA on WebGPU in the page like Node does, generates the same tokens, and the adapter it exports loads in Node', async (t) => {
     if (unavailable) { t.skip(unavailable); return; }

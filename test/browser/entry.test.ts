@@ -65,6 +65,7 @@ describe('the browser entry', () => {
     const missing = Object.keys(browser).filter((k) => (node as Record<string, unknown>)[k] !== (browser as Record<string, unknown>)[k]);
     assert.deepEqual(missing, []);
     for (const k of ['loadLlama', 'saveAdapter', 'SafetensorsFile']) assert.ok(!(k in browser) && k in node, k);
+    for (const k of ['quantizeModel', 'dequantizeModel', 'Nf4Weight']) assert.ok(k in browser, `${k}: 4-bit bases in the browser entry`);
   });
 });
 

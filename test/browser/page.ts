@@ -6,8 +6,8 @@
  */
 /// <reference types="@webgpu/types" />
 import {
-  Rng, SafetensorsBytes, attention, autoBackend, cpuBackend, currentBackend, fromHost, getBackend, llamaFromSafetensors, loadAdapterBytes, matmul, noGrad,
-  setBackend, tidy,
+  Rng, SafetensorsBytes, attention, autoBackend, cpuBackend, currentBackend, fromHost, getBackend, ids as idsTensor, llamaFromSafetensors, loadAdapterBytes,
+  matmul, noGrad, quantizeModel, setBackend, tidy,
 } from '../../src/browser.js';
 import { diff } from '../helpers/diff.js';
 import { goldenForward, goldenTraining, longloraRun, type GoldenEnv } from '../helpers/golden-runs.js';
@@ -112,6 +112,23 @@ export async function longlora(backend: string, steps: number): Promise<PageLong
   const files: Record<string, number[]> = {};
   for (const [name, bytes] of run.files) files[name] = [...bytes];
   return { backend: r.backend, checks: r.checks, log: r.log, losses: run.losses, logits: [...run.logits], files, generated: run.generated };
+}
+
+/**
+ * A 4-bit base in the page: `variant` built from its bytes on the CPU backend, quantised to
+ * NF4 (fingerprinted with the plain-JavaScript SHA-256), and its logits for `ids` [1, N].
+ */
+export async function nf4(variant: string, ids: number[]): Promise<{ fingerprint: string; tensors: number; logits: number[] }> {
+  const r = await onBackend('cpu', async () => {
+    const model = llamaFromSafetensors(await fetchJson(`${FIXTURES}/${variant}/config.json`), [await fetchBytes(`${FIXTURES}/${variant}/model.safetensors`)]);
+    const info = await quantizeModel(model);
+    const logits = noGrad(() => tidy(() => model.forward(idsTensor(Int32Array.from(ids), [1, ids.length]))));
+    const out = { fingerprint: info.fingerprint, tensors: info.tensors, logits: [...await logits.floats()] };
+    logits.dispose();
+    model.dispose();
+    return out;
+  });
+  return r.result!;
 }
 
 /**

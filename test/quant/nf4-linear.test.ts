@@ -14,6 +14,9 @@ import { Linear, PackedLinear } from '../../src/nn/linear.js';
 import { loadLlama, saveLlama } from '../../src/models/llama/load.js';
 import { Nf4Weight } from '../../src/quant/nf4-weight.js';
 import { dequantizeModel, packedMemory, quantizeModel } from '../../src/quant/quantize-model.js';
+import { setFingerprintHash } from '../../src/quant/fingerprint.js';
+import { nodeHash } from '../../src/quant/node-hash.js';
+import { Sha256 } from '../../src/util/sha256.js';
 import { backward, tapeLength } from '../../src/tensor/autograd.js';
 import * as op from '../../src/tensor/ops/index.js';
 import { Rng } from '../../src/tensor/random.js';
@@ -192,6 +195,15 @@ describe('Llama with a 4-bit base', () => {
     const bf16 = await loadLlama(goldenDir('tiny-llama'), { quantize: 'nf4', dtype: 'bf16' });
     assert.equal(bf16.quantization!.fingerprint, info.fingerprint, 'the fingerprint does not depend on the load dtype');
     bf16.dispose();
+    // The plain-JavaScript SHA-256 (what a browser uses) gives the same fingerprint as Node's.
+    setFingerprintHash(() => new Sha256());
+    try {
+      const js = await loadLlama(goldenDir('tiny-llama'), { quantize: 'nf4' });
+      assert.equal(js.quantization!.fingerprint, info.fingerprint, 'plain-JavaScript and native SHA-256 agree');
+      js.dispose();
+    } finally {
+      setFingerprintHash(nodeHash);
+    }
   });
 
   it('LoRA at step 0 equals the quantised base; all-linear targets reach the packed layers', async (t) => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { sha256Hex } from '../../src/util/sha256.js';
+import { Sha256, sha256Hex } from '../../src/util/sha256.js';
 import { Tokenizer } from '../../src/tokenizer/tokenizer.js';
 import { ROOT } from '../helpers/fixtures.js';
 import { Rng } from '../../src/tensor/random.js';
@@ -22,6 +22,27 @@ describe('sha256 (plain JavaScript)', () => {
     for (const c of cases) assert.equal(sha256Hex(c), ref(c), `length ${c.length}`);
     assert.equal(sha256Hex('abc'), 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
     assert.equal(sha256Hex('ab', 'c'), ref('ab', 'c'));
+  });
+
+  it('hashes incrementally: any split of the input into updates gives node:crypto\'s digest', () => {
+    const rng = new Rng(9);
+    for (const n of [0, 1, 63, 64, 65, 127, 128, 1000, 70_001]) {
+      const bytes = Uint8Array.from({ length: n }, () => rng.int(256));
+      const want = crypto.createHash('sha256').update(bytes).digest('hex');
+      for (let trial = 0; trial < 4; trial++) {
+        const h = new Sha256();
+        let at = 0;
+        while (at < n) {
+          const len = Math.min(n - at, trial === 0 ? 1 : 1 + rng.int(trial * 50));
+          h.update(bytes.subarray(at, at + len));
+          at += len;
+        }
+        assert.equal(h.hex(), want, `${n} bytes, split ${trial}`);
+      }
+    }
+    const h = new Sha256().update('abc');
+    h.hex();
+    assert.throws(() => h.update('more'), /update after digest/);
   });
 
   it('gives the tokenizer the content hash node:crypto gave it (cache keys stay valid)', () => {

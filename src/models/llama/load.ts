@@ -14,6 +14,7 @@ import type { HostArray } from '../../tensor/dtype.js';
 import { fromFloatArray } from '../../tensor/dtype.js';
 import { fromHost, type Tensor } from '../../tensor/tensor.js';
 import { Nf4Quantizer, isQuantizedWeight, type QuantizeMode } from '../../quant/quantize-model.js';
+import '../../quant/node-hash.js'; // the 4-bit fingerprints with Node's native SHA-256
 import { llamaConfigToHF, parseLlamaConfig, type LlamaConfig } from './config.js';
 import { LlamaForCausalLM, type WeightSource } from './model.js';
 import { checkWeightShape, computeOf, warnUnused, type BuildOptions, type ParamDType } from './init.js';
