@@ -371,7 +371,8 @@ export class Trainer {
     }
     if (!c.gguf) return;
     const file = path.join(c.output, 'model.gguf');
-    const g = exportGguf(dir, file, { tokenizerDir: c.tokenizer ?? c.model! });
+    const name = `${path.basename(path.resolve(c.model!))}-${c.seqLen}`; // the base and the context it was extended to
+    const g = exportGguf(dir, file, { tokenizerDir: c.tokenizer ?? c.model!, name });
     this.out.write(`wrote ${file} (${g.tensors} tensors, ${g.dtype}, context ${g.contextLength}) for llama.cpp and ollama\n`);
   }
 

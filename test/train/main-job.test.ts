@@ -47,5 +47,7 @@ describe('the main job', () => {
     }
     const merged = JSON.parse(fs.readFileSync(path.join(run, 'merged', 'config.json'), 'utf8')) as { rope_scaling: { type?: string; rope_type?: string; factor: number } };
     assert.equal(merged.rope_scaling.factor, 2);
+    const info = spawnSync(process.execPath, [cli, 'info', path.join(run, 'model.gguf')], { encoding: 'utf8' });
+    assert.match(info.stdout, /llama "tiny-longlora-512", 4 layers.*\n  context 512, RoPE base 10000, scaling linear ×2/);
   });
 });
