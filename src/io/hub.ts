@@ -18,6 +18,7 @@ import { ProgressBar, type ProgressStream } from '../train/progress.js';
 
 /** Files a model folder needs besides weights. */
 const NEEDED = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja', 'model.safetensors.index.json'];
+const INDEX = 'model.safetensors.index.json';
 
 /** Where and how to resolve a Hub model. */
 export interface HubOptions {
@@ -80,19 +81,47 @@ export function cachedSnapshot(repo: string, revision: string, cacheDir: string)
   return problem ? { dir: null, why: `the cached snapshot ${dir} is incomplete (${problem})` } : { dir, why: '' };
 }
 
+type Credentials = Pick<Parameters<typeof downloadFileToCacheDir>[0], 'accessToken' | 'fetch' | 'hubUrl'>;
+
+/**
+ * The weight files of the Hugging Face layout: the shards model.safetensors.index.json
+ * names, else model.safetensors. Other safetensors files a repository may carry beside
+ * them (Mistral's consolidated.safetensors, adapters, other precisions) are not fetched.
+ */
+async function weightFiles(repo: string, commit: string, cacheDir: string, listed: ReadonlyMap<string, number>, creds: Credentials): Promise<string[]> {
+  if (listed.has(INDEX)) {
+    const index = await downloadFileToCacheDir({ repo, path: INDEX, revision: commit, cacheDir, ...creds });
+    let map: unknown;
+    try {
+      map = (JSON.parse(fs.readFileSync(index, 'utf8')) as { weight_map?: unknown }).weight_map;
+    } catch (e) {
+      throw new LongLoraError(`${repo}: ${INDEX} is not valid JSON (${(e as Error).message})`);
+    }
+    if (map === null || typeof map !== 'object') throw new LongLoraError(`${repo}: ${INDEX} has no weight_map`);
+    const shards = [...new Set(Object.values(map as Record<string, unknown>).map(String))];
+    const missing = shards.filter((f) => !listed.has(f));
+    if (missing.length > 0) throw new LongLoraError(`${repo}: ${INDEX} names shard(s) the repository does not have: ${missing.slice(0, 3).join(', ')}`);
+    return shards;
+  }
+  if (listed.has('model.safetensors')) return ['model.safetensors'];
+  const other = [...listed.keys()].filter((p) => p.endsWith('.safetensors'));
+  throw new LongLoraError(other.length > 0
+    ? `${repo} has safetensors files (${other.slice(0, 3).join(', ')}) but not in the Hugging Face layout (model.safetensors, or shards listed by ${INDEX}); pick a repository in transformers' format`
+    : `${repo} has no safetensors weights (only other formats); convert it to safetensors or pick a repository that has them`);
+}
+
 /** Downloads what a Llama needs from `repo` into the cache and records the ref. Returns the snapshot folder. */
 async function download(repo: string, revision: string, cacheDir: string, o: HubOptions): Promise<string> {
   const creds = { ...(o.token ? { accessToken: o.token } : {}), ...(o.fetch ? { fetch: o.fetch } : {}), ...(o.hubUrl ? { hubUrl: o.hubUrl } : {}) };
   const info = await modelInfo({ name: repo, revision, additionalFields: ['sha'], ...creds });
   const commit = (info as { sha?: string }).sha;
   if (!commit) throw new LongLoraError(`the Hub gave no commit for ${repo}@${revision}`);
-  const files: Array<{ path: string; size: number }> = [];
+  const listed = new Map<string, number>();
   for await (const f of listFiles({ repo, revision: commit, recursive: true, ...creds })) {
-    if (f.type === 'file' && (NEEDED.includes(f.path) || /^[^/]*\.safetensors$/.test(f.path))) files.push({ path: f.path, size: f.size });
+    if (f.type === 'file') listed.set(f.path, f.size);
   }
-  if (!files.some((f) => f.path.endsWith('.safetensors'))) {
-    throw new LongLoraError(`${repo} has no safetensors weights (only other formats); convert it to safetensors or pick a repository that has them`);
-  }
+  const files = [...listed].filter(([p]) => NEEDED.includes(p)).map(([p, size]) => ({ path: p, size }));
+  for (const w of await weightFiles(repo, commit, cacheDir, listed, creds)) files.push({ path: w, size: listed.get(w)! });
   const total = files.reduce((a, f) => a + f.size, 0);
   const bar = new ProgressBar(Math.max(1, Math.ceil(total / 1e6)), 'MB', 0, o.out ?? process.stderr);
   bar.log(`downloading ${repo}@${commit.slice(0, 8)}: ${files.length} file(s), ${(total / 1e9).toFixed(2)} GB into ${cacheDir}`);

@@ -1,7 +1,7 @@
 /**
  * Hub models without the network: the cache folder rule, reuse of a cached snapshot
  * (offline, and when the Hub cannot be reached), incomplete snapshots, the errors when
- * neither works, and local folders.
+ * neither works, which weight files are fetched, and local folders.
  */
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { cachedSnapshot, hubCacheDir, isRepoId, resolveModel } from '../../src/io/hub.js';
+import { openCheckpoint, writeCheckpoint } from '../../src/io/checkpoint.js';
 import { goldenDir } from '../helpers/fixtures.js';
 import { sink } from '../helpers/train.js';
 import { tempFolders } from '../helpers/tmp.js';
@@ -137,6 +138,31 @@ describe('Hugging Face cache', () => {
     assert.ok(!fs.existsSync(path.join(dir, 'README.md')) && !fs.existsSync(path.join(dir, 'pytorch_model.bin')), 'only what a Llama needs');
     assert.match(out.text(), /downloading org\/tiny@aaaaaaaa: 2 file\(s\)/);
     assert.equal(await resolveModel('org/tiny', { cacheDir: cache, offline: true }), dir, 'reused offline afterwards');
+  });
+
+  it('online, sharded: the shards the index names, not the other safetensors beside them (Mistral\'s consolidated.safetensors)', async () => {
+    const src = fresh();
+    const ck = openCheckpoint(goldenDir('tiny-llama'));
+    writeCheckpoint(src, ck.names().map((n) => ({ name: n, ...ck.read(n) })), { maxShardBytes: 40_000 });
+    ck.close();
+    const files: Record<string, Buffer> = { 'config.json': fs.readFileSync(path.join(goldenDir('tiny-llama'), 'config.json')) };
+    for (const f of fs.readdirSync(src)) files[f] = fs.readFileSync(path.join(src, f));
+    const shards = Object.keys(files).filter((f) => /^model-\d+-of-\d+\.safetensors$/.test(f));
+    assert.ok(shards.length >= 2, `sharded: ${Object.keys(files).join(', ')}`);
+    files['consolidated.safetensors'] = files['model-00001-of-0000' + shards.length + '.safetensors']!;
+    const hub = fakeHub(files);
+    const cache = fresh();
+    const dir = await resolveModel('org/tiny', { cacheDir: cache, fetch: hub.fetch, hubUrl: 'https://hub.test', out: sink() });
+    assert.ok(!hub.served.includes('consolidated.safetensors'), `served: ${hub.served.join(', ')}`);
+    for (const f of shards) assert.ok(hub.served.includes(f), f);
+    const { loadLlama } = await import('../../src/models/llama/load.js');
+    const m = await loadLlama(dir);
+    assert.equal(m.config.numLayers, 2);
+    m.dispose();
+
+    const only = fakeHub({ 'config.json': files['config.json']!, 'consolidated.safetensors': files['consolidated.safetensors']! });
+    await assert.rejects(resolveModel('org/tiny', { cacheDir: fresh(), fetch: only.fetch, hubUrl: 'https://hub.test', out: sink() }),
+      /has safetensors files \(consolidated\.safetensors\) but not in the Hugging Face layout/);
   });
 
   it('local folders are used as they are', async () => {
