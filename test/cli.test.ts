@@ -96,6 +96,9 @@ describe('longlora command line', () => {
     assert.equal(m.code, 0, m.err);
     assert.match(m.out, /wrote .*merged\.gguf: 39 tensors, weights in f16, [\d.]+ MB, context 512 tokens/);
     assert.match(m.err, /tensors 39\/39/);
+    assert.match(m.out, /ollama create NAME -f \S*merged\.Modelfile, which sets num_ctx 512/);
+    assert.equal(fs.readFileSync(path.join(dir, 'merged.Modelfile'), 'utf8'),
+      '# ollama create merged -f merged.Modelfile   (then: ollama run merged)\nFROM ./merged.gguf\nPARAMETER num_ctx 512\n');
     const { metadata } = await readGguf(gguf, { allowLocalFile: true });
     const meta = metadata as unknown as Record<string, unknown>;
     assert.deepEqual([meta['llama.rope.scaling.type'], meta['llama.rope.scaling.factor'], meta['general.name']], ['linear', 2, 'merged']);

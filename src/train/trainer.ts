@@ -373,7 +373,7 @@ export class Trainer {
     const file = path.join(c.output, 'model.gguf');
     const name = `${path.basename(path.resolve(c.model!))}-${c.seqLen}`; // the base and the context it was extended to
     const g = exportGguf(dir, file, { tokenizerDir: c.tokenizer ?? c.model!, name });
-    this.out.write(`wrote ${file} (${g.tensors} tensors, ${g.dtype}, context ${g.contextLength}) for llama.cpp and ollama\n`);
+    this.out.write(`wrote ${file} (${g.tensors} tensors, ${g.dtype}, context ${g.contextLength}) for llama.cpp, and ${g.modelfile} for ollama\n`);
   }
 
   /** Held-out loss with dense attention, logged and written to the metrics (no-op without a split). */

@@ -127,6 +127,9 @@ describe('GGUF export', () => {
     const progress: string[] = [];
     const r = exportGguf(TINY, file, { onTensor: (done, total, name) => progress.push(`${done}/${total} ${name}`) });
     assert.deepEqual([r.tensors, r.dtype, r.contextLength], [39, 'f16', 256]);
+    assert.equal(r.modelfile, file.replace('.gguf', '.Modelfile'));
+    assert.match(fs.readFileSync(r.modelfile!, 'utf8'), /^FROM \.\/tiny\.gguf\nPARAMETER num_ctx 256\n$/m);
+    assert.equal(exportGguf(TINY, file.replace('tiny', 'other'), { modelfile: false }).modelfile, null);
     assert.equal(progress.at(-1), '39/39 output.weight');
     const { parsed, meta, tensor } = await read(file);
     assert.equal(meta['general.architecture'], 'llama');

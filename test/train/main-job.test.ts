@@ -38,11 +38,11 @@ describe('the main job', () => {
     const log = p.stderr;
     assert.match(log, /trainable: [\d,]+ of [\d,]+ parameters/);
     assert.match(log, /S²-Attn/);
-    assert.match(log, /wrote \S*model\.gguf \(39 tensors, f16, context 512\) for llama\.cpp and ollama/);
+    assert.match(log, /wrote \S*model\.gguf \(39 tensors, f16, context 512\) for llama\.cpp, and \S*model\.Modelfile for ollama/);
     const table = /perplexity by context length[^\n]*\ntokens\s+base \(own RoPE\)\s+base \+ new RoPE, no training\s+after training\n256\s+[\d.]+\s+[\d.]+\s+[\d.]+\n512\s+[\d.]+\s+[\d.]+\s+[\d.]+/.exec(log);
     assert.ok(table, `no before/after table in:\n${log.slice(-2000)}`);
     const run = path.join(cwd, 'run');
-    for (const f of ['adapter_config.json', 'adapter_model.safetensors', 'trainable_params.safetensors', 'ppl.json', 'metrics.jsonl', 'merged/config.json', 'merged/model.safetensors', 'merged/tokenizer.json', 'model.gguf']) {
+    for (const f of ['adapter_config.json', 'adapter_model.safetensors', 'trainable_params.safetensors', 'ppl.json', 'metrics.jsonl', 'merged/config.json', 'merged/model.safetensors', 'merged/tokenizer.json', 'model.gguf', 'model.Modelfile']) {
       assert.ok(fs.existsSync(path.join(run, f)), `${f} written`);
     }
     const merged = JSON.parse(fs.readFileSync(path.join(run, 'merged', 'config.json'), 'utf8')) as { rope_scaling: { type?: string; rope_type?: string; factor: number } };

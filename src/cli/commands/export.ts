@@ -32,7 +32,7 @@ export function exportWithProgress(dir: string, out: string, opts: { dtype?: Ggu
   });
   const mb = (fs.statSync(out).size / 1e6).toFixed(1);
   console.log(`wrote ${out}: ${r.tensors} tensors, weights in ${r.dtype}, ${mb} MB, context ${r.contextLength} tokens ` +
-    `(run it with llama.cpp: llama-cli -m ${out}; or in ollama: a Modelfile with FROM ${out})`);
+    `(llama.cpp: llama-cli -m ${out} -c 0; ollama: ollama create NAME -f ${r.modelfile}, which sets num_ctx ${r.contextLength})`);
 }
 
 export async function exportCommand(argv: string[]): Promise<void> {

@@ -14,6 +14,7 @@
  */
 import path from 'node:path';
 import { LongLoraError } from '../../errors.js';
+import { writeBytesAtomic } from '../../io/atomic.js';
 import { openCheckpoint, readJsonFile } from '../../io/checkpoint.js';
 import { writeGguf, type GgmlType, type GgufTensor, type GgufValue } from '../../io/gguf.js';
 import { ropeContextLength, ropeFrequencies, ropeInvFreq } from '../../nn/rope-scaling.js';
@@ -34,6 +35,8 @@ export interface GgufExportOptions {
   tokenizerDir?: string;
   /** Called after each tensor is written. */
   onTensor?: (done: number, total: number, name: string) => void;
+  /** Also write `<file without .gguf>.Modelfile` for ollama (default true; see ollamaModelfile). */
+  modelfile?: boolean;
 }
 
 export interface GgufExportResult {
@@ -41,6 +44,23 @@ export interface GgufExportResult {
   tensors: number;
   dtype: GgufDType;
   contextLength: number;
+  /** The ollama Modelfile written beside it, or null. */
+  modelfile: string | null;
+}
+
+/**
+ * An ollama Modelfile for a GGUF file: FROM it and num_ctx set to the model's context.
+ * ollama does not take the context from the file (its default is a few thousand tokens),
+ * so a long-context model run without this would be cut short.
+ */
+export function ollamaModelfile(ggufFile: string, contextLength: number): string {
+  const name = path.basename(ggufFile, '.gguf');
+  return [
+    `# ollama create ${name} -f ${name}.Modelfile   (then: ollama run ${name})`,
+    `FROM ./${path.basename(ggufFile)}`,
+    `PARAMETER num_ctx ${contextLength}`,
+    '',
+  ].join('\n');
 }
 
 const GGML_OF: Record<GgufDType, GgmlType> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
@@ -222,7 +242,13 @@ export function exportGguf(modelDir: string, outFile: string, opts: GgufExportOp
       });
     }
     writeGguf(outFile, meta, tensors, (i, t) => opts.onTensor?.(i + 1, tensors.length, t.name));
-    return { file: outFile, tensors: tensors.length, dtype, contextLength: ggufContextLength(config) };
+    const contextLength = ggufContextLength(config);
+    let modelfile: string | null = null;
+    if (opts.modelfile !== false) {
+      modelfile = outFile.replace(/\.gguf$/, '.Modelfile');
+      writeBytesAtomic(modelfile, ollamaModelfile(outFile, contextLength));
+    }
+    return { file: outFile, tensors: tensors.length, dtype, contextLength, modelfile };
   } finally {
     ck.close();
   }
