@@ -114,7 +114,7 @@ describe('longlora command line', () => {
     assert.match(cli('info', path.join(dir, 'none.gguf')).err, /none\.gguf does not exist/);
     const bad = cli('export', '--model', path.join(dir, 'merged'), '--out', path.join(dir, 'c.gguf'), '--dtype', 'q4');
     assert.equal(bad.code, 1);
-    assert.match(bad.err, /--dtype must be f32, f16 or bf16, got q4/);
+    assert.match(bad.err, /--dtype must be f32, f16, bf16 or q8_0, got q4/);
     assert.match(cli('export', '--out', 'x.gguf').err, /--model is required/);
     const full = path.join(dir, 'full');
     const f = cli('train', '--model', tiny, '--data', path.join(tiny, 'data', 'train.bin'), '--output', full, '--steps', '1',

@@ -8,7 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { gguf } from '@huggingface/gguf';
-import { writeGguf, type GgufTensor, type GgufValue } from '../../src/io/gguf.js';
+import { quantizeQ8_0, writeGguf, type GgufTensor, type GgufValue } from '../../src/io/gguf.js';
+import { f16BitsToF32 } from '../../src/tensor/dtype.js';
 import { throwsLL } from '../helpers/errors.js';
 import { tempFolders } from '../helpers/tmp.js';
 
@@ -74,6 +75,30 @@ describe('GGUF writer', () => {
       assert.deepEqual(new Uint8Array(buf.subarray(at, at + t.bytes().length)), t.bytes(), t.name);
     });
     assert.equal(buf.length, Number(tensorDataOffset) + 64 + 64, 'the data section ends aligned');
+  });
+
+  it('Q8_0 as llama.cpp quantises: d = max|x| / 127 in f16, values rounded half away from zero; 34 bytes per 32 values', async () => {
+    const x = new Float32Array(64);
+    x.set([127, -63.5, 0.5, -0.5, 1.49, 2.5, -127, 100]);
+    // block 2 stays all zero: d = 0 and every value 0
+    const q = quantizeQ8_0(x);
+    assert.equal(q.length, 68);
+    const v = new DataView(q.buffer);
+    assert.equal(v.getUint16(0, true), 0x3c00, 'd = 1.0 in f16');
+    assert.deepEqual([0, 1, 2, 3, 4, 5, 6, 7].map((j) => v.getInt8(2 + j)), [127, -64, 1, -1, 1, 3, -127, 100]);
+    assert.deepEqual([...q.subarray(34)], new Array(34).fill(0));
+    const y = Float32Array.from({ length: 32 }, (_, i) => (i - 10) * 0.013);
+    const qy = new DataView(quantizeQ8_0(y).buffer);
+    const d = f16BitsToF32(qy.getUint16(0, true));
+    assert.ok(Math.abs(d - (21 * 0.013) / 127) < 1e-3 * d, `d ${d}`);
+    y.forEach((val, i) => assert.ok(Math.abs(d * qy.getInt8(2 + i) - val) <= d / 2 + 1e-6, `value ${i}`));
+    assert.throws(() => quantizeQ8_0(new Float32Array(33)), /multiple of 32/);
+
+    const file = path.join(fresh(), 'q.gguf');
+    writeGguf(file, [], [{ name: 'w', shape: [2, 32], type: 'Q8_0', bytes: () => quantizeQ8_0(x) }]);
+    const { tensorInfos } = await readGguf(file);
+    assert.deepEqual([tensorInfos[0]!.dtype, tensorInfos[0]!.shape.map(Number)], [8, [32, 2]]);
+    throwsLL(() => writeGguf(file, [], [{ name: 'w', shape: [2, 48], type: 'Q8_0', bytes: () => new Uint8Array(0) }]), 'Q8_0 needs rows that are a multiple of 32');
   });
 
   it('refuses duplicate keys and names, bad values and wrong byte counts, leaving an existing file untouched', async () => {

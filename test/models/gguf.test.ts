@@ -34,6 +34,14 @@ async function read(file: string): Promise<{ parsed: Parsed; meta: Record<string
     const shape = info.shape.map(Number).reverse();
     const n = shape.reduce((a, b) => a * b, 1);
     const at = Number(parsed.tensorDataOffset) + Number(info.offset);
+    if (info.dtype === 8) { // Q8_0: blocks of an f16 scale and 32 int8 values
+      const blocks = new DataView(buf.buffer, buf.byteOffset + at, (n / 32) * 34);
+      const data = Float32Array.from({ length: n }, (_, i) => {
+        const b = Math.floor(i / 32);
+        return f16BitsToF32(blocks.getUint16(b * 34, true)) * blocks.getInt8(b * 34 + 2 + (i % 32));
+      });
+      return { shape, type: info.dtype, data };
+    }
     const item = info.dtype === 0 ? 4 : 2;
     const bytes = new Uint8Array(buf.subarray(at, at + n * item)).slice();
     const data = info.dtype === 0 ? new Float32Array(bytes.buffer)
@@ -235,6 +243,35 @@ describe('GGUF export', () => {
     assert.equal(tensor('blk.0.ffn_up.weight').type, 30);
   });
 
+  it('q8_0: 2-D weights in ggml\'s Q8_0 (q and k permuted first), within half a step of each block\'s scale (and its f16 rounding); norms in f32', async () => {
+    const file = path.join(fresh(), 'q8.gguf');
+    const r = exportGguf(TINY, file, { dtype: 'q8_0' });
+    assert.equal(r.dtype, 'q8_0');
+    const { meta, tensor } = await read(file);
+    assert.equal(meta['general.file_type'], 7);
+    assert.ok(fs.statSync(file).size < 0.6 * fs.statSync(path.join(TINY, 'model.safetensors')).size, 'about half of f16');
+    const ck = openCheckpoint(TINY);
+    for (const [hf, g, heads] of [['model.layers.0.self_attn.k_proj.weight', 'blk.0.attn_k.weight', 4], ['model.embed_tokens.weight', 'token_embd.weight', 0],
+      ['model.layers.3.mlp.down_proj.weight', 'blk.3.ffn_down.weight', 0]] as const) {
+      const src = ck.read(hf, 'f32');
+      const want = heads ? permuteRotary(src.data as Float32Array, src.shape[0]!, src.shape[1]!, heads) : src.data as Float32Array;
+      const got = tensor(g);
+      assert.equal(got.type, 8, `${g} is Q8_0`);
+      for (let b = 0; b < want.length / 32; b++) {
+        let amax = 0;
+        for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(want[b * 32 + j]!));
+        for (let j = 0; j < 32; j++) {
+          const i = b * 32 + j;
+          // Half a step, plus |q| ≤ 127 times the f16 rounding of the scale (2^-11 relative).
+          const d = amax / 127;
+          assert.ok(Math.abs(got.data[i]! - want[i]!) <= d * (0.5 + 127 * 2 ** -11) + 1e-12, `${g}[${i}]: ${got.data[i]} vs ${want[i]}`);
+        }
+      }
+    }
+    assert.equal(tensor('blk.2.ffn_norm.weight').type, 0);
+    ck.close();
+  });
+
   it('llama3 scaling: rope_freqs.weight by llama.cpp\'s converter formula', async () => {
     const scaling = { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 256 };
     const dir = variant((c) => { c.rope_scaling = scaling; });
@@ -330,7 +367,7 @@ describe('GGUF export', () => {
     fs.writeFileSync(out, 'previous');
     throwsLL(() => exportGguf(TINY, out.replace('.gguf', '.bin')), 'must end in .gguf');
     throwsLL(() => exportGguf(variant((c) => { c.rope_scaling = { type: 'dynamic', factor: 2 }; }), out), 'dynamic NTK', 'linear interpolation');
-    throwsLL(() => exportGguf(TINY, out, { dtype: 'f8' as 'f16' }), 'dtype must be f32, f16 or bf16');
+    throwsLL(() => exportGguf(TINY, out, { dtype: 'f8' as 'f16' }), 'dtype must be f32, f16, bf16 or q8_0');
     const big = variant(() => {}, (n, d) => (n === 'model.layers.0.mlp.up_proj.weight' ? d.map((v, i) => (i === 5 ? 1e6 : v)) : d));
     throwsLL(() => exportGguf(big, out, { dtype: 'f16' }), 'model.layers.0.mlp.up_proj.weight', 'beyond f16\'s range', 'export with --dtype bf16');
     const missing = variant(() => {}, (n, d) => (n === 'model.layers.2.mlp.gate_proj.weight' ? null : d));

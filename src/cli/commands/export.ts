@@ -8,7 +8,7 @@ import { parse } from '../args.js';
 const OPTIONS = {
   model: { type: 'string', help: 'model folder: config.json, safetensors and tokenizer.json (e.g. a merged LongLoRA model)' },
   out: { type: 'string', help: 'the .gguf file to write' },
-  dtype: { type: 'string', help: 'f32, f16 or bf16 for the weights (default: the checkpoint\'s own; norms are always f32)' },
+  dtype: { type: 'string', help: 'f32, f16, bf16, or q8_0 (8-bit, about half of f16) for the weights (default: the checkpoint\'s own; norms are always f32)' },
   name: { type: 'string', help: 'general.name in the file (default: the folder\'s name)' },
   tokenizer: { type: 'string', help: 'folder of tokenizer.json (default: the model folder)' },
 } as const;
@@ -16,7 +16,7 @@ const OPTIONS = {
 /** The --dtype value, checked. */
 function ggufDType(v: unknown, command: string): GgufDType | undefined {
   if (v === undefined) return undefined;
-  if (!['f32', 'f16', 'bf16'].includes(String(v))) throw new LongLoraError(`${command}: --dtype must be f32, f16 or bf16, got ${String(v)}`);
+  if (!['f32', 'f16', 'bf16', 'q8_0'].includes(String(v))) throw new LongLoraError(`${command}: --dtype must be f32, f16, bf16 or q8_0, got ${String(v)}`);
   return v as GgufDType;
 }
 

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { LongLoraError } from '../../errors.js';
 import { writeBytesAtomic } from '../../io/atomic.js';
 import { openCheckpoint, readJsonFile } from '../../io/checkpoint.js';
-import { writeGguf, type GgmlType, type GgufTensor, type GgufValue } from '../../io/gguf.js';
+import { Q8_0_BLOCK, quantizeQ8_0, writeGguf, type GgmlType, type GgufTensor, type GgufValue } from '../../io/gguf.js';
 import { ropeContextLength, ropeFrequencies, ropeInvFreq } from '../../nn/rope-scaling.js';
 import { type HostArray } from '../../tensor/dtype.js';
 import { ggufVocab } from '../../tokenizer/gguf-vocab.js';
@@ -24,7 +24,8 @@ import { Tokenizer } from '../../tokenizer/tokenizer.js';
 import { llamaTensorShapes, parseLlamaConfig, type LlamaConfig } from './config.js';
 import { checkF16Range } from './load.js';
 
-export type GgufDType = 'f32' | 'f16' | 'bf16';
+/** Storage of the 2-D weights: a float type, or ggml's 8-bit Q8_0 (rows not a multiple of 32 long stay f16, as in llama.cpp's converter). */
+export type GgufDType = 'f32' | 'f16' | 'bf16' | 'q8_0';
 
 export interface GgufExportOptions {
   /** Storage of the 2-D weights (default: the checkpoint's own, from config.json's torch_dtype). */
@@ -63,9 +64,9 @@ export function ollamaModelfile(ggufFile: string, contextLength: number): string
   ].join('\n');
 }
 
-const GGML_OF: Record<GgufDType, GgmlType> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
-/** general.file_type (llama_ftype): all f32, mostly f16, mostly bf16. */
-const FILE_TYPE: Record<GgufDType, number> = { f32: 0, f16: 1, bf16: 32 };
+const GGML_OF: Record<GgufDType, GgmlType> = { f32: 'F32', f16: 'F16', bf16: 'BF16', q8_0: 'Q8_0' };
+/** general.file_type (llama_ftype): all f32, mostly f16, mostly bf16, mostly Q8_0. */
+const FILE_TYPE: Record<GgufDType, number> = { f32: 0, f16: 1, bf16: 32, q8_0: 7 };
 
 /** The GGUF name of a Hugging Face Llama (Mistral, Qwen 2) tensor. */
 export function ggufTensorName(hf: string): string {
@@ -206,7 +207,7 @@ export function exportGguf(modelDir: string, outFile: string, opts: GgufExportOp
   const configPath = path.join(modelDir, 'config.json');
   const config = parseLlamaConfig(readJsonFile(configPath), configPath);
   const dtype = opts.dtype ?? dtypeOfConfig(config);
-  if (!(dtype in GGML_OF)) throw new LongLoraError(`GGUF export: dtype must be f32, f16 or bf16, got ${String(dtype)}`);
+  if (!(dtype in GGML_OF)) throw new LongLoraError(`GGUF export: dtype must be f32, f16, bf16 or q8_0, got ${String(dtype)}`);
   const name = opts.name ?? path.basename(path.resolve(modelDir));
   const meta = llamaGgufMetadata(config, name, dtype);
   const tok = Tokenizer.load(opts.tokenizerDir ?? modelDir);
@@ -227,17 +228,17 @@ export function exportGguf(modelDir: string, outFile: string, opts: GgufExportOp
       tensors.push({ name: 'rope_freqs.weight', shape: [factors.length], type: 'F32', bytes: () => bytesOf(factors) });
     }
     for (const [n, shape] of shapes) {
-      const stored: GgufDType = shape.length === 1 ? 'f32' : dtype;
+      const stored: GgufDType = shape.length === 1 ? 'f32' : dtype === 'q8_0' && shape.at(-1)! % Q8_0_BLOCK !== 0 ? 'f16' : dtype;
       const heads = !permute ? 0 : /\.q_proj\.(weight|bias)$/.test(n) ? config.numHeads : /\.k_proj\.(weight|bias)$/.test(n) ? config.numKvHeads : 0;
       tensors.push({
         name: ggufTensorName(n),
         shape,
         type: GGML_OF[stored],
         bytes: () => {
-          let data = ck.read(n, stored).data;
+          let data = ck.read(n, stored === 'q8_0' ? 'f32' : stored).data;
           if (stored === 'f16') checkF16Range(data as Uint16Array, n, ck, 'export with --dtype');
           if (heads > 0) data = permuteRotary(data, shape[0]!, shape[1] ?? 1, heads);
-          return bytesOf(data);
+          return stored === 'q8_0' ? quantizeQ8_0(data as Float32Array) : bytesOf(data);
         },
       });
     }
