@@ -116,6 +116,9 @@ describe('longlora command line', () => {
     assert.equal(bad.code, 1);
     assert.match(bad.err, /--dtype must be f32, f16, bf16 or q8_0, got q4/);
     assert.match(cli('export', '--out', 'x.gguf').err, /--model is required/);
+    const lora = cli('export', '--model', tiny, '--adapter', out, '--out', path.join(dir, 'lora.gguf'));
+    assert.equal(lora.code, 1);
+    assert.match(lora.err, /also trained .*which a GGUF LoRA cannot carry.*longlora merge/);
     const full = path.join(dir, 'full');
     const f = cli('train', '--model', tiny, '--data', path.join(tiny, 'data', 'train.bin'), '--output', full, '--steps', '1',
       '--seq-len', '64', '--grad-accum', '1', '--mode', 'full', '--warmup-steps', '1', '--gguf', '--backend', 'wasm');

@@ -13,7 +13,13 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { gguf } from '@huggingface/gguf';
 import { openCheckpoint, writeCheckpoint } from '../../src/io/checkpoint.js';
-import { exportGguf, permuteRotary } from '../../src/models/llama/gguf.js';
+import { exportGguf, exportGgufAdapter, permuteRotary } from '../../src/models/llama/gguf.js';
+import { loadLlama } from '../../src/models/llama/load.js';
+import { applyLora } from '../../src/lora/inject.js';
+import { mergeAdapter } from '../../src/lora/adapted.js';
+import { saveAdapter } from '../../src/io/peft.js';
+import { Rng } from '../../src/tensor/random.js';
+import { fromHost } from '../../src/tensor/tensor.js';
 import { bf16BitsToF32, f16BitsToF32 } from '../../src/tensor/dtype.js';
 import { Tokenizer } from '../../src/tokenizer/tokenizer.js';
 import { ROOT } from '../helpers/fixtures.js';
@@ -383,4 +389,60 @@ describe('GGUF export', () => {
     assert.equal(fs.readFileSync(out, 'utf8'), 'previous');
     assert.deepEqual(fs.readdirSync(path.dirname(out)), ['x.gguf']);
   });
+
+  it('a plain LoRA as a GGUF LoRA: alpha, lora_a / lora_b (lora_b\'s q and k rows permuted); base + scale·B·A is the merged export', async (t) => {
+    const dir = fresh();
+    const model = await loadLlama(TINY, { dtype: 'f32' });
+    applyLora(model, ['q_proj', 'k_proj', 'v_proj', 'o_proj'], { r: 4, alpha: 8, dropout: 0, rslora: false }, new Rng(0), { training: false, rng: new Rng(1) });
+    const rng = new Rng(3);
+    for (const [n, p] of model.namedParameters()) {
+      if (!n.endsWith('lora_B.weight')) continue;
+      model.setAt(n, fromHost(Float32Array.from({ length: p.size }, () => rng.normal() * 0.05), p.shape, 'f32', p.backend).keep());
+      p.dispose();
+    }
+    const adapterDir = path.join(dir, 'run');
+    await saveAdapter(model, adapterDir, { baseModel: TINY, extras: [], sidecar: { rope_scaling: { type: 'linear', factor: 2 } } });
+    model.dispose();
+    const file = path.join(dir, 'lora.gguf');
+    const r = exportGgufAdapter(TINY, adapterDir, file);
+    assert.deepEqual([r.layers, r.rank, r.ropeFlags], [16, 4, '--rope-scaling linear --rope-scale 2']);
+    const { meta, tensor, parsed } = await read(file);
+    assert.deepEqual([meta['general.architecture'], meta['general.type'], meta['adapter.type'], meta['adapter.lora.alpha']], ['llama', 'adapter', 'lora', 8]);
+    assert.equal(parsed.tensorInfos.length, 32);
+    assert.deepEqual(tensor('blk.1.attn_q.weight.lora_a').shape, [4, 128]);
+    assert.deepEqual(tensor('blk.1.attn_q.weight.lora_b').shape, [128, 4]);
+
+    // The merged model exported whole, minus the base exported whole, is (alpha / r)·B·A of the GGUF LoRA.
+    await mergeAdapter(TINY, adapterDir, path.join(dir, 'merged'), { dtype: 'f32' });
+    exportGguf(path.join(dir, 'merged'), path.join(dir, 'merged.gguf'), { dtype: 'f32' });
+    exportGguf(TINY, path.join(dir, 'base.gguf'), { dtype: 'f32' });
+    const merged = await read(path.join(dir, 'merged.gguf'));
+    const base = await read(path.join(dir, 'base.gguf'));
+    let worst = 0;
+    for (const g of ['blk.0.attn_q.weight', 'blk.2.attn_k.weight', 'blk.3.attn_v.weight', 'blk.1.attn_output.weight']) {
+      const A = tensor(`${g}.lora_a`).data;
+      const B = tensor(`${g}.lora_b`).data;
+      const W1 = merged.tensor(g).data;
+      const W0 = base.tensor(g).data;
+      for (let o = 0; o < 128; o++) {
+        for (let i = 0; i < 128; i++) {
+          let ba = 0;
+          for (let k = 0; k < 4; k++) ba += B[o * 4 + k]! * A[k * 128 + i]!;
+          worst = Math.max(worst, Math.abs(W1[o * 128 + i]! - W0[o * 128 + i]! - 2 * ba));
+        }
+      }
+    }
+    t.diagnostic(`merged − base vs (alpha/r)·B·A: max |diff| ${worst.toExponential(2)}`);
+    assert.ok(worst < 1e-5, `${worst}`);
+
+    // rsLoRA's alpha / √r folded into alpha; a LongLoRA adapter (trained norms) is refused.
+    const cfgFile = path.join(adapterDir, 'adapter_config.json');
+    fs.writeFileSync(cfgFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(cfgFile, 'utf8')), use_rslora: true }));
+    exportGgufAdapter(TINY, adapterDir, file);
+    assert.equal((await read(file)).meta['adapter.lora.alpha'], 16);
+    fs.writeFileSync(cfgFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(cfgFile, 'utf8')), modules_to_save: ['embed_tokens', 'norm'] }));
+    throwsLL(() => exportGgufAdapter(TINY, adapterDir, path.join(dir, 'no.gguf')), 'also trained embed_tokens, norm', 'longlora merge');
+    assert.ok(!fs.existsSync(path.join(dir, 'no.gguf')));
+  });
 });
+

@@ -1,7 +1,10 @@
-/** `longlora export`: a Llama checkpoint folder (a merged model) → one GGUF file for llama.cpp and ollama. */
+/**
+ * `longlora export`: a Llama checkpoint folder (a merged model) → one GGUF file for llama.cpp
+ * and ollama; or, with --adapter, a plain LoRA adapter → a GGUF LoRA for llama.cpp --lora.
+ */
 import fs from 'node:fs';
 import { LongLoraError } from '../../errors.js';
-import { exportGguf, type GgufDType } from '../../models/llama/gguf.js';
+import { exportGguf, exportGgufAdapter, type GgufDType } from '../../models/llama/gguf.js';
 import { ProgressBar } from '../../train/progress.js';
 import { parse } from '../args.js';
 
@@ -11,6 +14,7 @@ const OPTIONS = {
   dtype: { type: 'string', help: 'f32, f16, bf16, or q8_0 (8-bit, about half of f16) for the weights (default: the checkpoint\'s own; norms are always f32)' },
   name: { type: 'string', help: 'general.name in the file (default: the folder\'s name)' },
   tokenizer: { type: 'string', help: 'folder of tokenizer.json (default: the model folder)' },
+  adapter: { type: 'string', help: 'write this plain LoRA adapter (a --mode lora run) as a GGUF LoRA for llama.cpp --lora, on the base --model, instead of the model' },
 } as const;
 
 /** The --dtype value, checked. */
@@ -36,12 +40,19 @@ export function exportWithProgress(dir: string, out: string, opts: { dtype?: Ggu
 }
 
 export async function exportCommand(argv: string[]): Promise<void> {
-  const args = parse(argv, 'longlora export --model DIR --out FILE.gguf [--dtype f16] [--name NAME]', OPTIONS);
+  const args = parse(argv, 'longlora export --model DIR --out FILE.gguf [--dtype f16] [--name NAME]\n       longlora export --model BASE_DIR --adapter RUN_DIR --out LORA.gguf   (a plain LoRA for llama.cpp --lora)', OPTIONS);
   if (!args) return;
   const { model, out, tokenizer, name } = args.values;
   if (typeof model !== 'string') throw new LongLoraError('export: --model is required (a model folder; merge an adapter first with `longlora merge`, or pass --gguf to it)');
   if (typeof out !== 'string') throw new LongLoraError('export: --out is required (the .gguf file to write)');
   const dtype = ggufDType(args.values.dtype, 'export');
+  if (typeof args.values.adapter === 'string') {
+    if (dtype !== undefined && dtype !== 'f32' && dtype !== 'f16') throw new LongLoraError(`export --adapter: --dtype must be f32 or f16 for a LoRA, got ${dtype}`);
+    const r = exportGgufAdapter(model, args.values.adapter, out, { ...(dtype ? { dtype } : {}), ...(typeof name === 'string' ? { name } : {}) });
+    console.log(`wrote ${out}: ${r.layers} LoRA layers of rank ${r.rank} for the base in ${model} ` +
+      `(llama.cpp: llama-cli -m BASE.gguf --lora ${out}${r.ropeFlags ? ` ${r.ropeFlags}` : ''}${r.ropeFlags ? '; the adapter was trained with that position scaling, which a LoRA file cannot carry' : ''})`);
+    return;
+  }
   exportWithProgress(model, out, {
     ...(dtype ? { dtype } : {}),
     ...(typeof name === 'string' ? { name } : {}),

@@ -12,12 +12,15 @@
  * yarn: its parameters; llama3: the `rope_freqs` tensor), and the context length written
  * is the one the scaling covers, so llama.cpp's default context is the extended one.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { LongLoraError } from '../../errors.js';
 import { writeBytesAtomic } from '../../io/atomic.js';
 import { openCheckpoint, readJsonFile } from '../../io/checkpoint.js';
+import { ADAPTER_WEIGHTS, LONGLORA_JSON, TRAINABLE_PARAMS, readAdapterConfig, readSidecar } from '../../io/peft.js';
+import { SafetensorsFile } from '../../io/safetensors.js';
 import { Q8_0_BLOCK, quantizeQ8_0, writeGguf, type GgmlType, type GgufTensor, type GgufValue } from '../../io/gguf.js';
-import { ropeContextLength, ropeFrequencies, ropeInvFreq } from '../../nn/rope-scaling.js';
+import { ropeContextLength, ropeFrequencies, ropeInvFreq, ropeScalingFromHF, type RopeScaling } from '../../nn/rope-scaling.js';
 import { type HostArray } from '../../tensor/dtype.js';
 import { ggufVocab } from '../../tokenizer/gguf-vocab.js';
 import { Tokenizer } from '../../tokenizer/tokenizer.js';
@@ -236,7 +239,7 @@ export function exportGguf(modelDir: string, outFile: string, opts: GgufExportOp
         type: GGML_OF[stored],
         bytes: () => {
           let data = ck.read(n, stored === 'q8_0' ? 'f32' : stored).data;
-          if (stored === 'f16') checkF16Range(data as Uint16Array, n, ck, 'export with --dtype');
+          if (stored === 'f16') checkF16Range(data as Uint16Array, n, ck.info(n).file, 'export with --dtype');
           if (heads > 0) data = permuteRotary(data, shape[0]!, shape[1] ?? 1, heads);
           return stored === 'q8_0' ? quantizeQ8_0(data as Float32Array) : bytesOf(data);
         },
@@ -252,5 +255,92 @@ export function exportGguf(modelDir: string, outFile: string, opts: GgufExportOp
     return { file: outFile, tensors: tensors.length, dtype, contextLength, modelfile };
   } finally {
     ck.close();
+  }
+}
+
+export interface GgufAdapterResult {
+  file: string;
+  /** Adapted weights (pairs of lora_a / lora_b tensors). */
+  layers: number;
+  rank: number;
+  /** What llama.cpp needs to be told about positions (the adapter cannot carry it), or ''. */
+  ropeFlags: string;
+}
+
+/** llama.cpp's command-line flags for a RoPE scaling (a base GGUF keeps its own; a LoRA cannot change it). */
+export function llamaCppRopeFlags(s: RopeScaling, maxPositionEmbeddings: number): string {
+  switch (s.type) {
+    case 'none': return '';
+    case 'linear': return `--rope-scaling linear --rope-scale ${s.factor}`;
+    case 'yarn': return `--rope-scaling yarn --rope-scale ${s.factor} --yarn-orig-ctx ${s.originalMaxPositionEmbeddings ?? maxPositionEmbeddings}`;
+    case 'llama3': return '';
+    case 'dynamic': throw new LongLoraError('the adapter was trained with dynamic NTK RoPE scaling, which llama.cpp does not implement');
+  }
+}
+
+/**
+ * Writes a PEFT LoRA adapter (a `--mode lora` run) as a GGUF LoRA for llama.cpp's
+ * `--lora`, on the base in `baseDir`: `adapter.lora.alpha` (PEFT's rsLoRA scale folded in,
+ * since llama.cpp scales by alpha / r), each pair as `<gguf name>.lora_a` [r, in] and
+ * `.lora_b` [out, r], lora_b's q and k rows permuted as the base's are. An adapter that
+ * also trained embeddings or norms (LongLoRA) is refused: llama.cpp rejects them, so such
+ * a model is exported merged. The RoPE scaling the adapter was trained with is returned as
+ * llama.cpp flags, since only the run can apply it.
+ */
+export function exportGgufAdapter(baseDir: string, adapterDir: string, outFile: string, opts: { dtype?: 'f32' | 'f16'; name?: string } = {}): GgufAdapterResult {
+  if (!outFile.endsWith('.gguf')) throw new LongLoraError(`GGUF export: the output file must end in .gguf, got ${outFile}`);
+  const configPath = path.join(baseDir, 'config.json');
+  const config = parseLlamaConfig(readJsonFile(configPath), configPath);
+  const adapter = readAdapterConfig(adapterDir);
+  if (adapter.modulesToSave.length > 0 || fs.existsSync(path.join(adapterDir, TRAINABLE_PARAMS))) {
+    throw new LongLoraError(`${adapterDir}: the adapter also trained ${adapter.modulesToSave.join(', ') || 'embeddings or norms'} (LongLoRA), which a GGUF LoRA cannot carry ` +
+      '(llama.cpp rejects them); export the merged model instead: longlora merge --base BASE --adapter RUN --out DIR --gguf FILE.gguf');
+  }
+  const side = readSidecar(adapterDir);
+  const rope = side?.rope_scaling ? ropeScalingFromHF(side.rope_scaling as Record<string, unknown>, 'rope_scaling', path.join(adapterDir, LONGLORA_JSON), config.maxPositionEmbeddings) : config.ropeScaling;
+  const ropeFlags = llamaCppRopeFlags(rope, config.maxPositionEmbeddings);
+  const dtype = opts.dtype ?? 'f32';
+  const { arch, permute } = ggufArchitecture(config);
+  const { r, alpha, rslora } = adapter.lora;
+  const meta: Array<[string, GgufValue]> = [
+    ['general.architecture', str(arch)],
+    ['general.type', str('adapter')],
+    ['general.name', str(opts.name ?? path.basename(path.resolve(adapterDir)))],
+    ['adapter.type', str('lora')],
+    // llama.cpp scales by alpha / r; PEFT by alpha / r, or alpha / √r with rsLoRA.
+    ['adapter.lora.alpha', f32(rslora ? alpha * Math.sqrt(r) : alpha)],
+  ];
+  const file = SafetensorsFile.open(path.join(adapterDir, ADAPTER_WEIGHTS));
+  try {
+    const tensors: GgufTensor[] = [];
+    const shapes = llamaTensorShapes(config);
+    for (const n of file.names()) {
+      const m = /^base_model\.model\.(.+)\.lora_([AB])\.weight$/.exec(n);
+      if (!m) throw new LongLoraError(`${file.path}: "${n}" is not a LoRA tensor (…lora_A.weight / …lora_B.weight)`);
+      const base = `${m[1]}.weight`;
+      const baseShape = shapes.get(base);
+      if (!baseShape) throw new LongLoraError(`${file.path}: "${n}" adapts "${base}", which the base model in ${baseDir} does not have`);
+      const shape = file.info(n).shape;
+      const side = m[2] === 'A' ? 'a' : 'b';
+      const want = side === 'a' ? [r, baseShape[1]!] : [baseShape[0]!, r];
+      if (shape.join() !== want.join()) throw new LongLoraError(`${file.path}: "${n}" has shape [${shape.join(', ')}], expected [${want.join(', ')}] for r = ${r} on ${base}`);
+      const heads = side === 'b' && permute ? (base.endsWith('.q_proj.weight') ? config.numHeads : base.endsWith('.k_proj.weight') ? config.numKvHeads : 0) : 0;
+      tensors.push({
+        name: `${ggufTensorName(base)}.lora_${side}`,
+        shape,
+        type: GGML_OF[dtype],
+        bytes: () => {
+          let data = file.read(n, dtype).data;
+          if (dtype === 'f16') checkF16Range(data as Uint16Array, n, file.path, 'export the adapter with --dtype');
+          if (heads > 0) data = permuteRotary(data, shape[0]!, shape[1]!, heads);
+          return bytesOf(data);
+        },
+      });
+    }
+    if (tensors.length === 0) throw new LongLoraError(`${file.path}: no LoRA tensors`);
+    writeGguf(outFile, meta, tensors);
+    return { file: outFile, layers: tensors.length / 2, rank: r, ropeFlags };
+  } finally {
+    file.close();
   }
 }

@@ -40,10 +40,10 @@ export interface LoadOptions extends BuildOptions {
  * An f16 copy of a weight that overflowed (a value beyond ±65504 became ±inf) is refused by
  * name; `what` says what to pick instead (loading: the dtype; export: --dtype).
  */
-export function checkF16Range(bits: Uint16Array, name: string, ck: Checkpoint, what = 'load the model with dtype'): void {
+export function checkF16Range(bits: Uint16Array, name: string, file: string, what = 'load the model with dtype'): void {
   for (let i = 0; i < bits.length; i++) {
     if ((bits[i]! & 0x7c00) === 0x7c00) {
-      throw new LongLoraError(`${ck.info(name).file}: tensor '${name}' has values beyond f16's range (±65504), or inf/NaN, so it cannot be stored in f16; ` +
+      throw new LongLoraError(`${file}: tensor '${name}' has values beyond f16's range (±65504), or inf/NaN, so it cannot be stored in f16; ` +
         `${what} bf16 (same memory, f32's range) or f32`);
     }
   }
@@ -77,7 +77,7 @@ function checkpointSource(ck: Checkpoint, config: LlamaConfig, dtype: ParamDType
     } else {
       data = ck.read(name, dtype).data;
     }
-    if (dtype === 'f16') checkF16Range(data as Uint16Array, name, ck);
+    if (dtype === 'f16') checkF16Range(data as Uint16Array, name, ck.info(name).file);
     const tensor = fromHost(data, shape, dtype, backend).keep();
     tensor.name = name;
     created.push(tensor);
