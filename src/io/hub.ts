@@ -59,7 +59,12 @@ function snapshotProblem(dir: string): string | null {
   if (!fs.existsSync(path.join(dir, 'config.json'))) return 'config.json is missing';
   const index = path.join(dir, 'model.safetensors.index.json');
   if (fs.existsSync(index)) {
-    const map = (JSON.parse(fs.readFileSync(index, 'utf8')) as { weight_map?: Record<string, string> }).weight_map ?? {};
+    let map: Record<string, string>;
+    try {
+      map = (JSON.parse(fs.readFileSync(index, 'utf8')) as { weight_map?: Record<string, string> }).weight_map ?? {};
+    } catch (e) {
+      return `${INDEX} is not valid JSON (${(e as Error).message})`;
+    }
     const missing = [...new Set(Object.values(map))].filter((f) => !fs.existsSync(path.join(dir, f)));
     return missing.length ? `weight shard(s) missing: ${missing.slice(0, 3).join(', ')}` : null;
   }

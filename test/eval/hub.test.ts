@@ -117,6 +117,8 @@ describe('Hugging Face cache', () => {
     fs.writeFileSync(path.join(snap, 'model.safetensors.index.json'), JSON.stringify({ weight_map: { 'x': 'model-00002-of-00002.safetensors' } }));
     assert.match(cachedSnapshot('org/tiny', 'main', cache).why, /incomplete \(weight shard\(s\) missing: model-00002-of-00002\.safetensors\)/);
     await assert.rejects(resolveModel('org/tiny', { cacheDir: cache, offline: true }), /is incomplete/);
+    fs.writeFileSync(path.join(snap, 'model.safetensors.index.json'), '{"weight_map": {"x": ');
+    assert.match(cachedSnapshot('org/tiny', 'main', cache).why, /incomplete \(model\.safetensors\.index\.json is not valid JSON/);
   });
 
   it('online: the files a Llama needs land in the standard layout (blobs, snapshot links, refs) and load', async () => {
