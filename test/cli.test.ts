@@ -121,11 +121,15 @@ describe('longlora command line', () => {
     assert.match(lora.err, /also trained .*which a GGUF LoRA cannot carry.*longlora merge/);
     const full = path.join(dir, 'full');
     const f = cli('train', '--model', tiny, '--data', path.join(tiny, 'data', 'train.bin'), '--output', full, '--steps', '1',
-      '--seq-len', '64', '--grad-accum', '1', '--mode', 'full', '--warmup-steps', '1', '--gguf', '--backend', 'wasm');
+      '--seq-len', '64', '--grad-accum', '1', '--mode', 'full', '--warmup-steps', '1', '--gguf', '--gguf-dtype', 'q8_0', '--backend', 'wasm');
     assert.equal(f.code, 0, f.err);
-    assert.match(f.err, /nothing to merge\n.*wrote \S*model\.gguf \(39 tensors/s);
+    assert.match(f.err, /nothing to merge\n.*wrote \S*model\.gguf \(39 tensors, q8_0, context 256\)/s);
     assert.ok(fs.existsSync(path.join(full, 'model.gguf')), 'full fine-tuning: the saved model as GGUF, with the base\'s tokenizer');
     assert.match(cli('merge', '--base', tiny, '--adapter', out, '--out', path.join(dir, 'm2'), '--gguf', 'x.bin').err, /--gguf must name a \.gguf file/);
+    assert.match(cli('merge', '--base', tiny, '--adapter', out, '--out', path.join(dir, 'm2'), '--gguf-dtype', 'q8_0').err, /--gguf-dtype needs --gguf/);
+    const q = cli('merge', '--base', tiny, '--adapter', out, '--out', path.join(dir, 'm3'), '--gguf', path.join(dir, 'm3.gguf'), '--gguf-dtype', 'q8_0');
+    assert.equal(q.code, 0, q.err);
+    assert.match(q.out, /m3\.gguf: 39 tensors, weights in q8_0/);
   });
 
   it('train: help, a bad value and a missing argument are clear', () => {

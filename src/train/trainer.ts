@@ -372,7 +372,7 @@ export class Trainer {
     if (!c.gguf) return;
     const file = path.join(c.output, 'model.gguf');
     const name = `${path.basename(path.resolve(c.model!))}-${c.seqLen}`; // the base and the context it was extended to
-    const g = exportGguf(dir, file, { tokenizerDir: c.tokenizer ?? c.model!, name });
+    const g = exportGguf(dir, file, { tokenizerDir: c.tokenizer ?? c.model!, name, ...(c.ggufDtype !== 'auto' ? { dtype: c.ggufDtype } : {}) });
     this.out.write(`wrote ${file} (${g.tensors} tensors, ${g.dtype}, context ${g.contextLength}) for llama.cpp, and ${g.modelfile} for ollama\n`);
   }
 

@@ -18,9 +18,9 @@ const OPTIONS = {
 } as const;
 
 /** The --dtype value, checked. */
-function ggufDType(v: unknown, command: string): GgufDType | undefined {
+export function ggufDType(v: unknown, command: string, flag = '--dtype'): GgufDType | undefined {
   if (v === undefined) return undefined;
-  if (!['f32', 'f16', 'bf16', 'q8_0'].includes(String(v))) throw new LongLoraError(`${command}: --dtype must be f32, f16, bf16 or q8_0, got ${String(v)}`);
+  if (!['f32', 'f16', 'bf16', 'q8_0'].includes(String(v))) throw new LongLoraError(`${command}: ${flag} must be f32, f16, bf16 or q8_0, got ${String(v)}`);
   return v as GgufDType;
 }
 
