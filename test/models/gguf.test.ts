@@ -25,6 +25,7 @@ import { Tokenizer } from '../../src/tokenizer/tokenizer.js';
 import { ROOT } from '../helpers/fixtures.js';
 import { throwsLL } from '../helpers/errors.js';
 import { tempFolders } from '../helpers/tmp.js';
+import { logitsOf } from '../helpers/model.js';
 
 const fresh = tempFolders('gguf-export');
 const TINY = path.join(ROOT, 'models', 'tiny-longlora');
@@ -135,6 +136,82 @@ function llamaCppSpm(text: string, tokens: string[], scores: number[], addSpaceP
   });
 }
 
+/**
+ * A forward pass over a GGUF file as llama.cpp's llama architecture computes it, written
+ * from its documented semantics and reading nothing but the file: RMSNorm with the file's
+ * epsilon, RoPE on interleaved pairs (2i, 2i + 1) at position · (1 / scaling factor) with
+ * the file's base, causal attention with grouped kv heads, SwiGLU, the output head (or the
+ * token embeddings when there is none). Float64, for ids [N]; returns logits [N, V].
+ */
+function llamaCppForward(meta: Record<string, unknown>, tensor: (name: string) => { shape: number[]; data: Float32Array }, ids: number[]): Float64Array {
+  const k = (key: string): number => meta[`llama.${key}`] as number;
+  const [C, L, H, Hkv, D, eps, base] = [k('embedding_length'), k('block_count'), k('attention.head_count'), k('attention.head_count_kv'),
+    k('rope.dimension_count'), k('attention.layer_norm_rms_epsilon'), k('rope.freq_base')];
+  const freqScale = meta['llama.rope.scaling.type'] === 'linear' ? 1 / (meta['llama.rope.scaling.factor'] as number) : 1;
+  const N = ids.length;
+  const mv = (W: { shape: number[]; data: Float32Array }, x: Float64Array): Float64Array => {
+    const [out, inp] = W.shape as [number, number];
+    const y = new Float64Array(out);
+    for (let o = 0; o < out; o++) { let acc = 0; for (let i = 0; i < inp; i++) acc += W.data[o * inp + i]! * x[i]!; y[o] = acc; }
+    return y;
+  };
+  const norm = (x: Float64Array, w: Float32Array): Float64Array => {
+    let ss = 0;
+    for (const v of x) ss += v * v;
+    const r = 1 / Math.sqrt(ss / x.length + eps);
+    return x.map((v, i) => v * r * w[i]!);
+  };
+  const rope = (x: Float64Array, heads: number, pos: number): Float64Array => {
+    const y = x.slice();
+    for (let h = 0; h < heads; h++) {
+      for (let i = 0; i < D / 2; i++) {
+        const a = pos * freqScale * base ** (-2 * i / D);
+        const [p, q] = [h * D + 2 * i, h * D + 2 * i + 1];
+        y[p] = x[p]! * Math.cos(a) - x[q]! * Math.sin(a);
+        y[q] = x[p]! * Math.sin(a) + x[q]! * Math.cos(a);
+      }
+    }
+    return y;
+  };
+  const emb = tensor('token_embd.weight');
+  let h = ids.map((t) => Float64Array.from(emb.data.subarray(t * C, (t + 1) * C)));
+  for (let l = 0; l < L; l++) {
+    const w = (n: string): { shape: number[]; data: Float32Array } => tensor(`blk.${l}.${n}.weight`);
+    const xs = h.map((x) => norm(x, w('attn_norm').data));
+    const qs = xs.map((x, p) => rope(mv(w('attn_q'), x), H, p));
+    const ks = xs.map((x, p) => rope(mv(w('attn_k'), x), Hkv, p));
+    const vs = xs.map((x) => mv(w('attn_v'), x));
+    h = h.map((x, i) => {
+      const att = new Float64Array(H * D);
+      for (let hq = 0; hq < H; hq++) {
+        const hk = Math.floor(hq / (H / Hkv));
+        const sc = Array.from({ length: i + 1 }, (_, j) => {
+          let d = 0;
+          for (let e = 0; e < D; e++) d += qs[i]![hq * D + e]! * ks[j]![hk * D + e]!;
+          return d / Math.sqrt(D);
+        });
+        const m = Math.max(...sc);
+        const ex = sc.map((v) => Math.exp(v - m));
+        const z = ex.reduce((a, b) => a + b, 0);
+        for (let j = 0; j <= i; j++) for (let e = 0; e < D; e++) att[hq * D + e]! += (ex[j]! / z) * vs[j]![hk * D + e]!;
+      }
+      const h1 = x.map((v, c) => v + mv(w('attn_output'), att)[c]!);
+      const x2 = norm(h1, w('ffn_norm').data);
+      const g = mv(w('ffn_gate'), x2);
+      const u = mv(w('ffn_up'), x2);
+      const act = g.map((v, c) => (v / (1 + Math.exp(-v))) * u[c]!);
+      const down = mv(w('ffn_down'), act);
+      return h1.map((v, c) => v + down[c]!);
+    });
+  }
+  let head = emb;
+  try { head = tensor('output.weight'); } catch { /* tied: llama.cpp uses token_embd */ }
+  const V = head.shape[0]!;
+  const out = new Float64Array(N * V);
+  h.forEach((x, i) => out.set(mv(head, norm(x, tensor('output_norm.weight').data)), i * V));
+  return out;
+}
+
 describe('GGUF export', () => {
   it('every tensor under its llama.cpp name, dims innermost first, norms in f32, data equal (q and k permuted)', async () => {
     const file = path.join(fresh(), 'tiny.gguf');
@@ -209,6 +286,25 @@ describe('GGUF export', () => {
     }
     assert.ok(worst < 1e-12, `relative difference ${worst}`);
     assert.ok(unpermuted > 1e-2, `without the permutation the scores should differ (${unpermuted})`);
+  });
+
+  it('a forward pass as llama.cpp computes it, from the GGUF file alone, gives our model\'s logits (interleaved RoPE, linear scaling)', async (t) => {
+    const dir = variant((c) => { c.rope_scaling = { type: 'linear', factor: 2 }; });
+    const file = path.join(fresh(), 'x.gguf');
+    exportGguf(dir, file, { dtype: 'f32' });
+    const { meta, tensor } = await read(file);
+    const ids = [1, 80, 412, 7, 1999, 33, 256, 1024, 5, 640, 77, 300];
+    const cpp = llamaCppForward(meta, tensor, ids);
+    const model = await loadLlama(dir, { dtype: 'f32' });
+    const ours = await logitsOf(model, Int32Array.from(ids), 1, ids.length);
+    model.dispose();
+    let worst = 0;
+    let scale = 0;
+    for (let i = 0; i < ours.length; i++) { worst = Math.max(worst, Math.abs(ours[i]! - cpp[i]!)); scale = Math.max(scale, Math.abs(cpp[i]!)); }
+    t.diagnostic(`logits: max |diff| ${worst.toExponential(2)} of max |logit| ${scale.toFixed(2)}`);
+    assert.ok(worst < 1e-4 * scale, `${worst} vs scale ${scale}`);
+    const wrong = llamaCppForward({ ...meta, 'llama.rope.scaling.factor': 1 }, tensor, ids);
+    assert.ok(wrong.some((v, i) => Math.abs(v - cpp[i]!) > 1e-2 * scale), 'the scaling factor matters to the check');
   });
 
   it('llama.cpp\'s SentencePiece algorithm over the exported vocabulary tokenizes as Hugging Face does', async () => {
