@@ -137,17 +137,22 @@ function llamaCppSpm(text: string, tokens: string[], scores: number[], addSpaceP
 }
 
 /**
- * A forward pass over a GGUF file as llama.cpp's llama architecture computes it, written
- * from its documented semantics and reading nothing but the file: RMSNorm with the file's
- * epsilon, RoPE on interleaved pairs (2i, 2i + 1) at position · (1 / scaling factor) with
- * the file's base, causal attention with grouped kv heads, SwiGLU, the output head (or the
- * token embeddings when there is none). Float64, for ids [N]; returns logits [N, V].
+ * A forward pass over a GGUF file as llama.cpp computes its llama, qwen2 and qwen3
+ * architectures, written from their documented semantics and reading nothing but the file:
+ * RMSNorm with the file's epsilon; q/k/v biases when the file has them (qwen2); an RMSNorm
+ * over each q and k head when it has attn_q_norm / attn_k_norm (qwen3); RoPE at position ·
+ * (1 / scaling factor) with the file's base, on interleaved pairs (2i, 2i + 1) for llama and
+ * on halves (i, i + D/2) for the qwens; causal attention with grouped kv heads; SwiGLU; the
+ * output head (or the token embeddings when there is none). Float64, for ids [N]; returns
+ * logits [N, V].
  */
 function llamaCppForward(meta: Record<string, unknown>, tensor: (name: string) => { shape: number[]; data: Float32Array }, ids: number[]): Float64Array {
-  const k = (key: string): number => meta[`llama.${key}`] as number;
+  const arch = meta['general.architecture'] as string;
+  const k = (key: string): number => meta[`${arch}.${key}`] as number;
+  const optional = (name: string): Float32Array | null => { try { return tensor(name).data; } catch { return null; } };
   const [C, L, H, Hkv, D, eps, base] = [k('embedding_length'), k('block_count'), k('attention.head_count'), k('attention.head_count_kv'),
     k('rope.dimension_count'), k('attention.layer_norm_rms_epsilon'), k('rope.freq_base')];
-  const freqScale = meta['llama.rope.scaling.type'] === 'linear' ? 1 / (meta['llama.rope.scaling.factor'] as number) : 1;
+  const freqScale = meta[`${arch}.rope.scaling.type`] === 'linear' ? 1 / (meta[`${arch}.rope.scaling.factor`] as number) : 1;
   const N = ids.length;
   const mv = (W: { shape: number[]; data: Float32Array }, x: Float64Array): Float64Array => {
     const [out, inp] = W.shape as [number, number];
@@ -166,7 +171,7 @@ function llamaCppForward(meta: Record<string, unknown>, tensor: (name: string) =
     for (let h = 0; h < heads; h++) {
       for (let i = 0; i < D / 2; i++) {
         const a = pos * freqScale * base ** (-2 * i / D);
-        const [p, q] = [h * D + 2 * i, h * D + 2 * i + 1];
+        const [p, q] = arch === 'llama' ? [h * D + 2 * i, h * D + 2 * i + 1] : [h * D + i, h * D + i + D / 2];
         y[p] = x[p]! * Math.cos(a) - x[q]! * Math.sin(a);
         y[q] = x[p]! * Math.sin(a) + x[q]! * Math.cos(a);
       }
@@ -178,9 +183,21 @@ function llamaCppForward(meta: Record<string, unknown>, tensor: (name: string) =
   for (let l = 0; l < L; l++) {
     const w = (n: string): { shape: number[]; data: Float32Array } => tensor(`blk.${l}.${n}.weight`);
     const xs = h.map((x) => norm(x, w('attn_norm').data));
-    const qs = xs.map((x, p) => rope(mv(w('attn_q'), x), H, p));
-    const ks = xs.map((x, p) => rope(mv(w('attn_k'), x), Hkv, p));
-    const vs = xs.map((x) => mv(w('attn_v'), x));
+    const proj = (n: string, x: Float64Array): Float64Array => {
+      const y = mv(w(n), x);
+      const b = optional(`blk.${l}.${n}.bias`);
+      return b ? y.map((v, i) => v + b[i]!) : y;
+    };
+    const headNorm = (y: Float64Array, n: string): Float64Array => {
+      const g = optional(`blk.${l}.${n}.weight`);
+      if (!g) return y;
+      const out = new Float64Array(y.length);
+      for (let hd = 0; hd < y.length / D; hd++) out.set(norm(y.subarray(hd * D, (hd + 1) * D), g), hd * D);
+      return out;
+    };
+    const qs = xs.map((x, p) => rope(headNorm(proj('attn_q', x), 'attn_q_norm'), H, p));
+    const ks = xs.map((x, p) => rope(headNorm(proj('attn_k', x), 'attn_k_norm'), Hkv, p));
+    const vs = xs.map((x) => proj('attn_v', x));
     h = h.map((x, i) => {
       const att = new Float64Array(H * D);
       for (let hq = 0; hq < H; hq++) {
@@ -306,6 +323,31 @@ describe('GGUF export', () => {
     const wrong = llamaCppForward({ ...meta, 'llama.rope.scaling.factor': 1 }, tensor, ids);
     assert.ok(wrong.some((v, i) => Math.abs(v - cpp[i]!) > 1e-2 * scale), 'the scaling factor matters to the check');
   });
+
+  for (const type of ['qwen2', 'qwen3'] as const) {
+    it(`the same for ${type === 'qwen2' ? 'Qwen 2 (rotate-half RoPE, q/k/v biases)' : 'Qwen 3 (rotate-half RoPE, q/k head norms)'}`, async (t) => {
+      const rng = new Rng(11);
+      const extra = [0, 1, 2, 3].flatMap((l) => (type === 'qwen2' ? ['q', 'k', 'v'] : ['q', 'k']).map((p) => {
+        const n = type === 'qwen2' ? `model.layers.${l}.self_attn.${p}_proj.bias` : `model.layers.${l}.self_attn.${p}_norm.weight`;
+        const len = type === 'qwen2' ? 128 : 32;
+        return { name: n, dtype: 'f32' as const, shape: [len], data: Float32Array.from({ length: len }, () => (type === 'qwen2' ? 0.5 * rng.normal() : 1 + 0.2 * rng.normal())) };
+      }));
+      const dir = variant((c) => { Object.assign(c, { model_type: type, architectures: [type === 'qwen2' ? 'Qwen2ForCausalLM' : 'Qwen3ForCausalLM'] }); }, (_, d) => d, extra);
+      const file = path.join(fresh(), 'x.gguf');
+      exportGguf(dir, file, { dtype: 'f32' });
+      const { meta, tensor } = await read(file);
+      const ids = [1, 80, 412, 7, 1999, 33, 256, 1024];
+      const cpp = llamaCppForward(meta, tensor, ids);
+      const model = await loadLlama(dir, { dtype: 'f32' });
+      const ours = await logitsOf(model, Int32Array.from(ids), 1, ids.length);
+      model.dispose();
+      let worst = 0;
+      let scale = 0;
+      for (let i = 0; i < ours.length; i++) { worst = Math.max(worst, Math.abs(ours[i]! - cpp[i]!)); scale = Math.max(scale, Math.abs(cpp[i]!)); }
+      t.diagnostic(`logits: max |diff| ${worst.toExponential(2)} of max |logit| ${scale.toFixed(2)}`);
+      assert.ok(worst < 1e-4 * scale, `${worst} vs scale ${scale}`);
+    });
+  }
 
   it('llama.cpp\'s SentencePiece algorithm over the exported vocabulary tokenizes as Hugging Face does', async () => {
     const file = path.join(fresh(), 'tiny.gguf');
