@@ -32,7 +32,9 @@ describe('longlora command line', () => {
   it('info describes a model folder', () => {
     const r = cli('info', path.join(ROOT, 'test', 'fixtures', 'golden', 'tiny-llama'), '--tensors');
     assert.equal(r.code, 0, r.err);
-    assert.match(r.out, /2 layers, hidden 32/);
+    assert.match(r.out, /Llama, 2 layers, hidden 32/);
+    assert.match(cli('info', goldenDir('tiny-qwen2')).out, /Qwen 2, 2 layers.*\n.*tied embeddings yes, biases on q, k, v\n/);
+    assert.match(cli('info', goldenDir('tiny-qwen3')).out, /Qwen 3, 2 layers.*head dim 16.*\n.*q\/k head norms\n/);
     assert.match(r.out, /model\.layers\.1\.mlp\.down_proj\.weight\s+F32\s+\[32, 64\]/);
   });
 

@@ -78,7 +78,8 @@ export async function info(argv: string[]): Promise<void> {
   console.log(`${target}: ${{ llama: 'Llama', mistral: 'Mistral', qwen2: 'Qwen 2', qwen3: 'Qwen 3' }[c.modelType]}, ${c.numLayers} layers, hidden ${c.hiddenSize}, intermediate ${c.intermediateSize}, ` +
     `heads ${c.numHeads} (kv ${c.numKvHeads}, head dim ${c.headDim}), vocab ${c.vocabSize}`);
   console.log(`  context ${c.maxPositionEmbeddings}, RoPE theta ${c.ropeTheta}, scaling ${describeRopeScaling(c.ropeScaling)}, ` +
-    `tied embeddings ${c.tieWordEmbeddings ? 'yes' : 'no'}${c.slidingWindow !== null ? `, sliding window ${c.slidingWindow}` : ''}`);
+    `tied embeddings ${c.tieWordEmbeddings ? 'yes' : 'no'}${c.slidingWindow !== null ? `, sliding window ${c.slidingWindow}` : ''}` +
+    `${c.qkvBias ? `, biases on q, k, v${c.oBias ? ', o' : ''}` : ''}${c.qkNorm ? ', q/k head norms' : ''}`);
   console.log(`  ${params.toLocaleString('en-US')} parameters in ${ck.files.length} file(s)`);
   if (args.values.tensors) listTensors(rows);
   ck.close();
