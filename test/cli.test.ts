@@ -15,7 +15,11 @@ const TRAIN_ARGS = ['--seq-len', '32', '--grad-accum', '2', '--lr', '1e-2', '--w
 const MAIN = path.join(ROOT, 'dist', 'src', 'cli', 'main.js');
 
 function cli(...args: string[]): { code: number | null; out: string; err: string } {
-  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8' });
+  return cliWith(process.env, ...args);
+}
+
+function cliWith(env: NodeJS.ProcessEnv, ...args: string[]): { code: number | null; out: string; err: string } {
+  const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: 'utf8', env });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
 
@@ -118,6 +122,16 @@ describe('longlora command line', () => {
     assert.equal(bad.code, 1);
     assert.match(bad.err, /--dtype must be f32, f16, bf16 or q8_0, got q4/);
     assert.match(cli('export', '--out', 'x.gguf').err, /--model is required/);
+    // A Hub repository id, from the cache (offline): named after the repository, not the snapshot's commit.
+    const cache = path.join(dir, 'hub');
+    const snap = path.join(cache, 'models--org--tiny', 'snapshots', 'c'.repeat(40));
+    fs.mkdirSync(snap, { recursive: true });
+    for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(tiny, f), path.join(snap, f));
+    fs.mkdirSync(path.join(cache, 'models--org--tiny', 'refs'));
+    fs.writeFileSync(path.join(cache, 'models--org--tiny', 'refs', 'main'), 'c'.repeat(40));
+    const hub = cliWith({ ...process.env, HF_HUB_CACHE: cache, HF_HUB_OFFLINE: '1' }, 'export', '--model', 'org/tiny', '--out', path.join(dir, 'hub.gguf'));
+    assert.equal(hub.code, 0, hub.err);
+    assert.match(cli('info', path.join(dir, 'hub.gguf')).out, /llama "tiny", 4 layers/);
     const lora = cli('export', '--model', tiny, '--adapter', out, '--out', path.join(dir, 'lora.gguf'));
     assert.equal(lora.code, 1);
     assert.match(lora.err, /also trained .*which a GGUF LoRA cannot carry.*longlora merge/);

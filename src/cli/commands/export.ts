@@ -4,12 +4,14 @@
  */
 import fs from 'node:fs';
 import { LongLoraError } from '../../errors.js';
+import { resolveModel } from '../../io/hub.js';
 import { exportGguf, exportGgufAdapter, type GgufDType } from '../../models/llama/gguf.js';
 import { ProgressBar } from '../../train/progress.js';
 import { parse } from '../args.js';
 
 const OPTIONS = {
-  model: { type: 'string', help: 'model folder: config.json, safetensors and tokenizer.json (e.g. a merged LongLoRA model)' },
+  model: { type: 'string', help: 'model folder (config.json, safetensors, tokenizer.json; e.g. a merged LongLoRA model), or a Hub repository as org/name' },
+  revision: { type: 'string', help: 'Hub branch, tag or commit (default main)' },
   out: { type: 'string', help: 'the .gguf file to write' },
   dtype: { type: 'string', help: 'f32, f16, bf16, or q8_0 (8-bit, about half of f16) for the weights (default: the checkpoint\'s own; norms are always f32)' },
   name: { type: 'string', help: 'general.name in the file (default: the folder\'s name)' },
@@ -46,16 +48,21 @@ export async function exportCommand(argv: string[]): Promise<void> {
   if (typeof model !== 'string') throw new LongLoraError('export: --model is required (a model folder; merge an adapter first with `longlora merge`, or pass --gguf to it)');
   if (typeof out !== 'string') throw new LongLoraError('export: --out is required (the .gguf file to write)');
   const dtype = ggufDType(args.values.dtype, 'export');
+  const revision = args.values.revision;
+  const dir = await resolveModel(model, { ...(typeof revision === 'string' ? { revision } : {}) });
+  // A Hub snapshot's folder is named by its commit: the repository's name reads better.
+  const fallbackName = dir !== model ? model.split('/').pop()! : undefined;
+  const modelName = typeof name === 'string' ? name : fallbackName;
   if (typeof args.values.adapter === 'string') {
     if (dtype !== undefined && dtype !== 'f32' && dtype !== 'f16') throw new LongLoraError(`export --adapter: --dtype must be f32 or f16 for a LoRA, got ${dtype}`);
-    const r = exportGgufAdapter(model, args.values.adapter, out, { ...(dtype ? { dtype } : {}), ...(typeof name === 'string' ? { name } : {}) });
+    const r = exportGgufAdapter(dir, args.values.adapter, out, { ...(dtype ? { dtype } : {}), ...(typeof name === 'string' ? { name } : {}) });
     console.log(`wrote ${out}: ${r.layers} LoRA layers of rank ${r.rank} for the base in ${model} ` +
       `(llama.cpp: llama-cli -m BASE.gguf --lora ${out}${r.ropeFlags ? ` ${r.ropeFlags}` : ''}${r.ropeFlags ? '; the adapter was trained with that position scaling, which a LoRA file cannot carry' : ''})`);
     return;
   }
-  exportWithProgress(model, out, {
+  exportWithProgress(dir, out, {
     ...(dtype ? { dtype } : {}),
-    ...(typeof name === 'string' ? { name } : {}),
+    ...(modelName !== undefined ? { name: modelName } : {}),
     ...(typeof tokenizer === 'string' ? { tokenizerDir: tokenizer } : {}),
   });
 }
