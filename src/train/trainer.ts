@@ -117,6 +117,8 @@ export class Trainer {
     out: ProgressStream,
     private readonly onStep?: (step: number, loss: number) => void,
     private readonly contextEval: ContextEvalPlan | null = null,
+    /** The base as the user named it (a Hub repository id stays one; `config.model` is then its cached snapshot). */
+    private readonly baseSpec: string = config.model ?? '',
   ) {
     this.out = out;
     this.scaler = config.precision === 'f16' ? new LossScaler() : null;
@@ -190,7 +192,7 @@ export class Trainer {
       }
       fs.mkdirSync(c.output, { recursive: true });
       writeJsonAtomic(path.join(c.output, 'train_config.json'), c);
-      const trainer = new Trainer(c, model, optimizer, data, runtime, mask, schedule, rope.scaling, state?.step ?? 0, state?.elapsed ?? 0, out, opts.onStep, contextEval);
+      const trainer = new Trainer(c, model, optimizer, data, runtime, mask, schedule, rope.scaling, state?.step ?? 0, state?.elapsed ?? 0, out, opts.onStep, contextEval, config.model ?? '');
       if (state?.lossScale) trainer.scaler?.restore(state.lossScale);
       return trainer;
     } catch (e) {
@@ -211,7 +213,7 @@ export class Trainer {
     if (this.config.mode === 'full') return undefined;
     const extras = this.model.namedParameters().filter(([n, t]) => t.requiresGrad && !n.includes('.lora_')).map(([n]) => n);
     return {
-      baseModel: this.config.model!,
+      baseModel: this.baseSpec,
       extras,
       sidecar: {
         rope_scaling: ropeScalingToHF(this.ropeScaling, this.model.config.maxPositionEmbeddings),
@@ -371,7 +373,7 @@ export class Trainer {
     }
     if (!c.gguf) return;
     const file = path.join(c.output, 'model.gguf');
-    const name = `${path.basename(path.resolve(c.model!))}-${c.seqLen}`; // the base and the context it was extended to
+    const name = `${path.basename(path.resolve(this.baseSpec))}-${c.seqLen}`; // the base and the context it was extended to
     const g = exportGguf(dir, file, { tokenizerDir: c.tokenizer ?? c.model!, name, ...(c.ggufDtype !== 'auto' ? { dtype: c.ggufDtype } : {}) });
     this.out.write(`wrote ${file} (${g.tensors} tensors, ${g.dtype}, context ${g.contextLength}) for llama.cpp, and ${g.modelfile} for ollama\n`);
   }

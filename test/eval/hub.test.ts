@@ -11,7 +11,8 @@ import { describe, it } from 'node:test';
 import { cachedSnapshot, hubCacheDir, isRepoId, resolveModel } from '../../src/io/hub.js';
 import { openCheckpoint, writeCheckpoint } from '../../src/io/checkpoint.js';
 import { goldenDir } from '../helpers/fixtures.js';
-import { sink } from '../helpers/train.js';
+import { sink, tinyConfig } from '../helpers/train.js';
+import { Trainer } from '../../src/train/trainer.js';
 import { tempFolders } from '../helpers/tmp.js';
 
 const fresh = tempFolders('hub');
@@ -165,6 +166,26 @@ describe('Hugging Face cache', () => {
     const only = fakeHub({ 'config.json': files['config.json']!, 'consolidated.safetensors': files['consolidated.safetensors']! });
     await assert.rejects(resolveModel('org/tiny', { cacheDir: fresh(), fetch: only.fetch, hubUrl: 'https://hub.test', out: sink() }),
       /has safetensors files \(consolidated\.safetensors\) but not in the Hugging Face layout/);
+  });
+
+  it('training a Hub model: the adapter names its base by the repository id, not the cached snapshot folder', async () => {
+    const cache = fakeCache();
+    const dir = fresh();
+    const saved = { cache: process.env.HF_HUB_CACHE, offline: process.env.HF_HUB_OFFLINE };
+    process.env.HF_HUB_CACHE = cache;
+    process.env.HF_HUB_OFFLINE = '1';
+    try {
+      const c = tinyConfig(dir, { model: 'org/tiny', steps: 1 });
+      const trainer = await Trainer.create(c, { out: sink() });
+      await trainer.run();
+      trainer.dispose();
+      const cfg = JSON.parse(fs.readFileSync(path.join(c.output, 'adapter_config.json'), 'utf8')) as { base_model_name_or_path: string };
+      assert.equal(cfg.base_model_name_or_path, 'org/tiny');
+    } finally {
+      for (const [k, v] of [['HF_HUB_CACHE', saved.cache], ['HF_HUB_OFFLINE', saved.offline]] as const) {
+        if (v === undefined) delete process.env[k]; else process.env[k] = v;
+      }
+    }
   });
 
   it('local folders are used as they are', async () => {
