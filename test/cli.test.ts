@@ -135,6 +135,14 @@ describe('longlora command line', () => {
     const lora = cli('export', '--model', tiny, '--adapter', out, '--out', path.join(dir, 'lora.gguf'));
     assert.equal(lora.code, 1);
     assert.match(lora.err, /also trained .*which a GGUF LoRA cannot carry.*longlora merge/);
+    const plain = path.join(dir, 'plain');
+    const p = cli('train', '--model', tiny, '--data', path.join(tiny, 'data', 'train.bin'), '--output', plain, '--steps', '1',
+      '--seq-len', '512', '--grad-accum', '1', '--mode', 'lora', '--lora-r', '4', '--warmup-steps', '1', '--backend', 'wasm');
+    assert.equal(p.code, 0, p.err);
+    const pl = cli('export', '--model', tiny, '--adapter', plain, '--out', path.join(dir, 'plain.gguf'));
+    assert.equal(pl.code, 0, pl.err);
+    assert.match(pl.out, /plain\.gguf: 16 LoRA layers of rank 4 .*--lora \S*plain\.gguf --rope-scaling linear --rope-scale 2/);
+    assert.match(cli('info', path.join(dir, 'plain.gguf')).out, /a lora adapter for llama "plain", 16 adapted weights, rank 4, alpha/);
     const full = path.join(dir, 'full');
     const f = cli('train', '--model', tiny, '--data', path.join(tiny, 'data', 'train.bin'), '--output', full, '--steps', '1',
       '--seq-len', '64', '--grad-accum', '1', '--mode', 'full', '--warmup-steps', '1', '--gguf', '--gguf-dtype', 'q8_0', '--backend', 'wasm');

@@ -30,6 +30,13 @@ async function describeGguf(file: string, tensors: boolean): Promise<void> {
   }
   const m = parsed.metadata as unknown as Record<string, unknown>;
   const arch = String(m['general.architecture'] ?? '?');
+  if (m['general.type'] === 'adapter') {
+    const a = parsed.tensorInfos.find((t) => t.name.endsWith('.lora_a'));
+    console.log(`${file}: GGUF v${parsed.metadata.version}, a ${String(m['adapter.type'] ?? '?')} adapter for ${arch} "${String(m['general.name'] ?? '')}", ` +
+      `${parsed.tensorInfos.length / 2} adapted weights, rank ${a ? Number(a.shape[1]) : '?'}, alpha ${String(m['adapter.lora.alpha'] ?? '?')}`);
+    if (tensors) listTensors(parsed.tensorInfos.map((t) => ({ name: t.name, dtype: GGML_TYPE_NAMES[t.dtype] ?? String(t.dtype), shape: t.shape.map(Number).reverse() })));
+    return;
+  }
   const k = (key: string): unknown => m[`${arch}.${key}`];
   const tokens = m['tokenizer.ggml.tokens'];
   const scaling = k('rope.scaling.type') ? `${String(k('rope.scaling.type'))} ×${String(k('rope.scaling.factor'))}` : parsed.tensorInfos.some((t) => t.name === 'rope_freqs.weight') ? 'frequency factors (rope_freqs)' : 'none';
