@@ -229,6 +229,23 @@ function llamaCppForward(meta: Record<string, unknown>, tensor: (name: string) =
   return out;
 }
 
+/** Exports `dir` in f32 and checks llamaCppForward over the file against our model's logits for `ids`. */
+async function matchesLlamaCpp(dir: string, ids: number[], t: { diagnostic(s: string): void }): Promise<Awaited<ReturnType<typeof read>> & { cpp: Float64Array; scale: number }> {
+  const file = path.join(fresh(), 'x.gguf');
+  exportGguf(dir, file, { dtype: 'f32' });
+  const r = await read(file);
+  const cpp = llamaCppForward(r.meta, r.tensor, ids);
+  const model = await loadLlama(dir, { dtype: 'f32' });
+  const ours = await logitsOf(model, Int32Array.from(ids), 1, ids.length);
+  model.dispose();
+  let worst = 0;
+  let scale = 0;
+  for (let i = 0; i < ours.length; i++) { worst = Math.max(worst, Math.abs(ours[i]! - cpp[i]!)); scale = Math.max(scale, Math.abs(cpp[i]!)); }
+  t.diagnostic(`logits: max |diff| ${worst.toExponential(2)} of max |logit| ${scale.toFixed(2)}`);
+  assert.ok(worst < 1e-4 * scale, `${worst} vs scale ${scale}`);
+  return { ...r, cpp, scale };
+}
+
 describe('GGUF export', () => {
   it('every tensor under its llama.cpp name, dims innermost first, norms in f32, data equal (q and k permuted)', async () => {
     const file = path.join(fresh(), 'tiny.gguf');
@@ -307,19 +324,8 @@ describe('GGUF export', () => {
 
   it('a forward pass as llama.cpp computes it, from the GGUF file alone, gives our model\'s logits (interleaved RoPE, linear scaling)', async (t) => {
     const dir = variant((c) => { c.rope_scaling = { type: 'linear', factor: 2 }; });
-    const file = path.join(fresh(), 'x.gguf');
-    exportGguf(dir, file, { dtype: 'f32' });
-    const { meta, tensor } = await read(file);
     const ids = [1, 80, 412, 7, 1999, 33, 256, 1024, 5, 640, 77, 300];
-    const cpp = llamaCppForward(meta, tensor, ids);
-    const model = await loadLlama(dir, { dtype: 'f32' });
-    const ours = await logitsOf(model, Int32Array.from(ids), 1, ids.length);
-    model.dispose();
-    let worst = 0;
-    let scale = 0;
-    for (let i = 0; i < ours.length; i++) { worst = Math.max(worst, Math.abs(ours[i]! - cpp[i]!)); scale = Math.max(scale, Math.abs(cpp[i]!)); }
-    t.diagnostic(`logits: max |diff| ${worst.toExponential(2)} of max |logit| ${scale.toFixed(2)}`);
-    assert.ok(worst < 1e-4 * scale, `${worst} vs scale ${scale}`);
+    const { meta, tensor, cpp, scale } = await matchesLlamaCpp(dir, ids, t);
     const wrong = llamaCppForward({ ...meta, 'llama.rope.scaling.factor': 1 }, tensor, ids);
     assert.ok(wrong.some((v, i) => Math.abs(v - cpp[i]!) > 1e-2 * scale), 'the scaling factor matters to the check');
   });
@@ -333,19 +339,7 @@ describe('GGUF export', () => {
         return { name: n, dtype: 'f32' as const, shape: [len], data: Float32Array.from({ length: len }, () => (type === 'qwen2' ? 0.5 * rng.normal() : 1 + 0.2 * rng.normal())) };
       }));
       const dir = variant((c) => { Object.assign(c, { model_type: type, architectures: [type === 'qwen2' ? 'Qwen2ForCausalLM' : 'Qwen3ForCausalLM'] }); }, (_, d) => d, extra);
-      const file = path.join(fresh(), 'x.gguf');
-      exportGguf(dir, file, { dtype: 'f32' });
-      const { meta, tensor } = await read(file);
-      const ids = [1, 80, 412, 7, 1999, 33, 256, 1024];
-      const cpp = llamaCppForward(meta, tensor, ids);
-      const model = await loadLlama(dir, { dtype: 'f32' });
-      const ours = await logitsOf(model, Int32Array.from(ids), 1, ids.length);
-      model.dispose();
-      let worst = 0;
-      let scale = 0;
-      for (let i = 0; i < ours.length; i++) { worst = Math.max(worst, Math.abs(ours[i]! - cpp[i]!)); scale = Math.max(scale, Math.abs(cpp[i]!)); }
-      t.diagnostic(`logits: max |diff| ${worst.toExponential(2)} of max |logit| ${scale.toFixed(2)}`);
-      assert.ok(worst < 1e-4 * scale, `${worst} vs scale ${scale}`);
+      await matchesLlamaCpp(dir, [1, 80, 412, 7, 1999, 33, 256, 1024], t);
     });
   }
 
