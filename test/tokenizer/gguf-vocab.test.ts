@@ -12,6 +12,9 @@ import { ggufVocab } from '../../src/tokenizer/gguf-vocab.js';
 import type { GgufValue } from '../../src/io/gguf.js';
 import { throwsLL } from '../helpers/errors.js';
 
+/** The same pattern as JavaScript can run it (llama.cpp also spells the case-insensitive group out). */
+const JS_LLAMA3_SPLIT = "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
 const LLAMA3_SPLIT = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 /** GPT-2's byte → printable character table (bytes_to_unicode). */
@@ -91,4 +94,69 @@ describe('GGUF vocabulary: byte-level BPE', () => {
     throwsLL(() => ggufVocab(tok, 264), 'byte-level BPE whose pre-tokenizer', 'convert_hf_to_gguf.py');
     throwsLL(() => ggufVocab(Tokenizer.fromJson(byteLevelJson(LLAMA3_PRE), CONFIG), 100), 'has 263 tokens but the model has 100 embedding rows');
   });
+
+  it('llama.cpp\'s byte-level BPE (llama-bpe: Llama 3\'s split, whole words first, merges by rank) over the exported vocabulary tokenizes as Hugging Face does', () => {
+    // Learn 300 merges on some text, in Llama 3's layout (ignore_merges), then tokenize other text both ways.
+    const split = new RegExp(JS_LLAMA3_SPLIT, 'gu');
+    const chars = byteChars();
+    const toByteLevel = (w: string): string[] => [...new TextEncoder().encode(w)].map((b) => chars[b]!);
+    const corpus = 'In the beginning God created the heaven and the earth. And the earth was without form, and void; and darkness was upon the face of the deep. ' +
+      'And the Spirit of God moved upon the face of the waters. And God said, Let there be light: and there was light. It\'s 1234 o\'clock, they\'re here.\n\n';
+    let words = (corpus.repeat(3).match(split) ?? []).map(toByteLevel);
+    const merges: string[] = [];
+    for (let m = 0; m < 300; m++) {
+      const counts = new Map<string, number>();
+      for (const w of words) for (let i = 0; i + 1 < w.length; i++) counts.set(`${w[i]} ${w[i + 1]}`, (counts.get(`${w[i]} ${w[i + 1]}`) ?? 0) + 1);
+      let best = '';
+      let n = 0;
+      for (const [pair, c] of [...counts].sort(([a], [b]) => (a < b ? -1 : 1))) if (c > n) { best = pair; n = c; }
+      if (n < 2) break;
+      merges.push(best);
+      const [a, b] = best.split(' ') as [string, string];
+      words = words.map((w) => {
+        const out: string[] = [];
+        for (let i = 0; i < w.length; i++) {
+          if (i + 1 < w.length && w[i] === a && w[i + 1] === b) { out.push(a + b); i++; } else out.push(w[i]!);
+        }
+        return out;
+      });
+    }
+    const json = byteLevelJson(LLAMA3_PRE);
+    const vocab = (json.model as { vocab: Record<string, number> }).vocab;
+    for (const k of Object.keys(vocab)) if (vocab[k]! >= 256) delete vocab[k];
+    merges.forEach((m, i) => { vocab[m.replace(' ', '')] ??= 256 + i; });
+    const size = 256 + merges.length;
+    (json.model as { merges: string[] }).merges = merges;
+    json.added_tokens = (json.added_tokens as Array<Record<string, unknown>>).map((a, i) => ({ ...a, id: size + i }));
+    const pp = json.post_processor as { special_tokens: Record<string, { ids: number[] }> };
+    pp.special_tokens['<|begin_of_text|>']!.ids = [size];
+    const tok = Tokenizer.fromJson(json, CONFIG);
+    const m = asMap(ggufVocab(tok, size + 3));
+    assert.equal(m.get('tokenizer.ggml.pre'), 'llama-bpe');
+    const tokens = m.get('tokenizer.ggml.tokens') as string[];
+    const rank = new Map((m.get('tokenizer.ggml.merges') as string[]).map((g, i) => [g, i]));
+    const id = new Map(tokens.map((t, i) => [t, i]));
+
+    const llamaCppBpe = (text: string): number[] => (text.match(split) ?? []).flatMap((word) => {
+      const sym = toByteLevel(word);
+      const whole = id.get(sym.join(''));
+      if (whole !== undefined) return [whole]; // ignore_merges: a word that is a token is taken whole
+      for (;;) {
+        let at = -1;
+        let best = Infinity;
+        for (let i = 0; i + 1 < sym.length; i++) {
+          const r = rank.get(`${sym[i]} ${sym[i + 1]}`);
+          if (r !== undefined && r < best) { best = r; at = i; }
+        }
+        if (at < 0) break;
+        sym.splice(at, 2, sym[at]! + sym[at + 1]!);
+      }
+      return sym.map((x) => id.get(x)!);
+    });
+    const texts = ['And God saw the light, that it was good: and God divided the light from the darkness.',
+      'Let the waters under the heaven be gathered together unto one place; they\'re 56789 strong!', '  spaces\tand\nnewlines\n\n  ', 'Ünïcödé ✓ 😀 text'];
+    for (const text of texts) assert.deepEqual(llamaCppBpe(text), tok.encode(text, { addSpecialTokens: false }), text);
+    assert.ok(tok.encode(texts[0]!, { addSpecialTokens: false }).length < texts[0]!.length / 2, 'the merges do merge');
+  });
 });
+
