@@ -79,7 +79,7 @@ export function modulesOfParams(names: readonly string[]): string[] {
 }
 
 /** Whether a parameter belongs to a module listed in modules_to_save (suffix match, as PEFT). */
-function inModulesToSave(name: string, modules: readonly string[]): boolean {
+export function inModulesToSave(name: string, modules: readonly string[]): boolean {
   const mod = name.slice(0, name.lastIndexOf('.'));
   return modules.some((m) => mod === m || mod.endsWith(`.${m}`));
 }

@@ -8,19 +8,26 @@
  * fingerprint in longlora.json. By default it is loaded on the same 4-bit base, and a base
  * whose fingerprint differs is an error; merging dequantises the base and writes a normal
  * checkpoint of dequantised weights plus the LoRA updates (exactly the model that trained).
+ * Any other adapter is merged one tensor at a time, so merging a model takes the memory of
+ * its largest tensor, not of the model in f32.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { LongLoraError } from '../errors.js';
-import { readJsonFile } from '../io/checkpoint.js';
-import { loadAdapter, readSidecar } from '../io/peft.js';
+import { writeJsonAtomic } from '../io/atomic.js';
+import { openCheckpoint, readJsonFile, writeCheckpoint } from '../io/checkpoint.js';
+import { ADAPTER_WEIGHTS, PREFIX, inModulesToSave, loadAdapter, readAdapterConfig, readSidecar } from '../io/peft.js';
+import { SafetensorsFile } from '../io/safetensors.js';
+import type { TensorEntry } from '../io/safetensors-format.js';
 import { loadLlama, saveLlama, type LoadOptions } from '../models/llama/load.js';
 import type { LlamaForCausalLM } from '../models/llama/model.js';
-import { parseLlamaConfig } from '../models/llama/config.js';
+import { linearLayerPaths, llamaConfigToHF, llamaTensorShapes, parseLlamaConfig } from '../models/llama/config.js';
+import { fromFloatArray, type HostArray } from '../tensor/dtype.js';
+import { loraScaling } from './lora.js';
 import { ropeScalingFromHF } from '../nn/rope-scaling.js';
 import type { RopeScaling } from '../nn/rope.js';
 import { Rng } from '../tensor/random.js';
-import { mergeLora } from './inject.js';
+import { matchTargets, mergeLora } from './inject.js';
 import { checkBaseFingerprint, readQuantizationRecord } from '../quant/fingerprint.js';
 import { dequantizeModel } from '../quant/quantize-model.js';
 
@@ -65,6 +72,12 @@ export interface MergeOptions {
   /** dtype of the merged weights (default: the base config's torch_dtype, else f32). */
   dtype?: 'f32' | 'bf16' | 'f16';
   maxShardBytes?: number;
+  /**
+   * Build the whole adapted model in memory (f32) and merge it there, as an adapter on a
+   * 4-bit base always is; otherwise the checkpoint is merged one tensor at a time. The two
+   * give the same tensors (up to f32 rounding of B·A). Default false.
+   */
+  inMemory?: boolean;
 }
 
 function dtypeOf(torchDtype: string | null): 'f32' | 'bf16' | 'f16' {
@@ -78,6 +91,106 @@ function dtypeOf(torchDtype: string | null): 'f32' | 'bf16' | 'f16' {
  */
 export async function mergeAdapter(baseDir: string, adapterDir: string, outDir: string, opts: MergeOptions = {}): Promise<{ merged: number; dtype: string }> {
   if (path.resolve(outDir) === path.resolve(baseDir)) throw new LongLoraError('merge: the output folder must differ from the base model folder');
+  if (!fs.existsSync(adapterDir)) throw new LongLoraError(`adapter folder ${adapterDir} does not exist`);
+  const quantized = readQuantizationRecord(readSidecar(adapterDir), path.join(adapterDir, 'longlora.json')) !== null;
+  const r = opts.inMemory || quantized ? await mergeInMemory(baseDir, adapterDir, outDir, opts) : mergeStreaming(baseDir, adapterDir, outDir, opts);
+  for (const f of TOKENIZER_FILES) {
+    const src = path.join(baseDir, f);
+    if (fs.existsSync(src)) fs.copyFileSync(src, path.join(outDir, f));
+  }
+  return r;
+}
+
+/**
+ * W + s·B·A for W [out, in], B [out, r], A [r, in], in place on W: each product summed in
+ * f64, then rounded to f32 as a kernel's result would be, scaled and added in f32.
+ */
+export function addLoraDelta(W: Float32Array, B: Float32Array, A: Float32Array, out: number, inF: number, r: number, s: number): Float32Array {
+  const row = new Float64Array(inF);
+  for (let o = 0; o < out; o++) {
+    row.fill(0);
+    for (let k = 0; k < r; k++) {
+      const b = B[o * r + k]!;
+      if (b === 0) continue;
+      const off = k * inF;
+      for (let i = 0; i < inF; i++) row[i]! += b * A[off + i]!;
+    }
+    const base = o * inF;
+    for (let i = 0; i < inF; i++) W[base + i] = Math.fround(W[base + i]! + Math.fround(s * Math.fround(row[i]!)));
+  }
+  return W;
+}
+
+/**
+ * The merge one tensor at a time: each base tensor is read, a LoRA target gets W + s·B·A
+ * (on the host, addLoraDelta), a trained
+ * module (embeddings, norms) the adapter's copy, and it is written out before the next is
+ * read — the memory of the largest tensor, not of the model. The adapter is checked
+ * against the base first (as loading it is), so a mismatch writes nothing.
+ */
+function mergeStreaming(baseDir: string, adapterDir: string, outDir: string, opts: MergeOptions): { merged: number; dtype: string } {
+  const configPath = path.join(baseDir, 'config.json');
+  const base = parseLlamaConfig(readJsonFile(configPath), configPath);
+  const ropeScaling = adapterRopeScaling(adapterDir, baseDir);
+  const config = ropeScaling ? { ...base, ropeScaling } : base;
+  const adapter = readAdapterConfig(adapterDir);
+  const dtype = opts.dtype ?? dtypeOf(base.torchDtype);
+  const shapes = llamaTensorShapes(config);
+  const f = SafetensorsFile.open(path.join(adapterDir, ADAPTER_WEIGHTS));
+  const ck = openCheckpoint(baseDir);
+  try {
+    const keys = new Set(f.names());
+    const { r } = adapter.lora;
+    const need = (key: string, shape: readonly number[]): void => {
+      if (!keys.has(key)) throw new LongLoraError(`${f.path}: missing "${key}"`);
+      const got = f.info(key).shape;
+      if (got.join() !== shape.join()) throw new LongLoraError(`${f.path}: tensor "${key}" has shape [${got.join(', ')}] but the model needs [${shape.join(', ')}]; the adapter was trained for another model`);
+      keys.delete(key);
+    };
+    const lora = new Set(matchTargets(linearLayerPaths(config), adapter.targetModules));
+    for (const p of lora) {
+      const [out, inF] = shapes.get(`${p}.weight`)!;
+      need(`${PREFIX}${p}.lora_A.weight`, [r, inF!]);
+      need(`${PREFIX}${p}.lora_B.weight`, [out!, r]);
+    }
+    const saved = new Set([...shapes.keys()].filter((n) => keys.has(PREFIX + n) && inModulesToSave(n, adapter.modulesToSave)));
+    for (const n of saved) need(PREFIX + n, shapes.get(n)!);
+    if (keys.size > 0) throw new LongLoraError(`${f.path}: ${keys.size} tensor(s) match nothing in the model (e.g. ${[...keys][0]}); the adapter was trained for another model or layout`);
+    for (const [n, shape] of shapes) {
+      if (!ck.has(n)) throw new LongLoraError(`${baseDir}: the checkpoint has no tensor "${n}"`);
+      if (ck.info(n).shape.join() !== shape.join()) throw new LongLoraError(`${ck.info(n).file}: tensor "${n}" has shape [${ck.info(n).shape.join(', ')}], config.json implies [${shape.join(', ')}]`);
+    }
+    const scaling = loraScaling(adapter.lora);
+    const entries: TensorEntry[] = [...shapes].map(([n, shape]) => ({
+      name: n,
+      dtype,
+      shape,
+      data: (): HostArray => {
+        let values: Float32Array;
+        if (saved.has(n)) {
+          values = f.read(PREFIX + n, 'f32').data as Float32Array;
+        } else if (lora.has(n.slice(0, -'.weight'.length))) {
+          const p = n.slice(0, -'.weight'.length);
+          values = addLoraDelta(ck.read(n, 'f32').data as Float32Array, f.read(`${PREFIX}${p}.lora_B.weight`, 'f32').data as Float32Array,
+            f.read(`${PREFIX}${p}.lora_A.weight`, 'f32').data as Float32Array, shape[0]!, shape[1]!, r, scaling);
+        } else {
+          return ck.read(n, dtype).data;
+        }
+        return dtype === 'f32' ? values : fromFloatArray(values, dtype);
+      },
+    }));
+    writeCheckpoint(outDir, entries, opts.maxShardBytes !== undefined ? { maxShardBytes: opts.maxShardBytes } : {});
+    const torchDtype = { f32: 'float32', bf16: 'bfloat16', f16: 'float16' }[dtype];
+    writeJsonAtomic(path.join(outDir, 'config.json'), { ...llamaConfigToHF(config), torch_dtype: torchDtype });
+    return { merged: lora.size, dtype };
+  } finally {
+    ck.close();
+    f.close();
+  }
+}
+
+/** The merge of the whole adapted model in memory (needed for a 4-bit base, which is dequantised). */
+async function mergeInMemory(baseDir: string, adapterDir: string, outDir: string, opts: MergeOptions): Promise<{ merged: number; dtype: string }> {
   const model = await loadWithAdapter(baseDir, adapterDir, { dtype: 'f32' });
   try {
     const merged = mergeLora(model);
@@ -85,10 +198,6 @@ export async function mergeAdapter(baseDir: string, adapterDir: string, outDir: 
     model.quantization = null;
     const dtype = opts.dtype ?? dtypeOf(model.config.torchDtype);
     await saveLlama(model, outDir, { dtype, ...(opts.maxShardBytes !== undefined ? { maxShardBytes: opts.maxShardBytes } : {}) });
-    for (const f of TOKENIZER_FILES) {
-      const src = path.join(baseDir, f);
-      if (fs.existsSync(src)) fs.copyFileSync(src, path.join(outDir, f));
-    }
     return { merged, dtype };
   } finally {
     model.dispose();

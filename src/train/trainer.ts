@@ -17,7 +17,7 @@ import { readJsonFile } from '../io/checkpoint.js';
 import { saveAdapter, type SaveAdapterOptions } from '../io/peft.js';
 import { applyLora, ALL_LINEAR, matchTargets, setTrainable } from '../lora/inject.js';
 import type { LoraRuntime } from '../lora/lora.js';
-import { checkAttentionSpan, llamaTensorShapes, parseLlamaConfig, type LlamaConfig } from '../models/llama/config.js';
+import { checkAttentionSpan, linearLayerPaths, parseLlamaConfig, type LlamaConfig } from '../models/llama/config.js';
 import { loadLlama, saveLlama } from '../models/llama/load.js';
 import type { LlamaForCausalLM } from '../models/llama/model.js';
 import { describeRopeScaling, extendRopeScaling, ropeScalingToHF } from '../nn/rope-scaling.js';
@@ -71,10 +71,6 @@ function ropeOverride(c: TrainConfig, maxPos: number): RopeScaling | undefined {
   if (c.ropeFactor === null && c.ropeType === 'linear') return undefined;
   const factor = c.ropeFactor ?? Math.max(1, Math.ceil(c.seqLen / maxPos));
   return { type: c.ropeType, factor };
-}
-
-function linearLayerPaths(cfg: LlamaConfig): string[] {
-  return [...llamaTensorShapes(cfg).entries()].filter(([n, s]) => s.length === 2 && !n.includes('embed_tokens')).map(([n]) => n.slice(0, -'.weight'.length));
 }
 
 /** Checks that need no weights, so mistakes surface before anything is loaded. */

@@ -11,6 +11,7 @@ import { logitsOf } from '../helpers/model.js';
 import { tempFolders } from '../helpers/tmp.js';
 import { sink, tinyConfig } from '../helpers/train.js';
 import { Rng } from '../../src/tensor/random.js';
+import { SafetensorsFile } from '../../src/io/safetensors.js';
 
 const fresh = tempFolders('merge');
 
@@ -45,4 +46,38 @@ describe('merge', () => {
     plain.dispose();
     assert.ok(before.some((v, i) => Math.abs(v - want[i]!) > 1e-3), 'training changed the model');
   });
+
+  it('one tensor at a time gives the tensors the in-memory merge gives (all-linear LoRA, trained embeddings and norms, rsLoRA), in another dtype too', async (t) => {
+    const dir = fresh();
+    const base = path.join(dir, 'base');
+    fs.cpSync(goldenDir('tiny-llama'), base, { recursive: true });
+    const c = tinyConfig(dir, { model: base, steps: 2, lr: 3e-2, loraTargets: ['all-linear'], rslora: true });
+    const trainer = await Trainer.create(c, { out: sink() });
+    await trainer.run();
+    trainer.dispose();
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const a = path.join(dir, `stream-${dtype}`);
+      const b = path.join(dir, `memory-${dtype}`);
+      assert.deepEqual(await mergeAdapter(base, c.output, a, { dtype }), { merged: 14, dtype });
+      assert.deepEqual(await mergeAdapter(base, c.output, b, { dtype, inMemory: true }), { merged: 14, dtype });
+      assert.deepEqual(JSON.parse(fs.readFileSync(path.join(a, 'config.json'), 'utf8')), JSON.parse(fs.readFileSync(path.join(b, 'config.json'), 'utf8')));
+      const fa = SafetensorsFile.open(path.join(a, 'model.safetensors'));
+      const fb = SafetensorsFile.open(path.join(b, 'model.safetensors'));
+      assert.deepEqual(fa.names().sort(), fb.names().sort());
+      let worst = 0;
+      for (const n of fa.names()) {
+        assert.equal(fa.info(n).dtype, fb.info(n).dtype, n);
+        const x = fa.read(n, 'f32').data as Float32Array;
+        const y = fb.read(n, 'f32').data as Float32Array;
+        let scale = 0;
+        for (const v of y) scale = Math.max(scale, Math.abs(v));
+        for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i]! - y[i]!) / scale);
+      }
+      fa.close();
+      fb.close();
+      t.diagnostic(`${dtype}: streamed vs in-memory merge, worst difference ${worst.toExponential(2)} of a tensor's largest value`);
+      assert.ok(worst <= (dtype === 'f32' ? 1e-6 : 2 ** -8), `${worst}`);
+    }
+  });
 });
+

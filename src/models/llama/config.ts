@@ -211,6 +211,11 @@ export function llamaConfigToHF(c: LlamaConfig): Record<string, unknown> {
   };
 }
 
+/** Module paths of the linear layers LoRA can target (the output head included, the embeddings not). */
+export function linearLayerPaths(c: LlamaConfig): string[] {
+  return [...llamaTensorShapes(c).entries()].filter(([n, s]) => s.length === 2 && !n.includes('embed_tokens')).map(([n]) => n.slice(0, -'.weight'.length));
+}
+
 /** Every tensor a Llama checkpoint must hold, with its shape. */
 export function llamaTensorShapes(c: LlamaConfig): Map<string, number[]> {
   const m = new Map<string, number[]>();
