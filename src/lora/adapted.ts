@@ -21,7 +21,7 @@ import { SafetensorsFile } from '../io/safetensors.js';
 import type { TensorEntry } from '../io/safetensors-format.js';
 import { loadLlama, saveLlama, type LoadOptions } from '../models/llama/load.js';
 import type { LlamaForCausalLM } from '../models/llama/model.js';
-import { linearLayerPaths, llamaConfigToHF, llamaTensorShapes, parseLlamaConfig } from '../models/llama/config.js';
+import { linearLayerPaths, llamaConfigToHF, llamaTensorShapes, parseLlamaConfig, storageDType, TORCH_DTYPE } from '../models/llama/config.js';
 import { fromFloatArray, type HostArray } from '../tensor/dtype.js';
 import { loraScaling } from './lora.js';
 import { ropeScalingFromHF } from '../nn/rope-scaling.js';
@@ -80,10 +80,6 @@ export interface MergeOptions {
   inMemory?: boolean;
 }
 
-function dtypeOf(torchDtype: string | null): 'f32' | 'bf16' | 'f16' {
-  return torchDtype === 'bfloat16' ? 'bf16' : torchDtype === 'float16' ? 'f16' : 'f32';
-}
-
 /**
  * Merges the adapter into the base weights (in f32) and writes a standalone checkpoint:
  * safetensors, config.json with rope_scaling, and the base folder's tokenizer files. An
@@ -134,7 +130,7 @@ function mergeStreaming(baseDir: string, adapterDir: string, outDir: string, opt
   const ropeScaling = adapterRopeScaling(adapterDir, baseDir);
   const config = ropeScaling ? { ...base, ropeScaling } : base;
   const adapter = readAdapterConfig(adapterDir);
-  const dtype = opts.dtype ?? dtypeOf(base.torchDtype);
+  const dtype = opts.dtype ?? storageDType(base.torchDtype);
   const shapes = llamaTensorShapes(config);
   const f = SafetensorsFile.open(path.join(adapterDir, ADAPTER_WEIGHTS));
   const ck = openCheckpoint(baseDir);
@@ -180,8 +176,7 @@ function mergeStreaming(baseDir: string, adapterDir: string, outDir: string, opt
       },
     }));
     writeCheckpoint(outDir, entries, opts.maxShardBytes !== undefined ? { maxShardBytes: opts.maxShardBytes } : {});
-    const torchDtype = { f32: 'float32', bf16: 'bfloat16', f16: 'float16' }[dtype];
-    writeJsonAtomic(path.join(outDir, 'config.json'), { ...llamaConfigToHF(config), torch_dtype: torchDtype });
+    writeJsonAtomic(path.join(outDir, 'config.json'), { ...llamaConfigToHF(config), torch_dtype: TORCH_DTYPE[dtype] });
     return { merged: lora.size, dtype };
   } finally {
     ck.close();
@@ -196,7 +191,7 @@ async function mergeInMemory(baseDir: string, adapterDir: string, outDir: string
     const merged = mergeLora(model);
     dequantizeModel(model);
     model.quantization = null;
-    const dtype = opts.dtype ?? dtypeOf(model.config.torchDtype);
+    const dtype = opts.dtype ?? storageDType(model.config.torchDtype);
     await saveLlama(model, outDir, { dtype, ...(opts.maxShardBytes !== undefined ? { maxShardBytes: opts.maxShardBytes } : {}) });
     return { merged, dtype };
   } finally {

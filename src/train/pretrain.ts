@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { LongLoraError } from '../errors.js';
 import { TOKENIZER_FILES } from '../lora/adapted.js';
-import { parseLlamaConfig, type LlamaConfig } from '../models/llama/config.js';
+import { parseLlamaConfig, TORCH_DTYPE, type LlamaConfig } from '../models/llama/config.js';
 import { randomLlama, saveLlama } from '../models/llama/load.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import { cpuBackend } from '../backend/registry.js';
@@ -115,7 +115,7 @@ export async function pretrain(o: PretrainOptions): Promise<TrainResult & { mode
   const say = (s: string): void => { (o.out ?? process.stderr).write(`${s}\n`); };
   if (o.train.mode !== 'full') throw new LongLoraError(`pretrain trains every weight; --mode ${o.train.mode} does not apply`);
   const tok = Tokenizer.load(o.tokenizer);
-  const torchDtype = { f32: 'float32', bf16: 'bfloat16', f16: 'float16' }[o.saveDtype];
+  const torchDtype = TORCH_DTYPE[o.saveDtype];
   const cfg = pretrainConfig(o.arch, tok, torchDtype);
   const initDir = path.join(o.train.output, 'init');
   const params = parameterCount(cfg);

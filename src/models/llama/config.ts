@@ -211,6 +211,15 @@ export function llamaConfigToHF(c: LlamaConfig): Record<string, unknown> {
   };
 }
 
+/** config.json's torch_dtype of each storage dtype. */
+export const TORCH_DTYPE = { f32: 'float32', bf16: 'bfloat16', f16: 'float16' } as const;
+export type StorageDType = keyof typeof TORCH_DTYPE;
+
+/** The storage dtype a torch_dtype names (f32 for any other or none). */
+export function storageDType(torchDtype: string | null): StorageDType {
+  return torchDtype === 'bfloat16' ? 'bf16' : torchDtype === 'float16' ? 'f16' : 'f32';
+}
+
 /** Module paths of the linear layers LoRA can target (the output head included, the embeddings not). */
 export function linearLayerPaths(c: LlamaConfig): string[] {
   return [...llamaTensorShapes(c).entries()].filter(([n, s]) => s.length === 2 && !n.includes('embed_tokens')).map(([n]) => n.slice(0, -'.weight'.length));

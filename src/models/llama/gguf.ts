@@ -24,7 +24,7 @@ import { ropeContextLength, ropeFrequencies, ropeInvFreq, ropeScalingFromHF, typ
 import { type HostArray } from '../../tensor/dtype.js';
 import { ggufVocab } from '../../tokenizer/gguf-vocab.js';
 import { Tokenizer } from '../../tokenizer/tokenizer.js';
-import { llamaTensorShapes, parseLlamaConfig, type LlamaConfig } from './config.js';
+import { llamaTensorShapes, parseLlamaConfig, storageDType, type LlamaConfig } from './config.js';
 import { checkF16Range } from './load.js';
 
 /** Storage of the 2-D weights: a float type, or ggml's 8-bit Q8_0 (rows not a multiple of 32 long stay f16, as in llama.cpp's converter). */
@@ -195,11 +195,6 @@ function bytesOf(a: HostArray): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
-/** The default storage dtype: config.json's torch_dtype. */
-function dtypeOfConfig(c: LlamaConfig): GgufDType {
-  return c.torchDtype === 'bfloat16' ? 'bf16' : c.torchDtype === 'float16' ? 'f16' : 'f32';
-}
-
 /**
  * Writes the Llama checkpoint in `modelDir` (config.json, safetensors, tokenizer.json) to
  * `outFile` as GGUF. Nothing is written until the checkpoint, config and tokenizer have
@@ -209,7 +204,7 @@ export function exportGguf(modelDir: string, outFile: string, opts: GgufExportOp
   if (!outFile.endsWith('.gguf')) throw new LongLoraError(`GGUF export: the output file must end in .gguf, got ${outFile}`);
   const configPath = path.join(modelDir, 'config.json');
   const config = parseLlamaConfig(readJsonFile(configPath), configPath);
-  const dtype = opts.dtype ?? dtypeOfConfig(config);
+  const dtype = opts.dtype ?? storageDType(config.torchDtype);
   if (!(dtype in GGML_OF)) throw new LongLoraError(`GGUF export: dtype must be f32, f16, bf16 or q8_0, got ${String(dtype)}`);
   const name = opts.name ?? path.basename(path.resolve(modelDir));
   const meta = llamaGgufMetadata(config, name, dtype);

@@ -15,7 +15,7 @@ import { fromFloatArray } from '../../tensor/dtype.js';
 import { fromHost, type Tensor } from '../../tensor/tensor.js';
 import { Nf4Quantizer, isQuantizedWeight, type QuantizeMode } from '../../quant/quantize-model.js';
 import '../../quant/node-hash.js'; // the 4-bit fingerprints with Node's native SHA-256
-import { llamaConfigToHF, parseLlamaConfig, type LlamaConfig } from './config.js';
+import { llamaConfigToHF, parseLlamaConfig, TORCH_DTYPE, type LlamaConfig, type StorageDType } from './config.js';
 import { LlamaForCausalLM, type WeightSource } from './model.js';
 import { checkWeightShape, computeOf, warnUnused, type BuildOptions, type ParamDType } from './init.js';
 
@@ -153,7 +153,7 @@ export async function saveLlama(model: LlamaForCausalLM, dir: string, opts: Save
   }
   fs.mkdirSync(dir, { recursive: true });
   const entries = await parameterEntries(model.namedParameters(), opts.dtype);
-  const torchDtype = { f32: 'float32', bf16: 'bfloat16', f16: 'float16' }[entries[0]?.dtype as 'f32' | 'bf16' | 'f16'] ?? 'float32';
+  const torchDtype = TORCH_DTYPE[entries[0]?.dtype as StorageDType] ?? 'float32';
   writeCheckpoint(dir, entries, opts.maxShardBytes !== undefined ? { maxShardBytes: opts.maxShardBytes } : {});
   writeJsonAtomic(path.join(dir, 'config.json'), { ...llamaConfigToHF(model.config), torch_dtype: torchDtype });
 }
