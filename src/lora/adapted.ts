@@ -19,7 +19,7 @@ import { openCheckpoint, readJsonFile, writeCheckpoint } from '../io/checkpoint.
 import { ADAPTER_WEIGHTS, PREFIX, inModulesToSave, loadAdapter, readAdapterConfig, readSidecar } from '../io/peft.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import type { TensorEntry } from '../io/safetensors-format.js';
-import { loadLlama, saveLlama, type LoadOptions } from '../models/llama/load.js';
+import { checkCheckpointTensor, loadLlama, saveLlama, type LoadOptions } from '../models/llama/load.js';
 import type { LlamaForCausalLM } from '../models/llama/model.js';
 import { linearLayerPaths, llamaConfigToHF, llamaTensorShapes, parseLlamaConfig, storageDType, TORCH_DTYPE } from '../models/llama/config.js';
 import { fromFloatArray, type HostArray } from '../tensor/dtype.js';
@@ -152,10 +152,7 @@ function mergeStreaming(baseDir: string, adapterDir: string, outDir: string, opt
     const saved = new Set([...shapes.keys()].filter((n) => keys.has(PREFIX + n) && inModulesToSave(n, adapter.modulesToSave)));
     for (const n of saved) need(PREFIX + n, shapes.get(n)!);
     if (keys.size > 0) throw new LongLoraError(`${f.path}: ${keys.size} tensor(s) match nothing in the model (e.g. ${[...keys][0]}); the adapter was trained for another model or layout`);
-    for (const [n, shape] of shapes) {
-      if (!ck.has(n)) throw new LongLoraError(`${baseDir}: the checkpoint has no tensor "${n}"`);
-      if (ck.info(n).shape.join() !== shape.join()) throw new LongLoraError(`${ck.info(n).file}: tensor "${n}" has shape [${ck.info(n).shape.join(', ')}], config.json implies [${shape.join(', ')}]`);
-    }
+    for (const [n, shape] of shapes) checkCheckpointTensor(ck, n, shape, config, configPath);
     const scaling = loraScaling(adapter.lora);
     const entries: TensorEntry[] = [...shapes].map(([n, shape]) => ({
       name: n,

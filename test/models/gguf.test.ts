@@ -509,7 +509,7 @@ describe('GGUF export', () => {
     const big = variant(() => {}, (n, d) => (n === 'model.layers.0.mlp.up_proj.weight' ? d.map((v, i) => (i === 5 ? 1e6 : v)) : d));
     throwsLL(() => exportGguf(big, out, { dtype: 'f16' }), 'model.layers.0.mlp.up_proj.weight', 'beyond f16\'s range', 'export with --dtype bf16');
     const missing = variant(() => {}, (n, d) => (n === 'model.layers.2.mlp.gate_proj.weight' ? null : d));
-    throwsLL(() => exportGguf(missing, out), 'no tensor "model.layers.2.mlp.gate_proj.weight"');
+    throwsLL(() => exportGguf(missing, out), 'no tensor named "model.layers.2.mlp.gate_proj.weight"');
     const byteLevel = variant(() => {});
     fs.writeFileSync(path.join(byteLevel, 'tokenizer.json'), JSON.stringify({
       model: { type: 'BPE', vocab: { a: 0, b: 1, ab: 2 }, merges: ['a b'] },

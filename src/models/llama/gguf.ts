@@ -25,7 +25,7 @@ import { type HostArray } from '../../tensor/dtype.js';
 import { ggufVocab } from '../../tokenizer/gguf-vocab.js';
 import { Tokenizer } from '../../tokenizer/tokenizer.js';
 import { llamaTensorShapes, parseLlamaConfig, storageDType, type LlamaConfig } from './config.js';
-import { checkF16Range } from './load.js';
+import { checkCheckpointTensor, checkF16Range } from './load.js';
 
 /** Storage of the 2-D weights: a float type, or ggml's 8-bit Q8_0 (rows not a multiple of 32 long stay f16, as in llama.cpp's converter). */
 export type GgufDType = 'f32' | 'f16' | 'bf16' | 'q8_0';
@@ -214,11 +214,7 @@ export function exportGguf(modelDir: string, outFile: string, opts: GgufExportOp
   const ck = openCheckpoint(modelDir);
   try {
     const shapes = llamaTensorShapes(config);
-    for (const [n, shape] of shapes) {
-      if (!ck.has(n)) throw new LongLoraError(`${modelDir}: the checkpoint has no tensor "${n}"; is it a complete Llama checkpoint? (a 4-bit or adapter-only folder cannot be exported: merge it first)`);
-      const got = ck.info(n).shape;
-      if (got.join() !== shape.join()) throw new LongLoraError(`${ck.info(n).file}: tensor "${n}" has shape [${got.join(', ')}], config.json implies [${shape.join(', ')}]`);
-    }
+    for (const [n, shape] of shapes) checkCheckpointTensor(ck, n, shape, config, configPath);
     const { permute } = ggufArchitecture(config);
     const tensors: GgufTensor[] = [];
     if (config.ropeScaling.type === 'llama3') {

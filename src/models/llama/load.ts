@@ -49,21 +49,24 @@ export function checkF16Range(bits: Uint16Array, name: string, file: string, wha
   }
 }
 
+/** Throws when the checkpoint lacks tensor `name` or holds it in another shape than `shape`. */
+export function checkCheckpointTensor(ck: Checkpoint, name: string, shape: readonly number[], config: LlamaConfig, configPath: string): void {
+  if (!ck.has(name)) {
+    const where = ck.files.length === 1 ? ck.files[0]! : ck.index ?? ck.dir;
+    const err = missingTensorError(where, name, ck.names());
+    if (name === 'lm_head.weight') {
+      err.message += ' (tie_word_embeddings is false in config.json, so the checkpoint must hold the output head; ' +
+        'if the model ties its embeddings, set "tie_word_embeddings": true)';
+    }
+    throw err;
+  }
+  const info = ck.info(name);
+  checkWeightShape(info.file, name, info.shape, shape, config, configPath);
+}
+
 function checkpointSource(ck: Checkpoint, config: LlamaConfig, dtype: ParamDType, backend: Backend, configPath: string,
   quant?: Nf4Quantizer, created: Array<{ dispose(): void }> = []): WeightSource {
-  const check = (name: string, shape: number[]): void => {
-    if (!ck.has(name)) {
-      const where = ck.files.length === 1 ? ck.files[0]! : ck.index ?? ck.dir;
-      const err = missingTensorError(where, name, ck.names());
-      if (name === 'lm_head.weight') {
-        err.message += ' (tie_word_embeddings is false in config.json, so the checkpoint must hold the output head; ' +
-          'if the model ties its embeddings, set "tie_word_embeddings": true)';
-      }
-      throw err;
-    }
-    const info = ck.info(name);
-    checkWeightShape(info.file, name, info.shape, shape, config, configPath);
-  };
+  const check = (name: string, shape: number[]): void => checkCheckpointTensor(ck, name, shape, config, configPath);
   const source: WeightSource = (name, shape) => {
     check(name, shape);
     let data: HostArray;
