@@ -79,7 +79,7 @@ export function modulesOfParams(names: readonly string[]): string[] {
 }
 
 /** Whether a parameter belongs to a module listed in modules_to_save (suffix match, as PEFT). */
-export function inModulesToSave(name: string, modules: readonly string[]): boolean {
+function inModulesToSave(name: string, modules: readonly string[]): boolean {
   const mod = name.slice(0, name.lastIndexOf('.'));
   return modules.some((m) => mod === m || mod.endsWith(`.${m}`));
 }
@@ -182,6 +182,40 @@ function readTensor(f: SafetensorsReader, key: string, shape: readonly number[],
 }
 
 /**
+ * Checks an adapter's weights against a model described by shapes: both LoRA matrices of
+ * every target layer (`targets`: module path and its [out, in]), in the shapes rank r
+ * needs; the modules_to_save copies of `params` (name and shape) the adapter holds; and
+ * nothing else. Returns the names of the saved copies. Loading and the streaming merge
+ * both check this way.
+ */
+export function checkAdapterTensors(f: SafetensorsReader, config: AdapterConfig, targets: ReadonlyArray<readonly [string, readonly number[]]>,
+  params: Iterable<readonly [string, readonly number[]]>): string[] {
+  const keys = new Set(f.names());
+  const r = config.lora.r;
+  for (const [p, [out, inF]] of targets) {
+    const ka = `${PREFIX}${p}.lora_A.weight`;
+    const kb = `${PREFIX}${p}.lora_B.weight`;
+    for (const k of [ka, kb]) if (!keys.has(k)) throw new LongLoraError(`${f.path}: missing "${k}" for target module ${p}`);
+    checkShape(f, ka, [r, inF!]);
+    checkShape(f, kb, [out!, r]);
+    keys.delete(ka);
+    keys.delete(kb);
+  }
+  const saved: string[] = [];
+  for (const [name, shape] of params) {
+    if (!keys.has(PREFIX + name) || !inModulesToSave(name, config.modulesToSave)) continue;
+    checkShape(f, PREFIX + name, shape);
+    keys.delete(PREFIX + name);
+    saved.push(name);
+  }
+  const left = [...keys];
+  if (left.length > 0) {
+    throw new LongLoraError(`${f.path}: ${left.length} tensor(s) match nothing in the model (e.g. ${left[0]}); the adapter was trained for another model or layout`);
+  }
+  return saved;
+}
+
+/**
  * Puts a PEFT adapter into a model: wraps the adapter's target layers with LoRA holding
  * its weights, and replaces the modules_to_save parameters with the adapter's copies.
  * Everything is checked before the model is touched, so a bad adapter leaves it as it was.
@@ -189,28 +223,16 @@ function readTensor(f: SafetensorsReader, key: string, shape: readonly number[],
  * adapter in messages; `f` holds its weights (a file, or bytes in a browser).
  */
 export function applyAdapter(model: Module, config: AdapterConfig, f: SafetensorsReader, runtime: LoraRuntime, dir: string): { config: AdapterConfig; replaced: string[] } {
-  const file = f.path;
-  const keys = new Set(f.names());
   const r = config.lora.r;
   const adapted = resolveTargets(model, config.targetModules).map((p) => {
     const base = model.getAt(p);
     if (!isBaseLinear(base)) throw new LongLoraError(`${dir}: ${p} is not a plain linear layer (already adapted?)`);
     const [out, inF] = base.weight.shape as [number, number];
-    const ka = `${PREFIX}${p}.lora_A.weight`;
-    const kb = `${PREFIX}${p}.lora_B.weight`;
-    for (const k of [ka, kb]) if (!keys.has(k)) throw new LongLoraError(`${file}: missing "${k}" for target module ${p}`);
-    checkShape(f, ka, [r, inF]);
-    checkShape(f, kb, [out, r]);
-    keys.delete(ka);
-    keys.delete(kb);
-    return { p, base, ka, kb, out, inF };
+    return { p, base, ka: `${PREFIX}${p}.lora_A.weight`, kb: `${PREFIX}${p}.lora_B.weight`, out, inF };
   });
-  const saved = model.namedParameters().filter(([name]) => keys.has(PREFIX + name) && inModulesToSave(name, config.modulesToSave));
-  for (const [name, t] of saved) { checkShape(f, PREFIX + name, t.shape); keys.delete(PREFIX + name); }
-  const left = [...keys];
-  if (left.length > 0) {
-    throw new LongLoraError(`${file}: ${left.length} tensor(s) match nothing in the model (e.g. ${left[0]}); the adapter was trained for another model or layout`);
-  }
+  const params = new Map(model.namedParameters());
+  const savedNames = checkAdapterTensors(f, config, adapted.map((a) => [a.p, [a.out, a.inF]] as const), [...params].map(([n, t]) => [n, t.shape] as const));
+  const saved = savedNames.map((n) => [n, params.get(n)!] as const);
   for (const a of adapted) {
     const dt = adapterDType(a.base.weight);
     const A = readTensor(f, a.ka, [r, a.inF], dt, a.base.weight.backend);

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { LongLoraError } from '../errors.js';
 import { writeJsonAtomic } from '../io/atomic.js';
 import { openCheckpoint, readJsonFile, writeCheckpoint } from '../io/checkpoint.js';
-import { ADAPTER_WEIGHTS, PREFIX, inModulesToSave, loadAdapter, readAdapterConfig, readSidecar } from '../io/peft.js';
+import { ADAPTER_WEIGHTS, PREFIX, checkAdapterTensors, loadAdapter, readAdapterConfig, readSidecar } from '../io/peft.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import type { TensorEntry } from '../io/safetensors-format.js';
 import { checkCheckpointTensor, loadLlama, saveLlama, type LoadOptions } from '../models/llama/load.js';
@@ -135,23 +135,9 @@ function mergeStreaming(baseDir: string, adapterDir: string, outDir: string, opt
   const f = SafetensorsFile.open(path.join(adapterDir, ADAPTER_WEIGHTS));
   const ck = openCheckpoint(baseDir);
   try {
-    const keys = new Set(f.names());
     const { r } = adapter.lora;
-    const need = (key: string, shape: readonly number[]): void => {
-      if (!keys.has(key)) throw new LongLoraError(`${f.path}: missing "${key}"`);
-      const got = f.info(key).shape;
-      if (got.join() !== shape.join()) throw new LongLoraError(`${f.path}: tensor "${key}" has shape [${got.join(', ')}] but the model needs [${shape.join(', ')}]; the adapter was trained for another model`);
-      keys.delete(key);
-    };
     const lora = new Set(matchTargets(linearLayerPaths(config), adapter.targetModules));
-    for (const p of lora) {
-      const [out, inF] = shapes.get(`${p}.weight`)!;
-      need(`${PREFIX}${p}.lora_A.weight`, [r, inF!]);
-      need(`${PREFIX}${p}.lora_B.weight`, [out!, r]);
-    }
-    const saved = new Set([...shapes.keys()].filter((n) => keys.has(PREFIX + n) && inModulesToSave(n, adapter.modulesToSave)));
-    for (const n of saved) need(PREFIX + n, shapes.get(n)!);
-    if (keys.size > 0) throw new LongLoraError(`${f.path}: ${keys.size} tensor(s) match nothing in the model (e.g. ${[...keys][0]}); the adapter was trained for another model or layout`);
+    const saved = new Set(checkAdapterTensors(f, adapter, [...lora].map((p) => [p, shapes.get(`${p}.weight`)!] as const), shapes));
     for (const [n, shape] of shapes) checkCheckpointTensor(ck, n, shape, config, configPath);
     const scaling = loraScaling(adapter.lora);
     const entries: TensorEntry[] = [...shapes].map(([n, shape]) => ({
