@@ -222,7 +222,7 @@ function openSharded(dir: string, indexPath: string): Checkpoint {
 }
 
 /** Validates the index JSON; returns weight_map in file order. */
-function parseIndex(indexPath: string): Map<string, string> {
+export function parseIndex(indexPath: string): Map<string, string> {
   const json = readJsonFile(indexPath);
   const fix = 'fix or re-download the index';
   if (!isObject(json)) throw new LongLoraError(`${indexPath} must be a JSON object with "weight_map"; ${fix}`);

@@ -14,11 +14,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { downloadFileToCacheDir, listFiles, modelInfo } from '@huggingface/hub';
 import { LongLoraError } from '../errors.js';
+import { INDEX_FILE, parseIndex } from './checkpoint.js';
 import { ProgressBar, type ProgressStream } from '../train/progress.js';
 
 /** Files a model folder needs besides weights. */
-const NEEDED = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja', 'model.safetensors.index.json'];
-const INDEX = 'model.safetensors.index.json';
+const NEEDED = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja', INDEX_FILE];
 
 /** Where and how to resolve a Hub model. */
 export interface HubOptions {
@@ -57,13 +57,13 @@ function repoFolder(cacheDir: string, repo: string): string {
 /** Why a snapshot folder cannot be used, or null when it holds a complete model. */
 function snapshotProblem(dir: string): string | null {
   if (!fs.existsSync(path.join(dir, 'config.json'))) return 'config.json is missing';
-  const index = path.join(dir, 'model.safetensors.index.json');
+  const index = path.join(dir, INDEX_FILE);
   if (fs.existsSync(index)) {
     let map: Record<string, string>;
     try {
       map = (JSON.parse(fs.readFileSync(index, 'utf8')) as { weight_map?: Record<string, string> }).weight_map ?? {};
     } catch (e) {
-      return `${INDEX} is not valid JSON (${(e as Error).message})`;
+      return `${INDEX_FILE} is not valid JSON (${(e as Error).message})`;
     }
     const missing = [...new Set(Object.values(map))].filter((f) => !fs.existsSync(path.join(dir, f)));
     return missing.length ? `weight shard(s) missing: ${missing.slice(0, 3).join(', ')}` : null;
@@ -94,24 +94,17 @@ type Credentials = Pick<Parameters<typeof downloadFileToCacheDir>[0], 'accessTok
  * them (Mistral's consolidated.safetensors, adapters, other precisions) are not fetched.
  */
 async function weightFiles(repo: string, commit: string, cacheDir: string, listed: ReadonlyMap<string, number>, creds: Credentials): Promise<string[]> {
-  if (listed.has(INDEX)) {
-    const index = await downloadFileToCacheDir({ repo, path: INDEX, revision: commit, cacheDir, ...creds });
-    let map: unknown;
-    try {
-      map = (JSON.parse(fs.readFileSync(index, 'utf8')) as { weight_map?: unknown }).weight_map;
-    } catch (e) {
-      throw new LongLoraError(`${repo}: ${INDEX} is not valid JSON (${(e as Error).message})`);
-    }
-    if (map === null || typeof map !== 'object') throw new LongLoraError(`${repo}: ${INDEX} has no weight_map`);
-    const shards = [...new Set(Object.values(map as Record<string, unknown>).map(String))];
+  if (listed.has(INDEX_FILE)) {
+    const index = await downloadFileToCacheDir({ repo, path: INDEX_FILE, revision: commit, cacheDir, ...creds });
+    const shards = [...new Set(parseIndex(index).values())];
     const missing = shards.filter((f) => !listed.has(f));
-    if (missing.length > 0) throw new LongLoraError(`${repo}: ${INDEX} names shard(s) the repository does not have: ${missing.slice(0, 3).join(', ')}`);
+    if (missing.length > 0) throw new LongLoraError(`${repo}: ${INDEX_FILE} names shard(s) the repository does not have: ${missing.slice(0, 3).join(', ')}`);
     return shards;
   }
   if (listed.has('model.safetensors')) return ['model.safetensors'];
   const other = [...listed.keys()].filter((p) => p.endsWith('.safetensors'));
   throw new LongLoraError(other.length > 0
-    ? `${repo} has safetensors files (${other.slice(0, 3).join(', ')}) but not in the Hugging Face layout (model.safetensors, or shards listed by ${INDEX}); pick a repository in transformers' format`
+    ? `${repo} has safetensors files (${other.slice(0, 3).join(', ')}) but not in the Hugging Face layout (model.safetensors, or shards listed by ${INDEX_FILE}); pick a repository in transformers' format`
     : `${repo} has no safetensors weights (only other formats); convert it to safetensors or pick a repository that has them`);
 }
 
