@@ -30,11 +30,15 @@ async function describeGguf(file: string, tensors: boolean): Promise<void> {
   }
   const m = parsed.metadata as unknown as Record<string, unknown>;
   const arch = String(m['general.architecture'] ?? '?');
+  const typeName = (t: number): string => GGML_TYPE_NAMES[t] ?? `type ${t}`;
+  const list = (): void => {
+    if (tensors) listTensors(parsed.tensorInfos.map((t) => ({ name: t.name, dtype: typeName(t.dtype), shape: t.shape.map(Number).reverse() })));
+  };
   if (m['general.type'] === 'adapter') {
     const a = parsed.tensorInfos.find((t) => t.name.endsWith('.lora_a'));
     console.log(`${file}: GGUF v${parsed.metadata.version}, a ${String(m['adapter.type'] ?? '?')} adapter for ${arch} "${String(m['general.name'] ?? '')}", ` +
       `${parsed.tensorInfos.length / 2} adapted weights, rank ${a ? Number(a.shape[1]) : '?'}, alpha ${String(m['adapter.lora.alpha'] ?? '?')}`);
-    if (tensors) listTensors(parsed.tensorInfos.map((t) => ({ name: t.name, dtype: GGML_TYPE_NAMES[t.dtype] ?? String(t.dtype), shape: t.shape.map(Number).reverse() })));
+    list();
     return;
   }
   const k = (key: string): unknown => m[`${arch}.${key}`];
@@ -48,14 +52,12 @@ async function describeGguf(file: string, tensors: boolean): Promise<void> {
   const counts = new Map<string, number>();
   let params = 0;
   for (const t of parsed.tensorInfos) {
-    const name = GGML_TYPE_NAMES[t.dtype] ?? `type ${t.dtype}`;
+    const name = typeName(t.dtype);
     counts.set(name, (counts.get(name) ?? 0) + 1);
     params += t.shape.reduce((a, s) => a * Number(s), 1);
   }
   console.log(`  ${parsed.tensorInfos.length} tensors (${[...counts].map(([n, c]) => `${c} ${n}`).join(', ')}), ${params.toLocaleString('en-US')} parameters`);
-  if (tensors) {
-    listTensors(parsed.tensorInfos.map((t) => ({ name: t.name, dtype: GGML_TYPE_NAMES[t.dtype] ?? String(t.dtype), shape: t.shape.map(Number).reverse() })));
-  }
+  list();
 }
 
 export async function info(argv: string[]): Promise<void> {
