@@ -17,14 +17,16 @@ import path from 'node:path';
 import { LongLoraError } from '../../errors.js';
 import { writeBytesAtomic } from '../../io/atomic.js';
 import { openCheckpoint, readJsonFile } from '../../io/checkpoint.js';
-import { ADAPTER_WEIGHTS, LONGLORA_JSON, TRAINABLE_PARAMS, readAdapterConfig, readSidecar } from '../../io/peft.js';
+import { ADAPTER_WEIGHTS, PREFIX, TRAINABLE_PARAMS, checkAdapterTensors, readAdapterConfig } from '../../io/peft.js';
+import { adapterRopeScaling } from '../../lora/adapted.js';
+import { matchTargets } from '../../lora/inject.js';
 import { SafetensorsFile } from '../../io/safetensors.js';
 import { Q8_0_BLOCK, quantizeQ8_0, writeGguf, type GgmlType, type GgufTensor, type GgufValue } from '../../io/gguf.js';
-import { ropeContextLength, ropeFrequencies, ropeInvFreq, ropeScalingFromHF, type RopeScaling } from '../../nn/rope-scaling.js';
+import { ropeContextLength, ropeFrequencies, ropeInvFreq, type RopeScaling } from '../../nn/rope-scaling.js';
 import { type HostArray } from '../../tensor/dtype.js';
 import { ggufVocab } from '../../tokenizer/gguf-vocab.js';
 import { Tokenizer } from '../../tokenizer/tokenizer.js';
-import { llamaTensorShapes, parseLlamaConfig, storageDType, type LlamaConfig } from './config.js';
+import { linearLayerPaths, llamaTensorShapes, parseLlamaConfig, storageDType, type LlamaConfig } from './config.js';
 import { checkCheckpointTensor, checkF16Range } from './load.js';
 
 /** Storage of the 2-D weights: a float type, or ggml's 8-bit Q8_0 (rows not a multiple of 32 long stay f16, as in llama.cpp's converter). */
@@ -98,6 +100,12 @@ export function ggufTensorName(hf: string): string {
  */
 export function ggufArchitecture(c: LlamaConfig): { arch: string; permute: boolean } {
   return c.modelType === 'qwen2' || c.modelType === 'qwen3' ? { arch: c.modelType, permute: false } : { arch: 'llama', permute: true };
+}
+
+/** The heads whose rows are permuted in tensor `name` (a q or k projection's weight or bias, on the llama architecture), else 0. */
+function rotaryHeads(c: LlamaConfig, name: string): number {
+  if (!ggufArchitecture(c).permute) return 0;
+  return /\.q_proj\.(weight|bias)$/.test(name) ? c.numHeads : /\.k_proj\.(weight|bias)$/.test(name) ? c.numKvHeads : 0;
 }
 
 /**
@@ -215,7 +223,6 @@ export function exportGguf(modelDir: string, outFile: string, opts: GgufExportOp
   try {
     const shapes = llamaTensorShapes(config);
     for (const [n, shape] of shapes) checkCheckpointTensor(ck, n, shape, config, configPath);
-    const { permute } = ggufArchitecture(config);
     const tensors: GgufTensor[] = [];
     if (config.ropeScaling.type === 'llama3') {
       const factors = ropeFreqFactors(config);
@@ -223,7 +230,7 @@ export function exportGguf(modelDir: string, outFile: string, opts: GgufExportOp
     }
     for (const [n, shape] of shapes) {
       const stored: GgufDType = shape.length === 1 ? 'f32' : dtype === 'q8_0' && shape.at(-1)! % Q8_0_BLOCK !== 0 ? 'f16' : dtype;
-      const heads = !permute ? 0 : /\.q_proj\.(weight|bias)$/.test(n) ? config.numHeads : /\.k_proj\.(weight|bias)$/.test(n) ? config.numKvHeads : 0;
+      const heads = rotaryHeads(config, n);
       tensors.push({
         name: ggufTensorName(n),
         shape,
@@ -287,11 +294,10 @@ export function exportGgufAdapter(baseDir: string, adapterDir: string, outFile: 
     throw new LongLoraError(`${adapterDir}: the adapter also trained ${adapter.modulesToSave.join(', ') || 'embeddings or norms'} (LongLoRA), which a GGUF LoRA cannot carry ` +
       '(llama.cpp rejects them); export the merged model instead: longlora merge --base BASE --adapter RUN --out DIR --gguf FILE.gguf');
   }
-  const side = readSidecar(adapterDir);
-  const rope = side?.rope_scaling ? ropeScalingFromHF(side.rope_scaling as Record<string, unknown>, 'rope_scaling', path.join(adapterDir, LONGLORA_JSON), config.maxPositionEmbeddings) : config.ropeScaling;
+  const rope = adapterRopeScaling(adapterDir, baseDir) ?? config.ropeScaling;
   const ropeFlags = llamaCppRopeFlags(rope, config.maxPositionEmbeddings);
   const dtype = opts.dtype ?? 'f32';
-  const { arch, permute } = ggufArchitecture(config);
+  const { arch } = ggufArchitecture(config);
   const { r, alpha, rslora } = adapter.lora;
   const meta: Array<[string, GgufValue]> = [
     ['general.architecture', str(arch)],
@@ -303,21 +309,15 @@ export function exportGgufAdapter(baseDir: string, adapterDir: string, outFile: 
   ];
   const file = SafetensorsFile.open(path.join(adapterDir, ADAPTER_WEIGHTS));
   try {
-    const tensors: GgufTensor[] = [];
     const shapes = llamaTensorShapes(config);
-    for (const n of file.names()) {
-      const m = /^base_model\.model\.(.+)\.lora_([AB])\.weight$/.exec(n);
-      if (!m) throw new LongLoraError(`${file.path}: "${n}" is not a LoRA tensor (…lora_A.weight / …lora_B.weight)`);
-      const base = `${m[1]}.weight`;
-      const baseShape = shapes.get(base);
-      if (!baseShape) throw new LongLoraError(`${file.path}: "${n}" adapts "${base}", which the base model in ${baseDir} does not have`);
+    const targets = matchTargets(linearLayerPaths(config), adapter.targetModules).map((p) => [p, shapes.get(`${p}.weight`)!] as const);
+    checkAdapterTensors(file, adapter, targets, []);
+    const tensors: GgufTensor[] = targets.flatMap(([p]) => (['a', 'b'] as const).map((side): GgufTensor => {
+      const n = `${PREFIX}${p}.lora_${side.toUpperCase()}.weight`;
       const shape = file.info(n).shape;
-      const side = m[2] === 'A' ? 'a' : 'b';
-      const want = side === 'a' ? [r, baseShape[1]!] : [baseShape[0]!, r];
-      if (shape.join() !== want.join()) throw new LongLoraError(`${file.path}: "${n}" has shape [${shape.join(', ')}], expected [${want.join(', ')}] for r = ${r} on ${base}`);
-      const heads = side === 'b' && permute ? (base.endsWith('.q_proj.weight') ? config.numHeads : base.endsWith('.k_proj.weight') ? config.numKvHeads : 0) : 0;
-      tensors.push({
-        name: `${ggufTensorName(base)}.lora_${side}`,
+      const heads = side === 'b' ? rotaryHeads(config, `${p}.weight`) : 0;
+      return {
+        name: `${ggufTensorName(`${p}.weight`)}.lora_${side}`,
         shape,
         type: GGML_OF[dtype],
         bytes: () => {
@@ -326,9 +326,8 @@ export function exportGgufAdapter(baseDir: string, adapterDir: string, outFile: 
           if (heads > 0) data = permuteRotary(data, shape[0]!, shape[1]!, heads);
           return bytesOf(data);
         },
-      });
-    }
-    if (tensors.length === 0) throw new LongLoraError(`${file.path}: no LoRA tensors`);
+      };
+    }));
     writeGguf(outFile, meta, tensors);
     return { file: outFile, layers: tensors.length / 2, rank: r, ropeFlags };
   } finally {
