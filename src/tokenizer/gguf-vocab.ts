@@ -26,16 +26,18 @@ type Json = Record<string, unknown>;
 
 const SPACE_MARK = '\u2581';
 
+/** The steps of a normalizer or pre-tokenizer: a Sequence flattened, none for null. */
+function steps(x: unknown): Json[] {
+  if (x === null || typeof x !== 'object') return [];
+  const j = x as Json;
+  if (j.type === 'Sequence') return [...(Array.isArray(j.normalizers) ? j.normalizers : []), ...(Array.isArray(j.pretokenizers) ? j.pretokenizers : [])].flatMap(steps);
+  return [j];
+}
+
 /** Whether the normalizer or pre-tokenizer puts "▁" before the text (SentencePiece's add_dummy_prefix). */
 function addsSpacePrefix(json: Json): boolean {
-  const parts = (x: unknown): Json[] => {
-    if (x === null || typeof x !== 'object') return [];
-    const j = x as Json;
-    if (j.type === 'Sequence') return [...(Array.isArray(j.normalizers) ? j.normalizers : []), ...(Array.isArray(j.pretokenizers) ? j.pretokenizers : [])].flatMap(parts);
-    return [j];
-  };
-  const norm = parts(json.normalizer).some((n) => n.type === 'Prepend' && n.prepend === SPACE_MARK);
-  const pre = parts(json.pre_tokenizer).some((p) => p.type === 'Metaspace' && (p.prepend_scheme === 'always' || p.prepend_scheme === 'first' || p.add_prefix_space === true));
+  const norm = steps(json.normalizer).some((n) => n.type === 'Prepend' && n.prepend === SPACE_MARK);
+  const pre = steps(json.pre_tokenizer).some((p) => p.type === 'Metaspace' && (p.prepend_scheme === 'always' || p.prepend_scheme === 'first' || p.add_prefix_space === true));
   return norm || pre;
 }
 
@@ -65,17 +67,9 @@ const PRE_TOKENIZERS: ReadonlyArray<[string, string]> = [
   ["(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", 'qwen2'],
 ];
 
-/** The pre-tokenizers of a tokenizer.json, a Sequence flattened. */
-function preTokenizers(json: Json): Json[] {
-  const p = json.pre_tokenizer;
-  if (p === null || typeof p !== 'object') return [];
-  const j = p as Json;
-  return j.type === 'Sequence' && Array.isArray(j.pretokenizers) ? j.pretokenizers as Json[] : [j];
-}
-
 /** llama.cpp's name for a byte-level tokenizer's pre-tokenizer, or null when it is not one it knows. */
 function byteLevelPre(json: Json): string | null {
-  const pre = preTokenizers(json);
+  const pre = steps(json.pre_tokenizer);
   const split = pre.filter((p) => p.type === 'Split');
   const level = pre.find((p) => p.type === 'ByteLevel');
   if (!level) return null;
@@ -87,7 +81,7 @@ function byteLevelPre(json: Json): string | null {
 
 /** Whether the tokenizer is a byte-level BPE (a ByteLevel pre-tokenizer). */
 function isByteLevel(json: Json): boolean {
-  return (json.model as Json | undefined)?.type === 'BPE' && preTokenizers(json).some((p) => p.type === 'ByteLevel');
+  return (json.model as Json | undefined)?.type === 'BPE' && steps(json.pre_tokenizer).some((p) => p.type === 'ByteLevel');
 }
 
 /**
