@@ -134,14 +134,11 @@ export function ggufVocab(tok: Tokenizer, modelVocab: number): Array<[string, Gg
     ['tokenizer.ggml.pre', { type: 'string', value: pre }],
     ['tokenizer.ggml.tokens', { type: 'array', itemType: 'string', values: tokens }],
   ];
-  if (byteLevel) {
+  meta.push(byteLevel
     // A space inside a merge's part would split it in two; byte-level vocabularies spell it Ġ.
-    meta.push(['tokenizer.ggml.token_type', { type: 'array', itemType: 'i32', values: types }]);
-    meta.push(['tokenizer.ggml.merges', { type: 'array', itemType: 'string', values: merges.map(([a, b]) => `${a.replaceAll(' ', '\u0120')} ${b.replaceAll(' ', '\u0120')}`) }]);
-  } else {
-    meta.push(['tokenizer.ggml.scores', { type: 'array', itemType: 'f32', values: spmScores(tokens, types, merges) }]);
-    meta.push(['tokenizer.ggml.token_type', { type: 'array', itemType: 'i32', values: types }]);
-  }
+    ? ['tokenizer.ggml.merges', { type: 'array', itemType: 'string', values: merges.map(([a, b]) => `${a.replaceAll(' ', '\u0120')} ${b.replaceAll(' ', '\u0120')}`) }]
+    : ['tokenizer.ggml.scores', { type: 'array', itemType: 'f32', values: spmScores(tokens, types, merges) }]);
+  meta.push(['tokenizer.ggml.token_type', { type: 'array', itemType: 'i32', values: types }]);
   const ids: Array<[string, number | null]> = [['bos', tok.bosId], ['eos', tok.eosId], ['unknown', tok.unkId], ['padding', tok.padId]];
   for (const [k, id] of ids) if (id !== null) meta.push([`tokenizer.ggml.${k}_token_id`, { type: 'u32', value: id }]);
   // Whether BOS / EOS are added is what encoding does (config flags or the post-processor).
