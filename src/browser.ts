@@ -10,7 +10,7 @@
  * in browser-text.ts (they import two @huggingface packages, which a page maps).
  *
  * The Node entry (index.ts) exports all of this plus files, folders, checkpoints and
- * tokenizer folders (and gives the 4-bit fingerprints Node's native SHA-256).
+ * tokenizer folders (its loader gives the 4-bit fingerprints Node's native SHA-256).
  */
 export { LongLoraError } from './errors.js';
 

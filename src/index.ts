@@ -6,8 +6,6 @@
  * built from parsed files (here: `Tokenizer`, which also reads and writes folders).
  */
 export * from './browser.js';
-// 4-bit bases are in the browser entry; in Node their fingerprints use the native SHA-256.
-import './quant/node-hash.js';
 
 // models from and to folders
 export { loadLlama, saveLlama } from './models/llama/load.js';

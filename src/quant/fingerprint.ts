@@ -38,8 +38,8 @@ export interface FingerprintHash {
 
 /**
  * Where the fingerprints' SHA-256 comes from: plain JavaScript by default (browsers), and
- * Node's native one, far faster on a large base, where the Node entry and loader install it
- * (node-hash.ts). Both give the same digests, so a fingerprint does not depend on where it
+ * Node's native one, far faster on a large base, which the Node model loader (load.ts, part
+ * of the Node entry and the command line) installs (node-hash.ts). Both give the same digests, so a fingerprint does not depend on where it
  * was computed.
  */
 let newHash: () => FingerprintHash = () => new Sha256();

@@ -1,7 +1,8 @@
 /**
  * Node's native SHA-256 for the 4-bit fingerprints (fingerprint.ts), installed when this
- * module is imported: the Node entry and the Node model loader import it; the browser
- * entry does not, and keeps the plain-JavaScript one (the digests are the same).
+ * module is imported: the Node model loader imports it (and with it the Node entry and the
+ * command line); the browser entry does not, and keeps the plain-JavaScript one (the
+ * digests are the same).
  */
 import { createHash } from 'node:crypto';
 import { setFingerprintHash, type FingerprintHash } from './fingerprint.js';
