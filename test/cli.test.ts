@@ -55,6 +55,26 @@ describe('longlora command line', () => {
     assert.doesNotMatch(c.err, /at .*\.js:\d+/, 'no stack trace for user errors');
   });
 
+  it('tokenize --format sft: conversations through a chat template file, and the flag it needs', () => {
+    const dir = fresh();
+    const data = path.join(dir, 'chats.jsonl');
+    fs.writeFileSync(data, [
+      { messages: [{ role: 'user', content: 'What is the pass key?' }, { role: 'assistant', content: 'It is 4821.' }] },
+      { conversations: [{ from: 'human', value: 'Colour?' }, { from: 'gpt', value: 'Blue.' }, { from: 'human', value: 'Sure?' }, { from: 'gpt', value: 'Yes.' }] },
+    ].map((r) => JSON.stringify(r)).join('\n'));
+    const jinja = path.join(dir, 'chat.jinja');
+    fs.writeFileSync(jinja, '{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% if m.role == "assistant" %}{{ eos_token }}{% endif %}\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}');
+    const tok = path.join(ROOT, 'test', 'fixtures', 'tokenizer', 'llama-bpe');
+    const out = path.join(dir, 'chats.bin');
+    const r = cli('tokenize', data, '--tokenizer', tok, '--format', 'sft', '--seq-len', '256', '--sft-template', 'chat', '--chat-template', jinja, '--output', out);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /2 of 2 record\(s\) kept; 2 of the records are conversations; .* response tokens carry labels\n[\d,]+ tokens in .*chats\.bin \(built\)/);
+    for (const f of ['chats.bin', 'chats.idx', 'chats.spans', 'chats.bin.json']) assert.ok(fs.existsSync(path.join(dir, f)), f);
+    const bad = cli('tokenize', data, '--tokenizer', tok, '--format', 'sft', '--seq-len', '256', '--chat-template', jinja);
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /--chat-template needs --sft-template chat/);
+  });
+
   it('backends: each backend with what it runs on (or why it cannot start), and which auto picks', () => {
     const r = cli('backends');
     assert.equal(r.code, 0, r.err);

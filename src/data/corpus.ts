@@ -100,7 +100,8 @@ export async function* documents(src: SourceFile, opts: DocumentOptions): AsyncG
     const v = rec.value;
     const text = v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>)[opts.textField] : undefined;
     if (typeof text !== 'string') {
-      const sft = v !== null && typeof v === 'object' && 'instruction' in v && 'output' in v ? '; these look like instruction records: for supervised fine-tuning use --data-format sft' : '';
+      const kind = v === null || typeof v !== 'object' ? null : 'instruction' in v && 'output' in v ? 'instruction records' : 'messages' in v || 'conversations' in v ? 'conversations' : null;
+      const sft = kind ? `; these look like ${kind}: for supervised fine-tuning use --data-format sft` : '';
       opts.errors.handle(src.path, rec.line, `no "${opts.textField}" text field (${describeFields(v)}); set --text-field${sft}`);
       continue;
     }

@@ -1,14 +1,18 @@
 /**
- * Supervised fine-tuning records (LongAlpaca style): `{instruction, input?, output}`
- * rendered into a prompt, tokenized with the response, and masked so that only the
- * response carries labels. The default template is the official LongLoRA one
- * (supervised-fine-tune.py): `[INST]{instruction}[/INST]` when `input` is empty, and the
- * Llama-2 system-prompt form when it is not; the target is `output` followed by EOS; the
- * prompt's tokens (BOS included) get label −100. The alternative renders the model's own
- * chat template. Over-long examples are truncated (official) or dropped, and counted.
+ * Supervised fine-tuning records: LongAlpaca-style `{instruction, input?, output}`, and
+ * conversations (`{messages: [{role, content}]}`, or ShareGPT's `{conversations: [{from,
+ * value}]}`), rendered into text, tokenized, and masked so that only what the model should
+ * learn to write carries labels. An instruction record's default template is the official
+ * LongLoRA one (supervised-fine-tune.py): `[INST]{instruction}[/INST]` when `input` is
+ * empty, and the Llama-2 system-prompt form when it is not; the target is `output`
+ * followed by EOS; the prompt's tokens (BOS included) get label −100. A conversation is
+ * rendered by a chat template (Llama-2's chat format by default) and every assistant turn
+ * carries labels. The alternative renders both with the model's own chat template.
+ * Over-long examples are truncated (official) or dropped, and counted.
  */
 import { IGNORE_INDEX } from '../nn/loss.js';
 import { LongLoraError } from '../errors.js';
+import { ChatTemplate, LLAMA2_CHAT_TEMPLATE, type ChatMessage } from '../tokenizer/chat-template.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { describeFields, type RecordErrors } from './records.js';
 
@@ -20,7 +24,7 @@ export interface SftRecord {
   output: string;
 }
 
-/** How a record becomes a prompt: the official Llama-2 strings, or the tokenizer's chat template. */
+/** How a record becomes text: the official Llama-2 strings (Llama-2's chat format for conversations), or a chat template. */
 export type SftTemplate = 'llama2' | 'chat';
 
 /** What to do with an example longer than the training length. */
@@ -44,16 +48,56 @@ export function llama2InputPrompt(instruction: string, input: string): string {
   return `[INST] <<SYS>>\n${LLAMA2_SYSTEM_PROMPT}<</SYS>> \n\n ${instruction} \n${input} [/INST]`;
 }
 
+/** A conversation (`messages`, or ShareGPT's `conversations`): every assistant turn is learnt. */
+export interface ConversationRecord {
+  messages: ChatMessage[];
+}
+
+/** One SFT record: an instruction example or a conversation. */
+export type SftItem = SftRecord | ConversationRecord;
+
+/** ShareGPT's speaker names (`from`) as chat roles. */
+const SHAREGPT_ROLES: Record<string, string> = {
+  human: 'user', user: 'user', gpt: 'assistant', assistant: 'assistant', model: 'assistant', chatgpt: 'assistant', bard: 'assistant', system: 'system',
+};
+
+const RECORD_FORMS = 'SFT records are {instruction, input?, output}, {messages: [{role, content}, ...]} or ShareGPT\'s {conversations: [{from, value}, ...]}';
+
+/** The turns of a `messages` or `conversations` list, or a reason it is unusable. */
+function parseTurns(list: unknown, field: 'messages' | 'conversations'): ChatMessage[] | string {
+  const [roleKey, textKey] = field === 'messages' ? ['role', 'content'] : ['from', 'value'];
+  if (!Array.isArray(list) || list.length === 0) return `"${field}" must be a non-empty list of {${roleKey}, ${textKey}} turns`;
+  const turns: ChatMessage[] = [];
+  for (const [i, t] of list.entries()) {
+    const o = (t !== null && typeof t === 'object' && !Array.isArray(t) ? t : {}) as Record<string, unknown>;
+    const who = o[roleKey], text = o[textKey];
+    if (typeof who !== 'string' || typeof text !== 'string') {
+      return `${field}[${i}] must have a string "${roleKey}" and a string "${textKey}" (${describeFields(t)})`;
+    }
+    const role = field === 'messages' ? who : SHAREGPT_ROLES[who.toLowerCase()];
+    if (role === undefined) return `${field}[${i}]: unknown speaker "${who}" (known: ${Object.keys(SHAREGPT_ROLES).join(', ')})`;
+    turns.push({ role, content: text });
+  }
+  if (!turns.some((t) => t.role === 'assistant')) return `"${field}" has no assistant turn to learn from`;
+  return turns;
+}
+
 /** Checks a parsed JSON value and returns the record, or reports it (and returns null). */
-export function parseSftRecord(value: unknown, file: string, line: number, errors: RecordErrors): SftRecord | null {
+export function parseSftRecord(value: unknown, file: string, line: number, errors: RecordErrors): SftItem | null {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    errors.handle(file, line, `an SFT record must be an object with "instruction" and "output" (${describeFields(value)})`);
+    errors.handle(file, line, `an SFT record must be an object (${describeFields(value)}); ${RECORD_FORMS}`);
     return null;
   }
   const v = value as Record<string, unknown>;
+  for (const field of ['messages', 'conversations'] as const) {
+    if (!(field in v)) continue;
+    const turns = parseTurns(v[field], field);
+    if (typeof turns === 'string') { errors.handle(file, line, turns); return null; }
+    return { messages: turns };
+  }
   for (const k of ['instruction', 'output']) {
     if (typeof v[k] !== 'string') {
-      errors.handle(file, line, `no "${k}" string field (${describeFields(v)}); SFT records need instruction, output and optionally input`);
+      errors.handle(file, line, `no "${k}" string field (${describeFields(v)}); ${RECORD_FORMS}`);
       return null;
     }
   }
@@ -64,16 +108,25 @@ export function parseSftRecord(value: unknown, file: string, line: number, error
   return { instruction: v.instruction as string, input: (v.input as string | null | undefined) ?? '', output: v.output as string };
 }
 
-/** A tokenized example: the ids and how many of them (from the start) are prompt. */
+/**
+ * A tokenized example: its ids and the ranges of them that carry labels (the response of
+ * an instruction example, every assistant turn of a conversation), in order.
+ */
 export interface SftExample {
   ids: Int32Array;
-  promptLen: number;
+  /** Label ranges [start, end) of token positions, ascending and disjoint. */
+  spans: ReadonlyArray<readonly [number, number]>;
 }
 
-/** Labels of an example: −100 over the prompt, the ids over the response. */
+/** Tokens of an example that carry labels. */
+export function labelledCount(ex: SftExample): number {
+  return ex.spans.reduce((a, [s, e]) => a + e - s, 0);
+}
+
+/** Labels of an example: the ids inside its spans, −100 elsewhere. */
 export function sftLabels(ex: SftExample): Int32Array {
-  const labels = Int32Array.from(ex.ids);
-  labels.fill(IGNORE_INDEX, 0, Math.min(ex.promptLen, labels.length));
+  const labels = new Int32Array(ex.ids.length).fill(IGNORE_INDEX);
+  for (const [s, e] of ex.spans) labels.set(ex.ids.subarray(s, e), s);
   return labels;
 }
 
@@ -83,53 +136,149 @@ export interface SftTokenizeOptions {
   /** Longest example kept (the training length). */
   maxLen: number;
   overlong: SftOverlong;
+  /** The chat template of the `chat` form (default: the tokenizer's). */
+  chatTemplate?: ChatTemplate | null;
 }
 
 /** What happened to one record. */
 export type SftOutcome = 'kept' | 'truncated' | 'too-long' | 'no-response';
 
+let llama2Chat: ChatTemplate | null = null;
+
 /**
- * Prompt and full text of a record. llama2: the official strings, tokenized with the
- * tokenizer's own special tokens (BOS); chat: the chat template, whose text has them.
+ * The chat template a record is rendered with: for `chat`, the given one or the
+ * tokenizer's; for `llama2` (conversations only), Llama-2's chat format, of which the
+ * official instruction prompt is the one-turn case.
  */
-function render(rec: SftRecord, tok: Tokenizer, template: SftTemplate): { prompt: string; full: string; addSpecial: boolean; endsWithEos: boolean } {
-  if (template === 'llama2') {
-    const prompt = rec.input !== '' ? llama2InputPrompt(rec.instruction, rec.input) : llama2Prompt(rec.instruction);
-    return { prompt, full: prompt + rec.output, addSpecial: true, endsWithEos: false };
-  }
-  if (!tok.chatTemplate) throw new LongLoraError(`${tok.source}: the tokenizer has no chat template; use --sft-template llama2 (the official prompt)`);
-  const user = { role: 'user', content: rec.input !== '' ? `${rec.instruction}\n${rec.input}` : rec.instruction };
-  const special = { bosToken: tok.bosToken, eosToken: tok.eosToken };
-  const prompt = tok.chatTemplate.render([user], { ...special, addGenerationPrompt: true });
-  const full = tok.chatTemplate.render([user, { role: 'assistant', content: rec.output }], { ...special, addGenerationPrompt: false });
-  if (!full.startsWith(prompt)) {
-    throw new LongLoraError(`${tok.chatTemplate.where}: the chat template renders the prompt differently with and without the answer, so the prompt cannot be masked; use --sft-template llama2`);
-  }
-  return { prompt, full, addSpecial: false, endsWithEos: tok.eosToken !== null && full.trimEnd().endsWith(tok.eosToken) };
+export function sftChatTemplate(tok: Tokenizer, opts: Pick<SftTokenizeOptions, 'template' | 'chatTemplate'>): ChatTemplate {
+  if (opts.template === 'llama2') return (llama2Chat ??= new ChatTemplate(LLAMA2_CHAT_TEMPLATE, 'built-in llama2 chat template'));
+  const t = opts.chatTemplate ?? tok.chatTemplate;
+  if (!t) throw new LongLoraError(`${tok.source}: the tokenizer has no chat template; use --sft-template llama2 (the official prompt), or pass --chat-template FILE.jinja`);
+  return t;
 }
 
 /**
- * Tokenizes a record as the official script does: the prompt + output text in one pass,
- * then EOS; the first len(tokenize(prompt)) ids are masked. Returns the example (null
- * when dropped) and what happened to it.
+ * Prompt and full text of an instruction record. llama2: the official strings, tokenized
+ * with the tokenizer's own special tokens (BOS); chat: the chat template, whose text has them.
  */
-export function tokenizeSft(rec: SftRecord, tok: Tokenizer, opts: SftTokenizeOptions): { example: SftExample | null; outcome: SftOutcome } {
-  const r = render(rec, tok, opts.template);
-  const promptIds = tok.encode(r.prompt, { addSpecialTokens: r.addSpecial });
-  let ids = tok.encode(r.full, { addSpecialTokens: r.addSpecial });
-  if (!r.endsWithEos) {
-    if (tok.eosId === null) throw new LongLoraError(`${tok.source}: the tokenizer has no EOS token to end responses with; set eos_token in tokenizer_config.json`);
-    ids = [...ids, tok.eosId];
+function render(rec: SftRecord, tok: Tokenizer, opts: SftTokenizeOptions): { prompt: string; full: string; addSpecial: boolean; endsWithEos: boolean } {
+  if (opts.template === 'llama2') {
+    const prompt = rec.input !== '' ? llama2InputPrompt(rec.instruction, rec.input) : llama2Prompt(rec.instruction);
+    return { prompt, full: prompt + rec.output, addSpecial: true, endsWithEos: false };
   }
-  const promptLen = promptIds.length;
+  const chat = sftChatTemplate(tok, opts);
+  const user = { role: 'user', content: rec.input !== '' ? `${rec.instruction}\n${rec.input}` : rec.instruction };
+  const special = { bosToken: tok.bosToken, eosToken: tok.eosToken };
+  const prompt = chat.render([user], { ...special, addGenerationPrompt: true });
+  const full = chat.render([user, { role: 'assistant', content: rec.output }], { ...special, addGenerationPrompt: false });
+  if (!full.startsWith(prompt)) {
+    throw new LongLoraError(`${chat.where}: the chat template renders the prompt differently with and without the answer, so the prompt cannot be masked; use --sft-template llama2`);
+  }
+  return { prompt, full, addSpecial: false, endsWithEos: endsWithEos(full, tok) };
+}
+
+function endsWithEos(text: string, tok: Tokenizer): boolean {
+  return tok.eosToken !== null && text.trimEnd().endsWith(tok.eosToken);
+}
+
+function eosId(tok: Tokenizer): number {
+  if (tok.eosId === null) throw new LongLoraError(`${tok.source}: the tokenizer has no EOS token to end responses with; set eos_token in tokenizer_config.json`);
+  return tok.eosId;
+}
+
+/**
+ * A conversation rendered by its template, with the character ranges of its assistant
+ * turns: turn i runs from the end of the rendering of the turns before it with the
+ * generation prompt to the end of the rendering up to and including it (its text and
+ * the template's end-of-turn marks). The template must render each prefix of the
+ * conversation as a prefix of the whole.
+ */
+function renderConversation(messages: readonly ChatMessage[], tok: Tokenizer, chat: ChatTemplate): { text: string; spans: Array<[number, number]> } {
+  const special = { bosToken: tok.bosToken, eosToken: tok.eosToken };
+  const text = chat.render(messages, { ...special, addGenerationPrompt: false });
+  const spans: Array<[number, number]> = [];
+  messages.forEach((m, i) => {
+    if (m.role !== 'assistant') return;
+    const before = chat.render(messages.slice(0, i), { ...special, addGenerationPrompt: true });
+    const upto = chat.render(messages.slice(0, i + 1), { ...special, addGenerationPrompt: false });
+    if (!upto.startsWith(before) || !text.startsWith(upto) || upto.length === before.length) {
+      throw new LongLoraError(`${chat.where}: the chat template does not render a conversation's first turns as the start of the whole ` +
+        `(turn ${i + 1} of ${messages.length}), so its assistant turns cannot be located for the labels; pass --chat-template with a template that renders each turn on its own`);
+    }
+    const last = spans.at(-1);
+    if (last && last[1] === before.length) last[1] = upto.length;
+    else spans.push([before.length, upto.length]);
+  });
+  return { text, spans };
+}
+
+/**
+ * Token ranges for character ranges of a text. The text is tokenized in pieces cut at the
+ * ranges' ends; when the pieces' ids are the whole text's ids the cuts are exact. Otherwise
+ * (a tokenizer that marks the start of every piece, as SentencePiece's does) a cut at
+ * character c falls after as many tokens as the text up to c has — the official script's
+ * rule for the prompt, applied to every cut.
+ */
+export function tokenSpans(text: string, spans: ReadonlyArray<readonly [number, number]>, tok: Tokenizer): { ids: number[]; spans: Array<[number, number]> } {
+  const whole = tok.encode(text, { addSpecialTokens: false });
+  const cuts = [...new Set(spans.flat())].sort((a, b) => a - b);
+  const at = new Map<number, number>();
+  const pieces: number[] = [];
+  let from = 0;
+  for (const c of [...cuts, text.length]) {
+    if (c > from) pieces.push(...tok.encode(text.slice(from, c), { addSpecialTokens: false }));
+    at.set(c, pieces.length);
+    from = c;
+  }
+  const exact = pieces.length === whole.length && pieces.every((id, i) => id === whole[i]);
+  if (!exact) {
+    let prev = 0;
+    for (const c of cuts) {
+      prev = Math.min(whole.length, Math.max(prev, tok.encode(text.slice(0, c), { addSpecialTokens: false }).length));
+      at.set(c, prev);
+    }
+  }
+  const out: Array<[number, number]> = [];
+  for (const [s, e] of spans) if (at.get(e)! > at.get(s)!) out.push([at.get(s)!, at.get(e)!]);
+  return { ids: whole, spans: out };
+}
+
+/**
+ * Tokenizes a record. An instruction record as the official script does: the prompt +
+ * output text in one pass, then EOS; the first len(tokenize(prompt)) ids are masked. A
+ * conversation through its chat template (Llama-2's for `llama2`), labels on every
+ * assistant turn with its end-of-turn marks, then EOS when the text does not end with
+ * it after an assistant turn. Returns the example (null when dropped) and what happened to it.
+ */
+export function tokenizeSft(rec: SftItem, tok: Tokenizer, opts: SftTokenizeOptions): { example: SftExample | null; outcome: SftOutcome } {
+  let ids: number[];
+  let spans: Array<[number, number]>;
+  if ('messages' in rec) {
+    const r = renderConversation(rec.messages, tok, sftChatTemplate(tok, opts));
+    ({ ids, spans } = tokenSpans(r.text, r.spans, tok));
+    if (rec.messages.at(-1)!.role === 'assistant' && !endsWithEos(r.text, tok)) {
+      ids.push(eosId(tok));
+      const last = spans.at(-1);
+      if (last && last[1] === ids.length - 1) last[1]++;
+      else spans.push([ids.length - 1, ids.length]);
+    }
+  } else {
+    const r = render(rec, tok, opts);
+    const promptLen = tok.encode(r.prompt, { addSpecialTokens: r.addSpecial }).length;
+    ids = tok.encode(r.full, { addSpecialTokens: r.addSpecial });
+    if (!r.endsWithEos) ids.push(eosId(tok));
+    spans = [[Math.min(promptLen, ids.length), ids.length]];
+  }
   let outcome: SftOutcome = 'kept';
   if (ids.length > opts.maxLen) {
     if (opts.overlong === 'drop') return { example: null, outcome: 'too-long' };
     ids = ids.slice(0, opts.maxLen);
+    spans = spans.filter(([s]) => s < opts.maxLen).map(([s, e]) => [s, Math.min(e, opts.maxLen)]);
     outcome = 'truncated';
   }
-  if (promptLen >= ids.length) return { example: null, outcome: 'no-response' };
-  return { example: { ids: Int32Array.from(ids), promptLen }, outcome };
+  spans = spans.filter(([s, e]) => e > s);
+  if (spans.length === 0) return { example: null, outcome: 'no-response' };
+  return { example: { ids: Int32Array.from(ids), spans }, outcome };
 }
 
 /** Counts of what happened to the records of an SFT set. */
@@ -140,6 +289,9 @@ export interface SftReport {
   tooLong: number;
   noResponse: number;
   badRecords: number;
+  /** Records that were conversations (the rest were instruction records). */
+  conversations: number;
+  /** Tokens without labels (prompts, user turns) and with them (responses, assistant turns) in the kept examples. */
   promptTokens: number;
   responseTokens: number;
   maxTokens: number;
@@ -147,28 +299,31 @@ export interface SftReport {
 
 /** A report with every count at zero. */
 export function emptySftReport(): SftReport {
-  return { records: 0, kept: 0, truncated: 0, tooLong: 0, noResponse: 0, badRecords: 0, promptTokens: 0, responseTokens: 0, maxTokens: 0 };
+  return { records: 0, kept: 0, truncated: 0, tooLong: 0, noResponse: 0, badRecords: 0, conversations: 0, promptTokens: 0, responseTokens: 0, maxTokens: 0 };
 }
 
 /** Adds one tokenized record to the report. */
-export function countSft(rep: SftReport, ex: SftExample | null, outcome: SftOutcome): void {
+export function countSft(rep: SftReport, rec: SftItem, ex: SftExample | null, outcome: SftOutcome): void {
   rep.records++;
+  if ('messages' in rec) rep.conversations++;
   if (outcome === 'truncated') rep.truncated++;
   if (outcome === 'too-long') rep.tooLong++;
   if (outcome === 'no-response') rep.noResponse++;
   if (!ex) return;
   rep.kept++;
-  rep.promptTokens += ex.promptLen;
-  rep.responseTokens += ex.ids.length - ex.promptLen;
+  const labelled = labelledCount(ex);
+  rep.promptTokens += ex.ids.length - labelled;
+  rep.responseTokens += labelled;
   rep.maxTokens = Math.max(rep.maxTokens, ex.ids.length);
 }
 
 /** The report as one line, e.g. for the training log. */
 export function describeSftReport(r: SftReport, maxLen: number): string {
   const parts = [`${r.kept} of ${r.records} record(s) kept`];
+  if (r.conversations) parts.push(`${r.conversations} of the records are conversations`);
   if (r.truncated) parts.push(`${r.truncated} truncated to ${maxLen} tokens`);
   if (r.tooLong) parts.push(`${r.tooLong} dropped as longer than ${maxLen} tokens`);
-  if (r.noResponse) parts.push(`${r.noResponse} dropped: the prompt alone fills ${maxLen} tokens`);
+  if (r.noResponse) parts.push(`${r.noResponse} dropped: no response within the first ${maxLen} tokens`);
   if (r.badRecords) parts.push(`${r.badRecords} bad record(s) skipped`);
   const mean = r.kept ? ((r.promptTokens + r.responseTokens) / r.kept).toFixed(0) : '0';
   parts.push(`mean ${mean} tokens, max ${r.maxTokens}; ${r.responseTokens.toLocaleString('en-US')} response tokens carry labels`);

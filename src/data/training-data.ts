@@ -4,12 +4,13 @@
  *  - tokens: a pre-tokenized .bin stream (uint16/uint32), cut into sequences of seqLen.
  *  - text: text files, folders, JSON Lines / JSON with a text field — tokenized once into a
  *    cached .bin (token-cache.ts), then read like tokens.
- *  - sft: instruction records ({instruction, input?, output}) — tokenized once with the
- *    prompt masked (sft.ts), batched with right padding (sft-data.ts).
+ *  - sft: instruction records ({instruction, input?, output}) and conversations — tokenized
+ *    once with only responses labelled (sft.ts), batched with right padding (sft-data.ts).
  * The held-out part is the last `valFraction` of the sequences (or examples), never trained on.
  */
 import path from 'node:path';
 import { LongLoraError } from '../errors.js';
+import { chatTemplateFrom } from '../tokenizer/chat-files.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { ProgressStream } from '../train/progress.js';
 import { RECORD_EXTENSIONS } from './corpus.js';
@@ -32,6 +33,7 @@ export interface DataSettings {
   textField: string;
   badRecords: BadRecords;
   sftTemplate: SftTemplate;
+  chatTemplate: string | null;
   sftOverlong: SftOverlong;
   valFraction: number;
   seqLen: number;
@@ -70,7 +72,11 @@ export function checkDataSettings(s: DataSettings, s2Form: string): void {
     throw new LongLoraError('S²-Attn roll form needs every batch to be a multiple of the group size, but SFT batches vary in length; use --s2-form segmented (the default) for SFT');
   }
   if (f === 'tokens' && RECORD_EXTENSIONS.includes(path.extname(s.data ?? '').toLowerCase())) {
-    throw new LongLoraError(`--data-format tokens reads binary token files, but ${s.data} is JSON; use --data-format text (or sft for instruction records)`);
+    throw new LongLoraError(`--data-format tokens reads binary token files, but ${s.data} is JSON; use --data-format text (or sft for instruction records and conversations)`);
+  }
+  if (s.chatTemplate !== null) {
+    if (f !== 'sft' || s.sftTemplate !== 'chat') throw new LongLoraError('--chat-template renders SFT data: it needs --data-format sft --sft-template chat');
+    chatTemplateFrom(s.chatTemplate);
   }
 }
 
@@ -126,7 +132,8 @@ export async function openTrainingData(s: DataSettings, vocabSize: number, start
     notes.push(`data: ${describeCache(cache)}`, ...cache.notes);
     return tokenData(new TokenFile(cache.file, cache.meta.dtype), s, vocabSize, start, notes);
   }
-  const cache = await buildSftCache([s.data], { tokenizer: tok, template: s.sftTemplate, maxLen: s.seqLen, overlong: s.sftOverlong, badRecords: s.badRecords, out });
+  const chatTemplate = s.chatTemplate === null ? null : chatTemplateFrom(s.chatTemplate);
+  const cache = await buildSftCache([s.data], { tokenizer: tok, template: s.sftTemplate, chatTemplate, maxLen: s.seqLen, overlong: s.sftOverlong, badRecords: s.badRecords, out });
   notes.push(`SFT data: ${describeSftReport(cache.meta.report, s.seqLen)} (${cache.reused ? 'cache reused' : 'built'}: ${cache.file})`);
   if (cache.meta.skipped) notes.push(cache.meta.skipped);
   const ds = SftDataset.open(cache);

@@ -30,12 +30,13 @@ interface Field {
 export const TRAIN_FIELDS = {
   model: { kind: 'string', default: null, nullable: true, help: 'base model folder (config.json + safetensors)' },
   data: { kind: 'string', default: null, nullable: true, help: 'training data: a .bin token file, text/JSONL files or folders, or SFT records (see dataFormat)' },
-  dataFormat: { kind: 'enum', values: ['auto', 'tokens', 'text', 'sft'], default: 'auto', help: 'tokens (.bin), text (documents joined with EOS), sft (instruction records, prompt masked); auto: .bin is tokens, else text' },
+  dataFormat: { kind: 'enum', values: ['auto', 'tokens', 'text', 'sft'], default: 'auto', help: 'tokens (.bin), text (documents joined with EOS), sft (instruction records or conversations, only responses labelled); auto: .bin is tokens, else text' },
   dataDtype: { kind: 'enum', values: ['auto', 'uint16', 'uint32'], default: 'auto', help: 'token file element type (auto: uint16 when the vocabulary fits)' },
   tokenizer: { kind: 'string', default: null, nullable: true, help: 'tokenizer folder for text and SFT data (auto: the model folder)' },
   textField: { kind: 'string', default: 'text', help: 'JSON field that holds a document (text data)' },
   badRecords: { kind: 'enum', values: ['error', 'skip'], default: 'error', help: 'a malformed JSON record stops the run (error) or is skipped and counted (skip)' },
-  sftTemplate: { kind: 'enum', values: ['llama2', 'chat'], default: 'llama2', help: 'SFT prompt: the official [INST]...[/INST] strings, or the tokenizer\'s chat template' },
+  sftTemplate: { kind: 'enum', values: ['llama2', 'chat'], default: 'llama2', help: 'SFT text: the official [INST]...[/INST] strings (Llama-2\'s chat format for conversations), or the tokenizer\'s chat template' },
+  chatTemplate: { kind: 'string', default: null, nullable: true, help: 'with sftTemplate chat: a .jinja file (or llama2) instead of the tokenizer\'s chat template' },
   sftOverlong: { kind: 'enum', values: ['truncate', 'drop'], default: 'truncate', help: 'SFT examples longer than seqLen: truncate (official) or drop' },
   valFraction: { kind: 'float', default: 0, min: 0, max: 0.5, help: 'fraction of the sequences (or SFT examples) held out from the end for evaluation' },
   evalEvery: { kind: 'int', default: 0, min: 0, help: 'held-out evaluation every N steps (0: at the start and the end only)', resumable: true },
@@ -96,6 +97,7 @@ export interface TrainConfig {
   textField: string;
   badRecords: 'error' | 'skip';
   sftTemplate: 'llama2' | 'chat';
+  chatTemplate: string | null;
   sftOverlong: 'truncate' | 'drop';
   valFraction: number;
   evalEvery: number;

@@ -9,7 +9,8 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { RecordErrors } from '../../src/data/records.js';
 import { buildSftCache, padBatch, SftDataset, SftSampler } from '../../src/data/sft-data.js';
-import { llama2InputPrompt, llama2Prompt, parseSftRecord, sftLabels, tokenizeSft, type SftRecord } from '../../src/data/sft.js';
+import { llama2InputPrompt, llama2Prompt, parseSftRecord, sftLabels, tokenizeSft, tokenSpans, type SftExample, type SftRecord } from '../../src/data/sft.js';
+import { ChatTemplate } from '../../src/tokenizer/chat-template.js';
 import { Tokenizer } from '../../src/tokenizer/tokenizer.js';
 import { sink } from '../helpers/train.js';
 import { tempFolders } from '../helpers/tmp.js';
@@ -44,7 +45,7 @@ describe('SFT prompts and masking', () => {
       const prompt = input ? fill(OFFICIAL_INPUT, rec) : fill(OFFICIAL_NO_INPUT, rec);
       const promptIds = tok.encode(prompt); // BOS + prompt, as tokenizer(source) in the official script
       assert.deepEqual(Array.from(example!.ids), [...tok.encode(prompt + rec.output), tok.eosId]);
-      assert.equal(example!.promptLen, promptIds.length);
+      assert.deepEqual(example!.spans, [[promptIds.length, example!.ids.length]]);
       const labels = sftLabels(example!);
       assert.ok(labels.subarray(0, promptIds.length).every((l) => l === -100), 'prompt masked, BOS included');
       assert.deepEqual(Array.from(labels.subarray(promptIds.length)), Array.from(example!.ids.subarray(promptIds.length)));
@@ -57,7 +58,7 @@ describe('SFT prompts and masking', () => {
     const rec = { instruction: 'Hi', input: '', output: 'Hello there' };
     const { example } = tokenizeSft(rec, tok, { template: 'chat', maxLen: 4096, overlong: 'truncate' });
     const prompt = '<s>[INST] Hi [/INST]';
-    assert.equal(example!.promptLen, tok.encode(prompt, { addSpecialTokens: false }).length);
+    assert.deepEqual(example!.spans, [[tok.encode(prompt, { addSpecialTokens: false }).length, example!.ids.length]]);
     assert.deepEqual(Array.from(example!.ids), tok.encode(`${prompt} Hello there </s>`, { addSpecialTokens: false }));
     assert.equal(example!.ids.at(-1), tok.eosId);
   });
@@ -69,7 +70,7 @@ describe('SFT prompts and masking', () => {
     assert.equal(t.outcome, 'truncated');
     assert.deepEqual(Array.from(t.example!.ids), Array.from(full.ids.subarray(0, 30)));
     assert.equal(tokenizeSft(rec, tok, { template: 'llama2', maxLen: 30, overlong: 'drop' }).outcome, 'too-long');
-    const n = tokenizeSft(rec, tok, { template: 'llama2', maxLen: full.promptLen, overlong: 'truncate' });
+    const n = tokenizeSft(rec, tok, { template: 'llama2', maxLen: full.spans[0]![0], overlong: 'truncate' });
     assert.deepEqual([n.outcome, n.example], ['no-response', null]);
   });
 
@@ -78,7 +79,7 @@ describe('SFT prompts and masking', () => {
     assert.equal(parseSftRecord({ instruction: 'a' }, 'f.json', 7, errors), null);
     assert.equal(parseSftRecord({ instruction: 'a', output: 'b', input: 3 }, 'f.json', 8, errors), null);
     assert.deepEqual(parseSftRecord({ instruction: 'a', output: 'b', input: null }, 'f.json', 9, errors), { instruction: 'a', input: '', output: 'b' });
-    assert.deepEqual(errors.issues.map((i) => `${i.line}: ${i.message}`), ['7: no "output" string field (fields: instruction); SFT records need instruction, output and optionally input', '8: "input" must be a string, got number']);
+    assert.deepEqual(errors.issues.map((i) => `${i.line}: ${i.message}`), ['7: no "output" string field (fields: instruction); SFT records are {instruction, input?, output}, {messages: [{role, content}, ...]} or ShareGPT\'s {conversations: [{from, value}, ...]}', '8: "input" must be a string, got number']);
     assert.throws(() => parseSftRecord([1], 'f.json', 3, new RecordErrors('error')), /f\.json:3: an SFT record must be an object/);
   });
 });
@@ -106,17 +107,17 @@ describe('SFT sets: cache and batches', () => {
     assert.equal(ds.numExamples, r.kept);
     const kept = JSON.parse(fs.readFileSync(f, 'utf8')).map((rec: SftRecord) => tokenizeSft(rec, tok, opts).example).filter(Boolean);
     assert.equal(kept.length, ds.numExamples);
-    kept.forEach((e: { ids: Int32Array; promptLen: number }, i: number) => {
+    kept.forEach((e: SftExample, i: number) => {
       assert.deepEqual(Array.from(ds.get(i, tok.vocabSize).ids), Array.from(e.ids));
-      assert.equal(ds.get(i, tok.vocabSize).promptLen, e.promptLen);
+      assert.deepEqual(ds.get(i, tok.vocabSize).spans, e.spans);
     });
     ds.close();
     await assert.rejects(buildSftCache([f], { ...opts, maxLen: 5 }), /no usable SFT examples \(12 record\(s\): 12 too long/);
   });
 
   it('padded batches: right padding, pad labels −100, N a multiple of 8; resumable order', async () => {
-    const a = { ids: Int32Array.from([1, 5, 6, 7, 8]), promptLen: 3 };
-    const b = { ids: Int32Array.from([1, 9, 10]), promptLen: 2 };
+    const a = { ids: Int32Array.from([1, 5, 6, 7, 8]), spans: [[3, 5]] as const };
+    const b = { ids: Int32Array.from([1, 9, 10]), spans: [[2, 3]] as const };
     const batch = padBatch([a, b], 0);
     assert.equal(batch.N, 8);
     assert.deepEqual(Array.from(batch.ids), [1, 5, 6, 7, 8, 0, 0, 0, 1, 9, 10, 0, 0, 0, 0, 0]);
@@ -131,5 +132,121 @@ describe('SFT sets: cache and batches', () => {
     assert.deepEqual(Array.from(s2.next(2).ids), Array.from(seen[5]!.ids), 'resumes at epoch 1, index 2');
     assert.throws(() => new SftSampler(ds, 8, 8, tok.vocabSize, 3, 0), /no SFT examples left for training after the held-out split/);
     ds.close();
+  });
+});
+
+describe('SFT conversations', () => {
+  const turns = [
+    { role: 'system', content: 'Be brief.' },
+    { role: 'user', content: 'What is the pass key?' },
+    { role: 'assistant', content: 'It is 4821.' },
+    { role: 'user', content: 'And the colour?' },
+    { role: 'assistant', content: 'The sky is blue.' },
+  ];
+  const opts = { template: 'llama2' as const, maxLen: 4096, overlong: 'truncate' as const };
+  // Meta's Llama-2 chat format, typed out here from its published template (not from src/).
+  const LLAMA2_TEXT = '<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nWhat is the pass key? [/INST] It is 4821. </s><s>[INST] And the colour? [/INST] The sky is blue. </s>';
+  const labelledText = (ex: SftExample): string[] => ex.spans.map(([a, b]) => tok.decode(Array.from(ex.ids.subarray(a, b))).trim());
+
+  it('every assistant turn and its end-of-turn carry labels; system, user turns and the template do not', () => {
+    const { example, outcome } = tokenizeSft({ messages: turns }, tok, opts);
+    assert.equal(outcome, 'kept');
+    const ex = example!;
+    assert.deepEqual(Array.from(ex.ids), tok.encode(LLAMA2_TEXT, { addSpecialTokens: false }), 'the whole text tokenized in one pass');
+    assert.deepEqual(labelledText(ex), ['It is 4821. </s>', 'The sky is blue. </s>']);
+    // The official rule for where a response starts: after as many tokens as the text before it has.
+    const starts = ['[/INST]', '[/INST]'].map((m, k) => LLAMA2_TEXT.split(m).slice(0, k + 1).join(m) + m);
+    assert.deepEqual(ex.spans.map(([a]) => a), starts.map((t) => tok.encode(t, { addSpecialTokens: false }).length));
+    const labels = sftLabels(ex);
+    const inSpan = (i: number): boolean => ex.spans.some(([a, b]) => i >= a && i < b);
+    labels.forEach((l, i) => assert.equal(l, inSpan(i) ? ex.ids[i] : -100, `label ${i}`));
+    assert.equal(labels.at(-1), tok.eosId);
+  });
+
+  it('ShareGPT records are the same conversation; bad turns are reported with file and line', () => {
+    const errors = new RecordErrors('skip');
+    const from = { system: 'system', user: 'human', assistant: 'gpt' } as Record<string, string>;
+    const share = parseSftRecord({ conversations: turns.map((t) => ({ from: from[t.role], value: t.content })) }, 'f.json', 1, errors);
+    assert.deepEqual(share, { messages: turns });
+    assert.deepEqual(parseSftRecord({ messages: turns }, 'f.json', 2, errors), { messages: turns });
+    for (const bad of [{ messages: [] }, { messages: [{ role: 'user', content: 'hi' }] }, { conversations: [{ from: 'narrator', value: 'x' }] }, { messages: [{ role: 'user', content: null }] }]) {
+      assert.equal(parseSftRecord(bad, 'f.json', 3, errors), null);
+    }
+    assert.deepEqual(errors.issues.map((i) => i.message), [
+      '"messages" must be a non-empty list of {role, content} turns',
+      '"messages" has no assistant turn to learn from',
+      'conversations[0]: unknown speaker "narrator" (known: human, user, gpt, assistant, model, chatgpt, bard, system)',
+      'messages[0] must have a string "role" and a string "content" (fields: role, content)',
+    ]);
+  });
+
+  it('a chat template of another shape: its end-of-turn marks are labelled too, and a conversation ending with a user turn gets no EOS', () => {
+    const chatml = new ChatTemplate('{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}</s>\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}', 'chatml');
+    const ex = tokenizeSft({ messages: turns }, tok, { ...opts, template: 'chat', chatTemplate: chatml }).example!;
+    assert.deepEqual(labelledText(ex), ['It is 4821.</s>', 'The sky is blue.</s>']);
+    const open = tokenizeSft({ messages: turns.slice(0, 4) }, tok, { ...opts, template: 'chat', chatTemplate: chatml }).example!;
+    assert.deepEqual(labelledText(open), ['It is 4821.</s>']);
+    assert.deepEqual(Array.from(open.ids), Array.from(ex.ids.subarray(0, open.ids.length)), 'the same prefix, nothing appended');
+    const odd = new ChatTemplate('{% for m in messages %}{% if loop.last %}LAST {% endif %}{{ m.content }}\n{% endfor %}', 'odd.jinja');
+    assert.throws(() => tokenizeSft({ messages: turns }, tok, { ...opts, template: 'chat', chatTemplate: odd }),
+      /odd\.jinja: the chat template does not render a conversation's first turns as the start of the whole \(turn 3 of 5\)/);
+  });
+
+  it('label spans: exact cuts when the pieces tokenize as the whole, else the official prefix rule', () => {
+    // After a special token the pieces tokenize as the whole text does: the cuts are exact.
+    const text = '<s>[INST] hi [/INST]</s>The sky is blue.</s>';
+    const cut = text.indexOf('The');
+    const enc = (t: string): number[] => tok.encode(t, { addSpecialTokens: false });
+    assert.deepEqual([...enc(text.slice(0, cut)), ...enc(text.slice(cut))], enc(text), 'the pieces tokenize as the whole');
+    const exact = tokenSpans(text, [[cut, text.length]], tok);
+    assert.deepEqual(exact.spans, [[tok.encode(text.slice(0, cut), { addSpecialTokens: false }).length, exact.ids.length]]);
+    assert.equal(tok.decode(exact.ids.slice(exact.spans[0]![0])), 'The sky is blue.</s>');
+    // Inside a word the pieces differ from the whole: the cut falls after the tokens of the text before it.
+    const word = 'The grassland is green.';
+    const mid = word.indexOf('land');
+    assert.notDeepEqual([...enc(word.slice(0, mid)), ...enc(word.slice(mid))], enc(word), 'the pieces do not tokenize as the whole');
+    const fb = tokenSpans(word, [[mid, word.length]], tok);
+    assert.deepEqual(fb.ids, tok.encode(word, { addSpecialTokens: false }));
+    assert.deepEqual(fb.spans, [[tok.encode(word.slice(0, mid), { addSpecialTokens: false }).length, fb.ids.length]]);
+  });
+
+  it('truncation clips the spans; a conversation whose first answer starts past the length is dropped', () => {
+    const full = tokenizeSft({ messages: turns }, tok, opts).example!;
+    const [a1, b1] = full.spans[0]!;
+    const a2 = full.spans[1]![0];
+    const t = tokenizeSft({ messages: turns }, tok, { ...opts, maxLen: a2 + 3 });
+    assert.equal(t.outcome, 'truncated');
+    assert.deepEqual(t.example!.spans, [[a1, b1], [a2, a2 + 3]]);
+    assert.deepEqual(tokenizeSft({ messages: turns }, tok, { ...opts, maxLen: a1 }), { example: null, outcome: 'no-response' });
+  });
+
+  it('mixed files are cached with their spans; another chat template rebuilds the cache', async () => {
+    const dir = fresh();
+    const f = path.join(dir, 'mixed.jsonl');
+    const recs = [{ instruction: 'Hi', output: 'Hello' }, { messages: turns }, { conversations: [{ from: 'human', value: 'Q?' }, { from: 'gpt', value: 'A.' }] }];
+    fs.writeFileSync(f, recs.map((r) => JSON.stringify(r)).join('\n'));
+    const o = { tokenizer: tok, template: 'chat' as const, maxLen: 4096, overlong: 'truncate' as const, out: sink() };
+    const c = await buildSftCache([f], o);
+    assert.equal(c.meta.report.conversations, 2);
+    const ds = SftDataset.open(c);
+    recs.forEach((r, i) => {
+      const item = parseSftRecord(r, f, i + 1, new RecordErrors('error'))!;
+      const want = tokenizeSft(item, tok, o).example!;
+      assert.deepEqual(ds.get(i, tok.vocabSize), { ids: want.ids, spans: want.spans });
+    });
+    assert.equal(ds.get(1, tok.vocabSize).spans.length, 2);
+    ds.close();
+    assert.equal((await buildSftCache([f], o)).reused, true);
+    const other = new ChatTemplate('{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}</s>\n{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}', 'chatml');
+    const c2 = await buildSftCache([f], { ...o, chatTemplate: other });
+    assert.equal(c2.reused, false);
+    assert.notEqual(c2.file, c.file);
+    const ds2 = SftDataset.open(c2);
+    const ex = ds2.get(1, tok.vocabSize);
+    ds2.close();
+    const batch = padBatch([ex], 0);
+    const labelled = Array.from(batch.labels).flatMap((l, i) => (l === -100 ? [] : [i]));
+    assert.deepEqual(labelled, ex.spans.flatMap(([x, y]) => Array.from({ length: y - x }, (_, k) => x + k)), 'exactly the two assistant turns');
+    assert.equal(ex.spans.length, 2);
   });
 });

@@ -1,6 +1,7 @@
 /**
  * The trainer on text corpora and SFT records: tokenized through the caches, the held-out
- * split evaluated at the start and the end, labels masked for SFT, and the errors for a
+ * split evaluated at the start and the end, labels masked for SFT (instruction records and
+ * conversations), and the errors for a
  * tokenizer that does not fit, a corpus shorter than one sequence, and SFT with the roll form.
  */
 import assert from 'node:assert/strict';
@@ -79,6 +80,31 @@ describe('training on text and SFT data', () => {
     t.dispose();
     assert.match(out.text(), /SFT: 8 training examples, 2 held out; right-padded with id 2/);
     assert.match(out.text(), /step 2: held-out loss/);
+  });
+
+  it('SFT conversations: every assistant turn labelled, through the built-in or a given chat template', async () => {
+    const dir = fresh();
+    const f = path.join(dir, 'chats.jsonl');
+    const chats = Array.from({ length: 6 }, (_, i) => ({ messages: [
+      { role: 'user', content: `Pass key ${i}?` }, { role: 'assistant', content: `It is ${100 + i}.` },
+      { role: 'user', content: 'Sure?' }, { role: 'assistant', content: 'Yes.' }] }));
+    fs.writeFileSync(f, chats.map((c) => JSON.stringify(c)).join('\n'));
+    const jinja = path.join(dir, 'plain.jinja');
+    fs.writeFileSync(jinja, '{% for m in messages %}{{ m.role }}: {{ m.content }}{% if m.role == "assistant" %}{{ eos_token }}{% endif %}\n{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}');
+    for (const extra of [{}, { sftTemplate: 'chat' as const, chatTemplate: jinja }]) {
+      const c = tinyConfig(dir, { data: f, dataFormat: 'sft', tokenizer: TINY_96, seqLen: 64, ...extra });
+      const data = await openTrainingData(c, 96, undefined, sink());
+      assert.match(data.notes.join('\n'), /SFT data: 6 of 6 record\(s\) kept; 6 of the records are conversations/);
+      const b = data.next(1);
+      const labels = Array.from(b.labels!);
+      // two labelled runs (the two answers), each ending with EOS
+      const runs = labels.map((l, i) => (l !== -100 && (i === 0 || labels[i - 1] === -100) ? i : -1)).filter((i) => i >= 0);
+      assert.equal(runs.length, 2, JSON.stringify(labels));
+      assert.equal(labels.filter((l) => l === 2).length, 2, 'both answers end with EOS (id 2), labelled');
+      data.close();
+    }
+    await rejectsLL(Trainer.create(tinyConfig(dir, { data: f, dataFormat: 'sft', tokenizer: TINY_96, chatTemplate: jinja }), { out: sink() }),
+      '--chat-template renders SFT data: it needs --data-format sft --sft-template chat');
   });
 
   it('bad data is refused before the model loads, with the fix', async () => {

@@ -7,6 +7,7 @@ import { LongLoraError } from '../../errors.js';
 import { buildSftCache } from '../../data/sft-data.js';
 import { describeSftReport } from '../../data/sft.js';
 import { describeCache, tokenizeCorpus } from '../../data/token-cache.js';
+import { chatTemplateFrom } from '../../tokenizer/chat-files.js';
 import { Tokenizer } from '../../tokenizer/tokenizer.js';
 import { parse, type OptionSpec } from '../args.js';
 import { intFlag } from './load-model.js';
@@ -14,12 +15,13 @@ import { intFlag } from './load-model.js';
 const OPTIONS: Record<string, OptionSpec> = {
   tokenizer: { type: 'string', help: 'tokenizer folder (tokenizer.json); a model folder works' },
   output: { type: 'string', help: 'the .bin to write (default: .longlora-cache/ beside the first input)' },
-  format: { type: 'string', default: 'text', help: 'text (documents joined with EOS) or sft (instruction records, prompt masked)' },
+  format: { type: 'string', default: 'text', help: 'text (documents joined with EOS) or sft (instruction records or conversations, only responses labelled)' },
   'text-field': { type: 'string', default: 'text', help: 'JSON field that holds a document' },
   'bad-records': { type: 'string', default: 'error', help: 'malformed JSON records: error (stop, naming file and line) or skip (count and list)' },
   'no-bos': { type: 'boolean', help: 'do not start the stream with BOS' },
   'seq-len': { type: 'string', help: 'sft: the training length (longer examples are truncated or dropped)' },
-  'sft-template': { type: 'string', default: 'llama2', help: 'sft: llama2 (official [INST] prompt) or chat (the chat template)' },
+  'sft-template': { type: 'string', default: 'llama2', help: 'sft: llama2 (official [INST] prompt; Llama-2 chat format for conversations) or chat (the chat template)' },
+  'chat-template': { type: 'string', help: 'sft with --sft-template chat: a .jinja file (or llama2) instead of the tokenizer\'s template' },
   'sft-overlong': { type: 'string', default: 'truncate', help: 'sft: truncate (official) or drop examples longer than --seq-len' },
   force: { type: 'boolean', help: 'rebuild even when the cache is current' },
 };
@@ -48,9 +50,11 @@ export async function tokenizeCommand(argv: string[]): Promise<void> {
   }
   const maxLen = intFlag(v, 'seq-len', 2);
   if (maxLen === undefined) throw new LongLoraError('tokenize --format sft: --seq-len is required (the training length)');
+  const template = oneOf(v['sft-template'], 'sft-template', ['llama2', 'chat']) as 'llama2' | 'chat';
+  if (typeof v['chat-template'] === 'string' && template !== 'chat') throw new LongLoraError('--chat-template needs --sft-template chat');
   const c = await buildSftCache(args.positionals, {
-    ...common, maxLen,
-    template: oneOf(v['sft-template'], 'sft-template', ['llama2', 'chat']) as 'llama2' | 'chat',
+    ...common, maxLen, template,
+    chatTemplate: typeof v['chat-template'] === 'string' ? chatTemplateFrom(v['chat-template']) : null,
     overlong: oneOf(v['sft-overlong'], 'sft-overlong', ['truncate', 'drop']) as 'truncate' | 'drop',
   });
   if (c.meta.skipped) process.stderr.write(`${c.meta.skipped}\n`);
