@@ -27,6 +27,10 @@ export { SafetensorsFile, writeSafetensors } from './io/safetensors.js';
 export { openCheckpoint, writeCheckpoint, readJsonFile, Checkpoint } from './io/checkpoint.js';
 export { saveAdapter, loadAdapter, writeAdapter, readAdapterConfig, readSidecar } from './io/peft.js';
 export { writeGguf, GGML_TYPES } from './io/gguf.js';
+export { resolveModel, hubCacheDir } from './io/hub.js';
+export { pushToHub } from './io/hub-upload.js';
+export type { PushOptions, PushResult } from './io/hub-upload.js';
+export { adapterCard, mergedCard, cardFacts } from './io/model-card.js';
 export type { GgufValue, GgufTensor, GgmlType } from './io/gguf.js';
 export { ggufVocab, TOKEN_TYPES } from './tokenizer/gguf-vocab.js';
 

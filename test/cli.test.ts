@@ -75,6 +75,20 @@ describe('longlora command line', () => {
     assert.match(bad.err, /--chat-template needs --sft-template chat/);
   });
 
+  it('push: the folder, the repository and a token are asked for by name', () => {
+    const dir = fresh();
+    const run = path.join(dir, 'run');
+    fs.mkdirSync(run);
+    for (const f of ['adapter_config.json', 'adapter_model.safetensors']) fs.writeFileSync(path.join(run, f), '{}');
+    const env = { ...process.env, HF_TOKEN: '', HUGGING_FACE_HUB_TOKEN: '', HF_TOKEN_PATH: '', HF_HOME: dir };
+    assert.match(cliWith(env, 'push', run).err, /push: --repo user\/name is required/);
+    assert.match(cliWith(env, 'push', '--repo', 'me/x').err, /push: give one folder to push, got 0/);
+    const r = cliWith(env, 'push', run, '--repo', 'me/x');
+    assert.equal(r.code, 1);
+    assert.match(r.err, /no Hugging Face access token; set HF_TOKEN to a token with write access/);
+    assert.match(cliWith(env, 'push', dir, '--repo', 'me/x').err, /is neither an adapter \(adapter_config\.json\) nor a model folder/);
+  });
+
   it('backends: each backend with what it runs on (or why it cannot start), and which auto picks', () => {
     const r = cli('backends');
     assert.equal(r.code, 0, r.err);

@@ -7,7 +7,7 @@
  * or the Hub cannot be reached) the cached snapshot is used. When neither works the error
  * says which cache was searched and why the Hub failed. Local folders are used as they are.
  * The cache is HF_HUB_CACHE, else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else
- * ~/.cache/huggingface/hub — the same rule as huggingface_hub.
+ * ~/.cache/huggingface/hub — the same rule as huggingface_hub. HF_ENDPOINT points at another Hub.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -43,6 +43,11 @@ export function hubCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.HUGGINGFACE_HUB_CACHE) return env.HUGGINGFACE_HUB_CACHE;
   const home = env.HF_HOME ?? path.join(env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'huggingface');
   return path.join(home, 'hub');
+}
+
+/** The Hub's address for an environment: HF_ENDPOINT (a mirror, a private Hub), else undefined for the public Hub. */
+export function hubEndpoint(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env.HF_ENDPOINT ? env.HF_ENDPOINT.replace(/\/+$/, '') : undefined;
 }
 
 /** Whether `spec` names a Hub repository ("org/name") rather than a local path. */
@@ -163,7 +168,8 @@ export async function resolveModel(spec: string, o: HubOptions = {}): Promise<st
     throw new LongLoraError(`${spec}: offline (HF_HUB_OFFLINE) and ${cached.why}; download it once while online, or pass a local model folder`);
   }
   try {
-    return await download(spec, revision, cacheDir, { ...o, token: o.token ?? env.HF_TOKEN });
+    const hubUrl = o.hubUrl ?? hubEndpoint(env);
+    return await download(spec, revision, cacheDir, { ...o, token: o.token ?? env.HF_TOKEN, ...(hubUrl ? { hubUrl } : {}) });
   } catch (e) {
     if (e instanceof LongLoraError) throw e;
     const reason = e instanceof Error ? e.message : String(e);

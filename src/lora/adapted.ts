@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { LongLoraError } from '../errors.js';
 import { writeJsonAtomic } from '../io/atomic.js';
+import { cardFacts, mergedCard, writeCard } from '../io/model-card.js';
 import { openCheckpoint, readJsonFile, writeCheckpoint } from '../io/checkpoint.js';
 import { ADAPTER_WEIGHTS, PREFIX, checkAdapterTensors, loadAdapter, readAdapterConfig, readSidecar } from '../io/peft.js';
 import { SafetensorsFile } from '../io/safetensors.js';
@@ -94,6 +95,8 @@ export async function mergeAdapter(baseDir: string, adapterDir: string, outDir: 
     const src = path.join(baseDir, f);
     if (fs.existsSync(src)) fs.copyFileSync(src, path.join(outDir, f));
   }
+  const original = (readJsonFile(path.join(baseDir, 'config.json')) as { max_position_embeddings?: unknown }).max_position_embeddings;
+  writeCard(outDir, mergedCard(cardFacts(adapterDir, { self: path.basename(path.resolve(outDir)), ...(typeof original === 'number' ? { originalContext: original } : {}) })));
   return r;
 }
 

@@ -14,6 +14,7 @@ import { validateMask, describeMask } from '../attention/mask.js';
 import { LongLoraError } from '../errors.js';
 import { writeJsonAtomic } from '../io/atomic.js';
 import { readJsonFile } from '../io/checkpoint.js';
+import { adapterCard, cardFacts, CARD_FILE, writeCard } from '../io/model-card.js';
 import { saveAdapter, type SaveAdapterOptions } from '../io/peft.js';
 import { applyLora, ALL_LINEAR, matchTargets, setTrainable } from '../lora/inject.js';
 import type { LoraRuntime } from '../lora/lora.js';
@@ -298,6 +299,7 @@ export class Trainer {
       await this.validate(metrics, bar);
       await this.finish();
       await this.measureAfter();
+      if (c.mode !== 'full' && writeCard(c.output, adapterCard(cardFacts(c.output, { originalContext: this.model.config.maxPositionEmbeddings })))) this.out.write(`wrote the model card ${path.join(c.output, CARD_FILE)}\n`);
       if (c.merge || c.gguf) await this.mergeOutput();
       return { steps: this.step, stopped: false, lastLoss, output: c.output };
     } finally {

@@ -42,12 +42,14 @@ const failingFetch = (async () => { throw new TypeError('fetch failed (getaddrin
  * paths-info, ranged downloads), so the online path runs without the network. Records the
  * paths it served.
  */
-function fakeHub(files: Record<string, Buffer>): { fetch: typeof fetch; served: string[] } {
+function fakeHub(files: Record<string, Buffer>): { fetch: typeof fetch; served: string[]; origins: Set<string> } {
   const served: string[] = [];
+  const origins = new Set<string>();
   const oid = (b: Buffer): string => crypto.createHash('sha1').update(b).digest('hex');
   const json = (v: unknown): Response => new Response(JSON.stringify(v), { status: 200, headers: { 'Content-Type': 'application/json' } });
   const f = async (input: string | URL, init?: RequestInit): Promise<Response> => {
     const u = new URL(String(input));
+    origins.add(u.origin);
     const p = decodeURIComponent(u.pathname);
     if (p === '/api/models/org/tiny/revision/main') return json({ _id: '1', id: 'org/tiny', sha: COMMIT, lastModified: '2024-01-01' });
     if (p === `/api/models/org/tiny/tree/${COMMIT}`) return json(Object.entries(files).map(([path, b]) => ({ type: 'file', path, size: b.length, oid: oid(b) })));
@@ -65,7 +67,7 @@ function fakeHub(files: Record<string, Buffer>): { fetch: typeof fetch; served: 
     }
     return new Response('not found', { status: 404 });
   };
-  return { fetch: f as unknown as typeof fetch, served };
+  return { fetch: f as unknown as typeof fetch, served, origins };
 }
 
 describe('Hugging Face cache', () => {
@@ -132,7 +134,8 @@ describe('Hugging Face cache', () => {
     };
     const hub = fakeHub(files);
     const out = sink();
-    const dir = await resolveModel('org/tiny', { cacheDir: cache, fetch: hub.fetch, hubUrl: 'https://hub.test', out });
+    const dir = await resolveModel('org/tiny', { cacheDir: cache, fetch: hub.fetch, env: { HF_ENDPOINT: 'https://hub.test/' }, out });
+    assert.deepEqual([...hub.origins], ['https://hub.test'], 'HF_ENDPOINT is the Hub asked');
     const root = path.join(cache, 'models--org--tiny');
     assert.equal(dir, path.join(root, 'snapshots', COMMIT));
     assert.equal(fs.readFileSync(path.join(root, 'refs', 'main'), 'utf8'), COMMIT);
