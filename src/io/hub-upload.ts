@@ -10,13 +10,12 @@
  * else the one `huggingface-cli login` saved; HF_ENDPOINT points at another Hub.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { createRepo, HUB_URL, uploadFilesWithProgress } from '@huggingface/hub';
 import { LongLoraError } from '../errors.js';
 import { ProgressBar, type ProgressStream } from '../train/progress.js';
-import { hubEndpoint } from './hub.js';
+import { hubEndpoint, hubToken } from './hub.js';
 import { CARD_FILE, CARD_MARK } from './model-card.js';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, LONGLORA_JSON } from './peft-format.js';
 
@@ -51,19 +50,6 @@ export interface PushResult {
 /** The files of an adapter that go to the Hub (when present). */
 const ADAPTER_FILES = [ADAPTER_CONFIG, ADAPTER_WEIGHTS, LONGLORA_JSON, 'ppl.json', CARD_FILE];
 
-/**
- * The access token: HF_TOKEN (or the older HUGGING_FACE_HUB_TOKEN), else the file
- * `huggingface-cli login` writes (HF_TOKEN_PATH, else $HF_HOME/token, else
- * ~/.cache/huggingface/token); null when there is none.
- */
-export function hubToken(env: NodeJS.ProcessEnv = process.env): string | null {
-  const t = env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN;
-  if (t) return t.trim();
-  const home = env.HF_HOME ?? path.join(env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'huggingface');
-  const file = env.HF_TOKEN_PATH || path.join(home, 'token');
-  return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim() || null : null;
-}
-
 /** What a folder holds and which of its files to upload. */
 export function pushPlan(dir: string): { kind: 'adapter' | 'model'; files: string[] } {
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new LongLoraError(`push: ${dir} is not a folder; push a training run's folder (the adapter) or a model folder`);
@@ -82,7 +68,8 @@ export function pushPlan(dir: string): { kind: 'adapter' | 'model'; files: strin
 /** A card this project wrote, with the folder's name in its title and snippets replaced by the repository's. */
 export function retargetCard(text: string, folderName: string, repo: string): string {
   if (!text.includes(CARD_MARK)) return text;
-  return text.split(`# ${folderName}\n`).join(`# ${repo}\n`).split(JSON.stringify(folderName)).join(JSON.stringify(repo));
+  const swap = (t: string, a: string, b: string): string => t.split(a).join(b);
+  return swap(swap(swap(text, `# ${folderName}\n`, `# ${repo}\n`), JSON.stringify(folderName), JSON.stringify(repo)), ` --adapter ${folderName} `, ` --adapter ${repo} `);
 }
 
 function isRepoName(repo: string): boolean {

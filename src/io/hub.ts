@@ -17,6 +17,12 @@ import { LongLoraError } from '../errors.js';
 import { INDEX_FILE, parseIndex } from './checkpoint.js';
 import { ProgressBar, type ProgressStream } from '../train/progress.js';
 
+/** What a repository holds: a model, or a PEFT adapter (a training run's output). */
+export type RepoKind = 'model' | 'adapter';
+
+/** An adapter's files: the first two are required. */
+const ADAPTER_FILES = ['adapter_config.json', 'adapter_model.safetensors', 'longlora.json'];
+
 /** Files a model folder needs besides weights. */
 const NEEDED = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja', INDEX_FILE];
 
@@ -28,7 +34,7 @@ export interface HubOptions {
   revision?: string;
   /** Never contact the Hub (default: HF_HUB_OFFLINE=1). */
   offline?: boolean;
-  /** Access token (default HF_TOKEN). */
+  /** Access token (default: HF_TOKEN, else the one `huggingface-cli login` saved). */
   token?: string;
   /** For tests and proxies. */
   fetch?: typeof fetch;
@@ -37,12 +43,28 @@ export interface HubOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+/** Hugging Face's folder: HF_HOME, else $XDG_CACHE_HOME/huggingface, else ~/.cache/huggingface. */
+function hfHome(env: NodeJS.ProcessEnv): string {
+  return env.HF_HOME ?? path.join(env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'huggingface');
+}
+
 /** The Hugging Face hub cache folder for an environment. */
 export function hubCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.HF_HUB_CACHE) return env.HF_HUB_CACHE;
   if (env.HUGGINGFACE_HUB_CACHE) return env.HUGGINGFACE_HUB_CACHE;
-  const home = env.HF_HOME ?? path.join(env.XDG_CACHE_HOME ?? path.join(os.homedir(), '.cache'), 'huggingface');
-  return path.join(home, 'hub');
+  return path.join(hfHome(env), 'hub');
+}
+
+/**
+ * The access token: HF_TOKEN (or the older HUGGING_FACE_HUB_TOKEN), else the file
+ * `huggingface-cli login` writes (HF_TOKEN_PATH, else $HF_HOME/token, else
+ * ~/.cache/huggingface/token); null when there is none.
+ */
+export function hubToken(env: NodeJS.ProcessEnv = process.env): string | null {
+  const t = env.HF_TOKEN || env.HUGGING_FACE_HUB_TOKEN;
+  if (t) return t.trim();
+  const file = env.HF_TOKEN_PATH || path.join(hfHome(env), 'token');
+  return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim() || null : null;
 }
 
 /** The Hub's address for an environment: HF_ENDPOINT (a mirror, a private Hub), else undefined for the public Hub. */
@@ -59,8 +81,12 @@ function repoFolder(cacheDir: string, repo: string): string {
   return path.join(cacheDir, `models--${repo.split('/').join('--')}`);
 }
 
-/** Why a snapshot folder cannot be used, or null when it holds a complete model. */
-function snapshotProblem(dir: string): string | null {
+/** Why a snapshot folder cannot be used, or null when it holds a complete model (or adapter). */
+function snapshotProblem(dir: string, kind: RepoKind = 'model'): string | null {
+  if (kind === 'adapter') {
+    const missing = ADAPTER_FILES.slice(0, 2).filter((f) => !fs.existsSync(path.join(dir, f)));
+    return missing.length ? `${missing.join(' and ')} missing` : null;
+  }
   if (!fs.existsSync(path.join(dir, 'config.json'))) return 'config.json is missing';
   const index = path.join(dir, INDEX_FILE);
   if (fs.existsSync(index)) {
@@ -77,7 +103,7 @@ function snapshotProblem(dir: string): string | null {
 }
 
 /** The cached snapshot of `repo` at `revision` (a branch via refs/, or a commit), or why there is none. */
-export function cachedSnapshot(repo: string, revision: string, cacheDir: string): { dir: string | null; why: string } {
+export function cachedSnapshot(repo: string, revision: string, cacheDir: string, kind: RepoKind = 'model'): { dir: string | null; why: string } {
   const root = repoFolder(cacheDir, repo);
   let commit = revision;
   if (!/^[0-9a-f]{40}$/.test(revision)) {
@@ -87,7 +113,7 @@ export function cachedSnapshot(repo: string, revision: string, cacheDir: string)
   }
   const dir = path.join(root, 'snapshots', commit);
   if (!fs.existsSync(dir)) return { dir: null, why: `the cached snapshot ${dir} is missing` };
-  const problem = snapshotProblem(dir);
+  const problem = snapshotProblem(dir, kind);
   return problem ? { dir: null, why: `the cached snapshot ${dir} is incomplete (${problem})` } : { dir, why: '' };
 }
 
@@ -113,8 +139,15 @@ async function weightFiles(repo: string, commit: string, cacheDir: string, liste
     : `${repo} has no safetensors weights (only other formats); convert it to safetensors or pick a repository that has them`);
 }
 
-/** Downloads what a Llama needs from `repo` into the cache and records the ref. Returns the snapshot folder. */
-async function download(repo: string, revision: string, cacheDir: string, o: HubOptions): Promise<string> {
+/** The adapter files of a repository, checked. */
+function adapterFiles(repo: string, listed: ReadonlyMap<string, number>): string[] {
+  const missing = ADAPTER_FILES.slice(0, 2).filter((f) => !listed.has(f));
+  if (missing.length) throw new LongLoraError(`${repo} has no ${missing.join(' or ')}: it is not a PEFT LoRA adapter (for a model, pass it as --model)`);
+  return ADAPTER_FILES.filter((f) => listed.has(f));
+}
+
+/** Downloads what a Llama (or an adapter) needs from `repo` into the cache and records the ref. Returns the snapshot folder. */
+async function download(repo: string, revision: string, cacheDir: string, o: HubOptions, kind: RepoKind): Promise<string> {
   const creds = { ...(o.token ? { accessToken: o.token } : {}), ...(o.fetch ? { fetch: o.fetch } : {}), ...(o.hubUrl ? { hubUrl: o.hubUrl } : {}) };
   const info = await modelInfo({ name: repo, revision, additionalFields: ['sha'], ...creds });
   const commit = (info as { sha?: string }).sha;
@@ -123,8 +156,9 @@ async function download(repo: string, revision: string, cacheDir: string, o: Hub
   for await (const f of listFiles({ repo, revision: commit, recursive: true, ...creds })) {
     if (f.type === 'file') listed.set(f.path, f.size);
   }
-  const files = [...listed].filter(([p]) => NEEDED.includes(p)).map(([p, size]) => ({ path: p, size }));
-  for (const w of await weightFiles(repo, commit, cacheDir, listed, creds)) files.push({ path: w, size: listed.get(w)! });
+  const wanted = kind === 'adapter' ? adapterFiles(repo, listed) : [...listed.keys()].filter((p) => NEEDED.includes(p));
+  const files = wanted.map((p) => ({ path: p, size: listed.get(p)! }));
+  if (kind === 'model') for (const w of await weightFiles(repo, commit, cacheDir, listed, creds)) files.push({ path: w, size: listed.get(w)! });
   const total = files.reduce((a, f) => a + f.size, 0);
   const bar = new ProgressBar(Math.max(1, Math.ceil(total / 1e6)), 'MB', 0, o.out ?? process.stderr);
   bar.log(`downloading ${repo}@${commit.slice(0, 8)}: ${files.length} file(s), ${(total / 1e9).toFixed(2)} GB into ${cacheDir}`);
@@ -154,22 +188,36 @@ async function download(repo: string, revision: string, cacheDir: string, o: Hub
  * resolved through the cache (downloading when online).
  */
 export async function resolveModel(spec: string, o: HubOptions = {}): Promise<string> {
+  return resolveRepo(spec, o, 'model');
+}
+
+/**
+ * A local adapter folder for `spec`: an existing path as it is, or a Hub repository id
+ * (an adapter `longlora push` uploaded, or any PEFT LoRA adapter) resolved through the
+ * cache: adapter_config.json, adapter_model.safetensors and longlora.json when it has one.
+ */
+export async function resolveAdapter(spec: string, o: HubOptions = {}): Promise<string> {
+  return resolveRepo(spec, o, 'adapter');
+}
+
+async function resolveRepo(spec: string, o: HubOptions, kind: RepoKind): Promise<string> {
   if (!isRepoId(spec)) {
-    if (!fs.existsSync(spec)) throw new LongLoraError(`${spec} does not exist; pass a model folder, or a Hub repository as org/name`);
+    if (!fs.existsSync(spec)) throw new LongLoraError(`${spec} does not exist; pass ${kind === 'model' ? 'a model' : 'an adapter'} folder, or a Hub repository as org/name`);
     return spec;
   }
   const env = o.env ?? process.env;
   const cacheDir = o.cacheDir ?? hubCacheDir(env);
   const revision = o.revision ?? 'main';
   const offline = o.offline ?? ['1', 'true', 'yes', 'on'].includes(String(env.HF_HUB_OFFLINE ?? '').toLowerCase());
-  const cached = cachedSnapshot(spec, revision, cacheDir);
+  const cached = cachedSnapshot(spec, revision, cacheDir, kind);
   if (offline) {
     if (cached.dir) return cached.dir;
-    throw new LongLoraError(`${spec}: offline (HF_HUB_OFFLINE) and ${cached.why}; download it once while online, or pass a local model folder`);
+    throw new LongLoraError(`${spec}: offline (HF_HUB_OFFLINE) and ${cached.why}; download it once while online, or pass a local ${kind} folder`);
   }
   try {
     const hubUrl = o.hubUrl ?? hubEndpoint(env);
-    return await download(spec, revision, cacheDir, { ...o, token: o.token ?? env.HF_TOKEN, ...(hubUrl ? { hubUrl } : {}) });
+    const token = o.token ?? hubToken(env);
+    return await download(spec, revision, cacheDir, { ...o, ...(token ? { token } : {}), ...(hubUrl ? { hubUrl } : {}) }, kind);
   } catch (e) {
     if (e instanceof LongLoraError) throw e;
     const reason = e instanceof Error ? e.message : String(e);
@@ -181,6 +229,6 @@ export async function resolveModel(spec: string, o: HubOptions = {}): Promise<st
     if (status === 401 || status === 403 || status === 404) {
       throw new LongLoraError(`${spec}: the Hub refused (${status}: ${reason}); check the name, and for gated models accept the licence and set HF_TOKEN`);
     }
-    throw new LongLoraError(`${spec}: cannot reach the Hub (${reason}) and ${cached.why}; connect to the internet once, or pass a local model folder`);
+    throw new LongLoraError(`${spec}: cannot reach the Hub (${reason}) and ${cached.why}; connect to the internet once, or pass a local ${kind} folder`);
   }
 }

@@ -163,10 +163,10 @@ export function adapterCard(f: CardFacts): string {
     `model = AutoModelForCausalLM.from_pretrained(${JSON.stringify(f.base)}${rope}, torch_dtype="auto")`,
     `model = PeftModel.from_pretrained(model, ${JSON.stringify(f.self)})`,
     '```', '',
-    'With longlora (which reads the scaling from `longlora.json`), on a local copy of this folder:', '',
+    'With longlora, which reads the scaling from `longlora.json` (an adapter on the Hub is fetched by its name):', '',
     '```sh',
-    `longlora generate --model ${f.base} --adapter ADAPTER_DIR --prompt "..."`,
-    `longlora merge --base ${f.base} --adapter ADAPTER_DIR --out merged   # a standalone checkpoint with rope_scaling in its config`,
+    `longlora generate --model ${f.base} --adapter ${f.self} --prompt "..."`,
+    `longlora merge --base ${f.base} --adapter ${f.self} --out merged   # a standalone checkpoint with rope_scaling in its config`,
     '```', '',
   ].join('\n');
 }

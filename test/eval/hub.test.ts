@@ -8,7 +8,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { cachedSnapshot, hubCacheDir, isRepoId, resolveModel } from '../../src/io/hub.js';
+import { cachedSnapshot, hubCacheDir, isRepoId, resolveAdapter, resolveModel } from '../../src/io/hub.js';
 import { openCheckpoint, writeCheckpoint } from '../../src/io/checkpoint.js';
 import { goldenDir } from '../helpers/fixtures.js';
 import { sink, tinyConfig } from '../helpers/train.js';
@@ -42,7 +42,7 @@ const failingFetch = (async () => { throw new TypeError('fetch failed (getaddrin
  * paths-info, ranged downloads), so the online path runs without the network. Records the
  * paths it served.
  */
-function fakeHub(files: Record<string, Buffer>): { fetch: typeof fetch; served: string[]; origins: Set<string> } {
+function fakeHub(files: Record<string, Buffer>, repo = 'org/tiny'): { fetch: typeof fetch; served: string[]; origins: Set<string> } {
   const served: string[] = [];
   const origins = new Set<string>();
   const oid = (b: Buffer): string => crypto.createHash('sha1').update(b).digest('hex');
@@ -51,13 +51,13 @@ function fakeHub(files: Record<string, Buffer>): { fetch: typeof fetch; served: 
     const u = new URL(String(input));
     origins.add(u.origin);
     const p = decodeURIComponent(u.pathname);
-    if (p === '/api/models/org/tiny/revision/main') return json({ _id: '1', id: 'org/tiny', sha: COMMIT, lastModified: '2024-01-01' });
-    if (p === `/api/models/org/tiny/tree/${COMMIT}`) return json(Object.entries(files).map(([path, b]) => ({ type: 'file', path, size: b.length, oid: oid(b) })));
-    if (p === `/api/models/org/tiny/paths-info/${COMMIT}`) {
+    if (p === `/api/models/${repo}/revision/main`) return json({ _id: '1', id: repo, sha: COMMIT, lastModified: '2024-01-01' });
+    if (p === `/api/models/${repo}/tree/${COMMIT}`) return json(Object.entries(files).map(([path, b]) => ({ type: 'file', path, size: b.length, oid: oid(b) })));
+    if (p === `/api/models/${repo}/paths-info/${COMMIT}`) {
       const { paths } = JSON.parse(String(init?.body)) as { paths: string[] };
       return json(paths.map((path) => ({ type: 'file', path, size: files[path]!.length, oid: oid(files[path]!) })));
     }
-    const m = new RegExp(`^/org/tiny/resolve/${COMMIT}/(.+)$`).exec(p);
+    const m = new RegExp(`^/${repo}/resolve/${COMMIT}/(.+)$`).exec(p);
     if (m && files[m[1]!]) {
       const b = files[m[1]!]!;
       const range = /bytes=(\d+)-(\d+)/.exec(new Headers(init?.headers).get('Range') ?? '');
@@ -144,6 +144,27 @@ describe('Hugging Face cache', () => {
     assert.ok(!fs.existsSync(path.join(dir, 'README.md')) && !fs.existsSync(path.join(dir, 'pytorch_model.bin')), 'only what a Llama needs');
     assert.match(out.text(), /downloading org\/tiny@aaaaaaaa: 2 file\(s\)/);
     assert.equal(await resolveModel('org/tiny', { cacheDir: cache, offline: true }), dir, 'reused offline afterwards');
+  });
+
+  it('adapters from the Hub: the PEFT files (and longlora.json) only; a model repository is refused as one', async () => {
+    const cache = fresh();
+    const files: Record<string, Buffer> = {
+      'adapter_config.json': Buffer.from('{"peft_type": "LORA"}'),
+      'adapter_model.safetensors': Buffer.from('weights'),
+      'longlora.json': Buffer.from('{"format": 1}'),
+      'README.md': Buffer.from('a card'),
+      'checkpoint-000010/optimizer.safetensors': Buffer.from('not needed'),
+    };
+    const hub = fakeHub(files, 'me/run');
+    const dir = await resolveAdapter('me/run', { cacheDir: cache, fetch: hub.fetch, hubUrl: 'https://hub.test', out: sink() });
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['adapter_config.json', 'adapter_model.safetensors', 'longlora.json']);
+    for (const f of fs.readdirSync(dir)) assert.deepEqual(fs.readFileSync(path.join(dir, f)), files[f]);
+    assert.equal(await resolveAdapter('me/run', { cacheDir: cache, offline: true }), dir, 'reused offline afterwards');
+    await assert.rejects(resolveModel('me/run', { cacheDir: cache, offline: true }), /incomplete \(config\.json is missing\)/, 'the snapshot is no model');
+    const model = fakeHub({ 'config.json': Buffer.from('{}'), 'model.safetensors': Buffer.from('w') }, 'org/model');
+    await assert.rejects(resolveAdapter('org/model', { cacheDir: cache, fetch: model.fetch, hubUrl: 'https://hub.test', out: sink() }),
+      /org\/model has no adapter_config\.json or adapter_model\.safetensors: it is not a PEFT LoRA adapter \(for a model, pass it as --model\)/);
+    await assert.rejects(resolveAdapter('no/such', { cacheDir: cache, offline: true }), /offline \(HF_HUB_OFFLINE\) and no\/such@main is not in the cache .*; download it once while online, or pass a local adapter folder/);
   });
 
   it('online, sharded: the shards the index names, not the other safetensors beside them (Mistral\'s consolidated.safetensors)', async () => {

@@ -11,7 +11,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
-import { hubToken, pushPlan, pushToHub, retargetCard } from '../../src/io/hub-upload.js';
+import { hubToken } from '../../src/io/hub.js';
+import { pushPlan, pushToHub, retargetCard } from '../../src/io/hub-upload.js';
 import { CARD_MARK } from '../../src/io/model-card.js';
 import { mergeAdapter } from '../../src/lora/adapted.js';
 import { Trainer } from '../../src/train/trainer.js';
@@ -140,6 +141,7 @@ describe('model cards and push to the Hub', () => {
       const card = c.files.get('README.md')!.toString();
       assert.match(card, /PeftModel\.from_pretrained\(model, "me\/tiny-64"\)/);
       assert.match(card, /\n# me\/tiny-64\n/);
+      assert.match(card, /longlora generate --model tiny-llama-short --adapter me\/tiny-64 --prompt/);
       assert.match(fs.readFileSync(path.join(run, 'README.md'), 'utf8'), /from_pretrained\(model, "run"\)/, 'the local card is left as it is');
       assert.ok(hub.tokens.every((t) => t === 'Bearer hf_test' || t === ''), 'the token is sent');
       assert.match(out.text(), /pushing the adapter in .* to me\/tiny-64 \(4 files/);

@@ -4,7 +4,7 @@
  */
 import fs from 'node:fs';
 import { LongLoraError } from '../../errors.js';
-import { resolveModel } from '../../io/hub.js';
+import { resolveAdapter, resolveModel } from '../../io/hub.js';
 import { exportGguf, exportGgufAdapter, type GgufDType } from '../../models/llama/gguf.js';
 import { ProgressBar } from '../../train/progress.js';
 import { parse } from '../args.js';
@@ -55,7 +55,7 @@ export async function exportCommand(argv: string[]): Promise<void> {
   const modelName = typeof name === 'string' ? name : fallbackName;
   if (typeof args.values.adapter === 'string') {
     if (dtype !== undefined && dtype !== 'f32' && dtype !== 'f16') throw new LongLoraError(`export --adapter: --dtype must be f32 or f16 for a LoRA, got ${dtype}`);
-    const r = exportGgufAdapter(dir, args.values.adapter, out, { ...(dtype ? { dtype } : {}), ...(typeof name === 'string' ? { name } : {}) });
+    const r = exportGgufAdapter(dir, await resolveAdapter(args.values.adapter), out, { ...(dtype ? { dtype } : {}), ...(typeof name === 'string' ? { name } : {}) });
     console.log(`wrote ${out}: ${r.layers} LoRA layers of rank ${r.rank} for the base in ${model} ` +
       `(llama.cpp: llama-cli -m BASE.gguf --lora ${out}${r.ropeFlags ? ` ${r.ropeFlags}` : ''}${r.ropeFlags ? '; the adapter was trained with that position scaling, which a LoRA file cannot carry' : ''})`);
     return;

@@ -11,7 +11,7 @@ import { checkTensorCoreBackend, tensorCoreNote, useTensorCores } from '../../ba
 import type { Precision } from '../../tensor/dtype.js';
 import { LongLoraError } from '../../errors.js';
 import { readJsonFile } from '../../io/checkpoint.js';
-import { resolveModel } from '../../io/hub.js';
+import { resolveAdapter, resolveModel } from '../../io/hub.js';
 import { loadAdapter } from '../../io/peft.js';
 import { SafetensorsFile } from '../../io/safetensors.js';
 import { adapterRopeScaling, loadWithAdapter } from '../../lora/adapted.js';
@@ -30,7 +30,7 @@ import type { QuantizeMode } from '../../quant/quantize-model.js';
 /** The flags that choose and load a model. */
 export const MODEL_OPTIONS: Record<string, OptionSpec> = {
   model: { type: 'string', help: 'model folder, or a Hugging Face repository org/name (downloaded into the HF cache)' },
-  adapter: { type: 'string', help: 'adapter folder (a `longlora train` output) applied to --model' },
+  adapter: { type: 'string', help: 'adapter folder (a `longlora train` output) applied to --model, or a Hub repository as org/name' },
   tokenizer: { type: 'string', help: 'tokenizer folder (default: the model folder)' },
   'context-size': { type: 'string', help: 'interpolate RoPE positions for this context (official rule) when the model does not cover it' },
   dtype: { type: 'string', default: 'f32', help: 'weight storage: f32, bf16 or f16' },
@@ -142,7 +142,8 @@ export async function loadModel(v: Values, out: NodeJS.WritableStream = process.
   if (tensorCores) notes.push(tensorCoreNote(currentBackend(), dtype, (str(v, 'precision') ?? 'f32') as Precision));
   const revision = str(v, 'revision');
   const dir = await resolveModel(spec, { ...(revision ? { revision } : {}), out });
-  const adapter = str(v, 'adapter');
+  const adapterSpec = str(v, 'adapter');
+  const adapter = adapterSpec ? await resolveAdapter(adapterSpec, { out }) : undefined;
   const cfgPath = path.join(dir, 'config.json');
   const cfg = parseLlamaConfig(readJsonFile(cfgPath), cfgPath);
   const trained = adapter ? adapterRopeScaling(adapter, dir) : undefined;

@@ -1,12 +1,13 @@
 /** `longlora merge`: base model + adapter → a standalone Hugging Face checkpoint. */
 import { LongLoraError } from '../../errors.js';
+import { resolveAdapter, resolveModel } from '../../io/hub.js';
 import { mergeAdapter } from '../../lora/adapted.js';
 import { parse } from '../args.js';
 import { exportWithProgress, ggufDType } from './export.js';
 
 const OPTIONS = {
-  base: { type: 'string', help: 'base model folder' },
-  adapter: { type: 'string', help: 'adapter folder (a training run\'s output)' },
+  base: { type: 'string', help: 'base model folder, or a Hub repository as org/name' },
+  adapter: { type: 'string', help: 'adapter folder (a training run\'s output), or a Hub repository as org/name' },
   out: { type: 'string', help: 'folder to write the merged model to' },
   dtype: { type: 'string', help: 'f32, bf16 or f16 (default: the base model\'s dtype)' },
   gguf: { type: 'string', help: 'also write the merged model as this .gguf file (llama.cpp, ollama)' },
@@ -22,7 +23,7 @@ export async function merge(argv: string[]): Promise<void> {
   if (typeof gguf === 'string' && !gguf.endsWith('.gguf')) throw new LongLoraError(`merge: --gguf must name a .gguf file, got ${gguf}`);
   const ggufDtype = ggufDType(args.values['gguf-dtype'], 'merge', '--gguf-dtype');
   if (ggufDtype && typeof gguf !== 'string') throw new LongLoraError('merge: --gguf-dtype needs --gguf FILE.gguf');
-  const r = await mergeAdapter(String(base), String(adapter), String(out), dtype ? { dtype: dtype as 'f32' | 'bf16' | 'f16' } : {});
+  const r = await mergeAdapter(await resolveModel(String(base)), await resolveAdapter(String(adapter)), String(out), dtype ? { dtype: dtype as 'f32' | 'bf16' | 'f16' } : {});
   console.log(`merged ${r.merged} LoRA layers into ${String(out)} (${r.dtype}); config.json carries the adapter's rope_scaling`);
   if (typeof gguf === 'string') exportWithProgress(String(out), gguf, { ...(ggufDtype ? { dtype: ggufDtype } : {}) });
 }
