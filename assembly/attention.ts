@@ -20,18 +20,52 @@
  * dK += dSᵀ·Q; dQ += dS·K. dK and dV rows are written once; dQ rows are accumulated in
  * place — into dq itself when slices = 1 (each (b, kv head) owns its query heads' rows),
  * else into one partial buffer per slice, summed by the host afterwards.
+ *
+ * bf16 operands (mixed precision): q, k, v, out, dout, dk and dv may each be bf16 (flags in
+ * slots 29–35). The rows a block reads are widened into per-thread f32 scratch as the
+ * block is loaded, and the rows it writes are rounded to bf16 as they are stored, so no
+ * f32 copy of a whole tensor is made. dq and lse are always f32 (dq accumulates).
  */
 import { argF, argI, argP } from './simd';
 import { expf, exp4, logf } from './math';
 import { blockFull, blockRanges, hi1, hi2, keyRanges, lo1, lo2, queryCover, ROLL } from './mask';
 import { dotRow, expShiftSum, rowMax, scaleRow } from './norm';
 import { packT, tile } from './tile';
+import { loadBf16, narrowBf16, widenRows } from './half';
 
 // Forward args
 const Q = 0, K = 1, V = 2, OUT = 3, LSE = 4, B_ = 5, NQ = 6, NK = 7, KVS = 8, H_ = 9, HKV = 10, D_ = 11,
   SCALE = 12, QOFF = 13, KIND = 14, G_ = 15, SCR = 16, SCRT = 17, BQ_ = 18, BK_ = 19;
 // Extra backward args
 const DOUT = 20, DQ = 21, DK = 22, DV = 23, DELTA = 24, SLICES = 25, PARTIAL = 26;
+// Which operands are bf16 (1) rather than f32 (0)
+const Q_BF = 29, K_BF = 30, V_BF = 31, OUT_BF = 32, DOUT_BF = 33, DK_BF = 34, DV_BF = 35;
+
+/** Byte shift of an element: 1 for bf16, 2 for f32. */
+// @ts-ignore: decorator
+@inline function shiftOf(args: usize, slot: i32): usize { return argI(args, slot) != 0 ? 1 : 2; }
+
+/**
+ * Rows [0, rows) of n values at p (`rs` bytes apart) as f32: p itself when they are f32,
+ * else widened into `stage` (rows n·4 bytes apart). Returns the address; `stagedStride`
+ * gets the row stride to use.
+ */
+let stagedStride: usize = 0;
+function staged(bf: bool, p: usize, rs: usize, rows: i32, n: i32, stage: usize): usize {
+  if (!bf) { stagedStride = rs; return p; }
+  widenRows(p, rs, rows, n, stage, <usize>n << 2);
+  stagedStride = <usize>n << 2;
+  return stage;
+}
+
+/** Stores n f32 values times s at dst as f32 or (bf) bf16. */
+function storeRow(bf: bool, src: usize, dst: usize, n: i32, s: f32): void {
+  if (bf) { narrowBf16(src, dst, n, s); return; }
+  const vs = f32x4.splat(s);
+  let d = 0;
+  for (; d + 4 <= n; d += 4) v128.store(dst + (<usize>d << 2), f32x4.mul(v128.load(src + (<usize>d << 2)), vs));
+  for (; d < n; d++) store<f32>(dst + (<usize>d << 2), load<f32>(src + (<usize>d << 2)) * s);
+}
 
 /** Rows of S for queries [p0, p0+nq) × keys [j0, j0+nk) of head h: −inf outside the mask and in the padding. */
 function maskBlock(S: usize, BK: i32, nq: i32, p0: i32, j0: i32, nk: i32, pad: i32,
@@ -78,19 +112,28 @@ export function attention(args: usize, chunk: i32, tid: i32): void {
   const i0 = qb * BQ, nq = min(BQ, Nq - i0);
   const p0 = qOff + i0;
 
-  // scratch: Kt [D × BK] | S [BQ × BK] | O [BQ × D] | m [BQ] | l [BQ] | block list
+  // scratch: Kt [D × BK] | S [BQ × BK] | O [BQ × D] | m [BQ] | l [BQ] | block list [nkb + 2]
+  //          | bf16 staging: Q [BQ × D] | K [BK × D] | V [BK × D]
   const Kt = argP(args, SCR) + <usize>tid * argP(args, SCRT);
   const S = Kt + ((<usize>D * <usize>BK) << 2);
   const O = S + ((<usize>BQ * <usize>BK) << 2);
   const M = O + ((<usize>BQ * <usize>D) << 2);
   const L = M + (<usize>BQ << 2);
   const blocks = L + (<usize>BQ << 2);
+  const Qs = blocks + (<usize>((Nk + BK - 1) / BK + 2) << 2);
+  const Ks = Qs + ((<usize>BQ * <usize>D) << 2);
+  const Vs = Ks + ((<usize>BK * <usize>D) << 2);
 
-  const qRow = <usize>H * <usize>D << 2; // bytes between query rows
-  const kvRow = <usize>Hkv * <usize>D << 2;
-  const q = argP(args, Q) + ((((<usize>b * <usize>Nq + <usize>i0) * <usize>H + <usize>h) * <usize>D) << 2);
-  const kBase = argP(args, K) + (((<usize>b * <usize>kvs * <usize>Hkv + <usize>kvh) * <usize>D) << 2);
-  const vBase = argP(args, V) + (((<usize>b * <usize>kvs * <usize>Hkv + <usize>kvh) * <usize>D) << 2);
+  const qs = shiftOf(args, Q_BF), ks = shiftOf(args, K_BF), vs = shiftOf(args, V_BF), os = shiftOf(args, OUT_BF);
+  const qRowE = <usize>H * <usize>D; // elements between query rows
+  const kvRowE = <usize>Hkv * <usize>D;
+  const kRow = kvRowE << ks, vRow = kvRowE << vs;
+  const qAt = ((<usize>b * <usize>Nq + <usize>i0) * <usize>H + <usize>h) * <usize>D;
+  const kvAt = (<usize>b * <usize>kvs * <usize>Hkv + <usize>kvh) * <usize>D;
+  const kBase = argP(args, K) + (kvAt << ks);
+  const vBase = argP(args, V) + (kvAt << vs);
+  const q = staged(qs == 1, argP(args, Q) + (qAt << qs), qRowE << qs, nq, D, Qs);
+  const qRow = stagedStride;
 
   memory.fill(O, 0, (<usize>nq * <usize>D) << 2);
   for (let r = 0; r < nq; r++) { store<f32>(M + (<usize>r << 2), -Infinity); store<f32>(L + (<usize>r << 2), 0); }
@@ -102,7 +145,8 @@ export function attention(args: usize, chunk: i32, tid: i32): void {
     const nk = min(BK, Nk - j0);
     const pad = (nk + 7) & ~7;
     const full = blockFull(kind, G, H, h, p0, p0 + nq, j0, j0 + nk, Nk);
-    packT(kBase + <usize>j0 * kvRow, kvRow, nk, D, Kt, <usize>BK << 2, pad);
+    const kb = staged(ks == 1, kBase + <usize>j0 * kRow, kRow, nk, D, Ks);
+    packT(kb, stagedStride, nk, D, Kt, <usize>BK << 2, pad);
     // S = scale · Q · Kᵀ
     tile(nq, pad, D, q, qRow, 4, Kt, <usize>BK << 2, S, <usize>BK << 2, scale, false);
     maskBlock(S, BK, nq, p0, j0, nk, pad, kind, G, H, h, Nk, full);
@@ -120,19 +164,15 @@ export function attention(args: usize, chunk: i32, tid: i32): void {
       if (alpha != 1) scaleRow(O + ((<usize>r * <usize>D) << 2), D, alpha);
     }
     // O += P · V
-    tile(nq, D, nk, S, <usize>BK << 2, 4, vBase + <usize>j0 * kvRow, kvRow, O, <usize>D << 2, 1, true);
+    const vb = staged(vs == 1, vBase + <usize>j0 * vRow, vRow, nk, D, Vs);
+    tile(nq, D, nk, S, <usize>BK << 2, 4, vb, stagedStride, O, <usize>D << 2, 1, true);
   }
 
-  const out = argP(args, OUT) + ((((<usize>b * <usize>Nq + <usize>i0) * <usize>H + <usize>h) * <usize>D) << 2);
+  const out = argP(args, OUT) + (qAt << os);
   const lse = argP(args, LSE) + (((<usize>b * <usize>H + <usize>h) * <usize>Nq + <usize>i0) << 2);
   for (let r = 0; r < nq; r++) {
     const l = load<f32>(L + (<usize>r << 2));
-    const src = O + ((<usize>r * <usize>D) << 2);
-    const dst = out + <usize>r * qRow;
-    const inv = f32x4.splat(1 / l);
-    let d = 0;
-    for (; d + 4 <= D; d += 4) v128.store(dst + (<usize>d << 2), f32x4.mul(v128.load(src + (<usize>d << 2)), inv));
-    for (; d < D; d++) store<f32>(dst + (<usize>d << 2), load<f32>(src + (<usize>d << 2)) / l);
+    storeRow(os == 1, O + ((<usize>r * <usize>D) << 2), out + ((<usize>r * qRowE) << os), D, 1 / l);
     store<f32>(lse + (<usize>r << 2), load<f32>(M + (<usize>r << 2)) + logf(l));
   }
 }
@@ -148,18 +188,31 @@ export function attnDelta(args: usize, chunk: i32, _tid: i32): void {
   const per = argI(args, 27);
   const slices = argI(args, SLICES);
   const out = argP(args, OUT), dout = argP(args, DOUT), delta = argP(args, DELTA);
+  const os = shiftOf(args, OUT_BF), ds = shiftOf(args, DOUT_BF);
   const rowBytes = <usize>H * <usize>D << 2;
   const total = <usize>rows * rowBytes;
   const r1 = min(rows, chunk * per + per);
   for (let r = chunk * per; r < r1; r++) {
     const b = r / Nq, i = r % Nq;
     for (let h = 0; h < H; h++) {
-      const o = (<usize>r * <usize>H + <usize>h) * <usize>D << 2;
-      store<f32>(delta + (((<usize>b * <usize>H + <usize>h) * <usize>Nq + <usize>i) << 2), dotRow(dout + o, out + o, D));
+      const o = (<usize>r * <usize>H + <usize>h) * <usize>D;
+      const d = os == 2 && ds == 2 ? dotRow(dout + (o << 2), out + (o << 2), D) : dotMixed(dout + (o << ds), ds == 1, out + (o << os), os == 1, D);
+      store<f32>(delta + (((<usize>b * <usize>H + <usize>h) * <usize>Nq + <usize>i) << 2), d);
     }
     memory.fill(argP(args, DQ) + <usize>r * rowBytes, 0, rowBytes);
     for (let s = 1; s < slices; s++) memory.fill(argP(args, PARTIAL) + <usize>(s - 1) * total + <usize>r * rowBytes, 0, rowBytes);
   }
+}
+
+/** Σ a[i]·b[i] over n values, each array f32 or (flag) bf16. */
+function dotMixed(a: usize, aBf: bool, b: usize, bBf: bool, n: i32): f32 {
+  let s: f32 = 0;
+  for (let i = 0; i < n; i++) {
+    const x = aBf ? loadBf16(a, i) : load<f32>(a + (<usize>i << 2));
+    const y = bBf ? loadBf16(b, i) : load<f32>(b + (<usize>i << 2));
+    s += x * y;
+  }
+  return s;
 }
 
 export function attentionBackward(args: usize, chunk: i32, tid: i32): void {
@@ -175,27 +228,37 @@ export function attentionBackward(args: usize, chunk: i32, tid: i32): void {
   const rep = H / Hkv;
   const nkb = (Nk + BK - 1) / BK;
 
-  // scratch: Kt, Vt [D × BK] | dK, dV [BK × D] | P, dS [BQ × BK]
+  // scratch: Kt, Vt [D × BK] | dK, dV [BK × D] | P, dS [BQ × BK] | bf16 staging: K, V [BK × D] | Q, dO [BQ × D]
   const Kt = argP(args, SCR) + <usize>tid * argP(args, SCRT);
   const Vt = Kt + ((<usize>D * <usize>BK) << 2);
   const dKa = Vt + ((<usize>D * <usize>BK) << 2);
   const dVa = dKa + ((<usize>BK * <usize>D) << 2);
   const P = dVa + ((<usize>BK * <usize>D) << 2);
   const dS = P + ((<usize>BQ * <usize>BK) << 2);
+  const Ks = dS + ((<usize>BQ * <usize>BK) << 2);
+  const Vs = Ks + ((<usize>BK * <usize>D) << 2);
+  const Qs = Vs + ((<usize>BK * <usize>D) << 2);
+  const dOs = Qs + ((<usize>BQ * <usize>D) << 2);
 
-  const qRow = <usize>H * <usize>D << 2;
-  const kvRow = <usize>Hkv * <usize>D << 2;
-  const bkOff = ((<usize>b * <usize>kvs * <usize>Hkv + <usize>kvh) * <usize>D) << 2;
-  const kBase = argP(args, K) + bkOff, vBase = argP(args, V) + bkOff;
-  const dkBase = argP(args, DK) + bkOff, dvBase = argP(args, DV) + bkOff;
+  const qs = shiftOf(args, Q_BF), ks = shiftOf(args, K_BF), vs = shiftOf(args, V_BF);
+  const gs = shiftOf(args, DOUT_BF), dks = shiftOf(args, DK_BF), dvs = shiftOf(args, DV_BF);
+  const qRowE = <usize>H * <usize>D;
+  const qRow = qRowE << 2; // dq (f32)
+  const kvRowE = <usize>Hkv * <usize>D;
+  const kRow = kvRowE << ks, vRow = kvRowE << vs;
+  const kvAt = (<usize>b * <usize>kvs * <usize>Hkv + <usize>kvh) * <usize>D;
+  const kBase = argP(args, K) + (kvAt << ks), vBase = argP(args, V) + (kvAt << vs);
+  const dkBase = argP(args, DK) + (kvAt << dks), dvBase = argP(args, DV) + (kvAt << dvs);
   const dqBuf = s == 0 ? argP(args, DQ) : argP(args, PARTIAL) + <usize>(s - 1) * ((<usize>argI(args, B_) * <usize>Nq * <usize>H * <usize>D) << 2);
   const BKb = <usize>BK << 2;
 
   for (let kb = s; kb < nkb; kb += slices) {
     const j0 = kb * BK, nk = min(BK, Nk - j0);
     const pad = (nk + 7) & ~7;
-    packT(kBase + <usize>j0 * kvRow, kvRow, nk, D, Kt, BKb, pad);
-    packT(vBase + <usize>j0 * kvRow, kvRow, nk, D, Vt, BKb, pad);
+    const kb = staged(ks == 1, kBase + <usize>j0 * kRow, kRow, nk, D, Ks);
+    const kbRow = stagedStride;
+    packT(kb, kbRow, nk, D, Kt, BKb, pad);
+    packT(staged(vs == 1, vBase + <usize>j0 * vRow, vRow, nk, D, Vs), stagedStride, nk, D, Vt, BKb, pad);
     memory.fill(dKa, 0, (<usize>nk * <usize>D) << 2);
     memory.fill(dVa, 0, (<usize>nk * <usize>D) << 2);
     for (let h = kvh * rep; h < kvh * rep + rep; h++) {
@@ -211,12 +274,16 @@ export function attentionBackward(args: usize, chunk: i32, tid: i32): void {
           if (!((lo1 < j0 + nk && hi1 > j0) || (lo2 < j0 + nk && hi2 > j0))) continue;
         }
         const full = blockFull(kind, G, H, h, p0, p0 + nq, j0, j0 + nk, Nk);
-        const rowOff = (((<usize>b * <usize>Nq + <usize>i0) * <usize>H + <usize>h) * <usize>D) << 2;
-        const q = argP(args, Q) + rowOff, dout = argP(args, DOUT) + rowOff, dq = dqBuf + rowOff;
+        const rowAt = ((<usize>b * <usize>Nq + <usize>i0) * <usize>H + <usize>h) * <usize>D;
+        const q = staged(qs == 1, argP(args, Q) + (rowAt << qs), qRowE << qs, nq, D, Qs);
+        const qr = stagedStride;
+        const dout = staged(gs == 1, argP(args, DOUT) + (rowAt << gs), qRowE << gs, nq, D, dOs);
+        const gr = stagedStride;
+        const dq = dqBuf + (rowAt << 2);
         const lse = argP(args, LSE) + (((<usize>b * <usize>H + <usize>h) * <usize>Nq + <usize>i0) << 2);
         const delta = argP(args, DELTA) + (((<usize>b * <usize>H + <usize>h) * <usize>Nq + <usize>i0) << 2);
         // P = e^(scale·Q·Kᵀ − lse), 0 outside the mask
-        tile(nq, pad, D, q, qRow, 4, Kt, BKb, P, BKb, scale, false);
+        tile(nq, pad, D, q, qr, 4, Kt, BKb, P, BKb, scale, false);
         maskBlock(P, BK, nq, p0, j0, nk, pad, kind, G, H, h, Nk, full);
         for (let r = 0; r < nq; r++) {
           const row = P + <usize>r * BKb;
@@ -224,9 +291,9 @@ export function attentionBackward(args: usize, chunk: i32, tid: i32): void {
           for (let j = 0; j < pad; j += 4) v128.store(row + (<usize>j << 2), exp4(f32x4.sub(v128.load(row + (<usize>j << 2)), vl)));
         }
         // dV += Pᵀ · dO
-        tile(nk, D, nq, P, 4, BKb, dout, qRow, dVa, <usize>D << 2, 1, true);
+        tile(nk, D, nq, P, 4, BKb, dout, gr, dVa, <usize>D << 2, 1, true);
         // dP = dO · Vᵀ, then dS = scale · P ⊙ (dP − δ)
-        tile(nq, pad, D, dout, qRow, 4, Vt, BKb, dS, BKb, 1, false);
+        tile(nq, pad, D, dout, gr, 4, Vt, BKb, dS, BKb, 1, false);
         const vs = f32x4.splat(scale);
         for (let r = 0; r < nq; r++) {
           const pr = P + <usize>r * BKb, dr = dS + <usize>r * BKb;
@@ -237,13 +304,13 @@ export function attentionBackward(args: usize, chunk: i32, tid: i32): void {
           }
         }
         // dK += dSᵀ · Q ; dQ += dS · K
-        tile(nk, D, nq, dS, 4, BKb, q, qRow, dKa, <usize>D << 2, 1, true);
-        tile(nq, D, nk, dS, BKb, 4, kBase + <usize>j0 * kvRow, kvRow, dq, qRow, 1, true);
+        tile(nk, D, nq, dS, 4, BKb, q, qr, dKa, <usize>D << 2, 1, true);
+        tile(nq, D, nk, dS, BKb, 4, kb, kbRow, dq, qRow, 1, true);
       }
     }
     for (let j = 0; j < nk; j++) {
-      memory.copy(dkBase + <usize>(j0 + j) * kvRow, dKa + ((<usize>j * <usize>D) << 2), <usize>D << 2);
-      memory.copy(dvBase + <usize>(j0 + j) * kvRow, dVa + ((<usize>j * <usize>D) << 2), <usize>D << 2);
+      storeRow(dks == 1, dKa + ((<usize>j * <usize>D) << 2), dkBase + ((<usize>(j0 + j) * kvRowE) << dks), D, 1);
+      storeRow(dvs == 1, dVa + ((<usize>j * <usize>D) << 2), dvBase + ((<usize>(j0 + j) * kvRowE) << dvs), D, 1);
     }
   }
 }

@@ -11,6 +11,7 @@
  */
 import { argF, argI, argP, madd } from './simd';
 import { exp4, log4, sigmoid4, tanh4 } from './math';
+import { f32ToBf16, ld4, narrowBf16, st4, widenBf16 } from './half';
 
 // ---- fill -------------------------------------------------------------------------------
 
@@ -178,13 +179,6 @@ function writeAt(p: usize, i: i32, t: i32, v: f64): void {
   }
 }
 
-/** bf16 bits of x, round to nearest even; NaN stays a quiet NaN. */
-function f32ToBf16(x: f32): u32 {
-  const bits = reinterpret<u32>(x);
-  if ((bits & 0x7fffffff) > 0x7f800000) return ((bits >> 16) | 0x40) & 0xffff;
-  return ((bits + 0x7fff + ((bits >> 16) & 1)) >> 16) & 0xffff;
-}
-
 /** Args: 0 src, 1 dst, 2 src type, 3 dst type, 4 n, 5 per. */
 export function cast(args: usize, chunk: i32, _tid: i32): void {
   const src = argP(args, 0);
@@ -195,29 +189,10 @@ export function cast(args: usize, chunk: i32, _tid: i32): void {
   const per = argI(args, 5);
   const i0 = chunk * per;
   const i1 = min(n, i0 + per);
+  if (st == BF16 && dt == F32) { widenBf16(src + (<usize>i0 << 1), dst + (<usize>i0 << 2), i1 - i0); return; }
+  if (st == F32 && dt == BF16) { narrowBf16(src + (<usize>i0 << 2), dst + (<usize>i0 << 1), i1 - i0, 1); return; }
   let i = i0;
-  if (st == BF16 && dt == F32) {
-    // 8 bf16 → two f32x4: widen to 32 bits and shift into the high half
-    for (; i + 8 <= i1; i += 8) {
-      const h = v128.load(src + (<usize>i << 1));
-      const d = dst + (<usize>i << 2);
-      v128.store(d, i32x4.shl(i32x4.extend_low_i16x8_u(h), 16));
-      v128.store(d, i32x4.shl(i32x4.extend_high_i16x8_u(h), 16), 16);
-    }
-  } else if (st == F32 && dt == BF16) {
-    for (; i + 8 <= i1; i += 8) {
-      const s = src + (<usize>i << 2);
-      v128.store(dst + (<usize>i << 1), i16x8.narrow_i32x4_u(bf16x4(v128.load(s)), bf16x4(v128.load(s, 16))));
-    }
-  }
   for (; i < i1; i++) writeAt(dst, i, dt, readAt(src, i, st));
-}
-
-/** Four f32 → bf16 bits in the low half of each i32 lane (round to nearest even, NaN kept quiet). */
-function bf16x4(x: v128): v128 {
-  const r = i32x4.shr_u(i32x4.add(i32x4.add(x, i32x4.splat(0x7fff)), v128.and(i32x4.shr_u(x, 16), i32x4.splat(1))), 16);
-  const nan = i32x4.gt_u(v128.and(x, i32x4.splat(0x7fffffff)), i32x4.splat(0x7f800000));
-  return v128.bitselect(v128.or(i32x4.shr_u(x, 16), i32x4.splat(0x40)), r, nan);
 }
 
 // ---- unary ------------------------------------------------------------------------------
@@ -481,25 +456,26 @@ export function sumRow(p: usize, n: i32): f64 {
 
 // ---- SwiGLU -----------------------------------------------------------------------------
 
-/** out = silu(gate)·up. Args: 0 gate, 1 up, 2 out, 3 n, 4 per. */
+/** out = silu(gate)·up. Args: 0 gate, 1 up, 2 out, 3 n, 4 per; 5–7 whether gate, up, out are bf16. */
 export function swiglu(args: usize, chunk: i32, _tid: i32): void {
   const gate = argP(args, 0);
   const up = argP(args, 1);
   const out = argP(args, 2);
   const n = argI(args, 3);
   const per = argI(args, 4);
+  const gBf = argI(args, 5) != 0, uBf = argI(args, 6) != 0, oBf = argI(args, 7) != 0;
   const i0 = chunk * per;
   const i1 = min(n, i0 + per);
   for (let i = i0; i < i1; i += 4) {
-    const o = <usize>i << 2;
-    const x = v128.load(gate + o);
-    v128.store(out + o, f32x4.mul(f32x4.mul(x, sigmoid4(x)), v128.load(up + o)));
+    const x = ld4(gate, i, gBf);
+    st4(out, i, oBf, f32x4.mul(f32x4.mul(x, sigmoid4(x)), ld4(up, i, uBf)));
   }
 }
 
 /**
  * dgate = dout·up·silu'(gate), dup = dout·silu(gate); a null (0) output is skipped.
- * Args: 0 gate, 1 up, 2 dout, 3 dgate, 4 dup, 5 n, 6 per.
+ * Args: 0 gate, 1 up, 2 dout, 3 dgate, 4 dup, 5 n, 6 per; 7–11 whether gate, up, dout,
+ * dgate, dup are bf16.
  */
 export function swigluBackward(args: usize, chunk: i32, _tid: i32): void {
   const gate = argP(args, 0);
@@ -509,15 +485,15 @@ export function swigluBackward(args: usize, chunk: i32, _tid: i32): void {
   const dup = argP(args, 4);
   const n = argI(args, 5);
   const per = argI(args, 6);
+  const gBf = argI(args, 7) != 0, uBf = argI(args, 8) != 0, yBf = argI(args, 9) != 0, dgBf = argI(args, 10) != 0, duBf = argI(args, 11) != 0;
   const i0 = chunk * per;
   const i1 = min(n, i0 + per);
   const one = f32x4.splat(1);
   for (let i = i0; i < i1; i += 4) {
-    const o = <usize>i << 2;
-    const x = v128.load(gate + o);
+    const x = ld4(gate, i, gBf);
     const s = sigmoid4(x);
-    const g = v128.load(dout + o);
-    if (dgate) v128.store(dgate + o, f32x4.mul(f32x4.mul(g, v128.load(up + o)), f32x4.mul(s, madd(x, f32x4.sub(one, s), one))));
-    if (dup) v128.store(dup + o, f32x4.mul(g, f32x4.mul(x, s)));
+    const g = ld4(dout, i, yBf);
+    if (dgate) st4(dgate, i, dgBf, f32x4.mul(f32x4.mul(g, ld4(up, i, uBf)), f32x4.mul(s, madd(x, f32x4.sub(one, s), one))));
+    if (dup) st4(dup, i, duBf, f32x4.mul(g, f32x4.mul(x, s)));
   }
 }

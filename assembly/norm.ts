@@ -7,6 +7,7 @@
  */
 import { argF, argI, argP, hmax, hsum, madd } from './simd';
 import { exp4, expf } from './math';
+import { ld1, ld4, st1, st4 } from './half';
 
 /** Max of n floats at p. */
 export function rowMax(p: usize, n: i32): f32 {
@@ -101,7 +102,25 @@ export function softmaxBackward(args: usize, chunk: i32, _tid: i32): void {
   }
 }
 
-/** out = x · rsqrt(mean(x²) + eps) · w; rstd saved. Args: 0 x, 1 w, 2 out, 3 rstd, 4 rows, 5 C, 6 eps, 7 per. */
+/** Σ x[i]² over n bf16 values, in dotRow's order. */
+function sumSquaresBf16(x: usize, n: i32): f32 {
+  let acc0 = f32x4.splat(0), acc1 = f32x4.splat(0);
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const a = ld4(x, i, true), b = ld4(x, i + 4, true);
+    acc0 = madd(a, a, acc0);
+    acc1 = madd(b, b, acc1);
+  }
+  for (; i + 4 <= n; i += 4) { const a = ld4(x, i, true); acc0 = madd(a, a, acc0); }
+  let s = hsum(f32x4.add(acc0, acc1));
+  for (; i < n; i++) { const v = ld1(x, i, true); s += v * v; }
+  return s;
+}
+
+/**
+ * out = x · rsqrt(mean(x²) + eps) · w; rstd saved. Args: 0 x, 1 w, 2 out, 3 rstd, 4 rows,
+ * 5 C, 6 eps, 7 per; 8–10 whether x, w, out are bf16 (rstd is f32).
+ */
 export function rmsnorm(args: usize, chunk: i32, _tid: i32): void {
   const x = argP(args, 0);
   const w = argP(args, 1);
@@ -111,28 +130,23 @@ export function rmsnorm(args: usize, chunk: i32, _tid: i32): void {
   const C = argI(args, 5);
   const eps = argF(args, 6);
   const per = argI(args, 7);
+  const xBf = argI(args, 8) != 0, wBf = argI(args, 9) != 0, oBf = argI(args, 10) != 0;
   const r1 = min(rows, chunk * per + per);
   for (let r = chunk * per; r < r1; r++) {
-    const o = (<usize>r * <usize>C) << 2;
-    const ss = <f64>dotRow(x + o, x + o, C);
+    const o = r * C;
+    const ss = <f64>(xBf ? sumSquaresBf16(x + (<usize>o << 1), C) : dotRow(x + (<usize>o << 2), x + (<usize>o << 2), C));
     const s = <f32>(1 / Math.sqrt(ss / <f64>C + eps));
     store<f32>(rstd + (<usize>r << 2), s);
     const vs = f32x4.splat(s);
     let i = 0;
-    for (; i + 4 <= C; i += 4) {
-      const q = <usize>i << 2;
-      v128.store(out + o + q, f32x4.mul(f32x4.mul(v128.load(x + o + q), vs), v128.load(w + q)));
-    }
-    for (; i < C; i++) {
-      const q = <usize>i << 2;
-      store<f32>(out + o + q, load<f32>(x + o + q) * s * load<f32>(w + q));
-    }
+    for (; i + 4 <= C; i += 4) st4(out, o + i, oBf, f32x4.mul(f32x4.mul(ld4(x, o + i, xBf), vs), ld4(w, i, wBf)));
+    for (; i < C; i++) st1(out, o + i, oBf, ld1(x, o + i, xBf) * s * ld1(w, i, wBf));
   }
 }
 
 /**
  * dx = s·(dy·w − x̂·mean(dy·w·x̂)) with x̂ = x·s. Args: 0 x, 1 w, 2 rstd, 3 dy, 4 dx,
- * 5 rows, 6 C, 7 per.
+ * 5 rows, 6 C, 7 per; 8–11 whether x, w, dy, dx are bf16.
  */
 export function rmsnormBackward(args: usize, chunk: i32, _tid: i32): void {
   const x = argP(args, 0);
@@ -143,41 +157,33 @@ export function rmsnormBackward(args: usize, chunk: i32, _tid: i32): void {
   const rows = argI(args, 5);
   const C = argI(args, 6);
   const per = argI(args, 7);
+  const xBf = argI(args, 8) != 0, wBf = argI(args, 9) != 0, yBf = argI(args, 10) != 0, dBf = argI(args, 11) != 0;
   const r1 = min(rows, chunk * per + per);
   for (let r = chunk * per; r < r1; r++) {
-    const o = (<usize>r * <usize>C) << 2;
+    const o = r * C;
     const s = load<f32>(rstd + (<usize>r << 2));
     // Σ dy·w·x, then ·s²/C
     let acc = f32x4.splat(0);
     let i = 0;
-    for (; i + 4 <= C; i += 4) {
-      const q = <usize>i << 2;
-      acc = madd(f32x4.mul(v128.load(dy + o + q), v128.load(w + q)), v128.load(x + o + q), acc);
-    }
+    for (; i + 4 <= C; i += 4) acc = madd(f32x4.mul(ld4(dy, o + i, yBf), ld4(w, i, wBf)), ld4(x, o + i, xBf), acc);
     let dot = hsum(acc);
-    for (; i < C; i++) {
-      const q = <usize>i << 2;
-      dot += load<f32>(dy + o + q) * load<f32>(w + q) * load<f32>(x + o + q);
-    }
+    for (; i < C; i++) dot += ld1(dy, o + i, yBf) * ld1(w, i, wBf) * ld1(x, o + i, xBf);
     const m = dot * s / <f32>C; // mean(dy·w·x̂)
     const vs = f32x4.splat(s);
     const vms = f32x4.splat(m * s); // x̂·m = x·s·m
     i = 0;
     for (; i + 4 <= C; i += 4) {
-      const q = <usize>i << 2;
-      const t = f32x4.sub(f32x4.mul(v128.load(dy + o + q), v128.load(w + q)), f32x4.mul(v128.load(x + o + q), vms));
-      v128.store(dx + o + q, f32x4.mul(vs, t));
+      const t = f32x4.sub(f32x4.mul(ld4(dy, o + i, yBf), ld4(w, i, wBf)), f32x4.mul(ld4(x, o + i, xBf), vms));
+      st4(dx, o + i, dBf, f32x4.mul(vs, t));
     }
-    for (; i < C; i++) {
-      const q = <usize>i << 2;
-      store<f32>(dx + o + q, s * (load<f32>(dy + o + q) * load<f32>(w + q) - load<f32>(x + o + q) * m * s));
-    }
+    for (; i < C; i++) st1(dx, o + i, dBf, s * (ld1(dy, o + i, yBf) * ld1(w, i, wBf) - ld1(x, o + i, xBf) * m * s));
   }
 }
 
 /**
  * dw[c] += Σ_r dy[r, c]·x[r, c]·s[r], in f64, for a block of 16 columns per chunk (one
- * cache line of each row). Args: 0 x, 1 rstd, 2 dy, 3 dw, 4 rows, 5 C.
+ * cache line of each row). Args: 0 x, 1 rstd, 2 dy, 3 dw, 4 rows, 5 C; 6, 7 whether x, dy
+ * are bf16 (dw is f32).
  */
 export function rmsnormDw(args: usize, chunk: i32, _tid: i32): void {
   const x = argP(args, 0);
@@ -186,6 +192,7 @@ export function rmsnormDw(args: usize, chunk: i32, _tid: i32): void {
   const dw = argP(args, 3);
   const rows = argI(args, 4);
   const C = argI(args, 5);
+  const xBf = argI(args, 6) != 0, yBf = argI(args, 7) != 0;
   const c0 = chunk * 16;
   const c1 = min(C, c0 + 16);
   for (let c = c0; c < c1; c += 4) {
@@ -193,8 +200,8 @@ export function rmsnormDw(args: usize, chunk: i32, _tid: i32): void {
     let lo = f64x2.splat(0), hi = f64x2.splat(0);
     if (n == 4) {
       for (let r = 0; r < rows; r++) {
-        const q = ((<usize>r * <usize>C + <usize>c) << 2);
-        const v = f32x4.mul(f32x4.mul(v128.load(dy + q), v128.load(x + q)), v128.load32_splat(rstd + (<usize>r << 2)));
+        const e = r * C + c;
+        const v = f32x4.mul(f32x4.mul(ld4(dy, e, yBf), ld4(x, e, xBf)), v128.load32_splat(rstd + (<usize>r << 2)));
         lo = f64x2.add(lo, f64x2.promote_low_f32x4(v));
         hi = f64x2.add(hi, f64x2.promote_low_f32x4(v128.shuffle<f32>(v, v, 2, 3, 0, 1)));
       }
@@ -207,8 +214,8 @@ export function rmsnormDw(args: usize, chunk: i32, _tid: i32): void {
       for (let j = c; j < c + n; j++) {
         let sum: f64 = 0;
         for (let r = 0; r < rows; r++) {
-          const q = ((<usize>r * <usize>C + <usize>j) << 2);
-          sum += <f64>(load<f32>(dy + q) * load<f32>(x + q) * load<f32>(rstd + (<usize>r << 2)));
+          const e = r * C + j;
+          sum += <f64>(ld1(dy, e, yBf) * ld1(x, e, xBf) * load<f32>(rstd + (<usize>r << 2)));
         }
         store<f32>(dw + (<usize>j << 2), load<f32>(dw + (<usize>j << 2)) + <f32>sum);
       }

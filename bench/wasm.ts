@@ -20,7 +20,7 @@
  *
  *   npm run bench                       # the whole run (about half an hour on 2 cores)
  *   node dist/bench/wasm.js --quick     # shorter lengths, a few minutes
- *   node dist/bench/wasm.js [--only matmul,attention,train] [--train-lengths 4096,16384] [--precision f32,bf16] [--skip-torch] [--torch-long] [--json out.json]
+ *   node dist/bench/wasm.js [--only matmul,attention,train] [--train-lengths 4096,16384] [--train-attention s2,dense] [--precision f32,bf16] [--skip-torch] [--torch-long] [--json out.json]
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -29,7 +29,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { AttentionArgs, AttentionMask, Backend, DeviceBuffer, MatmulArgs } from '../src/backend/backend.js';
-import { cpuBackend, getBackend, setBackend } from '../src/backend/registry.js';
+import { cpuBackend, getBackend, registerBackend, setBackend } from '../src/backend/registry.js';
 import { WasmBackend } from '../src/backend/wasm/wasm.js';
 import { PRECISIONS, type Precision } from '../src/models/llama/model.js';
 import { fromFloatArray } from '../src/tensor/dtype.js';
@@ -43,6 +43,7 @@ const { values: flags } = parseArgs({
     'skip-torch': { type: 'boolean', default: false },
     'torch-long': { type: 'boolean', default: false },
     'train-lengths': { type: 'string' },
+    'train-attention': { type: 'string' },
     precision: { type: 'string' },
     json: { type: 'string' },
   },
@@ -269,24 +270,30 @@ async function benchTraining(wasm: WasmBackend): Promise<void> {
     console.log(`PyTorch (bench/wasm_torch.py, same step, ${wasm.threads} threads) at ${[...torchLengths].join(', ')} tokens; ` +
       `its 1024³ matmul here: ${f1(torchMatmulGflops(wasm.threads))} GFLOP/s`);
   } else console.log(flags['skip-torch'] ? '(PyTorch skipped)' : '(PyTorch not importable by /usr/bin/python3: no comparison)');
-  const precisions = (flags.precision ?? 'f32').split(',') as Precision[];
-  for (const p of precisions) if (!PRECISIONS.includes(p)) throw new Error(`--precision: ${p} is not one of ${PRECISIONS.join(', ')}`);
+  // 'bf16-widened': bf16 activations on a second backend created with native16: false,
+  // where every 16-bit operand goes through f32 copies (the reference for the native kernels)
+  const precisions = (flags.precision ?? 'f32').split(',');
+  for (const p of precisions) if (!PRECISIONS.includes(p as Precision) && p !== 'bf16-widened') throw new Error(`--precision: ${p} is not one of ${PRECISIONS.join(', ')}, bf16-widened`);
+  // (the step makes its ids on the current backend, so the widening one becomes current for it)
+  if (precisions.includes('bf16-widened')) registerBackend('wasm-widened', -1, () => WasmBackend.create({ threads: wasm.threads, native16: false }));
+  const backendFor = async (p: string): Promise<Backend> => setBackend(p === 'bf16-widened' ? 'wasm-widened' : 'wasm');
   if (precisions.length > 1) console.log(`activations stored in ${precisions.join(', ')} (--precision); ratios against the first in the same run`);
-  console.log(`${pad('tokens', 8)} ${pad('attention', 12)} ${pad('act.', 5)} ${pad('tokens/s', 10)} ${pad('step s', 8)} ${pad('peak MiB', 10)} ${pad('above weights', 14)} ${pad('MiB / 1k tok', 13)} ${torch ? 'torch tokens/s   wasm / torch' : ''}`);
+  console.log(`${pad('tokens', 8)} ${pad('attention', 12)} ${pad('act.', 12)} ${pad('tokens/s', 10)} ${pad('step s', 8)} ${pad('peak MiB', 10)} ${pad('above weights', 14)} ${pad('MiB / 1k tok', 13)} ${torch ? 'torch tokens/s   wasm / torch' : ''}`);
   const s2 = (N: number): AttentionMask => ({ kind: 's2', form: 'segmented', group: N / 4 });
   const runs: Array<[number, 's2' | 'dense']> = quick
     ? [[2048, 's2'], [4096, 's2'], [8192, 's2'], [4096, 'dense']]
     : [[4096, 's2'], [8192, 's2'], [16384, 's2'], [32768, 's2'], [4096, 'dense'], [16384, 'dense']];
   const keep = flags['train-lengths'] ? new Set(flags['train-lengths'].split(',').map(Number)) : null;
+  const kinds = flags['train-attention'] ? new Set(flags['train-attention'].split(',')) : null;
   const out: Record<string, unknown> = {};
-  for (const [N, attn] of runs.filter(([n]) => !keep || keep.has(n))) {
+  for (const [N, attn] of runs.filter(([n, a]) => (!keep || keep.has(n)) && (!kinds || kinds.has(a)))) {
     let first: TimedStep | null = null;
     for (const precision of precisions) {
       const key = `${N} ${attn}${precisions.length > 1 ? ` ${precision}` : ''}`;
-      const label = `${pad(String(N), 8)} ${pad(attn === 's2' ? 'S² G=N/4' : 'dense', 12)} ${pad(precision, 5)}`;
+      const label = `${pad(String(N), 8)} ${pad(attn === 's2' ? 'S² G=N/4' : 'dense', 12)} ${pad(precision, 12)}`;
       let w: TimedStep;
       try {
-        w = await trainingStep(wasm, N, attn === 's2' ? s2(N) : { kind: 'causal' }, precision);
+        w = await trainingStep(await backendFor(precision), N, attn === 's2' ? s2(N) : { kind: 'causal' }, precision === 'bf16-widened' ? 'bf16' : precision as Precision);
       } catch (e) {
         console.log(`${label} failed: ${(e as Error).message}`);
         out[key] = { error: (e as Error).message };
@@ -302,6 +309,7 @@ async function benchTraining(wasm: WasmBackend): Promise<void> {
     }
   }
   results.train = out;
+  await setBackend('wasm');
 }
 
 // ---- main -------------------------------------------------------------------------------

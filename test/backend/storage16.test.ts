@@ -135,6 +135,17 @@ describe('16-bit operands: every backend against the CPU reference', async () =>
       // A 16-bit output is written two columns at a time: n = 24 natively, n = 23 widened.
       // m = 1 and 3 take Wasm's unpacked x·Wᵀ path (gemv) with a bf16 W.
       for (const [m, n, k] of [[19, 24, 37], [19, 23, 37], [1, 24, 37], [3, 23, 37]] as const) await matmulCases(t, rng, m, n, k);
+      // Wasm writes a bf16 output in blocks of rows through an f32 block of at most 4 MiB
+      // (here 1024 of the 1100 rows, then 76), plus the packed copy of B; with A transposed
+      // the rows of op(A) are not contiguous and the output is widened whole.
+      if (matmulOnly) return;
+      const [m, n, k] = [1100, 1024, 8];
+      for (const transA of [false, true]) {
+        await compare(`matmul ${m}×${n}×${k} bf16·f32→bf16 ${transA ? 'T' : 'N'}T, accumulating`, (s) => t.diagnostic(s), [
+          { dtype: 'bf16', values: randn(rng, m * k) }, { dtype: 'f32', values: randn(rng, n * k) }, { dtype: 'bf16', values: randn(rng, m * n) },
+        ], [2], (b, [aa, ww, o]) => b.matmul(aa!, ww!, o!, { batch: 1, m, n, k, transA, transB: true, alpha: 0.5, beta: 1, strideA: 0, strideB: 0 }),
+        { wasmScratch: transA ? 'widened' : 1024 * n * 4 + n * k * 4 });
+      }
     });
 
     const matmulCases = async (t: { diagnostic: (s: string) => void }, rng: Rng, m: number, n: number, k: number): Promise<void> => {
@@ -175,49 +186,55 @@ describe('16-bit operands: every backend against the CPU reference', async () =>
           await compare(`matmul ${m}×${n}×${k} ${ta}·${tb_}→${to} ${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`, (s) => t.diagnostic(s), [
             { dtype: ta, values: a }, { dtype: tb_, values: w }, { dtype: to, values: init },
           ], [2], (b, [aa, ww, o]) => b.matmul(aa!, ww!, o!, { batch: 1, m, n, k, transA, transB, alpha, beta: 1, strideA: 0, strideB: 0 }),
-          // Wasm reads bf16 inputs itself and writes f32 only.
-          { extra, scratch: to === 'f32' || n % 2 === 0 ? 0 : 'widened', wasmScratch: to === 'f32' && ta !== 'f16' && tb_ !== 'f16' ? 0 : 'widened' });
+          // Wasm reads bf16 inputs itself; a bf16 output goes through an f32 block (here all m rows).
+          { extra, scratch: to === 'f32' || n % 2 === 0 ? 0 : 'widened',
+            wasmScratch: ta === 'f16' || tb_ === 'f16' || to === 'f16' || (to === 'bf16' && transA) ? 'widened' : to === 'f32' ? 0 : m * n * 4 });
         }
       }
     };
 
     if (!matmulOnly) it(`${tb.label}: RMSNorm forward and backward on bf16 activations with an f32 weight`, { skip }, async (t) => {
       const rng = new Rng(2);
-      // Rows of even length are written a word at a time; an odd row length goes through f32 copies.
+      // WebGPU writes rows of even length a word at a time; an odd row length goes through f32
+      // copies. Wasm reads and writes bf16 rows of any length itself.
       for (const [rows, C] of [[7, 96], [3, 95]] as const) {
-        const scratch = C % 2 === 0 ? 0 : 'widened';
+        const opts = { scratch: C % 2 === 0 ? 0 : 'widened', wasmScratch: 0 } as const;
         await compare(`rmsnorm C=${C}`, (s) => t.diagnostic(s), [
           { dtype: 'bf16', values: randn(rng, rows * C) }, { dtype: 'f32', values: randn(rng, C) }, { dtype: 'bf16', numel: rows * C }, { dtype: 'f32', numel: rows },
-        ], [2, 3], (b, [x, w, o, r]) => b.rmsnorm(x!, w!, o!, r!, rows, C, 1e-6), { scratch });
+        ], [2, 3], (b, [x, w, o, r]) => b.rmsnorm(x!, w!, o!, r!, rows, C, 1e-6), opts);
         const x = randn(rng, rows * C);
         let s2 = 0;
         const rstd = Array.from({ length: rows }, (_, r) => { s2 = 0; for (let c = 0; c < C; c++) s2 += x[r * C + c]! ** 2; return 1 / Math.sqrt(s2 / C + 1e-6); });
         await compare(`rmsnormBackward C=${C}`, (s) => t.diagnostic(s), [
           { dtype: 'bf16', values: x }, { dtype: 'bf16', values: randn(rng, C) }, { dtype: 'f32', values: rstd }, { dtype: 'bf16', values: randn(rng, rows * C) },
           { dtype: 'bf16', numel: rows * C }, { dtype: 'f32', values: randn(rng, C) },
-        ], [4, 5], (b, [xx, w, r, dy, dx, dw]) => b.rmsnormBackward(xx!, w!, r!, dy!, dx!, dw!, rows, C), { scratch });
+        ], [4, 5], (b, [xx, w, r, dy, dx, dw]) => b.rmsnormBackward(xx!, w!, r!, dy!, dx!, dw!, rows, C), opts);
       }
     });
 
     if (!matmulOnly) it(`${tb.label}: S²-Attn forward and backward on 16-bit q, k, v, out and gradients`, { skip }, async (t) => {
       const rng = new Rng(3);
-      // D = 16: every lane width writes whole words; D = 5 (odd) writes its 16-bit outputs through f32 copies.
-      for (const [dtype, D] of [['f16', 16], ['bf16', 5]] as const) {
-        const [B, N, H, Hkv] = [1, 32, 4, 2];
+      // D = 16: every lane width writes whole words; D = 5 (odd) writes its 16-bit outputs
+      // through f32 copies on WebGPU. Wasm reads and writes bf16 itself (any D, several key
+      // blocks at N = 160) and widens f16.
+      for (const [dtype, D, N] of [['f16', 16, 32], ['bf16', 5, 32], ['bf16', 16, 160]] as const) {
+        const [B, H, Hkv] = [1, 4, 2];
         const args: AttentionArgs = { B, Nq: N, Nk: N, kvStride: N, H, Hkv, D, scale: 1 / Math.sqrt(D), qOffset: 0, mask: { kind: 's2', form: 'segmented', group: 8 } };
         const q = randn(rng, B * N * H * D);
         const k = randn(rng, B * N * Hkv * D);
         const v = randn(rng, B * N * Hkv * D);
         const fwd: Arg[] = [{ dtype, values: q }, { dtype, values: k }, { dtype, values: v }, { dtype, numel: q.length }, { dtype: 'f32', numel: B * H * N }];
         await compare(`attention ${dtype} D=${D}`, (s) => t.diagnostic(s), fwd, [3, 4], (b, [qq, kk, vv, o, l]) => b.attention(qq!, kk!, vv!, o!, l!, args),
-          { scratch: D % 2 === 0 ? 0 : 'widened' });
+          { scratch: D % 2 === 0 ? 0 : 'widened', wasmScratch: dtype === 'bf16' ? 0 : 'widened' });
         // The backward pass from the CPU's forward outputs.
         const [, , , o, lse] = await run(cpuBackend(), fwd, (b, [qq, kk, vv, oo, l]) => b.attention(qq!, kk!, vv!, oo!, l!, args));
         await compare(`attentionBackward ${dtype} D=${D}`, (s) => t.diagnostic(s), [
           { dtype, values: q }, { dtype, values: k }, { dtype, values: v }, { dtype, values: o! }, { dtype: 'f32', values: lse! },
           { dtype, values: randn(rng, q.length) }, { dtype, numel: q.length }, { dtype, numel: k.length }, { dtype, numel: v.length },
         ], [6, 7, 8], (b, [qq, kk, vv, oo, l, dout, dq, dk, dv]) => b.attentionBackward(qq!, kk!, vv!, oo!, l!, dout!, dq!, dk!, dv!, args),
-        { scratch: D % 2 === 0 ? B * H * N * 4 : 'widened' }); // δ (f32, one per query row) is the backward pass's own scratch
+        // δ (f32, one per query row) is the backward pass's own scratch; Wasm adds an f32 dq
+        // accumulator and, with more threads than (b, kv head) pairs, partial dq sums.
+        { scratch: D % 2 === 0 ? B * H * N * 4 : 'widened', wasmScratch: dtype === 'bf16' ? B * H * N * 4 + 4 * q.length * 4 : 'widened' });
       }
     });
 
@@ -227,12 +244,16 @@ describe('16-bit operands: every backend against the CPU reference', async () =>
       const n = 333;
       const r = (dtype: DType, len = n): Arg => ({ dtype, values: randn(rng, len) });
       const z = (dtype: DType, len = n): Arg => ({ dtype, numel: len });
-      await compare('swiglu', log, [r('bf16'), r('bf16'), z('bf16')], [2], (b, [g, u, o]) => b.swiglu!(g!, u!, o!), { scratch: 0 });
-      await compare('swiglu in place (out = gate)', log, [r('f16'), r('f32')], [0], (b, [g, u]) => b.swiglu!(g!, u!, g!), { scratch: 0 });
+      // Wasm reads and writes bf16 in SwiGLU itself (mixed with f32 too) and widens f16.
+      await compare('swiglu', log, [r('bf16'), r('bf16'), z('bf16')], [2], (b, [g, u, o]) => b.swiglu!(g!, u!, o!), { scratch: 0, wasmScratch: 0 });
+      await compare('swiglu bf16 in place, f32 up', log, [r('bf16'), r('f32')], [0], (b, [g, u]) => b.swiglu!(g!, u!, g!), { scratch: 0, wasmScratch: 0 });
+      await compare('swiglu in place (out = gate)', log, [r('f16'), r('f32')], [0], (b, [g, u]) => b.swiglu!(g!, u!, g!), { scratch: 0, wasmScratch: 'widened' });
       await compare('swigluBackward', log, [r('bf16'), r('bf16'), r('bf16'), z('bf16'), z('bf16')], [3, 4],
-        (b, [g, u, d, dg, du]) => b.swigluBackward!(g!, u!, d!, dg!, du!), { scratch: 0 });
+        (b, [g, u, d, dg, du]) => b.swigluBackward!(g!, u!, d!, dg!, du!), { scratch: 0, wasmScratch: 0 });
+      await compare('swigluBackward mixed, dgate only', log, [r('f32'), r('bf16'), r('bf16'), z('bf16')], [3],
+        (b, [g, u, d, dg]) => b.swigluBackward!(g!, u!, d!, dg!, null), { scratch: 0, wasmScratch: 0 });
       await compare('swigluBackward (dup only)', log, [r('f16'), r('bf16'), r('f32'), z('f16')], [3],
-        (b, [g, u, d, du]) => b.swigluBackward!(g!, u!, d!, null, du!), { scratch: 0 });
+        (b, [g, u, d, du]) => b.swigluBackward!(g!, u!, d!, null, du!), { scratch: 0, wasmScratch: 'widened' });
       await compare('unary silu', log, [r('f16'), z('f16')], [1], (b, [x, o]) => b.unary('silu', x!, o!), { scratch: 0 });
       await compare('unary exp in place', log, [r('bf16')], [0], (b, [x]) => b.unary('exp', x!, x!), { scratch: 0 });
       await compare('unaryBackward tanh', log, [r('bf16'), r('f32'), z('bf16')], [2], (b, [x, dy, dx]) => b.unaryBackward('tanh', x!, dy!, dx!), { scratch: 0 });

@@ -31,6 +31,20 @@ import {
   ARG_SLOTS, BINARY_CODE, DTYPE_CODE, KERNEL_INDEX, KERNELS, MASK_CODE, UNARY_CODE, type KernelFn, type KernelName,
 } from './protocol.js';
 
+/** 1 for a bf16 buffer, 0 for f32 (the kernels' dtype flags). */
+const isBf16 = (b: WasmBuffer): number => (b.dtype === 'bf16' ? 1 : 0);
+
+/** A matmul the kernel runs on its operands as they are: f32 or bf16 inputs, an f32 output, or a bf16 one in row blocks. */
+const matmulNative16 = (a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, g: MatmulArgs): boolean =>
+  a.dtype !== 'f16' && b.dtype !== 'f16' && (out.dtype === 'f32' || (out.dtype === 'bf16' && g.batch === 1 && !g.transA));
+
+/** RMSNorm's backward pass on f32 or bf16 operands, its weight gradient (accumulated) in f32. */
+const rmsnormBackwardNative16 = (x: DeviceBuffer, w: DeviceBuffer, rstd: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, dw: DeviceBuffer | null): boolean =>
+  noF16(x, w, rstd, dy, dx) && (dw === null || dw.dtype === 'f32');
+
+/** A call whose float operands are f32 or bf16 only: the kernel reads and writes them itself. */
+const noF16 = (...args: unknown[]): boolean => !args.some((a) => typeof a === 'object' && a !== null && (a as DeviceBuffer).dtype === 'f16');
+
 export interface WasmBackendOptions {
   /** Threads including the calling one (default: every core; env LONGLORA_WASM_THREADS). */
   threads?: number;
@@ -73,6 +87,8 @@ const CHUNK_MIN = 1 << 15;
 const MC = 128, NC = 256, KC = 256;
 /** Attention blocks (assembly/attention.ts): queries × keys. */
 const BQ = 64, BK = 64;
+/** Largest f32 block of a bf16 matmul output computed at a time. */
+const OUT16_BLOCK_BYTES = 4 << 20;
 
 /** Threads by default: LONGLORA_WASM_THREADS, else every core. */
 async function defaultThreads(): Promise<number> {
@@ -110,10 +126,13 @@ export class WasmBackend implements Backend {
     this.refresh();
     this.alloc_ = new WasmAllocator(wasmMemory, Math.max(heapBase, 65536), () => this.refresh());
     this.argsAddr = this.alloc_.alloc(ARG_SLOTS * 8);
-    // 16-bit operands: matmul reads bf16 inputs itself (a bf16 weight needs no f32 copy),
-    // gather copies 16-bit rows or widens bf16 ones; everything else is widened (storage16.ts).
+    // 16-bit operands: matmul reads bf16 inputs itself (a bf16 weight needs no f32 copy) and
+    // writes a bf16 output through f32 blocks of rows, gather copies 16-bit rows or widens bf16
+    // ones, attention, SwiGLU and RMSNorm read and write bf16 operands themselves; everything
+    // else is widened (storage16.ts).
     widenStorage16(this, native16 ? {
-      native: { matmul: false, gather: gatherSameDType },
+      native: { matmul: matmulNative16, gather: gatherSameDType, attention: noF16, attentionBackward: noF16, swiglu: noF16, swigluBackward: noF16,
+        rmsnorm: noF16, rmsnormBackward: rmsnormBackwardNative16 },
       reads: ['bf16'],
     } : {});
   }
@@ -238,8 +257,13 @@ export class WasmBackend implements Backend {
     const s = this.own(src);
     const d = this.own(dst);
     if (d.numel < s.numel) throw new InternalError(`wasm.cast: ${s.numel} elements into ${d.numel}`);
-    const { chunks, per } = this.split(s.numel, 8, 2);
-    this.run('cast', chunks, [s.addr, d.addr, DTYPE_CODE[s.dtype], DTYPE_CODE[d.dtype], s.numel, per], s.numel);
+    this.castAt(s.addr, s.dtype, d.addr, d.dtype, s.numel);
+  }
+
+  /** n elements at address src (of dtype st) into dst (dt). */
+  private castAt(src: number, st: DType, dst: number, dt: DType, n: number): void {
+    const { chunks, per } = this.split(n, 8, 2);
+    this.run('cast', chunks, [src, dst, DTYPE_CODE[st], DTYPE_CODE[dt], n, per], n);
   }
 
   unary(op: UnaryOp, x: DeviceBuffer, out: DeviceBuffer): void {
@@ -270,20 +294,21 @@ export class WasmBackend implements Backend {
   }
 
   swiglu(gate: DeviceBuffer, up: DeviceBuffer, out: DeviceBuffer): void {
-    const [gb, ub, ob] = [this.f(gate), this.f(up), this.f(out)];
+    const [gb, ub, ob] = [this.fOrBf16(gate), this.fOrBf16(up), this.fOrBf16(out)];
     this.sameSize('swiglu', gb, ub);
     this.sameSize('swiglu', gb, ob);
     const { chunks, per } = this.split(gb.numel, 4, 8);
-    this.run('swiglu', chunks, [gb.addr, ub.addr, ob.addr, gb.numel, per], gb.numel * 8);
+    this.run('swiglu', chunks, [gb.addr, ub.addr, ob.addr, gb.numel, per, isBf16(gb), isBf16(ub), isBf16(ob)], gb.numel * 8);
   }
 
   swigluBackward(gate: DeviceBuffer, up: DeviceBuffer, dout: DeviceBuffer, dgate: DeviceBuffer | null, dup: DeviceBuffer | null): void {
-    const [gb, ub, yb] = [this.f(gate), this.f(up), this.f(dout)];
-    const [dg, du] = [dgate ? this.f(dgate) : null, dup ? this.f(dup) : null];
+    const [gb, ub, yb] = [this.fOrBf16(gate), this.fOrBf16(up), this.fOrBf16(dout)];
+    const [dg, du] = [dgate ? this.fOrBf16(dgate) : null, dup ? this.fOrBf16(dup) : null];
     for (const b of [ub, yb, dg, du]) if (b) this.sameSize('swigluBackward', gb, b);
     if (!dg && !du) return;
     const { chunks, per } = this.split(gb.numel, 4, 10);
-    this.run('swigluBackward', chunks, [gb.addr, ub.addr, yb.addr, dg ? dg.addr : 0, du ? du.addr : 0, gb.numel, per], gb.numel * 10);
+    this.run('swigluBackward', chunks, [gb.addr, ub.addr, yb.addr, dg ? dg.addr : 0, du ? du.addr : 0, gb.numel, per,
+      isBf16(gb), isBf16(ub), isBf16(yb), dg ? isBf16(dg) : 0, du ? isBf16(du) : 0], gb.numel * 10);
   }
 
   affine(x: DeviceBuffer, alpha: number, beta: number, out: DeviceBuffer): void {
@@ -309,18 +334,42 @@ export class WasmBackend implements Backend {
   // ---- matmul -----------------------------------------------------------------------
 
   matmul(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, g: MatmulArgs): void {
-    const [ab, bb, ob] = [this.fOrBf16(a), this.fOrBf16(b), this.f(out)];
+    const [ab, bb, ob] = [this.fOrBf16(a), this.fOrBf16(b), this.fOrBf16(out)];
     const { batch, m, n, k } = g;
     if (batch * m * n === 0) return;
     this.need(ab, (batch - 1) * g.strideA + m * k, 'matmul A');
     this.need(bb, (batch - 1) * g.strideB + k * n, 'matmul B');
     this.need(ob, batch * m * n, 'matmul out');
+    if (ob.dtype === 'f32') { this.matmulAt(ab.addr, ab.dtype, bb.addr, bb.dtype, ob.addr, g); return; }
+    // A bf16 output: blocks of rows computed into an f32 scratch block (the products
+    // accumulate over k in f32) and rounded into the output, so no f32 copy of the whole
+    // output is made. Rows of op(A) are contiguous only when A is not transposed.
+    if (batch !== 1 || g.transA) throw new InternalError('wasm.matmul: a bf16 output needs batch 1 and A not transposed (storage16 widens the others)');
+    const rows = Math.min(m, Math.max(MC, Math.floor(OUT16_BLOCK_BYTES / (4 * n) / MC) * MC));
+    const blk = this.alloc('f32', rows * n) as WasmBuffer;
+    const elem = ab.dtype === 'bf16' ? 2 : 4;
+    try {
+      for (let i0 = 0; i0 < m; i0 += rows) {
+        const r = Math.min(rows, m - i0);
+        const cAt = ob.addr + i0 * n * 2;
+        if (g.beta !== 0) this.castAt(cAt, 'bf16', blk.addr, 'f32', r * n);
+        this.matmulAt(ab.addr + i0 * k * elem, ab.dtype, bb.addr, bb.dtype, blk.addr, { ...g, m: r });
+        this.castAt(blk.addr, 'f32', cAt, 'bf16', r * n);
+      }
+    } finally {
+      this.free(blk);
+    }
+  }
+
+  /** op(A)·op(B) into the f32 output at `c` (addresses in this memory; checked by the caller). */
+  private matmulAt(aAddr: number, aType: DType, bAddr: number, bType: DType, c: number, g: MatmulArgs): void {
+    const { batch, m, n, k } = g;
     const flops = 2 * batch * m * n * k;
     const parallel = flops / 32 >= this.parallelMin;
     const busy = (chunks: number): boolean => parallel && chunks < 2 * this.threads;
-    const args = [ab.addr, bb.addr, ob.addr, batch, m, n, k, g.transA ? 1 : 0, g.transB ? 1 : 0, g.alpha, g.beta,
-      g.strideA, g.strideB, 0, 0, MC, NC, KC, 0, 0, 0, ab.dtype === 'bf16' ? 1 : 0, bb.dtype === 'bf16' ? 1 : 0];
-    if (g.transB && !g.transA && m <= 4 && k > 0 && ab.dtype === 'f32') {
+    const args = [aAddr, bAddr, c, batch, m, n, k, g.transA ? 1 : 0, g.transB ? 1 : 0, g.alpha, g.beta,
+      g.strideA, g.strideB, 0, 0, MC, NC, KC, 0, 0, 0, aType === 'bf16' ? 1 : 0, bType === 'bf16' ? 1 : 0];
+    if (g.transB && !g.transA && m <= 4 && k > 0 && aType === 'f32') {
       // A few rows of x·Wᵀ (decoding): each row of W read once, no packing (assembly/matmul.ts gemv).
       const blocks = Math.max(1, Math.ceil(this.chunkCount(flops / 2) / batch));
       const cols = Math.ceil(n / blocks);
@@ -375,25 +424,25 @@ export class WasmBackend implements Backend {
   }
 
   rmsnorm(x: DeviceBuffer, w: DeviceBuffer, out: DeviceBuffer, rstd: DeviceBuffer, rows: number, C: number, eps: number): void {
-    const [xb, wb, ob, rb] = [this.f(x), this.f(w), this.f(out), this.f(rstd)];
+    const [xb, wb, ob, rb] = [this.fOrBf16(x), this.fOrBf16(w), this.fOrBf16(out), this.f(rstd)];
     this.need(xb, rows * C, 'rmsnorm x');
     this.need(wb, C, 'rmsnorm w');
     this.need(ob, rows * C, 'rmsnorm out');
     this.need(rb, rows, 'rmsnorm rstd');
     const { chunks, per } = this.rows(rows, C * 2);
-    this.run('rmsnorm', chunks, [xb.addr, wb.addr, ob.addr, rb.addr, rows, C, eps, per], rows * C * 2);
+    this.run('rmsnorm', chunks, [xb.addr, wb.addr, ob.addr, rb.addr, rows, C, eps, per, isBf16(xb), isBf16(wb), isBf16(ob)], rows * C * 2);
   }
 
   rmsnormBackward(x: DeviceBuffer, w: DeviceBuffer, rstd: DeviceBuffer, dy: DeviceBuffer,
     dx: DeviceBuffer, dw: DeviceBuffer | null, rows: number, C: number): void {
-    const [xb, wb, rb, yb, ob] = [this.f(x), this.f(w), this.f(rstd), this.f(dy), this.f(dx)];
+    const [xb, wb, rb, yb, ob] = [this.fOrBf16(x), this.fOrBf16(w), this.f(rstd), this.fOrBf16(dy), this.fOrBf16(dx)];
     for (const [b, n] of [[xb, rows * C], [wb, C], [rb, rows], [yb, rows * C], [ob, rows * C]] as const) this.need(b, n, 'rmsnormBackward');
     const { chunks, per } = this.rows(rows, C * 3);
-    this.run('rmsnormBackward', chunks, [xb.addr, wb.addr, rb.addr, yb.addr, ob.addr, rows, C, per], rows * C * 3);
+    this.run('rmsnormBackward', chunks, [xb.addr, wb.addr, rb.addr, yb.addr, ob.addr, rows, C, per, isBf16(xb), isBf16(wb), isBf16(yb), isBf16(ob)], rows * C * 3);
     if (dw) {
       const db = this.f(dw);
       this.need(db, C, 'rmsnormBackward dw');
-      this.run('rmsnormDw', Math.ceil(C / 16), [xb.addr, rb.addr, yb.addr, db.addr, rows, C], rows * C * 2);
+      this.run('rmsnormDw', Math.ceil(C / 16), [xb.addr, rb.addr, yb.addr, db.addr, rows, C, isBf16(xb), isBf16(yb)], rows * C * 2);
     }
   }
 
@@ -433,21 +482,27 @@ export class WasmBackend implements Backend {
   // ---- attention --------------------------------------------------------------------
 
   attention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, g: AttentionArgs): void {
-    const [qb, kb, vb, ob, lb] = [this.f(q), this.f(k), this.f(v), this.f(out), this.f(lse)];
+    const [qb, kb, vb, ob, lb] = [this.fOrBf16(q), this.fOrBf16(k), this.fOrBf16(v), this.fOrBf16(out), this.f(lse)];
     this.checkAttention(g, qb, kb, vb, ob, lb);
     const nqb = Math.ceil(g.Nq / BQ);
     const blocksList = Math.ceil(g.Nk / BK) + 2;
-    const scratch = this.scratch((g.D * BK + BQ * BK + BQ * g.D + 2 * BQ + blocksList) * 4);
+    // + the staging of bf16 rows: Q [BQ × D], K and V [BK × D]
+    const scratch = this.scratch((g.D * BK + BQ * BK + BQ * g.D + 2 * BQ + blocksList + BQ * g.D + 2 * BK * g.D) * 4);
     const a = this.attnArgs(g, scratch);
     a[0] = qb.addr; a[1] = kb.addr; a[2] = vb.addr; a[3] = ob.addr; a[4] = lb.addr;
+    a[29] = isBf16(qb); a[30] = isBf16(kb); a[31] = isBf16(vb); a[32] = isBf16(ob);
     this.run('attention', g.B * g.H * nqb, a, this.attnWork(g));
   }
 
   attentionBackward(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer,
     dout: DeviceBuffer, dq: DeviceBuffer, dk: DeviceBuffer, dv: DeviceBuffer, g: AttentionArgs): void {
-    const [qb, kb, vb, ob, lb] = [this.f(q), this.f(k), this.f(v), this.f(out), this.f(lse)];
-    const [gb, dqb, dkb, dvb] = [this.f(dout), this.f(dq), this.f(dk), this.f(dv)];
+    const [qb, kb, vb, ob, lb] = [this.fOrBf16(q), this.fOrBf16(k), this.fOrBf16(v), this.fOrBf16(out), this.f(lse)];
+    const [gb, dkb, dvb] = [this.fOrBf16(dout), this.fOrBf16(dk), this.fOrBf16(dv)];
+    // dq accumulates over key blocks: a bf16 dq gets an f32 accumulator, rounded once at the end
+    const dqOut = this.fOrBf16(dq);
     this.checkAttention(g, qb, kb, vb, ob, lb);
+    this.need(dqOut, g.B * g.Nq * g.H * g.D, 'attentionBackward dq');
+    const dqb = dqOut.dtype === 'f32' ? dqOut : this.alloc('f32', g.B * g.Nq * g.H * g.D) as WasmBuffer;
     for (const b of [gb, dqb]) this.need(b, g.B * g.Nq * g.H * g.D, 'attentionBackward dout/dq');
     for (const b of [dkb, dvb]) this.need(b, g.B * g.kvStride * g.Hkv * g.D, 'attentionBackward dk/dv');
     if (g.kvStride > g.Nk) { this.fill(dk, 0); this.fill(dv, 0); } // rows past the keys stay 0
@@ -461,11 +516,13 @@ export class WasmBackend implements Backend {
     const delta = this.alloc('f32', g.B * g.H * g.Nq) as WasmBuffer;
     const partial = slices > 1 ? this.alloc('f32', (slices - 1) * qElems) as WasmBuffer : null;
     try {
-      const scratch = this.scratch((2 * g.D * BK + 2 * BK * g.D + 2 * BQ * BK) * 4);
+      // + the staging of bf16 rows: K and V [BK × D], Q and dO [BQ × D]
+      const scratch = this.scratch((2 * g.D * BK + 2 * BK * g.D + 2 * BQ * BK + 2 * BK * g.D + 2 * BQ * g.D) * 4);
       const a = this.attnArgs(g, scratch);
       a[0] = qb.addr; a[1] = kb.addr; a[2] = vb.addr; a[3] = ob.addr; a[4] = lb.addr;
       a[20] = gb.addr; a[21] = dqb.addr; a[22] = dkb.addr; a[23] = dvb.addr; a[24] = delta.addr;
       a[25] = slices; a[26] = partial ? partial.addr : 0;
+      a[29] = isBf16(qb); a[30] = isBf16(kb); a[31] = isBf16(vb); a[32] = isBf16(ob); a[33] = isBf16(gb); a[34] = isBf16(dkb); a[35] = isBf16(dvb);
       const rows = g.B * g.Nq;
       const r = this.rows(rows, g.H * g.D * (1 + slices));
       a[27] = r.per;
@@ -476,9 +533,11 @@ export class WasmBackend implements Backend {
         a[27] = s.per; a[28] = qElems;
         this.run('attnReduce', s.chunks, a, qElems * slices);
       }
+      if (dqb !== dqOut) this.cast(dqb, dqOut);
     } finally {
       this.free(delta);
       if (partial) this.free(partial);
+      if (dqb !== dqOut) this.free(dqb);
     }
   }
 
@@ -589,7 +648,7 @@ export class WasmBackend implements Backend {
   }
 
   private attnArgs(g: AttentionArgs, scratch: number): number[] {
-    const a = new Array<number>(29).fill(0);
+    const a = new Array<number>(36).fill(0);
     a[5] = g.B; a[6] = g.Nq; a[7] = g.Nk; a[8] = g.kvStride; a[9] = g.H; a[10] = g.Hkv; a[11] = g.D;
     a[12] = g.scale; a[13] = g.qOffset;
     a[14] = g.mask.kind === 'causal' ? MASK_CODE.causal : MASK_CODE[g.mask.form];

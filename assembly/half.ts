@@ -1,0 +1,81 @@
+/**
+ * bf16 storage for the kernels that read and write 16-bit operands themselves: a bf16
+ * value is the high half of an f32, so widening is a shift and narrowing rounds to
+ * nearest even (a NaN stays a quiet NaN) — exactly the host's f32ToBf16Bits.
+ */
+
+/** bf16 bits of x, round to nearest even; NaN stays a quiet NaN. */
+export function f32ToBf16(x: f32): u32 {
+  const bits = reinterpret<u32>(x);
+  if ((bits & 0x7fffffff) > 0x7f800000) return ((bits >> 16) | 0x40) & 0xffff;
+  return ((bits + 0x7fff + ((bits >> 16) & 1)) >> 16) & 0xffff;
+}
+
+/** Four f32 → bf16 bits in the low half of each i32 lane (round to nearest even, NaN kept quiet). */
+export function bf16x4(x: v128): v128 {
+  const r = i32x4.shr_u(i32x4.add(i32x4.add(x, i32x4.splat(0x7fff)), v128.and(i32x4.shr_u(x, 16), i32x4.splat(1))), 16);
+  const nan = i32x4.gt_u(v128.and(x, i32x4.splat(0x7fffffff)), i32x4.splat(0x7f800000));
+  return v128.bitselect(v128.or(i32x4.shr_u(x, 16), i32x4.splat(0x40)), r, nan);
+}
+
+/** Element i of a bf16 array at p, as f32. */
+// @ts-ignore: decorator
+@inline export function loadBf16(p: usize, i: i32): f32 {
+  return reinterpret<f32>(<u32>load<u16>(p + (<usize>i << 1)) << 16);
+}
+
+/** n bf16 values at src → f32 at dst. */
+export function widenBf16(src: usize, dst: usize, n: i32): void {
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const h = v128.load(src + (<usize>i << 1));
+    const d = dst + (<usize>i << 2);
+    v128.store(d, i32x4.shl(i32x4.extend_low_i16x8_u(h), 16));
+    v128.store(d, i32x4.shl(i32x4.extend_high_i16x8_u(h), 16), 16);
+  }
+  for (; i < n; i++) store<f32>(dst + (<usize>i << 2), loadBf16(src, i));
+}
+
+/** dst[i] = bf16(src[i] · s) for n f32 values at src. */
+export function narrowBf16(src: usize, dst: usize, n: i32, s: f32): void {
+  const vs = f32x4.splat(s);
+  let i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const p = src + (<usize>i << 2);
+    v128.store(dst + (<usize>i << 1), i16x8.narrow_i32x4_u(bf16x4(f32x4.mul(v128.load(p), vs)), bf16x4(f32x4.mul(v128.load(p, 16), vs))));
+  }
+  for (; i < n; i++) store<u16>(dst + (<usize>i << 1), <u16>f32ToBf16(load<f32>(src + (<usize>i << 2)) * s));
+}
+
+/** `rows` rows of n values (f32, or bf16 when bf) `srs` bytes apart → f32 rows `drs` bytes apart. */
+export function widenRows(src: usize, srs: usize, rows: i32, n: i32, dst: usize, drs: usize): void {
+  for (let r = 0; r < rows; r++) widenBf16(src + <usize>r * srs, dst + <usize>r * drs, n);
+}
+
+/** Four values at element i of p (f32, or bf16 when bf) as f32x4. */
+// @ts-ignore: decorator
+@inline export function ld4(p: usize, i: i32, bf: bool): v128 {
+  return bf ? i32x4.shl(i32x4.extend_low_i16x8_u(v128.load64_zero(p + (<usize>i << 1))), 16) : v128.load(p + (<usize>i << 2));
+}
+
+/** Stores four f32 at element i of p as f32, or (bf) as bf16 rounded to nearest even. */
+// @ts-ignore: decorator
+@inline export function st4(p: usize, i: i32, bf: bool, v: v128): void {
+  if (bf) {
+    const h = bf16x4(v);
+    v128.store64_lane(p + (<usize>i << 1), i16x8.narrow_i32x4_u(h, h), 0);
+  } else v128.store(p + (<usize>i << 2), v);
+}
+
+/** Element i of p (f32, or bf16 when bf) as f32. */
+// @ts-ignore: decorator
+@inline export function ld1(p: usize, i: i32, bf: bool): f32 {
+  return bf ? loadBf16(p, i) : load<f32>(p + (<usize>i << 2));
+}
+
+/** Stores v at element i of p as f32, or (bf) as bf16 rounded to nearest even. */
+// @ts-ignore: decorator
+@inline export function st1(p: usize, i: i32, bf: bool, v: f32): void {
+  if (bf) store<u16>(p + (<usize>i << 1), <u16>f32ToBf16(v));
+  else store<f32>(p + (<usize>i << 2), v);
+}
