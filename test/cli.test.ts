@@ -82,7 +82,7 @@ describe('longlora command line', () => {
     for (const f of ['adapter_config.json', 'adapter_model.safetensors']) fs.writeFileSync(path.join(run, f), '{}');
     const env = { ...process.env, HF_TOKEN: '', HUGGING_FACE_HUB_TOKEN: '', HF_TOKEN_PATH: '', HF_HOME: dir };
     assert.match(cliWith(env, 'push', run).err, /push: --repo user\/name is required/);
-    assert.match(cliWith(env, 'push', '--repo', 'me/x').err, /push: give one folder to push, got 0/);
+    assert.match(cliWith(env, 'push', '--repo', 'me/x').err, /push: give one folder or \.gguf file to push, got 0/);
     const r = cliWith(env, 'push', run, '--repo', 'me/x');
     assert.equal(r.code, 1);
     assert.match(r.err, /no Hugging Face access token; set HF_TOKEN to a token with write access/);

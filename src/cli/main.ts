@@ -29,7 +29,7 @@ const COMMANDS: Record<string, Command> = {
   pretrain: { summary: 'train a small Llama from random initialisation (dense attention, short context)', run: pretrainCommand },
   merge: { summary: 'merge an adapter into its base model (a standalone HF checkpoint)', run: merge },
   export: { summary: 'write a model folder as one GGUF file for llama.cpp and ollama', run: exportCommand },
-  push: { summary: 'upload an adapter or a model folder to the Hugging Face Hub (with its model card)', run: pushCommand },
+  push: { summary: 'upload an adapter, a model folder or a GGUF file to the Hugging Face Hub (with a model card)', run: pushCommand },
   tokenize: { summary: 'tokenize text corpora or SFT records into a cached token file', run: tokenizeCommand },
   eval: { summary: 'evaluate: perplexity (eval ppl) or passkey retrieval (eval passkey)', run: evaluate },
   generate: { summary: 'generate text from a prompt, streamed (KV cache)', run: generateCommand },

@@ -10,6 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { writeBytesAtomic } from './atomic.js';
+import { ggmlTypeName, ggufMetadata, ggufRopeScaling, readGgufHeader } from './gguf-read.js';
 import { ADAPTER_CONFIG, LONGLORA_JSON } from './peft-format.js';
 import { isRepoId } from './hub.js';
 
@@ -206,4 +207,58 @@ export function writeCard(dir: string, text: string): boolean {
   if (hasOwnCard(dir)) return false;
   writeBytesAtomic(path.join(dir, CARD_FILE), text);
   return true;
+}
+
+/** What a GGUF file's header says, for its card. */
+export interface GgufFacts {
+  name: string;
+  architecture: string;
+  contextLength: number | null;
+  /** "linear ×8", "yarn ×4", "frequency factors" or null. */
+  ropeScaling: string | null;
+  /** Tensor counts by ggml type, e.g. "226 F16, 65 F32". */
+  types: string;
+}
+
+/** Reads a GGUF file's header (with Hugging Face's GGUF parser). */
+export async function ggufFacts(file: string): Promise<GgufFacts> {
+  const h = await readGgufHeader(file);
+  const m = ggufMetadata(h);
+  const arch = String(m['general.architecture'] ?? 'unknown');
+  const counts = new Map<string, number>();
+  for (const t of h.tensorInfos) counts.set(ggmlTypeName(t.dtype), (counts.get(ggmlTypeName(t.dtype)) ?? 0) + 1);
+  const context = m[`${arch}.context_length`];
+  return {
+    name: String(m['general.name'] ?? path.basename(file, '.gguf')),
+    architecture: arch,
+    contextLength: typeof context === 'number' ? context : null,
+    ropeScaling: ggufRopeScaling(h),
+    types: [...counts].sort((x, y) => y[1] - x[1]).map(([n, c]) => `${c} ${n}`).join(', '),
+  };
+}
+
+/**
+ * The card of a GGUF file on the Hub: what the file is (from its header) and, when it sits
+ * in a training run's folder, how that run trained it (`run`).
+ */
+export function ggufCard(g: GgufFacts, run: CardFacts, file: string, modelfile: string | null): string {
+  const header = yamlHeader({
+    base_model: run.baseOnHub ? run.base : undefined,
+    pipeline_tag: 'text-generation',
+    tags: ['gguf', 'longlora', 'long-context'],
+  });
+  const context = g.contextLength ? `a context of ${g.contextLength.toLocaleString('en-US')} tokens` : 'its own context';
+  return [
+    header, CARD_MARK, '',
+    `# ${run.self}`, '',
+    `\`${file}\`: ${g.name} (llama.cpp's \`${g.architecture}\` architecture) for llama.cpp and ollama, with ${context}` +
+      `${g.ropeScaling ? ` and RoPE scaling ${g.ropeScaling}` : ''}; tensors ${g.types}.`,
+    ...(run.adapter ? ['', `${run.base}${contextPhrase(run)} with LongLoRA (Chen et al., 2023, arXiv 2309.12307), merged and exported by longlora.`, '', '## Training', '', ...adapterLines(run), ...trainingLines(run)] : []),
+    ...pplSection(run),
+    '', '## Use', '',
+    '```sh',
+    `llama-cli -m ${file} -c 0 -p "..."   # llama.cpp; -c 0 takes the context from the file`,
+    ...(modelfile ? [`ollama create ${path.basename(file, '.gguf')} -f ${modelfile}   # ollama; the Modelfile sets num_ctx, which ollama does not read from the file`] : []),
+    '```', '',
+  ].join('\n');
 }

@@ -15,6 +15,8 @@ import { hubToken } from '../../src/io/hub.js';
 import { pushPlan, pushToHub, retargetCard } from '../../src/io/hub-upload.js';
 import { CARD_MARK } from '../../src/io/model-card.js';
 import { mergeAdapter } from '../../src/lora/adapted.js';
+import { exportGguf } from '../../src/models/llama/gguf.js';
+import { ROOT } from '../helpers/fixtures.js';
 import { Trainer } from '../../src/train/trainer.js';
 import { sink, tinyConfig } from '../helpers/train.js';
 import { tempFolders } from '../helpers/tmp.js';
@@ -144,7 +146,7 @@ describe('model cards and push to the Hub', () => {
       assert.match(card, /longlora generate --model tiny-llama-short --adapter me\/tiny-64 --prompt/);
       assert.match(fs.readFileSync(path.join(run, 'README.md'), 'utf8'), /from_pretrained\(model, "run"\)/, 'the local card is left as it is');
       assert.ok(hub.tokens.every((t) => t === 'Bearer hf_test' || t === ''), 'the token is sent');
-      assert.match(out.text(), /pushing the adapter in .* to me\/tiny-64 \(4 files/);
+      assert.match(out.text(), /pushing the LongLoRA adapter in .* to me\/tiny-64 \(4 files/);
       await pushToHub(run, { repo: 'me/tiny-64', token: 'hf_test', hubUrl: hub.url, revision: 'v2', message: 'again', out: sink() });
       assert.deepEqual(hub.commits.map((x) => [x.branch, x.title]), [['main', 'Upload LongLoRA adapter with longlora'], ['v2', 'again']]);
     } finally {
@@ -172,5 +174,28 @@ describe('model cards and push to the Hub', () => {
     assert.equal(hubToken({ HF_HOME: empty }), 'hf_saved');
     assert.equal(hubToken({ HF_HOME: empty, HF_TOKEN: 'hf_env' }), 'hf_env');
     assert.deepEqual(pushPlan(run).kind, 'adapter');
+  });
+
+  it('push of a GGUF file sends it with its Modelfile and a card read from its header and its run', async () => {
+    // (the shipped model's GGUF, whose tokenizer GGUF takes, placed in the run's folder)
+    const gguf = path.join(run, 'model.gguf');
+    exportGguf(path.join(ROOT, 'models', 'tiny-longlora'), gguf, { dtype: 'f16' });
+    const hub = await fakeHub();
+    try {
+      const r = await pushToHub(gguf, { repo: 'me/tiny-64-GGUF', token: 'hf_t', hubUrl: hub.url, out: sink() });
+      assert.equal(r.kind, 'gguf');
+      const sent = hub.commits[0]!.files;
+      assert.deepEqual([...sent.keys()].sort(), ['README.md', 'model.Modelfile', 'model.gguf']);
+      assert.ok(sent.get('model.gguf')!.equals(fs.readFileSync(gguf)));
+      const card = sent.get('README.md')!.toString();
+      assert.ok(card.startsWith('---\npipeline_tag: text-generation\ntags:\n- gguf\n'));
+      assert.match(card, /# me\/tiny-64-GGUF\n/);
+      assert.match(card, /`model\.gguf`: tiny-longlora \(llama\.cpp's `llama` architecture\) for llama\.cpp and ollama, with a context of 256 tokens; tensors \d+ F16, \d+ F32\./);
+      assert.match(card, /tiny-llama-short extended from 8 to 64 tokens with LongLoRA/);
+      assert.match(card, /ollama create model -f model\.Modelfile/);
+      assert.equal(hub.commits[0]!.title, 'Upload GGUF file with longlora');
+    } finally {
+      await hub.close();
+    }
   });
 });

@@ -1,7 +1,7 @@
 /** `longlora info <path>`: what a model folder, a safetensors file or a GGUF file holds. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { gguf } from '@huggingface/gguf';
+import { ggmlTypeName, ggufMetadata, ggufRopeScaling, readGgufHeader } from '../../io/gguf-read.js';
 import { LongLoraError } from '../../errors.js';
 import { openCheckpoint, readJsonFile } from '../../io/checkpoint.js';
 import { SafetensorsFile } from '../../io/safetensors.js';
@@ -18,19 +18,12 @@ function listTensors(rows: Array<{ name: string; dtype: string; shape: number[] 
   for (const r of rows) console.log(`  ${r.name.padEnd(w)}  ${r.dtype.padEnd(4)}  [${r.shape.join(', ')}]`);
 }
 
-const GGML_TYPE_NAMES: Record<number, string> = { 0: 'F32', 1: 'F16', 30: 'BF16', 2: 'Q4_0', 3: 'Q4_1', 8: 'Q8_0', 12: 'Q4_K', 14: 'Q6_K' };
-
 /** A GGUF file's header, read with Hugging Face's GGUF parser: architecture, shape, context, RoPE, tokenizer, tensors. */
 async function describeGguf(file: string, tensors: boolean): Promise<void> {
-  let parsed: Awaited<ReturnType<typeof gguf>>;
-  try {
-    parsed = await gguf(path.resolve(file), { allowLocalFile: true });
-  } catch (e) {
-    throw new LongLoraError(`${file} is not a readable GGUF file (${(e as Error).message}); re-export it with \`longlora export\``);
-  }
-  const m = parsed.metadata as unknown as Record<string, unknown>;
+  const parsed = await readGgufHeader(file);
+  const m = ggufMetadata(parsed);
   const arch = String(m['general.architecture'] ?? '?');
-  const typeName = (t: number): string => GGML_TYPE_NAMES[t] ?? `type ${t}`;
+  const typeName = ggmlTypeName;
   const list = (): void => {
     if (tensors) listTensors(parsed.tensorInfos.map((t) => ({ name: t.name, dtype: typeName(t.dtype), shape: t.shape.map(Number).reverse() })));
   };
@@ -43,7 +36,7 @@ async function describeGguf(file: string, tensors: boolean): Promise<void> {
   }
   const k = (key: string): unknown => m[`${arch}.${key}`];
   const tokens = m['tokenizer.ggml.tokens'];
-  const scaling = k('rope.scaling.type') ? `${String(k('rope.scaling.type'))} ×${String(k('rope.scaling.factor'))}` : parsed.tensorInfos.some((t) => t.name === 'rope_freqs.weight') ? 'frequency factors (rope_freqs)' : 'none';
+  const scaling = ggufRopeScaling(parsed) ?? 'none';
   console.log(`${file}: GGUF v${parsed.metadata.version}, ${arch} "${String(m['general.name'] ?? '')}", ${String(k('block_count'))} layers, hidden ${String(k('embedding_length'))}, ` +
     `intermediate ${String(k('feed_forward_length'))}, heads ${String(k('attention.head_count'))} (kv ${String(k('attention.head_count_kv'))})`);
   console.log(`  context ${String(k('context_length'))}, RoPE base ${String(k('rope.freq_base'))}, scaling ${scaling}`);
