@@ -11,7 +11,7 @@
  */
 import { argF, argI, argP, madd } from './simd';
 import { exp4, log4, sigmoid4, tanh4 } from './math';
-import { f32ToBf16, ld4, narrowBf16, st4, widenBf16 } from './half';
+import { f32ToBf16, ld1, ld4, narrowBf16, st1, st4, widenBf16 } from './half';
 
 // ---- fill -------------------------------------------------------------------------------
 
@@ -240,37 +240,38 @@ const NEG = 0, EXP = 1, LOG = 2, SILU = 3, SIGMOID = 4, SQUARE = 5, SQRT = 6, TA
   }
 }
 
-/** Args: 0 op, 1 x, 2 out, 3 n, 4 per. The last vector may run into the padding. */
+/**
+ * Args: 0 op, 1 x, 2 out, 3 n, 4 per; 5, 6 whether x, out are bf16. The last vector may
+ * run into the padding.
+ */
 export function unary(args: usize, chunk: i32, _tid: i32): void {
   const op = argI(args, 0);
   const x = argP(args, 1);
   const out = argP(args, 2);
   const n = argI(args, 3);
   const per = argI(args, 4);
+  const xb = argI(args, 5) != 0, ob = argI(args, 6) != 0;
   const i0 = chunk * per;
   const i1 = min(n, i0 + per);
   switch (op) {
-    case NEG: unaryLoop(NEG, x, out, i0, i1); break;
-    case EXP: unaryLoop(EXP, x, out, i0, i1); break;
-    case LOG: unaryLoop(LOG, x, out, i0, i1); break;
-    case SILU: unaryLoop(SILU, x, out, i0, i1); break;
-    case SIGMOID: unaryLoop(SIGMOID, x, out, i0, i1); break;
-    case SQUARE: unaryLoop(SQUARE, x, out, i0, i1); break;
-    case SQRT: unaryLoop(SQRT, x, out, i0, i1); break;
-    case TANH: unaryLoop(TANH, x, out, i0, i1); break;
-    default: unaryLoop(RELU, x, out, i0, i1);
+    case NEG: unaryLoop(NEG, x, out, i0, i1, xb, ob); break;
+    case EXP: unaryLoop(EXP, x, out, i0, i1, xb, ob); break;
+    case LOG: unaryLoop(LOG, x, out, i0, i1, xb, ob); break;
+    case SILU: unaryLoop(SILU, x, out, i0, i1, xb, ob); break;
+    case SIGMOID: unaryLoop(SIGMOID, x, out, i0, i1, xb, ob); break;
+    case SQUARE: unaryLoop(SQUARE, x, out, i0, i1, xb, ob); break;
+    case SQRT: unaryLoop(SQRT, x, out, i0, i1, xb, ob); break;
+    case TANH: unaryLoop(TANH, x, out, i0, i1, xb, ob); break;
+    default: unaryLoop(RELU, x, out, i0, i1, xb, ob);
   }
 }
 
 // @ts-ignore: decorator
-@inline function unaryLoop(op: i32, x: usize, out: usize, i0: i32, i1: i32): void {
-  for (let i = i0; i < i1; i += 4) {
-    const o = <usize>i << 2;
-    v128.store(out + o, unaryOp(op, v128.load(x + o)));
-  }
+@inline function unaryLoop(op: i32, x: usize, out: usize, i0: i32, i1: i32, xb: bool, ob: bool): void {
+  for (let i = i0; i < i1; i += 4) st4(out, i, ob, unaryOp(op, ld4(x, i, xb)));
 }
 
-/** Args: 0 op, 1 x, 2 dy, 3 dx, 4 n, 5 per. */
+/** Args: 0 op, 1 x, 2 dy, 3 dx, 4 n, 5 per; 6–8 whether x, dy, dx are bf16. */
 export function unaryBackward(args: usize, chunk: i32, _tid: i32): void {
   const op = argI(args, 0);
   const x = argP(args, 1);
@@ -278,27 +279,25 @@ export function unaryBackward(args: usize, chunk: i32, _tid: i32): void {
   const dx = argP(args, 3);
   const n = argI(args, 4);
   const per = argI(args, 5);
+  const bf = (argI(args, 6) != 0 ? 1 : 0) | (argI(args, 7) != 0 ? 2 : 0) | (argI(args, 8) != 0 ? 4 : 0);
   const i0 = chunk * per;
   const i1 = min(n, i0 + per);
   switch (op) {
-    case NEG: gradLoop(NEG, x, dy, dx, i0, i1); break;
-    case EXP: gradLoop(EXP, x, dy, dx, i0, i1); break;
-    case LOG: gradLoop(LOG, x, dy, dx, i0, i1); break;
-    case SILU: gradLoop(SILU, x, dy, dx, i0, i1); break;
-    case SIGMOID: gradLoop(SIGMOID, x, dy, dx, i0, i1); break;
-    case SQUARE: gradLoop(SQUARE, x, dy, dx, i0, i1); break;
-    case SQRT: gradLoop(SQRT, x, dy, dx, i0, i1); break;
-    case TANH: gradLoop(TANH, x, dy, dx, i0, i1); break;
-    default: gradLoop(RELU, x, dy, dx, i0, i1);
+    case NEG: gradLoop(NEG, x, dy, dx, i0, i1, bf); break;
+    case EXP: gradLoop(EXP, x, dy, dx, i0, i1, bf); break;
+    case LOG: gradLoop(LOG, x, dy, dx, i0, i1, bf); break;
+    case SILU: gradLoop(SILU, x, dy, dx, i0, i1, bf); break;
+    case SIGMOID: gradLoop(SIGMOID, x, dy, dx, i0, i1, bf); break;
+    case SQUARE: gradLoop(SQUARE, x, dy, dx, i0, i1, bf); break;
+    case SQRT: gradLoop(SQRT, x, dy, dx, i0, i1, bf); break;
+    case TANH: gradLoop(TANH, x, dy, dx, i0, i1, bf); break;
+    default: gradLoop(RELU, x, dy, dx, i0, i1, bf);
   }
 }
 
 // @ts-ignore: decorator
-@inline function gradLoop(op: i32, x: usize, dy: usize, dx: usize, i0: i32, i1: i32): void {
-  for (let i = i0; i < i1; i += 4) {
-    const o = <usize>i << 2;
-    v128.store(dx + o, unaryGrad(op, v128.load(x + o), v128.load(dy + o)));
-  }
+@inline function gradLoop(op: i32, x: usize, dy: usize, dx: usize, i0: i32, i1: i32, bf: i32): void {
+  for (let i = i0; i < i1; i += 4) st4(dx, i, (bf & 4) != 0, unaryGrad(op, ld4(x, i, (bf & 1) != 0), ld4(dy, i, (bf & 2) != 0)));
 }
 
 // ---- binary -----------------------------------------------------------------------------
@@ -347,38 +346,29 @@ export function binary(args: usize, chunk: i32, _tid: i32): void {
   const n = argI(args, 4);
   const nb = argI(args, 5);
   const per = argI(args, 6);
+  const ab = argI(args, 7) != 0, bb = argI(args, 8) != 0, ob = argI(args, 9) != 0;
   const i0 = chunk * per;
   const i1 = min(n, i0 + per);
   if (nb == n) {
-    for (let i = i0; i < i1; i += 4) {
-      const o = <usize>i << 2;
-      v128.store(out + o, binOp(op, v128.load(a + o), v128.load(b + o)));
-    }
+    for (let i = i0; i < i1; i += 4) st4(out, i, ob, binOp(op, ld4(a, i, ab), ld4(b, i, bb)));
   } else if (nb == 1) {
-    const vb = v128.load32_splat(b);
-    for (let i = i0; i < i1; i += 4) {
-      const o = <usize>i << 2;
-      v128.store(out + o, binOp(op, v128.load(a + o), vb));
-    }
+    const vb = f32x4.splat(ld1(b, 0, bb));
+    for (let i = i0; i < i1; i += 4) st4(out, i, ob, binOp(op, ld4(a, i, ab), vb));
   } else if (n % nb == 0 && (nb & 3) == 0) {
     // whole repeats of b: vectors never straddle a repeat
     for (let r = i0; r < i1; r += nb) {
-      for (let j = 0; j < nb; j += 4) {
-        const o = <usize>(r + j) << 2;
-        v128.store(out + o, binOp(op, v128.load(a + o), v128.load(b + (<usize>j << 2))));
-      }
+      for (let j = 0; j < nb; j += 4) st4(out, r + j, ob, binOp(op, ld4(a, r + j, ab), ld4(b, j, bb)));
     }
   } else {
     let j = i0 % nb;
     for (let i = i0; i < i1; i++) {
-      const o = <usize>i << 2;
-      store<f32>(out + o, binScalar(op, load<f32>(a + o), load<f32>(b + (<usize>j << 2))));
+      st1(out, i, ob, binScalar(op, ld1(a, i, ab), ld1(b, j, bb)));
       j = j + 1 == nb ? 0 : j + 1;
     }
   }
 }
 
-/** out = alpha·x + beta. Args: 0 x, 1 out, 2 alpha, 3 beta, 4 n, 5 per. */
+/** out = alpha·x + beta. Args: 0 x, 1 out, 2 alpha, 3 beta, 4 n, 5 per; 6, 7 whether x, out are bf16. */
 export function affine(args: usize, chunk: i32, _tid: i32): void {
   const x = argP(args, 0);
   const out = argP(args, 1);
@@ -386,12 +376,10 @@ export function affine(args: usize, chunk: i32, _tid: i32): void {
   const vb = f32x4.splat(<f32>argF(args, 3));
   const n = argI(args, 4);
   const per = argI(args, 5);
+  const xb = argI(args, 6) != 0, ob = argI(args, 7) != 0;
   const i0 = chunk * per;
   const i1 = min(n, i0 + per);
-  for (let i = i0; i < i1; i += 4) {
-    const o = <usize>i << 2;
-    v128.store(out + o, madd(va, v128.load(x + o), vb));
-  }
+  for (let i = i0; i < i1; i += 4) st4(out, i, ob, madd(va, ld4(x, i, xb), vb));
 }
 
 // ---- reduceSum --------------------------------------------------------------------------

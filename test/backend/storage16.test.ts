@@ -254,20 +254,29 @@ describe('16-bit operands: every backend against the CPU reference', async () =>
         (b, [g, u, d, dg]) => b.swigluBackward!(g!, u!, d!, dg!, null), { scratch: 0, wasmScratch: 0 });
       await compare('swigluBackward (dup only)', log, [r('f16'), r('bf16'), r('f32'), z('f16')], [3],
         (b, [g, u, d, du]) => b.swigluBackward!(g!, u!, d!, null, du!), { scratch: 0, wasmScratch: 'widened' });
-      await compare('unary silu', log, [r('f16'), z('f16')], [1], (b, [x, o]) => b.unary('silu', x!, o!), { scratch: 0 });
-      await compare('unary exp in place', log, [r('bf16')], [0], (b, [x]) => b.unary('exp', x!, x!), { scratch: 0 });
-      await compare('unaryBackward tanh', log, [r('bf16'), r('f32'), z('bf16')], [2], (b, [x, dy, dx]) => b.unaryBackward('tanh', x!, dy!, dx!), { scratch: 0 });
-      await compare('affine', log, [r('f32'), z('f16')], [1], (b, [x, o]) => b.affine(x!, 0.75, -0.5, o!), { scratch: 0 });
-      await compare('affine in place', log, [r('bf16')], [0], (b, [x]) => b.affine(x!, -2, 0.125, x!), { scratch: 0 });
-      await compare('binary add, broadcast', log, [r('bf16', 37 * 9), r('f16', 9), z('f16', 37 * 9)], [2], (b, [x, y, o]) => b.binary('add', x!, y!, o!), { scratch: 0 });
-      await compare('binary mul in place', log, [r('bf16'), r('f32')], [0], (b, [a, w]) => b.binary('mul', a!, w!, a!), { scratch: 0 });
-      // RoPE writes d and d + 1 together when D/2 is even (D = 8), one at a time otherwise (D = 6: widened).
+      // Wasm: bf16 (mixed with f32) read and written by the pointwise kernels themselves; f16 widened.
+      const w16 = { scratch: 0, wasmScratch: 'widened' } as const;
+      const n16 = { scratch: 0, wasmScratch: 0 } as const;
+      await compare('unary silu', log, [r('f16'), z('f16')], [1], (b, [x, o]) => b.unary('silu', x!, o!), w16);
+      await compare('unary exp in place', log, [r('bf16')], [0], (b, [x]) => b.unary('exp', x!, x!), n16);
+      await compare('unary silu bf16 → f32', log, [r('bf16'), z('f32')], [1], (b, [x, o]) => b.unary('silu', x!, o!), n16);
+      await compare('unaryBackward tanh', log, [r('bf16'), r('f32'), z('bf16')], [2], (b, [x, dy, dx]) => b.unaryBackward('tanh', x!, dy!, dx!), n16);
+      await compare('affine', log, [r('f32'), z('f16')], [1], (b, [x, o]) => b.affine(x!, 0.75, -0.5, o!), w16);
+      await compare('affine in place', log, [r('bf16')], [0], (b, [x]) => b.affine(x!, -2, 0.125, x!), n16);
+      await compare('binary add, broadcast', log, [r('bf16', 37 * 9), r('f16', 9), z('f16', 37 * 9)], [2], (b, [x, y, o]) => b.binary('add', x!, y!, o!), w16);
+      await compare('binary mul in place', log, [r('bf16'), r('f32')], [0], (b, [a, w]) => b.binary('mul', a!, w!, a!), n16);
+      // the three broadcast paths of Wasm's binary kernel: rows of 8, one value, rows of 9 (scalar)
+      await compare('binary sub bf16, rows of 8', log, [r('bf16', 37 * 8), r('bf16', 8), z('bf16', 37 * 8)], [2], (b, [x, y, o]) => b.binary('sub', x!, y!, o!), n16);
+      await compare('binary div bf16 by one value', log, [r('bf16'), { dtype: 'bf16', values: [1.75] }, z('bf16')], [2], (b, [x, y, o]) => b.binary('div', x!, y!, o!), n16);
+      await compare('binary add bf16, rows of 9', log, [r('bf16', 37 * 9), r('f32', 9), z('bf16', 37 * 9)], [2], (b, [x, y, o]) => b.binary('add', x!, y!, o!), n16);
+      // WebGPU's RoPE writes d and d + 1 together when D/2 is even (D = 8), one at a time
+      // otherwise (D = 6: widened); Wasm reads and writes bf16 itself for any D.
       for (const D of [8, 6]) {
         const [B, N, H] = [2, 5, 3];
         const ang = Array.from({ length: N * D / 2 }, (_, i) => i * 0.37);
         await compare(`rope D=${D}`, log, [
           r('bf16', B * N * H * D), { dtype: 'f32', values: ang.map(Math.cos) }, { dtype: 'f32', values: ang.map(Math.sin) }, z('bf16', B * N * H * D),
-        ], [3], (b, [x, c, s, o]) => b.rope(x!, c!, s!, o!, B, N, H, D, true), { scratch: D % 4 === 0 ? 0 : 'widened' });
+        ], [3], (b, [x, c, s, o]) => b.rope(x!, c!, s!, o!, B, N, H, D, true), { scratch: D % 4 === 0 ? 0 : 'widened', wasmScratch: 0 });
       }
       // Embedding rows from a bf16 table: no f32 copy of the table when C is even.
       for (const C of [12, 7]) {

@@ -128,11 +128,13 @@ export class WasmBackend implements Backend {
     this.argsAddr = this.alloc_.alloc(ARG_SLOTS * 8);
     // 16-bit operands: matmul reads bf16 inputs itself (a bf16 weight needs no f32 copy) and
     // writes a bf16 output through f32 blocks of rows, gather copies 16-bit rows or widens bf16
-    // ones, attention, SwiGLU and RMSNorm read and write bf16 operands themselves; everything
-    // else is widened (storage16.ts).
+    // ones, attention, SwiGLU, RMSNorm, RoPE and the pointwise kernels read and write bf16
+    // operands themselves; the rest (softmax, reductions, the loss, scatter-add, AdamW, an
+    // accumulating copy) and f16 operands are widened (storage16.ts).
     widenStorage16(this, native16 ? {
       native: { matmul: matmulNative16, gather: gatherSameDType, attention: noF16, attentionBackward: noF16, swiglu: noF16, swigluBackward: noF16,
-        rmsnorm: noF16, rmsnormBackward: rmsnormBackwardNative16 },
+        rmsnorm: noF16, rmsnormBackward: rmsnormBackwardNative16, rope: noF16,
+        unary: noF16, unaryBackward: noF16, binary: noF16, affine: noF16 },
       reads: ['bf16'],
     } : {});
   }
@@ -267,22 +269,22 @@ export class WasmBackend implements Backend {
   }
 
   unary(op: UnaryOp, x: DeviceBuffer, out: DeviceBuffer): void {
-    const [xb, ob] = [this.f(x), this.f(out)];
+    const [xb, ob] = [this.fOrBf16(x), this.fOrBf16(out)];
     this.sameSize('unary', xb, ob);
     const { chunks, per } = this.split(xb.numel, 4, op === 'neg' || op === 'square' || op === 'relu' ? 1 : 8);
-    this.run('unary', chunks, [UNARY_CODE[op], xb.addr, ob.addr, xb.numel, per], xb.numel * 4);
+    this.run('unary', chunks, [UNARY_CODE[op], xb.addr, ob.addr, xb.numel, per, isBf16(xb), isBf16(ob)], xb.numel * 4);
   }
 
   unaryBackward(op: UnaryOp, x: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer): void {
-    const [xb, yb, ob] = [this.f(x), this.f(dy), this.f(dx)];
+    const [xb, yb, ob] = [this.fOrBf16(x), this.fOrBf16(dy), this.fOrBf16(dx)];
     this.sameSize('unaryBackward', xb, yb);
     this.sameSize('unaryBackward', xb, ob);
     const { chunks, per } = this.split(xb.numel, 4, 8);
-    this.run('unaryBackward', chunks, [UNARY_CODE[op], xb.addr, yb.addr, ob.addr, xb.numel, per], xb.numel * 4);
+    this.run('unaryBackward', chunks, [UNARY_CODE[op], xb.addr, yb.addr, ob.addr, xb.numel, per, isBf16(xb), isBf16(yb), isBf16(ob)], xb.numel * 4);
   }
 
   binary(op: BinaryOp, a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer): void {
-    const [ab, bb, ob] = [this.f(a), this.f(b), this.f(out)];
+    const [ab, bb, ob] = [this.fOrBf16(a), this.fOrBf16(b), this.fOrBf16(out)];
     this.sameSize('binary', ab, ob);
     const n = ab.numel;
     const nb = bb.numel;
@@ -290,7 +292,7 @@ export class WasmBackend implements Backend {
     // A chunk holds whole repeats of b when its vector path needs them.
     const unit = nb === n || nb === 1 ? 4 : n % nb === 0 && nb % 4 === 0 ? nb : 4;
     const { chunks, per } = this.split(n, unit, 1);
-    this.run('binary', chunks, [BINARY_CODE[op], ab.addr, bb.addr, ob.addr, n, nb, per], n);
+    this.run('binary', chunks, [BINARY_CODE[op], ab.addr, bb.addr, ob.addr, n, nb, per, isBf16(ab), isBf16(bb), isBf16(ob)], n);
   }
 
   swiglu(gate: DeviceBuffer, up: DeviceBuffer, out: DeviceBuffer): void {
@@ -312,10 +314,10 @@ export class WasmBackend implements Backend {
   }
 
   affine(x: DeviceBuffer, alpha: number, beta: number, out: DeviceBuffer): void {
-    const [xb, ob] = [this.f(x), this.f(out)];
+    const [xb, ob] = [this.fOrBf16(x), this.fOrBf16(out)];
     this.sameSize('affine', xb, ob);
     const { chunks, per } = this.split(xb.numel, 4, 1);
-    this.run('affine', chunks, [xb.addr, ob.addr, alpha, beta, xb.numel, per], xb.numel);
+    this.run('affine', chunks, [xb.addr, ob.addr, alpha, beta, xb.numel, per, isBf16(xb), isBf16(ob)], xb.numel);
   }
 
   reduceSum(x: DeviceBuffer, out: DeviceBuffer, outer: number, size: number, inner: number): void {
@@ -448,13 +450,13 @@ export class WasmBackend implements Backend {
 
   rope(x: DeviceBuffer, cos: DeviceBuffer, sin: DeviceBuffer, out: DeviceBuffer,
     B: number, N: number, H: number, D: number, inverse: boolean): void {
-    const [xb, cb, sb, ob] = [this.f(x), this.f(cos), this.f(sin), this.f(out)];
+    const [xb, cb, sb, ob] = [this.fOrBf16(x), this.fOrBf16(cos), this.fOrBf16(sin), this.fOrBf16(out)];
     this.need(xb, B * N * H * D, 'rope x');
     this.need(ob, B * N * H * D, 'rope out');
     this.need(cb, N * (D / 2), 'rope cos');
     this.need(sb, N * (D / 2), 'rope sin');
     const { chunks, per } = this.rows(B * N, H * D);
-    this.run('rope', chunks, [xb.addr, cb.addr, sb.addr, ob.addr, B, N, H, D, inverse ? 1 : 0, per], B * N * H * D);
+    this.run('rope', chunks, [xb.addr, cb.addr, sb.addr, ob.addr, B, N, H, D, inverse ? 1 : 0, per, isBf16(xb), isBf16(cb), isBf16(sb), isBf16(ob)], B * N * H * D);
   }
 
   gather(table: DeviceBuffer, ids: DeviceBuffer, out: DeviceBuffer, V: number, C: number, T: number): void {
