@@ -190,26 +190,55 @@ function eosId(tok: Tokenizer): number {
  * A conversation rendered by its template, with the character ranges of its assistant
  * turns: turn i runs from the end of the rendering of the turns before it with the
  * generation prompt to the end of the rendering up to and including it (its text and
- * the template's end-of-turn marks). The template must render each prefix of the
- * conversation as a prefix of the whole.
+ * the template's end-of-turn marks). That needs a template that renders each prefix of
+ * the conversation as a prefix of the whole; for one that does not (Qwen 3's gives a
+ * `<think>` block only to the turns after the last user message), each turn is found by
+ * its text followed by the end-of-turn marks the template puts after it, in order.
  */
 function renderConversation(messages: readonly ChatMessage[], tok: Tokenizer, chat: ChatTemplate): { text: string; spans: Array<[number, number]> } {
   const special = { bosToken: tok.bosToken, eosToken: tok.eosToken };
   const text = chat.render(messages, { ...special, addGenerationPrompt: false });
   const spans: Array<[number, number]> = [];
+  let stable = true;
   messages.forEach((m, i) => {
-    if (m.role !== 'assistant') return;
+    if (m.role !== 'assistant' || !stable) return;
     const before = chat.render(messages.slice(0, i), { ...special, addGenerationPrompt: true });
     const upto = chat.render(messages.slice(0, i + 1), { ...special, addGenerationPrompt: false });
-    if (!upto.startsWith(before) || !text.startsWith(upto) || upto.length === before.length) {
-      throw new LongLoraError(`${chat.where}: the chat template does not render a conversation's first turns as the start of the whole ` +
-        `(turn ${i + 1} of ${messages.length}), so its assistant turns cannot be located for the labels; pass --chat-template with a template that renders each turn on its own`);
-    }
+    if (!upto.startsWith(before) || !text.startsWith(upto) || upto.length === before.length) { stable = false; return; }
     const last = spans.at(-1);
     if (last && last[1] === before.length) last[1] = upto.length;
     else spans.push([before.length, upto.length]);
   });
-  return { text, spans };
+  if (stable) return { text, spans };
+  const found = findTurns(messages, text, chat, special);
+  if (!found) {
+    throw new LongLoraError(`${chat.where}: the chat template does not render a conversation's first turns as the start of the whole, ` +
+      'and its assistant turns cannot be found in the rendering by their text either, so they cannot be located for the labels; ' +
+      'pass --chat-template with a template that renders each turn on its own');
+  }
+  return { text, spans: found };
+}
+
+/**
+ * The assistant turns of a rendering found by their text: turn i is its content followed
+ * by what the template writes after it when it is the last turn (its end-of-turn marks),
+ * searched in order from the end of the previous turn. Null when one is not there.
+ */
+function findTurns(messages: readonly ChatMessage[], text: string, chat: ChatTemplate, special: { bosToken: string | null; eosToken: string | null }): Array<[number, number]> | null {
+  const spans: Array<[number, number]> = [];
+  let from = 0;
+  for (const [i, m] of messages.entries()) {
+    if (m.role !== 'assistant') continue;
+    const upto = chat.render(messages.slice(0, i + 1), { ...special, addGenerationPrompt: false });
+    const end = upto.lastIndexOf(m.content);
+    if (m.content === '' || end < 0) return null;
+    const turn = m.content + upto.slice(end + m.content.length);
+    const at = text.indexOf(turn, from);
+    if (at < 0) return null;
+    spans.push([at, at + turn.length]);
+    from = at + turn.length;
+  }
+  return spans;
 }
 
 /**

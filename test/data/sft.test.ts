@@ -187,9 +187,23 @@ describe('SFT conversations', () => {
     const open = tokenizeSft({ messages: turns.slice(0, 4) }, tok, { ...opts, template: 'chat', chatTemplate: chatml }).example!;
     assert.deepEqual(labelledText(open), ['It is 4821.</s>']);
     assert.deepEqual(Array.from(open.ids), Array.from(ex.ids.subarray(0, open.ids.length)), 'the same prefix, nothing appended');
-    const odd = new ChatTemplate('{% for m in messages %}{% if loop.last %}LAST {% endif %}{{ m.content }}\n{% endfor %}', 'odd.jinja');
+    // A template whose turns cannot be found at all (it rewrites the text) is refused by name.
+    const odd = new ChatTemplate('{% for m in messages %}{% if loop.last %}LAST {% endif %}{{ m.content | upper }}\n{% endfor %}', 'odd.jinja');
     assert.throws(() => tokenizeSft({ messages: turns }, tok, { ...opts, template: 'chat', chatTemplate: odd }),
-      /odd\.jinja: the chat template does not render a conversation's first turns as the start of the whole \(turn 3 of 5\)/);
+      /odd\.jinja: the chat template does not render a conversation's first turns as the start of the whole, and its assistant turns cannot be found/);
+  });
+
+  it('a template that renders a turn differently once later ones follow (Qwen 3\'s <think> gate): turns found by their text', () => {
+    // Qwen 3's rule, written out here: a <think> block only for assistant turns after the last user message.
+    const gate = new ChatTemplate(
+      '{% set ns = namespace(last=-1) %}{% for m in messages %}{% if m.role == "user" %}{% set ns.last = loop.index0 %}{% endif %}{% endfor %}' +
+      '{% for m in messages %}<|{{ m.role }}|>\n{% if m.role == "assistant" and loop.index0 > ns.last %}<think>\n\n</think>\n\n{% endif %}{{ m.content }}</s>\n{% endfor %}' +
+      '{% if add_generation_prompt %}<|assistant|>\n{% endif %}', 'qwen3-like.jinja');
+    const whole = gate.render(turns, { addGenerationPrompt: false, eosToken: '</s>' });
+    assert.ok(!whole.startsWith(gate.render(turns.slice(0, 3), { addGenerationPrompt: false, eosToken: '</s>' })), 'not prefix-stable');
+    const ex = tokenizeSft({ messages: turns }, tok, { ...opts, template: 'chat', chatTemplate: gate }).example!;
+    assert.deepEqual(Array.from(ex.ids), tok.encode(whole, { addSpecialTokens: false }), 'the whole rendering, as it is');
+    assert.deepEqual(labelledText(ex), ['It is 4821.</s>', 'The sky is blue.</s>'], 'each answer and its end-of-turn mark, nothing of the <think> block or the user turns');
   });
 
   it('label spans: exact cuts when the pieces tokenize as the whole, else the official prefix rule', () => {
