@@ -31,7 +31,7 @@ import { expf, exp4, logf } from './math';
 import { blockFull, blockRanges, hi1, hi2, keyRanges, lo1, lo2, queryCover, ROLL } from './mask';
 import { dotRow, expShiftSum, rowMax, scaleRow } from './norm';
 import { packT, tile } from './tile';
-import { loadBf16, narrowBf16, widenRows } from './half';
+import { ld1, narrowBf16, widenRows } from './half';
 
 // Forward args
 const Q = 0, K = 1, V = 2, OUT = 3, LSE = 4, B_ = 5, NQ = 6, NK = 7, KVS = 8, H_ = 9, HKV = 10, D_ = 11,
@@ -47,16 +47,17 @@ const Q_BF = 29, K_BF = 30, V_BF = 31, OUT_BF = 32, DOUT_BF = 33, DK_BF = 34, DV
 
 /**
  * Rows [0, rows) of n values at p (`rs` bytes apart) as f32: p itself when they are f32,
- * else widened into `stage` (rows n·4 bytes apart). Returns the address; `stagedStride`
- * gets the row stride to use.
+ * else widened into `stage`, rows n·4 bytes apart (stagedRow gives the stride to use).
  */
-let stagedStride: usize = 0;
 function staged(bf: bool, p: usize, rs: usize, rows: i32, n: i32, stage: usize): usize {
-  if (!bf) { stagedStride = rs; return p; }
+  if (!bf) return p;
   widenRows(p, rs, rows, n, stage, <usize>n << 2);
-  stagedStride = <usize>n << 2;
   return stage;
 }
+
+/** The row stride of what `staged` returned for rows of n values `rs` bytes apart. */
+// @ts-ignore: decorator
+@inline function stagedRow(bf: bool, rs: usize, n: i32): usize { return bf ? <usize>n << 2 : rs; }
 
 /** Stores n f32 values times s at dst as f32 or (bf) bf16. */
 function storeRow(bf: bool, src: usize, dst: usize, n: i32, s: f32): void {
@@ -133,7 +134,7 @@ export function attention(args: usize, chunk: i32, tid: i32): void {
   const kBase = argP(args, K) + (kvAt << ks);
   const vBase = argP(args, V) + (kvAt << vs);
   const q = staged(qs == 1, argP(args, Q) + (qAt << qs), qRowE << qs, nq, D, Qs);
-  const qRow = stagedStride;
+  const qRow = stagedRow(qs == 1, qRowE << qs, D);
 
   memory.fill(O, 0, (<usize>nq * <usize>D) << 2);
   for (let r = 0; r < nq; r++) { store<f32>(M + (<usize>r << 2), -Infinity); store<f32>(L + (<usize>r << 2), 0); }
@@ -145,8 +146,7 @@ export function attention(args: usize, chunk: i32, tid: i32): void {
     const nk = min(BK, Nk - j0);
     const pad = (nk + 7) & ~7;
     const full = blockFull(kind, G, H, h, p0, p0 + nq, j0, j0 + nk, Nk);
-    const kb = staged(ks == 1, kBase + <usize>j0 * kRow, kRow, nk, D, Ks);
-    packT(kb, stagedStride, nk, D, Kt, <usize>BK << 2, pad);
+    packT(staged(ks == 1, kBase + <usize>j0 * kRow, kRow, nk, D, Ks), stagedRow(ks == 1, kRow, D), nk, D, Kt, <usize>BK << 2, pad);
     // S = scale · Q · Kᵀ
     tile(nq, pad, D, q, qRow, 4, Kt, <usize>BK << 2, S, <usize>BK << 2, scale, false);
     maskBlock(S, BK, nq, p0, j0, nk, pad, kind, G, H, h, Nk, full);
@@ -165,7 +165,7 @@ export function attention(args: usize, chunk: i32, tid: i32): void {
     }
     // O += P · V
     const vb = staged(vs == 1, vBase + <usize>j0 * vRow, vRow, nk, D, Vs);
-    tile(nq, D, nk, S, <usize>BK << 2, 4, vb, stagedStride, O, <usize>D << 2, 1, true);
+    tile(nq, D, nk, S, <usize>BK << 2, 4, vb, stagedRow(vs == 1, vRow, D), O, <usize>D << 2, 1, true);
   }
 
   const out = argP(args, OUT) + (qAt << os);
@@ -207,11 +207,7 @@ export function attnDelta(args: usize, chunk: i32, _tid: i32): void {
 /** Σ a[i]·b[i] over n values, each array f32 or (flag) bf16. */
 function dotMixed(a: usize, aBf: bool, b: usize, bBf: bool, n: i32): f32 {
   let s: f32 = 0;
-  for (let i = 0; i < n; i++) {
-    const x = aBf ? loadBf16(a, i) : load<f32>(a + (<usize>i << 2));
-    const y = bBf ? loadBf16(b, i) : load<f32>(b + (<usize>i << 2));
-    s += x * y;
-  }
+  for (let i = 0; i < n; i++) s += ld1(a, i, aBf) * ld1(b, i, bBf);
   return s;
 }
 
@@ -255,10 +251,11 @@ export function attentionBackward(args: usize, chunk: i32, tid: i32): void {
   for (let kb = s; kb < nkb; kb += slices) {
     const j0 = kb * BK, nk = min(BK, Nk - j0);
     const pad = (nk + 7) & ~7;
-    const kb = staged(ks == 1, kBase + <usize>j0 * kRow, kRow, nk, D, Ks);
-    const kbRow = stagedStride;
-    packT(kb, kbRow, nk, D, Kt, BKb, pad);
-    packT(staged(vs == 1, vBase + <usize>j0 * vRow, vRow, nk, D, Vs), stagedStride, nk, D, Vt, BKb, pad);
+    // the block's K rows as f32 (packed for Q·Kᵀ, and read as they are for dQ += dS·K)
+    const kp = staged(ks == 1, kBase + <usize>j0 * kRow, kRow, nk, D, Ks);
+    const kpRow = stagedRow(ks == 1, kRow, D);
+    packT(kp, kpRow, nk, D, Kt, BKb, pad);
+    packT(staged(vs == 1, vBase + <usize>j0 * vRow, vRow, nk, D, Vs), stagedRow(vs == 1, vRow, D), nk, D, Vt, BKb, pad);
     memory.fill(dKa, 0, (<usize>nk * <usize>D) << 2);
     memory.fill(dVa, 0, (<usize>nk * <usize>D) << 2);
     for (let h = kvh * rep; h < kvh * rep + rep; h++) {
@@ -276,9 +273,9 @@ export function attentionBackward(args: usize, chunk: i32, tid: i32): void {
         const full = blockFull(kind, G, H, h, p0, p0 + nq, j0, j0 + nk, Nk);
         const rowAt = ((<usize>b * <usize>Nq + <usize>i0) * <usize>H + <usize>h) * <usize>D;
         const q = staged(qs == 1, argP(args, Q) + (rowAt << qs), qRowE << qs, nq, D, Qs);
-        const qr = stagedStride;
+        const qr = stagedRow(qs == 1, qRowE << qs, D);
         const dout = staged(gs == 1, argP(args, DOUT) + (rowAt << gs), qRowE << gs, nq, D, dOs);
-        const gr = stagedStride;
+        const gr = stagedRow(gs == 1, qRowE << gs, D);
         const dq = dqBuf + (rowAt << 2);
         const lse = argP(args, LSE) + (((<usize>b * <usize>H + <usize>h) * <usize>Nq + <usize>i0) << 2);
         const delta = argP(args, DELTA) + (((<usize>b * <usize>H + <usize>h) * <usize>Nq + <usize>i0) << 2);
@@ -305,7 +302,7 @@ export function attentionBackward(args: usize, chunk: i32, tid: i32): void {
         }
         // dK += dSᵀ · Q ; dQ += dS · K
         tile(nk, D, nq, dS, 4, BKb, q, qr, dKa, <usize>D << 2, 1, true);
-        tile(nq, D, nk, dS, BKb, 4, kb, kbRow, dq, qRow, 1, true);
+        tile(nq, D, nk, dS, BKb, 4, kp, kpRow, dq, qRow, 1, true);
       }
     }
     for (let j = 0; j < nk; j++) {

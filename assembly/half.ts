@@ -47,7 +47,7 @@ export function narrowBf16(src: usize, dst: usize, n: i32, s: f32): void {
   for (; i < n; i++) store<u16>(dst + (<usize>i << 1), <u16>f32ToBf16(load<f32>(src + (<usize>i << 2)) * s));
 }
 
-/** `rows` rows of n values (f32, or bf16 when bf) `srs` bytes apart → f32 rows `drs` bytes apart. */
+/** `rows` rows of n bf16 values `srs` bytes apart → f32 rows `drs` bytes apart. */
 export function widenRows(src: usize, srs: usize, rows: i32, n: i32, dst: usize, drs: usize): void {
   for (let r = 0; r < rows; r++) widenBf16(src + <usize>r * srs, dst + <usize>r * drs, n);
 }

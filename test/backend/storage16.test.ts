@@ -216,9 +216,9 @@ describe('16-bit operands: every backend against the CPU reference', async () =>
       const rng = new Rng(3);
       // D = 16: every lane width writes whole words; D = 5 (odd) writes its 16-bit outputs
       // through f32 copies on WebGPU. Wasm reads and writes bf16 itself (any D, several key
-      // blocks at N = 160) and widens f16.
-      for (const [dtype, D, N] of [['f16', 16, 32], ['bf16', 5, 32], ['bf16', 16, 160]] as const) {
-        const [B, H, Hkv] = [1, 4, 2];
+      // blocks at N = 160, walked by one chunk each when there are 8 (b, kv head) pairs) and
+      // widens f16.
+      for (const [dtype, D, N, B, H, Hkv] of [['f16', 16, 32, 1, 4, 2], ['bf16', 5, 32, 1, 4, 2], ['bf16', 16, 160, 1, 4, 2], ['bf16', 16, 160, 2, 8, 4]] as const) {
         const args: AttentionArgs = { B, Nq: N, Nk: N, kvStride: N, H, Hkv, D, scale: 1 / Math.sqrt(D), qOffset: 0, mask: { kind: 's2', form: 'segmented', group: 8 } };
         const q = randn(rng, B * N * H * D);
         const k = randn(rng, B * N * Hkv * D);

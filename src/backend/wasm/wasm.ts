@@ -490,9 +490,7 @@ export class WasmBackend implements Backend {
     const blocksList = Math.ceil(g.Nk / BK) + 2;
     // + the staging of bf16 rows: Q [BQ × D], K and V [BK × D]
     const scratch = this.scratch((g.D * BK + BQ * BK + BQ * g.D + 2 * BQ + blocksList + BQ * g.D + 2 * BK * g.D) * 4);
-    const a = this.attnArgs(g, scratch);
-    a[0] = qb.addr; a[1] = kb.addr; a[2] = vb.addr; a[3] = ob.addr; a[4] = lb.addr;
-    a[29] = isBf16(qb); a[30] = isBf16(kb); a[31] = isBf16(vb); a[32] = isBf16(ob);
+    const a = this.attnArgs(g, scratch, qb, kb, vb, ob, lb);
     this.run('attention', g.B * g.H * nqb, a, this.attnWork(g));
   }
 
@@ -500,12 +498,9 @@ export class WasmBackend implements Backend {
     dout: DeviceBuffer, dq: DeviceBuffer, dk: DeviceBuffer, dv: DeviceBuffer, g: AttentionArgs): void {
     const [qb, kb, vb, ob, lb] = [this.fOrBf16(q), this.fOrBf16(k), this.fOrBf16(v), this.fOrBf16(out), this.f(lse)];
     const [gb, dkb, dvb] = [this.fOrBf16(dout), this.fOrBf16(dk), this.fOrBf16(dv)];
-    // dq accumulates over key blocks: a bf16 dq gets an f32 accumulator, rounded once at the end
     const dqOut = this.fOrBf16(dq);
     this.checkAttention(g, qb, kb, vb, ob, lb);
-    this.need(dqOut, g.B * g.Nq * g.H * g.D, 'attentionBackward dq');
-    const dqb = dqOut.dtype === 'f32' ? dqOut : this.alloc('f32', g.B * g.Nq * g.H * g.D) as WasmBuffer;
-    for (const b of [gb, dqb]) this.need(b, g.B * g.Nq * g.H * g.D, 'attentionBackward dout/dq');
+    for (const b of [gb, dqOut]) this.need(b, g.B * g.Nq * g.H * g.D, 'attentionBackward dout/dq');
     for (const b of [dkb, dvb]) this.need(b, g.B * g.kvStride * g.Hkv * g.D, 'attentionBackward dk/dv');
     if (g.kvStride > g.Nk) { this.fill(dk, 0); this.fill(dv, 0); } // rows past the keys stay 0
 
@@ -517,14 +512,15 @@ export class WasmBackend implements Backend {
     const qElems = g.B * g.Nq * g.H * g.D;
     const delta = this.alloc('f32', g.B * g.H * g.Nq) as WasmBuffer;
     const partial = slices > 1 ? this.alloc('f32', (slices - 1) * qElems) as WasmBuffer : null;
+    // dq accumulates over key blocks: a bf16 dq gets an f32 accumulator, rounded once at the end
+    const dqb = dqOut.dtype === 'f32' ? dqOut : this.alloc('f32', qElems) as WasmBuffer;
     try {
       // + the staging of bf16 rows: K and V [BK × D], Q and dO [BQ × D]
       const scratch = this.scratch((2 * g.D * BK + 2 * BK * g.D + 2 * BQ * BK + 2 * BK * g.D + 2 * BQ * g.D) * 4);
-      const a = this.attnArgs(g, scratch);
-      a[0] = qb.addr; a[1] = kb.addr; a[2] = vb.addr; a[3] = ob.addr; a[4] = lb.addr;
+      const a = this.attnArgs(g, scratch, qb, kb, vb, ob, lb);
       a[20] = gb.addr; a[21] = dqb.addr; a[22] = dkb.addr; a[23] = dvb.addr; a[24] = delta.addr;
       a[25] = slices; a[26] = partial ? partial.addr : 0;
-      a[29] = isBf16(qb); a[30] = isBf16(kb); a[31] = isBf16(vb); a[32] = isBf16(ob); a[33] = isBf16(gb); a[34] = isBf16(dkb); a[35] = isBf16(dvb);
+      a[33] = isBf16(gb); a[34] = isBf16(dkb); a[35] = isBf16(dvb);
       const rows = g.B * g.Nq;
       const r = this.rows(rows, g.H * g.D * (1 + slices));
       a[27] = r.per;
@@ -649,8 +645,11 @@ export class WasmBackend implements Backend {
     return this.scratchAddr;
   }
 
-  private attnArgs(g: AttentionArgs, scratch: number): number[] {
+  /** The argument block of the attention kernels: q, k, v, out and lse with their dtype flags, shapes, mask, scratch. */
+  private attnArgs(g: AttentionArgs, scratch: number, q: WasmBuffer, k: WasmBuffer, v: WasmBuffer, out: WasmBuffer, lse: WasmBuffer): number[] {
     const a = new Array<number>(36).fill(0);
+    a[0] = q.addr; a[1] = k.addr; a[2] = v.addr; a[3] = out.addr; a[4] = lse.addr;
+    a[29] = isBf16(q); a[30] = isBf16(k); a[31] = isBf16(v); a[32] = isBf16(out);
     a[5] = g.B; a[6] = g.Nq; a[7] = g.Nk; a[8] = g.kvStride; a[9] = g.H; a[10] = g.Hkv; a[11] = g.D;
     a[12] = g.scale; a[13] = g.qOffset;
     a[14] = g.mask.kind === 'causal' ? MASK_CODE.causal : MASK_CODE[g.mask.form];
