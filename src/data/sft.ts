@@ -196,43 +196,52 @@ function eosId(tok: Tokenizer): number {
  * its text followed by the end-of-turn marks the template puts after it, in order.
  */
 function renderConversation(messages: readonly ChatMessage[], tok: Tokenizer, chat: ChatTemplate): { text: string; spans: Array<[number, number]> } {
-  const special = { bosToken: tok.bosToken, eosToken: tok.eosToken };
-  const text = chat.render(messages, { ...special, addGenerationPrompt: false });
-  const spans: Array<[number, number]> = [];
-  let stable = true;
-  messages.forEach((m, i) => {
-    if (m.role !== 'assistant' || !stable) return;
-    const before = chat.render(messages.slice(0, i), { ...special, addGenerationPrompt: true });
-    const upto = chat.render(messages.slice(0, i + 1), { ...special, addGenerationPrompt: false });
-    if (!upto.startsWith(before) || !text.startsWith(upto) || upto.length === before.length) { stable = false; return; }
-    const last = spans.at(-1);
-    if (last && last[1] === before.length) last[1] = upto.length;
-    else spans.push([before.length, upto.length]);
-  });
-  if (stable) return { text, spans };
-  const found = findTurns(messages, text, chat, special);
-  if (!found) {
+  const render = (upTo: number, addGenerationPrompt: boolean): string =>
+    chat.render(messages.slice(0, upTo), { bosToken: tok.bosToken, eosToken: tok.eosToken, addGenerationPrompt });
+  const text = render(messages.length, false);
+  // each assistant turn, and the rendering up to and including it
+  const turns = messages.flatMap((m, i) => (m.role === 'assistant' ? [{ i, content: m.content, upto: render(i + 1, false) }] : []));
+  const spans = prefixTurns(turns, text, (i) => render(i, true)) ?? findTurns(turns, text);
+  if (!spans) {
     throw new LongLoraError(`${chat.where}: the chat template does not render a conversation's first turns as the start of the whole, ` +
       'and its assistant turns cannot be found in the rendering by their text either, so they cannot be located for the labels; ' +
       'pass --chat-template with a template that renders each turn on its own');
   }
-  return { text, spans: found };
+  return { text, spans };
+}
+
+/** An assistant turn of a conversation: its index, text, and the rendering through it. */
+interface Turn { i: number; content: string; upto: string }
+
+/**
+ * The turns' ranges when each rendering up to a turn is a prefix of the whole: from the
+ * end of the rendering before it with the generation prompt (`before`) to the end of its
+ * own; adjacent ranges are joined. Null when the template is not prefix-stable.
+ */
+function prefixTurns(turns: readonly Turn[], text: string, before: (i: number) => string): Array<[number, number]> | null {
+  const spans: Array<[number, number]> = [];
+  for (const t of turns) {
+    const b = before(t.i);
+    if (!t.upto.startsWith(b) || !text.startsWith(t.upto) || t.upto.length === b.length) return null;
+    const last = spans.at(-1);
+    if (last && last[1] === b.length) last[1] = t.upto.length;
+    else spans.push([b.length, t.upto.length]);
+  }
+  return spans;
 }
 
 /**
- * The assistant turns of a rendering found by their text: turn i is its content followed
- * by what the template writes after it when it is the last turn (its end-of-turn marks),
- * searched in order from the end of the previous turn. Null when one is not there.
+ * The turns found by their text: turn i is its content followed by what the template
+ * writes after it when it is the last turn (its end-of-turn marks), searched in order from
+ * the end of the previous turn. Null when one is not there.
  */
-function findTurns(messages: readonly ChatMessage[], text: string, chat: ChatTemplate, special: { bosToken: string | null; eosToken: string | null }): Array<[number, number]> | null {
+function findTurns(turns: readonly Turn[], text: string): Array<[number, number]> | null {
   const spans: Array<[number, number]> = [];
   let from = 0;
-  for (const [i, m] of messages.entries()) {
-    if (m.role !== 'assistant') continue;
-    const upto = chat.render(messages.slice(0, i + 1), { ...special, addGenerationPrompt: false });
-    const end = upto.lastIndexOf(m.content);
-    if (m.content === '' || end < 0) return null;
-    const turn = m.content + upto.slice(end + m.content.length);
+  for (const t of turns) {
+    const end = t.upto.lastIndexOf(t.content);
+    if (t.content === '' || end < 0) return null;
+    const turn = t.content + t.upto.slice(end + t.content.length);
     const at = text.indexOf(turn, from);
     if (at < 0) return null;
     spans.push([at, at + turn.length]);
