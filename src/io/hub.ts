@@ -15,13 +15,15 @@ import path from 'node:path';
 import { downloadFileToCacheDir, listFiles, modelInfo } from '@huggingface/hub';
 import { LongLoraError } from '../errors.js';
 import { INDEX_FILE, parseIndex } from './checkpoint.js';
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, LONGLORA_JSON } from './peft-format.js';
 import { ProgressBar, type ProgressStream } from '../train/progress.js';
 
 /** What a repository holds: a model, or a PEFT adapter (a training run's output). */
 export type RepoKind = 'model' | 'adapter';
 
-/** An adapter's files: the first two are required. */
-const ADAPTER_FILES = ['adapter_config.json', 'adapter_model.safetensors', 'longlora.json'];
+/** An adapter's files: the two PEFT needs, and longlora.json when there is one. */
+const ADAPTER_NEEDED = [ADAPTER_CONFIG, ADAPTER_WEIGHTS];
+const ADAPTER_FILES = [...ADAPTER_NEEDED, LONGLORA_JSON];
 
 /** Files a model folder needs besides weights. */
 const NEEDED = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja', INDEX_FILE];
@@ -84,7 +86,7 @@ function repoFolder(cacheDir: string, repo: string): string {
 /** Why a snapshot folder cannot be used, or null when it holds a complete model (or adapter). */
 function snapshotProblem(dir: string, kind: RepoKind = 'model'): string | null {
   if (kind === 'adapter') {
-    const missing = ADAPTER_FILES.slice(0, 2).filter((f) => !fs.existsSync(path.join(dir, f)));
+    const missing = ADAPTER_NEEDED.filter((f) => !fs.existsSync(path.join(dir, f)));
     return missing.length ? `${missing.join(' and ')} missing` : null;
   }
   if (!fs.existsSync(path.join(dir, 'config.json'))) return 'config.json is missing';
@@ -141,7 +143,7 @@ async function weightFiles(repo: string, commit: string, cacheDir: string, liste
 
 /** The adapter files of a repository, checked. */
 function adapterFiles(repo: string, listed: ReadonlyMap<string, number>): string[] {
-  const missing = ADAPTER_FILES.slice(0, 2).filter((f) => !listed.has(f));
+  const missing = ADAPTER_NEEDED.filter((f) => !listed.has(f));
   if (missing.length) throw new LongLoraError(`${repo} has no ${missing.join(' or ')}: it is not a PEFT LoRA adapter (for a model, pass it as --model)`);
   return ADAPTER_FILES.filter((f) => listed.has(f));
 }

@@ -109,8 +109,9 @@ function trainingLines(f: CardFacts): string[] {
   lines.push(c.attention === 'dense'
     ? '- attention while training: dense (full) causal attention'
     : `- attention while training: S²-Attn, ${String(c.s2Form ?? 'segmented')} form, groups of ${group} tokens (dense attention at inference)`);
-  const tokens = Number(c.steps) * Number(c.gradAccum ?? 1) * Number(c.batchSize ?? 1) * n;
-  lines.push(`- ${Number(c.steps).toLocaleString('en-US')} steps of ${Number(c.gradAccum ?? 1) * Number(c.batchSize ?? 1)} × ${n.toLocaleString('en-US')} tokens ` +
+  const perStep = Number(c.gradAccum ?? 1) * Number(c.batchSize ?? 1); // sequences per step
+  const tokens = Number(c.steps) * perStep * n;
+  lines.push(`- ${Number(c.steps).toLocaleString('en-US')} steps of ${perStep} × ${n.toLocaleString('en-US')} tokens ` +
     `(${tokens.toLocaleString('en-US')} tokens), AdamW lr ${String(c.lr)}${c.precision && c.precision !== 'f32' ? `, ${String(c.precision)} activations` : ''}`);
   if (typeof c.data === 'string') lines.push(`- data: \`${path.basename(c.data)}\`${c.dataFormat === 'sft' ? ' (supervised fine-tuning, only responses labelled)' : ''}`);
   return lines;

@@ -23,9 +23,8 @@ async function describeGguf(file: string, tensors: boolean): Promise<void> {
   const parsed = await readGgufHeader(file);
   const m = ggufMetadata(parsed);
   const arch = String(m['general.architecture'] ?? '?');
-  const typeName = ggmlTypeName;
   const list = (): void => {
-    if (tensors) listTensors(parsed.tensorInfos.map((t) => ({ name: t.name, dtype: typeName(t.dtype), shape: t.shape.map(Number).reverse() })));
+    if (tensors) listTensors(parsed.tensorInfos.map((t) => ({ name: t.name, dtype: ggmlTypeName(t.dtype), shape: t.shape.map(Number).reverse() })));
   };
   if (m['general.type'] === 'adapter') {
     const a = parsed.tensorInfos.find((t) => t.name.endsWith('.lora_a'));
@@ -45,7 +44,7 @@ async function describeGguf(file: string, tensors: boolean): Promise<void> {
   const counts = new Map<string, number>();
   let params = 0;
   for (const t of parsed.tensorInfos) {
-    const name = typeName(t.dtype);
+    const name = ggmlTypeName(t.dtype);
     counts.set(name, (counts.get(name) ?? 0) + 1);
     params += t.shape.reduce((a, s) => a * Number(s), 1);
   }
