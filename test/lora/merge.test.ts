@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { loadWithAdapter, mergeAdapter } from '../../src/lora/adapted.js';
+import { addLoraDelta, loadWithAdapter, mergeAdapter } from '../../src/lora/adapted.js';
 import { loadLlama } from '../../src/models/llama/load.js';
 import { Trainer } from '../../src/train/trainer.js';
 import { goldenDir } from '../helpers/fixtures.js';
@@ -15,7 +15,34 @@ import { SafetensorsFile } from '../../src/io/safetensors.js';
 
 const fresh = tempFolders('merge');
 
+/** W + s·B·A one element at a time: the f64 dot product over the ranks in order, rounded to f32. */
+function naiveDelta(W: Float32Array, B: Float32Array, A: Float32Array, out: number, inF: number, r: number, s: number): Float32Array {
+  const y = new Float32Array(W.length);
+  for (let o = 0; o < out; o++) {
+    for (let i = 0; i < inF; i++) {
+      let dot = 0;
+      for (let k = 0; k < r; k++) dot += B[o * r + k]! * A[k * inF + i]!;
+      y[o * inF + i] = Math.fround(W[o * inF + i]! + Math.fround(s * Math.fround(dot)));
+    }
+  }
+  return y;
+}
+
 describe('merge', () => {
+  it('W + s·B·A is bit-identical to the element-by-element f64 dot product, for odd row counts and ranks not a multiple of four', () => {
+    const rng = new Rng(11);
+    const rand = (n: number, zeros = 0): Float32Array => Float32Array.from({ length: n }, () => (rng.uniform() < zeros ? 0 : rng.normal()));
+    for (const [out, inF, r] of [[1, 3, 1], [5, 7, 6], [4, 9, 8], [7, 16, 3], [6, 33, 13]] as const) {
+      const W = rand(out * inF);
+      const B = rand(out * r, r > 1 ? 0.3 : 0);
+      const A = rand(r * inF);
+      const want = naiveDelta(W, B, A, out, inF, r, 0.75);
+      const got = addLoraDelta(W.slice(), B, A, out, inF, r, 0.75);
+      assert.deepEqual(got, want, `[${out}, ${inF}] rank ${r}`);
+      assert.ok(got.some((v, i) => v !== W[i]), 'the update changes W');
+    }
+  });
+
   it('a trained adapter merges into a checkpoint with the same logits, rope_scaling and tokenizer files', async (t) => {
     const dir = fresh();
     const base = path.join(dir, 'base');
