@@ -47,8 +47,11 @@ describe('longlora command line', () => {
     assert.equal(a.code, 2);
     assert.match(a.err, /unknown command 'frobnicate'/);
     const b = cli('info', '--bogus');
-    assert.notEqual(b.code, 0);
-    assert.match(b.err, /Unknown option '--bogus'/);
+    assert.equal(b.code, 2);
+    assert.match(b.err, /unknown option '--bogus' for longlora info \(`longlora info --help` lists the options\)/);
+    const m = cli('merge', '--base', 'b', '--adapter', 'a', '--output', 'o');
+    assert.equal(m.code, 2);
+    assert.match(m.err, /unknown option '--output' for longlora merge; did you mean --out\?/);
     const c = cli('info', path.join(ROOT, 'no-such-model'));
     assert.equal(c.code, 1);
     assert.match(c.err, /no-such-model.*config\.json not found/);
@@ -72,7 +75,10 @@ describe('longlora command line', () => {
     for (const f of ['chats.bin', 'chats.idx', 'chats.spans', 'chats.bin.json']) assert.ok(fs.existsSync(path.join(dir, f)), f);
     const bad = cli('tokenize', data, '--tokenizer', tok, '--format', 'sft', '--seq-len', '256', '--chat-template', jinja);
     assert.equal(bad.code, 1);
-    assert.match(bad.err, /--chat-template needs --sft-template chat/);
+    assert.match(bad.err, /--chat-template renders SFT conversations: it needs --format sft --sft-template chat/);
+    const text = cli('tokenize', data, '--tokenizer', tok, '--chat-template', jinja);
+    assert.equal(text.code, 1);
+    assert.match(text.err, /it needs --format sft --sft-template chat/);
   });
 
   it('push: the folder, the repository and a token are asked for by name', () => {

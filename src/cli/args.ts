@@ -1,5 +1,12 @@
 /** Shared argument parsing: strict (unknown options are errors) with generated help. */
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { LongLoraError } from '../errors.js';
+import { closestNames, editDistance } from '../util/text.js';
+
+/** A mistake in how a command was typed (exit status 2, as for an unknown command). */
+export class UsageError extends LongLoraError {
+  override name = 'UsageError';
+}
 
 export interface OptionSpec {
   type: 'string' | 'boolean';
@@ -22,13 +29,71 @@ export function helpText(usage: string, options: Record<string, OptionSpec>): st
   return [`usage: ${usage}`, '', 'options:', ...rows, '  -h, --help                   show this help'].join('\n');
 }
 
+type OptionsConfig = NonNullable<ParseArgsConfig['options']>;
+
+/**
+ * node:util parseArgs in strict mode, with its errors rewritten for `command` (e.g.
+ * `longlora merge`): an unknown option names the nearest real one, a value that starts
+ * with a dash says how to pass it, a stray argument says the command takes none; each
+ * ends with where the options are listed.
+ */
+export function parseStrict(argv: string[], options: OptionsConfig, command: string, allowPositionals = false, usage?: string): { values: Record<string, unknown>; positionals: string[] } {
+  try {
+    const r = parseArgs({ args: argv, options, strict: true, allowPositionals });
+    return { values: r.values, positionals: r.positionals };
+  } catch (e) {
+    throw usageError(e, argv, options, command, usage);
+  }
+}
+
+function usageError(e: unknown, argv: string[], options: OptionsConfig, command: string, usage?: string): unknown {
+  const code = (e as { code?: unknown }).code;
+  if (typeof code !== 'string' || !code.startsWith('ERR_PARSE_ARGS')) return e;
+  const message = (e as Error).message;
+  const help = `(\`${command} --help\` lists the options)`;
+  const unknown = /^Unknown option '([^']+)'/.exec(message);
+  if (unknown) {
+    const given = unknown[1]!;
+    const near = nearestOption(given.replace(/^-+/, '').split('=')[0]!, Object.keys(options));
+    return new UsageError(`unknown option '${given}' for ${command}${near ? `; did you mean --${near}?` : ''} ${help}`);
+  }
+  const option = /^Option '(-{1,2}[^' ]+)/.exec(message)?.[1];
+  if (option && message.includes('argument is ambiguous')) {
+    const next = argv[argv.indexOf(option) + 1] ?? '';
+    return new UsageError(`${option} needs a value, and the next argument '${next}' starts with '-'; if that is the value, write ${option}=${next} ${help}`);
+  }
+  if (option && message.includes('argument missing')) return new UsageError(`${option} needs a value ${help}`);
+  if (option && message.includes('does not take an argument')) {
+    const off = `no-${option.replace(/^-+/, '')}`;
+    return new UsageError(`${option} is a switch and takes no value: write ${option} alone${off in options ? ` to turn it on, --${off} to turn it off` : ''} ${help}`);
+  }
+  const stray = /^Unexpected argument '([^']*)'/.exec(message);
+  if (stray) return new UsageError(`unexpected argument '${stray[1]}': ${command} takes every input as an option${usage ? `\nusage: ${usage}` : ''}\n${help}`);
+  return new UsageError(`${message} ${help}`);
+}
+
+/** The option meant by a mistyped name: a near spelling, or one that is a prefix of the other (--output for --out). */
+function nearestOption(name: string, names: string[]): string | undefined {
+  if (name.length < 3) return undefined;
+  const near = closestNames(name, names, 1)[0];
+  if (near !== undefined && editDistance(name, near) <= Math.max(2, Math.floor(name.length / 3))) return near;
+  return names.find((n) => n.length >= 3 && (n.startsWith(name) || name.startsWith(n)));
+}
+
+/** The command a usage line is for: `longlora eval ppl --model …` → `longlora eval ppl`. */
+export function commandOf(usage: string): string {
+  const words = usage.split(/\s+/);
+  const end = words.findIndex((w) => !/^[a-z]+$/.test(w));
+  return (end < 0 ? words : words.slice(0, end)).join(' ');
+}
+
 /** Parses argv; prints help and returns null for --help. */
 export function parse(argv: string[], usage: string, options: Record<string, OptionSpec>, allowPositionals = false): ParsedArgs | null {
   const spec: Record<string, { type: 'string' | 'boolean'; short?: string; default?: string | boolean }> = { help: { type: 'boolean', short: 'h' } };
   for (const [k, o] of Object.entries(options)) {
     spec[k] = { type: o.type, ...(o.short ? { short: o.short } : {}), ...(o.default !== undefined ? { default: o.default } : {}) };
   }
-  const { values, positionals } = parseArgs({ args: argv, options: spec, strict: true, allowPositionals });
+  const { values, positionals } = parseStrict(argv, spec, commandOf(usage), allowPositionals, usage);
   if (values.help) {
     console.log(helpText(usage, options));
     return null;

@@ -3,6 +3,7 @@
  * The `longlora` command line: a thin layer over the library.
  */
 import { LongLoraError } from '../errors.js';
+import { UsageError } from './args.js';
 import { deviceAlias } from './device-alias.js';
 import { demo } from './commands/demo.js';
 import { info } from './commands/info.js';
@@ -64,8 +65,7 @@ main(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (err: unknown) => {
     if (err instanceof LongLoraError) console.error(`longlora: error: ${err.message}`);
-    else if (err instanceof Error && (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) console.error(`longlora: ${err.message}`);
     else console.error(err);
-    process.exitCode = err instanceof LongLoraError ? 1 : 2;
+    process.exitCode = err instanceof LongLoraError && !(err instanceof UsageError) ? 1 : 2;
   },
 );

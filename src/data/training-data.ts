@@ -75,7 +75,7 @@ export function checkDataSettings(s: DataSettings, s2Form: string): void {
     throw new LongLoraError(`--data-format tokens reads binary token files, but ${s.data} is JSON; use --data-format text (or sft for instruction records and conversations)`);
   }
   if (s.chatTemplate !== null) {
-    if (f !== 'sft' || s.sftTemplate !== 'chat') throw new LongLoraError('--chat-template renders SFT data: it needs --data-format sft --sft-template chat');
+    if (f !== 'sft' || s.sftTemplate !== 'chat') throw new LongLoraError('--chat-template renders SFT conversations: it needs --data-format sft --sft-template chat');
     chatTemplateFrom(s.chatTemplate);
   }
 }

@@ -104,7 +104,7 @@ describe('training on text and SFT data', () => {
       data.close();
     }
     await rejectsLL(Trainer.create(tinyConfig(dir, { data: f, dataFormat: 'sft', tokenizer: TINY_96, chatTemplate: jinja }), { out: sink() }),
-      '--chat-template renders SFT data: it needs --data-format sft --sft-template chat');
+      '--chat-template renders SFT conversations: it needs --data-format sft --sft-template chat');
   });
 
   it('bad data is refused before the model loads, with the fix', async () => {

@@ -6,12 +6,11 @@
  * (`[INST]{prompt}[/INST]`), --template chat applies the model's chat template.
  */
 import fs from 'node:fs';
-import { parseArgs } from 'node:util';
 import { LongLoraError } from '../../errors.js';
 import { describeSpeed, generate, type GenerateOptions } from '../../eval/generate.js';
 import { llama2Prompt } from '../../data/sft.js';
 import { chatTemplateFrom } from '../../tokenizer/chat-files.js';
-import { helpText, type OptionSpec } from '../args.js';
+import { commandOf, helpText, parseStrict, type OptionSpec } from '../args.js';
 import { intFlag, loadModel, MODEL_OPTIONS, numFlag, type LoadedModel } from './load-model.js';
 
 /** Sampling and stopping flags shared with `chat`. */
@@ -40,7 +39,7 @@ type Values = Record<string, string | boolean | string[] | undefined>;
 export function parseWith(argv: string[], usage: string, options: Record<string, OptionSpec & { multiple?: boolean }>): Values | null {
   const spec: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; default?: string | boolean }> = { help: { type: 'boolean' } };
   for (const [k, o] of Object.entries(options)) spec[k] = { type: o.type, ...(o.multiple ? { multiple: true } : {}), ...(o.default !== undefined ? { default: o.default } : {}) };
-  const { values } = parseArgs({ args: argv, options: spec, strict: true, allowPositionals: false });
+  const { values } = parseStrict(argv, spec, commandOf(usage), false, usage);
   if (values.help) {
     console.log(helpText(usage, options));
     return null;

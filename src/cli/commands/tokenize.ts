@@ -41,6 +41,9 @@ export async function tokenizeCommand(argv: string[]): Promise<void> {
   const tokenizer = Tokenizer.load(v.tokenizer);
   const format = oneOf(v.format, 'format', ['text', 'sft']);
   const badRecords = oneOf(v['bad-records'], 'bad-records', ['error', 'skip']) as 'error' | 'skip';
+  if (typeof v['chat-template'] === 'string' && (format !== 'sft' || v['sft-template'] !== 'chat')) {
+    throw new LongLoraError('--chat-template renders SFT conversations: it needs --format sft --sft-template chat');
+  }
   const common = { tokenizer, badRecords, ...(typeof v.output === 'string' ? { output: v.output } : {}), force: v.force === true };
   if (format === 'text') {
     const c = await tokenizeCorpus(args.positionals, { ...common, textField: String(v['text-field']), bos: v['no-bos'] !== true });
@@ -51,7 +54,6 @@ export async function tokenizeCommand(argv: string[]): Promise<void> {
   const maxLen = intFlag(v, 'seq-len', 2);
   if (maxLen === undefined) throw new LongLoraError('tokenize --format sft: --seq-len is required (the training length)');
   const template = oneOf(v['sft-template'], 'sft-template', ['llama2', 'chat']) as 'llama2' | 'chat';
-  if (typeof v['chat-template'] === 'string' && template !== 'chat') throw new LongLoraError('--chat-template needs --sft-template chat');
   const c = await buildSftCache(args.positionals, {
     ...common, maxLen, template,
     chatTemplate: typeof v['chat-template'] === 'string' ? chatTemplateFrom(v['chat-template']) : null,

@@ -3,7 +3,7 @@
  * defaults, then `--preset NAME`, then `--config file.yaml|json`, then flags (`--seq-len 8192`, ...). Ctrl-C
  * stops after the current step and saves a checkpoint; `--resume` continues.
  */
-import { parseArgs } from 'node:util';
+import { parseStrict } from '../args.js';
 import { LongLoraError } from '../../errors.js';
 import { applyValues, defaultTrainConfig, readConfigFile, trainFlags, type TrainConfig } from '../../train/config.js';
 import { Trainer } from '../../train/trainer.js';
@@ -39,7 +39,7 @@ export function parseTrainArgs(argv: string[]): { config: TrainConfig; resume: s
   for (const { flag, field } of trainFlags()) {
     if (field.kind === 'bool') { options[flag] = { type: 'boolean' }; options[`no-${flag}`] = { type: 'boolean' }; } else options[flag] = { type: 'string' };
   }
-  const { values } = parseArgs({ args: argv, options, strict: true, allowPositionals: false });
+  const { values } = parseStrict(argv, options, 'longlora train');
   if (values.help) { console.log(help()); return null; }
   let config = defaultTrainConfig();
   if (typeof values.preset === 'string') config = applyPreset(config, values.preset);
