@@ -1,17 +1,19 @@
 /**
  * Reading GGUF headers back, with Hugging Face's GGUF parser (`@huggingface/gguf`, an
  * implementation independent of the writer in gguf.ts): the metadata and tensor list of a
- * file, the names of the ggml types this project writes or meets, and the RoPE scaling a
- * file declares.
+ * file, the names of the ggml types this project writes or meets, the RoPE scaling a
+ * file declares, and a tensor's values (dequantised).
  */
 import path from 'node:path';
 import { gguf } from '@huggingface/gguf';
 import { LongLoraError } from '../errors.js';
+import { bf16BitsToF32, f16BitsToF32 } from '../tensor/dtype.js';
+import { BLOCKS, dequantize, type QuantType } from './ggml-quants.js';
 
 export type GgufHeader = Awaited<ReturnType<typeof gguf>>;
 
 /** ggml type names by id (the ones exported here, and the common quantisations). */
-export const GGML_TYPE_NAMES: Record<number, string> = { 0: 'F32', 1: 'F16', 30: 'BF16', 2: 'Q4_0', 3: 'Q4_1', 8: 'Q8_0', 12: 'Q4_K', 14: 'Q6_K' };
+export const GGML_TYPE_NAMES: Record<number, string> = { 0: 'F32', 1: 'F16', 30: 'BF16', 2: 'Q4_0', 3: 'Q4_1', 6: 'Q5_0', 8: 'Q8_0', 12: 'Q4_K', 14: 'Q6_K' };
 
 /** A ggml type's name. */
 export function ggmlTypeName(t: number): string {
@@ -39,4 +41,30 @@ export function ggufRopeScaling(h: GgufHeader): string | null {
   const type = m[`${arch}.rope.scaling.type`];
   if (type) return `${String(type)} ×${String(m[`${arch}.rope.scaling.factor`])}`;
   return h.tensorInfos.some((t) => t.name === 'rope_freqs.weight') ? 'frequency factors (rope_freqs)' : null;
+}
+
+/** GGML type ids of the types tensorData reads. */
+const READABLE: Record<number, 'F32' | 'F16' | 'BF16' | QuantType> = { 0: 'F32', 1: 'F16', 30: 'BF16', 6: 'Q5_0', 8: 'Q8_0', 12: 'Q4_K', 14: 'Q6_K' };
+
+/**
+ * The values of tensor `name` in a GGUF file whose header is `h`: its PyTorch shape
+ * (outermost first) and data as f32, dequantised for the block types this project writes.
+ * `bytes` reads a range of the file.
+ */
+export function ggufTensorData(h: GgufHeader, name: string, bytes: (start: number, length: number) => Uint8Array): { shape: number[]; data: Float32Array } {
+  const info = h.tensorInfos.find((t) => t.name === name);
+  if (!info) throw new LongLoraError(`the GGUF file has no tensor "${name}"`);
+  const shape = info.shape.map(Number).reverse();
+  const n = shape.reduce((a, b) => a * b, 1);
+  const type = READABLE[info.dtype];
+  if (!type) throw new LongLoraError(`GGUF tensor "${name}" is ${ggmlTypeName(info.dtype)}, which this reader does not dequantise`);
+  const at = Number(h.tensorDataOffset) + Number(info.offset);
+  if (type === 'F32' || type === 'F16' || type === 'BF16') {
+    const item = type === 'F32' ? 4 : 2;
+    const raw = bytes(at, n * item).slice();
+    if (type === 'F32') return { shape, data: new Float32Array(raw.buffer) };
+    return { shape, data: Float32Array.from(new Uint16Array(raw.buffer), type === 'F16' ? f16BitsToF32 : bf16BitsToF32) };
+  }
+  const [per, size] = BLOCKS[type];
+  return { shape, data: dequantize(type, bytes(at, (n / per) * size), n) };
 }

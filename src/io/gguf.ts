@@ -15,7 +15,7 @@
  * file is written under a temporary name and renamed when complete.
  */
 import { LongLoraError } from '../errors.js';
-import { f32ToF16Bits } from '../tensor/dtype.js';
+import { BLOCKS } from './ggml-quants.js';
 import { stageFile, writeAllSync } from './atomic.js';
 
 /** The metadata value types (gguf.h `gguf_type`). */
@@ -31,39 +31,11 @@ export type GgufValue =
   | { type: 'array'; itemType: GgufScalarType; values: ArrayLike<number> | readonly (number | bigint | boolean | string)[] };
 
 /** Tensor storage types this writer produces (ggml `ggml_type`). */
-export const GGML_TYPES = { F32: 0, F16: 1, Q8_0: 8, BF16: 30 } as const;
+export const GGML_TYPES = { F32: 0, F16: 1, Q5_0: 6, Q8_0: 8, Q4_K: 12, Q6_K: 14, BF16: 30 } as const;
 export type GgmlType = keyof typeof GGML_TYPES;
 
 /** Values per block and bytes per block of each type (plain types: blocks of one value). */
-const LAYOUT: Record<GgmlType, readonly [number, number]> = { F32: [1, 4], F16: [1, 2], Q8_0: [32, 34], BF16: [1, 2] };
-
-/** Values per Q8_0 block. */
-export const Q8_0_BLOCK = 32;
-
-/**
- * ggml's Q8_0 of a row-major tensor whose rows are a multiple of 32 long: per block of 32
- * values, d = max|x| / 127 stored as f16, then the 32 values round(x / d) (half away from
- * zero) as int8 — llama.cpp's reference quantize_row_q8_0. 34 bytes per 32 values.
- */
-export function quantizeQ8_0(x: Float32Array): Uint8Array {
-  if (x.length % Q8_0_BLOCK !== 0) throw new LongLoraError(`Q8_0 needs a multiple of ${Q8_0_BLOCK} values, got ${x.length}`);
-  const blocks = x.length / Q8_0_BLOCK;
-  const out = new Uint8Array(blocks * 34);
-  const view = new DataView(out.buffer);
-  for (let b = 0; b < blocks; b++) {
-    const at = b * Q8_0_BLOCK;
-    let amax = 0;
-    for (let j = 0; j < Q8_0_BLOCK; j++) amax = Math.max(amax, Math.abs(x[at + j]!));
-    const d = Math.fround(amax / 127);
-    const id = d !== 0 ? Math.fround(1 / d) : 0;
-    view.setUint16(b * 34, f32ToF16Bits(d), true);
-    for (let j = 0; j < Q8_0_BLOCK; j++) {
-      const v = Math.fround(x[at + j]! * id);
-      view.setInt8(b * 34 + 2 + j, Math.sign(v) * Math.round(Math.abs(v)));
-    }
-  }
-  return out;
-}
+const LAYOUT: Record<GgmlType, readonly [number, number]> = { F32: [1, 4], F16: [1, 2], BF16: [1, 2], ...BLOCKS };
 
 /** A tensor to write: its PyTorch shape (outermost first), type, and a producer of its bytes. */
 export interface GgufTensor {

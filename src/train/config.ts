@@ -48,7 +48,7 @@ export const TRAIN_FIELDS = {
   pplBase: { kind: 'bool', default: true, resumable: true, help: 'pplData: also measure the base model as it is, without the new position scaling' },
   merge: { kind: 'bool', default: false, resumable: true, help: 'at the end, also write the base with the adapter merged into <output>/merged' },
   gguf: { kind: 'bool', default: false, resumable: true, help: 'at the end, also write the merged model as <output>/model.gguf for llama.cpp and ollama (implies merge)' },
-  ggufDtype: { kind: 'enum', values: ['auto', 'f32', 'f16', 'bf16', 'q8_0'], default: 'auto', resumable: true, help: 'weights of model.gguf (auto: the merged model\'s dtype; q8_0: 8-bit, about half of f16)' },
+  ggufDtype: { kind: 'enum', values: ['auto', 'f32', 'f16', 'bf16', 'q8_0', 'q6_k', 'q4_k_m'], default: 'auto', resumable: true, help: 'weights of model.gguf (auto: the merged model\'s dtype; q8_0: 8-bit, about half of f16; q6_k, q4_k_m: llama.cpp\'s k-quants)' },
   seqLen: { kind: 'int', default: 8192, min: 2, help: 'training context length in tokens' },
   mode: { kind: 'enum', values: ['longlora', 'lora', 'full'], default: 'longlora', help: 'longlora: LoRA + trainable extras; lora: plain LoRA; full: full fine-tuning' },
   extras: { kind: 'list', default: null, nullable: true, help: 'trainable parameters by name part besides LoRA (default for longlora: embed,norm)' },
@@ -109,7 +109,7 @@ export interface TrainConfig {
   pplBase: boolean;
   merge: boolean;
   gguf: boolean;
-  ggufDtype: 'auto' | 'f32' | 'f16' | 'bf16' | 'q8_0';
+  ggufDtype: 'auto' | 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q6_k' | 'q4_k_m';
   seqLen: number;
   mode: 'longlora' | 'lora' | 'full';
   extras: string[] | null;

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import { LongLoraError } from '../../errors.js';
 import { resolveAdapter, resolveModel } from '../../io/hub.js';
-import { exportGguf, exportGgufAdapter, type GgufDType } from '../../models/llama/gguf.js';
+import { exportGguf, exportGgufAdapter, GGUF_DTYPES, type GgufDType } from '../../models/llama/gguf.js';
 import { ProgressBar } from '../../train/progress.js';
 import { parse } from '../args.js';
 
@@ -13,7 +13,7 @@ const OPTIONS = {
   model: { type: 'string', help: 'model folder (config.json, safetensors, tokenizer.json; e.g. a merged LongLoRA model), or a Hub repository as org/name' },
   revision: { type: 'string', help: 'Hub branch, tag or commit (default main)' },
   out: { type: 'string', help: 'the .gguf file to write' },
-  dtype: { type: 'string', help: 'f32, f16, bf16, or q8_0 (8-bit, about half of f16) for the weights (default: the checkpoint\'s own; norms are always f32)' },
+  dtype: { type: 'string', help: 'f32, f16, bf16, q8_0 (8-bit, about half of f16), q6_k (6.6 bits per weight) or q4_k_m (llama.cpp\'s Q4_K_M mix, about 4.8 bits) for the weights (default: the checkpoint\'s own; norms are always f32)' },
   name: { type: 'string', help: 'general.name in the file (default: the folder\'s name)' },
   tokenizer: { type: 'string', help: 'folder of tokenizer.json (default: the model folder)' },
   adapter: { type: 'string', help: 'write this plain LoRA adapter (a --mode lora run) as a GGUF LoRA for llama.cpp --lora, on the base --model, instead of the model' },
@@ -22,7 +22,7 @@ const OPTIONS = {
 /** The --dtype value, checked. */
 export function ggufDType(v: unknown, command: string, flag = '--dtype'): GgufDType | undefined {
   if (v === undefined) return undefined;
-  if (!['f32', 'f16', 'bf16', 'q8_0'].includes(String(v))) throw new LongLoraError(`${command}: ${flag} must be f32, f16, bf16 or q8_0, got ${String(v)}`);
+  if (!GGUF_DTYPES.includes(v as GgufDType)) throw new LongLoraError(`${command}: ${flag} must be one of ${GGUF_DTYPES.join(', ')}, got ${String(v)}`);
   return v as GgufDType;
 }
 

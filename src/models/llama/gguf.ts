@@ -21,7 +21,8 @@ import { ADAPTER_WEIGHTS, PREFIX, TRAINABLE_PARAMS, checkAdapterTensors, readAda
 import { adapterRopeScaling } from '../../lora/adapted.js';
 import { matchTargets } from '../../lora/inject.js';
 import { SafetensorsFile } from '../../io/safetensors.js';
-import { Q8_0_BLOCK, quantizeQ8_0, writeGguf, type GgmlType, type GgufTensor, type GgufValue } from '../../io/gguf.js';
+import { writeGguf, type GgmlType, type GgufTensor, type GgufValue } from '../../io/gguf.js';
+import { BLOCKS, quantize, type QuantType } from '../../io/ggml-quants.js';
 import { ropeContextLength, ropeFrequencies, ropeInvFreq, type RopeScaling } from '../../nn/rope-scaling.js';
 import { type HostArray } from '../../tensor/dtype.js';
 import { ggufVocab } from '../../tokenizer/gguf-vocab.js';
@@ -29,8 +30,14 @@ import { Tokenizer } from '../../tokenizer/tokenizer.js';
 import { linearLayerPaths, llamaTensorShapes, parseLlamaConfig, storageDType, type LlamaConfig } from './config.js';
 import { checkCheckpointTensor, checkF16Range } from './load.js';
 
-/** Storage of the 2-D weights: a float type, or ggml's 8-bit Q8_0 (rows not a multiple of 32 long stay f16, as in llama.cpp's converter). */
-export type GgufDType = 'f32' | 'f16' | 'bf16' | 'q8_0';
+/**
+ * Storage of the 2-D weights: a float type; ggml's 8-bit Q8_0; or one of llama.cpp's
+ * k-quant mixes, Q6_K (6.56 bits per weight) and Q4_K_M (4-bit Q4_K with Q6_K for the
+ * output layer and for the attention values and MLP down projections of some layers), as
+ * its quantize tool makes them (ggufWeightType).
+ */
+export type GgufDType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q6_k' | 'q4_k_m';
+export const GGUF_DTYPES: readonly GgufDType[] = ['f32', 'f16', 'bf16', 'q8_0', 'q6_k', 'q4_k_m'];
 
 export interface GgufExportOptions {
   /** Storage of the 2-D weights (default: the checkpoint's own, from config.json's torch_dtype). */
@@ -69,9 +76,50 @@ export function ollamaModelfile(ggufFile: string, contextLength: number): string
   ].join('\n');
 }
 
-const GGML_OF: Record<GgufDType, GgmlType> = { f32: 'F32', f16: 'F16', bf16: 'BF16', q8_0: 'Q8_0' };
-/** general.file_type (llama_ftype): all f32, mostly f16, mostly bf16, mostly Q8_0. */
-const FILE_TYPE: Record<GgufDType, number> = { f32: 0, f16: 1, bf16: 32, q8_0: 7 };
+/** general.file_type (llama_ftype): all f32, mostly f16, mostly bf16, mostly Q8_0, Q6_K, Q4_K_M. */
+const FILE_TYPE: Record<GgufDType, number> = { f32: 0, f16: 1, bf16: 32, q8_0: 7, q6_k: 18, q4_k_m: 15 };
+
+/** llama.cpp's layers that get more bits in its _M mixes: the first and last eighth, and every third between. */
+function useMoreBits(layer: number, layers: number): boolean {
+  const eighth = Math.floor(layers / 8);
+  return layer < eighth || layer >= Math.floor((7 * layers) / 8) || (layer - eighth) % 3 === 2;
+}
+
+/**
+ * `type`, or what llama.cpp's quantize tool falls back to when a row (the last dimension)
+ * is not a whole number of its blocks: Q4_K → Q5_0, Q6_K → Q8_0, and f16 when even 32
+ * does not divide it.
+ */
+function withFallback(type: QuantType, cols: number): GgmlType {
+  const t: QuantType = cols % BLOCKS[type][0] === 0 ? type : type === 'Q4_K' ? 'Q5_0' : 'Q8_0';
+  return cols % BLOCKS[t][0] === 0 ? t : 'F16';
+}
+
+/**
+ * The ggml type of tensor `name` (a Hugging Face name, of shape `shape`) in a `dtype`
+ * export. 1-D tensors are f32. The Q4_K_M mix follows llama.cpp's quantize tool: the
+ * output layer (or the embeddings, when they are tied to it) in Q6_K; v_proj and
+ * down_proj in Q6_K in the layers useMoreBits picks, Q4_K elsewhere (its extra rule for
+ * 70B models, v_proj in Q5_K, is not taken: this writer has no Q5_K). Q6_K is Q6_K
+ * throughout. Rows of an awkward length fall back as llama.cpp's do.
+ */
+export function ggufWeightType(dtype: GgufDType, name: string, shape: readonly number[], c: LlamaConfig): GgmlType {
+  if (shape.length === 1) return 'F32';
+  const cols = shape.at(-1)!;
+  switch (dtype) {
+    case 'f32': return 'F32';
+    case 'f16': return 'F16';
+    case 'bf16': return 'BF16';
+    case 'q8_0': return withFallback('Q8_0', cols);
+    case 'q6_k': return withFallback('Q6_K', cols);
+    case 'q4_k_m': {
+      const output = name === 'lm_head.weight' || (c.tieWordEmbeddings && name === 'model.embed_tokens.weight');
+      if (output) return cols % BLOCKS.Q6_K[0] === 0 ? 'Q6_K' : withFallback('Q8_0', cols);
+      const layer = /^model\.layers\.(\d+)\.(?:self_attn\.v_proj|mlp\.down_proj)\.weight$/.exec(name);
+      return withFallback(layer && useMoreBits(Number(layer[1]), c.numLayers) ? 'Q6_K' : 'Q4_K', cols);
+    }
+  }
+}
 
 /** The GGUF name of a Hugging Face Llama (Mistral, Qwen 2) tensor. */
 export function ggufTensorName(hf: string): string {
@@ -114,14 +162,24 @@ function rotaryHeads(c: LlamaConfig, name: string): number {
  * That is w.reshape(heads, 2, D/2, in).swapaxes(1, 2).reshape(rows, in).
  */
 export function permuteRotary<T extends HostArray>(w: T, rows: number, cols: number, heads: number): T {
+  return moveRotaryRows(w, rows, cols, heads, true);
+}
+
+/** The inverse of permuteRotary: interleaved pairs back to Hugging Face's rotate-half rows. */
+export function unpermuteRotary<T extends HostArray>(w: T, rows: number, cols: number, heads: number): T {
+  return moveRotaryRows(w, rows, cols, heads, false);
+}
+
+function moveRotaryRows<T extends HostArray>(w: T, rows: number, cols: number, heads: number, interleave: boolean): T {
   if (rows % heads !== 0 || (rows / heads) % 2 !== 0) throw new LongLoraError(`cannot permute ${rows} rows into ${heads} heads of even size`);
   const D = rows / heads;
   const out = new (w.constructor as new (n: number) => T)(w.length);
   for (let h = 0; h < heads; h++) {
     for (let j = 0; j < D / 2; j++) {
       for (let t = 0; t < 2; t++) {
-        const src = h * D + t * (D / 2) + j;
-        const dst = h * D + 2 * j + t;
+        const halves = h * D + t * (D / 2) + j;
+        const pairs = h * D + 2 * j + t;
+        const [src, dst] = interleave ? [halves, pairs] : [pairs, halves];
         out.set(w.subarray(src * cols, (src + 1) * cols) as unknown as ArrayLike<number> & ArrayLike<bigint>, dst * cols);
       }
     }
@@ -213,7 +271,7 @@ export function exportGguf(modelDir: string, outFile: string, opts: GgufExportOp
   const configPath = path.join(modelDir, 'config.json');
   const config = parseLlamaConfig(readJsonFile(configPath), configPath);
   const dtype = opts.dtype ?? storageDType(config.torchDtype);
-  if (!(dtype in GGML_OF)) throw new LongLoraError(`GGUF export: dtype must be f32, f16, bf16 or q8_0, got ${String(dtype)}`);
+  if (!GGUF_DTYPES.includes(dtype)) throw new LongLoraError(`GGUF export: dtype must be ${GGUF_DTYPES.join(', ')}, got ${String(dtype)}`);
   const name = opts.name ?? path.basename(path.resolve(modelDir));
   const meta = llamaGgufMetadata(config, name, dtype);
   const tok = Tokenizer.load(opts.tokenizerDir ?? modelDir);
@@ -229,17 +287,18 @@ export function exportGguf(modelDir: string, outFile: string, opts: GgufExportOp
       tensors.push({ name: 'rope_freqs.weight', shape: [factors.length], type: 'F32', bytes: () => bytesOf(factors) });
     }
     for (const [n, shape] of shapes) {
-      const stored: GgufDType = shape.length === 1 ? 'f32' : dtype === 'q8_0' && shape.at(-1)! % Q8_0_BLOCK !== 0 ? 'f16' : dtype;
+      const type = ggufWeightType(dtype, n, shape, config);
       const heads = rotaryHeads(config, n);
       tensors.push({
         name: ggufTensorName(n),
         shape,
-        type: GGML_OF[stored],
+        type,
         bytes: () => {
-          let data = ck.read(n, stored === 'q8_0' ? 'f32' : stored).data;
-          if (stored === 'f16') checkF16Range(data as Uint16Array, n, ck.info(n).file, 'export with --dtype');
+          const plain = type === 'F32' ? 'f32' : type === 'F16' ? 'f16' : type === 'BF16' ? 'bf16' : null;
+          let data = ck.read(n, plain ?? 'f32').data;
+          if (plain === 'f16') checkF16Range(data as Uint16Array, n, ck.info(n).file, 'export with --dtype');
           if (heads > 0) data = permuteRotary(data, shape[0]!, shape[1] ?? 1, heads);
-          return stored === 'q8_0' ? quantizeQ8_0(data as Float32Array) : bytesOf(data);
+          return plain ? bytesOf(data) : quantize(type as QuantType, data as Float32Array);
         },
       });
     }
@@ -319,7 +378,7 @@ export function exportGgufAdapter(baseDir: string, adapterDir: string, outFile: 
       return {
         name: `${ggufTensorName(`${p}.weight`)}.lora_${side}`,
         shape,
-        type: GGML_OF[dtype],
+        type: dtype === 'f16' ? 'F16' : 'F32',
         bytes: () => {
           let data = file.read(n, dtype).data;
           if (dtype === 'f16') checkF16Range(data as Uint16Array, n, file.path, 'export the adapter with --dtype');

@@ -1,0 +1,315 @@
+/**
+ * ggml's block-quantised tensor types that the GGUF export writes, with their exact byte
+ * layouts (as llama.cpp's ggml-common.h declares the blocks and its dequantisers read
+ * them), a quantiser for each, and the dequantiser that defines what the bytes mean:
+ *
+ *   Q8_0  32 values in 34 bytes:  d (f16) · 32 × int8 q;                 x = d·q
+ *   Q5_0  32 values in 22 bytes:  d (f16) · qh (u32, the 5th bits) · 16 bytes of low nibbles
+ *                                 (value j in the low nibble of byte j, value j+16 in the high);
+ *                                 x = d·(q − 16)
+ *   Q4_K  256 values in 144 bytes: d (f16) · dmin (f16) · 12 bytes of eight 6-bit scales and
+ *                                 eight 6-bit mins · 128 bytes of nibbles; the 32-value
+ *                                 sub-block s has x = d·scale_s·q − dmin·min_s
+ *   Q6_K  256 values in 210 bytes: 128 bytes of low nibbles · 64 bytes of high 2-bit pairs ·
+ *                                 16 × int8 scales (one per 16 values) · d (f16);
+ *                                 x = d·scale·(q − 32)
+ *
+ * The quantisers are this project's own (a small search per sub-block for the scale, and
+ * the offset, with the least squared error); any quantiser that fills the layout is valid
+ * for llama.cpp, which only dequantises. llama.cpp computes the block scales in f32 and
+ * stores them in f16; so does this.
+ */
+import { LongLoraError } from '../errors.js';
+import { f16BitsToF32, f32ToF16Bits } from '../tensor/dtype.js';
+
+/** Values per block and bytes per block. */
+export const BLOCKS = { Q8_0: [32, 34], Q5_0: [32, 22], Q4_K: [256, 144], Q6_K: [256, 210] } as const;
+export type QuantType = keyof typeof BLOCKS;
+
+/** Values per Q8_0 block. */
+export const Q8_0_BLOCK = 32;
+/** Values per K-quant super-block (ggml's QK_K). */
+export const QK_K = 256;
+
+const f16 = (v: number): number => f16BitsToF32(f32ToF16Bits(v));
+
+function blocksOf(x: Float32Array, type: QuantType): number {
+  const [per] = BLOCKS[type];
+  if (x.length % per !== 0) throw new LongLoraError(`${type} needs a multiple of ${per} values, got ${x.length}`);
+  for (let i = 0; i < x.length; i++) {
+    if (!Number.isFinite(x[i]!)) throw new LongLoraError(`${type}: value ${i} is ${x[i]}; a quantised weight must be finite`);
+  }
+  return x.length / per;
+}
+
+/** Quantises `x` (a multiple of the block size long) to `type`. */
+export function quantize(type: QuantType, x: Float32Array): Uint8Array {
+  switch (type) {
+    case 'Q8_0': return quantizeQ8_0(x);
+    case 'Q5_0': return quantizeQ5_0(x);
+    case 'Q4_K': return quantizeQ4K(x);
+    case 'Q6_K': return quantizeQ6K(x);
+  }
+}
+
+/**
+ * Q8_0: per block of 32 values, d = max|x| / 127 stored as f16, then round(x / d) (half
+ * away from zero) as int8 — llama.cpp's reference quantize_row_q8_0.
+ */
+export function quantizeQ8_0(x: Float32Array): Uint8Array {
+  const blocks = blocksOf(x, 'Q8_0');
+  const out = new Uint8Array(blocks * 34);
+  const view = new DataView(out.buffer);
+  for (let b = 0; b < blocks; b++) {
+    const at = b * 32;
+    let amax = 0;
+    for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[at + j]!));
+    const d = Math.fround(amax / 127);
+    const id = d !== 0 ? Math.fround(1 / d) : 0;
+    view.setUint16(b * 34, f32ToF16Bits(d), true);
+    for (let j = 0; j < 32; j++) {
+      const v = Math.fround(x[at + j]! * id);
+      view.setInt8(b * 34 + 2 + j, Math.sign(v) * Math.round(Math.abs(v)));
+    }
+  }
+  return out;
+}
+
+/** Q5_0: per block of 32, the value of largest magnitude maps to −16, d = it / −16. */
+export function quantizeQ5_0(x: Float32Array): Uint8Array {
+  const blocks = blocksOf(x, 'Q5_0');
+  const out = new Uint8Array(blocks * 22);
+  const view = new DataView(out.buffer);
+  for (let b = 0; b < blocks; b++) {
+    const at = b * 32;
+    let peak = 0;
+    for (let j = 0; j < 32; j++) if (Math.abs(x[at + j]!) > Math.abs(peak)) peak = x[at + j]!;
+    const d = f16(peak / -16);
+    const id = d !== 0 ? 1 / d : 0;
+    let qh = 0;
+    for (let j = 0; j < 16; j++) {
+      const q0 = Math.max(0, Math.min(31, Math.round(x[at + j]! * id) + 16));
+      const q1 = Math.max(0, Math.min(31, Math.round(x[at + j + 16]! * id) + 16));
+      out[b * 22 + 6 + j] = (q0 & 15) | ((q1 & 15) << 4);
+      qh |= ((q0 >> 4) << j) | ((q1 >> 4) << (j + 16));
+    }
+    view.setUint16(b * 22, f32ToF16Bits(d), true);
+    view.setUint32(b * 22 + 2, qh >>> 0, true);
+  }
+  return out;
+}
+
+/**
+ * The affine fit of n values to x ≈ s·q − m with q in 0..qmax, s ≥ 0, m ≥ 0 (the range
+ * always takes in zero): rounding at a few scales around the one that spans the range,
+ * each followed by the least-squares s and m for the levels it chose (its squared error in
+ * closed form from the same sums); the lowest error wins.
+ */
+function fitAffine(x: Float32Array, off: number, n: number, qmax: number, out: { s: number; m: number }): void {
+  let lo = 0;
+  let hi = -Infinity;
+  let sx = 0;
+  let sxx = 0;
+  for (let i = 0; i < n; i++) {
+    const v = x[off + i]!;
+    lo = Math.min(lo, v); hi = Math.max(hi, v); sx += v; sxx += v * v;
+  }
+  out.s = 0;
+  out.m = -lo;
+  if (!(hi > lo)) return;
+  let best = Infinity;
+  for (let step = 0; step <= 20; step++) {
+    const iscale = (qmax - 1 + 0.1 * step) / (hi - lo);
+    let sq = 0, sqq = 0, sqx = 0;
+    for (let i = 0; i < n; i++) {
+      const v = x[off + i]!;
+      let q = ((v - lo) * iscale + 0.5) | 0; // ≥ 0: round half up
+      if (q > qmax) q = qmax;
+      sq += q; sqq += q * q; sqx += q * v;
+    }
+    const det = n * sqq - sq * sq;
+    if (det <= 0) continue;
+    let sc = (n * sqx - sq * sx) / det;
+    let c = (sqq * sx - sq * sqx) / det; // x ≈ s·q + c, c = −m
+    if (c > 0) { c = 0; sc = sqx / sqq; }
+    if (!(sc > 0)) continue;
+    const err = sxx - 2 * sc * sqx - 2 * c * sx + sc * sc * sqq + 2 * sc * c * sq + n * c * c;
+    if (err < best) { best = err; out.s = sc; out.m = -c; }
+  }
+}
+
+/**
+ * The symmetric fit of n values to x ≈ s·q with q in −nmax..nmax−1: the value of largest
+ * magnitude goes to −nmax at scales around that, each followed by the least-squares s
+ * (whose error is Σx² − (Σqx)²/Σq², so the largest (Σqx)²/Σq² wins). s carries the sign
+ * that puts the extra level on the peak's side.
+ */
+function fitSymmetric(x: Float32Array, off: number, n: number, nmax: number): number {
+  let peak = 0;
+  for (let i = 0; i < n; i++) if (Math.abs(x[off + i]!) > Math.abs(peak)) peak = x[off + i]!;
+  if (peak === 0) return 0;
+  let best = -Infinity;
+  let bestS = -peak / nmax;
+  for (let step = -9; step <= 9; step++) {
+    const iscale = -(nmax + 0.1 * step) / peak;
+    let sqx = 0, sqq = 0;
+    for (let i = 0; i < n; i++) {
+      let q = Math.floor(iscale * x[off + i]! + 0.5);
+      if (q < -nmax) q = -nmax; else if (q > nmax - 1) q = nmax - 1;
+      sqx += q * x[off + i]!; sqq += q * q;
+    }
+    if (sqq === 0) continue;
+    const gain = (sqx * sqx) / sqq;
+    if (gain > best) { best = gain; bestS = sqx / sqq; }
+  }
+  return bestS;
+}
+
+/** Q4_K: eight 32-value affine sub-blocks per 256, their scales and mins in 6 bits against f16 d and dmin. */
+export function quantizeQ4K(x: Float32Array): Uint8Array {
+  const blocks = blocksOf(x, 'Q4_K');
+  const out = new Uint8Array(blocks * 144);
+  const view = new DataView(out.buffer);
+  const fit = { s: 0, m: 0 };
+  const scales = new Float64Array(8);
+  const mins = new Float64Array(8);
+  const ls = new Uint8Array(8);
+  const lm = new Uint8Array(8);
+  const L = new Uint8Array(QK_K);
+  for (let b = 0; b < blocks; b++) {
+    const at = b * QK_K;
+    const o = b * 144;
+    let maxS = 0, maxM = 0;
+    for (let j = 0; j < 8; j++) {
+      fitAffine(x, at + 32 * j, 32, 15, fit);
+      scales[j] = fit.s; mins[j] = fit.m;
+      maxS = Math.max(maxS, fit.s); maxM = Math.max(maxM, fit.m);
+    }
+    const d = f16(maxS / 63);
+    const dmin = f16(maxM / 63);
+    for (let j = 0; j < 8; j++) {
+      ls[j] = d > 0 ? Math.min(63, Math.round(scales[j]! / d)) : 0;
+      lm[j] = dmin > 0 ? Math.min(63, Math.round(mins[j]! / dmin)) : 0;
+    }
+    view.setUint16(o, f32ToF16Bits(d), true);
+    view.setUint16(o + 2, f32ToF16Bits(dmin), true);
+    const sc = out.subarray(o + 4, o + 16);
+    for (let j = 0; j < 4; j++) {
+      sc[j] = ls[j]! | ((ls[j + 4]! >> 4) << 6);
+      sc[j + 4] = lm[j]! | ((lm[j + 4]! >> 4) << 6);
+      sc[j + 8] = (ls[j + 4]! & 15) | ((lm[j + 4]! & 15) << 4);
+    }
+    for (let j = 0; j < 8; j++) {
+      const dd = d * ls[j]!;
+      const dm = dmin * lm[j]!;
+      for (let i = 0; i < 32; i++) L[32 * j + i] = dd > 0 ? Math.max(0, Math.min(15, Math.round((x[at + 32 * j + i]! + dm) / dd))) : 0;
+    }
+    for (let c = 0; c < 4; c++) {
+      for (let l = 0; l < 32; l++) out[o + 16 + 32 * c + l] = L[64 * c + l]! | (L[64 * c + 32 + l]! << 4);
+    }
+  }
+  return out;
+}
+
+/** Q6_K: sixteen 16-value symmetric sub-blocks per 256, their scales as int8 against an f16 d. */
+export function quantizeQ6K(x: Float32Array): Uint8Array {
+  const blocks = blocksOf(x, 'Q6_K');
+  const out = new Uint8Array(blocks * 210);
+  const view = new DataView(out.buffer);
+  const scales = new Float64Array(16);
+  const L = new Uint8Array(QK_K);
+  for (let b = 0; b < blocks; b++) {
+    const at = b * QK_K;
+    const o = b * 210;
+    let peak = 0;
+    for (let j = 0; j < 16; j++) {
+      scales[j] = fitSymmetric(x, at + 16 * j, 16, 32);
+      if (Math.abs(scales[j]!) > Math.abs(peak)) peak = scales[j]!;
+    }
+    if (peak === 0) continue; // all zero: d = 0, every byte 0
+    const d = f16(peak / -128);
+    for (let j = 0; j < 16; j++) {
+      const sc = d !== 0 ? Math.max(-128, Math.min(127, Math.round(scales[j]! / d))) : 0;
+      view.setInt8(o + 192 + j, sc);
+      const dd = d * sc;
+      for (let i = 0; i < 16; i++) L[16 * j + i] = 32 + (dd !== 0 ? Math.max(-32, Math.min(31, Math.round(x[at + 16 * j + i]! / dd))) : 0);
+    }
+    view.setUint16(o + 208, f32ToF16Bits(d), true);
+    for (let h = 0; h < 2; h++) {
+      for (let l = 0; l < 32; l++) {
+        const [q1, q2, q3, q4] = [L[128 * h + l]!, L[128 * h + l + 32]!, L[128 * h + l + 64]!, L[128 * h + l + 96]!];
+        out[o + 64 * h + l] = (q1 & 15) | ((q3 & 15) << 4);
+        out[o + 64 * h + l + 32] = (q2 & 15) | ((q4 & 15) << 4);
+        out[o + 128 + 32 * h + l] = (q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6);
+      }
+    }
+  }
+  return out;
+}
+
+/** The values `bytes` of `type` hold (`n` of them): what llama.cpp reads from them. */
+export function dequantize(type: QuantType, bytes: Uint8Array, n: number): Float32Array {
+  const [per, size] = BLOCKS[type];
+  if (n % per !== 0 || bytes.length !== (n / per) * size) {
+    throw new LongLoraError(`${type}: ${bytes.length} bytes do not hold ${n} values (${size} bytes per ${per})`);
+  }
+  const y = new Float32Array(n);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const half = (at: number): number => f16BitsToF32(view.getUint16(at, true));
+  for (let b = 0; b < n / per; b++) {
+    const o = b * size;
+    const at = b * per;
+    switch (type) {
+      case 'Q8_0': {
+        const d = half(o);
+        for (let j = 0; j < 32; j++) y[at + j] = d * view.getInt8(o + 2 + j);
+        break;
+      }
+      case 'Q5_0': {
+        const d = half(o);
+        const qh = view.getUint32(o + 2, true);
+        for (let j = 0; j < 16; j++) {
+          const byte = bytes[o + 6 + j]!;
+          y[at + j] = d * (((byte & 15) | (((qh >>> j) & 1) << 4)) - 16);
+          y[at + j + 16] = d * (((byte >> 4) | (((qh >>> (j + 16)) & 1) << 4)) - 16);
+        }
+        break;
+      }
+      case 'Q4_K': {
+        const d = half(o);
+        const dmin = half(o + 2);
+        const sc = bytes.subarray(o + 4, o + 16);
+        for (let j = 0; j < 8; j++) {
+          const [s, m] = j < 4
+            ? [sc[j]! & 63, sc[j + 4]! & 63]
+            : [(sc[j + 4]! & 15) | ((sc[j - 4]! >> 6) << 4), (sc[j + 4]! >> 4) | ((sc[j]! >> 6) << 4)];
+          const d1 = Math.fround(d * s);
+          const m1 = Math.fround(dmin * m);
+          const c = j >> 1; // 64-value chunk: its 32 bytes hold sub-block 2c in low nibbles, 2c+1 in high
+          for (let l = 0; l < 32; l++) {
+            const byte = bytes[o + 16 + 32 * c + l]!;
+            y[at + 32 * j + l] = Math.fround(d1 * ((j & 1) === 0 ? byte & 15 : byte >> 4)) - m1; // f32 steps, as llama.cpp's
+          }
+        }
+        break;
+      }
+      case 'Q6_K': {
+        const d = half(o + 208);
+        for (let h = 0; h < 2; h++) {
+          for (let l = 0; l < 32; l++) {
+            const lo0 = bytes[o + 64 * h + l]!;
+            const lo1 = bytes[o + 64 * h + l + 32]!;
+            const hi = bytes[o + 128 + 32 * h + l]!;
+            const q = [(lo0 & 15) | ((hi & 3) << 4), (lo1 & 15) | (((hi >> 2) & 3) << 4), (lo0 >> 4) | (((hi >> 4) & 3) << 4), (lo1 >> 4) | (((hi >> 6) & 3) << 4)];
+            for (let k = 0; k < 4; k++) {
+              const i = 128 * h + l + 32 * k;
+              y[at + i] = Math.fround(d * view.getInt8(o + 192 + (i >> 4))) * (q[k]! - 32);
+            }
+          }
+        }
+        break;
+      }
+    }
+  }
+  return y;
+}

@@ -1,0 +1,38 @@
+/**
+ * The model of the k-quant GGUF golden test (scripts/gguf-golden/make.mjs writes the
+ * llama.cpp side): a random Llama whose rows are whole 256-value k-quant blocks except
+ * down_proj's (800 long: Q4_K falls back to Q5_0 there, Q6_K to Q8_0), with
+ * grouped-query attention and enough layers for llama.cpp's Q4_K_M mix to vary by layer,
+ * and the shipped model's tokenizer. Deterministic: the same seed gives the same bytes.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseLlamaConfig } from '../../src/models/llama/config.js';
+import { randomLlama, saveLlama } from '../../src/models/llama/load.js';
+import { ROOT } from './fixtures.js';
+
+export const KQUANT_CONFIG = {
+  architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 2048, hidden_size: 256, intermediate_size: 800,
+  num_hidden_layers: 8, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 64, hidden_act: 'silu', rms_norm_eps: 1e-5,
+  rope_theta: 10000, max_position_embeddings: 512, tie_word_embeddings: false, bos_token_id: 1, eos_token_id: 2, torch_dtype: 'float32',
+};
+
+/** Prompts (token ids) whose next-token distribution the golden records. */
+export const KQUANT_PROMPTS: number[][] = [
+  [1, 569, 318, 441, 505, 335, 1016, 13, 700, 42, 99, 1500],
+  [1, 17, 2000, 3, 64, 128, 256, 512, 1024, 77, 5, 900, 901, 902, 31, 8],
+];
+
+/** Writes the model to `dir` (created). */
+export async function writeKquantModel(dir: string): Promise<void> {
+  fs.mkdirSync(dir, { recursive: true });
+  const config = parseLlamaConfig(KQUANT_CONFIG);
+  const model = randomLlama(config, { seed: 2026, std: 0.02 });
+  try {
+    await saveLlama(model, dir, { dtype: 'f32' });
+  } finally {
+    model.dispose();
+  }
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(KQUANT_CONFIG, null, 2));
+  for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(ROOT, 'models', 'tiny-longlora', f), path.join(dir, f));
+}

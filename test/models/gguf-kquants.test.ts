@@ -1,0 +1,168 @@
+/**
+ * GGUF k-quants (Q4_K, Q6_K, with Q5_0 and Q8_0 for rows of other lengths) and llama.cpp's
+ * Q4_K_M mix: the quantisers' error against the bits they spend; the type each tensor
+ * gets; and, against llama.cpp itself, what the bytes mean. scripts/gguf-golden/make.mjs
+ * exported a random Llama (test/helpers/kquant-model.ts) in f32, q8_0, q6_k and q4_k_m
+ * and recorded llama.cpp's next-token probabilities on each file; here the same files are
+ * exported again (same SHA-256, so the golden applies to them), read back with this
+ * project's dequantisers, run through its own forward pass, and must give llama.cpp's
+ * distributions — much closer than quantisation moves them, so a misread layout fails.
+ */
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { BLOCKS, dequantize, quantize, type QuantType } from '../../src/io/ggml-quants.js';
+import { ggufTensorData, readGgufHeader } from '../../src/io/gguf-read.js';
+import { writeCheckpoint } from '../../src/io/checkpoint.js';
+import { llamaTensorShapes, parseLlamaConfig, type LlamaConfig } from '../../src/models/llama/config.js';
+import { exportGguf, ggufTensorName, ggufWeightType, permuteRotary, unpermuteRotary, type GgufDType } from '../../src/models/llama/gguf.js';
+import { loadLlama } from '../../src/models/llama/load.js';
+import { Rng } from '../../src/tensor/random.js';
+import { ROOT } from '../helpers/fixtures.js';
+import { logitsOf } from '../helpers/model.js';
+import { KQUANT_CONFIG, writeKquantModel } from '../helpers/kquant-model.js';
+import { tempFolders } from '../helpers/tmp.js';
+
+const fresh = tempFolders('gguf-kquants');
+const GOLDEN = path.join(ROOT, 'test', 'fixtures', 'gguf-golden');
+
+function relRms(x: Float32Array, y: Float32Array): number {
+  let e = 0, s = 0;
+  for (let i = 0; i < x.length; i++) { e += (x[i]! - y[i]!) ** 2; s += x[i]! ** 2; }
+  return Math.sqrt(e / s);
+}
+
+function softmax(row: ArrayLike<number>): Float64Array {
+  let mx = -Infinity;
+  for (let i = 0; i < row.length; i++) mx = Math.max(mx, row[i]!);
+  const p = Float64Array.from({ length: row.length }, (_, i) => Math.exp(row[i]! - mx));
+  const s = p.reduce((a, b) => a + b, 0);
+  return p.map((v) => v / s);
+}
+
+/**
+ * How far apart two next-token distributions are, as logits: the RMS of the difference of
+ * their log-probabilities with its mean removed (a logit offset does not change a
+ * distribution), relative to the RMS of p's centred log-probabilities.
+ */
+function logitDistance(p: ArrayLike<number>, q: ArrayLike<number>): number {
+  const n = p.length;
+  const lp = Float64Array.from({ length: n }, (_, i) => Math.log(p[i]!));
+  const d = Float64Array.from({ length: n }, (_, i) => lp[i]! - Math.log(q[i]!));
+  const mean = (a: Float64Array): number => a.reduce((x, y) => x + y, 0) / n;
+  const rms = (a: Float64Array, m: number): number => Math.sqrt(a.reduce((x, y) => x + (y - m) ** 2, 0) / n);
+  return rms(d, mean(d)) / rms(lp, mean(lp));
+}
+
+describe('GGUF k-quants', () => {
+  it('each type reproduces Gaussian weights to within what its bits allow, zeros exactly, and refuses bad input', (t) => {
+    const rng = new Rng(9);
+    const x = Float32Array.from({ length: 256 * 64 }, () => rng.normal() * 0.02);
+    // A b-bit grid over a block's range (about ±2.1σ for 32 Gaussian values) has a relative
+    // RMS error near 4.2 / (2^b − 1) / √12: 0.005 for Q8_0, 0.02 for 6 bits, 0.04 for 5, 0.08
+    // for 4 (Q4_K's fitted offset and search do a little better). Measured: Q8_0 0.0054,
+    // Q6_K 0.017, Q5_0 0.043, Q4_K 0.071; the bounds leave about 40% room.
+    const bounds: Record<QuantType, number> = { Q8_0: 0.0075, Q6_K: 0.025, Q5_0: 0.06, Q4_K: 0.1 };
+    for (const type of Object.keys(BLOCKS) as QuantType[]) {
+      const q = quantize(type, x);
+      assert.equal(q.length, (x.length / BLOCKS[type][0]) * BLOCKS[type][1], `${type} size`);
+      const err = relRms(x, dequantize(type, q, x.length));
+      t.diagnostic(`${type}: relative RMS error ${err.toFixed(4)}`);
+      assert.ok(err < bounds[type], `${type}: relative RMS error ${err}`);
+      assert.ok(err > bounds[type] / 20, `${type}: an error of ${err} is too small to be a real ${type} quantisation`);
+      const zeros = dequantize(type, quantize(type, new Float32Array(BLOCKS[type][0] * 2)), BLOCKS[type][0] * 2);
+      assert.ok(zeros.every((v) => v === 0), `${type}: zeros stay zero`);
+      assert.throws(() => quantize(type, new Float32Array(BLOCKS[type][0] + 1)), new RegExp(`${type} needs a multiple of ${BLOCKS[type][0]}`));
+      const bad = new Float32Array(BLOCKS[type][0]);
+      bad[3] = NaN;
+      assert.throws(() => quantize(type, bad), /value 3 is NaN; a quantised weight must be finite/);
+    }
+  });
+
+  it('a value far above the rest of its block survives (scales follow the block, not the tensor)', () => {
+    for (const type of ['Q4_K', 'Q6_K'] as const) {
+      const x = new Float32Array(512).map((_, i) => Math.sin(i) * 0.01);
+      x[300] = 5;
+      const y = dequantize(type, quantize(type, x), x.length);
+      assert.ok(Math.abs(y[300]! - 5) < 0.05, `${type}: ${y[300]}`);
+      assert.ok(relRms(x.subarray(0, 256), y.subarray(0, 256)) < 0.1, `${type}: the other super-block keeps its own scale`);
+    }
+  });
+
+  it('Q4_K_M gives llama.cpp\'s types: Q6_K for the output and for v_proj and down_proj in the layers it favours, fallbacks for short rows', () => {
+    const c: LlamaConfig = { ...parseLlamaConfig(KQUANT_CONFIG), numLayers: 32, hiddenSize: 4096, intermediateSize: 11008 };
+    const favoured = [0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31]; // first and last 4 of 32, and every third from layer 6
+    for (let l = 0; l < 32; l++) {
+      const want = favoured.includes(l) ? 'Q6_K' : 'Q4_K';
+      assert.equal(ggufWeightType('q4_k_m', `model.layers.${l}.self_attn.v_proj.weight`, [4096, 4096], c), want, `v_proj ${l}`);
+      assert.equal(ggufWeightType('q4_k_m', `model.layers.${l}.mlp.down_proj.weight`, [4096, 11008], c), want, `down_proj ${l}`);
+      assert.equal(ggufWeightType('q4_k_m', `model.layers.${l}.self_attn.q_proj.weight`, [4096, 4096], c), 'Q4_K');
+    }
+    assert.equal(ggufWeightType('q4_k_m', 'lm_head.weight', [32000, 4096], c), 'Q6_K');
+    assert.equal(ggufWeightType('q4_k_m', 'model.embed_tokens.weight', [32000, 4096], c), 'Q4_K');
+    assert.equal(ggufWeightType('q4_k_m', 'model.embed_tokens.weight', [32000, 4096], { ...c, tieWordEmbeddings: true }), 'Q6_K', 'tied embeddings are the output');
+    assert.equal(ggufWeightType('q4_k_m', 'model.layers.0.input_layernorm.weight', [4096], c), 'F32');
+    assert.equal(ggufWeightType('q4_k_m', 'model.layers.4.mlp.up_proj.weight', [11008, 896], c), 'Q5_0', 'Q4_K → Q5_0 for rows of 896');
+    assert.equal(ggufWeightType('q4_k_m', 'lm_head.weight', [32000, 896], c), 'Q8_0', 'Q6_K → Q8_0 for the output');
+    assert.equal(ggufWeightType('q6_k', 'model.layers.4.mlp.up_proj.weight', [11008, 896], c), 'Q8_0');
+    assert.equal(ggufWeightType('q6_k', 'model.layers.4.mlp.up_proj.weight', [11008, 40], c), 'F16', 'no block type fits rows of 40');
+    assert.equal(ggufWeightType('q8_0', 'model.layers.4.mlp.up_proj.weight', [11008, 40], c), 'F16');
+  });
+
+  it('unpermuteRotary undoes permuteRotary', () => {
+    const w = Float32Array.from({ length: 8 * 3 }, (_, i) => i);
+    assert.deepEqual(unpermuteRotary(permuteRotary(w, 8, 3, 2), 8, 3, 2), w);
+    assert.notDeepEqual(permuteRotary(w, 8, 3, 2), w);
+  });
+
+  it('llama.cpp reads the exported files as this project does: the same next-token distributions in f32, q8_0, q6_k and q4_k_m', async (t) => {
+    const golden = JSON.parse(fs.readFileSync(path.join(GOLDEN, 'golden.json'), 'utf8')) as { prompts: number[][]; vocab: number; exports: Array<{ dtype: GgufDType; sha256: string }> };
+    const probs = new Float32Array(new Uint8Array(fs.readFileSync(path.join(GOLDEN, 'probs.bin'))).buffer);
+    const dir = fresh();
+    const modelDir = path.join(dir, 'model');
+    await writeKquantModel(modelDir);
+    const config = parseLlamaConfig(KQUANT_CONFIG);
+    const shapes = llamaTensorShapes(config);
+    const V = golden.vocab;
+    const P = golden.prompts.length;
+    const ours: Float64Array[][] = [];
+    for (const [d, { dtype, sha256 }] of golden.exports.entries()) {
+      const file = path.join(dir, `${dtype}.gguf`);
+      exportGguf(modelDir, file, { dtype, modelfile: false, name: 'kquant-test' });
+      const bytes = fs.readFileSync(file);
+      assert.equal(crypto.createHash('sha256').update(bytes).digest('hex'), sha256,
+        `${dtype}: the export changed since the golden was made; if on purpose, regenerate it (scripts/gguf-golden/make.mjs)`);
+      const header = await readGgufHeader(file);
+      const read = (start: number, length: number): Uint8Array => new Uint8Array(bytes.buffer, bytes.byteOffset + start, length);
+      const back = path.join(dir, `${dtype}-read`);
+      fs.mkdirSync(back);
+      writeCheckpoint(back, [...shapes].map(([n, shape]) => ({
+        name: n, dtype: 'f32' as const, shape,
+        data: (): Float32Array => {
+          const { data } = ggufTensorData(header, ggufTensorName(n), read);
+          const heads = /\.q_proj\.weight$/.test(n) ? config.numHeads : /\.k_proj\.weight$/.test(n) ? config.numKvHeads : 0;
+          return heads > 0 ? unpermuteRotary(data, shape[0]!, shape[1]!, heads) : data;
+        },
+      })));
+      for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(modelDir, f), path.join(back, f));
+      const model = await loadLlama(back, { dtype: 'f32' });
+      ours.push([]);
+      for (const [p, prompt] of golden.prompts.entries()) {
+        const logits = await logitsOf(model, Int32Array.from(prompt), 1, prompt.length);
+        const mine = softmax(logits.subarray((prompt.length - 1) * V));
+        ours[d]!.push(mine);
+        const theirs = probs.subarray((d * P + p) * V, (d * P + p + 1) * V);
+        const agree = logitDistance(mine, theirs);
+        const moved = d === 0 ? 0 : logitDistance(mine, ours[0]![p]!);
+        t.diagnostic(`${dtype}, prompt ${p}: logits differ from llama.cpp's by ${agree.toExponential(2)}${d ? `; quantisation moved them by ${moved.toExponential(2)}` : ''} (relative RMS)`);
+        // Reading a layout wrongly (nibbles or scales swapped) gives differences above 1; llama.cpp's
+        // own rounding of the activations (8 bits) leaves about 0.02 here.
+        assert.ok(agree < (dtype === 'f32' ? 1e-5 : 0.05), `${dtype}, prompt ${p}: logits differ from llama.cpp's by ${agree}`);
+        if (dtype === 'q6_k' || dtype === 'q4_k_m') assert.ok(agree < moved / 2, `${dtype}, prompt ${p}: ${agree} is not well inside the quantisation's own effect, ${moved}`);
+      }
+      model.dispose();
+    }
+  });
+});
