@@ -15,6 +15,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { BLOCKS, dequantize, quantize, type QuantType } from '../../src/io/ggml-quants.js';
 import { ggufTensorData, readGgufHeader } from '../../src/io/gguf-read.js';
+import { QuantPool } from '../../src/io/quant-pool.js';
 import { writeCheckpoint } from '../../src/io/checkpoint.js';
 import { llamaTensorShapes, parseLlamaConfig, type LlamaConfig } from '../../src/models/llama/config.js';
 import { exportGguf, ggufTensorName, ggufWeightType, permuteRotary, unpermuteRotary, type GgufDType } from '../../src/models/llama/gguf.js';
@@ -109,6 +110,19 @@ describe('GGUF k-quants', () => {
     assert.equal(ggufWeightType('q6_k', 'model.layers.4.mlp.up_proj.weight', [11008, 896], c), 'Q8_0');
     assert.equal(ggufWeightType('q6_k', 'model.layers.4.mlp.up_proj.weight', [11008, 40], c), 'F16', 'no block type fits rows of 40');
     assert.equal(ggufWeightType('q8_0', 'model.layers.4.mlp.up_proj.weight', [11008, 40], c), 'F16');
+  });
+
+  it('quantising on several threads gives the bytes one thread gives, and the same error for a bad value', () => {
+    const rng = new Rng(4);
+    const x = Float32Array.from({ length: 256 * 37 }, () => rng.normal());
+    const pool = new QuantPool(3, 1000);
+    try {
+      for (const type of Object.keys(BLOCKS) as QuantType[]) assert.deepEqual(pool.quantize(type, x), quantize(type, x), type);
+      x[5000] = Infinity;
+      assert.throws(() => pool.quantize('Q4_K', x), /value 5000 is Infinity/);
+    } finally {
+      pool.dispose();
+    }
   });
 
   it('unpermuteRotary undoes permuteRotary', () => {

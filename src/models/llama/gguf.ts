@@ -22,7 +22,8 @@ import { adapterRopeScaling } from '../../lora/adapted.js';
 import { matchTargets } from '../../lora/inject.js';
 import { SafetensorsFile } from '../../io/safetensors.js';
 import { writeGguf, type GgmlType, type GgufTensor, type GgufValue } from '../../io/gguf.js';
-import { BLOCKS, quantize, type QuantType } from '../../io/ggml-quants.js';
+import { BLOCKS, type QuantType } from '../../io/ggml-quants.js';
+import { QuantPool } from '../../io/quant-pool.js';
 import { ropeContextLength, ropeFrequencies, ropeInvFreq, type RopeScaling } from '../../nn/rope-scaling.js';
 import { type HostArray } from '../../tensor/dtype.js';
 import { ggufVocab } from '../../tokenizer/gguf-vocab.js';
@@ -50,6 +51,8 @@ export interface GgufExportOptions {
   onTensor?: (done: number, total: number, name: string) => void;
   /** Also write `<file without .gguf>.Modelfile` for ollama (default true; see ollamaModelfile). */
   modelfile?: boolean;
+  /** Threads that quantise (q8_0, q6_k, q4_k_m), the calling one included (default: the machine's parallelism). */
+  threads?: number;
 }
 
 export interface GgufExportResult {
@@ -278,9 +281,11 @@ export function exportGguf(modelDir: string, outFile: string, opts: GgufExportOp
   meta.push(...ggufVocab(tok, config.vocabSize));
 
   const ck = openCheckpoint(modelDir);
+  let pool: QuantPool | null = null;
   try {
     const shapes = llamaTensorShapes(config);
     for (const [n, shape] of shapes) checkCheckpointTensor(ck, n, shape, config, configPath);
+    if (dtype === 'q8_0' || dtype === 'q6_k' || dtype === 'q4_k_m') pool = new QuantPool(opts.threads);
     const tensors: GgufTensor[] = [];
     if (config.ropeScaling.type === 'llama3') {
       const factors = ropeFreqFactors(config);
@@ -298,7 +303,7 @@ export function exportGguf(modelDir: string, outFile: string, opts: GgufExportOp
           let data = ck.read(n, plain ?? 'f32').data;
           if (plain === 'f16') checkF16Range(data as Uint16Array, n, ck.info(n).file, 'export with --dtype');
           if (heads > 0) data = permuteRotary(data, shape[0]!, shape[1] ?? 1, heads);
-          return plain ? bytesOf(data) : quantize(type as QuantType, data as Float32Array);
+          return plain ? bytesOf(data) : pool!.quantize(type as QuantType, data as Float32Array);
         },
       });
     }
@@ -311,6 +316,7 @@ export function exportGguf(modelDir: string, outFile: string, opts: GgufExportOp
     }
     return { file: outFile, tensors: tensors.length, dtype, contextLength, modelfile };
   } finally {
+    pool?.dispose();
     ck.close();
   }
 }
