@@ -10,7 +10,8 @@ export * from './browser.js';
 // models from and to folders
 export { loadLlama, saveLlama } from './models/llama/load.js';
 export type { LoadOptions, SaveOptions } from './models/llama/load.js';
-export { exportGguf, ggufTensorName, llamaGgufMetadata } from './models/llama/gguf.js';
+export { exportGguf, ggufTensorName, ggufWeightType, llamaGgufMetadata, GGUF_DTYPES } from './models/llama/gguf.js';
+export { loadLlamaGguf, readGgufModel } from './models/llama/gguf-load.js';
 export type { GgufExportOptions, GgufExportResult, GgufDType } from './models/llama/gguf.js';
 
 // text: tokenizer folders (the browser builds them from parsed files, browser-text.ts)
@@ -27,6 +28,8 @@ export { SafetensorsFile, writeSafetensors } from './io/safetensors.js';
 export { openCheckpoint, writeCheckpoint, readJsonFile, Checkpoint } from './io/checkpoint.js';
 export { saveAdapter, loadAdapter, writeAdapter, readAdapterConfig, readSidecar } from './io/peft.js';
 export { writeGguf, GGML_TYPES } from './io/gguf.js';
+export { quantize, dequantize, BLOCKS as GGML_BLOCKS } from './io/ggml-quants.js';
+export type { QuantType } from './io/ggml-quants.js';
 export { resolveModel, hubCacheDir } from './io/hub.js';
 export { pushToHub } from './io/hub-upload.js';
 export type { PushOptions, PushResult } from './io/hub-upload.js';

@@ -155,6 +155,19 @@ describe('longlora command line', () => {
     assert.equal(i.code, 0, i.err);
     assert.match(i.out, /GGUF v3, llama "x", 4 layers, hidden 128, intermediate 384, heads 4 \(kv 4\)\n  context 512, RoPE base 10000, scaling linear ×2\n  tokenizer llama \(default\), 2048 tokens\n  39 tensors \(30 BF16, 9 F32\), 1,377,408 parameters/);
     assert.match(i.out, /blk\.3\.ffn_down\.weight\s+BF16\s+\[128, 384\]/);
+    // The export evaluates as the merged folder does (f16 weights either way), and what a GGUF model cannot take is refused.
+    const pplArgs = ['eval', 'ppl', '--data', path.join(tiny, 'data', 'heldout.bin'), '--seq-len', '256', '--procedure', 'windowed', '--max-windows', '2', '--backend', 'cpu'];
+    const fromDir = cli(...pplArgs, '--model', path.join(dir, 'merged'));
+    const fromGguf = cli(...pplArgs, '--model', gguf, '--tokenizer', path.join(dir, 'merged'));
+    assert.equal(fromGguf.code, 0, fromGguf.err);
+    assert.match(fromGguf.err, /model: \S*merged\.gguf \(GGUF, 4 layers, hidden 128, RoPE linear/);
+    const ppl = (o: string): string | undefined => /windowed\s+256\s+step 256\s+([\d.]+)/.exec(o)?.[1];
+    assert.ok(ppl(fromDir.out) !== undefined, fromDir.out + fromDir.err);
+    assert.equal(ppl(fromGguf.out), ppl(fromDir.out));
+    const noTok = cli('generate', '--model', gguf, '--prompt', 'x', '--backend', 'cpu');
+    assert.equal(noTok.code, 1);
+    assert.match(noTok.err, /the tokenizer is not read from GGUF files and \S+ has no tokenizer\.json; pass --tokenizer DIR/);
+    assert.match(cli(...pplArgs, '--model', gguf, '--adapter', out).err, /--adapter applies to a model folder, not to a GGUF file/);
     fs.writeFileSync(path.join(dir, 'bad.gguf'), 'not a gguf');
     assert.match(cli('info', path.join(dir, 'bad.gguf')).err, /bad\.gguf is not a readable GGUF file/);
     assert.match(cli('info', path.join(dir, 'none.gguf')).err, /none\.gguf does not exist/);

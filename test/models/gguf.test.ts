@@ -15,6 +15,7 @@ import { gguf } from '@huggingface/gguf';
 import { openCheckpoint, writeCheckpoint } from '../../src/io/checkpoint.js';
 import { exportGguf, exportGgufAdapter, permuteRotary } from '../../src/models/llama/gguf.js';
 import { loadLlama } from '../../src/models/llama/load.js';
+import { loadLlamaGguf } from '../../src/models/llama/gguf-load.js';
 import { applyLora } from '../../src/lora/inject.js';
 import { mergeAdapter } from '../../src/lora/adapted.js';
 import { saveAdapter } from '../../src/io/peft.js';
@@ -343,6 +344,44 @@ describe('GGUF export', () => {
     });
   }
 
+  it('an f32 export loads back as the model it came from (same logits): Llama with linear RoPE scaling, Qwen 2 with biases, Qwen 3 with head norms', async () => {
+    const rng = new Rng(12);
+    const extra = (type: 'qwen2' | 'qwen3'): Array<{ name: string; dtype: 'f32'; shape: number[]; data: Float32Array }> => [0, 1, 2, 3].flatMap((l) =>
+      (type === 'qwen2' ? ['q', 'k', 'v'] : ['q', 'k']).map((p) => {
+        const len = type === 'qwen2' ? 128 : 32;
+        return {
+          name: type === 'qwen2' ? `model.layers.${l}.self_attn.${p}_proj.bias` : `model.layers.${l}.self_attn.${p}_norm.weight`,
+          dtype: 'f32' as const, shape: [len], data: Float32Array.from({ length: len }, () => (type === 'qwen2' ? 0.5 : 0.2) * rng.normal() + (type === 'qwen3' ? 1 : 0)),
+        };
+      }));
+    const dirs = [
+      variant((c) => { c.rope_scaling = { type: 'linear', factor: 4 }; }),
+      ...(['qwen2', 'qwen3'] as const).map((type) => variant((c) => { Object.assign(c, { model_type: type, architectures: [type === 'qwen2' ? 'Qwen2ForCausalLM' : 'Qwen3ForCausalLM'] }); }, (_, d) => d, extra(type))),
+    ];
+    const ids = Int32Array.from([1, 80, 412, 7, 1999, 33, 256, 1024, 5, 6]);
+    for (const dir of dirs) {
+      const file = path.join(fresh(), 'm.gguf');
+      exportGguf(dir, file, { dtype: 'f32', modelfile: false });
+      const a = await loadLlama(dir);
+      const b = await loadLlamaGguf(file);
+      assert.deepEqual({ ...b.config, torchDtype: null, eosTokenId: null }, { ...a.config, torchDtype: null, eosTokenId: null }, 'the config read back');
+      assert.deepEqual(await logitsOf(b, ids, 1, ids.length), await logitsOf(a, ids, 1, ids.length), `${a.config.modelType}: logits`);
+      a.dispose();
+      b.dispose();
+    }
+  });
+
+  it('loading a GGUF file refuses what it cannot read, naming the fix', async () => {
+    const file = path.join(fresh(), 'm.gguf');
+    exportGguf(variant((c) => { c.rope_scaling = { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 256 }; }), file, { modelfile: false });
+    await assert.rejects(loadLlamaGguf(file), /RoPE scaling \(rope_freqs\) is not read from GGUF here \(none and linear are\); load the model folder it was exported from/);
+    await assert.rejects(loadLlamaGguf(path.join(fresh(), 'none.gguf')), /none\.gguf does not exist/);
+    const cut = path.join(fresh(), 'cut.gguf');
+    exportGguf(TINY, cut, { modelfile: false });
+    fs.truncateSync(cut, fs.statSync(cut).size - 1000);
+    await assert.rejects(loadLlamaGguf(cut), /cut\.gguf ends early \(truncated\?\); export it again/);
+  });
+
   it('llama.cpp\'s SentencePiece algorithm over the exported vocabulary tokenizes as Hugging Face does', async () => {
     const file = path.join(fresh(), 'tiny.gguf');
     exportGguf(TINY, file);
@@ -508,6 +547,8 @@ describe('GGUF export', () => {
     throwsLL(() => exportGguf(TINY, out, { dtype: 'f8' as 'f16' }), 'dtype must be f32, f16, bf16, q8_0, q6_k, q4_k_m, got f8');
     const big = variant(() => {}, (n, d) => (n === 'model.layers.0.mlp.up_proj.weight' ? d.map((v, i) => (i === 5 ? 1e6 : v)) : d));
     throwsLL(() => exportGguf(big, out, { dtype: 'f16' }), 'model.layers.0.mlp.up_proj.weight', 'beyond f16\'s range', 'export with --dtype bf16');
+    const nan = variant(() => {}, (n, d) => (n === 'model.layers.1.self_attn.v_proj.weight' ? d.map((v, i) => (i === 7 ? NaN : v)) : d));
+    throwsLL(() => exportGguf(nan, out, { dtype: 'q4_k_m' }), 'model.layers.1.self_attn.v_proj.weight', 'value 7 is NaN; a quantised weight must be finite');
     const missing = variant(() => {}, (n, d) => (n === 'model.layers.2.mlp.gate_proj.weight' ? null : d));
     throwsLL(() => exportGguf(missing, out), 'no tensor named "model.layers.2.mlp.gate_proj.weight"');
     const byteLevel = variant(() => {});

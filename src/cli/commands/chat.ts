@@ -22,7 +22,7 @@ const OPTIONS: Record<string, OptionSpec & { multiple?: boolean }> = {
 
 /** `longlora chat`. */
 export async function chatCommand(argv: string[]): Promise<void> {
-  const v = parseWith(argv, 'longlora chat --model DIR|org/name [--adapter DIR] [--system TEXT] [options]', OPTIONS);
+  const v = parseWith(argv, 'longlora chat --model DIR|org/name|FILE.gguf [--adapter DIR] [--system TEXT] [options]', OPTIONS);
   if (!v) return;
   const m = await loadModel(v as Record<string, string>);
   const gen = new Generator(m.model);

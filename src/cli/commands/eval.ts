@@ -88,7 +88,7 @@ async function testSet(v: Record<string, string | boolean | undefined>, m: Loade
 }
 
 async function ppl(argv: string[]): Promise<void> {
-  const args = parse(argv, 'longlora eval ppl --model DIR|org/name [--adapter DIR] --data TEST.bin|TEXT --seq-len 4096,8192 [options]', PPL_OPTIONS);
+  const args = parse(argv, 'longlora eval ppl --model DIR|org/name|FILE.gguf [--adapter DIR] --data TEST.bin|TEXT --seq-len 4096,8192 [options]', PPL_OPTIONS);
   if (!args) return;
   const v = args.values;
   const seqLens = list(v['seq-len'] as string | undefined, '--seq-len');
@@ -124,7 +124,7 @@ async function ppl(argv: string[]): Promise<void> {
 }
 
 async function passkey(argv: string[]): Promise<void> {
-  const args = parse(argv, 'longlora eval passkey --model DIR|org/name [--adapter DIR] [--lengths 1000,2000 | --max-tokens N --interval 1000] [--trials 10]', PASSKEY_OPTIONS);
+  const args = parse(argv, 'longlora eval passkey --model DIR|org/name|FILE.gguf [--adapter DIR] [--lengths 1000,2000 | --max-tokens N --interval 1000] [--trials 10]', PASSKEY_OPTIONS);
   if (!args) return;
   const v = args.values;
   const m = await loadModel(v);

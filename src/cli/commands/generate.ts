@@ -75,7 +75,7 @@ function readPrompt(v: Values): string {
 
 /** `longlora generate`. */
 export async function generateCommand(argv: string[]): Promise<void> {
-  const v = parseWith(argv, 'longlora generate --model DIR|org/name [--adapter DIR] (--prompt TEXT | --prompt-file FILE | < stdin) [options]', OPTIONS);
+  const v = parseWith(argv, 'longlora generate --model DIR|org/name|FILE.gguf [--adapter DIR] (--prompt TEXT | --prompt-file FILE | < stdin) [options]', OPTIONS);
   if (!v) return;
   const template = String(v.template);
   if (!['none', 'llama2', 'chat'].includes(template)) throw new LongLoraError(`--template must be none, llama2 or chat, got ${template}`);

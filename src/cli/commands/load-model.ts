@@ -19,6 +19,7 @@ import { Rng } from '../../tensor/random.js';
 import { resizeEmbeddings } from '../../tokenizer/pad.js';
 import { parseLlamaConfig } from '../../models/llama/config.js';
 import { loadLlama } from '../../models/llama/load.js';
+import { loadLlamaGguf, readGgufModel } from '../../models/llama/gguf-load.js';
 import type { LlamaForCausalLM } from '../../models/llama/model.js';
 import { describeRopeScaling, extendRopeScaling } from '../../nn/rope-scaling.js';
 import type { RopeScaling } from '../../nn/rope.js';
@@ -29,7 +30,7 @@ import type { QuantizeMode } from '../../quant/quantize-model.js';
 
 /** The flags that choose and load a model. */
 export const MODEL_OPTIONS: Record<string, OptionSpec> = {
-  model: { type: 'string', help: 'model folder, or a Hugging Face repository org/name (downloaded into the HF cache)' },
+  model: { type: 'string', help: 'model folder, a Hugging Face repository org/name (downloaded into the HF cache), or a .gguf file (an export; tokenizer from beside it or --tokenizer)' },
   adapter: { type: 'string', help: 'adapter folder (a `longlora train` output) applied to --model, or a Hub repository as org/name' },
   tokenizer: { type: 'string', help: 'tokenizer folder (default: the model folder)' },
   'context-size': { type: 'string', help: 'interpolate RoPE positions for this context (official rule) when the model does not cover it' },
@@ -120,6 +121,41 @@ async function withAdapter(dir: string, adapter: string, opts: { dtype: 'f32' | 
 }
 
 /**
+ * A GGUF file as the model (an export, to evaluate or run it): no adapter or --quantize
+ * (the file is what it is), the tokenizer from beside the file or --tokenizer.
+ */
+async function loadGgufModel(file: string, v: Values, dtype: 'f32' | 'bf16' | 'f16', notes: string[], optionalTokenizer: boolean): Promise<LoadedModel<Tokenizer | null>> {
+  if (str(v, 'adapter')) throw new LongLoraError(`--adapter applies to a model folder, not to a GGUF file (${file}); merge first, or pass the base model's folder`);
+  if (str(v, 'quantize') !== undefined && str(v, 'quantize') !== 'none') throw new LongLoraError(`--quantize applies to a model folder; ${file} keeps the types it was exported with`);
+  const { config } = await readGgufModel(file);
+  let rope: RopeScaling | undefined;
+  const ctx = intFlag(v, 'context-size');
+  if (ctx !== undefined) {
+    const ext = extendRopeScaling({ ropeScaling: config.ropeScaling, maxPositionEmbeddings: config.maxPositionEmbeddings }, ctx);
+    rope = ext.scaling;
+    notes.push(`context: ${ext.explanation}`);
+  }
+  const model = await loadLlamaGguf(file, { dtype, ...(rope ? { ropeScaling: rope } : {}) });
+  try {
+    const dir = path.dirname(path.resolve(file));
+    const tokDir = str(v, 'tokenizer') ?? dir;
+    const found = fs.existsSync(path.join(tokDir, 'tokenizer.json'));
+    if (!found && str(v, 'tokenizer') === undefined && !optionalTokenizer) {
+      throw new LongLoraError(`the tokenizer is not read from GGUF files and ${dir} has no tokenizer.json; pass --tokenizer DIR (the folder of the model the file was exported from)`);
+    }
+    const tokenizer = found || str(v, 'tokenizer') !== undefined ? Tokenizer.load(tokDir) : null;
+    tokenizer?.checkModel(model.config.vocabSize, file);
+    notes.push(`model: ${file} (GGUF, ${model.config.numLayers} layers, hidden ${model.config.hiddenSize}, RoPE ${describeRopeScaling(model.config.ropeScaling)}; weights dequantised to ${dtype}); dense attention`);
+    notes.push(`tokenizer: ${tokenizer ? tokenizer.describe() : 'none (not needed for pre-tokenized data)'}`);
+    const eos = model.config.eosTokenId;
+    return { model, tokenizer, dir, notes, eosIds: eos === null ? [] : Array.isArray(eos) ? eos : [eos] };
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+}
+
+/**
  * Resolves, loads and checks the model (and adapter and tokenizer) the flags name. With
  * `optionalTokenizer` (pre-tokenized evaluation data) a model folder without tokenizer.json
  * loads with `tokenizer: null` instead of failing.
@@ -140,6 +176,7 @@ export async function loadModel(v: Values, out: NodeJS.WritableStream = process.
   if (backend === 'auto') notes.push(`backend: ${(await autoBackend()).backend.name}`);
   else await setBackend(backend);
   if (tensorCores) notes.push(tensorCoreNote(currentBackend(), dtype, (str(v, 'precision') ?? 'f32') as Precision));
+  if (/\.gguf$/i.test(spec)) return loadGgufModel(spec, v, dtype as 'f32' | 'bf16' | 'f16', notes, how.optionalTokenizer === true);
   const revision = str(v, 'revision');
   const dir = await resolveModel(spec, { ...(revision ? { revision } : {}), out });
   const adapterSpec = str(v, 'adapter');

@@ -154,7 +154,7 @@ export function ggufArchitecture(c: LlamaConfig): { arch: string; permute: boole
 }
 
 /** The heads whose rows are permuted in tensor `name` (a q or k projection's weight or bias, on the llama architecture), else 0. */
-function rotaryHeads(c: LlamaConfig, name: string): number {
+export function rotaryHeads(c: LlamaConfig, name: string): number {
   if (!ggufArchitecture(c).permute) return 0;
   return /\.q_proj\.(weight|bias)$/.test(name) ? c.numHeads : /\.k_proj\.(weight|bias)$/.test(name) ? c.numKvHeads : 0;
 }
@@ -303,7 +303,12 @@ export function exportGguf(modelDir: string, outFile: string, opts: GgufExportOp
           let data = ck.read(n, plain ?? 'f32').data;
           if (plain === 'f16') checkF16Range(data as Uint16Array, n, ck.info(n).file, 'export with --dtype');
           if (heads > 0) data = permuteRotary(data, shape[0]!, shape[1] ?? 1, heads);
-          return plain ? bytesOf(data) : pool!.quantize(type as QuantType, data as Float32Array);
+          if (plain) return bytesOf(data);
+          try {
+            return pool!.quantize(type as QuantType, data as Float32Array);
+          } catch (e) {
+            throw e instanceof LongLoraError ? new LongLoraError(`${n} in ${ck.info(n).file}: ${e.message}`) : e;
+          }
         },
       });
     }

@@ -1,0 +1,111 @@
+/**
+ * A GGUF file as a model: the inverse of exportGguf, for evaluating or running an export
+ * (say a q4_k_m file's perplexity against the merged model it came from). The config comes
+ * from the file's metadata (llama, qwen2 and qwen3 architectures; no RoPE scaling or
+ * linear), the weights are read tensor by tensor, dequantised (F32, F16, BF16, Q8_0, Q5_0,
+ * Q4_K, Q6_K) and, for the llama architecture, q and k rows are put back in Hugging Face's
+ * rotate-half order. The tokenizer is not read from the file: a tokenizer.json comes from
+ * beside it or from --tokenizer.
+ */
+import fs from 'node:fs';
+import { LongLoraError } from '../../errors.js';
+import { ggufMetadata, ggufTensorData, readGgufHeader, type GgufHeader } from '../../io/gguf-read.js';
+import type { Backend } from '../../backend/backend.js';
+import { currentBackend } from '../../backend/registry.js';
+import type { RopeScaling } from '../../nn/rope.js';
+import { fromFloatArray } from '../../tensor/dtype.js';
+import { fromHost } from '../../tensor/tensor.js';
+import { parseLlamaConfig, type LlamaConfig } from './config.js';
+import { ggufTensorName, rotaryHeads, unpermuteRotary } from './gguf.js';
+import { computeOf, type ParamDType } from './init.js';
+import { checkF16Range } from './load.js';
+import { LlamaForCausalLM } from './model.js';
+
+/**
+ * The shortest decimal that rounds to the same f32: GGUF stores floats in f32, so 1e-5
+ * comes back as 9.99999975e-6; config.json had the decimal.
+ */
+function f32Decimal(v: unknown): unknown {
+  if (typeof v !== 'number' || !Number.isFinite(v)) return v;
+  for (let p = 1; p <= 9; p++) {
+    const d = Number(v.toPrecision(p));
+    if (Math.fround(d) === Math.fround(v)) return d;
+  }
+  return v;
+}
+
+/** The Llama config a GGUF file's metadata describes, and its header. */
+export async function readGgufModel(file: string): Promise<{ config: LlamaConfig; header: GgufHeader }> {
+  if (!fs.existsSync(file)) throw new LongLoraError(`${file} does not exist`);
+  const header = await readGgufHeader(file);
+  const m = ggufMetadata(header);
+  const arch = String(m['general.architecture'] ?? '');
+  if (!['llama', 'qwen2', 'qwen3'].includes(arch)) {
+    throw new LongLoraError(`${file}: GGUF architecture "${arch}" cannot be loaded here (llama, qwen2, qwen3 can); load the Hugging Face model folder instead`);
+  }
+  const names = new Set(header.tensorInfos.map((t) => t.name));
+  const key = (k: string): unknown => m[`${arch}.${k}`];
+  const scaling = key('rope.scaling.type');
+  if (names.has('rope_freqs.weight') || (scaling !== undefined && scaling !== 'none' && scaling !== 'linear')) {
+    throw new LongLoraError(`${file}: its RoPE scaling (${names.has('rope_freqs.weight') ? 'rope_freqs' : String(scaling)}) is not read from GGUF here (none and linear are); load the model folder it was exported from`);
+  }
+  const factor = scaling === 'linear' ? Number(f32Decimal(key('rope.scaling.factor'))) : 1;
+  const context = Number(key('context_length'));
+  const tokens = m['tokenizer.ggml.tokens'];
+  const embd = header.tensorInfos.find((t) => t.name === 'token_embd.weight');
+  const vocab = key('vocab_size') ?? (Array.isArray(tokens) ? tokens.length : embd ? Number(embd.shape[1]) : undefined);
+  const json = {
+    model_type: arch,
+    vocab_size: vocab,
+    hidden_size: key('embedding_length'),
+    intermediate_size: key('feed_forward_length'),
+    num_hidden_layers: key('block_count'),
+    num_attention_heads: key('attention.head_count'),
+    num_key_value_heads: key('attention.head_count_kv'),
+    head_dim: key('attention.key_length'),
+    rms_norm_eps: f32Decimal(key('attention.layer_norm_rms_epsilon')),
+    rope_theta: f32Decimal(key('rope.freq_base')),
+    max_position_embeddings: Number.isFinite(context) ? Math.round(context / factor) : undefined,
+    rope_scaling: scaling === 'linear' ? { type: 'linear', factor } : null,
+    tie_word_embeddings: !names.has('output.weight'),
+    attention_bias: arch !== 'qwen2' && names.has('blk.0.attn_q.bias'),
+    bos_token_id: m['tokenizer.ggml.bos_token_id'],
+    eos_token_id: m['tokenizer.ggml.eos_token_id'],
+  };
+  return { config: parseLlamaConfig(json, `${file} (GGUF metadata)`), header };
+}
+
+/** Loads a GGUF file (see the header) as a model in `dtype`. */
+export async function loadLlamaGguf(file: string, opts: { dtype?: ParamDType; backend?: Backend; ropeScaling?: RopeScaling } = {}): Promise<LlamaForCausalLM> {
+  const { config: parsed, header } = await readGgufModel(file);
+  const config = opts.ropeScaling ? { ...parsed, ropeScaling: opts.ropeScaling } : parsed;
+  const dtype = opts.dtype ?? 'f32';
+  const backend = opts.backend ?? currentBackend();
+  const fd = fs.openSync(file, 'r');
+  const created: Array<{ dispose(): void }> = [];
+  const read = (start: number, length: number): Uint8Array => {
+    const b = Buffer.alloc(length);
+    if (fs.readSync(fd, b, 0, length, start) !== length) throw new LongLoraError(`${file} ends early (truncated?); export it again`);
+    return new Uint8Array(b.buffer, b.byteOffset, length);
+  };
+  try {
+    return new LlamaForCausalLM(config, (name, shape) => {
+      const g = ggufTensorName(name);
+      const t = ggufTensorData(header, g, read);
+      if (t.shape.join(',') !== shape.join(',')) throw new LongLoraError(`${file}: tensor ${g} is [${t.shape.join(', ')}], the metadata implies [${shape.join(', ')}]`);
+      const heads = rotaryHeads(config, name);
+      const f32 = heads > 0 ? unpermuteRotary(t.data, shape[0]!, shape[1] ?? 1, heads) : t.data;
+      const data = dtype === 'f32' ? f32 : dtype === 'f64' ? Float64Array.from(f32) : fromFloatArray(f32, dtype);
+      if (dtype === 'f16') checkF16Range(data as Uint16Array, name, file);
+      const tensor = fromHost(data, shape, dtype, backend).keep();
+      tensor.name = name;
+      created.push(tensor);
+      return tensor;
+    }, computeOf(dtype));
+  } catch (e) {
+    for (const t of created) t.dispose();
+    throw e;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
