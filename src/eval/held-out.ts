@@ -8,6 +8,7 @@ import type { TrainingBatch } from '../data/training-data.js';
 import { IGNORE_INDEX, shiftLabels } from '../nn/loss.js';
 import { noGrad } from '../tensor/autograd.js';
 import { ids as idsTensor } from '../tensor/ops/index.js';
+import type { Precision } from '../tensor/dtype.js';
 import { tidy } from '../tensor/scope.js';
 
 /** Loss, perplexity and the number of scored targets. */
@@ -19,7 +20,7 @@ export interface HeldOutResult {
 }
 
 /** Token-weighted mean loss of `batches` (null when they hold no labelled target). */
-export async function heldOutLoss(model: LlamaForCausalLM, batches: readonly TrainingBatch[]): Promise<HeldOutResult | null> {
+export async function heldOutLoss(model: LlamaForCausalLM, batches: readonly TrainingBatch[], precision: Precision = 'f32'): Promise<HeldOutResult | null> {
   let nll = 0;
   let tokens = 0;
   for (const b of batches) {
@@ -27,7 +28,7 @@ export async function heldOutLoss(model: LlamaForCausalLM, batches: readonly Tra
     let count = 0;
     for (const t of shiftLabels(labels, b.B, b.N)) if (t !== IGNORE_INDEX) count++;
     if (count === 0) continue;
-    const t = noGrad(() => tidy(() => model.loss(idsTensor(b.ids, [b.B, b.N]), labels).loss));
+    const t = noGrad(() => tidy(() => model.loss(idsTensor(b.ids, [b.B, b.N]), labels, { precision }).loss));
     nll += (await t.item()) * count;
     t.dispose();
     tokens += count;

@@ -15,6 +15,18 @@ export type GgufHeader = Awaited<ReturnType<typeof gguf>>;
 /** ggml type names by id (the ones exported here, and the common quantisations). */
 export const GGML_TYPE_NAMES: Record<number, string> = { 0: 'F32', 1: 'F16', 30: 'BF16', 2: 'Q4_0', 3: 'Q4_1', 6: 'Q5_0', 8: 'Q8_0', 12: 'Q4_K', 14: 'Q6_K' };
 
+/** general.file_type (llama.cpp's llama_ftype) by id. */
+const FILE_TYPE_NAMES: Record<number, string> = {
+  0: 'all F32', 1: 'mostly F16', 2: 'Q4_0', 3: 'Q4_1', 7: 'Q8_0', 8: 'Q5_0', 9: 'Q5_1', 10: 'Q2_K', 11: 'Q3_K_S', 12: 'Q3_K_M',
+  13: 'Q3_K_L', 14: 'Q4_K_S', 15: 'Q4_K_M', 16: 'Q5_K_S', 17: 'Q5_K_M', 18: 'Q6_K', 32: 'mostly BF16',
+};
+
+/** The name of a general.file_type value, or null when absent. */
+export function ggufFileTypeName(v: unknown): string | null {
+  if (typeof v !== 'number') return null;
+  return FILE_TYPE_NAMES[v] ?? `file type ${v}`;
+}
+
 /** A ggml type's name. */
 export function ggmlTypeName(t: number): string {
   return GGML_TYPE_NAMES[t] ?? `type ${t}`;

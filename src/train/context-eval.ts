@@ -18,6 +18,7 @@ import { perplexity, windowedPlan, OFFICIAL_WINDOW_STEP, type PplResult } from '
 import { table } from '../eval/report.js';
 import { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { TrainConfig } from './config.js';
+import type { Precision } from '../tensor/dtype.js';
 import type { ProgressStream } from './progress.js';
 
 /** The columns of the table, in order. */
@@ -35,6 +36,8 @@ export interface ContextEvalPlan {
   seqLens: number[];
   /** Windows per length (undefined: all of them). */
   maxWindows: number | undefined;
+  /** Activations between ops, as in training (--precision): a long window fits where the step did. */
+  precision: Precision;
   note: string;
   /** Closes the test set's file (once; later calls do nothing). */
   close(): void;
@@ -77,13 +80,13 @@ export async function openContextEval(c: TrainConfig, vocabSize: number, origina
   }
   let open = true;
   const close = (): void => { if (open) { open = false; file.close(); } };
-  return { data: file, seqLens, maxWindows: c.pplWindows > 0 ? c.pplWindows : undefined, note, close };
+  return { data: file, seqLens, maxWindows: c.pplWindows > 0 ? c.pplWindows : undefined, precision: c.precision, note, close };
 }
 
 /** Perplexity of `model` at every planned length (dense attention: the model's forward). */
 export async function measureContext(model: LlamaForCausalLM, plan: ContextEvalPlan, out: ProgressStream): Promise<PplResult[]> {
   return perplexity(model, plan.data, {
-    seqLens: plan.seqLens, procedures: ['windowed'], ...(plan.maxWindows !== undefined ? { maxWindows: plan.maxWindows } : {}), out,
+    seqLens: plan.seqLens, procedures: ['windowed'], ...(plan.maxWindows !== undefined ? { maxWindows: plan.maxWindows } : {}), out, precision: plan.precision,
   });
 }
 
@@ -91,14 +94,15 @@ export async function measureContext(model: LlamaForCausalLM, plan: ContextEvalP
 export type ContextResults = Partial<Record<ContextColumn, PplResult[]>>;
 
 /** The perplexity table: one row per length, one column per measured model. */
-export function contextTable(r: ContextResults, plan: Pick<ContextEvalPlan, 'seqLens'>): string {
+export function contextTable(r: ContextResults, plan: Pick<ContextEvalPlan, 'seqLens'> & { precision?: Precision }): string {
   const cols = (Object.keys(COLUMN_TITLES) as ContextColumn[]).filter((k) => r[k]);
   const rows = plan.seqLens.map((n) => [String(n), ...cols.map((k) => {
     const x = r[k]!.find((p) => p.seqLen === n);
     return x ? x.ppl.toFixed(2) : '-';
   })]);
   const first = Object.values(r).find(Boolean)?.[0];
-  const how = first ? `official windowed procedure, ${first.windows < first.windowsTotal ? `${first.windows} evenly spaced windows` : 'every window'} per length, dense attention` : '';
+  const acts = plan.precision && plan.precision !== 'f32' ? `, ${plan.precision} activations` : '';
+  const how = first ? `official windowed procedure, ${first.windows < first.windowsTotal ? `${first.windows} evenly spaced windows` : 'every window'} per length, dense attention${acts}` : '';
   return `perplexity by context length (${how})\n${table(['tokens', ...cols.map((k) => COLUMN_TITLES[k])], rows)}`;
 }
 

@@ -382,7 +382,7 @@ export class Trainer {
     if (this.heldOutBatches.length === 0) return;
     const training = this.runtime.training;
     this.runtime.training = false; // no LoRA dropout while evaluating
-    const r = await heldOutLoss(this.model, this.heldOutBatches).finally(() => { this.runtime.training = training; });
+    const r = await heldOutLoss(this.model, this.heldOutBatches, this.config.precision).finally(() => { this.runtime.training = training; });
     if (!r) return;
     fs.appendFileSync(metrics, `${JSON.stringify({ step: this.step, val_loss: r.loss, val_ppl: r.ppl, val_tokens: r.tokens })}\n`);
     bar.log(`step ${this.step}: held-out loss ${r.loss.toFixed(4)}, perplexity ${r.ppl.toFixed(2)} (${r.tokens} tokens, dense attention)`);

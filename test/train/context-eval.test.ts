@@ -77,6 +77,35 @@ describe('long-context evaluation in the trainer', () => {
     assert.match(out.text(), /perplexity by context length[^]*after training/);
   });
 
+  it('evaluates with the activations the run trains with (--precision bf16), and says so in the table', async () => {
+    const dir = fresh();
+    const test = path.join(dir, 'test');
+    fs.mkdirSync(test);
+    const pplData = tokenFile(test, 1500, 96, 5);
+    const c = tinyConfig(dir, { pplData, pplSeqLens: ['32'], pplWindows: 2, steps: 1, precision: 'bf16' });
+    const t = await Trainer.create(c, { out: sink() });
+    try {
+      await t.run();
+    } finally {
+      t.dispose();
+    }
+    const j = JSON.parse(fs.readFileSync(path.join(c.output, 'ppl.json'), 'utf8')) as { table: string; results: Record<string, PplResult[]> };
+    assert.match(j.table, /dense attention, bf16 activations/);
+    await setBackend('cpu');
+    const data = new TokenFile(pplData, 'uint16');
+    const base = await loadLlama(c.model!);
+    try {
+      const opts = { seqLens: [32], procedures: ['windowed' as const], maxWindows: 2, out: sink() };
+      const [bf16] = await perplexity(base, data, { ...opts, precision: 'bf16' });
+      const [f32] = await perplexity(base, data, opts);
+      assert.ok(Math.abs(bf16!.ppl - j.results.base![0]!.ppl) < 1e-9 * bf16!.ppl, `${bf16!.ppl} vs ${j.results.base![0]!.ppl}`);
+      assert.ok(Math.abs(f32!.ppl - bf16!.ppl) > 1e-6 * f32!.ppl, 'bf16 activations change the perplexity a little');
+    } finally {
+      base.dispose();
+      data.close();
+    }
+  });
+
   it('a test set too short for the longest length fails before the model is loaded', async () => {
     const dir = fresh();
     const test = path.join(dir, 'test');

@@ -1,7 +1,7 @@
 /** `longlora info <path>`: what a model folder, a safetensors file or a GGUF file holds. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { ggmlTypeName, ggufMetadata, ggufRopeScaling, readGgufHeader } from '../../io/gguf-read.js';
+import { ggmlTypeName, ggufFileTypeName, ggufMetadata, ggufRopeScaling, readGgufHeader } from '../../io/gguf-read.js';
 import { LongLoraError } from '../../errors.js';
 import { openCheckpoint, readJsonFile } from '../../io/checkpoint.js';
 import { SafetensorsFile } from '../../io/safetensors.js';
@@ -48,7 +48,10 @@ async function describeGguf(file: string, tensors: boolean): Promise<void> {
     counts.set(name, (counts.get(name) ?? 0) + 1);
     params += t.shape.reduce((a, s) => a * Number(s), 1);
   }
-  console.log(`  ${parsed.tensorInfos.length} tensors (${[...counts].map(([n, c]) => `${c} ${n}`).join(', ')}), ${params.toLocaleString('en-US')} parameters`);
+  const bits = ((fs.statSync(file).size - Number(parsed.tensorDataOffset)) * 8) / params;
+  const ftype = ggufFileTypeName(m['general.file_type']);
+  console.log(`  ${parsed.tensorInfos.length} tensors (${[...counts].map(([n, c]) => `${c} ${n}`).join(', ')}), ${params.toLocaleString('en-US')} parameters, ` +
+    `${bits.toFixed(2)} bits per weight${ftype ? ` (${ftype})` : ''}`);
   list();
 }
 
