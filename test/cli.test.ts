@@ -216,7 +216,7 @@ describe('longlora command line', () => {
     assert.match(h.out, /--s2-form <segmented\|roll\|short>/);
     const bad = cli('train', '--seq-len', '8k');
     assert.equal(bad.code, 1);
-    assert.match(bad.err, /option 'seqLen' must be a number, got "8k"/);
+    assert.match(bad.err, /option --seq-len must be a number, got "8k"/);
     const none = cli('train', '--data', 'x.bin');
     assert.equal(none.code, 1);
     assert.match(none.err, /no base model: set --model/);

@@ -164,7 +164,8 @@ function unknownKey(key: string, where: string): never {
 export function coerce(key: string, raw: unknown, where: string): unknown {
   const f = FIELDS[key];
   if (!f) unknownKey(key, where);
-  const bad = (what: string): never => { throw new LongLoraError(`${where}: option '${key}' ${what}`); };
+  const label = where === 'command line' ? `--${kebab(key)}` : `'${key}'`; // as the user wrote it
+  const bad = (what: string): never => { throw new LongLoraError(`${where}: option ${label} ${what}`); };
   if (raw === null || raw === 'null' || (raw === 'auto' && f.nullable && (f.kind === 'int' || f.kind === 'float'))) {
     if (f.nullable) return null;
     bad('cannot be null');

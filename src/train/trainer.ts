@@ -75,11 +75,26 @@ function ropeOverride(c: TrainConfig, maxPos: number): RopeScaling | undefined {
 }
 
 /** Checks that need no weights, so mistakes surface before anything is loaded. */
+/**
+ * The run writes its adapter, checkpoints and metrics into --output: never into the base
+ * model's folder, nor into another model's (config.json without a run's train_config.json).
+ */
+function checkOutputFolder(c: TrainConfig): void {
+  const out = path.resolve(c.output);
+  if (out === path.resolve(c.model!)) {
+    throw new LongLoraError(`--output ${c.output} is the base model's folder; the run writes its adapter, checkpoints and metrics into --output, so choose a folder of its own (e.g. runs/NAME)`);
+  }
+  if (fs.existsSync(path.join(out, 'config.json')) && !fs.existsSync(path.join(out, 'train_config.json'))) {
+    throw new LongLoraError(`--output ${c.output} holds a model (config.json), not a training run; choose a new folder (e.g. runs/NAME) so nothing in it is overwritten`);
+  }
+}
+
 function preflight(c: TrainConfig): { cfg: LlamaConfig; mask: AttentionMask; rope: ReturnType<typeof extendRopeScaling>; schedule: Schedule } {
   if (!c.model) throw new LongLoraError('no base model: set --model to a folder with config.json and safetensors');
   if (!c.data) throw new LongLoraError('no training data: set --data to a token file, text/JSONL files or folders, or SFT records');
   const cfgPath = path.join(c.model, 'config.json');
   const cfg = parseLlamaConfig(readJsonFile(cfgPath), cfgPath);
+  checkOutputFolder(c);
   const mask = trainingMask(c);
   checkDataSettings(c, c.attention === 's2' ? c.s2Form : 'dense');
   const rope = extendRopeScaling(cfg, c.seqLen, ropeOverride(c, cfg.maxPositionEmbeddings));

@@ -23,7 +23,8 @@ describe('training config', () => {
     assert.equal(coerce('rslora', 'true', 'x'), true);
     assert.deepEqual(coerce('loraTargets', 'q_proj, v_proj', 'x'), ['q_proj', 'v_proj']);
     assert.equal(coerce('groupSize', 'auto', 'x'), null);
-    throwsLL(() => coerce('seqLen', '8k', 'command line'), "command line: option 'seqLen' must be a number", '"8k"');
+    throwsLL(() => coerce('seqLen', '8k', 'command line'), 'command line: option --seq-len must be a number', '"8k"');
+    throwsLL(() => coerce('seqLen', 'x', 'run.yaml'), "run.yaml: option 'seqLen' must be a number");
     throwsLL(() => coerce('seqLen', 1.5, 'f'), 'must be an integer');
     throwsLL(() => coerce('mode', 'qlora', 'f'), 'must be one of longlora, lora, full');
     throwsLL(() => coerce('lr', -1, 'f'), 'must be ≥ 0');

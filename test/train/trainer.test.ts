@@ -127,6 +127,17 @@ describe('trainer: bad input fails before any work', () => {
     await fails(tinyConfig(dir, { groupSize: 5 }), ['must be even', 'G=5']);
   });
 
+  it('an output folder that is the base model\'s, or another model\'s: refused, nothing written there', async () => {
+    const c = tinyConfig(fresh());
+    const other = path.join(fresh(), 'other-model');
+    fs.cpSync(c.model!, other, { recursive: true });
+    for (const [output, part] of [[c.model!, 'is the base model\'s folder'], [other, 'holds a model (config.json), not a training run']] as const) {
+      const before = fs.readdirSync(output).sort();
+      await assert.rejects(Trainer.create({ ...c, output }, { out: sink() }), (e: unknown) => e instanceof LongLoraError && e.message.includes(part) && e.message.includes('choose'));
+      assert.deepEqual(fs.readdirSync(output).sort(), before, `${output}: nothing written`);
+    }
+  });
+
   it('a LoRA target module that does not exist', async () => {
     await fails(tinyConfig(fresh(), { loraTargets: ['q_proj', 'query'] }), ["LoRA target 'query' matches no module", 'q_proj, k_proj']);
   });
