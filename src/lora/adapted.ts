@@ -17,7 +17,7 @@ import { LongLoraError } from '../errors.js';
 import { writeJsonAtomic } from '../io/atomic.js';
 import { cardFacts, mergedCard, writeCard } from '../io/model-card.js';
 import { openCheckpoint, readJsonFile, writeCheckpoint } from '../io/checkpoint.js';
-import { ADAPTER_WEIGHTS, PREFIX, checkAdapterTensors, loadAdapter, readAdapterConfig, readSidecar } from '../io/peft.js';
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, PREFIX, checkAdapterTensors, loadAdapter, readAdapterConfig, readSidecar } from '../io/peft.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import type { TensorEntry } from '../io/safetensors-format.js';
 import { checkCheckpointTensor, loadLlama, saveLlama, type LoadOptions } from '../models/llama/load.js';
@@ -89,6 +89,9 @@ export interface MergeOptions {
 export async function mergeAdapter(baseDir: string, adapterDir: string, outDir: string, opts: MergeOptions = {}): Promise<{ merged: number; dtype: string }> {
   if (path.resolve(outDir) === path.resolve(baseDir)) throw new LongLoraError('merge: the output folder must differ from the base model folder');
   if (!fs.existsSync(adapterDir)) throw new LongLoraError(`adapter folder ${adapterDir} does not exist`);
+  if (path.resolve(outDir) === path.resolve(adapterDir) || fs.existsSync(path.join(outDir, ADAPTER_CONFIG))) {
+    throw new LongLoraError(`merge: the output folder ${outDir} holds an adapter; write the merged model to a folder of its own (e.g. ${path.join(adapterDir, 'merged')})`);
+  }
   const quantized = readQuantizationRecord(readSidecar(adapterDir), path.join(adapterDir, 'longlora.json')) !== null;
   const r = opts.inMemory || quantized ? await mergeInMemory(baseDir, adapterDir, outDir, opts) : mergeStreaming(baseDir, adapterDir, outDir, opts);
   for (const f of TOKENIZER_FILES) {

@@ -88,6 +88,6 @@ describe('PEFT adapters', () => {
     fs.writeFileSync(cfgPath, JSON.stringify({ ...cfg, target_modules: ['q_proj'] }));
     throwsLL(() => loadAdapter(base, dir, rt()), 'match nothing in the model');
     base.dispose();
-    throwsLL(() => readAdapterConfig(fresh()), 'adapter_config.json not found');
+    throwsLL(() => readAdapterConfig(fresh()), 'has no adapter_config.json, so it is not an adapter');
   });
 });

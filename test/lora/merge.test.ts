@@ -74,6 +74,20 @@ describe('merge', () => {
     assert.ok(before.some((v, i) => Math.abs(v - want[i]!) > 1e-3), 'training changed the model');
   });
 
+  it('refuses to write into the adapter\'s folder, and names a model folder given as the adapter', async () => {
+    const dir = fresh();
+    const base = path.join(dir, 'base');
+    fs.cpSync(goldenDir('tiny-llama-short'), base, { recursive: true });
+    const c = tinyConfig(dir, { model: base, steps: 1 });
+    const trainer = await Trainer.create(c, { out: sink() });
+    await trainer.run();
+    trainer.dispose();
+    const before = fs.readdirSync(c.output).sort();
+    await assert.rejects(mergeAdapter(base, c.output, c.output), /the output folder \S+ holds an adapter; write the merged model to a folder of its own/);
+    assert.deepEqual(fs.readdirSync(c.output).sort(), before, 'nothing written into the adapter folder');
+    await assert.rejects(mergeAdapter(base, base, path.join(dir, 'm')), /has no adapter_config\.json, so it is not an adapter .*; it holds a model \(config\.json\): pass it as the base model instead/);
+  });
+
   it('one tensor at a time gives the tensors the in-memory merge gives (all-linear LoRA, trained embeddings and norms, rsLoRA), in another dtype too', async (t) => {
     const dir = fresh();
     const base = path.join(dir, 'base');
