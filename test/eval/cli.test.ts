@@ -124,6 +124,14 @@ describe('longlora data and evaluation commands', () => {
     const c = cli(['generate', '--prompt', 'x']);
     assert.equal(c.code, 1);
     assert.match(c.err, /--model is required/);
+    for (const [flag, value, message] of [['--max-new-tokens', '0', /--max-new-tokens must be an integer ≥ 1, got "0"/], ['--top-p', '2', /--top-p must be in \(0, 1\], got 2/]] as const) {
+      for (const command of ['generate', 'chat']) {
+        const r = cli([command, ...MODEL, '--prompt', 'x', `${flag}=${value}`].filter((a) => command === 'generate' || !a.startsWith('--prompt') && a !== 'x'));
+        assert.equal(r.code, 1);
+        assert.match(r.err, message);
+        assert.doesNotMatch(r.err, /tokenizer:/, `${command}: the flag is checked before the model is loaded`);
+      }
+    }
     const d = cli(['eval', 'ppl', ...MODEL, '--data', dir, '--seq-len', '16', '--tensor-cores']);
     assert.equal(d.code, 1);
     assert.match(d.err, /--tensor-cores runs matmuls on a GPU's tensor cores through the webgpu backend, not cpu; use --device webgpu/);

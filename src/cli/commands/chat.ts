@@ -10,7 +10,7 @@ import { Generator, describeSpeed } from '../../eval/generate.js';
 import { chatTemplateFrom } from '../../tokenizer/chat-files.js';
 import type { ChatMessage, ChatTemplate } from '../../tokenizer/chat-template.js';
 import type { OptionSpec } from '../args.js';
-import { parseWith, samplingFrom, SAMPLING_OPTIONS } from './generate.js';
+import { parseWith, samplingFlags, samplingFrom, SAMPLING_OPTIONS } from './generate.js';
 import { loadModel, MODEL_OPTIONS } from './load-model.js';
 
 const OPTIONS: Record<string, OptionSpec & { multiple?: boolean }> = {
@@ -24,6 +24,7 @@ const OPTIONS: Record<string, OptionSpec & { multiple?: boolean }> = {
 export async function chatCommand(argv: string[]): Promise<void> {
   const v = parseWith(argv, 'longlora chat --model DIR|org/name|FILE.gguf [--adapter DIR] [--system TEXT] [options]', OPTIONS);
   if (!v) return;
+  const sampling = samplingFlags(v);
   const m = await loadModel(v as Record<string, string>);
   const gen = new Generator(m.model);
   try {
@@ -36,7 +37,7 @@ export async function chatCommand(argv: string[]): Promise<void> {
       template = chatTemplateFrom('llama2');
       process.stderr.write(`${tok.source} has no chat template; using the Llama-2 chat format\n`);
     }
-    const opts = samplingFrom(v, m);
+    const opts = samplingFrom(sampling, m);
     const tty = process.stdin.isTTY === true;
     let system = typeof v.system === 'string' ? v.system : null;
     let history: ChatMessage[] = [];

@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import { LongLoraError } from '../../errors.js';
 import { describeSpeed, generate, type GenerateOptions } from '../../eval/generate.js';
+import { checkSampling } from '../../eval/sampling.js';
 import { llama2Prompt } from '../../data/sft.js';
 import { chatTemplateFrom } from '../../tokenizer/chat-files.js';
 import { commandOf, helpText, parseStrict, type OptionSpec } from '../args.js';
@@ -47,19 +48,26 @@ export function parseWith(argv: string[], usage: string, options: Record<string,
   return values as Values;
 }
 
-/** Generation options from the sampling flags. */
-export function samplingFrom(v: Values, m: LoadedModel): GenerateOptions {
-  const stop = (v.stop as string[] | undefined) ?? [];
-  return {
-    maxNewTokens: intFlag(v as Record<string, string>, 'max-new-tokens')!,
-    temperature: v.greedy ? 0 : numFlag(v as Record<string, string>, 'temperature', 0.6),
-    topP: numFlag(v as Record<string, string>, 'top-p', 0.9),
-    topK: intFlag(v as Record<string, string>, 'top-k', 0)!,
-    seed: intFlag(v as Record<string, string>, 'seed', 0)!,
-    stopIds: m.tokenizer.stopIds(m.eosIds),
-    stopStrings: stop,
-    tokenizer: m.tokenizer,
+type SamplingFlags = Pick<GenerateOptions, 'maxNewTokens' | 'temperature' | 'topP' | 'topK' | 'seed' | 'stopStrings'>;
+
+/** The sampling flags, checked (before the model is loaded, so a typo costs nothing). */
+export function samplingFlags(v: Values): SamplingFlags {
+  const f = v as Record<string, string>;
+  const s = {
+    maxNewTokens: intFlag(f, 'max-new-tokens')!,
+    temperature: v.greedy ? 0 : numFlag(f, 'temperature', 0.6),
+    topP: numFlag(f, 'top-p', 0.9),
+    topK: intFlag(f, 'top-k', 0)!,
+    seed: intFlag(f, 'seed', 0)!,
+    stopStrings: (v.stop as string[] | undefined) ?? [],
   };
+  checkSampling(s);
+  return s;
+}
+
+/** Generation options: the checked flags, and the model's stop tokens and tokenizer. */
+export function samplingFrom(flags: SamplingFlags, m: LoadedModel): GenerateOptions {
+  return { ...flags, stopIds: m.tokenizer.stopIds(m.eosIds), tokenizer: m.tokenizer };
 }
 
 function readPrompt(v: Values): string {
@@ -80,6 +88,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
   const template = String(v.template);
   if (!['none', 'llama2', 'chat'].includes(template)) throw new LongLoraError(`--template must be none, llama2 or chat, got ${template}`);
   const text = readPrompt(v);
+  const sampling = samplingFlags(v);
   const m = await loadModel(v as Record<string, string>);
   try {
     for (const n of m.notes) process.stderr.write(`${n}\n`);
@@ -92,7 +101,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
     } else {
       ids = tok.encode(template === 'llama2' ? llama2Prompt(text) : text);
     }
-    const r = await generate(m.model, ids, { ...samplingFrom(v, m), onText: (t) => process.stdout.write(t) });
+    const r = await generate(m.model, ids, { ...samplingFrom(sampling, m), onText: (t) => process.stdout.write(t) });
     process.stdout.write('\n');
     process.stderr.write(`${describeSpeed(r)}; stopped: ${r.stopReason}\n`);
   } finally {
