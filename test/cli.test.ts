@@ -8,6 +8,7 @@ import { ROOT, goldenDir } from './helpers/fixtures.js';
 import { tempFolders } from './helpers/tmp.js';
 import { tokenFile } from './helpers/train.js';
 import { gguf as readGguf } from '@huggingface/gguf';
+import { exportGguf } from '../src/models/llama/gguf.js';
 
 const fresh = tempFolders('cli');
 const TRAIN_ARGS = ['--seq-len', '32', '--grad-accum', '2', '--lr', '1e-2', '--warmup-steps', '1', '--lora-r', '4', '--backend', 'cpu'];
@@ -158,15 +159,19 @@ describe('longlora command line', () => {
     // The export evaluates as the merged folder does (f16 weights either way), and what a GGUF model cannot take is refused.
     const pplArgs = ['eval', 'ppl', '--data', path.join(tiny, 'data', 'heldout.bin'), '--seq-len', '256', '--procedure', 'windowed', '--max-windows', '2', '--backend', 'cpu'];
     const fromDir = cli(...pplArgs, '--model', path.join(dir, 'merged'));
-    const fromGguf = cli(...pplArgs, '--model', gguf, '--tokenizer', path.join(dir, 'merged'));
+    const fromGguf = cli(...pplArgs, '--model', gguf); // the file carries its tokenizer
     assert.equal(fromGguf.code, 0, fromGguf.err);
     assert.match(fromGguf.err, /model: \S*merged\.gguf \(GGUF, 4 layers, hidden 128, RoPE linear/);
     const ppl = (o: string): string | undefined => /windowed\s+256\s+step 256\s+([\d.]+)/.exec(o)?.[1];
     assert.ok(ppl(fromDir.out) !== undefined, fromDir.out + fromDir.err);
     assert.equal(ppl(fromGguf.out), ppl(fromDir.out));
-    const noTok = cli('generate', '--model', gguf, '--prompt', 'x', '--backend', 'cpu');
+    assert.match(fromGguf.err, /tokenizer: \S*merged\.gguf \(embedded tokenizer\)/);
+    const bare = path.join(fresh(), 'bare.gguf');
+    exportGguf(path.join(dir, 'merged'), bare, { embedTokenizer: false, modelfile: false });
+    const noTok = cli('generate', '--model', bare, '--prompt', 'x', '--backend', 'cpu');
     assert.equal(noTok.code, 1);
-    assert.match(noTok.err, /the tokenizer is not read from GGUF files and \S+ has no tokenizer\.json; pass --tokenizer DIR/);
+    assert.match(noTok.err, /bare\.gguf carries no Hugging Face tokenizer \(files exported here do\) and \S+ has no tokenizer\.json; pass --tokenizer DIR/);
+    assert.equal(cli('generate', '--model', bare, '--tokenizer', path.join(dir, 'merged'), '--prompt', 'x', '--max-new-tokens', '2', '--backend', 'cpu').code, 0);
     assert.match(cli(...pplArgs, '--model', gguf, '--adapter', out).err, /--adapter applies to a model folder, not to a GGUF file/);
     fs.writeFileSync(path.join(dir, 'bad.gguf'), 'not a gguf');
     assert.match(cli('info', path.join(dir, 'bad.gguf')).err, /bad\.gguf is not a readable GGUF file/);

@@ -15,7 +15,8 @@ import { gguf } from '@huggingface/gguf';
 import { openCheckpoint, writeCheckpoint } from '../../src/io/checkpoint.js';
 import { exportGguf, exportGgufAdapter, permuteRotary } from '../../src/models/llama/gguf.js';
 import { loadLlama } from '../../src/models/llama/load.js';
-import { loadLlamaGguf } from '../../src/models/llama/gguf-load.js';
+import { ggufTokenizer, loadLlamaGguf } from '../../src/models/llama/gguf-load.js';
+import { readGgufHeader } from '../../src/io/gguf-read.js';
 import { applyLora } from '../../src/lora/inject.js';
 import { mergeAdapter } from '../../src/lora/adapted.js';
 import { saveAdapter } from '../../src/io/peft.js';
@@ -369,6 +370,27 @@ describe('GGUF export', () => {
       a.dispose();
       b.dispose();
     }
+  });
+
+  it('an export carries its Hugging Face tokenizer: the same ids, specials and chat template as the folder\'s', async () => {
+    const bpe = path.join(ROOT, 'test', 'fixtures', 'tokenizer', 'llama-bpe');
+    const rng = new Rng(2);
+    const bpeEmbeddings = (rows: number): Array<{ name: string; dtype: 'f32'; shape: number[]; data: Float32Array }> =>
+      ['model.embed_tokens.weight', 'lm_head.weight'].map((name) => ({ name, dtype: 'f32' as const, shape: [rows, 128], data: Float32Array.from({ length: rows * 128 }, () => 0.02 * rng.normal()) }));
+    const texts = ['The quick brown fox, 1234 times.', '  leading spaces and\nnew lines\n\n', 'Naïve café — 3½ “quotes” 😀'];
+    for (const [model, tokDir] of [[TINY, TINY], [variant((c) => { c.vocab_size = Tokenizer.load(bpe).vocabSize; }, (n, d) => (n.includes('embed_tokens') || n === 'lm_head.weight' ? null : d), bpeEmbeddings(Tokenizer.load(bpe).vocabSize)), bpe]] as const) {
+      const file = path.join(fresh(), 't.gguf');
+      exportGguf(model, file, { tokenizerDir: tokDir, modelfile: false });
+      const want = Tokenizer.load(tokDir);
+      const got = ggufTokenizer(await readGgufHeader(file), file)!;
+      assert.ok(got, 'the tokenizer is there');
+      for (const t of texts) assert.deepEqual(got.encode(t), want.encode(t), `${tokDir}: ${JSON.stringify(t)}`);
+      assert.deepEqual([got.bosId, got.eosId, got.vocabSize], [want.bosId, want.eosId, want.vocabSize]);
+      assert.equal(got.chatTemplate?.source, want.chatTemplate?.source);
+    }
+    const bare = path.join(fresh(), 'bare.gguf');
+    exportGguf(TINY, bare, { embedTokenizer: false, modelfile: false });
+    assert.equal(ggufTokenizer(await readGgufHeader(bare), bare), null);
   });
 
   it('loading a GGUF file refuses what it cannot read, naming the fix', async () => {

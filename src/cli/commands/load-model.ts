@@ -19,7 +19,7 @@ import { Rng } from '../../tensor/random.js';
 import { resizeEmbeddings } from '../../tokenizer/pad.js';
 import { parseLlamaConfig } from '../../models/llama/config.js';
 import { loadLlama } from '../../models/llama/load.js';
-import { loadLlamaGguf, readGgufModel } from '../../models/llama/gguf-load.js';
+import { ggufTokenizer, loadLlamaGguf, readGgufModel } from '../../models/llama/gguf-load.js';
 import type { LlamaForCausalLM } from '../../models/llama/model.js';
 import { describeRopeScaling, extendRopeScaling } from '../../nn/rope-scaling.js';
 import type { RopeScaling } from '../../nn/rope.js';
@@ -30,7 +30,7 @@ import type { QuantizeMode } from '../../quant/quantize-model.js';
 
 /** The flags that choose and load a model. */
 export const MODEL_OPTIONS: Record<string, OptionSpec> = {
-  model: { type: 'string', help: 'model folder, a Hugging Face repository org/name (downloaded into the HF cache), or a .gguf file (an export; tokenizer from beside it or --tokenizer)' },
+  model: { type: 'string', help: 'model folder, a Hugging Face repository org/name (downloaded into the HF cache), or a .gguf file (exports carry their tokenizer; others need --tokenizer)' },
   adapter: { type: 'string', help: 'adapter folder (a `longlora train` output) applied to --model, or a Hub repository as org/name' },
   tokenizer: { type: 'string', help: 'tokenizer folder (default: the model folder)' },
   'context-size': { type: 'string', help: 'interpolate RoPE positions for this context (official rule) when the model does not cover it' },
@@ -127,7 +127,7 @@ async function withAdapter(dir: string, adapter: string, opts: { dtype: 'f32' | 
 async function loadGgufModel(file: string, v: Values, dtype: 'f32' | 'bf16' | 'f16', notes: string[], optionalTokenizer: boolean): Promise<LoadedModel<Tokenizer | null>> {
   if (str(v, 'adapter')) throw new LongLoraError(`--adapter applies to a model folder, not to a GGUF file (${file}); merge first, or pass the base model's folder`);
   if (str(v, 'quantize') !== undefined && str(v, 'quantize') !== 'none') throw new LongLoraError(`--quantize applies to a model folder; ${file} keeps the types it was exported with`);
-  const { config } = await readGgufModel(file);
+  const { config, header } = await readGgufModel(file);
   let rope: RopeScaling | undefined;
   const ctx = intFlag(v, 'context-size');
   if (ctx !== undefined) {
@@ -138,12 +138,13 @@ async function loadGgufModel(file: string, v: Values, dtype: 'f32' | 'bf16' | 'f
   const model = await loadLlamaGguf(file, { dtype, ...(rope ? { ropeScaling: rope } : {}) });
   try {
     const dir = path.dirname(path.resolve(file));
-    const tokDir = str(v, 'tokenizer') ?? dir;
-    const found = fs.existsSync(path.join(tokDir, 'tokenizer.json'));
-    if (!found && str(v, 'tokenizer') === undefined && !optionalTokenizer) {
-      throw new LongLoraError(`the tokenizer is not read from GGUF files and ${dir} has no tokenizer.json; pass --tokenizer DIR (the folder of the model the file was exported from)`);
+    const given = str(v, 'tokenizer');
+    const embedded = given === undefined ? ggufTokenizer(header, file) : null;
+    const beside = fs.existsSync(path.join(dir, 'tokenizer.json'));
+    if (!given && !embedded && !beside && !optionalTokenizer) {
+      throw new LongLoraError(`${file} carries no Hugging Face tokenizer (files exported here do) and ${dir} has no tokenizer.json; pass --tokenizer DIR (the folder of the model the file was exported from)`);
     }
-    const tokenizer = found || str(v, 'tokenizer') !== undefined ? Tokenizer.load(tokDir) : null;
+    const tokenizer = embedded ?? (given !== undefined || beside ? Tokenizer.load(given ?? dir) : null);
     tokenizer?.checkModel(model.config.vocabSize, file);
     notes.push(`model: ${file} (GGUF, ${model.config.numLayers} layers, hidden ${model.config.hiddenSize}, RoPE ${describeRopeScaling(model.config.ropeScaling)}; weights dequantised to ${dtype}); dense attention`);
     notes.push(`tokenizer: ${tokenizer ? tokenizer.describe() : 'none (not needed for pre-tokenized data)'}`);

@@ -4,8 +4,8 @@
  * from the file's metadata (llama, qwen2 and qwen3 architectures; no RoPE scaling or
  * linear), the weights are read tensor by tensor, dequantised (F32, F16, BF16, Q8_0, Q5_0,
  * Q4_K, Q6_K) and, for the llama architecture, q and k rows are put back in Hugging Face's
- * rotate-half order. The tokenizer is not read from the file: a tokenizer.json comes from
- * beside it or from --tokenizer.
+ * rotate-half order. The tokenizer is the Hugging Face one an export of this project
+ * embeds (ggufTokenizer); other files need a tokenizer.json beside them or --tokenizer.
  */
 import fs from 'node:fs';
 import { LongLoraError } from '../../errors.js';
@@ -16,7 +16,8 @@ import type { RopeScaling } from '../../nn/rope.js';
 import { fromFloatArray } from '../../tensor/dtype.js';
 import { fromHost } from '../../tensor/tensor.js';
 import { parseLlamaConfig, type LlamaConfig } from './config.js';
-import { ggufTensorName, rotaryHeads, unpermuteRotary } from './gguf.js';
+import { HF_TOKENIZER_CONFIG_KEY, HF_TOKENIZER_KEY, ggufTensorName, rotaryHeads, unpermuteRotary } from './gguf.js';
+import { Tokenizer } from '../../tokenizer/tokenizer.js';
 import { computeOf, type ParamDType } from './init.js';
 import { checkF16Range } from './load.js';
 import { LlamaForCausalLM } from './model.js';
@@ -73,6 +74,28 @@ export async function readGgufModel(file: string): Promise<{ config: LlamaConfig
     eos_token_id: m['tokenizer.ggml.eos_token_id'],
   };
   return { config: parseLlamaConfig(json, `${file} (GGUF metadata)`), header };
+}
+
+/**
+ * The Hugging Face tokenizer an export carries (exportGguf's embedTokenizer), with its chat
+ * template from `tokenizer.chat_template`; null when the file has none.
+ */
+export function ggufTokenizer(header: GgufHeader, file: string): Tokenizer | null {
+  const m = ggufMetadata(header);
+  const json = m[HF_TOKENIZER_KEY];
+  if (typeof json !== 'string') return null;
+  const parse = (text: unknown, key: string): Record<string, unknown> => {
+    try {
+      const v = JSON.parse(String(text)) as unknown;
+      if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not a JSON object');
+      return v as Record<string, unknown>;
+    } catch (e) {
+      throw new LongLoraError(`${file}: metadata ${key} is not a JSON object (${(e as Error).message}); export the file again, or pass --tokenizer DIR`);
+    }
+  };
+  const config = m[HF_TOKENIZER_CONFIG_KEY] === undefined ? {} : parse(m[HF_TOKENIZER_CONFIG_KEY], HF_TOKENIZER_CONFIG_KEY);
+  if (typeof m['tokenizer.chat_template'] === 'string') config.chat_template = m['tokenizer.chat_template'];
+  return Tokenizer.fromJson(parse(json, HF_TOKENIZER_KEY), config, `${file} (embedded tokenizer)`);
 }
 
 /** Loads a GGUF file (see the header) as a model in `dtype`. */

@@ -53,6 +53,22 @@ export interface GgufExportOptions {
   modelfile?: boolean;
   /** Threads that quantise (q8_0, q6_k, q4_k_m), the calling one included (default: the machine's parallelism). */
   threads?: number;
+  /**
+   * Also store the Hugging Face tokenizer itself (default true): tokenizer.json under the
+   * GGUF spec's `tokenizer.huggingface.json`, tokenizer_config.json under
+   * `longlora.tokenizer_config`, so that the file alone is enough to evaluate or run it
+   * here (llama.cpp reads its own `tokenizer.ggml.*` keys and ignores these).
+   */
+  embedTokenizer?: boolean;
+}
+
+/** The metadata keys of an embedded Hugging Face tokenizer (see GgufExportOptions.embedTokenizer). */
+export const HF_TOKENIZER_KEY = 'tokenizer.huggingface.json';
+export const HF_TOKENIZER_CONFIG_KEY = 'longlora.tokenizer_config';
+
+function embeddedTokenizer(tok: Tokenizer): Array<[string, GgufValue]> {
+  const { chat_template: _, ...config } = tok.config; // the template goes as tokenizer.chat_template
+  return [[HF_TOKENIZER_KEY, str(JSON.stringify(tok.json))], [HF_TOKENIZER_CONFIG_KEY, str(JSON.stringify(config))]];
 }
 
 export interface GgufExportResult {
@@ -279,6 +295,7 @@ export function exportGguf(modelDir: string, outFile: string, opts: GgufExportOp
   const meta = llamaGgufMetadata(config, name, dtype);
   const tok = Tokenizer.load(opts.tokenizerDir ?? modelDir);
   meta.push(...ggufVocab(tok, config.vocabSize));
+  if (opts.embedTokenizer !== false) meta.push(...embeddedTokenizer(tok));
 
   const ck = openCheckpoint(modelDir);
   let pool: QuantPool | null = null;
