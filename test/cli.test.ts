@@ -154,7 +154,7 @@ describe('longlora command line', () => {
     assert.match(e.out, /weights in bf16/);
     const i = cli('info', path.join(dir, 'b.gguf'), '--tensors');
     assert.equal(i.code, 0, i.err);
-    assert.match(i.out, /GGUF v3, llama "x", 4 layers, hidden 128, intermediate 384, heads 4 \(kv 4\)\n  context 512, RoPE base 10000, scaling linear ×2\n  tokenizer llama \(default\), 2048 tokens\n  39 tensors \(30 BF16, 9 F32\), 1,377,408 parameters, 16\.0\d bits per weight \(mostly BF16\)\n/);
+    assert.match(i.out, /GGUF v3, llama "x", 4 layers, hidden 128, intermediate 384, heads 4 \(kv 4\)\n  context 512, RoPE base 10000, scaling linear ×2\n  tokenizer llama \(default\), 2048 tokens, and the Hugging Face tokenizer\n  39 tensors \(30 BF16, 9 F32\), 1,377,408 parameters, 16\.0\d bits per weight \(mostly BF16\)\n/);
     assert.match(i.out, /blk\.3\.ffn_down\.weight\s+BF16\s+\[128, 384\]/);
     // The export evaluates as the merged folder does (f16 weights either way), and what a GGUF model cannot take is refused.
     const pplArgs = ['eval', 'ppl', '--data', path.join(tiny, 'data', 'heldout.bin'), '--seq-len', '256', '--procedure', 'windowed', '--max-windows', '2', '--backend', 'cpu'];

@@ -6,6 +6,7 @@ import { LongLoraError } from '../../errors.js';
 import { openCheckpoint, readJsonFile } from '../../io/checkpoint.js';
 import { SafetensorsFile } from '../../io/safetensors.js';
 import { parseLlamaConfig } from '../../models/llama/config.js';
+import { HF_TOKENIZER_KEY } from '../../models/llama/gguf.js';
 import { parse } from '../args.js';
 import { describeRopeScaling } from '../../nn/rope-scaling.js';
 
@@ -40,7 +41,7 @@ async function describeGguf(file: string, tensors: boolean): Promise<void> {
     `intermediate ${String(k('feed_forward_length'))}, heads ${String(k('attention.head_count'))} (kv ${String(k('attention.head_count_kv'))})`);
   console.log(`  context ${String(k('context_length'))}, RoPE base ${String(k('rope.freq_base'))}, scaling ${scaling}`);
   console.log(`  tokenizer ${String(m['tokenizer.ggml.model'] ?? 'none')}${m['tokenizer.ggml.pre'] ? ` (${String(m['tokenizer.ggml.pre'])})` : ''}, ` +
-    `${Array.isArray(tokens) ? tokens.length : 0} tokens${m['tokenizer.chat_template'] ? ', chat template' : ''}`);
+    `${Array.isArray(tokens) ? tokens.length : 0} tokens${m['tokenizer.chat_template'] ? ', chat template' : ''}${typeof m[HF_TOKENIZER_KEY] === 'string' ? ', and the Hugging Face tokenizer' : ''}`);
   const counts = new Map<string, number>();
   let params = 0;
   for (const t of parsed.tensorInfos) {
