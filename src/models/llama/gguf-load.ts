@@ -45,7 +45,8 @@ export async function readGgufModel(file: string): Promise<{ config: LlamaConfig
     throw new LongLoraError(`${file}: GGUF architecture "${arch}" cannot be loaded here (llama, qwen2, qwen3 can); load the Hugging Face model folder instead`);
   }
   const names = new Set(header.tensorInfos.map((t) => t.name));
-  const key = (k: string): unknown => m[`${arch}.${k}`];
+  const plain = (v: unknown): unknown => (typeof v === 'bigint' ? Number(v) : v); // u64 values come back as bigint
+  const key = (k: string): unknown => plain(m[`${arch}.${k}`]);
   const scaling = key('rope.scaling.type');
   if (names.has('rope_freqs.weight') || (scaling !== undefined && scaling !== 'none' && scaling !== 'linear')) {
     throw new LongLoraError(`${file}: its RoPE scaling (${names.has('rope_freqs.weight') ? 'rope_freqs' : String(scaling)}) is not read from GGUF here (none and linear are); load the model folder it was exported from`);
@@ -54,7 +55,7 @@ export async function readGgufModel(file: string): Promise<{ config: LlamaConfig
   const context = Number(key('context_length'));
   const tokens = m['tokenizer.ggml.tokens'];
   const embd = header.tensorInfos.find((t) => t.name === 'token_embd.weight');
-  const vocab = key('vocab_size') ?? (Array.isArray(tokens) ? tokens.length : embd ? Number(embd.shape[1]) : undefined);
+  const vocab = embd ? Number(embd.shape[1]) : key('vocab_size') ?? (Array.isArray(tokens) ? tokens.length : undefined); // the embedding's rows first
   const json = {
     model_type: arch,
     vocab_size: vocab,
@@ -70,8 +71,8 @@ export async function readGgufModel(file: string): Promise<{ config: LlamaConfig
     rope_scaling: scaling === 'linear' ? { type: 'linear', factor } : null,
     tie_word_embeddings: !names.has('output.weight'),
     attention_bias: arch !== 'qwen2' && names.has('blk.0.attn_q.bias'),
-    bos_token_id: m['tokenizer.ggml.bos_token_id'],
-    eos_token_id: m['tokenizer.ggml.eos_token_id'],
+    bos_token_id: plain(m['tokenizer.ggml.bos_token_id']),
+    eos_token_id: plain(m['tokenizer.ggml.eos_token_id']),
   };
   return { config: parseLlamaConfig(json, `${file} (GGUF metadata)`), header };
 }
