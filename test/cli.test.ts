@@ -129,6 +129,11 @@ describe('longlora command line', () => {
     const m = cli('merge', '--base', goldenDir('tiny-llama-short'), '--adapter', out, '--out', path.join(dir, 'merged'));
     assert.equal(m.code, 0, m.err);
     assert.match(m.out, /merged 8 LoRA layers/);
+    const i = cli('info', out, '--tensors');
+    assert.equal(i.code, 0, i.err);
+    assert.match(i.out, /run: a LongLoRA adapter \(PEFT\) for tiny-llama-short extended from 8 to 32 tokens, with linear position interpolation ×4\n  LoRA r=4, alpha \d+ on q_proj, k_proj, v_proj, o_proj\n  trained in full .*embed_tokens/);
+    assert.match(i.out, /  3 steps of 2 × 32 tokens \(192 tokens\)/);
+    assert.match(i.out, /base_model\.model\.model\.layers\.0\.self_attn\.q_proj\.lora_A\.weight\s+F32\s+\[4, 32\]/);
   });
 
   it('train the bundled model past its context, merge with --gguf, export: GGUF files with the adapter\'s RoPE scaling', async () => {

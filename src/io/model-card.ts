@@ -137,6 +137,16 @@ function pplSection(f: CardFacts): string[] {
   return f.ppl ? ['', '## Perplexity', '', '```', f.ppl, '```'] : [];
 }
 
+/** What a run folder holds, as plain lines (`longlora info RUN_DIR`): the card's facts without the markdown. */
+export function adapterSummary(f: CardFacts): string[] {
+  const kind = f.adapter?.modules_to_save && (f.adapter.modules_to_save as unknown[]).length ? 'LongLoRA' : 'LoRA';
+  return [
+    `a ${kind} adapter (PEFT) for ${f.base}${contextPhrase(f)}, with ${describeRope(f.rope)}`,
+    ...[...adapterLines(f), ...trainingLines(f)].map((l) => `  ${l.replace(/^- /, '').replace(/`/g, '')}`),
+    ...(f.ppl ? f.ppl.split('\n').map((l) => `  ${l}`) : []),
+  ];
+}
+
 /** The card of an adapter (a training run's folder). */
 export function adapterCard(f: CardFacts): string {
   const header = yamlHeader({

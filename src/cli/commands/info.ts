@@ -6,6 +6,9 @@ import { LongLoraError } from '../../errors.js';
 import { openCheckpoint, readJsonFile } from '../../io/checkpoint.js';
 import { SafetensorsFile } from '../../io/safetensors.js';
 import { parseLlamaConfig } from '../../models/llama/config.js';
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, readAdapterConfig } from '../../io/peft.js';
+import { adapterSummary, cardFacts } from '../../io/model-card.js';
+import { listCheckpoints } from '../../train/state.js';
 import { HF_TOKENIZER_KEY } from '../../models/llama/gguf.js';
 import { parse } from '../args.js';
 import { describeRopeScaling } from '../../nn/rope-scaling.js';
@@ -56,8 +59,28 @@ async function describeGguf(file: string, tensors: boolean): Promise<void> {
   list();
 }
 
+/** A training run's folder (an adapter): what it was trained from and how, and what else it holds. */
+function describeRun(dir: string, tensors: boolean): void {
+  readAdapterConfig(dir); // checks it
+  const [first, ...rest] = adapterSummary(cardFacts(dir));
+  console.log(`${dir}: ${first}`);
+  for (const l of rest) console.log(l);
+  const checkpoints = listCheckpoints(dir);
+  const extras = [
+    checkpoints.length ? `${checkpoints.length} checkpoint${checkpoints.length > 1 ? 's' : ''} (latest ${path.basename(checkpoints.at(-1)!)})` : '',
+    fs.existsSync(path.join(dir, 'merged', 'config.json')) ? 'the merged model in merged/' : '',
+    fs.existsSync(path.join(dir, 'model.gguf')) ? 'model.gguf' : '',
+  ].filter(Boolean);
+  if (extras.length) console.log(`  also: ${extras.join(', ')}`);
+  if (tensors) {
+    const f = SafetensorsFile.open(path.join(dir, ADAPTER_WEIGHTS));
+    listTensors(f.names().map((name) => ({ name, ...f.info(name) })));
+    f.close();
+  }
+}
+
 export async function info(argv: string[]): Promise<void> {
-  const args = parse(argv, 'longlora info <model folder | file.safetensors | file.gguf> [--tensors]', OPTIONS, true);
+  const args = parse(argv, 'longlora info <model folder | run folder | file.safetensors | file.gguf> [--tensors]', OPTIONS, true);
   if (!args) return;
   const target = args.positionals[0];
   if (!target) throw new LongLoraError('info: give a model folder, a .safetensors file or a .gguf file');
@@ -73,6 +96,10 @@ export async function info(argv: string[]): Promise<void> {
     if (Object.keys(f.metadata).length) console.log(`metadata: ${JSON.stringify(f.metadata)}`);
     listTensors(rows);
     f.close();
+    return;
+  }
+  if (fs.existsSync(path.join(target, ADAPTER_CONFIG)) && !fs.existsSync(path.join(target, 'config.json'))) {
+    describeRun(target, args.values.tensors === true);
     return;
   }
   const configPath = path.join(target, 'config.json');
