@@ -13,7 +13,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { gguf } from '@huggingface/gguf';
 import { openCheckpoint, writeCheckpoint } from '../../src/io/checkpoint.js';
-import { exportGguf, exportGgufAdapter, permuteRotary } from '../../src/models/llama/gguf.js';
+import { EMBED_TOKENIZER_MAX_BYTES, embeddedTokenizer, exportGguf, exportGgufAdapter, permuteRotary } from '../../src/models/llama/gguf.js';
 import { loadLlama } from '../../src/models/llama/load.js';
 import { ggufTokenizer, loadLlamaGguf } from '../../src/models/llama/gguf-load.js';
 import { readGgufHeader } from '../../src/io/gguf-read.js';
@@ -391,6 +391,11 @@ describe('GGUF export', () => {
     const bare = path.join(fresh(), 'bare.gguf');
     exportGguf(TINY, bare, { embedTokenizer: false, modelfile: false });
     assert.equal(ggufTokenizer(await readGgufHeader(bare), bare), null);
+    // Past the limit (Hugging Face's GGUF parser reads strings up to 10 MB), it is left out.
+    const tok = Tokenizer.load(TINY);
+    assert.equal(embeddedTokenizer(tok).length, 2);
+    assert.deepEqual(embeddedTokenizer(tok, JSON.stringify(tok.json).length - 1), []);
+    assert.ok(EMBED_TOKENIZER_MAX_BYTES <= 10_000_000);
   });
 
   it('loading a GGUF file refuses what it cannot read, naming the fix', async () => {

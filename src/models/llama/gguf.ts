@@ -57,7 +57,8 @@ export interface GgufExportOptions {
    * Also store the Hugging Face tokenizer itself (default true): tokenizer.json under the
    * GGUF spec's `tokenizer.huggingface.json`, tokenizer_config.json under
    * `longlora.tokenizer_config`, so that the file alone is enough to evaluate or run it
-   * here (llama.cpp reads its own `tokenizer.ggml.*` keys and ignores these).
+   * here (llama.cpp reads its own `tokenizer.ggml.*` keys and ignores these). A
+   * tokenizer.json over EMBED_TOKENIZER_MAX_BYTES is left out.
    */
   embedTokenizer?: boolean;
 }
@@ -66,9 +67,20 @@ export interface GgufExportOptions {
 export const HF_TOKENIZER_KEY = 'tokenizer.huggingface.json';
 export const HF_TOKENIZER_CONFIG_KEY = 'longlora.tokenizer_config';
 
-function embeddedTokenizer(tok: Tokenizer): Array<[string, GgufValue]> {
+/**
+ * The largest embedded tokenizer string, in UTF-8 bytes: Hugging Face's GGUF parser (which
+ * `info`, the model cards and loading here use) refuses strings over 10 MB, so a larger
+ * tokenizer.json (Llama 3's is about 9 MB) is left out rather than make the file unreadable.
+ */
+export const EMBED_TOKENIZER_MAX_BYTES = 8_000_000;
+
+/** The embedded tokenizer's metadata, or none when it is larger than `maxBytes`. */
+export function embeddedTokenizer(tok: Tokenizer, maxBytes = EMBED_TOKENIZER_MAX_BYTES): Array<[string, GgufValue]> {
   const { chat_template: _, ...config } = tok.config; // the template goes as tokenizer.chat_template
-  return [[HF_TOKENIZER_KEY, str(JSON.stringify(tok.json))], [HF_TOKENIZER_CONFIG_KEY, str(JSON.stringify(config))]];
+  const json = JSON.stringify(tok.json);
+  const cfg = JSON.stringify(config);
+  if (Buffer.byteLength(json) > maxBytes || Buffer.byteLength(cfg) > maxBytes) return [];
+  return [[HF_TOKENIZER_KEY, str(json)], [HF_TOKENIZER_CONFIG_KEY, str(cfg)]];
 }
 
 export interface GgufExportResult {
