@@ -33,7 +33,8 @@ export const QK_K = 256;
 
 const f16 = (v: number): number => f16BitsToF32(f32ToF16Bits(v));
 
-function blocksOf(x: Float32Array, type: QuantType): number {
+/** The number of `type` blocks in `x`; an error naming the problem when `x` cannot be quantised to it. */
+export function blocksOf(x: Float32Array, type: QuantType): number {
   const [per] = BLOCKS[type];
   if (x.length % per !== 0) throw new LongLoraError(`${type} needs a multiple of ${per} values, got ${x.length}`);
   for (let i = 0; i < x.length; i++) {

@@ -7,7 +7,7 @@
 import path from 'node:path';
 import { gguf } from '@huggingface/gguf';
 import { LongLoraError } from '../errors.js';
-import { bf16BitsToF32, f16BitsToF32 } from '../tensor/dtype.js';
+import { toFloatArray } from '../tensor/dtype.js';
 import { BLOCKS, dequantize, type QuantType } from './ggml-quants.js';
 
 export type GgufHeader = Awaited<ReturnType<typeof gguf>>;
@@ -55,9 +55,6 @@ export function ggufRopeScaling(h: GgufHeader): string | null {
   return h.tensorInfos.some((t) => t.name === 'rope_freqs.weight') ? 'frequency factors (rope_freqs)' : null;
 }
 
-/** GGML type ids of the types tensorData reads. */
-const READABLE: Record<number, 'F32' | 'F16' | 'BF16' | QuantType> = { 0: 'F32', 1: 'F16', 30: 'BF16', 6: 'Q5_0', 8: 'Q8_0', 12: 'Q4_K', 14: 'Q6_K' };
-
 /**
  * The values of tensor `name` in a GGUF file whose header is `h`: its PyTorch shape
  * (outermost first) and data as f32, dequantised for the block types this project writes.
@@ -68,15 +65,14 @@ export function ggufTensorData(h: GgufHeader, name: string, bytes: (start: numbe
   if (!info) throw new LongLoraError(`the GGUF file has no tensor "${name}"`);
   const shape = info.shape.map(Number).reverse();
   const n = shape.reduce((a, b) => a * b, 1);
-  const type = READABLE[info.dtype];
-  if (!type) throw new LongLoraError(`GGUF tensor "${name}" is ${ggmlTypeName(info.dtype)}, which this reader does not dequantise`);
   const at = Number(h.tensorDataOffset) + Number(info.offset);
-  if (type === 'F32' || type === 'F16' || type === 'BF16') {
-    const item = type === 'F32' ? 4 : 2;
-    const raw = bytes(at, n * item).slice();
-    if (type === 'F32') return { shape, data: new Float32Array(raw.buffer) };
-    return { shape, data: Float32Array.from(new Uint16Array(raw.buffer), type === 'F16' ? f16BitsToF32 : bf16BitsToF32) };
+  const type = ggmlTypeName(info.dtype);
+  const plain = ({ F32: 'f32', F16: 'f16', BF16: 'bf16' } as const)[type as 'F32' | 'F16' | 'BF16'];
+  if (plain) {
+    const raw = bytes(at, n * (plain === 'f32' ? 4 : 2)).slice();
+    return { shape, data: plain === 'f32' ? new Float32Array(raw.buffer) : toFloatArray(new Uint16Array(raw.buffer), plain, 'f32') as Float32Array };
   }
-  const [per, size] = BLOCKS[type];
-  return { shape, data: dequantize(type, bytes(at, (n / per) * size), n) };
+  if (!(type in BLOCKS)) throw new LongLoraError(`GGUF tensor "${name}" is ${type}, which this reader does not dequantise`);
+  const [per, size] = BLOCKS[type as QuantType];
+  return { shape, data: dequantize(type as QuantType, bytes(at, (n / per) * size), n) };
 }

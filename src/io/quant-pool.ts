@@ -9,7 +9,7 @@
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { InternalError } from '../errors.js';
-import { BLOCKS, quantize, type QuantType } from './ggml-quants.js';
+import { BLOCKS, blocksOf, quantize, type QuantType } from './ggml-quants.js';
 
 /** One worker's share of a tensor. */
 export interface QuantJob {
@@ -46,10 +46,9 @@ export class QuantPool {
 
   /** What quantize(type, x) returns, computed on all the pool's threads. */
   quantize(type: QuantType, x: Float32Array): Uint8Array {
+    if (this.workers.length === 0 || x.length < this.minParallel) return quantize(type, x);
     const [per, size] = BLOCKS[type];
-    const blocks = Math.floor(x.length / per);
-    if (this.workers.length === 0 || x.length < this.minParallel || x.length % per !== 0) return quantize(type, x);
-    for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i]!)) return quantize(type, x); // its error names the value
+    const blocks = blocksOf(x, type); // the checks quantize makes, here where their errors reach the caller
     const parts = Math.min(this.workers.length + 1, blocks);
     const input = new SharedArrayBuffer(x.length * 4);
     new Float32Array(input).set(x);

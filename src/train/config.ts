@@ -10,6 +10,7 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { LongLoraError } from '../errors.js';
 import { PRECISIONS, type Precision } from '../tensor/dtype.js';
+import { GGUF_DTYPES, type GgufDType } from '../models/llama/gguf.js';
 import { closestNames, kebab } from '../util/text.js';
 
 type Kind = 'int' | 'float' | 'string' | 'bool' | 'list' | 'enum';
@@ -48,7 +49,7 @@ export const TRAIN_FIELDS = {
   pplBase: { kind: 'bool', default: true, resumable: true, help: 'pplData: also measure the base model as it is, without the new position scaling' },
   merge: { kind: 'bool', default: false, resumable: true, help: 'at the end, also write the base with the adapter merged into <output>/merged' },
   gguf: { kind: 'bool', default: false, resumable: true, help: 'at the end, also write the merged model as <output>/model.gguf for llama.cpp and ollama (implies merge)' },
-  ggufDtype: { kind: 'enum', values: ['auto', 'f32', 'f16', 'bf16', 'q8_0', 'q6_k', 'q4_k_m'], default: 'auto', resumable: true, help: 'weights of model.gguf (auto: the merged model\'s dtype; q8_0: 8-bit, about half of f16; q6_k, q4_k_m: llama.cpp\'s k-quants)' },
+  ggufDtype: { kind: 'enum', values: ['auto', ...GGUF_DTYPES], default: 'auto', resumable: true, help: 'weights of model.gguf (auto: the merged model\'s dtype; q8_0: 8-bit, about half of f16; q6_k, q4_k_m: llama.cpp\'s k-quants)' },
   seqLen: { kind: 'int', default: 8192, min: 2, help: 'training context length in tokens' },
   mode: { kind: 'enum', values: ['longlora', 'lora', 'full'], default: 'longlora', help: 'longlora: LoRA + trainable extras; lora: plain LoRA; full: full fine-tuning' },
   extras: { kind: 'list', default: null, nullable: true, help: 'trainable parameters by name part besides LoRA (default for longlora: embed,norm)' },
@@ -109,7 +110,7 @@ export interface TrainConfig {
   pplBase: boolean;
   merge: boolean;
   gguf: boolean;
-  ggufDtype: 'auto' | 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q6_k' | 'q4_k_m';
+  ggufDtype: 'auto' | GgufDType;
   seqLen: number;
   mode: 'longlora' | 'lora' | 'full';
   extras: string[] | null;

@@ -74,7 +74,6 @@ function ropeOverride(c: TrainConfig, maxPos: number): RopeScaling | undefined {
   return { type: c.ropeType, factor };
 }
 
-/** Checks that need no weights, so mistakes surface before anything is loaded. */
 /**
  * The run writes its adapter, checkpoints and metrics into --output: never into the base
  * model's folder, nor into another model's (config.json without a run's train_config.json).
@@ -89,6 +88,7 @@ function checkOutputFolder(c: TrainConfig): void {
   }
 }
 
+/** Checks that need no weights, so mistakes surface before anything is loaded. */
 function preflight(c: TrainConfig): { cfg: LlamaConfig; mask: AttentionMask; rope: ReturnType<typeof extendRopeScaling>; schedule: Schedule } {
   if (!c.model) throw new LongLoraError('no base model: set --model to a folder with config.json and safetensors');
   if (!c.data) throw new LongLoraError('no training data: set --data to a token file, text/JSONL files or folders, or SFT records');

@@ -4,9 +4,10 @@
  * gets; and, against llama.cpp itself, what the bytes mean. scripts/gguf-golden/make.mjs
  * exported a random Llama (test/helpers/kquant-model.ts) in f32, q8_0, q6_k and q4_k_m
  * and recorded llama.cpp's next-token probabilities on each file; here the same files are
- * exported again (same SHA-256, so the golden applies to them), read back with this
- * project's dequantisers, run through its own forward pass, and must give llama.cpp's
- * distributions — much closer than quantisation moves them, so a misread layout fails.
+ * exported again (same SHA-256, so the golden applies to them), loaded with this
+ * project's GGUF loader (its dequantisers), run through its own forward pass, and must
+ * give llama.cpp's distributions — much closer than quantisation moves them, so a misread
+ * layout fails.
  */
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
@@ -14,12 +15,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { BLOCKS, dequantize, quantize, type QuantType } from '../../src/io/ggml-quants.js';
-import { ggufTensorData, readGgufHeader } from '../../src/io/gguf-read.js';
 import { QuantPool } from '../../src/io/quant-pool.js';
-import { writeCheckpoint } from '../../src/io/checkpoint.js';
-import { llamaTensorShapes, parseLlamaConfig, type LlamaConfig } from '../../src/models/llama/config.js';
-import { exportGguf, ggufTensorName, ggufWeightType, permuteRotary, unpermuteRotary, type GgufDType } from '../../src/models/llama/gguf.js';
-import { loadLlama } from '../../src/models/llama/load.js';
+import { parseLlamaConfig, type LlamaConfig } from '../../src/models/llama/config.js';
+import { exportGguf, ggufWeightType, permuteRotary, unpermuteRotary, type GgufDType } from '../../src/models/llama/gguf.js';
+import { loadLlamaGguf } from '../../src/models/llama/gguf-load.js';
 import { Rng } from '../../src/tensor/random.js';
 import { ROOT } from '../helpers/fixtures.js';
 import { logitsOf } from '../helpers/model.js';
@@ -137,31 +136,15 @@ describe('GGUF k-quants', () => {
     const dir = fresh();
     const modelDir = path.join(dir, 'model');
     await writeKquantModel(modelDir);
-    const config = parseLlamaConfig(KQUANT_CONFIG);
-    const shapes = llamaTensorShapes(config);
     const V = golden.vocab;
     const P = golden.prompts.length;
     const ours: Float64Array[][] = [];
     for (const [d, { dtype, sha256 }] of golden.exports.entries()) {
       const file = path.join(dir, `${dtype}.gguf`);
       exportGguf(modelDir, file, { dtype, modelfile: false, name: 'kquant-test' });
-      const bytes = fs.readFileSync(file);
-      assert.equal(crypto.createHash('sha256').update(bytes).digest('hex'), sha256,
+      assert.equal(crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex'), sha256,
         `${dtype}: the export changed since the golden was made; if on purpose, regenerate it (scripts/gguf-golden/make.mjs)`);
-      const header = await readGgufHeader(file);
-      const read = (start: number, length: number): Uint8Array => new Uint8Array(bytes.buffer, bytes.byteOffset + start, length);
-      const back = path.join(dir, `${dtype}-read`);
-      fs.mkdirSync(back);
-      writeCheckpoint(back, [...shapes].map(([n, shape]) => ({
-        name: n, dtype: 'f32' as const, shape,
-        data: (): Float32Array => {
-          const { data } = ggufTensorData(header, ggufTensorName(n), read);
-          const heads = /\.q_proj\.weight$/.test(n) ? config.numHeads : /\.k_proj\.weight$/.test(n) ? config.numKvHeads : 0;
-          return heads > 0 ? unpermuteRotary(data, shape[0]!, shape[1]!, heads) : data;
-        },
-      })));
-      for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(modelDir, f), path.join(back, f));
-      const model = await loadLlama(back, { dtype: 'f32' });
+      const model = await loadLlamaGguf(file, { dtype: 'f32' }); // the file alone: config, dequantised weights, q/k rows
       ours.push([]);
       for (const [p, prompt] of golden.prompts.entries()) {
         const logits = await logitsOf(model, Int32Array.from(prompt), 1, prompt.length);

@@ -120,22 +120,35 @@ async function withAdapter(dir: string, adapter: string, opts: { dtype: 'f32' | 
   return model;
 }
 
+/** The notes' tokenizer line. */
+function tokenizerNote(tokenizer: Tokenizer | null): string {
+  return `tokenizer: ${tokenizer ? tokenizer.describe() : 'none (not needed for pre-tokenized data)'}`;
+}
+
+/**
+ * The RoPE scaling --context-size asks for on top of `scaling` (noted in `notes`), or
+ * undefined without the flag.
+ */
+function contextScaling(v: Values, scaling: RopeScaling, maxPositionEmbeddings: number, notes: string[]): RopeScaling | undefined {
+  const ctx = intFlag(v, 'context-size');
+  if (ctx === undefined) return undefined;
+  const ext = extendRopeScaling({ ropeScaling: scaling, maxPositionEmbeddings }, ctx);
+  notes.push(`context: ${ext.explanation}`);
+  return ext.scaling;
+}
+
 /**
  * A GGUF file as the model (an export, to evaluate or run it): no adapter or --quantize
- * (the file is what it is), the tokenizer from beside the file or --tokenizer.
+ * (the file is what it is); the tokenizer from --tokenizer, else the one the file carries,
+ * else a tokenizer.json beside it.
  */
 async function loadGgufModel(file: string, v: Values, dtype: 'f32' | 'bf16' | 'f16', notes: string[], optionalTokenizer: boolean): Promise<LoadedModel<Tokenizer | null>> {
   if (str(v, 'adapter')) throw new LongLoraError(`--adapter applies to a model folder, not to a GGUF file (${file}); merge first, or pass the base model's folder`);
   if (str(v, 'quantize') !== undefined && str(v, 'quantize') !== 'none') throw new LongLoraError(`--quantize applies to a model folder; ${file} keeps the types it was exported with`);
-  const { config, header } = await readGgufModel(file);
-  let rope: RopeScaling | undefined;
-  const ctx = intFlag(v, 'context-size');
-  if (ctx !== undefined) {
-    const ext = extendRopeScaling({ ropeScaling: config.ropeScaling, maxPositionEmbeddings: config.maxPositionEmbeddings }, ctx);
-    rope = ext.scaling;
-    notes.push(`context: ${ext.explanation}`);
-  }
-  const model = await loadLlamaGguf(file, { dtype, ...(rope ? { ropeScaling: rope } : {}) });
+  const read = await readGgufModel(file);
+  const { config, header } = read;
+  const rope = contextScaling(v, config.ropeScaling, config.maxPositionEmbeddings, notes);
+  const model = await loadLlamaGguf(file, { dtype, ...(rope ? { ropeScaling: rope } : {}) }, read);
   try {
     const dir = path.dirname(path.resolve(file));
     const given = str(v, 'tokenizer');
@@ -147,7 +160,7 @@ async function loadGgufModel(file: string, v: Values, dtype: 'f32' | 'bf16' | 'f
     const tokenizer = embedded ?? (given !== undefined || beside ? Tokenizer.load(given ?? dir) : null);
     tokenizer?.checkModel(model.config.vocabSize, file);
     notes.push(`model: ${file} (GGUF, ${model.config.numLayers} layers, hidden ${model.config.hiddenSize}, RoPE ${describeRopeScaling(model.config.ropeScaling)}; weights dequantised to ${dtype}); dense attention`);
-    notes.push(`tokenizer: ${tokenizer ? tokenizer.describe() : 'none (not needed for pre-tokenized data)'}`);
+    notes.push(tokenizerNote(tokenizer));
     const eos = model.config.eosTokenId;
     return { model, tokenizer, dir, notes, eosIds: eos === null ? [] : Array.isArray(eos) ? eos : [eos] };
   } catch (e) {
@@ -185,13 +198,7 @@ export async function loadModel(v: Values, out: NodeJS.WritableStream = process.
   const cfgPath = path.join(dir, 'config.json');
   const cfg = parseLlamaConfig(readJsonFile(cfgPath), cfgPath);
   const trained = adapter ? adapterRopeScaling(adapter, dir) : undefined;
-  let rope: RopeScaling | undefined = trained;
-  const ctx = intFlag(v, 'context-size');
-  if (ctx !== undefined) {
-    const ext = extendRopeScaling({ ropeScaling: trained ?? cfg.ropeScaling, maxPositionEmbeddings: cfg.maxPositionEmbeddings }, ctx);
-    rope = ext.scaling;
-    notes.push(`context: ${ext.explanation}`);
-  }
+  const rope = contextScaling(v, trained ?? cfg.ropeScaling, cfg.maxPositionEmbeddings, notes) ?? trained;
   const quantize = str(v, 'quantize');
   if (quantize !== undefined && quantize !== 'none' && quantize !== 'nf4') throw new LongLoraError(`--quantize must be none or nf4, got ${quantize}`);
   const opts = { dtype: dtype as 'f32' | 'bf16' | 'f16', ...(rope ? { ropeScaling: rope } : {}), ...(quantize ? { quantize: quantize as QuantizeMode } : {}) };
@@ -203,7 +210,7 @@ export async function loadModel(v: Values, out: NodeJS.WritableStream = process.
     const tokenizer = skip ? null : Tokenizer.load(tokDir);
     tokenizer?.checkModel(model.config.vocabSize, dir);
     notes.push(`model: ${dir}${adapter ? ` + adapter ${adapter}` : ''} (${model.config.numLayers} layers, hidden ${model.config.hiddenSize}, RoPE ${describeRopeScaling(model.config.ropeScaling)}); dense attention`);
-    notes.push(`tokenizer: ${tokenizer ? tokenizer.describe() : 'none (not needed for pre-tokenized data)'}`);
+    notes.push(tokenizerNote(tokenizer));
     return { model, tokenizer, dir, notes, eosIds: eosIdsOf(dir) };
   } catch (e) {
     model.dispose();

@@ -99,9 +99,10 @@ export function ggufTokenizer(header: GgufHeader, file: string): Tokenizer | nul
   return Tokenizer.fromJson(parse(json, HF_TOKENIZER_KEY), config, `${file} (embedded tokenizer)`);
 }
 
-/** Loads a GGUF file (see the header) as a model in `dtype`. */
-export async function loadLlamaGguf(file: string, opts: { dtype?: ParamDType; backend?: Backend; ropeScaling?: RopeScaling } = {}): Promise<LlamaForCausalLM> {
-  const { config: parsed, header } = await readGgufModel(file);
+/** Loads a GGUF file (see the header) as a model in `dtype`; `known` is readGgufModel's result when the caller has it. */
+export async function loadLlamaGguf(file: string, opts: { dtype?: ParamDType; backend?: Backend; ropeScaling?: RopeScaling } = {},
+  known?: Awaited<ReturnType<typeof readGgufModel>>): Promise<LlamaForCausalLM> {
+  const { config: parsed, header } = known ?? await readGgufModel(file);
   const config = opts.ropeScaling ? { ...parsed, ropeScaling: opts.ropeScaling } : parsed;
   const dtype = opts.dtype ?? 'f32';
   const backend = opts.backend ?? currentBackend();

@@ -310,11 +310,10 @@ export function exportGguf(modelDir: string, outFile: string, opts: GgufExportOp
   if (opts.embedTokenizer !== false) meta.push(...embeddedTokenizer(tok));
 
   const ck = openCheckpoint(modelDir);
-  let pool: QuantPool | null = null;
+  let pool = null as QuantPool | null; // (set inside the tensors' byte producers)
   try {
     const shapes = llamaTensorShapes(config);
     for (const [n, shape] of shapes) checkCheckpointTensor(ck, n, shape, config, configPath);
-    if (dtype === 'q8_0' || dtype === 'q6_k' || dtype === 'q4_k_m') pool = new QuantPool(opts.threads);
     const tensors: GgufTensor[] = [];
     if (config.ropeScaling.type === 'llama3') {
       const factors = ropeFreqFactors(config);
@@ -334,7 +333,8 @@ export function exportGguf(modelDir: string, outFile: string, opts: GgufExportOp
           if (heads > 0) data = permuteRotary(data, shape[0]!, shape[1] ?? 1, heads);
           if (plain) return bytesOf(data);
           try {
-            return pool!.quantize(type as QuantType, data as Float32Array);
+            pool ??= new QuantPool(opts.threads); // started by the first block-quantised tensor
+            return pool.quantize(type as QuantType, data as Float32Array);
           } catch (e) {
             throw e instanceof LongLoraError ? new LongLoraError(`${n} in ${ck.info(n).file}: ${e.message}`) : e;
           }
