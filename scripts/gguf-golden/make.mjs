@@ -1,7 +1,8 @@
 /**
  * Golden next-token probabilities from llama.cpp for the GGUF exports of the k-quant test
- * model (test/helpers/kquant-model.ts) in f32, q8_0, q6_k and q4_k_m: llama.cpp, through
- * node-llama-cpp's prebuilt CPU binary, loads each file this project wrote and evaluates
+ * model (test/helpers/kquant-model.ts) in f32, q8_0 and each k-quant mix (q6_k, q5_k_m,
+ * q5_k_s, q4_k_m, q4_k_s): llama.cpp, through node-llama-cpp's prebuilt CPU binary, loads
+ * each file this project wrote and evaluates
  * the prompts. test/models/gguf-kquants.test.ts then checks that this project's reading of
  * the same bytes (dequantised, run through its own forward pass) gives the same
  * distributions. node-llama-cpp is not a dependency (its install pulls GPU builds of
@@ -38,7 +39,7 @@ try {
 const { getLlama } = await import(pathToFileURL(entry).href);
 const llamaVersion = JSON.parse(fs.readFileSync(path.join(path.dirname(entry), '..', 'package.json'), 'utf8')).version;
 
-const DTYPES = ['f32', 'q8_0', 'q6_k', 'q4_k_m'];
+const DTYPES = ['f32', 'q8_0', 'q6_k', 'q5_k_m', 'q5_k_s', 'q4_k_m', 'q4_k_s'];
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'gguf-golden-'));
 const modelDir = path.join(work, 'model');
 await writeKquantModel(modelDir);

@@ -7,9 +7,12 @@
  *   Q5_0  32 values in 22 bytes:  d (f16) · qh (u32, the 5th bits) · 16 bytes of low nibbles
  *                                 (value j in the low nibble of byte j, value j+16 in the high);
  *                                 x = d·(q − 16)
+ *   Q5_1  32 values in 24 bytes:  d (f16) · m (f16) · qh and nibbles as Q5_0; x = d·q + m
  *   Q4_K  256 values in 144 bytes: d (f16) · dmin (f16) · 12 bytes of eight 6-bit scales and
  *                                 eight 6-bit mins · 128 bytes of nibbles; the 32-value
  *                                 sub-block s has x = d·scale_s·q − dmin·min_s
+ *   Q5_K  256 values in 176 bytes: Q4_K's d, dmin and scales · 32 bytes of 5th bits (byte l,
+ *                                 bit s: value l of sub-block s) · Q4_K's 128 bytes of nibbles
  *   Q6_K  256 values in 210 bytes: 128 bytes of low nibbles · 64 bytes of high 2-bit pairs ·
  *                                 16 × int8 scales (one per 16 values) · d (f16);
  *                                 x = d·scale·(q − 32)
@@ -23,7 +26,7 @@ import { LongLoraError } from '../errors.js';
 import { f16BitsToF32, f32ToF16Bits } from '../tensor/dtype.js';
 
 /** Values per block and bytes per block. */
-export const BLOCKS = { Q8_0: [32, 34], Q5_0: [32, 22], Q4_K: [256, 144], Q6_K: [256, 210] } as const;
+export const BLOCKS = { Q8_0: [32, 34], Q5_0: [32, 22], Q5_1: [32, 24], Q4_K: [256, 144], Q5_K: [256, 176], Q6_K: [256, 210] } as const;
 export type QuantType = keyof typeof BLOCKS;
 
 /** Values per Q8_0 block. */
@@ -48,7 +51,9 @@ export function quantize(type: QuantType, x: Float32Array): Uint8Array {
   switch (type) {
     case 'Q8_0': return quantizeQ8_0(x);
     case 'Q5_0': return quantizeQ5_0(x);
-    case 'Q4_K': return quantizeQ4K(x);
+    case 'Q5_1': return quantizeQ5_1(x);
+    case 'Q4_K': return quantizeAffineK(x, 'Q4_K');
+    case 'Q5_K': return quantizeAffineK(x, 'Q5_K');
     case 'Q6_K': return quantizeQ6K(x);
   }
 }
@@ -100,14 +105,41 @@ export function quantizeQ5_0(x: Float32Array): Uint8Array {
   return out;
 }
 
+/** Q5_1: per block of 32 an affine fit x ≈ d·q + m, q in 0..31, d and m in f16. */
+export function quantizeQ5_1(x: Float32Array): Uint8Array {
+  const blocks = blocksOf(x, 'Q5_1');
+  const out = new Uint8Array(blocks * 24);
+  const view = new DataView(out.buffer);
+  const fit = { s: 0, m: 0 };
+  for (let b = 0; b < blocks; b++) {
+    const at = b * 32;
+    fitAffine(x, at, 32, 31, fit, false);
+    const d = f16(fit.s);
+    const m = f16(-fit.m);
+    const id = d > 0 ? 1 / d : 0;
+    let qh = 0;
+    for (let j = 0; j < 16; j++) {
+      const q0 = Math.max(0, Math.min(31, Math.round((x[at + j]! - m) * id)));
+      const q1 = Math.max(0, Math.min(31, Math.round((x[at + j + 16]! - m) * id)));
+      out[b * 24 + 8 + j] = (q0 & 15) | ((q1 & 15) << 4);
+      qh |= ((q0 >> 4) << j) | ((q1 >> 4) << (j + 16));
+    }
+    view.setUint16(b * 24, f32ToF16Bits(d), true);
+    view.setUint16(b * 24 + 2, f32ToF16Bits(m), true);
+    view.setUint32(b * 24 + 4, qh >>> 0, true);
+  }
+  return out;
+}
+
 /**
- * The affine fit of n values to x ≈ s·q − m with q in 0..qmax, s ≥ 0, m ≥ 0 (the range
- * always takes in zero): rounding at a few scales around the one that spans the range,
- * each followed by the least-squares s and m for the levels it chose (its squared error in
- * closed form from the same sums); the lowest error wins.
+ * The affine fit of n values to x ≈ s·q − m with q in 0..qmax and s ≥ 0: rounding at a
+ * few scales around the one that spans the range, each followed by the least-squares s
+ * and m for the levels it chose (its squared error in closed form from the same sums);
+ * the lowest error wins. With `throughZero` (the k-quants, whose mins are unsigned) the
+ * range always takes in zero and m ≥ 0; without it (Q5_1) m has either sign.
  */
-function fitAffine(x: Float32Array, off: number, n: number, qmax: number, out: { s: number; m: number }): void {
-  let lo = 0;
+function fitAffine(x: Float32Array, off: number, n: number, qmax: number, out: { s: number; m: number }, throughZero = true): void {
+  let lo = throughZero ? 0 : Infinity;
   let hi = -Infinity;
   let sx = 0;
   let sxx = 0;
@@ -132,7 +164,7 @@ function fitAffine(x: Float32Array, off: number, n: number, qmax: number, out: {
     if (det <= 0) continue;
     let sc = (n * sqx - sq * sx) / det;
     let c = (sqq * sx - sq * sqx) / det; // x ≈ s·q + c, c = −m
-    if (c > 0) { c = 0; sc = sqx / sqq; }
+    if (c > 0 && throughZero) { c = 0; sc = sqx / sqq; }
     if (!(sc > 0)) continue;
     const err = sxx - 2 * sc * sqx - 2 * c * sx + sc * sc * sqq + 2 * sc * c * sq + n * c * c;
     if (err < best) { best = err; out.s = sc; out.m = -c; }
@@ -166,10 +198,14 @@ function fitSymmetric(x: Float32Array, off: number, n: number, nmax: number): nu
   return bestS;
 }
 
-/** Q4_K: eight 32-value affine sub-blocks per 256, their scales and mins in 6 bits against f16 d and dmin. */
-export function quantizeQ4K(x: Float32Array): Uint8Array {
-  const blocks = blocksOf(x, 'Q4_K');
-  const out = new Uint8Array(blocks * 144);
+/**
+ * Q4_K and Q5_K: eight 32-value affine sub-blocks per 256 (4- or 5-bit levels), their
+ * scales and mins in 6 bits against f16 d and dmin.
+ */
+export function quantizeAffineK(x: Float32Array, type: 'Q4_K' | 'Q5_K'): Uint8Array {
+  const blocks = blocksOf(x, type);
+  const [qmax, size, nibbles] = type === 'Q4_K' ? [15, 144, 16] : [31, 176, 48];
+  const out = new Uint8Array(blocks * size);
   const view = new DataView(out.buffer);
   const fit = { s: 0, m: 0 };
   const scales = new Float64Array(8);
@@ -179,10 +215,10 @@ export function quantizeQ4K(x: Float32Array): Uint8Array {
   const L = new Uint8Array(QK_K);
   for (let b = 0; b < blocks; b++) {
     const at = b * QK_K;
-    const o = b * 144;
+    const o = b * size;
     let maxS = 0, maxM = 0;
     for (let j = 0; j < 8; j++) {
-      fitAffine(x, at + 32 * j, 32, 15, fit);
+      fitAffine(x, at + 32 * j, 32, qmax, fit);
       scales[j] = fit.s; mins[j] = fit.m;
       maxS = Math.max(maxS, fit.s); maxM = Math.max(maxM, fit.m);
     }
@@ -203,10 +239,14 @@ export function quantizeQ4K(x: Float32Array): Uint8Array {
     for (let j = 0; j < 8; j++) {
       const dd = d * ls[j]!;
       const dm = dmin * lm[j]!;
-      for (let i = 0; i < 32; i++) L[32 * j + i] = dd > 0 ? Math.max(0, Math.min(15, Math.round((x[at + 32 * j + i]! + dm) / dd))) : 0;
+      for (let i = 0; i < 32; i++) L[32 * j + i] = dd > 0 ? Math.max(0, Math.min(qmax, Math.round((x[at + 32 * j + i]! + dm) / dd))) : 0;
     }
     for (let c = 0; c < 4; c++) {
-      for (let l = 0; l < 32; l++) out[o + 16 + 32 * c + l] = L[64 * c + l]! | (L[64 * c + 32 + l]! << 4);
+      for (let l = 0; l < 32; l++) {
+        const [lo, hi] = [L[64 * c + l]!, L[64 * c + 32 + l]!];
+        out[o + nibbles + 32 * c + l] = (lo & 15) | ((hi & 15) << 4);
+        if (qmax > 15) out[o + 16 + l]! |= ((lo >> 4) << (2 * c)) | ((hi >> 4) << (2 * c + 1));
+      }
     }
   }
   return out;
@@ -266,20 +306,27 @@ export function dequantize(type: QuantType, bytes: Uint8Array, n: number): Float
         for (let j = 0; j < 32; j++) y[at + j] = d * view.getInt8(o + 2 + j);
         break;
       }
-      case 'Q5_0': {
-        const d = half(o);
-        const qh = view.getUint32(o + 2, true);
+      case 'Q5_0':
+      case 'Q5_1': {
+        const [d, m, bits] = type === 'Q5_0' ? [half(o), -16 * half(o), o + 2] : [half(o), half(o + 2), o + 4];
+        const qh = view.getUint32(bits, true);
         for (let j = 0; j < 16; j++) {
-          const byte = bytes[o + 6 + j]!;
-          y[at + j] = d * (((byte & 15) | (((qh >>> j) & 1) << 4)) - 16);
-          y[at + j + 16] = d * (((byte >> 4) | (((qh >>> (j + 16)) & 1) << 4)) - 16);
+          const byte = bytes[bits + 4 + j]!;
+          const q0 = (byte & 15) | (((qh >>> j) & 1) << 4);
+          const q1 = (byte >> 4) | (((qh >>> (j + 16)) & 1) << 4);
+          // Q5_0: d·(q − 16), exact in f32 (16 levels either side of an f16 d); Q5_1: d·q + m in f32 steps
+          y[at + j] = type === 'Q5_0' ? d * (q0 - 16) : Math.fround(d * q0) + m;
+          y[at + j + 16] = type === 'Q5_0' ? d * (q1 - 16) : Math.fround(d * q1) + m;
         }
         break;
       }
-      case 'Q4_K': {
+      case 'Q4_K':
+      case 'Q5_K': {
         const d = half(o);
         const dmin = half(o + 2);
         const sc = bytes.subarray(o + 4, o + 16);
+        const high = type === 'Q5_K';
+        const nibbles = o + (high ? 48 : 16);
         for (let j = 0; j < 8; j++) {
           const [s, m] = j < 4
             ? [sc[j]! & 63, sc[j + 4]! & 63]
@@ -288,8 +335,9 @@ export function dequantize(type: QuantType, bytes: Uint8Array, n: number): Float
           const m1 = Math.fround(dmin * m);
           const c = j >> 1; // 64-value chunk: its 32 bytes hold sub-block 2c in low nibbles, 2c+1 in high
           for (let l = 0; l < 32; l++) {
-            const byte = bytes[o + 16 + 32 * c + l]!;
-            y[at + 32 * j + l] = Math.fround(d1 * ((j & 1) === 0 ? byte & 15 : byte >> 4)) - m1; // f32 steps, as llama.cpp's
+            const byte = bytes[nibbles + 32 * c + l]!;
+            const q = ((j & 1) === 0 ? byte & 15 : byte >> 4) | (high ? ((bytes[o + 16 + l]! >> j) & 1) << 4 : 0);
+            y[at + 32 * j + l] = Math.fround(d1 * q) - m1; // f32 steps, as llama.cpp's
           }
         }
         break;

@@ -13,7 +13,7 @@ import { BLOCKS, dequantize, type QuantType } from './ggml-quants.js';
 export type GgufHeader = Awaited<ReturnType<typeof gguf>>;
 
 /** ggml type names by id (the ones exported here, and the common quantisations). */
-export const GGML_TYPE_NAMES: Record<number, string> = { 0: 'F32', 1: 'F16', 30: 'BF16', 2: 'Q4_0', 3: 'Q4_1', 6: 'Q5_0', 8: 'Q8_0', 12: 'Q4_K', 14: 'Q6_K' };
+export const GGML_TYPE_NAMES: Record<number, string> = { 0: 'F32', 1: 'F16', 30: 'BF16', 2: 'Q4_0', 3: 'Q4_1', 6: 'Q5_0', 7: 'Q5_1', 8: 'Q8_0', 10: 'Q2_K', 11: 'Q3_K', 12: 'Q4_K', 13: 'Q5_K', 14: 'Q6_K' };
 
 /** general.file_type (llama.cpp's llama_ftype) by id. */
 const FILE_TYPE_NAMES: Record<number, string> = {

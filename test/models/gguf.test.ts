@@ -571,7 +571,7 @@ describe('GGUF export', () => {
     fs.writeFileSync(out, 'previous');
     throwsLL(() => exportGguf(TINY, out.replace('.gguf', '.bin')), 'must end in .gguf');
     throwsLL(() => exportGguf(variant((c) => { c.rope_scaling = { type: 'dynamic', factor: 2 }; }), out), 'dynamic NTK', 'linear interpolation');
-    throwsLL(() => exportGguf(TINY, out, { dtype: 'f8' as 'f16' }), 'dtype must be f32, f16, bf16, q8_0, q6_k, q4_k_m, got f8');
+    throwsLL(() => exportGguf(TINY, out, { dtype: 'f8' as 'f16' }), 'dtype must be f32, f16, bf16, q8_0, q6_k, q5_k_m, q5_k_s, q4_k_m, q4_k_s, got f8');
     const big = variant(() => {}, (n, d) => (n === 'model.layers.0.mlp.up_proj.weight' ? d.map((v, i) => (i === 5 ? 1e6 : v)) : d));
     throwsLL(() => exportGguf(big, out, { dtype: 'f16' }), 'model.layers.0.mlp.up_proj.weight', 'beyond f16\'s range', 'export with --dtype bf16');
     const nan = variant(() => {}, (n, d) => (n === 'model.layers.1.self_attn.v_proj.weight' ? d.map((v, i) => (i === 7 ? NaN : v)) : d));

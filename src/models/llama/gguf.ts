@@ -22,7 +22,7 @@ import { adapterRopeScaling } from '../../lora/adapted.js';
 import { matchTargets } from '../../lora/inject.js';
 import { SafetensorsFile } from '../../io/safetensors.js';
 import { writeGguf, type GgmlType, type GgufTensor, type GgufValue } from '../../io/gguf.js';
-import { BLOCKS, type QuantType } from '../../io/ggml-quants.js';
+import { BLOCKS, QK_K, type QuantType } from '../../io/ggml-quants.js';
 import { QuantPool } from '../../io/quant-pool.js';
 import { ropeContextLength, ropeFrequencies, ropeInvFreq, type RopeScaling } from '../../nn/rope-scaling.js';
 import { type HostArray } from '../../tensor/dtype.js';
@@ -33,12 +33,13 @@ import { checkCheckpointTensor, checkF16Range } from './load.js';
 
 /**
  * Storage of the 2-D weights: a float type; ggml's 8-bit Q8_0; or one of llama.cpp's
- * k-quant mixes, Q6_K (6.56 bits per weight) and Q4_K_M (4-bit Q4_K with Q6_K for the
- * output layer and for the attention values and MLP down projections of some layers), as
- * its quantize tool makes them (ggufWeightType).
+ * k-quant mixes as its quantize tool makes them (ggufWeightType): Q6_K (6.56 bits per
+ * weight); Q5_K_M and Q4_K_M (5- or 4-bit, with Q6_K for the output layer and for the
+ * attention values and MLP down projections of some layers); Q5_K_S and Q4_K_S (smaller:
+ * only the output layer in Q6_K, and in Q4_K_S a few early layers in Q5_K).
  */
-export type GgufDType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q6_k' | 'q4_k_m';
-export const GGUF_DTYPES: readonly GgufDType[] = ['f32', 'f16', 'bf16', 'q8_0', 'q6_k', 'q4_k_m'];
+export type GgufDType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q6_k' | 'q5_k_m' | 'q5_k_s' | 'q4_k_m' | 'q4_k_s';
+export const GGUF_DTYPES: readonly GgufDType[] = ['f32', 'f16', 'bf16', 'q8_0', 'q6_k', 'q5_k_m', 'q5_k_s', 'q4_k_m', 'q4_k_s'];
 
 export interface GgufExportOptions {
   /** Storage of the 2-D weights (default: the checkpoint's own, from config.json's torch_dtype). */
@@ -51,7 +52,7 @@ export interface GgufExportOptions {
   onTensor?: (done: number, total: number, name: string) => void;
   /** Also write `<file without .gguf>.Modelfile` for ollama (default true; see ollamaModelfile). */
   modelfile?: boolean;
-  /** Threads that quantise (q8_0, q6_k, q4_k_m), the calling one included (default: the machine's parallelism). */
+  /** Threads that quantise (q8_0 and the k-quants), the calling one included (default: the machine's parallelism). */
   threads?: number;
   /**
    * Also store the Hugging Face tokenizer itself (default true): tokenizer.json under the
@@ -107,8 +108,8 @@ export function ollamaModelfile(ggufFile: string, contextLength: number): string
   ].join('\n');
 }
 
-/** general.file_type (llama_ftype): all f32, mostly f16, mostly bf16, mostly Q8_0, Q6_K, Q4_K_M. */
-const FILE_TYPE: Record<GgufDType, number> = { f32: 0, f16: 1, bf16: 32, q8_0: 7, q6_k: 18, q4_k_m: 15 };
+/** general.file_type (llama_ftype): all f32, mostly f16, mostly bf16, mostly Q8_0, and the k-quant mixes. */
+const FILE_TYPE: Record<GgufDType, number> = { f32: 0, f16: 1, bf16: 32, q8_0: 7, q6_k: 18, q5_k_m: 17, q5_k_s: 16, q4_k_m: 15, q4_k_s: 14 };
 
 /** llama.cpp's layers that get more bits in its _M mixes: the first and last eighth, and every third between. */
 function useMoreBits(layer: number, layers: number): boolean {
@@ -116,22 +117,32 @@ function useMoreBits(layer: number, layers: number): boolean {
   return layer < eighth || layer >= Math.floor((7 * layers) / 8) || (layer - eighth) % 3 === 2;
 }
 
+/** The 32-value type llama.cpp's quantize tool takes for a row that is not a whole number of 256-value blocks. */
+const FALLBACK: Record<QuantType, QuantType> = { Q4_K: 'Q5_0', Q5_K: 'Q5_1', Q6_K: 'Q8_0', Q8_0: 'Q8_0', Q5_0: 'Q5_0', Q5_1: 'Q5_1' };
+
 /**
  * `type`, or what llama.cpp's quantize tool falls back to when a row (the last dimension)
- * is not a whole number of its blocks: Q4_K → Q5_0, Q6_K → Q8_0, and f16 when even 32
- * does not divide it.
+ * is not a whole number of its blocks: Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, and f16
+ * when even 32 does not divide it.
  */
 function withFallback(type: QuantType, cols: number): GgmlType {
-  const t: QuantType = cols % BLOCKS[type][0] === 0 ? type : type === 'Q4_K' ? 'Q5_0' : 'Q8_0';
+  const t = cols % BLOCKS[type][0] === 0 ? type : FALLBACK[type];
   return cols % BLOCKS[t][0] === 0 ? t : 'F16';
+}
+
+/** llama.cpp's 70B rule applies to a llama-architecture model with 80 layers and grouped-query attention (Llama 2 and 3 70B). */
+function isLlama70B(c: LlamaConfig): boolean {
+  return ggufArchitecture(c).arch === 'llama' && c.numLayers === 80 && c.numHeads !== c.numKvHeads;
 }
 
 /**
  * The ggml type of tensor `name` (a Hugging Face name, of shape `shape`) in a `dtype`
- * export. 1-D tensors are f32. The Q4_K_M mix follows llama.cpp's quantize tool: the
- * output layer (or the embeddings, when they are tied to it) in Q6_K; v_proj and
- * down_proj in Q6_K in the layers useMoreBits picks, Q4_K elsewhere (its extra rule for
- * 70B models, v_proj in Q5_K, is not taken: this writer has no Q5_K). Q6_K is Q6_K
+ * export. 1-D tensors are f32. The k-quant mixes follow llama.cpp's quantize tool
+ * (llama-quant.cpp): Q4_K (q4_k_*) or Q5_K (q5_k_*) for the 2-D weights, except the output
+ * layer (or the embeddings, when they are tied to it) in Q6_K; in the _M mixes, v_proj and
+ * down_proj in Q6_K in the layers useMoreBits picks; in q4_k_s, v_proj of the first 4
+ * layers and down_proj of the first eighth in Q5_K; and in a Llama 70B, v_proj in Q5_K
+ * where it would be Q4_K (it is shared by 8 query heads and small). Q6_K is Q6_K
  * throughout. Rows of an awkward length fall back as llama.cpp's do.
  */
 export function ggufWeightType(dtype: GgufDType, name: string, shape: readonly number[], c: LlamaConfig): GgmlType {
@@ -143,11 +154,19 @@ export function ggufWeightType(dtype: GgufDType, name: string, shape: readonly n
     case 'bf16': return 'BF16';
     case 'q8_0': return withFallback('Q8_0', cols);
     case 'q6_k': return withFallback('Q6_K', cols);
-    case 'q4_k_m': {
+    case 'q5_k_m': case 'q5_k_s': case 'q4_k_m': case 'q4_k_s': {
       const output = name === 'lm_head.weight' || (c.tieWordEmbeddings && name === 'model.embed_tokens.weight');
-      if (output) return cols % BLOCKS.Q6_K[0] === 0 ? 'Q6_K' : withFallback('Q8_0', cols);
-      const layer = /^model\.layers\.(\d+)\.(?:self_attn\.v_proj|mlp\.down_proj)\.weight$/.exec(name);
-      return withFallback(layer && useMoreBits(Number(layer[1]), c.numLayers) ? 'Q6_K' : 'Q4_K', cols);
+      if (output) return cols % QK_K === 0 ? 'Q6_K' : withFallback('Q8_0', cols);
+      let type: QuantType = dtype.startsWith('q4') ? 'Q4_K' : 'Q5_K';
+      const m = /^model\.layers\.(\d+)\.(self_attn\.v_proj|mlp\.down_proj)\.weight$/.exec(name);
+      if (m) {
+        const layer = Number(m[1]);
+        const v = m[2] === 'self_attn.v_proj';
+        if (dtype.endsWith('_m') && useMoreBits(layer, c.numLayers)) type = 'Q6_K';
+        else if (dtype === 'q4_k_s' && layer < (v ? 4 : Math.floor(c.numLayers / 8))) type = 'Q5_K';
+        if (v && type === 'Q4_K' && isLlama70B(c)) type = 'Q5_K';
+      }
+      return withFallback(type, cols);
     }
   }
 }
