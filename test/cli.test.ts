@@ -178,6 +178,12 @@ describe('longlora command line', () => {
     assert.match(noTok.err, /bare\.gguf carries no Hugging Face tokenizer \(files exported here do\) and \S+ has no tokenizer\.json; pass --tokenizer DIR/);
     assert.equal(cli('generate', '--model', bare, '--tokenizer', path.join(dir, 'merged'), '--prompt', 'x', '--max-new-tokens', '2', '--backend', 'cpu').code, 0);
     assert.match(cli(...pplArgs, '--model', gguf, '--adapter', out).err, /--adapter applies to a model folder, not to a GGUF file/);
+    // What needs the Hugging Face folder says so when given the GGUF file; flops reads the file's shape.
+    for (const args of [['train', '--model', gguf, '--data', path.join(tiny, 'data', 'train.bin'), '--output', path.join(fresh(), 'run')],
+      ['merge', '--base', gguf, '--adapter', out, '--out', path.join(fresh(), 'm')], ['export', '--model', gguf, '--out', path.join(dir, 'g.gguf')]]) {
+      assert.match(cli(...args).err, /merged\.gguf is a GGUF file, and this needs a Hugging Face model folder .*generate and chat take --model FILE\.gguf\); train, merge or export from the checkpoint folder/, args[0]);
+    }
+    assert.match(cli('flops', '--model', gguf, '--seq-lens', '1k').out, /^merged: forward FLOPs of one sequence \(C 128, I 384, L 4, H 4, Hkv 4, D 32, V 2048\)/);
     fs.writeFileSync(path.join(dir, 'bad.gguf'), 'not a gguf');
     assert.match(cli('info', path.join(dir, 'bad.gguf')).err, /bad\.gguf is not a readable GGUF file/);
     assert.match(cli('info', path.join(dir, 'none.gguf')).err, /none\.gguf does not exist/);

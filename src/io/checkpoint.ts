@@ -53,6 +53,19 @@ export interface WrittenCheckpoint {
  * Reads a JSON file (e.g. `config.json`) as raw JSON. Throws a LongLoraError naming the
  * file when it is missing, unreadable or not valid JSON.
  */
+/**
+ * Why a file cannot stand where a model folder is needed: a GGUF file (an export) can be
+ * evaluated and run, but training, merging and exporting start from a Hugging Face folder.
+ */
+export function notAFolder(file: string): string {
+  if (file.endsWith('.gguf')) {
+    return `${file} is a GGUF file, and this needs a Hugging Face model folder (config.json and *.safetensors): ` +
+      'a GGUF file can be evaluated and run (eval ppl, eval passkey, generate and chat take --model FILE.gguf); ' +
+      'train, merge or export from the checkpoint folder it was made from';
+  }
+  return `${file} is a file, and this needs a folder; pass the folder that holds it`;
+}
+
 export function readJsonFile(file: string): unknown {
   let text: string;
   try {
@@ -60,6 +73,8 @@ export function readJsonFile(file: string): unknown {
   } catch (err) {
     const code = (err as { code?: string }).code;
     if (code === 'ENOENT') throw new LongLoraError(`${file} not found; check the path (a model folder needs it)`, { cause: err });
+    const dir = path.dirname(file);
+    if (code === 'ENOTDIR' && isFile(dir)) throw new LongLoraError(notAFolder(dir), { cause: err });
     throw new LongLoraError(`cannot read ${file} (${code ?? String(err)}); check the path and permissions`, { cause: err });
   }
   try {

@@ -37,7 +37,7 @@ function f32Decimal(v: unknown): unknown {
 
 /** The Llama config a GGUF file's metadata describes, and its header. */
 export async function readGgufModel(file: string): Promise<{ config: LlamaConfig; header: GgufHeader }> {
-  if (!fs.existsSync(file)) throw new LongLoraError(`${file} does not exist`);
+  if (!fs.existsSync(file)) throw new LongLoraError(`${file} does not exist; check the path`);
   const header = await readGgufHeader(file);
   const m = ggufMetadata(header);
   const arch = String(m['general.architecture'] ?? '');
