@@ -138,27 +138,34 @@ export function quantizeQ5_1(x: Float32Array): Uint8Array {
  * the lowest error wins. With `throughZero` (the k-quants, whose mins are unsigned) the
  * range always takes in zero and m ≥ 0; without it (Q5_1) m has either sign.
  */
+/** Scratch of the fits: a sub-block's values widened once (and shifted by the affine fit's low end). */
+const fitValues = new Float64Array(32);
+const fitShifted = new Float64Array(32);
+
 function fitAffine(x: Float32Array, off: number, n: number, qmax: number, out: { s: number; m: number }, throughZero = true): void {
   let lo = throughZero ? 0 : Infinity;
   let hi = -Infinity;
   let sx = 0;
   let sxx = 0;
+  const v = fitValues;
+  const t = fitShifted;
   for (let i = 0; i < n; i++) {
-    const v = x[off + i]!;
-    lo = Math.min(lo, v); hi = Math.max(hi, v); sx += v; sxx += v * v;
+    const xi = x[off + i]!;
+    v[i] = xi;
+    lo = Math.min(lo, xi); hi = Math.max(hi, xi); sx += xi; sxx += xi * xi;
   }
   out.s = 0;
   out.m = -lo;
   if (!(hi > lo)) return;
+  for (let i = 0; i < n; i++) t[i] = v[i]! - lo;
   let best = Infinity;
   for (let step = 0; step <= 20; step++) {
     const iscale = (qmax - 1 + 0.1 * step) / (hi - lo);
     let sq = 0, sqq = 0, sqx = 0;
     for (let i = 0; i < n; i++) {
-      const v = x[off + i]!;
-      let q = ((v - lo) * iscale + 0.5) | 0; // ≥ 0: round half up
+      let q = (t[i]! * iscale + 0.5) | 0; // ≥ 0: round half up
       if (q > qmax) q = qmax;
-      sq += q; sqq += q * q; sqx += q * v;
+      sq += q; sqq += q * q; sqx += q * v[i]!;
     }
     const det = n * sqq - sq * sq;
     if (det <= 0) continue;
@@ -179,7 +186,11 @@ function fitAffine(x: Float32Array, off: number, n: number, qmax: number, out: {
  */
 function fitSymmetric(x: Float32Array, off: number, n: number, nmax: number): number {
   let peak = 0;
-  for (let i = 0; i < n; i++) if (Math.abs(x[off + i]!) > Math.abs(peak)) peak = x[off + i]!;
+  const v = fitValues;
+  for (let i = 0; i < n; i++) {
+    v[i] = x[off + i]!;
+    if (Math.abs(v[i]!) > Math.abs(peak)) peak = v[i]!;
+  }
   if (peak === 0) return 0;
   let best = -Infinity;
   let bestS = -peak / nmax;
@@ -187,9 +198,9 @@ function fitSymmetric(x: Float32Array, off: number, n: number, nmax: number): nu
     const iscale = -(nmax + 0.1 * step) / peak;
     let sqx = 0, sqq = 0;
     for (let i = 0; i < n; i++) {
-      let q = Math.floor(iscale * x[off + i]! + 0.5);
+      let q = Math.floor(iscale * v[i]! + 0.5);
       if (q < -nmax) q = -nmax; else if (q > nmax - 1) q = nmax - 1;
-      sqx += q * x[off + i]!; sqq += q * q;
+      sqx += q * v[i]!; sqq += q * q;
     }
     if (sqq === 0) continue;
     const gain = (sqx * sqx) / sqq;
