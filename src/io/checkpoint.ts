@@ -50,10 +50,6 @@ export interface WrittenCheckpoint {
 }
 
 /**
- * Reads a JSON file (e.g. `config.json`) as raw JSON. Throws a LongLoraError naming the
- * file when it is missing, unreadable or not valid JSON.
- */
-/**
  * Why a file cannot stand where a model folder is needed: a GGUF file (an export) can be
  * evaluated and run, but training, merging and exporting start from a Hugging Face folder.
  */
@@ -66,6 +62,11 @@ export function notAFolder(file: string): string {
   return `${file} is a file, and this needs a folder; pass the folder that holds it`;
 }
 
+/**
+ * Reads a JSON file (e.g. `config.json`) as raw JSON. Throws a LongLoraError naming the
+ * file when it is missing, unreadable or not valid JSON, or when a file stands where its
+ * folder should be.
+ */
 export function readJsonFile(file: string): unknown {
   let text: string;
   try {

@@ -81,6 +81,24 @@ export function quantizeQ8_0(x: Float32Array): Uint8Array {
   return out;
 }
 
+/** The 5-bit levels (0..31) of one Q5_0 or Q5_1 block, as its quantiser chose them. */
+const levels5 = new Uint8Array(32);
+
+/**
+ * Stores levels5 as Q5_0 and Q5_1 hold them: 16 bytes of low nibbles at out[o] (level j in
+ * the low nibble of byte j, level j+16 in the high); returns qh, their 5th bits.
+ */
+function packFiveBits(out: Uint8Array, o: number): number {
+  let qh = 0;
+  for (let j = 0; j < 16; j++) {
+    const q0 = levels5[j]!;
+    const q1 = levels5[j + 16]!;
+    out[o + j] = (q0 & 15) | ((q1 & 15) << 4);
+    qh |= ((q0 >> 4) << j) | ((q1 >> 4) << (j + 16));
+  }
+  return qh >>> 0;
+}
+
 /** Q5_0: per block of 32, the value of largest magnitude maps to −16, d = it / −16. */
 export function quantizeQ5_0(x: Float32Array): Uint8Array {
   const blocks = blocksOf(x, 'Q5_0');
@@ -92,15 +110,9 @@ export function quantizeQ5_0(x: Float32Array): Uint8Array {
     for (let j = 0; j < 32; j++) if (Math.abs(x[at + j]!) > Math.abs(peak)) peak = x[at + j]!;
     const d = f16(peak / -16);
     const id = d !== 0 ? 1 / d : 0;
-    let qh = 0;
-    for (let j = 0; j < 16; j++) {
-      const q0 = Math.max(0, Math.min(31, Math.round(x[at + j]! * id) + 16));
-      const q1 = Math.max(0, Math.min(31, Math.round(x[at + j + 16]! * id) + 16));
-      out[b * 22 + 6 + j] = (q0 & 15) | ((q1 & 15) << 4);
-      qh |= ((q0 >> 4) << j) | ((q1 >> 4) << (j + 16));
-    }
+    for (let j = 0; j < 32; j++) levels5[j] = Math.max(0, Math.min(31, Math.round(x[at + j]! * id) + 16));
     view.setUint16(b * 22, f32ToF16Bits(d), true);
-    view.setUint32(b * 22 + 2, qh >>> 0, true);
+    view.setUint32(b * 22 + 2, packFiveBits(out, b * 22 + 6), true);
   }
   return out;
 }
@@ -117,19 +129,17 @@ export function quantizeQ5_1(x: Float32Array): Uint8Array {
     const d = f16(fit.s);
     const m = f16(-fit.m);
     const id = d > 0 ? 1 / d : 0;
-    let qh = 0;
-    for (let j = 0; j < 16; j++) {
-      const q0 = Math.max(0, Math.min(31, Math.round((x[at + j]! - m) * id)));
-      const q1 = Math.max(0, Math.min(31, Math.round((x[at + j + 16]! - m) * id)));
-      out[b * 24 + 8 + j] = (q0 & 15) | ((q1 & 15) << 4);
-      qh |= ((q0 >> 4) << j) | ((q1 >> 4) << (j + 16));
-    }
+    for (let j = 0; j < 32; j++) levels5[j] = Math.max(0, Math.min(31, Math.round((x[at + j]! - m) * id)));
     view.setUint16(b * 24, f32ToF16Bits(d), true);
     view.setUint16(b * 24 + 2, f32ToF16Bits(m), true);
-    view.setUint32(b * 24 + 4, qh >>> 0, true);
+    view.setUint32(b * 24 + 4, packFiveBits(out, b * 24 + 8), true);
   }
   return out;
 }
+
+/** Scratch of the fits: a sub-block's values widened once (and shifted by the affine fit's low end). */
+const fitValues = new Float64Array(32);
+const fitShifted = new Float64Array(32);
 
 /**
  * The affine fit of n values to x ≈ s·q − m with q in 0..qmax and s ≥ 0: rounding at a
@@ -138,10 +148,6 @@ export function quantizeQ5_1(x: Float32Array): Uint8Array {
  * the lowest error wins. With `throughZero` (the k-quants, whose mins are unsigned) the
  * range always takes in zero and m ≥ 0; without it (Q5_1) m has either sign.
  */
-/** Scratch of the fits: a sub-block's values widened once (and shifted by the affine fit's low end). */
-const fitValues = new Float64Array(32);
-const fitShifted = new Float64Array(32);
-
 function fitAffine(x: Float32Array, off: number, n: number, qmax: number, out: { s: number; m: number }, throughZero = true): void {
   let lo = throughZero ? 0 : Infinity;
   let hi = -Infinity;
@@ -319,7 +325,9 @@ export function dequantize(type: QuantType, bytes: Uint8Array, n: number): Float
       }
       case 'Q5_0':
       case 'Q5_1': {
-        const [d, m, bits] = type === 'Q5_0' ? [half(o), -16 * half(o), o + 2] : [half(o), half(o + 2), o + 4];
+        const d = half(o);
+        const m = type === 'Q5_1' ? half(o + 2) : 0;
+        const bits = type === 'Q5_1' ? o + 4 : o + 2;
         const qh = view.getUint32(bits, true);
         for (let j = 0; j < 16; j++) {
           const byte = bytes[bits + 4 + j]!;

@@ -1,12 +1,13 @@
 /**
  * `longlora flops`: forward FLOPs per component and the attention share, dense and with
- * S²-Attn, for a preset, any config.json or a GGUF file, at a list of context lengths (the convention of
- * the LongLoRA paper's table); `--memory` adds the activation-memory estimate per step.
+ * S²-Attn, for a preset, any config.json or a GGUF file, at a list of context lengths (the
+ * convention of the LongLoRA paper's table); `--memory` adds the activation-memory estimate
+ * per step.
  */
+import path from 'node:path';
 import { LongLoraError } from '../../errors.js';
 import { flopsTable, formatFlopsTable } from '../../analysis/flops.js';
 import { formatMemoryTable } from '../../analysis/memory.js';
-import path from 'node:path';
 import { parseLength, PRESETS, resolveShape, shapeOf } from '../../analysis/presets.js';
 import { readGgufModel } from '../../models/llama/gguf-load.js';
 import { writeReport } from '../../eval/report.js';

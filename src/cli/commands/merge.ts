@@ -2,6 +2,7 @@
 import { LongLoraError } from '../../errors.js';
 import { resolveAdapter, resolveModel } from '../../io/hub.js';
 import { mergeAdapter } from '../../lora/adapted.js';
+import { GGUF_DTYPES } from '../../models/llama/gguf.js';
 import { parse } from '../args.js';
 import { exportWithProgress, ggufDType } from './export.js';
 
@@ -11,7 +12,7 @@ const OPTIONS = {
   out: { type: 'string', help: 'folder to write the merged model to' },
   dtype: { type: 'string', help: 'f32, bf16 or f16 (default: the base model\'s dtype)' },
   gguf: { type: 'string', help: 'also write the merged model as this .gguf file (llama.cpp, ollama)' },
-  'gguf-dtype': { type: 'string', help: 'f32, f16, bf16, q8_0, q6_k, q5_k_m, q5_k_s, q4_k_m or q4_k_s for the .gguf weights (default: the merged model\'s dtype)' },
+  'gguf-dtype': { type: 'string', help: `${GGUF_DTYPES.join(', ')} for the .gguf weights (default: the merged model's dtype)` },
 } as const;
 
 export async function merge(argv: string[]): Promise<void> {

@@ -4,8 +4,9 @@
  * from the file's metadata (llama, qwen2 and qwen3 architectures; no RoPE scaling or
  * linear), the weights are read tensor by tensor, dequantised (F32, F16, BF16, Q8_0, Q5_0,
  * Q5_1, Q4_K, Q5_K, Q6_K) and, for the llama architecture, q and k rows are put back in
- * Hugging Face's rotate-half order. The tokenizer is the Hugging Face one an export of this project
- * embeds (ggufTokenizer); other files need a tokenizer.json beside them or --tokenizer.
+ * Hugging Face's rotate-half order. The tokenizer is the Hugging Face one an export of this
+ * project embeds (ggufTokenizer); other files need a tokenizer.json beside them or
+ * --tokenizer.
  */
 import fs from 'node:fs';
 import { LongLoraError } from '../../errors.js';
