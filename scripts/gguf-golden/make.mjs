@@ -1,7 +1,10 @@
 /**
  * Golden next-token probabilities from llama.cpp for the GGUF exports of the k-quant test
  * model (test/helpers/kquant-model.ts) in f32, q8_0 and each k-quant mix (q6_k, q5_k_m,
- * q5_k_s, q4_k_m, q4_k_s): llama.cpp, through node-llama-cpp's prebuilt CPU binary, loads
+ * q5_k_s, q4_k_m, q4_k_s), and in f32 with each RoPE scaling an export writes (linear,
+ * llama3's frequency factors, yarn with and without an explicit attention factor; an
+ * original context of 16 tokens, so that the prompts reach past it): llama.cpp, through
+ * node-llama-cpp's prebuilt CPU binary, loads
  * each file this project wrote and evaluates
  * the prompts. test/models/gguf-kquants.test.ts then checks that this project's reading of
  * the same bytes (dequantised, run through its own forward pass) gives the same
@@ -26,7 +29,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const { writeKquantModel, KQUANT_PROMPTS, KQUANT_CONFIG } = await import(path.join(root, 'dist', 'test', 'helpers', 'kquant-model.js'));
+const { writeKquantModel, withRopeScaling, KQUANT_PROMPTS, KQUANT_CONFIG, KQUANT_ROPE_SCALINGS } = await import(path.join(root, 'dist', 'test', 'helpers', 'kquant-model.js'));
 const { exportGguf } = await import(path.join(root, 'dist', 'src', 'models', 'llama', 'gguf.js'));
 const from = process.env.NODE_LLAMA_CPP_DIR ? path.resolve(process.env.NODE_LLAMA_CPP_DIR) : root;
 let entry;
@@ -39,17 +42,21 @@ try {
 const { getLlama } = await import(pathToFileURL(entry).href);
 const llamaVersion = JSON.parse(fs.readFileSync(path.join(path.dirname(entry), '..', 'package.json'), 'utf8')).version;
 
-const DTYPES = ['f32', 'q8_0', 'q6_k', 'q5_k_m', 'q5_k_s', 'q4_k_m', 'q4_k_s'];
+const EXPORTS = [
+  ...['f32', 'q8_0', 'q6_k', 'q5_k_m', 'q5_k_s', 'q4_k_m', 'q4_k_s'].map((dtype) => ({ dtype })),
+  ...KQUANT_ROPE_SCALINGS.map((rope_scaling) => ({ dtype: 'f32', rope_scaling })),
+];
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'gguf-golden-'));
 const modelDir = path.join(work, 'model');
 await writeKquantModel(modelDir);
 const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' });
 const V = KQUANT_CONFIG.vocab_size;
-const probs = new Float32Array(DTYPES.length * KQUANT_PROMPTS.length * V);
+const probs = new Float32Array(EXPORTS.length * KQUANT_PROMPTS.length * V);
 const golden = { llamaCpp: `node-llama-cpp ${llamaVersion} (prebuilt llama.cpp, CPU)`, vocab: V, prompts: KQUANT_PROMPTS, exports: [] };
-for (const [d, dtype] of DTYPES.entries()) {
-  const file = path.join(work, `${dtype}.gguf`);
-  exportGguf(modelDir, file, { dtype, modelfile: false, name: 'kquant-test' });
+for (const [d, { dtype, rope_scaling }] of EXPORTS.entries()) {
+  const label = rope_scaling ? `${dtype}-${rope_scaling.rope_type}${rope_scaling.attention_factor ? '-attn' : ''}` : dtype;
+  const file = path.join(work, `${label}.gguf`);
+  exportGguf(rope_scaling ? await withRopeScaling(modelDir, rope_scaling) : modelDir, file, { dtype, modelfile: false, name: 'kquant-test' });
   const sha256 = crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
   const model = await llama.loadModel({ modelPath: file });
   // f32 key/value cache and no flash attention (llama.cpp's defaults are an f16 cache and, on the CPU, f16 attention),
@@ -62,15 +69,15 @@ for (const [d, dtype] of DTYPES.entries()) {
     const items = prompt.map((t, i) => (i === prompt.length - 1 ? [t, { generateNext: { probabilities: true } }] : t));
     const out = await seq.controlledEvaluate(items);
     const dist = out[prompt.length - 1].next.probabilities;
-    if (dist.size !== V) throw new Error(`${dtype}: llama.cpp gave ${dist.size} probabilities, expected ${V}`);
+    if (dist.size !== V) throw new Error(`${label}: llama.cpp gave ${dist.size} probabilities, expected ${V}`);
     const row = probs.subarray((d * KQUANT_PROMPTS.length + p) * V, (d * KQUANT_PROMPTS.length + p + 1) * V);
     for (const [tok, pr] of dist) row[tok] = pr;
   }
   seq.dispose();
   await ctx.dispose();
   await model.dispose();
-  golden.exports.push({ dtype, sha256, bytes: fs.statSync(file).size });
-  console.log(`${dtype}: ${fs.statSync(file).size} bytes, sha256 ${sha256.slice(0, 16)}…`);
+  golden.exports.push({ dtype, ...(rope_scaling ? { rope_scaling } : {}), sha256, bytes: fs.statSync(file).size });
+  console.log(`${label}: ${fs.statSync(file).size} bytes, sha256 ${sha256.slice(0, 16)}…`);
 }
 const outDir = path.join(root, 'test', 'fixtures', 'gguf-golden');
 fs.mkdirSync(outDir, { recursive: true });

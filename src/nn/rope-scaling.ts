@@ -103,7 +103,7 @@ function dynamicInvFreq(D: number, theta: number, factor: number, seqLen: number
 }
 
 /** HF's YaRN `get_mscale`: 0.1·m·ln(scale) + 1, and 1 for scale ≤ 1. */
-function yarnMscale(scale: number, m = 1): number {
+export function yarnMscale(scale: number, m = 1): number {
   return scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1;
 }
 

@@ -23,6 +23,25 @@ export const KQUANT_PROMPTS: number[][] = [
   [1, 17, 2000, 3, 64, 128, 256, 512, 1024, 77, 5, 900, 901, 902, 31, 8],
 ];
 
+/**
+ * The RoPE scalings the golden also exports the model with (in f32): each an original
+ * context of 16 tokens, which the prompts pass, extended 4 times.
+ */
+export const KQUANT_ROPE_SCALINGS: Array<Record<string, unknown>> = [
+  { rope_type: 'linear', factor: 4 },
+  { rope_type: 'llama3', factor: 4, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 },
+  { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 16 },
+  { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 16, attention_factor: 1 },
+];
+
+/** A copy of the model folder `dir` with `rope_scaling` in its config (the folder beside it, `dir`-rope-N); returns its path. */
+export async function withRopeScaling(dir: string, ropeScaling: Record<string, unknown>): Promise<string> {
+  const out = `${dir}-rope-${KQUANT_ROPE_SCALINGS.indexOf(ropeScaling)}`;
+  fs.cpSync(dir, out, { recursive: true });
+  fs.writeFileSync(path.join(out, 'config.json'), JSON.stringify({ ...KQUANT_CONFIG, rope_scaling: ropeScaling }, null, 2));
+  return out;
+}
+
 /** Writes the model to `dir` (created). */
 export async function writeKquantModel(dir: string): Promise<void> {
   fs.mkdirSync(dir, { recursive: true });

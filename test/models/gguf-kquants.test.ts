@@ -3,7 +3,8 @@
  * llama.cpp's mixes: the quantisers' error against the bits they spend; the type each
  * tensor gets; and, against llama.cpp itself, what the bytes mean.
  * scripts/gguf-golden/make.mjs exported a random Llama (test/helpers/kquant-model.ts) in
- * f32, q8_0 and every k-quant mix and recorded llama.cpp's next-token probabilities on each file; here the same files are
+ * f32, q8_0 and every k-quant mix, and in f32 with each RoPE scaling an export writes, and
+ * recorded llama.cpp's next-token probabilities on each file; here the same files are
  * exported again (same SHA-256, so the golden applies to them), loaded with this
  * project's GGUF loader (its dequantisers), run through its own forward pass, and must
  * give llama.cpp's distributions — much closer than quantisation moves them, so a misread
@@ -19,10 +20,11 @@ import { QuantPool } from '../../src/io/quant-pool.js';
 import { parseLlamaConfig, type LlamaConfig } from '../../src/models/llama/config.js';
 import { exportGguf, ggufWeightType, permuteRotary, unpermuteRotary, type GgufDType } from '../../src/models/llama/gguf.js';
 import { loadLlamaGguf } from '../../src/models/llama/gguf-load.js';
+import { loadLlama } from '../../src/models/llama/load.js';
 import { Rng } from '../../src/tensor/random.js';
 import { ROOT } from '../helpers/fixtures.js';
 import { logitsOf } from '../helpers/model.js';
-import { KQUANT_CONFIG, writeKquantModel } from '../helpers/kquant-model.js';
+import { KQUANT_CONFIG, KQUANT_ROPE_SCALINGS, withRopeScaling, writeKquantModel } from '../helpers/kquant-model.js';
 import { tempFolders } from '../helpers/tmp.js';
 
 const fresh = tempFolders('gguf-kquants');
@@ -165,8 +167,9 @@ describe('GGUF k-quants', () => {
     assert.notDeepEqual(permuteRotary(w, 8, 3, 2), w);
   });
 
-  it('llama.cpp reads the exported files as this project does: the same next-token distributions in f32, q8_0 and every k-quant mix', async (t) => {
-    const golden = JSON.parse(fs.readFileSync(path.join(GOLDEN, 'golden.json'), 'utf8')) as { prompts: number[][]; vocab: number; exports: Array<{ dtype: GgufDType; sha256: string }> };
+  it('llama.cpp reads the exported files as this project does: the same next-token distributions in f32, q8_0, every k-quant mix, and with each RoPE scaling', async (t) => {
+    const golden = JSON.parse(fs.readFileSync(path.join(GOLDEN, 'golden.json'), 'utf8')) as
+      { prompts: number[][]; vocab: number; exports: Array<{ dtype: GgufDType; rope_scaling?: Record<string, unknown>; sha256: string }> };
     const probs = new Float32Array(new Uint8Array(fs.readFileSync(path.join(GOLDEN, 'probs.bin'))).buffer);
     const dir = fresh();
     const modelDir = path.join(dir, 'model');
@@ -174,12 +177,20 @@ describe('GGUF k-quants', () => {
     const V = golden.vocab;
     const P = golden.prompts.length;
     const ours: Float64Array[][] = [];
-    for (const [d, { dtype, sha256 }] of golden.exports.entries()) {
-      const file = path.join(dir, `${dtype}.gguf`);
-      exportGguf(modelDir, file, { dtype, modelfile: false, name: 'kquant-test' });
+    assert.deepEqual(golden.exports.filter((e) => e.rope_scaling).map((e) => e.rope_scaling), KQUANT_ROPE_SCALINGS, 'the golden has every scaling');
+    for (const [d, { dtype, rope_scaling: scaling, sha256 }] of golden.exports.entries()) {
+      const label = scaling ? `${dtype}, ${String(scaling.rope_type)} RoPE scaling${scaling.attention_factor ? ' with attention_factor' : ''}` : dtype;
+      const file = path.join(dir, `${d}.gguf`);
+      const source = scaling ? await withRopeScaling(modelDir, KQUANT_ROPE_SCALINGS.find((s) => JSON.stringify(s) === JSON.stringify(scaling))!) : modelDir;
+      exportGguf(source, file, { dtype, modelfile: false, name: 'kquant-test' });
       assert.equal(crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex'), sha256,
-        `${dtype}: the export changed since the golden was made; if on purpose, regenerate it (scripts/gguf-golden/make.mjs)`);
+        `${label}: the export changed since the golden was made; if on purpose, regenerate it (scripts/gguf-golden/make.mjs)`);
       const model = await loadLlamaGguf(file, { dtype: 'f32' }); // the file alone: config, dequantised weights, q/k rows
+      if (scaling) {
+        const folder = await loadLlama(source, { dtype: 'f32' });
+        assert.deepEqual(model.config.ropeScaling, folder.config.ropeScaling, `${label}: the scaling read back from the file`);
+        folder.dispose();
+      }
       ours.push([]);
       for (const [p, prompt] of golden.prompts.entries()) {
         const logits = await logitsOf(model, Int32Array.from(prompt), 1, prompt.length);
@@ -188,11 +199,12 @@ describe('GGUF k-quants', () => {
         const theirs = probs.subarray((d * P + p) * V, (d * P + p + 1) * V);
         const agree = logitDistance(mine, theirs);
         const moved = d === 0 ? 0 : logitDistance(mine, ours[0]![p]!);
-        t.diagnostic(`${dtype}, prompt ${p}: logits differ from llama.cpp's by ${agree.toExponential(2)}${d ? `; quantisation moved them by ${moved.toExponential(2)}` : ''} (relative RMS)`);
+        t.diagnostic(`${label}, prompt ${p}: logits differ from llama.cpp's by ${agree.toExponential(2)}${d ? `; ${scaling ? 'the scaling' : 'quantisation'} moved them by ${moved.toExponential(2)}` : ''} (relative RMS)`);
         // Reading a layout wrongly (nibbles or scales swapped) gives differences above 1; llama.cpp's
         // own rounding of the activations (8 bits) leaves about 0.02 here.
-        assert.ok(agree < (dtype === 'f32' ? 1e-5 : 0.05), `${dtype}, prompt ${p}: logits differ from llama.cpp's by ${agree}`);
-        if (dtype !== 'f32' && dtype !== 'q8_0') assert.ok(agree < moved / 2, `${dtype}, prompt ${p}: ${agree} is not well inside the quantisation's own effect, ${moved}`);
+        assert.ok(agree < (dtype === 'f32' ? 1e-5 : 0.05), `${label}, prompt ${p}: logits differ from llama.cpp's by ${agree}`);
+        if (dtype !== 'f32' && dtype !== 'q8_0') assert.ok(agree < moved / 2, `${label}, prompt ${p}: ${agree} is not well inside the quantisation's own effect, ${moved}`);
+        if (scaling) assert.ok(agree < moved / 100, `${label}, prompt ${p}: ${agree} is not far inside what the scaling does, ${moved}`);
       }
       model.dispose();
     }

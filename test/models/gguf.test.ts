@@ -13,9 +13,9 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { gguf } from '@huggingface/gguf';
 import { openCheckpoint, writeCheckpoint } from '../../src/io/checkpoint.js';
-import { EMBED_TOKENIZER_MAX_BYTES, embeddedTokenizer, exportGguf, exportGgufAdapter, permuteRotary } from '../../src/models/llama/gguf.js';
+import { EMBED_TOKENIZER_MAX_BYTES, embeddedTokenizer, exportGguf, exportGgufAdapter, llamaCppRopeFlags, permuteRotary, ropeFreqFactors } from '../../src/models/llama/gguf.js';
 import { loadLlama } from '../../src/models/llama/load.js';
-import { ggufTokenizer, loadLlamaGguf } from '../../src/models/llama/gguf-load.js';
+import { describeGgufRopeScaling, ggufTokenizer, llama3FromRopeFreqs, loadLlamaGguf } from '../../src/models/llama/gguf-load.js';
 import { readGgufHeader } from '../../src/io/gguf-read.js';
 import { applyLora } from '../../src/lora/inject.js';
 import { mergeAdapter } from '../../src/lora/adapted.js';
@@ -24,6 +24,7 @@ import { Rng } from '../../src/tensor/random.js';
 import { fromHost } from '../../src/tensor/tensor.js';
 import { bf16BitsToF32, f16BitsToF32 } from '../../src/tensor/dtype.js';
 import { Tokenizer } from '../../src/tokenizer/tokenizer.js';
+import { ropeScalingFromHF } from '../../src/nn/rope-scaling.js';
 import { ROOT } from '../helpers/fixtures.js';
 import { throwsLL } from '../helpers/errors.js';
 import { tempFolders } from '../helpers/tmp.js';
@@ -345,7 +346,7 @@ describe('GGUF export', () => {
     });
   }
 
-  it('an f32 export loads back as the model it came from (same logits): Llama with linear RoPE scaling, Qwen 2 with biases, Qwen 3 with head norms', async () => {
+  it('an f32 export loads back as the model it came from (same logits): Llama with linear, llama3 and yarn RoPE scaling, Qwen 2 with biases, Qwen 3 with head norms', async () => {
     const rng = new Rng(12);
     const extra = (type: 'qwen2' | 'qwen3'): Array<{ name: string; dtype: 'f32'; shape: number[]; data: Float32Array }> => [0, 1, 2, 3].flatMap((l) =>
       (type === 'qwen2' ? ['q', 'k', 'v'] : ['q', 'k']).map((p) => {
@@ -357,6 +358,9 @@ describe('GGUF export', () => {
       }));
     const dirs = [
       variant((c) => { c.rope_scaling = { type: 'linear', factor: 4 }; }),
+      // llama3: rope_freqs only (with three blended frequencies here); yarn: its own metadata. Both cover max_position_embeddings (256).
+      variant((c) => { c.rope_scaling = { rope_type: 'llama3', factor: 4, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 }; }),
+      variant((c) => { c.rope_scaling = { rope_type: 'yarn', factor: 4, original_max_position_embeddings: 64, attention_factor: 1.2 }; }),
       ...(['qwen2', 'qwen3'] as const).map((type) => variant((c) => { Object.assign(c, { model_type: type, architectures: [type === 'qwen2' ? 'Qwen2ForCausalLM' : 'Qwen3ForCausalLM'] }); }, (_, d) => d, extra(type))),
     ];
     const ids = Int32Array.from([1, 80, 412, 7, 1999, 33, 256, 1024, 5, 6]);
@@ -398,10 +402,22 @@ describe('GGUF export', () => {
     assert.ok(EMBED_TOKENIZER_MAX_BYTES <= 10_000_000);
   });
 
-  it('loading a GGUF file refuses what it cannot read, naming the fix', async () => {
+  it('loading a GGUF file reads Llama 3\'s frequency factors back as its scaling, and refuses what it cannot read, naming the fix', async () => {
     const file = path.join(fresh(), 'm.gguf');
     exportGguf(variant((c) => { c.rope_scaling = { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 256 }; }), file, { modelfile: false });
-    await assert.rejects(loadLlamaGguf(file), /RoPE scaling \(rope_freqs\) is not read from GGUF here \(none and linear are\); load the model folder it was exported from/);
+    assert.equal(await describeGgufRopeScaling(file, await readGgufHeader(file)), 'llama3 ×8 (original 256)');
+    const llama3 = await loadLlamaGguf(file); // read back from its frequency factors
+    assert.deepEqual([llama3.config.ropeScaling, llama3.config.maxPositionEmbeddings], [{ type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 256 }, 2048]);
+    llama3.dispose();
+    const factors = (await read(file)).tensor('rope_freqs.weight').data;
+    const patched = path.join(fresh(), 'patched.gguf');
+    const bytes = fs.readFileSync(file);
+    const at = bytes.indexOf(Buffer.from(factors.buffer, factors.byteOffset, factors.byteLength));
+    assert.ok(at > 0, 'the factors are in the file');
+    bytes.writeFloatLE(factors[5]! * 0.9, at + 5 * 4); // one slow frequency off its band
+    fs.writeFileSync(patched, bytes);
+    assert.equal(await describeGgufRopeScaling(patched, await readGgufHeader(patched)), 'frequency factors (rope_freqs)');
+    await assert.rejects(loadLlamaGguf(patched), /patched\.gguf: its rope_freqs frequency factors follow no band of fast, blended and slow frequencies, so they are not Llama 3's RoPE scaling; load the model folder it was exported from/);
     await assert.rejects(loadLlamaGguf(path.join(fresh(), 'none.gguf')), /none\.gguf does not exist/);
     const cut = path.join(fresh(), 'cut.gguf');
     exportGguf(TINY, cut, { modelfile: false });
@@ -499,6 +515,40 @@ describe('GGUF export', () => {
     ff.data.forEach((v, i) => assert.ok(Math.abs(v - want[i]!) <= 1e-6 * want[i]!, `factor ${i}: ${v} vs ${want[i]}`));
   });
 
+  it('rope_freqs back to llama3 scaling: Llama 3.1 and 3.2 exactly, other band edges as equivalent ones, anything else refused', () => {
+    const factorsOf = (D: number, theta: number, s: { factor: number; low: number; high: number; orig: number }): Float32Array =>
+      ropeFreqFactors({ headDim: D, ropeTheta: theta, maxPositionEmbeddings: s.orig,
+        ropeScaling: { type: 'llama3', factor: s.factor, lowFreqFactor: s.low, highFreqFactor: s.high, originalMaxPositionEmbeddings: s.orig } });
+    const block = (factor: number, high: number, orig: number): Record<string, unknown> =>
+      ({ rope_type: 'llama3', factor, low_freq_factor: 1, high_freq_factor: high, original_max_position_embeddings: orig });
+    // Llama 3.1 8B / 70B and Llama 3.2 1B / 3B as their config.json files set it
+    assert.deepEqual(llama3FromRopeFreqs(factorsOf(128, 500000, { factor: 8, low: 1, high: 4, orig: 8192 }), 128, 500000, 'f'), block(8, 4, 8192));
+    assert.deepEqual(llama3FromRopeFreqs(factorsOf(64, 500000, { factor: 32, low: 1, high: 4, orig: 8192 }), 64, 500000, 'f'), block(32, 4, 8192));
+    assert.deepEqual(llama3FromRopeFreqs(factorsOf(128, 500000, { factor: 16, low: 1, high: 2.5, orig: 4096 }), 128, 500000, 'f'), block(16, 2.5, 4096));
+    // low 2, high 8, original 512 has the band edges of low 1, high 4, original 256: the same factors
+    const same = llama3FromRopeFreqs(factorsOf(128, 10000, { factor: 4, low: 2, high: 8, orig: 512 }), 128, 10000, 'f');
+    assert.deepEqual(same, block(4, 4, 256));
+    // one blended frequency (high 4 assumed) and none (edges between two frequencies)
+    assert.deepEqual(llama3FromRopeFreqs(factorsOf(16, 10000, { factor: 8, low: 1, high: 4, orig: 100 }), 16, 10000, 'f'), block(8, 4, 100));
+    const none = factorsOf(8, 10000, { factor: 8, low: 1, high: 4, orig: 512 });
+    assert.deepEqual([...none], [1, 1, 8, 8], 'no frequency falls between the edges');
+    const back = ropeScalingFromHF(llama3FromRopeFreqs(none, 8, 10000, 'f')!, 'rope_scaling', 'f', 1);
+    assert.deepEqual(ropeFreqFactors({ headDim: 8, ropeTheta: 10000, maxPositionEmbeddings: 1, ropeScaling: back }), none);
+    assert.equal(llama3FromRopeFreqs(new Float32Array(64).fill(1), 128, 500000, 'f'), null, 'all ones: plain RoPE');
+    throwsLL(() => llama3FromRopeFreqs(new Float32Array(63).fill(2), 128, 500000, 'm.gguf'), 'm.gguf: its rope_freqs frequency factors are 63, not one per frequency (64)', 'load the model folder');
+    throwsLL(() => llama3FromRopeFreqs(Float32Array.from({ length: 64 }, (_, i) => 1 + i / 10), 128, 500000, 'm.gguf'), 'follow no band of fast, blended and slow frequencies');
+    throwsLL(() => llama3FromRopeFreqs(new Float32Array(64).fill(0.5), 128, 500000, 'm.gguf'), 'include values below 1');
+  });
+
+  it('an adapter\'s RoPE scaling as llama.cpp flags (yarn with the betas it sets; llama3 from the base file\'s rope_freqs)', () => {
+    assert.equal(llamaCppRopeFlags({ type: 'linear', factor: 8 }, 4096), '--rope-scaling linear --rope-scale 8');
+    assert.equal(llamaCppRopeFlags({ type: 'yarn', factor: 4 }, 32768), '--rope-scaling yarn --rope-scale 4 --yarn-orig-ctx 32768');
+    assert.equal(llamaCppRopeFlags({ type: 'yarn', factor: 4, originalMaxPositionEmbeddings: 4096, betaFast: 16, betaSlow: 2 }, 32768),
+      '--rope-scaling yarn --rope-scale 4 --yarn-orig-ctx 4096 --yarn-beta-fast 16 --yarn-beta-slow 2');
+    assert.equal(llamaCppRopeFlags({ type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4 }, 131072), '');
+    throwsLL(() => llamaCppRopeFlags({ type: 'dynamic', factor: 2 }, 4096), 'dynamic NTK RoPE scaling, which llama.cpp does not implement');
+  });
+
   it('Mistral: llama.cpp\'s llama architecture, the context no longer than the sliding window', async () => {
     const dir = variant((c) => { Object.assign(c, { model_type: 'mistral', architectures: ['MistralForCausalLM'], sliding_window: 128 }); });
     const file = path.join(fresh(), 'x.gguf');
@@ -571,6 +621,8 @@ describe('GGUF export', () => {
     fs.writeFileSync(out, 'previous');
     throwsLL(() => exportGguf(TINY, out.replace('.gguf', '.bin')), 'must end in .gguf');
     throwsLL(() => exportGguf(variant((c) => { c.rope_scaling = { type: 'dynamic', factor: 2 }; }), out), 'dynamic NTK', 'linear interpolation');
+    throwsLL(() => exportGguf(variant((c) => { c.rope_scaling = { rope_type: 'yarn', factor: 4, beta_fast: 16, truncate: false }; }), out),
+      'yarn RoPE scaling sets beta_fast 16, truncate false, which llama.cpp does not apply to llama models (it uses beta_fast 32, beta_slow 1, truncate true)', 'with those yarn defaults');
     throwsLL(() => exportGguf(TINY, out, { dtype: 'f8' as 'f16' }), 'dtype must be f32, f16, bf16, q8_0, q6_k, q5_k_m, q5_k_s, q4_k_m, q4_k_s, got f8');
     const big = variant(() => {}, (n, d) => (n === 'model.layers.0.mlp.up_proj.weight' ? d.map((v, i) => (i === 5 ? 1e6 : v)) : d));
     throwsLL(() => exportGguf(big, out, { dtype: 'f16' }), 'model.layers.0.mlp.up_proj.weight', 'beyond f16\'s range', 'export with --dtype bf16');

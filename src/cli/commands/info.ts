@@ -1,7 +1,7 @@
 /** `longlora info <path>`: what a model folder, a safetensors file or a GGUF file holds. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { ggmlTypeName, ggufFileTypeName, ggufMetadata, ggufRopeScaling, readGgufHeader } from '../../io/gguf-read.js';
+import { ggmlTypeName, ggufFileTypeName, ggufMetadata, readGgufHeader } from '../../io/gguf-read.js';
 import { LongLoraError } from '../../errors.js';
 import { openCheckpoint, readJsonFile } from '../../io/checkpoint.js';
 import { SafetensorsFile } from '../../io/safetensors.js';
@@ -10,6 +10,7 @@ import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, readAdapterConfig } from '../../io/pef
 import { adapterSummary, cardFacts } from '../../io/model-card.js';
 import { listCheckpoints } from '../../train/state.js';
 import { HF_TOKENIZER_KEY } from '../../models/llama/gguf.js';
+import { describeGgufRopeScaling } from '../../models/llama/gguf-load.js';
 import { parse } from '../args.js';
 import { describeRopeScaling } from '../../nn/rope-scaling.js';
 
@@ -39,7 +40,7 @@ async function describeGguf(file: string, tensors: boolean): Promise<void> {
   }
   const k = (key: string): unknown => m[`${arch}.${key}`];
   const tokens = m['tokenizer.ggml.tokens'];
-  const scaling = ggufRopeScaling(parsed) ?? 'none';
+  const scaling = await describeGgufRopeScaling(file, parsed);
   console.log(`${file}: GGUF v${parsed.metadata.version}, ${arch} "${String(m['general.name'] ?? '')}", ${String(k('block_count'))} layers, hidden ${String(k('embedding_length'))}, ` +
     `intermediate ${String(k('feed_forward_length'))}, heads ${String(k('attention.head_count'))} (kv ${String(k('attention.head_count_kv'))})`);
   console.log(`  context ${String(k('context_length'))}, RoPE base ${String(k('rope.freq_base'))}, scaling ${scaling}`);

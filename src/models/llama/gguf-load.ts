@@ -1,8 +1,9 @@
 /**
  * A GGUF file as a model: the inverse of exportGguf, for evaluating or running an export
  * (say a q4_k_m file's perplexity against the merged model it came from). The config comes
- * from the file's metadata (llama, qwen2 and qwen3 architectures; no RoPE scaling or
- * linear), the weights are read tensor by tensor, dequantised (F32, F16, BF16, Q8_0, Q5_0,
+ * from the file's metadata (llama, qwen2 and qwen3 architectures; RoPE scaling none,
+ * linear, yarn, or Llama 3's frequency factors, which are read back as the llama3 scaling
+ * that gives them), the weights are read tensor by tensor, dequantised (F32, F16, BF16, Q8_0, Q5_0,
  * Q5_1, Q4_K, Q5_K, Q6_K) and, for the llama architecture, q and k rows are put back in
  * Hugging Face's rotate-half order. The tokenizer is the Hugging Face one an export of this
  * project embeds (ggufTokenizer); other files need a tokenizer.json beside them or
@@ -10,14 +11,15 @@
  */
 import fs from 'node:fs';
 import { LongLoraError } from '../../errors.js';
-import { ggufMetadata, ggufTensorData, readGgufHeader, type GgufHeader } from '../../io/gguf-read.js';
+import { ggufMetadata, ggufRopeScaling, ggufTensorData, readGgufHeader, type GgufHeader } from '../../io/gguf-read.js';
 import type { Backend } from '../../backend/backend.js';
 import { currentBackend } from '../../backend/registry.js';
 import type { RopeScaling } from '../../nn/rope.js';
+import { describeRopeScaling, yarnMscale } from '../../nn/rope-scaling.js';
 import { fromFloatArray } from '../../tensor/dtype.js';
 import { fromHost } from '../../tensor/tensor.js';
 import { parseLlamaConfig, type LlamaConfig } from './config.js';
-import { HF_TOKENIZER_CONFIG_KEY, HF_TOKENIZER_KEY, ggufTensorName, rotaryHeads, unpermuteRotary } from './gguf.js';
+import { HF_TOKENIZER_CONFIG_KEY, HF_TOKENIZER_KEY, ggufTensorName, ropeFreqFactors, rotaryHeads, unpermuteRotary } from './gguf.js';
 import { Tokenizer } from '../../tokenizer/tokenizer.js';
 import { computeOf, type ParamDType } from './init.js';
 import { checkF16Range } from './load.js';
@@ -48,12 +50,33 @@ export async function readGgufModel(file: string): Promise<{ config: LlamaConfig
   const names = new Set(header.tensorInfos.map((t) => t.name));
   const plain = (v: unknown): unknown => (typeof v === 'bigint' ? Number(v) : v); // u64 values come back as bigint
   const key = (k: string): unknown => plain(m[`${arch}.${k}`]);
-  const scaling = key('rope.scaling.type');
-  if (names.has('rope_freqs.weight') || (scaling !== undefined && scaling !== 'none' && scaling !== 'linear')) {
-    throw new LongLoraError(`${file}: its RoPE scaling (${names.has('rope_freqs.weight') ? 'rope_freqs' : String(scaling)}) is not read from GGUF here (none and linear are); load the model folder it was exported from`);
+  const scaling = key('rope.scaling.type') ?? 'none';
+  if (scaling !== 'none' && scaling !== 'linear' && scaling !== 'yarn') {
+    throw new LongLoraError(`${file}: its RoPE scaling (${String(scaling)}) is not read from GGUF here (none, linear, yarn and Llama 3's rope_freqs are); load the model folder it was exported from`);
   }
-  const factor = scaling === 'linear' ? Number(f32Decimal(key('rope.scaling.factor'))) : 1;
+  const num = (k: string): number | undefined => { const v = f32Decimal(key(k)); return v === undefined ? undefined : Number(v); };
+  const factor = scaling === 'none' ? 1 : num('rope.scaling.factor');
+  if (factor === undefined || !(factor >= 1)) throw new LongLoraError(`${file}: ${scaling} RoPE scaling needs rope.scaling.factor ≥ 1, got ${String(factor)}; export the file again`);
   const context = Number(key('context_length'));
+  const headDim = Number(key('attention.key_length') ?? Number(key('embedding_length')) / Number(key('attention.head_count')));
+  const theta = Number(f32Decimal(key('rope.freq_base') ?? 10000));
+  let ropeScaling: Record<string, unknown> | null = null;
+  if (scaling === 'linear') ropeScaling = { type: 'linear', factor };
+  // As llama.cpp runs these architectures: yarn with beta_fast 32 and beta_slow 1 (their
+  // yarn_beta_* and yarn_attn_factor keys are not read), cos and sin multiplied by YaRN's
+  // default attention factor times rope.scaling.attn_factor.
+  const attn = num('rope.scaling.attn_factor') ?? 1;
+  if (attn !== 1 && scaling !== 'yarn') {
+    throw new LongLoraError(`${file}: rope.scaling.attn_factor ${attn} with ${scaling} RoPE scaling is not read here (only with yarn); load the model folder it was exported from`);
+  }
+  if (scaling === 'yarn') {
+    ropeScaling = { rope_type: 'yarn', factor, original_max_position_embeddings: key('rope.scaling.original_context_length') ?? context };
+    if (attn !== 1) ropeScaling.attention_factor = Number((attn * yarnMscale(factor)).toPrecision(7));
+  }
+  if (names.has('rope_freqs.weight')) {
+    if (scaling !== 'none') throw new LongLoraError(`${file}: it has both ${scaling} RoPE scaling and rope_freqs frequency factors; export the file again`);
+    ropeScaling = llama3FromRopeFreqs(ropeFreqsOf(file, header), headDim, theta, file);
+  }
   const tokens = m['tokenizer.ggml.tokens'];
   const embd = header.tensorInfos.find((t) => t.name === 'token_embd.weight');
   const vocab = embd ? Number(embd.shape[1]) : key('vocab_size') ?? (Array.isArray(tokens) ? tokens.length : undefined); // the embedding's rows first
@@ -68,14 +91,86 @@ export async function readGgufModel(file: string): Promise<{ config: LlamaConfig
     head_dim: key('attention.key_length'),
     rms_norm_eps: f32Decimal(key('attention.layer_norm_rms_epsilon')),
     rope_theta: f32Decimal(key('rope.freq_base')),
-    max_position_embeddings: Number.isFinite(context) ? Math.round(context / factor) : undefined,
-    rope_scaling: scaling === 'linear' ? { type: 'linear', factor } : null,
+    max_position_embeddings: Number.isFinite(context) ? (scaling === 'linear' ? Math.round(context / factor) : context) : undefined,
+    rope_scaling: ropeScaling,
     tie_word_embeddings: !names.has('output.weight'),
     attention_bias: arch !== 'qwen2' && names.has('blk.0.attn_q.bias'),
     bos_token_id: plain(m['tokenizer.ggml.bos_token_id']),
     eos_token_id: plain(m['tokenizer.ggml.eos_token_id']),
   };
   return { config: parseLlamaConfig(json, `${file} (GGUF metadata)`), header };
+}
+
+/**
+ * A GGUF file's RoPE scaling in words: as this loader reads it ("llama3 ×8 (original 8192)"
+ * for Llama 3's frequency factors), else as its header names it; "none" without one.
+ */
+export async function describeGgufRopeScaling(file: string, header: GgufHeader): Promise<string> {
+  try {
+    return describeRopeScaling((await readGgufModel(file)).config.ropeScaling);
+  } catch {
+    return ggufRopeScaling(header) ?? 'none';
+  }
+}
+
+/** The f32 values of a file's `rope_freqs.weight` (a few dozen, read on their own). */
+function ropeFreqsOf(file: string, header: GgufHeader): Float32Array {
+  const fd = fs.openSync(file, 'r');
+  try {
+    return ggufTensorData(header, 'rope_freqs.weight', (start, length) => {
+      const b = Buffer.alloc(length);
+      if (fs.readSync(fd, b, 0, length, start) !== length) throw new LongLoraError(`${file} ends early (truncated?); export it again`);
+      return new Uint8Array(b.buffer, b.byteOffset, length);
+    }).data;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * The llama3 RoPE scaling (config.json spelling) whose frequency factors are `factors`, as
+ * llama.cpp's converter writes them for Llama 3.1 and later: each factor divides one
+ * frequency's angle, 1 for the fast ones, `factor` for the slow ones, and a blend between.
+ * GGUF keeps only the factors, and any (original length, low, high) with the same band
+ * edges gives the same ones, so low_freq_factor is taken as 1 (as every Llama 3 sets it);
+ * the rest is fitted from the blended frequencies (or, with fewer than two of them, Llama
+ * 3's high_freq_factor 4 is assumed) and accepted only when it recomputes every factor.
+ * All factors 1 is plain RoPE (null).
+ */
+export function llama3FromRopeFreqs(factors: Float32Array, headDim: number, theta: number, file: string): Record<string, unknown> | null {
+  const fail = (why: string): never => {
+    throw new LongLoraError(`${file}: its rope_freqs frequency factors ${why}, so they are not Llama 3's RoPE scaling; load the model folder it was exported from`);
+  };
+  if (factors.length !== headDim / 2) fail(`are ${factors.length}, not one per frequency (${headDim / 2})`);
+  const f = Math.max(...factors);
+  if (!factors.every((v) => v >= 1 - 1e-6)) fail('include values below 1');
+  if (f <= 1 + 1e-6) return null;
+  const factor = Number(f32Decimal(f));
+  const inv = Array.from({ length: headDim / 2 }, (_, i) => 1 / theta ** ((2 * i) / headDim));
+  // blended frequencies: s = (1/factor_i − 1/f) / (1 − 1/f) is linear in 1/λ_i = inv_i / 2π: s = (orig/λ − low) / (high − low)
+  const blended = [...factors.keys()].filter((i) => factors[i]! > 1 + 1e-5 && factors[i]! < factor * (1 - 1e-5))
+    .map((i) => ({ u: inv[i]! / (2 * Math.PI), s: (1 / factors[i]! - 1 / factor) / (1 - 1 / factor) }));
+  const candidates: Array<{ orig: number; high: number }> = [];
+  if (blended.length >= 2) {
+    const n = blended.length;
+    const mu = blended.reduce((a, p) => a + p.u, 0) / n;
+    const ms = blended.reduce((a, p) => a + p.s, 0) / n;
+    const A = blended.reduce((a, p) => a + (p.u - mu) * (p.s - ms), 0) / blended.reduce((a, p) => a + (p.u - mu) ** 2, 0);
+    const B = ms - A * mu; // with low = 1: B = −1 / (high − 1), A = orig / (high − 1)
+    for (const digits of [3, 6]) candidates.push({ orig: Math.round(-A / B), high: Number((1 - 1 / B).toPrecision(digits)) });
+  } else if (blended.length === 1) {
+    candidates.push({ orig: Math.round((1 + 3 * blended[0]!.s) / blended[0]!.u), high: 4 });
+  } else {
+    for (let k = 2; k <= 24; k++) candidates.push({ orig: 2 ** k, high: 4 });
+  }
+  for (const { orig, high } of candidates) {
+    if (!(orig > 0) || !(high > 1)) continue;
+    const block = { rope_type: 'llama3', factor, low_freq_factor: 1, high_freq_factor: high, original_max_position_embeddings: orig };
+    const ropeScaling: RopeScaling = { type: 'llama3', factor, lowFreqFactor: 1, highFreqFactor: high, originalMaxPositionEmbeddings: orig };
+    const again = ropeFreqFactors({ headDim, ropeTheta: theta, ropeScaling, maxPositionEmbeddings: orig });
+    if (again.every((v, i) => Math.abs(v - factors[i]!) <= 1e-6 * factors[i]!)) return block;
+  }
+  return fail('follow no band of fast, blended and slow frequencies');
 }
 
 /**

@@ -24,7 +24,7 @@ import { SafetensorsFile } from '../../io/safetensors.js';
 import { writeGguf, type GgmlType, type GgufTensor, type GgufValue } from '../../io/gguf.js';
 import { BLOCKS, QK_K, type QuantType } from '../../io/ggml-quants.js';
 import { QuantPool } from '../../io/quant-pool.js';
-import { ropeContextLength, ropeFrequencies, ropeInvFreq, type RopeScaling } from '../../nn/rope-scaling.js';
+import { ropeContextLength, ropeFrequencies, ropeInvFreq, yarnAttentionFactor, yarnMscale, type RopeScaling } from '../../nn/rope-scaling.js';
 import { type HostArray } from '../../tensor/dtype.js';
 import { ggufVocab } from '../../tokenizer/gguf-vocab.js';
 import { Tokenizer } from '../../tokenizer/tokenizer.js';
@@ -281,18 +281,28 @@ export function llamaGgufMetadata(c: LlamaConfig, name: string, dtype: GgufDType
     case 'linear':
       meta.push([`${arch}.rope.scaling.type`, str('linear')], [`${arch}.rope.scaling.factor`, f32(s.factor)]);
       break;
-    case 'yarn':
-      // As llama.cpp's own converter writes it: llama.cpp derives the attention factor
-      // from the scale itself, so only an explicit one is passed on.
+    case 'yarn': {
+      // llama.cpp's llama, qwen2 and qwen3 models take beta_fast 32 and beta_slow 1 and round
+      // the blend's range to whole dimensions whatever a file says, so anything else would
+      // run differently there.
+      const off = [(s.betaFast || 32) !== 32 && `beta_fast ${s.betaFast}`, (s.betaSlow || 1) !== 1 && `beta_slow ${s.betaSlow}`,
+        s.truncate === false && 'truncate false'].filter(Boolean);
+      if (off.length) {
+        throw new LongLoraError(`the model's yarn RoPE scaling sets ${off.join(', ')}, which llama.cpp does not apply to ${arch} models (it uses beta_fast 32, beta_slow 1, truncate true); ` +
+          'the GGUF file would not run as the model does: fine-tune with those yarn defaults, or with linear interpolation (the LongLoRA default), to export to GGUF');
+      }
       meta.push(
         [`${arch}.rope.scaling.type`, str('yarn')],
         [`${arch}.rope.scaling.factor`, f32(s.factor)],
         [`${arch}.rope.scaling.original_context_length`, u32(s.originalMaxPositionEmbeddings ?? c.maxPositionEmbeddings)],
       );
-      if (s.attentionFactor !== undefined) meta.push([`${arch}.rope.scaling.yarn_attn_factor`, f32(s.attentionFactor)]);
-      if (s.betaFast !== undefined) meta.push([`${arch}.rope.scaling.yarn_beta_fast`, f32(s.betaFast)]);
-      if (s.betaSlow !== undefined) meta.push([`${arch}.rope.scaling.yarn_beta_slow`, f32(s.betaSlow)]);
+      // llama.cpp multiplies cos and sin by YaRN's default 0.1·ln(factor) + 1 and then by
+      // rope.scaling.attn_factor (it reads no yarn_attn_factor for these models), so another
+      // attention factor (an explicit one, or mscale / mscale_all_dim) goes there as the ratio.
+      const ratio = yarnAttentionFactor(s) / yarnMscale(s.factor);
+      if (ratio !== 1) meta.push([`${arch}.rope.scaling.attn_factor`, f32(ratio)]);
       break;
+    }
     case 'dynamic':
       throw new LongLoraError('the model uses dynamic NTK RoPE scaling, which llama.cpp does not implement; ' +
         'fine-tune with linear interpolation (the LongLoRA default) or yarn to export to GGUF');
@@ -301,7 +311,7 @@ export function llamaGgufMetadata(c: LlamaConfig, name: string, dtype: GgufDType
 }
 
 /** llama3 scaling as llama.cpp takes it: per-frequency divisors of the angle (plain inv_freq / scaled inv_freq). */
-function ropeFreqFactors(c: LlamaConfig): Float32Array {
+export function ropeFreqFactors(c: Pick<LlamaConfig, 'headDim' | 'ropeTheta' | 'ropeScaling' | 'maxPositionEmbeddings'>): Float32Array {
   const plain = ropeInvFreq(c.headDim, c.ropeTheta);
   const scaled = ropeFrequencies(c.headDim, c.ropeTheta, c.ropeScaling, 0, c.maxPositionEmbeddings).invFreq;
   return Float32Array.from(plain, (v, i) => v / scaled[i]!);
@@ -388,7 +398,9 @@ export function llamaCppRopeFlags(s: RopeScaling, maxPositionEmbeddings: number)
   switch (s.type) {
     case 'none': return '';
     case 'linear': return `--rope-scaling linear --rope-scale ${s.factor}`;
-    case 'yarn': return `--rope-scaling yarn --rope-scale ${s.factor} --yarn-orig-ctx ${s.originalMaxPositionEmbeddings ?? maxPositionEmbeddings}`;
+    case 'yarn': // (an attention factor of its own comes from the base file's rope.scaling.attn_factor; no flag sets it)
+      return `--rope-scaling yarn --rope-scale ${s.factor} --yarn-orig-ctx ${s.originalMaxPositionEmbeddings ?? maxPositionEmbeddings}` +
+        `${s.betaFast ? ` --yarn-beta-fast ${s.betaFast}` : ''}${s.betaSlow ? ` --yarn-beta-slow ${s.betaSlow}` : ''}`;
     case 'llama3': return '';
     case 'dynamic': throw new LongLoraError('the adapter was trained with dynamic NTK RoPE scaling, which llama.cpp does not implement');
   }
