@@ -201,7 +201,7 @@ function renderConversation(messages: readonly ChatMessage[], tok: Tokenizer, ch
   const text = render(messages.length, false);
   // each assistant turn, and the rendering up to and including it
   const turns = messages.flatMap((m, i) => (m.role === 'assistant' ? [{ i, content: m.content, upto: render(i + 1, false) }] : []));
-  const spans = prefixTurns(turns, text, (i) => render(i, true)) ?? findTurns(turns, text);
+  const spans = prefixTurns(turns, text, (i) => render(i, true)) ?? findTurns(messages, turns, text);
   if (!spans) {
     throw new LongLoraError(`${chat.where}: the chat template does not render a conversation's first turns as the start of the whole, ` +
       'and its assistant turns cannot be found in the rendering by their text either, so they cannot be located for the labels; ' +
@@ -233,21 +233,36 @@ function prefixTurns(turns: readonly Turn[], text: string, before: (i: number) =
 /**
  * The turns found by their text: turn i is its content followed by what the template
  * writes after it when it is the last turn (its end-of-turn marks), searched in order from
- * the end of the previous turn. Null when one is not there.
+ * the end of what came before it. What came before includes the other messages, each found
+ * by its content where the template writes it as it is, so that a user message with the
+ * same text as the answer after it ("Yes", "Thanks") is not taken for the answer; when a
+ * template rewrites them and that search fails, the turns alone are searched. Null when
+ * one is not there.
  */
-function findTurns(turns: readonly Turn[], text: string): Array<[number, number]> | null {
-  const spans: Array<[number, number]> = [];
-  let from = 0;
-  for (const t of turns) {
-    const end = t.upto.lastIndexOf(t.content);
-    if (t.content === '' || end < 0) return null;
-    const turn = t.content + t.upto.slice(end + t.content.length);
-    const at = text.indexOf(turn, from);
-    if (at < 0) return null;
-    spans.push([at, at + turn.length]);
-    from = at + turn.length;
-  }
-  return spans;
+function findTurns(messages: readonly ChatMessage[], turns: readonly Turn[], text: string): Array<[number, number]> | null {
+  const search = (anchored: boolean): Array<[number, number]> | null => {
+    const spans: Array<[number, number]> = [];
+    let from = 0;
+    let next = 0;
+    for (const [i, m] of messages.entries()) {
+      if (m.role !== 'assistant') {
+        const at = anchored && m.content !== '' ? text.indexOf(m.content, from) : -1;
+        if (at >= 0) from = at + m.content.length;
+        continue;
+      }
+      const t = turns[next++]!;
+      if (t.i !== i) return null;
+      const end = t.upto.lastIndexOf(t.content);
+      if (t.content === '' || end < 0) return null;
+      const turn = t.content + t.upto.slice(end + t.content.length);
+      const at = text.indexOf(turn, from);
+      if (at < 0) return null;
+      spans.push([at, at + turn.length]);
+      from = at + turn.length;
+    }
+    return spans;
+  };
+  return search(true) ?? search(false);
 }
 
 /**

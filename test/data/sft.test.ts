@@ -204,6 +204,13 @@ describe('SFT conversations', () => {
     const ex = tokenizeSft({ messages: turns }, tok, { ...opts, template: 'chat', chatTemplate: gate }).example!;
     assert.deepEqual(Array.from(ex.ids), tok.encode(whole, { addSpecialTokens: false }), 'the whole rendering, as it is');
     assert.deepEqual(labelledText(ex), ['It is 4821.</s>', 'The sky is blue.</s>'], 'each answer and its end-of-turn mark, nothing of the <think> block or the user turns');
+    // A user message with the answer's text comes before the answer: the answer is labelled, not the user's words.
+    const echo = [{ role: 'user', content: 'Say yes.' }, { role: 'assistant', content: 'Yes.' }, { role: 'user', content: 'Yes.' }, { role: 'assistant', content: 'Yes.' }];
+    const e = tokenizeSft({ messages: echo }, tok, { ...opts, template: 'chat', chatTemplate: gate }).example!;
+    const before = e.spans.map(([a]) => tok.decode(Array.from(e.ids.subarray(0, a))));
+    assert.deepEqual(before.map((b) => b.match(/Yes\./g)?.length ?? 0), [0, 2], 'the second answer starts after the first answer and the user\'s "Yes."');
+    assert.ok(before[1]!.trimEnd().endsWith('</think>'), before[1]);
+    assert.deepEqual(labelledText(e), ['Yes.</s>', 'Yes.</s>']);
   });
 
   it('label spans: exact cuts when the pieces tokenize as the whole, else the official prefix rule', () => {
