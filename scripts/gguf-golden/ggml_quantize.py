@@ -5,10 +5,10 @@ Python packages.
 
     python3 ggml_quantize.py LIBDIR WORKDIR TYPE_ID N_PER_ROW
 
-Reads WORKDIR/x.f32 (rows of N_PER_ROW values) and WORKDIR/ours.bin (this project's
-quantisation of it); writes WORKDIR/theirs.bin (ggml_quantize_chunk, no importance
-matrix, as llama-quantize without --imatrix) and WORKDIR/ours.deq.f32 and
-WORKDIR/theirs.deq.f32 (both byte streams read back with ggml's to_float).
+Reads WORKDIR/x.f32 (rows of N_PER_ROW values) and, when there, WORKDIR/ours.bin (this
+project's quantisation of it); writes WORKDIR/theirs.bin (ggml_quantize_chunk, no
+importance matrix, as llama-quantize without --imatrix) and WORKDIR/theirs.deq.f32 (read
+back with ggml's to_float), and WORKDIR/ours.deq.f32 the same way for ours.bin.
 """
 import ctypes
 import os
@@ -43,11 +43,14 @@ if written != size:
     sys.exit(f'{traits.type_name.decode()}: ggml wrote {written} bytes, expected {size}')
 with open(os.path.join(work, 'theirs.bin'), 'wb') as f:
     f.write(dst.raw)
-with open(os.path.join(work, 'ours.bin'), 'rb') as f:
-    ours = f.read()
-if len(ours) != size:
-    sys.exit(f'{traits.type_name.decode()}: ours.bin has {len(ours)} bytes, expected {size}')
-for name, data in (('ours', ours), ('theirs', dst.raw)):
+streams = [('theirs', dst.raw)]
+if os.path.exists(os.path.join(work, 'ours.bin')):
+    with open(os.path.join(work, 'ours.bin'), 'rb') as f:
+        ours = f.read()
+    if len(ours) != size:
+        sys.exit(f'{traits.type_name.decode()}: ours.bin has {len(ours)} bytes, expected {size}')
+    streams.append(('ours', ours))
+for name, data in streams:
     q = ctypes.create_string_buffer(data, len(data))
     y = ctypes.create_string_buffer(n * 4)
     to_float(q, y, n)

@@ -17,6 +17,23 @@
  *                                 16 × int8 scales (one per 16 values) · d (f16);
  *                                 x = d·scale·(q − 32)
  *
+ *
+ * Read only (GGUF files llama.cpp made, to evaluate and run them; no quantiser here):
+ *
+ *   Q4_0    32 values in 18 bytes:  d (f16) · 16 bytes of nibbles (as Q5_0's); x = d·(q − 8)
+ *   Q4_1    32 values in 20 bytes:  d (f16) · m (f16) · nibbles; x = d·q + m
+ *   Q2_K   256 values in 84 bytes:  16 bytes of 4-bit scale / 4-bit min pairs (one per 16
+ *                                   values) · 64 bytes of 2-bit q · d (f16) · dmin (f16);
+ *                                   x = d·scale·q − dmin·min
+ *   Q3_K  256 values in 110 bytes:  32 bytes of high bits (a set bit means + 4) · 64 bytes of
+ *                                   2-bit q · 12 bytes of sixteen 6-bit scales · d (f16);
+ *                                   x = d·(scale − 32)·(q − 4·(high bit unset))
+ *   IQ4_NL  32 values in 18 bytes:  d (f16) · nibbles indexing a fixed table of 16 levels
+ *                                   (−127 … 113); x = d·level
+ *   IQ4_XS 256 values in 136 bytes: d (f16) · u16 of the scales' high 2 bits · 4 bytes of
+ *                                   their low nibbles · 128 bytes of IQ4_NL nibbles per
+ *                                   32-value sub-block; x = d·(scale − 32)·level
+ *
  * The quantisers are this project's own (a small search per sub-block for the scale, and
  * the offset, with the least squared error); any quantiser that fills the layout is valid
  * for llama.cpp, which only dequantises. llama.cpp computes the block scales in f32 and
@@ -28,6 +45,15 @@ import { f16BitsToF32, f32ToF16Bits } from '../tensor/dtype.js';
 /** Values per block and bytes per block. */
 export const BLOCKS = { Q8_0: [32, 34], Q5_0: [32, 22], Q5_1: [32, 24], Q4_K: [256, 144], Q5_K: [256, 176], Q6_K: [256, 210] } as const;
 export type QuantType = keyof typeof BLOCKS;
+
+/** The block types only read (from GGUF files llama.cpp made): values and bytes per block. */
+export const READ_ONLY_BLOCKS = { Q4_0: [32, 18], Q4_1: [32, 20], Q2_K: [256, 84], Q3_K: [256, 110], IQ4_NL: [32, 18], IQ4_XS: [256, 136] } as const;
+/** Every block type `dequantize` reads. */
+export const READ_BLOCKS = { ...BLOCKS, ...READ_ONLY_BLOCKS } as const;
+export type ReadType = keyof typeof READ_BLOCKS;
+
+/** IQ4_NL's (and IQ4_XS's) 16 levels (ggml's kvalues_iq4nl). */
+const IQ4_LEVELS = Int8Array.from([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113]);
 
 /** Values per Q8_0 block. */
 export const Q8_0_BLOCK = 32;
@@ -306,8 +332,8 @@ export function quantizeQ6K(x: Float32Array): Uint8Array {
 }
 
 /** The values `bytes` of `type` hold (`n` of them): what llama.cpp reads from them. */
-export function dequantize(type: QuantType, bytes: Uint8Array, n: number): Float32Array {
-  const [per, size] = BLOCKS[type];
+export function dequantize(type: ReadType, bytes: Uint8Array, n: number): Float32Array {
+  const [per, size] = READ_BLOCKS[type];
   if (n % per !== 0 || bytes.length !== (n / per) * size) {
     throw new LongLoraError(`${type}: ${bytes.length} bytes do not hold ${n} values (${size} bytes per ${per})`);
   }
@@ -373,6 +399,66 @@ export function dequantize(type: QuantType, bytes: Uint8Array, n: number): Float
               const i = 128 * h + l + 32 * k;
               y[at + i] = Math.fround(d * view.getInt8(o + 192 + (i >> 4))) * (q[k]! - 32);
             }
+          }
+        }
+        break;
+      }
+      case 'Q4_0':
+      case 'Q4_1':
+      case 'IQ4_NL': {
+        const d = half(o);
+        const m = type === 'Q4_1' ? half(o + 2) : 0;
+        const qs = o + (type === 'Q4_1' ? 4 : 2);
+        for (let j = 0; j < 16; j++) {
+          const byte = bytes[qs + j]!;
+          for (const [k, q] of [[j, byte & 15], [j + 16, byte >> 4]] as const) {
+            // each product is exact in f32 (an f16 times a small integer); Q4_1 rounds its sum once
+            y[at + k] = type === 'Q4_0' ? d * (q - 8) : type === 'IQ4_NL' ? d * IQ4_LEVELS[q]! : d * q + m;
+          }
+        }
+        break;
+      }
+      case 'Q2_K':
+      case 'Q3_K': {
+        // 16-value groups g: q[l] of bytes qs + 32·(g >> 3) + 16·(g & 1) + l, bits 2·((g >> 1) & 3)
+        const q2 = type === 'Q2_K';
+        const qs = o + (q2 ? 16 : 32);
+        const d = half(o + (q2 ? 80 : 108));
+        const dmin = q2 ? half(o + 82) : 0;
+        for (let g = 0; g < 16; g++) {
+          let dl: number, ml = 0;
+          if (q2) {
+            const sc = bytes[o + g]!;
+            dl = d * (sc & 15);
+            ml = dmin * (sc >> 4);
+          } else {
+            // sixteen 6-bit scales: low nibbles in bytes 0-7 (g < 8 low, g ≥ 8 high), high 2 bits in bytes 8-11
+            const sc = o + 96;
+            const low = g < 8 ? bytes[sc + g]! & 15 : bytes[sc + g - 8]! >> 4;
+            const high = (bytes[sc + 8 + (g & 3)]! >> (2 * (g >> 2))) & 3;
+            dl = d * ((low | (high << 4)) - 32);
+          }
+          const shift = 2 * ((g >> 1) & 3);
+          const base = qs + 32 * (g >> 3) + 16 * (g & 1);
+          for (let l = 0; l < 16; l++) {
+            const q = (bytes[base + l]! >> shift) & 3;
+            const i = 16 * g + l;
+            if (q2) y[at + i] = Math.fround(dl * q) - ml;
+            else y[at + i] = dl * (q - ((bytes[o + (i & 31)]! >> (i >> 5)) & 1 ? 0 : 4));
+          }
+        }
+        break;
+      }
+      case 'IQ4_XS': {
+        const d = half(o);
+        const scalesH = view.getUint16(o + 2, true);
+        for (let j = 0; j < 8; j++) {
+          const ls = ((bytes[o + 4 + (j >> 1)]! >> (4 * (j & 1))) & 15) | (((scalesH >> (2 * j)) & 3) << 4);
+          const dl = d * (ls - 32);
+          for (let l = 0; l < 16; l++) {
+            const byte = bytes[o + 8 + 16 * j + l]!;
+            y[at + 32 * j + l] = dl * IQ4_LEVELS[byte & 15]!;
+            y[at + 32 * j + l + 16] = dl * IQ4_LEVELS[byte >> 4]!;
           }
         }
         break;

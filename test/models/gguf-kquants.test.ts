@@ -8,15 +8,19 @@
  * exported again (same SHA-256, so the golden applies to them), loaded with this
  * project's GGUF loader (its dequantisers), run through its own forward pass, and must
  * give llama.cpp's distributions — much closer than quantisation moves them, so a misread
- * layout fails.
+ * layout fails. The block types only read (from llama.cpp's own files) are checked on
+ * bytes llama.cpp wrote, against the values its dequantiser reads from them
+ * (scripts/gguf-golden/make-read-types.mjs).
  */
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { BLOCKS, dequantize, quantize, type QuantType } from '../../src/io/ggml-quants.js';
+import { BLOCKS, READ_ONLY_BLOCKS, dequantize, quantize, type QuantType, type ReadType } from '../../src/io/ggml-quants.js';
 import { QuantPool } from '../../src/io/quant-pool.js';
+import { ggufTensorData, type GgufHeader } from '../../src/io/gguf-read.js';
+import { throwsLL } from '../helpers/errors.js';
 import { parseLlamaConfig, type LlamaConfig } from '../../src/models/llama/config.js';
 import { exportGguf, ggufWeightType, permuteRotary, unpermuteRotary, type GgufDType } from '../../src/models/llama/gguf.js';
 import { loadLlamaGguf } from '../../src/models/llama/gguf-load.js';
@@ -24,7 +28,7 @@ import { loadLlama } from '../../src/models/llama/load.js';
 import { Rng } from '../../src/tensor/random.js';
 import { ROOT } from '../helpers/fixtures.js';
 import { logitsOf } from '../helpers/model.js';
-import { KQUANT_CONFIG, KQUANT_ROPE_SCALINGS, withRopeScaling, writeKquantModel } from '../helpers/kquant-model.js';
+import { KQUANT_CONFIG, KQUANT_ROPE_SCALINGS, READ_ONLY_TYPE_IDS, readTypeValues, withRopeScaling, writeKquantModel } from '../helpers/kquant-model.js';
 import { tempFolders } from '../helpers/tmp.js';
 
 const fresh = tempFolders('gguf-kquants');
@@ -165,6 +169,33 @@ describe('GGUF k-quants', () => {
     const w = Float32Array.from({ length: 8 * 3 }, (_, i) => i);
     assert.deepEqual(unpermuteRotary(permuteRotary(w, 8, 3, 2), 8, 3, 2), w);
     assert.notDeepEqual(permuteRotary(w, 8, 3, 2), w);
+  });
+
+  it('the types only read (Q4_0, Q4_1, Q2_K, Q3_K, IQ4_NL, IQ4_XS): llama.cpp\'s bytes come out as llama.cpp\'s dequantiser reads them, bit for bit', (t) => {
+    const golden = JSON.parse(fs.readFileSync(path.join(GOLDEN, 'read-types.json'), 'utf8')) as
+      { values: number; types: Array<{ type: ReadType; id: number; bytes: [number, number]; values: [number, number] }> };
+    const bin = fs.readFileSync(path.join(GOLDEN, 'read-types.bin'));
+    const x = readTypeValues();
+    assert.deepEqual(golden.types.map((g) => [g.type, g.id]), Object.entries(READ_ONLY_TYPE_IDS), 'every read-only type is in the golden');
+    for (const g of golden.types) {
+      const bytes = new Uint8Array(bin.subarray(g.bytes[0], g.bytes[0] + g.bytes[1]));
+      const theirs = new Float32Array(new Uint8Array(bin.subarray(g.values[0], g.values[0] + 4 * g.values[1])).buffer);
+      assert.equal(bytes.length, (x.length / READ_ONLY_BLOCKS[g.type as keyof typeof READ_ONLY_BLOCKS][0]) * READ_ONLY_BLOCKS[g.type as keyof typeof READ_ONLY_BLOCKS][1], `${g.type}: block size`);
+      const ours = dequantize(g.type, bytes, x.length);
+      const off = ours.findIndex((v, i) => !Object.is(v, theirs[i]));
+      assert.equal(off, -1, `${g.type}: value ${off} is ${ours[off]}, llama.cpp reads ${theirs[off]}`);
+      const err = relRms(x, ours);
+      t.diagnostic(`${g.type}: identical to llama.cpp's reading; ${err.toFixed(3)} relative RMS error against the values quantised`);
+      assert.ok(err < (g.type === 'Q2_K' ? 0.4 : g.type === 'Q3_K' ? 0.25 : 0.16), `${g.type}: ${err}`);
+    }
+    assert.throws(() => dequantize('Q3_K', new Uint8Array(100), 256), /Q3_K: 100 bytes do not hold 256 values \(110 bytes per 256\)/);
+    // as a GGUF tensor: read by its type id; a type with no dequantiser here is named with the fix
+    const q4 = golden.types.find((g) => g.type === 'Q4_0')!;
+    const header = (dtype: number): GgufHeader => ({ tensorDataOffset: 0n, tensorInfos: [{ name: 'w', shape: [256n, 2n], dtype, offset: 0n }] }) as unknown as GgufHeader;
+    const read = (at: number, length: number): Uint8Array => new Uint8Array(bin.subarray(q4.bytes[0] + at, q4.bytes[0] + at + length));
+    const got = ggufTensorData(header(2), 'w', read);
+    assert.deepEqual([got.shape, got.data], [[2, 256], new Float32Array(new Uint8Array(bin.subarray(q4.values[0], q4.values[0] + 4 * q4.values[1])).buffer)]);
+    throwsLL(() => ggufTensorData(header(16), 'w', read), 'GGUF tensor "w" is IQ2_XXS, which this reader does not dequantise (it reads F32, F16, BF16, Q8_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, Q4_0, Q4_1, Q2_K, Q3_K, IQ4_NL, IQ4_XS)', 'load the Hugging Face model folder instead');
   });
 
   it('llama.cpp reads the exported files as this project does: the same next-token distributions in f32, q8_0, every k-quant mix, and with each RoPE scaling', async (t) => {
