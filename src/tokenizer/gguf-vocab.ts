@@ -61,8 +61,11 @@ function mergePairs(model: Json, source: string): Array<[string, string]> {
   });
 }
 
-/** llama.cpp's names for the byte-level pre-tokenizers, by the split pattern they use. */
-const PRE_TOKENIZERS: ReadonlyArray<[string, string]> = [
+/**
+ * llama.cpp's names for the byte-level pre-tokenizers, by the split pattern they use
+ * (tokenizer.json's spelling; gguf-tokenizer.ts reads the names back).
+ */
+export const PRE_TOKENIZERS: ReadonlyArray<[string, string]> = [
   ["(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", 'llama-bpe'],
   ["(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", 'qwen2'],
 ];

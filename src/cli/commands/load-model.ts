@@ -30,7 +30,7 @@ import type { QuantizeMode } from '../../quant/quantize-model.js';
 
 /** The flags that choose and load a model. */
 export const MODEL_OPTIONS: Record<string, OptionSpec> = {
-  model: { type: 'string', help: 'model folder, a Hugging Face repository org/name (downloaded into the HF cache), or a .gguf file (exports carry their tokenizer; others need --tokenizer)' },
+  model: { type: 'string', help: 'model folder, a Hugging Face repository org/name (downloaded into the HF cache), or a .gguf file (its tokenizer is read from the file; --tokenizer overrides)' },
   adapter: { type: 'string', help: 'adapter folder (a `longlora train` output) applied to --model, or a Hub repository as org/name' },
   tokenizer: { type: 'string', help: 'tokenizer folder (default: the model folder)' },
   'context-size': { type: 'string', help: 'interpolate RoPE positions for this context (official rule) when the model does not cover it' },
@@ -121,8 +121,8 @@ async function withAdapter(dir: string, adapter: string, opts: { dtype: 'f32' | 
 }
 
 /** The notes' tokenizer line. */
-function tokenizerNote(tokenizer: Tokenizer | null): string {
-  return `tokenizer: ${tokenizer ? tokenizer.describe() : 'none (not needed for pre-tokenized data)'}`;
+function tokenizerNote(tokenizer: Tokenizer | null, unusable?: string): string {
+  return `tokenizer: ${tokenizer ? tokenizer.describe() : `none (not needed for pre-tokenized data${unusable ? `; the file's: ${unusable}` : ''})`}`;
 }
 
 /**
@@ -139,8 +139,9 @@ function contextScaling(v: Values, scaling: RopeScaling, maxPositionEmbeddings: 
 
 /**
  * A GGUF file as the model (an export, to evaluate or run it): no adapter or --quantize
- * (the file is what it is); the tokenizer from --tokenizer, else the one the file carries,
- * else a tokenizer.json beside it.
+ * (the file is what it is); the tokenizer from --tokenizer, else the Hugging Face one the
+ * file carries, else a tokenizer.json beside it, else the one rebuilt from the file's
+ * tokenizer.ggml vocabulary (llama.cpp's conversions).
  */
 async function loadGgufModel(file: string, v: Values, dtype: 'f32' | 'bf16' | 'f16', notes: string[], optionalTokenizer: boolean): Promise<LoadedModel<Tokenizer | null>> {
   if (str(v, 'adapter')) throw new LongLoraError(`--adapter applies to a model folder, not to a GGUF file (${file}); merge first, or pass the base model's folder`);
@@ -152,15 +153,25 @@ async function loadGgufModel(file: string, v: Values, dtype: 'f32' | 'bf16' | 'f
   try {
     const dir = path.dirname(path.resolve(file));
     const given = str(v, 'tokenizer');
-    const embedded = given === undefined ? ggufTokenizer(header, file) : null;
-    const beside = fs.existsSync(path.join(dir, 'tokenizer.json'));
-    if (!given && !embedded && !beside && !optionalTokenizer) {
-      throw new LongLoraError(`${file} carries no Hugging Face tokenizer (files exported here do) and ${dir} has no tokenizer.json; pass --tokenizer DIR (the folder of the model the file was exported from)`);
+    let tokenizer: Tokenizer | null = null;
+    let unusable: string | undefined;
+    if (given !== undefined) tokenizer = Tokenizer.load(given);
+    else {
+      tokenizer = ggufTokenizer(header, file, { rebuild: false }) ?? (fs.existsSync(path.join(dir, 'tokenizer.json')) ? Tokenizer.load(dir) : null);
+      try {
+        tokenizer ??= ggufTokenizer(header, file); // rebuilt from the file's tokenizer.ggml vocabulary
+      } catch (e) {
+        if (!optionalTokenizer || !(e instanceof LongLoraError)) throw e;
+        unusable = e.message; // pre-tokenized data needs no tokenizer
+      }
+      if (!tokenizer && !optionalTokenizer) {
+        throw new LongLoraError(`${file} carries no tokenizer (neither a Hugging Face tokenizer, as files exported here have, nor a tokenizer.ggml vocabulary) ` +
+          `and ${dir} has no tokenizer.json; pass --tokenizer DIR (the folder of the model the file was converted from)`);
+      }
     }
-    const tokenizer = embedded ?? (given !== undefined || beside ? Tokenizer.load(given ?? dir) : null);
     tokenizer?.checkModel(model.config.vocabSize, file);
     notes.push(`model: ${file} (GGUF, ${model.config.numLayers} layers, hidden ${model.config.hiddenSize}, RoPE ${describeRopeScaling(model.config.ropeScaling)}; weights dequantised to ${dtype}); dense attention`);
-    notes.push(tokenizerNote(tokenizer));
+    notes.push(tokenizerNote(tokenizer, unusable));
     const eos = model.config.eosTokenId;
     return { model, tokenizer, dir, notes, eosIds: eos === null ? [] : Array.isArray(eos) ? eos : [eos] };
   } catch (e) {

@@ -7,8 +7,8 @@
  * Q5_1, Q4_K, Q5_K, Q6_K, and from llama.cpp's own files Q4_0, Q4_1, Q2_K, Q3_K, IQ4_NL,
  * IQ4_XS) and, for the llama architecture, q and k rows are put back in
  * Hugging Face's rotate-half order. The tokenizer is the Hugging Face one an export of this
- * project embeds (ggufTokenizer); other files need a tokenizer.json beside them or
- * --tokenizer.
+ * project embeds, else the one rebuilt from the file's `tokenizer.ggml.*` vocabulary
+ * (ggufTokenizer, gguf-tokenizer.ts).
  */
 import fs from 'node:fs';
 import { LongLoraError } from '../../errors.js';
@@ -22,6 +22,7 @@ import { fromHost } from '../../tensor/tensor.js';
 import { parseLlamaConfig, type LlamaConfig } from './config.js';
 import { HF_TOKENIZER_CONFIG_KEY, HF_TOKENIZER_KEY, ggufTensorName, ropeFreqFactors, rotaryHeads, unpermuteRotary } from './gguf.js';
 import { Tokenizer } from '../../tokenizer/tokenizer.js';
+import { ggufTokenizerFiles } from '../../tokenizer/gguf-tokenizer.js';
 import { computeOf, type ParamDType } from './init.js';
 import { checkF16Range } from './load.js';
 import { LlamaForCausalLM } from './model.js';
@@ -176,12 +177,19 @@ export function llama3FromRopeFreqs(factors: Float32Array, headDim: number, thet
 
 /**
  * The Hugging Face tokenizer an export carries (exportGguf's embedTokenizer), with its chat
- * template from `tokenizer.chat_template`; null when the file has none.
+ * template from `tokenizer.chat_template`; else, unless `rebuild` is false, the one rebuilt
+ * from the file's `tokenizer.ggml.*` vocabulary (as llama.cpp's converter writes it; a
+ * vocabulary it cannot rebuild is refused, naming --tokenizer); null when there is neither.
  */
-export function ggufTokenizer(header: GgufHeader, file: string): Tokenizer | null {
+export function ggufTokenizer(header: GgufHeader, file: string, opts: { rebuild?: boolean } = {}): Tokenizer | null {
   const m = ggufMetadata(header);
   const json = m[HF_TOKENIZER_KEY];
-  if (typeof json !== 'string') return null;
+  if (typeof json !== 'string') {
+    if (opts.rebuild === false) return null;
+    const source = `${file} (tokenizer.ggml vocabulary)`;
+    const files = ggufTokenizerFiles(m, source); // as Node's Tokenizer (tokenizerFromGguf gives the core one)
+    return files && Tokenizer.fromJson(files.json, files.config, source);
+  }
   const parse = (text: unknown, key: string): Record<string, unknown> => {
     try {
       const v = JSON.parse(String(text)) as unknown;
