@@ -189,7 +189,7 @@ describe('longlora command line', () => {
     assert.match(cli('info', path.join(dir, 'none.gguf')).err, /none\.gguf does not exist/);
     const bad = cli('export', '--model', path.join(dir, 'merged'), '--out', path.join(dir, 'c.gguf'), '--dtype', 'q4');
     assert.equal(bad.code, 1);
-    assert.match(bad.err, /--dtype must be one of f32, f16, bf16, q8_0, q6_k, q5_k_m, q5_k_s, q4_k_m, q4_k_s, got q4/);
+    assert.match(bad.err, /--dtype must be one of f32, f16, bf16, q8_0, q6_k, q5_k_m, q5_k_s, q4_k_m, q4_k_s, q4_0, iq4_xs, iq4_nl, q3_k_l, q3_k_m, q3_k_s, q2_k, got q4/);
     assert.match(cli('export', '--out', 'x.gguf').err, /--model is required/);
     // A Hub repository id, from the cache (offline): named after the repository, not the snapshot's commit.
     const cache = path.join(dir, 'hub');

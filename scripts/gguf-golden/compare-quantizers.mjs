@@ -1,6 +1,7 @@
 /**
  * This project's GGUF quantisers against llama.cpp's own, on the same values: for each block
- * type the export writes (Q8_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K), the relative RMS error of
+ * type the export writes (Q8_0, Q6_K, Q5_K, Q5_1, Q5_0, Q4_K, Q4_1, Q4_0, IQ4_XS, IQ4_NL, Q3_K,
+ * Q2_K), the relative RMS error of
  * each quantisation, whether the bytes are the same, and a check that llama.cpp's dequantiser and this project's read both
  * byte streams to the same values. llama.cpp's functions come from the libggml-base.so of
  * node-llama-cpp's prebuilt CPU build (installed in a folder of its own, as for make.mjs),
@@ -46,7 +47,7 @@ const DATA = {
   // one value in a thousand 20 times larger, as the outlier features of large models
   'Gaussian, 0.1% outliers ×20': () => normal() * 0.02 * (rng.uniform() < 0.001 ? 20 : 1),
 };
-const TYPES = ['Q8_0', 'Q5_0', 'Q5_1', 'Q4_K', 'Q5_K', 'Q6_K'];
+const TYPES = ['Q8_0', 'Q6_K', 'Q5_K', 'Q5_1', 'Q5_0', 'Q4_K', 'Q4_1', 'Q4_0', 'IQ4_XS', 'IQ4_NL', 'Q3_K', 'Q2_K'];
 
 const relRms = (x, y) => {
   let e = 0, s = 0;

@@ -1,7 +1,7 @@
 /**
  * Golden next-token probabilities from llama.cpp for the GGUF exports of the k-quant test
- * model (test/helpers/kquant-model.ts) in f32, q8_0 and each k-quant mix (q6_k, q5_k_m,
- * q5_k_s, q4_k_m, q4_k_s), and in f32 with each RoPE scaling an export writes (linear,
+ * model (test/helpers/kquant-model.ts) in f32, q8_0 and each quantised mix (q6_k, q5_k_m,
+ * q5_k_s, q4_k_m, q4_k_s, q4_0, iq4_xs, iq4_nl, q3_k_l, q3_k_m, q3_k_s, q2_k), and in f32 with each RoPE scaling an export writes (linear,
  * llama3's frequency factors, yarn with and without an explicit attention factor; an
  * original context of 16 tokens, so that the prompts reach past it): llama.cpp, through
  * node-llama-cpp's prebuilt CPU binary, loads
@@ -43,7 +43,7 @@ const { getLlama } = await import(pathToFileURL(entry).href);
 const llamaVersion = JSON.parse(fs.readFileSync(path.join(path.dirname(entry), '..', 'package.json'), 'utf8')).version;
 
 const EXPORTS = [
-  ...['f32', 'q8_0', 'q6_k', 'q5_k_m', 'q5_k_s', 'q4_k_m', 'q4_k_s'].map((dtype) => ({ dtype })),
+  ...['f32', 'q8_0', 'q6_k', 'q5_k_m', 'q5_k_s', 'q4_k_m', 'q4_k_s', 'q4_0', 'iq4_xs', 'iq4_nl', 'q3_k_l', 'q3_k_m', 'q3_k_s', 'q2_k'].map((dtype) => ({ dtype })),
   ...KQUANT_ROPE_SCALINGS.map((rope_scaling) => ({ dtype: 'f32', rope_scaling })),
 ];
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'gguf-golden-'));

@@ -18,7 +18,7 @@
  *                                 x = d·scale·(q − 32)
  *
  *
- * Read only (GGUF files llama.cpp made, to evaluate and run them; no quantiser here):
+ * And the types of llama.cpp's lower-bit mixes:
  *
  *   Q4_0    32 values in 18 bytes:  d (f16) · 16 bytes of nibbles (as Q5_0's); x = d·(q − 8)
  *   Q4_1    32 values in 20 bytes:  d (f16) · m (f16) · nibbles; x = d·q + m
@@ -43,14 +43,11 @@ import { LongLoraError } from '../errors.js';
 import { f16BitsToF32, f32ToF16Bits } from '../tensor/dtype.js';
 
 /** Values per block and bytes per block. */
-export const BLOCKS = { Q8_0: [32, 34], Q5_0: [32, 22], Q5_1: [32, 24], Q4_K: [256, 144], Q5_K: [256, 176], Q6_K: [256, 210] } as const;
+export const BLOCKS = {
+  Q8_0: [32, 34], Q5_0: [32, 22], Q5_1: [32, 24], Q4_0: [32, 18], Q4_1: [32, 20], IQ4_NL: [32, 18],
+  Q2_K: [256, 84], Q3_K: [256, 110], Q4_K: [256, 144], Q5_K: [256, 176], Q6_K: [256, 210], IQ4_XS: [256, 136],
+} as const;
 export type QuantType = keyof typeof BLOCKS;
-
-/** The block types only read (from GGUF files llama.cpp made): values and bytes per block. */
-export const READ_ONLY_BLOCKS = { Q4_0: [32, 18], Q4_1: [32, 20], Q2_K: [256, 84], Q3_K: [256, 110], IQ4_NL: [32, 18], IQ4_XS: [256, 136] } as const;
-/** Every block type `dequantize` reads. */
-export const READ_BLOCKS = { ...BLOCKS, ...READ_ONLY_BLOCKS } as const;
-export type ReadType = keyof typeof READ_BLOCKS;
 
 /** IQ4_NL's (and IQ4_XS's) 16 levels (ggml's kvalues_iq4nl). */
 const IQ4_LEVELS = Int8Array.from([-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113]);
@@ -77,10 +74,16 @@ export function quantize(type: QuantType, x: Float32Array): Uint8Array {
   switch (type) {
     case 'Q8_0': return quantizeQ8_0(x);
     case 'Q5_0': return quantizeQ5_0(x);
-    case 'Q5_1': return quantizeQ5_1(x);
+    case 'Q5_1': return quantizeAffine32(x, 'Q5_1');
     case 'Q4_K': return quantizeAffineK(x, 'Q4_K');
     case 'Q5_K': return quantizeAffineK(x, 'Q5_K');
     case 'Q6_K': return quantizeQ6K(x);
+    case 'Q4_0': return quantizeQ4_0(x);
+    case 'Q4_1': return quantizeAffine32(x, 'Q4_1');
+    case 'Q2_K': return quantizeQ2K(x);
+    case 'Q3_K': return quantizeQ3K(x);
+    case 'IQ4_NL': return quantizeIQ4(x, 'IQ4_NL');
+    case 'IQ4_XS': return quantizeIQ4(x, 'IQ4_XS');
   }
 }
 
@@ -143,22 +146,25 @@ export function quantizeQ5_0(x: Float32Array): Uint8Array {
   return out;
 }
 
-/** Q5_1: per block of 32 an affine fit x ≈ d·q + m, q in 0..31, d and m in f16. */
-export function quantizeQ5_1(x: Float32Array): Uint8Array {
-  const blocks = blocksOf(x, 'Q5_1');
-  const out = new Uint8Array(blocks * 24);
+/** Q5_1 and Q4_1: per block of 32 an affine fit x ≈ d·q + m, q in 0..31 (0..15), d and m in f16. */
+export function quantizeAffine32(x: Float32Array, type: 'Q5_1' | 'Q4_1'): Uint8Array {
+  const blocks = blocksOf(x, type);
+  const [qmax, size] = type === 'Q5_1' ? [31, 24] : [15, 20];
+  const out = new Uint8Array(blocks * size);
   const view = new DataView(out.buffer);
   const fit = { s: 0, m: 0 };
   for (let b = 0; b < blocks; b++) {
     const at = b * 32;
-    fitAffine(x, at, 32, 31, fit, false);
+    const o = b * size;
+    fitAffine(x, at, 32, qmax, fit, false);
     const d = f16(fit.s);
     const m = f16(-fit.m);
     const id = d > 0 ? 1 / d : 0;
-    for (let j = 0; j < 32; j++) levels5[j] = Math.max(0, Math.min(31, Math.round((x[at + j]! - m) * id)));
-    view.setUint16(b * 24, f32ToF16Bits(d), true);
-    view.setUint16(b * 24 + 2, f32ToF16Bits(m), true);
-    view.setUint32(b * 24 + 4, packFiveBits(out, b * 24 + 8), true);
+    for (let j = 0; j < 32; j++) levels5[j] = Math.max(0, Math.min(qmax, Math.round((x[at + j]! - m) * id)));
+    view.setUint16(o, f32ToF16Bits(d), true);
+    view.setUint16(o + 2, f32ToF16Bits(m), true);
+    if (type === 'Q5_1') view.setUint32(o + 4, packFiveBits(out, o + 8), true);
+    else packNibbles(out, o + 4);
   }
   return out;
 }
@@ -295,6 +301,16 @@ export function quantizeAffineK(x: Float32Array, type: 'Q4_K' | 'Q5_K'): Uint8Ar
   return out;
 }
 
+/** Fills `scales` with `fit(j)` for sub-blocks j < `count`; returns the one of largest magnitude (its sign kept). */
+function peakOfScales(count: number, scales: Float64Array, fit: (j: number) => number): number {
+  let peak = 0;
+  for (let j = 0; j < count; j++) {
+    scales[j] = fit(j);
+    if (Math.abs(scales[j]!) > Math.abs(peak)) peak = scales[j]!;
+  }
+  return peak;
+}
+
 /** Q6_K: sixteen 16-value symmetric sub-blocks per 256, their scales as int8 against an f16 d. */
 export function quantizeQ6K(x: Float32Array): Uint8Array {
   const blocks = blocksOf(x, 'Q6_K');
@@ -305,11 +321,7 @@ export function quantizeQ6K(x: Float32Array): Uint8Array {
   for (let b = 0; b < blocks; b++) {
     const at = b * QK_K;
     const o = b * 210;
-    let peak = 0;
-    for (let j = 0; j < 16; j++) {
-      scales[j] = fitSymmetric(x, at + 16 * j, 16, 32);
-      if (Math.abs(scales[j]!) > Math.abs(peak)) peak = scales[j]!;
-    }
+    const peak = peakOfScales(16, scales, (j) => fitSymmetric(x, at + 16 * j, 16, 32));
     if (peak === 0) continue; // all zero: d = 0, every byte 0
     const d = f16(peak / -128);
     for (let j = 0; j < 16; j++) {
@@ -331,9 +343,201 @@ export function quantizeQ6K(x: Float32Array): Uint8Array {
   return out;
 }
 
+/** Stores 32 4-bit levels (levels5's first 32, 0..15) as Q4_0, Q4_1 and IQ4_NL hold them: level j in the low nibble of byte j, j+16 in the high. */
+function packNibbles(out: Uint8Array, o: number): void {
+  for (let j = 0; j < 16; j++) out[o + j] = levels5[j]! | (levels5[j + 16]! << 4);
+}
+
+/** Q4_0: per block of 32 the symmetric fit x ≈ d·(q − 8), q in 0..15 (fitSymmetric's search, d in f16). */
+export function quantizeQ4_0(x: Float32Array): Uint8Array {
+  const blocks = blocksOf(x, 'Q4_0');
+  const out = new Uint8Array(blocks * 18);
+  const view = new DataView(out.buffer);
+  for (let b = 0; b < blocks; b++) {
+    const at = b * 32;
+    const d = f16(fitSymmetric(x, at, 32, 8));
+    const id = d !== 0 ? 1 / d : 0;
+    for (let j = 0; j < 32; j++) levels5[j] = Math.max(0, Math.min(15, Math.round(x[at + j]! * id) + 8));
+    view.setUint16(b * 18, f32ToF16Bits(d), true);
+    packNibbles(out, b * 18 + 2);
+  }
+  return out;
+}
+
+/**
+ * Stores 256 2-bit values (L, 0..3) as Q2_K and Q3_K hold them: value 128·h + 32·k + m in
+ * bits 2k of byte 32·h + m.
+ */
+function packTwoBits(L: Uint8Array, out: Uint8Array, o: number): void {
+  for (let h = 0; h < 2; h++) {
+    for (let m = 0; m < 32; m++) {
+      const i = 128 * h + m;
+      out[o + 32 * h + m] = (L[i]! & 3) | ((L[i + 32]! & 3) << 2) | ((L[i + 64]! & 3) << 4) | ((L[i + 96]! & 3) << 6);
+    }
+  }
+}
+
+/** Q2_K: sixteen 16-value affine sub-blocks per 256 (2-bit levels), their scales and mins in 4 bits against f16 d and dmin. */
+export function quantizeQ2K(x: Float32Array): Uint8Array {
+  const blocks = blocksOf(x, 'Q2_K');
+  const out = new Uint8Array(blocks * 84);
+  const view = new DataView(out.buffer);
+  const fit = { s: 0, m: 0 };
+  const scales = new Float64Array(16);
+  const mins = new Float64Array(16);
+  const L = new Uint8Array(QK_K);
+  for (let b = 0; b < blocks; b++) {
+    const at = b * QK_K;
+    const o = b * 84;
+    let maxS = 0, maxM = 0;
+    for (let j = 0; j < 16; j++) {
+      fitAffine(x, at + 16 * j, 16, 3, fit);
+      scales[j] = fit.s; mins[j] = fit.m;
+      maxS = Math.max(maxS, fit.s); maxM = Math.max(maxM, fit.m);
+    }
+    const d = f16(maxS / 15);
+    const dmin = f16(maxM / 15);
+    for (let j = 0; j < 16; j++) {
+      const ls = d > 0 ? Math.min(15, Math.round(scales[j]! / d)) : 0;
+      const lm = dmin > 0 ? Math.min(15, Math.round(mins[j]! / dmin)) : 0;
+      out[o + j] = ls | (lm << 4);
+      const dd = d * ls;
+      const dm = dmin * lm;
+      for (let i = 0; i < 16; i++) L[16 * j + i] = dd > 0 ? Math.max(0, Math.min(3, Math.round((x[at + 16 * j + i]! + dm) / dd))) : 0;
+    }
+    packTwoBits(L, out, o + 16);
+    view.setUint16(o + 80, f32ToF16Bits(d), true);
+    view.setUint16(o + 82, f32ToF16Bits(dmin), true);
+  }
+  return out;
+}
+
+/**
+ * Q3_K: sixteen 16-value symmetric sub-blocks per 256 (3-bit levels −4..3: two low bits,
+ * and a high bit set for levels ≥ 0), their scales in 6 bits (−32..31) against an f16 d.
+ */
+export function quantizeQ3K(x: Float32Array): Uint8Array {
+  const blocks = blocksOf(x, 'Q3_K');
+  const out = new Uint8Array(blocks * 110);
+  const view = new DataView(out.buffer);
+  const scales = new Float64Array(16);
+  const L = new Uint8Array(QK_K);
+  for (let b = 0; b < blocks; b++) {
+    const at = b * QK_K;
+    const o = b * 110;
+    const d = f16(peakOfScales(16, scales, (j) => fitSymmetric(x, at + 16 * j, 16, 4)) / -32);
+    for (let j = 0; j < 16; j++) {
+      const ls = d !== 0 ? Math.max(-32, Math.min(31, Math.round(scales[j]! / d))) : 0;
+      const s6 = ls + 32; // low nibble in byte j (j < 8) or j − 8's high nibble; high 2 bits in byte 8 + (j & 3) at bit 2·(j >> 2)
+      out[o + 96 + (j & 7)]! |= (s6 & 15) << (j < 8 ? 0 : 4);
+      out[o + 104 + (j & 3)]! |= (s6 >> 4) << (2 * (j >> 2));
+      const dd = d * ls;
+      for (let i = 0; i < 16; i++) {
+        const k = 16 * j + i;
+        const q = dd !== 0 ? Math.max(-4, Math.min(3, Math.round(x[at + k]! / dd))) : 0;
+        L[k] = q + 4;
+        if (q >= 0) out[o + (k & 31)]! |= 1 << (k >> 5); // high bit: no −4
+      }
+    }
+    packTwoBits(L, out, o + 32);
+    view.setUint16(o + 108, f32ToF16Bits(d), true);
+  }
+  return out;
+}
+
+/** IQ4_MID[i]: halfway between levels i and i + 1 (a value there goes to the lower). */
+const IQ4_MID = Float64Array.from({ length: 16 }, (_, i) => (i < 15 ? (IQ4_LEVELS[i]! + IQ4_LEVELS[i + 1]!) / 2 : Infinity));
+/** IQ4_CELL[c + 128]: the index of the level nearest c, for the whole numbers c in −128..114. */
+const IQ4_CELL = Uint8Array.from({ length: 243 }, (_, k) => {
+  let i = 0;
+  while (k - 128 > IQ4_MID[i]!) i++;
+  return i;
+});
+
+/**
+ * The index of the IQ4 level nearest v: the one nearest ⌊v⌋, or the next when v is past
+ * their midpoint (levels are at least 10 apart, so a unit cell holds at most one midpoint).
+ */
+function nearestIQ4(v: number): number {
+  const c = Math.floor(v);
+  if (c < -128) return 0;
+  if (c > 114) return 15;
+  const i = IQ4_CELL[c + 128]!;
+  return v > IQ4_MID[i]! ? i + 1 : i;
+}
+
+/**
+ * The fit of n values to x ≈ s·level[q] over IQ4's 16 levels: the value of largest
+ * magnitude goes to the extreme level −127 at scales around that, each followed by the
+ * least-squares s for the levels it chose; the largest (Σ level·x)² / Σ level² wins. The
+ * chosen level indices are left in levels5.
+ */
+function fitIQ4(x: Float32Array, off: number, n: number): number {
+  let peak = 0;
+  const v = fitValues;
+  for (let i = 0; i < n; i++) {
+    v[i] = x[off + i]!;
+    if (Math.abs(v[i]!) > Math.abs(peak)) peak = v[i]!;
+  }
+  if (peak === 0) { levels5.fill(8, 0, n); return 0; } // level 1: the value nearest zero (× a zero scale)
+  let best = -Infinity;
+  let bestS = 0;
+  let bestStep = 0;
+  for (let step = -7; step <= 7; step++) {
+    const iscale = (-127 + step) / peak;
+    let slx = 0, sll = 0;
+    for (let i = 0; i < n; i++) {
+      const l = IQ4_LEVELS[nearestIQ4(v[i]! * iscale)]!;
+      slx += l * v[i]!; sll += l * l;
+    }
+    if (sll > 0 && slx * slx > best * sll) { best = (slx * slx) / sll; bestS = slx / sll; bestStep = step; }
+  }
+  const iscale = (-127 + bestStep) / peak;
+  for (let i = 0; i < n; i++) levels5[i] = nearestIQ4(v[i]! * iscale);
+  return bestS;
+}
+
+/**
+ * IQ4_NL: per block of 32 an f16 scale over IQ4's 16 non-uniform levels; IQ4_XS: the same
+ * levels with one f16 d per 256 and a 6-bit scale (−32..31) per 32.
+ */
+export function quantizeIQ4(x: Float32Array, type: 'IQ4_NL' | 'IQ4_XS'): Uint8Array {
+  const blocks = blocksOf(x, type);
+  const size = BLOCKS[type][1];
+  const out = new Uint8Array(blocks * size);
+  const view = new DataView(out.buffer);
+  const scales = new Float64Array(8);
+  const assign = (at: number, s: number, o: number): void => {
+    const is = s !== 0 ? 1 / s : 0;
+    for (let j = 0; j < 32; j++) levels5[j] = nearestIQ4(x[at + j]! * is);
+    packNibbles(out, o);
+  };
+  for (let b = 0; b < blocks; b++) {
+    const at = b * BLOCKS[type][0];
+    const o = b * size;
+    if (type === 'IQ4_NL') {
+      const d = f16(fitIQ4(x, at, 32));
+      view.setUint16(o, f32ToF16Bits(d), true);
+      assign(at, d, o + 2);
+      continue;
+    }
+    const d = f16(peakOfScales(8, scales, (j) => fitIQ4(x, at + 32 * j, 32)) / -32);
+    let high = 0;
+    for (let j = 0; j < 8; j++) {
+      const ls = d !== 0 ? Math.max(-32, Math.min(31, Math.round(scales[j]! / d))) : 0;
+      out[o + 4 + (j >> 1)]! |= ((ls + 32) & 15) << (4 * (j & 1));
+      high |= ((ls + 32) >> 4) << (2 * j);
+      assign(at + 32 * j, d * ls, o + 8 + 16 * j);
+    }
+    view.setUint16(o, f32ToF16Bits(d), true);
+    view.setUint16(o + 2, high, true);
+  }
+  return out;
+}
+
 /** The values `bytes` of `type` hold (`n` of them): what llama.cpp reads from them. */
-export function dequantize(type: ReadType, bytes: Uint8Array, n: number): Float32Array {
-  const [per, size] = READ_BLOCKS[type];
+export function dequantize(type: QuantType, bytes: Uint8Array, n: number): Float32Array {
+  const [per, size] = BLOCKS[type];
   if (n % per !== 0 || bytes.length !== (n / per) * size) {
     throw new LongLoraError(`${type}: ${bytes.length} bytes do not hold ${n} values (${size} bytes per ${per})`);
   }

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { gguf } from '@huggingface/gguf';
 import { LongLoraError } from '../errors.js';
 import { toFloatArray } from '../tensor/dtype.js';
-import { READ_BLOCKS, dequantize, type ReadType } from './ggml-quants.js';
+import { BLOCKS, dequantize, type QuantType } from './ggml-quants.js';
 
 export type GgufHeader = Awaited<ReturnType<typeof gguf>>;
 
@@ -76,10 +76,10 @@ export function ggufTensorData(h: GgufHeader, name: string, bytes: (start: numbe
     const raw = bytes(at, n * (plain === 'f32' ? 4 : 2)).slice();
     return { shape, data: plain === 'f32' ? new Float32Array(raw.buffer) : toFloatArray(new Uint16Array(raw.buffer), plain, 'f32') as Float32Array };
   }
-  if (!(type in READ_BLOCKS)) {
-    throw new LongLoraError(`GGUF tensor "${name}" is ${type}, which this reader does not dequantise (it reads F32, F16, BF16, ${Object.keys(READ_BLOCKS).join(', ')}); ` +
+  if (!(type in BLOCKS)) {
+    throw new LongLoraError(`GGUF tensor "${name}" is ${type}, which this reader does not dequantise (it reads F32, F16, BF16, ${Object.keys(BLOCKS).join(', ')}); ` +
       'load the Hugging Face model folder instead, or a GGUF file quantised to one of those');
   }
-  const [per, size] = READ_BLOCKS[type as ReadType];
-  return { shape, data: dequantize(type as ReadType, bytes(at, (n / per) * size), n) };
+  const [per, size] = BLOCKS[type as QuantType];
+  return { shape, data: dequantize(type as QuantType, bytes(at, (n / per) * size), n) };
 }

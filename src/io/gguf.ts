@@ -31,7 +31,9 @@ export type GgufValue =
   | { type: 'array'; itemType: GgufScalarType; values: ArrayLike<number> | readonly (number | bigint | boolean | string)[] };
 
 /** Tensor storage types this writer produces (ggml `ggml_type`). */
-export const GGML_TYPES = { F32: 0, F16: 1, Q5_0: 6, Q5_1: 7, Q8_0: 8, Q4_K: 12, Q5_K: 13, Q6_K: 14, BF16: 30 } as const;
+export const GGML_TYPES = {
+  F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q5_0: 6, Q5_1: 7, Q8_0: 8, Q2_K: 10, Q3_K: 11, Q4_K: 12, Q5_K: 13, Q6_K: 14, IQ4_NL: 20, IQ4_XS: 23, BF16: 30,
+} as const;
 export type GgmlType = keyof typeof GGML_TYPES;
 
 /** Values per block and bytes per block of each type (plain types: blocks of one value). */

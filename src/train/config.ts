@@ -49,7 +49,7 @@ export const TRAIN_FIELDS = {
   pplBase: { kind: 'bool', default: true, resumable: true, help: 'pplData: also measure the base model as it is, without the new position scaling' },
   merge: { kind: 'bool', default: false, resumable: true, help: 'at the end, also write the base with the adapter merged into <output>/merged' },
   gguf: { kind: 'bool', default: false, resumable: true, help: 'at the end, also write the merged model as <output>/model.gguf for llama.cpp and ollama (implies merge)' },
-  ggufDtype: { kind: 'enum', values: ['auto', ...GGUF_DTYPES], default: 'auto', resumable: true, help: 'weights of model.gguf (auto: the merged model\'s dtype; q8_0: 8-bit, about half of f16; q6_k, q5_k_m, q5_k_s, q4_k_m, q4_k_s: llama.cpp\'s k-quant mixes)' },
+  ggufDtype: { kind: 'enum', values: ['auto', ...GGUF_DTYPES], default: 'auto', resumable: true, help: 'weights of model.gguf (auto: the merged model\'s dtype; q8_0: 8-bit, about half of f16; q6_k … q2_k: llama.cpp\'s quantised mixes, see longlora export --help)' },
   seqLen: { kind: 'int', default: 8192, min: 2, help: 'training context length in tokens' },
   mode: { kind: 'enum', values: ['longlora', 'lora', 'full'], default: 'longlora', help: 'longlora: LoRA + trainable extras; lora: plain LoRA; full: full fine-tuning' },
   extras: { kind: 'list', default: null, nullable: true, help: 'trainable parameters by name part besides LoRA (default for longlora: embed,norm)' },

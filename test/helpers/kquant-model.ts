@@ -57,15 +57,15 @@ export async function writeKquantModel(dir: string): Promise<void> {
   for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(ROOT, 'models', 'tiny-longlora', f), path.join(dir, f));
 }
 
-/** The block types read from llama.cpp's files only, with their ggml type ids (scripts/gguf-golden/make-read-types.mjs). */
-export const READ_ONLY_TYPE_IDS = { Q4_0: 2, Q4_1: 3, Q2_K: 10, Q3_K: 11, IQ4_NL: 20, IQ4_XS: 23 } as const;
+/** The block types of llama.cpp's lower-bit mixes, with their ggml type ids, whose bytes as llama.cpp writes them are a golden (scripts/gguf-golden/make-llama-cpp-bytes.mjs). */
+export const LOW_BIT_TYPE_IDS = { Q4_0: 2, Q4_1: 3, Q2_K: 10, Q3_K: 11, IQ4_NL: 20, IQ4_XS: 23 } as const;
 
 /**
- * The values llama.cpp quantised to each read-only type for that golden: two rows of 256,
+ * The values llama.cpp quantised to each of those types for that golden: two rows of 256,
  * weight-like (Gaussian, σ 0.02) with one value in fifty ten times larger, and an all-zero
  * 32-value stretch.
  */
-export function readTypeValues(): Float32Array {
+export function lowBitValues(): Float32Array {
   const rng = new Rng(77);
   return Float32Array.from({ length: 512 }, (_, i) => (i >= 300 && i < 332 ? 0 : rng.normal() * 0.02 * (rng.uniform() < 0.02 ? 10 : 1)));
 }

@@ -8,16 +8,16 @@
  * exported again (same SHA-256, so the golden applies to them), loaded with this
  * project's GGUF loader (its dequantisers), run through its own forward pass, and must
  * give llama.cpp's distributions — much closer than quantisation moves them, so a misread
- * layout fails. The block types only read (from llama.cpp's own files) are checked on
- * bytes llama.cpp wrote, against the values its dequantiser reads from them
- * (scripts/gguf-golden/make-read-types.mjs).
+ * layout fails. The lower-bit block types are also checked on bytes llama.cpp's own
+ * quantisers wrote, against the values its dequantiser reads from them
+ * (scripts/gguf-golden/make-llama-cpp-bytes.mjs).
  */
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { BLOCKS, READ_ONLY_BLOCKS, dequantize, quantize, type QuantType, type ReadType } from '../../src/io/ggml-quants.js';
+import { BLOCKS, dequantize, quantize, type QuantType } from '../../src/io/ggml-quants.js';
 import { QuantPool } from '../../src/io/quant-pool.js';
 import { ggufTensorData, type GgufHeader } from '../../src/io/gguf-read.js';
 import { throwsLL } from '../helpers/errors.js';
@@ -28,7 +28,7 @@ import { loadLlama } from '../../src/models/llama/load.js';
 import { Rng } from '../../src/tensor/random.js';
 import { ROOT } from '../helpers/fixtures.js';
 import { logitsOf } from '../helpers/model.js';
-import { KQUANT_CONFIG, KQUANT_ROPE_SCALINGS, READ_ONLY_TYPE_IDS, readTypeValues, withRopeScaling, writeKquantModel } from '../helpers/kquant-model.js';
+import { KQUANT_CONFIG, KQUANT_ROPE_SCALINGS, LOW_BIT_TYPE_IDS, lowBitValues, withRopeScaling, writeKquantModel } from '../helpers/kquant-model.js';
 import { tempFolders } from '../helpers/tmp.js';
 
 const fresh = tempFolders('gguf-kquants');
@@ -68,9 +68,13 @@ describe('GGUF k-quants', () => {
     const x = Float32Array.from({ length: 256 * 64 }, () => rng.normal() * 0.02);
     // A b-bit grid over a block's range (about ±2.1σ for 32 Gaussian values) has a relative
     // RMS error near 4.2 / (2^b − 1) / √12: 0.005 for Q8_0, 0.02 for 6 bits, 0.04 for 5, 0.08
-    // for 4 (the fitted offsets and searches do a little better). Measured: Q8_0 0.0054,
-    // Q6_K 0.017, Q5_0 0.043, Q5_1 0.034, Q5_K 0.036, Q4_K 0.071; the bounds leave about 40% room.
-    const bounds: Record<QuantType, number> = { Q8_0: 0.0075, Q6_K: 0.025, Q5_0: 0.06, Q5_1: 0.05, Q5_K: 0.05, Q4_K: 0.1 };
+    // for 4, 0.16 for 3, 0.4 for 2 (the fitted offsets and searches do a little better; IQ4's
+    // levels are denser near zero). Measured: Q8_0 0.0054, Q6_K 0.017, Q5_0 0.043, Q5_1 0.034,
+    // Q5_K 0.036, Q4_K 0.071, Q4_0 0.081, Q4_1 0.070, IQ4_NL 0.075, IQ4_XS 0.076, Q3_K 0.144,
+    // Q2_K 0.271; the bounds leave about 40% room.
+    const bounds: Record<QuantType, number> = {
+      Q8_0: 0.0075, Q6_K: 0.025, Q5_0: 0.06, Q5_1: 0.05, Q5_K: 0.05, Q4_K: 0.1, Q4_0: 0.115, Q4_1: 0.1, IQ4_NL: 0.105, IQ4_XS: 0.105, Q3_K: 0.2, Q2_K: 0.38,
+    };
     for (const type of Object.keys(BLOCKS) as QuantType[]) {
       const q = quantize(type, x);
       assert.equal(q.length, (x.length / BLOCKS[type][0]) * BLOCKS[type][1], `${type} size`);
@@ -152,6 +156,44 @@ describe('GGUF k-quants', () => {
     assert.equal(type('q4_k_m', 10, 'self_attn.v_proj', { ...llama70b, modelType: 'qwen2' }), 'Q4_K', 'the rule is for the llama architecture');
   });
 
+  it('Q4_0, IQ4_XS, IQ4_NL, Q3_K_L, Q3_K_M, Q3_K_S and Q2_K give llama.cpp\'s types (without an importance matrix)', () => {
+    const c: LlamaConfig = { ...parseLlamaConfig(KQUANT_CONFIG), numLayers: 32, hiddenSize: 4096, intermediateSize: 11008, numHeads: 32, numKvHeads: 32 };
+    const gqa8: LlamaConfig = { ...c, numKvHeads: 4 };
+    const type = (dtype: GgufDType, l: number, part: string, cfg = c): string =>
+      ggufWeightType(dtype, `model.layers.${l}.${part}.weight`, part === 'mlp.down_proj' ? [4096, 11008] : [4096, 4096], cfg);
+    const want: Record<string, (l: number, part: string, cfg: LlamaConfig) => string> = {
+      q4_0: () => 'Q4_0',
+      iq4_xs: (l, p, cfg) => (p === 'self_attn.v_proj' && cfg.numHeads / cfg.numKvHeads >= 4) || (p === 'mlp.down_proj' && l < 4) ? 'Q5_K' : 'IQ4_XS',
+      iq4_nl: (l, p, cfg) => (p === 'self_attn.v_proj' && cfg.numHeads / cfg.numKvHeads >= 4) || (p === 'mlp.down_proj' && l < 4) ? 'Q5_K' : 'IQ4_NL',
+      q3_k_l: (_, p) => (['self_attn.v_proj', 'self_attn.o_proj', 'mlp.down_proj'].includes(p) ? 'Q5_K' : 'Q3_K'),
+      q3_k_m: (l, p) => (p === 'self_attn.v_proj' ? (l < 2 ? 'Q5_K' : 'Q4_K') : p === 'mlp.down_proj' ? (l < 2 ? 'Q5_K' : 'Q4_K') : p === 'self_attn.o_proj' ? 'Q4_K' : 'Q3_K'),
+      q3_k_s: () => 'Q3_K',
+      q2_k: (_, p, cfg) => (p === 'self_attn.v_proj' ? (cfg.numHeads / cfg.numKvHeads >= 4 ? 'Q4_K' : 'Q3_K') : ['self_attn.o_proj', 'mlp.down_proj'].includes(p) ? 'Q3_K' : 'Q2_K'),
+    };
+    for (const [dtype, rule] of Object.entries(want) as Array<[GgufDType, (l: number, part: string, cfg: LlamaConfig) => string]>) {
+      for (const cfg of [c, gqa8]) {
+        for (let l = 0; l < 32; l++) {
+          for (const part of ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj']) {
+            assert.equal(type(dtype, l, part, cfg), rule(l, part, cfg), `${dtype} ${part} ${l} (gqa ${cfg.numHeads / cfg.numKvHeads})`);
+          }
+        }
+      }
+      assert.equal(ggufWeightType(dtype, 'lm_head.weight', [32000, 4096], c), 'Q6_K', `${dtype} output`);
+      assert.equal(ggufWeightType(dtype, 'model.embed_tokens.weight', [32000, 4096], c), want[dtype]!(5, 'mlp.gate_proj', c), `${dtype} embeddings: the base type`);
+    }
+    // rows that are not whole 256-value blocks: Q2_K and Q3_K → Q4_0, IQ4_XS → IQ4_NL
+    assert.equal(ggufWeightType('q2_k', 'model.layers.4.mlp.up_proj.weight', [11008, 896], c), 'Q4_0');
+    assert.equal(ggufWeightType('q3_k_s', 'model.layers.4.mlp.up_proj.weight', [11008, 896], c), 'Q4_0');
+    assert.equal(ggufWeightType('iq4_xs', 'model.layers.4.mlp.up_proj.weight', [11008, 896], c), 'IQ4_NL');
+    assert.equal(ggufWeightType('q4_0', 'model.layers.4.mlp.up_proj.weight', [11008, 40], c), 'F16');
+    // a Llama 70B: v_proj Q5_K where it would be Q3_K or Q4_K
+    const llama70b: LlamaConfig = { ...c, numLayers: 80, numHeads: 64, numKvHeads: 8, hiddenSize: 8192 };
+    assert.equal(type('q3_k_s', 10, 'self_attn.v_proj', llama70b), 'Q5_K');
+    assert.equal(type('q2_k', 10, 'self_attn.v_proj', llama70b), 'Q5_K');
+    assert.equal(type('q3_k_m', 10, 'self_attn.v_proj', llama70b), 'Q5_K');
+    assert.equal(type('q4_0', 10, 'self_attn.v_proj', llama70b), 'Q4_0', 'only Q3_K and Q4_K are raised');
+  });
+
   it('quantising on several threads gives the bytes one thread gives, and the same error for a bad value', () => {
     const rng = new Rng(4);
     const x = Float32Array.from({ length: 256 * 37 }, () => rng.normal());
@@ -171,16 +213,16 @@ describe('GGUF k-quants', () => {
     assert.notDeepEqual(permuteRotary(w, 8, 3, 2), w);
   });
 
-  it('the types only read (Q4_0, Q4_1, Q2_K, Q3_K, IQ4_NL, IQ4_XS): llama.cpp\'s bytes come out as llama.cpp\'s dequantiser reads them, bit for bit', (t) => {
-    const golden = JSON.parse(fs.readFileSync(path.join(GOLDEN, 'read-types.json'), 'utf8')) as
-      { values: number; types: Array<{ type: ReadType; id: number; bytes: [number, number]; values: [number, number] }> };
-    const bin = fs.readFileSync(path.join(GOLDEN, 'read-types.bin'));
-    const x = readTypeValues();
-    assert.deepEqual(golden.types.map((g) => [g.type, g.id]), Object.entries(READ_ONLY_TYPE_IDS), 'every read-only type is in the golden');
+  it('Q4_0, Q4_1, Q2_K, Q3_K, IQ4_NL and IQ4_XS bytes as llama.cpp\'s quantisers write them come out as llama.cpp\'s dequantiser reads them, bit for bit', (t) => {
+    const golden = JSON.parse(fs.readFileSync(path.join(GOLDEN, 'llama-cpp-bytes.json'), 'utf8')) as
+      { values: number; types: Array<{ type: QuantType; id: number; bytes: [number, number]; values: [number, number] }> };
+    const bin = fs.readFileSync(path.join(GOLDEN, 'llama-cpp-bytes.bin'));
+    const x = lowBitValues();
+    assert.deepEqual(golden.types.map((g) => [g.type, g.id]), Object.entries(LOW_BIT_TYPE_IDS), 'every lower-bit type is in the golden');
     for (const g of golden.types) {
       const bytes = new Uint8Array(bin.subarray(g.bytes[0], g.bytes[0] + g.bytes[1]));
       const theirs = new Float32Array(new Uint8Array(bin.subarray(g.values[0], g.values[0] + 4 * g.values[1])).buffer);
-      assert.equal(bytes.length, (x.length / READ_ONLY_BLOCKS[g.type as keyof typeof READ_ONLY_BLOCKS][0]) * READ_ONLY_BLOCKS[g.type as keyof typeof READ_ONLY_BLOCKS][1], `${g.type}: block size`);
+      assert.equal(bytes.length, (x.length / BLOCKS[g.type][0]) * BLOCKS[g.type][1], `${g.type}: block size`);
       const ours = dequantize(g.type, bytes, x.length);
       const off = ours.findIndex((v, i) => !Object.is(v, theirs[i]));
       assert.equal(off, -1, `${g.type}: value ${off} is ${ours[off]}, llama.cpp reads ${theirs[off]}`);
@@ -195,7 +237,7 @@ describe('GGUF k-quants', () => {
     const read = (at: number, length: number): Uint8Array => new Uint8Array(bin.subarray(q4.bytes[0] + at, q4.bytes[0] + at + length));
     const got = ggufTensorData(header(2), 'w', read);
     assert.deepEqual([got.shape, got.data], [[2, 256], new Float32Array(new Uint8Array(bin.subarray(q4.values[0], q4.values[0] + 4 * q4.values[1])).buffer)]);
-    throwsLL(() => ggufTensorData(header(16), 'w', read), 'GGUF tensor "w" is IQ2_XXS, which this reader does not dequantise (it reads F32, F16, BF16, Q8_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, Q4_0, Q4_1, Q2_K, Q3_K, IQ4_NL, IQ4_XS)', 'load the Hugging Face model folder instead');
+    throwsLL(() => ggufTensorData(header(16), 'w', read), 'GGUF tensor "w" is IQ2_XXS, which this reader does not dequantise (it reads F32, F16, BF16, Q8_0, Q5_0, Q5_1, Q4_0, Q4_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS)', 'load the Hugging Face model folder instead');
   });
 
   it('llama.cpp reads the exported files as this project does: the same next-token distributions in f32, q8_0, every k-quant mix, and with each RoPE scaling', async (t) => {

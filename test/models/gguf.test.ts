@@ -625,7 +625,7 @@ describe('GGUF export', () => {
     throwsLL(() => exportGguf(variant((c) => { c.rope_scaling = { type: 'dynamic', factor: 2 }; }), out), 'dynamic NTK', 'linear interpolation');
     throwsLL(() => exportGguf(variant((c) => { c.rope_scaling = { rope_type: 'yarn', factor: 4, beta_fast: 16, truncate: false }; }), out),
       'yarn RoPE scaling sets beta_fast 16, truncate false, which llama.cpp does not apply to llama models (it uses beta_fast 32, beta_slow 1, truncate true)', 'with those yarn defaults');
-    throwsLL(() => exportGguf(TINY, out, { dtype: 'f8' as 'f16' }), 'dtype must be f32, f16, bf16, q8_0, q6_k, q5_k_m, q5_k_s, q4_k_m, q4_k_s, got f8');
+    throwsLL(() => exportGguf(TINY, out, { dtype: 'f8' as 'f16' }), 'dtype must be f32, f16, bf16, q8_0, q6_k, q5_k_m, q5_k_s, q4_k_m, q4_k_s, q4_0, iq4_xs, iq4_nl, q3_k_l, q3_k_m, q3_k_s, q2_k, got f8');
     const big = variant(() => {}, (n, d) => (n === 'model.layers.0.mlp.up_proj.weight' ? d.map((v, i) => (i === 5 ? 1e6 : v)) : d));
     throwsLL(() => exportGguf(big, out, { dtype: 'f16' }), 'model.layers.0.mlp.up_proj.weight', 'beyond f16\'s range', 'export with --dtype bf16');
     const nan = variant(() => {}, (n, d) => (n === 'model.layers.1.self_attn.v_proj.weight' ? d.map((v, i) => (i === 7 ? NaN : v)) : d));

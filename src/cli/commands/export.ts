@@ -13,7 +13,7 @@ const OPTIONS = {
   model: { type: 'string', help: 'model folder (config.json, safetensors, tokenizer.json; e.g. a merged LongLoRA model), or a Hub repository as org/name' },
   revision: { type: 'string', help: 'Hub branch, tag or commit (default main)' },
   out: { type: 'string', help: 'the .gguf file to write' },
-  dtype: { type: 'string', help: 'f32, f16, bf16, q8_0 (8-bit, about half of f16), or llama.cpp\'s k-quant mixes q6_k (6.6 bits per weight), q5_k_m (5.7), q5_k_s (5.5), q4_k_m (4.8), q4_k_s (4.6) for the weights (default: the checkpoint\'s own; norms are always f32)' },
+  dtype: { type: 'string', help: 'f32, f16, bf16, q8_0 (8-bit, about half of f16), or llama.cpp\'s mixes q6_k (6.6 bits per weight), q5_k_m (5.7), q5_k_s (5.5), q4_k_m (4.8), q4_k_s (4.6), q4_0 (4.5), iq4_xs (4.3), iq4_nl (4.6), q3_k_l (4.3), q3_k_m (3.9), q3_k_s (3.5), q2_k (3.0) for the weights (default: the checkpoint\'s own; norms are always f32)' },
   name: { type: 'string', help: 'general.name in the file (default: the folder\'s name)' },
   tokenizer: { type: 'string', help: 'folder of tokenizer.json (default: the model folder)' },
   adapter: { type: 'string', help: 'write this plain LoRA adapter (a --mode lora run) as a GGUF LoRA for llama.cpp --lora, on the base --model, instead of the model' },

@@ -4,8 +4,7 @@
  * from the file's metadata (llama, qwen2 and qwen3 architectures; RoPE scaling none,
  * linear, yarn, or Llama 3's frequency factors, which are read back as the llama3 scaling
  * that gives them), the weights are read tensor by tensor, dequantised (F32, F16, BF16, Q8_0, Q5_0,
- * Q5_1, Q4_K, Q5_K, Q6_K, and from llama.cpp's own files Q4_0, Q4_1, Q2_K, Q3_K, IQ4_NL,
- * IQ4_XS) and, for the llama architecture, q and k rows are put back in
+ * Q5_1, Q4_0, Q4_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS) and, for the llama architecture, q and k rows are put back in
  * Hugging Face's rotate-half order. The tokenizer is the Hugging Face one an export of this
  * project embeds, else the one rebuilt from the file's `tokenizer.ggml.*` vocabulary
  * (ggufTokenizer, gguf-tokenizer.ts).

@@ -38,8 +38,10 @@ import { checkCheckpointTensor, checkF16Range } from './load.js';
  * attention values and MLP down projections of some layers); Q5_K_S and Q4_K_S (smaller:
  * only the output layer in Q6_K, and in Q4_K_S a few early layers in Q5_K).
  */
-export type GgufDType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q6_k' | 'q5_k_m' | 'q5_k_s' | 'q4_k_m' | 'q4_k_s';
-export const GGUF_DTYPES: readonly GgufDType[] = ['f32', 'f16', 'bf16', 'q8_0', 'q6_k', 'q5_k_m', 'q5_k_s', 'q4_k_m', 'q4_k_s'];
+export type GgufDType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q6_k' | 'q5_k_m' | 'q5_k_s' | 'q4_k_m' | 'q4_k_s' | 'q4_0' | 'iq4_xs' | 'iq4_nl' |
+  'q3_k_l' | 'q3_k_m' | 'q3_k_s' | 'q2_k';
+export const GGUF_DTYPES: readonly GgufDType[] = ['f32', 'f16', 'bf16', 'q8_0', 'q6_k', 'q5_k_m', 'q5_k_s', 'q4_k_m', 'q4_k_s', 'q4_0', 'iq4_xs', 'iq4_nl',
+  'q3_k_l', 'q3_k_m', 'q3_k_s', 'q2_k'];
 
 export interface GgufExportOptions {
   /** Storage of the 2-D weights (default: the checkpoint's own, from config.json's torch_dtype). */
@@ -109,7 +111,10 @@ export function ollamaModelfile(ggufFile: string, contextLength: number): string
 }
 
 /** general.file_type (llama_ftype): all f32, mostly f16, mostly bf16, mostly Q8_0, and the k-quant mixes. */
-const FILE_TYPE: Record<GgufDType, number> = { f32: 0, f16: 1, bf16: 32, q8_0: 7, q6_k: 18, q5_k_m: 17, q5_k_s: 16, q4_k_m: 15, q4_k_s: 14 };
+const FILE_TYPE: Record<GgufDType, number> = {
+  f32: 0, f16: 1, bf16: 32, q8_0: 7, q6_k: 18, q5_k_m: 17, q5_k_s: 16, q4_k_m: 15, q4_k_s: 14, q4_0: 2, iq4_xs: 30, iq4_nl: 25,
+  q3_k_l: 13, q3_k_m: 12, q3_k_s: 11, q2_k: 10,
+};
 
 /** llama.cpp's layers that get more bits in its _M mixes: the first and last eighth, and every third between. */
 function useMoreBits(layer: number, layers: number): boolean {
@@ -118,15 +123,15 @@ function useMoreBits(layer: number, layers: number): boolean {
 }
 
 /** The 32-value type llama.cpp's quantize tool takes for a row that is not a whole number of 256-value blocks. */
-const FALLBACK: Record<QuantType, QuantType> = { Q4_K: 'Q5_0', Q5_K: 'Q5_1', Q6_K: 'Q8_0', Q8_0: 'Q8_0', Q5_0: 'Q5_0', Q5_1: 'Q5_1' };
+const FALLBACK: Partial<Record<QuantType, QuantType>> = { Q2_K: 'Q4_0', Q3_K: 'Q4_0', Q4_K: 'Q5_0', Q5_K: 'Q5_1', Q6_K: 'Q8_0', IQ4_XS: 'IQ4_NL' };
 
 /**
  * `type`, or what llama.cpp's quantize tool falls back to when a row (the last dimension)
- * is not a whole number of its blocks: Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, and f16
- * when even 32 does not divide it.
+ * is not a whole number of its blocks: Q2_K and Q3_K → Q4_0, Q4_K → Q5_0, Q5_K → Q5_1,
+ * Q6_K → Q8_0, IQ4_XS → IQ4_NL, and f16 when even 32 does not divide it.
  */
 function withFallback(type: QuantType, cols: number): GgmlType {
-  const t = cols % BLOCKS[type][0] === 0 ? type : FALLBACK[type];
+  const t = cols % BLOCKS[type][0] === 0 ? type : FALLBACK[type] ?? type;
   return cols % BLOCKS[t][0] === 0 ? t : 'F16';
 }
 
@@ -135,15 +140,30 @@ function isLlama70B(c: LlamaConfig): boolean {
   return ggufArchitecture(c).arch === 'llama' && c.numLayers === 80 && c.numHeads !== c.numKvHeads;
 }
 
+/** The type most 2-D weights of a quantised mix get (llama.cpp's default type for the file type). */
+const MIX_BASE: Partial<Record<GgufDType, QuantType>> = {
+  q5_k_m: 'Q5_K', q5_k_s: 'Q5_K', q4_k_m: 'Q4_K', q4_k_s: 'Q4_K', q4_0: 'Q4_0', iq4_xs: 'IQ4_XS', iq4_nl: 'IQ4_NL',
+  q3_k_l: 'Q3_K', q3_k_m: 'Q3_K', q3_k_s: 'Q3_K', q2_k: 'Q2_K',
+};
+
 /**
  * The ggml type of tensor `name` (a Hugging Face name, of shape `shape`) in a `dtype`
- * export. 1-D tensors are f32. The k-quant mixes follow llama.cpp's quantize tool
- * (llama-quant.cpp): Q4_K (q4_k_*) or Q5_K (q5_k_*) for the 2-D weights, except the output
- * layer (or the embeddings, when they are tied to it) in Q6_K; in the _M mixes, v_proj and
- * down_proj in Q6_K in the layers useMoreBits picks; in q4_k_s, v_proj of the first 4
- * layers and down_proj of the first eighth in Q5_K; and in a Llama 70B, v_proj in Q5_K
- * where it would be Q4_K (it is shared by 8 query heads and small). Q6_K is Q6_K
- * throughout. Rows of an awkward length fall back as llama.cpp's do.
+ * export. 1-D tensors are f32. The mixes follow llama.cpp's quantize tool
+ * (llama-quant.cpp, without an importance matrix): the mix's base type (MIX_BASE) for the
+ * 2-D weights, except the output layer (or the embeddings, when they are tied to it) in
+ * Q6_K, and per mix (layer l of n; "gqa" is query heads per kv head):
+ *
+ * - q5_k_m, q4_k_m: v_proj and down_proj in Q6_K in the layers useMoreBits picks;
+ * - q4_k_s: v_proj of the first 4 layers and down_proj of the first n/8 in Q5_K;
+ * - q3_k_m: v_proj Q5_K in the first 2 layers and Q4_K after, down_proj Q5_K in the first
+ *   n/16 and Q4_K after, o_proj Q4_K; q3_k_l: all three Q5_K;
+ * - q2_k: v_proj Q3_K (Q4_K with gqa ≥ 4), down_proj and o_proj Q3_K;
+ * - iq4_xs, iq4_nl: v_proj Q5_K with gqa ≥ 4, down_proj Q5_K in the first n/8;
+ * - in a Llama 70B, v_proj in Q5_K where it would be Q3_K or Q4_K (shared by 8 query heads,
+ *   and small).
+ *
+ * q6_k and q8_0 are that type throughout. Rows of an awkward length fall back as
+ * llama.cpp's do.
  */
 export function ggufWeightType(dtype: GgufDType, name: string, shape: readonly number[], c: LlamaConfig): GgmlType {
   if (shape.length === 1) return 'F32';
@@ -154,21 +174,27 @@ export function ggufWeightType(dtype: GgufDType, name: string, shape: readonly n
     case 'bf16': return 'BF16';
     case 'q8_0': return withFallback('Q8_0', cols);
     case 'q6_k': return withFallback('Q6_K', cols);
-    case 'q5_k_m': case 'q5_k_s': case 'q4_k_m': case 'q4_k_s': {
-      const output = name === 'lm_head.weight' || (c.tieWordEmbeddings && name === 'model.embed_tokens.weight');
-      if (output) return cols % QK_K === 0 ? 'Q6_K' : withFallback('Q8_0', cols);
-      let type: QuantType = dtype.startsWith('q4') ? 'Q4_K' : 'Q5_K';
-      const m = /^model\.layers\.(\d+)\.(self_attn\.v_proj|mlp\.down_proj)\.weight$/.exec(name);
-      if (m) {
-        const layer = Number(m[1]);
-        const v = m[2] === 'self_attn.v_proj';
-        if (dtype.endsWith('_m') && useMoreBits(layer, c.numLayers)) type = 'Q6_K';
-        else if (dtype === 'q4_k_s' && layer < (v ? 4 : Math.floor(c.numLayers / 8))) type = 'Q5_K';
-        if (v && type === 'Q4_K' && isLlama70B(c)) type = 'Q5_K';
-      }
-      return withFallback(type, cols);
-    }
   }
+  const output = name === 'lm_head.weight' || (c.tieWordEmbeddings && name === 'model.embed_tokens.weight');
+  if (output) return cols % QK_K === 0 ? 'Q6_K' : withFallback('Q8_0', cols);
+  let type = MIX_BASE[dtype]!;
+  const m = /^model\.layers\.(\d+)\.(self_attn\.v_proj|self_attn\.o_proj|mlp\.down_proj)\.weight$/.exec(name);
+  if (!m) return withFallback(type, cols);
+  const [layer, n, gqa] = [Number(m[1]), c.numLayers, c.numHeads / c.numKvHeads];
+  const part = m[2] === 'self_attn.v_proj' ? 'v' : m[2] === 'self_attn.o_proj' ? 'o' : 'down';
+  const rules: Partial<Record<GgufDType, Record<typeof part, () => QuantType | undefined>>> = {
+    q5_k_m: { v: () => (useMoreBits(layer, n) ? 'Q6_K' : undefined), down: () => (useMoreBits(layer, n) ? 'Q6_K' : undefined), o: () => undefined },
+    q4_k_m: { v: () => (useMoreBits(layer, n) ? 'Q6_K' : undefined), down: () => (useMoreBits(layer, n) ? 'Q6_K' : undefined), o: () => undefined },
+    q4_k_s: { v: () => (layer < 4 ? 'Q5_K' : undefined), down: () => (layer < Math.floor(n / 8) ? 'Q5_K' : undefined), o: () => undefined },
+    q3_k_m: { v: () => (layer < 2 ? 'Q5_K' : 'Q4_K'), down: () => (layer < Math.floor(n / 16) ? 'Q5_K' : 'Q4_K'), o: () => 'Q4_K' },
+    q3_k_l: { v: () => 'Q5_K', down: () => 'Q5_K', o: () => 'Q5_K' },
+    q2_k: { v: () => (gqa >= 4 ? 'Q4_K' : 'Q3_K'), down: () => 'Q3_K', o: () => 'Q3_K' },
+    iq4_xs: { v: () => (gqa >= 4 ? 'Q5_K' : undefined), down: () => (layer < Math.floor(n / 8) ? 'Q5_K' : undefined), o: () => undefined },
+    iq4_nl: { v: () => (gqa >= 4 ? 'Q5_K' : undefined), down: () => (layer < Math.floor(n / 8) ? 'Q5_K' : undefined), o: () => undefined },
+  };
+  type = rules[dtype]?.[part]() ?? type;
+  if (part === 'v' && (type === 'Q3_K' || type === 'Q4_K') && isLlama70B(c)) type = 'Q5_K';
+  return withFallback(type, cols);
 }
 
 /** The GGUF name of a Hugging Face Llama (Mistral, Qwen 2) tensor. */
