@@ -177,6 +177,29 @@ describe('longlora command line', () => {
     assert.equal(rebuilt.code, 0, rebuilt.err);
     assert.match(rebuilt.err, /tokenizer: \S*bare\.gguf \(tokenizer\.ggml vocabulary\): 2048 tokens; bos <s> \(1\), eos <\/s> \(2\)/);
     assert.equal(cli('generate', '--model', bare, '--tokenizer', path.join(dir, 'merged'), '--prompt', 'x', '--max-new-tokens', '2', '--backend', 'cpu').code, 0);
+    // A vocabulary it cannot rebuild (the model's name patched to an unknown one) or none at all (the key renamed):
+    // generating says what to pass; evaluating pre-tokenized data needs no tokenizer and says why it has none.
+    const patched = (from: string, to: string): string => {
+      const bytes = fs.readFileSync(bare);
+      const at = bytes.indexOf(Buffer.from(from));
+      assert.ok(at > 0 && from.length === to.length, from);
+      bytes.write(to, at);
+      const file = path.join(fresh(), 'patched.gguf');
+      fs.writeFileSync(file, bytes);
+      return file;
+    };
+    const value = (v: string): string => `tokenizer.ggml.model\u0008\u0000\u0000\u0000\u0005\u0000\u0000\u0000\u0000\u0000\u0000\u0000${v}`; // key, type string, length 5, value
+    const unknown = patched(value('llama'), value('xxxxx'));
+    assert.match(cli('generate', '--model', unknown, '--prompt', 'x', '--backend', 'cpu').err, /its vocabulary is llama\.cpp's "xxxxx" tokenizer; .*pass --tokenizer DIR/);
+    const noVocab = patched('tokenizer.ggml.model', 'tokenizer.ggml.xxxxx');
+    assert.match(cli('generate', '--model', noVocab, '--prompt', 'x', '--backend', 'cpu').err,
+      /patched\.gguf carries no tokenizer \(neither a Hugging Face tokenizer, as files exported here have, nor a tokenizer\.ggml vocabulary\) and \S+ has no tokenizer\.json; pass --tokenizer DIR/);
+    for (const [file, why] of [[unknown, /tokenizer: none \(not needed for pre-tokenized data; the file's: .*"xxxxx" tokenizer/], [noVocab, /tokenizer: none \(not needed for pre-tokenized data\)/]] as const) {
+      const r = cli(...pplArgs, '--model', file);
+      assert.equal(r.code, 0, r.err);
+      assert.match(r.err, why);
+      assert.equal(ppl(r.out), ppl(fromGguf.out), 'the same model, whatever its tokenizer');
+    }
     assert.match(cli(...pplArgs, '--model', gguf, '--adapter', out).err, /--adapter applies to a model folder, not to a GGUF file/);
     // What needs the Hugging Face folder says so when given the GGUF file; flops reads the file's shape.
     for (const args of [['train', '--model', gguf, '--data', path.join(tiny, 'data', 'train.bin'), '--output', path.join(fresh(), 'run')],
