@@ -201,11 +201,24 @@ describe('longlora command line', () => {
       assert.equal(ppl(r.out), ppl(fromGguf.out), 'the same model, whatever its tokenizer');
     }
     assert.match(cli(...pplArgs, '--model', gguf, '--adapter', out).err, /--adapter applies to a model folder, not to a GGUF file/);
-    // What needs the Hugging Face folder says so when given the GGUF file; flops reads the file's shape.
+    // What needs the Hugging Face folder says so when given the GGUF file, and how to make one of it; flops reads the file's shape.
     for (const args of [['train', '--model', gguf, '--data', path.join(tiny, 'data', 'train.bin'), '--output', path.join(fresh(), 'run')],
-      ['merge', '--base', gguf, '--adapter', out, '--out', path.join(fresh(), 'm')], ['export', '--model', gguf, '--out', path.join(dir, 'g.gguf')]]) {
-      assert.match(cli(...args).err, /merged\.gguf is a GGUF file, and this needs a Hugging Face model folder .*generate and chat take --model FILE\.gguf\); train, merge or export from the checkpoint folder/, args[0]);
+      ['merge', '--base', gguf, '--adapter', out, '--out', path.join(fresh(), 'm')]]) {
+      assert.match(cli(...args).err, /merged\.gguf is a GGUF file, and this needs a Hugging Face model folder .*generate and chat take --model FILE\.gguf\); train, merge or export from the checkpoint folder it was made from, or convert it into one first: longlora export --model \S*merged\.gguf --out DIR/, args[0]);
     }
+    assert.match(cli('export', '--model', gguf, '--out', path.join(dir, 'g.gguf')).err, /merged\.gguf is already a GGUF file; to convert it into a Hugging Face model folder, give --out a folder/);
+    assert.match(cli('export', '--model', gguf, '--out', path.join(fresh(), 'x'), '--dtype', 'q8_0').err, /converting \S*merged\.gguf into a folder, --dtype must be f32, f16 or bf16/);
+    // Converted into a folder (the llama.cpp-style file, its tokenizer rebuilt), it trains like any other and evaluates as the file does.
+    const converted = path.join(fresh(), 'converted');
+    const conv = cli('export', '--model', bare, '--out', converted);
+    assert.equal(conv.code, 0, conv.err);
+    assert.match(conv.out, /wrote \S*converted: a Hugging Face model folder of 39 tensors in f16, config\.json, and the tokenizer from \S*bare\.gguf \(tokenizer\.ggml vocabulary\)/);
+    assert.deepEqual(fs.readdirSync(converted).sort(), ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+    assert.equal(ppl(cli(...pplArgs, '--model', converted).out), ppl(fromGguf.out));
+    assert.match(cli('export', '--model', bare, '--out', converted).err, /converted already exists and is not an empty folder; pass a new folder/);
+    const tuned = cli('train', '--model', converted, '--data', path.join(tiny, 'data', 'train.bin'), '--seq-len', '256', '--steps', '1', '--batch-size', '1',
+      '--output', path.join(fresh(), 'run'), '--backend', 'cpu', '--ppl-data', 'null', '--no-merge', '--no-gguf');
+    assert.equal(tuned.code, 0, tuned.err);
     assert.match(cli('flops', '--model', gguf, '--seq-lens', '1k').out, /^merged: forward FLOPs of one sequence \(C 128, I 384, L 4, H 4, Hkv 4, D 32, V 2048\)/);
     fs.writeFileSync(path.join(dir, 'bad.gguf'), 'not a gguf');
     assert.match(cli('info', path.join(dir, 'bad.gguf')).err, /bad\.gguf is not a readable GGUF file/);

@@ -51,13 +51,14 @@ export interface WrittenCheckpoint {
 
 /**
  * Why a file cannot stand where a model folder is needed: a GGUF file (an export) can be
- * evaluated and run, but training, merging and exporting start from a Hugging Face folder.
+ * evaluated and run, but training, merging and exporting start from a Hugging Face folder
+ * (which `longlora export --model FILE.gguf --out DIR` makes of it).
  */
 export function notAFolder(file: string): string {
   if (file.endsWith('.gguf')) {
     return `${file} is a GGUF file, and this needs a Hugging Face model folder (config.json and *.safetensors): ` +
       'a GGUF file can be evaluated and run (eval ppl, eval passkey, generate and chat take --model FILE.gguf); ' +
-      'train, merge or export from the checkpoint folder it was made from';
+      `train, merge or export from the checkpoint folder it was made from, or convert it into one first: longlora export --model ${file} --out DIR`;
   }
   return `${file} is a file, and this needs a folder; pass the folder that holds it`;
 }

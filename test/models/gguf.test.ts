@@ -15,7 +15,7 @@ import { gguf } from '@huggingface/gguf';
 import { openCheckpoint, writeCheckpoint } from '../../src/io/checkpoint.js';
 import { EMBED_TOKENIZER_MAX_BYTES, embeddedTokenizer, exportGguf, exportGgufAdapter, llamaCppRopeFlags, permuteRotary, ropeFreqFactors } from '../../src/models/llama/gguf.js';
 import { loadLlama } from '../../src/models/llama/load.js';
-import { describeGgufRopeScaling, ggufTokenizer, llama3FromRopeFreqs, loadLlamaGguf } from '../../src/models/llama/gguf-load.js';
+import { describeGgufRopeScaling, ggufToFolder, ggufTokenizer, llama3FromRopeFreqs, loadLlamaGguf } from '../../src/models/llama/gguf-load.js';
 import { readGgufHeader } from '../../src/io/gguf-read.js';
 import { applyLora } from '../../src/lora/inject.js';
 import { mergeAdapter } from '../../src/lora/adapted.js';
@@ -374,6 +374,42 @@ describe('GGUF export', () => {
       a.dispose();
       b.dispose();
     }
+  });
+
+  it('a GGUF file back into a Hugging Face folder: the same weights, config, tokenizer and logits (f32), its dtype kept or bf16 for a quantised file', async () => {
+    const ids = Int32Array.from([1, 80, 412, 7, 1999, 33, 256, 1024, 5, 6]);
+    const dirs = [
+      variant((c) => { c.rope_scaling = { type: 'linear', factor: 4 }; }),
+      variant((c) => { c.rope_scaling = { rope_type: 'llama3', factor: 4, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 }; }),
+    ];
+    for (const dir of dirs) {
+      const file = path.join(fresh(), 'm.gguf');
+      exportGguf(dir, file, { dtype: 'f32', modelfile: false, embedTokenizer: false });
+      const out = path.join(fresh(), 'hf');
+      let ticks = 0;
+      const r = await ggufToFolder(file, out, { onTensor: () => { ticks++; } });
+      assert.deepEqual([r.dtype, r.tensors, ticks], ['f32', 39, 39]);
+      const a = await loadLlama(dir);
+      const b = await loadLlama(out);
+      assert.deepEqual({ ...b.config, torchDtype: null, eosTokenId: null }, { ...a.config, torchDtype: null, eosTokenId: null }, 'the config');
+      assert.deepEqual(await logitsOf(b, ids, 1, ids.length), await logitsOf(a, ids, 1, ids.length), 'the logits');
+      a.dispose();
+      b.dispose();
+      const text = 'The quick brown fox, 1234 times.\nNaïve café 😀';
+      assert.deepEqual(Tokenizer.load(out).encode(text), Tokenizer.load(dir).encode(text), 'the tokenizer, rebuilt from the file');
+    }
+    const q8 = path.join(fresh(), 'q8.gguf');
+    exportGguf(TINY, q8, { dtype: 'q8_0', modelfile: false });
+    const out = path.join(fresh(), 'hf');
+    assert.equal((await ggufToFolder(q8, out)).dtype, 'bf16', 'a quantised file becomes bf16');
+    assert.equal((JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')) as { torch_dtype: string }).torch_dtype, 'bfloat16');
+    await assert.rejects(ggufToFolder(q8, out), /hf already exists and is not an empty folder; pass a new folder/);
+    assert.equal((await ggufToFolder(q8, path.join(fresh(), 'f16'), { dtype: 'f16' })).dtype, 'f16');
+    // A file cut short fails while the weights are staged: nothing in the folder looks like a model.
+    fs.truncateSync(q8, fs.statSync(q8).size - 1000);
+    const cut = path.join(fresh(), 'cut');
+    await assert.rejects(ggufToFolder(q8, cut), /q8\.gguf ends early \(truncated\?\); export it again/);
+    assert.ok(!fs.existsSync(cut) || fs.readdirSync(cut).every((f) => !f.endsWith('.json') && !f.endsWith('.safetensors')), String(fs.existsSync(cut) && fs.readdirSync(cut)));
   });
 
   it('an export carries its Hugging Face tokenizer: the same ids, specials and chat template as the folder\'s', async () => {

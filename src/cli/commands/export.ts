@@ -1,19 +1,21 @@
 /**
  * `longlora export`: a Llama checkpoint folder (a merged model) → one GGUF file for llama.cpp
- * and ollama; or, with --adapter, a plain LoRA adapter → a GGUF LoRA for llama.cpp --lora.
+ * and ollama; or, with --adapter, a plain LoRA adapter → a GGUF LoRA for llama.cpp --lora;
+ * or a GGUF file → a Hugging Face model folder (to fine-tune a model one has only as GGUF).
  */
 import fs from 'node:fs';
 import { LongLoraError } from '../../errors.js';
 import { resolveAdapter, resolveModel } from '../../io/hub.js';
 import { exportGguf, exportGgufAdapter, GGUF_DTYPES, type GgufDType } from '../../models/llama/gguf.js';
+import { ggufToFolder } from '../../models/llama/gguf-load.js';
 import { ProgressBar } from '../../train/progress.js';
 import { parse } from '../args.js';
 
 const OPTIONS = {
-  model: { type: 'string', help: 'model folder (config.json, safetensors, tokenizer.json; e.g. a merged LongLoRA model), or a Hub repository as org/name' },
+  model: { type: 'string', help: 'model folder (config.json, safetensors, tokenizer.json; e.g. a merged LongLoRA model), or a Hub repository as org/name; or a .gguf file to convert into a Hugging Face folder (--out DIR)' },
   revision: { type: 'string', help: 'Hub branch, tag or commit (default main)' },
-  out: { type: 'string', help: 'the .gguf file to write' },
-  dtype: { type: 'string', help: 'f32, f16, bf16, q8_0 (8-bit, about half of f16), or llama.cpp\'s mixes q6_k (6.6 bits per weight), q5_k_m (5.7), q5_k_s (5.5), q4_k_m (4.8), q4_k_s (4.6), q4_0 (4.5), iq4_xs (4.3), iq4_nl (4.6), q3_k_l (4.3), q3_k_m (3.9), q3_k_s (3.5), q2_k (3.0) for the weights (default: the checkpoint\'s own; norms are always f32)' },
+  out: { type: 'string', help: 'the .gguf file to write (or, from a .gguf --model, the folder to write)' },
+  dtype: { type: 'string', help: 'f32, f16, bf16, q8_0 (8-bit, about half of f16), or llama.cpp\'s mixes q6_k (6.6 bits per weight), q5_k_m (5.7), q5_k_s (5.5), q4_k_m (4.8), q4_k_s (4.6), q4_0 (4.5), iq4_xs (4.3), iq4_nl (4.6), q3_k_l (4.3), q3_k_m (3.9), q3_k_s (3.5), q2_k (3.0) for the weights (default: the checkpoint\'s own; norms are always f32); converting a .gguf --model into a folder: f32, f16 or bf16 (default: the file\'s, bf16 when quantised)' },
   name: { type: 'string', help: 'general.name in the file (default: the folder\'s name)' },
   tokenizer: { type: 'string', help: 'folder of tokenizer.json (default: the model folder)' },
   adapter: { type: 'string', help: 'write this plain LoRA adapter (a --mode lora run) as a GGUF LoRA for llama.cpp --lora, on the base --model, instead of the model' },
@@ -41,12 +43,37 @@ export function exportWithProgress(dir: string, out: string, opts: { dtype?: Ggu
     `(llama.cpp: llama-cli -m ${out} -c 0; ollama: ollama create NAME -f ${r.modelfile}, which sets num_ctx ${r.contextLength})`);
 }
 
+/** A GGUF file → a Hugging Face folder, with a progress bar on stderr and a one-line summary. */
+async function ggufToFolderWithProgress(file: string, out: string, dtype: unknown, tokenizerDir: string | undefined): Promise<void> {
+  if (out.endsWith('.gguf')) {
+    throw new LongLoraError(`export: ${file} is already a GGUF file; to convert it into a Hugging Face model folder, give --out a folder (e.g. --out ${file.slice(0, -'.gguf'.length)}-hf)`);
+  }
+  if (dtype !== undefined && dtype !== 'f32' && dtype !== 'f16' && dtype !== 'bf16') {
+    throw new LongLoraError(`export: converting ${file} into a folder, --dtype must be f32, f16 or bf16 (the safetensors weights), got ${String(dtype)}`);
+  }
+  let bar: ProgressBar | null = null;
+  const r = await ggufToFolder(file, out, {
+    ...(dtype ? { dtype } : {}),
+    ...(tokenizerDir !== undefined ? { tokenizerDir } : {}),
+    onTensor: (done, total) => {
+      bar ??= new ProgressBar(total, 'tensors', 0, process.stderr, 2000);
+      bar.update(done);
+    },
+  });
+  console.log(`wrote ${out}: a Hugging Face model folder of ${r.tensors} tensors in ${r.dtype}, config.json, and the tokenizer from ${r.tokenizer} ` +
+    `(fine-tune it: longlora train --model ${out} ...)`);
+}
+
 export async function exportCommand(argv: string[]): Promise<void> {
-  const args = parse(argv, 'longlora export --model DIR --out FILE.gguf [--dtype f16] [--name NAME]\n       longlora export --model BASE_DIR --adapter RUN_DIR --out LORA.gguf   (a plain LoRA for llama.cpp --lora)', OPTIONS);
+  const args = parse(argv, 'longlora export --model DIR --out FILE.gguf [--dtype f16] [--name NAME]\n       longlora export --model BASE_DIR --adapter RUN_DIR --out LORA.gguf   (a plain LoRA for llama.cpp --lora)\n       longlora export --model FILE.gguf --out DIR [--dtype bf16]   (a GGUF file as a Hugging Face folder)', OPTIONS);
   if (!args) return;
   const { model, out, tokenizer, name } = args.values;
   if (typeof model !== 'string') throw new LongLoraError('export: --model is required (a model folder; merge an adapter first with `longlora merge`, or pass --gguf to it)');
   if (typeof out !== 'string') throw new LongLoraError('export: --out is required (the .gguf file to write)');
+  if (model.endsWith('.gguf')) {
+    await ggufToFolderWithProgress(model, out, args.values.dtype, typeof tokenizer === 'string' ? tokenizer : undefined);
+    return;
+  }
   const dtype = ggufDType(args.values.dtype, 'export');
   const revision = args.values.revision;
   const dir = await resolveModel(model, { ...(typeof revision === 'string' ? { revision } : {}) });

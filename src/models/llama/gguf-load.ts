@@ -1,24 +1,29 @@
 /**
  * A GGUF file as a model: the inverse of exportGguf, for evaluating or running an export
- * (say a q4_k_m file's perplexity against the merged model it came from). The config comes
- * from the file's metadata (llama, qwen2 and qwen3 architectures; RoPE scaling none,
+ * (say a q4_k_m file's perplexity against the merged model it came from) or a file
+ * llama.cpp made, and (ggufToFolder) as a Hugging Face folder to fine-tune. The config
+ * comes from the file's metadata (llama, qwen2 and qwen3 architectures; RoPE scaling none,
  * linear, yarn, or Llama 3's frequency factors, which are read back as the llama3 scaling
- * that gives them), the weights are read tensor by tensor, dequantised (F32, F16, BF16, Q8_0, Q5_0,
- * Q5_1, Q4_0, Q4_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS) and, for the llama architecture, q and k rows are put back in
- * Hugging Face's rotate-half order. The tokenizer is the Hugging Face one an export of this
- * project embeds, else the one rebuilt from the file's `tokenizer.ggml.*` vocabulary
- * (ggufTokenizer, gguf-tokenizer.ts).
+ * that gives them); the weights are read tensor by tensor, dequantised (F32, F16, BF16,
+ * Q8_0, Q5_0, Q5_1, Q4_0, Q4_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS) and, for the
+ * llama architecture, q and k rows are put back in Hugging Face's rotate-half order. The
+ * tokenizer is the Hugging Face one an export of this project embeds, else the one rebuilt
+ * from the file's `tokenizer.ggml.*` vocabulary (ggufTokenizer, gguf-tokenizer.ts).
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import { LongLoraError } from '../../errors.js';
-import { ggufMetadata, ggufRopeScaling, ggufTensorData, readGgufHeader, type GgufHeader } from '../../io/gguf-read.js';
+import { ggmlTypeName, ggufMetadata, ggufRopeScaling, ggufTensorData, readGgufHeader, type GgufHeader } from '../../io/gguf-read.js';
+import { writeJsonAtomic } from '../../io/atomic.js';
+import { writeCheckpoint } from '../../io/checkpoint.js';
+import type { TensorEntry } from '../../io/safetensors.js';
 import type { Backend } from '../../backend/backend.js';
 import { currentBackend } from '../../backend/registry.js';
 import type { RopeScaling } from '../../nn/rope.js';
 import { describeRopeScaling, yarnMscale } from '../../nn/rope-scaling.js';
 import { fromFloatArray } from '../../tensor/dtype.js';
 import { fromHost } from '../../tensor/tensor.js';
-import { parseLlamaConfig, type LlamaConfig } from './config.js';
+import { llamaConfigToHF, llamaTensorShapes, parseLlamaConfig, TORCH_DTYPE, type LlamaConfig } from './config.js';
 import { HF_TOKENIZER_CONFIG_KEY, HF_TOKENIZER_KEY, ggufTensorName, ropeFreqFactors, rotaryHeads, unpermuteRotary } from './gguf.js';
 import { Tokenizer } from '../../tokenizer/tokenizer.js';
 import { ggufTokenizerFiles } from '../../tokenizer/gguf-tokenizer.js';
@@ -114,18 +119,34 @@ export async function describeGgufRopeScaling(file: string, header: GgufHeader):
   }
 }
 
-/** The f32 values of a file's `rope_freqs.weight` (a few dozen, read on their own). */
-function ropeFreqsOf(file: string, header: GgufHeader): Float32Array {
+type ByteReader = (start: number, length: number) => Uint8Array;
+
+/** Runs `fn` with a reader of `file`'s bytes, closing the file after; a file that ends early is named. */
+function withFile<T>(file: string, fn: (read: ByteReader) => T): T {
   const fd = fs.openSync(file, 'r');
   try {
-    return ggufTensorData(header, 'rope_freqs.weight', (start, length) => {
+    return fn((start, length) => {
       const b = Buffer.alloc(length);
       if (fs.readSync(fd, b, 0, length, start) !== length) throw new LongLoraError(`${file} ends early (truncated?); export it again`);
       return new Uint8Array(b.buffer, b.byteOffset, length);
-    }).data;
+    });
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** The f32 values of Hugging Face tensor `name` (of `shape`) in a GGUF file: dequantised, and q and k rows back in rotate-half order. */
+function hfTensorValues(file: string, header: GgufHeader, config: LlamaConfig, read: ByteReader, name: string, shape: readonly number[]): Float32Array {
+  const g = ggufTensorName(name);
+  const t = ggufTensorData(header, g, read);
+  if (t.shape.join(',') !== shape.join(',')) throw new LongLoraError(`${file}: tensor ${g} is [${t.shape.join(', ')}], the metadata implies [${shape.join(', ')}]`);
+  const heads = rotaryHeads(config, name);
+  return heads > 0 ? unpermuteRotary(t.data, shape[0]!, shape[1] ?? 1, heads) : t.data;
+}
+
+/** The f32 values of a file's `rope_freqs.weight` (a few dozen, read on their own). */
+function ropeFreqsOf(file: string, header: GgufHeader): Float32Array {
+  return withFile(file, (read) => ggufTensorData(header, 'rope_freqs.weight', read).data);
 }
 
 /**
@@ -210,31 +231,69 @@ export async function loadLlamaGguf(file: string, opts: { dtype?: ParamDType; ba
   const config = opts.ropeScaling ? { ...parsed, ropeScaling: opts.ropeScaling } : parsed;
   const dtype = opts.dtype ?? 'f32';
   const backend = opts.backend ?? currentBackend();
-  const fd = fs.openSync(file, 'r');
   const created: Array<{ dispose(): void }> = [];
-  const read = (start: number, length: number): Uint8Array => {
-    const b = Buffer.alloc(length);
-    if (fs.readSync(fd, b, 0, length, start) !== length) throw new LongLoraError(`${file} ends early (truncated?); export it again`);
-    return new Uint8Array(b.buffer, b.byteOffset, length);
-  };
   try {
-    return new LlamaForCausalLM(config, (name, shape) => {
-      const g = ggufTensorName(name);
-      const t = ggufTensorData(header, g, read);
-      if (t.shape.join(',') !== shape.join(',')) throw new LongLoraError(`${file}: tensor ${g} is [${t.shape.join(', ')}], the metadata implies [${shape.join(', ')}]`);
-      const heads = rotaryHeads(config, name);
-      const f32 = heads > 0 ? unpermuteRotary(t.data, shape[0]!, shape[1] ?? 1, heads) : t.data;
+    return withFile(file, (read) => new LlamaForCausalLM(config, (name, shape) => {
+      const f32 = hfTensorValues(file, header, config, read, name, shape);
       const data = dtype === 'f32' ? f32 : dtype === 'f64' ? Float64Array.from(f32) : fromFloatArray(f32, dtype);
       if (dtype === 'f16') checkF16Range(data as Uint16Array, name, file);
       const tensor = fromHost(data, shape, dtype, backend).keep();
       tensor.name = name;
       created.push(tensor);
       return tensor;
-    }, computeOf(dtype));
+    }, computeOf(dtype)));
   } catch (e) {
     for (const t of created) t.dispose();
     throw e;
-  } finally {
-    fs.closeSync(fd);
   }
+}
+
+/** What ggufToFolder wrote. */
+export interface GgufFolderResult {
+  dir: string;
+  tensors: number;
+  dtype: 'f32' | 'f16' | 'bf16';
+  /** Where the tokenizer came from (the file's own, rebuilt, or --tokenizer's folder). */
+  tokenizer: string;
+}
+
+/**
+ * A GGUF file as a Hugging Face model folder (config.json, safetensors, tokenizer.json and
+ * tokenizer_config.json), so that a model someone has only as GGUF can be fine-tuned,
+ * merged and exported like any other: the tensors are read, dequantised and put back in
+ * Hugging Face's order one at a time (the memory of the largest, not of the model), in
+ * `dtype` (default: the file's f32, f16 or bf16, and bf16 for a quantised file). The
+ * tokenizer is `tokenizerDir`'s, else the file's (ggufTokenizer). Nothing is written until
+ * the file's config and tokenizer are read; the weights are staged and renamed, and
+ * config.json comes last, so a failure leaves no folder that looks complete. `outDir` must
+ * be new or empty.
+ */
+export async function ggufToFolder(file: string, outDir: string, opts: { dtype?: 'f32' | 'f16' | 'bf16'; tokenizerDir?: string; onTensor?: (done: number, total: number) => void } = {}): Promise<GgufFolderResult> {
+  if (fs.existsSync(outDir) && (!fs.statSync(outDir).isDirectory() || fs.readdirSync(outDir).length > 0)) {
+    throw new LongLoraError(`${outDir} already exists and is not an empty folder; pass a new folder for the converted model`);
+  }
+  const { config, header } = await readGgufModel(file);
+  const tokenizer = opts.tokenizerDir !== undefined ? Tokenizer.load(opts.tokenizerDir) : ggufTokenizer(header, file);
+  if (!tokenizer) throw new LongLoraError(`${file} carries no tokenizer; pass --tokenizer DIR (the folder of the model the file was converted from)`);
+  tokenizer.checkModel(config.vocabSize, file);
+  const types = new Set(header.tensorInfos.filter((t) => t.shape.length > 1).map((t) => ggmlTypeName(t.dtype)));
+  const plain = types.size === 1 ? ({ F32: 'f32', F16: 'f16', BF16: 'bf16' } as const)[[...types][0] as 'F32' | 'F16' | 'BF16'] : undefined;
+  const dtype = opts.dtype ?? plain ?? 'bf16';
+  const shapes = [...llamaTensorShapes(config)];
+  let done = 0;
+  withFile(file, (read) => writeCheckpoint(outDir, shapes.map(([name, shape]): TensorEntry => ({
+    name,
+    dtype,
+    shape,
+    data: () => {
+      const f32 = hfTensorValues(file, header, config, read, name, shape);
+      const data = dtype === 'f32' ? f32 : fromFloatArray(f32, dtype);
+      if (dtype === 'f16') checkF16Range(data as Uint16Array, name, file);
+      opts.onTensor?.(++done, shapes.length);
+      return data;
+    },
+  })), { metadata: { source: path.basename(file) } }));
+  tokenizer.save(outDir);
+  writeJsonAtomic(path.join(outDir, 'config.json'), { ...llamaConfigToHF(config), torch_dtype: TORCH_DTYPE[dtype] });
+  return { dir: outDir, tensors: shapes.length, dtype, tokenizer: tokenizer.source };
 }
