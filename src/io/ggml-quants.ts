@@ -17,7 +17,6 @@
  *                                 16 × int8 scales (one per 16 values) · d (f16);
  *                                 x = d·scale·(q − 32)
  *
- *
  * And the types of llama.cpp's lower-bit mixes:
  *
  *   Q4_0    32 values in 18 bytes:  d (f16) · 16 bytes of nibbles (as Q5_0's); x = d·(q − 8)

@@ -33,10 +33,13 @@ import { checkCheckpointTensor, checkF16Range } from './load.js';
 
 /**
  * Storage of the 2-D weights: a float type; ggml's 8-bit Q8_0; or one of llama.cpp's
- * k-quant mixes as its quantize tool makes them (ggufWeightType): Q6_K (6.56 bits per
- * weight); Q5_K_M and Q4_K_M (5- or 4-bit, with Q6_K for the output layer and for the
- * attention values and MLP down projections of some layers); Q5_K_S and Q4_K_S (smaller:
- * only the output layer in Q6_K, and in Q4_K_S a few early layers in Q5_K).
+ * mixes as its quantize tool makes them without an importance matrix (ggufWeightType):
+ * Q6_K (6.56 bits per weight); Q5_K_M and Q4_K_M (5- or 4-bit, with Q6_K for the output
+ * layer and for the attention values and MLP down projections of some layers); Q5_K_S and
+ * Q4_K_S (smaller: only the output layer in Q6_K, and in Q4_K_S a few early layers in
+ * Q5_K); Q4_0; IQ4_XS and IQ4_NL (4-bit on non-uniform levels); Q3_K_L, Q3_K_M, Q3_K_S and
+ * Q2_K (3- and 2-bit, with more bits for some attention and MLP projections; 4.27 to 3.01
+ * bits per weight).
  */
 export type GgufDType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q6_k' | 'q5_k_m' | 'q5_k_s' | 'q4_k_m' | 'q4_k_s' | 'q4_0' | 'iq4_xs' | 'iq4_nl' |
   'q3_k_l' | 'q3_k_m' | 'q3_k_s' | 'q2_k';
@@ -182,17 +185,19 @@ export function ggufWeightType(dtype: GgufDType, name: string, shape: readonly n
   if (!m) return withFallback(type, cols);
   const [layer, n, gqa] = [Number(m[1]), c.numLayers, c.numHeads / c.numKvHeads];
   const part = m[2] === 'self_attn.v_proj' ? 'v' : m[2] === 'self_attn.o_proj' ? 'o' : 'down';
-  const rules: Partial<Record<GgufDType, Record<typeof part, () => QuantType | undefined>>> = {
-    q5_k_m: { v: () => (useMoreBits(layer, n) ? 'Q6_K' : undefined), down: () => (useMoreBits(layer, n) ? 'Q6_K' : undefined), o: () => undefined },
-    q4_k_m: { v: () => (useMoreBits(layer, n) ? 'Q6_K' : undefined), down: () => (useMoreBits(layer, n) ? 'Q6_K' : undefined), o: () => undefined },
-    q4_k_s: { v: () => (layer < 4 ? 'Q5_K' : undefined), down: () => (layer < Math.floor(n / 8) ? 'Q5_K' : undefined), o: () => undefined },
-    q3_k_m: { v: () => (layer < 2 ? 'Q5_K' : 'Q4_K'), down: () => (layer < Math.floor(n / 16) ? 'Q5_K' : 'Q4_K'), o: () => 'Q4_K' },
-    q3_k_l: { v: () => 'Q5_K', down: () => 'Q5_K', o: () => 'Q5_K' },
-    q2_k: { v: () => (gqa >= 4 ? 'Q4_K' : 'Q3_K'), down: () => 'Q3_K', o: () => 'Q3_K' },
-    iq4_xs: { v: () => (gqa >= 4 ? 'Q5_K' : undefined), down: () => (layer < Math.floor(n / 8) ? 'Q5_K' : undefined), o: () => undefined },
-    iq4_nl: { v: () => (gqa >= 4 ? 'Q5_K' : undefined), down: () => (layer < Math.floor(n / 8) ? 'Q5_K' : undefined), o: () => undefined },
+  const more = useMoreBits(layer, n) ? 'Q6_K' : undefined; // the _M mixes' favoured layers
+  const iq4 = { v: gqa >= 4 ? 'Q5_K' : undefined, down: layer < Math.floor(n / 8) ? 'Q5_K' : undefined, o: undefined } as const;
+  const rules: Partial<Record<GgufDType, Record<typeof part, QuantType | undefined>>> = {
+    q5_k_m: { v: more, down: more, o: undefined },
+    q4_k_m: { v: more, down: more, o: undefined },
+    q4_k_s: { v: layer < 4 ? 'Q5_K' : undefined, down: layer < Math.floor(n / 8) ? 'Q5_K' : undefined, o: undefined },
+    q3_k_m: { v: layer < 2 ? 'Q5_K' : 'Q4_K', down: layer < Math.floor(n / 16) ? 'Q5_K' : 'Q4_K', o: 'Q4_K' },
+    q3_k_l: { v: 'Q5_K', down: 'Q5_K', o: 'Q5_K' },
+    q2_k: { v: gqa >= 4 ? 'Q4_K' : 'Q3_K', down: 'Q3_K', o: 'Q3_K' },
+    iq4_xs: iq4,
+    iq4_nl: iq4,
   };
-  type = rules[dtype]?.[part]() ?? type;
+  type = rules[dtype]?.[part] ?? type;
   if (part === 'v' && (type === 'Q3_K' || type === 'Q4_K') && isLlama70B(c)) type = 'Q5_K';
   return withFallback(type, cols);
 }
