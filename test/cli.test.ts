@@ -237,6 +237,16 @@ describe('longlora command line', () => {
     const hub = cliWith({ ...process.env, HF_HUB_CACHE: cache, HF_HUB_OFFLINE: '1' }, 'export', '--model', 'org/tiny', '--out', path.join(dir, 'hub.gguf'));
     assert.equal(hub.code, 0, hub.err);
     assert.match(cli('info', path.join(dir, 'hub.gguf')).out, /llama "tiny", 4 layers/);
+    // A GGUF file on the Hub, as org/name/file.gguf (here from the cache): evaluated as it is, and converted into a folder.
+    fs.copyFileSync(path.join(dir, 'hub.gguf'), path.join(snap, 'tiny-f16.gguf'));
+    const offline = { ...process.env, HF_HUB_CACHE: cache, HF_HUB_OFFLINE: '1' };
+    const hubPpl = cliWith(offline, ...pplArgs, '--model', 'org/tiny/tiny-f16.gguf');
+    assert.equal(hubPpl.code, 0, hubPpl.err);
+    assert.match(hubPpl.err, /model: \S*models--org--tiny\/snapshots\/c{40}\/tiny-f16\.gguf \(GGUF, 4 layers/);
+    const hubDir = path.join(fresh(), 'from-hub');
+    assert.equal(cliWith(offline, 'export', '--model', 'org/tiny/tiny-f16.gguf', '--out', hubDir).code, 0);
+    assert.ok(fs.existsSync(path.join(hubDir, 'config.json')));
+    assert.match(cliWith(offline, ...pplArgs, '--model', 'org/tiny/tiny-q4.gguf').err, /offline \(HF_HUB_OFFLINE\) and the cached snapshot \S+ is incomplete \(tiny-q4\.gguf missing\)/);
     const lora = cli('export', '--model', tiny, '--adapter', out, '--out', path.join(dir, 'lora.gguf'));
     assert.equal(lora.code, 1);
     assert.match(lora.err, /also trained .*which a GGUF LoRA cannot carry.*longlora merge/);

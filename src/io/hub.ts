@@ -18,8 +18,8 @@ import { INDEX_FILE, parseIndex } from './checkpoint.js';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, LONGLORA_JSON } from './peft-format.js';
 import { ProgressBar, type ProgressStream } from '../train/progress.js';
 
-/** What a repository holds: a model, or a PEFT adapter (a training run's output). */
-export type RepoKind = 'model' | 'adapter';
+/** What is wanted of a repository: a model, a PEFT adapter (a training run's output), or one GGUF file of it (`gguf:PATH`). */
+export type RepoKind = 'model' | 'adapter' | `gguf:${string}`;
 
 /** An adapter's files: the two PEFT needs, and longlora.json when there is one. */
 const ADAPTER_NEEDED = [ADAPTER_CONFIG, ADAPTER_WEIGHTS];
@@ -79,12 +79,22 @@ export function isRepoId(spec: string): boolean {
   return !fs.existsSync(spec) && /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/.test(spec) && !spec.includes('..');
 }
 
+/**
+ * The repository and path of a GGUF file on the Hub, "org/name/path/in/repo.gguf" (as in
+ * the file's address on the Hub), or null for anything else (a local file among them).
+ */
+export function repoGgufFile(spec: string): { repo: string; file: string } | null {
+  const m = /^([A-Za-z0-9][\w.-]*\/[\w.-]+)\/([\w.\-/]+\.gguf)$/i.exec(spec);
+  return m && !fs.existsSync(spec) && !spec.includes('..') ? { repo: m[1]!, file: m[2]! } : null;
+}
+
 function repoFolder(cacheDir: string, repo: string): string {
   return path.join(cacheDir, `models--${repo.split('/').join('--')}`);
 }
 
 /** Why a snapshot folder cannot be used, or null when it holds a complete model (or adapter). */
 function snapshotProblem(dir: string, kind: RepoKind = 'model'): string | null {
+  if (kind.startsWith('gguf:')) return fs.existsSync(path.join(dir, kind.slice(5))) ? null : `${kind.slice(5)} missing`;
   if (kind === 'adapter') {
     const missing = ADAPTER_NEEDED.filter((f) => !fs.existsSync(path.join(dir, f)));
     return missing.length ? `${missing.join(' and ')} missing` : null;
@@ -148,7 +158,14 @@ function adapterFiles(repo: string, listed: ReadonlyMap<string, number>): string
   return ADAPTER_FILES.filter((f) => listed.has(f));
 }
 
-/** Downloads what a Llama (or an adapter) needs from `repo` into the cache and records the ref. Returns the snapshot folder. */
+/** The one GGUF file wanted of a repository, checked; a missing one names those it has. */
+function ggufFile(repo: string, file: string, listed: ReadonlyMap<string, number>): string[] {
+  if (listed.has(file)) return [file];
+  const have = [...listed.keys()].filter((p) => p.toLowerCase().endsWith('.gguf'));
+  throw new LongLoraError(`${repo} has no file ${file}; ${have.length ? `its GGUF files: ${have.slice(0, 12).join(', ')}${have.length > 12 ? ', …' : ''}` : 'it has no GGUF files'}`);
+}
+
+/** Downloads what a Llama (or an adapter, or a GGUF file) needs from `repo` into the cache and records the ref. Returns the snapshot folder. */
 async function download(repo: string, revision: string, cacheDir: string, o: HubOptions, kind: RepoKind): Promise<string> {
   const creds = { ...(o.token ? { accessToken: o.token } : {}), ...(o.fetch ? { fetch: o.fetch } : {}), ...(o.hubUrl ? { hubUrl: o.hubUrl } : {}) };
   const info = await modelInfo({ name: repo, revision, additionalFields: ['sha'], ...creds });
@@ -158,7 +175,7 @@ async function download(repo: string, revision: string, cacheDir: string, o: Hub
   for await (const f of listFiles({ repo, revision: commit, recursive: true, ...creds })) {
     if (f.type === 'file') listed.set(f.path, f.size);
   }
-  const wanted = kind === 'adapter' ? adapterFiles(repo, listed) : [...listed.keys()].filter((p) => NEEDED.includes(p));
+  const wanted = kind.startsWith('gguf:') ? ggufFile(repo, kind.slice(5), listed) : kind === 'adapter' ? adapterFiles(repo, listed) : [...listed.keys()].filter((p) => NEEDED.includes(p));
   const files = wanted.map((p) => ({ path: p, size: listed.get(p)! }));
   if (kind === 'model') for (const w of await weightFiles(repo, commit, cacheDir, listed, creds)) files.push({ path: w, size: listed.get(w)! });
   const total = files.reduce((a, f) => a + f.size, 0);
@@ -194,6 +211,16 @@ export async function resolveModel(spec: string, o: HubOptions = {}): Promise<st
 }
 
 /**
+ * A local GGUF file for a file on the Hub ("org/name/path/file.gguf", see repoGgufFile),
+ * resolved through the cache (downloading that one file when online).
+ */
+export async function resolveGgufFile(spec: string, o: HubOptions = {}): Promise<string> {
+  const r = repoGgufFile(spec);
+  if (!r) throw new LongLoraError(`${spec} is not a GGUF file on the Hub; name one as org/name/file.gguf`);
+  return path.join(await resolveRepo(r.repo, o, `gguf:${r.file}`), r.file);
+}
+
+/**
  * A local adapter folder for `spec`: an existing path as it is, or a Hub repository id
  * (an adapter `longlora push` uploaded, or any PEFT LoRA adapter) resolved through the
  * cache: adapter_config.json, adapter_model.safetensors and longlora.json when it has one.
@@ -202,9 +229,14 @@ export async function resolveAdapter(spec: string, o: HubOptions = {}): Promise<
   return resolveRepo(spec, o, 'adapter');
 }
 
+/** What to pass instead, in the errors. */
+function local(kind: RepoKind): string {
+  return kind === 'model' ? 'model folder' : kind === 'adapter' ? 'adapter folder' : 'GGUF file';
+}
+
 async function resolveRepo(spec: string, o: HubOptions, kind: RepoKind): Promise<string> {
   if (!isRepoId(spec)) {
-    if (!fs.existsSync(spec)) throw new LongLoraError(`${spec} does not exist; pass ${kind === 'model' ? 'a model' : 'an adapter'} folder, or a Hub repository as org/name`);
+    if (!fs.existsSync(spec)) throw new LongLoraError(`${spec} does not exist; pass ${kind === 'adapter' ? 'an adapter' : 'a model'} folder, or a Hub repository as org/name`);
     return spec;
   }
   const env = o.env ?? process.env;
@@ -214,7 +246,7 @@ async function resolveRepo(spec: string, o: HubOptions, kind: RepoKind): Promise
   const cached = cachedSnapshot(spec, revision, cacheDir, kind);
   if (offline) {
     if (cached.dir) return cached.dir;
-    throw new LongLoraError(`${spec}: offline (HF_HUB_OFFLINE) and ${cached.why}; download it once while online, or pass a local ${kind} folder`);
+    throw new LongLoraError(`${spec}: offline (HF_HUB_OFFLINE) and ${cached.why}; download it once while online, or pass a local ${local(kind)}`);
   }
   try {
     const hubUrl = o.hubUrl ?? hubEndpoint(env);
@@ -231,6 +263,6 @@ async function resolveRepo(spec: string, o: HubOptions, kind: RepoKind): Promise
     if (status === 401 || status === 403 || status === 404) {
       throw new LongLoraError(`${spec}: the Hub refused (${status}: ${reason}); check the name, and for gated models accept the licence and set HF_TOKEN`);
     }
-    throw new LongLoraError(`${spec}: cannot reach the Hub (${reason}) and ${cached.why}; connect to the internet once, or pass a local ${kind} folder`);
+    throw new LongLoraError(`${spec}: cannot reach the Hub (${reason}) and ${cached.why}; connect to the internet once, or pass a local ${local(kind)}`);
   }
 }

@@ -8,7 +8,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { cachedSnapshot, hubCacheDir, isRepoId, resolveAdapter, resolveModel } from '../../src/io/hub.js';
+import { cachedSnapshot, hubCacheDir, isRepoId, repoGgufFile, resolveAdapter, resolveGgufFile, resolveModel } from '../../src/io/hub.js';
 import { openCheckpoint, writeCheckpoint } from '../../src/io/checkpoint.js';
 import { goldenDir } from '../helpers/fixtures.js';
 import { sink, tinyConfig } from '../helpers/train.js';
@@ -165,6 +165,26 @@ describe('Hugging Face cache', () => {
     await assert.rejects(resolveAdapter('org/model', { cacheDir: cache, fetch: model.fetch, hubUrl: 'https://hub.test', out: sink() }),
       /org\/model has no adapter_config\.json or adapter_model\.safetensors: it is not a PEFT LoRA adapter \(for a model, pass it as --model\)/);
     await assert.rejects(resolveAdapter('no/such', { cacheDir: cache, offline: true }), /offline \(HF_HUB_OFFLINE\) and no\/such@main is not in the cache .*; download it once while online, or pass a local adapter folder/);
+  });
+
+  it('a GGUF file on the Hub (org/name/path/file.gguf): that one file, cached and reused offline; a missing one names those the repository has', async () => {
+    assert.deepEqual(repoGgufFile('bartowski/Llama-3.2-1B-Instruct-GGUF/Llama-3.2-1B-Instruct-Q4_K_M.gguf'),
+      { repo: 'bartowski/Llama-3.2-1B-Instruct-GGUF', file: 'Llama-3.2-1B-Instruct-Q4_K_M.gguf' });
+    assert.deepEqual(repoGgufFile('org/tiny/q/m.gguf'), { repo: 'org/tiny', file: 'q/m.gguf' });
+    for (const notOne of ['org/tiny', 'm.gguf', 'org/m.gguf', 'org/tiny/../m.gguf', 'org/tiny/m.bin']) assert.equal(repoGgufFile(notOne), null, notOne);
+    const files = { 'q/m-Q8_0.gguf': Buffer.from('GGUF one'), 'm-f16.gguf': Buffer.from('GGUF two'), 'README.md': Buffer.from('# tiny') };
+    const hub = fakeHub(files);
+    const cache = fresh();
+    const out = sink();
+    const file = await resolveGgufFile('org/tiny/q/m-Q8_0.gguf', { cacheDir: cache, fetch: hub.fetch, hubUrl: 'https://hub.test', out });
+    assert.equal(file, path.join(cache, 'models--org--tiny', 'snapshots', COMMIT, 'q', 'm-Q8_0.gguf'));
+    assert.deepEqual(fs.readFileSync(file), files['q/m-Q8_0.gguf']);
+    assert.deepEqual(hub.served, ['q/m-Q8_0.gguf'], 'only that file');
+    assert.match(out.text(), /downloading org\/tiny@aaaaaaaa: 1 file\(s\)/);
+    assert.equal(await resolveGgufFile('org/tiny/q/m-Q8_0.gguf', { cacheDir: cache, offline: true }), file, 'reused offline afterwards');
+    await assert.rejects(resolveGgufFile('org/tiny/m-f16.gguf', { cacheDir: cache, offline: true }), /org\/tiny: offline \(HF_HUB_OFFLINE\) and the cached snapshot \S+ is incomplete \(m-f16\.gguf missing\); download it once while online, or pass a local GGUF file/);
+    await assert.rejects(resolveGgufFile('org/tiny/m-Q4_K_M.gguf', { cacheDir: fresh(), fetch: hub.fetch, hubUrl: 'https://hub.test', out: sink() }),
+      /org\/tiny has no file m-Q4_K_M\.gguf; its GGUF files: q\/m-Q8_0\.gguf, m-f16\.gguf/);
   });
 
   it('online, sharded: the shards the index names, not the other safetensors beside them (Mistral\'s consolidated.safetensors)', async () => {

@@ -5,14 +5,14 @@
  */
 import fs from 'node:fs';
 import { LongLoraError } from '../../errors.js';
-import { resolveAdapter, resolveModel } from '../../io/hub.js';
+import { repoGgufFile, resolveAdapter, resolveGgufFile, resolveModel } from '../../io/hub.js';
 import { exportGguf, exportGgufAdapter, GGUF_DTYPES, type GgufDType } from '../../models/llama/gguf.js';
 import { ggufToFolder } from '../../models/llama/gguf-load.js';
 import { ProgressBar } from '../../train/progress.js';
 import { parse } from '../args.js';
 
 const OPTIONS = {
-  model: { type: 'string', help: 'model folder (config.json, safetensors, tokenizer.json; e.g. a merged LongLoRA model), or a Hub repository as org/name; or a .gguf file to convert into a Hugging Face folder (--out DIR)' },
+  model: { type: 'string', help: 'model folder (config.json, safetensors, tokenizer.json; e.g. a merged LongLoRA model), or a Hub repository as org/name; or a .gguf file (local, or on the Hub as org/name/file.gguf) to convert into a Hugging Face folder (--out DIR)' },
   revision: { type: 'string', help: 'Hub branch, tag or commit (default main)' },
   out: { type: 'string', help: 'the .gguf file to write (or, from a .gguf --model, the folder to write)' },
   dtype: { type: 'string', help: 'f32, f16, bf16, q8_0 (8-bit, about half of f16), or llama.cpp\'s mixes q6_k (6.6 bits per weight), q5_k_m (5.7), q5_k_s (5.5), q4_k_m (4.8), q4_k_s (4.6), q4_0 (4.5), iq4_xs (4.3), iq4_nl (4.6), q3_k_l (4.3), q3_k_m (3.9), q3_k_s (3.5), q2_k (3.0) for the weights (default: the checkpoint\'s own; norms are always f32); converting a .gguf --model into a folder: f32, f16 or bf16 (default: the file\'s, bf16 when quantised)' },
@@ -70,12 +70,13 @@ export async function exportCommand(argv: string[]): Promise<void> {
   const { model, out, tokenizer, name } = args.values;
   if (typeof model !== 'string') throw new LongLoraError('export: --model is required (a model folder; merge an adapter first with `longlora merge`, or pass --gguf to it)');
   if (typeof out !== 'string') throw new LongLoraError('export: --out is required (the .gguf file to write)');
+  const revision = args.values.revision;
   if (model.endsWith('.gguf')) {
-    await ggufToFolderWithProgress(model, out, args.values.dtype, typeof tokenizer === 'string' ? tokenizer : undefined);
+    const file = repoGgufFile(model) ? await resolveGgufFile(model, { ...(typeof revision === 'string' ? { revision } : {}) }) : model; // org/name/file.gguf: from the Hub
+    await ggufToFolderWithProgress(file, out, args.values.dtype, typeof tokenizer === 'string' ? tokenizer : undefined);
     return;
   }
   const dtype = ggufDType(args.values.dtype, 'export');
-  const revision = args.values.revision;
   const dir = await resolveModel(model, { ...(typeof revision === 'string' ? { revision } : {}) });
   // A Hub snapshot's folder is named by its commit: the repository's name reads better.
   const fallbackName = dir !== model ? model.split('/').pop()! : undefined;

@@ -11,7 +11,7 @@ import { checkTensorCoreBackend, tensorCoreNote, useTensorCores } from '../../ba
 import type { Precision } from '../../tensor/dtype.js';
 import { LongLoraError } from '../../errors.js';
 import { readJsonFile } from '../../io/checkpoint.js';
-import { resolveAdapter, resolveModel } from '../../io/hub.js';
+import { repoGgufFile, resolveAdapter, resolveGgufFile, resolveModel } from '../../io/hub.js';
 import { loadAdapter } from '../../io/peft.js';
 import { SafetensorsFile } from '../../io/safetensors.js';
 import { adapterRopeScaling, loadWithAdapter } from '../../lora/adapted.js';
@@ -30,7 +30,7 @@ import type { QuantizeMode } from '../../quant/quantize-model.js';
 
 /** The flags that choose and load a model. */
 export const MODEL_OPTIONS: Record<string, OptionSpec> = {
-  model: { type: 'string', help: 'model folder, a Hugging Face repository org/name (downloaded into the HF cache), or a .gguf file (its tokenizer is read from the file; --tokenizer overrides)' },
+  model: { type: 'string', help: 'model folder, a Hugging Face repository org/name (downloaded into the HF cache), or a .gguf file, local or on the Hub as org/name/file.gguf (its tokenizer is read from the file; --tokenizer overrides)' },
   adapter: { type: 'string', help: 'adapter folder (a `longlora train` output) applied to --model, or a Hub repository as org/name' },
   tokenizer: { type: 'string', help: 'tokenizer folder (default: the model folder)' },
   'context-size': { type: 'string', help: 'interpolate RoPE positions for this context (official rule) when the model does not cover it' },
@@ -201,8 +201,11 @@ export async function loadModel(v: Values, out: NodeJS.WritableStream = process.
   if (backend === 'auto') notes.push(`backend: ${(await autoBackend()).backend.name}`);
   else await setBackend(backend);
   if (tensorCores) notes.push(tensorCoreNote(currentBackend(), dtype, (str(v, 'precision') ?? 'f32') as Precision));
-  if (/\.gguf$/i.test(spec)) return loadGgufModel(spec, v, dtype as 'f32' | 'bf16' | 'f16', notes, how.optionalTokenizer === true);
   const revision = str(v, 'revision');
+  if (/\.gguf$/i.test(spec)) {
+    const file = repoGgufFile(spec) ? await resolveGgufFile(spec, { ...(revision ? { revision } : {}), out }) : spec; // org/name/file.gguf: from the Hub
+    return loadGgufModel(file, v, dtype as 'f32' | 'bf16' | 'f16', notes, how.optionalTokenizer === true);
+  }
   const dir = await resolveModel(spec, { ...(revision ? { revision } : {}), out });
   const adapterSpec = str(v, 'adapter');
   const adapter = adapterSpec ? await resolveAdapter(adapterSpec, { out }) : undefined;
