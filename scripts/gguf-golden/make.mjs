@@ -3,7 +3,8 @@
  * model (test/helpers/kquant-model.ts) in f32, q8_0 and each quantised mix (q6_k, q5_k_m,
  * q5_k_s, q4_k_m, q4_k_s, q4_0, iq4_xs, iq4_nl, q3_k_l, q3_k_m, q3_k_s, q2_k), and in f32 with each RoPE scaling an export writes (linear,
  * llama3's frequency factors, yarn with and without an explicit attention factor; an
- * original context of 16 tokens, so that the prompts reach past it): llama.cpp, through
+ * original context of 16 tokens, so that the prompts reach past it), and as a Qwen 2 and a
+ * Qwen 3 (llama.cpp's qwen2 and qwen3 architectures) in f32 and q4_k_m: llama.cpp, through
  * node-llama-cpp's prebuilt CPU binary, loads
  * each file this project wrote and evaluates
  * the prompts. test/models/gguf-kquants.test.ts then checks that this project's reading of
@@ -29,7 +30,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const { writeKquantModel, withRopeScaling, KQUANT_PROMPTS, KQUANT_CONFIG, KQUANT_ROPE_SCALINGS } = await import(path.join(root, 'dist', 'test', 'helpers', 'kquant-model.js'));
+const { writeKquantModel, withRopeScaling, KQUANT_PROMPTS, KQUANT_CONFIG, KQUANT_ROPE_SCALINGS, KQUANT_ARCHITECTURES } = await import(path.join(root, 'dist', 'test', 'helpers', 'kquant-model.js'));
 const { exportGguf } = await import(path.join(root, 'dist', 'src', 'models', 'llama', 'gguf.js'));
 const from = process.env.NODE_LLAMA_CPP_DIR ? path.resolve(process.env.NODE_LLAMA_CPP_DIR) : root;
 let entry;
@@ -45,6 +46,7 @@ const llamaVersion = JSON.parse(fs.readFileSync(path.join(path.dirname(entry), '
 const EXPORTS = [
   ...['f32', 'q8_0', 'q6_k', 'q5_k_m', 'q5_k_s', 'q4_k_m', 'q4_k_s', 'q4_0', 'iq4_xs', 'iq4_nl', 'q3_k_l', 'q3_k_m', 'q3_k_s', 'q2_k'].map((dtype) => ({ dtype })),
   ...KQUANT_ROPE_SCALINGS.map((rope_scaling) => ({ dtype: 'f32', rope_scaling })),
+  ...Object.keys(KQUANT_ARCHITECTURES).flatMap((arch) => [{ dtype: 'f32', arch }, { dtype: 'q4_k_m', arch }]),
 ];
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'gguf-golden-'));
 const modelDir = path.join(work, 'model');
@@ -53,10 +55,16 @@ const llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' });
 const V = KQUANT_CONFIG.vocab_size;
 const probs = new Float32Array(EXPORTS.length * KQUANT_PROMPTS.length * V);
 const golden = { llamaCpp: `node-llama-cpp ${llamaVersion} (prebuilt llama.cpp, CPU)`, vocab: V, prompts: KQUANT_PROMPTS, exports: [] };
-for (const [d, { dtype, rope_scaling }] of EXPORTS.entries()) {
-  const label = rope_scaling ? `${dtype}-${rope_scaling.rope_type}${rope_scaling.attention_factor ? '-attn' : ''}` : dtype;
+for (const [d, { dtype, rope_scaling, arch }] of EXPORTS.entries()) {
+  const label = rope_scaling ? `${dtype}-${rope_scaling.rope_type}${rope_scaling.attention_factor ? '-attn' : ''}` : arch ? `${dtype}-${arch}` : dtype;
   const file = path.join(work, `${label}.gguf`);
-  exportGguf(rope_scaling ? await withRopeScaling(modelDir, rope_scaling) : modelDir, file, { dtype, modelfile: false, name: 'kquant-test' });
+  let source = modelDir;
+  if (rope_scaling) source = await withRopeScaling(modelDir, rope_scaling);
+  if (arch) {
+    source = path.join(work, arch);
+    if (!fs.existsSync(source)) await writeKquantModel(source, arch);
+  }
+  exportGguf(source, file, { dtype, modelfile: false, name: 'kquant-test' });
   const sha256 = crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
   const model = await llama.loadModel({ modelPath: file });
   // f32 key/value cache and no flash attention (llama.cpp's defaults are an f16 cache and, on the CPU, f16 attention),
@@ -76,7 +84,7 @@ for (const [d, { dtype, rope_scaling }] of EXPORTS.entries()) {
   seq.dispose();
   await ctx.dispose();
   await model.dispose();
-  golden.exports.push({ dtype, ...(rope_scaling ? { rope_scaling } : {}), sha256, bytes: fs.statSync(file).size });
+  golden.exports.push({ dtype, ...(rope_scaling ? { rope_scaling } : {}), ...(arch ? { arch } : {}), sha256, bytes: fs.statSync(file).size });
   console.log(`${label}: ${fs.statSync(file).size} bytes, sha256 ${sha256.slice(0, 16)}…`);
 }
 const outDir = path.join(root, 'test', 'fixtures', 'gguf-golden');

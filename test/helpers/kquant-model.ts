@@ -7,7 +7,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseLlamaConfig } from '../../src/models/llama/config.js';
+import { llamaTensorShapes, parseLlamaConfig } from '../../src/models/llama/config.js';
 import { randomLlama, saveLlama } from '../../src/models/llama/load.js';
 import { Rng } from '../../src/tensor/random.js';
 import { ROOT } from './fixtures.js';
@@ -43,17 +43,35 @@ export async function withRopeScaling(dir: string, ropeScaling: Record<string, u
   return out;
 }
 
-/** Writes the model to `dir` (created). */
-export async function writeKquantModel(dir: string): Promise<void> {
+/**
+ * The other architectures the golden also exports the model as (in f32): Qwen 2 (llama.cpp's
+ * qwen2: rotate-half RoPE, biases on q, k and v) and Qwen 3 (qwen3: RMSNorm over each q and k
+ * head), their biases and head norms drawn at random so that they matter.
+ */
+export const KQUANT_ARCHITECTURES: Record<string, Record<string, unknown>> = {
+  qwen2: { model_type: 'qwen2', architectures: ['Qwen2ForCausalLM'], rope_theta: 1000000 },
+  qwen3: { model_type: 'qwen3', architectures: ['Qwen3ForCausalLM'], rope_theta: 1000000 },
+};
+
+/** Writes the model to `dir` (created); `arch` names one of KQUANT_ARCHITECTURES (default: the Llama). */
+export async function writeKquantModel(dir: string, arch?: string): Promise<void> {
   fs.mkdirSync(dir, { recursive: true });
-  const config = parseLlamaConfig(KQUANT_CONFIG);
-  const model = randomLlama(config, { seed: 2026, std: 0.02 });
+  const json = arch ? { ...KQUANT_CONFIG, ...KQUANT_ARCHITECTURES[arch] } : KQUANT_CONFIG;
+  const config = parseLlamaConfig(json);
+  const rng = new Rng(7);
+  const hostCache = new Map<string, Float32Array>();
+  for (const [name, shape] of llamaTensorShapes(config)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (name.endsWith('.bias')) hostCache.set(name, Float32Array.from({ length: n }, () => 0.5 * rng.normal()));
+    if (/\.[qk]_norm\.weight$/.test(name)) hostCache.set(name, Float32Array.from({ length: n }, () => 1 + 0.2 * rng.normal()));
+  }
+  const model = randomLlama(config, { seed: 2026, std: 0.02, hostCache });
   try {
     await saveLlama(model, dir, { dtype: 'f32' });
   } finally {
     model.dispose();
   }
-  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(KQUANT_CONFIG, null, 2));
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(json, null, 2));
   for (const f of ['tokenizer.json', 'tokenizer_config.json']) fs.copyFileSync(path.join(ROOT, 'models', 'tiny-longlora', f), path.join(dir, f));
 }
 

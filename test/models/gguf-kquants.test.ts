@@ -28,7 +28,7 @@ import { loadLlama } from '../../src/models/llama/load.js';
 import { Rng } from '../../src/tensor/random.js';
 import { ROOT } from '../helpers/fixtures.js';
 import { logitsOf } from '../helpers/model.js';
-import { KQUANT_CONFIG, KQUANT_ROPE_SCALINGS, LOW_BIT_TYPE_IDS, lowBitValues, withRopeScaling, writeKquantModel } from '../helpers/kquant-model.js';
+import { KQUANT_ARCHITECTURES, KQUANT_CONFIG, KQUANT_ROPE_SCALINGS, LOW_BIT_TYPE_IDS, lowBitValues, withRopeScaling, writeKquantModel } from '../helpers/kquant-model.js';
 import { tempFolders } from '../helpers/tmp.js';
 
 const fresh = tempFolders('gguf-kquants');
@@ -242,7 +242,7 @@ describe('GGUF k-quants', () => {
 
   it('llama.cpp reads the exported files as this project does: the same next-token distributions in f32, q8_0, every k-quant mix, and with each RoPE scaling', async (t) => {
     const golden = JSON.parse(fs.readFileSync(path.join(GOLDEN, 'golden.json'), 'utf8')) as
-      { prompts: number[][]; vocab: number; exports: Array<{ dtype: GgufDType; rope_scaling?: Record<string, unknown>; sha256: string }> };
+      { prompts: number[][]; vocab: number; exports: Array<{ dtype: GgufDType; rope_scaling?: Record<string, unknown>; arch?: string; sha256: string }> };
     const probs = new Float32Array(new Uint8Array(fs.readFileSync(path.join(GOLDEN, 'probs.bin'))).buffer);
     const dir = fresh();
     const modelDir = path.join(dir, 'model');
@@ -251,10 +251,16 @@ describe('GGUF k-quants', () => {
     const P = golden.prompts.length;
     const ours: Float64Array[][] = [];
     assert.deepEqual(golden.exports.filter((e) => e.rope_scaling).map((e) => e.rope_scaling), KQUANT_ROPE_SCALINGS, 'the golden has every scaling');
-    for (const [d, { dtype, rope_scaling: scaling, sha256 }] of golden.exports.entries()) {
-      const label = scaling ? `${dtype}, ${String(scaling.rope_type)} RoPE scaling${scaling.attention_factor ? ' with attention_factor' : ''}` : dtype;
+    assert.deepEqual([...new Set(golden.exports.flatMap((e) => (e.arch ? [e.arch] : [])))], Object.keys(KQUANT_ARCHITECTURES), 'and every architecture');
+    const ref: Record<string, Float64Array[]> = {}; // each architecture's own f32 distributions, for what quantisation moves
+    for (const [d, { dtype, rope_scaling: scaling, arch, sha256 }] of golden.exports.entries()) {
+      const label = scaling ? `${dtype}, ${String(scaling.rope_type)} RoPE scaling${scaling.attention_factor ? ' with attention_factor' : ''}` : arch ? `${dtype}, ${arch}` : dtype;
       const file = path.join(dir, `${d}.gguf`);
-      const source = scaling ? await withRopeScaling(modelDir, KQUANT_ROPE_SCALINGS.find((s) => JSON.stringify(s) === JSON.stringify(scaling))!) : modelDir;
+      let source = scaling ? await withRopeScaling(modelDir, KQUANT_ROPE_SCALINGS.find((s) => JSON.stringify(s) === JSON.stringify(scaling))!) : modelDir;
+      if (arch) {
+        source = path.join(dir, arch);
+        if (!fs.existsSync(source)) await writeKquantModel(source, arch);
+      }
       exportGguf(source, file, { dtype, modelfile: false, name: 'kquant-test' });
       assert.equal(crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex'), sha256,
         `${label}: the export changed since the golden was made; if on purpose, regenerate it (scripts/gguf-golden/make.mjs)`);
@@ -271,12 +277,14 @@ describe('GGUF k-quants', () => {
         ours[d]!.push(mine);
         const theirs = probs.subarray((d * P + p) * V, (d * P + p + 1) * V);
         const agree = logitDistance(mine, theirs);
-        const moved = d === 0 ? 0 : logitDistance(mine, ours[0]![p]!);
-        t.diagnostic(`${label}, prompt ${p}: logits differ from llama.cpp's by ${agree.toExponential(2)}${d ? `; ${scaling ? 'the scaling' : 'quantisation'} moved them by ${moved.toExponential(2)}` : ''} (relative RMS)`);
+        if (arch && dtype === 'f32') (ref[arch] ??= []).push(mine);
+        const moved = d === 0 || (arch && dtype === 'f32') ? 0 : logitDistance(mine, (arch ? ref[arch]! : ours[0]!)[p]!);
+        t.diagnostic(`${label}, prompt ${p}: logits differ from llama.cpp's by ${agree.toExponential(2)}${moved ? `; ${scaling ? 'the scaling' : 'quantisation'} moved them by ${moved.toExponential(2)}` : ''} (relative RMS)`);
         // Reading a layout wrongly (nibbles or scales swapped) gives differences above 1; llama.cpp's
         // own rounding of the activations (8 bits) leaves about 0.02 here.
         assert.ok(agree < (dtype === 'f32' ? 1e-5 : 0.05), `${label}, prompt ${p}: logits differ from llama.cpp's by ${agree}`);
         if (dtype !== 'f32' && dtype !== 'q8_0') assert.ok(agree < moved / 2, `${label}, prompt ${p}: ${agree} is not well inside the quantisation's own effect, ${moved}`);
+        if (arch && dtype === 'f32') assert.ok(logitDistance(mine, ours[0]![p]!) > 100 * agree, `${label}, prompt ${p}: not another model than the Llama`);
         if (scaling) assert.ok(agree < moved / 100, `${label}, prompt ${p}: ${agree} is not far inside what the scaling does, ${moved}`);
       }
       model.dispose();
