@@ -11,7 +11,8 @@ export * from './browser.js';
 export { loadLlama, saveLlama } from './models/llama/load.js';
 export type { LoadOptions, SaveOptions } from './models/llama/load.js';
 export { exportGguf, ggufTensorName, ggufWeightType, llamaGgufMetadata, GGUF_DTYPES } from './models/llama/gguf.js';
-export { loadLlamaGguf, readGgufModel } from './models/llama/gguf-load.js';
+export { importanceMatrix, type ImportanceMatrix } from './models/llama/importance.js';
+export { ggufToFolder, loadLlamaGguf, readGgufModel } from './models/llama/gguf-load.js';
 export type { GgufExportOptions, GgufExportResult, GgufDType } from './models/llama/gguf.js';
 
 // text: tokenizer folders (the browser builds them from parsed files, browser-text.ts)

@@ -227,6 +227,15 @@ describe('longlora command line', () => {
     assert.equal(bad.code, 1);
     assert.match(bad.err, /--dtype must be one of f32, f16, bf16, q8_0, q6_k, q5_k_m, q5_k_s, q4_k_m, q4_k_s, q4_0, iq4_xs, iq4_nl, q3_k_l, q3_k_m, q3_k_s, q2_k, got q4/);
     assert.match(cli('export', '--out', 'x.gguf').err, /--model is required/);
+    // An importance matrix from calibration tokens: for the quantised mixes only, from a .bin token file.
+    const imat = cli('export', '--model', path.join(dir, 'merged'), '--out', path.join(dir, 'imat.gguf'), '--dtype', 'q4_0',
+      '--imatrix-data', path.join(tiny, 'data', 'train.bin'), '--imatrix-tokens', '1024', '--imatrix-seq-len', '256');
+    assert.equal(imat.code, 0, imat.err);
+    assert.match(imat.err, /importance matrix: 1,024 tokens of \S*train\.bin in windows of 256, on \w+\n[\s\S]*importance matrix: 29 weights, measured on 1,024 tokens/);
+    assert.match(cli('export', '--model', path.join(dir, 'merged'), '--out', path.join(dir, 'x.gguf'), '--dtype', 'q8_0', '--imatrix-data', path.join(tiny, 'data', 'train.bin')).err,
+      /--imatrix-data is for the quantised mixes \(q6_k … q2_k\); --dtype q8_0/);
+    assert.match(cli('export', '--model', path.join(dir, 'merged'), '--out', path.join(dir, 'x.gguf'), '--dtype', 'q4_0', '--imatrix-data', path.join(tiny, 'README.md')).err,
+      /--imatrix-data takes a \.bin token file, got \S*README\.md; make one with longlora tokenize TEXT --tokenizer/);
     // A Hub repository id, from the cache (offline): named after the repository, not the snapshot's commit.
     const cache = path.join(dir, 'hub');
     const snap = path.join(cache, 'models--org--tiny', 'snapshots', 'c'.repeat(40));

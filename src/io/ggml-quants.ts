@@ -68,8 +68,41 @@ export function blocksOf(x: Float32Array, type: QuantType): number {
   return x.length / per;
 }
 
-/** Quantises `x` (a multiple of the block size long) to `type`. */
-export function quantize(type: QuantType, x: Float32Array): Uint8Array {
+/**
+ * An importance matrix's row for one tensor: how much each input column matters (the mean
+ * square of the activations it multiplies), and the column of x[0] (x is a run of rows of
+ * `weights.length` values, or a part of one starting at that column).
+ */
+export interface Importance {
+  weights: Float32Array;
+  first?: number;
+}
+
+/** The importance of the quantise call in progress (see quantize), or null. */
+let importance: Importance | null = null;
+
+/**
+ * Quantises `x` (a multiple of the block size long) to `type`. With `imp`, the fits of the
+ * scales and offsets minimise the squared error weighted by each value's column importance
+ * (what an importance matrix is for: the error of the layer's output, not of its weights;
+ * see loadWeights); Q8_0 and Q5_0 take their scales from each block's largest value either
+ * way, and IQ4_NL and IQ4_XS do not take it (it made them worse where measured).
+ */
+export function quantize(type: QuantType, x: Float32Array, imp?: Importance): Uint8Array {
+  if (imp) {
+    if (imp.weights.length === 0 || !imp.weights.every((w) => Number.isFinite(w) && w >= 0)) {
+      throw new LongLoraError(`${type}: importance weights must be finite and ≥ 0, one per column`);
+    }
+    importance = imp;
+  }
+  try {
+    return quantizeAs(type, x);
+  } finally {
+    importance = null;
+  }
+}
+
+function quantizeAs(type: QuantType, x: Float32Array): Uint8Array {
   switch (type) {
     case 'Q8_0': return quantizeQ8_0(x);
     case 'Q5_0': return quantizeQ5_0(x);
@@ -168,9 +201,34 @@ export function quantizeAffine32(x: Float32Array, type: 'Q5_1' | 'Q4_1'): Uint8A
   return out;
 }
 
-/** Scratch of the fits: a sub-block's values widened once (and shifted by the affine fit's low end). */
+/** Scratch of the fits: a sub-block's values widened once (and shifted by the affine fit's low end), and their weights. */
 const fitValues = new Float64Array(32);
 const fitShifted = new Float64Array(32);
+const fitWeights = new Float64Array(32);
+
+/**
+ * Fills fitWeights with the weights of values off … off + n − 1 of the tensor being
+ * quantised, or with ones (without an importance matrix, or where it is all zero); returns
+ * their sum. As llama.cpp weighs them: the column's importance times √(σ² + x²), σ² the
+ * values' mean square, so that within a column large values count more.
+ */
+function loadWeights(x: Float32Array, off: number, n: number): number {
+  let sum = 0;
+  if (importance) {
+    const w = importance.weights;
+    let sigma2 = 0;
+    for (let i = 0; i < n; i++) sigma2 += x[off + i]! * x[off + i]!;
+    sigma2 /= n;
+    let c = ((importance.first ?? 0) + off) % w.length;
+    for (let i = 0; i < n; i++) {
+      sum += (fitWeights[i] = w[c]! * Math.sqrt(sigma2 + x[off + i]! * x[off + i]!));
+      if (++c === w.length) c = 0;
+    }
+    if (sum > 0) return sum;
+  }
+  fitWeights.fill(1, 0, n);
+  return n;
+}
 
 /**
  * The affine fit of n values to x ≈ s·q − m with q in 0..qmax and s ≥ 0: rounding at a
@@ -186,10 +244,12 @@ function fitAffine(x: Float32Array, off: number, n: number, qmax: number, out: {
   let sxx = 0;
   const v = fitValues;
   const t = fitShifted;
+  const w = fitWeights;
+  const sw = loadWeights(x, off, n);
   for (let i = 0; i < n; i++) {
     const xi = x[off + i]!;
     v[i] = xi;
-    lo = Math.min(lo, xi); hi = Math.max(hi, xi); sx += xi; sxx += xi * xi;
+    lo = Math.min(lo, xi); hi = Math.max(hi, xi); sx += w[i]! * xi; sxx += w[i]! * xi * xi;
   }
   out.s = 0;
   out.m = -lo;
@@ -202,15 +262,15 @@ function fitAffine(x: Float32Array, off: number, n: number, qmax: number, out: {
     for (let i = 0; i < n; i++) {
       let q = (t[i]! * iscale + 0.5) | 0; // ≥ 0: round half up
       if (q > qmax) q = qmax;
-      sq += q; sqq += q * q; sqx += q * v[i]!;
+      sq += w[i]! * q; sqq += w[i]! * q * q; sqx += w[i]! * q * v[i]!;
     }
-    const det = n * sqq - sq * sq;
+    const det = sw * sqq - sq * sq;
     if (det <= 0) continue;
-    let sc = (n * sqx - sq * sx) / det;
+    let sc = (sw * sqx - sq * sx) / det;
     let c = (sqq * sx - sq * sqx) / det; // x ≈ s·q + c, c = −m
     if (c > 0 && throughZero) { c = 0; sc = sqx / sqq; }
     if (!(sc > 0)) continue;
-    const err = sxx - 2 * sc * sqx - 2 * c * sx + sc * sc * sqq + 2 * sc * c * sq + n * c * c;
+    const err = sxx - 2 * sc * sqx - 2 * c * sx + sc * sc * sqq + 2 * sc * c * sq + sw * c * c;
     if (err < best) { best = err; out.s = sc; out.m = -c; }
   }
 }
@@ -224,6 +284,8 @@ function fitAffine(x: Float32Array, off: number, n: number, qmax: number, out: {
 function fitSymmetric(x: Float32Array, off: number, n: number, nmax: number): number {
   let peak = 0;
   const v = fitValues;
+  const w = fitWeights;
+  loadWeights(x, off, n);
   for (let i = 0; i < n; i++) {
     v[i] = x[off + i]!;
     if (Math.abs(v[i]!) > Math.abs(peak)) peak = v[i]!;
@@ -237,7 +299,7 @@ function fitSymmetric(x: Float32Array, off: number, n: number, nmax: number): nu
     for (let i = 0; i < n; i++) {
       let q = Math.floor(iscale * v[i]! + 0.5);
       if (q < -nmax) q = -nmax; else if (q > nmax - 1) q = nmax - 1;
-      sqx += q * v[i]!; sqq += q * q;
+      sqx += w[i]! * q * v[i]!; sqq += w[i]! * q * q;
     }
     if (sqq === 0) continue;
     const gain = (sqx * sqx) / sqq;
@@ -474,6 +536,8 @@ function nearestIQ4(v: number): number {
 function fitIQ4(x: Float32Array, off: number, n: number): number {
   let peak = 0;
   const v = fitValues;
+  const w = fitWeights;
+  fitWeights.fill(1, 0, n); // not weighted by an importance matrix: on the main job's model it made IQ4_NL worse (docs/BENCHMARKS.md)
   for (let i = 0; i < n; i++) {
     v[i] = x[off + i]!;
     if (Math.abs(v[i]!) > Math.abs(peak)) peak = v[i]!;
@@ -487,7 +551,7 @@ function fitIQ4(x: Float32Array, off: number, n: number): number {
     let slx = 0, sll = 0;
     for (let i = 0; i < n; i++) {
       const l = IQ4_LEVELS[nearestIQ4(v[i]! * iscale)]!;
-      slx += l * v[i]!; sll += l * l;
+      slx += w[i]! * l * v[i]!; sll += w[i]! * l * l;
     }
     if (sll > 0 && slx * slx > best * sll) { best = (slx * slx) / sll; bestS = slx / sll; bestStep = step; }
   }

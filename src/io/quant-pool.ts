@@ -9,7 +9,7 @@
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { InternalError } from '../errors.js';
-import { BLOCKS, blocksOf, quantize, type QuantType } from './ggml-quants.js';
+import { BLOCKS, blocksOf, quantize, type Importance, type QuantType } from './ggml-quants.js';
 
 /** One worker's share of a tensor. */
 export interface QuantJob {
@@ -22,6 +22,8 @@ export interface QuantJob {
   outOffset: number;
   state: SharedArrayBuffer;
   slot: number;
+  /** The tensor's importance (see quantize), with `first` the column of value `from`. */
+  importance?: Importance;
 }
 
 /** Smallest tensor worth sharing out (values); below it the calling thread does it all. */
@@ -44,9 +46,10 @@ export class QuantPool {
     }
   }
 
-  /** What quantize(type, x) returns, computed on all the pool's threads. */
-  quantize(type: QuantType, x: Float32Array): Uint8Array {
-    if (this.workers.length === 0 || x.length < this.minParallel) return quantize(type, x);
+  /** What quantize(type, x, imp) returns, computed on all the pool's threads. */
+  quantize(type: QuantType, x: Float32Array, imp?: Importance): Uint8Array {
+    if (this.workers.length === 0 || x.length < this.minParallel) return quantize(type, x, imp);
+    const at = (from: number): Importance | undefined => (imp ? { weights: imp.weights, first: (imp.first ?? 0) + from } : undefined);
     const [per, size] = BLOCKS[type];
     const blocks = blocksOf(x, type); // the checks quantize makes, here where their errors reach the caller
     const parts = Math.min(this.workers.length + 1, blocks);
@@ -58,12 +61,12 @@ export class QuantPool {
     for (let p = 1; p < parts; p++) {
       const [b0, b1] = share(p);
       Atomics.store(state, p, 0);
-      const job: QuantJob = { type, input, from: b0 * per, count: (b1 - b0) * per, output, outOffset: b0 * size, state: this.state, slot: p };
+      const job: QuantJob = { type, input, from: b0 * per, count: (b1 - b0) * per, output, outOffset: b0 * size, state: this.state, slot: p, ...(imp ? { importance: at(b0 * per)! } : {}) };
       this.workers[p - 1]!.postMessage(job);
     }
     const [b0, b1] = share(0);
     const out = new Uint8Array(output);
-    out.set(quantize(type, x.subarray(b0 * per, b1 * per)), b0 * size);
+    out.set(quantize(type, x.subarray(b0 * per, b1 * per), at(b0 * per)), b0 * size);
     for (let p = 1; p < parts; p++) {
       if (Atomics.wait(state, p, 0, WAIT_LIMIT_MS) === 'timed-out') throw new InternalError(`GGUF quantising: worker ${p} did not finish its share in ${WAIT_LIMIT_MS / 1000} s`);
       if (Atomics.load(state, p) !== 1) throw new InternalError(`GGUF quantising: worker ${p} failed on its share of a ${type} tensor`);

@@ -11,7 +11,7 @@ parentPort!.on('message', (job: QuantJob) => {
   const state = new Int32Array(job.state);
   try {
     const x = new Float32Array(job.input, job.from * 4, job.count);
-    new Uint8Array(job.output).set(quantize(job.type, x), job.outOffset);
+    new Uint8Array(job.output).set(quantize(job.type, x, job.importance), job.outOffset);
     Atomics.store(state, job.slot, 1);
   } catch {
     Atomics.store(state, job.slot, 2);

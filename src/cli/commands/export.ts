@@ -8,6 +8,10 @@ import { LongLoraError } from '../../errors.js';
 import { repoGgufFile, resolveAdapter, resolveGgufFile, resolveModel } from '../../io/hub.js';
 import { exportGguf, exportGgufAdapter, GGUF_DTYPES, type GgufDType } from '../../models/llama/gguf.js';
 import { ggufToFolder } from '../../models/llama/gguf-load.js';
+import { importanceMatrix } from '../../models/llama/importance.js';
+import { loadLlama } from '../../models/llama/load.js';
+import { autoBackend } from '../../backend/registry.js';
+import { TokenFile } from '../../data/tokens.js';
 import { ProgressBar } from '../../train/progress.js';
 import { parse } from '../args.js';
 
@@ -19,7 +23,36 @@ const OPTIONS = {
   name: { type: 'string', help: 'general.name in the file (default: the folder\'s name)' },
   tokenizer: { type: 'string', help: 'folder of tokenizer.json (default: the model folder)' },
   adapter: { type: 'string', help: 'write this plain LoRA adapter (a --mode lora run) as a GGUF LoRA for llama.cpp --lora, on the base --model, instead of the model' },
+  'imatrix-data': { type: 'string', help: 'a .bin token file (longlora tokenize) of calibration text: the quantised mixes then fit each block to the error of its layer\'s output, weighted by the activations the model has on it (an importance matrix, as llama-quantize --imatrix)' },
+  'imatrix-tokens': { type: 'string', help: 'about how many tokens of --imatrix-data to run the model on (default 4096)' },
+  'imatrix-seq-len': { type: 'string', help: 'tokens per forward pass for --imatrix-data (default 512)' },
 } as const;
+
+/** The importance matrix of the model in `dir` over a token file, with its progress on stderr. */
+async function importanceFor(dir: string, data: string, tokensFlag: unknown, seqLenFlag: unknown): Promise<ReadonlyMap<string, Float32Array>> {
+  const int = (v: unknown, flag: string, fallback: number): number => {
+    if (v === undefined) return fallback;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 2) throw new LongLoraError(`export: ${flag} must be a whole number ≥ 2, got ${String(v)}`);
+    return n;
+  };
+  const tokens = int(tokensFlag, '--imatrix-tokens', 4096);
+  const seqLen = int(seqLenFlag, '--imatrix-seq-len', 512);
+  if (!/\.bin$/i.test(data)) throw new LongLoraError(`export: --imatrix-data takes a .bin token file, got ${data}; make one with longlora tokenize TEXT --tokenizer ${dir} --output calib.bin`);
+  if (!fs.existsSync(data)) throw new LongLoraError(`export: --imatrix-data ${data} does not exist`);
+  const { backend } = await autoBackend();
+  const model = await loadLlama(dir, { dtype: 'f32' });
+  const file = TokenFile.open(data, 'auto', model.config.vocabSize);
+  try {
+    process.stderr.write(`importance matrix: ${Math.min(tokens, file.numTokens).toLocaleString('en-US')} tokens of ${data} in windows of ${seqLen}, on ${backend.name}\n`);
+    const r = await importanceMatrix(model, file, { seqLen, tokens, out: process.stderr });
+    process.stderr.write(`importance matrix: ${r.weights.size} weights, measured on ${r.tokens.toLocaleString('en-US')} tokens\n`);
+    return r.weights;
+  } finally {
+    file.close();
+    model.dispose();
+  }
+}
 
 /** The --dtype value, checked. */
 export function ggufDType(v: unknown, command: string, flag = '--dtype'): GgufDType | undefined {
@@ -29,7 +62,7 @@ export function ggufDType(v: unknown, command: string, flag = '--dtype'): GgufDT
 }
 
 /** Exports `dir` to `out` with a progress bar on stderr and a one-line summary. */
-export function exportWithProgress(dir: string, out: string, opts: { dtype?: GgufDType; name?: string; tokenizerDir?: string }): void {
+export function exportWithProgress(dir: string, out: string, opts: { dtype?: GgufDType; name?: string; tokenizerDir?: string; importance?: ReadonlyMap<string, Float32Array> }): void {
   let bar: ProgressBar | null = null;
   const r = exportGguf(dir, out, {
     ...opts,
@@ -88,7 +121,13 @@ export async function exportCommand(argv: string[]): Promise<void> {
       `(llama.cpp: llama-cli -m BASE.gguf --lora ${out}${r.ropeFlags ? ` ${r.ropeFlags}` : ''}${r.ropeFlags ? '; the adapter was trained with that position scaling, which a LoRA file cannot carry' : ''})`);
     return;
   }
+  const imatrix = args.values['imatrix-data'];
+  if (typeof imatrix === 'string' && (dtype === undefined || ['f32', 'f16', 'bf16', 'q8_0'].includes(dtype))) {
+    throw new LongLoraError(`export: --imatrix-data is for the quantised mixes (q6_k … q2_k); --dtype ${dtype ?? 'is not set'}`);
+  }
+  const importance = typeof imatrix === 'string' ? await importanceFor(dir, imatrix, args.values['imatrix-tokens'], args.values['imatrix-seq-len']) : undefined;
   exportWithProgress(dir, out, {
+    ...(importance ? { importance } : {}),
     ...(dtype ? { dtype } : {}),
     ...(modelName !== undefined ? { name: modelName } : {}),
     ...(typeof tokenizer === 'string' ? { tokenizerDir: tokenizer } : {}),

@@ -67,6 +67,13 @@ export interface GgufExportOptions {
    * tokenizer.json over EMBED_TOKENIZER_MAX_BYTES is left out.
    */
   embedTokenizer?: boolean;
+  /**
+   * An importance matrix (importanceMatrix): per 2-D weight (Hugging Face name), the mean
+   * square of each input column's activations; the quantisers then fit each block to the
+   * error of the layer's output rather than of its weights. Tensors it lacks are quantised
+   * as without one.
+   */
+  importance?: ReadonlyMap<string, Float32Array>;
 }
 
 /** The metadata keys of an embedded Hugging Face tokenizer (see GgufExportOptions.embedTokenizer). */
@@ -394,7 +401,9 @@ export function exportGguf(modelDir: string, outFile: string, opts: GgufExportOp
           if (plain) return bytesOf(data);
           try {
             pool ??= new QuantPool(opts.threads); // started by the first block-quantised tensor
-            return pool.quantize(type as QuantType, data as Float32Array);
+            const imp = opts.importance?.get(n);
+            if (imp && imp.length !== shape[1]) throw new LongLoraError(`GGUF export: the importance of ${n} has ${imp.length} columns, the tensor ${shape[1]}; compute it for this model`);
+            return pool.quantize(type as QuantType, data as Float32Array, imp ? { weights: imp } : undefined);
           } catch (e) {
             throw e instanceof LongLoraError ? new LongLoraError(`${n} in ${ck.info(n).file}: ${e.message}`) : e;
           }
