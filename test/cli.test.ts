@@ -234,8 +234,14 @@ describe('longlora command line', () => {
     assert.match(imat.err, /importance matrix: 1,024 tokens of \S*train\.bin in windows of 256, on \w+\n[\s\S]*importance matrix: 29 weights, measured on 1,024 tokens/);
     assert.match(cli('export', '--model', path.join(dir, 'merged'), '--out', path.join(dir, 'x.gguf'), '--dtype', 'q8_0', '--imatrix-data', path.join(tiny, 'data', 'train.bin')).err,
       /--imatrix-data is for the quantised mixes \(q6_k … q2_k\); --dtype q8_0/);
-    assert.match(cli('export', '--model', path.join(dir, 'merged'), '--out', path.join(dir, 'x.gguf'), '--dtype', 'q4_0', '--imatrix-data', path.join(tiny, 'README.md')).err,
-      /--imatrix-data takes a \.bin token file, got \S*README\.md; make one with longlora tokenize TEXT --tokenizer/);
+    const calib = path.join(fresh(), 'calib.txt'); // text, tokenized first (its cache beside it)
+    fs.copyFileSync(path.join(tiny, 'README.md'), calib);
+    const fromText = cli('export', '--model', path.join(dir, 'merged'), '--out', path.join(dir, 'imat-text.gguf'), '--dtype', 'q4_0',
+      '--imatrix-data', calib, '--imatrix-tokens', '256', '--imatrix-seq-len', '64');
+    assert.equal(fromText.code, 0, fromText.err);
+    assert.match(fromText.err, /importance matrix: 29 weights, measured on 256 tokens/);
+    assert.match(cli('export', '--model', path.join(dir, 'merged'), '--out', path.join(dir, 'x.gguf'), '--dtype', 'q4_0', '--imatrix-data', path.join(dir, 'none.txt')).err,
+      /--imatrix-data \S*none\.txt does not exist/);
     // A Hub repository id, from the cache (offline): named after the repository, not the snapshot's commit.
     const cache = path.join(dir, 'hub');
     const snap = path.join(cache, 'models--org--tiny', 'snapshots', 'c'.repeat(40));

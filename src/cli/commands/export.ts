@@ -12,6 +12,8 @@ import { importanceMatrix } from '../../models/llama/importance.js';
 import { loadLlama } from '../../models/llama/load.js';
 import { autoBackend } from '../../backend/registry.js';
 import { TokenFile } from '../../data/tokens.js';
+import { tokenizeCorpus } from '../../data/token-cache.js';
+import { Tokenizer } from '../../tokenizer/tokenizer.js';
 import { ProgressBar } from '../../train/progress.js';
 import { parse } from '../args.js';
 
@@ -23,13 +25,13 @@ const OPTIONS = {
   name: { type: 'string', help: 'general.name in the file (default: the folder\'s name)' },
   tokenizer: { type: 'string', help: 'folder of tokenizer.json (default: the model folder)' },
   adapter: { type: 'string', help: 'write this plain LoRA adapter (a --mode lora run) as a GGUF LoRA for llama.cpp --lora, on the base --model, instead of the model' },
-  'imatrix-data': { type: 'string', help: 'a .bin token file (longlora tokenize) of calibration text: the quantised mixes then fit each block to the error of its layer\'s output, weighted by the activations the model has on it (an importance matrix, as llama-quantize --imatrix)' },
+  'imatrix-data': { type: 'string', help: 'calibration text (text or JSONL files, tokenized with the model\'s tokenizer, or a .bin token file): the quantised mixes then fit each block to the error of its layer\'s output, weighted by the activations the model has on it (an importance matrix, as llama-quantize --imatrix)' },
   'imatrix-tokens': { type: 'string', help: 'about how many tokens of --imatrix-data to run the model on (default 4096)' },
   'imatrix-seq-len': { type: 'string', help: 'tokens per forward pass for --imatrix-data (default 512)' },
 } as const;
 
 /** The importance matrix of the model in `dir` over a token file, with its progress on stderr. */
-async function importanceFor(dir: string, data: string, tokensFlag: unknown, seqLenFlag: unknown): Promise<ReadonlyMap<string, Float32Array>> {
+async function importanceFor(dir: string, data: string, tokensFlag: unknown, seqLenFlag: unknown, tokenizerDir: string | undefined): Promise<ReadonlyMap<string, Float32Array>> {
   const int = (v: unknown, flag: string, fallback: number): number => {
     if (v === undefined) return fallback;
     const n = Number(v);
@@ -38,11 +40,20 @@ async function importanceFor(dir: string, data: string, tokensFlag: unknown, seq
   };
   const tokens = int(tokensFlag, '--imatrix-tokens', 4096);
   const seqLen = int(seqLenFlag, '--imatrix-seq-len', 512);
-  if (!/\.bin$/i.test(data)) throw new LongLoraError(`export: --imatrix-data takes a .bin token file, got ${data}; make one with longlora tokenize TEXT --tokenizer ${dir} --output calib.bin`);
   if (!fs.existsSync(data)) throw new LongLoraError(`export: --imatrix-data ${data} does not exist`);
   const { backend } = await autoBackend();
   const model = await loadLlama(dir, { dtype: 'f32' });
-  const file = TokenFile.open(data, 'auto', model.config.vocabSize);
+  let file: TokenFile;
+  try {
+    if (/\.bin$/i.test(data)) file = TokenFile.open(data, 'auto', model.config.vocabSize);
+    else { // text or JSONL, tokenized (and cached) as training data is
+      const c = await tokenizeCorpus([data], { tokenizer: Tokenizer.load(tokenizerDir ?? dir) });
+      file = new TokenFile(c.file, c.meta.dtype);
+    }
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
   try {
     process.stderr.write(`importance matrix: ${Math.min(tokens, file.numTokens).toLocaleString('en-US')} tokens of ${data} in windows of ${seqLen}, on ${backend.name}\n`);
     const r = await importanceMatrix(model, file, { seqLen, tokens, out: process.stderr });
@@ -125,7 +136,9 @@ export async function exportCommand(argv: string[]): Promise<void> {
   if (typeof imatrix === 'string' && (dtype === undefined || ['f32', 'f16', 'bf16', 'q8_0'].includes(dtype))) {
     throw new LongLoraError(`export: --imatrix-data is for the quantised mixes (q6_k … q2_k); --dtype ${dtype ?? 'is not set'}`);
   }
-  const importance = typeof imatrix === 'string' ? await importanceFor(dir, imatrix, args.values['imatrix-tokens'], args.values['imatrix-seq-len']) : undefined;
+  const importance = typeof imatrix === 'string'
+    ? await importanceFor(dir, imatrix, args.values['imatrix-tokens'], args.values['imatrix-seq-len'], typeof tokenizer === 'string' ? tokenizer : undefined)
+    : undefined;
   exportWithProgress(dir, out, {
     ...(importance ? { importance } : {}),
     ...(dtype ? { dtype } : {}),
