@@ -56,6 +56,8 @@ describe('importance matrix', () => {
       assert.ok(w('mlp.down_proj').every((v) => v >= 0) && w('mlp.down_proj').some((v) => v > 0));
     }
     assert.ok(!model.model.layers[0]!.self_attn.q_proj.hasOwnProperty('forward'), 'the layers are as they were');
+    await assert.rejects(importanceMatrix(model, periodic(period, 700), { seqLen: 512 }),
+      /importance matrix: periodic holds 700 tokens, too few for one window of 512 \(more than 768 are needed\); give more calibration text or a shorter sequence length/);
     model.dispose();
   });
 

@@ -10,7 +10,7 @@
  */
 import { LongLoraError } from '../../errors.js';
 import type { TokenSource } from '../../data/tokens.js';
-import { perplexity } from '../../eval/perplexity.js';
+import { OFFICIAL_WINDOW_STEP, perplexity } from '../../eval/perplexity.js';
 import { Linear } from '../../nn/linear.js';
 import type { Module } from '../../nn/module.js';
 import { add, cast, mul } from '../../tensor/ops/elementwise.js';
@@ -40,6 +40,10 @@ export async function importanceMatrix(model: LlamaForCausalLM, data: TokenSourc
   const tokens = opts.tokens ?? 4096;
   if (!Number.isInteger(seqLen) || seqLen < 2) throw new LongLoraError(`importance matrix: the sequence length must be an integer ≥ 2, got ${seqLen}`);
   if (!Number.isInteger(tokens) || tokens < seqLen) throw new LongLoraError(`importance matrix: the token count must be an integer ≥ the sequence length (${seqLen}), got ${tokens}`);
+  if (data.numTokens <= seqLen + OFFICIAL_WINDOW_STEP) {
+    throw new LongLoraError(`importance matrix: ${data.path} holds ${data.numTokens} tokens, too few for one window of ${seqLen} ` +
+      `(more than ${seqLen + OFFICIAL_WINDOW_STEP} are needed); give more calibration text or a shorter sequence length`);
+  }
   const sums = new Map<string, Tensor>();
   const rows = new Map<string, number>();
   const gather = (name: string, x: Tensor, n: number): void => {
