@@ -236,6 +236,16 @@ describe('longlora command line', () => {
       /--imatrix-data is for the quantised mixes \(q6_k … q2_k\); --dtype q8_0/);
     const calib = path.join(fresh(), 'calib.txt'); // text, tokenized first (its cache beside it)
     fs.copyFileSync(path.join(tiny, 'README.md'), calib);
+    const merged2 = path.join(fresh(), 'merged2');
+    const mi = cli('merge', '--base', tiny, '--adapter', out, '--out', merged2, '--gguf', path.join(dir, 'mi.gguf'), '--gguf-dtype', 'q3_k_m',
+      '--imatrix-data', path.join(tiny, 'data', 'train.bin'), '--imatrix-tokens', '512', '--imatrix-seq-len', '256');
+    assert.equal(mi.code, 0, mi.err);
+    assert.match(mi.err, /importance matrix: 29 weights, measured on 512 tokens/);
+    const noMerge = path.join(fresh(), 'never');
+    assert.match(cli('merge', '--base', tiny, '--adapter', out, '--out', noMerge, '--gguf', path.join(dir, 'x.gguf'), '--imatrix-data', path.join(tiny, 'data', 'train.bin')).err,
+      /merge: --imatrix-data is for the quantised mixes \(q6_k … q2_k\); --gguf-dtype is not set/);
+    assert.ok(!fs.existsSync(noMerge), 'refused before the merge wrote anything');
+    assert.match(cli('merge', '--base', tiny, '--adapter', out, '--out', noMerge, '--imatrix-data', path.join(tiny, 'data', 'train.bin')).err, /merge: --imatrix-data needs --gguf FILE\.gguf/);
     const fromText = cli('export', '--model', path.join(dir, 'merged'), '--out', path.join(dir, 'imat-text.gguf'), '--dtype', 'q4_0',
       '--imatrix-data', calib, '--imatrix-tokens', '256', '--imatrix-seq-len', '64');
     assert.equal(fromText.code, 0, fromText.err);

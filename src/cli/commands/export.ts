@@ -17,6 +17,13 @@ import { Tokenizer } from '../../tokenizer/tokenizer.js';
 import { ProgressBar } from '../../train/progress.js';
 import { parse } from '../args.js';
 
+/** The flags of importanceFlags, for a command's options. */
+export const IMATRIX_OPTIONS = {
+  'imatrix-data': { type: 'string', help: 'calibration text (text or JSONL files, tokenized with the model\'s tokenizer, or a .bin token file): the quantised mixes then fit each block to the error of its layer\'s output, weighted by the activations the model has on it (an importance matrix, as llama-quantize --imatrix)' },
+  'imatrix-tokens': { type: 'string', help: 'about how many tokens of --imatrix-data to run the model on (default 4096)' },
+  'imatrix-seq-len': { type: 'string', help: 'tokens per forward pass for --imatrix-data (default 512)' },
+} as const;
+
 const OPTIONS = {
   model: { type: 'string', help: 'model folder (config.json, safetensors, tokenizer.json; e.g. a merged LongLoRA model), or a Hub repository as org/name; or a .gguf file (local, or on the Hub as org/name/file.gguf) to convert into a Hugging Face folder (--out DIR)' },
   revision: { type: 'string', help: 'Hub branch, tag or commit (default main)' },
@@ -25,12 +32,28 @@ const OPTIONS = {
   name: { type: 'string', help: 'general.name in the file (default: the folder\'s name)' },
   tokenizer: { type: 'string', help: 'folder of tokenizer.json (default: the model folder)' },
   adapter: { type: 'string', help: 'write this plain LoRA adapter (a --mode lora run) as a GGUF LoRA for llama.cpp --lora, on the base --model, instead of the model' },
-  'imatrix-data': { type: 'string', help: 'calibration text (text or JSONL files, tokenized with the model\'s tokenizer, or a .bin token file): the quantised mixes then fit each block to the error of its layer\'s output, weighted by the activations the model has on it (an importance matrix, as llama-quantize --imatrix)' },
-  'imatrix-tokens': { type: 'string', help: 'about how many tokens of --imatrix-data to run the model on (default 4096)' },
-  'imatrix-seq-len': { type: 'string', help: 'tokens per forward pass for --imatrix-data (default 512)' },
+  ...IMATRIX_OPTIONS,
 } as const;
 
-/** The importance matrix of the model in `dir` over a token file, with its progress on stderr. */
+/**
+ * The importance matrix `--imatrix-data` asks for (undefined without it), for an export of
+ * the model in `dir` in `dtype`; `command` names the command in errors.
+ */
+export async function importanceFlags(v: Record<string, unknown>, dir: string, dtype: GgufDType | undefined, command: string, tokenizerDir?: string): Promise<ReadonlyMap<string, Float32Array> | undefined> {
+  const data = v['imatrix-data'];
+  if (typeof data !== 'string') return undefined;
+  checkImatrixDType(dtype, command);
+  return importanceFor(dir, data, v['imatrix-tokens'], v['imatrix-seq-len'], tokenizerDir);
+}
+
+/** Refuses --imatrix-data for a dtype that is not a quantised mix. */
+export function checkImatrixDType(dtype: GgufDType | undefined, command: string): void {
+  if (dtype === undefined || ['f32', 'f16', 'bf16', 'q8_0'].includes(dtype)) {
+    throw new LongLoraError(`${command}: --imatrix-data is for the quantised mixes (q6_k … q2_k); ${command === 'merge' ? '--gguf-dtype' : '--dtype'} ${dtype ?? 'is not set'}`);
+  }
+}
+
+/** The importance matrix of the model in `dir` over calibration data, with its progress on stderr. */
 async function importanceFor(dir: string, data: string, tokensFlag: unknown, seqLenFlag: unknown, tokenizerDir: string | undefined): Promise<ReadonlyMap<string, Float32Array>> {
   const int = (v: unknown, flag: string, fallback: number): number => {
     if (v === undefined) return fallback;
@@ -132,13 +155,7 @@ export async function exportCommand(argv: string[]): Promise<void> {
       `(llama.cpp: llama-cli -m BASE.gguf --lora ${out}${r.ropeFlags ? ` ${r.ropeFlags}` : ''}${r.ropeFlags ? '; the adapter was trained with that position scaling, which a LoRA file cannot carry' : ''})`);
     return;
   }
-  const imatrix = args.values['imatrix-data'];
-  if (typeof imatrix === 'string' && (dtype === undefined || ['f32', 'f16', 'bf16', 'q8_0'].includes(dtype))) {
-    throw new LongLoraError(`export: --imatrix-data is for the quantised mixes (q6_k … q2_k); --dtype ${dtype ?? 'is not set'}`);
-  }
-  const importance = typeof imatrix === 'string'
-    ? await importanceFor(dir, imatrix, args.values['imatrix-tokens'], args.values['imatrix-seq-len'], typeof tokenizer === 'string' ? tokenizer : undefined)
-    : undefined;
+  const importance = await importanceFlags(args.values, dir, dtype, 'export', typeof tokenizer === 'string' ? tokenizer : undefined);
   exportWithProgress(dir, out, {
     ...(importance ? { importance } : {}),
     ...(dtype ? { dtype } : {}),

@@ -4,7 +4,7 @@ import { resolveAdapter, resolveModel } from '../../io/hub.js';
 import { mergeAdapter } from '../../lora/adapted.js';
 import { GGUF_DTYPES } from '../../models/llama/gguf.js';
 import { parse } from '../args.js';
-import { exportWithProgress, ggufDType } from './export.js';
+import { checkImatrixDType, exportWithProgress, ggufDType, IMATRIX_OPTIONS, importanceFlags } from './export.js';
 
 const OPTIONS = {
   base: { type: 'string', help: 'base model folder, or a Hub repository as org/name' },
@@ -13,18 +13,22 @@ const OPTIONS = {
   dtype: { type: 'string', help: 'f32, bf16 or f16 (default: the base model\'s dtype)' },
   gguf: { type: 'string', help: 'also write the merged model as this .gguf file (llama.cpp, ollama)' },
   'gguf-dtype': { type: 'string', help: `${GGUF_DTYPES.join(', ')} for the .gguf weights (default: the merged model's dtype)` },
+  ...IMATRIX_OPTIONS,
 } as const;
 
 export async function merge(argv: string[]): Promise<void> {
-  const args = parse(argv, 'longlora merge --base DIR --adapter DIR --out DIR [--dtype bf16] [--gguf FILE.gguf [--gguf-dtype q8_0]]', OPTIONS);
+  const args = parse(argv, 'longlora merge --base DIR --adapter DIR --out DIR [--dtype bf16] [--gguf FILE.gguf [--gguf-dtype q4_k_m [--imatrix-data calib.txt]]]', OPTIONS);
   if (!args) return;
   const { base, adapter, out, dtype, gguf } = args.values;
   for (const [k, v] of Object.entries({ base, adapter, out })) if (typeof v !== 'string') throw new LongLoraError(`merge: --${k} is required`);
   if (dtype !== undefined && !['f32', 'bf16', 'f16'].includes(String(dtype))) throw new LongLoraError(`merge: --dtype must be f32, bf16 or f16, got ${String(dtype)}`);
   if (typeof gguf === 'string' && !gguf.endsWith('.gguf')) throw new LongLoraError(`merge: --gguf must name a .gguf file, got ${gguf}`);
   const ggufDtype = ggufDType(args.values['gguf-dtype'], 'merge', '--gguf-dtype');
-  if (ggufDtype && typeof gguf !== 'string') throw new LongLoraError('merge: --gguf-dtype needs --gguf FILE.gguf');
+  if ((ggufDtype || args.values['imatrix-data'] !== undefined) && typeof gguf !== 'string') throw new LongLoraError(`merge: --${ggufDtype ? 'gguf-dtype' : 'imatrix-data'} needs --gguf FILE.gguf`);
+  if (args.values['imatrix-data'] !== undefined) checkImatrixDType(ggufDtype, 'merge'); // before the merge writes anything
   const r = await mergeAdapter(await resolveModel(String(base)), await resolveAdapter(String(adapter)), String(out), dtype ? { dtype: dtype as 'f32' | 'bf16' | 'f16' } : {});
   console.log(`merged ${r.merged} LoRA layers into ${String(out)} (${r.dtype}); config.json carries the adapter's rope_scaling`);
-  if (typeof gguf === 'string') exportWithProgress(String(out), gguf, { ...(ggufDtype ? { dtype: ggufDtype } : {}) });
+  if (typeof gguf !== 'string') return;
+  const importance = await importanceFlags(args.values, String(out), ggufDtype, 'merge'); // of the merged model
+  exportWithProgress(String(out), gguf, { ...(ggufDtype ? { dtype: ggufDtype } : {}), ...(importance ? { importance } : {}) });
 }
