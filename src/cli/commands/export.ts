@@ -4,12 +4,15 @@
  * or a GGUF file → a Hugging Face model folder (to fine-tune a model one has only as GGUF).
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import { LongLoraError } from '../../errors.js';
 import { repoGgufFile, resolveAdapter, resolveGgufFile, resolveModel } from '../../io/hub.js';
 import { exportGguf, exportGgufAdapter, GGUF_DTYPES, type GgufDType } from '../../models/llama/gguf.js';
 import { ggufToFolder } from '../../models/llama/gguf-load.js';
 import { importanceMatrix } from '../../models/llama/importance.js';
 import { loadLlama } from '../../models/llama/load.js';
+import { parseLlamaConfig, storageDType } from '../../models/llama/config.js';
+import { readJsonFile } from '../../io/checkpoint.js';
 import { autoBackend } from '../../backend/registry.js';
 import { TokenFile } from '../../data/tokens.js';
 import { tokenizeCorpus } from '../../data/token-cache.js';
@@ -43,7 +46,7 @@ export async function importanceFlags(v: Record<string, unknown>, dir: string, d
   const data = v['imatrix-data'];
   if (typeof data !== 'string') return undefined;
   checkImatrixDType(dtype, command);
-  return importanceFor(dir, data, v['imatrix-tokens'], v['imatrix-seq-len'], tokenizerDir);
+  return importanceFor(dir, data, v['imatrix-tokens'], v['imatrix-seq-len'], command, tokenizerDir);
 }
 
 /** Refuses --imatrix-data for a dtype that is not a quantised mix. */
@@ -53,19 +56,24 @@ export function checkImatrixDType(dtype: GgufDType | undefined, command: string)
   }
 }
 
-/** The importance matrix of the model in `dir` over calibration data, with its progress on stderr. */
-async function importanceFor(dir: string, data: string, tokensFlag: unknown, seqLenFlag: unknown, tokenizerDir: string | undefined): Promise<ReadonlyMap<string, Float32Array>> {
+/**
+ * The importance matrix of the model in `dir` over calibration data, with its progress on
+ * stderr. The model is loaded in its checkpoint's dtype (a 7B bf16 model in 13.5 GB, not 27),
+ * computing in f32.
+ */
+async function importanceFor(dir: string, data: string, tokensFlag: unknown, seqLenFlag: unknown, command: string, tokenizerDir: string | undefined): Promise<ReadonlyMap<string, Float32Array>> {
   const int = (v: unknown, flag: string, fallback: number): number => {
     if (v === undefined) return fallback;
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 2) throw new LongLoraError(`export: ${flag} must be a whole number ≥ 2, got ${String(v)}`);
+    if (!Number.isInteger(n) || n < 2) throw new LongLoraError(`${command}: ${flag} must be a whole number ≥ 2, got ${String(v)}`);
     return n;
   };
   const tokens = int(tokensFlag, '--imatrix-tokens', 4096);
   const seqLen = int(seqLenFlag, '--imatrix-seq-len', 512);
-  if (!fs.existsSync(data)) throw new LongLoraError(`export: --imatrix-data ${data} does not exist`);
+  if (!fs.existsSync(data)) throw new LongLoraError(`${command}: --imatrix-data ${data} does not exist`);
   const { backend } = await autoBackend();
-  const model = await loadLlama(dir, { dtype: 'f32' });
+  const configPath = path.join(dir, 'config.json');
+  const model = await loadLlama(dir, { dtype: storageDType(parseLlamaConfig(readJsonFile(configPath), configPath).torchDtype) });
   let file: TokenFile;
   try {
     if (/\.bin$/i.test(data)) file = TokenFile.open(data, 'auto', model.config.vocabSize);
