@@ -50,6 +50,7 @@ export const TRAIN_FIELDS = {
   merge: { kind: 'bool', default: false, resumable: true, help: 'at the end, also write the base with the adapter merged into <output>/merged' },
   gguf: { kind: 'bool', default: false, resumable: true, help: 'at the end, also write the merged model as <output>/model.gguf for llama.cpp and ollama (implies merge)' },
   ggufDtype: { kind: 'enum', values: ['auto', ...GGUF_DTYPES], default: 'auto', resumable: true, help: 'weights of model.gguf (auto: the merged model\'s dtype; q8_0: 8-bit, about half of f16; q6_k … q2_k: llama.cpp\'s quantised mixes, see longlora export --help)' },
+  ggufImatrix: { kind: 'int', default: 0, min: 0, resumable: true, help: 'with a quantised ggufDtype: tokens of the training data to compute an importance matrix on for model.gguf (e.g. 4096; 0: none; the merged model is loaded beside the trained one for it); see longlora export --imatrix-data' },
   seqLen: { kind: 'int', default: 8192, min: 2, help: 'training context length in tokens' },
   mode: { kind: 'enum', values: ['longlora', 'lora', 'full'], default: 'longlora', help: 'longlora: LoRA + trainable extras; lora: plain LoRA; full: full fine-tuning' },
   extras: { kind: 'list', default: null, nullable: true, help: 'trainable parameters by name part besides LoRA (default for longlora: embed,norm)' },
@@ -111,6 +112,7 @@ export interface TrainConfig {
   merge: boolean;
   gguf: boolean;
   ggufDtype: 'auto' | GgufDType;
+  ggufImatrix: number;
   seqLen: number;
   mode: 'longlora' | 'lora' | 'full';
   extras: string[] | null;

@@ -24,7 +24,8 @@ import type { LlamaForCausalLM } from '../models/llama/model.js';
 import { describeRopeScaling, extendRopeScaling, ropeScalingToHF } from '../nn/rope-scaling.js';
 import type { RopeScaling } from '../nn/rope.js';
 import type { DataPosition } from '../data/tokens.js';
-import { checkDataSettings, openTrainingData, type TrainingBatch, type TrainingData } from '../data/training-data.js';
+import { checkDataSettings, openTrainingData, resolveFormat, type TrainingBatch, type TrainingData } from '../data/training-data.js';
+import { importanceFromData } from '../models/llama/importance.js';
 import { heldOutLoss } from '../eval/held-out.js';
 import { isRepoId, resolveModel } from '../io/hub.js';
 import { Rng } from '../tensor/random.js';
@@ -103,6 +104,12 @@ function preflight(c: TrainConfig): { cfg: LlamaConfig; mask: AttentionMask; rop
   if (c.mode === 'lora' && c.extras && c.extras.length > 0) throw new LongLoraError(`mode 'lora' trains adapters only; drop --extras (${c.extras.join(',')}) or use --mode longlora`);
   if (c.tensorCores) checkTensorCoreBackend(c.backend);
   if (c.quantize !== 'none' && c.mode === 'full') throw new LongLoraError(`--quantize ${c.quantize} freezes the base linear layers in 4 bits, so they cannot be fine-tuned; use --mode lora or longlora (or --quantize none for full fine-tuning)`);
+  if (c.ggufImatrix > 0) {
+    if (!c.gguf || c.ggufDtype === 'auto' || ['f32', 'f16', 'bf16', 'q8_0'].includes(c.ggufDtype)) {
+      throw new LongLoraError(`--gguf-imatrix is for a quantised model.gguf: set --gguf and a --gguf-dtype among the mixes (q6_k … q2_k)${c.gguf ? `, not ${c.ggufDtype}` : ''}`);
+    }
+    if (resolveFormat(c) === 'sft') throw new LongLoraError('--gguf-imatrix runs the model over the training text, and SFT records are not text; export the merged model with --imatrix-data TEXT instead');
+  }
   const schedule: Schedule = { type: c.schedule, lr: c.lr, warmupSteps: c.warmupSteps, totalSteps: c.steps };
   checkSchedule(schedule);
   return { cfg, mask, rope, schedule };
@@ -387,7 +394,15 @@ export class Trainer {
     if (!c.gguf) return;
     const file = path.join(c.output, 'model.gguf');
     const name = `${path.basename(path.resolve(this.baseSpec))}-${c.seqLen}`; // the base and the context it was extended to
-    const g = exportGguf(dir, file, { tokenizerDir: c.tokenizer ?? c.model!, name, ...(c.ggufDtype !== 'auto' ? { dtype: c.ggufDtype } : {}) });
+    let importance: ReadonlyMap<string, Float32Array> | undefined;
+    if (c.ggufImatrix > 0) {
+      const r = await importanceFromData(dir, c.data!, {
+        tokens: c.ggufImatrix, seqLen: Math.min(512, c.seqLen), tokenizerDir: c.tokenizer ?? c.model!, textField: c.textField, badRecords: c.badRecords, out: this.out,
+      });
+      this.out.write(`importance matrix for model.gguf: ${r.weights.size} weights, measured on ${r.tokens.toLocaleString('en-US')} tokens of the training data\n`);
+      importance = r.weights;
+    }
+    const g = exportGguf(dir, file, { tokenizerDir: c.tokenizer ?? c.model!, name, ...(c.ggufDtype !== 'auto' ? { dtype: c.ggufDtype } : {}), ...(importance ? { importance } : {}) });
     this.out.write(`wrote ${file} (${g.tensors} tensors, ${g.dtype}, context ${g.contextLength}) for llama.cpp, and ${g.modelfile} for ollama\n`);
   }
 

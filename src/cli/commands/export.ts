@@ -4,19 +4,12 @@
  * or a GGUF file → a Hugging Face model folder (to fine-tune a model one has only as GGUF).
  */
 import fs from 'node:fs';
-import path from 'node:path';
 import { LongLoraError } from '../../errors.js';
 import { repoGgufFile, resolveAdapter, resolveGgufFile, resolveModel } from '../../io/hub.js';
 import { exportGguf, exportGgufAdapter, GGUF_DTYPES, type GgufDType } from '../../models/llama/gguf.js';
 import { ggufToFolder } from '../../models/llama/gguf-load.js';
-import { importanceMatrix } from '../../models/llama/importance.js';
-import { loadLlama } from '../../models/llama/load.js';
-import { parseLlamaConfig, storageDType } from '../../models/llama/config.js';
-import { readJsonFile } from '../../io/checkpoint.js';
+import { importanceFromData } from '../../models/llama/importance.js';
 import { autoBackend } from '../../backend/registry.js';
-import { TokenFile } from '../../data/tokens.js';
-import { tokenizeCorpus } from '../../data/token-cache.js';
-import { Tokenizer } from '../../tokenizer/tokenizer.js';
 import { ProgressBar } from '../../train/progress.js';
 import { parse } from '../args.js';
 
@@ -56,11 +49,7 @@ export function checkImatrixDType(dtype: GgufDType | undefined, command: string)
   }
 }
 
-/**
- * The importance matrix of the model in `dir` over calibration data, with its progress on
- * stderr. The model is loaded in its checkpoint's dtype (a 7B bf16 model in 13.5 GB, not 27),
- * computing in f32.
- */
+/** The importance matrix of the model in `dir` over calibration data, with its progress on stderr. */
 async function importanceFor(dir: string, data: string, tokensFlag: unknown, seqLenFlag: unknown, command: string, tokenizerDir: string | undefined): Promise<ReadonlyMap<string, Float32Array>> {
   const int = (v: unknown, flag: string, fallback: number): number => {
     if (v === undefined) return fallback;
@@ -72,28 +61,10 @@ async function importanceFor(dir: string, data: string, tokensFlag: unknown, seq
   const seqLen = int(seqLenFlag, '--imatrix-seq-len', 512);
   if (!fs.existsSync(data)) throw new LongLoraError(`${command}: --imatrix-data ${data} does not exist`);
   const { backend } = await autoBackend();
-  const configPath = path.join(dir, 'config.json');
-  const model = await loadLlama(dir, { dtype: storageDType(parseLlamaConfig(readJsonFile(configPath), configPath).torchDtype) });
-  let file: TokenFile;
-  try {
-    if (/\.bin$/i.test(data)) file = TokenFile.open(data, 'auto', model.config.vocabSize);
-    else { // text or JSONL, tokenized (and cached) as training data is
-      const c = await tokenizeCorpus([data], { tokenizer: Tokenizer.load(tokenizerDir ?? dir) });
-      file = new TokenFile(c.file, c.meta.dtype);
-    }
-  } catch (e) {
-    model.dispose();
-    throw e;
-  }
-  try {
-    process.stderr.write(`importance matrix: ${Math.min(tokens, file.numTokens).toLocaleString('en-US')} tokens of ${data} in windows of ${seqLen}, on ${backend.name}\n`);
-    const r = await importanceMatrix(model, file, { seqLen, tokens, out: process.stderr });
-    process.stderr.write(`importance matrix: ${r.weights.size} weights, measured on ${r.tokens.toLocaleString('en-US')} tokens\n`);
-    return r.weights;
-  } finally {
-    file.close();
-    model.dispose();
-  }
+  process.stderr.write(`importance matrix: about ${tokens.toLocaleString('en-US')} tokens of ${data} in windows of ${seqLen}, on ${backend.name}\n`);
+  const r = await importanceFromData(dir, data, { seqLen, tokens, out: process.stderr, ...(tokenizerDir !== undefined ? { tokenizerDir } : {}) });
+  process.stderr.write(`importance matrix: ${r.weights.size} weights, measured on ${r.tokens.toLocaleString('en-US')} tokens\n`);
+  return r.weights;
 }
 
 /** The --dtype value, checked. */
