@@ -20,6 +20,7 @@ import { LLAMA_CPP_DEFAULT_SPLITS, ggufTokenizerFiles, tokenizerFromGguf } from 
 import { Tokenizer } from '../../src/tokenizer/tokenizer.js';
 import type { Tokenizer as CoreTokenizer } from '../../src/tokenizer/tokenizer-core.js';
 import { ROOT } from '../helpers/fixtures.js';
+import { byteChars, mergeByRank, toByteLevel, trainByteMerges } from '../helpers/byte-level.js';
 import { throwsLL } from '../helpers/errors.js';
 import { tempFolders } from '../helpers/tmp.js';
 
@@ -143,40 +144,7 @@ describe('GGUF tokenizer rebuilt: SentencePiece style ("llama")', () => {
   });
 });
 
-/** GPT-2's byte → printable character table (bytes_to_unicode). */
-function byteChars(): string[] {
-  const keep = (b: number): boolean => (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-  let extra = 0;
-  return Array.from({ length: 256 }, (_, b) => String.fromCodePoint(keep(b) ? b : 256 + extra++));
-}
 const CHARS = byteChars();
-const toByteLevel = (w: string): string[] => [...new TextEncoder().encode(w)].map((b) => CHARS[b]!);
-
-/** `count` byte-level merges learnt on `text` split by `split` (most frequent pair, ties by text). */
-function trainMerges(text: string, split: RegExp, count: number): string[] {
-  const freq = new Map<string, number>();
-  for (const w of text.match(split) ?? []) freq.set(w, (freq.get(w) ?? 0) + 1);
-  let words = [...freq].map(([w, n]) => ({ sym: toByteLevel(w), n }));
-  const merges: string[] = [];
-  for (let m = 0; m < count; m++) {
-    const counts = new Map<string, number>();
-    for (const { sym, n } of words) for (let i = 0; i + 1 < sym.length; i++) counts.set(`${sym[i]} ${sym[i + 1]}`, (counts.get(`${sym[i]} ${sym[i + 1]}`) ?? 0) + n);
-    let best = '';
-    let most = 0;
-    for (const [pair, c] of counts) if (c > most || (c === most && pair < best)) { best = pair; most = c; }
-    if (most < 2) break;
-    merges.push(best);
-    const [a, b] = best.split(' ') as [string, string];
-    words = words.map(({ sym, n }) => {
-      const out: string[] = [];
-      for (let i = 0; i < sym.length; i++) {
-        if (i + 1 < sym.length && sym[i] === a && sym[i + 1] === b) { out.push(a + b); i++; } else out.push(sym[i]!);
-      }
-      return { sym: out, n };
-    });
-  }
-  return merges;
-}
 
 type Layout = 'llama3' | 'qwen2' | 'gpt2';
 
@@ -226,7 +194,7 @@ function byteLevelFolder(layout: Layout, merges: readonly string[], fill: boolea
 
 describe('GGUF tokenizer rebuilt: byte-level BPE ("gpt2")', () => {
   let merges: string[] = [];
-  before(() => { merges = trainMerges(heldout.slice(60).join('\n'), new RegExp(JS_LLAMA3_SPLIT, 'gu'), 500); });
+  before(() => { merges = trainByteMerges(heldout.slice(60).join('\n'), new RegExp(JS_LLAMA3_SPLIT, 'gu'), 500); });
   const specials = ['<|begin_of_text|>hi<|custom|>there<|end_of_text|>', 'a<|reserved_special_token_1000|>b', '<|custom|>'];
 
   it('Llama 3 layout (llama-bpe, reserved specials up to the model\'s rows): the same ids and text back, specials, size and chat template', async () => {
@@ -284,20 +252,7 @@ describe('GGUF tokenizer rebuilt: byte-level BPE ("gpt2")', () => {
       if (at < s.length) out.push(s.slice(at));
       return out;
     }), [text]);
-    const bpe = (text: string): number[] => split(text).flatMap((word) => {
-      const sym = toByteLevel(word);
-      for (;;) {
-        let at = -1;
-        let best = Infinity;
-        for (let i = 0; i + 1 < sym.length; i++) {
-          const r = rank.get(`${sym[i]} ${sym[i + 1]}`);
-          if (r !== undefined && r < best) { best = r; at = i; }
-        }
-        if (at < 0) break;
-        sym.splice(at, 2, sym[at]! + sym[at + 1]!);
-      }
-      return sym.map((x) => id.get(x)!);
-    });
+    const bpe = (text: string): number[] => split(text).flatMap((word) => mergeByRank(toByteLevel(word), rank).map((x) => id.get(x)!));
     const texts = [...TEXTS, 'a+b=c; x<=y || $5 ~ ^hat 12345678 (parens) [brackets] {braces} "q" it\'s', ...heldout.slice(0, 30)];
     const { ['tokenizer.ggml.pre']: _, ...unnamed } = meta;
     for (const m of [{ ...meta, 'tokenizer.ggml.pre': 'default' }, unnamed]) {

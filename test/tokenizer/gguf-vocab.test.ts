@@ -10,19 +10,13 @@ import { describe, it } from 'node:test';
 import { Tokenizer } from '../../src/tokenizer/tokenizer.js';
 import { ggufVocab } from '../../src/tokenizer/gguf-vocab.js';
 import type { GgufValue } from '../../src/io/gguf.js';
+import { byteChars, mergeByRank, toByteLevel, trainByteMerges } from '../helpers/byte-level.js';
 import { throwsLL } from '../helpers/errors.js';
 
 /** The same pattern as JavaScript can run it (llama.cpp also spells the case-insensitive group out). */
 const JS_LLAMA3_SPLIT = "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 const LLAMA3_SPLIT = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-
-/** GPT-2's byte → printable character table (bytes_to_unicode). */
-function byteChars(): string[] {
-  const keep = (b: number): boolean => (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
-  let extra = 0;
-  return Array.from({ length: 256 }, (_, b) => String.fromCodePoint(keep(b) ? b : 256 + extra++));
-}
 
 const MERGES = ['Ġ t', 'h e', 'Ġt he', 'i n'];
 
@@ -98,29 +92,9 @@ describe('GGUF vocabulary: byte-level BPE', () => {
   it('llama.cpp\'s byte-level BPE (llama-bpe: Llama 3\'s split, whole words first, merges by rank) over the exported vocabulary tokenizes as Hugging Face does', () => {
     // Learn 300 merges on some text, in Llama 3's layout (ignore_merges), then tokenize other text both ways.
     const split = new RegExp(JS_LLAMA3_SPLIT, 'gu');
-    const chars = byteChars();
-    const toByteLevel = (w: string): string[] => [...new TextEncoder().encode(w)].map((b) => chars[b]!);
     const corpus = 'In the beginning God created the heaven and the earth. And the earth was without form, and void; and darkness was upon the face of the deep. ' +
       'And the Spirit of God moved upon the face of the waters. And God said, Let there be light: and there was light. It\'s 1234 o\'clock, they\'re here.\n\n';
-    let words = (corpus.repeat(3).match(split) ?? []).map(toByteLevel);
-    const merges: string[] = [];
-    for (let m = 0; m < 300; m++) {
-      const counts = new Map<string, number>();
-      for (const w of words) for (let i = 0; i + 1 < w.length; i++) counts.set(`${w[i]} ${w[i + 1]}`, (counts.get(`${w[i]} ${w[i + 1]}`) ?? 0) + 1);
-      let best = '';
-      let n = 0;
-      for (const [pair, c] of [...counts].sort(([a], [b]) => (a < b ? -1 : 1))) if (c > n) { best = pair; n = c; }
-      if (n < 2) break;
-      merges.push(best);
-      const [a, b] = best.split(' ') as [string, string];
-      words = words.map((w) => {
-        const out: string[] = [];
-        for (let i = 0; i < w.length; i++) {
-          if (i + 1 < w.length && w[i] === a && w[i + 1] === b) { out.push(a + b); i++; } else out.push(w[i]!);
-        }
-        return out;
-      });
-    }
+    const merges = trainByteMerges(corpus.repeat(3), split, 300);
     const json = byteLevelJson(LLAMA3_PRE);
     const vocab = (json.model as { vocab: Record<string, number> }).vocab;
     for (const k of Object.keys(vocab)) if (vocab[k]! >= 256) delete vocab[k];
@@ -141,17 +115,7 @@ describe('GGUF vocabulary: byte-level BPE', () => {
       const sym = toByteLevel(word);
       const whole = id.get(sym.join(''));
       if (whole !== undefined) return [whole]; // ignore_merges: a word that is a token is taken whole
-      for (;;) {
-        let at = -1;
-        let best = Infinity;
-        for (let i = 0; i + 1 < sym.length; i++) {
-          const r = rank.get(`${sym[i]} ${sym[i + 1]}`);
-          if (r !== undefined && r < best) { best = r; at = i; }
-        }
-        if (at < 0) break;
-        sym.splice(at, 2, sym[at]! + sym[at + 1]!);
-      }
-      return sym.map((x) => id.get(x)!);
+      return mergeByRank(sym, rank).map((x) => id.get(x)!);
     });
     const texts = ['And God saw the light, that it was good: and God divided the light from the darkness.',
       'Let the waters under the heaven be gathered together unto one place; they\'re 56789 strong!', '  spaces\tand\nnewlines\n\n  ', 'Ünïcödé ✓ 😀 text'];
