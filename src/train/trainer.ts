@@ -39,7 +39,7 @@ import { LossScaler } from './loss-scale.js';
 import { checkBaseFingerprint, quantizationRecord } from '../quant/fingerprint.js';
 import { describeQuantization } from '../quant/quantize-model.js';
 import { mergeAdapter } from '../lora/adapted.js';
-import { exportGguf } from '../models/llama/gguf.js';
+import { exportGguf, isQuantisedMix } from '../models/llama/gguf.js';
 import { contextTable, measureContext, openContextEval, readContextResults, writeContextResults, type ContextEvalPlan, type ContextResults } from './context-eval.js';
 
 export interface TrainerOptions {
@@ -105,7 +105,7 @@ function preflight(c: TrainConfig): { cfg: LlamaConfig; mask: AttentionMask; rop
   if (c.tensorCores) checkTensorCoreBackend(c.backend);
   if (c.quantize !== 'none' && c.mode === 'full') throw new LongLoraError(`--quantize ${c.quantize} freezes the base linear layers in 4 bits, so they cannot be fine-tuned; use --mode lora or longlora (or --quantize none for full fine-tuning)`);
   if (c.ggufImatrix > 0) {
-    if (!c.gguf || c.ggufDtype === 'auto' || ['f32', 'f16', 'bf16', 'q8_0'].includes(c.ggufDtype)) {
+    if (!c.gguf || c.ggufDtype === 'auto' || !isQuantisedMix(c.ggufDtype)) {
       throw new LongLoraError(`--gguf-imatrix is for a quantised model.gguf: set --gguf and a --gguf-dtype among the mixes (q6_k … q2_k)${c.gguf ? `, not ${c.ggufDtype}` : ''}`);
     }
     if (resolveFormat(c) === 'sft') throw new LongLoraError('--gguf-imatrix runs the model over the training text, and SFT records are not text; export the merged model with --imatrix-data TEXT instead');

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import { LongLoraError } from '../../errors.js';
 import { repoGgufFile, resolveAdapter, resolveGgufFile, resolveModel } from '../../io/hub.js';
-import { exportGguf, exportGgufAdapter, GGUF_DTYPES, type GgufDType } from '../../models/llama/gguf.js';
+import { exportGguf, exportGgufAdapter, GGUF_DTYPES, isQuantisedMix, type GgufDType } from '../../models/llama/gguf.js';
 import { ggufToFolder } from '../../models/llama/gguf-load.js';
 import { importanceFromData } from '../../models/llama/importance.js';
 import { autoBackend } from '../../backend/registry.js';
@@ -44,7 +44,7 @@ export async function importanceFlags(v: Record<string, unknown>, dir: string, d
 
 /** Refuses --imatrix-data for a dtype that is not a quantised mix. */
 export function checkImatrixDType(dtype: GgufDType | undefined, command: string): void {
-  if (dtype === undefined || ['f32', 'f16', 'bf16', 'q8_0'].includes(dtype)) {
+  if (dtype === undefined || !isQuantisedMix(dtype)) {
     throw new LongLoraError(`${command}: --imatrix-data is for the quantised mixes (q6_k … q2_k); ${command === 'merge' ? '--gguf-dtype' : '--dtype'} ${dtype ?? 'is not set'}`);
   }
 }

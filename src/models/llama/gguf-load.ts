@@ -44,10 +44,10 @@ function f32Decimal(v: unknown): unknown {
   return v;
 }
 
-/** The Llama config a GGUF file's metadata describes, and its header. */
-export async function readGgufModel(file: string): Promise<{ config: LlamaConfig; header: GgufHeader }> {
+/** The Llama config a GGUF file's metadata describes, and its header (`known` when the caller read it already). */
+export async function readGgufModel(file: string, known?: GgufHeader): Promise<{ config: LlamaConfig; header: GgufHeader }> {
   if (!fs.existsSync(file)) throw new LongLoraError(`${file} does not exist; check the path`);
-  const header = await readGgufHeader(file);
+  const header = known ?? await readGgufHeader(file);
   const m = ggufMetadata(header);
   const arch = String(m['general.architecture'] ?? '');
   if (!['llama', 'qwen2', 'qwen3'].includes(arch)) {
@@ -113,7 +113,7 @@ export async function readGgufModel(file: string): Promise<{ config: LlamaConfig
  */
 export async function describeGgufRopeScaling(file: string, header: GgufHeader): Promise<string> {
   try {
-    return describeRopeScaling((await readGgufModel(file)).config.ropeScaling);
+    return describeRopeScaling((await readGgufModel(file, header)).config.ropeScaling);
   } catch {
     return ggufRopeScaling(header) ?? 'none';
   }

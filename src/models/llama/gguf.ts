@@ -156,6 +156,11 @@ const MIX_BASE: Partial<Record<GgufDType, QuantType>> = {
   q3_k_l: 'Q3_K', q3_k_m: 'Q3_K', q3_k_s: 'Q3_K', q2_k: 'Q2_K',
 };
 
+/** Whether `dtype` is one of llama.cpp's quantised mixes, whose fits an importance matrix can weigh (q6_k … q2_k; not the float types or q8_0). */
+export function isQuantisedMix(dtype: GgufDType): boolean {
+  return dtype === 'q6_k' || MIX_BASE[dtype] !== undefined;
+}
+
 /**
  * The ggml type of tensor `name` (a Hugging Face name, of shape `shape`) in a `dtype`
  * export. 1-D tensors are f32. The mixes follow llama.cpp's quantize tool
