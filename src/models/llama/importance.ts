@@ -13,11 +13,10 @@ import path from 'node:path';
 import { LongLoraError } from '../../errors.js';
 import { readJsonFile } from '../../io/checkpoint.js';
 import { tokenizeCorpus } from '../../data/token-cache.js';
-import { TokenFile } from '../../data/tokens.js';
+import { TokenFile, type TokenSource } from '../../data/tokens.js';
 import { Tokenizer } from '../../tokenizer/tokenizer.js';
 import { parseLlamaConfig, storageDType } from './config.js';
 import { loadLlama } from './load.js';
-import type { TokenSource } from '../../data/tokens.js';
 import { OFFICIAL_WINDOW_STEP, perplexity } from '../../eval/perplexity.js';
 import { Linear } from '../../nn/linear.js';
 import type { Module } from '../../nn/module.js';
@@ -63,12 +62,12 @@ export async function importanceMatrix(model: LlamaForCausalLM, data: TokenSourc
     rows.set(name, (rows.get(name) ?? 0) + x.size / n);
   };
   const hooked: Module[] = [];
-  for (const [path, m] of model.namedModules()) {
+  for (const [modulePath, m] of model.namedModules()) {
     if (!(m instanceof Linear) || m === model.lm_head) continue;
     const forward = m.forward.bind(m);
     hooked.push(m);
     m.forward = (x: Tensor): Tensor => {
-      gather(`${path}.weight`, x, m.inFeatures);
+      gather(`${modulePath}.weight`, x, m.inFeatures);
       return forward(x);
     };
   }
