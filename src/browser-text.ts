@@ -1,7 +1,7 @@
 /**
  * Text for the browser entry: Hugging Face tokenizers and chat templates built from
- * parsed files (fetched tokenizer.json and tokenizer_config.json), streaming decoding,
- * and adding a PAD token. Apart from `@huggingface/tokenizers` and `@huggingface/jinja`
+ * parsed files (fetched tokenizer.json and tokenizer_config.json) or from a GGUF file's
+ * metadata (tokenizerOfGguf), streaming decoding, and adding a PAD token. Apart from `@huggingface/tokenizers` and `@huggingface/jinja`
  * every import is relative; a page maps those two with an import map (or a bundler
  * resolves them):
  *
@@ -15,3 +15,4 @@ export { ChatTemplate, LLAMA2_CHAT_TEMPLATE, chatTemplateOfConfig } from './toke
 export type { ChatMessage, RenderOptions } from './tokenizer/chat-template.js';
 export { StreamDecoder } from './tokenizer/stream.js';
 export { addPadToken } from './tokenizer/pad.js';
+export { tokenizerOfGguf } from './tokenizer/gguf-tokenizer.js';

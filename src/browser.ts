@@ -3,8 +3,8 @@
  * JavaScript engine with WebGPU or nothing but JavaScript). It needs no file system and
  * no bundler: every import below is a relative ES module, so a page can load
  * `dist/src/browser.js` directly (`<script type="module">`), and any bundler works too.
- * Models come from bytes (`llamaFromSafetensors`, fetched checkpoints) or random
- * initialisation; adapters leave as bytes (`encodeAdapter`) and come back the same way
+ * Models come from bytes (`llamaFromSafetensors`, fetched checkpoints; `llamaFromGguf`,
+ * llama.cpp's files, whole or as a Blob) or random initialisation; adapters leave as bytes (`encodeAdapter`) and come back the same way
  * (`loadAdapterBytes`). The WebGPU backend uses `navigator.gpu`; the Wasm backend runs its
  * pool as Web Workers on a cross-origin isolated page. Tokenizers and chat templates are
  * in browser-text.ts (they import two @huggingface packages, which a page maps).
@@ -80,6 +80,14 @@ export { Nf4Weight } from './quant/nf4-weight.js';
 export { quantizeModel, dequantizeModel, isQuantizedWeight, QUANTIZED_MODULES, packedMemory } from './quant/quantize-model.js';
 export type { QuantizeMode } from './quant/quantize-model.js';
 export type { QuantizationInfo } from './quant/fingerprint.js';
+
+// GGUF files (llama.cpp's format) as bytes: a model from a file's bytes or Blob; its
+// tokenizer is tokenizerOfGguf (browser-text.ts)
+export { parseGguf, ggufTensorData, ggufTensorRange, ggmlTypeName, GGML_TYPE_NAMES } from './io/gguf-parse.js';
+export type { GgufHeader, GgufFile, GgufBytes, GgufTensorInfo } from './io/gguf-parse.js';
+export { llamaFromGguf, ggufLlamaConfig } from './models/llama/gguf-model.js';
+export type { GgufModel, GgufModelOptions } from './models/llama/gguf-model.js';
+export { ggufTensorName } from './models/llama/gguf-layout.js';
 
 // files as bytes
 export { SafetensorsBytes, encodeSafetensors } from './io/safetensors-format.js';

@@ -10,9 +10,10 @@ export * from './browser.js';
 // models from and to folders
 export { loadLlama, saveLlama } from './models/llama/load.js';
 export type { LoadOptions, SaveOptions } from './models/llama/load.js';
-export { exportGguf, ggufTensorName, ggufWeightType, llamaGgufMetadata, GGUF_DTYPES } from './models/llama/gguf.js';
+export { exportGguf, ggufWeightType, llamaGgufMetadata, GGUF_DTYPES } from './models/llama/gguf.js';
 export { importanceMatrix, type ImportanceMatrix } from './models/llama/importance.js';
-export { ggufToFolder, loadLlamaGguf, readGgufModel } from './models/llama/gguf-load.js';
+export { ggufToFolder, ggufTokenizer, loadLlamaGguf, readGgufModel } from './models/llama/gguf-load.js';
+export { readGgufHeader } from './io/gguf-read.js';
 export type { GgufExportOptions, GgufExportResult, GgufDType } from './models/llama/gguf.js';
 
 // text: tokenizer folders (the browser builds them from parsed files, browser-text.ts)

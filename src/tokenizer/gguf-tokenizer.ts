@@ -25,6 +25,7 @@
  * unigram, RWKV) and pre-tokenizers are refused with --tokenizer DIR named as the fix.
  */
 import { LongLoraError } from '../errors.js';
+import { HF_TOKENIZER_CONFIG_KEY, HF_TOKENIZER_KEY } from '../models/llama/gguf-layout.js';
 import { PRE_TOKENIZERS, TOKEN_TYPES } from './gguf-vocab.js';
 import { Tokenizer, type Json } from './tokenizer-core.js';
 
@@ -255,8 +256,40 @@ export function ggufTokenizerFiles(meta: Record<string, unknown>, source: string
   return { json, config };
 }
 
-/** The tokenizer GGUF metadata describes (see ggufTokenizerFiles), or null when it has no vocabulary. */
-export function tokenizerFromGguf(meta: Record<string, unknown>, source: string): Tokenizer | null {
-  const files = ggufTokenizerFiles(meta, source);
-  return files && Tokenizer.fromJson(files.json, files.config, source);
+/**
+ * The tokenizer files of a GGUF file's metadata (`file` names it): the Hugging Face
+ * tokenizer an export of this project embeds (with `tokenizer.chat_template` as its chat
+ * template), else, unless `rebuild` is false, the one rebuilt from the `tokenizer.ggml.*`
+ * vocabulary (ggufTokenizerFiles); null when there is neither.
+ */
+export function ggufTokenizerJson(meta: Record<string, unknown>, file: string, opts: { rebuild?: boolean } = {}): { json: Json; config: Record<string, unknown>; source: string } | null {
+  const json = meta[HF_TOKENIZER_KEY];
+  if (typeof json !== 'string') {
+    if (opts.rebuild === false) return null;
+    const source = `${file} (tokenizer.ggml vocabulary)`;
+    const files = ggufTokenizerFiles(meta, source);
+    return files && { ...files, source };
+  }
+  const parse = (text: unknown, key: string): Record<string, unknown> => {
+    try {
+      const v = JSON.parse(String(text)) as unknown;
+      if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not a JSON object');
+      return v as Record<string, unknown>;
+    } catch (e) {
+      throw new LongLoraError(`${file}: metadata ${key} is not a JSON object (${(e as Error).message}); export the file again, or pass --tokenizer DIR`);
+    }
+  };
+  const config = meta[HF_TOKENIZER_CONFIG_KEY] === undefined ? {} : parse(meta[HF_TOKENIZER_CONFIG_KEY], HF_TOKENIZER_CONFIG_KEY);
+  if (typeof meta['tokenizer.chat_template'] === 'string') config.chat_template = meta['tokenizer.chat_template'];
+  return { json: parse(json, HF_TOKENIZER_KEY) as Json, config, source: `${file} (embedded tokenizer)` };
+}
+
+/**
+ * The tokenizer of a GGUF file's metadata (`llamaFromGguf(...).metadata`; see
+ * ggufTokenizerJson), or null when it has none: the browser's way to the tokenizer of a
+ * GGUF file (Node: ggufTokenizer).
+ */
+export function tokenizerOfGguf(meta: Record<string, unknown>, file = 'the GGUF file', opts: { rebuild?: boolean } = {}): Tokenizer | null {
+  const t = ggufTokenizerJson(meta, file, opts);
+  return t && Tokenizer.fromJson(t.json, t.config, t.source);
 }

@@ -24,7 +24,10 @@ import { tempFolders } from '../helpers/tmp.js';
 import { openChromium, type Chromium } from '../helpers/chromium.js';
 import { REPO_ROOT, serveStatic } from '../../examples/browser/serve.js';
 import type { PageEnvironment, PageLongLoraRun, PageReport } from './page.js';
-import type { TextReport } from './text-page.js';
+import type { GgufReport, TextReport } from './text-page.js';
+import { exportGguf } from '../../src/models/llama/gguf.js';
+import { ggufTokenizer, loadLlamaGguf } from '../../src/models/llama/gguf-load.js';
+import { readGgufHeader } from '../../src/io/gguf-read.js';
 import { Tokenizer } from '../../src/tokenizer/tokenizer.js';
 import type { ChatMessage } from '../../src/tokenizer/chat-template.js';
 
@@ -175,6 +178,33 @@ describe('in a browser (headless Chromium)', () => {
       assert.deepEqual(web.streamed, web.ids.map((row) => tok.decode(row, { skipSpecialTokens: true })), `${dir}: streamed pieces add up to the decoded text (special tokens skipped)`);
       assert.equal(web.chat, tok.chatTemplate ? tok.chatTemplate.render(messages as ChatMessage[], { bosToken: tok.bosToken, eosToken: tok.eosToken }) : null);
       t.diagnostic(`${dir}: ${web.ids.flat().length} ids over ${texts.length} texts match Node${web.chat ? '; chat template renders the same' : ''}`);
+    }
+    assert.deepEqual(chromium!.pageErrors, []);
+  });
+
+  it('runs GGUF files in the page (a File read a piece at a time): the model, logits and tokenizer Node loads from them', async (t) => {
+    if (unavailable) { t.skip(unavailable); return; }
+    await chromium!.page.goto(`${chromium!.server.origin}/test/browser/text.html`);
+    const dir = newFolder();
+    const files = (['q4_k_m', 'q8_0'] as const).map((dtype) => {
+      const file = path.join(dir, `tiny-${dtype}.gguf`);
+      exportGguf(path.join(ROOT, 'models', 'tiny-longlora'), file, { dtype, modelfile: false, embedTokenizer: dtype === 'q8_0' });
+      return file;
+    });
+    const ids = [1, 5, 9, 20, 33, 2, 7, 8];
+    const texts = ['Hello world', 'unicode: é ✓ 日本語 🙂', '<s> special tokens in text </s>'];
+    const web = await chromium!.call<GgufReport[]>('/dist/test/browser/text-page.js', 'gguf',
+      files.map((f) => ({ name: path.basename(f), base64: fs.readFileSync(f).toString('base64') })), ids, texts);
+    await setBackend('cpu');
+    for (const [i, file] of files.entries()) {
+      const model = await loadLlamaGguf(file);
+      const tok = ggufTokenizer(await readGgufHeader(file), file)!;
+      assert.deepEqual(web[i]!.config, model.config, `${path.basename(file)}: config`);
+      assert.equal(web[i]!.tensors, model.parameters().length);
+      assert.deepEqual(web[i]!.logits, [...await logitsOf(model, Int32Array.from(ids), 1, ids.length)], `${path.basename(file)}: logits`);
+      assert.deepEqual(web[i]!.ids, texts.map((x) => tok.encode(x)), `${path.basename(file)}: ids`);
+      model.dispose();
+      t.diagnostic(`${path.basename(file)}: ${web[i]!.tensors} tensors; logits and ids as in Node (tokenizer: ${web[i]!.tokenizer})`);
     }
     assert.deepEqual(chromium!.pageErrors, []);
   });

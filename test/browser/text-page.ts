@@ -1,9 +1,11 @@
 /**
  * What the browser text tests run inside a page (test/browser/text.html, whose import
  * map resolves @huggingface/tokenizers and @huggingface/jinja): a tokenizer folder's
- * files fetched and built with `Tokenizer.fromFiles`, as `Tokenizer.load` does in Node.
+ * files fetched and built with `Tokenizer.fromFiles`, as `Tokenizer.load` does in Node;
+ * GGUF files handed over as bytes, run as models with their own tokenizers.
  */
-import { StreamDecoder, Tokenizer, type ChatMessage } from '../../src/browser-text.js';
+import { StreamDecoder, Tokenizer, tokenizerOfGguf, type ChatMessage } from '../../src/browser-text.js';
+import { ids as idsTensor, llamaFromGguf, noGrad, setBackend, tidy } from '../../src/browser.js';
 
 export interface TextReport {
   hash: string;
@@ -33,4 +35,33 @@ export async function tokenize(dir: string, texts: string[], messages: ChatMessa
     ids, decoded: ids.map((row) => tok.decode(row)), streamed,
     chat: tok.chatTemplate ? tok.chatTemplate.render(messages, { bosToken: tok.bosToken, eosToken: tok.eosToken }) : null,
   };
+}
+
+/** What the page made of a GGUF file. */
+export interface GgufReport {
+  config: unknown;
+  tensors: number;
+  logits: number[];
+  tokenizer: string;
+  ids: number[][];
+}
+
+/**
+ * Each GGUF file (base64) as a File in the page: the model llamaFromGguf builds from it (on
+ * the CPU backend), its logits for `ids`, and its tokenizer's (tokenizerOfGguf) ids of `texts`.
+ */
+export async function gguf(files: Array<{ name: string; base64: string }>, ids: number[], texts: string[]): Promise<GgufReport[]> {
+  await setBackend('cpu');
+  const out: GgufReport[] = [];
+  for (const f of files) {
+    const file = new File([Uint8Array.from(atob(f.base64), (c) => c.charCodeAt(0))], f.name);
+    let tensors = 0;
+    const { model, config, metadata } = await llamaFromGguf(file, { source: f.name, onTensor: (n) => { tensors = n; } });
+    const logits = noGrad(() => tidy(() => model.forward(idsTensor(Int32Array.from(ids), [1, ids.length]))));
+    const tok = tokenizerOfGguf(metadata, f.name)!;
+    out.push({ config, tensors, logits: [...await logits.floats()], tokenizer: tok.source, ids: texts.map((t) => tok.encode(t)) });
+    logits.dispose();
+    model.dispose();
+  }
+  return out;
 }

@@ -16,7 +16,7 @@ import { before, describe, it } from 'node:test';
 import { exportGguf } from '../../src/models/llama/gguf.js';
 import { ggufTokenizer } from '../../src/models/llama/gguf-load.js';
 import { ggufMetadata, readGgufHeader } from '../../src/io/gguf-read.js';
-import { LLAMA_CPP_DEFAULT_SPLITS, ggufTokenizerFiles, tokenizerFromGguf } from '../../src/tokenizer/gguf-tokenizer.js';
+import { LLAMA_CPP_DEFAULT_SPLITS, ggufTokenizerFiles, tokenizerOfGguf } from '../../src/tokenizer/gguf-tokenizer.js';
 import { Tokenizer } from '../../src/tokenizer/tokenizer.js';
 import type { Tokenizer as CoreTokenizer } from '../../src/tokenizer/tokenizer-core.js';
 import { ROOT } from '../helpers/fixtures.js';
@@ -113,7 +113,7 @@ describe('GGUF tokenizer rebuilt: SentencePiece style ("llama")', () => {
   it('another SentencePiece-style tokenizer (the llama-bpe fixture, 411 tokens padded to the model\'s rows): the same ids', async () => {
     const dir = path.join(ROOT, 'test', 'fixtures', 'tokenizer', 'llama-bpe');
     const { meta } = await exported(dir);
-    const got = tokenizerFromGguf(meta, 'fixture')!;
+    const got = tokenizerOfGguf(meta, 'fixture')!;
     const want = Tokenizer.load(dir);
     sameIds(got, want, [...TEXTS, ...heldout.slice(0, 40)]);
     assert.equal(got.vocabSize, ROWS, 'the unused [PAD] rows are tokens of the file');
@@ -124,11 +124,11 @@ describe('GGUF tokenizer rebuilt: SentencePiece style ("llama")', () => {
     const { meta } = await exported(TINY);
     const want = Tokenizer.load(TINY);
     const texts = heldout.slice(0, 30);
-    assert.equal(differing(tokenizerFromGguf(meta, 'as written')!, want, texts), 0);
+    assert.equal(differing(tokenizerOfGguf(meta, 'as written')!, want, texts), 0);
     const scores = meta['tokenizer.ggml.scores'] as number[];
-    const reversed = tokenizerFromGguf({ ...meta, 'tokenizer.ggml.scores': scores.map((s) => -s) }, 'reversed')!;
+    const reversed = tokenizerOfGguf({ ...meta, 'tokenizer.ggml.scores': scores.map((s) => -s) }, 'reversed')!;
     assert.ok(differing(reversed, want, texts) > texts.length / 2, 'reversed scores should change most lines');
-    const flat = tokenizerFromGguf({ ...meta, 'tokenizer.ggml.scores': scores.map(() => 0) }, 'flat')!;
+    const flat = tokenizerOfGguf({ ...meta, 'tokenizer.ggml.scores': scores.map(() => 0) }, 'flat')!;
     assert.ok(differing(flat, want, texts) > 0, 'flat scores should change some lines');
   });
 
@@ -221,7 +221,7 @@ describe('GGUF tokenizer rebuilt: byte-level BPE ("gpt2")', () => {
       const { meta } = await exported(dir);
       assert.equal(meta['tokenizer.ggml.pre'], layout === 'qwen2' ? 'qwen2' : 'gpt-2');
       const want = Tokenizer.load(dir);
-      const got = tokenizerFromGguf(meta, layout)!;
+      const got = tokenizerOfGguf(meta, layout)!;
       sameIds(got, want, [...TEXTS, ...specials.slice(0, 1), ...heldout.slice(0, 40)]);
       assert.deepEqual([got.bosId, got.eosId, got.vocabSize], [null, want.eosId, ROWS], layout);
       assert.equal(got.chatTemplate?.source, CHAT);
@@ -232,7 +232,7 @@ describe('GGUF tokenizer rebuilt: byte-level BPE ("gpt2")', () => {
     const { meta } = await exported(byteLevelFolder('qwen2', merges, false));
     const want = Tokenizer.load(byteLevelFolder('qwen2', merges, false));
     const texts = heldout.slice(0, 30);
-    const reversed = tokenizerFromGguf({ ...meta, 'tokenizer.ggml.merges': [...(meta['tokenizer.ggml.merges'] as string[])].reverse() }, 'reversed')!;
+    const reversed = tokenizerOfGguf({ ...meta, 'tokenizer.ggml.merges': [...(meta['tokenizer.ggml.merges'] as string[])].reverse() }, 'reversed')!;
     assert.ok(differing(reversed, want, texts) > texts.length / 2, 'reversed merges should change most lines');
   });
 
@@ -256,10 +256,10 @@ describe('GGUF tokenizer rebuilt: byte-level BPE ("gpt2")', () => {
     const texts = [...TEXTS, 'a+b=c; x<=y || $5 ~ ^hat 12345678 (parens) [brackets] {braces} "q" it\'s', ...heldout.slice(0, 30)];
     const { ['tokenizer.ggml.pre']: _, ...unnamed } = meta;
     for (const m of [{ ...meta, 'tokenizer.ggml.pre': 'default' }, unnamed]) {
-      const tok = tokenizerFromGguf(m, 'default')!;
+      const tok = tokenizerOfGguf(m, 'default')!;
       for (const t of texts) assert.deepEqual(tok.encode(t), bpe(t), JSON.stringify(t));
     }
-    assert.ok(differing(tokenizerFromGguf({ ...meta, 'tokenizer.ggml.pre': 'default' }, 'default')!, tokenizerFromGguf(meta, 'gpt-2')!, texts) > 0, 'it is not GPT-2\'s');
+    assert.ok(differing(tokenizerOfGguf({ ...meta, 'tokenizer.ggml.pre': 'default' }, 'default')!, tokenizerOfGguf(meta, 'gpt-2')!, texts) > 0, 'it is not GPT-2\'s');
   });
 });
 
@@ -272,7 +272,7 @@ describe('GGUF tokenizer rebuilt: what it refuses', () => {
     throwsLL(() => ggufTokenizerFiles({ ...meta, 'tokenizer.ggml.tokens': undefined }, 'f.gguf'), 'no tokenizer.ggml.tokens', '--tokenizer DIR');
     throwsLL(() => ggufTokenizerFiles({ ...meta, 'tokenizer.ggml.model': 'llama' }, 'f.gguf'), 'needs tokenizer.ggml.scores', '--tokenizer DIR');
     throwsLL(() => ggufTokenizerFiles({ ...meta, 'tokenizer.ggml.token_type': [1, 2] }, 'f.gguf'), 'tokenizer.ggml.token_type is not an array of 2048 numbers', '--tokenizer DIR');
-    for (const none of [undefined, 'none', 'no_vocab']) assert.equal(tokenizerFromGguf({ ...meta, 'tokenizer.ggml.model': none }, 'f.gguf'), null);
+    for (const none of [undefined, 'none', 'no_vocab']) assert.equal(tokenizerOfGguf({ ...meta, 'tokenizer.ggml.model': none }, 'f.gguf'), null);
     const header = await readGgufHeader(file);
     assert.equal(ggufTokenizer(header, file, { rebuild: false }), null);
     assert.match(ggufTokenizer(header, file)!.source, /\(tokenizer\.ggml vocabulary\)$/);

@@ -24,12 +24,15 @@ import { SafetensorsFile } from '../../io/safetensors.js';
 import { writeGguf, type GgmlType, type GgufTensor, type GgufValue } from '../../io/gguf.js';
 import { BLOCKS, QK_K, type QuantType } from '../../io/ggml-quants.js';
 import { QuantPool } from '../../io/quant-pool.js';
-import { ropeContextLength, ropeFrequencies, ropeInvFreq, yarnAttentionFactor, yarnMscale, type RopeScaling } from '../../nn/rope-scaling.js';
+import { ropeContextLength, yarnAttentionFactor, yarnMscale, type RopeScaling } from '../../nn/rope-scaling.js';
 import { type HostArray } from '../../tensor/dtype.js';
 import { ggufVocab } from '../../tokenizer/gguf-vocab.js';
 import { Tokenizer } from '../../tokenizer/tokenizer.js';
 import { linearLayerPaths, llamaTensorShapes, parseLlamaConfig, storageDType, type LlamaConfig } from './config.js';
 import { checkCheckpointTensor, checkF16Range } from './load.js';
+import { HF_TOKENIZER_CONFIG_KEY, HF_TOKENIZER_KEY, ggufArchitecture, ggufTensorName, permuteRotary, ropeFreqFactors, rotaryHeads } from './gguf-layout.js';
+
+export { HF_TOKENIZER_CONFIG_KEY, HF_TOKENIZER_KEY, ggufArchitecture, ggufTensorName, permuteRotary, rotaryHeads, ropeFreqFactors, unpermuteRotary } from './gguf-layout.js';
 
 /**
  * Storage of the 2-D weights: a float type; ggml's 8-bit Q8_0; or one of llama.cpp's
@@ -75,10 +78,6 @@ export interface GgufExportOptions {
    */
   importance?: ReadonlyMap<string, Float32Array>;
 }
-
-/** The metadata keys of an embedded Hugging Face tokenizer (see GgufExportOptions.embedTokenizer). */
-export const HF_TOKENIZER_KEY = 'tokenizer.huggingface.json';
-export const HF_TOKENIZER_CONFIG_KEY = 'longlora.tokenizer_config';
 
 /**
  * The largest embedded tokenizer string, in UTF-8 bytes: Hugging Face's GGUF parser (which
@@ -214,72 +213,6 @@ export function ggufWeightType(dtype: GgufDType, name: string, shape: readonly n
   return withFallback(type, cols);
 }
 
-/** The GGUF name of a Hugging Face Llama (Mistral, Qwen 2) tensor. */
-export function ggufTensorName(hf: string): string {
-  const fixed: Record<string, string> = {
-    'model.embed_tokens.weight': 'token_embd.weight',
-    'model.norm.weight': 'output_norm.weight',
-    'lm_head.weight': 'output.weight',
-  };
-  if (fixed[hf]) return fixed[hf];
-  const m = /^model\.layers\.(\d+)\.(.+)\.(weight|bias)$/.exec(hf);
-  const part: Record<string, string> = {
-    input_layernorm: 'attn_norm', post_attention_layernorm: 'ffn_norm',
-    'self_attn.q_proj': 'attn_q', 'self_attn.k_proj': 'attn_k', 'self_attn.v_proj': 'attn_v', 'self_attn.o_proj': 'attn_output',
-    'mlp.gate_proj': 'ffn_gate', 'mlp.up_proj': 'ffn_up', 'mlp.down_proj': 'ffn_down',
-    'self_attn.q_norm': 'attn_q_norm', 'self_attn.k_norm': 'attn_k_norm',
-  };
-  const p = m ? part[m[2]!] : undefined;
-  if (!m || !p) throw new LongLoraError(`no GGUF name for tensor "${hf}" (not a Llama tensor)`);
-  return `blk.${m[1]}.${p}.${m[3]}`;
-}
-
-/**
- * llama.cpp's architecture for a model type: Llama and Mistral are "llama" (its RoPE
- * rotates interleaved pairs, so q and k are permuted), Qwen 2 and 3 are "qwen2" and
- * "qwen3" (rotate-half, as Hugging Face; nothing is permuted).
- */
-export function ggufArchitecture(c: LlamaConfig): { arch: string; permute: boolean } {
-  return c.modelType === 'qwen2' || c.modelType === 'qwen3' ? { arch: c.modelType, permute: false } : { arch: 'llama', permute: true };
-}
-
-/** The heads whose rows are permuted in tensor `name` (a q or k projection's weight or bias, on the llama architecture), else 0. */
-export function rotaryHeads(c: LlamaConfig, name: string): number {
-  if (!ggufArchitecture(c).permute) return 0;
-  return /\.q_proj\.(weight|bias)$/.test(name) ? c.numHeads : /\.k_proj\.(weight|bias)$/.test(name) ? c.numKvHeads : 0;
-}
-
-/**
- * q/k rows from HF's rotate-half layout (per head: first halves, then second halves of
- * each rotated pair) to interleaved pairs: row h·D + 2j + t takes row h·D + t·D/2 + j.
- * That is w.reshape(heads, 2, D/2, in).swapaxes(1, 2).reshape(rows, in).
- */
-export function permuteRotary<T extends HostArray>(w: T, rows: number, cols: number, heads: number): T {
-  return moveRotaryRows(w, rows, cols, heads, true);
-}
-
-/** The inverse of permuteRotary: interleaved pairs back to Hugging Face's rotate-half rows. */
-export function unpermuteRotary<T extends HostArray>(w: T, rows: number, cols: number, heads: number): T {
-  return moveRotaryRows(w, rows, cols, heads, false);
-}
-
-function moveRotaryRows<T extends HostArray>(w: T, rows: number, cols: number, heads: number, interleave: boolean): T {
-  if (rows % heads !== 0 || (rows / heads) % 2 !== 0) throw new LongLoraError(`cannot permute ${rows} rows into ${heads} heads of even size`);
-  const D = rows / heads;
-  const out = new (w.constructor as new (n: number) => T)(w.length);
-  for (let h = 0; h < heads; h++) {
-    for (let j = 0; j < D / 2; j++) {
-      for (let t = 0; t < 2; t++) {
-        const halves = h * D + t * (D / 2) + j;
-        const pairs = h * D + 2 * j + t;
-        const [src, dst] = interleave ? [halves, pairs] : [pairs, halves];
-        out.set(w.subarray(src * cols, (src + 1) * cols) as unknown as ArrayLike<number> & ArrayLike<bigint>, dst * cols);
-      }
-    }
-  }
-  return out;
-}
-
 /**
  * The context the model runs exactly: what its RoPE scaling covers, and no more than a
  * Mistral sliding window (llama.cpp's llama architecture attends to the whole context, as
@@ -351,13 +284,6 @@ export function llamaGgufMetadata(c: LlamaConfig, name: string, dtype: GgufDType
         'fine-tune with linear interpolation (the LongLoRA default) or yarn to export to GGUF');
   }
   return meta;
-}
-
-/** llama3 scaling as llama.cpp takes it: per-frequency divisors of the angle (plain inv_freq / scaled inv_freq). */
-export function ropeFreqFactors(c: Pick<LlamaConfig, 'headDim' | 'ropeTheta' | 'ropeScaling' | 'maxPositionEmbeddings'>): Float32Array {
-  const plain = ropeInvFreq(c.headDim, c.ropeTheta);
-  const scaled = ropeFrequencies(c.headDim, c.ropeTheta, c.ropeScaling, 0, c.maxPositionEmbeddings).invFreq;
-  return Float32Array.from(plain, (v, i) => v / scaled[i]!);
 }
 
 function bytesOf(a: HostArray): Uint8Array {

@@ -148,3 +148,16 @@ export function llamaFromSafetensors(configJson: unknown, files: readonly Safete
     throw e;
   }
 }
+
+/**
+ * An f16 copy of a weight that overflowed (a value beyond ±65504 became ±inf) is refused by
+ * name; `what` says what to pick instead (loading: the dtype; export: --dtype).
+ */
+export function checkF16Range(bits: Uint16Array, name: string, file: string, what = 'load the model with dtype'): void {
+  for (let i = 0; i < bits.length; i++) {
+    if ((bits[i]! & 0x7c00) === 0x7c00) {
+      throw new LongLoraError(`${file}: tensor '${name}' has values beyond f16's range (±65504), or inf/NaN, so it cannot be stored in f16; ` +
+        `${what} bf16 (same memory, f32's range) or f32`);
+    }
+  }
+}

@@ -17,7 +17,7 @@ import { Nf4Quantizer, isQuantizedWeight, type QuantizeMode } from '../../quant/
 import '../../quant/node-hash.js'; // the 4-bit fingerprints with Node's native SHA-256
 import { llamaConfigToHF, parseLlamaConfig, TORCH_DTYPE, type LlamaConfig, type StorageDType } from './config.js';
 import { LlamaForCausalLM, type WeightSource } from './model.js';
-import { checkWeightShape, computeOf, warnUnused, type BuildOptions, type ParamDType } from './init.js';
+import { checkF16Range, checkWeightShape, computeOf, warnUnused, type BuildOptions, type ParamDType } from './init.js';
 
 export { randomLlama, llamaFromSafetensors, type ParamDType, type RandomInitOptions, type BuildOptions } from './init.js';
 
@@ -31,23 +31,7 @@ export interface LoadOptions extends BuildOptions {
   quantize?: QuantizeMode;
 }
 
-/**
- * A weight source that reads each tensor from an opened checkpoint. With a quantizer, the
- * layers it quantises come back as 4-bit projections, and every tensor is fingerprinted
- * from its float32 values as stored (so the fingerprint does not depend on `dtype`).
- */
-/**
- * An f16 copy of a weight that overflowed (a value beyond ±65504 became ±inf) is refused by
- * name; `what` says what to pick instead (loading: the dtype; export: --dtype).
- */
-export function checkF16Range(bits: Uint16Array, name: string, file: string, what = 'load the model with dtype'): void {
-  for (let i = 0; i < bits.length; i++) {
-    if ((bits[i]! & 0x7c00) === 0x7c00) {
-      throw new LongLoraError(`${file}: tensor '${name}' has values beyond f16's range (±65504), or inf/NaN, so it cannot be stored in f16; ` +
-        `${what} bf16 (same memory, f32's range) or f32`);
-    }
-  }
-}
+export { checkF16Range } from './init.js';
 
 /** Throws when the checkpoint lacks tensor `name` or holds it in another shape than `shape`. */
 export function checkCheckpointTensor(ck: Checkpoint, name: string, shape: readonly number[], config: LlamaConfig, configPath: string): void {
@@ -64,6 +48,11 @@ export function checkCheckpointTensor(ck: Checkpoint, name: string, shape: reado
   checkWeightShape(info.file, name, info.shape, shape, config, configPath);
 }
 
+/**
+ * A weight source that reads each tensor from an opened checkpoint. With a quantizer, the
+ * layers it quantises come back as 4-bit projections, and every tensor is fingerprinted
+ * from its float32 values as stored (so the fingerprint does not depend on `dtype`).
+ */
 function checkpointSource(ck: Checkpoint, config: LlamaConfig, dtype: ParamDType, backend: Backend, configPath: string,
   quant?: Nf4Quantizer, created: Array<{ dispose(): void }> = []): WeightSource {
   const check = (name: string, shape: number[]): void => checkCheckpointTensor(ck, name, shape, config, configPath);

@@ -1,0 +1,237 @@
+/**
+ * A GGUF file's model without Node (the browser entry loads GGUF files with it; gguf-load.ts
+ * reads files in Node through it): the Llama config a header's metadata describes (llama,
+ * qwen2 and qwen3 architectures; RoPE scaling none, linear, yarn, or Llama 3's frequency
+ * factors, read back as the llama3 scaling that gives them), each weight's values
+ * (dequantised; for the llama architecture q and k rows back in Hugging Face's rotate-half
+ * order), and the model built from them: from a reader of the file's bytes (Node), or from
+ * the bytes or a Blob (llamaFromGguf).
+ */
+import type { Backend } from '../../backend/backend.js';
+import { currentBackend } from '../../backend/registry.js';
+import { LongLoraError } from '../../errors.js';
+import { ggufMetadata, ggufTensorData, ggufTensorRange, parseGguf, type GgufBytes, type GgufHeader } from '../../io/gguf-parse.js';
+import type { RopeScaling } from '../../nn/rope.js';
+import { yarnMscale } from '../../nn/rope-scaling.js';
+import { fromFloatArray } from '../../tensor/dtype.js';
+import { fromHost } from '../../tensor/tensor.js';
+import { llamaTensorShapes, parseLlamaConfig, type LlamaConfig } from './config.js';
+import { ggufTensorName, ropeFreqFactors, rotaryHeads, unpermuteRotary } from './gguf-layout.js';
+import { checkF16Range, computeOf, type ParamDType } from './init.js';
+import { LlamaForCausalLM } from './model.js';
+
+/** Reads bytes start … start + length − 1 of a GGUF file. */
+export type ByteReader = (start: number, length: number) => Uint8Array;
+
+/**
+ * The shortest decimal that rounds to the same f32: GGUF stores floats in f32, so 1e-5
+ * comes back as 9.99999975e-6; config.json had the decimal.
+ */
+function f32Decimal(v: unknown): unknown {
+  if (typeof v !== 'number' || !Number.isFinite(v)) return v;
+  for (let p = 1; p <= 9; p++) {
+    const d = Number(v.toPrecision(p));
+    if (Math.fround(d) === Math.fround(v)) return d;
+  }
+  return v;
+}
+
+/**
+ * The Llama config a GGUF header's metadata describes (`file` names it in errors;
+ * `ropeFreqs` reads its rope_freqs.weight, asked for only when it has one).
+ */
+export function ggufLlamaConfig(header: GgufHeader, file: string, ropeFreqs: () => Float32Array): LlamaConfig {
+  const m = ggufMetadata(header);
+  const arch = String(m['general.architecture'] ?? '');
+  if (!['llama', 'qwen2', 'qwen3'].includes(arch)) {
+    throw new LongLoraError(`${file}: GGUF architecture "${arch}" cannot be loaded here (llama, qwen2, qwen3 can); load the Hugging Face model folder instead`);
+  }
+  const names = new Set(header.tensorInfos.map((t) => t.name));
+  const plain = (v: unknown): unknown => (typeof v === 'bigint' ? Number(v) : v); // u64 values come back as bigint
+  const key = (k: string): unknown => plain(m[`${arch}.${k}`]);
+  const scaling = key('rope.scaling.type') ?? 'none';
+  if (scaling !== 'none' && scaling !== 'linear' && scaling !== 'yarn') {
+    throw new LongLoraError(`${file}: its RoPE scaling (${String(scaling)}) is not read from GGUF here (none, linear, yarn and Llama 3's rope_freqs are); load the model folder it was exported from`);
+  }
+  const num = (k: string): number | undefined => { const v = f32Decimal(key(k)); return v === undefined ? undefined : Number(v); };
+  const factor = scaling === 'none' ? 1 : num('rope.scaling.factor');
+  if (factor === undefined || !(factor >= 1)) throw new LongLoraError(`${file}: ${scaling} RoPE scaling needs rope.scaling.factor ≥ 1, got ${String(factor)}; export the file again`);
+  const context = Number(key('context_length'));
+  const headDim = Number(key('attention.key_length') ?? Number(key('embedding_length')) / Number(key('attention.head_count')));
+  const theta = Number(f32Decimal(key('rope.freq_base') ?? 10000));
+  let ropeScaling: Record<string, unknown> | null = null;
+  if (scaling === 'linear') ropeScaling = { type: 'linear', factor };
+  // As llama.cpp runs these architectures: yarn with beta_fast 32 and beta_slow 1 (their
+  // yarn_beta_* and yarn_attn_factor keys are not read), cos and sin multiplied by YaRN's
+  // default attention factor times rope.scaling.attn_factor.
+  const attn = num('rope.scaling.attn_factor') ?? 1;
+  if (attn !== 1 && scaling !== 'yarn') {
+    throw new LongLoraError(`${file}: rope.scaling.attn_factor ${attn} with ${scaling} RoPE scaling is not read here (only with yarn); load the model folder it was exported from`);
+  }
+  if (scaling === 'yarn') {
+    ropeScaling = { rope_type: 'yarn', factor, original_max_position_embeddings: key('rope.scaling.original_context_length') ?? context };
+    if (attn !== 1) ropeScaling.attention_factor = Number((attn * yarnMscale(factor)).toPrecision(7));
+  }
+  if (names.has('rope_freqs.weight')) {
+    if (scaling !== 'none') throw new LongLoraError(`${file}: it has both ${scaling} RoPE scaling and rope_freqs frequency factors; export the file again`);
+    ropeScaling = llama3FromRopeFreqs(ropeFreqs(), headDim, theta, file);
+  }
+  const tokens = m['tokenizer.ggml.tokens'];
+  const embd = header.tensorInfos.find((t) => t.name === 'token_embd.weight');
+  const vocab = embd ? Number(embd.shape[1]) : key('vocab_size') ?? (Array.isArray(tokens) ? tokens.length : undefined); // the embedding's rows first
+  const json = {
+    model_type: arch,
+    vocab_size: vocab,
+    hidden_size: key('embedding_length'),
+    intermediate_size: key('feed_forward_length'),
+    num_hidden_layers: key('block_count'),
+    num_attention_heads: key('attention.head_count'),
+    num_key_value_heads: key('attention.head_count_kv'),
+    head_dim: key('attention.key_length'),
+    rms_norm_eps: f32Decimal(key('attention.layer_norm_rms_epsilon')),
+    rope_theta: f32Decimal(key('rope.freq_base')),
+    max_position_embeddings: Number.isFinite(context) ? (scaling === 'linear' ? Math.round(context / factor) : context) : undefined,
+    rope_scaling: ropeScaling,
+    tie_word_embeddings: !names.has('output.weight'),
+    attention_bias: arch !== 'qwen2' && names.has('blk.0.attn_q.bias'),
+    bos_token_id: plain(m['tokenizer.ggml.bos_token_id']),
+    eos_token_id: plain(m['tokenizer.ggml.eos_token_id']),
+  };
+  return parseLlamaConfig(json, `${file} (GGUF metadata)`);
+}
+
+/** The f32 values of Hugging Face tensor `name` (of `shape`) in a GGUF file: dequantised, and q and k rows back in rotate-half order. */
+export function hfTensorValues(file: string, header: GgufHeader, config: LlamaConfig, read: ByteReader, name: string, shape: readonly number[]): Float32Array {
+  const g = ggufTensorName(name);
+  const t = ggufTensorData(header, g, read);
+  if (t.shape.join(',') !== shape.join(',')) throw new LongLoraError(`${file}: tensor ${g} is [${t.shape.join(', ')}], the metadata implies [${shape.join(', ')}]`);
+  const heads = rotaryHeads(config, name);
+  return heads > 0 ? unpermuteRotary(t.data, shape[0]!, shape[1] ?? 1, heads) : t.data;
+}
+
+/**
+ * The llama3 RoPE scaling (config.json spelling) whose frequency factors are `factors`, as
+ * llama.cpp's converter writes them for Llama 3.1 and later: each factor divides one
+ * frequency's angle, 1 for the fast ones, `factor` for the slow ones, and a blend between.
+ * GGUF keeps only the factors, and any (original length, low, high) with the same band
+ * edges gives the same ones, so low_freq_factor is taken as 1 (as every Llama 3 sets it);
+ * the rest is fitted from the blended frequencies (or, with fewer than two of them, Llama
+ * 3's high_freq_factor 4 is assumed) and accepted only when it recomputes every factor.
+ * All factors 1 is plain RoPE (null).
+ */
+export function llama3FromRopeFreqs(factors: Float32Array, headDim: number, theta: number, file: string): Record<string, unknown> | null {
+  const fail = (why: string): never => {
+    throw new LongLoraError(`${file}: its rope_freqs frequency factors ${why}, so they are not Llama 3's RoPE scaling; load the model folder it was exported from`);
+  };
+  if (factors.length !== headDim / 2) fail(`are ${factors.length}, not one per frequency (${headDim / 2})`);
+  const f = Math.max(...factors);
+  if (!factors.every((v) => v >= 1 - 1e-6)) fail('include values below 1');
+  if (f <= 1 + 1e-6) return null;
+  const factor = Number(f32Decimal(f));
+  const inv = Array.from({ length: headDim / 2 }, (_, i) => 1 / theta ** ((2 * i) / headDim));
+  // blended frequencies: s = (1/factor_i − 1/f) / (1 − 1/f) is linear in 1/λ_i = inv_i / 2π: s = (orig/λ − low) / (high − low)
+  const blended = [...factors.keys()].filter((i) => factors[i]! > 1 + 1e-5 && factors[i]! < factor * (1 - 1e-5))
+    .map((i) => ({ u: inv[i]! / (2 * Math.PI), s: (1 / factors[i]! - 1 / factor) / (1 - 1 / factor) }));
+  const candidates: Array<{ orig: number; high: number }> = [];
+  if (blended.length >= 2) {
+    const n = blended.length;
+    const mu = blended.reduce((a, p) => a + p.u, 0) / n;
+    const ms = blended.reduce((a, p) => a + p.s, 0) / n;
+    const A = blended.reduce((a, p) => a + (p.u - mu) * (p.s - ms), 0) / blended.reduce((a, p) => a + (p.u - mu) ** 2, 0);
+    const B = ms - A * mu; // with low = 1: B = −1 / (high − 1), A = orig / (high − 1)
+    for (const digits of [3, 6]) candidates.push({ orig: Math.round(-A / B), high: Number((1 - 1 / B).toPrecision(digits)) });
+  } else if (blended.length === 1) {
+    candidates.push({ orig: Math.round((1 + 3 * blended[0]!.s) / blended[0]!.u), high: 4 });
+  } else {
+    for (let k = 2; k <= 24; k++) candidates.push({ orig: 2 ** k, high: 4 });
+  }
+  for (const { orig, high } of candidates) {
+    if (!(orig > 0) || !(high > 1)) continue;
+    const block = { rope_type: 'llama3', factor, low_freq_factor: 1, high_freq_factor: high, original_max_position_embeddings: orig };
+    const ropeScaling: RopeScaling = { type: 'llama3', factor, lowFreqFactor: 1, highFreqFactor: high, originalMaxPositionEmbeddings: orig };
+    const again = ropeFreqFactors({ headDim, ropeTheta: theta, ropeScaling, maxPositionEmbeddings: orig });
+    if (again.every((v, i) => Math.abs(v - factors[i]!) <= 1e-6 * factors[i]!)) return block;
+  }
+  return fail('follow no band of fast, blended and slow frequencies');
+}
+
+/** How a GGUF model is built (loadLlamaGguf, llamaFromGguf). */
+export interface GgufModelOptions {
+  /** The weights' dtype (default f32; a quantised file is dequantised). */
+  dtype?: ParamDType;
+  backend?: Backend;
+  /** Another RoPE scaling than the file's (for running it past its context). */
+  ropeScaling?: RopeScaling;
+}
+
+/** The model of a GGUF file with header `header` and config `config`, its tensors read with `read`. */
+export function llamaFromGgufReader(file: string, header: GgufHeader, config: LlamaConfig, read: ByteReader, opts: GgufModelOptions = {}): LlamaForCausalLM {
+  const dtype = opts.dtype ?? 'f32';
+  const backend = opts.backend ?? currentBackend();
+  const created: Array<{ dispose(): void }> = [];
+  try {
+    return new LlamaForCausalLM(config, (name, shape) => {
+      const f32 = hfTensorValues(file, header, config, read, name, shape);
+      const data = dtype === 'f32' ? f32 : dtype === 'f64' ? Float64Array.from(f32) : fromFloatArray(f32, dtype);
+      if (dtype === 'f16') checkF16Range(data as Uint16Array, name, file);
+      const tensor = fromHost(data, shape, dtype, backend).keep();
+      tensor.name = name;
+      created.push(tensor);
+      return tensor;
+    }, computeOf(dtype));
+  } catch (e) {
+    for (const t of created) t.dispose();
+    throw e;
+  }
+}
+
+/** A model built from a GGUF file's bytes (llamaFromGguf). */
+export interface GgufModel {
+  model: LlamaForCausalLM;
+  config: LlamaConfig;
+  /** The file's metadata (its tokenizer among it: tokenizerOfGguf in browser-text.ts). */
+  metadata: Record<string, unknown>;
+}
+
+/**
+ * A GGUF file as a model, from its bytes: a Uint8Array or ArrayBuffer in memory, or a Blob
+ * (a File a page was given, a fetched response's blob), of which only the header and then
+ * each weight are read, one at a time (`onTensor` counts them). `source` names the file in
+ * errors. The browser entry's way to run a llama.cpp model; Node reads files with
+ * loadLlamaGguf.
+ */
+export async function llamaFromGguf(bytes: GgufBytes, opts: GgufModelOptions & { source?: string; onTensor?: (done: number, total: number) => void } = {}): Promise<GgufModel> {
+  const source = opts.source ?? 'the GGUF file';
+  const file = await parseGguf(bytes, source);
+  const { header } = file;
+  const raw = async (name: string): Promise<{ start: number; bytes: Uint8Array }> => {
+    const r = ggufTensorRange(header, name);
+    return { start: r.start, bytes: await file.read(r.start, r.length) };
+  };
+  // The rope_freqs tensor first (the config needs it), then each weight's bytes: the model's
+  // constructor takes its tensors synchronously, so they are read ahead and dropped once used.
+  let freqs: Float32Array | null = null;
+  if (header.tensorInfos.some((t) => t.name === 'rope_freqs.weight')) {
+    const r = await raw('rope_freqs.weight');
+    freqs = ggufTensorData(header, 'rope_freqs.weight', () => r.bytes).data;
+  }
+  const parsed = ggufLlamaConfig(header, source, () => freqs!);
+  const config = opts.ropeScaling ? { ...parsed, ropeScaling: opts.ropeScaling } : parsed;
+  const names = [...llamaTensorShapes(config)].map(([n]) => n);
+  const chunks = new Map<number, Uint8Array>();
+  for (const n of names) {
+    const g = ggufTensorName(n);
+    if (!header.tensorInfos.some((t) => t.name === g)) continue; // named as missing when the model asks for it
+    const r = await raw(g);
+    chunks.set(r.start, r.bytes);
+  }
+  let done = 0;
+  const read: ByteReader = (start, length) => {
+    const b = chunks.get(start);
+    if (!b || b.length !== length) throw new LongLoraError(`${source}: a tensor was read twice or at an unexpected range (${start}, ${length})`);
+    chunks.delete(start);
+    opts.onTensor?.(++done, names.length);
+    return b;
+  };
+  return { model: llamaFromGgufReader(source, header, config, read, opts), config, metadata: ggufMetadata(header) };
+}

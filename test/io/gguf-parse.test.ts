@@ -1,0 +1,117 @@
+/**
+ * GGUF files read from bytes without Node (gguf-parse.ts, gguf-model.ts: the browser
+ * entry's reader): the header parsed from a Uint8Array or a Blob equals what Hugging Face's
+ * GGUF parser reads from the file (metadata, tensor list, data offset) for exports of
+ * three kinds; the model built from the bytes gives the logits of the model Node loads
+ * from the file; the tokenizer of the metadata gives Node's ids (embedded and rebuilt); and
+ * cut or foreign bytes are refused, naming the problem.
+ */
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { parseGguf } from '../../src/io/gguf-parse.js';
+import { readGgufHeader } from '../../src/io/gguf-read.js';
+import { exportGguf, type GgufDType } from '../../src/models/llama/gguf.js';
+import { ggufTokenizer, loadLlamaGguf } from '../../src/models/llama/gguf-load.js';
+import { llamaFromGguf } from '../../src/models/llama/gguf-model.js';
+import { tokenizerOfGguf } from '../../src/tokenizer/gguf-tokenizer.js';
+import { ROOT } from '../helpers/fixtures.js';
+import { logitsOf } from '../helpers/forward.js';
+import { tempFolders } from '../helpers/tmp.js';
+
+const fresh = tempFolders('gguf-parse');
+const TINY = path.join(ROOT, 'models', 'tiny-longlora');
+const TEXTS = ['The quick brown fox, 1234 times.', '  leading spaces and\nnew lines', 'Naïve café 😀'];
+
+/** A copy of the main job's model (its data left out) with config.json changed by `edit`. */
+function edited(edit: (c: Record<string, unknown>) => void): string {
+  const dir = path.join(fresh(), 'model');
+  fs.cpSync(TINY, dir, { recursive: true, filter: (f) => !f.includes(`${path.sep}data`) });
+  const c = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+  edit(c);
+  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(c));
+  return dir;
+}
+
+/** Exports of the main job's model: f16 with its tokenizer embedded, Llama 3 scaling (rope_freqs) in q8_0, q4_0 with only the tokenizer.ggml vocabulary. */
+function exports(): Array<{ label: string; file: string }> {
+  const make = (label: string, dir: string, dtype: GgufDType, opts: { embedTokenizer?: boolean } = {}): { label: string; file: string } => {
+    const file = path.join(fresh(), 'm.gguf');
+    exportGguf(dir, file, { dtype, modelfile: false, ...opts });
+    return { label, file };
+  };
+  return [
+    make('f16', TINY, 'f16'),
+    make('llama3 q8_0', edited((c) => { c.rope_scaling = { rope_type: 'llama3', factor: 4, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 }; }), 'q8_0'),
+    make('q4_0 (tokenizer.ggml only)', TINY, 'q4_0', { embedTokenizer: false }),
+  ];
+}
+
+describe('GGUF from bytes (the browser entry\'s reader)', () => {
+  it('parses the header as Hugging Face\'s parser reads the file: from bytes and from a Blob read in pieces', async (t) => {
+    for (const { label, file } of exports()) {
+      const want = await readGgufHeader(file);
+      const bytes = fs.readFileSync(file);
+      for (const src of [new Uint8Array(bytes), new Blob([bytes])]) {
+        const got = await parseGguf(src, label);
+        assert.deepEqual(got.header.metadata, want.metadata, `${label}: metadata`);
+        assert.deepEqual(got.header.tensorInfos, want.tensorInfos, `${label}: tensors`);
+        assert.equal(got.header.tensorDataOffset, want.tensorDataOffset, `${label}: data offset`);
+        assert.equal(got.size, bytes.length);
+      }
+      t.diagnostic(`${label}: ${want.tensorInfos.length} tensors, ${Object.keys(want.metadata).length} keys, header ${Number(want.tensorDataOffset).toLocaleString('en')} bytes`);
+    }
+  });
+
+  it('a Blob whose header is larger than the first piece read is read on until the header is whole, never in full', async () => {
+    const { file } = exports()[0]!;
+    const want = await readGgufHeader(file);
+    const header = Number(want.tensorDataOffset);
+    const blob = new Blob([fs.readFileSync(file)]);
+    const reads: number[] = [];
+    const spy = new Proxy(blob, { get: (b, k) => (k === 'slice' ? (a?: number, e?: number) => { reads.push((e ?? b.size) - (a ?? 0)); return b.slice(a, e); } : Reflect.get(b, k, b)) });
+    const got = await parseGguf(spy, 'spy', { firstRead: 1000 });
+    assert.deepEqual(got.header.metadata, want.metadata);
+    assert.deepEqual(reads, [1000, 4000, 16000, 64000, 256000].slice(0, reads.length), `pieces read: ${reads.join(', ')}`);
+    assert.ok(reads.length >= 3 && reads.at(-1)! < blob.size && reads.at(-1)! >= header, `read in ${reads.length} pieces, the header (${header} bytes) but not the file (${blob.size})`);
+  });
+
+  it('builds the model Node loads from the file (same logits), counting its tensors, and the tokenizer of its metadata gives Node\'s ids', async (t) => {
+    for (const { label, file } of exports()) {
+      const node = await loadLlamaGguf(file);
+      const ids = Int32Array.from({ length: 10 }, (_, i) => (i * 37 + 1) % node.config.vocabSize);
+      const want = await logitsOf(node, ids, 1, ids.length);
+      const bytes = fs.readFileSync(file);
+      for (const src of [new Uint8Array(bytes), new Blob([bytes])]) {
+        let ticks = 0;
+        const got = await llamaFromGguf(src, { source: label, onTensor: () => { ticks++; } });
+        assert.deepEqual(got.config, node.config, `${label}: config`);
+        assert.deepEqual(await logitsOf(got.model, ids, 1, ids.length), want, `${label}: logits`);
+        assert.equal(ticks, got.model.parameters().length, `${label}: one tick per tensor`);
+        got.model.dispose();
+        const tok = tokenizerOfGguf(got.metadata, label)!;
+        const nodeTok = ggufTokenizer(await readGgufHeader(file), file)!;
+        for (const text of TEXTS) assert.deepEqual(tok.encode(text), nodeTok.encode(text), `${label}: ${JSON.stringify(text)}`);
+        assert.equal(tok.chatTemplate?.source, nodeTok.chatTemplate?.source);
+        assert.match(tok.source, label.includes('tokenizer.ggml') ? /\(tokenizer\.ggml vocabulary\)$/ : /\(embedded tokenizer\)$/);
+      }
+      node.dispose();
+      t.diagnostic(`${label}: logits and ids as in Node`);
+    }
+  });
+
+  it('refuses bytes that are no GGUF file, an old or cut header, and data cut short, naming the problem', async () => {
+    const { file } = exports()[2]!;
+    const bytes = new Uint8Array(fs.readFileSync(file));
+    await assert.rejects(parseGguf(new TextEncoder().encode('{"not": "gguf"}'), 'x.json'), /x\.json is not a readable GGUF file \(it does not start with "GGUF"\)/);
+    const v1 = bytes.slice();
+    new DataView(v1.buffer).setUint32(4, 1, true);
+    await assert.rejects(parseGguf(v1, 'old.gguf'), /old\.gguf is not a readable GGUF file \(it is GGUF version 1, .*convert the model again/);
+    await assert.rejects(parseGguf(bytes.subarray(0, 1000), 'cut.gguf'), /cut\.gguf is not a readable GGUF file \(it ends at byte 1000, inside its header\); .*check that the download is complete/);
+    await assert.rejects(parseGguf(new Blob([bytes.subarray(0, 1000)]), 'cut.gguf'), /it ends at byte 1000, inside its header/);
+    for (const src of [bytes.subarray(0, bytes.length - 100), new Blob([bytes.subarray(0, bytes.length - 100)])]) {
+      await assert.rejects(llamaFromGguf(src, { source: 'short.gguf' }), /short\.gguf ends early \(truncated\?\); download or export it again/);
+    }
+  });
+});
