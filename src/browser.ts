@@ -84,7 +84,7 @@ export type { QuantizationInfo } from './quant/fingerprint.js';
 // GGUF files (llama.cpp's format) as bytes: a model from a file's bytes or Blob; its
 // tokenizer is tokenizerOfGguf (browser-text.ts)
 export { parseGguf, ggufTensorData, ggufTensorRange, ggmlTypeName, GGML_TYPE_NAMES } from './io/gguf-parse.js';
-export type { GgufHeader, GgufFile, GgufBytes, GgufTensorInfo } from './io/gguf-parse.js';
+export type { GgufHeader, GgufFile, GgufBytes, GgufReadOptions, GgufTensorInfo } from './io/gguf-parse.js';
 export { llamaFromGguf, ggufLlamaConfig } from './models/llama/gguf-model.js';
 export type { GgufModel, GgufModelOptions } from './models/llama/gguf-model.js';
 export { ggufTensorName } from './models/llama/gguf-layout.js';

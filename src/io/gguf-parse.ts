@@ -2,14 +2,14 @@
  * GGUF files read from bytes, with nothing but JavaScript (the browser entry's reader; Node
  * reads headers with Hugging Face's parser in gguf-read.ts, and the tests check that both
  * give the same header): the header (metadata and tensor list) parsed from a Uint8Array,
- * an ArrayBuffer or a Blob (a File from an <input>, a fetched response's blob), a tensor's
- * values dequantised, and the names of ggml's types.
+ * an ArrayBuffer, a Blob (a File from an <input>) or an http(s) address (range requests),
+ * a tensor's values dequantised, and the names of ggml's types.
  *
- * Layout (GGUF v2 and v3, little-endian): "GGUF",
- * u32 version, u64 tensor count, u64 key count; each key a string (u64 length, UTF-8) with a
- * u32 value type and its value (arrays: u32 element type, u64 count, the elements); each
- * tensor its name, u32 dimension count, u64 dimensions (innermost first), u32 ggml type and
- * u64 offset into the data, which starts at the next multiple of `general.alignment` (32).
+ * Layout (GGUF v2 and v3, little-endian): "GGUF", u32 version, u64 tensor count, u64 key
+ * count; each key a string (u64 length, UTF-8) with a u32 value type and its value
+ * (arrays: u32 element type, u64 count, the elements); each tensor its name, u32 dimension
+ * count, u64 dimensions (innermost first), u32 ggml type and u64 offset into the data,
+ * which starts at the next multiple of `general.alignment` (32).
  * Values come back as Hugging Face's parser gives them: 64-bit integers as bigint, the rest
  * as numbers, booleans, strings and arrays.
  */
@@ -137,8 +137,20 @@ function parseHeader(bytes: Uint8Array, complete: boolean, source: string): Gguf
   return { metadata, tensorInfos, tensorDataOffset: ((BigInt(at) + a - 1n) / a) * a, littleEndian: le };
 }
 
-/** A GGUF file's bytes, whole in memory or in a Blob (read a range at a time). */
-export type GgufBytes = Uint8Array | ArrayBuffer | Blob;
+/**
+ * A GGUF file's bytes: whole in memory, in a Blob (read a range at a time), or at an http(s)
+ * address (read with HTTP range requests, as Hugging Face's file addresses allow).
+ */
+export type GgufBytes = Uint8Array | ArrayBuffer | Blob | string | URL;
+
+/** How parseGguf reads. */
+export interface GgufReadOptions {
+  /** Bytes read first from a Blob or an address (default 2 MiB); then four times as many each time until the header is whole. */
+  firstRead?: number;
+  /** An address: the fetch to use (default globalThis.fetch), and headers to send (say an Authorization for a gated model). */
+  fetch?: typeof fetch;
+  headers?: Record<string, string>;
+}
 
 /** A parsed GGUF file: its header and a reader of byte ranges. */
 export interface GgufFile {
@@ -149,35 +161,102 @@ export interface GgufFile {
   read(start: number, length: number): Promise<Uint8Array>;
 }
 
+/** Reads ranges of a file of `size` bytes. */
+interface RangeReader {
+  size: number;
+  read(start: number, length: number): Promise<Uint8Array>;
+}
+
 /**
- * Parses the GGUF header of `bytes` (`source` names it in errors). A Blob is read from its
- * start in growing pieces (the first `firstRead` bytes, default 2 MiB, then four times as
- * many each time) until the header is whole, so a large file is not read in full.
+ * Parses the GGUF header of `bytes` (`source` names it in errors; for an address, default
+ * the address). A Blob or an address is read from its start in growing pieces until the
+ * header is whole, so a large file is not read in full; an address whose server ignores
+ * range requests is downloaded as a Blob first.
  */
-export async function parseGguf(bytes: GgufBytes, source = 'the GGUF file', opts: { firstRead?: number } = {}): Promise<GgufFile> {
-  const size = bytes instanceof Uint8Array || bytes instanceof ArrayBuffer ? bytes.byteLength : bytes.size;
-  const cut = (): never => { throw new LongLoraError(`${source} ends early (truncated?); download or export it again`); };
-  if (!(bytes instanceof Blob)) {
+export async function parseGguf(bytes: GgufBytes, source?: string, opts: GgufReadOptions = {}): Promise<GgufFile> {
+  const name = source ?? (typeof bytes === 'string' || bytes instanceof URL ? String(bytes) : 'the GGUF file');
+  const cut = (): never => { throw new LongLoraError(`${name} ends early (truncated?); download or export it again`); };
+  if (bytes instanceof Uint8Array || bytes instanceof ArrayBuffer) {
     const all = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+    const size = all.length;
     return {
-      header: parseHeader(all, true, source), size,
+      header: parseHeader(all, true, name), size,
       read: (start, length) => Promise.resolve(start + length <= size ? all.subarray(start, start + length) : cut()),
     };
   }
-  const blob = bytes;
-  let have = Math.min(size, opts.firstRead ?? 1 << 21);
+  let reader: RangeReader;
+  if (bytes instanceof Blob) reader = blobReader(bytes);
+  else {
+    const r = await urlReader(String(bytes), name, opts);
+    reader = r instanceof Blob ? blobReader(r) : r;
+  }
+  const { size } = reader;
+  const read = async (start: number, length: number): Promise<Uint8Array> => {
+    if (start + length > size) cut();
+    const b = await reader.read(start, length);
+    return b.length === length ? b : cut();
+  };
+  let prefix = await read(0, Math.min(size, opts.firstRead ?? 1 << 21));
   for (;;) {
-    const prefix = new Uint8Array(await blob.slice(0, have).arrayBuffer());
     try {
-      return {
-        header: parseHeader(prefix, have === size, source), size,
-        read: async (start, length) => (start + length <= size ? new Uint8Array(await blob.slice(start, start + length).arrayBuffer()) : cut()),
-      };
+      return { header: parseHeader(prefix, prefix.length === size, name), size, read };
     } catch (e) {
       if (!(e instanceof NeedMore)) throw e;
-      have = Math.min(size, have * 4);
+      const more = await read(prefix.length, Math.min(size, prefix.length * 4) - prefix.length); // only the bytes not read yet
+      const grown = new Uint8Array(prefix.length + more.length);
+      grown.set(prefix);
+      grown.set(more, prefix.length);
+      prefix = grown;
     }
   }
+}
+
+function blobReader(blob: Blob): RangeReader {
+  return { size: blob.size, read: async (start, length) => new Uint8Array(await blob.slice(start, start + length).arrayBuffer()) };
+}
+
+/**
+ * A reader of the file at `url` by HTTP range requests: its size from the first answer's
+ * Content-Range (or a HEAD request's Content-Length, where a page may not read
+ * Content-Range); a Blob of the whole file when the server ignores ranges or gives no size.
+ */
+async function urlReader(url: string, name: string, opts: GgufReadOptions): Promise<RangeReader | Blob> {
+  const f = opts.fetch ?? globalThis.fetch;
+  const failed = (res: Response): never => {
+    throw new LongLoraError(`${name}: HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''} for ${url}; ` +
+      (res.status === 401 || res.status === 403 ? 'the file needs an access token (pass headers: { Authorization: "Bearer hf_…" }) or accepting its licence' : 'check the address'));
+  };
+  const get = async (start: number, length: number): Promise<Response> => {
+    let res: Response;
+    try {
+      res = await f(url, { headers: { ...opts.headers, Range: `bytes=${start}-${start + length - 1}` } });
+    } catch (e) {
+      throw new LongLoraError(`${name}: cannot fetch ${url} (${(e as Error).message}); check the address and the network`);
+    }
+    return res.ok ? res : failed(res);
+  };
+  const first = await get(0, opts.firstRead ?? 1 << 21);
+  if (first.status !== 206) return first.blob();
+  let size = Number(/\/(\d+)\s*$/.exec(first.headers.get('content-range') ?? '')?.[1] ?? NaN);
+  const firstBytes = new Uint8Array(await first.arrayBuffer()); // parseGguf asks for these first
+  if (!Number.isFinite(size)) {
+    const head = await f(url, { method: 'HEAD', headers: opts.headers ?? {} }).catch(() => null);
+    size = Number(head?.ok ? head.headers.get('content-length') ?? NaN : NaN);
+    if (!Number.isFinite(size)) {
+      const whole = await f(url, { headers: opts.headers ?? {} });
+      return whole.ok ? whole.blob() : failed(whole);
+    }
+  }
+  return {
+    size,
+    read: async (start, length) => {
+      if (start + length <= firstBytes.length) return firstBytes.subarray(start, start + length);
+      const res = await get(start, length);
+      const body = new Uint8Array(await res.arrayBuffer());
+      // A server that answers a range with the whole file: take the range out of it.
+      return res.status === 206 ? body : body.subarray(start, start + length);
+    },
+  };
 }
 
 /** The byte range of tensor `name`'s data and its PyTorch shape (outermost first), ggml type and element count. */

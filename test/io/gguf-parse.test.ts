@@ -3,11 +3,13 @@
  * entry's reader): the header parsed from a Uint8Array or a Blob equals what Hugging Face's
  * GGUF parser reads from the file (metadata, tensor list, data offset) for exports of
  * three kinds; the model built from the bytes gives the logits of the model Node loads
- * from the file; the tokenizer of the metadata gives Node's ids (embedded and rebuilt); and
- * cut or foreign bytes are refused, naming the problem.
+ * from the file; the tokenizer of the metadata gives Node's ids (embedded and rebuilt); a
+ * file at an http address is read with range requests (and without, where a server ignores
+ * them); and cut or foreign bytes, and failed requests, are refused, naming the problem.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { parseGguf } from '../../src/io/gguf-parse.js';
@@ -73,8 +75,9 @@ describe('GGUF from bytes (the browser entry\'s reader)', () => {
     const spy = new Proxy(blob, { get: (b, k) => (k === 'slice' ? (a?: number, e?: number) => { reads.push((e ?? b.size) - (a ?? 0)); return b.slice(a, e); } : Reflect.get(b, k, b)) });
     const got = await parseGguf(spy, 'spy', { firstRead: 1000 });
     assert.deepEqual(got.header.metadata, want.metadata);
-    assert.deepEqual(reads, [1000, 4000, 16000, 64000, 256000].slice(0, reads.length), `pieces read: ${reads.join(', ')}`);
-    assert.ok(reads.length >= 3 && reads.at(-1)! < blob.size && reads.at(-1)! >= header, `read in ${reads.length} pieces, the header (${header} bytes) but not the file (${blob.size})`);
+    assert.deepEqual(reads, [1000, 3000, 12000, 48000, 192000].slice(0, reads.length), `pieces read: ${reads.join(', ')}`);
+    const total = reads.reduce((a, b) => a + b, 0);
+    assert.ok(reads.length >= 3 && total < blob.size && total >= header, `read in ${reads.length} pieces, the header (${header} bytes) but not the file (${blob.size})`);
   });
 
   it('builds the model Node loads from the file (same logits), counting its tensors, and the tokenizer of its metadata gives Node\'s ids', async (t) => {
@@ -113,5 +116,56 @@ describe('GGUF from bytes (the browser entry\'s reader)', () => {
     for (const src of [bytes.subarray(0, bytes.length - 100), new Blob([bytes.subarray(0, bytes.length - 100)])]) {
       await assert.rejects(llamaFromGguf(src, { source: 'short.gguf' }), /short\.gguf ends early \(truncated\?\); download or export it again/);
     }
+  });
+
+  it('reads a file at an http address with range requests (its size from Content-Range, else a HEAD), or whole where the server ignores ranges; failed requests name the fix', async (t) => {
+    const { file, label } = exports()[1]!;
+    const bytes = fs.readFileSync(file);
+    const header = Number((await readGgufHeader(file)).tensorDataOffset);
+    const node = await loadLlamaGguf(file);
+    const ids = Int32Array.from([1, 80, 412, 7, 1999, 33]);
+    const want = await logitsOf(node, ids, 1, ids.length);
+    node.dispose();
+    for (const mode of ['ranges', 'ranges, no Content-Range', 'no ranges'] as const) {
+      const log: Array<{ method: string; range: string | undefined; sent: number }> = [];
+      const server = http.createServer((req, res) => {
+        if (req.url !== '/m.gguf') { res.writeHead(404).end(); return; }
+        if (req.headers.authorization !== 'Bearer token') { res.writeHead(401).end(); return; }
+        const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
+        if (req.method === 'HEAD') { log.push({ method: 'HEAD', range: undefined, sent: 0 }); res.writeHead(200, { 'content-length': bytes.length }).end(); return; }
+        if (!m || mode === 'no ranges') { log.push({ method: 'GET', range: req.headers.range, sent: bytes.length }); res.writeHead(200, { 'content-length': bytes.length }).end(bytes); return; }
+        const a = Number(m[1]);
+        const b = Math.min(Number(m[2]), bytes.length - 1);
+        log.push({ method: 'GET', range: req.headers.range, sent: b - a + 1 });
+        res.writeHead(206, { ...(mode === 'ranges' ? { 'content-range': `bytes ${a}-${b}/${bytes.length}` } : {}), 'content-length': b - a + 1 }).end(bytes.subarray(a, b + 1));
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+      try {
+        const atTick: number[] = []; // requests served when each weight is on the backend
+        const got = await llamaFromGguf(`${url}/m.gguf`, { headers: { Authorization: 'Bearer token' }, firstRead: 4096, onTensor: () => atTick.push(log.length) });
+        if (mode !== 'no ranges') assert.deepEqual(atTick.map((n) => n - atTick[0]!), atTick.map((_, i) => i), 'one weight read, then put on the backend, then the next');
+        assert.deepEqual(await logitsOf(got.model, ids, 1, ids.length), want, `${label} over http (${mode}): logits`);
+        assert.equal(got.source, `${url}/m.gguf`);
+        assert.equal(tokenizerOfGguf(got.metadata, got.source)!.source, `${url}/m.gguf (embedded tokenizer)`);
+        got.model.dispose();
+        const sent = log.reduce((a, r) => a + r.sent, 0);
+        if (mode === 'no ranges') assert.equal(log.filter((r) => r.sent === bytes.length).length, 1, 'one whole download');
+        else {
+          assert.ok(log.every((r) => r.method === 'HEAD' || r.sent < bytes.length), 'never the whole file at once');
+          assert.ok(sent <= bytes.length + 4 * header, `${sent} bytes sent for a file of ${bytes.length} (header ${header})`);
+          assert.equal(log.filter((r) => r.method === 'HEAD').length, mode === 'ranges' ? 0 : 1);
+        }
+        t.diagnostic(`${mode}: ${log.length} requests, ${sent.toLocaleString('en')} bytes sent for a file of ${bytes.length.toLocaleString('en')}`);
+        if (mode === 'ranges') {
+          await assert.rejects(llamaFromGguf(`${url}/m.gguf`), /m\.gguf: HTTP 401 .*needs an access token \(pass headers: \{ Authorization/);
+          await assert.rejects(llamaFromGguf(`${url}/other.gguf`, { headers: { Authorization: 'Bearer token' } }), /other\.gguf: HTTP 404 .*; check the address/);
+        }
+      } finally {
+        server.closeAllConnections();
+        await new Promise((r) => server.close(r));
+      }
+    }
+    await assert.rejects(llamaFromGguf('http://127.0.0.1:1/none.gguf'), /cannot fetch http:\/\/127\.0\.0\.1:1\/none\.gguf \(.*\); check the address and the network/);
   });
 });

@@ -10,11 +10,11 @@
 import type { Backend } from '../../backend/backend.js';
 import { currentBackend } from '../../backend/registry.js';
 import { LongLoraError } from '../../errors.js';
-import { ggufMetadata, ggufTensorData, ggufTensorRange, parseGguf, type GgufBytes, type GgufHeader } from '../../io/gguf-parse.js';
+import { ggufMetadata, ggufTensorData, ggufTensorRange, parseGguf, type GgufBytes, type GgufHeader, type GgufReadOptions } from '../../io/gguf-parse.js';
 import type { RopeScaling } from '../../nn/rope.js';
 import { yarnMscale } from '../../nn/rope-scaling.js';
 import { fromFloatArray } from '../../tensor/dtype.js';
-import { fromHost } from '../../tensor/tensor.js';
+import { fromHost, type Tensor } from '../../tensor/tensor.js';
 import { llamaTensorShapes, parseLlamaConfig, type LlamaConfig } from './config.js';
 import { ggufTensorName, ropeFreqFactors, rotaryHeads, unpermuteRotary } from './gguf-layout.js';
 import { checkF16Range, computeOf, type ParamDType } from './init.js';
@@ -166,72 +166,83 @@ export interface GgufModelOptions {
 
 /** The model of a GGUF file with header `header` and config `config`, its tensors read with `read`. */
 export function llamaFromGgufReader(file: string, header: GgufHeader, config: LlamaConfig, read: ByteReader, opts: GgufModelOptions = {}): LlamaForCausalLM {
-  const dtype = opts.dtype ?? 'f32';
-  const backend = opts.backend ?? currentBackend();
-  const created: Array<{ dispose(): void }> = [];
+  const created: Tensor[] = [];
   try {
     return new LlamaForCausalLM(config, (name, shape) => {
-      const f32 = hfTensorValues(file, header, config, read, name, shape);
-      const data = dtype === 'f32' ? f32 : dtype === 'f64' ? Float64Array.from(f32) : fromFloatArray(f32, dtype);
-      if (dtype === 'f16') checkF16Range(data as Uint16Array, name, file);
-      const tensor = fromHost(data, shape, dtype, backend).keep();
-      tensor.name = name;
-      created.push(tensor);
-      return tensor;
-    }, computeOf(dtype));
+      const t = weightTensor(file, header, config, read, name, shape, opts);
+      created.push(t);
+      return t;
+    }, computeOf(opts.dtype ?? 'f32'));
   } catch (e) {
     for (const t of created) t.dispose();
     throw e;
   }
 }
 
+/** Weight `name` of a GGUF file as a tensor on the backend, in the options' dtype. */
+function weightTensor(file: string, header: GgufHeader, config: LlamaConfig, read: ByteReader, name: string, shape: readonly number[], opts: GgufModelOptions): Tensor {
+  const dtype = opts.dtype ?? 'f32';
+  const f32 = hfTensorValues(file, header, config, read, name, shape);
+  const data = dtype === 'f32' ? f32 : dtype === 'f64' ? Float64Array.from(f32) : fromFloatArray(f32, dtype);
+  if (dtype === 'f16') checkF16Range(data as Uint16Array, name, file);
+  const tensor = fromHost(data, [...shape], dtype, opts.backend ?? currentBackend()).keep();
+  tensor.name = name;
+  return tensor;
+}
+
 /** A model built from a GGUF file's bytes (llamaFromGguf). */
 export interface GgufModel {
   model: LlamaForCausalLM;
   config: LlamaConfig;
-  /** The file's metadata (its tokenizer among it: tokenizerOfGguf in browser-text.ts). */
+  /** The file's metadata (its tokenizer among it: tokenizerOfGguf(metadata, source) in browser-text.ts). */
   metadata: Record<string, unknown>;
+  /** What errors call the file: `source`, the address, or "the GGUF file". */
+  source: string;
 }
 
 /**
- * A GGUF file as a model, from its bytes: a Uint8Array or ArrayBuffer in memory, or a Blob
- * (a File a page was given, a fetched response's blob), of which only the header and then
- * each weight are read, one at a time (`onTensor` counts them). `source` names the file in
- * errors. The browser entry's way to run a llama.cpp model; Node reads files with
- * loadLlamaGguf.
+ * A GGUF file as a model, from its bytes: a Uint8Array or ArrayBuffer in memory, a Blob (a
+ * File a page was given), or an http(s) address (Hugging Face's
+ * `https://huggingface.co/ORG/NAME/resolve/main/FILE.gguf`; `headers` for a gated one), of
+ * which the header and then each weight are read, one at a time (`onTensor` counts them),
+ * and put on the backend before the next is read: the memory of the model and of one
+ * weight's bytes, not of the file. `source` names the file in errors. The browser entry's
+ * way to run a llama.cpp model; Node reads files with loadLlamaGguf.
  */
-export async function llamaFromGguf(bytes: GgufBytes, opts: GgufModelOptions & { source?: string; onTensor?: (done: number, total: number) => void } = {}): Promise<GgufModel> {
-  const source = opts.source ?? 'the GGUF file';
-  const file = await parseGguf(bytes, source);
+export async function llamaFromGguf(bytes: GgufBytes, opts: GgufModelOptions & GgufReadOptions & { source?: string; onTensor?: (done: number, total: number) => void } = {}): Promise<GgufModel> {
+  const source = opts.source ?? (typeof bytes === 'string' || bytes instanceof URL ? String(bytes) : 'the GGUF file');
+  const file = await parseGguf(bytes, source, opts);
   const { header } = file;
-  const raw = async (name: string): Promise<{ start: number; bytes: Uint8Array }> => {
+  const has = (name: string): boolean => header.tensorInfos.some((t) => t.name === name);
+  /** A reader of the one range `name` takes, read ahead (the tensor code reads synchronously). */
+  const rangeOf = async (name: string): Promise<ByteReader> => {
     const r = ggufTensorRange(header, name);
-    return { start: r.start, bytes: await file.read(r.start, r.length) };
+    const b = await file.read(r.start, r.length);
+    return (start, length) => {
+      if (start !== r.start || length !== r.length) throw new LongLoraError(`${source}: tensor ${name} read at an unexpected range (${start}, ${length})`);
+      return b;
+    };
   };
-  // The rope_freqs tensor first (the config needs it), then each weight's bytes: the model's
-  // constructor takes its tensors synchronously, so they are read ahead and dropped once used.
-  let freqs: Float32Array | null = null;
-  if (header.tensorInfos.some((t) => t.name === 'rope_freqs.weight')) {
-    const r = await raw('rope_freqs.weight');
-    freqs = ggufTensorData(header, 'rope_freqs.weight', () => r.bytes).data;
-  }
+  const freqs = has('rope_freqs.weight') ? ggufTensorData(header, 'rope_freqs.weight', await rangeOf('rope_freqs.weight')).data : null;
   const parsed = ggufLlamaConfig(header, source, () => freqs!);
   const config = opts.ropeScaling ? { ...parsed, ropeScaling: opts.ropeScaling } : parsed;
-  const names = [...llamaTensorShapes(config)].map(([n]) => n);
-  const chunks = new Map<number, Uint8Array>();
-  for (const n of names) {
-    const g = ggufTensorName(n);
-    if (!header.tensorInfos.some((t) => t.name === g)) continue; // named as missing when the model asks for it
-    const r = await raw(g);
-    chunks.set(r.start, r.bytes);
+  const shapes = [...llamaTensorShapes(config)];
+  const weights = new Map<string, Tensor>();
+  try {
+    for (const [name, shape] of shapes) {
+      const g = ggufTensorName(name);
+      if (!has(g)) throw new LongLoraError(`${source} has no tensor "${g}" (${name}), which its metadata implies; it is no complete Llama file, or not one read here`);
+      weights.set(name, weightTensor(source, header, config, await rangeOf(g), name, shape, opts));
+      opts.onTensor?.(weights.size, shapes.length);
+    }
+    const model = new LlamaForCausalLM(config, (name, shape) => {
+      const t = weights.get(name);
+      if (!t || t.shape.join(',') !== shape.join(',')) throw new LongLoraError(`${source}: the model asks for ${name} [${shape.join(', ')}], which was not read`);
+      weights.delete(name);
+      return t;
+    }, computeOf(opts.dtype ?? 'f32'));
+    return { model, config, metadata: ggufMetadata(header), source };
+  } finally {
+    for (const t of weights.values()) t.dispose(); // read but not taken (after an error)
   }
-  let done = 0;
-  const read: ByteReader = (start, length) => {
-    const b = chunks.get(start);
-    if (!b || b.length !== length) throw new LongLoraError(`${source}: a tensor was read twice or at an unexpected range (${start}, ${length})`);
-    chunks.delete(start);
-    opts.onTensor?.(++done, names.length);
-    return b;
-  };
-  return { model: llamaFromGgufReader(source, header, config, read, opts), config, metadata: ggufMetadata(header) };
 }
