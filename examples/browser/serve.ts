@@ -73,7 +73,7 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
     process.exit(1);
   }
   serveStatic(REPO_ROOT, port).then((s) => {
-    console.log(`serving the browser example at ${s.origin}/examples/browser/ (Ctrl-C stops)`);
+    console.log(`serving the browser examples at ${s.origin}/examples/browser/ (training) and ${s.origin}/examples/browser/gguf.html (a GGUF model); Ctrl-C stops`);
   }, (e: Error) => {
     console.error(`cannot serve on port ${port}: ${e.message}; pick another with --port N`);
     process.exit(1);

@@ -28,6 +28,8 @@ import type { GgufReport, TextReport } from './text-page.js';
 import { exportGguf } from '../../src/models/llama/gguf.js';
 import { ggufTokenizer, loadLlamaGguf } from '../../src/models/llama/gguf-load.js';
 import { readGgufHeader } from '../../src/io/gguf-read.js';
+import { generate } from '../../src/eval/generate.js';
+import { GREEDY } from '../../src/eval/sampling.js';
 import { Tokenizer } from '../../src/tokenizer/tokenizer.js';
 import type { ChatMessage } from '../../src/tokenizer/chat-template.js';
 
@@ -205,6 +207,35 @@ describe('in a browser (headless Chromium)', () => {
       assert.deepEqual(web[i]!.ids, texts.map((x) => tok.encode(x)), `${path.basename(file)}: ids`);
       model.dispose();
       t.diagnostic(`${path.basename(file)}: ${web[i]!.tensors} tensors; logits and ids as in Node (tokenizer: ${web[i]!.tokenizer})`);
+    }
+    assert.deepEqual(chromium!.pageErrors, []);
+  });
+
+  it('runs the GGUF example: a file picked in the page, read onto the backend, continues a prompt as Node does', async (t) => {
+    if (unavailable) { t.skip(unavailable); return; }
+    const file = path.join(newFolder(), 'tiny-q8_0.gguf');
+    exportGguf(path.join(ROOT, 'models', 'tiny-longlora'), file, { dtype: 'q8_0', modelfile: false });
+    type State = { loaded: boolean; done: boolean; backend: string; ids: number[]; text: string; error?: string };
+    const state = (): Promise<State> => chromium!.page.evaluate(() => (globalThis as unknown as { longlora: State }).longlora, undefined);
+    const { auto } = await inPage<PageEnvironment>('environment');
+    for (const backend of ['cpu', null, ...(noWebGpu ? [] : ['webgpu'] as const)] as const) {
+      await chromium!.page.goto(`${chromium!.server.origin}/examples/browser/gguf.html?greedy=1&tokens=24${backend ? `&backend=${backend}` : ''}`);
+      await chromium!.page.setInputFiles('#file', { name: 'tiny-q8_0.gguf', mimeType: 'application/octet-stream', buffer: fs.readFileSync(file) });
+      await chromium!.page.waitForFunction(() => { const s = (globalThis as { longlora?: { loaded: boolean; done: boolean } }).longlora; return s?.loaded || s?.done; }, undefined, { timeout: 60_000 });
+      await chromium!.page.click('#run');
+      await chromium!.page.waitForFunction(() => (globalThis as { longlora?: { done?: boolean } }).longlora?.done === true, undefined, { timeout: 60_000 });
+      const r = await state();
+      assert.equal(r.error, undefined);
+      t.diagnostic(`on ${r.backend}: ${r.ids.length} tokens: ${JSON.stringify(r.text)}`);
+      if (backend !== 'cpu') { assert.equal(r.backend, backend ?? auto, 'the automatic choice'); assert.ok(r.ids.length > 0); continue; }
+      assert.equal(r.backend, 'cpu');
+      await setBackend('cpu');
+      const model = await loadLlamaGguf(file);
+      const tok = ggufTokenizer(await readGgufHeader(file), file)!;
+      const want = await generate(model, tok.encode('Once upon a time'), { ...GREEDY, maxNewTokens: 24, stopIds: tok.stopIds([model.config.eosTokenId].flat()), tokenizer: tok });
+      model.dispose();
+      assert.deepEqual(r.ids, want.ids, 'the greedy continuation Node generates from the file');
+      assert.equal(r.text, tok.decode(want.ids, { skipSpecialTokens: true }));
     }
     assert.deepEqual(chromium!.pageErrors, []);
   });

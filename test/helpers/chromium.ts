@@ -15,6 +15,8 @@ export interface Page {
   evaluate<R, A>(fn: (arg: A) => R | Promise<R>, arg: A): Promise<R>;
   waitForFunction(fn: () => unknown, arg?: unknown, opts?: { timeout?: number }): Promise<unknown>;
   on(event: 'console' | 'pageerror', fn: (m: { text?: () => string; message?: string }) => void): void;
+  setInputFiles(selector: string, files: { name: string; mimeType: string; buffer: Buffer }): Promise<void>;
+  click(selector: string): Promise<void>;
 }
 
 export interface Chromium {
