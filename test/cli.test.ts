@@ -201,6 +201,13 @@ describe('longlora command line', () => {
       assert.equal(ppl(r.out), ppl(fromGguf.out), 'the same model, whatever its tokenizer');
     }
     assert.match(cli(...pplArgs, '--model', gguf, '--adapter', out).err, /--adapter applies to a model folder, not to a GGUF file/);
+    // --quantize nf4 re-quantises the file's linear layers to NF4 as they are read: as the folder with the same f16 values does.
+    const nf4 = cli(...pplArgs, '--model', gguf, '--quantize', 'nf4');
+    assert.equal(nf4.code, 0, nf4.err);
+    assert.match(nf4.err, /base: NF4 with double quantisation for 28 linear layers: .*\(re-quantised from the file's values\)/);
+    assert.notEqual(ppl(nf4.out), ppl(fromGguf.out));
+    assert.equal(ppl(nf4.out), ppl(cli(...pplArgs, '--model', path.join(dir, 'merged'), '--quantize', 'nf4').out));
+    assert.match(cli(...pplArgs, '--model', gguf, '--quantize', 'q4').err, /--quantize must be none or nf4, got q4/);
     // What needs the Hugging Face folder says so when given the GGUF file, and how to make one of it; flops reads the file's shape.
     for (const args of [['train', '--model', gguf, '--data', path.join(tiny, 'data', 'train.bin'), '--output', path.join(fresh(), 'run')],
       ['merge', '--base', gguf, '--adapter', out, '--out', path.join(fresh(), 'm')]]) {

@@ -31,6 +31,7 @@ async function load(source) {
     status(`reading ${name}…`);
     const m = await ll.llamaFromGguf(source, {
       dtype: params.get('dtype') ?? (backend.name === 'cpu' ? 'f32' : 'f16'),
+      quantize: params.get('quantize') ?? 'none', // nf4: the linear layers in 4 bits
       onTensor: (done, total) => status(`reading ${name}: weight ${done} of ${total}`),
     });
     const tokenizer = tokenizerOfGguf(m.metadata, m.source);
@@ -38,7 +39,8 @@ async function load(source) {
     loaded = { ...m, tokenizer };
     const c = m.config;
     status(`${name}: ${c.modelType}, ${c.numLayers} layers, hidden ${c.hiddenSize}, vocabulary ${c.vocabSize}, context ` +
-      `${c.maxPositionEmbeddings}; on ${backend.name}, read in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+      `${c.maxPositionEmbeddings}${m.model.quantization ? '; linear layers in NF4' : ''}; on ${backend.name}, read in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    state.quantized = m.model.quantization !== null;
     state.loaded = true;
     $('#run').disabled = false;
   } catch (e) {

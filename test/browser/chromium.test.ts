@@ -215,18 +215,19 @@ describe('in a browser (headless Chromium)', () => {
     if (unavailable) { t.skip(unavailable); return; }
     const file = path.join(newFolder(), 'tiny-q8_0.gguf');
     exportGguf(path.join(ROOT, 'models', 'tiny-longlora'), file, { dtype: 'q8_0', modelfile: false });
-    type State = { loaded: boolean; done: boolean; backend: string; ids: number[]; text: string; error?: string };
+    type State = { loaded: boolean; quantized: boolean; done: boolean; backend: string; ids: number[]; text: string; error?: string };
     const state = (): Promise<State> => chromium!.page.evaluate(() => (globalThis as unknown as { longlora: State }).longlora, undefined);
     const { auto } = await inPage<PageEnvironment>('environment');
     for (const backend of ['cpu', null, ...(noWebGpu ? [] : ['webgpu'] as const)] as const) {
-      await chromium!.page.goto(`${chromium!.server.origin}/examples/browser/gguf.html?greedy=1&tokens=24${backend ? `&backend=${backend}` : ''}`);
+      await chromium!.page.goto(`${chromium!.server.origin}/examples/browser/gguf.html?greedy=1&tokens=24${backend ? `&backend=${backend}` : '&quantize=nf4'}`);
       await chromium!.page.setInputFiles('#file', { name: 'tiny-q8_0.gguf', mimeType: 'application/octet-stream', buffer: fs.readFileSync(file) });
       await chromium!.page.waitForFunction(() => { const s = (globalThis as { longlora?: { loaded: boolean; done: boolean } }).longlora; return s?.loaded || s?.done; }, undefined, { timeout: 60_000 });
       await chromium!.page.click('#run');
       await chromium!.page.waitForFunction(() => (globalThis as { longlora?: { done?: boolean } }).longlora?.done === true, undefined, { timeout: 60_000 });
       const r = await state();
       assert.equal(r.error, undefined);
-      t.diagnostic(`on ${r.backend}: ${r.ids.length} tokens: ${JSON.stringify(r.text)}`);
+      t.diagnostic(`on ${r.backend}${r.quantized ? ' (NF4)' : ''}: ${r.ids.length} tokens: ${JSON.stringify(r.text)}`);
+      assert.equal(r.quantized, backend === null, 'NF4 when asked (?quantize=nf4)');
       if (backend !== 'cpu') { assert.equal(r.backend, backend ?? auto, 'the automatic choice'); assert.ok(r.ids.length > 0); continue; }
       assert.equal(r.backend, 'cpu');
       await setBackend('cpu');

@@ -15,7 +15,9 @@ import { describe, it } from 'node:test';
 import { parseGguf } from '../../src/io/gguf-parse.js';
 import { readGgufHeader } from '../../src/io/gguf-read.js';
 import { exportGguf, type GgufDType } from '../../src/models/llama/gguf.js';
-import { ggufTokenizer, loadLlamaGguf } from '../../src/models/llama/gguf-load.js';
+import { ggufToFolder, ggufTokenizer, loadLlamaGguf } from '../../src/models/llama/gguf-load.js';
+import { loadLlama } from '../../src/models/llama/load.js';
+import { packedMemory } from '../../src/quant/quantize-model.js';
 import { llamaFromGguf } from '../../src/models/llama/gguf-model.js';
 import { tokenizerOfGguf } from '../../src/tokenizer/gguf-tokenizer.js';
 import { ROOT } from '../helpers/fixtures.js';
@@ -167,5 +169,26 @@ describe('GGUF from bytes (the browser entry\'s reader)', () => {
       }
     }
     await assert.rejects(llamaFromGguf('http://127.0.0.1:1/none.gguf'), /cannot fetch http:\/\/127\.0\.0\.1:1\/none\.gguf \(.*\); check the address and the network/);
+  });
+
+  it('quantize: \'nf4\' puts the linear layers in NF4 as they are read: the fingerprint and logits of the folder the file converts into, loaded with quantize nf4', async (t) => {
+    const { file } = exports()[0]!;
+    const dir = path.join(fresh(), 'hf');
+    await ggufToFolder(file, dir, { dtype: 'f32' });
+    const want = await loadLlama(dir, { quantize: 'nf4' });
+    const ids = Int32Array.from([1, 80, 412, 7, 1999, 33]);
+    const logits = await logitsOf(want, ids, 1, ids.length);
+    const node = await loadLlamaGguf(file, { quantize: 'nf4' });
+    let ticks = 0;
+    const web = await llamaFromGguf(new Blob([fs.readFileSync(file)]), { quantize: 'nf4', onTensor: () => { ticks++; } });
+    for (const [label, m] of [['loadLlamaGguf', node], ['llamaFromGguf', web.model]] as const) {
+      assert.deepEqual(m.quantization, want.quantization, `${label}: what was quantised, and the fingerprint`);
+      assert.deepEqual(await logitsOf(m, ids, 1, ids.length), logits, `${label}: logits`);
+      assert.equal(packedMemory(m).tensors, 28);
+    }
+    assert.equal(ticks, 39);
+    t.diagnostic(`NF4 from the GGUF file: ${want.quantization!.tensors} layers, fingerprint ${want.quantization!.fingerprint.slice(0, 19)}…, ${packedMemory(node).ratio.toFixed(3)}× their 16-bit memory`);
+    for (const m of [want, node, web.model]) m.dispose();
+    await assert.rejects(llamaFromGguf(fs.readFileSync(file), { quantize: 'q4' as 'nf4' }), /quantize must be none or nf4, got q4/);
   });
 });

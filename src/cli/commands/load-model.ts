@@ -35,7 +35,7 @@ export const MODEL_OPTIONS: Record<string, OptionSpec> = {
   tokenizer: { type: 'string', help: 'tokenizer folder (default: the model folder)' },
   'context-size': { type: 'string', help: 'interpolate RoPE positions for this context (official rule) when the model does not cover it' },
   dtype: { type: 'string', default: 'f32', help: 'weight storage: f32, bf16 or f16' },
-  quantize: { type: 'string', help: 'none or nf4: the base linear layers in 4-bit NF4 (default: nf4 for an adapter trained on a 4-bit base, else none)' },
+  quantize: { type: 'string', help: 'none or nf4: the base linear layers in 4-bit NF4 (default: nf4 for an adapter trained on a 4-bit base, else none); with a .gguf file, its dequantised values re-quantised to NF4 as each layer is read' },
   revision: { type: 'string', help: 'Hub branch, tag or commit (default main)' },
   backend: { type: 'string', default: 'auto', help: 'compute backend (auto, cpu, ...)' },
 };
@@ -138,18 +138,20 @@ function contextScaling(v: Values, scaling: RopeScaling, maxPositionEmbeddings: 
 }
 
 /**
- * A GGUF file as the model (an export, to evaluate or run it): no adapter or --quantize
- * (the file is what it is); the tokenizer from --tokenizer, else the Hugging Face one the
- * file carries, else a tokenizer.json beside it, else the one rebuilt from the file's
- * tokenizer.ggml vocabulary (llama.cpp's conversions).
+ * A GGUF file as the model (an export, to evaluate or run it): no adapter (the file is
+ * what it is); --quantize nf4 puts its linear layers in 4-bit NF4 as they are read; the
+ * tokenizer from --tokenizer, else the Hugging Face one the file carries, else a
+ * tokenizer.json beside it, else the one rebuilt from the file's tokenizer.ggml vocabulary
+ * (llama.cpp's conversions).
  */
 async function loadGgufModel(file: string, v: Values, dtype: 'f32' | 'bf16' | 'f16', notes: string[], optionalTokenizer: boolean): Promise<LoadedModel<Tokenizer | null>> {
   if (str(v, 'adapter')) throw new LongLoraError(`--adapter applies to a model folder, not to a GGUF file (${file}); merge first, or pass the base model's folder`);
-  if (str(v, 'quantize') !== undefined && str(v, 'quantize') !== 'none') throw new LongLoraError(`--quantize applies to a model folder; ${file} keeps the types it was exported with`);
+  const quantize = str(v, 'quantize') ?? 'none';
+  if (quantize !== 'none' && quantize !== 'nf4') throw new LongLoraError(`--quantize must be none or nf4, got ${quantize}`);
   const read = await readGgufModel(file);
   const { config, header } = read;
   const rope = contextScaling(v, config.ropeScaling, config.maxPositionEmbeddings, notes);
-  const model = await loadLlamaGguf(file, { dtype, ...(rope ? { ropeScaling: rope } : {}) }, read);
+  const model = await loadLlamaGguf(file, { dtype, quantize, ...(rope ? { ropeScaling: rope } : {}) }, read);
   try {
     const dir = path.dirname(path.resolve(file));
     const given = str(v, 'tokenizer');
@@ -171,6 +173,7 @@ async function loadGgufModel(file: string, v: Values, dtype: 'f32' | 'bf16' | 'f
     }
     tokenizer?.checkModel(model.config.vocabSize, file);
     notes.push(`model: ${file} (GGUF, ${model.config.numLayers} layers, hidden ${model.config.hiddenSize}, RoPE ${describeRopeScaling(model.config.ropeScaling)}; weights dequantised to ${dtype}); dense attention`);
+    if (model.quantization) notes.push(`base: ${describeQuantization(model)} (re-quantised from the file's values)`);
     notes.push(tokenizerNote(tokenizer, unusable));
     const eos = model.config.eosTokenId;
     return { model, tokenizer, dir, notes, eosIds: eos === null ? [] : Array.isArray(eos) ? eos : [eos] };

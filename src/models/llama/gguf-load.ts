@@ -25,6 +25,7 @@ import { Tokenizer } from '../../tokenizer/tokenizer.js';
 import { ggufTokenizerJson } from '../../tokenizer/gguf-tokenizer.js';
 import { checkF16Range } from './init.js';
 import type { LlamaForCausalLM } from './model.js';
+import '../../quant/node-hash.js'; // the 4-bit fingerprints (quantize: 'nf4') with Node's native SHA-256
 
 export { llama3FromRopeFreqs } from './gguf-model.js';
 

@@ -18,7 +18,9 @@ import { fromHost, type Tensor } from '../../tensor/tensor.js';
 import { llamaTensorShapes, parseLlamaConfig, type LlamaConfig } from './config.js';
 import { ggufTensorName, ropeFreqFactors, rotaryHeads, unpermuteRotary } from './gguf-layout.js';
 import { checkF16Range, computeOf, type ParamDType } from './init.js';
-import { LlamaForCausalLM } from './model.js';
+import { LlamaForCausalLM, type WeightSource } from './model.js';
+import type { PackedLinear } from '../../nn/linear.js';
+import { Nf4Quantizer, isQuantizedWeight, type QuantizeMode } from '../../quant/quantize-model.js';
 
 /** Reads bytes start … start + length − 1 of a GGUF file. */
 export type ByteReader = (start: number, length: number) => Uint8Array;
@@ -162,27 +164,54 @@ export interface GgufModelOptions {
   backend?: Backend;
   /** Another RoPE scaling than the file's (for running it past its context). */
   ropeScaling?: RopeScaling;
+  /**
+   * 'nf4': the decoder's linear layers in 4-bit NF4 (QLoRA's base; each quantised as it is
+   * read, from its dequantised values), the embeddings, norms and head in `dtype`; the
+   * model's `quantization` then says so. Default 'none'.
+   */
+  quantize?: QuantizeMode;
 }
 
 /** The model of a GGUF file with header `header` and config `config`, its tensors read with `read`. */
 export function llamaFromGgufReader(file: string, header: GgufHeader, config: LlamaConfig, read: ByteReader, opts: GgufModelOptions = {}): LlamaForCausalLM {
-  const created: Tensor[] = [];
+  const created: Array<{ dispose(): void }> = [];
+  const quant = quantizerOf(opts);
   try {
-    return new LlamaForCausalLM(config, (name, shape) => {
-      const t = weightTensor(file, header, config, read, name, shape, opts);
+    const source: WeightSource = (name, shape) => {
+      const t = weightTensor(file, header, config, read, name, shape, opts, quant);
       created.push(t);
       return t;
-    }, computeOf(opts.dtype ?? 'f32'));
+    };
+    if (quant) {
+      source.projection = (name, shape) => {
+        if (!isQuantizedWeight(name)) return undefined;
+        const layer = quant.linear(name, hfTensorValues(file, header, config, read, name, shape), shape);
+        created.push(layer.weight);
+        return layer;
+      };
+    }
+    const model = new LlamaForCausalLM(config, source, computeOf(opts.dtype ?? 'f32'));
+    if (quant) model.quantization = quant.info();
+    return model;
   } catch (e) {
     for (const t of created) t.dispose();
     throw e;
+  } finally {
+    quant?.dispose();
   }
 }
 
-/** Weight `name` of a GGUF file as a tensor on the backend, in the options' dtype. */
-function weightTensor(file: string, header: GgufHeader, config: LlamaConfig, read: ByteReader, name: string, shape: readonly number[], opts: GgufModelOptions): Tensor {
+function quantizerOf(opts: GgufModelOptions): Nf4Quantizer | undefined {
+  const q = opts.quantize ?? 'none';
+  if (q !== 'none' && q !== 'nf4') throw new LongLoraError(`quantize must be none or nf4, got ${String(q)}`);
+  return q === 'nf4' ? new Nf4Quantizer(opts.backend ?? currentBackend()) : undefined;
+}
+
+/** Weight `name` of a GGUF file as a tensor on the backend, in the options' dtype (recorded in the 4-bit fingerprint when `quant`). */
+function weightTensor(file: string, header: GgufHeader, config: LlamaConfig, read: ByteReader, name: string, shape: readonly number[], opts: GgufModelOptions, quant?: Nf4Quantizer): Tensor {
   const dtype = opts.dtype ?? 'f32';
   const f32 = hfTensorValues(file, header, config, read, name, shape);
+  quant?.plain(name, f32, shape);
   const data = dtype === 'f32' ? f32 : dtype === 'f64' ? Float64Array.from(f32) : fromFloatArray(f32, dtype);
   if (dtype === 'f16') checkF16Range(data as Uint16Array, name, file);
   const tensor = fromHost(data, [...shape], dtype, opts.backend ?? currentBackend()).keep();
@@ -227,22 +256,36 @@ export async function llamaFromGguf(bytes: GgufBytes, opts: GgufModelOptions & G
   const parsed = ggufLlamaConfig(header, source, () => freqs!);
   const config = opts.ropeScaling ? { ...parsed, ropeScaling: opts.ropeScaling } : parsed;
   const shapes = [...llamaTensorShapes(config)];
+  const quant = quantizerOf(opts);
   const weights = new Map<string, Tensor>();
+  const layers = new Map<string, PackedLinear>();
   try {
     for (const [name, shape] of shapes) {
       const g = ggufTensorName(name);
       if (!has(g)) throw new LongLoraError(`${source} has no tensor "${g}" (${name}), which its metadata implies; it is no complete Llama file, or not one read here`);
-      weights.set(name, weightTensor(source, header, config, await rangeOf(g), name, shape, opts));
-      opts.onTensor?.(weights.size, shapes.length);
+      const read = await rangeOf(g);
+      if (quant && isQuantizedWeight(name)) layers.set(name, quant.linear(name, hfTensorValues(source, header, config, read, name, shape), shape));
+      else weights.set(name, weightTensor(source, header, config, read, name, shape, opts, quant));
+      opts.onTensor?.(weights.size + layers.size, shapes.length);
     }
-    const model = new LlamaForCausalLM(config, (name, shape) => {
-      const t = weights.get(name);
-      if (!t || t.shape.join(',') !== shape.join(',')) throw new LongLoraError(`${source}: the model asks for ${name} [${shape.join(', ')}], which was not read`);
-      weights.delete(name);
+    const taken = <T>(map: Map<string, T>, name: string): T => {
+      const t = map.get(name);
+      if (t === undefined) throw new LongLoraError(`${source}: the model asks for ${name}, which was not read`);
+      map.delete(name);
       return t;
-    }, computeOf(opts.dtype ?? 'f32'));
+    };
+    const weightSource: WeightSource = (name, shape) => {
+      const t = taken(weights, name);
+      if (t.shape.join(',') !== shape.join(',')) throw new LongLoraError(`${source}: ${name} is [${t.shape.join(', ')}], the model asks for [${shape.join(', ')}]`);
+      return t;
+    };
+    if (quant) weightSource.projection = (name) => (isQuantizedWeight(name) ? taken(layers, name) : undefined);
+    const model = new LlamaForCausalLM(config, weightSource, computeOf(opts.dtype ?? 'f32'));
+    if (quant) model.quantization = quant.info();
     return { model, config, metadata: ggufMetadata(header), source };
   } finally {
     for (const t of weights.values()) t.dispose(); // read but not taken (after an error)
+    for (const l of layers.values()) l.weight.dispose();
+    quant?.dispose();
   }
 }
