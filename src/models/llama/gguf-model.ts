@@ -4,8 +4,9 @@
  * qwen2 and qwen3 architectures; RoPE scaling none, linear, yarn, or Llama 3's frequency
  * factors, read back as the llama3 scaling that gives them), each weight's values
  * (dequantised; for the llama architecture q and k rows back in Hugging Face's rotate-half
- * order), and the model built from them: from a reader of the file's bytes (Node), or from
- * the bytes or a Blob (llamaFromGguf).
+ * order), and the model built from them (optionally with its linear layers in 4-bit NF4):
+ * from a reader of the file's bytes (Node), or from the bytes, a Blob or an http(s) address
+ * (llamaFromGguf).
  */
 import type { Backend } from '../../backend/backend.js';
 import { currentBackend } from '../../backend/registry.js';
