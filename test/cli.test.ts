@@ -204,7 +204,7 @@ describe('longlora command line', () => {
     // --quantize nf4 re-quantises the file's linear layers to NF4 as they are read: as the folder with the same f16 values does.
     const nf4 = cli(...pplArgs, '--model', gguf, '--quantize', 'nf4');
     assert.equal(nf4.code, 0, nf4.err);
-    assert.match(nf4.err, /base: NF4 with double quantisation for 28 linear layers: .*\(re-quantised from the file's values\)/);
+    assert.match(nf4.err, /weights dequantised to f32, the linear layers then to NF4\); dense attention\nbase: NF4 with double quantisation for 28 linear layers: /);
     assert.notEqual(ppl(nf4.out), ppl(fromGguf.out));
     assert.equal(ppl(nf4.out), ppl(cli(...pplArgs, '--model', path.join(dir, 'merged'), '--quantize', 'nf4').out));
     assert.match(cli(...pplArgs, '--model', gguf, '--quantize', 'q4').err, /--quantize must be none or nf4, got q4/);

@@ -172,8 +172,8 @@ async function loadGgufModel(file: string, v: Values, dtype: 'f32' | 'bf16' | 'f
       }
     }
     tokenizer?.checkModel(model.config.vocabSize, file);
-    notes.push(`model: ${file} (GGUF, ${model.config.numLayers} layers, hidden ${model.config.hiddenSize}, RoPE ${describeRopeScaling(model.config.ropeScaling)}; weights dequantised to ${dtype}); dense attention`);
-    if (model.quantization) notes.push(`base: ${describeQuantization(model)} (re-quantised from the file's values)`);
+    notes.push(`model: ${file} (GGUF, ${model.config.numLayers} layers, hidden ${model.config.hiddenSize}, RoPE ${describeRopeScaling(model.config.ropeScaling)}; weights dequantised to ${dtype}${model.quantization ? ', the linear layers then to NF4' : ''}); dense attention`);
+    if (model.quantization) notes.push(`base: ${describeQuantization(model)}`);
     notes.push(tokenizerNote(tokenizer, unusable));
     const eos = model.config.eosTokenId;
     return { model, tokenizer, dir, notes, eosIds: eos === null ? [] : Array.isArray(eos) ? eos : [eos] };
