@@ -85,8 +85,8 @@ export type { QuantizationInfo } from './quant/fingerprint.js';
 // tokenizer is tokenizerOfGguf (browser-text.ts)
 export { parseGguf, ggufTensorData, ggufTensorRange, ggmlTypeName, GGML_TYPE_NAMES } from './io/gguf-parse.js';
 export type { GgufHeader, GgufFile, GgufBytes, GgufReadOptions, GgufTensorInfo } from './io/gguf-parse.js';
-export { llamaFromGguf, ggufLlamaConfig } from './models/llama/gguf-model.js';
-export type { GgufModel, GgufModelOptions } from './models/llama/gguf-model.js';
+export { llamaFromGguf, ggufLlamaConfig, ggufLora, ggufLoraFrom } from './models/llama/gguf-model.js';
+export type { GgufModel, GgufModelOptions, GgufLora } from './models/llama/gguf-model.js';
 export { ggufTensorName } from './models/llama/gguf-layout.js';
 
 // files as bytes

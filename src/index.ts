@@ -12,7 +12,7 @@ export { loadLlama, saveLlama } from './models/llama/load.js';
 export type { LoadOptions, SaveOptions } from './models/llama/load.js';
 export { exportGguf, ggufWeightType, llamaGgufMetadata, GGUF_DTYPES } from './models/llama/gguf.js';
 export { importanceMatrix, type ImportanceMatrix } from './models/llama/importance.js';
-export { ggufToFolder, ggufTokenizer, loadLlamaGguf, readGgufModel } from './models/llama/gguf-load.js';
+export { ggufToFolder, ggufTokenizer, loadLlamaGguf, readGgufLora, readGgufModel } from './models/llama/gguf-load.js';
 export { readGgufHeader } from './io/gguf-read.js';
 export type { GgufExportOptions, GgufExportResult, GgufDType } from './models/llama/gguf.js';
 

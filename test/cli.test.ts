@@ -200,7 +200,7 @@ describe('longlora command line', () => {
       assert.match(r.err, why);
       assert.equal(ppl(r.out), ppl(fromGguf.out), 'the same model, whatever its tokenizer');
     }
-    assert.match(cli(...pplArgs, '--model', gguf, '--adapter', out).err, /--adapter applies to a model folder, not to a GGUF file/);
+    assert.match(cli(...pplArgs, '--model', gguf, '--adapter', out).err, /with a GGUF model \(\S*merged\.gguf\) the adapter must be a GGUF LoRA file \(longlora export --adapter RUN --out lora\.gguf\); a PEFT adapter folder applies to a model folder/);
     // --quantize nf4 re-quantises the file's linear layers to NF4 as they are read: as the folder with the same f16 values does.
     const nf4 = cli(...pplArgs, '--model', gguf, '--quantize', 'nf4');
     assert.equal(nf4.code, 0, nf4.err);

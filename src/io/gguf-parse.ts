@@ -177,7 +177,8 @@ export async function parseGguf(bytes: GgufBytes, source?: string, opts: GgufRea
   const name = source ?? (typeof bytes === 'string' || bytes instanceof URL ? String(bytes) : 'the GGUF file');
   const cut = (): never => { throw new LongLoraError(`${name} ends early (truncated?); download or export it again`); };
   if (bytes instanceof Uint8Array || bytes instanceof ArrayBuffer) {
-    const all = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+    // A plain view (a Node Buffer's own slice() does not copy, which the readers rely on)
+    const all = bytes instanceof Uint8Array ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) : new Uint8Array(bytes);
     const size = all.length;
     return {
       header: parseHeader(all, true, name), size,
@@ -290,7 +291,7 @@ export function ggufTensorData(h: GgufHeader, name: string, bytes: (start: numbe
 /** A tensor's values as f32 from its bytes (ggufTensorRange's range of the file). */
 export function ggufTensorValues(r: { type: string; n: number }, raw: Uint8Array): Float32Array {
   if (r.type === 'F32' || r.type === 'F16' || r.type === 'BF16') {
-    const copy = raw.slice(); // aligned, and not a view of the caller's bytes
+    const copy = new Uint8Array(raw); // a copy: aligned, its own buffer (a Node Buffer's slice() would share its pool)
     return r.type === 'F32' ? new Float32Array(copy.buffer) : toFloatArray(new Uint16Array(copy.buffer), r.type === 'F16' ? 'f16' : 'bf16', 'f32') as Float32Array;
   }
   return dequantize(r.type as QuantType, raw, r.n);

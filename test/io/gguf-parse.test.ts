@@ -88,7 +88,7 @@ describe('GGUF from bytes (the browser entry\'s reader)', () => {
       const ids = Int32Array.from({ length: 10 }, (_, i) => (i * 37 + 1) % node.config.vocabSize);
       const want = await logitsOf(node, ids, 1, ids.length);
       const bytes = fs.readFileSync(file);
-      for (const src of [new Uint8Array(bytes), new Blob([bytes])]) {
+      for (const src of [new Uint8Array(bytes), bytes, new Blob([bytes])]) { // (a Node Buffer too: its slice() shares memory)
         let ticks = 0;
         const got = await llamaFromGguf(src, { source: label, onTensor: () => { ticks++; } });
         assert.deepEqual(got.config, node.config, `${label}: config`);

@@ -9,13 +9,14 @@
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { gguf } from '@huggingface/gguf';
 import { openCheckpoint, writeCheckpoint } from '../../src/io/checkpoint.js';
 import { EMBED_TOKENIZER_MAX_BYTES, embeddedTokenizer, exportGguf, exportGgufAdapter, llamaCppRopeFlags, permuteRotary, ropeFreqFactors } from '../../src/models/llama/gguf.js';
 import { loadLlama } from '../../src/models/llama/load.js';
-import { describeGgufRopeScaling, ggufToFolder, ggufTokenizer, llama3FromRopeFreqs, loadLlamaGguf } from '../../src/models/llama/gguf-load.js';
+import { describeGgufRopeScaling, ggufToFolder, ggufTokenizer, llama3FromRopeFreqs, loadLlamaGguf, readGgufModel } from '../../src/models/llama/gguf-load.js';
 import { readGgufHeader } from '../../src/io/gguf-read.js';
 import { applyLora } from '../../src/lora/inject.js';
 import { mergeAdapter } from '../../src/lora/adapted.js';
@@ -29,6 +30,9 @@ import { ROOT } from '../helpers/fixtures.js';
 import { throwsLL } from '../helpers/errors.js';
 import { tempFolders } from '../helpers/tmp.js';
 import { logitsOf } from '../helpers/model.js';
+import { assertClose } from '../helpers/compare.js';
+import { diff } from '../helpers/diff.js';
+import { llamaFromGguf } from '../../src/models/llama/gguf-model.js';
 
 const fresh = tempFolders('gguf-export');
 const TINY = path.join(ROOT, 'models', 'tiny-longlora');
@@ -724,6 +728,39 @@ describe('GGUF export', () => {
     }
     t.diagnostic(`merged − base vs (alpha/r)·B·A: max |diff| ${worst.toExponential(2)}`);
     assert.ok(worst < 1e-5, `${worst}`);
+
+    // Read back (llama.cpp's --lora): the base file plus the GGUF LoRA gives the merged file's logits,
+    // in Node, in the browser's reader (from bytes, the adapter as a Blob), and from the command line.
+    const ids = Int32Array.from([1, 80, 412, 7, 1999, 33, 256, 1024]);
+    const mergedModel = await loadLlamaGguf(path.join(dir, 'merged.gguf'));
+    const want = await logitsOf(mergedModel, ids, 1, ids.length);
+    const { ropeScaling } = mergedModel.config; // the adapter's linear ×2 (llama.cpp: the flags exportGgufAdapter gives)
+    mergedModel.dispose();
+    const withLora = await loadLlamaGguf(path.join(dir, 'base.gguf'), { adapter: file, ropeScaling });
+    const got = await logitsOf(withLora, ids, 1, ids.length);
+    withLora.dispose();
+    assertClose(got, want, 1e-5, 'base.gguf + lora.gguf vs merged.gguf: logits', (s) => t.diagnostic(s));
+    const plain = await loadLlamaGguf(path.join(dir, 'base.gguf'), { ropeScaling });
+    assert.ok(diff(await logitsOf(plain, ids, 1, ids.length), want).rel > 1e-3, 'the adapter changes the logits');
+    plain.dispose();
+    const web = await llamaFromGguf(fs.readFileSync(path.join(dir, 'base.gguf')), { adapter: new Blob([fs.readFileSync(file)]), ropeScaling });
+    assert.deepEqual(await logitsOf(web.model, ids, 1, ids.length), got, 'llamaFromGguf with the adapter: the same');
+    web.model.dispose();
+    const run = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'src', 'cli', 'main.js'), 'generate', '--model', path.join(dir, 'base.gguf'), '--adapter', file,
+      '--prompt', 'x', '--max-new-tokens', '2', '--backend', 'cpu'], { encoding: 'utf8' });
+    assert.equal(run.status, 0, run.stderr);
+    assert.match(run.stderr, /adapter: \S*lora\.gguf \(GGUF LoRA: 16 layers, rank 4, scale 2\), added to the weights as they were read/);
+    assert.match(run.stderr, /carries no RoPE scaling: .*pass --context-size/);
+    const ppl = (model: string, ...more: string[]): string => {
+      const r = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'src', 'cli', 'main.js'), 'eval', 'ppl', '--model', model, ...more, '--data', path.join(TINY, 'data', 'heldout.bin'),
+        '--seq-len', '256', '--procedure', 'windowed', '--max-windows', '2', '--backend', 'cpu'], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      return /windowed\s+256\s+step 256\s+([\d.]+)/.exec(r.stdout)![1]!;
+    };
+    const context = String(2 * (await readGgufModel(path.join(dir, 'base.gguf'))).config.maxPositionEmbeddings);
+    assert.equal(ppl(path.join(dir, 'base.gguf'), '--adapter', file, '--context-size', context), ppl(path.join(dir, 'merged.gguf')), 'the command line: base + adapter at the trained context = merged');
+    await assert.rejects(loadLlamaGguf(path.join(dir, 'base.gguf'), { adapter: path.join(dir, 'merged.gguf') }), /merged\.gguf is not a GGUF LoRA adapter \(general\.type "model", adapter\.type null\)/);
+    await assert.rejects(loadLlamaGguf(path.join(dir, 'base.gguf'), { adapter: path.join(dir, 'none.gguf') }), /none\.gguf does not exist/);
 
     // rsLoRA's alpha / √r folded into alpha; a LongLoRA adapter (trained norms) is refused.
     const cfgFile = path.join(adapterDir, 'adapter_config.json');

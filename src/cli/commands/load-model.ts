@@ -19,7 +19,7 @@ import { Rng } from '../../tensor/random.js';
 import { resizeEmbeddings } from '../../tokenizer/pad.js';
 import { parseLlamaConfig } from '../../models/llama/config.js';
 import { loadLlama } from '../../models/llama/load.js';
-import { ggufTokenizer, loadLlamaGguf, readGgufModel } from '../../models/llama/gguf-load.js';
+import { ggufTokenizer, loadLlamaGguf, readGgufLora, readGgufModel } from '../../models/llama/gguf-load.js';
 import type { LlamaForCausalLM } from '../../models/llama/model.js';
 import { describeRopeScaling, extendRopeScaling } from '../../nn/rope-scaling.js';
 import type { RopeScaling } from '../../nn/rope.js';
@@ -31,7 +31,7 @@ import type { QuantizeMode } from '../../quant/quantize-model.js';
 /** The flags that choose and load a model. */
 export const MODEL_OPTIONS: Record<string, OptionSpec> = {
   model: { type: 'string', help: 'model folder, a Hugging Face repository org/name (downloaded into the HF cache), or a .gguf file, local or on the Hub as org/name/file.gguf (its tokenizer is read from the file; --tokenizer overrides)' },
-  adapter: { type: 'string', help: 'adapter folder (a `longlora train` output) applied to --model, or a Hub repository as org/name' },
+  adapter: { type: 'string', help: 'adapter folder (a `longlora train` output) applied to --model, or a Hub repository as org/name; with a .gguf model, a GGUF LoRA file (llama.cpp\'s format)' },
   tokenizer: { type: 'string', help: 'tokenizer folder (default: the model folder)' },
   'context-size': { type: 'string', help: 'interpolate RoPE positions for this context (official rule) when the model does not cover it' },
   dtype: { type: 'string', default: 'f32', help: 'weight storage: f32, bf16 or f16' },
@@ -138,20 +138,25 @@ function contextScaling(v: Values, scaling: RopeScaling, maxPositionEmbeddings: 
 }
 
 /**
- * A GGUF file as the model (an export, to evaluate or run it): no adapter (the file is
- * what it is); --quantize nf4 puts its linear layers in 4-bit NF4 as they are read; the
- * tokenizer from --tokenizer, else the Hugging Face one the file carries, else a
- * tokenizer.json beside it, else the one rebuilt from the file's tokenizer.ggml vocabulary
- * (llama.cpp's conversions).
+ * A GGUF file as the model (an export, to evaluate or run it), with a GGUF LoRA adapter
+ * (--adapter lora.gguf) added to its weights as they are read; --quantize nf4 puts its
+ * linear layers in 4-bit NF4 as they are read; the tokenizer from --tokenizer, else the
+ * Hugging Face one the file carries, else a tokenizer.json beside it, else the one rebuilt
+ * from the file's tokenizer.ggml vocabulary (llama.cpp's conversions).
  */
 async function loadGgufModel(file: string, v: Values, dtype: 'f32' | 'bf16' | 'f16', notes: string[], optionalTokenizer: boolean): Promise<LoadedModel<Tokenizer | null>> {
-  if (str(v, 'adapter')) throw new LongLoraError(`--adapter applies to a model folder, not to a GGUF file (${file}); merge first, or pass the base model's folder`);
+  const adapter = str(v, 'adapter');
+  if (adapter !== undefined && !/\.gguf$/i.test(adapter)) {
+    throw new LongLoraError(`--adapter ${adapter}: with a GGUF model (${file}) the adapter must be a GGUF LoRA file (longlora export --adapter RUN --out lora.gguf); ` +
+      'a PEFT adapter folder applies to a model folder: pass the base model\'s folder, or merge first');
+  }
   const quantize = str(v, 'quantize') ?? 'none';
   if (quantize !== 'none' && quantize !== 'nf4') throw new LongLoraError(`--quantize must be none or nf4, got ${quantize}`);
   const read = await readGgufModel(file);
   const { config, header } = read;
   const rope = contextScaling(v, config.ropeScaling, config.maxPositionEmbeddings, notes);
-  const model = await loadLlamaGguf(file, { dtype, quantize, ...(rope ? { ropeScaling: rope } : {}) }, read);
+  const lora = adapter !== undefined ? await readGgufLora(adapter, config) : undefined;
+  const model = await loadLlamaGguf(file, { dtype, quantize, ...(rope ? { ropeScaling: rope } : {}), ...(lora ? { lora } : {}) }, read);
   try {
     const dir = path.dirname(path.resolve(file));
     const given = str(v, 'tokenizer');
@@ -174,6 +179,11 @@ async function loadGgufModel(file: string, v: Values, dtype: 'f32' | 'bf16' | 'f
     tokenizer?.checkModel(model.config.vocabSize, file);
     notes.push(`model: ${file} (GGUF, ${model.config.numLayers} layers, hidden ${model.config.hiddenSize}, RoPE ${describeRopeScaling(model.config.ropeScaling)}; weights dequantised to ${dtype}${model.quantization ? ', the linear layers then to NF4' : ''}); dense attention`);
     if (model.quantization) notes.push(`base: ${describeQuantization(model)}`);
+    if (lora) {
+      const l = [...lora.layers.values()];
+      notes.push(`adapter: ${adapter} (GGUF LoRA: ${l.length} layers, rank ${l[0]!.r}, scale ${Number(l[0]!.scale.toPrecision(6))}), added to the weights as they were read` +
+        (rope ? '' : '; a GGUF LoRA carries no RoPE scaling: for an adapter trained past the base\'s context, pass --context-size (the length it was trained for)'));
+    }
     notes.push(tokenizerNote(tokenizer, unusable));
     const eos = model.config.eosTokenId;
     return { model, tokenizer, dir, notes, eosIds: eos === null ? [] : Array.isArray(eos) ? eos : [eos] };

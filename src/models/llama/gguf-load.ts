@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { LongLoraError } from '../../errors.js';
 import { ggmlTypeName, ggufMetadata, ggufRopeScaling, ggufTensorData, readGgufHeader, type GgufHeader } from '../../io/gguf-read.js';
-import { ggufLlamaConfig, hfTensorValues, llamaFromGgufReader, type ByteReader, type GgufModelOptions } from './gguf-model.js';
+import { ggufLlamaConfig, ggufLora, hfTensorValues, llamaFromGgufReader, type ByteReader, type GgufLora, type GgufModelOptions } from './gguf-model.js';
 import { writeJsonAtomic } from '../../io/atomic.js';
 import { writeCheckpoint } from '../../io/checkpoint.js';
 import type { TensorEntry } from '../../io/safetensors.js';
@@ -74,11 +74,23 @@ export function ggufTokenizer(header: GgufHeader, file: string, opts: { rebuild?
   return t && Tokenizer.fromJson(t.json, t.config, t.source);
 }
 
-/** Loads a GGUF file (see the header) as a model in `dtype`; `known` is readGgufModel's result when the caller has it. */
-export async function loadLlamaGguf(file: string, opts: GgufModelOptions = {}, known?: Awaited<ReturnType<typeof readGgufModel>>): Promise<LlamaForCausalLM> {
+/**
+ * Loads a GGUF file (see the header) as a model in `dtype`, with the GGUF LoRA adapter in
+ * file `adapter` added to its weights when given; `known` is readGgufModel's result when the
+ * caller has it.
+ */
+export async function loadLlamaGguf(file: string, opts: GgufModelOptions & { adapter?: string } = {}, known?: Awaited<ReturnType<typeof readGgufModel>>): Promise<LlamaForCausalLM> {
   const { config: parsed, header } = known ?? await readGgufModel(file);
   const config = opts.ropeScaling ? { ...parsed, ropeScaling: opts.ropeScaling } : parsed;
-  return withFile(file, (read) => llamaFromGgufReader(file, header, config, read, opts));
+  const lora = opts.adapter !== undefined ? await readGgufLora(opts.adapter, config) : opts.lora;
+  return withFile(file, (read) => llamaFromGgufReader(file, header, config, read, { ...opts, ...(lora ? { lora } : {}) }));
+}
+
+/** The GGUF LoRA adapter in `file` (ggufLora), for a base with config `config`. */
+export async function readGgufLora(file: string, config: LlamaConfig): Promise<GgufLora> {
+  if (!fs.existsSync(file)) throw new LongLoraError(`${file} does not exist; check the path`);
+  const header = await readGgufHeader(file);
+  return withFile(file, (read) => ggufLora(header, file, config, read));
 }
 
 /** What ggufToFolder wrote. */

@@ -17,7 +17,7 @@ import { yarnMscale } from '../../nn/rope-scaling.js';
 import { fromFloatArray } from '../../tensor/dtype.js';
 import { fromHost, type Tensor } from '../../tensor/tensor.js';
 import { llamaTensorShapes, parseLlamaConfig, type LlamaConfig } from './config.js';
-import { ggufTensorName, ropeFreqFactors, rotaryHeads, unpermuteRotary } from './gguf-layout.js';
+import { ggufArchitecture, ggufTensorName, ropeFreqFactors, rotaryHeads, unpermuteRotary } from './gguf-layout.js';
 import { checkF16Range, computeOf, type ParamDType } from './init.js';
 import { LlamaForCausalLM, type WeightSource } from './model.js';
 import type { PackedLinear } from '../../nn/linear.js';
@@ -112,6 +112,73 @@ export function hfTensorValues(file: string, header: GgufHeader, config: LlamaCo
   return heads > 0 ? unpermuteRotary(t.data, shape[0]!, shape[1] ?? 1, heads) : t.data;
 }
 
+/** A weight's values (hfTensorValues) with the options' LoRA adapter added, where it adapts this weight. */
+function weightValues(file: string, header: GgufHeader, config: LlamaConfig, read: ByteReader, name: string, shape: readonly number[], opts: GgufModelOptions): Float32Array {
+  const w = hfTensorValues(file, header, config, read, name, shape);
+  const l = opts.lora?.layers.get(name);
+  if (!l) return w;
+  const [out, inn] = [shape[0]!, shape[1]!];
+  const row = new Float64Array(inn);
+  for (let o = 0; o < out; o++) { // W[o, :] += scale · Σ_k B[o, k] · A[k, :]
+    row.fill(0);
+    for (let k = 0; k < l.r; k++) {
+      const b = l.B[o * l.r + k]!;
+      if (b === 0) continue;
+      for (let i = 0, a = k * inn; i < inn; i++, a++) row[i]! += b * l.A[a]!;
+    }
+    for (let i = 0, at = o * inn; i < inn; i++, at++) w[at] = w[at]! + l.scale * row[i]!;
+  }
+  return w;
+}
+
+/** A LoRA adapter in llama.cpp's GGUF format: per adapted weight (Hugging Face name), A [r, in], B [out, r] and the scale. */
+export interface GgufLora {
+  source: string;
+  layers: Map<string, { A: Float32Array; B: Float32Array; r: number; scale: number }>;
+}
+
+/**
+ * The LoRA adapter a GGUF file holds (llama.cpp's format, as exportGgufAdapter writes it and
+ * llama.cpp's converter makes from PEFT adapters: `general.type` "adapter", `adapter.type`
+ * "lora", `<weight>.lora_a` [r, in] and `.lora_b` [out, r] with the base's q and k row order,
+ * scale `adapter.lora.alpha` / r, or 1 without an alpha, as llama.cpp applies it), for a
+ * base with config `config`. What does not fit the base is refused by name.
+ */
+export function ggufLora(header: GgufHeader, source: string, config: LlamaConfig, read: ByteReader): GgufLora {
+  const m = ggufMetadata(header);
+  if (m['general.type'] !== 'adapter' || m['adapter.type'] !== 'lora') {
+    throw new LongLoraError(`${source} is not a GGUF LoRA adapter (general.type ${JSON.stringify(m['general.type'] ?? null)}, adapter.type ${JSON.stringify(m['adapter.type'] ?? null)}); ` +
+      'pass a LoRA adapter exported to GGUF (longlora export --adapter RUN --out lora.gguf), or a PEFT adapter folder with a model folder');
+  }
+  const { arch } = ggufArchitecture(config);
+  if (m['general.architecture'] !== arch) throw new LongLoraError(`${source} adapts a ${String(m['general.architecture'])} model, and the base is ${arch}; pass the adapter of this base`);
+  const alpha = Number(m['adapter.lora.alpha'] ?? 0);
+  const shapes = llamaTensorShapes(config);
+  const byGguf = new Map([...shapes.keys()].map((n) => [ggufTensorName(n), n] as const));
+  const names = new Set(header.tensorInfos.map((t) => t.name));
+  const layers: GgufLora['layers'] = new Map();
+  for (const t of names) {
+    const mm = /^(.+)\.lora_([ab])$/.exec(t);
+    if (!mm) throw new LongLoraError(`${source}: tensor ${t} is no lora_a / lora_b tensor; this is no LoRA adapter llama.cpp would load`);
+    if (mm[2] === 'b') continue;
+    const hf = byGguf.get(mm[1]!);
+    const shape = hf ? shapes.get(hf)! : undefined;
+    if (!hf || shape!.length !== 2) throw new LongLoraError(`${source}: ${mm[1]} is not a linear weight of this base (its LoRA cannot be applied here); pass the adapter of this base`);
+    if (!names.has(`${mm[1]}.lora_b`)) throw new LongLoraError(`${source}: ${t} has no ${mm[1]}.lora_b; export the adapter again`);
+    const A = ggufTensorData(header, t, read);
+    const B = ggufTensorData(header, `${mm[1]}.lora_b`, read);
+    const r = A.shape[0]!;
+    const [out, inn] = shape as [number, number];
+    if (A.shape.join(',') !== `${r},${inn}` || B.shape.join(',') !== `${out},${r}`) {
+      throw new LongLoraError(`${source}: ${mm[1]}'s lora_a is [${A.shape.join(', ')}] and lora_b [${B.shape.join(', ')}], the base's weight [${out}, ${inn}]; pass the adapter of this base`);
+    }
+    const heads = rotaryHeads(config, hf);
+    layers.set(hf, { A: A.data, B: heads > 0 ? unpermuteRotary(B.data, out, r, heads) : B.data, r, scale: alpha ? alpha / r : 1 });
+  }
+  if (layers.size === 0) throw new LongLoraError(`${source} holds no LoRA tensors; export the adapter again`);
+  return { source, layers };
+}
+
 /**
  * The llama3 RoPE scaling (config.json spelling) whose frequency factors are `factors`, as
  * llama.cpp's converter writes them for Llama 3.1 and later: each factor divides one
@@ -171,6 +238,8 @@ export interface GgufModelOptions {
    * model's `quantization` then says so. Default 'none'.
    */
   quantize?: QuantizeMode;
+  /** A GGUF LoRA adapter (ggufLora) added to the weights it adapts as they are read: W + scale·B·A. */
+  lora?: GgufLora;
 }
 
 /** The model of a GGUF file with header `header` and config `config`, its tensors read with `read`. */
@@ -186,7 +255,7 @@ export function llamaFromGgufReader(file: string, header: GgufHeader, config: Ll
     if (quant) {
       source.projection = (name, shape) => {
         if (!isQuantizedWeight(name)) return undefined;
-        const layer = quant.linear(name, hfTensorValues(file, header, config, read, name, shape), shape);
+        const layer = quant.linear(name, weightValues(file, header, config, read, name, shape, opts), shape);
         created.push(layer.weight);
         return layer;
       };
@@ -211,7 +280,7 @@ function quantizerOf(opts: GgufModelOptions): Nf4Quantizer | undefined {
 /** Weight `name` of a GGUF file as a tensor on the backend, in the options' dtype (recorded in the 4-bit fingerprint when `quant`). */
 function weightTensor(file: string, header: GgufHeader, config: LlamaConfig, read: ByteReader, name: string, shape: readonly number[], opts: GgufModelOptions, quant?: Nf4Quantizer): Tensor {
   const dtype = opts.dtype ?? 'f32';
-  const f32 = hfTensorValues(file, header, config, read, name, shape);
+  const f32 = weightValues(file, header, config, read, name, shape, opts);
   quant?.plain(name, f32, shape);
   const data = dtype === 'f32' ? f32 : dtype === 'f64' ? Float64Array.from(f32) : fromFloatArray(f32, dtype);
   if (dtype === 'f16') checkF16Range(data as Uint16Array, name, file);
@@ -239,7 +308,7 @@ export interface GgufModel {
  * weight's bytes, not of the file. `source` names the file in errors. The browser entry's
  * way to run a llama.cpp model; Node reads files with loadLlamaGguf.
  */
-export async function llamaFromGguf(bytes: GgufBytes, opts: GgufModelOptions & GgufReadOptions & { source?: string; onTensor?: (done: number, total: number) => void } = {}): Promise<GgufModel> {
+export async function llamaFromGguf(bytes: GgufBytes, opts: GgufModelOptions & GgufReadOptions & { source?: string; onTensor?: (done: number, total: number) => void; adapter?: GgufBytes } = {}): Promise<GgufModel> {
   const source = opts.source ?? (typeof bytes === 'string' || bytes instanceof URL ? String(bytes) : 'the GGUF file');
   const file = await parseGguf(bytes, source, opts);
   const { header } = file;
@@ -256,6 +325,7 @@ export async function llamaFromGguf(bytes: GgufBytes, opts: GgufModelOptions & G
   const freqs = has('rope_freqs.weight') ? ggufTensorData(header, 'rope_freqs.weight', await rangeOf('rope_freqs.weight')).data : null;
   const parsed = ggufLlamaConfig(header, source, () => freqs!);
   const config = opts.ropeScaling ? { ...parsed, ropeScaling: opts.ropeScaling } : parsed;
+  if (opts.adapter !== undefined) opts = { ...opts, lora: await ggufLoraFrom(opts.adapter, config, opts) };
   const shapes = [...llamaTensorShapes(config)];
   const quant = quantizerOf(opts);
   const weights = new Map<string, Tensor>();
@@ -265,7 +335,7 @@ export async function llamaFromGguf(bytes: GgufBytes, opts: GgufModelOptions & G
       const g = ggufTensorName(name);
       if (!has(g)) throw new LongLoraError(`${source} has no tensor "${g}" (${name}), which its metadata implies; it is no complete Llama file, or not one read here`);
       const read = await rangeOf(g);
-      if (quant && isQuantizedWeight(name)) layers.set(name, quant.linear(name, hfTensorValues(source, header, config, read, name, shape), shape));
+      if (quant && isQuantizedWeight(name)) layers.set(name, quant.linear(name, weightValues(source, header, config, read, name, shape, opts), shape));
       else weights.set(name, weightTensor(source, header, config, read, name, shape, opts, quant));
       opts.onTensor?.(weights.size + layers.size, shapes.length);
     }
@@ -289,4 +359,16 @@ export async function llamaFromGguf(bytes: GgufBytes, opts: GgufModelOptions & G
     for (const l of layers.values()) l.weight.dispose();
     quant?.dispose();
   }
+}
+
+/** The GGUF LoRA adapter (ggufLora) in `bytes` (bytes, a Blob or an address), for a base with config `config`. */
+export async function ggufLoraFrom(bytes: GgufBytes, config: LlamaConfig, opts: GgufReadOptions = {}): Promise<GgufLora> {
+  const source = typeof bytes === 'string' || bytes instanceof URL ? String(bytes) : typeof File !== 'undefined' && bytes instanceof File ? bytes.name : 'the GGUF adapter';
+  const file = await parseGguf(bytes, source, opts);
+  const chunks = new Map<number, Uint8Array>();
+  for (const t of file.header.tensorInfos) {
+    const r = ggufTensorRange(file.header, t.name);
+    chunks.set(r.start, await file.read(r.start, r.length));
+  }
+  return ggufLora(file.header, source, config, (start) => chunks.get(start)!);
 }
