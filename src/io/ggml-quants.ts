@@ -534,10 +534,9 @@ function nearestIQ4(v: number): number {
  * chosen level indices are left in levels5.
  */
 function fitIQ4(x: Float32Array, off: number, n: number): number {
+  // Not weighted by an importance matrix: on the main job's model it made IQ4_NL worse (docs/BENCHMARKS.md).
   let peak = 0;
   const v = fitValues;
-  const w = fitWeights;
-  fitWeights.fill(1, 0, n); // not weighted by an importance matrix: on the main job's model it made IQ4_NL worse (docs/BENCHMARKS.md)
   for (let i = 0; i < n; i++) {
     v[i] = x[off + i]!;
     if (Math.abs(v[i]!) > Math.abs(peak)) peak = v[i]!;
@@ -551,7 +550,7 @@ function fitIQ4(x: Float32Array, off: number, n: number): number {
     let slx = 0, sll = 0;
     for (let i = 0; i < n; i++) {
       const l = IQ4_LEVELS[nearestIQ4(v[i]! * iscale)]!;
-      slx += w[i]! * l * v[i]!; sll += w[i]! * l * l;
+      slx += l * v[i]!; sll += l * l;
     }
     if (sll > 0 && slx * slx > best * sll) { best = (slx * slx) / sll; bestS = slx / sll; bestStep = step; }
   }

@@ -46,11 +46,6 @@ export function ggmlTypeName(t: number): string {
   return GGML_TYPE_NAMES[t] ?? `type ${t}`;
 }
 
-/** The header's metadata as plain key → value. */
-export function ggufMetadata(h: Pick<GgufHeader, 'metadata'>): Record<string, unknown> {
-  return h.metadata;
-}
-
 /** Thrown inside the parser when the bytes it has end before the header does. */
 class NeedMore extends Error {}
 

@@ -7,9 +7,7 @@
 import path from 'node:path';
 import { gguf } from '@huggingface/gguf';
 import { LongLoraError } from '../errors.js';
-import { ggufMetadata, type GgufHeader } from './gguf-parse.js';
-
-export { GGML_TYPE_NAMES, ggmlTypeName, ggufMetadata, ggufTensorData, type GgufHeader } from './gguf-parse.js';
+import type { GgufHeader } from './gguf-parse.js';
 
 /** general.file_type (llama.cpp's llama_ftype) by id. */
 const FILE_TYPE_NAMES: Record<number, string> = {
@@ -36,7 +34,7 @@ export async function readGgufHeader(file: string): Promise<GgufHeader> {
 
 /** The RoPE scaling a model file declares: "linear ×8", frequency factors (Llama 3), or null. */
 export function ggufRopeScaling(h: GgufHeader): string | null {
-  const m = ggufMetadata(h);
+  const m = h.metadata;
   const arch = String(m['general.architecture'] ?? '');
   const type = m[`${arch}.rope.scaling.type`];
   if (type) return `${String(type)} ×${String(m[`${arch}.rope.scaling.factor`])}`;

@@ -10,7 +10,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { writeBytesAtomic } from './atomic.js';
-import { ggmlTypeName, ggufMetadata, ggufRopeScaling, readGgufHeader } from './gguf-read.js';
+import { ggmlTypeName } from './gguf-parse.js';
+import { ggufRopeScaling, readGgufHeader } from './gguf-read.js';
 import { ADAPTER_CONFIG, LONGLORA_JSON } from './peft-format.js';
 import { isRepoId } from './hub.js';
 
@@ -234,7 +235,7 @@ export interface GgufFacts {
 /** Reads a GGUF file's header (with Hugging Face's GGUF parser). */
 export async function ggufFacts(file: string): Promise<GgufFacts> {
   const h = await readGgufHeader(file);
-  const m = ggufMetadata(h);
+  const m = h.metadata;
   const arch = String(m['general.architecture'] ?? 'unknown');
   const counts = new Map<string, number>();
   for (const t of h.tensorInfos) counts.set(ggmlTypeName(t.dtype), (counts.get(ggmlTypeName(t.dtype)) ?? 0) + 1);

@@ -157,7 +157,7 @@ export function sentencePieceMerges(tokens: readonly string[], scores: readonly 
 }
 
 /**
- * The tokenizer.json and tokenizer_config.json that GGUF metadata (`ggufMetadata(header)`)
+ * The tokenizer.json and tokenizer_config.json that GGUF metadata (a header's `metadata`)
  * describes; null when it has no vocabulary (no `tokenizer.ggml.model`, or "none" /
  * "no_vocab"). `source` names the file in messages.
  */

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import { exportGguf } from '../../src/models/llama/gguf.js';
 import { ggufTokenizer } from '../../src/models/llama/gguf-load.js';
-import { ggufMetadata, readGgufHeader } from '../../src/io/gguf-read.js';
+import { readGgufHeader } from '../../src/io/gguf-read.js';
 import { LLAMA_CPP_DEFAULT_SPLITS, ggufTokenizerFiles, tokenizerOfGguf } from '../../src/tokenizer/gguf-tokenizer.js';
 import { Tokenizer } from '../../src/tokenizer/tokenizer.js';
 import type { Tokenizer as CoreTokenizer } from '../../src/tokenizer/tokenizer-core.js';
@@ -60,7 +60,7 @@ before(() => {
 async function exported(tokDir: string): Promise<{ meta: Record<string, unknown>; file: string }> {
   const file = path.join(fresh(), 'model.gguf');
   exportGguf(TINY, file, { embedTokenizer: false, modelfile: false, tokenizerDir: tokDir });
-  return { meta: ggufMetadata(await readGgufHeader(file)), file };
+  return { meta: (await readGgufHeader(file)).metadata, file };
 }
 
 /** Asserts `got` encodes (with and without specials) and decodes `texts` as `want` does. */

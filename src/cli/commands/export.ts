@@ -12,6 +12,7 @@ import { importanceFromData } from '../../models/llama/importance.js';
 import { autoBackend } from '../../backend/registry.js';
 import { ProgressBar } from '../../train/progress.js';
 import { parse } from '../args.js';
+import { intFlag } from './load-model.js';
 
 /** The flags of importanceFlags, for a command's options. */
 export const IMATRIX_OPTIONS = {
@@ -35,11 +36,11 @@ const OPTIONS = {
  * The importance matrix `--imatrix-data` asks for (undefined without it), for an export of
  * the model in `dir` in `dtype`; `command` names the command in errors.
  */
-export async function importanceFlags(v: Record<string, unknown>, dir: string, dtype: GgufDType | undefined, command: string, tokenizerDir?: string): Promise<ReadonlyMap<string, Float32Array> | undefined> {
+export async function importanceFlags(v: Record<string, string | boolean | undefined>, dir: string, dtype: GgufDType | undefined, command: string, tokenizerDir?: string): Promise<ReadonlyMap<string, Float32Array> | undefined> {
   const data = v['imatrix-data'];
   if (typeof data !== 'string') return undefined;
   checkImatrixDType(dtype, command);
-  return importanceFor(dir, data, v['imatrix-tokens'], v['imatrix-seq-len'], command, tokenizerDir);
+  return importanceFor(dir, data, intFlag(v, 'imatrix-tokens', 2) ?? 4096, intFlag(v, 'imatrix-seq-len', 2) ?? 512, command, tokenizerDir);
 }
 
 /** Refuses --imatrix-data for a dtype that is not a quantised mix. */
@@ -50,15 +51,7 @@ export function checkImatrixDType(dtype: GgufDType | undefined, command: string)
 }
 
 /** The importance matrix of the model in `dir` over calibration data, with its progress on stderr. */
-async function importanceFor(dir: string, data: string, tokensFlag: unknown, seqLenFlag: unknown, command: string, tokenizerDir: string | undefined): Promise<ReadonlyMap<string, Float32Array>> {
-  const int = (v: unknown, flag: string, fallback: number): number => {
-    if (v === undefined) return fallback;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 2) throw new LongLoraError(`${command}: ${flag} must be a whole number ≥ 2, got ${String(v)}`);
-    return n;
-  };
-  const tokens = int(tokensFlag, '--imatrix-tokens', 4096);
-  const seqLen = int(seqLenFlag, '--imatrix-seq-len', 512);
+async function importanceFor(dir: string, data: string, tokens: number, seqLen: number, command: string, tokenizerDir: string | undefined): Promise<ReadonlyMap<string, Float32Array>> {
   if (!fs.existsSync(data)) throw new LongLoraError(`${command}: --imatrix-data ${data} does not exist`);
   const { backend } = await autoBackend();
   process.stderr.write(`importance matrix: about ${tokens.toLocaleString('en-US')} tokens of ${data} in windows of ${seqLen}, on ${backend.name}\n`);

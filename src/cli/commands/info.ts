@@ -1,7 +1,8 @@
 /** `longlora info <path>`: what a model folder, a safetensors file or a GGUF file holds. */
 import fs from 'node:fs';
 import path from 'node:path';
-import { ggmlTypeName, ggufFileTypeName, ggufMetadata, readGgufHeader } from '../../io/gguf-read.js';
+import { ggmlTypeName } from '../../io/gguf-parse.js';
+import { ggufFileTypeName, readGgufHeader } from '../../io/gguf-read.js';
 import { LongLoraError } from '../../errors.js';
 import { openCheckpoint, readJsonFile } from '../../io/checkpoint.js';
 import { SafetensorsFile } from '../../io/safetensors.js';
@@ -9,7 +10,7 @@ import { parseLlamaConfig } from '../../models/llama/config.js';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, readAdapterConfig } from '../../io/peft.js';
 import { adapterSummary, cardFacts } from '../../io/model-card.js';
 import { listCheckpoints } from '../../train/state.js';
-import { HF_TOKENIZER_KEY } from '../../models/llama/gguf.js';
+import { HF_TOKENIZER_KEY } from '../../models/llama/gguf-layout.js';
 import { describeGgufRopeScaling } from '../../models/llama/gguf-load.js';
 import { parse } from '../args.js';
 import { describeRopeScaling } from '../../nn/rope-scaling.js';
@@ -26,7 +27,7 @@ function listTensors(rows: Array<{ name: string; dtype: string; shape: number[] 
 /** A GGUF file's header, read with Hugging Face's GGUF parser: architecture, shape, context, RoPE, tokenizer, tensors. */
 async function describeGguf(file: string, tensors: boolean): Promise<void> {
   const parsed = await readGgufHeader(file);
-  const m = ggufMetadata(parsed);
+  const m = parsed.metadata;
   const arch = String(m['general.architecture'] ?? '?');
   const list = (): void => {
     if (tensors) listTensors(parsed.tensorInfos.map((t) => ({ name: t.name, dtype: ggmlTypeName(t.dtype), shape: t.shape.map(Number).reverse() })));

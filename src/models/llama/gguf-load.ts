@@ -13,7 +13,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { LongLoraError } from '../../errors.js';
-import { ggmlTypeName, ggufMetadata, ggufRopeScaling, ggufTensorData, readGgufHeader, type GgufHeader } from '../../io/gguf-read.js';
+import { ggmlTypeName, ggufTensorData, type GgufHeader } from '../../io/gguf-parse.js';
+import { ggufRopeScaling, readGgufHeader } from '../../io/gguf-read.js';
 import { ggufLlamaConfig, ggufLora, hfTensorValues, llamaFromGgufReader, type ByteReader, type GgufLora, type GgufModelOptions } from './gguf-model.js';
 import { writeJsonAtomic } from '../../io/atomic.js';
 import { writeCheckpoint } from '../../io/checkpoint.js';
@@ -26,8 +27,6 @@ import { ggufTokenizerJson } from '../../tokenizer/gguf-tokenizer.js';
 import { checkF16Range } from './init.js';
 import type { LlamaForCausalLM } from './model.js';
 import '../../quant/node-hash.js'; // the 4-bit fingerprints (quantize: 'nf4') with Node's native SHA-256
-
-export { llama3FromRopeFreqs } from './gguf-model.js';
 
 /** The Llama config a GGUF file's metadata describes, and its header (`known` when the caller read it already). */
 export async function readGgufModel(file: string, known?: GgufHeader): Promise<{ config: LlamaConfig; header: GgufHeader }> {
@@ -70,7 +69,7 @@ function withFile<T>(file: string, fn: (read: ByteReader) => T): T {
  * (tokenizerOfGguf gives the same as the browser's Tokenizer.)
  */
 export function ggufTokenizer(header: GgufHeader, file: string, opts: { rebuild?: boolean } = {}): Tokenizer | null {
-  const t = ggufTokenizerJson(ggufMetadata(header), file, opts);
+  const t = ggufTokenizerJson(header.metadata, file, opts);
   return t && Tokenizer.fromJson(t.json, t.config, t.source);
 }
 

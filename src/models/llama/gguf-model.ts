@@ -11,7 +11,7 @@
 import type { Backend } from '../../backend/backend.js';
 import { currentBackend } from '../../backend/registry.js';
 import { LongLoraError } from '../../errors.js';
-import { ggufMetadata, ggufTensorData, ggufTensorRange, parseGguf, type GgufBytes, type GgufHeader, type GgufReadOptions } from '../../io/gguf-parse.js';
+import { ggufTensorData, ggufTensorRange, parseGguf, type GgufBytes, type GgufHeader, type GgufReadOptions } from '../../io/gguf-parse.js';
 import type { RopeScaling } from '../../nn/rope.js';
 import { yarnMscale } from '../../nn/rope-scaling.js';
 import { fromFloatArray } from '../../tensor/dtype.js';
@@ -44,7 +44,7 @@ function f32Decimal(v: unknown): unknown {
  * `ropeFreqs` reads its rope_freqs.weight, asked for only when it has one).
  */
 export function ggufLlamaConfig(header: GgufHeader, file: string, ropeFreqs: () => Float32Array): LlamaConfig {
-  const m = ggufMetadata(header);
+  const m = header.metadata;
   const arch = String(m['general.architecture'] ?? '');
   if (!['llama', 'qwen2', 'qwen3'].includes(arch)) {
     throw new LongLoraError(`${file}: GGUF architecture "${arch}" cannot be loaded here (llama, qwen2, qwen3 can); load the Hugging Face model folder instead`);
@@ -145,7 +145,7 @@ export interface GgufLora {
  * base with config `config`. What does not fit the base is refused by name.
  */
 export function ggufLora(header: GgufHeader, source: string, config: LlamaConfig, read: ByteReader): GgufLora {
-  const m = ggufMetadata(header);
+  const m = header.metadata;
   if (m['general.type'] !== 'adapter' || m['adapter.type'] !== 'lora') {
     throw new LongLoraError(`${source} is not a GGUF LoRA adapter (general.type ${JSON.stringify(m['general.type'] ?? null)}, adapter.type ${JSON.stringify(m['adapter.type'] ?? null)}); ` +
       'pass a LoRA adapter exported to GGUF (longlora export --adapter RUN --out lora.gguf), or a PEFT adapter folder with a model folder');
@@ -353,7 +353,7 @@ export async function llamaFromGguf(bytes: GgufBytes, opts: GgufModelOptions & G
     if (quant) weightSource.projection = (name) => (isQuantizedWeight(name) ? taken(layers, name) : undefined);
     const model = new LlamaForCausalLM(config, weightSource, computeOf(opts.dtype ?? 'f32'));
     if (quant) model.quantization = quant.info();
-    return { model, config, metadata: ggufMetadata(header), source };
+    return { model, config, metadata: header.metadata, source };
   } finally {
     for (const t of weights.values()) t.dispose(); // read but not taken (after an error)
     for (const l of layers.values()) l.weight.dispose();

@@ -29,10 +29,9 @@ import { type HostArray } from '../../tensor/dtype.js';
 import { ggufVocab } from '../../tokenizer/gguf-vocab.js';
 import { Tokenizer } from '../../tokenizer/tokenizer.js';
 import { linearLayerPaths, llamaTensorShapes, parseLlamaConfig, storageDType, type LlamaConfig } from './config.js';
-import { checkCheckpointTensor, checkF16Range } from './load.js';
+import { checkCheckpointTensor } from './load.js';
+import { checkF16Range } from './init.js';
 import { HF_TOKENIZER_CONFIG_KEY, HF_TOKENIZER_KEY, ggufArchitecture, ggufTensorName, permuteRotary, ropeFreqFactors, rotaryHeads } from './gguf-layout.js';
-
-export { HF_TOKENIZER_CONFIG_KEY, HF_TOKENIZER_KEY, ggufArchitecture, ggufTensorName, permuteRotary, rotaryHeads, ropeFreqFactors, unpermuteRotary } from './gguf-layout.js';
 
 /**
  * Storage of the 2-D weights: a float type; ggml's 8-bit Q8_0; or one of llama.cpp's

@@ -31,8 +31,6 @@ export interface LoadOptions extends BuildOptions {
   quantize?: QuantizeMode;
 }
 
-export { checkF16Range } from './init.js';
-
 /** Throws when the checkpoint lacks tensor `name` or holds it in another shape than `shape`. */
 export function checkCheckpointTensor(ck: Checkpoint, name: string, shape: readonly number[], config: LlamaConfig, configPath: string): void {
   if (!ck.has(name)) {
