@@ -9,7 +9,7 @@
  *   npm run build && node dist/bench/merge.js [--ranks 8,64] [--reps 3]
  */
 import { parseArgs } from 'node:util';
-import { addLoraDelta } from '../src/lora/adapted.js';
+import { addLoraDelta } from '../src/lora/delta.js';
 import { Rng } from '../src/tensor/random.js';
 
 const { values } = parseArgs({ options: { ranks: { type: 'string', default: '8,64' }, reps: { type: 'string', default: '3' } } });

@@ -21,6 +21,7 @@ import { ggufArchitecture, ggufTensorName, ropeFreqFactors, rotaryHeads, unpermu
 import { checkF16Range, computeOf, type ParamDType } from './init.js';
 import { LlamaForCausalLM, type WeightSource } from './model.js';
 import type { PackedLinear } from '../../nn/linear.js';
+import { addLoraDelta } from '../../lora/delta.js';
 import { Nf4Quantizer, isQuantizedWeight, type QuantizeMode } from '../../quant/quantize-model.js';
 
 /** Reads bytes start … start + length − 1 of a GGUF file. */
@@ -116,19 +117,7 @@ export function hfTensorValues(file: string, header: GgufHeader, config: LlamaCo
 function weightValues(file: string, header: GgufHeader, config: LlamaConfig, read: ByteReader, name: string, shape: readonly number[], opts: GgufModelOptions): Float32Array {
   const w = hfTensorValues(file, header, config, read, name, shape);
   const l = opts.lora?.layers.get(name);
-  if (!l) return w;
-  const [out, inn] = [shape[0]!, shape[1]!];
-  const row = new Float64Array(inn);
-  for (let o = 0; o < out; o++) { // W[o, :] += scale · Σ_k B[o, k] · A[k, :]
-    row.fill(0);
-    for (let k = 0; k < l.r; k++) {
-      const b = l.B[o * l.r + k]!;
-      if (b === 0) continue;
-      for (let i = 0, a = k * inn; i < inn; i++, a++) row[i]! += b * l.A[a]!;
-    }
-    for (let i = 0, at = o * inn; i < inn; i++, at++) w[at] = w[at]! + l.scale * row[i]!;
-  }
-  return w;
+  return l ? addLoraDelta(w, l.B, l.A, shape[0]!, shape[1]!, l.r, l.scale) : w;
 }
 
 /** A LoRA adapter in llama.cpp's GGUF format: per adapted weight (Hugging Face name), A [r, in], B [out, r] and the scale. */
