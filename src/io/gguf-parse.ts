@@ -150,6 +150,8 @@ export interface GgufReadOptions {
 /** A parsed GGUF file: its header and a reader of byte ranges. */
 export interface GgufFile {
   header: GgufHeader;
+  /** What errors call the file: the name given, the address, or "the GGUF file". */
+  source: string;
   /** The file's size in bytes. */
   size: number;
   /** Bytes start … start + length − 1; a range past the end is an error naming the file as cut short. */
@@ -176,7 +178,7 @@ export async function parseGguf(bytes: GgufBytes, source?: string, opts: GgufRea
     const all = bytes instanceof Uint8Array ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) : new Uint8Array(bytes);
     const size = all.length;
     return {
-      header: parseHeader(all, true, name), size,
+      header: parseHeader(all, true, name), source: name, size,
       read: (start, length) => Promise.resolve(start + length <= size ? all.subarray(start, start + length) : cut()),
     };
   }
@@ -195,7 +197,7 @@ export async function parseGguf(bytes: GgufBytes, source?: string, opts: GgufRea
   let prefix = await read(0, Math.min(size, opts.firstRead ?? 1 << 21));
   for (;;) {
     try {
-      return { header: parseHeader(prefix, prefix.length === size, name), size, read };
+      return { header: parseHeader(prefix, prefix.length === size, name), source: name, size, read };
     } catch (e) {
       if (!(e instanceof NeedMore)) throw e;
       const more = await read(prefix.length, Math.min(size, prefix.length * 4) - prefix.length); // only the bytes not read yet

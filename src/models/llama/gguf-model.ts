@@ -233,30 +233,67 @@ export interface GgufModelOptions {
 
 /** The model of a GGUF file with header `header` and config `config`, its tensors read with `read`. */
 export function llamaFromGgufReader(file: string, header: GgufHeader, config: LlamaConfig, read: ByteReader, opts: GgufModelOptions = {}): LlamaForCausalLM {
-  const created: Array<{ dispose(): void }> = [];
-  const quant = quantizerOf(opts);
+  const weights = new GgufWeights(file, header, config, opts);
   try {
-    const source: WeightSource = (name, shape) => {
-      const t = weightTensor(file, header, config, read, name, shape, opts, quant);
-      created.push(t);
+    for (const [name, shape] of llamaTensorShapes(config)) weights.read(name, shape, read);
+    return weights.model();
+  } finally {
+    weights.dispose();
+  }
+}
+
+/**
+ * A GGUF file's weights as the model's tensors, each read and put on the backend in turn
+ * (a linear layer quantised to NF4 with `quantize: 'nf4'`), then the model built of them.
+ */
+class GgufWeights {
+  private readonly quant: Nf4Quantizer | undefined;
+  private readonly tensors = new Map<string, Tensor>();
+  private readonly layers = new Map<string, PackedLinear>();
+  private built = false;
+
+  constructor(private readonly file: string, private readonly header: GgufHeader, private readonly config: LlamaConfig, private readonly opts: GgufModelOptions) {
+    this.quant = quantizerOf(opts);
+  }
+
+  /** Weights read so far. */
+  get size(): number {
+    return this.tensors.size + this.layers.size;
+  }
+
+  /** Reads weight `name` (of `shape`) with `read`. */
+  read(name: string, shape: readonly number[], read: ByteReader): void {
+    const { file, header, config, opts, quant } = this;
+    if (quant && isQuantizedWeight(name)) this.layers.set(name, quant.linear(name, weightValues(file, header, config, read, name, shape, opts), shape));
+    else this.tensors.set(name, weightTensor(file, header, config, read, name, shape, opts, quant));
+  }
+
+  /** The model of the weights read (with its `quantization` when quantised). */
+  model(): LlamaForCausalLM {
+    const taken = <T>(map: Map<string, T>, name: string): T => {
+      const t = map.get(name);
+      if (t === undefined) throw new LongLoraError(`${this.file}: the model asks for ${name}, which was not read`);
       return t;
     };
-    if (quant) {
-      source.projection = (name, shape) => {
-        if (!isQuantizedWeight(name)) return undefined;
-        const layer = quant.linear(name, weightValues(file, header, config, read, name, shape, opts), shape);
-        created.push(layer.weight);
-        return layer;
-      };
-    }
-    const model = new LlamaForCausalLM(config, source, computeOf(opts.dtype ?? 'f32'));
-    if (quant) model.quantization = quant.info();
+    const source: WeightSource = (name, shape) => {
+      const t = taken(this.tensors, name);
+      if (t.shape.join(',') !== shape.join(',')) throw new LongLoraError(`${this.file}: ${name} is [${t.shape.join(', ')}], the model asks for [${shape.join(', ')}]`);
+      return t;
+    };
+    if (this.quant) source.projection = (name) => (isQuantizedWeight(name) ? taken(this.layers, name) : undefined);
+    const model = new LlamaForCausalLM(this.config, source, computeOf(this.opts.dtype ?? 'f32'));
+    if (this.quant) model.quantization = this.quant.info();
+    this.built = true;
     return model;
-  } catch (e) {
-    for (const t of created) t.dispose();
-    throw e;
-  } finally {
-    quant?.dispose();
+  }
+
+  /** Frees the quantiser's code books, and the weights read when no model was built of them. */
+  dispose(): void {
+    if (!this.built) {
+      for (const t of this.tensors.values()) t.dispose();
+      for (const l of this.layers.values()) l.weight.dispose();
+    }
+    this.quant?.dispose();
   }
 }
 
@@ -298,9 +335,8 @@ export interface GgufModel {
  * way to run a llama.cpp model; Node reads files with loadLlamaGguf.
  */
 export async function llamaFromGguf(bytes: GgufBytes, opts: GgufModelOptions & GgufReadOptions & { source?: string; onTensor?: (done: number, total: number) => void; adapter?: GgufBytes } = {}): Promise<GgufModel> {
-  const source = opts.source ?? (typeof bytes === 'string' || bytes instanceof URL ? String(bytes) : 'the GGUF file');
-  const file = await parseGguf(bytes, source, opts);
-  const { header } = file;
+  const file = await parseGguf(bytes, opts.source, opts);
+  const { header, source } = file;
   const has = (name: string): boolean => header.tensorInfos.some((t) => t.name === name);
   /** A reader of the one range `name` takes, read ahead (the tensor code reads synchronously). */
   const rangeOf = async (name: string): Promise<ByteReader> => {
@@ -316,37 +352,17 @@ export async function llamaFromGguf(bytes: GgufBytes, opts: GgufModelOptions & G
   const config = opts.ropeScaling ? { ...parsed, ropeScaling: opts.ropeScaling } : parsed;
   if (opts.adapter !== undefined) opts = { ...opts, lora: await ggufLoraFrom(opts.adapter, config, opts) };
   const shapes = [...llamaTensorShapes(config)];
-  const quant = quantizerOf(opts);
-  const weights = new Map<string, Tensor>();
-  const layers = new Map<string, PackedLinear>();
+  const weights = new GgufWeights(source, header, config, opts);
   try {
     for (const [name, shape] of shapes) {
       const g = ggufTensorName(name);
       if (!has(g)) throw new LongLoraError(`${source} has no tensor "${g}" (${name}), which its metadata implies; it is no complete Llama file, or not one read here`);
-      const read = await rangeOf(g);
-      if (quant && isQuantizedWeight(name)) layers.set(name, quant.linear(name, weightValues(source, header, config, read, name, shape, opts), shape));
-      else weights.set(name, weightTensor(source, header, config, read, name, shape, opts, quant));
-      opts.onTensor?.(weights.size + layers.size, shapes.length);
+      weights.read(name, shape, await rangeOf(g));
+      opts.onTensor?.(weights.size, shapes.length);
     }
-    const taken = <T>(map: Map<string, T>, name: string): T => {
-      const t = map.get(name);
-      if (t === undefined) throw new LongLoraError(`${source}: the model asks for ${name}, which was not read`);
-      map.delete(name);
-      return t;
-    };
-    const weightSource: WeightSource = (name, shape) => {
-      const t = taken(weights, name);
-      if (t.shape.join(',') !== shape.join(',')) throw new LongLoraError(`${source}: ${name} is [${t.shape.join(', ')}], the model asks for [${shape.join(', ')}]`);
-      return t;
-    };
-    if (quant) weightSource.projection = (name) => (isQuantizedWeight(name) ? taken(layers, name) : undefined);
-    const model = new LlamaForCausalLM(config, weightSource, computeOf(opts.dtype ?? 'f32'));
-    if (quant) model.quantization = quant.info();
-    return { model, config, metadata: header.metadata, source };
+    return { model: weights.model(), config, metadata: header.metadata, source };
   } finally {
-    for (const t of weights.values()) t.dispose(); // read but not taken (after an error)
-    for (const l of layers.values()) l.weight.dispose();
-    quant?.dispose();
+    weights.dispose();
   }
 }
 
