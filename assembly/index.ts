@@ -12,7 +12,7 @@ export { gather, scatterAdd } from './embedding';
 export { crossEntropy, crossEntropyBackward } from './loss';
 export { adamw } from './optim';
 export { attention, attentionBackward, attnDelta, attnReduce } from './attention';
-export { dequantize4bit } from './quant';
+export { dequantize4bit, linear4bit } from './quant';
 
 /** First byte the host may use: static data (math tables) lies below. */
 export function heapBase(): usize { return __heap_base; }

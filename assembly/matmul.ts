@@ -184,28 +184,37 @@ export function gemv(args: usize, chunk: i32, _tid: i32): void {
 }
 
 function gemvRows<T>(A: usize, B: usize, C: usize, m: i32, n: i32, k: i32, j0: i32, j1: i32, alpha: f32, beta: f32): void {
-  const k16 = k & ~15, k4 = k & ~3;
   for (let j = j0; j < j1; j++) {
     const w = B + el<T>(<usize>j * <usize>k);
     for (let i = 0; i < m; i++) { // m ≤ 4: the row of W stays in L1 for the next rows of x
-      const x = A + ((<usize>i * <usize>k) << 2);
-      // Four independent sums, so the multiply-adds do not wait on each other.
-      let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
-      let p = 0;
-      for (; p < k16; p += 16) {
-        const xp = x + (<usize>p << 2), wp = w + el<T>(<usize>p);
-        s0 = madd(v128.load(xp), ld4<T>(wp), s0);
-        s1 = madd(v128.load(xp, 16), ld4<T>(wp + el<T>(4)), s1);
-        s2 = madd(v128.load(xp, 32), ld4<T>(wp + el<T>(8)), s2);
-        s3 = madd(v128.load(xp, 48), ld4<T>(wp + el<T>(12)), s3);
-      }
-      for (; p < k4; p += 4) s0 = madd(v128.load(x + (<usize>p << 2)), ld4<T>(w + el<T>(<usize>p)), s0);
-      let s = hsum(f32x4.add(f32x4.add(s0, s1), f32x4.add(s2, s3)));
-      for (; p < k; p++) s += load<f32>(x + (<usize>p << 2)) * ld1<T>(w + el<T>(<usize>p));
+      const s = dotRow<T>(A + ((<usize>i * <usize>k) << 2), w, k);
       const q = C + ((<usize>i * <usize>n + <usize>j) << 2);
       store<f32>(q, beta == 0 ? alpha * s : alpha * s + beta * load<f32>(q));
     }
   }
+}
+
+/**
+ * Σ_p x[p]·w[p] over k elements, x f32 and w of type T. Four independent sums of 16-element
+ * groups, so the multiply-adds do not wait on each other; then the 4-element and scalar tails.
+ * (The fused 4-bit linear in quant.ts sums in exactly this order.)
+ */
+// @ts-ignore: decorator
+@inline export function dotRow<T>(x: usize, w: usize, k: i32): f32 {
+  const k16 = k & ~15, k4 = k & ~3;
+  let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
+  let p = 0;
+  for (; p < k16; p += 16) {
+    const xp = x + (<usize>p << 2), wp = w + el<T>(<usize>p);
+    s0 = madd(v128.load(xp), ld4<T>(wp), s0);
+    s1 = madd(v128.load(xp, 16), ld4<T>(wp + el<T>(4)), s1);
+    s2 = madd(v128.load(xp, 32), ld4<T>(wp + el<T>(8)), s2);
+    s3 = madd(v128.load(xp, 48), ld4<T>(wp + el<T>(12)), s3);
+  }
+  for (; p < k4; p += 4) s0 = madd(v128.load(x + (<usize>p << 2)), ld4<T>(w + el<T>(<usize>p)), s0);
+  let s = hsum(f32x4.add(f32x4.add(s0, s1), f32x4.add(s2, s3)));
+  for (; p < k; p++) s += load<f32>(x + (<usize>p << 2)) * ld1<T>(w + el<T>(<usize>p));
+  return s;
 }
 
 /** C tile ← beta·C tile (k = 0: the product is empty). beta 0 writes zeros, never reads. */

@@ -161,6 +161,20 @@ export interface Dequantize4bitArgs {
   scaleOffset: number;
 }
 
+/**
+ * A linear layer over a 4-bit weight without expanding it: out [m, n] = x [m, k] · Ŵᵀ, Ŵ
+ * [n, k] the weight of `Dequantize4bitArgs` (n·k elements, row-major, blocks counted over
+ * the flattened weight). The blockwise fields are those of `Dequantize4bitArgs`.
+ */
+export interface Linear4bitArgs {
+  m: number;
+  n: number;
+  k: number;
+  blockSize: number;
+  scaleBlockSize: number;
+  scaleOffset: number;
+}
+
 export interface Backend {
   readonly name: string;
   /** What the backend runs on, in one line (`longlora backends`). */
@@ -258,6 +272,15 @@ export interface Backend {
    * op (`nn/swiglu.ts`) composes `unary('silu')` and `binary('mul')` instead.
    */
   swiglu?(gate: DeviceBuffer, up: DeviceBuffer, out: DeviceBuffer): void;
+
+  /**
+   * Optional fused 4-bit linear layer (see `Linear4bitArgs`): x f32 [m, k] → out f32 [m, n],
+   * reading the packed weight as `dequantize4bit` does, with no [n, k] temporary. A backend
+   * runs it where it is faster than expanding the weight (a few rows of x: decoding) and
+   * returns false, writing nothing, where it is not; the caller then dequantises.
+   */
+  linear4bit?(x: DeviceBuffer, packed: DeviceBuffer, code4: DeviceBuffer, scaleCodes: DeviceBuffer, code8: DeviceBuffer,
+    scaleAbsmax: DeviceBuffer, out: DeviceBuffer, args: Linear4bitArgs): boolean;
   /** dgate = dout ⊙ up ⊙ silu'(gate) and dup = dout ⊙ silu(gate), each written when given. */
   swigluBackward?(gate: DeviceBuffer, up: DeviceBuffer, dout: DeviceBuffer, dgate: DeviceBuffer | null, dup: DeviceBuffer | null): void;
 }

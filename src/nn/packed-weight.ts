@@ -9,7 +9,9 @@
  * Its linear op, y = x · Ŵᵀ with Ŵ the dequantised weight, records one autograd node whose
  * backward pass dequantises again and returns dx = dy · Ŵ (the frozen weight gets no
  * gradient). The node saves only the packed parts, never the expanded weight, so the
- * temporary [out, in] tensor lives for one matmul in each direction (as QLoRA does).
+ * temporary [out, in] tensor lives for one matmul in each direction (as QLoRA does). A
+ * backend with a fused kernel for the format runs the forward product without that
+ * temporary where it is faster (a few rows of x: decoding).
  */
 import { LongLoraError } from '../errors.js';
 import type { Backend } from '../backend/backend.js';
@@ -33,6 +35,14 @@ export abstract class PackedWeight {
   /** Expands `parts` (this weight's own, or the node's retained views) into [out, in]. */
   protected abstract expand(parts: readonly Tensor[], dtype: 'f32' | 'f64'): Tensor;
 
+  /**
+   * x [..., in] · Ŵᵀ by the backend's fused kernel over `parts`, without expanding the
+   * weight, or null where the backend has none for these arguments (the default).
+   */
+  protected fusedLinear(_x: Tensor, _parts: readonly Tensor[]): Tensor | null {
+    return null;
+  }
+
   /** Values of the unpacked weight. */
   get numel(): number { return this.shape[0] * this.shape[1]; }
 
@@ -50,9 +60,10 @@ export abstract class PackedWeight {
     if (x.shape[x.rank - 1] !== inF) {
       throw new LongLoraError(`linear: input ${fmt(x.shape)} does not fit the ${this.format} weight [${out}, ${inF}] (expected [..., ${inF}])`);
     }
-    // Expanded in f32 (f64 for gradient checks); 16-bit inputs (mixed precision) read it as is.
+    // Fused where the backend can (decoding); else expanded in f32 (f64 for gradient checks),
+    // which 16-bit inputs (mixed precision) read as is.
     const dt = computeDType('linear', x);
-    const y = tidy(() => noGrad(() => linear(x, this.dequantize(dt))));
+    const y = tidy(() => noGrad(() => this.fusedLinear(x, this.parts()) ?? linear(x, this.dequantize(dt))));
     record(`linear_${this.format}`, y, [x], this.parts(), (g, saved) => [
       matmul(g, this.expand(saved, dt)), // (..., out) · (out, in) → (..., in)
     ]);

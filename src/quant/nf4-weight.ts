@@ -2,7 +2,8 @@
  * An NF4 weight on a backend: the packed codes, the 8-bit scale codes and the float32 scale
  * absmax values as device tensors, plus views of the two code books (shared by every
  * weight quantised together, and freed with the last of them: storages are reference
- * counted). Dequantisation is `Backend.dequantize4bit`.
+ * counted). Dequantisation is `Backend.dequantize4bit`; decoding runs `Backend.linear4bit`
+ * where the backend has it.
  */
 import type { Backend } from '../backend/backend.js';
 import { currentBackend } from '../backend/registry.js';
@@ -107,6 +108,20 @@ export class Nf4Weight extends PackedWeight {
       n: this.numel, blockSize: NF4_BLOCK_SIZE, scaleBlockSize: SCALE_BLOCK_SIZE, scaleOffset: this.scaleOffset,
     });
     return out;
+  }
+
+  protected override fusedLinear(x: Tensor, parts: readonly Tensor[]): Tensor | null {
+    const be = this.backend;
+    if (!be.linear4bit || x.dtype !== 'f32' || x.backend !== be) return null;
+    const [packed, scaleCodes, scaleAbsmax, code4, code8] = parts as [Tensor, Tensor, Tensor, Tensor, Tensor];
+    const [n, k] = this.shape;
+    const out = Tensor.empty([...x.shape.slice(0, -1), n], 'f32', be);
+    const ran = be.linear4bit(x.buffer, packed.buffer, code4.buffer, scaleCodes.buffer, code8.buffer, scaleAbsmax.buffer, out.buffer, {
+      m: x.size / k, n, k, blockSize: NF4_BLOCK_SIZE, scaleBlockSize: SCALE_BLOCK_SIZE, scaleOffset: this.scaleOffset,
+    });
+    if (ran) return out;
+    out.dispose();
+    return null;
   }
 
   dispose(): void {

@@ -317,6 +317,7 @@ describe('wasm kernels against the CPU reference', () => {
       { n: 64 * 5 + 32, blockSize: 64, scaleBlockSize: 256 },
       { n: 64 * 600 + 33, blockSize: 64, scaleBlockSize: 256 }, // odd n, large enough to run on every thread
       { n: 7 * 41 + 3, blockSize: 7, scaleBlockSize: 3 }, // blocks that start mid-byte
+      { n: 16 * 50 + 5, blockSize: 16, scaleBlockSize: 3 }, // the vector decoder with one group per block
     ];
     for (const { n, blockSize, scaleBlockSize } of cases) {
       const blocks = Math.ceil(n / blockSize);
@@ -348,6 +349,45 @@ describe('wasm kernels against the CPU reference', () => {
         assert.deepEqual(outs[2], outs[0], `wasm pooled: n=${n} block ${blockSize} offset ${scaleOffset}`);
       }
       t.diagnostic(`n=${n} blockSize=${blockSize}: identical on cpu, wasm and wasm pooled`);
+    }
+  });
+
+  it('the fused 4-bit linear layer equals dequantising and then x·Wᵀ bit for bit (both builds, many chunks)', async (t) => {
+    const cases = [
+      { m: 1, n: 37, k: 96, blockSize: 64, scaleBlockSize: 256 }, // rows start inside blocks
+      { m: 4, n: 37, k: 96, blockSize: 64, scaleBlockSize: 256 },
+      { m: 1, n: 300, k: 32, blockSize: 16, scaleBlockSize: 3 },
+      { m: 3, n: 9, k: 48, blockSize: 48, scaleBlockSize: 2 },
+    ];
+    for (const c of cases) {
+      const { m, n, k } = c;
+      const blocks = Math.ceil((n * k) / c.blockSize);
+      const inputs = {
+        x: Float32Array.from(normal(m * k)),
+        packed: Uint8Array.from({ length: (n * k) / 2 }, () => rng.int(256)),
+        code4: Float32Array.from(normal(16)),
+        codes: Uint8Array.from({ length: blocks }, () => rng.int(256)),
+        code8: Float32Array.from(normal(256)),
+        absmax: Float32Array.from(uniform(Math.ceil(blocks / c.scaleBlockSize), 0.5, 2)),
+      };
+      const args = { ...c, scaleOffset: Math.fround(0.01) };
+      for (const [label, be] of [['wasm', registered], ['wasm pooled', pooled]] as const) {
+        const b = {
+          x: be.alloc('f32', m * k), packed: be.alloc('u8', inputs.packed.length), code4: be.alloc('f32', 16), codes: be.alloc('u8', blocks),
+          code8: be.alloc('f32', 256), absmax: be.alloc('f32', inputs.absmax.length), w: be.alloc('f32', n * k),
+          fused: be.alloc('f32', m * n), twin: be.alloc('f32', m * n),
+        };
+        for (const key of ['x', 'packed', 'code4', 'codes', 'code8', 'absmax'] as const) be.upload(b[key], inputs[key]);
+        be.fill(b.fused, NaN);
+        assert.equal(be.linear4bit!(b.x, b.packed, b.code4, b.codes, b.code8, b.absmax, b.fused, args), true, `${label}: ran`);
+        be.dequantize4bit(b.packed, b.code4, b.codes, b.code8, b.absmax, b.w, { blockSize: c.blockSize, scaleBlockSize: c.scaleBlockSize, n: n * k, scaleOffset: args.scaleOffset });
+        be.matmul(b.x, b.w, b.twin, { batch: 1, m, n, k, transA: false, transB: true, alpha: 1, beta: 0, strideA: m * k, strideB: n * k });
+        const fused = await be.download(b.fused) as Float32Array;
+        assert.ok(fused.every(Number.isFinite), `${label}: every output written`);
+        assert.deepEqual(fused, await be.download(b.twin), `${label}: m=${m} n=${n} k=${k} block ${c.blockSize}`);
+        for (const x of Object.values(b)) be.free(x);
+      }
+      t.diagnostic(`m=${m} n=${n} k=${k} block ${c.blockSize}: identical on wasm and wasm pooled`);
     }
   });
 });

@@ -13,6 +13,9 @@ import { applyLora, mergeLora, resolveTargets, setTrainable } from '../../src/lo
 import { Linear, PackedLinear } from '../../src/nn/linear.js';
 import { loadLlama, saveLlama } from '../../src/models/llama/load.js';
 import { Nf4Weight } from '../../src/quant/nf4-weight.js';
+import { quantizeNf4 } from '../../src/quant/nf4.js';
+import { fromHost, type Tensor } from '../../src/tensor/tensor.js';
+import { testBackends } from '../helpers/backends.js';
 import { dequantizeModel, packedMemory, quantizeModel } from '../../src/quant/quantize-model.js';
 import { setFingerprintHash } from '../../src/quant/fingerprint.js';
 import { nodeHash } from '../../src/quant/node-hash.js';
@@ -111,6 +114,85 @@ describe('frozen NF4 linear layer', () => {
     throwsLL(() => w.linear(x), 'does not fit the nf4 weight [5, 70]');
     x.dispose();
     freeWeights();
+  });
+});
+
+describe('the fused 4-bit linear layer (decoding)', () => {
+  // k = 96: 64-element blocks cross the rows, so a row starts inside a block; k = 256 is
+  // block-aligned. n = 37 leaves a partial group of output columns.
+  const shapes: Array<[number, number]> = [[37, 96], [37, 256]];
+  const weightOf = (n: number, k: number): Float32Array =>
+    Float32Array.from({ length: n * k }, (_, i) => Math.sin(0.37 * i + 0.1) * (i % 29 === 0 ? 0.8 : 0.1));
+
+  it('a few rows of x · Ŵᵀ without expanding Ŵ: equal to dequantise-then-matmul (the Wasm backend bit for bit)', async (t) => {
+    const cpu = cpuBackend();
+    let ran = 0;
+    for (const tb of await testBackends()) {
+      const be = tb.backend;
+      if (!be?.linear4bit) { t.diagnostic(`${tb.name}: no fused 4-bit kernel${tb.skip ? ` (${tb.skip})` : ''}`); continue; }
+      for (const [n, k] of shapes) {
+        const q = quantizeNf4(weightOf(n, k));
+        const w = new Nf4Weight(q, [n, k], { backend: be });
+        const ref = new Nf4Weight(q, [n, k], { backend: cpu });
+        const d = ref.dequantize('f64');
+        const wHat = (await d.floats()) as Float64Array;
+        d.dispose();
+        ref.dispose();
+        for (let m = 1; m <= 4; m++) {
+          const xs = op.randn([m, k], new Rng(10 * m + k));
+          const xHost = (await xs.floats()) as Float32Array;
+          xs.dispose();
+          const x = fromHost(xHost, [m, k], 'f32', be);
+          be.resetPeak();
+          const before = be.memory().bytes;
+          const y = w.linear(x);
+          const extra = be.memory().peakBytes - before;
+          // Only y is allocated: the expanded weight would take 4·n·k bytes.
+          assert.ok(extra <= 4 * m * n + 256, `${tb.name} m=${m} k=${k}: ${extra} bytes allocated, the fused kernel did not run`);
+          const got = (await y.floats()) as Float32Array;
+          const twin = tidy(() => op.linear(x, w.dequantize('f32')));
+          const same = (await twin.floats()) as Float32Array;
+          const want = new Float64Array(m * n);
+          for (let r = 0; r < m; r++) for (let o = 0; o < n; o++) {
+            let sum = 0;
+            for (let i = 0; i < k; i++) sum += xHost[r * k + i]! * wHat[o * k + i]!;
+            want[r * n + o] = sum;
+          }
+          if (tb.name === 'wasm') assert.deepEqual(got, same, `wasm m=${m} k=${k}: not bit for bit the dequantised product`);
+          assertClose(got, want, 1e-5, `${tb.name} fused 4-bit linear m=${m} n=${n} k=${k}`, (line) => t.diagnostic(line));
+          for (const v of [x, y, twin]) v.dispose();
+          ran++;
+        }
+        w.dispose();
+      }
+    }
+    if (ran === 0) t.diagnostic('no backend here has a fused 4-bit kernel');
+  });
+
+  it('declined (nothing written) where it does not apply: more rows, or k not a multiple of 16', async (t) => {
+    for (const tb of await testBackends()) {
+      const be = tb.backend;
+      if (!be?.linear4bit || tb.name !== 'wasm') continue;
+      const cases: Array<[number, number, number]> = [[5, 8, 64], [1, 8, 70]];
+      for (const [m, n, k] of cases) {
+        const w = Nf4Weight.quantize(weightOf(n, k), [n, k], { backend: be });
+        const x = fromHost(new Float32Array(m * k).fill(1), [m, k], 'f32', be);
+        const out = fromHost(new Float32Array(m * n).fill(7), [m, n], 'f32', be);
+        const parts = (w as unknown as { parts(): Tensor[] }).parts();
+        const [packed, codes, absmax, code4, code8] = parts as [Tensor, Tensor, Tensor, Tensor, Tensor];
+        const took: boolean = be.linear4bit(x.buffer, packed.buffer, code4.buffer, codes.buffer, code8.buffer, absmax.buffer, out.buffer,
+          { m, n, k, blockSize: 64, scaleBlockSize: 256, scaleOffset: w.scaleOffset });
+        assert.equal(took, false, `m=${m} k=${k} should be declined`);
+        assert.ok(((await out.floats()) as Float32Array).every((v) => v === 7), 'nothing written');
+        // The layer still gives the product, through the dequantised weight.
+        const y = w.linear(x);
+        const twin = tidy(() => op.linear(x, w.dequantize('f32')));
+        assert.deepEqual(await y.floats(), await twin.floats());
+        for (const v of [x, out, y, twin]) v.dispose();
+        w.dispose();
+      }
+      t.diagnostic(`${tb.name}: declined cases checked`);
+    }
   });
 });
 

@@ -25,7 +25,7 @@ export const KERNELS = [
   'matmul', 'softmax', 'softmaxBackward', 'rmsnorm', 'rmsnormBackward', 'rmsnormDw',
   'rope', 'gather', 'scatterAdd', 'crossEntropy', 'crossEntropyBackward', 'adamw',
   'attention', 'attentionBackward', 'attnDelta', 'attnReduce', 'dequantize4bit', 'matmulPackB',
-  'swiglu', 'swigluBackward', 'gemv',
+  'swiglu', 'swigluBackward', 'gemv', 'linear4bit',
 ] as const;
 
 export type KernelName = (typeof KERNELS)[number];

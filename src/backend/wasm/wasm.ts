@@ -14,7 +14,7 @@
  *   its arguments: an out-of-range index would write over another buffer).
  */
 import type {
-  AdamWArgs, AttentionArgs, Backend, BinaryOp, CopyArgs, DeviceBuffer, Dequantize4bitArgs, MatmulArgs, MemoryStats, UnaryOp,
+  AdamWArgs, AttentionArgs, Backend, BinaryOp, CopyArgs, DeviceBuffer, Dequantize4bitArgs, Linear4bitArgs, MatmulArgs, MemoryStats, UnaryOp,
 } from '../backend.js';
 import { MemoryCounter } from '../backend.js';
 import { gatherSameDType, widenStorage16 } from '../storage16.js';
@@ -596,7 +596,37 @@ export class WasmBackend implements Backend {
     // Chunks of whole blocks, so each scale is computed by one thread; the kernel reads the
     // nibble of every element on its own, so a block may start in the middle of a byte.
     const { chunks, per } = this.split(a.n, a.blockSize, 2);
-    this.run('dequantize4bit', chunks, [pb.addr, c4.addr, sc.addr, c8.addr, am.addr, ob.addr, a.n, a.blockSize, a.scaleBlockSize, a.scaleOffset, per], a.n * 2);
+    const scratch = this.scratch(64);
+    this.run('dequantize4bit', chunks, [pb.addr, c4.addr, sc.addr, c8.addr, am.addr, ob.addr, a.n, a.blockSize, a.scaleBlockSize, a.scaleOffset, per,
+      scratch, this.scratchPerThread], a.n * 2);
+  }
+
+  /**
+   * The fused 4-bit linear layer (assembly/quant.ts linear4bit) for up to 4 rows of f32 x,
+   * where the decoding product is memory-bound and expanding the weight would cost more than
+   * the product. Its result equals `dequantize4bit` followed by `matmul` bit for bit.
+   */
+  linear4bit(x: DeviceBuffer, packed: DeviceBuffer, code4: DeviceBuffer, scaleCodes: DeviceBuffer, code8: DeviceBuffer,
+    scaleAbsmax: DeviceBuffer, out: DeviceBuffer, a: Linear4bitArgs): boolean {
+    const { m, n, k } = a;
+    if (m < 1 || m > 4 || n === 0 || k === 0 || k % 16 !== 0 || a.blockSize % 16 !== 0) return false;
+    const [xb, pb, c4, sc, c8, am, ob] = [x, packed, code4, scaleCodes, code8, scaleAbsmax, out].map((b) => this.own(b)) as
+      [WasmBuffer, WasmBuffer, WasmBuffer, WasmBuffer, WasmBuffer, WasmBuffer, WasmBuffer];
+    if (xb.dtype !== 'f32' || ob.dtype !== 'f32') return false;
+    const blocks = Math.ceil((n * k) / a.blockSize);
+    this.need(xb, m * k, 'linear4bit x');
+    this.need(pb, (n * k) / 2, 'linear4bit packed');
+    this.need(c4, 16, 'linear4bit code4');
+    this.need(sc, blocks, 'linear4bit scaleCodes');
+    this.need(c8, 256, 'linear4bit code8');
+    this.need(am, Math.ceil(blocks / a.scaleBlockSize), 'linear4bit scaleAbsmax');
+    this.need(ob, m * n, 'linear4bit out');
+    const work = m * n * k;
+    const per = Math.ceil(n / this.chunkCount(work));
+    const scratch = this.scratch(64 + 4 * k);
+    this.run('linear4bit', Math.ceil(n / per), [xb.addr, pb.addr, c4.addr, sc.addr, c8.addr, am.addr, ob.addr, m, n, k,
+      a.blockSize, a.scaleBlockSize, a.scaleOffset, scratch, this.scratchPerThread, per], work);
+    return true;
   }
 
   // ---- helpers ----------------------------------------------------------------------
