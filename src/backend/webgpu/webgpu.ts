@@ -19,7 +19,7 @@
  * word; matmul reads them directly (mixed precision: 16-bit weights, f32 compute).
  */
 import type {
-  AdamWArgs, AttentionArgs, Backend, BinaryOp, CopyArgs, Dequantize4bitArgs, DeviceBuffer, MatmulArgs, MemoryStats, UnaryOp,
+  AdamWArgs, AttentionArgs, Backend, BinaryOp, CopyArgs, Dequantize4bitArgs, DeviceBuffer, Linear4bitArgs, MatmulArgs, MemoryStats, UnaryOp,
 } from '../backend.js';
 import { MemoryCounter } from '../backend.js';
 import { widenStorage16 } from '../storage16.js';
@@ -33,7 +33,7 @@ import type { KernelSpec, Launch } from './wgsl.js';
 import { argsBytes, buildModule, STATUS_BAD_TARGET, STATUS_BAD_TOKEN } from './wgsl.js';
 import * as ew from './kernels/elementwise.js';
 import * as nn from './kernels/nn.js';
-import { gemv, gemvApplies, matmul as matmulLaunches, TILE_LIGHT, type Tile } from './kernels/matmul.js';
+import { gemv, gemvApplies, linear4bit, linear4bitApplies, matmul as matmulLaunches, TILE_LIGHT, type Tile } from './kernels/matmul.js';
 import { matmulSgm, sgmPlan, type SgmPlan } from './kernels/matmul-sgm.js';
 import type { AttentionTiles } from './kernels/attention.js';
 import * as attn from './kernels/attention.js';
@@ -65,9 +65,10 @@ export interface WebGpuBackendOptions extends WebGpuOptions {
   /** Matmul tile (tests); default: chosen per problem size. */
   matmulTile?: Tile;
   /**
-   * Decoding kernels (default true): x·Wᵀ with at most 4 rows on the matrix-vector kernel,
-   * and attention for one query row on a kernel that shares the row among 256 threads;
-   * false sends both to the general kernels (benchmarks and tests compare them).
+   * Decoding kernels (default true): x·Wᵀ with at most 4 rows on the matrix-vector kernel
+   * (and on the fused 4-bit one for NF4 weights), and attention for one query row on a
+   * kernel that shares the row among 256 threads; false sends them to the general kernels
+   * (benchmarks and tests compare them).
    */
   decodeKernels?: boolean;
   /**
@@ -536,6 +537,14 @@ export class WebGpuBackend implements Backend {
     scaleAbsmax: DeviceBuffer, out: DeviceBuffer, args: Dequantize4bitArgs): void {
     this.launch(nn.dequantize4bit(args.n, args.blockSize, args.scaleBlockSize, args.scaleOffset),
       [this.u8(packed), this.f32(code4), this.u8(scaleCodes), this.f32(code8), this.f32(scaleAbsmax), this.f32(out)]);
+  }
+
+  /** The fused 4-bit matrix-vector product (kernels/matmul.ts linear4bit) for a few rows of f32 x. */
+  linear4bit(x: DeviceBuffer, packed: DeviceBuffer, code4: DeviceBuffer, scaleCodes: DeviceBuffer, code8: DeviceBuffer,
+    scaleAbsmax: DeviceBuffer, out: DeviceBuffer, args: Linear4bitArgs): boolean {
+    if (!this.decodeKernels || !linear4bitApplies(args) || x.dtype !== 'f32' || out.dtype !== 'f32') return false;
+    this.launch(linear4bit(args), [this.f32(x), this.u8(packed), this.f32(code4), this.u8(scaleCodes), this.f32(code8), this.f32(scaleAbsmax), this.f32(out)]);
+    return true;
   }
 
   // ---- recording and submission -----------------------------------------------------

@@ -11,7 +11,7 @@
  * tiles are held in f16 and products are summed over each BK slice in f16 before being
  * added to f32 accumulators: half the memory traffic, less precision.
  */
-import type { MatmulArgs } from '../../backend.js';
+import type { Linear4bitArgs, MatmulArgs } from '../../backend.js';
 import type { DType } from '../../../tensor/dtype.js';
 import { InternalError } from '../../../errors.js';
 import type { BufferBinding, KernelSpec, Launch } from '../wgsl.js';
@@ -211,6 +211,30 @@ const GEMV_WG = 64;
 const GEMV_COLS = 4;
 
 /**
+ * The end of a matrix-vector kernel: each thread's partial sums `acc` (T = C·M of them) are
+ * added up in workgroup memory, then thread t < T holds the sum of column c = t / M, row
+ * i = t % M and runs `store` with `sum` (when column n0 + c exists).
+ */
+function gemvReduce(store: string): string {
+  return `  for (var t = 0u; t < T; t = t + 1u) { red[t * WG + lid.x] = acc[t]; }
+  workgroupBarrier();
+  for (var h = WG / 2u; h > 0u; h = h >> 1u) {
+    if (lid.x < h) {
+      for (var t = 0u; t < T; t = t + 1u) { red[t * WG + lid.x] = red[t * WG + lid.x] + red[t * WG + lid.x + h]; }
+    }
+    workgroupBarrier();
+  }
+  if (lid.x < T) {
+    let c = lid.x / M;
+    let i = lid.x % M;
+    let sum = red[lid.x * WG];
+    if (n0 + c < a.n) {
+      ${store}
+    }
+  }`;
+}
+
+/**
  * Whether `gemv` takes this matmul: at most GEMV_MAX_M rows of x·Wᵀ (W [n, k] row-major,
  * the layout of every linear layer) into an f32 out, without f16 compute.
  */
@@ -259,25 +283,69 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       }
     }
   }
-  for (var t = 0u; t < T; t = t + 1u) { red[t * WG + lid.x] = acc[t]; }
-  workgroupBarrier();
-  for (var h = WG / 2u; h > 0u; h = h >> 1u) {
-    if (lid.x < h) {
-      for (var t = 0u; t < T; t = t + 1u) { red[t * WG + lid.x] = red[t * WG + lid.x] + red[t * WG + lid.x + h]; }
-    }
-    workgroupBarrier();
-  }
-  if (lid.x < T) {
-    let c = lid.x / M;
-    let i = lid.x % M;
-    if (n0 + c < a.n) {
-      let idx = oc + i * a.n + n0 + c;
-      var v = a.alpha * red[lid.x * WG];
+${gemvReduce(`let idx = oc + i * a.n + n0 + c;
+      var v = a.alpha * sum;
       if (a.beta != 0.0) { v = v + a.beta * ld_o(idx); }
-      put_o(idx, v, 0.0, false);
-    }
-  }
+      put_o(idx, v, 0.0, false);`)}
 }`,
   }));
   return batchLaunches(g, s, Math.ceil(g.n / GEMV_COLS), 1);
+}
+
+/** Whether `linear4bit` takes these arguments: at most GEMV_MAX_M rows, words of 8 elements inside one block. */
+export function linear4bitApplies(g: Linear4bitArgs): boolean {
+  return g.m >= 1 && g.m <= GEMV_MAX_M && g.n > 0 && g.k > 0 && g.k % 8 === 0 && g.blockSize % 8 === 0 && Math.ceil(g.n / GEMV_COLS) <= MAX_GROUPS;
+}
+
+/**
+ * out [m, n] = x [m, k] · Ŵᵀ (f32 x and out) for m ≤ GEMV_MAX_M rows, Ŵ the 4-bit weight of
+ * `dequantize4bit` read packed: `gemv`'s schedule (GEMV_COLS columns per workgroup, its
+ * threads splitting k), each thread taking a word of 8 nibbles at a time. An element is
+ * code4[nibble]·scale with the scale rounded as `dequantize4bit` rounds it (the same XOR
+ * keeps the compiler from fusing it into a multiply-add), so only the order of the sums
+ * differs from dequantising and then multiplying.
+ */
+export function linear4bit(g: Linear4bitArgs): Launch {
+  if (!linear4bitApplies(g)) throw new InternalError(`webgpu.linear4bit: not a 4-bit matrix-vector product (m ${g.m}, k ${g.k}, block ${g.blockSize})`);
+  const M = g.m;
+  const T = GEMV_COLS * M;
+  const s = spec(`linear4bit:m${M}`, () => ({
+    buffers: [words('x', 'read'), { name: 'packed', access: 'read', type: 'u32' }, { name: 'code4', access: 'read', type: 'f32' },
+      { name: 'scodes', access: 'read', type: 'u32' }, { name: 'code8', access: 'read', type: 'f32' },
+      { name: 'absmax', access: 'read', type: 'f32' }, words('o', 'rw')],
+    fields: [['n', 'u32'], ['k', 'u32'], ['bs', 'u32'], ['sbs', 'u32'], ['off', 'f32'], ['zero', 'u32']],
+    body: `const WG = ${GEMV_WG}u;
+const C = ${GEMV_COLS}u;
+const M = ${M}u;
+const T = ${T}u;
+var<workgroup> red: array<f32, ${T * GEMV_WG}>;
+@compute @workgroup_size(${GEMV_WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let n0 = wid.x * C;
+  var acc: array<f32, T>;
+  for (var p = lid.x * 8u; p < a.k; p = p + WG * 8u) {
+    var xv: array<f32, ${8 * M}>;
+    for (var i = 0u; i < M; i = i + 1u) {
+      for (var e = 0u; e < 8u; e = e + 1u) { xv[i * 8u + e] = bitcast<f32>(x[i * a.k + p + e]); }
+    }
+    for (var c = 0u; c < C; c = c + 1u) {
+      if (n0 + c < a.n) {
+        let f = (n0 + c) * a.k + p;
+        let word = packed[f >> 3u];
+        let b = f / a.bs;
+        let code = (scodes[b >> 2u] >> ((b & 3u) * 8u)) & 0xffu;
+        let scale = bitcast<f32>(bitcast<u32>(code8[code] * absmax[b / a.sbs]) ^ a.zero) + a.off;
+        for (var e = 0u; e < 8u; e = e + 1u) {
+          // Element e of the word: byte e / 2, its high nibble for even e.
+          let nib = (word >> ((e >> 1u) * 8u + select(0u, 4u, (e & 1u) == 0u))) & 0xfu;
+          let w = code4[nib] * scale;
+          for (var i = 0u; i < M; i = i + 1u) { acc[c * M + i] = fma(xv[i * 8u + e], w, acc[c * M + i]); }
+        }
+      }
+    }
+  }
+${gemvReduce('o[i * a.n + n0 + c] = bitcast<u32>(sum);')}
+}`,
+  }));
+  return { spec: s, args: [g.n, g.k, g.blockSize, g.scaleBlockSize, g.scaleOffset, 0], grid: [Math.ceil(g.n / GEMV_COLS), 1, 1] };
 }
