@@ -15,12 +15,15 @@
  *     (the backend's live-bytes high-water mark: it should grow linearly with the length);
  *  4. when /usr/bin/python3 can import torch: the same training step in PyTorch on the CPU
  *     with the same threads (bench/wasm_torch.py) at 4k tokens (16k with --torch-long:
- *     hours with a reference BLAS), and the ratio.
+ *     hours with a reference BLAS), and the ratio;
+ *  5. decoding with a 4-bit base: one row of x·Wᵀ with W in f32, bf16 and NF4 (expanded
+ *     per call, and through the fused kernel), and greedy decoding tokens/s of a
+ *     TinyLlama-width Llama with its decoder layers in f32, bf16 and NF4.
  * Kernels are checked against the CPU reference on small shapes before they are timed.
  *
  *   npm run bench                       # the whole run (about half an hour on 2 cores)
  *   node dist/bench/wasm.js --quick     # shorter lengths, a few minutes
- *   node dist/bench/wasm.js [--only matmul,attention,train] [--train-lengths 4096,16384] [--train-attention s2,dense] [--precision f32,bf16] [--skip-torch] [--torch-long] [--json out.json]
+ *   node dist/bench/wasm.js [--only matmul,attention,train,decode] [--train-lengths 4096,16384] [--train-attention s2,dense] [--precision f32,bf16] [--skip-torch] [--torch-long] [--json out.json]
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -31,9 +34,19 @@ import { parseArgs } from 'node:util';
 import type { AttentionArgs, AttentionMask, Backend, DeviceBuffer, MatmulArgs } from '../src/backend/backend.js';
 import { cpuBackend, getBackend, registerBackend, setBackend } from '../src/backend/registry.js';
 import { WasmBackend } from '../src/backend/wasm/wasm.js';
+import { GREEDY } from '../src/eval/sampling.js';
+import { generate } from '../src/eval/generate.js';
+import { parseLlamaConfig } from '../src/models/llama/config.js';
+import { randomLlama } from '../src/models/llama/init.js';
 import { PRECISIONS, type Precision } from '../src/models/llama/model.js';
+import { Nf4Weight } from '../src/quant/nf4-weight.js';
+import { quantizeModel } from '../src/quant/quantize-model.js';
+import { noGrad } from '../src/tensor/autograd.js';
 import { fromFloatArray } from '../src/tensor/dtype.js';
+import { linear } from '../src/tensor/ops/matmul.js';
 import { Rng } from '../src/tensor/random.js';
+import { tidy } from '../src/tensor/scope.js';
+import { fromHost, type Tensor } from '../src/tensor/tensor.js';
 import { SMALL_LLAMA, smallLlamaConfig, timedTrainingStep, type TimedStep } from './setup.js';
 
 const { values: flags } = parseArgs({
@@ -48,7 +61,7 @@ const { values: flags } = parseArgs({
     json: { type: 'string' },
   },
 });
-const sections = new Set((flags.only ?? 'matmul,attention,train').split(','));
+const sections = new Set((flags.only ?? 'matmul,attention,train,decode').split(','));
 const quick = flags.quick!;
 const results: Record<string, unknown> = {};
 
@@ -312,6 +325,77 @@ async function benchTraining(wasm: WasmBackend): Promise<void> {
   await setBackend('wasm');
 }
 
+// ---- 4. decoding with a 4-bit (NF4) base -----------------------------------------------
+
+/** Best ms of `reps` calls of a tensor op (after a warm-up), the result freed each time. */
+function bestTensorMs(fn: () => Tensor, reps: number): number {
+  return bestMs(() => noGrad(fn).dispose(), reps);
+}
+
+/**
+ * One generated token's x·Wᵀ (m = 1) through a linear layer whose weight is f32, bf16 or
+ * NF4 — NF4 both expanded to an f32 copy per call and then multiplied (what a packed layer
+ * did before the fused kernel) and through the fused kernel — and whole-model greedy
+ * decoding of a Llama with its layers in f32, bf16 and NF4.
+ */
+async function benchDecode(wasm: WasmBackend): Promise<void> {
+  const layerShapes: Array<[string, number, number]> = quick
+    ? [['4096 × 4096 (q/o proj)', 4096, 4096]]
+    : [['4096 × 4096 (q/o proj)', 4096, 4096], ['11008 × 4096 (MLP up)', 11008, 4096], ['4096 × 11008 (MLP down)', 4096, 11008]];
+  console.log(`\n## decoding: one row of x·Wᵀ (best of 20 calls)`);
+  console.log(`${pad('W (n × k)', 26)} ${pad('f32', 10)} ${pad('bf16', 10)} ${pad('NF4 expanded', 14)} ${pad('NF4 fused', 11)} expanded / fused   fused / bf16`);
+  const layers: Record<string, unknown> = {};
+  for (const [name, n, k] of layerShapes) {
+    const w32 = Float32Array.from({ length: n * k }, () => 0.02 * rng.normal());
+    const x = fromHost(Float32Array.from({ length: k }, () => rng.normal()), [1, k], 'f32', wasm).keep();
+    const wf = fromHost(w32, [n, k], 'f32', wasm).keep();
+    const wb = fromHost(fromFloatArray(w32, 'bf16'), [n, k], 'bf16', wasm).keep();
+    const q = Nf4Weight.quantize(w32, [n, k], { backend: wasm });
+    const expanded = (): Tensor => tidy(() => linear(x, q.dequantize('f32')));
+    const [a, b] = [noGrad(() => q.linear(x)), noGrad(expanded)];
+    const same = maxRelDiff(await a.floats(), await b.floats());
+    a.dispose(); b.dispose();
+    if (same !== 0) throw new Error(`decoding ${name}: the fused NF4 product differs from the expanded one (rel ${same})`);
+    const ms = {
+      f32: bestTensorMs(() => linear(x, wf), 20),
+      bf16: bestTensorMs(() => linear(x, wb), 20),
+      nf4Expanded: bestTensorMs(expanded, 20),
+      nf4Fused: bestTensorMs(() => q.linear(x), 20),
+    };
+    console.log(`${pad(name, 26)} ${pad(`${ms.f32.toFixed(2)} ms`, 10)} ${pad(`${ms.bf16.toFixed(2)} ms`, 10)} ${pad(`${ms.nf4Expanded.toFixed(2)} ms`, 14)} ` +
+      `${pad(`${ms.nf4Fused.toFixed(2)} ms`, 11)} ${pad(`${(ms.nf4Expanded / ms.nf4Fused).toFixed(2)}×`, 18)} ${(ms.nf4Fused / ms.bf16).toFixed(2)}×`);
+    layers[name] = ms;
+    for (const t of [x, wf, wb]) t.dispose();
+    q.dispose();
+  }
+  // A TinyLlama-width model with fewer layers: greedy decoding from a 16-token prompt.
+  const layersN = quick ? 2 : 4;
+  const newTokens = quick ? 8 : 32;
+  const config = parseLlamaConfig({
+    model_type: 'llama', vocab_size: 32000, hidden_size: 2048, intermediate_size: 5632, num_hidden_layers: layersN,
+    num_attention_heads: 32, num_key_value_heads: 4, max_position_embeddings: 2048, rms_norm_eps: 1e-5,
+  }, 'bench');
+  console.log(`\n## decoding: a Llama (hidden 2048, MLP 5632, 32/4 heads, ${layersN} layers, vocab 32000), greedy, ${newTokens} tokens after 16`);
+  console.log(`${pad('decoder layers', 16)} ${pad('tokens/s', 10)} ${pad('vs f32', 8)} weights MiB`);
+  const hostCache = new Map<string, Float32Array>();
+  const prompt = Array.from({ length: 16 }, (_, i) => (i * 977 + 13) % 32000);
+  const models: Record<string, unknown> = {};
+  let f32Rate = 0;
+  for (const variant of ['f32', 'bf16', 'nf4'] as const) {
+    const before = wasm.memory().bytes;
+    const model = randomLlama(config, { seed: 1, dtype: variant === 'bf16' ? 'bf16' : 'f32', backend: wasm, hostCache });
+    if (variant === 'nf4') await quantizeModel(model);
+    const weightsMiB = (wasm.memory().bytes - before) / 2 ** 20;
+    await generate(model, prompt, { ...GREEDY, maxNewTokens: 2 }); // warm-up
+    const r = await generate(model, prompt, { ...GREEDY, maxNewTokens: newTokens });
+    model.dispose();
+    f32Rate ||= r.tokensPerSecond;
+    console.log(`${pad(variant === 'nf4' ? 'NF4 (fused)' : variant, 16)} ${pad(f1(r.tokensPerSecond), 10)} ${pad(`${(r.tokensPerSecond / f32Rate).toFixed(2)}×`, 8)} ${f1(weightsMiB)}`);
+    models[variant] = { tokensPerSecond: r.tokensPerSecond, weightsMiB };
+  }
+  results.decode = { layers, model: { config: { hidden: 2048, intermediate: 5632, heads: 32, kvHeads: 4, layers: layersN, vocab: 32000 }, newTokens, ...models } };
+}
+
 // ---- main -------------------------------------------------------------------------------
 
 const wasm = await getBackend('wasm') as WasmBackend;
@@ -326,5 +410,6 @@ if (sections.has('matmul')) await benchMatmul(wasm, single);
 await single.dispose();
 if (sections.has('attention')) await benchAttention(wasm);
 if (sections.has('train')) await benchTraining(wasm);
+if (sections.has('decode')) await benchDecode(wasm);
 if (flags.json) fs.writeFileSync(flags.json, JSON.stringify(results, null, 2));
 await wasm.dispose();

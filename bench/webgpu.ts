@@ -19,7 +19,8 @@
  *     step in PyTorch (bf16, scaled_dot_product_attention, bench/webgpu_torch.py) on the
  *     same GPU, run before ours, and each of our variants' tokens/s against it;
  *  5. decoding: one row of x · Wᵀ (a 7B Llama's layer shapes) on the matrix-vector
- *     kernel against the tiled matmul, and one token's attention over a KV cache of 4k,
+ *     kernel against the tiled matmul, with W in NF4 on the fused 4-bit kernel against
+ *     the weight expanded per call and then multiplied, and one token's attention over a KV cache of 4k,
  *     16k and 32k on the decoding kernel against the general one (a second device with
  *     `decodeKernels: false`), as ms and their ratio.
  * Every kernel is checked against the CPU reference on small shapes before it is timed. A
@@ -48,10 +49,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { AttentionArgs, AttentionMask, Backend, DeviceBuffer, MatmulArgs } from '../src/backend/backend.js';
+import type { AttentionArgs, AttentionMask, Backend, DeviceBuffer, Linear4bitArgs, MatmulArgs } from '../src/backend/backend.js';
 import { cpuBackend, registerBackend, setBackend } from '../src/backend/registry.js';
 import { createWebGpuBackend, type WebGpuBackend } from '../src/backend/webgpu/webgpu.js';
 import { parseLlamaConfig, type LlamaConfig } from '../src/models/llama/config.js';
+import { DYNAMIC_CODE, NF4_CODE } from '../src/quant/codebooks.js';
+import { NF4_BLOCK_SIZE, SCALE_BLOCK_SIZE, quantizeNf4 } from '../src/quant/nf4.js';
 import { fromFloatArray, toFloatArray } from '../src/tensor/dtype.js';
 import { zeroGrad } from '../src/tensor/autograd.js';
 import { Rng } from '../src/tensor/random.js';
@@ -264,6 +267,46 @@ async function benchMatmul(): Promise<void> {
   }
 }
 
+/**
+ * The same row with W in NF4: expanded into an f32 copy (dequantize4bit) and then multiplied
+ * on the matrix-vector kernel, against the fused 4-bit kernel that reads the packed weight.
+ */
+async function decodeNf4(name: string, n: number, k: number, w32: Float32Array, x32: Float32Array): Promise<Record<string, unknown>> {
+  const q = quantizeNf4(w32);
+  const blocks = q.scaleCodes.length;
+  const fused: Linear4bitArgs = { m: 1, n, k, blockSize: NF4_BLOCK_SIZE, scaleBlockSize: SCALE_BLOCK_SIZE, scaleOffset: q.scaleOffset };
+  const mm: MatmulArgs = { batch: 1, m: 1, n, k, transA: false, transB: true, alpha: 1, beta: 0, strideA: 0, strideB: 0 };
+  const b = {
+    x: put(gpu, x32), packed: gpu.alloc('u8', q.packed.length), codes: gpu.alloc('u8', blocks), absmax: put(gpu, q.scaleAbsmax),
+    code4: put(gpu, Float32Array.from(NF4_CODE)), code8: put(gpu, Float32Array.from(DYNAMIC_CODE)), o1: gpu.alloc('f32', n), o2: gpu.alloc('f32', n),
+  };
+  gpu.upload(b.packed, q.packed);
+  gpu.upload(b.codes, q.scaleCodes);
+  const bytes = q.packed.length + blocks + 4 * q.scaleAbsmax.length;
+  let w: DeviceBuffer | null = null;
+  try {
+    if (4 * n * k > gpu.limits.maxBinding) throw new Error('the expanded f32 weight is larger than this adapter\'s largest buffer binding');
+    const wExp = w = gpu.alloc('f32', n * k);
+    const expanded = (): void => {
+      gpu.dequantize4bit(b.packed, b.code4, b.codes, b.code8, b.absmax, wExp, { n: n * k, blockSize: NF4_BLOCK_SIZE, scaleBlockSize: SCALE_BLOCK_SIZE, scaleOffset: q.scaleOffset });
+      gpu.matmul(b.x, wExp, b.o2, mm);
+    };
+    const run = (): void => { if (!gpu.linear4bit(b.x, b.packed, b.code4, b.codes, b.code8, b.absmax, b.o1, fused)) throw new Error('the fused 4-bit kernel declined'); };
+    const sec = [await time(gpu, expanded, SMOKE ? 2 : 20, 2), await time(gpu, run, SMOKE ? 2 : 20, 2)];
+    const rel = maxRel(await gpu.download(b.o1) as Float32Array, await gpu.download(b.o2) as Float32Array);
+    if (rel > 1e-5) throw new Error(`decoding matmul ${name} nf4: the fused kernel and the expanded weight differ (rel ${rel})`);
+    const gbs = bytes / sec[1]! / 1e9;
+    console.log(`  ${name.padEnd(30)} nf4    ${(sec[0]! * 1e3).toFixed(3).padStart(9)}  ${(sec[1]! * 1e3).toFixed(3).padStart(16)}  ${(sec[0]! / sec[1]!).toFixed(2).padStart(5)}×  ${gbs.toFixed(1).padStart(8)}   (expanded, then matrix-vector | fused 4-bit)`);
+    return { shape: name, n, k, weight: 'nf4', expandedMs: sec[0]! * 1e3, fusedMs: sec[1]! * 1e3, speedup: sec[0]! / sec[1]!, fusedGBs: gbs };
+  } catch (e) {
+    const why = e instanceof Error ? e.message : String(e);
+    console.log(`  ${name.padEnd(30)} nf4    skipped: ${why}`);
+    return { shape: name, n, k, weight: 'nf4', skipped: why };
+  } finally {
+    for (const x of [...Object.values(b), ...(w ? [w] : [])]) gpu.free(x);
+  }
+}
+
 /** m = 1 row of x · Wᵀ (decoding) on the matrix-vector kernel and on the tiled one, in one run. */
 async function benchDecode(): Promise<void> {
   const tiled = await createWebGpuBackend({ ...backendOptions, decodeKernels: false });
@@ -297,6 +340,7 @@ async function benchDecode(): Promise<void> {
       console.log(`  ${name.padEnd(30)} ${wt.padEnd(5)}  ${(sec[0]! * 1e3).toFixed(3).padStart(9)}  ${(sec[1]! * 1e3).toFixed(3).padStart(16)}  ${(sec[0]! / sec[1]!).toFixed(2).padStart(5)}×  ${gbs.toFixed(1).padStart(8)}`);
       rows.push({ shape: name, n, k, weight: wt, tiledMs: sec[0]! * 1e3, gemvMs: sec[1]! * 1e3, speedup: sec[0]! / sec[1]!, gemvGBs: gbs });
     }
+    rows.push(await decodeNf4(name, n, k, w32, x32));
   }
   // Attention of one new token over a KV cache (TinyLlama's heads): the decoding kernel
   // against the general one, which runs the row on one thread per head.
