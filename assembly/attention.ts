@@ -105,6 +105,10 @@ export function attention(args: usize, chunk: i32, tid: i32): void {
   const scale = <f32>argF(args, SCALE);
   const qOff = argI(args, QOFF), kind = argI(args, KIND), G = argI(args, G_);
   const BQ = argI(args, BQ_), BK = argI(args, BK_);
+  if (Nq == 1) {
+    attentionRows(args, chunk, tid);
+    return;
+  }
   const nqb = (Nq + BQ - 1) / BQ;
   const qb = nqb - 1 - chunk / (argI(args, B_) * H); // heaviest (last) query blocks first
   const bh = chunk % (argI(args, B_) * H);
@@ -151,30 +155,99 @@ export function attention(args: usize, chunk: i32, tid: i32): void {
     tile(nq, pad, D, q, qRow, 4, Kt, <usize>BK << 2, S, <usize>BK << 2, scale, false);
     maskBlock(S, BK, nq, p0, j0, nk, pad, kind, G, H, h, Nk, full);
     // online softmax, row by row
-    for (let r = 0; r < nq; r++) {
-      const row = S + ((<usize>r * <usize>BK) << 2);
-      const mBlock = rowMax(row, pad);
-      if (mBlock == -Infinity) { memory.fill(row, 0, <usize>pad << 2); continue; }
-      const mOld = load<f32>(M + (<usize>r << 2));
-      const mNew = max(mOld, mBlock);
-      const sum = expShiftSum(row, row, pad, mNew);
-      const alpha = mOld == -Infinity ? <f32>0 : expf(mOld - mNew);
-      store<f32>(L + (<usize>r << 2), load<f32>(L + (<usize>r << 2)) * alpha + sum);
-      store<f32>(M + (<usize>r << 2), mNew);
-      if (alpha != 1) scaleRow(O + ((<usize>r * <usize>D) << 2), D, alpha);
-    }
+    for (let r = 0; r < nq; r++) softmaxStep(S + ((<usize>r * <usize>BK) << 2), pad, M, L, O, r, D);
     // O += P · V
     const vb = staged(vs == 1, vBase + <usize>j0 * vRow, vRow, nk, D, Vs);
     tile(nq, D, nk, S, <usize>BK << 2, 4, vb, stagedRow(vs == 1, vRow, D), O, <usize>D << 2, 1, true);
   }
 
-  const out = argP(args, OUT) + (qAt << os);
-  const lse = argP(args, LSE) + (((<usize>b * <usize>H + <usize>h) * <usize>Nq + <usize>i0) << 2);
-  for (let r = 0; r < nq; r++) {
+  finishRows(O, M, L, nq, D, argP(args, OUT) + (qAt << os), qRowE << os, os == 1,
+    argP(args, LSE) + (((<usize>b * <usize>H + <usize>h) * <usize>Nq + <usize>i0) << 2));
+}
+
+/**
+ * One online-softmax step for row r of a block of scores (pad values at `row`): m' =
+ * max(m, rowmax), the row becomes P = e^(S − m'), l ← l·e^(m − m') + ΣP, and row r of O is
+ * scaled by e^(m − m'). A row the mask hides entirely becomes zeros.
+ */
+function softmaxStep(row: usize, pad: i32, M: usize, L: usize, O: usize, r: i32, D: i32): void {
+  const mBlock = rowMax(row, pad);
+  if (mBlock == -Infinity) { memory.fill(row, 0, <usize>pad << 2); return; }
+  const mOld = load<f32>(M + (<usize>r << 2));
+  const mNew = max(mOld, mBlock);
+  const sum = expShiftSum(row, row, pad, mNew);
+  const alpha = mOld == -Infinity ? <f32>0 : expf(mOld - mNew);
+  store<f32>(L + (<usize>r << 2), load<f32>(L + (<usize>r << 2)) * alpha + sum);
+  store<f32>(M + (<usize>r << 2), mNew);
+  if (alpha != 1) scaleRow(O + ((<usize>r * <usize>D) << 2), D, alpha);
+}
+
+/** out row r (`rowBytes` apart, bf16 when bf) = O_r / l_r and lse[r] = m_r + log l_r, for `rows` rows. */
+function finishRows(O: usize, M: usize, L: usize, rows: i32, D: i32, out: usize, rowBytes: usize, bf: bool, lse: usize): void {
+  for (let r = 0; r < rows; r++) {
     const l = load<f32>(L + (<usize>r << 2));
-    storeRow(os == 1, O + ((<usize>r * <usize>D) << 2), out + ((<usize>r * qRowE) << os), D, 1 / l);
+    storeRow(bf, O + ((<usize>r * <usize>D) << 2), out + <usize>r * rowBytes, D, 1 / l);
     store<f32>(lse + (<usize>r << 2), load<f32>(M + (<usize>r << 2)) + logf(l));
   }
+}
+
+/**
+ * One query row (decoding over a KV cache: Nq = 1) for `hg` query heads that share a kv
+ * head (slot 36; one chunk per (b, kv head, group of hg heads)). The block path would run
+ * each head as a BQ-row block holding one row (a quarter of each 4-row register tile used)
+ * and load the group's keys and values again for every head; here the group's heads are
+ * the rows of the block, so each key block is loaded (and transposed) once per group and
+ * the register tiles are full: S = scale·Q_group·Kᵀ, online softmax per head, O += P·V.
+ * All the group's heads see the same keys (the host sends S² masks one head per chunk).
+ * Scratch: as the block path's, with hg rows in place of BQ.
+ */
+function attentionRows(args: usize, chunk: i32, tid: i32): void {
+  const Nk = argI(args, NK), kvs = argI(args, KVS);
+  const H = argI(args, H_), Hkv = argI(args, HKV), D = argI(args, D_);
+  const scale = <f32>argF(args, SCALE);
+  const qOff = argI(args, QOFF), kind = argI(args, KIND), G = argI(args, G_);
+  const BK = argI(args, BK_);
+  const hg = argI(args, 36);
+  const rep = H / Hkv, parts = rep / hg;
+  const b = chunk / (Hkv * parts), kvh = (chunk / parts) % Hkv, h0 = kvh * rep + (chunk % parts) * hg;
+  const qs = shiftOf(args, Q_BF), ks = shiftOf(args, K_BF), vs = shiftOf(args, V_BF), os = shiftOf(args, OUT_BF);
+  const kRow = (<usize>Hkv * <usize>D) << ks, vRow = (<usize>Hkv * <usize>D) << vs;
+  const kvAt = (<usize>b * <usize>kvs * <usize>Hkv + <usize>kvh) * <usize>D;
+  const kBase = argP(args, K) + (kvAt << ks), vBase = argP(args, V) + (kvAt << vs);
+  const qAt = (<usize>b * <usize>H + <usize>h0) * <usize>D; // Nq = 1: the group's query rows are contiguous
+
+  // scratch: Kt [D × BK] | S [hg × BK] | O [hg × D] | m [hg] | l [hg] | bf16 staging: Q [hg × D] | K, V [BK × D]
+  const Kt = argP(args, SCR) + <usize>tid * argP(args, SCRT);
+  const S = Kt + ((<usize>D * <usize>BK) << 2);
+  const O = S + ((<usize>hg * <usize>BK) << 2);
+  const M = O + ((<usize>hg * <usize>D) << 2);
+  const L = M + (<usize>hg << 2);
+  const Qs = L + (<usize>hg << 2);
+  const Ks = Qs + ((<usize>hg * <usize>D) << 2);
+  const Vs = Ks + ((<usize>BK * <usize>D) << 2);
+  const q = staged(qs == 1, argP(args, Q) + (qAt << qs), <usize>D << qs, hg, D, Qs);
+
+  memory.fill(O, 0, (<usize>hg * <usize>D) << 2);
+  for (let t = 0; t < hg; t++) { store<f32>(M + (<usize>t << 2), -Infinity); store<f32>(L + (<usize>t << 2), 0); }
+  keyRanges(kind, G, H, h0, qOff, Nk);
+  const r0 = lo1, r1 = hi1, r2 = lo2, r3 = hi2; // keyRanges' results are globals: keep them
+  for (let part = 0; part < 2; part++) {
+    const a = part == 0 ? r0 : r2, e = min(Nk, part == 0 ? r1 : r3);
+    for (let j0 = a; j0 < e; j0 += BK) {
+      const nk = min(BK, e - j0);
+      const pad = (nk + 7) & ~7;
+      packT(staged(ks == 1, kBase + <usize>j0 * kRow, kRow, nk, D, Ks), stagedRow(ks == 1, kRow, D), nk, D, Kt, <usize>BK << 2, pad);
+      tile(hg, pad, D, q, <usize>D << 2, 4, Kt, <usize>BK << 2, S, <usize>BK << 2, scale, false);
+      for (let t = 0; t < hg; t++) {
+        const row = S + ((<usize>t * <usize>BK) << 2);
+        for (let j = nk; j < pad; j++) store<f32>(row + (<usize>j << 2), -Infinity);
+        softmaxStep(row, pad, M, L, O, t, D);
+      }
+      const vb = staged(vs == 1, vBase + <usize>j0 * vRow, vRow, nk, D, Vs);
+      tile(hg, D, nk, S, <usize>BK << 2, 4, vb, stagedRow(vs == 1, vRow, D), O, <usize>D << 2, 1, true);
+    }
+  }
+  finishRows(O, M, L, hg, D, argP(args, OUT) + (qAt << os), <usize>D << os, os == 1, argP(args, LSE) + ((<usize>b * <usize>H + <usize>h0) << 2));
 }
 
 /**

@@ -238,6 +238,21 @@ describe('16-bit operands: every backend against the CPU reference', async () =>
       }
     });
 
+    if (!matmulOnly) it(`${tb.label}: decoding over a 16-bit KV cache: an f32 query row, bf16 or f16 keys and values`, { skip }, async (t) => {
+      const rng = new Rng(6);
+      // WebGPU reads either in place (its outputs here are f32); Wasm's row kernel reads a
+      // bf16 cache in place (no allocation) and widens f16.
+      for (const [dtype, D] of [['bf16', 64], ['bf16', 13], ['f16', 16]] as const) {
+        const [B, H, Hkv, Nk, kvStride] = [2, 8, 2, 150, 200];
+        const args: AttentionArgs = { B, Nq: 1, Nk, kvStride, H, Hkv, D, scale: 1 / Math.sqrt(D), qOffset: Nk - 1, mask: { kind: 'causal' } };
+        await compare(`decoding attention, ${dtype} cache, D=${D}`, (s) => t.diagnostic(s), [
+          { dtype: 'f32', values: randn(rng, B * H * D) }, { dtype, values: randn(rng, B * kvStride * Hkv * D) }, { dtype, values: randn(rng, B * kvStride * Hkv * D) },
+          { dtype: 'f32', numel: B * H * D }, { dtype: 'f32', numel: B * H },
+        ], [3, 4], (b, [qq, kk, vv, o, l]) => b.attention(qq!, kk!, vv!, o!, l!, args),
+        { scratch: 0, wasmScratch: dtype === 'bf16' ? 0 : 'widened' });
+      }
+    });
+
     if (!matmulOnly) it(`${tb.label}: pointwise kernels, RoPE and embedding rows on f16 and bf16 (odd lengths, in place, broadcast)`, { skip }, async (t) => {
       const rng = new Rng(4);
       const log = (s: string): void => t.diagnostic(s);

@@ -420,6 +420,11 @@ describe('wasm fused attention against the CPU reference, forward and backward',
     ['dense causal, GQA 4:2, D = 12', { B: 2, Nq: 67, H: 4, Hkv: 2, D: 12, mask: causal }],
     ['query offset over a preallocated cache (decoding)', { B: 2, Nq: 3, Nk: 100, kvStride: 130, H: 4, Hkv: 2, D: 8, qOffset: 97, mask: causal }],
     ['query offset, a prompt chunk after cached keys', { B: 1, Nq: 70, Nk: 140, H: 2, Hkv: 1, D: 8, qOffset: 70, mask: causal }],
+    // One query row (decoding): the row kernel, keys read in place.
+    ['one query row over a cache (decoding), GQA 4:2, odd D', { B: 2, Nq: 1, Nk: 150, kvStride: 170, H: 4, Hkv: 2, D: 13, qOffset: 149, mask: causal }],
+    ['one query row, D = 64, GQA 4:1, several key blocks', { B: 1, Nq: 1, Nk: 300, H: 8, Hkv: 2, D: 64, qOffset: 299, mask: causal }],
+    ['one query row that sees part of the keys (causal cut inside a block)', { B: 1, Nq: 1, Nk: 100, H: 2, Hkv: 2, D: 8, qOffset: 40, mask: causal }],
+    ['one query row, one key', { B: 1, Nq: 1, Nk: 1, H: 2, Hkv: 1, D: 4, mask: causal }],
   ];
   for (const form of ['segmented', 'roll', 'short'] as const) {
     cases.push([`S² ${form}, G = 64 (block-aligned), GQA`, { B: 2, Nq: 256, H: 4, Hkv: 2, D: 8, mask: { kind: 's2', form, group: 64 } }]);
@@ -431,6 +436,18 @@ describe('wasm fused attention against the CPU reference, forward and backward',
   for (const [name, c] of cases) {
     it(name, (t) => check(`attention ${name}`, attentionCase(c), (s) => t.diagnostic(s)));
   }
+
+  it('one query row with whole kv groups per chunk (one thread: the 8 query heads of a kv head together)', async (t) => {
+    const single = await WasmBackend.create({ threads: 1 });
+    try {
+      const c = attentionCase({ B: 2, Nq: 1, Nk: 200, kvStride: 230, H: 16, Hkv: 2, D: 64, qOffset: 199, mask: causal });
+      const ref = await runCase(cpuBackend(), c);
+      const got = await runCase(single, c);
+      for (const k of Object.keys(c.outputs)) assertClose(got[k]!, ref[k]!, c.rtol!, `attention, 8 heads per chunk: ${k}`, (s) => t.diagnostic(s));
+    } finally {
+      await single.dispose();
+    }
+  });
 });
 
 describe('wasm argument checks', () => {

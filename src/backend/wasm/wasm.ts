@@ -491,6 +491,18 @@ export class WasmBackend implements Backend {
     // + the staging of bf16 rows: Q [BQ × D], K and V [BK × D]
     const scratch = this.scratch((g.D * BK + BQ * BK + BQ * g.D + 2 * BQ + blocksList + BQ * g.D + 2 * BK * g.D) * 4);
     const a = this.attnArgs(g, scratch, qb, kb, vb, ob, lb);
+    if (g.Nq === 1) {
+      // Decoding: one chunk per (b, kv head, group of hg query heads), each key and value row
+      // read once per group (assembly/attention.ts attentionRows). Groups as large as the
+      // threads allow (whole kv groups when there are enough of them); one head per chunk
+      // for S² masks, whose heads see different keys. Scratch: 2·hg·D + hg·BK + 2·hg floats.
+      const rep = g.H / g.Hkv;
+      let hg = g.mask.kind === 'causal' ? Math.min(rep, BQ) : 1;
+      while (hg > 1 && (rep % hg !== 0 || g.B * g.Hkv * (rep / hg) < 2 * this.threads)) hg--;
+      a[36] = hg;
+      this.run('attention', g.B * g.Hkv * (rep / hg), a, this.attnWork(g));
+      return;
+    }
     this.run('attention', g.B * g.H * nqb, a, this.attnWork(g));
   }
 
