@@ -18,7 +18,8 @@
  *     hours with a reference BLAS), and the ratio;
  *  5. decoding with a 4-bit base: one row of x·Wᵀ with W in f32, bf16 and NF4 (expanded
  *     per call, and through the fused kernel), and greedy decoding tokens/s of a
- *     TinyLlama-width Llama with its decoder layers in f32, bf16 and NF4.
+ *     TinyLlama-width Llama with its decoder layers in f32, bf16 and NF4; and the same
+ *     model decoding after a long prompt with its KV cache in f32, bf16 and f16.
  * Kernels are checked against the CPU reference on small shapes before they are timed.
  *
  *   npm run bench                       # the whole run (about half an hour on 2 cores)
@@ -35,7 +36,7 @@ import type { AttentionArgs, AttentionMask, Backend, DeviceBuffer, MatmulArgs } 
 import { cpuBackend, getBackend, registerBackend, setBackend } from '../src/backend/registry.js';
 import { WasmBackend } from '../src/backend/wasm/wasm.js';
 import { GREEDY } from '../src/eval/sampling.js';
-import { generate } from '../src/eval/generate.js';
+import { generate, Generator } from '../src/eval/generate.js';
 import { parseLlamaConfig } from '../src/models/llama/config.js';
 import { randomLlama } from '../src/models/llama/init.js';
 import { PRECISIONS, type Precision } from '../src/models/llama/model.js';
@@ -393,7 +394,32 @@ async function benchDecode(wasm: WasmBackend): Promise<void> {
     console.log(`${pad(variant === 'nf4' ? 'NF4 (fused)' : variant, 16)} ${pad(f1(r.tokensPerSecond), 10)} ${pad(`${(r.tokensPerSecond / f32Rate).toFixed(2)}×`, 8)} ${f1(weightsMiB)}`);
     models[variant] = { tokensPerSecond: r.tokensPerSecond, weightsMiB };
   }
-  results.decode = { layers, model: { config: { hidden: 2048, intermediate: 5632, heads: 32, kvHeads: 4, layers: layersN, vocab: 32000 }, newTokens, ...models } };
+  // The KV cache at a long prompt: f32 against 16 bits (the same f32 model).
+  const promptN = quick ? 512 : 4096;
+  console.log(`\n## decoding after a ${promptN}-token prompt (same model, f32 weights): the KV cache in f32, bf16 and f16, ${newTokens} new tokens`);
+  console.log(`${pad('KV cache', 10)} ${pad('tokens/s', 10)} ${pad('prefill s', 11)} ${pad('cache MiB', 11)} peak above weights MiB   same tokens as f32`);
+  const model = randomLlama({ ...config, maxPositionEmbeddings: promptN + newTokens }, { seed: 1, backend: wasm, hostCache });
+  const long = Array.from({ length: promptN }, (_, i) => (i * 977 + 13) % 32000);
+  const caches: Record<string, unknown> = {};
+  let f32Ids: number[] = [];
+  for (const dtype of ['f32', 'bf16', 'f16'] as const) {
+    const g = new Generator(model, { kvCacheDtype: dtype });
+    const base = wasm.memory().bytes;
+    wasm.resetPeak();
+    const r = await g.generate(long, { ...GREEDY, maxNewTokens: newTokens });
+    const peak = (wasm.memory().peakBytes - base) / 2 ** 20;
+    const cacheMiB = (wasm.memory().bytes - base) / 2 ** 20; // what the generator keeps: its cache
+    g.dispose();
+    if (dtype === 'f32') f32Ids = r.ids;
+    const same = r.ids.filter((id, i) => id === f32Ids[i]).length;
+    console.log(`${pad(dtype, 10)} ${pad(f1(r.tokensPerSecond), 10)} ${pad(r.prefillSeconds.toFixed(1), 11)} ${pad(f1(cacheMiB), 11)} ${pad(f1(peak), 23)} ${same} of ${r.ids.length}`);
+    caches[dtype] = { tokensPerSecond: r.tokensPerSecond, prefillSeconds: r.prefillSeconds, cacheMiB, peakAboveWeightsMiB: peak, sameTokens: same };
+  }
+  model.dispose();
+  results.decode = {
+    layers, model: { config: { hidden: 2048, intermediate: 5632, heads: 32, kvHeads: 4, layers: layersN, vocab: 32000 }, newTokens, ...models },
+    kvCache: { promptTokens: promptN, ...caches },
+  };
 }
 
 // ---- main -------------------------------------------------------------------------------

@@ -7,7 +7,7 @@
  * Dense causal attention throughout (SPEC §2: S²-Attn is for training only).
  */
 import { LongLoraError } from '../errors.js';
-import type { KVCache } from '../models/llama/cache.js';
+import type { KVCache, KVCacheDType } from '../models/llama/cache.js';
 import type { LlamaForCausalLM } from '../models/llama/model.js';
 import { noGrad } from '../tensor/autograd.js';
 import { ids as idsTensor, slice } from '../tensor/ops/index.js';
@@ -98,13 +98,22 @@ class StopMatcher {
   }
 }
 
+/** Options of a `Generator` (and of the one-off `generate`). */
+export interface GeneratorOptions {
+  /**
+   * What the KV cache holds: the activations' dtype (default, f32), or bf16 or f16 for half
+   * its memory at long contexts (keys and values rounded to 16 bits as they are cached).
+   */
+  kvCacheDtype?: KVCacheDType;
+}
+
 /** A model with a growing KV cache and the token history in it (one sequence). */
 export class Generator {
   private cache: KVCache | null = null;
   /** Tokens whose keys and values are in the cache, in order. */
   private history: number[] = [];
 
-  constructor(readonly model: LlamaForCausalLM) {}
+  constructor(readonly model: LlamaForCausalLM, readonly options: GeneratorOptions = {}) {}
 
   /** Forgets the conversation (the cache memory is kept for reuse). */
   reset(): void {
@@ -122,7 +131,7 @@ export class Generator {
   private ensure(total: number): void {
     const old = this.cache;
     if (old && old.capacity >= total) return;
-    const cache = this.model.createCache(1, Math.max(total, 2 * (old?.capacity ?? 0), 256));
+    const cache = this.model.createCache(1, Math.max(total, 2 * (old?.capacity ?? 0), 256), this.options.kvCacheDtype);
     if (old) {
       const { numKvHeads: Hkv, headDim: D } = this.model.config;
       const n = old.length * Hkv * D; // B = 1: the first `length` rows of [1, capacity, Hkv, D] are contiguous
@@ -237,8 +246,8 @@ function pickSampling(o: GenerateOptions): Partial<SamplingOptions> {
 }
 
 /** One-off generation (a fresh cache, freed afterwards). */
-export async function generate(model: LlamaForCausalLM, promptIds: readonly number[], opts: GenerateOptions = {}): Promise<GenerateResult> {
-  const g = new Generator(model);
+export async function generate(model: LlamaForCausalLM, promptIds: readonly number[], opts: GenerateOptions & GeneratorOptions = {}): Promise<GenerateResult> {
+  const g = new Generator(model, opts.kvCacheDtype ? { kvCacheDtype: opts.kvCacheDtype } : {});
   try {
     return await g.generate(promptIds, opts);
   } finally {

@@ -100,6 +100,9 @@ describe('longlora data and evaluation commands', () => {
     const s1 = cli(['generate', ...MODEL, '--prompt', 'The sky is', '--max-new-tokens', '12', '--seed', '5']);
     const s2 = cli(['generate', ...MODEL, '--prompt', 'The sky is', '--max-new-tokens', '12', '--seed', '5']);
     assert.equal(s1.out, s2.out, 'seeded sampling is reproducible');
+    const h = cli(['generate', ...MODEL, '--prompt', 'The sky is', '--greedy', '--max-new-tokens', '12', '--kv-cache-dtype', 'bf16']);
+    assert.equal(h.code, 0, h.err);
+    assert.match(h.err, /12 tokens in /, 'a 16-bit KV cache generates as well');
   });
 
   it('chat: piped turns, /reset and /quit', () => {
@@ -124,7 +127,8 @@ describe('longlora data and evaluation commands', () => {
     const c = cli(['generate', '--prompt', 'x']);
     assert.equal(c.code, 1);
     assert.match(c.err, /--model is required/);
-    for (const [flag, value, message] of [['--max-new-tokens', '0', /--max-new-tokens must be an integer ≥ 1, got "0"/], ['--top-p', '2', /--top-p must be in \(0, 1\], got 2/]] as const) {
+    for (const [flag, value, message] of [['--max-new-tokens', '0', /--max-new-tokens must be an integer ≥ 1, got "0"/], ['--top-p', '2', /--top-p must be in \(0, 1\], got 2/],
+      ['--kv-cache-dtype', 'f8', /--kv-cache-dtype must be f32, bf16 or f16, got f8/]] as const) {
       for (const command of ['generate', 'chat']) {
         const r = cli([command, ...MODEL, '--prompt', 'x', `${flag}=${value}`].filter((a) => command === 'generate' || !a.startsWith('--prompt') && a !== 'x'));
         assert.equal(r.code, 1);

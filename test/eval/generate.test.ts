@@ -11,6 +11,14 @@ import { Rng } from '../../src/tensor/random.js';
 import { cpuBackend } from '../../src/backend/registry.js';
 import { Tokenizer } from '../../src/tokenizer/tokenizer.js';
 import { tinyModel } from '../helpers/model.js';
+import { assertClose } from '../helpers/compare.js';
+import { testBackends } from '../helpers/backends.js';
+import { setBackend } from '../../src/backend/registry.js';
+import type { KVCache } from '../../src/models/llama/cache.js';
+import { noGrad } from '../../src/tensor/autograd.js';
+import { fromFloatArray, toFloatArray } from '../../src/tensor/dtype.js';
+import { tidy } from '../../src/tensor/scope.js';
+import { fromHost } from '../../src/tensor/tensor.js';
 import { TINY_96 } from '../tokenizer/fixtures.js';
 
 describe('sampling', () => {
@@ -80,6 +88,46 @@ describe('generate()', () => {
     assert.equal(all.text, tok.decode(all.ids, { skipSpecialTokens: true }));
     await assert.rejects(generate(model, [1, 500], {}), /prompt token 500 is outside the model's vocabulary \(96\)/);
     model.dispose();
+  });
+
+  it('a 16-bit KV cache: half the bytes, keys and values rounded as they are written, logits close to the f32 cache (every backend)', async (t) => {
+    for (const tb of await testBackends()) {
+      if (!tb.backend) { t.diagnostic(`${tb.name}: skipped (${tb.skip})`); continue; }
+      await setBackend(tb.name);
+      const { model } = await tinyModel('tiny-llama', { backend: tb.backend });
+      const ids = [1, 17, 3, 88, 41, 9, 23, 5];
+      // Prefill the first 7 tokens into a cache, then one decoding step: the logits of the last.
+      const logitsWith = async (dtype: 'f32' | 'bf16' | 'f16'): Promise<{ logits: Float32Array; cache: KVCache; k16: Float32Array }> => {
+        const cache = model.createCache(1, 16, dtype);
+        const out = noGrad(() => tidy(() => {
+          const pre = model.hidden(fromHost(Int32Array.from(ids.slice(0, 7)), [1, 7], 'i32', tb.backend!), { cache });
+          pre.dispose();
+          return model.head(model.hidden(fromHost(Int32Array.from(ids.slice(7)), [1, 1], 'i32', tb.backend!), { cache }));
+        }));
+        const logits = (await out.floats()) as Float32Array;
+        out.dispose();
+        return { logits, cache, k16: (await cache.k[0]!.floats()) as Float32Array };
+      };
+      const full = noGrad(() => tidy(() => model.head(model.hidden(fromHost(Int32Array.from(ids), [1, 8], 'i32', tb.backend!)))));
+      const fullLogits = ((await full.floats()) as Float32Array).slice(7 * 96);
+      full.dispose();
+      const f32 = await logitsWith('f32');
+      assertClose(f32.logits, fullLogits, 1e-5, `${tb.name}: f32 cache vs the whole sequence`, (s) => t.diagnostic(s));
+      for (const dtype of ['bf16', 'f16'] as const) {
+        const h = await logitsWith(dtype);
+        assert.equal(h.cache.k[0]!.dtype, dtype);
+        assert.equal(h.cache.bytes * 2, f32.cache.bytes, 'half the bytes');
+        // The cached keys are the f32 ones rounded to 16 bits.
+        const rounded = toFloatArray(fromFloatArray(f32.k16, dtype), dtype, 'f32');
+        assert.deepEqual(h.k16, rounded, `${tb.name} ${dtype}: cached keys are the f32 keys rounded`);
+        const d = assertClose(h.logits, f32.logits, dtype === 'bf16' ? 2e-2 : 2e-3, `${tb.name}: ${dtype} cache vs f32 cache`, (s) => t.diagnostic(s));
+        assert.ok(d.maxAbs > 0, `${tb.name} ${dtype}: the rounding shows in the logits`);
+        h.cache.dispose();
+      }
+      f32.cache.dispose();
+      model.dispose();
+    }
+    await setBackend('cpu');
   });
 
   it('a Generator reuses the cached prefix of a conversation and gives the fresh result', async () => {

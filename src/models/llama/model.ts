@@ -23,7 +23,7 @@ import type { Rng } from '../../tensor/random.js';
 import { recompute } from '../../tensor/recompute.js';
 import { tidy } from '../../tensor/scope.js';
 import { isGradEnabled } from '../../tensor/autograd.js';
-import { KVCache } from './cache.js';
+import { KVCache, type KVCacheDType } from './cache.js';
 import { checkAttentionSpan, type LlamaConfig } from './config.js';
 import type { QuantizationInfo } from '../../quant/fingerprint.js';
 import { computeWeight } from '../../nn/linear.js';
@@ -262,9 +262,15 @@ export class LlamaForCausalLM extends Module {
     return { loss: linearCrossEntropy(h, W, targets) };
   }
 
-  /** An empty KV cache for `B` sequences of up to `capacity` tokens (generation). */
-  createCache(B: number, capacity: number): KVCache {
-    return new KVCache(this.config, B, capacity, this.computeDType, this.model.embed_tokens.weight.backend);
+  /**
+   * An empty KV cache for `B` sequences of up to `capacity` tokens (generation), in the
+   * activations' dtype or, for half the memory, bf16 or f16.
+   */
+  createCache(B: number, capacity: number, dtype: KVCacheDType = this.computeDType): KVCache {
+    if ((dtype === 'f64') !== (this.computeDType === 'f64')) {
+      throw new LongLoraError(`a KV cache in ${dtype} does not fit a model computing in ${this.computeDType}`);
+    }
+    return new KVCache(this.config, B, capacity, dtype, this.model.embed_tokens.weight.backend);
   }
 
   override dispose(): void {
