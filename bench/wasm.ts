@@ -18,7 +18,8 @@
  *     hours with a reference BLAS), and the ratio;
  *  5. decoding with a 4-bit base: one row of x·Wᵀ with W in f32, bf16 and NF4 (expanded
  *     per call, and through the fused kernel), and greedy decoding tokens/s of a
- *     TinyLlama-width Llama with its decoder layers in f32, bf16 and NF4; and the same
+ *     TinyLlama-width Llama with its decoder layers in f32, bf16 and NF4; one token's
+ *     attention over an f32 and a bf16 KV cache of 4k and 16k keys; and the same
  *     model decoding after a long prompt with its KV cache in f32, bf16 and f16.
  * Kernels are checked against the CPU reference on small shapes before they are timed.
  *
@@ -369,6 +370,26 @@ async function benchDecode(wasm: WasmBackend): Promise<void> {
     for (const t of [x, wf, wb]) t.dispose();
     q.dispose();
   }
+  // One token's attention over a KV cache (TinyLlama's heads: 32 query heads, 4 kv heads, D 64).
+  console.log('\n## decoding: one token\'s attention over a KV cache (32 query heads, 4 kv heads, D 64; median of 30 calls)');
+  console.log(`${pad('cache', 10)} ${pad('f32 cache', 12)} bf16 cache`);
+  const attn: Record<string, unknown> = {};
+  for (const N of quick ? [4096] : [4096, 16384]) {
+    const [H, Hkv, D] = [32, 4, 64];
+    const g: AttentionArgs = { B: 1, Nq: 1, Nk: N, kvStride: N, H, Hkv, D, scale: 1 / 8, qOffset: N - 1, mask: { kind: 'causal' } };
+    const ms: Record<string, number> = {};
+    for (const dt of ['f32', 'bf16'] as const) {
+      const q = randomBuffer(wasm, H * D);
+      const [k, v] = [0, 1].map(() => { const b = wasm.alloc(dt, N * Hkv * D); wasm.upload(b, fromFloatArray(Float32Array.from({ length: N * Hkv * D }, () => rng.normal()), dt)); return b; }) as [DeviceBuffer, DeviceBuffer];
+      const [o, l] = [wasm.alloc('f32', H * D), wasm.alloc('f32', H)];
+      const ts: number[] = [];
+      for (let r = 0; r < 31; r++) { const t0 = performance.now(); wasm.attention(q, k, v, o, l, g); if (r > 0) ts.push(performance.now() - t0); }
+      ms[dt] = ts.sort((a, b) => a - b)[15]!;
+      for (const b of [q, k, v, o, l]) wasm.free(b);
+    }
+    console.log(`${pad(String(N), 10)} ${pad(`${ms.f32!.toFixed(2)} ms`, 12)} ${ms.bf16!.toFixed(2)} ms`);
+    attn[N] = ms;
+  }
   // A TinyLlama-width model with fewer layers: greedy decoding from a 16-token prompt.
   const layersN = quick ? 2 : 4;
   const newTokens = quick ? 8 : 32;
@@ -417,7 +438,7 @@ async function benchDecode(wasm: WasmBackend): Promise<void> {
   }
   model.dispose();
   results.decode = {
-    layers, model: { config: { hidden: 2048, intermediate: 5632, heads: 32, kvHeads: 4, layers: layersN, vocab: 32000 }, newTokens, ...models },
+    layers, attention: attn, model: { config: { hidden: 2048, intermediate: 5632, heads: 32, kvHeads: 4, layers: layersN, vocab: 32000 }, newTokens, ...models },
     kvCache: { promptTokens: promptN, ...caches },
   };
 }
