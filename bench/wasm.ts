@@ -20,7 +20,8 @@
  *     per call, and through the fused kernel), and greedy decoding tokens/s of a
  *     TinyLlama-width Llama with its decoder layers in f32, bf16 and NF4; one token's
  *     attention over an f32 and a bf16 KV cache of 4k and 16k keys; and the same
- *     model decoding after a long prompt with its KV cache in f32, bf16 and f16.
+ *     model decoding after a long prompt with its KV cache in f32, bf16 and f16, and that
+ *     prompt run at once and in pieces (prefill time and peak memory).
  * Kernels are checked against the CPU reference on small shapes before they are timed.
  *
  *   npm run bench                       # the whole run (about half an hour on 2 cores)
@@ -436,10 +437,27 @@ async function benchDecode(wasm: WasmBackend): Promise<void> {
     console.log(`${pad(dtype, 10)} ${pad(f1(r.tokensPerSecond), 10)} ${pad(r.prefillSeconds.toFixed(1), 11)} ${pad(f1(cacheMiB), 11)} ${pad(f1(peak), 23)} ${same} of ${r.ids.length}`);
     caches[dtype] = { tokensPerSecond: r.tokensPerSecond, prefillSeconds: r.prefillSeconds, cacheMiB, peakAboveWeightsMiB: peak, sameTokens: same };
   }
+  // The same prompt at once and in pieces (the default 512, and 128): prefill time and the peak.
+  console.log(`\n## the ${promptN}-token prompt at once and in pieces (f32 cache, ${newTokens} new tokens)`);
+  console.log(`${pad('prefill chunk', 15)} ${pad('prefill s', 11)} ${pad('peak above weights MiB', 24)} same tokens as at once`);
+  const prefill: Record<string, unknown> = {};
+  let wholeIds: number[] = [];
+  for (const chunk of [promptN, 512, 128]) {
+    const g = new Generator(model, { prefillChunk: chunk });
+    const base = wasm.memory().bytes;
+    wasm.resetPeak();
+    const r = await g.generate(long, { ...GREEDY, maxNewTokens: newTokens });
+    const peak = (wasm.memory().peakBytes - base) / 2 ** 20;
+    g.dispose();
+    if (chunk === promptN) wholeIds = r.ids;
+    const same = r.ids.filter((id, i) => id === wholeIds[i]).length;
+    console.log(`${pad(chunk === promptN ? `${chunk} (at once)` : String(chunk), 15)} ${pad(r.prefillSeconds.toFixed(1), 11)} ${pad(f1(peak), 24)} ${same} of ${r.ids.length}`);
+    prefill[chunk] = { prefillSeconds: r.prefillSeconds, peakAboveWeightsMiB: peak, sameTokens: same };
+  }
   model.dispose();
   results.decode = {
     layers, attention: attn, model: { config: { hidden: 2048, intermediate: 5632, heads: 32, kvHeads: 4, layers: layersN, vocab: 32000 }, newTokens, ...models },
-    kvCache: { promptTokens: promptN, ...caches },
+    kvCache: { promptTokens: promptN, ...caches }, prefill,
   };
 }
 

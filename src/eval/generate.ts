@@ -33,6 +33,8 @@ export interface GenerateOptions extends Partial<SamplingOptions> {
   onText?: (text: string) => void;
   /** Receives every new token id. */
   onToken?: (id: number) => void;
+  /** Progress of a prompt longer than the prefill chunk: tokens in the cache so far, of all (after each piece). */
+  onPrefill?: (done: number, total: number) => void;
   /** Recompute the whole sequence for every token instead of using the cache (tests, diagnostics). */
   useCache?: boolean;
 }
@@ -105,7 +107,16 @@ export interface GeneratorOptions {
    * its memory at long contexts (keys and values rounded to 16 bits as they are cached).
    */
   kvCacheDtype?: KVCacheDType;
+  /**
+   * Prompt tokens run at once (default 512): a longer prompt goes through the model in
+   * pieces of this many tokens, each attending to the cache the earlier ones filled, so its
+   * activations (the MLP's above all) are those of one piece, not of the whole prompt.
+   */
+  prefillChunk?: number;
 }
+
+/** Prompt tokens run at once by default (`GeneratorOptions.prefillChunk`). */
+export const PREFILL_CHUNK = 512;
 
 /** A model with a growing KV cache and the token history in it (one sequence). */
 export class Generator {
@@ -113,7 +124,10 @@ export class Generator {
   /** Tokens whose keys and values are in the cache, in order. */
   private history: number[] = [];
 
-  constructor(readonly model: LlamaForCausalLM, readonly options: GeneratorOptions = {}) {}
+  constructor(readonly model: LlamaForCausalLM, readonly options: GeneratorOptions = {}) {
+    const c = options.prefillChunk;
+    if (c !== undefined && !(Number.isInteger(c) && c >= 1)) throw new LongLoraError(`--prefill-chunk must be an integer ≥ 1, got ${c}`);
+  }
 
   /** Forgets the conversation (the cache memory is kept for reuse). */
   reset(): void {
@@ -147,9 +161,21 @@ export class Generator {
     this.cache = cache;
   }
 
-  /** Logits [V] of the last position after running `ids` (appended to the cache). */
-  private async step(ids: readonly number[]): Promise<Float32Array | Float64Array> {
+  /**
+   * Logits [V] of the last position after running `ids` (appended to the cache): all but the
+   * last piece of `prefillChunk` tokens only fill the cache.
+   */
+  private async step(ids: readonly number[], onPrefill?: (done: number, total: number) => void): Promise<Float32Array | Float64Array> {
     const cache = this.cache!;
+    const chunk = this.options.prefillChunk ?? PREFILL_CHUNK;
+    while (ids.length > chunk) {
+      const piece = ids.slice(0, chunk);
+      noGrad(() => tidy(() => { this.model.hidden(idsTensor(piece, [1, chunk]), { cache }); }));
+      this.history.push(...piece);
+      ids = ids.slice(chunk);
+      await cache.k[0]!.backend.sync(); // one piece at a time on an asynchronous device
+      onPrefill?.(this.history.length, this.history.length + ids.length);
+    }
     const t = noGrad(() => tidy(() => {
       const h = this.model.hidden(idsTensor(ids, [1, ids.length]), { cache }); // (1, n, C)
       return this.model.head(slice(h, 1, ids.length - 1, ids.length)); // (1, 1, V)
@@ -157,6 +183,7 @@ export class Generator {
     const out = await t.floats();
     t.dispose();
     this.history.push(...ids);
+    onPrefill?.(this.history.length, this.history.length);
     return out;
   }
 
@@ -200,7 +227,7 @@ export class Generator {
       this.history.length = common;
       this.cache!.length = common;
       prefill = promptIds.length - common;
-      logits = await this.step(promptIds.slice(common));
+      logits = await this.step(promptIds.slice(common), opts.onPrefill);
     } else {
       logits = await this.full(seq);
     }
@@ -247,7 +274,9 @@ function pickSampling(o: GenerateOptions): Partial<SamplingOptions> {
 
 /** One-off generation (a fresh cache, freed afterwards). */
 export async function generate(model: LlamaForCausalLM, promptIds: readonly number[], opts: GenerateOptions & GeneratorOptions = {}): Promise<GenerateResult> {
-  const g = new Generator(model, opts.kvCacheDtype ? { kvCacheDtype: opts.kvCacheDtype } : {});
+  const g = new Generator(model, {
+    ...(opts.kvCacheDtype ? { kvCacheDtype: opts.kvCacheDtype } : {}), ...(opts.prefillChunk ? { prefillChunk: opts.prefillChunk } : {}),
+  });
   try {
     return await g.generate(promptIds, opts);
   } finally {

@@ -15,7 +15,7 @@ import type { KVCacheDType } from '../models/llama/cache.js';
 import type { LlamaForCausalLM } from '../models/llama/model.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { ProgressBar, type ProgressStream } from '../train/progress.js';
-import { generate } from './generate.js';
+import { generate, type GeneratorOptions } from './generate.js';
 import { NumpyRandomState } from './numpy-random.js';
 
 /** Line 1 of the official prompt. */
@@ -87,11 +87,11 @@ export interface PasskeyTrial {
 }
 
 /** Runs one trial: greedy decoding of as many tokens as the key has; passed when the ids match. */
-export async function passkeyTrial(model: LlamaForCausalLM, tok: Tokenizer, fillerChars: number, seed: number, kvCacheDtype?: KVCacheDType): Promise<PasskeyTrial> {
+export async function passkeyTrial(model: LlamaForCausalLM, tok: Tokenizer, fillerChars: number, seed: number, cache: GeneratorOptions = {}): Promise<PasskeyTrial> {
   const p = passkeyPrompt(fillerChars, seed);
   const ids = tok.encode(p.prompt);
   const want = tok.encode(p.passkey, { addSpecialTokens: false });
-  const r = await generate(model, ids, { temperature: 0, maxNewTokens: want.length, ...(kvCacheDtype ? { kvCacheDtype } : {}) });
+  const r = await generate(model, ids, { temperature: 0, maxNewTokens: want.length, ...cache });
   const passed = r.ids.length === want.length && r.ids.every((id, i) => id === want[i]);
   return { seed, tokens: ids.length, passkey: p.passkey, answer: tok.decode(r.ids, { skipSpecialTokens: true }).trim(), passed };
 }
@@ -117,6 +117,8 @@ export interface PasskeyOptions {
   seed?: number;
   /** What the KV cache holds (default f32; bf16 or f16 halve it at long prompts). */
   kvCacheDtype?: KVCacheDType;
+  /** Prompt tokens run at once (`GeneratorOptions.prefillChunk`). */
+  prefillChunk?: number;
   out?: ProgressStream;
 }
 
@@ -131,7 +133,9 @@ export async function passkeyEval(model: LlamaForCausalLM, tok: Tokenizer, opts:
     const fillerChars = fillerCharsFor(target, tok);
     const trials: PasskeyTrial[] = [];
     for (let i = 0; i < opts.trials; i++) {
-      trials.push(await passkeyTrial(model, tok, fillerChars, seed0 + i, opts.kvCacheDtype));
+      trials.push(await passkeyTrial(model, tok, fillerChars, seed0 + i, {
+        ...(opts.kvCacheDtype ? { kvCacheDtype: opts.kvCacheDtype } : {}), ...(opts.prefillChunk ? { prefillChunk: opts.prefillChunk } : {}),
+      }));
       bar.update(++done, { tokens: String(trials.at(-1)!.tokens), passed: `${trials.filter((t) => t.passed).length}/${trials.length}` });
     }
     const passed = trials.filter((t) => t.passed).length;

@@ -103,6 +103,10 @@ describe('longlora data and evaluation commands', () => {
     const h = cli(['generate', ...MODEL, '--prompt', 'The sky is', '--greedy', '--max-new-tokens', '12', '--kv-cache-dtype', 'bf16']);
     assert.equal(h.code, 0, h.err);
     assert.match(h.err, /12 tokens in /, 'a 16-bit KV cache generates as well');
+    const p = cli(['generate', ...MODEL, '--prompt', 'The sky is', '--greedy', '--max-new-tokens', '12', '--prefill-chunk', '2']);
+    assert.equal(p.code, 0, p.err);
+    assert.equal(p.out, a.out, 'the prompt in pieces of 2 tokens: the same greedy text');
+    assert.match(p.err, /prompt tokens \d+\/\d+/, 'a progress line for the prompt');
   });
 
   it('chat: piped turns, /reset and /quit', () => {
@@ -128,7 +132,7 @@ describe('longlora data and evaluation commands', () => {
     assert.equal(c.code, 1);
     assert.match(c.err, /--model is required/);
     for (const [flag, value, message] of [['--max-new-tokens', '0', /--max-new-tokens must be an integer ≥ 1, got "0"/], ['--top-p', '2', /--top-p must be in \(0, 1\], got 2/],
-      ['--kv-cache-dtype', 'f8', /--kv-cache-dtype must be f32, bf16 or f16, got f8/]] as const) {
+      ['--kv-cache-dtype', 'f8', /--kv-cache-dtype must be f32, bf16 or f16, got f8/], ['--prefill-chunk', '0', /--prefill-chunk must be an integer ≥ 1, got "0"/]] as const) {
       for (const command of ['generate', 'chat']) {
         const r = cli([command, ...MODEL, '--prompt', 'x', `${flag}=${value}`].filter((a) => command === 'generate' || !a.startsWith('--prompt') && a !== 'x'));
         assert.equal(r.code, 1);

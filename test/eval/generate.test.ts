@@ -130,6 +130,27 @@ describe('generate()', () => {
     await setBackend('cpu');
   });
 
+  it('a prompt longer than the prefill chunk goes through in pieces: the same logits, less memory, progress after each piece', async () => {
+    const { model } = await tinyModel();
+    const be = cpuBackend();
+    const long = Array.from({ length: 30 }, (_, i) => (i * 37 + 5) % 96);
+    const run = async (prefillChunk: number): Promise<{ ids: number[]; peak: number; progress: number[] }> => {
+      const progress: number[] = [];
+      const base = be.memory().bytes;
+      be.resetPeak();
+      const r = await generate(model, long, { temperature: 0, maxNewTokens: 6, prefillChunk, onPrefill: (done, total) => { progress.push(done); assert.equal(total, 30); } });
+      return { ids: r.ids, peak: be.memory().peakBytes - base, progress };
+    };
+    const whole = await run(1000);
+    const pieces = await run(7);
+    assert.deepEqual(pieces.ids, whole.ids, 'the same greedy tokens (the CPU backend sums each row the same way at any length)');
+    assert.deepEqual(pieces.progress, [7, 14, 21, 28, 30]);
+    assert.deepEqual(whole.progress, [30]);
+    assert.ok(pieces.peak < whole.peak, `peak ${pieces.peak} bytes in pieces, ${whole.peak} at once`);
+    assert.throws(() => new Generator(model, { prefillChunk: 0 }), /--prefill-chunk must be an integer ≥ 1, got 0/);
+    model.dispose();
+  });
+
   it('a Generator reuses the cached prefix of a conversation and gives the fresh result', async () => {
     const { model } = await tinyModel();
     const g = new Generator(model);

@@ -10,7 +10,7 @@ import { Generator, describeSpeed } from '../../eval/generate.js';
 import { chatTemplateFrom } from '../../tokenizer/chat-files.js';
 import type { ChatMessage, ChatTemplate } from '../../tokenizer/chat-template.js';
 import type { OptionSpec } from '../args.js';
-import { kvCacheFlag, parseWith, samplingFlags, samplingFrom, SAMPLING_OPTIONS } from './generate.js';
+import { cacheFlags, parseWith, samplingFlags, samplingFrom, SAMPLING_OPTIONS } from './generate.js';
 import { loadModel, MODEL_OPTIONS } from './load-model.js';
 
 const OPTIONS: Record<string, OptionSpec & { multiple?: boolean }> = {
@@ -25,9 +25,9 @@ export async function chatCommand(argv: string[]): Promise<void> {
   const v = parseWith(argv, 'longlora chat --model DIR|org/name|FILE.gguf [--adapter DIR] [--system TEXT] [options]', OPTIONS);
   if (!v) return;
   const sampling = samplingFlags(v);
-  const kvCacheDtype = kvCacheFlag(v);
+  const cache = cacheFlags(v);
   const m = await loadModel(v as Record<string, string>);
-  const gen = new Generator(m.model, { kvCacheDtype });
+  const gen = new Generator(m.model, cache);
   try {
     for (const n of m.notes) process.stderr.write(`${n}\n`);
     const tok = m.tokenizer;

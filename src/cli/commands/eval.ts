@@ -15,7 +15,7 @@ import { ropeContextLength } from '../../nn/rope-scaling.js';
 import { parseLength } from '../../analysis/presets.js';
 import { parse, type OptionSpec } from '../args.js';
 import { intFlag, loadModel, MODEL_OPTIONS, type LoadedModel } from './load-model.js';
-import { KV_CACHE_OPTION, kvCacheFlag } from './generate.js';
+import { CACHE_OPTIONS, cacheFlags } from './generate.js';
 import type { Tokenizer } from '../../tokenizer/tokenizer.js';
 import { PRECISIONS, type Precision } from '../../tensor/dtype.js';
 
@@ -46,7 +46,7 @@ const PASSKEY_OPTIONS: Record<string, OptionSpec> = {
   trials: { type: 'string', default: '10', help: 'trials per length (official 10)' },
   seed: { type: 'string', default: '0', help: 'trial i uses seed + i (official: 0)' },
   json: { type: 'string', help: 'also write the results as JSON to this file' },
-  ...KV_CACHE_OPTION,
+  ...CACHE_OPTIONS,
 };
 
 function list(s: string | undefined, what: string): number[] {
@@ -129,14 +129,14 @@ async function passkey(argv: string[]): Promise<void> {
   const args = parse(argv, 'longlora eval passkey --model DIR|org/name|FILE.gguf [--adapter DIR] [--lengths 1000,2000 | --max-tokens N --interval 1000] [--trials 10]', PASSKEY_OPTIONS);
   if (!args) return;
   const v = args.values;
-  const kvCacheDtype = kvCacheFlag(v);
+  const cache = cacheFlags(v);
   const m = await loadModel(v);
   try {
     for (const n of m.notes) process.stderr.write(`${n}\n`);
     const covered = ropeContextLength(m.model.config.ropeScaling, m.model.config.maxPositionEmbeddings);
     const lengths = typeof v.lengths === 'string' ? list(v.lengths, '--lengths') : passkeyLadder(intFlag(v, 'max-tokens') ?? covered, intFlag(v, 'interval')!);
     warnContext(m, Math.max(...lengths));
-    const settings = { lengths, trials: intFlag(v, 'trials')!, seed: intFlag(v, 'seed', 0)!, kvCacheDtype };
+    const settings = { lengths, trials: intFlag(v, 'trials')!, seed: intFlag(v, 'seed', 0)!, ...cache };
     const results = await passkeyEval(m.model, m.tokenizer, settings);
     console.log(passkeyTable(results));
     if (typeof v.json === 'string') {

@@ -7,7 +7,8 @@
  */
 import fs from 'node:fs';
 import { LongLoraError } from '../../errors.js';
-import { describeSpeed, generate, type GenerateOptions } from '../../eval/generate.js';
+import { describeSpeed, generate, PREFILL_CHUNK, type GenerateOptions, type GeneratorOptions } from '../../eval/generate.js';
+import { ProgressBar } from '../../train/progress.js';
 import { KV_CACHE_DTYPES, type KVCacheDType } from '../../models/llama/cache.js';
 import { checkSampling } from '../../eval/sampling.js';
 import { llama2Prompt } from '../../data/sft.js';
@@ -15,16 +16,17 @@ import { chatTemplateFrom } from '../../tokenizer/chat-files.js';
 import { commandOf, helpText, parseStrict, type OptionSpec } from '../args.js';
 import { intFlag, loadModel, MODEL_OPTIONS, numFlag, type LoadedModel } from './load-model.js';
 
-/** The KV cache's dtype, for `generate`, `chat` and `eval passkey`. */
-export const KV_CACHE_OPTION: Record<string, OptionSpec> = {
+/** The KV cache and prompt flags of `generate`, `chat` and `eval passkey`. */
+export const CACHE_OPTIONS: Record<string, OptionSpec> = {
   'kv-cache-dtype': { type: 'string', default: 'f32', help: 'what the KV cache holds: f32, or bf16 / f16 for half its memory at long contexts' },
+  'prefill-chunk': { type: 'string', default: String(PREFILL_CHUNK), help: 'prompt tokens run at once; a longer prompt goes in pieces (less memory)' },
 };
 
-/** --kv-cache-dtype, checked. */
-export function kvCacheFlag(v: Record<string, unknown>): KVCacheDType {
+/** --kv-cache-dtype and --prefill-chunk, checked (before the model is loaded). */
+export function cacheFlags(v: Record<string, unknown>): Required<GeneratorOptions> {
   const s = String(v['kv-cache-dtype'] ?? 'f32');
   if (!(KV_CACHE_DTYPES as readonly string[]).includes(s)) throw new LongLoraError(`--kv-cache-dtype must be f32, bf16 or f16, got ${s}`);
-  return s as KVCacheDType;
+  return { kvCacheDtype: s as KVCacheDType, prefillChunk: intFlag(v as Record<string, string>, 'prefill-chunk') ?? PREFILL_CHUNK };
 }
 
 /** Sampling and stopping flags shared with `chat`. */
@@ -37,7 +39,7 @@ export const SAMPLING_OPTIONS: Record<string, OptionSpec & { multiple?: boolean 
   seed: { type: 'string', default: '0', help: 'seed of the sampling generator' },
   stop: { type: 'string', multiple: true, help: 'stop at this string (repeatable); EOS always stops' },
   'chat-template': { type: 'string', help: 'llama2 (built in) or a .jinja file, instead of the tokenizer\'s template' },
-  ...KV_CACHE_OPTION,
+  ...CACHE_OPTIONS,
 };
 
 const OPTIONS: Record<string, OptionSpec & { multiple?: boolean }> = {
@@ -103,7 +105,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
   if (!['none', 'llama2', 'chat'].includes(template)) throw new LongLoraError(`--template must be none, llama2 or chat, got ${template}`);
   const text = readPrompt(v);
   const sampling = samplingFlags(v);
-  const kvCacheDtype = kvCacheFlag(v);
+  const cache = cacheFlags(v);
   const m = await loadModel(v as Record<string, string>);
   try {
     for (const n of m.notes) process.stderr.write(`${n}\n`);
@@ -116,7 +118,11 @@ export async function generateCommand(argv: string[]): Promise<void> {
     } else {
       ids = tok.encode(template === 'llama2' ? llama2Prompt(text) : text);
     }
-    const r = await generate(m.model, ids, { ...samplingFrom(sampling, m), kvCacheDtype, onText: (t) => process.stdout.write(t) });
+    const bar = ids.length > cache.prefillChunk ? new ProgressBar(ids.length, 'prompt tokens') : null;
+    const r = await generate(m.model, ids, {
+      ...samplingFrom(sampling, m), ...cache, onText: (t) => process.stdout.write(t),
+      ...(bar ? { onPrefill: (done: number) => bar.update(done) } : {}),
+    });
     process.stdout.write('\n');
     process.stderr.write(`${describeSpeed(r)}; stopped: ${r.stopReason}\n`);
   } finally {
