@@ -165,6 +165,15 @@ describe('generate()', () => {
     assert.equal(again.prefillTokens, turn2.length);
     assert.deepEqual(again.ids, fresh.ids);
     g.dispose();
+    // The same with a bf16 cache, grown (and copied) the same way, and the prompt in pieces.
+    const h = new Generator(model, { kvCacheDtype: 'bf16', prefillChunk: 4 });
+    const first16 = await h.generate(prompt, { temperature: 0, maxNewTokens: 5 });
+    const turn2b = [...prompt, ...first16.ids, 30, 31, 32];
+    const second16 = await h.generate(turn2b, { temperature: 0, maxNewTokens: 300 });
+    assert.equal(second16.prefillTokens, 4);
+    const fresh16 = await generate(model, turn2b, { temperature: 0, maxNewTokens: 300, kvCacheDtype: 'bf16', prefillChunk: 4 });
+    assert.deepEqual(second16.ids, fresh16.ids);
+    h.dispose();
     model.dispose();
   });
 });
