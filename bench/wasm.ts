@@ -18,7 +18,8 @@
  *     hours with a reference BLAS), and the ratio;
  *  5. decoding with a 4-bit base: one row of x·Wᵀ with W in f32, bf16 and NF4 (expanded
  *     per call, and through the fused kernel), and greedy decoding tokens/s of a
- *     TinyLlama-width Llama with its decoder layers in f32, bf16 and NF4; one token's
+ *     TinyLlama-width Llama with its decoder layers in f32, bf16 and NF4; sampling one token
+ *     (top-p) against sorting the whole vocabulary; one token's
  *     attention over an f32 and a bf16 KV cache of 4k and 16k keys; and the same
  *     model decoding after a long prompt with its KV cache in f32, bf16 and f16, and that
  *     prompt run at once and in pieces (prefill time and peak memory).
@@ -37,7 +38,7 @@ import { parseArgs } from 'node:util';
 import type { AttentionArgs, AttentionMask, Backend, DeviceBuffer, MatmulArgs } from '../src/backend/backend.js';
 import { cpuBackend, getBackend, registerBackend, setBackend } from '../src/backend/registry.js';
 import { WasmBackend } from '../src/backend/wasm/wasm.js';
-import { GREEDY } from '../src/eval/sampling.js';
+import { candidates, GREEDY } from '../src/eval/sampling.js';
 import { generate, Generator } from '../src/eval/generate.js';
 import { parseLlamaConfig } from '../src/models/llama/config.js';
 import { randomLlama } from '../src/models/llama/init.js';
@@ -371,6 +372,33 @@ async function benchDecode(wasm: WasmBackend): Promise<void> {
     for (const t of [x, wf, wb]) t.dispose();
     q.dispose();
   }
+  // Sampling one token (the official temperature 0.6 and top-p 0.9) on the host: the
+  // candidates sorted only at their head, against sorting the whole vocabulary (the previous code).
+  // Logits 3·N(0, 1): a few hundred tokens in the nucleus (a trained model's is often
+  // smaller; a random model's spans most of the vocabulary, and then both sort it all).
+  console.log('\n## sampling one token on the host (temperature 0.6, top-p 0.9, logits 3·N(0, 1); median of 15)');
+  console.log(`${pad('vocabulary', 12)} ${pad('nucleus', 9)} ${pad('whole vocabulary sorted', 25)} ${pad('head sorted', 13)} ratio`);
+  const sampling: Record<string, unknown> = {};
+  for (const V of [32000, 128256]) {
+    const logits = Float32Array.from({ length: V }, () => 3 * rng.normal());
+    const s = { temperature: 0.6, topP: 0.9, topK: 0 };
+    const fullSort = (): number[] => {
+      const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => logits[b]! - logits[a]! || a - b);
+      const w = order.map((i) => Math.exp((logits[i]! - logits[order[0]!]!) / s.temperature));
+      const z = w.reduce((a, b) => a + b, 0);
+      let cum = 0, n = 0;
+      while (n < V && (n === 0 || cum < s.topP)) cum += w[n++]! / z;
+      return order.slice(0, n);
+    };
+    const head = (): number[] => candidates(logits, s).ids;
+    if (fullSort().join() !== head().join()) throw new Error(`sampling at V ${V}: the candidates differ from the full sort`);
+    const med = (f: () => unknown): number => { const ts: number[] = []; for (let r = 0; r < 15; r++) { const t0 = performance.now(); f(); ts.push(performance.now() - t0); } return ts.sort((a, b) => a - b)[7]!; };
+    const [a, b] = [med(fullSort), med(head)];
+    const nucleus = head().length;
+    console.log(`${pad(String(V), 12)} ${pad(String(nucleus), 9)} ${pad(`${a.toFixed(2)} ms`, 25)} ${pad(`${b.toFixed(2)} ms`, 13)} ${(a / b).toFixed(1)}×`);
+    sampling[V] = { nucleus, fullSortMs: a, headSortMs: b };
+  }
+
   // One token's attention over a KV cache (TinyLlama's heads: 32 query heads, 4 kv heads, D 64).
   console.log('\n## decoding: one token\'s attention over a KV cache (32 query heads, 4 kv heads, D 64; median of 30 calls)');
   console.log(`${pad('cache', 10)} ${pad('f32 cache', 12)} bf16 cache`);
@@ -456,7 +484,7 @@ async function benchDecode(wasm: WasmBackend): Promise<void> {
   }
   model.dispose();
   results.decode = {
-    layers, attention: attn, model: { config: { hidden: 2048, intermediate: 5632, heads: 32, kvHeads: 4, layers: layersN, vocab: 32000 }, newTokens, ...models },
+    layers, sampling, attention: attn, model: { config: { hidden: 2048, intermediate: 5632, heads: 32, kvHeads: 4, layers: layersN, vocab: 32000 }, newTokens, ...models },
     kvCache: { promptTokens: promptN, ...caches }, prefill,
   };
 }

@@ -40,27 +40,43 @@ export function argmax(logits: ArrayLike<number>): number {
 
 /**
  * The candidate tokens and their probabilities after temperature, top-k and top-p, most
- * likely first (probabilities renormalised to sum to 1).
+ * likely first (ties: the lower id first; probabilities renormalised to sum to 1).
+ *
+ * Only the head of the order is sorted: the tokens whose weight e^((l − max)/T) is at
+ * least a threshold are gathered (the threshold falling by 2^8, then to 0, until they hold
+ * what top-k or top-p asks for) and only they are sorted. With a vocabulary of 128k and the official
+ * top-p 0.9 that is a few hundred tokens at most, not the whole vocabulary per new token.
  */
 export function candidates(logits: ArrayLike<number>, s: SamplingOptions): { ids: number[]; probs: number[] } {
   const V = logits.length;
-  const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => logits[b]! - logits[a]! || a - b);
+  let max = -Infinity;
+  for (let i = 0; i < V; i++) if (logits[i]! > max) max = logits[i]!;
+  const w = new Float64Array(V); // e^((l − max)/T): the most likely token weighs 1
+  let total = 0;
+  for (let i = 0; i < V; i++) total += (w[i] = Math.exp((logits[i]! - max) / s.temperature));
   const keepK = s.topK > 0 ? Math.min(s.topK, V) : V;
-  const ids = order.slice(0, keepK);
-  const max = logits[ids[0]!]! / s.temperature;
-  let probs = ids.map((i) => Math.exp(logits[i]! / s.temperature - max));
-  let z = probs.reduce((a, b) => a + b, 0);
-  probs = probs.map((p) => p / z);
-  if (s.topP < 1) {
+  // Thresholds 2^-8, 2^-16, 2^-24, 2^-32, then 0 (every token); straight to 0 when all are candidates.
+  for (let tau = s.topP >= 1 && keepK === V ? 0 : 2 ** -8; ; tau = tau > 2 ** -32 ? tau * 2 ** -8 : 0) {
+    const head: number[] = [];
+    for (let i = 0; i < V; i++) if (w[i]! >= tau) head.push(i);
+    if (tau > 0 && head.length < keepK && keepK < V) continue; // fewer than the top k gathered
+    head.sort((a, b) => logits[b]! - logits[a]! || a - b);
+    if (head.length > keepK) head.length = keepK;
+    // The kept set's total: all of it unless top-k cut it (then it is all gathered here).
+    let kept = 0;
+    if (keepK < V) for (const i of head) kept += w[i]!;
+    else kept = total;
+    if (s.topP >= 1) {
+      if (head.length < keepK && tau > 0) continue; // every kept token is a candidate
+      return { ids: head, probs: head.map((i) => w[i]! / kept) };
+    }
     let cum = 0;
     let n = 0;
-    while (n < probs.length && (n === 0 || cum < s.topP)) cum += probs[n++]!;
-    ids.length = n;
-    probs = probs.slice(0, n);
-    z = probs.reduce((a, b) => a + b, 0);
-    probs = probs.map((p) => p / z);
+    while (n < head.length && (n === 0 || cum < s.topP)) cum += w[head[n++]!]! / kept;
+    if (cum < s.topP && n < keepK && tau > 0) continue; // the nucleus reaches past the gathered tokens
+    const ids = head.slice(0, n);
+    return { ids, probs: ids.map((i) => w[i]! / kept / cum) };
   }
-  return { ids, probs };
 }
 
 /** The next token: greedy when temperature is 0, else a seeded draw from the candidates. */

@@ -36,6 +36,37 @@ describe('sampling', () => {
     assert.ok(hot[0]! < 0.5 && hot[3]! > 0.05, 'a higher temperature flattens');
   });
 
+  it('the candidates equal the full-sort definition (random logits: ties, −∞, flat and peaked; top-k, top-p)', () => {
+    // The definition: every token sorted (logit descending, lower id first), the top k kept,
+    // softmax over them, the shortest head whose probability reaches top-p, renormalised.
+    const definition = (logits: Float32Array, s: { temperature: number; topP: number; topK: number }): { ids: number[]; probs: number[] } => {
+      const order = Array.from({ length: logits.length }, (_, i) => i).sort((a, b) => logits[b]! - logits[a]! || a - b);
+      const ids = order.slice(0, s.topK > 0 ? s.topK : logits.length);
+      const w = ids.map((i) => Math.exp((logits[i]! - logits[ids[0]!]!) / s.temperature));
+      const z = w.reduce((a, b) => a + b, 0);
+      let probs = w.map((x) => x / z);
+      if (s.topP < 1) {
+        let cum = 0, n = 0;
+        while (n < probs.length && (n === 0 || cum < s.topP)) cum += probs[n++]!;
+        ids.length = n;
+        probs = probs.slice(0, n).map((p) => p / cum);
+      }
+      return { ids, probs };
+    };
+    const r = new Rng(5);
+    for (let c = 0; c < 600; c++) {
+      const V = [1, 2, 5, 37, 1000, 32000][c % 6]!;
+      const kind = Math.floor(c / 6) % 5;
+      const logits = Float32Array.from({ length: V }, () => [r.normal() * 3, Math.round(r.normal() * 2), r.normal() * 0.01, r.uniform() < 0.3 ? -Infinity : r.normal() * 5, r.normal() * 30][kind]!);
+      if (logits.every((x) => x === -Infinity)) logits[0] = 0;
+      const s = { temperature: [0.1, 0.6, 1, 2.5][c % 4]!, topP: [1, 0.9, 0.5, 0.99, 0.01][c % 5]!, topK: [0, 0, 1, 5, 50][(c >> 3) % 5]! };
+      const want = definition(logits, s);
+      const got = candidates(logits, s);
+      assert.deepEqual(got.ids, want.ids, `case ${c}: V ${V}, ${JSON.stringify(s)}`);
+      got.probs.forEach((p, i) => assert.ok(Math.abs(p - want.probs[i]!) <= 1e-12 * want.probs[i]!, `case ${c}: probability ${i}: ${p} vs ${want.probs[i]}`));
+    }
+  });
+
   it('seeded draws are reproducible and follow the probabilities', () => {
     const logits = [Math.log(0.7), Math.log(0.2), Math.log(0.1)];
     const s = { temperature: 1, topP: 1, topK: 0 };
