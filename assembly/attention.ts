@@ -10,7 +10,9 @@
  * O(N·G) and memory is O(BQ·(BK + D)) per thread. Per key block: pack Kᵀ [D × BK];
  * S = scale·Q·Kᵀ [BQ × BK] with 4×8 register tiles; mask the rows of blocks the mask cuts
  * (−inf); online softmax: m' = max(m, rowmax S), P = e^(S−m'), l ← l·e^(m−m') + ΣP,
- * O ← O·e^(m−m') + P·V. At the end out = O / l and lse = m + log l.
+ * O ← O·e^(m−m') + P·V. At the end out = O / l and lse = m + log l. One query row
+ * (decoding over a KV cache) runs the query heads of a kv group as the rows of one block
+ * instead (attentionRows).
  *
  * Backward (FlashAttention-2 order; one chunk = the key blocks kb ≡ s (mod slices) of one
  * (b, kv head)): per key block, dK and dV accumulate in scratch over every query head of
