@@ -10,7 +10,8 @@ const status = (s) => { $('#status').textContent = s; };
 // The page's state, for anyone watching (the browser tests read it).
 const state = (globalThis.longlora = { loaded: false, done: false, backend: '', ids: [], text: '' });
 const worker = new Worker(new URL('./gguf-worker.js', import.meta.url), { type: 'module' });
-let loaded = null; // { name, tokenizer, config, t0 }
+let reading = null; // the file being loaded: { name, t0 }
+let loaded = null; // the model the worker holds: { name, tokenizer, config }
 let stream = null;
 
 function fail(message) {
@@ -22,11 +23,11 @@ function fail(message) {
 
 function load(source) {
   $('#run').disabled = true;
-  loaded = null;
+  loaded = null; // the worker frees the old model first
   state.loaded = false;
   const name = source instanceof File ? source.name : String(source);
   status(`reading ${name}…`);
-  loaded = { name, t0: performance.now(), tokenizer: null };
+  reading = { name, t0: performance.now() };
   worker.postMessage({
     type: 'load', source, backend: params.get('backend') ?? undefined, dtype: params.get('dtype') ?? undefined,
     quantize: params.get('quantize') ?? undefined,
@@ -35,11 +36,11 @@ function load(source) {
 
 function onLoaded(m) {
   const tokenizer = tokenizerOfGguf(m.metadata, m.source);
-  if (!tokenizer) { loaded = null; fail(`${m.source} carries no tokenizer`); return; }
-  Object.assign(loaded, { tokenizer, config: m.config });
+  if (!tokenizer) { fail(`${m.source} carries no tokenizer`); return; }
+  loaded = { name: reading.name, tokenizer, config: m.config };
   const c = m.config;
   status(`${loaded.name}: ${c.modelType}, ${c.numLayers} layers, hidden ${c.hiddenSize}, vocabulary ${c.vocabSize}, context ` +
-    `${c.context}${m.quantized ? '; linear layers in NF4' : ''}; on ${m.backend}, read in ${((performance.now() - loaded.t0) / 1000).toFixed(1)} s`);
+    `${c.context}${m.quantized ? '; linear layers in NF4' : ''}; on ${m.backend}, read in ${((performance.now() - reading.t0) / 1000).toFixed(1)} s`);
   Object.assign(state, { backend: m.backend, quantized: m.quantized, loaded: true });
   $('#run').disabled = false;
 }
