@@ -187,7 +187,7 @@ function gemvRows<T>(A: usize, B: usize, C: usize, m: i32, n: i32, k: i32, j0: i
   for (let j = j0; j < j1; j++) {
     const w = B + el<T>(<usize>j * <usize>k);
     for (let i = 0; i < m; i++) { // m ≤ 4: the row of W stays in L1 for the next rows of x
-      const s = dotRow<T>(A + ((<usize>i * <usize>k) << 2), w, k);
+      const s = gemvDot<T>(A + ((<usize>i * <usize>k) << 2), w, k);
       const q = C + ((<usize>i * <usize>n + <usize>j) << 2);
       store<f32>(q, beta == 0 ? alpha * s : alpha * s + beta * load<f32>(q));
     }
@@ -200,7 +200,7 @@ function gemvRows<T>(A: usize, B: usize, C: usize, m: i32, n: i32, k: i32, j0: i
  * (The fused 4-bit linear in quant.ts sums in exactly this order.)
  */
 // @ts-ignore: decorator
-@inline export function dotRow<T>(x: usize, w: usize, k: i32): f32 {
+@inline export function gemvDot<T>(x: usize, w: usize, k: i32): f32 {
   const k16 = k & ~15, k4 = k & ~3;
   let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
   let p = 0;

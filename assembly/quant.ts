@@ -14,7 +14,7 @@
  *
  * `linear4bit` is the linear layer over such a weight for a few rows of x (decoding): see there.
  */
-import { dotRow } from './matmul';
+import { gemvDot } from './matmul';
 import { argF, argI, argP, hsum, madd } from './simd';
 
 export function dequantize4bit(args: usize, chunk: i32, tid: i32): void {
@@ -72,7 +72,7 @@ export function dequantize4bit(args: usize, chunk: i32, tid: i32): void {
  * 0.5 bytes per element instead of the 4 its expanded copy would take to write and read.
  * Needs k and blockSize multiples of 16, so each 16-element group of a row lies in one block
  * and starts on a byte. Each element is code4[nibble]·scale, the product `dequantize4bit`
- * rounds, and the sums run in `dotRow`'s order, so the result equals dequantising and then
+ * rounds, and the sums run in `gemvDot`'s order, so the result equals dequantising and then
  * running `gemv` bit for bit.
  *
  * A group's 16 nibbles become 16 byte indices (high nibble first); four byte tables (byte
@@ -112,13 +112,13 @@ export function linear4bit(args: usize, chunk: i32, tid: i32): void {
     }
     decodeNf4(row, packed, planes, codes, code8, absmax, f0, k, bs, sbs, offset);
     for (let i = 0; i < m; i++) {
-      store<f32>(out + ((<usize>i * <usize>n + <usize>j) << 2), dotRow<f32>(x + ((<usize>i * <usize>k) << 2), row, k));
+      store<f32>(out + ((<usize>i * <usize>n + <usize>j) << 2), gemvDot<f32>(x + ((<usize>i * <usize>k) << 2), row, k));
     }
   }
 }
 
 /**
- * One row of Ŵ, k elements from flat index f0: with `sum`, Σ_p x[p]·Ŵ[f0 + p] in `dotRow`'s
+ * One row of Ŵ, k elements from flat index f0: with `sum`, Σ_p x[p]·Ŵ[f0 + p] in `gemvDot`'s
  * order (four sums of 16-element groups); else the dequantised values written to x as f32.
  */
 // @ts-ignore: decorator

@@ -56,7 +56,7 @@ export type { BuildOptions, RandomInitOptions, ParamDType, SafetensorsSource } f
 // generation (dense attention, KV cache); text in and out needs a tokenizer (Node entry)
 export { generate, Generator, describeSpeed } from './eval/generate.js';
 export type { GenerateOptions, GenerateResult, GeneratorOptions, StopReason } from './eval/generate.js';
-export { KVCache, KV_CACHE_DTYPES, type KVCacheDType } from './models/llama/cache.js';
+export { KVCache, type KVCacheDType } from './models/llama/cache.js';
 export { sampleToken, argmax, OFFICIAL_SAMPLING, GREEDY } from './eval/sampling.js';
 export type { SamplingOptions } from './eval/sampling.js';
 

@@ -115,6 +115,11 @@ export interface GeneratorOptions {
   prefillChunk?: number;
 }
 
+/** The `GeneratorOptions` set in `o` (which may hold other options too). */
+export function generatorOptions(o: GeneratorOptions): GeneratorOptions {
+  return { ...(o.kvCacheDtype ? { kvCacheDtype: o.kvCacheDtype } : {}), ...(o.prefillChunk ? { prefillChunk: o.prefillChunk } : {}) };
+}
+
 /** Prompt tokens run at once by default (`GeneratorOptions.prefillChunk`). */
 export const PREFILL_CHUNK = 512;
 
@@ -274,9 +279,7 @@ function pickSampling(o: GenerateOptions): Partial<SamplingOptions> {
 
 /** One-off generation (a fresh cache, freed afterwards). */
 export async function generate(model: LlamaForCausalLM, promptIds: readonly number[], opts: GenerateOptions & GeneratorOptions = {}): Promise<GenerateResult> {
-  const g = new Generator(model, {
-    ...(opts.kvCacheDtype ? { kvCacheDtype: opts.kvCacheDtype } : {}), ...(opts.prefillChunk ? { prefillChunk: opts.prefillChunk } : {}),
-  });
+  const g = new Generator(model, generatorOptions(opts));
   try {
     return await g.generate(promptIds, opts);
   } finally {

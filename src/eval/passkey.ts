@@ -11,11 +11,10 @@
  * measured prompt lengths are reported.
  */
 import { LongLoraError } from '../errors.js';
-import type { KVCacheDType } from '../models/llama/cache.js';
 import type { LlamaForCausalLM } from '../models/llama/model.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { ProgressBar, type ProgressStream } from '../train/progress.js';
-import { generate, type GeneratorOptions } from './generate.js';
+import { generate, generatorOptions, type GeneratorOptions } from './generate.js';
 import { NumpyRandomState } from './numpy-random.js';
 
 /** Line 1 of the official prompt. */
@@ -108,17 +107,13 @@ export interface PasskeyLength {
 }
 
 /** Options of `passkeyEval`. */
-export interface PasskeyOptions {
+export interface PasskeyOptions extends GeneratorOptions {
   /** Prompt lengths in tokens. */
   lengths: readonly number[];
   /** Trials per length (official 10). */
   trials: number;
   /** Trial i uses seed `seed + i` (official: 0). */
   seed?: number;
-  /** What the KV cache holds (default f32; bf16 or f16 halve it at long prompts). */
-  kvCacheDtype?: KVCacheDType;
-  /** Prompt tokens run at once (`GeneratorOptions.prefillChunk`). */
-  prefillChunk?: number;
   out?: ProgressStream;
 }
 
@@ -133,9 +128,7 @@ export async function passkeyEval(model: LlamaForCausalLM, tok: Tokenizer, opts:
     const fillerChars = fillerCharsFor(target, tok);
     const trials: PasskeyTrial[] = [];
     for (let i = 0; i < opts.trials; i++) {
-      trials.push(await passkeyTrial(model, tok, fillerChars, seed0 + i, {
-        ...(opts.kvCacheDtype ? { kvCacheDtype: opts.kvCacheDtype } : {}), ...(opts.prefillChunk ? { prefillChunk: opts.prefillChunk } : {}),
-      }));
+      trials.push(await passkeyTrial(model, tok, fillerChars, seed0 + i, generatorOptions(opts)));
       bar.update(++done, { tokens: String(trials.at(-1)!.tokens), passed: `${trials.filter((t) => t.passed).length}/${trials.length}` });
     }
     const passed = trials.filter((t) => t.passed).length;

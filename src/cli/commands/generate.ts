@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import { LongLoraError } from '../../errors.js';
 import { describeSpeed, generate, PREFILL_CHUNK, type GenerateOptions, type GeneratorOptions } from '../../eval/generate.js';
 import { ProgressBar } from '../../train/progress.js';
-import { KV_CACHE_DTYPES, type KVCacheDType } from '../../models/llama/cache.js';
+import { PRECISIONS, type Precision } from '../../tensor/dtype.js';
 import { checkSampling } from '../../eval/sampling.js';
 import { llama2Prompt } from '../../data/sft.js';
 import { chatTemplateFrom } from '../../tokenizer/chat-files.js';
@@ -25,8 +25,8 @@ export const CACHE_OPTIONS: Record<string, OptionSpec> = {
 /** --kv-cache-dtype and --prefill-chunk, checked (before the model is loaded). */
 export function cacheFlags(v: Record<string, unknown>): Required<GeneratorOptions> {
   const s = String(v['kv-cache-dtype'] ?? 'f32');
-  if (!(KV_CACHE_DTYPES as readonly string[]).includes(s)) throw new LongLoraError(`--kv-cache-dtype must be f32, bf16 or f16, got ${s}`);
-  return { kvCacheDtype: s as KVCacheDType, prefillChunk: intFlag(v as Record<string, string>, 'prefill-chunk') ?? PREFILL_CHUNK };
+  if (!(PRECISIONS as readonly string[]).includes(s)) throw new LongLoraError(`--kv-cache-dtype must be f32, bf16 or f16, got ${s}`);
+  return { kvCacheDtype: s as Precision, prefillChunk: intFlag(v as Record<string, string>, 'prefill-chunk') ?? PREFILL_CHUNK };
 }
 
 /** Sampling and stopping flags shared with `chat`. */

@@ -9,14 +9,13 @@ import type { Backend } from '../../backend/backend.js';
 import { LongLoraError } from '../../errors.js';
 import { zeros } from '../../tensor/ops/create.js';
 import { cast } from '../../tensor/ops/elementwise.js';
+import { isPrecision, itemSize, type Precision } from '../../tensor/dtype.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { stridesOf } from '../../tensor/ops/util.js';
 import type { LlamaConfig } from './config.js';
 
 /** What a KV cache may hold: f32, or 16 bits for half the memory (f64 for gradient-check models). */
-export type KVCacheDType = 'f32' | 'bf16' | 'f16' | 'f64';
-
-export const KV_CACHE_DTYPES = ['f32', 'bf16', 'f16'] as const;
+export type KVCacheDType = Precision | 'f64';
 
 export class KVCache {
   readonly k: Tensor[] = [];
@@ -26,7 +25,7 @@ export class KVCache {
 
   constructor(config: LlamaConfig, readonly B: number, readonly capacity: number, readonly dtype: KVCacheDType, backend: Backend) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new LongLoraError(`KV cache capacity must be a positive integer, got ${capacity}`);
-    if (!(['f32', 'bf16', 'f16', 'f64'] as string[]).includes(dtype)) throw new LongLoraError(`KV cache dtype must be f32, bf16 or f16, got ${dtype}`);
+    if (!isPrecision(dtype) && dtype !== 'f64') throw new LongLoraError(`KV cache dtype must be f32, bf16 or f16, got ${dtype}`);
     const shape = [B, capacity, config.numKvHeads, config.headDim];
     for (let i = 0; i < config.numLayers; i++) {
       this.k.push(zeros(shape, dtype, backend).keep());
@@ -43,8 +42,7 @@ export class KVCache {
 
   /** Bytes the cache holds. */
   get bytes(): number {
-    const per = this.dtype === 'f64' ? 8 : this.dtype === 'f32' ? 4 : 2;
-    return this.k.reduce((s, t) => s + 2 * t.size * per, 0);
+    return this.k.reduce((s, t) => s + 2 * t.size * itemSize(this.dtype), 0);
   }
 
   /** Writes k, v [B, N, Hkv, D] of `layer` at rows [length, length + N), rounded to the cache's dtype. */
