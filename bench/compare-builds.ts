@@ -1,0 +1,76 @@
+/**
+ * This build against another one (a checkout of an earlier commit, built), in one run, on
+ * the decoding paths: one row through a 4096 × 4096 NF4 layer and dequantising it, one
+ * token's attention over an f32 and a bf16 KV cache (32 query heads, 4 kv heads, D 64) at
+ * 4k and 16k keys, and the sampling candidates (temperature 0.6, top-p 0.9) at 32k and 128k
+ * vocabularies. The two builds are measured alternately, `--rounds` times each, on Wasm
+ * backends of the same threads, and each figure is a median.
+ *
+ *   git worktree add ../before <commit> && (cd ../before && npm ci && npm run build)
+ *   npm run build && node dist/bench/compare-builds.js --before ../before [--rounds 2]
+ */
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const { values } = parseArgs({ options: { before: { type: 'string' }, rounds: { type: 'string', default: '2' } } });
+if (!values.before) throw new Error('--before DIR: the root of the other build (a checkout with dist/ built)');
+const here = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const roots: Record<string, string> = { before: path.resolve(values.before, 'dist'), after: here };
+
+async function load(root: string): Promise<Record<string, any>> {
+  const mod = (p: string): Promise<any> => import(pathToFileURL(path.join(root, p)).href);
+  return { ...(await mod('src/backend/wasm/wasm.js')), ...(await mod('src/quant/nf4-weight.js')), ...(await mod('src/tensor/tensor.js')),
+    ...(await mod('src/tensor/dtype.js')), ...(await mod('src/eval/sampling.js')), ...(await mod('src/tensor/random.js')) };
+}
+
+function median(f: () => void, reps: number): number {
+  f();
+  const ts: number[] = [];
+  for (let r = 0; r < reps; r++) { const t0 = performance.now(); f(); ts.push(performance.now() - t0); }
+  return ts.sort((a, b) => a - b)[Math.floor(reps / 2)]!;
+}
+
+async function measure(m: Record<string, any>): Promise<Record<string, number>> {
+  const be = await m.WasmBackend.create({ threads: 2 });
+  const rng = new m.Rng(1);
+  const out: Record<string, number> = {};
+  const [N, K] = [4096, 4096];
+  const w = Float32Array.from({ length: N * K }, () => 0.02 * rng.normal());
+  const q = m.Nf4Weight.quantize(w, [N, K], { backend: be });
+  const x = m.fromHost(Float32Array.from({ length: K }, () => rng.normal()), [1, K], 'f32', be);
+  out['NF4 4096 × 4096: one row (ms)'] = median(() => q.linear(x).dispose(), 10);
+  out['NF4 4096 × 4096: dequantise (ms)'] = median(() => q.dequantize('f32').dispose(), 8);
+  q.dispose(); x.dispose();
+  const [H, Hkv, D] = [32, 4, 64];
+  for (const keys of [4096, 16384]) {
+    for (const dt of ['f32', 'bf16']) {
+      const buf = (dtype: string, n: number, data: Float32Array): unknown => { const b = be.alloc(dtype, n); be.upload(b, m.fromFloatArray(data, dtype)); return b; };
+      const rnd = (n: number): Float32Array => Float32Array.from({ length: n }, () => rng.normal());
+      const [qb, kb, vb] = [buf('f32', H * D, rnd(H * D)), buf(dt, keys * Hkv * D, rnd(keys * Hkv * D)), buf(dt, keys * Hkv * D, rnd(keys * Hkv * D))];
+      const [ob, lb] = [be.alloc('f32', H * D), be.alloc('f32', H)];
+      const args = { B: 1, Nq: 1, Nk: keys, kvStride: keys, H, Hkv, D, scale: 1 / 8, qOffset: keys - 1, mask: { kind: 'causal' } };
+      out[`attention, ${keys} keys, ${dt} cache (ms)`] = median(() => be.attention(qb, kb, vb, ob, lb, args), 30);
+      for (const b of [qb, kb, vb, ob, lb]) be.free(b);
+    }
+  }
+  for (const V of [32000, 128256]) {
+    const logits = Float32Array.from({ length: V }, () => 3 * rng.normal());
+    out[`sampling candidates, vocabulary ${V} (ms)`] = median(() => m.candidates(logits, { temperature: 0.6, topP: 0.9, topK: 0 }), 15);
+  }
+  await be.dispose();
+  return out;
+}
+
+const builds = { before: await load(roots.before!), after: await load(roots.after!) };
+const runs: Record<string, Array<Record<string, number>>> = { before: [], after: [] };
+for (let r = 0; r < Number(values.rounds); r++) {
+  for (const name of ['before', 'after'] as const) runs[name]!.push(await measure(builds[name]));
+}
+console.log(`before: ${values.before}; ${Number(values.rounds)} rounds, alternating; medians per round`);
+for (const key of Object.keys(runs.after![0]!)) {
+  const b = runs.before!.map((x) => x[key]!), a = runs.after!.map((x) => x[key]!);
+  const mean = (xs: number[]): number => xs.reduce((s, v) => s + v, 0) / xs.length;
+  console.log(`${key.padEnd(44)} before ${b.map((v) => v.toFixed(2)).join(', ').padEnd(14)} after ${a.map((v) => v.toFixed(2)).join(', ').padEnd(14)} ${(mean(b) / mean(a)).toFixed(1)}×`);
+}
+process.exit(0);
