@@ -23,47 +23,50 @@
  * place — into dq itself when slices = 1 (each (b, kv head) owns its query heads' rows),
  * else into one partial buffer per slice, summed by the host afterwards.
  *
- * bf16 operands (mixed precision): q, k, v, out, dout, dk and dv may each be bf16 (flags in
- * slots 29–35). The rows a block reads are widened into per-thread f32 scratch as the
- * block is loaded, and the rows it writes are rounded to bf16 as they are stored, so no
- * f32 copy of a whole tensor is made. dq and lse are always f32 (dq accumulates).
+ * 16-bit operands (mixed precision, a 16-bit KV cache): q, k, v, out, dout, dk and dv may
+ * each be bf16, and in the forward pass q, k, v and out may be f16 (dtype flags in slots
+ * 29–35: 0 f32, 1 bf16, 2 f16). The rows a block reads are widened into per-thread f32
+ * scratch as the block is loaded, and the rows it writes are rounded as they are stored, so
+ * no f32 copy of a whole tensor is made. dq and lse are always f32 (dq accumulates).
  */
 import { argF, argI, argP } from './simd';
 import { expf, exp4, logf } from './math';
 import { blockFull, blockRanges, hi1, hi2, keyRanges, lo1, lo2, queryCover, ROLL } from './mask';
 import { dotRow, expShiftSum, rowMax, scaleRow } from './norm';
 import { packT, tile } from './tile';
-import { ld1, narrowBf16, widenRows } from './half';
+import { ld1, narrowBf16, narrowF16, widenRows } from './half';
 
 // Forward args
 const Q = 0, K = 1, V = 2, OUT = 3, LSE = 4, B_ = 5, NQ = 6, NK = 7, KVS = 8, H_ = 9, HKV = 10, D_ = 11,
   SCALE = 12, QOFF = 13, KIND = 14, G_ = 15, SCR = 16, SCRT = 17, BQ_ = 18, BK_ = 19;
 // Extra backward args
 const DOUT = 20, DQ = 21, DK = 22, DV = 23, DELTA = 24, SLICES = 25, PARTIAL = 26;
-// Which operands are bf16 (1) rather than f32 (0)
+// The operands' dtypes: 0 f32, 1 bf16, 2 f16 (forward only)
 const Q_BF = 29, K_BF = 30, V_BF = 31, OUT_BF = 32, DOUT_BF = 33, DK_BF = 34, DV_BF = 35;
 
-/** Byte shift of an element: 1 for bf16, 2 for f32. */
+/** Byte shift of an element: 1 for bf16 or f16, 2 for f32. */
 // @ts-ignore: decorator
 @inline function shiftOf(args: usize, slot: i32): usize { return argI(args, slot) != 0 ? 1 : 2; }
 
 /**
- * Rows [0, rows) of n values at p (`rs` bytes apart) as f32: p itself when they are f32,
- * else widened into `stage`, rows n·4 bytes apart (stagedRow gives the stride to use).
+ * Rows [0, rows) of n values at p (`rs` bytes apart, dtype flag t) as f32: p itself when
+ * they are f32, else widened into `stage`, rows n·4 bytes apart (stagedRow gives the stride
+ * to use).
  */
-function staged(bf: bool, p: usize, rs: usize, rows: i32, n: i32, stage: usize): usize {
-  if (!bf) return p;
-  widenRows(p, rs, rows, n, stage, <usize>n << 2);
+function staged(t: i32, p: usize, rs: usize, rows: i32, n: i32, stage: usize): usize {
+  if (t == 0) return p;
+  widenRows(p, rs, rows, n, stage, <usize>n << 2, t == 2);
   return stage;
 }
 
 /** The row stride of what `staged` returned for rows of n values `rs` bytes apart. */
 // @ts-ignore: decorator
-@inline function stagedRow(bf: bool, rs: usize, n: i32): usize { return bf ? <usize>n << 2 : rs; }
+@inline function stagedRow(t: i32, rs: usize, n: i32): usize { return t != 0 ? <usize>n << 2 : rs; }
 
-/** Stores n f32 values times s at dst as f32 or (bf) bf16. */
-function storeRow(bf: bool, src: usize, dst: usize, n: i32, s: f32): void {
-  if (bf) { narrowBf16(src, dst, n, s); return; }
+/** Stores n f32 values times s at dst as f32, bf16 (t = 1) or f16 (t = 2). */
+function storeRow(t: i32, src: usize, dst: usize, n: i32, s: f32): void {
+  if (t == 1) { narrowBf16(src, dst, n, s); return; }
+  if (t == 2) { narrowF16(src, dst, n, s); return; }
   const vs = f32x4.splat(s);
   let d = 0;
   for (; d + 4 <= n; d += 4) v128.store(dst + (<usize>d << 2), f32x4.mul(v128.load(src + (<usize>d << 2)), vs));
@@ -131,6 +134,7 @@ export function attention(args: usize, chunk: i32, tid: i32): void {
   const Ks = Qs + ((<usize>BQ * <usize>D) << 2);
   const Vs = Ks + ((<usize>BK * <usize>D) << 2);
 
+  const qt = argI(args, Q_BF), kt = argI(args, K_BF), vt = argI(args, V_BF), ot = argI(args, OUT_BF);
   const qs = shiftOf(args, Q_BF), ks = shiftOf(args, K_BF), vs = shiftOf(args, V_BF), os = shiftOf(args, OUT_BF);
   const qRowE = <usize>H * <usize>D; // elements between query rows
   const kvRowE = <usize>Hkv * <usize>D;
@@ -139,8 +143,8 @@ export function attention(args: usize, chunk: i32, tid: i32): void {
   const kvAt = (<usize>b * <usize>kvs * <usize>Hkv + <usize>kvh) * <usize>D;
   const kBase = argP(args, K) + (kvAt << ks);
   const vBase = argP(args, V) + (kvAt << vs);
-  const q = staged(qs == 1, argP(args, Q) + (qAt << qs), qRowE << qs, nq, D, Qs);
-  const qRow = stagedRow(qs == 1, qRowE << qs, D);
+  const q = staged(qt, argP(args, Q) + (qAt << qs), qRowE << qs, nq, D, Qs);
+  const qRow = stagedRow(qt, qRowE << qs, D);
 
   memory.fill(O, 0, (<usize>nq * <usize>D) << 2);
   for (let r = 0; r < nq; r++) { store<f32>(M + (<usize>r << 2), -Infinity); store<f32>(L + (<usize>r << 2), 0); }
@@ -152,18 +156,18 @@ export function attention(args: usize, chunk: i32, tid: i32): void {
     const nk = min(BK, Nk - j0);
     const pad = (nk + 7) & ~7;
     const full = blockFull(kind, G, H, h, p0, p0 + nq, j0, j0 + nk, Nk);
-    packT(staged(ks == 1, kBase + <usize>j0 * kRow, kRow, nk, D, Ks), stagedRow(ks == 1, kRow, D), nk, D, Kt, <usize>BK << 2, pad);
+    packT(staged(kt, kBase + <usize>j0 * kRow, kRow, nk, D, Ks), stagedRow(kt, kRow, D), nk, D, Kt, <usize>BK << 2, pad);
     // S = scale · Q · Kᵀ
     tile(nq, pad, D, q, qRow, 4, Kt, <usize>BK << 2, S, <usize>BK << 2, scale, false);
     maskBlock(S, BK, nq, p0, j0, nk, pad, kind, G, H, h, Nk, full);
     // online softmax, row by row
     for (let r = 0; r < nq; r++) softmaxStep(S + ((<usize>r * <usize>BK) << 2), pad, M, L, O, r, D);
     // O += P · V
-    const vb = staged(vs == 1, vBase + <usize>j0 * vRow, vRow, nk, D, Vs);
-    tile(nq, D, nk, S, <usize>BK << 2, 4, vb, stagedRow(vs == 1, vRow, D), O, <usize>D << 2, 1, true);
+    const vb = staged(vt, vBase + <usize>j0 * vRow, vRow, nk, D, Vs);
+    tile(nq, D, nk, S, <usize>BK << 2, 4, vb, stagedRow(vt, vRow, D), O, <usize>D << 2, 1, true);
   }
 
-  finishRows(O, M, L, nq, D, argP(args, OUT) + (qAt << os), qRowE << os, os == 1,
+  finishRows(O, M, L, nq, D, argP(args, OUT) + (qAt << os), qRowE << os, ot,
     argP(args, LSE) + (((<usize>b * <usize>H + <usize>h) * <usize>Nq + <usize>i0) << 2));
 }
 
@@ -184,11 +188,11 @@ function softmaxStep(row: usize, pad: i32, M: usize, L: usize, O: usize, r: i32,
   if (alpha != 1) scaleRow(O + ((<usize>r * <usize>D) << 2), D, alpha);
 }
 
-/** out row r (`rowBytes` apart, bf16 when bf) = O_r / l_r and lse[r] = m_r + log l_r, for `rows` rows. */
-function finishRows(O: usize, M: usize, L: usize, rows: i32, D: i32, out: usize, rowBytes: usize, bf: bool, lse: usize): void {
+/** out row r (`rowBytes` apart, dtype flag t) = O_r / l_r and lse[r] = m_r + log l_r, for `rows` rows. */
+function finishRows(O: usize, M: usize, L: usize, rows: i32, D: i32, out: usize, rowBytes: usize, t: i32, lse: usize): void {
   for (let r = 0; r < rows; r++) {
     const l = load<f32>(L + (<usize>r << 2));
-    storeRow(bf, O + ((<usize>r * <usize>D) << 2), out + <usize>r * rowBytes, D, 1 / l);
+    storeRow(t, O + ((<usize>r * <usize>D) << 2), out + <usize>r * rowBytes, D, 1 / l);
     store<f32>(lse + (<usize>r << 2), load<f32>(M + (<usize>r << 2)) + logf(l));
   }
 }
@@ -212,6 +216,7 @@ function attentionRows(args: usize, chunk: i32, tid: i32): void {
   const hg = argI(args, 36);
   const rep = H / Hkv, parts = rep / hg;
   const b = chunk / (Hkv * parts), kvh = (chunk / parts) % Hkv, h0 = kvh * rep + (chunk % parts) * hg;
+  const qt = argI(args, Q_BF), kt = argI(args, K_BF), vt = argI(args, V_BF), ot = argI(args, OUT_BF);
   const qs = shiftOf(args, Q_BF), ks = shiftOf(args, K_BF), vs = shiftOf(args, V_BF), os = shiftOf(args, OUT_BF);
   const kRow = (<usize>Hkv * <usize>D) << ks, vRow = (<usize>Hkv * <usize>D) << vs;
   const kvAt = (<usize>b * <usize>kvs * <usize>Hkv + <usize>kvh) * <usize>D;
@@ -227,7 +232,7 @@ function attentionRows(args: usize, chunk: i32, tid: i32): void {
   const Qs = L + (<usize>hg << 2);
   const Ks = Qs + ((<usize>hg * <usize>D) << 2);
   const Vs = Ks + ((<usize>BK * <usize>D) << 2);
-  const q = staged(qs == 1, argP(args, Q) + (qAt << qs), <usize>D << qs, hg, D, Qs);
+  const q = staged(qt, argP(args, Q) + (qAt << qs), <usize>D << qs, hg, D, Qs);
 
   memory.fill(O, 0, (<usize>hg * <usize>D) << 2);
   for (let t = 0; t < hg; t++) { store<f32>(M + (<usize>t << 2), -Infinity); store<f32>(L + (<usize>t << 2), 0); }
@@ -238,18 +243,18 @@ function attentionRows(args: usize, chunk: i32, tid: i32): void {
     for (let j0 = a; j0 < e; j0 += BK) {
       const nk = min(BK, e - j0);
       const pad = (nk + 7) & ~7;
-      packT(staged(ks == 1, kBase + <usize>j0 * kRow, kRow, nk, D, Ks), stagedRow(ks == 1, kRow, D), nk, D, Kt, <usize>BK << 2, pad);
+      packT(staged(kt, kBase + <usize>j0 * kRow, kRow, nk, D, Ks), stagedRow(kt, kRow, D), nk, D, Kt, <usize>BK << 2, pad);
       tile(hg, pad, D, q, <usize>D << 2, 4, Kt, <usize>BK << 2, S, <usize>BK << 2, scale, false);
       for (let t = 0; t < hg; t++) {
         const row = S + ((<usize>t * <usize>BK) << 2);
         for (let j = nk; j < pad; j++) store<f32>(row + (<usize>j << 2), -Infinity);
         softmaxStep(row, pad, M, L, O, t, D);
       }
-      const vb = staged(vs == 1, vBase + <usize>j0 * vRow, vRow, nk, D, Vs);
-      tile(hg, D, nk, S, <usize>BK << 2, 4, vb, stagedRow(vs == 1, vRow, D), O, <usize>D << 2, 1, true);
+      const vb = staged(vt, vBase + <usize>j0 * vRow, vRow, nk, D, Vs);
+      tile(hg, D, nk, S, <usize>BK << 2, 4, vb, stagedRow(vt, vRow, D), O, <usize>D << 2, 1, true);
     }
   }
-  finishRows(O, M, L, hg, D, argP(args, OUT) + (qAt << os), <usize>D << os, os == 1, argP(args, LSE) + ((<usize>b * <usize>H + <usize>h0) << 2));
+  finishRows(O, M, L, hg, D, argP(args, OUT) + (qAt << os), <usize>D << os, ot, argP(args, LSE) + ((<usize>b * <usize>H + <usize>h0) << 2));
 }
 
 /**
@@ -311,6 +316,7 @@ export function attentionBackward(args: usize, chunk: i32, tid: i32): void {
   const Qs = Vs + ((<usize>BK * <usize>D) << 2);
   const dOs = Qs + ((<usize>BQ * <usize>D) << 2);
 
+  const qt = argI(args, Q_BF), kt = argI(args, K_BF), vt = argI(args, V_BF), gt = argI(args, DOUT_BF);
   const qs = shiftOf(args, Q_BF), ks = shiftOf(args, K_BF), vs = shiftOf(args, V_BF);
   const gs = shiftOf(args, DOUT_BF), dks = shiftOf(args, DK_BF), dvs = shiftOf(args, DV_BF);
   const qRowE = <usize>H * <usize>D;
@@ -327,10 +333,10 @@ export function attentionBackward(args: usize, chunk: i32, tid: i32): void {
     const j0 = kb * BK, nk = min(BK, Nk - j0);
     const pad = (nk + 7) & ~7;
     // the block's K rows as f32 (packed for Q·Kᵀ, and read as they are for dQ += dS·K)
-    const kp = staged(ks == 1, kBase + <usize>j0 * kRow, kRow, nk, D, Ks);
-    const kpRow = stagedRow(ks == 1, kRow, D);
+    const kp = staged(kt, kBase + <usize>j0 * kRow, kRow, nk, D, Ks);
+    const kpRow = stagedRow(kt, kRow, D);
     packT(kp, kpRow, nk, D, Kt, BKb, pad);
-    packT(staged(vs == 1, vBase + <usize>j0 * vRow, vRow, nk, D, Vs), stagedRow(vs == 1, vRow, D), nk, D, Vt, BKb, pad);
+    packT(staged(vt, vBase + <usize>j0 * vRow, vRow, nk, D, Vs), stagedRow(vt, vRow, D), nk, D, Vt, BKb, pad);
     memory.fill(dKa, 0, (<usize>nk * <usize>D) << 2);
     memory.fill(dVa, 0, (<usize>nk * <usize>D) << 2);
     for (let h = kvh * rep; h < kvh * rep + rep; h++) {
@@ -347,10 +353,10 @@ export function attentionBackward(args: usize, chunk: i32, tid: i32): void {
         }
         const full = blockFull(kind, G, H, h, p0, p0 + nq, j0, j0 + nk, Nk);
         const rowAt = ((<usize>b * <usize>Nq + <usize>i0) * <usize>H + <usize>h) * <usize>D;
-        const q = staged(qs == 1, argP(args, Q) + (rowAt << qs), qRowE << qs, nq, D, Qs);
-        const qr = stagedRow(qs == 1, qRowE << qs, D);
-        const dout = staged(gs == 1, argP(args, DOUT) + (rowAt << gs), qRowE << gs, nq, D, dOs);
-        const gr = stagedRow(gs == 1, qRowE << gs, D);
+        const q = staged(qt, argP(args, Q) + (rowAt << qs), qRowE << qs, nq, D, Qs);
+        const qr = stagedRow(qt, qRowE << qs, D);
+        const dout = staged(gt, argP(args, DOUT) + (rowAt << gs), qRowE << gs, nq, D, dOs);
+        const gr = stagedRow(gt, qRowE << gs, D);
         const dq = dqBuf + (rowAt << 2);
         const lse = argP(args, LSE) + (((<usize>b * <usize>H + <usize>h) * <usize>Nq + <usize>i0) << 2);
         const delta = argP(args, DELTA) + (((<usize>b * <usize>H + <usize>h) * <usize>Nq + <usize>i0) << 2);
@@ -381,8 +387,8 @@ export function attentionBackward(args: usize, chunk: i32, tid: i32): void {
       }
     }
     for (let j = 0; j < nk; j++) {
-      storeRow(dks == 1, dKa + ((<usize>j * <usize>D) << 2), dkBase + ((<usize>(j0 + j) * kvRowE) << dks), D, 1);
-      storeRow(dvs == 1, dVa + ((<usize>j * <usize>D) << 2), dvBase + ((<usize>(j0 + j) * kvRowE) << dvs), D, 1);
+      storeRow(argI(args, DK_BF), dKa + ((<usize>j * <usize>D) << 2), dkBase + ((<usize>(j0 + j) * kvRowE) << dks), D, 1);
+      storeRow(argI(args, DV_BF), dVa + ((<usize>j * <usize>D) << 2), dvBase + ((<usize>(j0 + j) * kvRowE) << dvs), D, 1);
     }
   }
 }

@@ -11,7 +11,7 @@
  */
 import { argF, argI, argP, madd } from './simd';
 import { exp4, log4, sigmoid4, tanh4 } from './math';
-import { f32ToBf16, ld1, ld4, narrowBf16, st1, st4, widenBf16 } from './half';
+import { f16ToF32, f32ToBf16, f32ToF16, ld1, ld4, narrowBf16, st1, st4, widenBf16, widenF16 } from './half';
 
 // ---- fill -------------------------------------------------------------------------------
 
@@ -117,46 +117,6 @@ function copyRow(src: usize, so: i32, ss: i32, dst: usize, dof: i32, ds: i32, n:
 // dtype codes shared with the host (src/backend/wasm/kernels.ts)
 const F32 = 0, F16 = 1, BF16 = 2, I32 = 3, U8 = 4, F64 = 5;
 
-function f16ToF32(h: u32): f32 {
-  const sign: u32 = (h & 0x8000) << 16;
-  const exp = (h >> 10) & 0x1f;
-  const mant = h & 0x3ff;
-  if (exp == 0) {
-    const v = <f32>mant * 5.9604644775390625e-8; // 2^-24
-    return sign ? -v : v;
-  }
-  if (exp == 0x1f) return reinterpret<f32>(sign | 0x7f800000 | (mant << 13));
-  return reinterpret<f32>(sign | ((exp + 112) << 23) | (mant << 13));
-}
-
-/** IEEE half bits, round to nearest even, with subnormals, overflow to inf and NaN. */
-function f32ToF16(x: f32): u32 {
-  const bits = reinterpret<u32>(x);
-  const sign = (bits >> 16) & 0x8000;
-  const exp = <i32>((bits >> 23) & 0xff);
-  let mant = bits & 0x7fffff;
-  if (exp == 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  let e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = <u32>(14 - e);
-    const half: u32 = 1 << (shift - 1);
-    const rest = mant & ((1 << shift) - 1);
-    let m = mant >> shift;
-    if (rest > half || (rest == half && (m & 1))) m += 1;
-    return sign | m;
-  }
-  const rest = mant & 0x1fff;
-  let m = mant >> 13;
-  if (rest > 0x1000 || (rest == 0x1000 && (m & 1))) {
-    m += 1;
-    if (m == 0x400) { m = 0; e += 1; if (e >= 0x1f) return sign | 0x7c00; }
-  }
-  return sign | (<u32>e << 10) | m;
-}
-
 function readAt(p: usize, i: i32, t: i32): f64 {
   switch (t) {
     case F32: return <f64>load<f32>(p + (<usize>i << 2));
@@ -191,6 +151,7 @@ export function cast(args: usize, chunk: i32, _tid: i32): void {
   const i1 = min(n, i0 + per);
   if (st == BF16 && dt == F32) { widenBf16(src + (<usize>i0 << 1), dst + (<usize>i0 << 2), i1 - i0); return; }
   if (st == F32 && dt == BF16) { narrowBf16(src + (<usize>i0 << 2), dst + (<usize>i0 << 1), i1 - i0, 1); return; }
+  if (st == F16 && dt == F32) { widenF16(src + (<usize>i0 << 1), dst + (<usize>i0 << 2), i1 - i0); return; }
   let i = i0;
   for (; i < i1; i++) writeAt(dst, i, dt, readAt(src, i, st));
 }

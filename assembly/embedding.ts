@@ -6,10 +6,11 @@
  * columns over all tokens (threads never add into the same element).
  */
 import { argI, argP } from './simd';
+import { widenBf16, widenF16 } from './half';
 
 /**
  * Args: 0 table, 1 ids, 2 out, 3 C, 4 T, 5 per, 6 mode: 2 or 1 copies rows of 4- or 2-byte
- * elements (table and out of one dtype), 0 widens bf16 rows into f32.
+ * elements (table and out of one dtype), 0 widens bf16 rows into f32, 3 f16 rows.
  */
 export function gather(args: usize, chunk: i32, _tid: i32): void {
   const table = argP(args, 0);
@@ -20,11 +21,12 @@ export function gather(args: usize, chunk: i32, _tid: i32): void {
   const per = argI(args, 5);
   const mode = argI(args, 6);
   const t1 = min(T, chunk * per + per);
-  if (mode == 0) {
+  if (mode == 0 || mode == 3) {
     for (let t = chunk * per; t < t1; t++) {
       const src = table + ((<usize>load<i32>(ids + (<usize>t << 2)) * <usize>C) << 1);
       const dst = out + ((<usize>t * <usize>C) << 2);
-      for (let c = 0; c < C; c++) store<f32>(dst + (<usize>c << 2), reinterpret<f32>(<u32>load<u16>(src + (<usize>c << 1)) << 16));
+      if (mode == 3) widenF16(src, dst, C);
+      else widenBf16(src, dst, C);
     }
     return;
   }

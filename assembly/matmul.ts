@@ -21,34 +21,37 @@
  *   packs its own slices of A and B into its thread's scratch.
  * Threads never write the same bytes of C.
  *
- * A and B may be stored as f32 or bf16 (16-bit weights and activations need no f32 copy):
- * the packing reads them through `ld1`/`ld4` and writes f32 panels, so the micro-kernel
- * is the same; out is f32.
+ * A and B may be stored as f32, bf16 or f16 (16-bit weights and activations need no f32
+ * copy): the packing reads them through `ld1`/`ld4` and writes f32 panels, so the
+ * micro-kernel is the same; out is f32.
  *
  * Arguments: 0 a, 1 b, 2 out, 3 batch, 4 m, 5 n, 6 k, 7 transA, 8 transB, 9 alpha,
  * 10 beta, 11 strideA, 12 strideB (elements; 0 broadcasts), 13 scratch, 14 scratch bytes
  * per thread, 15 MC, 16 NC, 17 KC, 18 packed B (0: per-tile schedule), 19 packed B floats
- * per batch entry, 20 panels per packing chunk, 21 A is bf16, 22 B is bf16.
+ * per batch entry, 20 panels per packing chunk, 21 and 22 the dtypes of A and B (0 f32,
+ * 1 bf16, 2 f16).
  *
  * `gemv` is the x·Wᵀ of a few rows (decoding one token): no packing, each row of W is read
  * once, straight from memory, and dotted with each row of x.
  */
 import { argF, argI, argP, hsum, madd } from './simd';
+import { f16ToF32, f16x4 } from './half';
 
 const MR: i32 = 4;
 const NR: i32 = 8;
 
-// Element access for the packing, by storage type T: f32, or u16 holding bf16 bits.
+// Element access for the packing, by storage type T: f32, u16 holding bf16 bits, or i16
+// holding f16 bits (the signedness only tells the two 16-bit formats apart).
 /** One element at byte address p, as f32. */
 // @ts-ignore: decorator
 @inline function ld1<T>(p: usize): f32 {
-  if (sizeof<T>() == 2) return reinterpret<f32>(<u32>load<u16>(p) << 16);
+  if (sizeof<T>() == 2) return isSigned<T>() ? f16ToF32(<u32>load<u16>(p)) : reinterpret<f32>(<u32>load<u16>(p) << 16);
   return load<f32>(p);
 }
 /** Four consecutive elements from byte address p, as f32x4. */
 // @ts-ignore: decorator
 @inline function ld4<T>(p: usize): v128 {
-  if (sizeof<T>() == 2) return i32x4.shl(v128.load16x4_u(p), 16);
+  if (sizeof<T>() == 2) return isSigned<T>() ? f16x4(v128.load16x4_u(p)) : i32x4.shl(v128.load16x4_u(p), 16);
   return v128.load(p);
 }
 /** Byte offset of element i. */
@@ -71,30 +74,36 @@ export function matmulPackB(args: usize, chunk: i32, _tid: i32): void {
   const bi = chunk / groups;
   const j0 = (chunk % groups) * group * NR;
   const nc = min(group * NR, n - j0);
-  const bf = argI(args, 22) != 0;
-  const B = b + ((<usize>bi * <usize>strideB) << (bf ? 1 : 2));
+  const bt = argI(args, 22);
+  const B = b + ((<usize>bi * <usize>strideB) << (bt != 0 ? 1 : 2));
   const npad = <usize>panels * NR;
   for (let p0 = 0; p0 < k; p0 += KC) {
     const kc = min(KC, k - p0);
     const dst = packed + ((<usize>bi * perBatch + <usize>p0 * npad + <usize>j0 * <usize>kc) << 2);
-    packOpB(B, bf, transB, n, k, j0, nc, p0, kc, dst);
+    packOpB(B, bt, transB, n, k, j0, nc, p0, kc, dst);
   }
 }
 
-/** op(B)'s slice [p0, p0+kc) × [j0, j0+nc) into column panels, B in f32 or bf16. */
-function packOpB(B: usize, bf: bool, transB: bool, n: i32, k: i32, j0: i32, nc: i32, p0: i32, kc: i32, dst: usize): void {
-  if (bf) {
+/** op(B)'s slice [p0, p0+kc) × [j0, j0+nc) into column panels, B of dtype t (0 f32, 1 bf16, 2 f16). */
+function packOpB(B: usize, t: i32, transB: bool, n: i32, k: i32, j0: i32, nc: i32, p0: i32, kc: i32, dst: usize): void {
+  if (t == 1) {
     if (transB) packBT<u16>(B, k, j0, nc, p0, kc, dst);
     else packB<u16>(B, n, j0, nc, p0, kc, dst);
+  } else if (t == 2) {
+    if (transB) packBT<i16>(B, k, j0, nc, p0, kc, dst);
+    else packB<i16>(B, n, j0, nc, p0, kc, dst);
   } else if (transB) packBT<f32>(B, k, j0, nc, p0, kc, dst);
   else packB<f32>(B, n, j0, nc, p0, kc, dst);
 }
 
-/** op(A)'s block [i0, i0+mc) × [p0, p0+kc) into row panels, A in f32 or bf16. */
-function packOpA(A: usize, bf: bool, transA: bool, m: i32, k: i32, i0: i32, mc: i32, p0: i32, kc: i32, dst: usize): void {
-  if (bf) {
+/** op(A)'s block [i0, i0+mc) × [p0, p0+kc) into row panels, A of dtype t (0 f32, 1 bf16, 2 f16). */
+function packOpA(A: usize, t: i32, transA: bool, m: i32, k: i32, i0: i32, mc: i32, p0: i32, kc: i32, dst: usize): void {
+  if (t == 1) {
     if (transA) packAT<u16>(A, m, i0, mc, p0, kc, dst);
     else packA<u16>(A, k, i0, mc, p0, kc, dst);
+  } else if (t == 2) {
+    if (transA) packAT<i16>(A, m, i0, mc, p0, kc, dst);
+    else packA<i16>(A, k, i0, mc, p0, kc, dst);
   } else if (transA) packAT<f32>(A, m, i0, mc, p0, kc, dst);
   else packA<f32>(A, k, i0, mc, p0, kc, dst);
 }
@@ -124,10 +133,10 @@ export function matmul(args: usize, chunk: i32, tid: i32): void {
   const j0 = packed ? 0 : (t % tilesN) * NC;
   const mc = min(MC, m - i0);
   const nc = packed ? n : min(NC, n - j0);
-  const abf = argI(args, 21) != 0;
-  const bbf = argI(args, 22) != 0;
-  const A = a + ((<usize>bi * <usize>strideA) << (abf ? 1 : 2));
-  const B = b + ((<usize>bi * <usize>strideB) << (bbf ? 1 : 2));
+  const at = argI(args, 21);
+  const bt = argI(args, 22);
+  const A = a + ((<usize>bi * <usize>strideA) << (at != 0 ? 1 : 2));
+  const B = b + ((<usize>bi * <usize>strideB) << (bt != 0 ? 1 : 2));
   const C = c + ((<usize>bi * <usize>m * <usize>n) << 2);
 
   const scratch = argP(args, 13) + <usize>tid * argP(args, 14);
@@ -143,10 +152,10 @@ export function matmul(args: usize, chunk: i32, tid: i32): void {
   }
   for (let p0 = 0; p0 < k; p0 += KC) {
     const kc = min(KC, k - p0);
-    packOpA(A, abf, transA, m, k, i0, mc, p0, kc, Ap);
+    packOpA(A, at, transA, m, k, i0, mc, p0, kc, Ap);
     let Bs = Bp;
     if (packed) Bs = Bbatch + ((<usize>p0 * npad) << 2);
-    else packOpB(B, bbf, transB, n, k, j0, nc, p0, kc, Bp);
+    else packOpB(B, bt, transB, n, k, j0, nc, p0, kc, Bp);
     const first = p0 == 0;
     for (let jr = 0; jr < nc; jr += NR) {
       const bp = Bs + ((<usize>jr * <usize>kc) << 2);
@@ -160,8 +169,8 @@ export function matmul(args: usize, chunk: i32, tid: i32): void {
 }
 
 /**
- * out[b] = alpha·A[b]·B[b]ᵀ + beta·out[b] for A f32 [m, k] with m ≤ 4 and B [n, k] (f32 or
- * bf16). Chunks: blocks of `cols` output columns of one batch entry. Args as matmul's
+ * out[b] = alpha·A[b]·B[b]ᵀ + beta·out[b] for A f32 [m, k] with m ≤ 4 and B [n, k] (f32,
+ * bf16 or f16). Chunks: blocks of `cols` output columns of one batch entry. Args as matmul's
  * (0–12, 22), plus 23 columns per chunk.
  */
 export function gemv(args: usize, chunk: i32, _tid: i32): void {
@@ -170,16 +179,17 @@ export function gemv(args: usize, chunk: i32, _tid: i32): void {
   const k = argI(args, 6);
   const alpha = <f32>argF(args, 9);
   const beta = <f32>argF(args, 10);
-  const bf = argI(args, 22) != 0;
+  const bt = argI(args, 22);
   const cols = argI(args, 23);
   const blocks = (n + cols - 1) / cols;
   const bi = chunk / blocks;
   const j0 = (chunk % blocks) * cols;
   const j1 = min(n, j0 + cols);
   const A = argP(args, 0) + ((<usize>bi * <usize>argI(args, 11)) << 2);
-  const B = argP(args, 1) + ((<usize>bi * <usize>argI(args, 12)) << (bf ? 1 : 2));
+  const B = argP(args, 1) + ((<usize>bi * <usize>argI(args, 12)) << (bt != 0 ? 1 : 2));
   const C = argP(args, 2) + ((<usize>bi * <usize>m * <usize>n) << 2);
-  if (bf) gemvRows<u16>(A, B, C, m, n, k, j0, j1, alpha, beta);
+  if (bt == 1) gemvRows<u16>(A, B, C, m, n, k, j0, j1, alpha, beta);
+  else if (bt == 2) gemvRows<i16>(A, B, C, m, n, k, j0, j1, alpha, beta);
   else gemvRows<f32>(A, B, C, m, n, k, j0, j1, alpha, beta);
 }
 

@@ -149,7 +149,7 @@ describe('16-bit operands: every backend against the CPU reference', async () =>
     });
 
     const matmulCases = async (t: { diagnostic: (s: string) => void }, rng: Rng, m: number, n: number, k: number): Promise<void> => {
-      const all: Array<[DType, DType, DType]> = [['bf16', 'bf16', 'bf16'], ['f16', 'f32', 'f16'], ['f32', 'bf16', 'f32'], ['f16', 'f16', 'f32'], ['f16', 'f16', 'f16'], ['bf16', 'f32', 'bf16']];
+      const all: Array<[DType, DType, DType]> = [['bf16', 'bf16', 'bf16'], ['f16', 'f32', 'f16'], ['f32', 'bf16', 'f32'], ['f16', 'f16', 'f32'], ['f16', 'f16', 'f16'], ['bf16', 'f32', 'bf16'], ['f32', 'f16', 'f32']];
       // without shader-f16 only the f16 · f16 products take another path
       const combos = matmulOnly ? all.filter(([a, b]) => a === 'f16' && b === 'f16') : all;
       const alpha = 0.5;
@@ -186,9 +186,10 @@ describe('16-bit operands: every backend against the CPU reference', async () =>
           await compare(`matmul ${m}×${n}×${k} ${ta}·${tb_}→${to} ${transA ? 'T' : 'N'}${transB ? 'T' : 'N'}`, (s) => t.diagnostic(s), [
             { dtype: ta, values: a }, { dtype: tb_, values: w }, { dtype: to, values: init },
           ], [2], (b, [aa, ww, o]) => b.matmul(aa!, ww!, o!, { batch: 1, m, n, k, transA, transB, alpha, beta: 1, strideA: 0, strideB: 0 }),
-          // Wasm reads bf16 inputs itself; a bf16 output goes through an f32 block (here all m rows).
+          // Wasm reads 16-bit inputs itself; a 16-bit output goes through an f32 block (here all
+          // m rows), or with A transposed through f32 copies.
           { extra, scratch: to === 'f32' || n % 2 === 0 ? 0 : 'widened',
-            wasmScratch: ta === 'f16' || tb_ === 'f16' || to === 'f16' || (to === 'bf16' && transA) ? 'widened' : to === 'f32' ? 0 : m * n * 4 });
+            wasmScratch: to !== 'f32' && transA ? 'widened' : to === 'f32' ? 0 : m * n * 4 });
         }
       }
     };
@@ -216,16 +217,16 @@ describe('16-bit operands: every backend against the CPU reference', async () =>
       const rng = new Rng(3);
       // D = 16: every lane width writes whole words; D = 5 (odd) writes its 16-bit outputs
       // through f32 copies on WebGPU. Wasm reads and writes bf16 itself (any D, several key
-      // blocks at N = 160, walked by one chunk each when there are 8 (b, kv head) pairs) and
-      // widens f16.
-      for (const [dtype, D, N, B, H, Hkv] of [['f16', 16, 32, 1, 4, 2], ['bf16', 5, 32, 1, 4, 2], ['bf16', 16, 160, 1, 4, 2], ['bf16', 16, 160, 2, 8, 4]] as const) {
+      // blocks at N = 160, walked by one chunk each when there are 8 (b, kv head) pairs);
+      // f16 itself in the forward pass, through f32 copies in the backward pass.
+      for (const [dtype, D, N, B, H, Hkv] of [['f16', 16, 32, 1, 4, 2], ['f16', 13, 160, 1, 4, 2], ['bf16', 5, 32, 1, 4, 2], ['bf16', 16, 160, 1, 4, 2], ['bf16', 16, 160, 2, 8, 4]] as const) {
         const args: AttentionArgs = { B, Nq: N, Nk: N, kvStride: N, H, Hkv, D, scale: 1 / Math.sqrt(D), qOffset: 0, mask: { kind: 's2', form: 'segmented', group: 8 } };
         const q = randn(rng, B * N * H * D);
         const k = randn(rng, B * N * Hkv * D);
         const v = randn(rng, B * N * Hkv * D);
         const fwd: Arg[] = [{ dtype, values: q }, { dtype, values: k }, { dtype, values: v }, { dtype, numel: q.length }, { dtype: 'f32', numel: B * H * N }];
         await compare(`attention ${dtype} D=${D}`, (s) => t.diagnostic(s), fwd, [3, 4], (b, [qq, kk, vv, o, l]) => b.attention(qq!, kk!, vv!, o!, l!, args),
-          { scratch: D % 2 === 0 ? 0 : 'widened', wasmScratch: dtype === 'bf16' ? 0 : 'widened' });
+          { scratch: D % 2 === 0 ? 0 : 'widened', wasmScratch: 0 });
         // The backward pass from the CPU's forward outputs.
         const [, , , o, lse] = await run(cpuBackend(), fwd, (b, [qq, kk, vv, oo, l]) => b.attention(qq!, kk!, vv!, oo!, l!, args));
         await compare(`attentionBackward ${dtype} D=${D}`, (s) => t.diagnostic(s), [
@@ -240,16 +241,15 @@ describe('16-bit operands: every backend against the CPU reference', async () =>
 
     if (!matmulOnly) it(`${tb.label}: decoding over a 16-bit KV cache: an f32 query row, bf16 or f16 keys and values`, { skip }, async (t) => {
       const rng = new Rng(6);
-      // WebGPU reads either in place (its outputs here are f32); Wasm's row kernel reads a
-      // bf16 cache in place (no allocation) and widens f16.
-      for (const [dtype, D] of [['bf16', 64], ['bf16', 13], ['f16', 16]] as const) {
+      // Both backends read either in place (no allocation; the outputs here are f32).
+      for (const [dtype, D] of [['bf16', 64], ['bf16', 13], ['f16', 16], ['f16', 13]] as const) {
         const [B, H, Hkv, Nk, kvStride] = [2, 8, 2, 150, 200];
         const args: AttentionArgs = { B, Nq: 1, Nk, kvStride, H, Hkv, D, scale: 1 / Math.sqrt(D), qOffset: Nk - 1, mask: { kind: 'causal' } };
         await compare(`decoding attention, ${dtype} cache, D=${D}`, (s) => t.diagnostic(s), [
           { dtype: 'f32', values: randn(rng, B * H * D) }, { dtype, values: randn(rng, B * kvStride * Hkv * D) }, { dtype, values: randn(rng, B * kvStride * Hkv * D) },
           { dtype: 'f32', numel: B * H * D }, { dtype: 'f32', numel: B * H },
         ], [3, 4], (b, [qq, kk, vv, o, l]) => b.attention(qq!, kk!, vv!, o!, l!, args),
-        { scratch: 0, wasmScratch: dtype === 'bf16' ? 0 : 'widened' });
+        { scratch: 0, wasmScratch: 0 });
       }
     });
 
@@ -299,11 +299,12 @@ describe('16-bit operands: every backend against the CPU reference', async () =>
         await compare(`gather C=${C}`, log, [r('bf16', V * C), { dtype: 'i32', values: Array.from({ length: T }, () => rng.int(V)) }, z('bf16', T * C)],
           [2], (b, [tab, ids, o]) => b.gather(tab!, ids!, o!, V, C, T), { scratch: C % 2 === 0 ? 0 : 'widened', wasmScratch: 0 });
       }
-      // Wasm widens bf16 rows into f32 itself; an f16 table it widens whole.
-      for (const dt of ['bf16', 'f16'] as const) {
-        const [V, C, T] = [11, 7, 9];
+      // Wasm widens bf16 and f16 rows into f32 itself (C = 7: the scalar tail; C = 19: a
+      // vector of 8 first), with no f32 copy of the table.
+      for (const [dt, C] of [['bf16', 7], ['f16', 7], ['f16', 19]] as const) {
+        const [V, T] = [11, 9];
         await compare(`gather ${dt} → f32`, log, [r(dt, V * C), { dtype: 'i32', values: Array.from({ length: T }, () => rng.int(V)) }, z('f32', T * C)],
-          [2], (b, [tab, ids, o]) => b.gather(tab!, ids!, o!, V, C, T), { scratch: 0, wasmScratch: dt === 'bf16' ? 0 : 'widened' });
+          [2], (b, [tab, ids, o]) => b.gather(tab!, ids!, o!, V, C, T), { scratch: 0, wasmScratch: 0 });
       }
       await compare('copy accumulate', log, [r('bf16', 6 * 4), r('bf16', 4)], [1], (b, [s, d]) => b.copy(s!, d!, {
         shape: [6, 4], srcOffset: 0, srcStrides: [4, 1], dstOffset: 0, dstStrides: [0, 1], accumulate: true,

@@ -14,7 +14,7 @@ import type { AttentionArgs, AttentionMask, Backend, DeviceBuffer } from '../../
 import { cpuBackend, getBackend } from '../../src/backend/registry.js';
 import { WasmBackend } from '../../src/backend/wasm/wasm.js';
 import type { DType, HostArray } from '../../src/tensor/dtype.js';
-import { f32ToBf16Bits, f32ToF16Bits } from '../../src/tensor/dtype.js';
+import { f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../../src/tensor/dtype.js';
 import { Rng } from '../../src/tensor/random.js';
 import { assertClose } from '../helpers/compare.js';
 
@@ -152,6 +152,24 @@ describe('wasm kernels against the CPU reference', () => {
     assert.equal(outs.cpu0![2], f32ToF16Bits(1));
     assert.equal(outs.cpu1![2], f32ToBf16Bits(1));
     t.diagnostic(`${n} values cast identically on wasm and cpu`);
+  });
+
+  it('f16 → f32: every one of the 65536 half bit patterns widens exactly (vector and scalar paths, both builds)', async () => {
+    const n = 65536 + 5; // 5 past a multiple of 8: the last values take the scalar path
+    const h = Uint16Array.from({ length: n }, (_, i) => (i * 40503) & 0xffff); // a permutation of all patterns, then 5 again
+    const want = Array.from(h, (b) => f16BitsToF32(b));
+    for (const be of [registered, pooled]) {
+      const src = be.alloc('f16', n), dst = be.alloc('f32', n);
+      be.upload(src, h);
+      be.cast(src, dst);
+      const got = await be.download(dst) as Float32Array;
+      be.free(src); be.free(dst);
+      for (let i = 0; i < n; i++) {
+        if (Number.isNaN(want[i]!) ? !Number.isNaN(got[i]!) : !Object.is(got[i], want[i])) {
+          assert.fail(`${be === registered ? 'wasm' : 'wasm pooled'}: f16 bits 0x${h[i]!.toString(16)} widened to ${got[i]}, expected ${want[i]}`);
+        }
+      }
+    }
   });
 
   it('unary ops and their derivatives, odd length', async (t) => {

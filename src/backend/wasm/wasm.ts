@@ -19,7 +19,7 @@ import type {
 import { MemoryCounter } from '../backend.js';
 import { gatherSameDType, widenStorage16 } from '../storage16.js';
 import type { DType, HostArray } from '../../tensor/dtype.js';
-import { f32ToBf16Bits, f32ToF16Bits, hostMatches, itemSize } from '../../tensor/dtype.js';
+import { f32ToBf16Bits, f32ToF16Bits, hostMatches, isHalf, itemSize } from '../../tensor/dtype.js';
 import { InternalError } from '../../errors.js';
 import { copyStrided } from '../cpu/elementwise.js';
 import { dequantize4bit } from '../cpu/quant.js';
@@ -34,9 +34,16 @@ import {
 /** 1 for a bf16 buffer, 0 for f32 (the kernels' dtype flags). */
 const isBf16 = (b: WasmBuffer): number => (b.dtype === 'bf16' ? 1 : 0);
 
-/** A matmul the kernel runs on its operands as they are: f32 or bf16 inputs, an f32 output, or a bf16 one in row blocks. */
-const matmulNative16 = (a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, g: MatmulArgs): boolean =>
-  a.dtype !== 'f16' && b.dtype !== 'f16' && (out.dtype === 'f32' || (out.dtype === 'bf16' && g.batch === 1 && !g.transA));
+/** The matmul and attention kernels' dtype flags: 0 f32, 1 bf16, 2 f16. */
+const floatFlag = (t: DType): number => (t === 'bf16' ? 1 : t === 'f16' ? 2 : 0);
+
+/** A matmul the kernel runs on its operands as they are: f32, bf16 or f16 inputs, an f32 output, or a 16-bit one in row blocks. */
+const matmulNative16 = (_a: DeviceBuffer, _b: DeviceBuffer, out: DeviceBuffer, g: MatmulArgs): boolean =>
+  out.dtype === 'f32' || (isHalf(out.dtype) && g.batch === 1 && !g.transA);
+
+/** A lookup whose rows are copied as they are, or widened from a 16-bit table into f32 rows. */
+const gatherNative16 = (table: DeviceBuffer, ids: DeviceBuffer, out: DeviceBuffer): boolean =>
+  gatherSameDType(table, ids, out) || (isHalf(table.dtype) && out.dtype === 'f32');
 
 /** RMSNorm's backward pass on f32 or bf16 operands, its weight gradient (accumulated) in f32. */
 const rmsnormBackwardNative16 = (x: DeviceBuffer, w: DeviceBuffer, rstd: DeviceBuffer, dy: DeviceBuffer, dx: DeviceBuffer, dw: DeviceBuffer | null): boolean =>
@@ -126,13 +133,14 @@ export class WasmBackend implements Backend {
     this.refresh();
     this.alloc_ = new WasmAllocator(wasmMemory, Math.max(heapBase, 65536), () => this.refresh());
     this.argsAddr = this.alloc_.alloc(ARG_SLOTS * 8);
-    // 16-bit operands: matmul reads bf16 inputs itself (a bf16 weight needs no f32 copy) and
-    // writes a bf16 output through f32 blocks of rows, gather copies 16-bit rows or widens bf16
-    // ones, attention, SwiGLU, RMSNorm, RoPE and the pointwise kernels read and write bf16
-    // operands themselves; the rest (softmax, reductions, the loss, scatter-add, AdamW, an
-    // accumulating copy) and f16 operands are widened (storage16.ts).
+    // 16-bit operands: matmul reads f16 and bf16 inputs itself (a 16-bit weight needs no f32
+    // copy) and writes a 16-bit output through f32 blocks of rows, gather copies 16-bit rows
+    // or widens them into f32 rows, the attention forward pass reads and writes f16 and bf16
+    // (a 16-bit KV cache is read in place), its backward pass, SwiGLU, RMSNorm, RoPE and the
+    // pointwise kernels bf16; the rest (softmax, reductions, the loss, scatter-add, AdamW, an
+    // accumulating copy) and the other f16 operands are widened (storage16.ts).
     widenStorage16(this, native16 ? {
-      native: { matmul: matmulNative16, gather: gatherSameDType, attention: noF16, attentionBackward: noF16, swiglu: noF16, swigluBackward: noF16,
+      native: { matmul: matmulNative16, gather: gatherNative16, attention: true, attentionBackward: noF16, swiglu: noF16, swigluBackward: noF16,
         rmsnorm: noF16, rmsnormBackward: rmsnormBackwardNative16, rope: noF16,
         unary: noF16, unaryBackward: noF16, binary: noF16, affine: noF16 },
       reads: ['bf16'],
@@ -336,27 +344,27 @@ export class WasmBackend implements Backend {
   // ---- matmul -----------------------------------------------------------------------
 
   matmul(a: DeviceBuffer, b: DeviceBuffer, out: DeviceBuffer, g: MatmulArgs): void {
-    const [ab, bb, ob] = [this.fOrBf16(a), this.fOrBf16(b), this.fOrBf16(out)];
+    const [ab, bb, ob] = [this.float(a), this.float(b), this.float(out)];
     const { batch, m, n, k } = g;
     if (batch * m * n === 0) return;
     this.need(ab, (batch - 1) * g.strideA + m * k, 'matmul A');
     this.need(bb, (batch - 1) * g.strideB + k * n, 'matmul B');
     this.need(ob, batch * m * n, 'matmul out');
     if (ob.dtype === 'f32') { this.matmulAt(ab.addr, ab.dtype, bb.addr, bb.dtype, ob.addr, g); return; }
-    // A bf16 output: blocks of rows computed into an f32 scratch block (the products
+    // A 16-bit output: blocks of rows computed into an f32 scratch block (the products
     // accumulate over k in f32) and rounded into the output, so no f32 copy of the whole
     // output is made. Rows of op(A) are contiguous only when A is not transposed.
-    if (batch !== 1 || g.transA) throw new InternalError('wasm.matmul: a bf16 output needs batch 1 and A not transposed (storage16 widens the others)');
+    if (batch !== 1 || g.transA) throw new InternalError('wasm.matmul: a 16-bit output needs batch 1 and A not transposed (storage16 widens the others)');
     const rows = Math.min(m, Math.max(MC, Math.floor(OUT16_BLOCK_BYTES / (4 * n) / MC) * MC));
     const blk = this.alloc('f32', rows * n) as WasmBuffer;
-    const elem = ab.dtype === 'bf16' ? 2 : 4;
+    const elem = itemSize(ab.dtype);
     try {
       for (let i0 = 0; i0 < m; i0 += rows) {
         const r = Math.min(rows, m - i0);
         const cAt = ob.addr + i0 * n * 2;
-        if (g.beta !== 0) this.castAt(cAt, 'bf16', blk.addr, 'f32', r * n);
+        if (g.beta !== 0) this.castAt(cAt, ob.dtype, blk.addr, 'f32', r * n);
         this.matmulAt(ab.addr + i0 * k * elem, ab.dtype, bb.addr, bb.dtype, blk.addr, { ...g, m: r });
-        this.castAt(blk.addr, 'f32', cAt, 'bf16', r * n);
+        this.castAt(blk.addr, 'f32', cAt, ob.dtype, r * n);
       }
     } finally {
       this.free(blk);
@@ -370,7 +378,7 @@ export class WasmBackend implements Backend {
     const parallel = flops / 32 >= this.parallelMin;
     const busy = (chunks: number): boolean => parallel && chunks < 2 * this.threads;
     const args = [aAddr, bAddr, c, batch, m, n, k, g.transA ? 1 : 0, g.transB ? 1 : 0, g.alpha, g.beta,
-      g.strideA, g.strideB, 0, 0, MC, NC, KC, 0, 0, 0, aType === 'bf16' ? 1 : 0, bType === 'bf16' ? 1 : 0];
+      g.strideA, g.strideB, 0, 0, MC, NC, KC, 0, 0, 0, floatFlag(aType), floatFlag(bType)];
     if (g.transB && !g.transA && m <= 4 && k > 0 && aType === 'f32') {
       // A few rows of x·Wᵀ (decoding): each row of W read once, no packing (assembly/matmul.ts gemv).
       const blocks = Math.max(1, Math.ceil(this.chunkCount(flops / 2) / batch));
@@ -460,9 +468,10 @@ export class WasmBackend implements Backend {
   }
 
   gather(table: DeviceBuffer, ids: DeviceBuffer, out: DeviceBuffer, V: number, C: number, T: number): void {
-    // Rows are copied in the table's dtype, or widened from bf16 to f32 (storage16.ts widens the rest).
+    // Rows are copied in the table's dtype, or widened from bf16 or f16 to f32 (storage16.ts widens the rest).
     const [tb, ib, ob] = [this.own(table), this.i(ids), this.own(out)];
-    const mode = tb.dtype === ob.dtype && tb.dtype !== 'f64' && tb.dtype !== 'u8' ? Math.log2(itemSize(tb.dtype)) : tb.dtype === 'bf16' && ob.dtype === 'f32' ? 0 : -1;
+    const mode = tb.dtype === ob.dtype && tb.dtype !== 'f64' && tb.dtype !== 'u8' ? Math.log2(itemSize(tb.dtype))
+      : ob.dtype === 'f32' && tb.dtype === 'bf16' ? 0 : ob.dtype === 'f32' && tb.dtype === 'f16' ? 3 : -1;
     if (mode < 0) throw new InternalError(`wasm.gather: ${tb.dtype} table into ${ob.dtype} rows`);
     this.need(tb, V * C, 'gather table');
     this.need(ob, T * C, 'gather out');
@@ -484,11 +493,11 @@ export class WasmBackend implements Backend {
   // ---- attention --------------------------------------------------------------------
 
   attention(q: DeviceBuffer, k: DeviceBuffer, v: DeviceBuffer, out: DeviceBuffer, lse: DeviceBuffer, g: AttentionArgs): void {
-    const [qb, kb, vb, ob, lb] = [this.fOrBf16(q), this.fOrBf16(k), this.fOrBf16(v), this.fOrBf16(out), this.f(lse)];
+    const [qb, kb, vb, ob, lb] = [this.float(q), this.float(k), this.float(v), this.float(out), this.f(lse)];
     this.checkAttention(g, qb, kb, vb, ob, lb);
     const nqb = Math.ceil(g.Nq / BQ);
     const blocksList = Math.ceil(g.Nk / BK) + 2;
-    // + the staging of bf16 rows: Q [BQ × D], K and V [BK × D]
+    // + the staging of 16-bit rows: Q [BQ × D], K and V [BK × D]
     const scratch = this.scratch((g.D * BK + BQ * BK + BQ * g.D + 2 * BQ + blocksList + BQ * g.D + 2 * BK * g.D) * 4);
     const a = this.attnArgs(g, scratch, qb, kb, vb, ob, lb);
     if (g.Nq === 1) {
@@ -691,7 +700,7 @@ export class WasmBackend implements Backend {
   private attnArgs(g: AttentionArgs, scratch: number, q: WasmBuffer, k: WasmBuffer, v: WasmBuffer, out: WasmBuffer, lse: WasmBuffer): number[] {
     const a = new Array<number>(36).fill(0);
     a[0] = q.addr; a[1] = k.addr; a[2] = v.addr; a[3] = out.addr; a[4] = lse.addr;
-    a[29] = isBf16(q); a[30] = isBf16(k); a[31] = isBf16(v); a[32] = isBf16(out);
+    a[29] = floatFlag(q.dtype); a[30] = floatFlag(k.dtype); a[31] = floatFlag(v.dtype); a[32] = floatFlag(out.dtype);
     a[5] = g.B; a[6] = g.Nq; a[7] = g.Nk; a[8] = g.kvStride; a[9] = g.H; a[10] = g.Hkv; a[11] = g.D;
     a[12] = g.scale; a[13] = g.qOffset;
     a[14] = g.mask.kind === 'causal' ? MASK_CODE.causal : MASK_CODE[g.mask.form];
@@ -762,6 +771,12 @@ export class WasmBackend implements Backend {
   }
 
   /** An operand the kernel reads as f32 or bf16 (matmul). */
+  private float(buf: DeviceBuffer): WasmBuffer {
+    const b = this.own(buf);
+    if (b.dtype !== 'f32' && b.dtype !== 'bf16' && b.dtype !== 'f16') throw new InternalError(`wasm: kernel needs f32, bf16 or f16, got ${b.dtype}`);
+    return b;
+  }
+
   private fOrBf16(buf: DeviceBuffer): WasmBuffer {
     const b = this.own(buf);
     if (b.dtype !== 'f32' && b.dtype !== 'bf16') throw new InternalError(`wasm: kernel needs f32 or bf16, got ${b.dtype}`);
