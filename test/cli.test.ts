@@ -114,6 +114,15 @@ describe('longlora command line', () => {
     assert.equal(r.code, 0);
     assert.match(r.out, /demo/);
     assert.match(r.out, /info/);
+    assert.match(cli('--version').out, /^longlora \d+\.\d+\.\d+\n$/);
+    const h = cli('help', 'generate');
+    assert.equal(h.code, 0);
+    assert.match(h.out, /^usage: longlora generate /);
+    const typo = cli('generat');
+    assert.equal(typo.code, 2);
+    assert.match(typo.err, /unknown command 'generat'\. Did you mean 'generate'\?/);
+    assert.equal(cli('eval').code, 2, 'eval without an evaluation is a usage mistake');
+    assert.equal(cli('eval', 'perplexity').code, 2);
   });
 
   it('train, then merge: the main workflow from the command line', () => {

@@ -54,8 +54,9 @@ function usageError(e: unknown, argv: string[], options: OptionsConfig, command:
   const unknown = /^Unknown option '([^']+)'/.exec(message);
   if (unknown) {
     const given = unknown[1]!;
-    const near = nearestOption(given.replace(/^-+/, '').split('=')[0]!, Object.keys(options));
-    return new UsageError(`unknown option '${given}' for ${command}${near ? `; did you mean --${near}?` : ''} ${help}`);
+    if (/^--backend(=|$)/.test(given)) return new UsageError(`${command} does not choose a compute backend: it takes no --backend or --device ${help}`);
+    const near = nearestOptions(given.replace(/^-+/, '').split('=')[0]!, Object.keys(options));
+    return new UsageError(`unknown option '${given}' for ${command}${near.length ? `; did you mean ${near.map((n) => `--${n}`).join(' or ')}?` : ''} ${help}`);
   }
   const option = /^Option '(-{1,2}[^' ]+)/.exec(message)?.[1];
   if (option && message.includes('argument is ambiguous')) {
@@ -72,12 +73,21 @@ function usageError(e: unknown, argv: string[], options: OptionsConfig, command:
   return new UsageError(`${message} ${help}`);
 }
 
-/** The option meant by a mistyped name: a near spelling, or one that is a prefix of the other (--output for --out). */
-function nearestOption(name: string, names: string[]): string | undefined {
-  if (name.length < 3) return undefined;
+/**
+ * The options meant by a mistyped name: those that are a prefix of it or it of them (--temp
+ * for --temperature or --template, --output for --out), else those whose words include all
+ * of the name's (--max-tokens for --max-new-tokens), else a near spelling; none when
+ * nothing is close.
+ */
+export function nearestOptions(name: string, names: string[]): string[] {
+  if (name.length < 3) return [];
+  const prefix = names.filter((n) => n.length >= 3 && (n.startsWith(name) || name.startsWith(n)));
+  if (prefix.length) return prefix.slice(0, 3);
+  const words = name.split('-').filter((w) => w !== '');
+  const covering = words.length > 1 ? names.filter((n) => words.every((w) => n.split('-').includes(w))) : [];
+  if (covering.length) return covering.slice(0, 3);
   const near = closestNames(name, names, 1)[0];
-  if (near !== undefined && editDistance(name, near) <= Math.max(2, Math.floor(name.length / 3))) return near;
-  return names.find((n) => n.length >= 3 && (n.startsWith(name) || name.startsWith(n)));
+  return near !== undefined && editDistance(name, near) <= Math.max(2, Math.floor(name.length / 3)) ? [near] : [];
 }
 
 /** The command a usage line is for: `longlora eval ppl --model …` → `longlora eval ppl`. */

@@ -2,7 +2,7 @@
  * `--device webgpu|wasm|cpu|auto` is accepted by every command as another name for
  * `--backend` (the spelling users of other training tools expect); giving both is an error.
  */
-import { LongLoraError } from '../errors.js';
+import { UsageError } from './args.js';
 
 /** argv with `--device X` / `--device=X` rewritten to `--backend X`. */
 export function deviceAlias(argv: readonly string[]): string[] {
@@ -16,7 +16,7 @@ export function deviceAlias(argv: readonly string[]): string[] {
     if (a === '--device') {
       device = true;
       const v = argv[i + 1];
-      if (v === undefined || v.startsWith('--')) throw new LongLoraError('--device needs a value: webgpu, wasm, cpu or auto');
+      if (v === undefined || v.startsWith('--')) throw new UsageError('--device needs a value: webgpu, wasm, cpu or auto');
       out.push('--backend', v);
       i++;
     } else if (a.startsWith('--device=')) {
@@ -24,6 +24,6 @@ export function deviceAlias(argv: readonly string[]): string[] {
       out.push(`--backend=${a.slice('--device='.length)}`);
     } else out.push(a);
   }
-  if (device && backend) throw new LongLoraError('--device and --backend name the same setting; give one of them');
+  if (device && backend) throw new UsageError('--device and --backend name the same setting; give one of them');
   return out;
 }

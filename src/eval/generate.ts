@@ -8,6 +8,7 @@
  */
 import { LongLoraError } from '../errors.js';
 import type { KVCache, KVCacheDType } from '../models/llama/cache.js';
+import { checkAttentionSpan } from '../models/llama/config.js';
 import type { LlamaForCausalLM } from '../models/llama/model.js';
 import { noGrad } from '../tensor/autograd.js';
 import { ids as idsTensor, slice } from '../tensor/ops/index.js';
@@ -123,6 +124,12 @@ export function generatorOptions(o: GeneratorOptions): GeneratorOptions {
 /** Prompt tokens run at once by default (`GeneratorOptions.prefillChunk`). */
 export const PREFILL_CHUNK = 512;
 
+/**
+ * New tokens the KV cache is sized for up front: all of them up to this many, then it grows
+ * (doubling, up to what the call can reach) only if generation goes on that long.
+ */
+const RESERVE_NEW = 2048;
+
 /** A model with a growing KV cache and the token history in it (one sequence). */
 export class Generator {
   private cache: KVCache | null = null;
@@ -146,11 +153,14 @@ export class Generator {
     this.history = [];
   }
 
-  /** Makes room for `total` tokens: a larger cache when needed, with the cached tokens copied over. */
-  private ensure(total: number): void {
+  /**
+   * Makes room for `total` tokens (at most `limit`, what the call can reach): a larger cache
+   * when needed, with the cached tokens copied over.
+   */
+  private ensure(total: number, limit = total): void {
     const old = this.cache;
     if (old && old.capacity >= total) return;
-    const cache = this.model.createCache(1, Math.max(total, 2 * (old?.capacity ?? 0), 256), this.options.kvCacheDtype);
+    const cache = this.model.createCache(1, Math.min(limit, Math.max(total, 2 * (old?.capacity ?? 0), 256)), this.options.kvCacheDtype);
     if (old) {
       const { numKvHeads: Hkv, headDim: D } = this.model.config;
       const n = old.length * Hkv * D; // B = 1: the first `length` rows of [1, capacity, Hkv, D] are contiguous
@@ -213,20 +223,27 @@ export class Generator {
     checkSampling(sampling);
     const maxNew = opts.maxNewTokens ?? 512;
     if (!Number.isInteger(maxNew) || maxNew < 1) throw new LongLoraError(`--max-new-tokens must be ≥ 1, got ${maxNew}`);
+    const window = this.model.config.slidingWindow;
+    if (window !== null && promptIds.length + maxNew > window) {
+      const fits = window - promptIds.length;
+      checkAttentionSpan(this.model.config, promptIds.length + maxNew, `generation: the prompt's ${promptIds.length} tokens and up to ${maxNew} new ones` +
+        (fits >= 1 ? ` (--max-new-tokens ${fits} fits in the window)` : ''));
+    }
     const stops = opts.stopStrings ?? [];
     if (stops.length && !opts.tokenizer) throw new LongLoraError('stop strings need a tokenizer');
     const stopIds = new Set(opts.stopIds ?? []);
     const rng = new Rng(opts.seed ?? 0);
     const useCache = opts.useCache ?? true;
-    const decoder = opts.tokenizer ? new StreamDecoder(opts.tokenizer) : null;
+    const decoder = opts.tokenizer ? new StreamDecoder(opts.tokenizer, true, promptIds) : null;
     const matcher = new StopMatcher(stops);
 
     const t0 = performance.now();
     let logits: Float32Array | Float64Array;
     let prefill = promptIds.length;
     const seq = [...promptIds];
+    const reach = promptIds.length + maxNew;
     if (useCache) {
-      this.ensure(promptIds.length + maxNew);
+      this.ensure(promptIds.length + Math.min(maxNew, RESERVE_NEW), reach);
       let common = 0;
       while (common < this.history.length && common < promptIds.length - 1 && this.history[common] === promptIds[common]) common++;
       this.history.length = common;
@@ -250,7 +267,10 @@ export class Generator {
         if (r.show) opts.onText?.(r.show);
         if (r.stopped) { stopReason = 'stop-string'; break; }
       }
-      if (n + 1 < maxNew) logits = useCache ? await this.step([id]) : await this.full(seq);
+      if (n + 1 < maxNew) {
+        if (useCache) this.ensure(this.history.length + 1, reach);
+        logits = useCache ? await this.step([id]) : await this.full(seq);
+      }
     }
     if (decoder && stopReason !== 'stop-string') {
       const r = matcher.push(decoder.flush());

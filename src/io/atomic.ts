@@ -35,6 +35,21 @@ export function tempPathFor(target: string): string {
   return path.join(dir, `.${base}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
 }
 
+/**
+ * Fails at once, before long work whose results would then be lost, when `target` cannot be
+ * written as a file: it is an existing folder, or its folder does not exist. `flag` names
+ * the option that gave it.
+ */
+export function checkOutputFile(target: string, flag: string): void {
+  const dir = path.dirname(path.resolve(target));
+  if (fs.existsSync(target) && fs.statSync(target).isDirectory()) {
+    throw new LongLoraError(`${flag} ${target} is a folder; give a file path in it (e.g. ${path.join(target, 'results.json')})`);
+  }
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
+    throw new LongLoraError(`${flag} ${target}: the folder ${dir} does not exist; create it first (mkdir -p) or choose another path`);
+  }
+}
+
 /** Writes all of `bytes` to `fd`, looping over short writes. */
 export function writeAllSync(fd: number, bytes: Uint8Array): void {
   let done = 0;

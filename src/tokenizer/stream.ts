@@ -5,19 +5,33 @@
  * "▁world" alone loses the space it has after "Hello". So, as Hugging Face's
  * text-generation-inference does, each step decodes a short window of recent tokens with
  * and without the new ones and emits the difference — and holds back text that still
- * ends in an incomplete character.
+ * ends in an incomplete character. The window starts with the last tokens of the text
+ * being continued (the prompt), so the first new token keeps its space too.
  */
 import type { Tokenizer } from './tokenizer-core.js';
 
+/** Prompt tokens the window starts with: enough to end in a whole word (and character). */
+const CONTEXT_TOKENS = 6;
+
 /** Turns a stream of token ids into text pieces that are safe to print. */
 export class StreamDecoder {
-  private ids: number[] = [];
+  private readonly ids: number[];
+  /** Where the pushed tokens start in `ids` (after the context). */
+  private readonly start: number;
   /** Start of the context window decoded before the unread tokens. */
   private prefixOffset = 0;
   /** Tokens before this index have been emitted. */
-  private readOffset = 0;
+  private readOffset: number;
 
-  constructor(private readonly tokenizer: Tokenizer, private readonly skipSpecialTokens = true) {}
+  /**
+   * `context`: the tokens the pushed ones continue (the prompt; only its last few are
+   * kept). Without it the first token is decoded as the start of a text, which for Llama's
+   * tokenizer drops its leading space ("▁of" after "In the beginning" prints "of").
+   */
+  constructor(private readonly tokenizer: Tokenizer, private readonly skipSpecialTokens = true, context: readonly number[] = []) {
+    this.ids = context.slice(-CONTEXT_TOKENS);
+    this.start = this.readOffset = this.ids.length;
+  }
 
   /** Adds a token; returns the text it completes (often '', or more than one token's worth). */
   push(id: number): string {
@@ -43,8 +57,8 @@ export class StreamDecoder {
     return full.length > prefix.length ? full.slice(prefix.length) : '';
   }
 
-  /** Every token pushed so far. */
+  /** Every token pushed so far (not the context). */
   tokens(): readonly number[] {
-    return this.ids;
+    return this.ids.slice(this.start);
   }
 }

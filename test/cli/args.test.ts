@@ -38,6 +38,16 @@ describe('command-line parsing', () => {
     assert.doesNotMatch(usageError(['-x']), /did you mean/);
   });
 
+  it('names every option a shortened name may mean, one whose words it has, and not --help for a near spelling of it', () => {
+    const options: Record<string, OptionSpec> = {
+      temperature: { type: 'string', help: '' }, template: { type: 'string', help: '' }, 'max-new-tokens': { type: 'string', help: '' },
+    };
+    const err = (argv: string[]): string => { try { parse(argv, 'longlora generate --model DIR', options); } catch (e) { return (e as Error).message; } return ''; };
+    assert.match(err(['--temp', '0.5']), /did you mean --temperature or --template\?/);
+    assert.match(err(['--max-tokens', '5']), /did you mean --max-new-tokens\?/);
+    assert.match(err(['--backend', 'cpu']), /^longlora generate does not choose a compute backend: it takes no --backend or --device/);
+  });
+
   it('says what a missing value, a dash-led value, a value given to a switch and a stray argument need', () => {
     assert.match(usageError(['--steps']), /^--steps needs a value \(/);
     assert.match(usageError(['--steps', '-3']), /--steps needs a value, and the next argument '-3' starts with '-'; if that is the value, write --steps=-3/);

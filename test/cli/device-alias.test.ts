@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { deviceAlias } from '../../src/cli/device-alias.js';
+import { UsageError } from '../../src/cli/args.js';
 import { LongLoraError } from '../../src/errors.js';
 import { ROOT, goldenDir } from '../helpers/fixtures.js';
 import { tempFolders } from '../helpers/tmp.js';
@@ -25,6 +26,7 @@ describe('--device', () => {
     bad(['--device', 'cpu', '--backend', 'wasm'], /give one of them/);
     bad(['--backend=cpu', '--device=wasm'], /give one of them/);
     bad(['--device'], /needs a value/);
+    assert.throws(() => deviceAlias(['--device']), UsageError, 'a usage mistake (exit status 2)');
     bad(['--device', '--steps', '3'], /needs a value/);
   });
 

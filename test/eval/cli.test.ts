@@ -109,6 +109,43 @@ describe('longlora data and evaluation commands', () => {
     assert.match(p.err, /prompt tokens \d+\/\d+/, 'a progress line for the prompt');
   });
 
+  it('generate: the text continues the prompt (its first word keeps its space); a context note; the prompt read as UTF-8', () => {
+    const tiny = ['--model', path.join(ROOT, 'models', 'tiny-longlora'), '--backend', 'cpu'];
+    const a = cli(['generate', ...tiny, '--prompt', 'In the beginning', '--greedy', '--max-new-tokens', '8']);
+    assert.equal(a.code, 0, a.err);
+    assert.match(a.out, /^ \S/, `the continuation starts with the space before its first word: ${JSON.stringify(a.out)}`);
+    assert.doesNotMatch(a.err, /note: .*positions the model covers/);
+    const long = cli(['generate', ...tiny, '--prompt', 'In the beginning', '--greedy', '--max-new-tokens', '1k']);
+    assert.equal(long.code, 0, long.err);
+    assert.match(long.err, /note: the prompt's \d+ tokens and up to 1024 new ones exceed the 256 positions the model covers; .*--context-size \d+/);
+    const dir = fresh();
+    const file = path.join(dir, 'prompt.txt');
+    fs.writeFileSync(file, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('In the beginning')]));
+    const bom = cli(['generate', ...tiny, '--prompt-file', file, '--greedy', '--max-new-tokens', '8']);
+    assert.equal(bom.out, a.out, 'a byte-order mark is not part of the prompt');
+    fs.writeFileSync(file, Buffer.from([0x49, 0x6e, 0xe9, 0x20, 0x74]));
+    assert.match(cli(['generate', ...tiny, '--prompt-file', file, '--max-new-tokens', '2']).err, /note: prompt file .* is not valid UTF-8/);
+    const folder = cli(['generate', ...tiny, '--prompt-file', dir]);
+    assert.equal(folder.code, 1);
+    assert.match(folder.err, /--prompt-file .* is a folder; give a text file/);
+    assert.match(cli(['generate', ...tiny, '--prompt', 'x', '--stop', '']).err, /--stop needs a non-empty string/);
+  });
+
+  it('generate and chat on a model with a sliding window: a generation that cannot fit is refused before it starts; chat goes on', () => {
+    const dir = path.join(fresh(), 'mistral');
+    fs.cpSync(path.join(ROOT, 'models', 'tiny-longlora'), dir, { recursive: true });
+    const cfg = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ ...cfg, model_type: 'mistral', architectures: ['MistralForCausalLM'], sliding_window: 24 }));
+    const g = cli(['generate', '--model', dir, '--backend', 'cpu', '--prompt', 'In the beginning', '--greedy', '--max-new-tokens', '40']);
+    assert.equal(g.code, 1);
+    assert.equal(g.out, '', 'nothing generated before the error');
+    assert.match(g.err, /generation: the prompt's 5 tokens and up to 40 new ones \(--max-new-tokens 19 fits in the window\): 45 tokens exceed the model's sliding_window \(24\)/);
+    const c = cli(['chat', '--model', dir, '--backend', 'cpu', '--greedy', '--max-new-tokens', '4'], 'Hi\nand a much longer second message that cannot fit\nHi\n');
+    assert.equal(c.code, 0, c.err);
+    assert.match(c.err, /sliding_window \(24\)[^]*that message was not answered/);
+    assert.equal(c.out.split('\n').filter(Boolean).length, 1, 'the first turn answered, the second refused, the third refused too (the conversation still holds the first)');
+  });
+
   it('chat: piped turns, /reset and /quit', () => {
     const r = cli(['chat', ...MODEL, '--max-new-tokens', '6', '--greedy'], 'Hi there\n/reset\nHi there\n/quit\nnever read\n');
     assert.equal(r.code, 0, r.err);
@@ -146,6 +183,12 @@ describe('longlora data and evaluation commands', () => {
     const e = cli(['eval', 'ppl', ...MODEL, '--data', dir, '--seq-len', '16', '--precision', 'f64']);
     assert.equal(e.code, 1);
     assert.match(e.err, /--precision must be one of f32, bf16, f16, got f64/);
+    const j = cli(['eval', 'ppl', ...MODEL, '--data', dir, '--seq-len', '16', '--json', dir]);
+    assert.equal(j.code, 1);
+    assert.match(j.err, /--json .* is a folder; give a file path in it/);
+    assert.doesNotMatch(j.err, /tokenizer:/, 'checked before the model is loaded');
+    const j2 = cli(['eval', 'ppl', ...MODEL, '--data', dir, '--seq-len', '16', '--json', path.join(dir, 'no', 'such', 'r.json')]);
+    assert.match(j2.err, /the folder .* does not exist; create it first/);
     assert.doesNotMatch(a.err + b.err + c.err + d.err + e.err, /at .*\.js:\d+/, 'no stack traces');
   });
 });

@@ -135,6 +135,25 @@ describe('streaming decoding', () => {
     });
   }
 
+  it('a continuation keeps the space before its first word (the decoder starts from the prompt\'s last tokens)', () => {
+    const prompt = tok.encode('In the beginning');
+    for (const text of [' of the earth', ' 日本 🦙', '\nnext line', ', then']) {
+      const all = tok.encode(`In the beginning${text}`);
+      assert.deepEqual(all.slice(0, prompt.length), prompt, 'the prompt\'s tokens start the longer text\'s');
+      const ids = all.slice(prompt.length); // as a model would generate them
+      const whole = tok.decode([...prompt, ...ids], { skipSpecialTokens: true });
+      const want = whole.slice(tok.decode(prompt, { skipSpecialTokens: true }).length);
+      const s = new StreamDecoder(tok, true, prompt);
+      const out = ids.map((i) => s.push(i)).join('') + s.flush();
+      assert.equal(out, want, JSON.stringify(text));
+      assert.deepEqual(s.tokens(), ids, 'tokens() holds the pushed ids only');
+      if (text.startsWith(' ')) assert.ok(out.startsWith(' '), JSON.stringify(out));
+      // without the context the first word loses its space
+      const bare = new StreamDecoder(tok);
+      if (text === ' of the earth') assert.equal(ids.map((i) => bare.push(i)).join('') + bare.flush(), 'of the earth');
+    }
+  });
+
   it('special tokens are skipped; the space after a first token is kept', () => {
     const s = new StreamDecoder(tok);
     const out = [1, ...tok.encode('Hello world', { addSpecialTokens: false }), 2].map((i) => s.push(i)).join('') + s.flush();

@@ -3,7 +3,8 @@
  * template (or the built-in Llama-2 one), streamed as it is generated. Each turn reuses the
  * KV cache of the conversation so far. Commands: /reset (forget the conversation),
  * /system TEXT (set the system prompt and reset), /quit. Works with piped stdin, one user
- * message per line (no prompts are printed then).
+ * message per line (no prompts are printed then). A turn that fails with a clear error (a
+ * sliding window the conversation outgrew) is reported and skipped; the session goes on.
  */
 import readline from 'node:readline';
 import { Generator, describeSpeed } from '../../eval/generate.js';
@@ -11,7 +12,9 @@ import { chatTemplateFrom } from '../../tokenizer/chat-files.js';
 import type { ChatMessage, ChatTemplate } from '../../tokenizer/chat-template.js';
 import type { OptionSpec } from '../args.js';
 import { cacheFlags, parseWith, samplingFlags, samplingFrom, SAMPLING_OPTIONS } from './generate.js';
-import { loadModel, MODEL_OPTIONS } from './load-model.js';
+import { loadModel, MODEL_OPTIONS, warnContext } from './load-model.js';
+import { LongLoraError } from '../../errors.js';
+import { ropeContextLength } from '../../nn/rope-scaling.js';
 
 const OPTIONS: Record<string, OptionSpec & { multiple?: boolean }> = {
   ...MODEL_OPTIONS,
@@ -22,7 +25,7 @@ const OPTIONS: Record<string, OptionSpec & { multiple?: boolean }> = {
 
 /** `longlora chat`. */
 export async function chatCommand(argv: string[]): Promise<void> {
-  const v = parseWith(argv, 'longlora chat --model DIR|org/name|FILE.gguf [--adapter DIR] [--system TEXT] [options]', OPTIONS);
+  const v = parseWith(argv, 'longlora chat --model DIR|org/name|FILE.gguf [--adapter DIR] [--system TEXT] [options]\n       in the chat: /reset forgets the conversation, /system TEXT sets the system prompt, /quit ends', OPTIONS);
   if (!v) return;
   const sampling = samplingFlags(v);
   const cache = cacheFlags(v);
@@ -40,6 +43,8 @@ export async function chatCommand(argv: string[]): Promise<void> {
     }
     const opts = samplingFrom(sampling, m);
     const tty = process.stdin.isTTY === true;
+    const covered = ropeContextLength(m.model.config.ropeScaling, m.model.config.maxPositionEmbeddings);
+    let warned = false;
     let system = typeof v.system === 'string' ? v.system : null;
     let history: ChatMessage[] = [];
     if (tty) process.stderr.write('chat: /reset forgets the conversation, /system TEXT sets the system prompt, /quit ends\n');
@@ -50,8 +55,9 @@ export async function chatCommand(argv: string[]): Promise<void> {
       const line = raw.trim();
       if (line === '') { ask(); continue; }
       if (line === '/quit' || line === '/exit') break;
-      if (line === '/reset' || line.startsWith('/system')) {
-        if (line.startsWith('/system')) system = line.slice('/system'.length).trim() || null;
+      const isSystem = line === '/system' || line.startsWith('/system ');
+      if (line === '/reset' || isSystem) {
+        if (isSystem) system = line.slice('/system'.length).trim() || null;
         history = [];
         gen.reset();
         process.stderr.write(line === '/reset' ? '(conversation reset)\n' : `(system prompt ${system ? 'set' : 'cleared'}; conversation reset)\n`);
@@ -66,8 +72,23 @@ export async function chatCommand(argv: string[]): Promise<void> {
       history.push({ role: 'user', content: line });
       const messages = system ? [{ role: 'system', content: system }, ...history] : history;
       const prompt = template.render(messages, { bosToken: tok.bosToken, eosToken: tok.eosToken, addGenerationPrompt: true });
+      const ids = tok.encode(prompt, { addSpecialTokens: false });
+      if (!warned && ids.length + sampling.maxNewTokens! > covered) {
+        warnContext(m.model.config, ids.length + sampling.maxNewTokens!, `the conversation's ${ids.length} tokens and up to ${sampling.maxNewTokens} new ones`);
+        warned = true;
+      }
       if (tty) process.stdout.write('assistant> ');
-      const r = await gen.generate(tok.encode(prompt, { addSpecialTokens: false }), { ...opts, onText: (t) => process.stdout.write(t) });
+      let r;
+      try {
+        r = await gen.generate(ids, { ...opts, onText: (t) => process.stdout.write(t) });
+      } catch (err) {
+        if (!(err instanceof LongLoraError)) throw err;
+        // e.g. a sliding window the conversation has outgrown: this message is dropped, the rest kept
+        history.pop();
+        process.stderr.write(`\nerror: ${err.message}\n(that message was not answered; /reset starts a new conversation)\n`);
+        ask();
+        continue;
+      }
       process.stdout.write('\n');
       history.push({ role: 'assistant', content: r.text.trim() });
       if (v.stats) process.stderr.write(`${describeSpeed(r)}\n`);

@@ -13,8 +13,9 @@ import { perplexity, type PplProcedure } from '../../eval/perplexity.js';
 import { passkeyTable, pplJson, pplTable, writeReport } from '../../eval/report.js';
 import { ropeContextLength } from '../../nn/rope-scaling.js';
 import { parseLength } from '../../analysis/presets.js';
-import { parse, type OptionSpec } from '../args.js';
-import { intFlag, loadModel, MODEL_OPTIONS, type LoadedModel } from './load-model.js';
+import { parse, UsageError, type OptionSpec } from '../args.js';
+import { intFlag, loadModel, MODEL_OPTIONS, warnContext, type LoadedModel } from './load-model.js';
+import { checkOutputFile } from '../../io/atomic.js';
 import { CACHE_OPTIONS, cacheFlags } from './generate.js';
 import type { Tokenizer } from '../../tokenizer/tokenizer.js';
 import { PRECISIONS, type Precision } from '../../tensor/dtype.js';
@@ -54,14 +55,6 @@ function list(s: string | undefined, what: string): number[] {
   return s.split(',').map((x) => parseLength(x));
 }
 
-function warnContext(m: LoadedModel<Tokenizer | null>, longest: number): void {
-  const covered = ropeContextLength(m.model.config.ropeScaling, m.model.config.maxPositionEmbeddings);
-  if (longest > covered) {
-    process.stderr.write(`note: ${longest} tokens exceed the ${covered} positions the model covers; positions beyond extrapolate. ` +
-      `Pass --context-size ${longest} to interpolate (the official scripts do, with the fine-tuned context).\n`);
-  }
-}
-
 async function testSet(v: Record<string, string | boolean | undefined>, m: LoadedModel<Tokenizer | null>): Promise<{ data: TokenSource; close: () => void; note: string }> {
   const input = String(v.data ?? '');
   if (!input) throw new LongLoraError('--data is required: a .bin token file or text / JSONL files');
@@ -98,10 +91,11 @@ async function ppl(argv: string[]): Promise<void> {
   for (const p of procedures) if (p !== 'windowed' && p !== 'sliding') throw new LongLoraError(`--procedure takes windowed and/or sliding, got ${p}`);
   const precision = String(v.precision) as Precision;
   if (!PRECISIONS.includes(precision)) throw new LongLoraError(`--precision must be one of ${PRECISIONS.join(', ')}, got ${precision}`);
+  if (typeof v.json === 'string') checkOutputFile(v.json, '--json');
   const m = await loadModel(v, process.stderr, { optionalTokenizer: true });
   try {
     for (const n of m.notes) process.stderr.write(`${n}\n`);
-    warnContext(m, Math.max(...seqLens));
+    warnContext(m.model.config, Math.max(...seqLens));
     const t = await testSet(v, m);
     process.stderr.write(`test set: ${t.note}\n`);
     try {
@@ -130,12 +124,13 @@ async function passkey(argv: string[]): Promise<void> {
   if (!args) return;
   const v = args.values;
   const cache = cacheFlags(v);
+  if (typeof v.json === 'string') checkOutputFile(v.json, '--json');
   const m = await loadModel(v);
   try {
     for (const n of m.notes) process.stderr.write(`${n}\n`);
     const covered = ropeContextLength(m.model.config.ropeScaling, m.model.config.maxPositionEmbeddings);
     const lengths = typeof v.lengths === 'string' ? list(v.lengths, '--lengths') : passkeyLadder(intFlag(v, 'max-tokens') ?? covered, intFlag(v, 'interval')!);
-    warnContext(m, Math.max(...lengths));
+    warnContext(m.model.config, Math.max(...lengths));
     const settings = { lengths, trials: intFlag(v, 'trials')!, seed: intFlag(v, 'seed', 0)!, ...cache };
     const results = await passkeyEval(m.model, m.tokenizer, settings);
     console.log(passkeyTable(results));
@@ -153,9 +148,11 @@ export async function evaluate(argv: string[]): Promise<void> {
   const [sub, ...rest] = argv;
   if (sub === 'ppl') return ppl(rest);
   if (sub === 'passkey') return passkey(rest);
-  if (!sub || sub === '--help' || sub === '-h') {
-    console.log('usage: longlora eval <ppl|passkey> [options]\n\n  ppl      perplexity of a long-document test set (official windowed and sliding procedures)\n  passkey  passkey retrieval accuracy per prompt length\n\nRun `longlora eval <ppl|passkey> --help` for the options.');
+  const help = 'usage: longlora eval <ppl|passkey> [options]\n\n  ppl      perplexity of a long-document test set (official windowed and sliding procedures)\n  passkey  passkey retrieval accuracy per prompt length\n\nRun `longlora eval <ppl|passkey> --help` for the options.';
+  if (sub === '--help' || sub === '-h') {
+    console.log(help);
     return;
   }
-  throw new LongLoraError(`eval: unknown evaluation '${sub}'; use ppl or passkey`);
+  if (!sub) throw new UsageError(`eval needs an evaluation: ppl or passkey\n\n${help}`);
+  throw new UsageError(`eval: unknown evaluation '${sub}'; use ppl or passkey`);
 }

@@ -14,7 +14,7 @@ import { checkSampling } from '../../eval/sampling.js';
 import { llama2Prompt } from '../../data/sft.js';
 import { chatTemplateFrom } from '../../tokenizer/chat-files.js';
 import { commandOf, helpText, parseStrict, type OptionSpec } from '../args.js';
-import { intFlag, loadModel, MODEL_OPTIONS, numFlag, type LoadedModel } from './load-model.js';
+import { intFlag, loadModel, MODEL_OPTIONS, numFlag, warnContext, type LoadedModel } from './load-model.js';
 
 /** The KV cache and prompt flags of `generate`, `chat` and `eval passkey`. */
 export const CACHE_OPTIONS: Record<string, OptionSpec> = {
@@ -77,6 +77,7 @@ export function samplingFlags(v: Values): SamplingFlags {
     seed: intFlag(f, 'seed', 0)!,
     stopStrings: (v.stop as string[] | undefined) ?? [],
   };
+  if (s.stopStrings.includes('')) throw new LongLoraError('--stop needs a non-empty string (an empty one would stop at once)');
   checkSampling(s);
   return s;
 }
@@ -90,11 +91,25 @@ function readPrompt(v: Values): string {
   if (typeof v.prompt === 'string' && typeof v['prompt-file'] === 'string') throw new LongLoraError('give --prompt or --prompt-file, not both');
   if (typeof v.prompt === 'string') return v.prompt;
   if (typeof v['prompt-file'] === 'string') {
-    if (!fs.existsSync(v['prompt-file'])) throw new LongLoraError(`prompt file ${v['prompt-file']} not found`);
-    return fs.readFileSync(v['prompt-file'], 'utf8');
+    const f = v['prompt-file'];
+    if (!fs.existsSync(f)) throw new LongLoraError(`prompt file ${f} not found`);
+    if (fs.statSync(f).isDirectory()) throw new LongLoraError(`--prompt-file ${f} is a folder; give a text file`);
+    return promptText(fs.readFileSync(f), `prompt file ${f}`);
   }
   if (process.stdin.isTTY) throw new LongLoraError('no prompt: pass --prompt TEXT, --prompt-file FILE, or pipe the prompt into stdin');
-  return fs.readFileSync(0, 'utf8');
+  return promptText(fs.readFileSync(0), 'the prompt on stdin');
+}
+
+/** UTF-8 text of a prompt read from a file or stdin, without a byte-order mark; a note when bytes are not UTF-8. */
+export function promptText(bytes: Uint8Array, what: string): string {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    text = new TextDecoder('utf-8').decode(bytes);
+    process.stderr.write(`note: ${what} is not valid UTF-8; its invalid bytes became U+FFFD (\uFFFD). Convert it first (e.g. iconv -f latin1 -t utf-8)\n`);
+  }
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 
 /** `longlora generate`. */
@@ -118,6 +133,8 @@ export async function generateCommand(argv: string[]): Promise<void> {
     } else {
       ids = tok.encode(template === 'llama2' ? llama2Prompt(text) : text);
     }
+    if (text === '') process.stderr.write('note: the prompt is empty; generating from the start of a text\n');
+    warnContext(m.model.config, ids.length + sampling.maxNewTokens!, `the prompt's ${ids.length} tokens and up to ${sampling.maxNewTokens} new ones`);
     const bar = ids.length > cache.prefillChunk ? new ProgressBar(ids.length, 'prompt tokens') : null;
     const r = await generate(m.model, ids, {
       ...samplingFrom(sampling, m), ...cache, onText: (t) => process.stdout.write(t),

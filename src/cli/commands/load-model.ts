@@ -17,11 +17,11 @@ import { SafetensorsFile } from '../../io/safetensors.js';
 import { adapterRopeScaling, loadWithAdapter } from '../../lora/adapted.js';
 import { Rng } from '../../tensor/random.js';
 import { resizeEmbeddings } from '../../tokenizer/pad.js';
-import { parseLlamaConfig } from '../../models/llama/config.js';
+import { parseLlamaConfig, type LlamaConfig } from '../../models/llama/config.js';
 import { loadLlama } from '../../models/llama/load.js';
 import { ggufTokenizer, loadLlamaGguf, readGgufLora, readGgufModel } from '../../models/llama/gguf-load.js';
 import type { LlamaForCausalLM } from '../../models/llama/model.js';
-import { describeRopeScaling, extendRopeScaling } from '../../nn/rope-scaling.js';
+import { describeRopeScaling, extendRopeScaling, ropeContextLength } from '../../nn/rope-scaling.js';
 import type { RopeScaling } from '../../nn/rope.js';
 import { Tokenizer } from '../../tokenizer/tokenizer.js';
 import type { OptionSpec } from '../args.js';
@@ -59,13 +59,26 @@ function str(v: Values, k: string): string | undefined {
   return typeof v[k] === 'string' ? (v[k] as string) : undefined;
 }
 
-/** A positive integer flag, or undefined when absent. */
+/** An integer flag ≥ min (written in decimal, or Nk for N·1024), or undefined when absent. */
 export function intFlag(v: Values, k: string, min = 1): number | undefined {
   const s = str(v, k);
   if (s === undefined) return undefined;
-  const n = Number(s);
-  if (!Number.isInteger(n) || n < min) throw new LongLoraError(`--${k} must be an integer ≥ ${min}, got "${s}"`);
+  const m = /^(\d+)(k)?$/i.exec(s.trim());
+  const n = m ? Number(m[1]) * (m[2] ? 1024 : 1) : NaN;
+  if (!Number.isSafeInteger(n) || n < min) throw new LongLoraError(`--${k} must be an integer ≥ ${min}, got "${s}" (write e.g. 512 or 4k)`);
   return n;
+}
+
+/**
+ * A note on stderr when `tokens` positions reach past the context the model's RoPE covers
+ * (positions beyond it extrapolate, and quality falls). `what` says what reaches them.
+ */
+export function warnContext(c: Pick<LlamaConfig, 'ropeScaling' | 'maxPositionEmbeddings'>, tokens: number, what = `${tokens} tokens`): void {
+  const covered = ropeContextLength(c.ropeScaling, c.maxPositionEmbeddings);
+  if (tokens > covered) {
+    process.stderr.write(`note: ${what} exceed the ${covered} positions the model covers; positions beyond extrapolate. ` +
+      `Pass --context-size ${tokens} to interpolate (the official scripts do, with the fine-tuned context).\n`);
+  }
 }
 
 /** A number flag with a default. */
