@@ -137,7 +137,32 @@ describe('longlora command line', () => {
     assert.ok(fs.existsSync(path.join(out, 'adapter_model.safetensors')));
     const m = cli('merge', '--base', goldenDir('tiny-llama-short'), '--adapter', out, '--out', path.join(dir, 'merged'));
     assert.equal(m.code, 0, m.err);
-    assert.match(m.out, /merged 8 LoRA layers/);
+    assert.match(m.out, /merged 8 LoRA layers into .* config\.json carries the adapter's RoPE scaling \(linear ×4\)/);
+    // a plain PEFT adapter (no longlora.json): merged with the base's RoPE, and said so
+    const plain = path.join(dir, 'plain');
+    fs.mkdirSync(plain);
+    for (const f of ['adapter_config.json', 'adapter_model.safetensors']) fs.copyFileSync(path.join(out, f), path.join(plain, f));
+    const pm = cli('merge', '--base', goldenDir('tiny-llama-short'), '--adapter', plain, '--out', path.join(dir, 'merged-plain'));
+    assert.equal(pm.code, 0, pm.err);
+    assert.match(pm.out, /config\.json keeps the base's RoPE/);
+    assert.match(pm.err, /has no longlora\.json, so no RoPE scaling came with it/);
+    // output paths that cannot be folders are refused before anything runs
+    const file = path.join(dir, 'a-file');
+    fs.writeFileSync(file, 'x');
+    const mf = cli('merge', '--base', goldenDir('tiny-llama-short'), '--adapter', out, '--out', file);
+    assert.equal(mf.code, 1);
+    assert.match(mf.err, /--out .*a-file is a file; give a folder/);
+    for (const [o, re] of [[file, /--output .*a-file is a file; give a folder/], [path.join(file, 'sub'), /a-file is a file, so the folder cannot be created there/]] as const) {
+      const t = cli('train', '--model', goldenDir('tiny-llama-short'), '--data', tokenFile(dir), '--output', o, '--steps', '3', ...TRAIN_ARGS);
+      assert.equal(t.code, 1);
+      assert.match(t.err, re);
+      assert.doesNotMatch(t.err, /trainable:|at .*\.js:\d+/, 'refused before the model is loaded, without a stack trace');
+    }
+    // a dry run writes nothing
+    const dry = path.join(dir, 'dry');
+    const d = cli('train', '--model', goldenDir('tiny-llama-short'), '--data', tokenFile(dir), '--output', dry, '--steps', '3', '--dry-run', ...TRAIN_ARGS);
+    assert.equal(d.code, 0, d.err);
+    assert.ok(!fs.existsSync(dry), 'no output folder after --dry-run');
     const i = cli('info', out, '--tensors');
     assert.equal(i.code, 0, i.err);
     assert.match(i.out, /run: a LongLoRA adapter \(PEFT\) for tiny-llama-short extended from 8 to 32 tokens, with linear position interpolation ×4\n  LoRA r=4, alpha \d+ on q_proj, k_proj, v_proj, o_proj\n  trained in full .*embed_tokens/);
@@ -315,6 +340,9 @@ describe('longlora command line', () => {
     assert.match(cli(...trainArgs, '--output', path.join(fresh(), 'r'), '--gguf', '--gguf-dtype', 'q8_0', '--gguf-imatrix', '512').err,
       /--gguf-imatrix is for a quantised model\.gguf: set --gguf and a --gguf-dtype among the mixes \(q6_k … q2_k\), not q8_0/);
     assert.match(cli(...trainArgs, '--output', path.join(fresh(), 'r'), '--gguf-imatrix', '512').err, /--gguf-imatrix is for a quantised model\.gguf: set --gguf and a --gguf-dtype/);
+    const dyn = cli(...trainArgs, '--output', path.join(fresh(), 'r'), '--gguf', '--rope-type', 'dynamic');
+    assert.match(dyn.err, /--gguf: llama\.cpp does not implement dynamic NTK RoPE scaling \(--rope-type dynamic\)/);
+    assert.doesNotMatch(dyn.err, /trainable:/, 'refused before the model is loaded');
     assert.match(cli('merge', '--base', tiny, '--adapter', out, '--out', path.join(dir, 'm2'), '--gguf', 'x.bin').err, /--gguf must name a \.gguf file/);
     assert.match(cli('merge', '--base', tiny, '--adapter', out, '--out', path.join(dir, 'm2'), '--gguf-dtype', 'q8_0').err, /--gguf-dtype needs --gguf/);
     const q = cli('merge', '--base', tiny, '--adapter', out, '--out', path.join(dir, 'm3'), '--gguf', path.join(dir, 'm3.gguf'), '--gguf-dtype', 'q8_0');
@@ -327,15 +355,38 @@ describe('longlora command line', () => {
     assert.equal(h.code, 0);
     assert.match(h.out, /--seq-len <int>/);
     assert.match(h.out, /--s2-form <segmented\|roll\|short>/);
-    const bad = cli('train', '--seq-len', '8k');
+    const bad = cli('train', '--seq-len', '8q');
     assert.equal(bad.code, 1);
-    assert.match(bad.err, /option --seq-len must be a number, got "8k"/);
+    assert.match(bad.err, /option --seq-len must be a number, got "8q"/);
+    assert.match(cli('train', '--seq-len', '8k').err, /no base model: set --model/, '8k is a length (8192)');
     const none = cli('train', '--data', 'x.bin');
     assert.equal(none.code, 1);
     assert.match(none.err, /no base model: set --model/);
     const merge = cli('merge', '--base', 'a');
     assert.equal(merge.code, 1);
     assert.match(merge.err, /--adapter is required/);
+  });
+
+  it('Ctrl-C during the perplexity evaluation before training stops it between windows', async () => {
+    const dir = fresh();
+    const evalDir = path.join(dir, 'eval');
+    fs.mkdirSync(evalDir);
+    const ppl = tokenFile(evalDir, 400_000); // about 1500 windows of 32 tokens per model: seconds, not one
+    const args = [MAIN, 'train', '--model', goldenDir('tiny-llama-short'), '--data', tokenFile(dir), '--output', path.join(dir, 'run'), '--steps', '5',
+      '--ppl-data', ppl, '--ppl-seq-lens', '32', '--ppl-windows', '0', ...TRAIN_ARGS];
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    const started = Date.now();
+    while (!err.includes('perplexity of the base model')) {
+      if (Date.now() - started > 30000) { child.kill('SIGKILL'); throw new Error(`the evaluation did not start: ${err}`); }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((r) => child.on('close', r));
+    assert.equal(code, 130, err);
+    assert.match(err, /stopped before the first step, during the perplexity evaluation of the starting model; nothing was trained or saved/);
+    assert.doesNotMatch(err, /perplexity with RoPE/, 'the second evaluation never started');
   });
 
   it('Ctrl-C stops after the current step, saves a checkpoint, and --resume continues', async () => {
@@ -353,12 +404,15 @@ describe('longlora command line', () => {
     }
     child.kill('SIGINT');
     const code = await new Promise<number | null>((r) => child.on('close', r));
-    assert.equal(code, 0, err);
+    assert.equal(code, 130, `an interrupted run exits with 130, not as a finished one: ${err}`);
     const m = /stopped at step (\d+); checkpoint/.exec(err);
     assert.ok(m, err);
     const step = Number(m[1]);
     assert.ok(fs.existsSync(path.join(out, `checkpoint-${String(step).padStart(6, '0')}`, 'trainer_state.json')));
-    const again = cli(...args.slice(1, 8), '--steps', String(step + 2), '--save-every', '1000', ...TRAIN_ARGS, '--resume');
+    // the model folder written another way (a trailing slash) is the same model
+    const resumeArgs = args.slice(1, 8).map((a) => (a === goldenDir('tiny-llama-short') ? `${a}/` : a));
+    assert.notDeepEqual(resumeArgs, args.slice(1, 8));
+    const again = cli(...resumeArgs, '--steps', String(step + 2), '--save-every', '1000', ...TRAIN_ARGS, '--resume');
     assert.equal(again.code, 0, again.err);
     assert.match(again.err, new RegExp(`resumed from .*checkpoint-0*${step} at step ${step}`));
     assert.match(again.err, new RegExp(`done: ${step + 2} steps`));

@@ -89,7 +89,7 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
 });
 
 main(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code; },
+  (code) => { if (!process.exitCode) process.exitCode = code; }, // a command may have set its own (130: interrupted)
   (err: unknown) => {
     if (err instanceof LongLoraError) console.error(`longlora: error: ${err.message}`);
     else console.error(err);

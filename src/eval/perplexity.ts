@@ -100,10 +100,16 @@ export interface PplOptions {
    */
   precision?: Precision;
   out?: ProgressStream;
+  /**
+   * Stops the evaluation between windows (it throws the signal's reason): a Ctrl-C handler
+   * gets to run after every window, even on the backends whose awaits resolve at once.
+   */
+  signal?: AbortSignal;
 }
 
 /** Mean loss (over its scored targets) of each window, B windows of one length at a time. */
-async function windowLosses(model: LlamaForCausalLM, data: TokenSource, ws: readonly Window[], B: number, precision: Precision, onDone: (n: number) => void): Promise<Array<{ loss: number; count: number }>> {
+async function windowLosses(model: LlamaForCausalLM, data: TokenSource, ws: readonly Window[], B: number, precision: Precision, onDone: (n: number) => void,
+  signal?: AbortSignal): Promise<Array<{ loss: number; count: number }>> {
   const out: Array<{ loss: number; count: number }> = [];
   for (let i = 0; i < ws.length; i += B) {
     const group = ws.slice(i, i + B);
@@ -124,6 +130,10 @@ async function windowLosses(model: LlamaForCausalLM, data: TokenSource, ws: read
       // Windows batched together score equally many targets, so the batch mean is the mean of their means.
       for (const w of g) out.push({ loss, count: w.length - Math.max(1, w.scoreFrom) });
       onDone(g.length);
+      if (signal) {
+        await new Promise((resolve) => setImmediate(resolve));
+        signal.throwIfAborted();
+      }
     }
   }
   return out;
@@ -164,7 +174,7 @@ export async function perplexity(model: LlamaForCausalLM, data: TokenSource, opt
     const losses = await windowLosses(model, data, p.windows, B, opts.precision ?? 'f32', (n) => {
       done += n;
       bar.update(done, { seq: String(p.seqLen), proc: p.procedure });
-    });
+    }, opts.signal);
     let loss: number;
     let scored = 0;
     for (const l of losses) scored += l.count;

@@ -50,6 +50,24 @@ export function checkOutputFile(target: string, flag: string): void {
   }
 }
 
+/**
+ * Fails at once when `dir` cannot be made a folder to write into: it is a file, a file
+ * stands where one of its parents would go, or the nearest existing parent is not
+ * writable. Nothing is created.
+ */
+export function checkOutputFolder(dir: string, flag: string): void {
+  const abs = path.resolve(dir);
+  if (fs.existsSync(abs) && !fs.statSync(abs).isDirectory()) throw new LongLoraError(`${flag} ${dir} is a file; give a folder (it is created if missing)`);
+  let up = abs;
+  while (!fs.existsSync(up)) up = path.dirname(up);
+  if (!fs.statSync(up).isDirectory()) throw new LongLoraError(`${flag} ${dir}: ${up} is a file, so the folder cannot be created there; choose another path`);
+  try {
+    fs.accessSync(up, fs.constants.W_OK);
+  } catch {
+    throw new LongLoraError(`${flag} ${dir}: ${up} is not writable; choose a folder you can write to`);
+  }
+}
+
 /** Writes all of `bytes` to `fd`, looping over short writes. */
 export function writeAllSync(fd: number, bytes: Uint8Array): void {
   let done = 0;

@@ -175,7 +175,8 @@ export function coerce(key: string, raw: unknown, where: string): unknown {
   }
   switch (f.kind) {
     case 'int': case 'float': {
-      const v = typeof raw === 'string' ? Number(raw.trim()) : raw;
+      const kilo = f.kind === 'int' && typeof raw === 'string' ? /^(\d+)k$/i.exec(raw.trim()) : null; // 8k = 8192, as lengths are written
+      const v = kilo ? Number(kilo[1]) * 1024 : typeof raw === 'string' ? Number(raw.trim()) : raw;
       if (typeof v !== 'number' || !Number.isFinite(v) || (typeof raw === 'string' && raw.trim() === '')) bad(`must be a number, got ${JSON.stringify(raw)}`);
       const n = v as number;
       if (f.kind === 'int' && !Number.isInteger(n)) bad(`must be an integer, got ${n}`);
@@ -238,9 +239,24 @@ export function resumeConflicts(saved: TrainConfig, now: TrainConfig): string[] 
     if (f.resumable) continue;
     const a = JSON.stringify(old[k]);
     const b = JSON.stringify((now as unknown as Record<string, unknown>)[k]);
-    if (a !== b) out.push(`${k}: checkpoint ${a}, now ${b}`);
+    if (a === b || (PATH_FIELDS.has(k) && samePaths(old[k], (now as unknown as Record<string, unknown>)[k]))) continue;
+    out.push(`${k}: checkpoint ${a}, now ${b}`);
   }
   return out;
+}
+
+/** Fields that name files or folders (comma-separated for data): compared as the paths they resolve to. */
+const PATH_FIELDS = new Set(['model', 'data', 'tokenizer']);
+
+/** Whether two path settings name the same files ("models/x", "models/x/" and "./models/x" do, from one folder). */
+function samePaths(a: unknown, b: unknown): boolean {
+  if (typeof a !== 'string' || typeof b !== 'string') return false;
+  const norm = (v: string): string[] => v.split(',').map((p) => {
+    const t = p.trim();
+    try { return fs.realpathSync(t); } catch { return path.resolve(t); }
+  });
+  const [x, y] = [norm(a), norm(b)];
+  return x.length === y.length && x.every((p, i) => p === y[i]);
 }
 
 /** Command-line flag names of the fields, for the argument parser and help. */

@@ -84,9 +84,10 @@ export async function openContextEval(c: TrainConfig, vocabSize: number, origina
 }
 
 /** Perplexity of `model` at every planned length (dense attention: the model's forward). */
-export async function measureContext(model: LlamaForCausalLM, plan: ContextEvalPlan, out: ProgressStream): Promise<PplResult[]> {
+export async function measureContext(model: LlamaForCausalLM, plan: ContextEvalPlan, out: ProgressStream, signal?: AbortSignal): Promise<PplResult[]> {
   return perplexity(model, plan.data, {
     seqLens: plan.seqLens, procedures: ['windowed'], ...(plan.maxWindows !== undefined ? { maxWindows: plan.maxWindows } : {}), out, precision: plan.precision,
+    ...(signal ? { signal } : {}),
   });
 }
 

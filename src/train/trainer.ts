@@ -12,7 +12,7 @@ import { autoBackend, currentBackend, setBackend } from '../backend/registry.js'
 import { checkTensorCoreBackend, tensorCoreNote, useTensorCores } from '../backend/tensor-cores.js';
 import { validateMask, describeMask } from '../attention/mask.js';
 import { LongLoraError } from '../errors.js';
-import { writeJsonAtomic } from '../io/atomic.js';
+import { checkOutputFolder, writeJsonAtomic } from '../io/atomic.js';
 import { readJsonFile } from '../io/checkpoint.js';
 import { adapterCard, cardFacts, CARD_FILE, writeCard } from '../io/model-card.js';
 import { saveAdapter, type SaveAdapterOptions } from '../io/peft.js';
@@ -49,6 +49,8 @@ export interface TrainerOptions {
   out?: ProgressStream;
   /** Called after every optimizer step (a UI, or a test that stops the run). */
   onStep?: (step: number, loss: number) => void;
+  /** Check the config, model and data only: nothing is written into the output folder. */
+  dryRun?: boolean;
 }
 
 export interface TrainResult {
@@ -79,7 +81,8 @@ function ropeOverride(c: TrainConfig, maxPos: number): RopeScaling | undefined {
  * The run writes its adapter, checkpoints and metrics into --output: never into the base
  * model's folder, nor into another model's (config.json without a run's train_config.json).
  */
-function checkOutputFolder(c: TrainConfig): void {
+function checkRunFolder(c: TrainConfig): void {
+  checkOutputFolder(c.output, '--output');
   const out = path.resolve(c.output);
   if (out === path.resolve(c.model!)) {
     throw new LongLoraError(`--output ${c.output} is the base model's folder; the run writes its adapter, checkpoints and metrics into --output, so choose a folder of its own (e.g. runs/NAME)`);
@@ -95,7 +98,7 @@ function preflight(c: TrainConfig): { cfg: LlamaConfig; mask: AttentionMask; rop
   if (!c.data) throw new LongLoraError('no training data: set --data to a token file, text/JSONL files or folders, or SFT records');
   const cfgPath = path.join(c.model, 'config.json');
   const cfg = parseLlamaConfig(readJsonFile(cfgPath), cfgPath);
-  checkOutputFolder(c);
+  checkRunFolder(c);
   const mask = trainingMask(c);
   checkDataSettings(c, c.attention === 's2' ? c.s2Form : 'dense');
   const rope = extendRopeScaling(cfg, c.seqLen, ropeOverride(c, cfg.maxPositionEmbeddings));
@@ -110,13 +113,24 @@ function preflight(c: TrainConfig): { cfg: LlamaConfig; mask: AttentionMask; rop
     }
     if (resolveFormat(c) === 'sft') throw new LongLoraError('--gguf-imatrix runs the model over the training text, and SFT records are not text; export the merged model with --imatrix-data TEXT instead');
   }
+  if (c.gguf && rope.scaling.type === 'dynamic') {
+    throw new LongLoraError('--gguf: llama.cpp does not implement dynamic NTK RoPE scaling (--rope-type dynamic), so the trained model could not be ' +
+      'exported after training; use --rope-type linear (the LongLoRA default) or yarn, or drop --gguf');
+  }
   const schedule: Schedule = { type: c.schedule, lr: c.lr, warmupSteps: c.warmupSteps, totalSteps: c.steps };
   checkSchedule(schedule);
   return { cfg, mask, rope, schedule };
 }
 
+/** The reason a stopped evaluation throws (Trainer.requestStop). */
+class StopRequested extends Error {
+  override name = 'StopRequested';
+}
+
 export class Trainer {
   private stopRequested = false;
+  /** Aborted by requestStop: the perplexity evaluations stop between windows. */
+  private readonly stopSignal = new AbortController();
   private heldOutBatches: TrainingBatch[] | null = null;
   private readonly out: ProgressStream;
   /** Dynamic loss scaling, for f16 activations. */
@@ -209,8 +223,10 @@ export class Trainer {
         runtime.rng.setState(state.rng);
         say(`resumed from ${resumeDir} at step ${state.step}`);
       }
-      fs.mkdirSync(c.output, { recursive: true });
-      writeJsonAtomic(path.join(c.output, 'train_config.json'), c);
+      if (!opts.dryRun) {
+        fs.mkdirSync(c.output, { recursive: true });
+        writeJsonAtomic(path.join(c.output, 'train_config.json'), c);
+      }
       const trainer = new Trainer(c, model, optimizer, data, runtime, mask, schedule, rope.scaling, state?.step ?? 0, state?.elapsed ?? 0, out, opts.onStep, contextEval, config.model ?? '');
       if (state?.lossScale) trainer.scaler?.restore(state.lossScale);
       return trainer;
@@ -226,6 +242,19 @@ export class Trainer {
   /** Asks the loop to stop after the current step (it saves a checkpoint first). */
   requestStop(): void {
     this.stopRequested = true;
+    this.stopSignal.abort(new StopRequested('stop requested'));
+  }
+
+  /** Runs an evaluation that a stop request interrupts: true when it ran to the end. */
+  private async unlessStopped(evaluation: () => Promise<void>): Promise<boolean> {
+    if (this.stopRequested) return false;
+    try {
+      await evaluation();
+      return true;
+    } catch (e) {
+      if (e instanceof StopRequested) return false;
+      throw e;
+    }
   }
 
   private adapterOptions(): SaveAdapterOptions | undefined {
@@ -269,13 +298,15 @@ export class Trainer {
     const c = this.config;
     const tokensPerStep = c.batchSize * c.seqLen * c.gradAccum;
     const metrics = this.metricsFile();
-    const bar = new ProgressBar(c.steps, 'step', this.step, this.out);
     let lastLoss: number | null = null;
     try {
-      if (this.step === 0) {
-        await this.measureBefore();
-        await this.validate(metrics, bar);
+      if (this.step === 0 && !await this.unlessStopped(() => this.measureBefore())) {
+        this.out.write('stopped before the first step, during the perplexity evaluation of the starting model; nothing was trained or saved.\n');
+        return { steps: 0, stopped: true, lastLoss: null, output: c.output };
       }
+      // The bar's clock (elapsed time, ETA) starts after the evaluation before training.
+      const bar = new ProgressBar(c.steps, 'step', this.step, this.out);
+      if (this.step === 0) await this.validate(metrics, bar);
       while (this.step < c.steps) {
         const t0 = performance.now();
         const batches: MicroBatch[] = [];
@@ -320,8 +351,15 @@ export class Trainer {
       }
       await this.validate(metrics, bar);
       await this.finish();
-      await this.measureAfter();
+      const measured = await this.unlessStopped(() => this.measureAfter());
       if (c.mode !== 'full' && writeCard(c.output, adapterCard(cardFacts(c.output, { originalContext: this.model.config.maxPositionEmbeddings })))) this.out.write(`wrote the model card ${path.join(c.output, CARD_FILE)}\n`);
+      if (!measured || this.stopRequested) {
+        // Ctrl-C after the last step: the trained weights are saved; what is left is optional.
+        const left = [...(this.contextEval && !measured ? ['the perplexity evaluation after training'] : []), ...(c.merge || c.gguf ? ['the merge'] : [])];
+        if (left.length) bar.log(`stopped after training: ${left.join(' and ')} skipped. The trained weights are in ${c.output}` +
+          (c.merge || c.gguf ? `; merge them with \`longlora merge --base ${this.baseSpec} --adapter ${c.output} --out ${path.join(c.output, 'merged')}\`` : '') + '.');
+        return { steps: this.step, stopped: true, lastLoss, output: c.output };
+      }
       if (c.merge || c.gguf) await this.mergeOutput();
       return { steps: this.step, stopped: false, lastLoss, output: c.output };
     } finally {
@@ -344,7 +382,7 @@ export class Trainer {
       this.out.write('perplexity of the base model with its own RoPE\n');
       const base = await loadLlama(c.model!, { dtype: c.dtype, quantize: c.quantize });
       try {
-        r.base = await measureContext(base, plan, this.out);
+        r.base = await measureContext(base, plan, this.out, this.stopSignal.signal);
       } finally {
         base.dispose();
       }
@@ -371,7 +409,7 @@ export class Trainer {
     const training = this.runtime.training;
     this.runtime.training = false; // no LoRA dropout while evaluating
     try {
-      return await measureContext(this.model, plan, this.out);
+      return await measureContext(this.model, plan, this.out, this.stopSignal.signal);
     } finally {
       this.runtime.training = training;
     }
@@ -423,7 +461,7 @@ export class Trainer {
     const adapter = this.adapterOptions();
     if (adapter) await saveAdapter(this.model, this.config.output, adapter);
     else await saveLlama(this.model, path.join(this.config.output, 'model'));
-    this.out.write(`saved ${adapter ? 'adapter' : 'model'} to ${this.config.output} (RoPE ${describeRopeScaling(this.ropeScaling)})\n`);
+    this.out.write(`saved ${adapter ? 'adapter' : 'model'} to ${adapter ? this.config.output : path.join(this.config.output, 'model')} (RoPE ${describeRopeScaling(this.ropeScaling)})\n`);
   }
 
   dispose(): void {

@@ -1,7 +1,10 @@
 /** `longlora merge`: base model + adapter → a standalone Hugging Face checkpoint. */
 import { LongLoraError } from '../../errors.js';
 import { resolveAdapter, resolveModel } from '../../io/hub.js';
-import { mergeAdapter } from '../../lora/adapted.js';
+import { adapterRopeScaling, mergeAdapter } from '../../lora/adapted.js';
+import { checkOutputFolder } from '../../io/atomic.js';
+import { describeRopeScaling } from '../../nn/rope-scaling.js';
+import path from 'node:path';
 import { GGUF_DTYPES } from '../../models/llama/gguf.js';
 import { parse } from '../args.js';
 import { checkImatrixDType, exportWithProgress, ggufDType, IMATRIX_OPTIONS, importanceFlags } from './export.js';
@@ -26,8 +29,17 @@ export async function merge(argv: string[]): Promise<void> {
   const ggufDtype = ggufDType(args.values['gguf-dtype'], 'merge', '--gguf-dtype');
   if ((ggufDtype || args.values['imatrix-data'] !== undefined) && typeof gguf !== 'string') throw new LongLoraError(`merge: --${ggufDtype ? 'gguf-dtype' : 'imatrix-data'} needs --gguf FILE.gguf`);
   if (args.values['imatrix-data'] !== undefined) checkImatrixDType(ggufDtype, 'merge'); // before the merge writes anything
-  const r = await mergeAdapter(await resolveModel(String(base)), await resolveAdapter(String(adapter)), String(out), dtype ? { dtype: dtype as 'f32' | 'bf16' | 'f16' } : {});
-  console.log(`merged ${r.merged} LoRA layers into ${String(out)} (${r.dtype}); config.json carries the adapter's rope_scaling`);
+  checkOutputFolder(String(out), '--out');
+  const [baseDir, adapterDir] = [await resolveModel(String(base)), await resolveAdapter(String(adapter))];
+  const r = await mergeAdapter(baseDir, adapterDir, String(out), dtype ? { dtype: dtype as 'f32' | 'bf16' | 'f16' } : {});
+  const rope = adapterRopeScaling(adapterDir, baseDir);
+  console.log(`merged ${r.merged} LoRA layers into ${String(out)} (${r.dtype}); ` +
+    (rope ? `config.json carries the adapter's RoPE scaling (${describeRopeScaling(rope)})` : 'config.json keeps the base\'s RoPE'));
+  if (!rope) {
+    process.stderr.write(`note: ${String(adapter)} has no longlora.json, so no RoPE scaling came with it. If it was trained for a longer context ` +
+      `with position interpolation, add that scaling to ${path.join(String(out), 'config.json')} (e.g. "rope_scaling": {"type": "linear", "factor": 8}), ` +
+      'or its perplexity at long contexts will be far worse\n');
+  }
   if (typeof gguf !== 'string') return;
   const importance = await importanceFlags(args.values, String(out), ggufDtype, 'merge'); // of the merged model
   exportWithProgress(String(out), gguf, { ...(ggufDtype ? { dtype: ggufDtype } : {}), ...(importance ? { importance } : {}) });

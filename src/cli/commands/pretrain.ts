@@ -98,6 +98,7 @@ export async function pretrainCommand(argv: string[]): Promise<void> {
       initStd: positive(v['init-std'], 'init-std'), resume: v.resume === true, onTrainer: (t) => { trainer = t; },
     });
     process.stderr.write(r.stopped ? `stopped at step ${r.steps}; continue with --resume\n` : `done: ${r.steps} steps, last loss ${r.lastLoss?.toFixed(4)}; model in ${r.modelOut}\n`);
+    if (r.stopped) process.exitCode = 130;
   } finally {
     process.off('SIGINT', onSigint);
   }

@@ -60,9 +60,9 @@ export function parseTrainArgs(argv: string[]): { config: TrainConfig; resume: s
 export async function train(argv: string[]): Promise<void> {
   const parsed = parseTrainArgs(argv);
   if (!parsed) return;
-  const trainer = await Trainer.create(parsed.config, { resume: parsed.resume });
+  const trainer = await Trainer.create(parsed.config, { resume: parsed.resume, dryRun: parsed.dryRun });
   if (parsed.dryRun) {
-    process.stderr.write('dry run: config, model and data are fine; not training.\n');
+    process.stderr.write('dry run: config, model and data are fine; not training (nothing was written to --output).\n');
     trainer.dispose();
     return;
   }
@@ -78,6 +78,7 @@ export async function train(argv: string[]): Promise<void> {
   try {
     const r = await trainer.run();
     process.stderr.write(r.stopped ? `stopped at step ${r.steps}\n` : `done: ${r.steps} steps, last loss ${r.lastLoss?.toFixed(4)}\n`);
+    if (r.stopped) process.exitCode = 130; // interrupted (as a shell reports Ctrl-C), not finished
   } finally {
     process.off('SIGINT', onSigint);
     trainer.dispose();
