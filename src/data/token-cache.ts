@@ -11,7 +11,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { LongLoraError } from '../errors.js';
-import { tempPathFor, writeJsonAtomic } from '../io/atomic.js';
+import { removeStaleTemps, tempPathFor, writeJsonAtomic } from '../io/atomic.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { ProgressBar, type ProgressStream } from '../train/progress.js';
 import { documents, listSources, type SourceFile } from './corpus.js';
@@ -137,6 +137,7 @@ export async function tokenizeCorpus(inputs: readonly string[], opts: TokenizeOp
   const totalBytes = sources.reduce((a, s) => a + s.size, 0);
   const bar = new ProgressBar(Math.max(1, Math.ceil(totalBytes / 1e6)), 'MB', 0, out);
   bar.log(`tokenizing ${sources.length} file(s), ${(totalBytes / 1e6).toFixed(1)} MB, into ${file} (${why})`);
+  removeStaleTemps(file); // of a run killed while it tokenized
   const tmp = tempPathFor(file);
   const fd = fs.openSync(tmp, 'w');
   let docs = 0;

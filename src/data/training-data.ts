@@ -124,7 +124,16 @@ export async function openTrainingData(s: DataSettings, vocabSize: number, start
   if (!s.data) throw new LongLoraError('no training data: set --data to a token file, text/JSONL files or folders, or SFT records');
   const format = resolveFormat(s);
   const notes: string[] = [];
-  if (format === 'tokens') return tokenData(TokenFile.open(s.data, s.dataDtype, vocabSize), s, vocabSize, start, notes);
+  if (format === 'tokens') {
+    const file = TokenFile.open(s.data, s.dataDtype, vocabSize);
+    try {
+      file.checkVocabulary(vocabSize);
+    } catch (e) {
+      file.close();
+      throw e;
+    }
+    return tokenData(file, s, vocabSize, start, notes);
+  }
   const tok = loadTokenizer(s, vocabSize);
   notes.push(`tokenizer: ${tok.describe()}`);
   if (format === 'text') {

@@ -68,6 +68,26 @@ export function checkOutputFolder(dir: string, flag: string): void {
   }
 }
 
+/**
+ * Removes the temporaries of `target` (tempPathFor's names) that processes no longer
+ * running left behind (a killed run): the next write of a large file cleans up after the
+ * last. Temporaries of running processes are left alone.
+ */
+export function removeStaleTemps(target: string): void {
+  const dir = path.dirname(target);
+  const prefix = `.${path.basename(target)}.tmp-`;
+  let names: string[];
+  try { names = fs.readdirSync(dir); } catch { return; }
+  for (const name of names) {
+    const m = name.startsWith(prefix) ? /^(\d+)-[0-9a-f]+$/.exec(name.slice(prefix.length)) : null;
+    if (!m) continue;
+    const pid = Number(m[1]);
+    let alive = true;
+    try { process.kill(pid, 0); } catch (e) { alive = (e as NodeJS.ErrnoException).code === 'EPERM'; }
+    if (!alive) fs.rmSync(path.join(dir, name), { force: true });
+  }
+}
+
 /** Writes all of `bytes` to `fd`, looping over short writes. */
 export function writeAllSync(fd: number, bytes: Uint8Array): void {
   let done = 0;

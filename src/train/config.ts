@@ -29,7 +29,7 @@ interface Field {
 }
 
 export const TRAIN_FIELDS = {
-  model: { kind: 'string', default: null, nullable: true, help: 'base model folder (config.json + safetensors)' },
+  model: { kind: 'string', default: null, nullable: true, help: 'base model folder (config.json + safetensors), or a Hub repository as org/name' },
   data: { kind: 'string', default: null, nullable: true, help: 'training data: a .bin token file, text/JSONL files or folders, or SFT records (see dataFormat)' },
   dataFormat: { kind: 'enum', values: ['auto', 'tokens', 'text', 'sft'], default: 'auto', help: 'tokens (.bin), text (documents joined with EOS), sft (instruction records or conversations, only responses labelled); auto: .bin is tokens, else text' },
   dataDtype: { kind: 'enum', values: ['auto', 'uint16', 'uint32'], default: 'auto', help: 'token file element type (auto: uint16 when the vocabulary fits)' },

@@ -96,6 +96,8 @@ export async function saveCheckpoint(output: string, model: Module, optimizer: A
 }
 
 export function readState(dir: string): TrainerState {
+  if (!fs.existsSync(dir)) throw new LongLoraError(`checkpoint folder ${dir} does not exist; --resume-from takes a run's checkpoint-NNNNNN folder (or use --resume for the latest in --output)`);
+  if (!fs.existsSync(path.join(dir, STATE_FILE))) throw new LongLoraError(`${dir} is not a checkpoint (no ${STATE_FILE}); --resume-from takes a run's checkpoint-NNNNNN folder`);
   const s = readJsonFile(path.join(dir, STATE_FILE)) as TrainerState;
   if (s.format !== 1 || typeof s.step !== 'number' || !s.config) {
     throw new LongLoraError(`${path.join(dir, STATE_FILE)} is not a longlora trainer state (format ${String(s.format)})`);

@@ -3,6 +3,7 @@
  * and JSONL, reuse and invalidation through the sidecar, and the errors for bad input.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -57,6 +58,19 @@ describe('tokenizing a corpus into a token cache', () => {
     assert.match(c.notes.join(), /skipped 1 file\(s\) that are not text or JSON/);
     assert.match(out.text(), /tokenizing 3 file\(s\)/);
     assert.ok(c.file.includes(`${path.sep}.longlora-cache${path.sep}`));
+  });
+
+  it('a rebuild removes the temporaries a killed run left, not those of a running one', async () => {
+    const dir = corpus();
+    const first = await tokenizeCorpus([dir], { tokenizer: tok, out: sink() });
+    const gone = spawnSync(process.execPath, ['-e', '']).pid!; // a process that has exited
+    const stale = path.join(path.dirname(first.file), `.${path.basename(first.file)}.tmp-${gone}-0a1b2c`);
+    const live = path.join(path.dirname(first.file), `.${path.basename(first.file)}.tmp-${process.pid}-0a1b2c`);
+    for (const f of [stale, live]) fs.writeFileSync(f, '');
+    await tokenizeCorpus([dir], { tokenizer: tok, out: sink(), force: true });
+    assert.ok(!fs.existsSync(stale), 'the dead process\'s temporary is removed');
+    assert.ok(fs.existsSync(live), 'a running process\'s temporary is kept');
+    fs.rmSync(live);
   });
 
   it('reused while nothing changes; rebuilt when a source, the tokenizer or an option changes', async () => {

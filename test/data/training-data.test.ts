@@ -124,5 +124,11 @@ describe('training on text and SFT data', () => {
     fs.mkdirSync(empty);
     fs.writeFileSync(path.join(empty, 'a.txt'), '');
     await rejectsLL(Trainer.create(tinyConfig(dir, { data: empty, tokenizer: TINY_96 }), { out: sink() }), 'the corpus has no documents with text');
+    // a token file with one id past the vocabulary near its end: found when it is opened, not when its batch comes up
+    const ids = new Uint16Array(5000).map((_, i) => i % 96);
+    ids[4870] = 500;
+    const tokens = path.join(dir, 'bad.bin');
+    fs.writeFileSync(tokens, Buffer.from(ids.buffer));
+    await rejectsLL(Trainer.create(tinyConfig(dir, { data: tokens }), { out: sink(), dryRun: true }), 'bad.bin: token 500 at position 4870 is outside the model\'s vocabulary (96)');
   });
 });

@@ -23,7 +23,9 @@ describe('training config', () => {
     assert.equal(coerce('rslora', 'true', 'x'), true);
     assert.deepEqual(coerce('loraTargets', 'q_proj, v_proj', 'x'), ['q_proj', 'v_proj']);
     assert.equal(coerce('groupSize', 'auto', 'x'), null);
-    throwsLL(() => coerce('seqLen', '8k', 'command line'), 'command line: option --seq-len must be a number', '"8k"');
+    assert.equal(coerce('seqLen', '8k', 'x'), 8192, 'an int written as Nk, as lengths are');
+    throwsLL(() => coerce('seqLen', '8q', 'command line'), 'command line: option --seq-len must be a number', '"8q"');
+    throwsLL(() => coerce('lr', '1k', 'command line'), 'must be a number', '"1k"'); // only integers take k
     throwsLL(() => coerce('seqLen', 'x', 'run.yaml'), "run.yaml: option 'seqLen' must be a number");
     throwsLL(() => coerce('seqLen', 1.5, 'f'), 'must be an integer');
     throwsLL(() => coerce('mode', 'qlora', 'f'), 'must be one of longlora, lora, full');

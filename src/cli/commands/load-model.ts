@@ -225,7 +225,11 @@ export async function loadModel(v: Values, out: NodeJS.WritableStream = process.
   useTensorCores(tensorCores);
   const notes: string[] = [];
   if (backend === 'auto') notes.push(`backend: ${(await autoBackend()).backend.name}`);
-  else await setBackend(backend);
+  else {
+    await setBackend(backend);
+    const be = currentBackend() as { autoSkipReason?: string | null; describe?: () => string };
+    if (be.autoSkipReason) notes.push(`note: ${backend} runs on a software adapter${be.describe ? ` (${be.describe()})` : ''}, emulated on the CPU: expect it to be much slower than --backend wasm`);
+  }
   if (tensorCores) notes.push(tensorCoreNote(currentBackend(), dtype, (str(v, 'precision') ?? 'f32') as Precision));
   const revision = str(v, 'revision');
   if (/\.gguf$/i.test(spec)) {

@@ -9,13 +9,15 @@ import { applyValues, defaultTrainConfig, readConfigFile, trainFlags, type Train
 import { Trainer } from '../../train/trainer.js';
 import { applyPreset, presetNames } from '../../train/presets.js';
 
-const USAGE = 'longlora train --model DIR --data TOKENS.bin [--preset NAME] [--config FILE] [options]';
+const USAGE = 'longlora train --model DIR|org/name --data TOKENS.bin|TEXT|SFT.jsonl [--preset NAME] [--config FILE] [options]';
 
 function help(): string {
-  const rows = trainFlags().map(({ flag, field }) => {
+  const rows = trainFlags().map(({ key, flag, field }) => {
     const name = field.kind === 'bool' ? `--${flag}, --no-${flag}` : `--${flag} <${field.kind === 'enum' ? field.values!.join('|') : field.kind}>`;
     const d = field.default === null ? 'auto' : Array.isArray(field.default) ? field.default.join(',') : String(field.default);
-    return `  ${name.padEnd(40)} ${field.help} (default: ${d})`;
+    // the help of some fields says its default itself; the model and the data have none
+    const suffix = key === 'model' || key === 'data' ? ' (required)' : /\(default/.test(field.help) ? '' : ` (default: ${d})`;
+    return `  ${name.padEnd(40)} ${field.help}${suffix}`;
   });
   return [
     `usage: ${USAGE}`, '',
@@ -24,7 +26,8 @@ function help(): string {
     '  --config <file>                          JSON or YAML file of options (flags override it)',
     '  --resume                                 continue from the latest checkpoint in --output',
     '  --resume-from <dir>                      continue from this checkpoint folder',
-    '  --dry-run                                check the config, model and data, then stop',
+    '  --dry-run                                check the config, model and data, then stop (writes nothing)',
+    '  --device <name>                          another name for --backend',
     '', 'training options:', ...rows,
     '  -h, --help                               show this help',
   ].join('\n');
