@@ -55,7 +55,7 @@ describe('longlora command line', () => {
     assert.match(m.err, /unknown option '--output' for longlora merge; did you mean --out\?/);
     const c = cli('info', path.join(ROOT, 'no-such-model'));
     assert.equal(c.code, 1);
-    assert.match(c.err, /no-such-model.*config\.json not found/);
+    assert.match(c.err, /no-such-model does not exist; check the path/);
     assert.doesNotMatch(c.err, /at .*\.js:\d+/, 'no stack trace for user errors');
   });
 

@@ -74,7 +74,10 @@ export function readJsonFile(file: string): unknown {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
     const code = (err as { code?: string }).code;
-    if (code === 'ENOENT') throw new LongLoraError(`${file} not found; check the path (a model folder needs it)`, { cause: err });
+    if (code === 'ENOENT') {
+      const dir = path.dirname(file);
+      throw new LongLoraError(fs.existsSync(dir) ? `${file} not found; check the path (a model folder needs it)` : `${dir} does not exist; check the path`, { cause: err });
+    }
     const dir = path.dirname(file);
     if (code === 'ENOTDIR' && isFile(dir)) throw new LongLoraError(notAFolder(dir), { cause: err });
     throw new LongLoraError(`cannot read ${file} (${code ?? String(err)}); check the path and permissions`, { cause: err });

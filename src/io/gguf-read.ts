@@ -7,7 +7,8 @@
 import path from 'node:path';
 import { gguf } from '@huggingface/gguf';
 import { LongLoraError } from '../errors.js';
-import type { GgufHeader } from './gguf-parse.js';
+import { ggufTensorRange, type GgufHeader } from './gguf-parse.js';
+import fs from 'node:fs';
 
 /** general.file_type (llama.cpp's llama_ftype) by id. */
 const FILE_TYPE_NAMES: Record<number, string> = {
@@ -24,12 +25,25 @@ export function ggufFileTypeName(v: unknown): string | null {
 
 /** A GGUF file's header; an unreadable file is a user error naming the fix. */
 export async function readGgufHeader(file: string): Promise<GgufHeader> {
+  let header: GgufHeader;
   try {
     const h = await gguf(path.resolve(file), { allowLocalFile: true });
-    return { metadata: h.metadata as unknown as Record<string, unknown>, tensorInfos: h.tensorInfos, tensorDataOffset: h.tensorDataOffset, littleEndian: h.littleEndian };
+    header = { metadata: h.metadata as unknown as Record<string, unknown>, tensorInfos: h.tensorInfos, tensorDataOffset: h.tensorDataOffset, littleEndian: h.littleEndian };
   } catch (e) {
     throw new LongLoraError(`${file} is not a readable GGUF file (${(e as Error).message}); re-export it with \`longlora export\``);
   }
+  // The header reads as whole even when the file is cut short inside it or in the tensor
+  // data after it: every tensor's bytes must lie inside the file.
+  const size = fs.statSync(file).size;
+  let end = Number(header.tensorDataOffset);
+  for (const t of header.tensorInfos) {
+    try {
+      const r = ggufTensorRange(header, t.name);
+      end = Math.max(end, r.start + r.length);
+    } catch { /* a type this reader does not know: its length is not checked */ }
+  }
+  if (end > size) throw new LongLoraError(`${file} ends early (truncated?); export it again, or download it again: it has ${size.toLocaleString('en-US')} bytes, but its tensors reach byte ${end.toLocaleString('en-US')}`);
+  return header;
 }
 
 /** The RoPE scaling a model file declares: "linear ×8", frequency factors (Llama 3), or null. */

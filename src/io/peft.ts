@@ -22,6 +22,11 @@ export * from './peft-format.js';
 /** Reads and checks `adapter_config.json`; refuses LoRA variants this code does not compute. */
 export function readAdapterConfig(dir: string): AdapterConfig {
   const file = path.join(dir, ADAPTER_CONFIG);
+  if (fs.existsSync(dir) && fs.statSync(dir).isFile()) {
+    throw new LongLoraError(/\.gguf$/i.test(dir)
+      ? `${dir} is a GGUF file: a GGUF LoRA applies to a GGUF base (--model FILE.gguf); with a model folder, pass the adapter's folder (adapter_config.json and adapter_model.safetensors)`
+      : `${dir} is a file; an adapter is a folder with ${ADAPTER_CONFIG} (a \`longlora train\` output folder)`);
+  }
   if (fs.existsSync(dir) && !fs.existsSync(file)) {
     const model = fs.existsSync(path.join(dir, 'config.json'));
     throw new LongLoraError(`${dir} has no ${ADAPTER_CONFIG}, so it is not an adapter (a \`longlora train\` output folder)${model ? '; it holds a model (config.json): pass it as the base model instead' : ''}`);

@@ -89,5 +89,8 @@ describe('PEFT adapters', () => {
     throwsLL(() => loadAdapter(base, dir, rt()), 'match nothing in the model');
     base.dispose();
     throwsLL(() => readAdapterConfig(fresh()), 'has no adapter_config.json, so it is not an adapter');
+    const file = path.join(fresh(), 'lora.gguf');
+    fs.writeFileSync(file, 'GGUF');
+    throwsLL(() => readAdapterConfig(file), 'lora.gguf is a GGUF file: a GGUF LoRA applies to a GGUF base (--model FILE.gguf)');
   });
 });

@@ -466,6 +466,11 @@ describe('GGUF export', () => {
     exportGguf(TINY, cut, { modelfile: false });
     fs.truncateSync(cut, fs.statSync(cut).size - 1000);
     await assert.rejects(loadLlamaGguf(cut), /cut\.gguf ends early \(truncated\?\); export it again/);
+    // the header alone is checked against the file's size too (what `info` reads)
+    await assert.rejects(readGgufHeader(cut), /cut\.gguf ends early \(truncated\?\); export it again, or download it again: it has [\d,]+ bytes, but its tensors reach byte [\d,]+/);
+    const head = path.join(fresh(), 'head.gguf');
+    fs.writeFileSync(head, fs.readFileSync(cut).subarray(0, 5000)); // cut inside the header
+    await assert.rejects(readGgufHeader(head), /head\.gguf (ends early|is not a readable GGUF file)/);
   });
 
   it('llama.cpp\'s SentencePiece algorithm over the exported vocabulary tokenizes as Hugging Face does', async () => {

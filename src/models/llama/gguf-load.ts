@@ -113,7 +113,8 @@ export interface GgufFolderResult {
  * be new or empty.
  */
 export async function ggufToFolder(file: string, outDir: string, opts: { dtype?: 'f32' | 'f16' | 'bf16'; tokenizerDir?: string; onTensor?: (done: number, total: number) => void } = {}): Promise<GgufFolderResult> {
-  if (fs.existsSync(outDir) && (!fs.statSync(outDir).isDirectory() || fs.readdirSync(outDir).length > 0)) {
+  if (fs.existsSync(outDir) && !fs.statSync(outDir).isDirectory()) throw new LongLoraError(`${outDir} is a file; pass a new folder for the converted model`);
+  if (fs.existsSync(outDir) && fs.readdirSync(outDir).length > 0) {
     throw new LongLoraError(`${outDir} already exists and is not an empty folder; pass a new folder for the converted model`);
   }
   const { config, header } = await readGgufModel(file);
