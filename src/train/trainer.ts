@@ -201,6 +201,7 @@ export class Trainer {
       say(`config:\n${describeConfig(c)}`);
       say(`context: ${rope.explanation}`);
       say(`attention while training: ${describeMask(mask)}; evaluation and inference use dense attention`);
+      if (c.evalEvery > 0 && c.valFraction === 0) say(`note: --eval-every ${c.evalEvery} evaluates held-out data, and none is held out; set --val-fraction (e.g. 0.05)`);
       if (mask.kind === 'causal' && c.groupSize !== null) say(`note: --group-size ${c.groupSize} is for S²-Attn and has no effect with --attention dense`);
       if (mask.kind === 's2' && mask.group >= c.seqLen) {
         say(`note: the S²-Attn group size ${mask.group} is not below --seq-len ${c.seqLen}, so groups hold the whole sequence and training costs what dense attention does; a group of --seq-len / 4 (${Math.max(2, 2 * Math.round(c.seqLen / 8))}) is the official choice`);

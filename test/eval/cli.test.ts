@@ -183,6 +183,17 @@ describe('longlora data and evaluation commands', () => {
     const e = cli(['eval', 'ppl', ...MODEL, '--data', dir, '--seq-len', '16', '--precision', 'f64']);
     assert.equal(e.code, 1);
     assert.match(e.err, /--precision must be one of f32, bf16, f16, got f64/);
+    const pk = cli(['eval', 'passkey', ...MODEL, '--lengths', '100', '--max-tokens', '200']);
+    assert.equal(pk.code, 1);
+    assert.match(pk.err, /give --lengths, or --max-tokens \(with --interval\) for the official ladder, not both/);
+    const ladder = cli(['eval', 'passkey', ...MODEL]);
+    assert.match(ladder.err, /passkey: the model covers \d+ positions, less than one step of the ladder \(--interval 1000\); pass --lengths/);
+    const trials = cli(['eval', 'passkey', ...MODEL, '--lengths', '100', '--trials', '0']);
+    assert.match(trials.err, /--trials must be an integer ≥ 1/);
+    assert.doesNotMatch(trials.err, /tokenizer:/, 'checked before the model is loaded');
+    const all = cli(['eval', 'ppl', ...MODEL, '--data', dir, '--seq-len', '16', '--procedure', 'windowed', '--max-windows', '0']);
+    assert.equal(all.code, 0, all.err);
+    assert.match(all.out, /windowed\s+16/, '--max-windows 0: every window');
     const j = cli(['eval', 'ppl', ...MODEL, '--data', dir, '--seq-len', '16', '--json', dir]);
     assert.equal(j.code, 1);
     assert.match(j.err, /--json .* is a folder; give a file path in it/);

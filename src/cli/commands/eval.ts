@@ -31,7 +31,7 @@ const PPL_OPTIONS: Record<string, OptionSpec> = {
   procedure: { type: 'string', default: 'windowed,sliding', help: 'windowed (official eval.py), sliding (each token once), or both' },
   'window-step': { type: 'string', default: '256', help: 'windowed: a window starts every N tokens (official 256)' },
   stride: { type: 'string', help: 'sliding: advance by N tokens (default seq-len / 2)' },
-  'max-windows': { type: 'string', help: 'windowed: evaluate only N evenly spaced windows (a quick estimate)' },
+  'max-windows': { type: 'string', help: 'windowed: evaluate only N evenly spaced windows (a quick estimate; 0: every window)' },
   'max-tokens': { type: 'string', help: 'use only the first N tokens of the test set' },
   'batch-size': { type: 'string', default: '1', help: 'windows per forward pass' },
   precision: { type: 'string', default: 'f32', help: 'activations between ops: f32, bf16 or f16 (half the memory; logits and loss stay f32)' },
@@ -92,6 +92,11 @@ async function ppl(argv: string[]): Promise<void> {
   const precision = String(v.precision) as Precision;
   if (!PRECISIONS.includes(precision)) throw new LongLoraError(`--precision must be one of ${PRECISIONS.join(', ')}, got ${precision}`);
   if (typeof v.json === 'string') checkOutputFile(v.json, '--json');
+  // every number flag before the model is loaded, so a typo costs nothing
+  const stride = intFlag(v, 'stride');
+  const maxWindows = intFlag(v, 'max-windows', 0); // 0: every window (as train --ppl-windows)
+  const windowStep = intFlag(v, 'window-step')!;
+  const batchSize = intFlag(v, 'batch-size')!;
   const m = await loadModel(v, process.stderr, { optionalTokenizer: true });
   try {
     for (const n of m.notes) process.stderr.write(`${n}\n`);
@@ -99,11 +104,9 @@ async function ppl(argv: string[]): Promise<void> {
     const t = await testSet(v, m);
     process.stderr.write(`test set: ${t.note}\n`);
     try {
-      const stride = intFlag(v, 'stride');
-      const maxWindows = intFlag(v, 'max-windows');
       const settings = {
-        seqLens, procedures: procedures as PplProcedure[], windowStep: intFlag(v, 'window-step')!, batchSize: intFlag(v, 'batch-size')!, precision,
-        ...(stride !== undefined ? { stride } : {}), ...(maxWindows !== undefined ? { maxWindows } : {}),
+        seqLens, procedures: procedures as PplProcedure[], windowStep, batchSize, precision,
+        ...(stride !== undefined ? { stride } : {}), ...(maxWindows ? { maxWindows } : {}),
       };
       const results = await perplexity(m.model, t.data, settings);
       console.log(pplTable(results));
@@ -125,13 +128,20 @@ async function passkey(argv: string[]): Promise<void> {
   const v = args.values;
   const cache = cacheFlags(v);
   if (typeof v.json === 'string') checkOutputFile(v.json, '--json');
+  const given = typeof v.lengths === 'string' ? list(v.lengths, '--lengths') : null;
+  if (given && v['max-tokens'] !== undefined) throw new LongLoraError('give --lengths, or --max-tokens (with --interval) for the official ladder, not both');
+  const [maxTokens, interval] = [intFlag(v, 'max-tokens'), intFlag(v, 'interval')!];
+  const [trials, seed] = [intFlag(v, 'trials')!, intFlag(v, 'seed', 0)!];
   const m = await loadModel(v);
   try {
     for (const n of m.notes) process.stderr.write(`${n}\n`);
     const covered = ropeContextLength(m.model.config.ropeScaling, m.model.config.maxPositionEmbeddings);
-    const lengths = typeof v.lengths === 'string' ? list(v.lengths, '--lengths') : passkeyLadder(intFlag(v, 'max-tokens') ?? covered, intFlag(v, 'interval')!);
+    if (!given && maxTokens === undefined && covered < interval) {
+      throw new LongLoraError(`passkey: the model covers ${covered} positions, less than one step of the ladder (--interval ${interval}); pass --lengths (e.g. ${Math.max(1, Math.floor(covered / 2))},${covered}), a smaller --interval, or --max-tokens`);
+    }
+    const lengths = given ?? passkeyLadder(maxTokens ?? covered, interval);
     warnContext(m.model.config, Math.max(...lengths));
-    const settings = { lengths, trials: intFlag(v, 'trials')!, seed: intFlag(v, 'seed', 0)!, ...cache };
+    const settings = { lengths, trials, seed, ...cache };
     const results = await passkeyEval(m.model, m.tokenizer, settings);
     console.log(passkeyTable(results));
     if (typeof v.json === 'string') {
