@@ -166,13 +166,15 @@ export async function perplexity(model: LlamaForCausalLM, data: TokenSource, opt
       }
     }
   }
-  const bar = new ProgressBar(plans.reduce((a, p) => a + p.windows.length, 0), 'window', 0, opts.out ?? process.stderr);
+  // Counted in tokens, not windows: a long window costs more than a short one, so the ETA
+  // of a run over several lengths holds from the start.
+  const bar = new ProgressBar(plans.reduce((a, p) => a + p.windows.length * p.seqLen, 0), 'tokens', 0, opts.out ?? process.stderr);
   let done = 0;
   const results: PplResult[] = [];
   for (const p of plans) {
     const t0 = performance.now();
     const losses = await windowLosses(model, data, p.windows, B, opts.precision ?? 'f32', (n) => {
-      done += n;
+      done += n * p.seqLen;
       bar.update(done, { seq: String(p.seqLen), proc: p.procedure });
     }, opts.signal);
     let loss: number;

@@ -63,7 +63,7 @@ describe('longlora data and evaluation commands', () => {
     assert.match(r.out, /^windowed +16 +step 256 +[\d.]+ +[\d.]+ +\d+\/\d+/m);
     assert.match(r.out, /^sliding +32 +stride 16 /m);
     assert.match(r.out, /windowed: the official eval\.py/);
-    assert.match(r.err, /window \d+\/\d+/);
+    assert.match(r.err, /tokens \d+\/\d+/);
     const rep = JSON.parse(fs.readFileSync(json, 'utf8')) as { results: Array<{ procedure: string; seqLen: number; ppl: number; description: string }> };
     assert.deepEqual(rep.results.map((x) => `${x.procedure}@${x.seqLen}`), ['windowed@16', 'sliding@16', 'windowed@32', 'sliding@32']);
     assert.ok(rep.results.every((x) => x.ppl > 1 && x.description.length > 10));

@@ -93,7 +93,7 @@ describe('perplexity', () => {
       assert.match(describeProcedure(sl), /each token scored once, stride 5/);
     }
     assert.match(describeProcedure(res[0]!), /official windowed: windows every 10 tokens/);
-    assert.match(out.text(), /window \d+\/\d+/);
+    assert.match(out.text(), /tokens \d+\/\d+/);
     data.close();
     model.dispose();
   });
