@@ -47,6 +47,12 @@ describe('longlora data and evaluation commands', () => {
     assert.match(a.out, /tokens from 3 document\(s\) in .*train\.bin \(uint16; built\)/);
     assert.ok(fs.existsSync(`${out}.json`));
     assert.match(cli(['tokenize', dir, '--tokenizer', TINY_96, '--output', out]).out, /cache reused/);
+    const other = path.join(path.dirname(dir), 'notes.bin');
+    fs.writeFileSync(other, 'not tokens');
+    const refused = cli(['tokenize', dir, '--tokenizer', TINY_96, '--output', other]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.err, /--output .*notes\.bin exists and is not a token file written by longlora/);
+    assert.equal(fs.readFileSync(other, 'utf8'), 'not tokens', 'left as it was');
     const sft = path.join(path.dirname(dir), 'sft.jsonl');
     fs.writeFileSync(sft, '{"instruction": "Hi", "output": "Hello"}\n{"instruction": "x"}\n');
     const b = cli(['tokenize', sft, '--tokenizer', TINY_96, '--format', 'sft', '--seq-len', '64', '--bad-records', 'skip']);

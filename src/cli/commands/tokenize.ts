@@ -3,6 +3,9 @@
  * field) into a binary token file with a JSON sidecar — the format `train` and `eval ppl`
  * read — or SFT records into an SFT cache. Reuses a current cache; `--force` rebuilds.
  */
+import fs from 'node:fs';
+import path from 'node:path';
+import { checkOutputFile } from '../../io/atomic.js';
 import { LongLoraError } from '../../errors.js';
 import { buildSftCache } from '../../data/sft-data.js';
 import { describeSftReport } from '../../data/sft.js';
@@ -43,6 +46,13 @@ export async function tokenizeCommand(argv: string[]): Promise<void> {
   const badRecords = oneOf(v['bad-records'], 'bad-records', ['error', 'skip']) as 'error' | 'skip';
   if (typeof v['chat-template'] === 'string' && (format !== 'sft' || v['sft-template'] !== 'chat')) {
     throw new LongLoraError('--chat-template renders SFT conversations: it needs --format sft --sft-template chat');
+  }
+  if (typeof v.output === 'string') {
+    checkOutputFile(v.output, '--output');
+    // a token file written here has its sidecar (FILE.bin.json); anything else is not ours to replace
+    if (fs.existsSync(v.output) && !fs.existsSync(`${v.output}.json`)) {
+      throw new LongLoraError(`--output ${v.output} exists and is not a token file written by longlora (no ${path.basename(v.output)}.json beside it); choose another path, or delete it first`);
+    }
   }
   const common = { tokenizer, badRecords, ...(typeof v.output === 'string' ? { output: v.output } : {}), force: v.force === true };
   if (format === 'text') {
