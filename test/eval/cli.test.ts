@@ -171,6 +171,10 @@ describe('longlora data and evaluation commands', () => {
     const b = cli(['eval', 'ppl', ...MODEL, '--data', bin, '--seq-len', '16', '--procedure', 'windowed']);
     assert.equal(b.code, 1);
     assert.match(b.err, /holds 20 tokens: too few for one 16-token window/);
+    const gone = cli(['generate', '--model', path.join(dir, 'no-such-model'), '--prompt', 'x']);
+    assert.equal(gone.code, 1);
+    assert.match(gone.err, /--model .*no-such-model does not exist; give a model folder, a \.gguf file, or a Hub repository/);
+    assert.doesNotMatch(gone.err, /Warning:|backend:/, 'refused before a backend is started');
     const c = cli(['generate', '--prompt', 'x']);
     assert.equal(c.code, 1);
     assert.match(c.err, /--model is required/);

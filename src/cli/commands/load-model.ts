@@ -11,7 +11,7 @@ import { checkTensorCoreBackend, tensorCoreNote, useTensorCores } from '../../ba
 import type { Precision } from '../../tensor/dtype.js';
 import { LongLoraError } from '../../errors.js';
 import { readJsonFile } from '../../io/checkpoint.js';
-import { repoGgufFile, resolveAdapter, resolveGgufFile, resolveModel } from '../../io/hub.js';
+import { isRepoId, repoGgufFile, resolveAdapter, resolveGgufFile, resolveModel } from '../../io/hub.js';
 import { loadAdapter } from '../../io/peft.js';
 import { SafetensorsFile } from '../../io/safetensors.js';
 import { adapterRopeScaling, loadWithAdapter } from '../../lora/adapted.js';
@@ -218,6 +218,8 @@ export async function loadModel(v: Values, out: NodeJS.WritableStream = process.
   if (!spec) throw new LongLoraError('--model is required: a model folder or a Hub repository (org/name)');
   const dtype = str(v, 'dtype') ?? 'f32';
   if (dtype !== 'f32' && dtype !== 'bf16' && dtype !== 'f16') throw new LongLoraError(`--dtype must be f32, bf16 or f16, got ${dtype}`);
+  // a local path that is not there fails before a backend (a GPU) is started
+  if (!fs.existsSync(spec) && !isRepoId(spec) && !repoGgufFile(spec)) throw new LongLoraError(`--model ${spec} does not exist; give a model folder, a .gguf file, or a Hub repository as org/name`);
   const backend = str(v, 'backend') ?? 'auto';
   // --tensor-cores (only the commands that take it; eval ppl also takes --precision)
   const tensorCores = v['tensor-cores'] === true;
