@@ -27,7 +27,7 @@ const OPTIONS: Record<string, OptionSpec & { multiple?: boolean }> = {
 export async function chatCommand(argv: string[]): Promise<void> {
   const v = parseWith(argv, 'longlora chat --model DIR|org/name|FILE.gguf [--adapter DIR] [--system TEXT] [options]\n       in the chat: /reset forgets the conversation, /system TEXT sets the system prompt, /quit ends', OPTIONS);
   if (!v) return;
-  const sampling = samplingFlags(v);
+  const sampling = samplingFlags(v, argv);
   const cache = cacheFlags(v);
   const m = await loadModel(v as Record<string, string>);
   const gen = new Generator(m.model, cache);

@@ -66,9 +66,17 @@ export function parseWith(argv: string[], usage: string, options: Record<string,
 
 type SamplingFlags = Pick<GenerateOptions, 'maxNewTokens' | 'temperature' | 'topP' | 'topK' | 'seed' | 'stopStrings'>;
 
-/** The sampling flags, checked (before the model is loaded, so a typo costs nothing). */
-export function samplingFlags(v: Values): SamplingFlags {
+/**
+ * The sampling flags, checked (before the model is loaded, so a typo costs nothing).
+ * `argv` tells the flags given from their defaults: --greedy with a sampling flag is a
+ * contradiction, not a silent override.
+ */
+export function samplingFlags(v: Values, argv: readonly string[] = []): SamplingFlags {
   const f = v as Record<string, string>;
+  if (v.greedy) {
+    const clash = ['--temperature', '--top-p', '--top-k'].filter((k) => argv.some((a) => a === k || a.startsWith(`${k}=`)));
+    if (clash.length) throw new LongLoraError(`--greedy always takes the most likely token, so ${clash.join(' and ')} would have no effect; give one or the other`);
+  }
   const s = {
     maxNewTokens: intFlag(f, 'max-new-tokens')!,
     temperature: v.greedy ? 0 : numFlag(f, 'temperature', 0.6),
@@ -119,7 +127,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
   const template = String(v.template);
   if (!['none', 'llama2', 'chat'].includes(template)) throw new LongLoraError(`--template must be none, llama2 or chat, got ${template}`);
   const text = readPrompt(v);
-  const sampling = samplingFlags(v);
+  const sampling = samplingFlags(v, argv);
   const cache = cacheFlags(v);
   const m = await loadModel(v as Record<string, string>);
   try {
