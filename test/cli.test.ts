@@ -416,5 +416,10 @@ describe('longlora command line', () => {
     assert.equal(again.code, 0, again.err);
     assert.match(again.err, new RegExp(`resumed from .*checkpoint-0*${step} at step ${step}`));
     assert.match(again.err, new RegExp(`done: ${step + 2} steps`));
+    // --output and --resume alone: the run's own options (train_config.json), --steps raised
+    const short = cli('train', '--output', out, '--steps', String(step + 3), '--resume');
+    assert.equal(short.code, 0, short.err);
+    assert.match(short.err, new RegExp(`resumed from .*checkpoint-0*${step + 2} at step ${step + 2}`));
+    assert.match(short.err, new RegExp(`done: ${step + 3} steps`));
   });
 });

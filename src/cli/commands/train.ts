@@ -3,6 +3,8 @@
  * defaults, then `--preset NAME`, then `--config file.yaml|json`, then flags (`--seq-len 8192`, ...). Ctrl-C
  * stops after the current step and saves a checkpoint; `--resume` continues.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import { parseStrict } from '../args.js';
 import { LongLoraError } from '../../errors.js';
 import { applyValues, defaultTrainConfig, readConfigFile, trainFlags, type TrainConfig } from '../../train/config.js';
@@ -24,7 +26,7 @@ function help(): string {
     'run options:',
     `  --preset <name>                          shipped option set, applied before --config and flags (${presetNames().join(', ') || 'none'})`,
     '  --config <file>                          JSON or YAML file of options (flags override it)',
-    '  --resume                                 continue from the latest checkpoint in --output',
+    '  --resume                                 continue from the latest checkpoint in --output, with the run\'s own options (train_config.json)',
     '  --resume-from <dir>                      continue from this checkpoint folder',
     '  --dry-run                                check the config, model and data, then stop (writes nothing)',
     '  --device <name>                          another name for --backend',
@@ -44,9 +46,6 @@ export function parseTrainArgs(argv: string[]): { config: TrainConfig; resume: s
   }
   const { values } = parseStrict(argv, options, 'longlora train');
   if (values.help) { console.log(help()); return null; }
-  let config = defaultTrainConfig();
-  if (typeof values.preset === 'string') config = applyPreset(config, values.preset);
-  if (typeof values.config === 'string') config = applyValues(config, readConfigFile(values.config), values.config);
   const flags: Record<string, unknown> = {};
   for (const { key, flag, field } of trainFlags()) {
     if (field.kind === 'bool') {
@@ -55,8 +54,19 @@ export function parseTrainArgs(argv: string[]): { config: TrainConfig; resume: s
       if (values[`no-${flag}`]) flags[key] = false;
     } else if (values[flag] !== undefined) flags[key] = values[flag];
   }
-  config = applyValues(config, flags, 'command line');
+  // defaults, then --preset, then --config, then flags
+  const layered = (base: TrainConfig): TrainConfig => {
+    let c = base;
+    if (typeof values.preset === 'string') c = applyPreset(c, values.preset);
+    if (typeof values.config === 'string') c = applyValues(c, readConfigFile(values.config), values.config);
+    return applyValues(c, flags, 'command line');
+  };
+  let config = layered(defaultTrainConfig());
   const resume = typeof values['resume-from'] === 'string' ? values['resume-from'] : values.resume === true;
+  // A resumed run starts from the options it was started with (its train_config.json), so
+  // `--output DIR --resume` alone continues it; what is given again overrides them.
+  const saved = path.join(typeof resume === 'string' ? path.dirname(path.resolve(resume)) : config.output, 'train_config.json');
+  if (resume && fs.existsSync(saved)) config = layered(applyValues(defaultTrainConfig(), readConfigFile(saved), saved));
   return { config, resume, dryRun: values['dry-run'] === true };
 }
 
