@@ -177,7 +177,10 @@ export class Trainer {
         state = readState(resumeDir);
         const diff = resumeConflicts(state.config, c);
         if (diff.length > 0) throw new LongLoraError(`cannot resume from ${resumeDir}: the config differs (${diff.join('; ')}). Use the checkpoint's config, or start a new run in another --output folder`);
-        if (state.step >= c.steps) throw new LongLoraError(`${resumeDir} is at step ${state.step}, already ≥ --steps ${c.steps}; raise --steps to train further`);
+        if (state.step > c.steps) throw new LongLoraError(`${resumeDir} is at step ${state.step}, past --steps ${c.steps}; raise --steps to train further`);
+        // At the last step (a run stopped or killed after it): no training is left, only what
+        // the end of a run writes (the adapter, the evaluation, the merge), which runs again.
+        if (state.step === c.steps) say(`${resumeDir} is at the last step (${c.steps}); finishing the run: the adapter and what follows it. Raise --steps to train further`);
       }
       if (!opts.resume) {
         const old = listCheckpoints(c.output);

@@ -151,7 +151,16 @@ describe('trainer: bad input fails before any work', () => {
     const c = tinyConfig(dir, { steps: 2, saveEvery: 2 });
     await train(c);
     await fails({ ...c, lr: 5e-3, loraR: 8 }, ['cannot resume', 'the config differs', 'loraR: checkpoint 4, now 8', 'lr: checkpoint 0.01, now 0.005'], { resume: true });
-    await fails({ ...c, steps: 2 }, ['already ≥ --steps 2'], { resume: true });
+    await fails({ ...c, steps: 1 }, ['is at step 2, past --steps 1'], { resume: true });
+    // at the last step: nothing to train, the end of the run (the adapter) is written again
+    fs.rmSync(path.join(c.output, 'adapter_model.safetensors'));
+    const out = sink();
+    const t = await Trainer.create(c, { resume: true, out });
+    const r = await t.run();
+    t.dispose();
+    assert.deepEqual([r.steps, r.stopped], [2, false]);
+    assert.match(out.text(), /is at the last step \(2\); finishing the run/);
+    assert.ok(fs.existsSync(path.join(c.output, 'adapter_model.safetensors')), 'the adapter written again');
     const other = tinyConfig(fresh());
     await fails(other, ['no checkpoint in'], { resume: true });
   });
