@@ -136,6 +136,7 @@ describe('longlora data and evaluation commands', () => {
     assert.match(folder.err, /--prompt-file .* is a folder; give a text file/);
     assert.match(cli(['generate', ...tiny, '--prompt', 'x', '--stop', '']).err, /--stop needs a non-empty string/);
     assert.match(cli(['generate', ...tiny, '--prompt', 'x', '--greedy', '--temperature=0.8']).err, /--greedy always takes the most likely token, so --temperature would have no effect/);
+    assert.match(cli(['generate', ...tiny, '--prompt', 'x', '--chat-template', 'llama2']).err, /--chat-template is the template --template chat renders; add --template chat/);
   });
 
   it('generate and chat on a model with a sliding window: a generation that cannot fit is refused before it starts; chat goes on', () => {

@@ -126,6 +126,7 @@ export async function generateCommand(argv: string[]): Promise<void> {
   if (!v) return;
   const template = String(v.template);
   if (!['none', 'llama2', 'chat'].includes(template)) throw new LongLoraError(`--template must be none, llama2 or chat, got ${template}`);
+  if (typeof v['chat-template'] === 'string' && template !== 'chat') throw new LongLoraError(`--chat-template is the template --template chat renders; add --template chat (now --template ${template})`);
   const text = readPrompt(v);
   const sampling = samplingFlags(v, argv);
   const cache = cacheFlags(v);
