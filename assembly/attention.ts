@@ -316,7 +316,7 @@ export function attentionBackward(args: usize, chunk: i32, tid: i32): void {
   const Qs = Vs + ((<usize>BK * <usize>D) << 2);
   const dOs = Qs + ((<usize>BQ * <usize>D) << 2);
 
-  const qt = argI(args, Q_BF), kt = argI(args, K_BF), vt = argI(args, V_BF), gt = argI(args, DOUT_BF);
+  const qt = argI(args, Q_BF), kt = argI(args, K_BF), vt = argI(args, V_BF), gt = argI(args, DOUT_BF), dkt = argI(args, DK_BF), dvt = argI(args, DV_BF);
   const qs = shiftOf(args, Q_BF), ks = shiftOf(args, K_BF), vs = shiftOf(args, V_BF);
   const gs = shiftOf(args, DOUT_BF), dks = shiftOf(args, DK_BF), dvs = shiftOf(args, DV_BF);
   const qRowE = <usize>H * <usize>D;
@@ -387,8 +387,8 @@ export function attentionBackward(args: usize, chunk: i32, tid: i32): void {
       }
     }
     for (let j = 0; j < nk; j++) {
-      storeRow(argI(args, DK_BF), dKa + ((<usize>j * <usize>D) << 2), dkBase + ((<usize>(j0 + j) * kvRowE) << dks), D, 1);
-      storeRow(argI(args, DV_BF), dVa + ((<usize>j * <usize>D) << 2), dvBase + ((<usize>(j0 + j) * kvRowE) << dvs), D, 1);
+      storeRow(dkt, dKa + ((<usize>j * <usize>D) << 2), dkBase + ((<usize>(j0 + j) * kvRowE) << dks), D, 1);
+      storeRow(dvt, dVa + ((<usize>j * <usize>D) << 2), dvBase + ((<usize>(j0 + j) * kvRowE) << dvs), D, 1);
     }
   }
 }

@@ -11,7 +11,7 @@
  */
 import { argF, argI, argP, madd } from './simd';
 import { exp4, log4, sigmoid4, tanh4 } from './math';
-import { f16ToF32, f32ToBf16, f32ToF16, ld1, ld4, narrowBf16, st1, st4, widenBf16, widenF16 } from './half';
+import { f16ToF32, f32ToBf16, f32ToF16, ld1, ld4, narrowBf16, narrowF16, st1, st4, widenBf16, widenF16 } from './half';
 
 // ---- fill -------------------------------------------------------------------------------
 
@@ -152,6 +152,7 @@ export function cast(args: usize, chunk: i32, _tid: i32): void {
   if (st == BF16 && dt == F32) { widenBf16(src + (<usize>i0 << 1), dst + (<usize>i0 << 2), i1 - i0); return; }
   if (st == F32 && dt == BF16) { narrowBf16(src + (<usize>i0 << 2), dst + (<usize>i0 << 1), i1 - i0, 1); return; }
   if (st == F16 && dt == F32) { widenF16(src + (<usize>i0 << 1), dst + (<usize>i0 << 2), i1 - i0); return; }
+  if (st == F32 && dt == F16) { narrowF16(src + (<usize>i0 << 2), dst + (<usize>i0 << 1), i1 - i0, 1); return; }
   let i = i0;
   for (; i < i1; i++) writeAt(dst, i, dt, readAt(src, i, st));
 }

@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { LongLoraError } from '../errors.js';
+import { parseKiloInt } from '../util/text.js';
 import { readJsonFile } from '../io/checkpoint.js';
 import { parseLlamaConfig, type LlamaConfig } from '../models/llama/config.js';
 
@@ -58,9 +59,8 @@ export function resolveShape(spec: string): ModelShape {
 
 /** A context length: an integer, or "Nk" for N × 1024 (8k = 8192, 64k = 65536). */
 export function parseLength(s: string): number {
-  const m = /^(\d+)(k)?$/i.exec(s.trim());
-  if (!m) throw new LongLoraError(`a context length must be an integer or Nk (e.g. 8192 or 8k), got "${s}"`);
-  const n = Number(m[1]) * (m[2] ? 1024 : 1);
+  const n = parseKiloInt(s);
+  if (n === null) throw new LongLoraError(`a context length must be an integer or Nk (e.g. 8192 or 8k), got "${s}"`);
   if (n < 1) throw new LongLoraError(`a context length must be positive, got "${s}"`);
   return n;
 }

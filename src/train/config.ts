@@ -11,7 +11,7 @@ import { parse as parseYaml } from 'yaml';
 import { LongLoraError } from '../errors.js';
 import { PRECISIONS, type Precision } from '../tensor/dtype.js';
 import { GGUF_DTYPES, type GgufDType } from '../models/llama/gguf.js';
-import { closestNames, kebab } from '../util/text.js';
+import { closestNames, kebab, parseKiloInt } from '../util/text.js';
 
 type Kind = 'int' | 'float' | 'string' | 'bool' | 'list' | 'enum';
 
@@ -175,8 +175,8 @@ export function coerce(key: string, raw: unknown, where: string): unknown {
   }
   switch (f.kind) {
     case 'int': case 'float': {
-      const kilo = f.kind === 'int' && typeof raw === 'string' ? /^(\d+)k$/i.exec(raw.trim()) : null; // 8k = 8192, as lengths are written
-      const v = kilo ? Number(kilo[1]) * 1024 : typeof raw === 'string' ? Number(raw.trim()) : raw;
+      const kilo = f.kind === 'int' && typeof raw === 'string' ? parseKiloInt(raw) : null; // 8k = 8192, as lengths are written
+      const v = kilo ?? (typeof raw === 'string' ? Number(raw.trim()) : raw);
       if (typeof v !== 'number' || !Number.isFinite(v) || (typeof raw === 'string' && raw.trim() === '')) bad(`must be a number, got ${JSON.stringify(raw)}`);
       const n = v as number;
       if (f.kind === 'int' && !Number.isInteger(n)) bad(`must be an integer, got ${n}`);

@@ -20,6 +20,12 @@ export function editDistance(a: string, b: string): number {
   return prev[b.length]!;
 }
 
+/** A whole number written in decimal, or as Nk for N × 1024 (8k = 8192); null for anything else. */
+export function parseKiloInt(s: string): number | null {
+  const m = /^(\d+)(k)?$/i.exec(s.trim());
+  return m ? Number(m[1]) * (m[2] ? 1024 : 1) : null;
+}
+
 /** camelCase → kebab-case (config keys → command-line flags). */
 export function kebab(s: string): string {
   return s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);

@@ -14,7 +14,6 @@ import type { OptionSpec } from '../args.js';
 import { cacheFlags, parseWith, samplingFlags, samplingFrom, SAMPLING_OPTIONS } from './generate.js';
 import { loadModel, MODEL_OPTIONS, warnContext } from './load-model.js';
 import { LongLoraError } from '../../errors.js';
-import { ropeContextLength } from '../../nn/rope-scaling.js';
 
 const OPTIONS: Record<string, OptionSpec & { multiple?: boolean }> = {
   ...MODEL_OPTIONS,
@@ -43,8 +42,7 @@ export async function chatCommand(argv: string[]): Promise<void> {
     }
     const opts = samplingFrom(sampling, m);
     const tty = process.stdin.isTTY === true;
-    const covered = ropeContextLength(m.model.config.ropeScaling, m.model.config.maxPositionEmbeddings);
-    let warned = false;
+    let warned = false; // the context note, once per conversation
     let system = typeof v.system === 'string' ? v.system : null;
     let history: ChatMessage[] = [];
     if (tty) process.stderr.write('chat: /reset forgets the conversation, /system TEXT sets the system prompt, /quit ends\n');
@@ -73,10 +71,7 @@ export async function chatCommand(argv: string[]): Promise<void> {
       const messages = system ? [{ role: 'system', content: system }, ...history] : history;
       const prompt = template.render(messages, { bosToken: tok.bosToken, eosToken: tok.eosToken, addGenerationPrompt: true });
       const ids = tok.encode(prompt, { addSpecialTokens: false });
-      if (!warned && ids.length + sampling.maxNewTokens! > covered) {
-        warnContext(m.model.config, ids.length + sampling.maxNewTokens!, `the conversation's ${ids.length} tokens and up to ${sampling.maxNewTokens} new ones`);
-        warned = true;
-      }
+      if (!warned) warned = warnContext(m.model.config, ids.length + sampling.maxNewTokens!, `the conversation's ${ids.length} tokens and up to ${sampling.maxNewTokens} new ones`);
       if (tty) process.stdout.write('assistant> ');
       let r;
       try {

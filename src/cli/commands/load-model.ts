@@ -9,6 +9,7 @@ import path from 'node:path';
 import { autoBackend, currentBackend, setBackend } from '../../backend/registry.js';
 import { checkTensorCoreBackend, tensorCoreNote, useTensorCores } from '../../backend/tensor-cores.js';
 import type { Precision } from '../../tensor/dtype.js';
+import { parseKiloInt } from '../../util/text.js';
 import { LongLoraError } from '../../errors.js';
 import { readJsonFile } from '../../io/checkpoint.js';
 import { isRepoId, repoGgufFile, resolveAdapter, resolveGgufFile, resolveModel } from '../../io/hub.js';
@@ -63,8 +64,7 @@ function str(v: Values, k: string): string | undefined {
 export function intFlag(v: Values, k: string, min = 1): number | undefined {
   const s = str(v, k);
   if (s === undefined) return undefined;
-  const m = /^(\d+)(k)?$/i.exec(s.trim());
-  const n = m ? Number(m[1]) * (m[2] ? 1024 : 1) : NaN;
+  const n = parseKiloInt(s) ?? NaN;
   if (!Number.isSafeInteger(n) || n < min) throw new LongLoraError(`--${k} must be an integer ≥ ${min}, got "${s}" (write e.g. 512 or 4k)`);
   return n;
 }
@@ -72,13 +72,14 @@ export function intFlag(v: Values, k: string, min = 1): number | undefined {
 /**
  * A note on stderr when `tokens` positions reach past the context the model's RoPE covers
  * (positions beyond it extrapolate, and quality falls). `what` says what reaches them.
+ * Returns whether it wrote the note.
  */
-export function warnContext(c: Pick<LlamaConfig, 'ropeScaling' | 'maxPositionEmbeddings'>, tokens: number, what = `${tokens} tokens`): void {
+export function warnContext(c: Pick<LlamaConfig, 'ropeScaling' | 'maxPositionEmbeddings'>, tokens: number, what = `${tokens} tokens`): boolean {
   const covered = ropeContextLength(c.ropeScaling, c.maxPositionEmbeddings);
-  if (tokens > covered) {
-    process.stderr.write(`note: ${what} exceed the ${covered} positions the model covers; positions beyond extrapolate. ` +
-      `Pass --context-size ${tokens} to interpolate (the official scripts do, with the fine-tuned context).\n`);
-  }
+  if (tokens <= covered) return false;
+  process.stderr.write(`note: ${what} exceed the ${covered} positions the model covers; positions beyond extrapolate. ` +
+    `Pass --context-size ${tokens} to interpolate (the official scripts do, with the fine-tuned context).\n`);
+  return true;
 }
 
 /** A number flag with a default. */
