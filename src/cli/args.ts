@@ -38,11 +38,29 @@ type OptionsConfig = NonNullable<ParseArgsConfig['options']>;
  * ends with where the options are listed.
  */
 export function parseStrict(argv: string[], options: OptionsConfig, command: string, allowPositionals = false, usage?: string): { values: Record<string, unknown>; positionals: string[] } {
+  let r;
   try {
-    const r = parseArgs({ args: argv, options, strict: true, allowPositionals });
-    return { values: r.values, positionals: r.positionals };
+    r = parseArgs({ args: argv, options, strict: true, allowPositionals, tokens: true });
   } catch (e) {
     throw usageError(e, argv, options, command, usage);
+  }
+  repeatedOption(r.tokens, options, command);
+  return { values: r.values, positionals: r.positionals };
+}
+
+/**
+ * Refuses an option that takes one value given twice with different values (parseArgs keeps
+ * the last silently: `--prompt a --prompt b` would generate from b alone). The same value
+ * twice, or a switch twice, is harmless and passes.
+ */
+function repeatedOption(tokens: ReturnType<typeof parseArgs>['tokens'], options: OptionsConfig, command: string): void {
+  const seen = new Map<string, string | undefined>();
+  for (const t of tokens ?? []) {
+    if (t.kind !== 'option' || options[t.name]?.multiple || options[t.name]?.type !== 'string') continue;
+    if (seen.has(t.name) && seen.get(t.name) !== t.value) {
+      throw new UsageError(`--${t.name} was given twice ('${seen.get(t.name)}' and '${t.value}'); it takes one value, so give it once (\`${command} --help\` lists the options)`);
+    }
+    seen.set(t.name, t.value);
   }
 }
 

@@ -60,6 +60,14 @@ describe('command-line parsing', () => {
     assert.throws(() => parseStrict(['--checkpointing=1'], options, 'longlora train'), /write --checkpointing alone to turn it on, --no-checkpointing to turn it off/);
   });
 
+  it('refuses an option of one value given twice with different values, and lets a repeat of the same value or a switch pass', () => {
+    assert.match(usageError(['--steps', '3', '--out', 'o', '--steps=4']), /^--steps was given twice \('3' and '4'\); it takes one value, so give it once \(`longlora thing --help`/);
+    const r = parse(['--steps', '3', '--private', '--steps', '3', '--private'], USAGE, OPTIONS);
+    assert.deepEqual({ ...r!.values }, { steps: '3', private: true });
+    const many = parseStrict(['--stop', 'a', '--stop', 'b'], { stop: { type: 'string', multiple: true } }, 'longlora generate');
+    assert.deepEqual(many.values.stop, ['a', 'b']);
+  });
+
   it('parses what is right as node:util does', () => {
     const r = parse(['--model', 'm', '--steps=-3', '--private'], USAGE, OPTIONS);
     assert.deepEqual({ ...r!.values }, { model: 'm', steps: '-3', private: true });
