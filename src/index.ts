@@ -10,11 +10,19 @@ export * from './browser.js';
 // models from and to folders
 export { loadLlama, saveLlama } from './models/llama/load.js';
 export type { LoadOptions, SaveOptions } from './models/llama/load.js';
+export { loadWithAdapter, mergeAdapter } from './lora/adapted.js';
+export type { MergeOptions } from './lora/adapted.js';
 export { exportGguf, ggufWeightType, llamaGgufMetadata, GGUF_DTYPES } from './models/llama/gguf.js';
 export { importanceMatrix, type ImportanceMatrix } from './models/llama/importance.js';
 export { ggufToFolder, ggufTokenizer, loadLlamaGguf, readGgufLora, readGgufModel } from './models/llama/gguf-load.js';
 export { readGgufHeader } from './io/gguf-read.js';
 export type { GgufExportOptions, GgufExportResult, GgufDType } from './models/llama/gguf.js';
+
+// the training loop of `longlora train`: Trainer.create({ ...defaultTrainConfig(), model, data, output })
+export { Trainer } from './train/trainer.js';
+export type { TrainerOptions, TrainResult } from './train/trainer.js';
+export { defaultTrainConfig } from './train/config.js';
+export type { TrainConfig } from './train/config.js';
 
 // text: tokenizer folders (the browser builds them from parsed files, browser-text.ts)
 export { Tokenizer } from './tokenizer/tokenizer.js';
