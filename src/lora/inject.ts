@@ -18,6 +18,9 @@ const OUTPUT_HEAD = 'lm_head';
 
 /** What trains: LongLoRA (LoRA + extras), plain LoRA, or everything. */
 export type TrainMode = 'longlora' | 'lora' | 'full';
+const TRAIN_MODES: readonly TrainMode[] = ['longlora', 'lora', 'full'];
+/** The parameters LongLoRA trains besides the adapters (by name part): embeddings and norms. */
+const LONGLORA_EXTRAS: readonly string[] = ['embed', 'norm'];
 
 /** Paths of every linear layer (plain, packed or LoRA-wrapped). */
 export function linearPaths(model: Module): string[] {
@@ -105,7 +108,8 @@ function promote(model: Module, name: string, t: Tensor): Tensor {
  * the adapters; `longlora` the adapters plus every parameter whose name contains one of
  * `extras` (default embed and norm, SPEC §4). Frozen tensors never get gradients.
  */
-export function setTrainable(model: Module, mode: TrainMode, extras: readonly string[] = []): TrainableReport {
+export function setTrainable(model: Module, mode: TrainMode, extras: readonly string[] = mode === 'longlora' ? LONGLORA_EXTRAS : []): TrainableReport {
+  if (!TRAIN_MODES.includes(mode)) throw new LongLoraError(`unknown training mode '${String(mode)}'; choose one of ${TRAIN_MODES.join(', ')}`);
   const named = model.namedParameters();
   for (const [, t] of named) t.requiresGrad = false;
   const isLora = (n: string): boolean => /\.lora_[AB]\.weight$/.test(n);

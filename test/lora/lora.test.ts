@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { LoRALinear, type LoraRuntime } from '../../src/lora/lora.js';
-import { applyLora, mergeLora, resolveTargets, setTrainable, ALL_LINEAR } from '../../src/lora/inject.js';
+import { applyLora, mergeLora, resolveTargets, setTrainable, ALL_LINEAR, type TrainMode } from '../../src/lora/inject.js';
 import { Linear } from '../../src/nn/linear.js';
 import { dropout } from '../../src/nn/dropout.js';
 import { cpuBackend } from '../../src/backend/registry.js';
@@ -96,7 +96,10 @@ describe('LoRA in the Llama model', () => {
     for (const [n, p] of model.namedParameters()) assert.equal(p.grad !== null, rep.names.includes(n), `${n} gradient presence`);
     zeroGrad(model.parameters());
     assert.equal(setTrainable(model, 'lora').names.length, 16);
+    assert.deepEqual(setTrainable(model, 'longlora').names, rep.names, 'longlora trains embed and norm unless told otherwise');
+    assert.equal(setTrainable(model, 'longlora', []).names.length, 16, 'explicitly no extras');
     assert.equal(setTrainable(model, 'full').names.length, model.namedParameters().length);
+    throwsLL(() => setTrainable(model, 'qlora' as TrainMode), "unknown training mode 'qlora'; choose one of longlora, lora, full");
     throwsLL(() => setTrainable(model, 'longlora', ['embedding_layer']), "trainable extra 'embedding_layer' matches no parameter");
     throwsLL(() => setTrainable(model, 'lora', ['norm']), "mode 'lora' trains adapters only");
     model.dispose();
