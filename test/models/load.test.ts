@@ -20,6 +20,9 @@ import { fromFloatArray, toFloatArray } from '../../src/tensor/dtype.js';
 import { ids as idsTensor } from '../../src/tensor/ops/index.js';
 import { tidy } from '../../src/tensor/scope.js';
 import { fromHost } from '../../src/tensor/tensor.js';
+import { applyLora, mergeLora } from '../../src/lora/inject.js';
+import { LORA_DEFAULTS } from '../../src/lora/lora.js';
+import { Rng } from '../../src/tensor/random.js';
 import { diff } from '../helpers/compare.js';
 import { goldenDir } from '../helpers/fixtures.js';
 import { tempFolders } from '../helpers/tmp.js';
@@ -335,5 +338,19 @@ describe('saveLlama → loadLlama round trips', () => {
     assert.deepEqual(await logitsOf(loaded), await logitsOf(model));
     model.dispose();
     loaded.dispose();
+  });
+
+  it('refuses what a model folder cannot hold, and option values it does not know, naming the fix', async () => {
+    const model = randomLlama(smallConfig(), { seed: 14, std: 0.2 });
+    applyLora(model, ['q_proj'], LORA_DEFAULTS, new Rng(0), { training: false, rng: new Rng(1) });
+    const dir = fresh();
+    await assert.rejects(saveLlama(model, dir), (e: unknown) => e instanceof LongLoraError &&
+      /LoRA adapters \(e\.g\. model\.layers\.0\.self_attn\.q_proj\.lora_A\.weight\).*mergeLora\(model\).*saveAdapter/.test(e.message));
+    assert.deepEqual(fs.readdirSync(dir), [], 'nothing written');
+    mergeLora(model);
+    await assert.rejects(saveLlama(model, dir, { dtype: 'fp16' as 'f16' }), /unknown dtype 'fp16'; use one of f32, bf16, f16/);
+    await saveLlama(model, dir);
+    await assert.rejects(loadLlama(dir, { quantize: 'int4' as 'nf4' }), /unknown quantize 'int4'; use 'nf4'/);
+    model.dispose();
   });
 });

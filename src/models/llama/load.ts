@@ -94,6 +94,9 @@ export async function loadLlama(dir: string, opts: LoadOptions = {}): Promise<Ll
   if (!fs.statSync(dir).isDirectory()) {
     throw new LongLoraError(`${dir} is not a folder; pass the folder that holds config.json and the safetensors files`);
   }
+  if (opts.quantize !== undefined && opts.quantize !== 'none' && opts.quantize !== 'nf4') {
+    throw new LongLoraError(`loadLlama: unknown quantize '${String(opts.quantize)}'; use 'nf4' (4-bit NF4, QLoRA) or 'none'`);
+  }
   const parsed = parseLlamaConfig(readJsonFile(configPath), configPath);
   const config = opts.ropeScaling ? { ...parsed, ropeScaling: opts.ropeScaling } : parsed;
   const dtype = opts.dtype ?? 'f32';
@@ -116,6 +119,8 @@ export async function loadLlama(dir: string, opts: LoadOptions = {}): Promise<Ll
   }
 }
 
+const SAVE_DTYPES: ReadonlyArray<NonNullable<SaveOptions['dtype']>> = ['f32', 'bf16', 'f16'];
+
 export interface SaveOptions {
   /** dtype written to disk (default: each tensor's own, f64 written as f32). */
   dtype?: 'f32' | 'bf16' | 'f16';
@@ -136,6 +141,14 @@ export async function parameterEntries(named: Array<[string, Tensor]>, dtype?: '
 
 /** Writes config.json (rope_scaling included) and the weights as a Hugging Face folder. */
 export async function saveLlama(model: LlamaForCausalLM, dir: string, opts: SaveOptions = {}): Promise<void> {
+  if (opts.dtype !== undefined && !SAVE_DTYPES.includes(opts.dtype)) {
+    throw new LongLoraError(`saveLlama: unknown dtype '${String(opts.dtype)}'; use one of ${SAVE_DTYPES.join(', ')}`);
+  }
+  const lora = model.namedParameters().filter(([n]) => /\.lora_[AB]\.weight$/.test(n));
+  if (lora.length > 0) {
+    throw new LongLoraError(`saveLlama: the model has LoRA adapters (e.g. ${lora[0]![0]}), which a Hugging Face model folder cannot hold; ` +
+      'merge them first (mergeLora(model)) to save the adapted model, or save the adapter alone with saveAdapter');
+  }
   const packed = model.namedBuffers();
   if (packed.length > 0) {
     throw new LongLoraError(`saveLlama: ${packed.length} layers (e.g. ${packed[0]![0]}) are stored in ${packed[0]![1].format}; ` +
