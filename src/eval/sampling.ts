@@ -81,8 +81,9 @@ export function candidates(logits: ArrayLike<number>, s: SamplingOptions): { ids
 
 /** The next token: greedy when temperature is 0, else a seeded draw from the candidates. */
 export function sampleToken(logits: ArrayLike<number>, s: SamplingOptions, rng: Rng): number {
-  if (s.temperature === 0) return argmax(logits);
+  if (s.temperature === 0) return checked(logits, argmax(logits));
   const { ids, probs } = candidates(logits, s);
+  if (ids.length === 0) return checked(logits, -1);
   const u = rng.uniform();
   let cum = 0;
   for (let i = 0; i < ids.length; i++) {
@@ -90,4 +91,13 @@ export function sampleToken(logits: ArrayLike<number>, s: SamplingOptions, rng: 
     if (u < cum) return ids[i]!;
   }
   return ids[ids.length - 1]!;
+}
+
+/** `id`, unless its logit is NaN or −∞: then no token can be chosen (the model's numbers broke down). */
+function checked(logits: ArrayLike<number>, id: number): number {
+  if (id >= 0 && (logits[id] ?? NaN) > -Infinity) return id;
+  let bad = 0;
+  for (let i = 0; i < logits.length; i++) if (!Number.isFinite(logits[i]!)) bad++;
+  throw new LongLoraError(`no token can be chosen: ${bad} of ${logits.length} logits are NaN or infinite; ` +
+    "the model's weights or activations are not finite (check the checkpoint, the adapter, or the learning rate it was trained with)");
 }

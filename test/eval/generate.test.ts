@@ -76,6 +76,17 @@ describe('sampling', () => {
     for (const t of draw(4)) counts[t]!++;
     assert.ok(Math.abs(counts[0]! / 2000 - 0.7) < 0.04 && Math.abs(counts[2]! / 2000 - 0.1) < 0.03, String(counts));
   });
+
+  it('logits with no finite choice are an error, not an undefined or made-up token', () => {
+    const r = new Rng(0);
+    const nan = [NaN, NaN, NaN];
+    for (const s of [{ temperature: 0, topP: 1, topK: 0 }, { temperature: 0.6, topP: 0.9, topK: 0 }, { temperature: 1, topP: 1, topK: 2 }]) {
+      assert.throws(() => sampleToken(nan, s, r), /no token can be chosen: 3 of 3 logits are NaN or infinite/, JSON.stringify(s));
+      assert.throws(() => sampleToken([-Infinity, -Infinity], s, r), /2 of 2 logits/);
+    }
+    assert.equal(sampleToken([NaN, -Infinity, 1], { temperature: 0.6, topP: 0.9, topK: 0 }, r), 2, 'the finite logits are sampled');
+    assert.equal(sampleToken([-Infinity, 1], { temperature: 0, topP: 1, topK: 0 }, r), 1);
+  });
 });
 
 describe('generate()', () => {
