@@ -37,10 +37,10 @@ export function attentionArgs(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOp
   if (H % Hkv !== 0) throw new LongLoraError(`attention: ${H} query heads are not a multiple of ${Hkv} key/value heads`);
   const mask = opts.mask ?? CAUSAL;
   const qOffset = opts.qOffset ?? 0;
-  if (mask.kind === 's2') {
-    if (qOffset !== 0 || Nq !== Nk) throw new LongLoraError('attention: S²-Attn is for training (aligned queries and keys); use dense causal attention with a KV cache');
-    validateMask(mask, Nq);
+  if (mask.kind === 's2' && (qOffset !== 0 || Nq !== Nk)) {
+    throw new LongLoraError('attention: S²-Attn is for training (aligned queries and keys); use dense causal attention with a KV cache');
   }
+  validateMask(mask, Nq);
   if (qOffset + Nq > Nk) throw new LongLoraError(`attention: queries reach position ${qOffset + Nq - 1} but only ${Nk} keys exist`);
   return { B, Nq, Nk, kvStride, H, Hkv, D, scale: opts.scale ?? 1 / Math.sqrt(D), qOffset, mask };
 }

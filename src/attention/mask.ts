@@ -11,6 +11,8 @@
 import type { AttentionMask } from '../backend/backend.js';
 import { LongLoraError } from '../errors.js';
 
+const S2_FORMS: ReadonlyArray<Extract<AttentionMask, { kind: 's2' }>['form']> = ['segmented', 'roll', 'short'];
+
 /** Half-open key ranges [lo, hi). At most two (the wrapped group of the roll form). */
 export type KeyRanges = Array<readonly [number, number]>;
 
@@ -53,7 +55,14 @@ export function describeMask(mask: AttentionMask): string {
  * aligned (training). Throws a LongLoraError that names the problem and the fix.
  */
 export function validateMask(mask: AttentionMask, N: number): void {
+  const m = mask as { kind?: unknown; form?: unknown } | null;
+  if (m === null || typeof m !== 'object' || (m.kind !== 'causal' && m.kind !== 's2')) {
+    throw new LongLoraError(`unknown attention mask ${JSON.stringify(mask)}; use { kind: 'causal' } or { kind: 's2', form: 'segmented', group: G }`);
+  }
   if (mask.kind === 'causal') return;
+  if (!S2_FORMS.includes(mask.form)) {
+    throw new LongLoraError(`unknown S²-Attn form ${JSON.stringify(m.form)}; use one of ${S2_FORMS.join(', ')} ('segmented' is leak-free and takes any length)`);
+  }
   const G = mask.group;
   if (!Number.isInteger(G) || G < 1) {
     throw new LongLoraError(`S²-Attn group size must be a positive integer, got ${G}. Set a group size such as N/4.`);

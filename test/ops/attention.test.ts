@@ -10,6 +10,7 @@ import { attention } from '../../src/attention/attention.js';
 import { keyRanges } from '../../src/attention/mask.js';
 import { allowedByDefinition, referenceAttention } from '../../src/attention/reference.js';
 import { checkOp } from '../helpers/optest.js';
+import { zeros } from '../../src/tensor/ops/index.js';
 
 /** Host dense causal attention with GQA; q [B,Nq,H,D], k/v [B,Nk,Hkv,D]. */
 function hostCausal(q: Float64Array, k: Float64Array, v: Float64Array, B: number, Nq: number, Nk: number, H: number, Hkv: number, D: number, qOffset: number): Float64Array {
@@ -94,5 +95,19 @@ describe('attention masks', () => {
     const mask: AttentionMask = { kind: 's2', form: 'roll', group: 4 };
     assert.ok(allowedByDefinition(mask, 2, 1, 0, 7, 8), 'token 0 sees token 7 under roll');
     assert.ok(!allowedByDefinition({ ...mask, form: 'segmented' }, 2, 1, 0, 7, 8), 'segmented does not leak');
+  });
+
+  it('a mask that is not one of the documented ones is refused, not run as something else', () => {
+    const q = zeros([1, 8, 2, 4]);
+    const bad: Array<[unknown, RegExp]> = [
+      [{ kind: 'full' }, /unknown attention mask \{"kind":"full"\}; use \{ kind: 'causal' \}/],
+      ['causal', /unknown attention mask "causal"/],
+      [{ kind: 's2', form: 'shifted', group: 4 }, /unknown S²-Attn form "shifted"; use one of segmented, roll, short/],
+      [{ kind: 's2', group: 4 }, /unknown S²-Attn form undefined/],
+    ];
+    for (const [mask, message] of bad) {
+      assert.throws(() => attention(q, q, q, { mask: mask as AttentionMask }), message, JSON.stringify(mask));
+    }
+    q.dispose();
   });
 });
