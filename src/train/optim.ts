@@ -18,6 +18,13 @@ export interface AdamWOptions {
   weightDecay: number;
 }
 
+/** A learning rate an update can use: finite and ≥ 0 (a NaN one would turn every weight into NaN). */
+export function checkLearningRate(lr: number): void {
+  if (typeof lr !== 'number' || !Number.isFinite(lr) || lr < 0) {
+    throw new LongLoraError(`learning rate must be a finite number ≥ 0, got ${String(lr)} (lrAt(schedule, step) gives the scheduled one)`);
+  }
+}
+
 /** Hugging Face's Trainer does not decay norm weights or biases. */
 export function decays(name: string): boolean {
   return !(name.includes('norm') || name.endsWith('bias'));
@@ -49,6 +56,7 @@ export class AdamW {
 
   /** Applies one update with learning rate `lr` to every parameter that has a gradient. */
   update(lr: number): void {
+    checkLearningRate(lr);
     this.step++;
     const [beta1, beta2] = this.options.betas;
     for (const s of this.slots) {

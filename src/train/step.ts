@@ -10,7 +10,7 @@ import { ids as idsTensor, scale, scaleInPlace } from '../tensor/ops/index.js';
 import type { Rng } from '../tensor/random.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { tidy } from '../tensor/scope.js';
-import { clipGradNorm, clipGradNormOnDevice, type AdamW } from './optim.js';
+import { checkLearningRate, clipGradNorm, clipGradNormOnDevice, type AdamW } from './optim.js';
 import type { LossScaler } from './loss-scale.js';
 
 /** B sequences of N tokens, row-major; labels default to the inputs. */
@@ -73,6 +73,7 @@ export async function accumulate(model: LlamaForCausalLM, mb: MicroBatch, weight
  * which is skipped when it is not finite.
  */
 export async function trainStep(model: LlamaForCausalLM, optimizer: AdamW, batches: readonly MicroBatch[], lr: number, opts: StepOptions): Promise<StepResult> {
+  checkLearningRate(lr); // before the backward passes, which would leave their gradients behind
   const lossTensors: Tensor[] = [];
   let sumSq: Tensor | null = null;
   try {

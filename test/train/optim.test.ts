@@ -54,6 +54,16 @@ describe('AdamW', () => {
   it('rejects bad hyper-parameters', () => {
     assert.throws(() => new AdamW([], { betas: [0.9, 1], eps: 1e-8, weightDecay: 0 }), /betas/);
     assert.throws(() => new AdamW([], { betas: [0.9, 0.99], eps: 0, weightDecay: 0 }), /eps/);
+    const p = op.tensor([1, 2], [2], 'f32').requireGrad();
+    p.grad = op.tensor([1, 1], [2], 'f32').keep();
+    const opt = new AdamW([['w', p]], { betas: [0.9, 0.99], eps: 1e-8, weightDecay: 0 });
+    for (const lr of [NaN, -1e-3, Infinity, undefined as unknown as number]) {
+      assert.throws(() => opt.update(lr), /learning rate must be a finite number ≥ 0, got/, String(lr));
+    }
+    assert.equal(opt.step, 0, 'no update was counted');
+    opt.dispose();
+    p.grad.dispose();
+    p.dispose();
   });
 });
 

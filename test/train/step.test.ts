@@ -57,4 +57,17 @@ describe('train step', () => {
     assert.deepEqual(r.losses, oneByOne);
     assert.ok(Math.abs(r.gradNorm - norm) <= 1e-6 * norm, `gradient norm ${r.gradNorm} vs ${norm}`);
   });
+
+  it('a learning rate that is not a finite number ≥ 0 is refused before any gradient is computed', async () => {
+    await setBackend('cpu');
+    const { model, ids, labels, B, N } = await tinyModel();
+    const params = model.namedParameters();
+    for (const [, p] of params) p.requireGrad();
+    const optimizer = new AdamW(params, { betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0 });
+    await assert.rejects(trainStep(model, optimizer, [{ ids, labels, B, N }], NaN, { mask: { kind: 'causal' }, checkpointing: false, maxGradNorm: 1 }),
+      /learning rate must be a finite number ≥ 0, got NaN/);
+    assert.ok(params.every(([, p]) => p.grad === null), 'no gradients left behind');
+    optimizer.dispose();
+    model.dispose();
+  });
 });
