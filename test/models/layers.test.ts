@@ -50,3 +50,14 @@ for (const variant of ['tiny-llama', 'tiny-llama-tied', 'tiny-llama-bf16', 'tiny
     });
   });
 }
+
+describe('model input', () => {
+  it('forward and loss take i32 ids [B, N]; anything else is refused naming the shape they need', async () => {
+    const model = await loadLlama(goldenDir('tiny-llama'));
+    const tokens = Int32Array.from([1, 2, 3, 4]);
+    const want = /model input must be i32 token ids \[B, N\] \(ids\(values, \[B, N\]\)\), got i32 \[4\]/;
+    assert.throws(() => tidy(() => model.loss(idsTensor(tokens, [4]), tokens)), want);
+    assert.throws(() => tidy(() => model.forward(idsTensor(tokens, [4]))), want);
+    model.dispose();
+  });
+});

@@ -80,6 +80,11 @@ export interface ForwardOptions {
 
 export { PRECISIONS, type Precision };
 
+/** The model input: token ids [B, N] (i32, as `ids(values, [B, N])` makes them). */
+function checkIds(ids: Tensor): void {
+  if (ids.rank !== 2 || ids.dtype !== 'i32') throw new LongLoraError(`model input must be i32 token ids [B, N] (ids(values, [B, N])), got ${ids.dtype} ${fmt(ids.shape)}`);
+}
+
 export class LlamaAttention extends Module {
   q_proj: Projection;
   k_proj: Projection;
@@ -197,7 +202,7 @@ export class LlamaForCausalLM extends Module {
 
   /** The final hidden states [B, N, C] for token ids [B, N] (i32). */
   hidden(ids: Tensor, opts: ForwardOptions = {}): Tensor {
-    if (ids.rank !== 2 || ids.dtype !== 'i32') throw new LongLoraError(`model input must be i32 token ids [B, N], got ${ids.dtype} ${fmt(ids.shape)}`);
+    checkIds(ids);
     const [B, N] = ids.shape as [number, number];
     const cache = opts.cache;
     if (cache) {
@@ -250,6 +255,7 @@ export class LlamaForCausalLM extends Module {
    * `opts.logits` asks for them (then they are returned too).
    */
   loss(ids: Tensor, labels: Int32Array, opts: ForwardOptions & { logits?: boolean } = {}): { loss: Tensor; logits?: Tensor } {
+    checkIds(ids);
     const [B, N] = ids.shape as [number, number];
     const targets = shiftLabels(labels, B, N);
     if (opts.logits || (this.lm_head && !(this.lm_head instanceof Linear))) {
