@@ -6,6 +6,8 @@
 import type { Backend } from './backend.js';
 import { CpuBackend } from './cpu/cpu.js';
 import { LongLoraError } from '../errors.js';
+import { closestNames } from '../util/text.js';
+import type { WasmBackendOptions } from './wasm/wasm.js';
 import type { WebGpuBackendOptions } from './webgpu/webgpu.js';
 
 interface Entry {
@@ -14,6 +16,8 @@ interface Entry {
   create: (options: BackendOptions) => Backend | Promise<Backend>;
   /** What `configureBackend` gave; the factory is called with it. */
   options: BackendOptions;
+  /** The option names its factory reads (undefined: not checked). */
+  optionNames?: readonly string[];
   instance?: Backend;
 }
 
@@ -22,11 +26,16 @@ export type BackendOptions = Readonly<Record<string, unknown>>;
 
 const entries = new Map<string, Entry>();
 const cpu = new CpuBackend();
-entries.set('cpu', { priority: 0, create: () => cpu, options: {}, instance: cpu });
+entries.set('cpu', { priority: 0, create: () => cpu, options: {}, optionNames: [], instance: cpu });
 let current: Backend = cpu;
 
-export function registerBackend(name: string, priority: number, create: (options: BackendOptions) => Backend | Promise<Backend>): void {
-  entries.set(name, { priority, create, options: {} });
+/**
+ * Adds a backend. `optionNames`, when given, are the options its factory reads:
+ * `configureBackend` refuses any other (a misspelt option would be ignored silently).
+ */
+export function registerBackend(name: string, priority: number, create: (options: BackendOptions) => Backend | Promise<Backend>,
+  optionNames?: readonly string[]): void {
+  entries.set(name, { priority, create, options: {}, ...(optionNames ? { optionNames } : {}) });
 }
 
 /**
@@ -36,6 +45,14 @@ export function registerBackend(name: string, priority: number, create: (options
  */
 export function configureBackend(name: string, options: BackendOptions): void {
   const e = entry(name);
+  const known = e.optionNames;
+  for (const k of Object.keys(options)) {
+    if (known && !known.includes(k)) {
+      const near = closestNames(k, [...known], 1)[0];
+      throw new LongLoraError(`the ${name} backend has no option '${k}'` + (known.length === 0 ? '; it takes none' :
+        `${near !== undefined ? `; did you mean '${near}'?` : ''} Its options: ${known.join(', ')}`));
+    }
+  }
   if (JSON.stringify(options) === JSON.stringify(e.options)) return;
   e.options = { ...options };
   if (e.instance && name !== 'cpu') e.instance = undefined;
@@ -55,12 +72,20 @@ function entry(name: string): Entry {
 
 // WebGPU (Dawn's `webgpu` package in Node, navigator.gpu in browsers): imported only when
 // first asked for, so machines without the package or a GPU load everything else.
-registerBackend('webgpu', 20, async (options) => (await import('./webgpu/webgpu.js')).createWebGpuBackend(options as WebGpuBackendOptions));
+registerBackend('webgpu', 20, async (options) => (await import('./webgpu/webgpu.js')).createWebGpuBackend(options as WebGpuBackendOptions),
+  optionNames<WebGpuBackendOptions>({ gpu: 1, dawnFlags: 1, powerPreference: 1, f16: 1, subgroupMatrix: 1, poolBytes: 1, poison: 1, batch: 1,
+    attentionTiles: 1, matmulTile: 1, decodeKernels: 1, profile: 1, native16: 1, emulateSubgroupMatrix: 1 }));
 
 // WebAssembly SIMD kernels on every core (src/backend/wasm/): preferred over the CPU
 // reference backend; fails to initialise, with a message, where the engine lacks Wasm
 // SIMD or shared memory.
-registerBackend('wasm', 10, async () => (await import('./wasm/wasm.js')).WasmBackend.create());
+registerBackend('wasm', 10, async (options) => (await import('./wasm/wasm.js')).WasmBackend.create(options as WasmBackendOptions),
+  optionNames<WasmBackendOptions>({ threads: 1, flavour: 1, parallelMin: 1, native16: 1 }));
+
+/** The names of an options type: the compiler checks that the record has all of them and nothing else. */
+function optionNames<T>(names: Record<keyof T, 1>): readonly string[] {
+  return Object.keys(names);
+}
 
 export function backendNames(): string[] {
   return [...entries.keys()];

@@ -76,6 +76,20 @@ describe('backend options (configureBackend)', () => {
     assert.deepEqual(made, [{ subgroupMatrix: true }, {}]);
     assert.throws(() => configureBackend('no-such-backend', {}), (e: unknown) => e instanceof LongLoraError && /unknown backend 'no-such-backend'/.test(e.message));
   });
+
+  it('are checked against what the factory reads: a misspelt one is named with the nearest, before any backend is made', () => {
+    const refused = (name: string, options: Record<string, unknown>): string => {
+      try { configureBackend(name, options); } catch (e) { assert.ok(e instanceof LongLoraError); return e.message; }
+      return assert.fail(`${name} took ${JSON.stringify(options)}`);
+    };
+    assert.match(refused('webgpu', { subgroupMatirx: true }), /^the webgpu backend has no option 'subgroupMatirx'; did you mean 'subgroupMatrix'\? Its options: .*subgroupMatrix/);
+    assert.match(refused('wasm', { thread: 2 }), /^the wasm backend has no option 'thread'; did you mean 'threads'\?/);
+    assert.match(refused('cpu', { threads: 2 }), /^the cpu backend has no option 'threads'; it takes none$/);
+    assert.deepEqual(backendOptions('webgpu'), {}, 'nothing was set by the refused calls');
+    configureBackend('wasm', { threads: 1 });
+    assert.deepEqual(backendOptions('wasm'), { threads: 1 });
+    configureBackend('wasm', {});
+  });
 });
 
 describe('webgpu subgroup matrices (tensor cores): asking for them and planning the kernel', () => {
