@@ -78,10 +78,15 @@ export function modulesOfParams(names: readonly string[]): string[] {
   return [...new Set(mods)];
 }
 
-/** Whether a parameter belongs to a module listed in modules_to_save (suffix match, as PEFT). */
+/**
+ * Whether a parameter belongs to a module listed in modules_to_save. PEFT tests each
+ * module path with a plain suffix match (no dot boundary), so "norm" also selects
+ * input_layernorm and post_attention_layernorm: an adapter saved with
+ * modules_to_save ["embed_tokens", "norm"] holds every norm.
+ */
 function inModulesToSave(name: string, modules: readonly string[]): boolean {
   const mod = name.slice(0, name.lastIndexOf('.'));
-  return modules.some((m) => mod === m || mod.endsWith(`.${m}`));
+  return modules.some((m) => m !== '' && mod.endsWith(m));
 }
 
 async function hostEntry(name: string, t: Tensor): Promise<TensorEntry> {

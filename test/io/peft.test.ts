@@ -71,6 +71,24 @@ describe('PEFT adapters', () => {
     base.dispose();
   });
 
+  it('reads modules_to_save as PEFT does: "norm" selects every norm by plain suffix', async (t) => {
+    const { model, ids, B, N } = await adapted();
+    const dir = fresh();
+    const extras = setTrainable(model, 'longlora', ['embed', 'norm']).names.filter((n) => !n.includes('lora_'));
+    await saveAdapter(model, dir, { baseModel: 'tiny-llama', extras });
+    const want = await logitsOf(model, ids, B, N);
+    model.dispose();
+    const cfgPath = path.join(dir, 'adapter_config.json');
+    const cfg = JSON.parse(fs.readFileSync(cfgPath, 'utf8'));
+    // What PEFT writes for modules_to_save=["embed_tokens", "norm"]: the same tensors (the layer norms included).
+    fs.writeFileSync(cfgPath, JSON.stringify({ ...cfg, modules_to_save: ['embed_tokens', 'norm'] }));
+    const base = (await tinyModel()).model;
+    const { replaced } = loadAdapter(base, dir, rt());
+    assert.equal(replaced.length, extras.length);
+    assertClose(await logitsOf(base, ids, B, N), want, 0, 'base + adapter with short modules_to_save', (s) => t.diagnostic(s));
+    base.dispose();
+  });
+
   it('refuses adapters it cannot compute, and a wrong shape, without touching the model', async () => {
     const { model, ids, B, N } = await adapted();
     const dir = fresh();
