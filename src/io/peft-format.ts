@@ -15,7 +15,7 @@
  */
 import { LongLoraError } from '../errors.js';
 import { LoRALinear, adapterDType, checkLoraOptions, type LoraOptions, type LoraRuntime } from '../lora/lora.js';
-import { loraLayers, resolveTargets } from '../lora/inject.js';
+import { ALL_LINEAR, isAllLinearPath, loraLayers, resolveTargets, targetNameMatches, type Targets } from '../lora/inject.js';
 import { isBaseLinear } from '../nn/linear.js';
 import type { Backend } from '../backend/backend.js';
 import type { Module } from '../nn/module.js';
@@ -31,7 +31,8 @@ export const PREFIX = 'base_model.model.';
 
 export interface AdapterConfig {
   lora: LoraOptions;
-  targetModules: string[];
+  /** Module names, all-linear, or (regex, layers_to_transform, exclude_modules) a filter on module paths. */
+  targetModules: Targets;
   modulesToSave: string[];
   baseModel: string | null;
 }
@@ -54,8 +55,7 @@ export function parseAdapterConfig(json: unknown, file: string = ADAPTER_CONFIG)
     const v = j[k];
     if (v && typeof v === 'object' && Object.keys(v).length > 0) bad(`per-module "${k}" is not supported`);
   }
-  const targets = j.target_modules;
-  const targetModules = typeof targets === 'string' ? [targets] : Array.isArray(targets) ? targets.map(String) : bad('target_modules must be a list of module names');
+  const targetModules = adapterTargets(j, bad);
   const lora: LoraOptions = {
     r: Number(j.r),
     alpha: Number(j.lora_alpha ?? 8),
@@ -70,6 +70,75 @@ export function parseAdapterConfig(json: unknown, file: string = ADAPTER_CONFIG)
     modulesToSave: Array.isArray(mts) ? mts.map(String) : [],
     baseModel: typeof j.base_model_name_or_path === 'string' ? j.base_model_name_or_path : null,
   };
+}
+
+/** A regular expression of adapter_config.json, matched against a whole module path (Python's re.fullmatch). */
+function fullMatch(pattern: string, key: string, bad: (msg: string) => never): RegExp {
+  try {
+    return new RegExp(`^(?:${pattern})$`);
+  } catch (e) {
+    return bad(`${key} ${JSON.stringify(pattern)} is a regular expression this reader cannot compile (${(e as Error).message}); give a list of module names instead`);
+  }
+}
+
+/** A list of strings, from a string or list (null, "" and [] give null). */
+function stringList(v: unknown, key: string, bad: (msg: string) => never): string[] | null {
+  if (v === undefined || v === null || v === '') return null;
+  if (typeof v === 'string') return [v];
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) return bad(`${key} must be a string or a list of strings, got ${JSON.stringify(v)}`);
+  return v.length > 0 ? v : null;
+}
+
+/**
+ * The layers target_modules selects, read as PEFT reads them: a list of names matches a
+ * module path that is the name or ends in "." + name; the string "all-linear" (any case)
+ * every linear layer but the output head; any other string is a regular expression over
+ * the whole path. layers_to_transform (with layers_pattern) keeps only those layers'
+ * modules that a name matched by suffix; exclude_modules (names, or a regular expression)
+ * removes modules.
+ */
+function adapterTargets(j: Json, bad: (msg: string) => never): Targets {
+  const t = j.target_modules;
+  if (typeof t !== 'string' && !(Array.isArray(t) && t.every((x) => typeof x === 'string'))) {
+    return bad(`target_modules must be a list of module names or a string, got ${JSON.stringify(t)}`);
+  }
+  const allLinear = typeof t === 'string' && t.toLowerCase() === ALL_LINEAR;
+  const regex = typeof t === 'string' && !allLinear ? fullMatch(t, 'target_modules', bad) : null;
+  const names = Array.isArray(t) ? t as string[] : null;
+  const lt = j.layers_to_transform;
+  let layers: number[] | null = null;
+  if (typeof lt === 'number') layers = [lt];
+  else if (Array.isArray(lt) && lt.length > 0) layers = lt as number[];
+  else if (lt !== undefined && lt !== null && !(Array.isArray(lt) && lt.length === 0)) bad(`layers_to_transform must be an integer or a list of integers, got ${JSON.stringify(lt)}`);
+  if (layers && !layers.every((x) => Number.isInteger(x) && x >= 0)) bad(`layers_to_transform must be an integer or a list of integers, got ${JSON.stringify(lt)}`);
+  const patterns = stringList(j.layers_pattern, 'layers_pattern', bad);
+  const ex = j.exclude_modules;
+  const exRegex = typeof ex === 'string' && ex !== '' ? fullMatch(ex, 'exclude_modules', bad) : null;
+  const exNames = typeof ex === 'string' ? null : stringList(ex, 'exclude_modules', bad);
+  if (!regex && !layers && !exRegex && !exNames) return allLinear ? ALL_LINEAR : names!;
+  // The layer index: the number after the first "<pattern>." (any path part without a pattern).
+  const indexRes = patterns ? patterns.map((pt) => fullMatch(`.*?\\.(?:${pt})\\.(\\d+)\\..*`, 'layers_pattern', bad)) : [/^.*?\.[^.]*\.(\d+)\./];
+  const layerIndex = (p: string): number | null => {
+    for (const re of indexRes) {
+      const m = re.exec(p);
+      if (m) return Number(m[1]);
+    }
+    return null;
+  };
+  const selected = (p: string): boolean => {
+    if (regex) return regex.test(p);
+    if (allLinear) return isAllLinearPath(p);
+    if (names!.includes(p)) return true;
+    if (!names!.some((n) => targetNameMatches(p, n))) return false;
+    if (!layers) return true;
+    const i = layerIndex(p);
+    return i !== null && layers.includes(i);
+  };
+  const excluded = (p: string): boolean => (exRegex ? exRegex.test(p) : exNames ? exNames.some((n) => targetNameMatches(p, n)) : false);
+  const parts = [`target_modules ${JSON.stringify(t)}`];
+  if (layers) parts.push(`layers_to_transform ${JSON.stringify(layers)}${patterns ? ` (layers_pattern ${JSON.stringify(patterns)})` : ''}`);
+  if (exRegex || exNames) parts.push(`exclude_modules ${JSON.stringify(ex)}`);
+  return { describe: parts.join(' with '), test: (p) => !excluded(p) && selected(p) };
 }
 
 /** Module names (last path part) of the non-LoRA trainable parameters, e.g. embed_tokens, norm. */

@@ -30,19 +30,51 @@ export function linearPaths(model: Module): string[] {
 
 const baseName = (path: string): string => path.slice(path.lastIndexOf('.') + 1);
 
+/**
+ * Targets given as a test on module paths: what an adapter_config.json selects with
+ * PEFT's other forms (a regular expression, layers_to_transform, exclude_modules).
+ * `describe` says what was asked, for the error when nothing matches.
+ */
+export interface TargetFilter {
+  readonly describe: string;
+  test(path: string): boolean;
+}
+
+/** LoRA targets: module names, `all-linear`, or a filter on module paths. */
+export type Targets = readonly string[] | typeof ALL_LINEAR | TargetFilter;
+
+function isFilter(t: Targets): t is TargetFilter {
+  return typeof t === 'object' && !Array.isArray(t);
+}
+
+/** Whether a target name selects a module path: the path itself, or its last parts (PEFT's rule for a list). */
+export function targetNameMatches(path: string, name: string): boolean {
+  return path === name || path.endsWith(`.${name}`);
+}
+
+/** `all-linear`: every linear layer but the output head. */
+export function isAllLinearPath(path: string): boolean {
+  return baseName(path) !== OUTPUT_HEAD;
+}
+
 /** The module paths the targets select; a target that selects nothing is an error. */
-export function resolveTargets(model: Module, targets: readonly string[] | typeof ALL_LINEAR): string[] {
+export function resolveTargets(model: Module, targets: Targets): string[] {
   return matchTargets(linearPaths(model), targets);
 }
 
 /** `resolveTargets` over a list of linear-layer paths (to check targets before loading weights). */
-export function matchTargets(all: readonly string[], targets: readonly string[] | typeof ALL_LINEAR): string[] {
-  if (targets === ALL_LINEAR) return all.filter((p) => baseName(p) !== OUTPUT_HEAD);
-  if (targets.length === 0) throw new LongLoraError('no LoRA target modules given; use e.g. q_proj,k_proj,v_proj,o_proj or all-linear');
+export function matchTargets(all: readonly string[], targets: Targets): string[] {
+  if (targets === ALL_LINEAR) return all.filter(isAllLinearPath);
   const kinds = [...new Set(all.map(baseName))];
+  if (isFilter(targets)) {
+    const hit = all.filter((p) => targets.test(p));
+    if (hit.length === 0) throw new LongLoraError(`LoRA targets ${targets.describe} match no module. Linear modules in this model: ${kinds.join(', ')}.`);
+    return hit;
+  }
+  if (targets.length === 0) throw new LongLoraError('no LoRA target modules given; use e.g. q_proj,k_proj,v_proj,o_proj or all-linear');
   const chosen = new Set<string>();
   for (const t of targets) {
-    const hit = all.filter((p) => p === t || p.endsWith(`.${t}`));
+    const hit = all.filter((p) => targetNameMatches(p, t));
     if (hit.length === 0) {
       throw new LongLoraError(`LoRA target '${t}' matches no module. Linear modules in this model: ${kinds.join(', ')} (or all-linear).`);
     }

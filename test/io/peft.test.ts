@@ -5,7 +5,8 @@ import { describe, it } from 'node:test';
 import { applyLora, setTrainable } from '../../src/lora/inject.js';
 import type { LoraRuntime } from '../../src/lora/lora.js';
 import { loadAdapter, readAdapterConfig, readSidecar, saveAdapter } from '../../src/io/peft.js';
-import { SafetensorsFile } from '../../src/io/safetensors.js';
+import { SafetensorsFile, writeSafetensors } from '../../src/io/safetensors.js';
+import { loraLayers } from '../../src/lora/inject.js';
 import { cpuBackend } from '../../src/backend/registry.js';
 import { Rng } from '../../src/tensor/random.js';
 import { assertClose } from '../helpers/compare.js';
@@ -86,6 +87,51 @@ describe('PEFT adapters', () => {
     const { replaced } = loadAdapter(base, dir, rt());
     assert.equal(replaced.length, extras.length);
     assertClose(await logitsOf(base, ids, B, N), want, 0, 'base + adapter with short modules_to_save', (s) => t.diagnostic(s));
+    base.dispose();
+  });
+
+  it('reads target_modules as PEFT does: a regular expression, all-linear, layers_to_transform, exclude_modules', async (t) => {
+    const { model, ids, B, N } = await adapted();
+    const dir = fresh();
+    await saveAdapter(model, dir, { baseModel: 'tiny-llama', extras: [] });
+    model.dispose();
+    const cfgPath = path.join(dir, 'adapter_config.json');
+    const cfg = JSON.parse(fs.readFileSync(cfgPath, 'utf8'));
+    const write = (extra: Record<string, unknown>): void => fs.writeFileSync(cfgPath, JSON.stringify({ ...cfg, ...extra }));
+    const loadInto = async (): Promise<{ layers: string[]; logits: Float32Array | Float64Array }> => {
+      const base = (await tinyModel()).model;
+      loadAdapter(base, dir, rt());
+      const out = { layers: loraLayers(base).map(([p]) => p), logits: await logitsOf(base, ids, B, N) };
+      base.dispose();
+      return out;
+    };
+    const want = await loadInto();
+    assert.equal(want.layers.length, 8);
+
+    write({ target_modules: 'model\\.layers\\.\\d+\\.self_attn\\.(q|k|v|o)_proj' });
+    const regex = await loadInto();
+    assert.deepEqual(regex.layers, want.layers);
+    assertClose(regex.logits, want.logits, 0, 'regex target_modules', (s) => t.diagnostic(s));
+    write({ target_modules: 'All-Linear' });
+    assert.equal(readAdapterConfig(dir).targetModules, 'all-linear');
+    write({ target_modules: '(unclosed' });
+    throwsLL(() => readAdapterConfig(dir), 'target_modules "(unclosed" is a regular expression this reader cannot compile');
+
+    // layers_to_transform [0]: PEFT saves (and loads) LoRA on layer 0 only.
+    const file = path.join(dir, 'adapter_model.safetensors');
+    const st = SafetensorsFile.open(file);
+    const keep = st.names().filter((n) => !n.includes('.layers.1.')).map((n) => ({ name: n, ...st.read(n) }));
+    st.close();
+    writeSafetensors(file, keep, { format: 'pt' });
+    write({ layers_to_transform: [0] });
+    assert.deepEqual((await loadInto()).layers, want.layers.filter((p) => p.includes('.layers.0.')));
+    write({ layers_to_transform: 0, layers_pattern: 'layers' });
+    assert.equal((await loadInto()).layers.length, 4);
+    write({ exclude_modules: ['layers.1.self_attn.q_proj', 'layers.1.self_attn.k_proj', 'layers.1.self_attn.v_proj', 'layers.1.self_attn.o_proj'] });
+    assert.equal((await loadInto()).layers.length, 4);
+    write({ layers_to_transform: [7] });
+    const base = (await tinyModel()).model;
+    throwsLL(() => loadAdapter(base, dir, rt()), 'layers_to_transform [7]', 'match no module');
     base.dispose();
   });
 
