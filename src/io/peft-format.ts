@@ -21,7 +21,7 @@ import type { Backend } from '../backend/backend.js';
 import type { Module } from '../nn/module.js';
 import { fromHost, type Tensor } from '../tensor/tensor.js';
 import type { HostArray } from '../tensor/dtype.js';
-import { SafetensorsBytes, encodeSafetensors, type SafetensorsReader, type TensorEntry } from './safetensors-format.js';
+import { SafetensorsBytes, checkFloatTensor, encodeSafetensors, type SafetensorsReader, type TensorEntry } from './safetensors-format.js';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
@@ -246,6 +246,7 @@ export function adapterWeights(files: AdapterFiles): TensorEntry[] {
 
 function checkShape(f: SafetensorsReader, key: string, shape: readonly number[]): void {
   const info = f.info(key);
+  checkFloatTensor(f.path, key, info.dtype);
   if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
     throw new LongLoraError(`${f.path}: tensor "${key}" has shape [${info.shape.join(', ')}] but the model needs [${shape.join(', ')}]; the adapter was trained for another model`);
   }

@@ -230,6 +230,17 @@ export function convertHost(path: string, name: string, st: SafetensorsDType, da
   fail(path, `tensor "${name}" is stored as ${st} and cannot be read as ${to}`, `read it as ${ok}`);
 }
 
+/**
+ * Throws when a tensor that holds weights is stored in an integer dtype: read as floats,
+ * its values would be the packed codes of a quantized checkpoint (bitsandbytes, GPTQ,
+ * AWQ) or garbage, not weights.
+ */
+export function checkFloatTensor(file: string, name: string, st: SafetensorsDType): void {
+  if (st === 'F32' || st === 'F16' || st === 'BF16' || st === 'F64') return;
+  throw new LongLoraError(`${file}: tensor "${name}" is stored as ${st}, an integer type, but weights must be floating point (F32, F16, BF16 or F64); ` +
+    'this looks like a quantized checkpoint (bitsandbytes, GPTQ, AWQ) or a damaged file: use the unquantized model (longlora quantizes it itself with --quantize nf4)');
+}
+
 /** A LongLoraError for a missing tensor, listing the closest names present. */
 export function missingTensorError(where: string, name: string, present: readonly string[]): LongLoraError {
   const close = closestNames(name, present, 5);

@@ -115,6 +115,16 @@ describe('loadLlama: damaged checkpoints', () => {
     await loadFails(t, dir, [file, 'tensor "model.norm.weight"', 'unknown dtype "F8_E4M3"', 'BF16']);
   });
 
+  it('a weight stored in an integer dtype (a quantized checkpoint), and config.json with quantization_config', async (t) => {
+    const dir = copyFixture();
+    // bitsandbytes 8-bit keeps the [out, in] shape with I8 codes: read as floats, the model would be garbage.
+    const name = 'model.layers.0.self_attn.q_proj.weight';
+    const file = rewriteTensors(dir, (es) => es.map((e) => e.name !== name ? e : { ...e, dtype: 'I8', data: new Int8Array(e.shape[0]! * e.shape[1]!) }));
+    await loadFails(t, dir, [file, `tensor "${name}" is stored as I8, an integer type`, 'use the unquantized model']);
+    const config = editConfig(dir, (j) => { j.quantization_config = { quant_method: 'bitsandbytes', load_in_8bit: true }; });
+    await loadFails(t, dir, [config, '"quantization_config" (quant_method "bitsandbytes")', 'unquantized release', '--quantize nf4']);
+  });
+
   it('a missing tensor (after part of the model was built)', async (t) => {
     const dir = copyFixture();
     rewriteTensors(dir, (es) => es.filter((e) => e.name !== 'model.layers.1.mlp.up_proj.weight'));

@@ -121,6 +121,12 @@ export function parseLlamaConfig(json: unknown, source = 'config.json'): LlamaCo
   if (modelType === 'mistral') {
     slidingWindow = j.sliding_window === undefined ? MISTRAL_DEFAULT_WINDOW : j.sliding_window === null ? null : int(j, 'sliding_window', source);
   }
+  const q = j.quantization_config;
+  if (q !== undefined && q !== null && !(typeof q === 'object' && Object.keys(q).length === 0)) {
+    const method = typeof q === 'object' && typeof (q as Json).quant_method === 'string' ? ` (quant_method "${String((q as Json).quant_method)}")` : '';
+    fail(source, `"quantization_config"${method} says the weights are stored quantized, which is not read here; ` +
+      'use the unquantized release of the model (float16 or bfloat16 safetensors); longlora quantizes the base itself with --quantize nf4 (QLoRA)');
+  }
   const act = j.hidden_act ?? 'silu';
   if (act !== 'silu') fail(source, `hidden_act "${String(act)}" is not supported (Llama uses silu)`);
   if (j.mlp_bias === true) fail(source, '"mlp_bias": true is not supported (Llama\'s MLP projections have no bias)');

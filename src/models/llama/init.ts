@@ -6,7 +6,7 @@
 import type { Backend } from '../../backend/backend.js';
 import { currentBackend } from '../../backend/registry.js';
 import { LongLoraError } from '../../errors.js';
-import { SafetensorsBytes, missingTensorError, type SafetensorsReader } from '../../io/safetensors-format.js';
+import { SafetensorsBytes, checkFloatTensor, missingTensorError, type SafetensorsReader } from '../../io/safetensors-format.js';
 import { fromFloatArray } from '../../tensor/dtype.js';
 import { Rng } from '../../tensor/random.js';
 import { fromHost } from '../../tensor/tensor.js';
@@ -135,7 +135,9 @@ export function llamaFromSafetensors(configJson: unknown, files: readonly Safete
     const model = new LlamaForCausalLM(config, (name, shape) => {
       const r = owner.get(name);
       if (!r) throw missingTensorError(readers.length === 1 ? readers[0]!.path : 'the safetensors files', name, names);
-      checkWeightShape(r.path, name, r.info(name).shape, shape, config, 'config.json');
+      const info = r.info(name);
+      checkFloatTensor(r.path, name, info.dtype);
+      checkWeightShape(r.path, name, info.shape, shape, config, 'config.json');
       const t = fromHost(r.read(name, dtype).data, shape, dtype, backend).keep();
       t.name = name;
       created.push(t);

@@ -9,7 +9,7 @@ import { currentBackend } from '../../backend/registry.js';
 import { LongLoraError } from '../../errors.js';
 import { openCheckpoint, readJsonFile, writeCheckpoint, type Checkpoint } from '../../io/checkpoint.js';
 import { writeJsonAtomic } from '../../io/atomic.js';
-import { missingTensorError, type TensorEntry } from '../../io/safetensors.js';
+import { checkFloatTensor, missingTensorError, type TensorEntry } from '../../io/safetensors.js';
 import type { HostArray } from '../../tensor/dtype.js';
 import { fromFloatArray } from '../../tensor/dtype.js';
 import { fromHost, type Tensor } from '../../tensor/tensor.js';
@@ -43,6 +43,7 @@ export function checkCheckpointTensor(ck: Checkpoint, name: string, shape: reado
     throw err;
   }
   const info = ck.info(name);
+  checkFloatTensor(info.file, name, info.dtype);
   checkWeightShape(info.file, name, info.shape, shape, config, configPath);
 }
 
