@@ -30,8 +30,9 @@ function isLlamaLayout(json: Json): boolean {
 }
 
 /** Whether any vocabulary entry has "▁" after a character other than "▁" (a merge could then cross words). */
-function mergesCrossWords(vocab: Map<string, number>): boolean {
+function mergesCrossWords(vocab: Map<string | undefined, number>): boolean {
   for (const t of vocab.keys()) {
+    if (typeof t !== 'string') continue; // an id no token has (a gap in model.vocab)
     for (let i = 1; i < t.length; i++) if (t[i] === SP && t[i - 1] !== SP) return true;
   }
   return false;

@@ -72,7 +72,7 @@ export class Tokenizer {
     }
     const vocab = this.hf.get_vocab(true);
     let max = -1;
-    for (const id of vocab.values()) max = Math.max(max, id);
+    for (const [t, id] of vocab) if (typeof t === 'string') max = Math.max(max, id); // the library lists ids no token has
     this.vocabSize = max + 1;
     const pick = (key: string): string | null => tokenText(config[key]);
     this.bosToken = pick('bos_token');

@@ -77,6 +77,19 @@ describe('tokenizer.json (Llama-2 style fixture)', () => {
     throwsLL(() => Tokenizer.load(dir), 'tokenizer.json is not valid JSON');
     fs.writeFileSync(path.join(dir, 'tokenizer.json'), '{"model": {"type": "Nope"}}');
     throwsLL(() => Tokenizer.load(dir), 'cannot build the tokenizer');
+    // An id past the others (a gap in the ids): it loads, and the model check says what is wrong.
+    const j = JSON.parse(fs.readFileSync(path.join(LLAMA_BPE, 'tokenizer.json'), 'utf8')) as { model: { vocab: Record<string, number> } };
+    j.model.vocab['zzgap'] = 99999;
+    fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(j));
+    fs.copyFileSync(path.join(LLAMA_BPE, 'tokenizer_config.json'), path.join(dir, 'tokenizer_config.json'));
+    const gap = Tokenizer.load(dir);
+    assert.equal(gap.vocabSize, 100000);
+    throwsLL(() => gap.checkModel(411, 'm'), 'has 100000 tokens but the model m has 411 embedding rows');
+    // Two tokens with one id (as the Rust library, accepted): the size is still the largest id + 1.
+    delete j.model.vocab['zzgap'];
+    j.model.vocab['zzdup'] = 5;
+    fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(j));
+    assert.equal(Tokenizer.load(dir).vocabSize, 411);
   });
 
   it('adding [PAD]: a new special id at the end, saved and loaded again', () => {
