@@ -25,6 +25,7 @@ export function ggufFileTypeName(v: unknown): string | null {
 
 /** A GGUF file's header; an unreadable file is a user error naming the fix. */
 export async function readGgufHeader(file: string): Promise<GgufHeader> {
+  checkGgufStart(file);
   let header: GgufHeader;
   try {
     const h = await gguf(path.resolve(file), { allowLocalFile: true });
@@ -44,6 +45,32 @@ export async function readGgufHeader(file: string): Promise<GgufHeader> {
   }
   if (end > size) throw new LongLoraError(`${file} ends early (truncated?); export it again, or download it again: it has ${size.toLocaleString('en-US')} bytes, but its tensors reach byte ${end.toLocaleString('en-US')}`);
   return header;
+}
+
+/**
+ * The magic and version, read before the parser: it takes a version 1 file (32-bit
+ * counts) as a later one and fails somewhere inside it, naming no cause.
+ */
+function checkGgufStart(file: string): void {
+  let head: Buffer;
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      head = Buffer.alloc(8);
+      head = head.subarray(0, fs.readSync(fd, head, 0, 8, 0));
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return; // the parser says why the file cannot be read
+  }
+  const bad = (why: string): never => { throw new LongLoraError(`${file} is not a readable GGUF file (${why}); export it again, or check that the download is complete`); };
+  if (head.length < 4 || head.toString('latin1', 0, 4) !== 'GGUF') bad(`it does not start with "GGUF"${head.length < 4 ? ` (it has ${head.length} bytes)` : ''}`);
+  if (head.length < 8) bad(`it ends at byte ${head.length}, inside its header`);
+  const version = head.readUInt32LE(4);
+  if ((version & 0xffff) === 0) bad('it is a big-endian GGUF file, which is not read here; convert the model again on a little-endian machine');
+  if (version === 1) bad('it is GGUF version 1, which llama.cpp no longer reads either; convert the model again with a current llama.cpp');
+  if (version !== 2 && version !== 3) bad(`its version is ${version}; versions 2 and 3 are read`);
 }
 
 /** The RoPE scaling a model file declares: "linear ×8", frequency factors (Llama 3), or null. */

@@ -113,6 +113,11 @@ describe('GGUF from bytes (the browser entry\'s reader)', () => {
     const v1 = bytes.slice();
     new DataView(v1.buffer).setUint32(4, 1, true);
     await assert.rejects(parseGguf(v1, 'old.gguf'), /old\.gguf is not a readable GGUF file \(it is GGUF version 1, .*convert the model again/);
+    const old = path.join(fresh(), 'old.gguf');
+    fs.writeFileSync(old, v1);
+    await assert.rejects(readGgufHeader(old), /old\.gguf is not a readable GGUF file \(it is GGUF version 1, .*convert the model again/);
+    fs.writeFileSync(old, bytes.subarray(0, 6));
+    await assert.rejects(readGgufHeader(old), /old\.gguf is not a readable GGUF file \(it ends at byte 6, inside its header\)/);
     await assert.rejects(parseGguf(bytes.subarray(0, 1000), 'cut.gguf'), /cut\.gguf is not a readable GGUF file \(it ends at byte 1000, inside its header\); .*check that the download is complete/);
     await assert.rejects(parseGguf(new Blob([bytes.subarray(0, 1000)]), 'cut.gguf'), /it ends at byte 1000, inside its header/);
     for (const src of [bytes.subarray(0, bytes.length - 100), new Blob([bytes.subarray(0, bytes.length - 100)])]) {
