@@ -109,7 +109,34 @@ export function headerJson(path: string, bytes: Uint8Array): Record<string, unkn
     fail(path, `the ${bytes.length}-byte header is not valid JSON (${(err as Error).message})`, 'this is not a safetensors file, or it is corrupt');
   }
   if (!isPlainObject(json)) fail(path, `the header is JSON but not an object (got ${describeJson(json)})`, 'this is not a safetensors file, or it is corrupt');
+  const dup = firstDuplicateKey(text!);
+  if (dup !== null) fail(path, `the header names ${JSON.stringify(dup)} twice (the format disallows duplicate keys; a JSON reader keeps only the last entry)`);
   return json;
+}
+
+/** The first top-level key of a valid JSON object text that appears twice (JSON.parse keeps the last silently), or null. */
+function firstDuplicateKey(text: string): string | null {
+  const seen = new Set<string>();
+  let depth = 0;
+  let start = -1;
+  let last = '';
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (start >= 0) { // inside a string
+      if (c === 0x5c) i++; // a backslash escapes the next character
+      else if (c === 0x22) { if (depth === 1) last = text.slice(start, i + 1); start = -1; }
+      continue;
+    }
+    if (c === 0x22) start = i;
+    else if (c === 0x7b || c === 0x5b) depth++;
+    else if (c === 0x7d || c === 0x5d) depth--;
+    else if (c === 0x3a && depth === 1) { // the colon after a top-level key
+      const key = JSON.parse(last) as string;
+      if (seen.has(key)) return key;
+      seen.add(key);
+    }
+  }
+  return null;
 }
 interface ParsedEntry { name: string; info: TensorInfo; begin: number; end: number }
 

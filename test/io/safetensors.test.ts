@@ -246,6 +246,15 @@ describe('safetensors rejects bad files', () => {
     const h = { a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, b: { dtype: 'F32', shape: [1], data_offsets: [8, 12] } };
     throwsLL(() => SafetensorsFile.open(craft('hole.safetensors', h, 12)), 'hole.safetensors', '"b"', '[4, 8)', 'hole');
   });
+  it('a name given twice in the header (JSON.parse would keep the last one silently)', () => {
+    const a = '{"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}';
+    const b = '{"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}';
+    throwsLL(() => SafetensorsFile.open(craft('dup.safetensors', `{"w": ${a}, "w": ${b}}`, 8)), 'dup.safetensors', 'names "w" twice', 'duplicate keys');
+    throwsLL(() => SafetensorsFile.open(craft('dupsame.safetensors', `{"w": ${a}, "v": ${b}, "w": ${a}}`, 8)), 'names "w" twice');
+    // Escapes, nested objects and colons inside strings are not keys.
+    const odd = `{"__metadata__": {"w": "x:\\"y\\"", "v": "{"}, "w\\"q": ${a}, "w": ${b}}`;
+    assert.deepEqual(SafetensorsFile.open(craft('odd.safetensors', odd, 8)).names(), ['w"q', 'w']);
+  });
   it('overlapping tensors', () => {
     const h = { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } };
     throwsLL(() => SafetensorsFile.open(craft('overlap.safetensors', h, 8)), 'overlap.safetensors', '"a"', '"b"', 'overlaps');
