@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import * as op from '../../src/tensor/ops/index.js';
 import { checkOp } from '../helpers/optest.js';
@@ -41,4 +42,12 @@ describe('shape ops', () => {
     name: 'concat', inputs: [{ shape: [2, 2] }, { shape: [2, 3] }], fn: (a, b) => op.concat([a, b], -1),
     reference: (a, b) => [a[0]!, a[1]!, b[0]!, b[1]!, b[2]!, a[2]!, a[3]!, b[3]!, b[4]!, b[5]!],
   }, (s) => t.diagnostic(s)));
+
+  it('ids are whole numbers: a fraction or NaN is refused by position, an Int32Array is taken as it is', async () => {
+    assert.throws(() => op.ids([1.5, 2], [1, 2]), /^LongLoraError: ids: element 0 is 1.5, not a whole number/);
+    assert.throws(() => op.ids([3, Number.NaN], [1, 2]), /element 1 is NaN/);
+    const t = op.ids(new Int32Array([7, -100]), [2]);
+    assert.deepEqual([...await t.data()], [7, -100]);
+    t.dispose();
+  });
 });

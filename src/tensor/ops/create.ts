@@ -69,6 +69,15 @@ export function randu(shape: Shape, rng: Rng, lo = 0, hi = 1, dtype: DType = 'f3
 /** Integer ids (i32) from a host array. */
 export function ids(values: ArrayLike<number>, shape: Shape, backend?: Backend): Tensor {
   const data = allocHost('i32', values.length) as Int32Array;
-  data.set(Array.from(values));
+  if (values instanceof Int32Array) data.set(values);
+  else {
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i]!;
+      if (!Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff) {
+        throw new LongLoraError(`ids: element ${i} is ${v}, not a whole number; token ids (and labels) are integers`);
+      }
+      data[i] = v;
+    }
+  }
   return fromHost(data, shape, 'i32', backend);
 }
