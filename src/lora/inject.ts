@@ -65,6 +65,9 @@ export function resolveTargets(model: Module, targets: Targets): string[] {
 /** `resolveTargets` over a list of linear-layer paths (to check targets before loading weights). */
 export function matchTargets(all: readonly string[], targets: Targets): string[] {
   if (targets === ALL_LINEAR) return all.filter(isAllLinearPath);
+  if (typeof targets === 'string') {
+    throw new LongLoraError(`LoRA targets are a list of module names or '${ALL_LINEAR}': give ['${targets}'], not the string '${targets}'`);
+  }
   const kinds = [...new Set(all.map(baseName))];
   if (isFilter(targets)) {
     const hit = all.filter((p) => targets.test(p));

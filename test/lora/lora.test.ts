@@ -81,6 +81,7 @@ describe('LoRA in the Llama model', () => {
     assert.equal(all.length, 14, 'seven linear layers per block, no lm_head');
     assert.ok(!all.includes('lm_head'));
     throwsLL(() => resolveTargets(model, ['qproj']), "LoRA target 'qproj' matches no module", 'q_proj, k_proj');
+    throwsLL(() => resolveTargets(model, 'q_proj' as typeof ALL_LINEAR), "give ['q_proj'], not the string 'q_proj'");
     model.dispose();
   });
 
