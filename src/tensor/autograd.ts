@@ -155,6 +155,7 @@ function backwardNodes(nodes: Node[], root: Tensor, seed?: Tensor): void {
   const grads = new Map<number, Tensor>();
   const prevGrad = gradEnabled;
   gradEnabled = false;
+  let unreached = false;
   try {
     tidy(() => {
       const first = seed ? seed.view(root.shape, false) : h.onesLike(root).view(root.shape, false);
@@ -170,11 +171,18 @@ function backwardNodes(nodes: Node[], root: Tensor, seed?: Tensor): void {
         for (const t of node.saved) t.dispose();
         node.saved = [];
       }
+      // No recorded op produced the root: its graph was already back-propagated (backward
+      // empties the tape) or recorded elsewhere. Nothing was accumulated.
+      unreached = grads.has(root.id);
     });
   } finally {
     gradEnabled = prevGrad;
     release();
     for (const g of grads.values()) g.dispose();
+  }
+  if (unreached) {
+    throw new LongLoraError('backward(): no recorded operation produced this tensor: backward was already run through it (each ' +
+      'backward consumes the graph; recompute the loss for another pass), or it was computed outside the current recording');
   }
 }
 

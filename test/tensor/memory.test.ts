@@ -97,6 +97,18 @@ describe('autograd', () => {
     x.dispose();
   });
 
+  it('a second backward through the same loss is a clear error and adds nothing', async () => {
+    const x = op.tensor([1, 2, 3]).requireGrad();
+    tidy(() => {
+      const loss = op.sum(op.mul(x, x));
+      backward(loss);
+      assert.throws(() => backward(loss), (e: unknown) => e instanceof LongLoraError && /backward was already run through it/.test(e.message));
+    });
+    assert.deepEqual(Array.from(await x.grad!.floats()), [2, 4, 6]);
+    assert.equal(tapeLength(), 0);
+    x.dispose();
+  });
+
   it('clearTape drops saved tensors without computing gradients', () => {
     const before = live();
     const x = op.tensor([1, 2]).requireGrad();
