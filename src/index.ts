@@ -24,6 +24,14 @@ export type { TrainerOptions, TrainResult } from './train/trainer.js';
 export { defaultTrainConfig } from './train/config.js';
 export type { TrainConfig } from './train/config.js';
 
+// evaluation, as `longlora eval ppl` and `longlora eval passkey` run it
+export { perplexity, windowedPlan, slidingPlan, describeProcedure, OFFICIAL_WINDOW_STEP } from './eval/perplexity.js';
+export type { PplOptions, PplResult, PplProcedure } from './eval/perplexity.js';
+export { passkeyEval, passkeyPrompt, passkeyLadder } from './eval/passkey.js';
+export type { PasskeyOptions, PasskeyLength } from './eval/passkey.js';
+export { TokenFile } from './data/tokens.js';
+export type { TokenSource, TokenDType } from './data/tokens.js';
+
 // text: tokenizer folders (the browser builds them from parsed files, browser-text.ts)
 export { Tokenizer } from './tokenizer/tokenizer.js';
 export type { EncodeOptions, DecodeOptions } from './tokenizer/tokenizer.js';
