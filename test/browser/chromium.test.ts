@@ -103,6 +103,16 @@ describe('in a browser (headless Chromium)', () => {
     }
   });
 
+  it('without WebGPU in the page, says what the browser lacks (not what Node would install)', async (t) => {
+    if (unavailable) { t.skip(unavailable); return; }
+    const r = await inPage<{ missing: string; noAdapter: string }>('webgpuRefusals');
+    t.diagnostic(`no navigator.gpu: ${r.missing}`);
+    t.diagnostic(`no adapter: ${r.noAdapter}`);
+    assert.match(r.missing, /navigator\.gpu is missing.*secure context.*setBackend\('wasm'\)/);
+    assert.match(r.noAdapter, /no GPU adapter.*setBackend\('wasm'\)/);
+    for (const m of [r.missing, r.noAdapter]) assert.doesNotMatch(m, /npm install|--backend|mesa/);
+  });
+
   for (const backend of ['webgpu', 'wasm', 'cpu']) {
     it(`matches PyTorch's golden tensors on ${backend} in the page (tiny Llamas; S²-Attn LongLoRA training, 3 steps)`, async (t) => {
       if (unavailable) { t.skip(unavailable); return; }

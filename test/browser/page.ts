@@ -9,6 +9,7 @@ import {
   Rng, SafetensorsBytes, attention, autoBackend, cpuBackend, currentBackend, fromHost, getBackend, ids as idsTensor, llamaFromSafetensors, loadAdapterBytes,
   matmul, noGrad, quantizeModel, setBackend, tidy,
 } from '../../src/browser.js';
+import { acquireDevice } from '../../src/backend/webgpu/device.js';
 import { diff } from '../helpers/diff.js';
 import { goldenForward, goldenTraining, longloraRun, type GoldenEnv } from '../helpers/golden-runs.js';
 
@@ -78,6 +79,25 @@ export async function environment(): Promise<PageEnvironment> {
   const auto = backend.name;
   await setBackend('cpu');
   return { gpu, adapter, auto, skipped };
+}
+
+/**
+ * What the WebGPU backend says in a page without WebGPU: with navigator.gpu hidden (as in
+ * a page that is not a secure context, or a browser without WebGPU), and with a GPU object
+ * that has no adapter.
+ */
+export async function webgpuRefusals(): Promise<{ missing: string; noAdapter: string }> {
+  const message = (p: Promise<unknown>): Promise<string> => p.then(() => 'no error', (e: Error) => e.message);
+  const nav = (globalThis as unknown as { navigator: { gpu?: GPU } }).navigator;
+  Object.defineProperty(nav, 'gpu', { value: undefined, configurable: true });
+  let missing: string;
+  try {
+    missing = await message(acquireDevice());
+  } finally {
+    delete nav.gpu; // the own property; Navigator's own getter shows again
+  }
+  const noAdapter = await message(acquireDevice({ gpu: { requestAdapter: async () => null } as unknown as GPU }));
+  return { missing, noAdapter };
 }
 
 async function onBackend<T>(name: string, run: (report: PageReport) => Promise<T>): Promise<PageReport & { result?: T }> {

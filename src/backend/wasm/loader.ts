@@ -95,7 +95,7 @@ export async function loadKernels(flavour?: WasmFlavour): Promise<{ module: Wasm
     throw new LongLoraError('wasm backend: this JavaScript engine has no WebAssembly SIMD (Node.js ≥ 16.4 and current browsers have it); using another backend.');
   }
   if (!features.threads) {
-    throw new LongLoraError('wasm backend: shared WebAssembly memory is unavailable (SharedArrayBuffer; in a browser the page must be cross-origin isolated); using another backend.');
+    throw new LongLoraError('wasm backend: shared WebAssembly memory is unavailable (SharedArrayBuffer; in a browser the page must be cross-origin isolated: served over https:// or from localhost with the headers Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp); using another backend.');
   }
   const chosen = flavour ?? (features.relaxedSimd ? 'relaxed' : 'simd');
   if (chosen === 'relaxed' && !features.relaxedSimd) {

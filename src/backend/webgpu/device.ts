@@ -104,23 +104,46 @@ export function describeAdapter(a: AdapterSummary): string {
   return a.software ? `${name} (software)` : name;
 }
 
+/**
+ * True in a browser page or worker (no Node.js, no Deno): errors there name what to change
+ * in the browser or the page, not packages to install or command-line flags.
+ */
+export function inBrowser(): boolean {
+  const g = globalThis as { process?: { versions?: { node?: string } }; Deno?: unknown };
+  return typeof g.process?.versions?.node !== 'string' && g.Deno === undefined;
+}
+
+/** How to pick another backend, in the words of where this runs. */
+export function otherBackend(): string {
+  return inBrowser() ? "use setBackend('wasm') or setBackend('cpu')" : 'use --backend wasm|cpu';
+}
+
 /** Requests an adapter and a device with raised limits; throws a LongLoraError naming what is missing. */
 export async function acquireDevice(opts: WebGpuOptions = {}): Promise<AcquiredDevice> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   const flags = [...(opts.dawnFlags ?? [])];
   if (opts.subgroupMatrix && !flags.some((f) => f.includes('allow_unsafe_apis'))) flags.push('enable-dawn-features=allow_unsafe_apis');
+  if (!opts.gpu && !nav?.gpu && inBrowser()) {
+    // The `webgpu` package is Dawn for Node; a page has WebGPU from the browser or not at all.
+    throw new LongLoraError('webgpu: this browser offers no WebGPU here (navigator.gpu is missing): it needs a secure context ' +
+      '(https:// or http://localhost) and a browser with WebGPU switched on; ' +
+      `else ${otherBackend()}`);
+  }
   const gpu = opts.gpu ?? nav?.gpu ?? await nodeGpu(flags);
   const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
   if (!adapter) {
-    throw new LongLoraError('webgpu: no GPU adapter found (no GPU driver, and no software Vulkan such as Mesa lavapipe ≥ 25). ' +
-      'Install a GPU driver or mesa-vulkan-drivers, or use --backend wasm|cpu');
+    throw new LongLoraError(inBrowser()
+      ? 'webgpu: the browser has WebGPU but no GPU adapter for this page (WebGPU switched off, or the GPU or its driver blocklisted: ' +
+        `chrome://gpu says which in Chrome); ${otherBackend()}`
+      : 'webgpu: no GPU adapter found (no GPU driver, and no software Vulkan such as Mesa lavapipe ≥ 25). ' +
+        'Install a GPU driver or mesa-vulkan-drivers, or use --backend wasm|cpu');
   }
   const summary = summarise(adapter);
   for (const [k, need] of Object.entries(REQUIRED)) {
     const have = adapter.limits[k as keyof GPUSupportedLimits] as number;
     if (!(have >= need)) {
       throw new LongLoraError(`webgpu: adapter ${describeAdapter(summary)} has ${k} = ${have}; the kernels need at least ${need}. ` +
-        'Use --backend wasm|cpu (or auto, which falls back by itself)');
+        `${inBrowser() ? otherBackend().replace(/^use/, 'Use') : 'Use --backend wasm|cpu'} (or auto, which falls back by itself)`);
     }
   }
   const requiredLimits: Record<string, number> = {};

@@ -28,7 +28,7 @@ import type { DType, HostArray } from '../../tensor/dtype.js';
 import { allocHost, hostMatches, itemSize } from '../../tensor/dtype.js';
 import { InternalError, LongLoraError } from '../../errors.js';
 import type { AcquiredDevice, AdapterSummary, WebGpuOptions } from './device.js';
-import { acquireDevice, BufferUsage, describeAdapter, MapMode, ShaderStage } from './device.js';
+import { acquireDevice, BufferUsage, describeAdapter, inBrowser, MapMode, ShaderStage } from './device.js';
 import type { KernelSpec, Launch } from './wgsl.js';
 import { argsBytes, buildModule, STATUS_BAD_TARGET, STATUS_BAD_TOKEN } from './wgsl.js';
 import * as ew from './kernels/elementwise.js';
@@ -182,7 +182,7 @@ export class WebGpuBackend implements Backend {
     this.adapter = acq.adapter;
     this.hasF16 = acq.features.f16;
     this.autoSkipReason = acq.adapter.software
-      ? `only a software adapter is available (${describeAdapter(acq.adapter)}); automatic selection skips it — pass --backend webgpu to use it anyway`
+      ? `only a software adapter is available (${describeAdapter(acq.adapter)}); automatic selection skips it — ${inBrowser() ? "setBackend('webgpu')" : 'pass --backend webgpu'} to use it anyway`
       : null;
     const lim = this.device.limits;
     this.limits = {
