@@ -39,4 +39,11 @@ worker.onerror = (e) => {
   status(`failed: ${e.message}`);
   state.done = true;
 };
-worker.postMessage({ steps: Number(params.get('steps') ?? 40), backend: params.get('backend') });
+const steps = Number(params.get('steps') ?? 40);
+if (Number.isInteger(steps) && steps >= 1) worker.postMessage({ steps, backend: params.get('backend') });
+else {
+  state.error = `?steps=${params.get('steps')} is not a whole number of at least 1; try ?steps=40`;
+  status(`failed: ${state.error}`);
+  state.done = true;
+  worker.terminate();
+}

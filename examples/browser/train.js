@@ -14,7 +14,7 @@ async function pickBackend(asked) {
     try {
       return await ll.setBackend(name);
     } catch (e) {
-      log(`${name}: ${e.message}`);
+      log(e.message); // it names the backend
     }
   }
   return ll.setBackend('cpu');
@@ -36,6 +36,7 @@ function batch(rng, phrases, B, N) {
 
 async function train(options) {
   const steps = options.steps;
+  status('starting the backend…');
   const backend = await pickBackend(options.backend);
   post({ type: 'backend', name: backend.name });
   log(`backend: ${backend.name}`);
@@ -66,6 +67,8 @@ async function train(options) {
   log(`training attention: ${ll.describeMask(mask)}`);
   const rng = new ll.Rng(3);
   const phrases = corpus(rng, config.vocabSize);
+  // The first step also compiles the kernels (on WebGPU, its pipelines), so it takes longest.
+  status(`training on ${backend.name}: step 1/${steps}…`);
   const t0 = performance.now();
   for (let k = 0; k < steps; k++) {
     const r = await ll.trainStep(model, optimizer, [batch(rng, phrases, 2, N)], 2e-2, { mask, maxGradNorm: 1, checkpointing: false });

@@ -251,6 +251,22 @@ describe('in a browser (headless Chromium)', () => {
     assert.deepEqual(chromium!.pageErrors, []);
   });
 
+  it('the browser example refuses a ?steps that is no whole number, saying so in the page', async (t) => {
+    if (unavailable) { t.skip(unavailable); return; }
+    for (const steps of ['abc', '0', '2.5']) {
+      await chromium!.page.goto(`${chromium!.server.origin}/examples/browser/?steps=${steps}`);
+      await chromium!.page.waitForFunction(() => (globalThis as { longlora?: { done?: boolean } }).longlora?.done === true, undefined, { timeout: 30_000 });
+      const r = await chromium!.page.evaluate(() => {
+        const g = globalThis as unknown as { longlora: { error?: string; losses: number[] }; document: { querySelector(s: string): { textContent: string } } };
+        return { error: g.longlora.error, losses: g.longlora.losses.length, status: g.document.querySelector('#status').textContent };
+      }, undefined);
+      t.diagnostic(`?steps=${steps}: ${r.status}`);
+      assert.match(r.status, new RegExp(`^failed: \\?steps=${steps.replace('.', '\\.')} is not a whole number of at least 1; try \\?steps=40$`));
+      assert.equal(r.losses, 0);
+    }
+    assert.deepEqual(chromium!.pageErrors, []);
+  });
+
   for (const asked of [null, 'wasm'] as const) {
     it(`runs the browser example${asked ? ` on ${asked}` : ''}: LongLoRA training with S²-Attn in a Web Worker, generation, the adapter offered for download`, async (t) => {
       if (unavailable) { t.skip(unavailable); return; }
