@@ -150,7 +150,7 @@ export interface GgufReadOptions {
 /** A parsed GGUF file: its header and a reader of byte ranges. */
 export interface GgufFile {
   header: GgufHeader;
-  /** What errors call the file: the name given, the address, or "the GGUF file". */
+  /** What errors call the file: the name given, the address, a File's name, or "the GGUF file". */
   source: string;
   /** The file's size in bytes. */
   size: number;
@@ -166,12 +166,13 @@ interface RangeReader {
 
 /**
  * Parses the GGUF header of `bytes` (`source` names it in errors; for an address, default
- * the address). A Blob or an address is read from its start in growing pieces until the
+ * the address, and for a File a user picked, its name). A Blob or an address is read from its start in growing pieces until the
  * header is whole, so a large file is not read in full; an address whose server ignores
  * range requests is downloaded as a Blob first.
  */
 export async function parseGguf(bytes: GgufBytes, source?: string, opts: GgufReadOptions = {}): Promise<GgufFile> {
-  const name = source ?? (typeof bytes === 'string' || bytes instanceof URL ? String(bytes) : 'the GGUF file');
+  const name = source ?? (typeof bytes === 'string' || bytes instanceof URL ? String(bytes)
+    : typeof File !== 'undefined' && bytes instanceof File ? bytes.name : 'the GGUF file');
   const cut = (): never => { throw new LongLoraError(`${name} ends early (truncated?); download or export it again`); };
   if (bytes instanceof Uint8Array || bytes instanceof ArrayBuffer) {
     // A plain view (a Node Buffer's own slice() does not copy, which the readers rely on)

@@ -123,6 +123,9 @@ describe('GGUF from bytes (the browser entry\'s reader)', () => {
     for (const src of [bytes.subarray(0, bytes.length - 100), new Blob([bytes.subarray(0, bytes.length - 100)])]) {
       await assert.rejects(llamaFromGguf(src, { source: 'short.gguf' }), /short\.gguf ends early \(truncated\?\); download or export it again/);
     }
+    // A File (what a page's file picker gives) is named by its own name.
+    await assert.rejects(llamaFromGguf(new File([bytes.subarray(0, bytes.length - 100)], 'picked.gguf')), /^LongLoraError: picked\.gguf ends early/);
+    await assert.rejects(parseGguf(new File([new TextEncoder().encode('{}')], 'model.safetensors')), /model\.safetensors is not a readable GGUF file/);
   });
 
   it('reads a file at an http address with range requests (its size from Content-Range, else a HEAD), or whole where the server ignores ranges; failed requests name the fix', async (t) => {
