@@ -16,7 +16,7 @@ async function pickBackend(asked) {
   return ll.setBackend(backend.name);
 }
 
-async function load({ source, backend: asked, dtype, quantize }) {
+async function load({ id, source, backend: asked, dtype, quantize }) {
   loaded?.model.dispose();
   loaded = null;
   const backend = await pickBackend(asked);
@@ -30,7 +30,7 @@ async function load({ source, backend: asked, dtype, quantize }) {
   loaded = m;
   const c = m.config;
   post({
-    type: 'loaded', backend: backend.name, metadata: m.metadata, source: m.source, quantized: m.model.quantization !== null,
+    type: 'loaded', id, backend: backend.name, metadata: m.metadata, source: m.source, quantized: m.model.quantization !== null,
     config: { modelType: c.modelType, numLayers: c.numLayers, hiddenSize: c.hiddenSize, vocabSize: c.vocabSize, context: c.maxPositionEmbeddings, eos: c.eosTokenId },
   });
 }
@@ -45,11 +45,17 @@ async function generate({ prompt, greedy, maxNewTokens, stopIds }) {
   post({ type: 'done', speed: ll.describeSpeed(r) });
 }
 
-self.onmessage = async ({ data }) => {
-  try {
-    if (data.type === 'load') await load(data);
-    else if (data.type === 'generate') await generate(data);
-  } catch (e) {
-    post({ type: 'error', message: e instanceof Error ? e.message : String(e) });
-  }
+// One message at a time: a file picked while a prompt runs is loaded after it ends (loading
+// at once would free the model the generation is still using), and of two files picked in
+// quick succession the first is freed before the second is read.
+let queue = Promise.resolve();
+self.onmessage = ({ data }) => {
+  queue = queue.then(async () => {
+    try {
+      if (data.type === 'load') await load(data);
+      else if (data.type === 'generate') await generate(data);
+    } catch (e) {
+      post({ type: 'error', message: e instanceof Error ? e.message : String(e) });
+    }
+  });
 };

@@ -27,14 +27,15 @@ function load(source) {
   state.loaded = false;
   const name = source instanceof File ? source.name : String(source);
   status(`reading ${name}…`);
-  reading = { name, t0: performance.now() };
+  reading = { name, t0: performance.now(), id: (reading?.id ?? 0) + 1 };
   worker.postMessage({
-    type: 'load', source, backend: params.get('backend') ?? undefined, dtype: params.get('dtype') ?? undefined,
+    type: 'load', id: reading.id, source, backend: params.get('backend') ?? undefined, dtype: params.get('dtype') ?? undefined,
     quantize: params.get('quantize') ?? undefined,
   });
 }
 
 function onLoaded(m) {
+  if (m.id !== reading.id) return; // a file picked meanwhile replaces this one
   const tokenizer = tokenizerOfGguf(m.metadata, m.source);
   if (!tokenizer) { fail(`${m.source} carries no tokenizer`); return; }
   loaded = { name: reading.name, tokenizer, config: m.config };
@@ -69,9 +70,9 @@ worker.onmessage = ({ data }) => {
     case 'done':
       $('#out').textContent += stream.flush();
       state.text = $('#out').textContent;
-      status(data.speed);
+      if (loaded) status(data.speed); // else a file picked meanwhile is being read: its status stays
       state.done = true;
-      $('#run').disabled = false;
+      $('#run').disabled = !loaded;
       break;
     case 'error': fail(data.message); break;
   }

@@ -251,6 +251,31 @@ describe('in a browser (headless Chromium)', () => {
     assert.deepEqual(chromium!.pageErrors, []);
   });
 
+  it('the GGUF example: a file picked while a prompt runs is read after it, not under it', async (t) => {
+    if (unavailable) { t.skip(unavailable); return; }
+    const file = path.join(newFolder(), 'tiny-q8_0.gguf');
+    exportGguf(path.join(ROOT, 'models', 'tiny-longlora'), file, { dtype: 'q8_0', modelfile: false });
+    const buffer = fs.readFileSync(file);
+    type State = { loaded: boolean; done: boolean; ids: number[]; error?: string };
+    const state = (): Promise<State & { status: string }> => chromium!.page.evaluate(() => {
+      const g = globalThis as unknown as { longlora: State; document: { querySelector(s: string): { textContent: string } } };
+      return { ...g.longlora, status: g.document.querySelector('#status').textContent };
+    }, undefined);
+    // On WebGPU each token waits for the GPU, so the worker takes messages between tokens.
+    await chromium!.page.goto(`${chromium!.server.origin}/examples/browser/gguf.html?greedy=1&tokens=40${noWebGpu ? '' : '&backend=webgpu'}`);
+    await chromium!.page.setInputFiles('#file', { name: 'first.gguf', mimeType: 'application/octet-stream', buffer });
+    await chromium!.page.waitForFunction(() => (globalThis as { longlora?: { loaded: boolean } }).longlora?.loaded === true, undefined, { timeout: 60_000 });
+    await chromium!.page.click('#run');
+    await chromium!.page.waitForFunction(() => ((globalThis as { longlora?: { ids: number[] } }).longlora?.ids.length ?? 0) >= 3, undefined, { timeout: 60_000 });
+    await chromium!.page.setInputFiles('#file', { name: 'second.gguf', mimeType: 'application/octet-stream', buffer });
+    await chromium!.page.waitForFunction(() => { const s = (globalThis as { longlora?: { loaded: boolean; done: boolean } }).longlora; return s?.loaded && s.done; }, undefined, { timeout: 120_000 });
+    const r = await state();
+    t.diagnostic(`${r.ids.length} tokens, then: ${r.status}`);
+    assert.equal(r.error, undefined, 'the generation ran to its end on the model it started with');
+    assert.match(r.status, /^second\.gguf: llama/);
+    assert.deepEqual(chromium!.pageErrors, []);
+  });
+
   it('the browser example refuses a ?steps that is no whole number, saying so in the page', async (t) => {
     if (unavailable) { t.skip(unavailable); return; }
     for (const steps of ['abc', '0', '2.5']) {
