@@ -40,8 +40,13 @@ export function serveStatic(root = REPO_ROOT, port = 0, isolated = true): Promis
     if (rel === '') { res.writeHead(302, { location: '/examples/browser/' }).end(); return; }
     const file = path.resolve(root, rel.endsWith('/') ? `${rel}index.html` : rel);
     const inside = path.relative(root, file).split(path.sep).join('/');
-    if (req.method !== 'GET' || inside.startsWith('..') || !SERVED.some((p) => inside.startsWith(p))) {
+    if ((req.method !== 'GET' && req.method !== 'HEAD') || inside.startsWith('..') || !SERVED.some((p) => inside.startsWith(p) || `${inside}/` === p)) {
       res.writeHead(404).end('not found');
+      return;
+    }
+    if (!rel.endsWith('/') && fs.statSync(file, { throwIfNoEntry: false })?.isDirectory()) {
+      // A folder asked for without its slash (/examples/browser): its page's relative links need the slash.
+      res.writeHead(301, { location: `${url.pathname}/${url.search}` }).end();
       return;
     }
     fs.readFile(file, (err, data) => {
