@@ -1,6 +1,6 @@
 /**
  * Text for the browser entry: Hugging Face tokenizers and chat templates built from
- * parsed files (fetched tokenizer.json and tokenizer_config.json) or from a GGUF file's
+ * files given as text (fetched tokenizer.json and tokenizer_config.json) or from a GGUF file's
  * metadata (tokenizerOfGguf), streaming decoding, and adding a PAD token. Apart from `@huggingface/tokenizers` and `@huggingface/jinja`
  * every import is relative; a page maps those two with an import map (or a bundler
  * resolves them):
