@@ -48,6 +48,8 @@ function onLoaded(m) {
 
 function run() {
   const { tokenizer, config } = loaded;
+  const maxNewTokens = Number(params.get('tokens') ?? 64);
+  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) { fail(`?tokens=${params.get('tokens')} is not a whole number of at least 1; try ?tokens=64`); return; }
   $('#run').disabled = true;
   $('#out').textContent = '';
   Object.assign(state, { done: false, ids: [], text: '' });
@@ -55,7 +57,7 @@ function run() {
   stream = new StreamDecoder(tokenizer);
   worker.postMessage({
     type: 'generate', prompt: tokenizer.encode($('#prompt').value), greedy: Boolean(params.get('greedy')),
-    maxNewTokens: Number(params.get('tokens') ?? 64), stopIds: tokenizer.stopIds([config.eos].flat()),
+    maxNewTokens, stopIds: tokenizer.stopIds([config.eos].flat()),
   });
 }
 

@@ -222,7 +222,7 @@ export class Generator {
     const sampling: SamplingOptions = { ...OFFICIAL_SAMPLING, ...pickSampling(opts) };
     checkSampling(sampling);
     const maxNew = opts.maxNewTokens ?? 512;
-    if (!Number.isInteger(maxNew) || maxNew < 1) throw new LongLoraError(`--max-new-tokens must be ≥ 1, got ${maxNew}`);
+    if (!Number.isInteger(maxNew) || maxNew < 1) throw new LongLoraError(`maxNewTokens (--max-new-tokens) must be a whole number ≥ 1, got ${maxNew}`);
     const window = this.model.config.slidingWindow;
     if (window !== null && promptIds.length + maxNew > window) {
       const fits = window - promptIds.length;

@@ -126,6 +126,8 @@ describe('GGUF from bytes (the browser entry\'s reader)', () => {
     // A File (what a page's file picker gives) is named by its own name.
     await assert.rejects(llamaFromGguf(new File([bytes.subarray(0, bytes.length - 100)], 'picked.gguf')), /^LongLoraError: picked\.gguf ends early/);
     await assert.rejects(parseGguf(new File([new TextEncoder().encode('{}')], 'model.safetensors')), /model\.safetensors is not a readable GGUF file/);
+    // A dtype that is no weight dtype (a page passes one from its address) is named.
+    await assert.rejects(llamaFromGguf(bytes, { source: 'm.gguf', dtype: 'f8' as 'f16' }), /^LongLoraError: m\.gguf: dtype must be f32, f64, bf16, f16, got "f8"$/);
   });
 
   it('reads a file at an http address with range requests (its size from Content-Range, else a HEAD), or whole where the server ignores ranges; failed requests name the fix', async (t) => {

@@ -252,6 +252,10 @@ function savedConfig(dir: string): Record<string, unknown> {
 }
 
 describe('randomLlama', () => {
+  it('refuses a dtype that is no weight dtype, naming it', () => {
+    assert.throws(() => randomLlama(smallConfig(), { dtype: 'f8' as 'f16' }), (e: unknown) => e instanceof LongLoraError && /randomLlama: dtype must be f32, f64, bf16, f16, got "f8"/.test(e.message));
+  });
+
   it('with a hostCache, draws once: a second model (any seed, another dtype) takes the f32-rounded weights of the first', async () => {
     const cache = new Map<string, Float32Array>();
     const a = randomLlama(smallConfig(), { seed: 5, std: 0.2, hostCache: cache });

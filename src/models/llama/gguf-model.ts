@@ -18,7 +18,7 @@ import { fromFloatArray } from '../../tensor/dtype.js';
 import { fromHost, type Tensor } from '../../tensor/tensor.js';
 import { llamaTensorShapes, parseLlamaConfig, type LlamaConfig } from './config.js';
 import { ggufArchitecture, ggufTensorName, ropeFreqFactors, rotaryHeads, unpermuteRotary } from './gguf-layout.js';
-import { checkF16Range, computeOf, type ParamDType } from './init.js';
+import { checkF16Range, checkParamDType, computeOf, type ParamDType } from './init.js';
 import { LlamaForCausalLM, type WeightSource } from './model.js';
 import type { PackedLinear } from '../../nn/linear.js';
 import { addLoraDelta } from '../../lora/delta.js';
@@ -253,6 +253,7 @@ class GgufWeights {
   private built = false;
 
   constructor(private readonly file: string, private readonly header: GgufHeader, private readonly config: LlamaConfig, private readonly opts: GgufModelOptions) {
+    checkParamDType(opts.dtype, file);
     this.quant = quantizerOf(opts);
   }
 

@@ -61,6 +61,16 @@ export function warnUnused(model: LlamaForCausalLM, names: readonly string[], wh
   }
 }
 
+/** The dtypes a model's weights may be kept in. */
+export const PARAM_DTYPES: readonly ParamDType[] = ['f32', 'f64', 'bf16', 'f16'];
+
+/** Refuses a weight dtype that is none of PARAM_DTYPES (a value from a page's address or a config, say). */
+export function checkParamDType(dtype: unknown, where: string): void {
+  if (dtype !== undefined && !PARAM_DTYPES.includes(dtype as ParamDType)) {
+    throw new LongLoraError(`${where}: dtype must be ${PARAM_DTYPES.join(', ')}, got ${JSON.stringify(dtype)}`);
+  }
+}
+
 export function computeOf(dtype: ParamDType): 'f32' | 'f64' {
   return dtype === 'f64' ? 'f64' : 'f32';
 }
@@ -82,6 +92,7 @@ export interface RandomInitOptions {
 
 /** A freshly initialised model: normal(0, std) weights, norms at 1, biases at 0 (as Hugging Face). */
 export function randomLlama(config: LlamaConfig, opts: RandomInitOptions = {}): LlamaForCausalLM {
+  checkParamDType(opts.dtype, 'randomLlama');
   const rng = new Rng(opts.seed ?? 0);
   const std = opts.std ?? 0.02;
   const dtype = opts.dtype ?? 'f32';
