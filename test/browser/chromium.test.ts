@@ -96,6 +96,7 @@ describe('in a browser (headless Chromium)', () => {
       t.diagnostic(`automatic choice: ${env.auto}; wasm: ${wasm?.error}`);
       assert.ok(wasm, 'the wasm backend is passed over');
       assert.match(wasm.error, /shared WebAssembly memory is unavailable .*cross-origin isolated/);
+      assert.doesNotMatch(wasm.error, /using another backend/, 'the same message refuses setBackend(\'wasm\'), which uses no other');
       assert.ok(['webgpu', 'cpu'].includes(env.auto));
     } finally {
       await chromium!.page.goto(`${chromium!.server.origin}/test/browser/`);

@@ -92,10 +92,10 @@ export async function loadKernels(flavour?: WasmFlavour): Promise<{ module: Wasm
   const features = detectFeatures();
   if (features.simd && !features.relaxedSimd && flavour !== 'simd') features.relaxedSimd = await enableRelaxedSimdOnNode20();
   if (!features.simd) {
-    throw new LongLoraError('wasm backend: this JavaScript engine has no WebAssembly SIMD (Node.js ≥ 16.4 and current browsers have it); using another backend.');
+    throw new LongLoraError('wasm backend: this JavaScript engine has no WebAssembly SIMD (Node.js ≥ 16.4 and current browsers have it).');
   }
   if (!features.threads) {
-    throw new LongLoraError('wasm backend: shared WebAssembly memory is unavailable (SharedArrayBuffer; in a browser the page must be cross-origin isolated: served over https:// or from localhost with the headers Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp); using another backend.');
+    throw new LongLoraError('wasm backend: shared WebAssembly memory is unavailable (SharedArrayBuffer; in a browser the page must be cross-origin isolated: served over https:// or from localhost with the headers Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp).');
   }
   const chosen = flavour ?? (features.relaxedSimd ? 'relaxed' : 'simd');
   if (chosen === 'relaxed' && !features.relaxedSimd) {
