@@ -7,17 +7,16 @@ const post = (message, transfer = []) => self.postMessage(message, transfer);
 const log = (text) => post({ type: 'log', text });
 const status = (text) => post({ type: 'status', text });
 
-/** WebGPU when the browser has it, else the Wasm SIMD kernels, else plain JavaScript. */
+/**
+ * The automatic choice: WebGPU on a hardware adapter, else the Wasm SIMD kernels, else
+ * plain JavaScript (a software WebGPU adapter, such as SwiftShader's, is far slower than
+ * Wasm and is passed over; ?backend=webgpu takes it anyway).
+ */
 async function pickBackend(asked) {
   if (asked) return ll.setBackend(asked);
-  for (const name of ['webgpu', 'wasm']) {
-    try {
-      return await ll.setBackend(name);
-    } catch (e) {
-      log(e.message); // it names the backend
-    }
-  }
-  return ll.setBackend('cpu');
+  const { backend, skipped } = await ll.autoBackend();
+  for (const s of skipped) log(`${s.name}: ${s.error.replace("setBackend('webgpu')", '?backend=webgpu')}`);
+  return ll.setBackend(backend.name);
 }
 
 /** A small corpus: 4 random 12-token phrases; each row repeats one of them over N tokens. */
