@@ -16,6 +16,7 @@ import { Rng } from '../tensor/random.js';
 import { tidy } from '../tensor/scope.js';
 import { StreamDecoder } from '../tokenizer/stream.js';
 import type { Tokenizer } from '../tokenizer/tokenizer-core.js';
+import { yieldToEvents } from '../util/yield.js';
 import { checkSampling, OFFICIAL_SAMPLING, sampleToken, type SamplingOptions } from './sampling.js';
 
 /** Sampling, stopping and streaming options of a generation. */
@@ -38,10 +39,16 @@ export interface GenerateOptions extends Partial<SamplingOptions> {
   onPrefill?: (done: number, total: number) => void;
   /** Recompute the whole sequence for every token instead of using the cache (tests, diagnostics). */
   useCache?: boolean;
+  /**
+   * Stops the generation when aborted: between prompt pieces and before each new token it
+   * lets other events run (a Stop button, a Ctrl-C handler) and checks the signal; what was
+   * generated so far is returned, with stopReason 'aborted'.
+   */
+  signal?: AbortSignal;
 }
 
 /** Why generation ended. */
-export type StopReason = 'eos' | 'stop-string' | 'length';
+export type StopReason = 'eos' | 'stop-string' | 'length' | 'aborted';
 
 /** The new tokens, their text and timings. */
 export interface GenerateResult {
@@ -180,7 +187,7 @@ export class Generator {
    * Logits [V] of the last position after running `ids` (appended to the cache): all but the
    * last piece of `prefillChunk` tokens only fill the cache.
    */
-  private async step(ids: readonly number[], onPrefill?: (done: number, total: number) => void): Promise<Float32Array | Float64Array> {
+  private async step(ids: readonly number[], onPrefill?: (done: number, total: number) => void, signal?: AbortSignal): Promise<Float32Array | Float64Array | null> {
     const cache = this.cache!;
     const chunk = this.options.prefillChunk ?? PREFILL_CHUNK;
     while (ids.length > chunk) {
@@ -190,6 +197,7 @@ export class Generator {
       ids = ids.slice(chunk);
       await cache.k[0]!.backend.sync(); // one piece at a time on an asynchronous device
       onPrefill?.(this.history.length, this.history.length + ids.length);
+      if (await aborted(signal)) return null;
     }
     const t = noGrad(() => tidy(() => {
       const h = this.model.hidden(idsTensor(ids, [1, ids.length]), { cache }); // (1, n, C)
@@ -249,7 +257,9 @@ export class Generator {
       this.history.length = common;
       this.cache!.length = common;
       prefill = promptIds.length - common;
-      logits = await this.step(promptIds.slice(common), opts.onPrefill);
+      const first = await this.step(promptIds.slice(common), opts.onPrefill, opts.signal);
+      if (!first) return this.abortedResult(promptIds.length, prefill, t0);
+      logits = first;
     } else {
       logits = await this.full(seq);
     }
@@ -257,6 +267,7 @@ export class Generator {
     const out: number[] = [];
     let stopReason: StopReason = 'length';
     for (let n = 0; n < maxNew; n++) {
+      if (await aborted(opts.signal)) { stopReason = 'aborted'; break; }
       const id = sampleToken(logits, sampling, rng);
       out.push(id);
       seq.push(id);
@@ -269,7 +280,7 @@ export class Generator {
       }
       if (n + 1 < maxNew) {
         if (useCache) this.ensure(this.history.length + 1, reach);
-        logits = useCache ? await this.step([id]) : await this.full(seq);
+        logits = useCache ? (await this.step([id]))! : await this.full(seq);
       }
     }
     if (decoder && stopReason !== 'stop-string') {
@@ -287,6 +298,18 @@ export class Generator {
       tokensPerSecond: out.length > 1 ? (out.length - 1) / Math.max(decodeSeconds, 1e-9) : 0,
     };
   }
+
+  /** The result of a generation stopped while its prompt was being read: no new tokens. */
+  private abortedResult(promptTokens: number, prefillTokens: number, t0: number): GenerateResult {
+    return { ids: [], text: '', stopReason: 'aborted', promptTokens, prefillTokens, prefillSeconds: (performance.now() - t0) / 1000, decodeSeconds: 0, tokensPerSecond: 0 };
+  }
+}
+
+/** Whether `signal` has been aborted, after letting other events run (only when there is a signal). */
+async function aborted(signal: AbortSignal | undefined): Promise<boolean> {
+  if (!signal) return false;
+  await yieldToEvents();
+  return signal.aborted;
 }
 
 function pickSampling(o: GenerateOptions): Partial<SamplingOptions> {

@@ -22,6 +22,7 @@ import { ids as idsTensor } from '../tensor/ops/index.js';
 import { tidy } from '../tensor/scope.js';
 import type { Precision } from '../tensor/dtype.js';
 import { ProgressBar, type ProgressStream } from '../train/progress.js';
+import { yieldToEvents } from '../util/yield.js';
 
 /** Which perplexity procedure. */
 export type PplProcedure = 'windowed' | 'sliding';
@@ -131,7 +132,7 @@ async function windowLosses(model: LlamaForCausalLM, data: TokenSource, ws: read
       for (const w of g) out.push({ loss, count: w.length - Math.max(1, w.scoreFrom) });
       onDone(g.length);
       if (signal) {
-        await new Promise((resolve) => setImmediate(resolve));
+        await yieldToEvents();
         signal.throwIfAborted();
       }
     }

@@ -41,6 +41,7 @@ import { describeQuantization } from '../quant/quantize-model.js';
 import { mergeAdapter } from '../lora/adapted.js';
 import { exportGguf, isQuantisedMix } from '../models/llama/gguf.js';
 import { contextTable, measureContext, openContextEval, readContextResults, writeContextResults, type ContextEvalPlan, type ContextResults } from './context-eval.js';
+import { yieldToEvents } from '../util/yield.js';
 
 export interface TrainerOptions {
   /** Resume from this checkpoint folder, or `true` for the latest in the output folder. */
@@ -348,7 +349,7 @@ export class Trainer {
         this.onStep?.(this.step, lastLoss);
         // Let the event loop run (signals such as Ctrl-C, output): on the CPU backend every
         // await above resolves at once, which would otherwise starve it.
-        await new Promise((resolve) => setImmediate(resolve));
+        await yieldToEvents();
         const stopping = this.stopRequested;
         if (this.step % c.saveEvery === 0 || this.step === c.steps || stopping) {
           const dir = await this.checkpoint(lastLoss, elapsed);

@@ -3,7 +3,7 @@
  * generate, chat (piped), flops — outputs, JSON reports, and clear errors.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -161,6 +161,36 @@ describe('longlora data and evaluation commands', () => {
     assert.equal(lines.length, 2, r.out);
     assert.equal(lines[0], lines[1], 'after /reset the same question gets the same greedy answer');
     assert.match(r.err, /\(conversation reset\)/);
+  });
+
+  it('Ctrl-C: generate stops and still reports (exit 130); chat stops the reply, keeps the conversation, and ends at the prompt', async () => {
+    const run = (args: string[]): { child: ReturnType<typeof spawn>; out: () => string; err: () => string; code: Promise<number | null> } => {
+      const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+      child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+      return { child, out: () => out, err: () => err, code: new Promise((r) => child.on('close', r)) };
+    };
+    const until = async (what: () => boolean, label: string): Promise<void> => {
+      const t0 = Date.now();
+      while (!what()) {
+        if (Date.now() - t0 > 30000) throw new Error(`timed out waiting for ${label}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const g = run(['generate', ...MODEL, '--prompt', 'Hi', '--max-new-tokens', '1000000']);
+    await until(() => g.out().length > 20, 'generated text');
+    g.child.kill('SIGINT');
+    assert.equal(await g.code, 130, g.err());
+    assert.match(g.err(), /tokens in .*; stopped: interrupted/);
+    const c = run(['chat', ...MODEL, '--max-new-tokens', '1000000']);
+    c.child.stdin!.write('Hi there\n');
+    await until(() => c.out().length > 20, 'the reply');
+    c.child.kill('SIGINT');
+    await until(() => /\(stopped; Ctrl-C at the prompt ends the chat\)/.test(c.err()), 'the stop note');
+    c.child.kill('SIGINT');
+    assert.equal(await c.code, 130, c.err());
   });
 
   it('clear errors: a tokenizer of another vocabulary, a test set shorter than one window, no model, tensor cores on the CPU, an unknown precision', () => {

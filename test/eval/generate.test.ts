@@ -195,6 +195,27 @@ describe('generate()', () => {
     model.dispose();
   });
 
+  it('an abort signal stops the generation: between tokens with what it made so far, or while the prompt is read', async () => {
+    const { model } = await tinyModel();
+    const free = await generate(model, prompt, { temperature: 0, maxNewTokens: 20 });
+    const stop = new AbortController();
+    // aborted from a timer, as a Stop button or a Ctrl-C handler would: the loop lets it run
+    const r = await generate(model, prompt, { temperature: 0, maxNewTokens: 20, signal: stop.signal, onToken: (id) => { if (id === free.ids[4]) setTimeout(() => stop.abort(), 0); } });
+    assert.equal(r.stopReason, 'aborted');
+    assert.deepEqual(r.ids, free.ids.slice(0, 5), 'the tokens before the abort, as without a signal');
+    const long = Array.from({ length: 30 }, (_, i) => (i * 37 + 5) % 96);
+    const early = new AbortController();
+    const p = await generate(model, long, { temperature: 0, maxNewTokens: 5, prefillChunk: 7, signal: early.signal, onPrefill: (done) => { if (done === 14) early.abort(); } });
+    assert.deepEqual({ reason: p.stopReason, ids: p.ids }, { reason: 'aborted', ids: [] });
+    const gen = new Generator(model);
+    const done = new AbortController();
+    done.abort();
+    assert.equal((await gen.generate(prompt, { temperature: 0, maxNewTokens: 3, signal: done.signal })).ids.length, 0);
+    assert.deepEqual((await gen.generate(prompt, { temperature: 0, maxNewTokens: 5 })).ids, free.ids.slice(0, 5), 'the Generator goes on after an abort');
+    gen.dispose();
+    model.dispose();
+  });
+
   it('a Generator reuses the cached prefix of a conversation and gives the fresh result', async () => {
     const { model } = await tinyModel();
     const g = new Generator(model);

@@ -48,46 +48,62 @@ export async function chatCommand(argv: string[]): Promise<void> {
     if (tty) process.stderr.write('chat: /reset forgets the conversation, /system TEXT sets the system prompt, /quit ends\n');
     const rl = readline.createInterface({ input: process.stdin, terminal: false });
     const ask = (): void => { if (tty) process.stdout.write('\nyou> '); };
+    // Ctrl-C stops a reply (what it said so far stays in the conversation); at the prompt it ends the chat.
+    let replying: AbortController | null = null;
+    const onSigint = (): void => {
+      if (replying) { replying.abort(); return; }
+      process.exitCode = 130;
+      rl.close();
+    };
+    process.on('SIGINT', onSigint);
     ask();
-    for await (const raw of rl) {
-      const line = raw.trim();
-      if (line === '') { ask(); continue; }
-      if (line === '/quit' || line === '/exit') break;
-      const isSystem = line === '/system' || line.startsWith('/system ');
-      if (line === '/reset' || isSystem) {
-        if (isSystem) system = line.slice('/system'.length).trim() || null;
-        history = [];
-        gen.reset();
-        process.stderr.write(line === '/reset' ? '(conversation reset)\n' : `(system prompt ${system ? 'set' : 'cleared'}; conversation reset)\n`);
+    try {
+      for await (const raw of rl) {
+        const line = raw.trim();
+        if (line === '') { ask(); continue; }
+        if (line === '/quit' || line === '/exit') break;
+        const isSystem = line === '/system' || line.startsWith('/system ');
+        if (line === '/reset' || isSystem) {
+          if (isSystem) system = line.slice('/system'.length).trim() || null;
+          history = [];
+          gen.reset();
+          process.stderr.write(line === '/reset' ? '(conversation reset)\n' : `(system prompt ${system ? 'set' : 'cleared'}; conversation reset)\n`);
+          ask();
+          continue;
+        }
+        if (line.startsWith('/')) {
+          process.stderr.write(`unknown command ${line}; use /reset, /system TEXT or /quit\n`);
+          ask();
+          continue;
+        }
+        history.push({ role: 'user', content: line });
+        const messages = system ? [{ role: 'system', content: system }, ...history] : history;
+        const prompt = template.render(messages, { bosToken: tok.bosToken, eosToken: tok.eosToken, addGenerationPrompt: true });
+        const ids = tok.encode(prompt, { addSpecialTokens: false });
+        if (!warned) warned = warnContext(m.model.config, ids.length + sampling.maxNewTokens!, `the conversation's ${ids.length} tokens and up to ${sampling.maxNewTokens} new ones`);
+        if (tty) process.stdout.write('assistant> ');
+        let r;
+        replying = new AbortController();
+        try {
+          r = await gen.generate(ids, { ...opts, onText: (t) => process.stdout.write(t), signal: replying.signal });
+        } catch (err) {
+          if (!(err instanceof LongLoraError)) throw err;
+          // e.g. a sliding window the conversation has outgrown: this message is dropped, the rest kept
+          history.pop();
+          process.stderr.write(`\nerror: ${err.message}\n(that message was not answered; /reset starts a new conversation)\n`);
+          ask();
+          continue;
+        } finally {
+          replying = null;
+        }
+        process.stdout.write('\n');
+        if (r.stopReason === 'aborted') process.stderr.write('(stopped; Ctrl-C at the prompt ends the chat)\n');
+        history.push({ role: 'assistant', content: r.text.trim() });
+        if (v.stats) process.stderr.write(`${describeSpeed(r)}\n`);
         ask();
-        continue;
       }
-      if (line.startsWith('/')) {
-        process.stderr.write(`unknown command ${line}; use /reset, /system TEXT or /quit\n`);
-        ask();
-        continue;
-      }
-      history.push({ role: 'user', content: line });
-      const messages = system ? [{ role: 'system', content: system }, ...history] : history;
-      const prompt = template.render(messages, { bosToken: tok.bosToken, eosToken: tok.eosToken, addGenerationPrompt: true });
-      const ids = tok.encode(prompt, { addSpecialTokens: false });
-      if (!warned) warned = warnContext(m.model.config, ids.length + sampling.maxNewTokens!, `the conversation's ${ids.length} tokens and up to ${sampling.maxNewTokens} new ones`);
-      if (tty) process.stdout.write('assistant> ');
-      let r;
-      try {
-        r = await gen.generate(ids, { ...opts, onText: (t) => process.stdout.write(t) });
-      } catch (err) {
-        if (!(err instanceof LongLoraError)) throw err;
-        // e.g. a sliding window the conversation has outgrown: this message is dropped, the rest kept
-        history.pop();
-        process.stderr.write(`\nerror: ${err.message}\n(that message was not answered; /reset starts a new conversation)\n`);
-        ask();
-        continue;
-      }
-      process.stdout.write('\n');
-      history.push({ role: 'assistant', content: r.text.trim() });
-      if (v.stats) process.stderr.write(`${describeSpeed(r)}\n`);
-      ask();
+    } finally {
+      process.off('SIGINT', onSigint);
     }
     rl.close();
   } finally {

@@ -145,12 +145,22 @@ export async function generateCommand(argv: string[]): Promise<void> {
     if (text === '') process.stderr.write('note: the prompt is empty; generating from the start of a text\n');
     warnContext(m.model.config, ids.length + sampling.maxNewTokens!, `the prompt's ${ids.length} tokens and up to ${sampling.maxNewTokens} new ones`);
     const bar = ids.length > cache.prefillChunk ? new ProgressBar(ids.length, 'prompt tokens') : null;
-    const r = await generate(m.model, ids, {
-      ...samplingFrom(sampling, m), ...cache, onText: (t) => process.stdout.write(t),
-      ...(bar ? { onPrefill: (done: number) => bar.update(done) } : {}),
-    });
+    // Ctrl-C stops the generation; the text so far and the speed line are still written.
+    const stop = new AbortController();
+    const onSigint = (): void => stop.abort();
+    process.on('SIGINT', onSigint);
+    let r;
+    try {
+      r = await generate(m.model, ids, {
+        ...samplingFrom(sampling, m), ...cache, onText: (t) => process.stdout.write(t), signal: stop.signal,
+        ...(bar ? { onPrefill: (done: number) => bar.update(done) } : {}),
+      });
+    } finally {
+      process.off('SIGINT', onSigint);
+    }
     process.stdout.write('\n');
-    process.stderr.write(`${describeSpeed(r)}; stopped: ${r.stopReason}\n`);
+    process.stderr.write(`${describeSpeed(r)}; stopped: ${r.stopReason === 'aborted' ? 'interrupted' : r.stopReason}\n`);
+    if (r.stopReason === 'aborted') process.exitCode = 130;
   } finally {
     m.model.dispose();
   }
