@@ -35,14 +35,22 @@ async function load({ id, source, backend: asked, dtype, quantize }) {
   });
 }
 
+let stopping = null; // the running generation's AbortController
+
 async function generate({ prompt, greedy, maxNewTokens, stopIds }) {
-  const r = await ll.generate(loaded.model, prompt, {
-    ...(greedy ? ll.GREEDY : ll.OFFICIAL_SAMPLING),
-    maxNewTokens,
-    stopIds,
-    onToken: (id) => post({ type: 'token', id }),
-  });
-  post({ type: 'done', speed: ll.describeSpeed(r) });
+  stopping = new AbortController();
+  try {
+    const r = await ll.generate(loaded.model, prompt, {
+      ...(greedy ? ll.GREEDY : ll.OFFICIAL_SAMPLING),
+      maxNewTokens,
+      stopIds,
+      onToken: (id) => post({ type: 'token', id }),
+      signal: stopping.signal, // the generation lets messages in between tokens: Stop reaches it
+    });
+    post({ type: 'done', speed: ll.describeSpeed(r) + (r.stopReason === 'aborted' ? '; stopped' : '') });
+  } finally {
+    stopping = null;
+  }
 }
 
 // One message at a time: a file picked while a prompt runs is loaded after it ends (loading
@@ -50,6 +58,7 @@ async function generate({ prompt, greedy, maxNewTokens, stopIds }) {
 // quick succession the first is freed before the second is read.
 let queue = Promise.resolve();
 self.onmessage = ({ data }) => {
+  if (data.type === 'stop') { stopping?.abort(); return; } // at once, not after the generation it stops
   queue = queue.then(async () => {
     try {
       if (data.type === 'load') await load(data);

@@ -19,6 +19,7 @@ function fail(message) {
   state.done = true;
   status(`failed: ${message}`);
   $('#run').disabled = !loaded;
+  $('#stop').disabled = true;
 }
 
 function load(source) {
@@ -51,6 +52,7 @@ function run() {
   const maxNewTokens = Number(params.get('tokens') ?? 64);
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) { fail(`?tokens=${params.get('tokens')} is not a whole number of at least 1; try ?tokens=64`); return; }
   $('#run').disabled = true;
+  $('#stop').disabled = false;
   $('#out').textContent = '';
   Object.assign(state, { done: false, ids: [], text: '' });
   delete state.error;
@@ -75,6 +77,7 @@ worker.onmessage = ({ data }) => {
       if (loaded) status(data.speed); // else a file picked meanwhile is being read: its status stays
       state.done = true;
       $('#run').disabled = !loaded;
+      $('#stop').disabled = true;
       break;
     case 'error': fail(data.message); break;
   }
@@ -84,4 +87,5 @@ worker.onerror = (e) => fail(e.message ?? 'the model worker failed');
 $('#file').addEventListener('change', () => { if ($('#file').files[0]) load($('#file').files[0]); });
 $('#load').addEventListener('click', () => { if ($('#url').value) load($('#url').value); });
 $('#run').addEventListener('click', run);
+$('#stop').addEventListener('click', () => worker.postMessage({ type: 'stop' }));
 if (params.get('url')) { $('#url').value = params.get('url'); load(params.get('url')); }

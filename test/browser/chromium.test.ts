@@ -277,6 +277,33 @@ describe('in a browser (headless Chromium)', () => {
     assert.deepEqual(chromium!.pageErrors, []);
   });
 
+  it('the GGUF example: Stop ends a generation where it is, and the model takes the next prompt', async (t) => {
+    if (unavailable) { t.skip(unavailable); return; }
+    const file = path.join(newFolder(), 'tiny-q8_0.gguf');
+    exportGguf(path.join(ROOT, 'models', 'tiny-longlora'), file, { dtype: 'q8_0', modelfile: false });
+    type State = { loaded: boolean; done: boolean; ids: number[]; error?: string };
+    const state = (): Promise<State & { status: string }> => chromium!.page.evaluate(() => {
+      const g = globalThis as unknown as { longlora: State; document: { querySelector(s: string): { textContent: string } } };
+      return { ...g.longlora, status: g.document.querySelector('#status').textContent };
+    }, undefined);
+    // On Wasm the kernels run to the end of each token without a break: the generation itself must let the message in.
+    await chromium!.page.goto(`${chromium!.server.origin}/examples/browser/gguf.html?greedy=1&tokens=100000&backend=wasm`);
+    await chromium!.page.setInputFiles('#file', { name: 'tiny.gguf', mimeType: 'application/octet-stream', buffer: fs.readFileSync(file) });
+    await chromium!.page.waitForFunction(() => (globalThis as { longlora?: { loaded: boolean } }).longlora?.loaded === true, undefined, { timeout: 60_000 });
+    for (let round = 0; round < 2; round++) {
+      await chromium!.page.click('#run');
+      await chromium!.page.waitForFunction(() => ((globalThis as { longlora?: { ids: number[] } }).longlora?.ids.length ?? 0) >= 5, undefined, { timeout: 60_000 });
+      await chromium!.page.click('#stop');
+      await chromium!.page.waitForFunction(() => (globalThis as { longlora?: { done?: boolean } }).longlora?.done === true, undefined, { timeout: 30_000 });
+      const r = await state();
+      t.diagnostic(`round ${round + 1}: ${r.ids.length} tokens, then: ${r.status}`);
+      assert.equal(r.error, undefined);
+      assert.match(r.status, /; stopped$/);
+      assert.ok(r.ids.length < 100000);
+    }
+    assert.deepEqual(chromium!.pageErrors, []);
+  });
+
   it('the browser example refuses a ?steps that is no whole number, saying so in the page', async (t) => {
     if (unavailable) { t.skip(unavailable); return; }
     for (const steps of ['abc', '0', '2.5']) {
