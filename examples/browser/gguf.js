@@ -13,6 +13,7 @@ const worker = new Worker(new URL('./gguf-worker.js', import.meta.url), { type: 
 let reading = null; // the file being loaded: { name, t0 }
 let loaded = null; // the model the worker holds: { name, tokenizer, config }
 let stream = null;
+let beyond = ''; // the note on a generation that reaches past the model's context
 
 function fail(message) {
   state.error = message;
@@ -57,8 +58,14 @@ function run() {
   Object.assign(state, { done: false, ids: [], text: '' });
   delete state.error;
   stream = new StreamDecoder(tokenizer);
+  const prompt = tokenizer.encode($('#prompt').value);
+  // As the command line's note: past the positions the model was trained on, it extrapolates.
+  beyond = prompt.length + maxNewTokens > config.context
+    ? `; note: the prompt's ${prompt.length} tokens and up to ${maxNewTokens} new ones exceed the ${config.context} positions the model covers`
+    : '';
+  status(`generating${beyond}`);
   worker.postMessage({
-    type: 'generate', prompt: tokenizer.encode($('#prompt').value), greedy: Boolean(params.get('greedy')),
+    type: 'generate', prompt, greedy: Boolean(params.get('greedy')),
     maxNewTokens, stopIds: tokenizer.stopIds([config.eos].flat()),
   });
 }
@@ -74,7 +81,7 @@ worker.onmessage = ({ data }) => {
     case 'done':
       $('#out').textContent += stream.flush();
       state.text = $('#out').textContent;
-      if (loaded) status(data.speed); // else a file picked meanwhile is being read: its status stays
+      if (loaded) status(data.speed + beyond); // else a file picked meanwhile is being read: its status stays
       state.done = true;
       $('#run').disabled = !loaded;
       $('#stop').disabled = true;

@@ -298,7 +298,7 @@ describe('in a browser (headless Chromium)', () => {
       const r = await state();
       t.diagnostic(`round ${round + 1}: ${r.ids.length} tokens, then: ${r.status}`);
       assert.equal(r.error, undefined);
-      assert.match(r.status, /; stopped$/);
+      assert.match(r.status, /; stopped; note: the prompt's \d+ tokens and up to 100000 new ones exceed the 256 positions the model covers$/);
       assert.ok(r.ids.length < 100000);
     }
     assert.deepEqual(chromium!.pageErrors, []);
