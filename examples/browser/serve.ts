@@ -2,7 +2,10 @@
  * A small static file server for the browser example and the browser tests: serves, on
  * localhost, the repository's built library (dist/) with the two packages its text entry
  * imports (node_modules/@huggingface/), the examples, the browser test pages and the test
- * fixtures, with the headers that make a page cross-origin isolated (SharedArrayBuffer).
+ * fixtures, the shipped model and the training runs (models/, runs/: the main job's
+ * runs/quickstart/model.gguf opens in the GGUF example), with the headers that make a page
+ * cross-origin isolated (SharedArrayBuffer) and byte ranges (a GGUF file is read a tensor
+ * at a time).
  *
  *   npm run example:browser            # then open the printed address
  *   node dist/examples/browser/serve.js --port 8080
@@ -11,12 +14,13 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseStrict } from '../../src/cli/args.js';
 
 /** The repository root (this file runs from dist/examples/browser/). */
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
 /** Only these folders are served. */
-const SERVED = ['dist/', 'examples/', 'test/fixtures/', 'test/browser/', 'node_modules/@huggingface/'];
+const SERVED = ['dist/', 'examples/', 'test/fixtures/', 'test/browser/', 'node_modules/@huggingface/', 'models/', 'runs/'];
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.mjs': 'text/javascript; charset=utf-8',
@@ -49,14 +53,22 @@ export function serveStatic(root = REPO_ROOT, port = 0, isolated = true): Promis
       res.writeHead(301, { location: `${url.pathname}/${url.search}` }).end();
       return;
     }
-    fs.readFile(file, (err, data) => {
-      if (err) { res.writeHead(404).end('not found'); return; }
-      res.writeHead(200, {
-        'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream',
-        ...(isolated ? { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' } : {}),
-        'cache-control': 'no-store',
-      }).end(data);
+    const stat = fs.statSync(file, { throwIfNoEntry: false });
+    if (!stat?.isFile()) { res.writeHead(404).end('not found'); return; }
+    const headers = {
+      'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream',
+      ...(isolated ? { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' } : {}),
+      'cache-control': 'no-store', 'accept-ranges': 'bytes',
+    };
+    const range = byteRange(req.headers.range, stat.size);
+    if (range === 'unsatisfiable') { res.writeHead(416, { 'content-range': `bytes */${stat.size}` }).end(); return; }
+    const [start, end] = range ?? [0, stat.size - 1];
+    res.writeHead(range ? 206 : 200, {
+      ...headers, 'content-length': String(Math.max(0, end - start + 1)),
+      ...(range ? { 'content-range': `bytes ${start}-${end}/${stat.size}` } : {}),
     });
+    if (req.method === 'HEAD' || end < start) { res.end(); return; }
+    fs.createReadStream(file, { start, end }).on('error', () => res.destroy()).pipe(res);
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -70,9 +82,35 @@ export function serveStatic(root = REPO_ROOT, port = 0, isolated = true): Promis
   });
 }
 
+/**
+ * The one byte range of a Range header ("bytes=a-b", "bytes=a-", "bytes=-n") within a file of
+ * `size` bytes; null for none (or a form this server does not take, such as several
+ * ranges: the whole file is sent), 'unsatisfiable' for one that starts past the end.
+ */
+export function byteRange(header: string | undefined, size: number): [number, number] | null | 'unsatisfiable' {
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header?.trim() ?? '');
+  if (!m || (m[1] === '' && m[2] === '')) return null;
+  if (m[1] === '') return size === 0 || Number(m[2]) === 0 ? 'unsatisfiable' : [Math.max(0, size - Number(m[2])), size - 1];
+  const start = Number(m[1]);
+  if (start >= size) return 'unsatisfiable';
+  return [start, m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1)];
+}
+
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const i = process.argv.indexOf('--port');
-  const port = i > 0 ? Number(process.argv[i + 1]) : 8080;
+  const usage = 'node dist/examples/browser/serve.js [--port 8080]';
+  let values: Record<string, unknown>;
+  try {
+    values = parseStrict(process.argv.slice(2), { port: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, 'serve.js', false, usage).values;
+  } catch (e) {
+    console.error((e as Error).message);
+    process.exit(2);
+  }
+  if (values.help) { console.log(`usage: ${usage}`); process.exit(0); }
+  const port = values.port === undefined ? 8080 : Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    console.error(`--port must be a whole number from 0 to 65535 (0: any free port), got '${String(values.port)}'`);
+    process.exit(2);
+  }
   if (!fs.existsSync(path.join(REPO_ROOT, 'dist', 'src', 'browser.js'))) {
     console.error('dist/src/browser.js is missing; run `npm run build` first');
     process.exit(1);

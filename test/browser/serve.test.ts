@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { serveStatic, type StaticServer } from '../../examples/browser/serve.js';
+import { byteRange, serveStatic, type StaticServer } from '../../examples/browser/serve.js';
 
 describe('the browser example\'s server', () => {
   let server: StaticServer;
@@ -27,9 +27,25 @@ describe('the browser example\'s server', () => {
   });
 
   it('serves nothing outside its folders', async () => {
-    for (const p of ['/package.json', '/src/browser.ts', '/examples/../package.json', '/examples/browser/nothing.js', '/models/tiny-longlora/config.json']) {
+    for (const p of ['/package.json', '/src/browser.ts', '/examples/../package.json', '/examples/browser/nothing.js', '/scripts/', '/models/../README.md', '/runs']) {
       assert.equal((await fetch(`${server.origin}${p}`)).status, 404, p);
     }
     assert.equal((await fetch(`${server.origin}/examples/browser/`, { method: 'POST' })).status, 404);
+  });
+
+  it('serves the shipped model with byte ranges (a GGUF file is read a tensor at a time)', async () => {
+    const url = `${server.origin}/models/tiny-longlora/model.safetensors`;
+    const whole = Buffer.from(await (await fetch(url)).arrayBuffer());
+    const part = await fetch(url, { headers: { range: 'bytes=8-23' } });
+    assert.equal(part.status, 206);
+    assert.equal(part.headers.get('content-range'), `bytes 8-23/${whole.length}`);
+    assert.deepEqual(Buffer.from(await part.arrayBuffer()), whole.subarray(8, 24));
+    const tail = await fetch(url, { headers: { range: 'bytes=-4' } });
+    assert.deepEqual(Buffer.from(await tail.arrayBuffer()), whole.subarray(whole.length - 4));
+    assert.equal((await fetch(url, { headers: { range: `bytes=${whole.length}-` } })).status, 416);
+    const head = await fetch(url, { method: 'HEAD' });
+    assert.equal(head.headers.get('content-length'), String(whole.length));
+    assert.equal(head.headers.get('accept-ranges'), 'bytes');
+    assert.deepEqual([byteRange(undefined, 10), byteRange('bytes=0-3,5-6', 10), byteRange('bytes=2-99', 10), byteRange('bytes=-0', 10)], [null, null, [2, 9], 'unsatisfiable']);
   });
 });
