@@ -270,7 +270,7 @@ export function ggufTensorRange(h: GgufHeader, name: string): { shape: number[];
   if (plain) return { shape, type, n, start, length: n * plain };
   if (!(type in BLOCKS)) {
     throw new LongLoraError(`GGUF tensor "${name}" is ${type}, which this reader does not dequantise (it reads F32, F16, BF16, ${Object.keys(BLOCKS).join(', ')}); ` +
-      'load the Hugging Face model folder instead, or a GGUF file quantised to one of those');
+      "use the model's Hugging Face checkpoint (config.json and safetensors) instead, or a GGUF file quantised to one of those");
   }
   const [per, size] = BLOCKS[type as QuantType];
   return { shape, type, n, start, length: (n / per) * size };

@@ -238,7 +238,7 @@ describe('GGUF k-quants', () => {
     const read = (at: number, length: number): Uint8Array => new Uint8Array(bin.subarray(q4.bytes[0] + at, q4.bytes[0] + at + length));
     const got = ggufTensorData(header(2), 'w', read);
     assert.deepEqual([got.shape, got.data], [[2, 256], new Float32Array(new Uint8Array(bin.subarray(q4.values[0], q4.values[0] + 4 * q4.values[1])).buffer)]);
-    throwsLL(() => ggufTensorData(header(16), 'w', read), 'GGUF tensor "w" is IQ2_XXS, which this reader does not dequantise (it reads F32, F16, BF16, Q8_0, Q5_0, Q5_1, Q4_0, Q4_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS)', 'load the Hugging Face model folder instead');
+    throwsLL(() => ggufTensorData(header(16), 'w', read), 'GGUF tensor "w" is IQ2_XXS, which this reader does not dequantise (it reads F32, F16, BF16, Q8_0, Q5_0, Q5_1, Q4_0, Q4_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS)', "use the model's Hugging Face checkpoint (config.json and safetensors) instead");
   });
 
   it('llama.cpp reads the exported files as this project does: the same next-token distributions in f32, q8_0, every k-quant mix, and with each RoPE scaling', async (t) => {

@@ -152,8 +152,8 @@ export class WasmAllocator {
     return new LongLoraError(
       `wasm backend: cannot allocate ${mib(requested)} MiB: ${mib(this.usedBytes)} MiB are in use and a WebAssembly ` +
       `memory holds at most 4 GiB (${MAX_PAGES} pages of 64 KiB). Use a shorter sequence or a smaller batch, ` +
-      'turn on activation checkpointing, keep the model\'s weights in 16 bits (--dtype bf16) or its linear layers in 4 bits ' +
-      '(--quantize nf4), or use the cpu backend.');
+      'turn on activation checkpointing, keep the model\'s weights in 16 bits (--dtype bf16; dtype: \'bf16\' in the library) or its ' +
+      'linear layers in 4 bits (--quantize nf4; quantize: \'nf4\'), or use the cpu backend.');
   }
 
   private lowerBound(addr: number): number {

@@ -48,7 +48,7 @@ export function ggufLlamaConfig(header: GgufHeader, file: string, ropeFreqs: () 
   const m = header.metadata;
   const arch = String(m['general.architecture'] ?? '');
   if (!['llama', 'qwen2', 'qwen3'].includes(arch)) {
-    throw new LongLoraError(`${file}: GGUF architecture "${arch}" cannot be loaded here (llama, qwen2, qwen3 can); load the Hugging Face model folder instead`);
+    throw new LongLoraError(`${file}: GGUF architecture "${arch}" cannot be loaded here (llama, qwen2, qwen3 can); use the model's Hugging Face checkpoint (config.json and safetensors) instead`);
   }
   const names = new Set(header.tensorInfos.map((t) => t.name));
   const plain = (v: unknown): unknown => (typeof v === 'bigint' ? Number(v) : v); // u64 values come back as bigint
