@@ -78,6 +78,9 @@ export function matchTargets(all: readonly string[], targets: Targets): string[]
   const chosen = new Set<string>();
   for (const t of targets) {
     const hit = all.filter((p) => targetNameMatches(p, t));
+    if (hit.length === 0 && t.toLowerCase() === ALL_LINEAR) {
+      throw new LongLoraError(`'${ALL_LINEAR}' selects every linear layer only as the whole value (targets '${ALL_LINEAR}', not ['${ALL_LINEAR}']): in a list, as in PEFT, it is a module name`);
+    }
     if (hit.length === 0) {
       throw new LongLoraError(`LoRA target '${t}' matches no module. Linear modules in this model: ${kinds.join(', ')} (or all-linear).`);
     }

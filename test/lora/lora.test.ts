@@ -82,6 +82,7 @@ describe('LoRA in the Llama model', () => {
     assert.ok(!all.includes('lm_head'));
     throwsLL(() => resolveTargets(model, ['qproj']), "LoRA target 'qproj' matches no module", 'q_proj, k_proj');
     throwsLL(() => resolveTargets(model, 'q_proj' as typeof ALL_LINEAR), "give ['q_proj'], not the string 'q_proj'");
+    throwsLL(() => resolveTargets(model, ['q_proj', 'all-linear']), "'all-linear' selects every linear layer only as the whole value");
     model.dispose();
   });
 
