@@ -199,10 +199,18 @@ describe('generate()', () => {
     const { model } = await tinyModel();
     const free = await generate(model, prompt, { temperature: 0, maxNewTokens: 20 });
     const stop = new AbortController();
-    // aborted from a timer, as a Stop button or a Ctrl-C handler would: the loop lets it run
-    const r = await generate(model, prompt, { temperature: 0, maxNewTokens: 20, signal: stop.signal, onToken: (id) => { if (id === free.ids[4]) setTimeout(() => stop.abort(), 0); } });
+    let n = 0;
+    const r = await generate(model, prompt, { temperature: 0, maxNewTokens: 20, signal: stop.signal, onToken: () => { if (++n === 5) stop.abort(); } });
     assert.equal(r.stopReason, 'aborted');
     assert.deepEqual(r.ids, free.ids.slice(0, 5), 'the tokens before the abort, as without a signal');
+    // aborted from a timer, as a Stop button or a Ctrl-C handler would: the loop lets it run
+    // (within a token or two: Node runs a timer and an immediate in either order)
+    const timer = new AbortController();
+    let made = 0;
+    const late = await generate(model, prompt, { temperature: 0, maxNewTokens: 20, signal: timer.signal, onToken: () => { if (++made === 5) setTimeout(() => timer.abort(), 0); } });
+    assert.equal(late.stopReason, 'aborted');
+    assert.ok(late.ids.length >= 5 && late.ids.length <= 8, `stopped after ${late.ids.length} tokens`);
+    assert.deepEqual(late.ids, free.ids.slice(0, late.ids.length));
     const long = Array.from({ length: 30 }, (_, i) => (i * 37 + 5) % 96);
     const early = new AbortController();
     const p = await generate(model, long, { temperature: 0, maxNewTokens: 5, prefillChunk: 7, signal: early.signal, onPrefill: (done) => { if (done === 14) early.abort(); } });
