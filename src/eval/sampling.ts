@@ -26,9 +26,9 @@ export const GREEDY: SamplingOptions = { temperature: 0, topP: 1, topK: 0 };
 
 /** Checks the options; throws a LongLoraError naming the bad flag. */
 export function checkSampling(s: SamplingOptions): void {
-  if (!(s.temperature >= 0) || !Number.isFinite(s.temperature)) throw new LongLoraError(`--temperature must be ≥ 0 (0: greedy), got ${s.temperature}`);
-  if (!(s.topP > 0 && s.topP <= 1)) throw new LongLoraError(`--top-p must be in (0, 1], got ${s.topP}`);
-  if (!Number.isInteger(s.topK) || s.topK < 0) throw new LongLoraError(`--top-k must be a whole number ≥ 0 (0: off), got ${s.topK}`);
+  if (!(s.temperature >= 0) || !Number.isFinite(s.temperature)) throw new LongLoraError(`temperature (--temperature) must be ≥ 0 (0: greedy), got ${s.temperature}`);
+  if (!(s.topP > 0 && s.topP <= 1)) throw new LongLoraError(`topP (--top-p) must be in (0, 1], got ${s.topP}`);
+  if (!Number.isInteger(s.topK) || s.topK < 0) throw new LongLoraError(`topK (--top-k) must be a whole number ≥ 0 (0: off), got ${s.topK}`);
 }
 
 /** Index of the largest value (the first one on ties, as torch.argmax). */

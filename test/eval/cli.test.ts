@@ -210,7 +210,7 @@ describe('longlora data and evaluation commands', () => {
     const c = cli(['generate', '--prompt', 'x']);
     assert.equal(c.code, 1);
     assert.match(c.err, /--model is required/);
-    for (const [flag, value, message] of [['--max-new-tokens', '0', /--max-new-tokens must be an integer ≥ 1, got "0"/], ['--top-p', '2', /--top-p must be in \(0, 1\], got 2/],
+    for (const [flag, value, message] of [['--max-new-tokens', '0', /--max-new-tokens must be an integer ≥ 1, got "0"/], ['--top-p', '2', /topP \(--top-p\) must be in \(0, 1\], got 2/],
       ['--kv-cache-dtype', 'f8', /--kv-cache-dtype must be f32, bf16 or f16, got f8/], ['--prefill-chunk', '0', /--prefill-chunk must be an integer ≥ 1, got "0"/]] as const) {
       for (const command of ['generate', 'chat']) {
         const r = cli([command, ...MODEL, '--prompt', 'x', `${flag}=${value}`].filter((a) => command === 'generate' || !a.startsWith('--prompt') && a !== 'x'));
