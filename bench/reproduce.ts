@@ -77,7 +77,7 @@ function readPpl(dir: string): ContextResults | null {
 
 function runOne(run: Run): Outcome {
   const out = path.join(flags.out!, run.name);
-  const args = ['train', '--preset', 'quickstart', '--no-merge', ...run.flags, ...extra, '--output', out];
+  const args = ['train', '--preset', 'quickstart', '--no-merge', '--no-gguf', ...run.flags, ...extra, '--output', out];
   const command = `longlora ${args.join(' ')}`;
   const logFile = path.join(flags.out!, `${run.name}.log`);
   const timeFile = path.join(out, 'reproduce-time.json');
