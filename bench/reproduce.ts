@@ -1,5 +1,5 @@
 /**
- * The paper's ablations at small scale (SPEC §2 and §4), on the shipped model: extend
+ * The paper's ablations at small scale, on the shipped model: extend
  * models/tiny-longlora from its 256-token context to the main job's training length with
  *   1. full attention + full fine-tuning
  *   2. S²-Attn + full fine-tuning
@@ -147,7 +147,7 @@ const base = ppl(ll.results.base, longest);
 if (dense !== null && s2 !== null) {
   const td = seconds('full-dense')!;
   const ts = seconds('full-s2')!;
-  reading.push(`- **S²-Attn trains nearly as well as full attention** (paper, Table 2 / SPEC §2) — ${verdict(s2 <= dense * 1.05)} at ${longest} tokens: ` +
+  reading.push(`- **S²-Attn trains nearly as well as full attention** (paper, Table 2) — ${verdict(s2 <= dense * 1.05)} at ${longest} tokens: ` +
     `S²-Attn + full fine-tuning reaches ${fmt(s2)} against ${fmt(dense)} for full attention (S² relative to full: ${byLength(trainedOf('full-s2'), trainedOf('full-dense'))}). ` +
     `The S²-Attn run took ${(ts / 60).toFixed(1)} min against ${(td / 60).toFixed(1)} min (${(td / ts).toFixed(2)}× faster).`);
 }
@@ -161,7 +161,7 @@ if (lora !== null && longlora !== null) {
     `${s2 !== null ? `; full fine-tuning with S²-Attn ${fmt(s2)}` : ''}.`);
 }
 if (pi !== null && longlora !== null) {
-  reading.push(`- **Position interpolation needs fine-tuning** (Chen et al. 2023, SPEC §3) — ${verdict(longlora < pi)}: interpolation alone gives ${fmt(pi)} at ${longest} tokens` +
+  reading.push(`- **Position interpolation needs fine-tuning** (Chen et al. 2023) — ${verdict(longlora < pi)}: interpolation alone gives ${fmt(pi)} at ${longest} tokens` +
     `${base !== null ? ` (the base with its own RoPE: ${fmt(base)})` : ''}, LongLoRA ${fmt(longlora)}.`);
 }
 
