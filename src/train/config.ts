@@ -20,8 +20,10 @@ interface Field {
   default: unknown;
   help: string;
   values?: readonly string[];
-  /** null allowed (meaning "automatic"). */
+  /** null allowed (meaning "automatic", or what `nullName` says). */
   nullable?: boolean;
+  /** How null is written where it does not mean "automatic" (e.g. 'none'); also accepted as a value. */
+  nullName?: string;
   min?: number;
   max?: number;
   /** May differ when resuming (bookkeeping, not the optimisation). */
@@ -43,7 +45,7 @@ export const TRAIN_FIELDS = {
   evalEvery: { kind: 'int', default: 0, min: 0, help: 'held-out evaluation every N steps (0: at the start and the end only)', resumable: true },
   evalBatches: { kind: 'int', default: 8, min: 1, help: 'micro-batches of held-out data per evaluation', resumable: true },
   output: { kind: 'string', default: 'runs/longlora', help: 'run folder: checkpoints, metrics, the adapter', resumable: true },
-  pplData: { kind: 'string', default: null, nullable: true, resumable: true, help: 'long-document test set (.bin tokens, or text) whose perplexity is measured at pplSeqLens before and after training, with dense attention' },
+  pplData: { kind: 'string', default: null, nullable: true, nullName: 'none', resumable: true, help: 'long-document test set (.bin tokens, or text) whose perplexity is measured at pplSeqLens before and after training, with dense attention' },
   pplSeqLens: { kind: 'list', default: null, nullable: true, resumable: true, help: 'lengths for pplData, e.g. 256,1k,2k (default: the original context, doubled up to seqLen)' },
   pplWindows: { kind: 'int', default: 16, min: 0, resumable: true, help: 'pplData: evenly spaced windows per length of the official windowed procedure (0: all of them)' },
   pplBase: { kind: 'bool', default: true, resumable: true, help: 'pplData: also measure the base model as it is, without the new position scaling' },
@@ -169,7 +171,7 @@ export function coerce(key: string, raw: unknown, where: string): unknown {
   if (!f) unknownKey(key, where);
   const label = where === 'command line' ? `--${kebab(key)}` : `'${key}'`; // as the user wrote it
   const bad = (what: string): never => { throw new LongLoraError(`${where}: option ${label} ${what}`); };
-  if (raw === null || raw === 'null' || (raw === 'auto' && f.nullable && (f.kind === 'int' || f.kind === 'float'))) {
+  if (raw === null || raw === 'null' || (raw === 'auto' && f.nullable && (f.kind === 'int' || f.kind === 'float')) || (f.nullName !== undefined && raw === f.nullName)) {
     if (f.nullable) return null;
     bad('cannot be null');
   }
@@ -264,7 +266,12 @@ export function trainFlags(): Array<{ key: TrainKey; flag: string; field: Field 
   return (Object.keys(FIELDS) as TrainKey[]).map((key) => ({ key, flag: kebab(key), field: FIELDS[key]! }));
 }
 
+/** How a field's null is written: 'auto', or its own name for it ('none' for pplData). */
+export function nullLabel(key: string): string {
+  return FIELDS[key]?.nullName ?? 'auto';
+}
+
 /** The resolved config as lines of `key: value` (printed at the start of a run). */
 export function describeConfig(c: TrainConfig): string {
-  return Object.entries(c).map(([k, v]) => `  ${k}: ${Array.isArray(v) ? v.join(',') : v === null ? 'auto' : String(v)}`).join('\n');
+  return Object.entries(c).map(([k, v]) => `  ${k}: ${Array.isArray(v) ? v.join(',') : v === null ? nullLabel(k) : String(v)}`).join('\n');
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { applyValues, coerce, defaultTrainConfig, readConfigFile, resumeConflicts } from '../../src/train/config.js';
+import { applyValues, coerce, defaultTrainConfig, describeConfig, readConfigFile, resumeConflicts } from '../../src/train/config.js';
 import { parseTrainArgs } from '../../src/cli/commands/train.js';
 import { throwsLL } from '../helpers/errors.js';
 import { tempFolders } from '../helpers/tmp.js';
@@ -31,6 +31,16 @@ describe('training config', () => {
     throwsLL(() => coerce('mode', 'qlora', 'f'), 'must be one of longlora, lora, full');
     throwsLL(() => coerce('lr', -1, 'f'), 'must be ≥ 0');
     throwsLL(() => coerce('seqLen', null, 'f'), 'cannot be null');
+  });
+
+  it('a test set left unset is shown as none, and none unsets it', () => {
+    assert.match(describeConfig(defaultTrainConfig()), /^  pplData: none$/m);
+    assert.match(describeConfig(defaultTrainConfig()), /^  groupSize: auto$/m);
+    assert.equal(coerce('pplData', 'none', 'command line'), null);
+    assert.equal(coerce('pplData', 'null', 'command line'), null);
+    assert.equal(coerce('pplData', 'heldout.bin', 'command line'), 'heldout.bin');
+    const c = parseTrainArgs(['--preset', 'quickstart', '--ppl-data', 'none'])!.config;
+    assert.equal(c.pplData, null);
   });
 
   it('unknown keys are errors with a suggestion', () => {

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseStrict } from '../args.js';
 import { LongLoraError } from '../../errors.js';
-import { applyValues, defaultTrainConfig, readConfigFile, trainFlags, type TrainConfig } from '../../train/config.js';
+import { applyValues, defaultTrainConfig, nullLabel, readConfigFile, trainFlags, type TrainConfig } from '../../train/config.js';
 import { Trainer } from '../../train/trainer.js';
 import { applyPreset, presetNames } from '../../train/presets.js';
 
@@ -16,7 +16,7 @@ const USAGE = 'longlora train --model DIR|org/name --data TOKENS.bin|TEXT|SFT.js
 function help(): string {
   const rows = trainFlags().map(({ key, flag, field }) => {
     const name = field.kind === 'bool' ? `--${flag}, --no-${flag}` : `--${flag} <${field.kind === 'enum' ? field.values!.join('|') : field.kind}>`;
-    const d = field.default === null ? 'auto' : Array.isArray(field.default) ? field.default.join(',') : String(field.default);
+    const d = field.default === null ? nullLabel(key) : Array.isArray(field.default) ? field.default.join(',') : String(field.default);
     // the help of some fields says its default itself; the model and the data have none
     const suffix = key === 'model' || key === 'data' ? ' (required)' : /\(default/.test(field.help) ? '' : ` (default: ${d})`;
     return `  ${name.padEnd(40)} ${field.help}${suffix}`;
