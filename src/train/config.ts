@@ -171,7 +171,7 @@ export function coerce(key: string, raw: unknown, where: string): unknown {
   if (!f) unknownKey(key, where);
   const label = where === 'command line' ? `--${kebab(key)}` : `'${key}'`; // as the user wrote it
   const bad = (what: string): never => { throw new LongLoraError(`${where}: option ${label} ${what}`); };
-  if (raw === null || raw === 'null' || (raw === 'auto' && f.nullable && (f.kind === 'int' || f.kind === 'float')) || (f.nullName !== undefined && raw === f.nullName)) {
+  if (raw === null || raw === 'null' || (raw === 'auto' && f.nullable && f.nullName === undefined) || (f.nullName !== undefined && raw === f.nullName)) {
     if (f.nullable) return null;
     bad('cannot be null');
   }

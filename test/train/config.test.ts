@@ -23,6 +23,8 @@ describe('training config', () => {
     assert.equal(coerce('rslora', 'true', 'x'), true);
     assert.deepEqual(coerce('loraTargets', 'q_proj, v_proj', 'x'), ['q_proj', 'v_proj']);
     assert.equal(coerce('groupSize', 'auto', 'x'), null);
+    // every option shown as 'auto' when unset takes 'auto' back (a path named auto is ./auto)
+    for (const key of ['tokenizer', 'chatTemplate', 'extras']) assert.equal(coerce(key, 'auto', 'x'), null, key);
     assert.equal(coerce('seqLen', '8k', 'x'), 8192, 'an int written as Nk, as lengths are');
     throwsLL(() => coerce('seqLen', '8q', 'command line'), 'command line: option --seq-len must be a number', '"8q"');
     throwsLL(() => coerce('lr', '1k', 'command line'), 'must be a number', '"1k"'); // only integers take k
