@@ -130,6 +130,8 @@ class StopRequested extends Error {
 
 export class Trainer {
   private stopRequested = false;
+  /** Where run() is: the evaluation before training, the steps, or what follows the last one. */
+  private phase: 'before' | 'training' | 'after' = 'training';
   /** Aborted by requestStop: the perplexity evaluations stop between windows. */
   private readonly stopSignal = new AbortController();
   private heldOutBatches: TrainingBatch[] | null = null;
@@ -248,10 +250,18 @@ export class Trainer {
     }
   }
 
-  /** Asks the loop to stop after the current step (it saves a checkpoint first). */
-  requestStop(): void {
+  /**
+   * Asks the run to stop: during the evaluation before training, between its windows
+   * (nothing trained); during training, after the current step (it saves a checkpoint
+   * first); after the last step, skipping the evaluation and merge left. Returns what it
+   * will do, in words.
+   */
+  requestStop(): string {
     this.stopRequested = true;
     this.stopSignal.abort(new StopRequested('stop requested'));
+    if (this.phase === 'before') return 'stopping the perplexity evaluation of the starting model; nothing has been trained yet';
+    if (this.phase === 'after') return 'the trained weights are saved; stopping what is left after training (evaluation, merge)';
+    return 'stopping after this step and saving a checkpoint';
   }
 
   /** Runs an evaluation that a stop request interrupts: true when it ran to the end. */
@@ -309,12 +319,14 @@ export class Trainer {
     const metrics = this.metricsFile();
     let lastLoss: number | null = null;
     try {
+      if (this.step === 0) this.phase = 'before';
       if (this.step === 0 && !await this.unlessStopped(() => this.measureBefore())) {
-        this.out.write('stopped before the first step, during the perplexity evaluation of the starting model; nothing was trained or saved.\n');
+        this.out.write(`stopped before the first step, during the perplexity evaluation of the starting model; nothing was trained (${c.output} holds only the run's options, train_config.json).\n`);
         return { steps: 0, stopped: true, lastLoss: null, output: c.output };
       }
       // The bar's clock (elapsed time, ETA) starts after the evaluation before training.
       const bar = new ProgressBar(c.steps, 'step', this.step, this.out);
+      this.phase = 'training';
       if (this.step === 0) await this.validate(metrics, bar);
       while (this.step < c.steps) {
         const t0 = performance.now();
@@ -360,6 +372,7 @@ export class Trainer {
       }
       await this.validate(metrics, bar);
       await this.finish();
+      this.phase = 'after';
       const measured = await this.unlessStopped(() => this.measureAfter());
       if (c.mode !== 'full' && writeCard(c.output, adapterCard(cardFacts(c.output, { originalContext: this.model.config.maxPositionEmbeddings })))) this.out.write(`wrote the model card ${path.join(c.output, CARD_FILE)}\n`);
       if (!measured || this.stopRequested) {

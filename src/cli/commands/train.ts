@@ -83,8 +83,7 @@ export async function train(argv: string[]): Promise<void> {
   const onSigint = (): void => {
     interrupts++;
     if (interrupts === 1) {
-      process.stderr.write('\nstopping after this step and saving a checkpoint (Ctrl-C again to quit at once)\n');
-      trainer.requestStop();
+      process.stderr.write(`\n${trainer.requestStop()} (Ctrl-C again to quit at once)\n`);
     } else process.exit(130);
   };
   process.on('SIGINT', onSigint);
