@@ -51,38 +51,84 @@ function sourceOf(file: string, kind: SourceFile['kind']): SourceFile {
   return { path: path.resolve(file), size: st.size, mtimeMs: st.mtimeMs, kind };
 }
 
-function walk(dir: string, out: SourceFile[], skipped: string[]): void {
+/** What a walk collects: the files, those of other kinds, links that lead nowhere, and files reached twice. */
+interface Walk {
+  sources: SourceFile[];
+  skipped: string[];
+  broken: string[];
+  duplicates: string[];
+  /** Real paths of the files and folders seen (a file or folder reached again is read once). */
+  seen: Set<string>;
+}
+
+function realPath(p: string): string | null {
+  try {
+    return fs.realpathSync(p);
+  } catch {
+    return null;
+  }
+}
+
+function walk(dir: string, w: Walk): void {
   for (const name of fs.readdirSync(dir).sort()) {
     if (name.startsWith('.')) continue;
     const p = path.join(dir, name);
-    const st = fs.statSync(p);
-    if (st.isDirectory()) walk(p, out, skipped);
-    else {
+    const real = realPath(p);
+    if (real === null) { w.broken.push(p); continue; } // a link to nothing, or a link loop
+    if (fs.statSync(real).isDirectory()) {
+      if (w.seen.has(real)) continue; // a link back up the tree, or to a folder already read
+      w.seen.add(real);
+      walk(p, w);
+    } else {
       const kind = kindOf(p);
-      if (kind) out.push(sourceOf(p, kind));
-      else skipped.push(p);
+      if (!kind) w.skipped.push(p);
+      else add(w, p, real, kind);
     }
   }
+}
+
+function add(w: Walk, p: string, real: string, kind: SourceFile['kind']): void {
+  if (w.seen.has(real)) { w.duplicates.push(p); return; }
+  w.seen.add(real);
+  w.sources.push(sourceOf(p, kind));
 }
 
 /**
  * The files of a corpus given as files and folders. A named file is text unless its
  * extension says JSON records; in folders only known extensions are read (the others are
- * returned as `skipped`).
+ * returned as `skipped`). Links are followed; a file reached twice (named twice, inside a
+ * folder also given, or through a link) is read once and listed in `duplicates`, and links
+ * that lead nowhere are listed in `broken`.
  */
-export function listSources(inputs: readonly string[]): { sources: SourceFile[]; skipped: string[] } {
-  const sources: SourceFile[] = [];
-  const skipped: string[] = [];
+export function listSources(inputs: readonly string[]): { sources: SourceFile[]; skipped: string[]; broken: string[]; duplicates: string[] } {
+  const w: Walk = { sources: [], skipped: [], broken: [], duplicates: [], seen: new Set() };
   for (const input of inputs) {
-    if (!fs.existsSync(input)) throw new LongLoraError(`${input} not found; pass text files, JSONL files or folders of them`);
-    if (fs.statSync(input).isDirectory()) walk(input, sources, skipped);
-    else sources.push(sourceOf(input, kindOf(input) ?? 'text'));
+    const real = realPath(input);
+    if (real === null) {
+      const link = fs.lstatSync(input, { throwIfNoEntry: false });
+      throw new LongLoraError(link ? `${input} is a link that leads nowhere (or in a loop); pass the file it should point to` : `${input} not found; pass text files, JSONL files or folders of them`);
+    }
+    if (fs.statSync(real).isDirectory()) {
+      if (w.seen.has(real)) { w.duplicates.push(input); continue; }
+      w.seen.add(real);
+      walk(input, w);
+    } else add(w, input, real, kindOf(input) ?? 'text');
   }
+  const { sources, skipped, broken, duplicates } = w;
   if (sources.length === 0) {
     throw new LongLoraError(`no corpus files in ${inputs.join(', ')}${skipped.length ? ` (skipped ${skipped.length} file(s) with other extensions, e.g. ${skipped[0]})` : ''}; ` +
       `text files need ${TEXT_EXTENSIONS.join('/')}, records ${RECORD_EXTENSIONS.join('/')}`);
   }
-  return { sources, skipped };
+  return { sources, skipped, broken, duplicates };
+}
+
+/** Lines about what a listing left out (files of other kinds, broken links, files reached twice). */
+export function listingNotes(l: { skipped: string[]; broken: string[]; duplicates: string[] }): string[] {
+  const notes: string[] = [];
+  if (l.skipped.length) notes.push(`skipped ${l.skipped.length} file(s) that are not text or JSON (e.g. ${l.skipped[0]})`);
+  if (l.broken.length) notes.push(`skipped ${l.broken.length} link(s) that lead nowhere (e.g. ${l.broken[0]})`);
+  if (l.duplicates.length) notes.push(`read ${l.duplicates.length} file(s) or folder(s) once that were reached again (e.g. ${l.duplicates[0]}, named twice or through a link)`);
+  return notes;
 }
 
 /** The documents of one source file, in order. */

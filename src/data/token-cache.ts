@@ -14,7 +14,7 @@ import { LongLoraError } from '../errors.js';
 import { removeStaleTemps, tempPathFor, writeJsonAtomic } from '../io/atomic.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { ProgressBar, type ProgressStream } from '../train/progress.js';
-import { documents, listSources, type SourceFile } from './corpus.js';
+import { documents, listingNotes, listSources, type SourceFile } from './corpus.js';
 import { RecordErrors, type BadRecords } from './records.js';
 import { tokenBytes, tokenDTypeFor, TokenWriter, type TokenDType } from './tokens.js';
 
@@ -125,9 +125,10 @@ export async function tokenizeCorpus(inputs: readonly string[], opts: TokenizeOp
   const textField = opts.textField ?? 'text';
   const bos = (opts.bos ?? true) && tok.bosId !== null;
   const out = opts.out ?? process.stderr;
-  const { sources, skipped } = listSources(inputs);
+  const listing = listSources(inputs);
+  const { sources } = listing;
   const file = opts.output ?? defaultCachePath(inputs, tok, textField, bos, opts.cacheDir);
-  const notes = skipped.length ? [`skipped ${skipped.length} file(s) that are not text or JSON (e.g. ${skipped[0]})`] : [];
+  const notes = listingNotes(listing);
   const why = opts.force ? 'rebuild asked' : staleness(readMeta(file), file, sources, tok, textField, bos);
   if (why === null) return { file, meta: readMeta(file)!, reused: true, notes };
   if (tok.eosId === null) throw new LongLoraError(`${tok.source}: the tokenizer has no EOS token to join documents with; set eos_token in tokenizer_config.json`);

@@ -117,6 +117,22 @@ describe('tokenizing a corpus into a token cache', () => {
     assert.equal(by.meta.documents, 1);
   });
 
+  it('links: a loop or a link to nothing is skipped, a file reached twice is read once', async () => {
+    const dir = fresh();
+    const c = path.join(dir, 'c');
+    fs.mkdirSync(path.join(c, 'sub'), { recursive: true });
+    fs.writeFileSync(path.join(c, 'a.txt'), 'The grass is green.');
+    fs.symlinkSync('..', path.join(c, 'sub', 'up')); // a loop
+    fs.symlinkSync('missing.txt', path.join(c, 'dead.txt'));
+    fs.symlinkSync('a.txt', path.join(c, 'same.txt'));
+    const r = await tokenizeCorpus([c, path.join(c, 'a.txt')], { tokenizer: tok, out: sink() });
+    assert.equal(r.meta.documents, 1);
+    assert.deepEqual(readAll(r.file, tok.vocabSize), [1, ...tok.encode('The grass is green.', { addSpecialTokens: false }), 2]);
+    assert.match(r.notes.join('\n'), /1 link\(s\) that lead nowhere \(e\.g\. .*dead\.txt\)/);
+    assert.match(r.notes.join('\n'), /read 2 file\(s\) or folder\(s\) once/);
+    await rejectsLL(tokenizeCorpus([path.join(c, 'dead.txt')], { tokenizer: tok, out: sink() }), 'dead.txt is a link that leads nowhere');
+  });
+
   it('empty corpora are clear errors', async () => {
     const dir = fresh();
     await rejectsLL(tokenizeCorpus([dir], { tokenizer: tok, out: sink() }), 'no corpus files in');
