@@ -137,7 +137,8 @@ export async function* documents(src: SourceFile, opts: DocumentOptions): AsyncG
     if (src.size > MAX_TEXT_FILE_BYTES) {
       throw new LongLoraError(`${src.path}: ${(src.size / 2 ** 20).toFixed(0)} MiB is too large for one document; split it into files, or write JSON Lines with one document per line`);
     }
-    const text = fs.readFileSync(src.path, 'utf8');
+    const raw = fs.readFileSync(src.path, 'utf8');
+    const text = raw.charCodeAt(0) === 0xfeff ? raw.slice(1) : raw; // a byte order mark is not text
     opts.onBytes?.(src.size);
     yield { text, where: src.path };
     return;

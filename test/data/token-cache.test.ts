@@ -133,6 +133,13 @@ describe('tokenizing a corpus into a token cache', () => {
     await rejectsLL(tokenizeCorpus([path.join(c, 'dead.txt')], { tokenizer: tok, out: sink() }), 'dead.txt is a link that leads nowhere');
   });
 
+  it('a UTF-8 byte order mark is not part of a text document', async () => {
+    const dir = fresh();
+    fs.writeFileSync(path.join(dir, 'bom.txt'), Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('The sky is blue.')]));
+    const r = await tokenizeCorpus([dir], { tokenizer: tok, out: sink() });
+    assert.deepEqual(readAll(r.file, tok.vocabSize), [1, ...tok.encode('The sky is blue.', { addSpecialTokens: false }), 2]);
+  });
+
   it('empty corpora are clear errors', async () => {
     const dir = fresh();
     await rejectsLL(tokenizeCorpus([dir], { tokenizer: tok, out: sink() }), 'no corpus files in');
