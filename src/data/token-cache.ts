@@ -18,8 +18,11 @@ import { documents, listingNotes, listSources, type SourceFile } from './corpus.
 import { RecordErrors, type BadRecords } from './records.js';
 import { tokenBytes, tokenDTypeFor, TokenWriter, type TokenDType } from './tokens.js';
 
-/** Version of the cache layout; a cache of another version is rebuilt. */
-export const CACHE_FORMAT = 1;
+/**
+ * Version of the caches; a cache of another version is rebuilt. 2: a text file's byte
+ * order mark is dropped, and a file reached twice is read once.
+ */
+export const CACHE_FORMAT = 2;
 
 /** The sidecar written next to a token cache (`<file>.json`). */
 export interface TokenCacheMeta {
@@ -90,7 +93,8 @@ export function readMeta<T = TokenCacheMeta>(file: string): T | null {
 
 /** Why a cache is stale, or null when it can be reused. */
 export function staleness(meta: TokenCacheMeta | null, file: string, sources: readonly SourceFile[], tokenizer: Tokenizer, textField: string, bos: boolean): string | null {
-  if (!meta || meta.format !== CACHE_FORMAT) return 'no cache yet';
+  if (!meta) return 'no cache yet';
+  if (meta.format !== CACHE_FORMAT) return 'written by another version of longlora';
   if (!fs.existsSync(file)) return 'the token file is missing';
   if (fs.statSync(file).size !== meta.numTokens * tokenBytes(meta.dtype)) return 'the token file has the wrong size';
   if (meta.tokenizer.hash !== tokenizer.hash) return 'the tokenizer changed';

@@ -138,6 +138,12 @@ describe('tokenizing a corpus into a token cache', () => {
     fs.writeFileSync(path.join(dir, 'bom.txt'), Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('The sky is blue.')]));
     const r = await tokenizeCorpus([dir], { tokenizer: tok, out: sink() });
     assert.deepEqual(readAll(r.file, tok.vocabSize), [1, ...tok.encode('The sky is blue.', { addSpecialTokens: false }), 2]);
+    // a cache written before (format 1, the mark tokenized) is rebuilt, not reused
+    const meta = JSON.parse(fs.readFileSync(`${r.file}.json`, 'utf8'));
+    fs.writeFileSync(`${r.file}.json`, JSON.stringify({ ...meta, format: 1 }));
+    const out = sink();
+    assert.equal((await tokenizeCorpus([dir], { tokenizer: tok, out })).reused, false);
+    assert.match(out.text(), /written by another version/);
   });
 
   it('empty corpora are clear errors', async () => {
