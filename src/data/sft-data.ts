@@ -21,7 +21,7 @@ import { sha256Hex } from '../util/sha256.js';
 import { ProgressBar, type ProgressStream } from '../train/progress.js';
 import { listSources } from './corpus.js';
 import { readRecords, RecordErrors, type BadRecords } from './records.js';
-import { countSft, emptySftReport, parseSftRecord, sftLabels, tokenizeSft, type SftExample, type SftOverlong, type SftReport, type SftTemplate } from './sft.js';
+import { countSft, emptySftReport, parseSftRecord, SftRecordError, sftLabels, tokenizeSft, type SftExample, type SftOverlong, type SftReport, type SftTemplate } from './sft.js';
 import { defaultCacheDir, ensureWritable, readMeta, sourcesMatch, CACHE_FORMAT, type TokenCacheMeta } from './token-cache.js';
 import { shuffledOrder, tokenBytes, tokenDTypeFor, TokenFile, TokenWriter, type DataPosition, type TokenDType } from './tokens.js';
 
@@ -125,7 +125,15 @@ export async function buildSftCache(inputs: readonly string[], o: SftCacheOption
       for await (const rec of readRecords(src.path, errors, onBytes)) {
         const r = parseSftRecord(rec.value, src.path, rec.line, errors);
         if (!r) continue;
-        const { example, outcome } = tokenizeSft(r, o.tokenizer, o);
+        let t: ReturnType<typeof tokenizeSft>;
+        try {
+          t = tokenizeSft(r, o.tokenizer, o);
+        } catch (e) {
+          if (!(e instanceof SftRecordError)) throw e;
+          errors.handle(src.path, rec.line, e.message);
+          continue;
+        }
+        const { example, outcome } = t;
         countSft(report, r, example, outcome);
         if (!example) continue;
         index.push(w.count, example.ids.length, spans.length / 2, example.spans.length);

@@ -158,6 +158,23 @@ export function sftChatTemplate(tok: Tokenizer, opts: Pick<SftTokenizeOptions, '
 }
 
 /**
+ * A record its chat template refuses to render (roles out of order for Llama-2's format,
+ * say, or a raise_exception of the template's own): a fault of that record, reported with
+ * its file and line, and skipped under --bad-records skip.
+ */
+export class SftRecordError extends LongLoraError {}
+
+/** The chat template's rendering; its failure is the record's (SftRecordError). */
+function renderRecord(chat: ChatTemplate, messages: readonly ChatMessage[], opts: Parameters<ChatTemplate['render']>[1]): string {
+  try {
+    return chat.render(messages, opts);
+  } catch (e) {
+    if (e instanceof LongLoraError) throw new SftRecordError(e.message, { cause: e });
+    throw e;
+  }
+}
+
+/**
  * Prompt and full text of an instruction record. llama2: the official strings, tokenized
  * with the tokenizer's own special tokens (BOS); chat: the chat template, whose text has them.
  */
@@ -169,8 +186,8 @@ function render(rec: SftRecord, tok: Tokenizer, opts: SftTokenizeOptions): { pro
   const chat = sftChatTemplate(tok, opts);
   const user = { role: 'user', content: rec.input !== '' ? `${rec.instruction}\n${rec.input}` : rec.instruction };
   const special = { bosToken: tok.bosToken, eosToken: tok.eosToken };
-  const prompt = chat.render([user], { ...special, addGenerationPrompt: true });
-  const full = chat.render([user, { role: 'assistant', content: rec.output }], { ...special, addGenerationPrompt: false });
+  const prompt = renderRecord(chat, [user], { ...special, addGenerationPrompt: true });
+  const full = renderRecord(chat, [user, { role: 'assistant', content: rec.output }], { ...special, addGenerationPrompt: false });
   if (!full.startsWith(prompt)) {
     throw new LongLoraError(`${chat.where}: the chat template renders the prompt differently with and without the answer, so the prompt cannot be masked; use --sft-template llama2`);
   }
@@ -197,7 +214,7 @@ function eosId(tok: Tokenizer): number {
  */
 function renderConversation(messages: readonly ChatMessage[], tok: Tokenizer, chat: ChatTemplate): { text: string; spans: Array<[number, number]> } {
   const render = (upTo: number, addGenerationPrompt: boolean): string =>
-    chat.render(messages.slice(0, upTo), { bosToken: tok.bosToken, eosToken: tok.eosToken, addGenerationPrompt });
+    renderRecord(chat, messages.slice(0, upTo), { bosToken: tok.bosToken, eosToken: tok.eosToken, addGenerationPrompt });
   const text = render(messages.length, false);
   // each assistant turn, and the rendering up to and including it
   const turns = messages.flatMap((m, i) => (m.role === 'assistant' ? [{ i, content: m.content, upto: render(i + 1, false) }] : []));

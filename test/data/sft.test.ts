@@ -270,4 +270,22 @@ describe('SFT conversations', () => {
     assert.deepEqual(labelled, ex.spans.flatMap(([x, y]) => Array.from({ length: y - x }, (_, k) => x + k)), 'exactly the two assistant turns');
     assert.equal(ex.spans.length, 2);
   });
+  it('a conversation the template refuses (roles out of order) names its file and line; skip mode skips it', async () => {
+    const dir = fresh();
+    const f = path.join(dir, 'chats.jsonl');
+    const good = { messages: [{ role: 'user', content: 'Q?' }, { role: 'assistant', content: 'A.' }] };
+    const bad = { messages: [{ role: 'user', content: 'a' }, { role: 'user', content: 'b' }, { role: 'assistant', content: 'c' }] };
+    fs.writeFileSync(f, [good, bad, good].map((r) => JSON.stringify(r)).join('\n'));
+    const o = { tokenizer: tok, template: 'llama2' as const, maxLen: 4096, overlong: 'truncate' as const, out: sink() };
+    await assert.rejects(buildSftCache([f], o), (e: Error) => {
+      assert.equal(e.name, 'LongLoraError');
+      assert.ok(e.message.startsWith(`${path.resolve(f)}:2: `), e.message);
+      assert.match(e.message, /roles must alternate.*--bad-records skip/);
+      return true;
+    });
+    const c = await buildSftCache([f], { ...o, badRecords: 'skip' });
+    assert.equal(c.meta.report.kept, 2);
+    assert.equal(c.meta.report.badRecords, 1);
+    assert.match(c.meta.skipped, /chats\.jsonl:2: .*roles must alternate/);
+  });
 });
