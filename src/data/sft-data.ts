@@ -177,8 +177,11 @@ export class SftDataset {
   private readonly spans: Float64Array;
 
   private constructor(readonly file: string, readonly meta: SftCacheMeta) {
-    this.tokens = new TokenFile(file, meta.dtype);
     const side = sideFiles(file);
+    for (const f of [side.idx, side.spans]) {
+      if (!fs.existsSync(f)) throw new LongLoraError(`${file}: ${path.basename(f)}, written beside it by longlora tokenize --format sft, is missing; tokenize the records again`);
+    }
+    this.tokens = new TokenFile(file, meta.dtype);
     const f64 = (b: Buffer): Float64Array => new Float64Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
     this.index = f64(fs.readFileSync(side.idx));
     this.spans = f64(fs.readFileSync(side.spans));

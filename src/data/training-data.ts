@@ -8,6 +8,7 @@
  *    once with only responses labelled (sft.ts), batched with right padding (sft-data.ts).
  * The held-out part is the last `valFraction` of the sequences (or examples), never trained on.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { LongLoraError } from '../errors.js';
 import { chatTemplateFrom } from '../tokenizer/chat-files.js';
@@ -15,10 +16,10 @@ import { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { ProgressStream } from '../train/progress.js';
 import { RECORD_EXTENSIONS } from './corpus.js';
 import type { BadRecords } from './records.js';
-import { buildSftCache, padBatch, SftDataset, SftSampler } from './sft-data.js';
+import { buildSftCache, padBatch, SftDataset, SftSampler, type SftCache, type SftCacheMeta } from './sft-data.js';
 import { describeSftReport, type SftOverlong, type SftTemplate } from './sft.js';
-import { describeCache, tokenizeCorpus } from './token-cache.js';
-import { SequenceSampler, TokenFile, type DataPosition, type TokenSource } from './tokens.js';
+import { describeCache, readMeta, tokenizeCorpus, type TokenCacheMeta } from './token-cache.js';
+import { SequenceSampler, tokenBytes, TokenFile, type DataPosition, type TokenSource } from './tokens.js';
 
 /** How `--data` is read. */
 export type DataFormat = 'auto' | 'tokens' | 'text' | 'sft';
@@ -116,6 +117,41 @@ function tokenData(file: TokenFile, s: DataSettings, vocab: number, start: DataP
   };
 }
 
+/** The model's tokenizer for checking a token file's sidecar, or null when there is none to load. */
+function tryTokenizer(s: DataSettings): Tokenizer | null {
+  const dir = s.tokenizer ?? s.model;
+  try {
+    return dir ? Tokenizer.load(dir) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Checks a token file against the sidecar `longlora tokenize` wrote beside it: still the
+ * size it records, and made by this model's tokenizer (another vocabulary is an error, the
+ * same vocabulary from a tokenizer that differs otherwise a note). Returns the dtype to read.
+ */
+function checkSidecar(file: string, meta: TokenCacheMeta | SftCacheMeta, s: DataSettings, tok: Tokenizer | null, notes: string[]): TokenCacheMeta['dtype'] {
+  const size = fs.statSync(file).size;
+  const want = meta.numTokens * tokenBytes(meta.dtype);
+  if (size !== want) {
+    throw new LongLoraError(`${file} is ${size} bytes, but its sidecar ${path.basename(file)}.json records ${meta.numTokens} ${meta.dtype} tokens (${want} bytes): ` +
+      'the file was cut short or replaced after it was written; tokenize the data again (longlora tokenize ... --force), or delete the stale sidecar');
+  }
+  if (s.dataDtype !== 'auto' && s.dataDtype !== meta.dtype) {
+    throw new LongLoraError(`${file} holds ${meta.dtype} tokens (its sidecar says so), not ${s.dataDtype}; drop --data-dtype or set it to ${meta.dtype}`);
+  }
+  if (tok && meta.tokenizer.hash !== tok.hash) {
+    if (meta.tokenizer.vocabSize !== tok.vocabSize) {
+      throw new LongLoraError(`${file} was tokenized with ${meta.tokenizer.source} (vocabulary ${meta.tokenizer.vocabSize}), not with the model's tokenizer ${tok.source} (vocabulary ${tok.vocabSize}); ` +
+        `tokenize the data again with --tokenizer ${s.tokenizer ?? s.model}`);
+    }
+    notes.push(`note: ${file} was tokenized with ${meta.tokenizer.source}, whose tokenizer files differ from ${tok.source} (same vocabulary size ${tok.vocabSize}); if the vocabularies differ, tokenize the data again with --tokenizer ${s.tokenizer ?? s.model}`);
+  }
+  return meta.dtype;
+}
+
 /**
  * Opens the training data of a config for a model with `vocabSize` embedding rows,
  * tokenizing text and SFT records first (or reusing their caches). `start` resumes.
@@ -124,8 +160,25 @@ export async function openTrainingData(s: DataSettings, vocabSize: number, start
   if (!s.data) throw new LongLoraError('no training data: set --data to a token file, text/JSONL files or folders, or SFT records');
   const format = resolveFormat(s);
   const notes: string[] = [];
+  // a .bin that longlora tokenize wrote has a sidecar saying what it holds and how it was made
+  const sidecar = path.extname(s.data).toLowerCase() === '.bin' && fs.existsSync(s.data)
+    ? readMeta<TokenCacheMeta | SftCacheMeta>(s.data) : null;
+  const known = sidecar && (sidecar.kind === 'text' || sidecar.kind === 'sft') && typeof sidecar.numTokens === 'number' ? sidecar : null;
+  if (known?.kind === 'sft' && (format === 'tokens' || format === 'sft')) {
+    // an SFT set written by `longlora tokenize --format sft`: examples with their labels, not a token stream
+    const tok = tryTokenizer(s);
+    checkSidecar(s.data, known, s, tok, notes);
+    if (known.maxLen > s.seqLen) {
+      throw new LongLoraError(`${s.data} was tokenized for examples of up to ${known.maxLen} tokens, longer than --seq-len ${s.seqLen}; tokenize the records again with --seq-len ${s.seqLen}, or train at --seq-len ${known.maxLen}`);
+    }
+    const cache: SftCache = { file: s.data, meta: known, reused: true };
+    notes.push(`SFT data: ${describeSftReport(known.report, known.maxLen)} (tokenized SFT set ${s.data}: ${known.template} template and overlong ${known.overlong}, as it was tokenized)`);
+    if (known.skipped) notes.push(known.skipped);
+    return sftData(cache, s, vocabSize, tok?.padId ?? tok?.eosId ?? known.tokenizer.eosId ?? 0, start, notes);
+  }
   if (format === 'tokens') {
-    const file = TokenFile.open(s.data, s.dataDtype, vocabSize);
+    const dtype = known?.kind === 'text' ? checkSidecar(s.data, known, s, tryTokenizer(s), notes) : s.dataDtype;
+    const file = TokenFile.open(s.data, dtype, vocabSize);
     try {
       file.checkVocabulary(vocabSize);
     } catch (e) {
@@ -145,10 +198,14 @@ export async function openTrainingData(s: DataSettings, vocabSize: number, start
   const cache = await buildSftCache([s.data], { tokenizer: tok, template: s.sftTemplate, chatTemplate, maxLen: s.seqLen, overlong: s.sftOverlong, badRecords: s.badRecords, out });
   notes.push(`SFT data: ${describeSftReport(cache.meta.report, s.seqLen)} (${cache.reused ? 'cache reused' : 'built'}: ${cache.file})`);
   if (cache.meta.skipped) notes.push(cache.meta.skipped);
+  return sftData(cache, s, vocabSize, tok.padId ?? tok.eosId ?? 0, start, notes);
+}
+
+/** An SFT cache as training data, with the last valFraction of the examples held out. */
+function sftData(cache: SftCache, s: DataSettings, vocabSize: number, padId: number, start: DataPosition | undefined, notes: string[]): TrainingData {
   const ds = SftDataset.open(cache);
   const n = ds.numExamples;
   const val = n > 1 ? heldOutCount(n, s.valFraction) : 0;
-  const padId = tok.padId ?? tok.eosId ?? 0;
   let sampler: SftSampler;
   try {
     sampler = new SftSampler(ds, 0, n - val, vocabSize, s.seed, padId, start);

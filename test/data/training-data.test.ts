@@ -8,7 +8,10 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { buildSftCache } from '../../src/data/sft-data.js';
+import { tokenizeCorpus } from '../../src/data/token-cache.js';
 import { openTrainingData } from '../../src/data/training-data.js';
+import { Tokenizer } from '../../src/tokenizer/tokenizer.js';
 import { Trainer } from '../../src/train/trainer.js';
 import { sink, tinyConfig } from '../helpers/train.js';
 import { tempFolders } from '../helpers/tmp.js';
@@ -130,5 +133,30 @@ describe('training on text and SFT data', () => {
     const tokens = path.join(dir, 'bad.bin');
     fs.writeFileSync(tokens, Buffer.from(ids.buffer));
     await rejectsLL(Trainer.create(tinyConfig(dir, { data: tokens }), { out: sink(), dryRun: true }), 'bad.bin: token 500 at position 4870 is outside the model\'s vocabulary (96)');
+  });
+  it('a .bin that longlora tokenize wrote is checked against its sidecar; an SFT set keeps its labels', async () => {
+    const dir = fresh();
+    const tok = Tokenizer.load(TINY_96);
+    // SFT examples written by tokenize --format sft: read as examples with labels, not as a token stream
+    const sft = await buildSftCache([sftRecords(dir)], { tokenizer: tok, template: 'llama2', maxLen: 64, overlong: 'truncate', output: path.join(dir, 'sft.bin'), out: sink() });
+    for (const dataFormat of ['auto', 'sft'] as const) {
+      const data = await openTrainingData(tinyConfig(dir, { data: sft.file, dataFormat, tokenizer: TINY_96, seqLen: 64, valFraction: 0.2 }), 96, undefined, sink());
+      const b = data.next(2);
+      assert.ok(b.labels && Array.from(b.labels).some((l) => l === -100), 'prompts masked');
+      assert.match(data.notes.join('\n'), /SFT: 8 training examples, 2 held out/);
+      data.close();
+    }
+    await rejectsLL(openTrainingData(tinyConfig(dir, { data: sft.file, tokenizer: TINY_96, seqLen: 32 }), 96, undefined, sink()),
+      'examples of up to 64 tokens, longer than --seq-len 32', 'tokenize the records again with --seq-len 32');
+    // a text token file made by another tokenizer (another vocabulary), a cut-short file, a contradicting --data-dtype
+    const other = await tokenizeCorpus([textCorpus(dir)], { tokenizer: Tokenizer.load(LLAMA_BPE), output: path.join(dir, 'other.bin'), out: sink() });
+    await rejectsLL(openTrainingData(tinyConfig(dir, { data: other.file, tokenizer: TINY_96 }), 96, undefined, sink()),
+      'was tokenized with', `(vocabulary ${other.meta.tokenizer.vocabSize}), not with the model's tokenizer`, '--tokenizer');
+    const mine = await tokenizeCorpus([path.join(dir, 'corpus')], { tokenizer: tok, output: path.join(dir, 'mine.bin'), out: sink() });
+    const ok = await openTrainingData(tinyConfig(dir, { data: mine.file, tokenizer: TINY_96 }), 96, undefined, sink());
+    ok.close();
+    await rejectsLL(openTrainingData(tinyConfig(dir, { data: mine.file, tokenizer: TINY_96, dataDtype: 'uint32' }), 96, undefined, sink()), 'holds uint16 tokens', 'drop --data-dtype');
+    fs.truncateSync(mine.file, 64);
+    await rejectsLL(openTrainingData(tinyConfig(dir, { data: mine.file, tokenizer: TINY_96 }), 96, undefined, sink()), 'is 64 bytes, but its sidecar', 'cut short');
   });
 });
