@@ -78,6 +78,7 @@ export class TokenFile implements TokenSource {
     const buf = new ArrayBuffer(chunk * item);
     const bytes = new Uint8Array(buf);
     const ids = item === 2 ? new Uint16Array(buf) : new Uint32Array(buf);
+    let oddNonZero = 0; // uint16: tokens at odd positions that are not 0
     for (let start = 0; start < this.numTokens; start += chunk) {
       const n = Math.min(chunk, this.numTokens - start);
       if (fs.readSync(this.fd, bytes, 0, n * item, start * item) !== n * item) throw new LongLoraError(`${this.path}: short read at token ${start}`);
@@ -85,7 +86,13 @@ export class TokenFile implements TokenSource {
         if (ids[i]! >= vocabSize) {
           throw new LongLoraError(`${this.path}: token ${ids[i]} at position ${start + i} is outside the model's vocabulary (${vocabSize}); was the data tokenized for another model, or is --data-dtype wrong?`);
         }
+        if ((start + i) & 1 && ids[i] !== 0) oddNonZero++;
       }
+    }
+    // uint32 ids below 65536 read as uint16 are valid ids with a 0 after each: garbage that
+    // trains without an error. Real text never has token 0 at every other position.
+    if (this.dtype === 'uint16' && this.numTokens >= 64 && oddNonZero === 0) {
+      throw new LongLoraError(`${this.path}: read as uint16, every second token is 0: the file holds uint32 ids; pass --data-dtype uint32`);
     }
   }
 

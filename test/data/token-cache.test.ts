@@ -154,4 +154,22 @@ describe('tokenizing a corpus into a token cache', () => {
     await rejectsLL(tokenizeCorpus([dir], { tokenizer: tok, out: sink() }), 'the corpus has no documents with text', '1 empty document(s)');
     await rejectsLL(tokenizeCorpus([path.join(dir, 'missing')], { tokenizer: tok, out: sink() }), 'missing not found');
   });
+
+  it('a token file of uint32 ids read as uint16 (every second token 0) is named, not trained on', () => {
+    const file = path.join(fresh(), 'u32.bin');
+    const ids = Uint32Array.from({ length: 200 }, (_, i) => 3 + ((i * 37) % 90));
+    fs.writeFileSync(file, Buffer.from(ids.buffer));
+    const as16 = TokenFile.open(file, 'auto', 96);
+    assert.equal(as16.dtype, 'uint16');
+    assert.throws(() => as16.checkVocabulary(96), /read as uint16, every second token is 0: the file holds uint32 ids; pass --data-dtype uint32/);
+    as16.close();
+    const as32 = TokenFile.open(file, 'uint32', 96);
+    as32.checkVocabulary(96);
+    assert.deepEqual(Array.from(as32.read(0, 3, 96)), [3, 40, 77]);
+    as32.close();
+    fs.writeFileSync(file, Buffer.from(Uint16Array.from(ids).buffer));
+    const real16 = TokenFile.open(file, 'auto', 96);
+    real16.checkVocabulary(96);
+    real16.close();
+  });
 });
