@@ -89,6 +89,12 @@ function loadTokenizer(s: DataSettings, vocabSize: number): Tokenizer {
   return tok;
 }
 
+/** The note for a --val-fraction that found nothing to hold out (a single item, which is kept for training). */
+function nothingHeldOut(fraction: number, what: string): string {
+  return `note: --val-fraction ${fraction} holds nothing out: the data is one ${what}, which is kept for training; ` +
+    'use more data (or a shorter --seq-len) for a held-out loss';
+}
+
 /** Held-out count of `n` items: none for fraction 0, else at least 1. */
 function heldOutCount(n: number, fraction: number): number {
   return fraction > 0 ? Math.max(1, Math.floor(n * fraction)) : 0;
@@ -101,6 +107,7 @@ function tokenData(file: TokenFile, s: DataSettings, vocab: number, start: DataP
   const train: TokenSource = val > 0 ? file.span(0, (total - val) * s.seqLen) : file;
   const sampler = new SequenceSampler(train, s.seqLen, vocab, s.seed, start);
   notes.push(`data: ${sampler.numSequences.toLocaleString('en-US')} training sequences of ${s.seqLen} tokens${val ? `, ${val} held out` : ''}`);
+  if (s.valFraction > 0 && val === 0) notes.push(nothingHeldOut(s.valFraction, `sequence of ${s.seqLen} tokens`));
   return {
     notes,
     next: (B) => ({ ids: sampler.next(B), B, N: s.seqLen }),
@@ -214,6 +221,7 @@ function sftData(cache: SftCache, s: DataSettings, vocabSize: number, padId: num
     throw e;
   }
   notes.push(`SFT: ${n - val} training examples${val ? `, ${val} held out` : ''}; right-padded with id ${padId} (label −100)`);
+  if (s.valFraction > 0 && val === 0) notes.push(nothingHeldOut(s.valFraction, 'example'));
   return {
     notes,
     next: (B) => sampler.next(B),

@@ -134,6 +134,17 @@ describe('training on text and SFT data', () => {
     fs.writeFileSync(tokens, Buffer.from(ids.buffer));
     await rejectsLL(Trainer.create(tinyConfig(dir, { data: tokens }), { out: sink(), dryRun: true }), 'bad.bin: token 500 at position 4870 is outside the model\'s vocabulary (96)');
   });
+  it('a --val-fraction that finds one sequence only says it holds nothing out', async () => {
+    const dir = fresh();
+    const tokens = path.join(dir, 'one.bin');
+    fs.writeFileSync(tokens, Buffer.from(new Uint16Array(40).map((_, i) => 3 + (i % 90)).buffer));
+    const out = sink();
+    const t = await Trainer.create(tinyConfig(dir, { data: tokens, valFraction: 0.1 }), { out, dryRun: true });
+    t.dispose();
+    assert.match(out.text(), /data: 1 training sequences of 32 tokens\n/);
+    assert.match(out.text(), /note: --val-fraction 0\.1 holds nothing out: the data is one sequence of 32 tokens, which is kept for training/);
+  });
+
   it('a .bin that longlora tokenize wrote is checked against its sidecar; an SFT set keeps its labels', async () => {
     const dir = fresh();
     const tok = Tokenizer.load(TINY_96);
