@@ -139,7 +139,8 @@ function tryTokenizer(s: DataSettings): Tokenizer | null {
  * size it records, and made by this model's tokenizer (another vocabulary is an error, the
  * same vocabulary from a tokenizer that differs otherwise a note). Returns the dtype to read.
  */
-function checkSidecar(file: string, meta: TokenCacheMeta | SftCacheMeta, s: DataSettings, tok: Tokenizer | null, notes: string[]): TokenCacheMeta['dtype'] {
+function checkSidecar(file: string, meta: TokenCacheMeta | SftCacheMeta, s: Pick<DataSettings, 'dataDtype' | 'tokenizer' | 'model'>, tok: Tokenizer | null,
+  notes: string[]): TokenCacheMeta['dtype'] {
   const size = fs.statSync(file).size;
   const want = meta.numTokens * tokenBytes(meta.dtype);
   if (size !== want) {
@@ -159,6 +160,34 @@ function checkSidecar(file: string, meta: TokenCacheMeta | SftCacheMeta, s: Data
   return meta.dtype;
 }
 
+/** The sidecar `longlora tokenize` wrote beside a .bin (what it holds and how it was made), or null. */
+function sidecarOf(file: string): TokenCacheMeta | SftCacheMeta | null {
+  const meta = path.extname(file).toLowerCase() === '.bin' && fs.existsSync(file) ? readMeta<TokenCacheMeta | SftCacheMeta>(file) : null;
+  return meta && (meta.kind === 'text' || meta.kind === 'sft') && typeof meta.numTokens === 'number' ? meta : null;
+}
+
+/**
+ * A token file read as one stream of tokens (training, perplexity, calibration): checked
+ * against its sidecar when `longlora tokenize` wrote one (an SFT set is refused: it is
+ * examples with labels, not a stream) and every token against the vocabulary.
+ */
+export function openTokenStream(file: string, s: Pick<DataSettings, 'dataDtype' | 'tokenizer' | 'model'>, vocabSize: number, tok: Tokenizer | null,
+  notes: string[]): TokenFile {
+  const known = sidecarOf(file);
+  if (known?.kind === 'sft') {
+    throw new LongLoraError(`${file} is an SFT set written by longlora tokenize --format sft (examples with their labels), not a stream of text tokens; ` +
+      'give a token file or the text itself');
+  }
+  const f = TokenFile.open(file, known ? checkSidecar(file, known, s, tok, notes) : s.dataDtype, vocabSize);
+  try {
+    f.checkVocabulary(vocabSize);
+  } catch (e) {
+    f.close();
+    throw e;
+  }
+  return f;
+}
+
 /**
  * Opens the training data of a config for a model with `vocabSize` embedding rows,
  * tokenizing text and SFT records first (or reusing their caches). `start` resumes.
@@ -167,10 +196,7 @@ export async function openTrainingData(s: DataSettings, vocabSize: number, start
   if (!s.data) throw new LongLoraError('no training data: set --data to a token file, text/JSONL files or folders, or SFT records');
   const format = resolveFormat(s);
   const notes: string[] = [];
-  // a .bin that longlora tokenize wrote has a sidecar saying what it holds and how it was made
-  const sidecar = path.extname(s.data).toLowerCase() === '.bin' && fs.existsSync(s.data)
-    ? readMeta<TokenCacheMeta | SftCacheMeta>(s.data) : null;
-  const known = sidecar && (sidecar.kind === 'text' || sidecar.kind === 'sft') && typeof sidecar.numTokens === 'number' ? sidecar : null;
+  const known = sidecarOf(s.data);
   if (known?.kind === 'sft' && (format === 'tokens' || format === 'sft')) {
     // an SFT set written by `longlora tokenize --format sft`: examples with their labels, not a token stream
     const tok = tryTokenizer(s);
@@ -183,17 +209,7 @@ export async function openTrainingData(s: DataSettings, vocabSize: number, start
     if (known.skipped) notes.push(known.skipped);
     return sftData(cache, s, vocabSize, tok?.padId ?? tok?.eosId ?? known.tokenizer.eosId ?? 0, start, notes);
   }
-  if (format === 'tokens') {
-    const dtype = known?.kind === 'text' ? checkSidecar(s.data, known, s, tryTokenizer(s), notes) : s.dataDtype;
-    const file = TokenFile.open(s.data, dtype, vocabSize);
-    try {
-      file.checkVocabulary(vocabSize);
-    } catch (e) {
-      file.close();
-      throw e;
-    }
-    return tokenData(file, s, vocabSize, start, notes);
-  }
+  if (format === 'tokens') return tokenData(openTokenStream(s.data, s, vocabSize, tryTokenizer(s), notes), s, vocabSize, start, notes);
   const tok = loadTokenizer(s, vocabSize);
   notes.push(`tokenizer: ${tok.describe()}`);
   if (format === 'text') {

@@ -88,6 +88,22 @@ describe('longlora data and evaluation commands', () => {
     assert.match(t.err, /has no tokenizer\.json to tokenize .*; pass --tokenizer/);
   });
 
+  it('eval ppl on a .bin that longlora tokenize wrote: another tokenizer\'s data and an SFT set are refused by name', () => {
+    const dir = corpus();
+    const other = path.join(path.dirname(dir), 'other.bin');
+    assert.equal(cli(['tokenize', dir, '--tokenizer', LLAMA_BPE, '--output', other]).code, 0);
+    const r = cli(['eval', 'ppl', ...MODEL, '--data', other, '--seq-len', '16']);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /other\.bin was tokenized with .* \(vocabulary \d+\), not with the model's tokenizer .* \(vocabulary 96\)/);
+    const sft = path.join(path.dirname(dir), 'sft.jsonl');
+    fs.writeFileSync(sft, '{"instruction": "Hi", "output": "Hello there"}\n'.repeat(4));
+    const set = path.join(path.dirname(dir), 'sft.bin');
+    assert.equal(cli(['tokenize', sft, '--tokenizer', TINY_96, '--format', 'sft', '--seq-len', '64', '--output', set]).code, 0);
+    const s = cli(['eval', 'ppl', ...MODEL, '--data', set, '--seq-len', '16']);
+    assert.equal(s.code, 1);
+    assert.match(s.err, /sft\.bin is an SFT set written by longlora tokenize --format sft .*not a stream of text tokens/);
+  });
+
   it('eval passkey: accuracy per length as a table and JSON', () => {
     const json = path.join(fresh(), 'pk.json');
     const r = cli(['eval', 'passkey', ...MODEL, '--lengths', '200', '--trials', '2', '--json', json]);

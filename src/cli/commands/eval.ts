@@ -8,6 +8,7 @@ import path from 'node:path';
 import { LongLoraError } from '../../errors.js';
 import { tokenizeCorpus, describeCache } from '../../data/token-cache.js';
 import { TokenFile, type TokenSource } from '../../data/tokens.js';
+import { openTokenStream } from '../../data/training-data.js';
 import { passkeyEval, passkeyLadder } from '../../eval/passkey.js';
 import { perplexity, type PplProcedure } from '../../eval/perplexity.js';
 import { passkeyTable, pplJson, pplTable, writeReport } from '../../eval/report.js';
@@ -66,7 +67,9 @@ async function testSet(v: Record<string, string | boolean | undefined>, m: Loade
   if (tokens) {
     const dt = String(v['data-dtype']);
     if (!['auto', 'uint16', 'uint32'].includes(dt)) throw new LongLoraError(`--data-dtype must be auto, uint16 or uint32, got ${dt}`);
-    file = TokenFile.open(input, dt as 'auto', m.model.config.vocabSize);
+    const notes: string[] = [];
+    file = openTokenStream(input, { dataDtype: dt as 'auto', tokenizer: typeof v.tokenizer === 'string' ? v.tokenizer : null, model: m.dir }, m.model.config.vocabSize, m.tokenizer, notes);
+    for (const n of notes) process.stderr.write(`${n}\n`);
     note = `${input}: ${file.numTokens.toLocaleString('en-US')} tokens (${file.dtype})`;
   } else {
     const br = String(v['bad-records']);

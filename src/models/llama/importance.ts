@@ -14,6 +14,7 @@ import { LongLoraError } from '../../errors.js';
 import { readJsonFile } from '../../io/checkpoint.js';
 import { tokenizeCorpus } from '../../data/token-cache.js';
 import { TokenFile, type TokenSource } from '../../data/tokens.js';
+import { openTokenStream } from '../../data/training-data.js';
 import { Tokenizer } from '../../tokenizer/tokenizer.js';
 import { parseLlamaConfig, storageDType } from './config.js';
 import { loadLlama } from './load.js';
@@ -110,8 +111,13 @@ export async function importanceFromData(dir: string, data: string, opts: Import
   const model = await loadLlama(dir, { dtype: storageDType(parseLlamaConfig(readJsonFile(configPath), configPath).torchDtype) });
   let file: TokenFile | null = null;
   try {
-    if (/\.bin$/i.test(data)) file = TokenFile.open(data, 'auto', model.config.vocabSize);
-    else {
+    if (/\.bin$/i.test(data)) {
+      let tok: Tokenizer | null = null;
+      try { tok = Tokenizer.load(opts.tokenizerDir ?? dir); } catch { /* no tokenizer: the vocabulary is checked all the same */ }
+      const notes: string[] = [];
+      file = openTokenStream(data, { dataDtype: 'auto', tokenizer: opts.tokenizerDir ?? null, model: dir }, model.config.vocabSize, tok, notes);
+      for (const n of notes) opts.out?.write(`${n}\n`);
+    } else {
       const c = await tokenizeCorpus([data], {
         tokenizer: Tokenizer.load(opts.tokenizerDir ?? dir), ...(opts.textField ? { textField: opts.textField } : {}),
         ...(opts.badRecords ? { badRecords: opts.badRecords } : {}), ...(opts.out ? { out: opts.out } : {}),
