@@ -4,6 +4,7 @@
  * walked recursively in sorted order (hidden entries skipped); documents are yielded one at
  * a time, so only one document is ever in memory.
  */
+import { isUtf8 } from 'node:buffer';
 import fs from 'node:fs';
 import path from 'node:path';
 import { LongLoraError } from '../errors.js';
@@ -28,6 +29,8 @@ export interface SourceFile {
 export interface Document {
   text: string;
   where: string;
+  /** The file held bytes that are not UTF-8 (each became U+FFFD). */
+  invalidUtf8?: boolean;
 }
 
 /** How records become documents. */
@@ -137,10 +140,11 @@ export async function* documents(src: SourceFile, opts: DocumentOptions): AsyncG
     if (src.size > MAX_TEXT_FILE_BYTES) {
       throw new LongLoraError(`${src.path}: ${(src.size / 2 ** 20).toFixed(0)} MiB is too large for one document; split it into files, or write JSON Lines with one document per line`);
     }
-    const raw = fs.readFileSync(src.path, 'utf8');
+    const bytes = fs.readFileSync(src.path);
+    const raw = bytes.toString('utf8');
     const text = raw.charCodeAt(0) === 0xfeff ? raw.slice(1) : raw; // a byte order mark is not text
     opts.onBytes?.(src.size);
-    yield { text, where: src.path };
+    yield { text, where: src.path, ...(isUtf8(bytes) ? {} : { invalidUtf8: true }) };
     return;
   }
   for await (const rec of readRecords(src.path, opts.errors, opts.onBytes)) {

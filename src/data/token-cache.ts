@@ -147,6 +147,7 @@ export async function tokenizeCorpus(inputs: readonly string[], opts: TokenizeOp
   const fd = fs.openSync(tmp, 'w');
   let docs = 0;
   let empty = 0;
+  const notUtf8: string[] = [];
   try {
     const w = new TokenWriter(fd, dtype);
     if (bos) w.write([tok.bosId!]);
@@ -154,6 +155,7 @@ export async function tokenizeCorpus(inputs: readonly string[], opts: TokenizeOp
     for (const src of sources) {
       const onBytes = (b: number): void => bar.update(Math.min(bar.total, Math.floor((doneBytes + b) / 1e6)), { tokens: w.count.toLocaleString('en-US') });
       for await (const doc of documents(src, { textField, errors, onBytes })) {
+        if (doc.invalidUtf8) notUtf8.push(doc.where);
         if (doc.text.trim() === '') { empty++; continue; }
         w.write(tok.encode(doc.text, { addSpecialTokens: false }));
         w.write([tok.eosId]);
@@ -177,6 +179,10 @@ export async function tokenizeCorpus(inputs: readonly string[], opts: TokenizeOp
     writeJsonAtomic(`${file}.json`, meta);
     if (errors.issues.length) notes.push(errors.summary());
     if (empty) notes.push(`${empty} empty document(s) skipped`);
+    if (notUtf8.length) {
+      notes.push(`note: ${notUtf8.length} text file(s) are not valid UTF-8 (e.g. ${notUtf8[0]}); their invalid bytes were read as U+FFFD. ` +
+        'Convert them to UTF-8 (iconv -f LATIN1 -t UTF-8, say) and tokenize again');
+    }
     return { file, meta, reused: false, notes };
   } catch (e) {
     try { fs.closeSync(fd); } catch { /* already closed */ }

@@ -146,6 +146,14 @@ describe('tokenizing a corpus into a token cache', () => {
     assert.match(out.text(), /written by another version/);
   });
 
+  it('a text file that is not UTF-8 is read with U+FFFD and named in a note', async () => {
+    const dir = fresh();
+    fs.writeFileSync(path.join(dir, 'latin1.txt'), Buffer.from('caf\xe9 au lait', 'latin1'));
+    fs.writeFileSync(path.join(dir, 'fine.txt'), 'The sky is blue.');
+    const r = await tokenizeCorpus([dir], { tokenizer: tok, out: sink() });
+    assert.ok(r.notes.some((n) => /^note: 1 text file\(s\) are not valid UTF-8 \(e\.g\. .*latin1\.txt\)/.test(n)), r.notes.join('\n'));
+  });
+
   it('empty corpora are clear errors', async () => {
     const dir = fresh();
     await rejectsLL(tokenizeCorpus([dir], { tokenizer: tok, out: sink() }), 'no corpus files in');
