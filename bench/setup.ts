@@ -74,11 +74,12 @@ export interface TimedStep { seconds: number; tokensPerSecond: number; loss: num
  * One timed LongLoRA training step of `config` on `be` over `ids` (one sequence), after a
  * short warm-up step, with activation checkpointing; the model is freed afterwards.
  */
-export async function timedTrainingStep(be: Backend, config: LlamaConfig, ids: Int32Array, mask: AttentionMask, precision: Precision = 'f32'): Promise<TimedStep> {
+export async function timedTrainingStep(be: Backend, config: LlamaConfig, ids: Int32Array, mask: AttentionMask, precision: Precision = 'f32',
+  lossChunkRows?: number): Promise<TimedStep> {
   const N = ids.length;
   const { model, runtime } = longloraBenchModel(config, { backend: be });
   const opt = benchOptimizer(model);
-  const opts = { mask, maxGradNorm: 1, checkpointing: true, rngs: [runtime.rng], precision };
+  const opts = { mask, maxGradNorm: 1, checkpointing: true, rngs: [runtime.rng], precision, ...(lossChunkRows ? { lossChunkRows } : {}) };
   const warmN = Math.min(N, 256);
   const warmMask: AttentionMask = mask.kind === 'causal' ? mask : { ...mask, group: warmN / 4 };
   try {

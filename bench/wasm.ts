@@ -27,7 +27,7 @@
  *
  *   npm run bench                       # the whole run (about half an hour on 2 cores)
  *   node dist/bench/wasm.js --quick     # shorter lengths, a few minutes
- *   node dist/bench/wasm.js [--only matmul,attention,train,decode] [--train-lengths 4096,16384] [--train-attention s2,dense] [--precision f32,bf16] [--skip-torch] [--torch-long] [--json out.json]
+ *   node dist/bench/wasm.js [--only matmul,attention,train,decode] [--train-lengths 4096,16384] [--train-attention s2,dense] [--precision f32,bf16] [--loss-chunk 1024,auto] [--skip-torch] [--torch-long] [--json out.json]
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -47,6 +47,7 @@ import { Nf4Weight } from '../src/quant/nf4-weight.js';
 import { quantizeModel } from '../src/quant/quantize-model.js';
 import { noGrad } from '../src/tensor/autograd.js';
 import { fromFloatArray } from '../src/tensor/dtype.js';
+import { lossChunkRows } from '../src/nn/lm-loss.js';
 import { linear } from '../src/tensor/ops/matmul.js';
 import { Rng } from '../src/tensor/random.js';
 import { tidy } from '../src/tensor/scope.js';
@@ -62,6 +63,7 @@ const { values: flags } = parseArgs({
     'train-lengths': { type: 'string' },
     'train-attention': { type: 'string' },
     precision: { type: 'string' },
+    'loss-chunk': { type: 'string' },
     json: { type: 'string' },
   },
 });
@@ -243,8 +245,8 @@ async function benchAttention(wasm: WasmBackend): Promise<void> {
 const MODEL = SMALL_LLAMA;
 
 /** One timed LongLoRA training step on the current backend (after a short warm-up step). */
-function trainingStep(be: Backend, N: number, mask: AttentionMask, precision: Precision): Promise<TimedStep> {
-  return timedTrainingStep(be, smallLlamaConfig(N), Int32Array.from({ length: N }, () => rng.int(MODEL.vocab)), mask, precision);
+function trainingStep(be: Backend, N: number, mask: AttentionMask, precision: Precision, lossChunkRows?: number): Promise<TimedStep> {
+  return timedTrainingStep(be, smallLlamaConfig(N), Int32Array.from({ length: N }, () => rng.int(MODEL.vocab)), mask, precision, lossChunkRows);
 }
 
 interface TorchResult { seconds: number; tokens_per_second: number; loss: number; error?: string }
@@ -295,6 +297,15 @@ async function benchTraining(wasm: WasmBackend): Promise<void> {
   if (precisions.includes('bf16-widened')) registerBackend('wasm-widened', -1, () => WasmBackend.create({ threads: wasm.threads, native16: false }));
   const backendFor = async (p: string): Promise<Backend> => setBackend(p === 'bf16-widened' ? 'wasm-widened' : 'wasm');
   if (precisions.length > 1) console.log(`activations stored in ${precisions.join(', ')} (--precision); ratios against the first in the same run`);
+  // --loss-chunk 1024,auto: rows of the loss head at once (auto: lossChunkRows(V)), compared in the same run
+  const lossChunks = (flags['loss-chunk'] ?? 'auto').split(',').map((c) => {
+    if (c === 'auto') return undefined;
+    if (!/^\d+$/.test(c) || Number(c) < 1) throw new Error(`--loss-chunk: ${c} is not a number of rows or auto`);
+    return Number(c);
+  });
+  const variants = precisions.flatMap((precision) => lossChunks.map((chunk) => ({ precision, chunk })));
+  const chunkName = (c: number | undefined): string => (c === undefined ? `auto (${lossChunkRows(MODEL.vocab)})` : String(c));
+  if (lossChunks.length > 1) console.log(`loss head in chunks of ${lossChunks.map(chunkName).join(', ')} rows (--loss-chunk); ratios against the first in the same run`);
   console.log(`${pad('tokens', 8)} ${pad('attention', 12)} ${pad('act.', 12)} ${pad('tokens/s', 10)} ${pad('step s', 8)} ${pad('peak MiB', 10)} ${pad('above weights', 14)} ${pad('MiB / 1k tok', 13)} ${torch ? 'torch tokens/s   wasm / torch' : ''}`);
   const s2 = (N: number): AttentionMask => ({ kind: 's2', form: 'segmented', group: N / 4 });
   const runs: Array<[number, 's2' | 'dense']> = quick
@@ -305,12 +316,13 @@ async function benchTraining(wasm: WasmBackend): Promise<void> {
   const out: Record<string, unknown> = {};
   for (const [N, attn] of runs.filter(([n, a]) => (!keep || keep.has(n)) && (!kinds || kinds.has(a)))) {
     let first: TimedStep | null = null;
-    for (const precision of precisions) {
-      const key = `${N} ${attn}${precisions.length > 1 ? ` ${precision}` : ''}`;
-      const label = `${pad(String(N), 8)} ${pad(attn === 's2' ? 'S² G=N/4' : 'dense', 12)} ${pad(precision, 12)}`;
+    for (const { precision, chunk } of variants) {
+      const tag = `${precision}${lossChunks.length > 1 ? `/${chunk ?? 'auto'}` : ''}`;
+      const key = `${N} ${attn}${variants.length > 1 ? ` ${tag}` : ''}`;
+      const label = `${pad(String(N), 8)} ${pad(attn === 's2' ? 'S² G=N/4' : 'dense', 12)} ${pad(tag, 12)}`;
       let w: TimedStep;
       try {
-        w = await trainingStep(await backendFor(precision), N, attn === 's2' ? s2(N) : { kind: 'causal' }, precision === 'bf16-widened' ? 'bf16' : precision as Precision);
+        w = await trainingStep(await backendFor(precision), N, attn === 's2' ? s2(N) : { kind: 'causal' }, precision === 'bf16-widened' ? 'bf16' : precision as Precision, chunk);
       } catch (e) {
         console.log(`${label} failed: ${(e as Error).message}`);
         out[key] = { error: (e as Error).message };
@@ -318,7 +330,7 @@ async function benchTraining(wasm: WasmBackend): Promise<void> {
       }
       const t = torch && torchLengths.has(N) && !first ? torchStep(N, attn, wasm.threads) : null;
       const tcol = t ? (t.error ? `failed: ${t.error}` : `${pad(f1(t.tokens_per_second), 16)} ${(w.tokensPerSecond / t.tokens_per_second).toFixed(2)}×`) : '';
-      const rcol = first ? `vs ${precisions[0]}: memory above weights ${(w.aboveWeightsMiB / first.aboveWeightsMiB).toFixed(2)}×, tokens/s ${(w.tokensPerSecond / first.tokensPerSecond).toFixed(2)}×` : '';
+      const rcol = first ? `vs ${variants[0]!.precision}${lossChunks.length > 1 ? `/${variants[0]!.chunk ?? 'auto'}` : ''}: memory above weights ${(w.aboveWeightsMiB / first.aboveWeightsMiB).toFixed(2)}×, tokens/s ${(w.tokensPerSecond / first.tokensPerSecond).toFixed(2)}×` : '';
       console.log(`${label} ${pad(f1(w.tokensPerSecond), 10)} ${pad(w.seconds.toFixed(1), 8)} ` +
         `${pad(f1(w.peakMiB), 10)} ${pad(f1(w.aboveWeightsMiB), 14)} ${pad(f1(w.aboveWeightsMiB / (N / 1024)), 13)} ${tcol}${rcol}`);
       out[key] = { wasm: w, torch: t };

@@ -1,8 +1,8 @@
 /**
  * The language-model head and its loss without the [T, V] logits: mean cross-entropy of
- * h·Wᵀ computed `chunk` rows at a time, in the forward and again in the backward pass, so
+ * h·Wᵀ computed a chunk of rows at a time, in the forward and again in the backward pass, so
  * only [chunk, V] logits exist at once (for a 32k-token sequence and a 32k vocabulary the
- * full logits would be 4 GiB in f32).
+ * full logits would be 4 GiB in f32; a chunk is about 64 MiB).
  */
 import type { Backend, DeviceBuffer } from '../backend/backend.js';
 import { LongLoraError } from '../errors.js';
@@ -20,19 +20,36 @@ function rowCopy(be: Backend, src: DeviceBuffer, dst: DeviceBuffer, r0: number, 
   });
 }
 
+/** Bytes of one chunk's [rows, V] f32 logits that the default chunk aims at (the backward pass holds two such buffers). */
+export const LOSS_CHUNK_BYTES = 64 * 2 ** 20;
+
+/**
+ * Rows of the loss head computed at once by default: as many as keep a chunk's f32 logits
+ * within LOSS_CHUNK_BYTES, a multiple of 64 between 64 and 1024 (a 32k vocabulary: 512
+ * rows; Llama 3's 128k: 128; small vocabularies: 1024).
+ */
+export function lossChunkRows(V: number): number {
+  const rows = Math.floor(LOSS_CHUNK_BYTES / (4 * V));
+  return Math.max(64, Math.min(1024, rows - (rows % 64)));
+}
+
 /**
  * Mean cross-entropy of logits h·Wᵀ (h [T, C], W [V, C]) against `targets` [T], ignoring
- * `ignoreIndex`; 0 when every target is ignored. Differentiable in h and W. h and W may be
+ * `ignoreIndex`; 0 when every target is ignored. `chunk` rows at a time (default
+ * `lossChunkRows(V)`). Differentiable in h and W. h and W may be
  * stored in 16 bits (mixed precision, a frozen 16-bit head): the logits, the loss and dW
  * are f32 (or f64), dh takes h's dtype.
  */
-export function linearCrossEntropy(h: Tensor, W: Tensor, targets: Int32Array, chunk = 1024, ignoreIndex = IGNORE_INDEX): Tensor {
+export function linearCrossEntropy(h: Tensor, W: Tensor, targets: Int32Array, chunk?: number, ignoreIndex = IGNORE_INDEX): Tensor {
   if (h.rank !== 2 || W.rank !== 2 || h.shape[1] !== W.shape[1]) {
     throw new LongLoraError(`linearCrossEntropy: h ${fmt(h.shape)} and W ${fmt(W.shape)} must be [T, C] and [V, C]`);
   }
   const [T, C] = h.shape as [number, number];
   const V = W.shape[0]!;
   if (targets.length !== T) throw new LongLoraError(`linearCrossEntropy: ${targets.length} targets for ${T} rows`);
+  chunk ??= lossChunkRows(V);
+  if (!Number.isInteger(chunk) || chunk < 1) throw new LongLoraError(`linearCrossEntropy: chunk must be a whole number of rows ≥ 1, got ${chunk}`);
+  const rows = chunk;
   const be = backendOf('linearCrossEntropy', h, W);
   const dt = computeDType('linearCrossEntropy', h, W);
   let count = 0;
@@ -42,9 +59,9 @@ export function linearCrossEntropy(h: Tensor, W: Tensor, targets: Int32Array, ch
   const lse = Tensor.empty([T], dt, be);
   const total = zeros([1], dt, be);
   const matmulArgs = (n: number) => ({ batch: 1, m: n, n: V, k: C, transA: false, transB: true, alpha: 1, beta: 0, strideA: 0, strideB: 0 });
-  for (let r0 = 0; r0 < T; r0 += chunk) {
+  for (let r0 = 0; r0 < T; r0 += rows) {
     tidy(() => { // one scope per chunk: only one chunk's [n, V] logits exist at a time
-      const n = Math.min(chunk, T - r0);
+      const n = Math.min(rows, T - r0);
       const hc = Tensor.empty([n, C], h.dtype, be);
       rowCopy(be, h.buffer, hc.buffer, r0, n, C, false);
       const logits = Tensor.empty([n, V], dt, be); // (n, V)
@@ -66,9 +83,9 @@ export function linearCrossEntropy(h: Tensor, W: Tensor, targets: Int32Array, ch
   record('linearCrossEntropy', out, [h, W], [h, W, tt, lse], (g, [sh, sw, st, sl], needs) => {
     const dh = needs[0] ? Tensor.empty([T, C], h.dtype, be) : null;
     const dW = needs[1] ? zeros([V, C], dt, be) : null;
-    for (let r0 = 0; r0 < T; r0 += chunk) {
+    for (let r0 = 0; r0 < T; r0 += rows) {
       tidy(() => {
-        const n = Math.min(chunk, T - r0);
+        const n = Math.min(rows, T - r0);
         const hc = Tensor.empty([n, C], h.dtype, be);
         rowCopy(be, sh!.buffer, hc.buffer, r0, n, C, false);
         const logits = Tensor.empty([n, V], dt, be);

@@ -30,6 +30,8 @@ export interface StepOptions {
   precision?: Precision;
   /** Dynamic loss scaling (f16): scales the backward pass; a step with non-finite gradients is skipped. */
   scaler?: LossScaler;
+  /** Rows of the loss head computed at once (default: about 64 MiB of logits; see `lossChunkRows`). */
+  lossChunkRows?: number;
 }
 
 export interface StepResult {
@@ -49,7 +51,7 @@ export function accumulateLoss(model: LlamaForCausalLM, mb: MicroBatch, weight: 
   return tidy(() => {
     const r = model.loss(idsTensor(mb.ids, [mb.B, mb.N]), mb.labels ?? mb.ids, {
       mask: opts.mask, checkpointing: opts.checkpointing, ...(opts.rngs ? { rngs: opts.rngs } : {}),
-      ...(opts.precision ? { precision: opts.precision } : {}),
+      ...(opts.precision ? { precision: opts.precision } : {}), ...(opts.lossChunkRows ? { lossChunkRows: opts.lossChunkRows } : {}),
     });
     backward(scale(r.loss, weight * (opts.scaler?.scale ?? 1)));
     return r.loss;

@@ -6,7 +6,7 @@ import { rope, ropeAngles } from '../../src/nn/rope.js';
 import { embedding } from '../../src/nn/embedding.js';
 import { swiglu } from '../../src/nn/swiglu.js';
 import { crossEntropy, crossEntropyPerToken, shiftLabels } from '../../src/nn/loss.js';
-import { linearCrossEntropy } from '../../src/nn/lm-loss.js';
+import { linearCrossEntropy, lossChunkRows } from '../../src/nn/lm-loss.js';
 import type { Tensor } from '../../src/tensor/tensor.js';
 import { checkOp } from '../helpers/optest.js';
 import assert from 'node:assert/strict';
@@ -107,6 +107,11 @@ describe('nn ops', () => {
     fn: (h, w) => linearCrossEntropy(h, w, Int32Array.from(targets), 4),
     twin: (h, w) => crossEntropy(op.linear(h, w), Int32Array.from(targets)),
   }, (s) => t.diagnostic(s)));
+
+  it('the default chunk keeps a chunk\'s logits near 64 MiB, within 64 to 1024 rows; a bad chunk is refused', () => {
+    assert.deepEqual([96, 2048, 32000, 128256, 256000, 10 ** 7].map(lossChunkRows), [1024, 1024, 512, 128, 64, 64]);
+    assert.throws(() => linearCrossEntropy(op.tensor([[1, 2]]), op.tensor([[1, 0], [0, 1]]), Int32Array.from([1]), 0), /chunk must be a whole number of rows ≥ 1, got 0/);
+  });
 
   it('chunked linear + cross-entropy on 16-bit hidden states: f32 loss and dW, dh in h\'s dtype, on every backend', async (t) => {
     for (const tb of await testBackends()) {

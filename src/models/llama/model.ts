@@ -76,6 +76,8 @@ export interface ForwardOptions {
   precision?: Precision;
   /** `hidden`: return the final hidden states in the activations' dtype (the chunked loss head reads them so). */
   keepPrecision?: boolean;
+  /** `loss`: rows of the head and loss computed at once (default: `lossChunkRows(V)`, about 64 MiB of logits). */
+  lossChunkRows?: number;
 }
 
 export { PRECISIONS, type Precision };
@@ -265,7 +267,7 @@ export class LlamaForCausalLM extends Module {
     // The final hidden states stay in the activations' dtype: the chunked head reads them as they are.
     const h = reshape(this.hidden(ids, { ...opts, keepPrecision: true }), [B * N, this.config.hiddenSize]); // (B·N, C)
     const W = computeWeight(this.lm_head ? this.lm_head.weight : this.model.embed_tokens.weight, h); // (V, C)
-    return { loss: linearCrossEntropy(h, W, targets) };
+    return { loss: linearCrossEntropy(h, W, targets, opts.lossChunkRows) };
   }
 
   /**
