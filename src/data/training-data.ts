@@ -215,6 +215,9 @@ export async function openTrainingData(s: DataSettings, vocabSize: number, start
   if (format === 'text') {
     const cache = await tokenizeCorpus([s.data], { tokenizer: tok, textField: s.textField, badRecords: s.badRecords, out });
     notes.push(`data: ${describeCache(cache)}`, ...cache.notes);
+    if (cache.meta.numTokens < s.seqLen) {
+      throw new LongLoraError(`${s.data} holds ${cache.meta.numTokens} tokens (BOS and EOS included), fewer than one training sequence of ${s.seqLen}; use a shorter --seq-len or more data`);
+    }
     return tokenData(new TokenFile(cache.file, cache.meta.dtype), s, vocabSize, start, notes);
   }
   const chatTemplate = s.chatTemplate === null ? null : chatTemplateFrom(s.chatTemplate);

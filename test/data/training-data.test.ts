@@ -117,7 +117,7 @@ describe('training on text and SFT data', () => {
     const short = path.join(dir, 'short.txt');
     fs.writeFileSync(short, 'The sky is blue.');
     await rejectsLL(Trainer.create(tinyConfig(dir, { data: short, tokenizer: TINY_96 }), { out: sink() }),
-      'fewer than one training sequence of 32', 'use a shorter --seq-len or more data');
+      'short.txt holds', 'fewer than one training sequence of 32', 'use a shorter --seq-len or more data');
     await rejectsLL(Trainer.create(tinyConfig(dir, { data: sftRecords(dir), dataFormat: 'sft', s2Form: 'roll', tokenizer: TINY_96 }), { out: sink() }),
       'use --s2-form segmented');
     const bad = path.join(dir, 'bad.jsonl');
