@@ -19,7 +19,7 @@ import type { ChatTemplate } from '../tokenizer/chat-template.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { sha256Hex } from '../util/sha256.js';
 import { ProgressBar, type ProgressStream } from '../train/progress.js';
-import { listSources } from './corpus.js';
+import { listingNotes, listSources } from './corpus.js';
 import { readRecords, RecordErrors, type BadRecords } from './records.js';
 import { countSft, emptySftReport, parseSftRecord, SftRecordError, sftLabels, tokenizeSft, type SftExample, type SftOverlong, type SftReport, type SftTemplate } from './sft.js';
 import { defaultCacheDir, ensureWritable, readMeta, sourcesMatch, CACHE_FORMAT, type TokenCacheMeta } from './token-cache.js';
@@ -66,6 +66,8 @@ export interface SftCache {
   file: string;
   meta: SftCacheMeta;
   reused: boolean;
+  /** What listing the inputs left out (files of other kinds, broken links, files reached twice). */
+  notes?: string[];
 }
 
 /** The layout of SFT caches: label spans (1 was one prompt length per example). */
@@ -94,7 +96,9 @@ function sideFiles(file: string): { idx: string; spans: string } {
 
 /** Tokenizes SFT records (JSON array or JSON Lines files, or folders of them) into a cache, or reuses it. */
 export async function buildSftCache(inputs: readonly string[], o: SftCacheOptions): Promise<SftCache> {
-  const { sources } = listSources(inputs);
+  const listing = listSources(inputs);
+  const { sources } = listing;
+  const notes = listingNotes(listing);
   const text = sources.find((s) => s.kind !== 'records');
   if (text) throw new LongLoraError(`${text.path}: SFT data must be JSON or JSON Lines records ({instruction, input, output}, or conversations), not plain text`);
   const file = o.output ?? defaultPath(inputs, o);
@@ -104,7 +108,7 @@ export async function buildSftCache(inputs: readonly string[], o: SftCacheOption
   const current = old && old.format === CACHE_FORMAT && old.kind === 'sft' && old.layout === SFT_LAYOUT && sourcesMatch(old.sources, sources) &&
     old.tokenizer.hash === o.tokenizer.hash && old.template === o.template && old.chatTemplate === chatHash && old.maxLen === o.maxLen && old.overlong === o.overlong &&
     fs.existsSync(file) && fs.existsSync(side.idx) && fs.existsSync(side.spans) && fs.statSync(file).size === old.numTokens * tokenBytes(old.dtype);
-  if (current && !o.force) return { file, meta: old, reused: true };
+  if (current && !o.force) return { file, meta: old, reused: true, notes };
   ensureWritable(path.dirname(file));
   const out = o.out ?? process.stderr;
   const errors = new RecordErrors(o.badRecords ?? 'error');
@@ -161,7 +165,7 @@ export async function buildSftCache(inputs: readonly string[], o: SftCacheOption
       numExamples: report.kept, numTokens: w.count, report, skipped: errors.summary(),
     };
     writeJsonAtomic(`${file}.json`, meta);
-    return { file, meta, reused: false };
+    return { file, meta, reused: false, notes };
   } catch (e) {
     try { fs.closeSync(fd); } catch { /* closed */ }
     fs.rmSync(tmp, { force: true });

@@ -222,7 +222,7 @@ export async function openTrainingData(s: DataSettings, vocabSize: number, start
   }
   const chatTemplate = s.chatTemplate === null ? null : chatTemplateFrom(s.chatTemplate);
   const cache = await buildSftCache([s.data], { tokenizer: tok, template: s.sftTemplate, chatTemplate, maxLen: s.seqLen, overlong: s.sftOverlong, badRecords: s.badRecords, out });
-  notes.push(`SFT data: ${describeSftReport(cache.meta.report, s.seqLen)} (${cache.reused ? 'cache reused' : 'built'}: ${cache.file})`);
+  notes.push(`SFT data: ${describeSftReport(cache.meta.report, s.seqLen)} (${cache.reused ? 'cache reused' : 'built'}: ${cache.file})`, ...cache.notes ?? []);
   if (cache.meta.skipped) notes.push(cache.meta.skipped);
   return sftData(cache, s, vocabSize, tok.padId ?? tok.eosId ?? 0, start, notes);
 }

@@ -115,6 +115,17 @@ describe('SFT sets: cache and batches', () => {
     await assert.rejects(buildSftCache([f], { ...opts, maxLen: 5 }), /no usable SFT examples \(12 record\(s\): 12 too long/);
   });
 
+  it('a folder of records says what its listing left out, as a text corpus does', async () => {
+    const dir = fresh();
+    const f = records(dir, 4);
+    fs.writeFileSync(path.join(dir, 'notes.csv'), 'not records');
+    const opts = { tokenizer: tok, template: 'llama2' as const, maxLen: 200, overlong: 'drop' as const, out: sink() };
+    const c = await buildSftCache([dir, f], opts);
+    assert.ok(c.notes?.some((n) => /^skipped 1 file\(s\) that are not text or JSON \(e\.g\. .*notes\.csv\)/.test(n)), String(c.notes));
+    assert.ok(c.notes?.some((n) => /^read 1 file\(s\) or folder\(s\) once that were reached again/.test(n)), String(c.notes));
+    assert.deepEqual((await buildSftCache([dir, f], opts)).notes, c.notes, 'said again when the cache is reused');
+  });
+
   it('padded batches: right padding, pad labels −100, N a multiple of 8; resumable order', async () => {
     const a = { ids: Int32Array.from([1, 5, 6, 7, 8]), spans: [[3, 5]] as const };
     const b = { ids: Int32Array.from([1, 9, 10]), spans: [[2, 3]] as const };

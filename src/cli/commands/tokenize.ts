@@ -69,6 +69,7 @@ export async function tokenizeCommand(argv: string[]): Promise<void> {
     chatTemplate: typeof v['chat-template'] === 'string' ? chatTemplateFrom(v['chat-template']) : null,
     overlong: oneOf(v['sft-overlong'], 'sft-overlong', ['truncate', 'drop']) as 'truncate' | 'drop',
   });
+  for (const n of c.notes ?? []) process.stderr.write(`${n}\n`);
   if (c.meta.skipped) process.stderr.write(`${c.meta.skipped}\n`);
   console.log(`${describeSftReport(c.meta.report, maxLen)}\n${c.meta.numTokens.toLocaleString('en-US')} tokens in ${c.file} (${c.reused ? 'cache reused' : 'built'})`);
 }
