@@ -4,7 +4,9 @@
  * token's attention over an f32, a bf16 and an f16 KV cache (32 query heads, 4 kv heads,
  * D 64) at 4k and 16k keys (attention), the sampling candidates (temperature 0.6, top-p 0.9)
  * at 32k and 128k vocabularies (sampling), and an f16 weight (f16): x·Wᵀ through a
- * 4096 × 4096 layer for 1 and 512 rows of x, and embedding rows from a 32000 × 4096 table.
+ * 4096 × 4096 layer for 1 and 512 rows of x, and embedding rows from a 32000 × 4096 table;
+ * and the loss of a small random Llama over 8192 tokens without gradients, as perplexity
+ * runs it (forward): its time and the peak memory above the weights.
  * The two builds are measured alternately, `--rounds` times each, on Wasm backends of the
  * same threads, and each figure is a median.
  *
@@ -15,7 +17,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
-const PARTS = ['nf4', 'attention', 'sampling', 'f16'];
+const PARTS = ['nf4', 'attention', 'sampling', 'f16', 'forward'];
 const { values } = parseArgs({ options: { before: { type: 'string' }, rounds: { type: 'string', default: '2' }, parts: { type: 'string', default: PARTS.join(',') } } });
 if (!values.before) throw new Error('--before DIR: the root of the other build (a checkout with dist/ built)');
 const parts = new Set(values.parts!.split(','));
@@ -26,7 +28,9 @@ const roots: Record<string, string> = { before: path.resolve(values.before, 'dis
 async function load(root: string): Promise<Record<string, any>> {
   const mod = (p: string): Promise<any> => import(pathToFileURL(path.join(root, p)).href);
   return { ...(await mod('src/backend/wasm/wasm.js')), ...(await mod('src/quant/nf4-weight.js')), ...(await mod('src/tensor/tensor.js')),
-    ...(await mod('src/tensor/dtype.js')), ...(await mod('src/eval/sampling.js')), ...(await mod('src/tensor/random.js')) };
+    ...(await mod('src/tensor/dtype.js')), ...(await mod('src/eval/sampling.js')), ...(await mod('src/tensor/random.js')),
+    ...(await mod('src/models/llama/init.js')), ...(await mod('src/models/llama/config.js')), ...(await mod('src/tensor/autograd.js')),
+    ...(await mod('src/tensor/scope.js')), ids: (await mod('src/tensor/ops/index.js')).ids };
 }
 
 function median(f: () => void, reps: number): number {
@@ -83,6 +87,25 @@ async function measure(m: Record<string, any>): Promise<Record<string, number>> 
   for (const V of parts.has('sampling') ? [32000, 128256] : []) {
     const logits = Float32Array.from({ length: V }, () => 3 * rng.normal());
     out[`sampling candidates, vocabulary ${V} (ms)`] = median(() => m.candidates(logits, { temperature: 0.6, topP: 0.9, topK: 0 }), 15);
+  }
+  if (parts.has('forward')) {
+    const T = 8192;
+    const config = m.parseLlamaConfig({
+      model_type: 'llama', hidden_size: 1024, intermediate_size: 2816, num_hidden_layers: 2, num_attention_heads: 16, num_key_value_heads: 16,
+      vocab_size: 32000, max_position_embeddings: T, rms_norm_eps: 1e-5, rope_theta: 10000,
+    });
+    const model = m.randomLlama(config, { seed: 1, backend: be });
+    const tokens = Int32Array.from({ length: T }, () => rng.int(32000));
+    const base = be.memory().bytes;
+    let peak = 0;
+    out[`forward without gradients, ${T} tokens (ms)`] = median(() => {
+      be.resetPeak();
+      const loss = m.noGrad(() => m.tidy(() => model.loss(m.ids(tokens, [1, T], be), tokens).loss));
+      loss.dispose();
+      peak = be.memory().peakBytes - base;
+    }, 2);
+    out[`forward without gradients, ${T} tokens: peak MiB above the weights`] = peak / 2 ** 20;
+    model.dispose();
   }
   await be.dispose();
   return out;
