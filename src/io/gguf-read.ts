@@ -31,7 +31,7 @@ export async function readGgufHeader(file: string): Promise<GgufHeader> {
     const h = await gguf(path.resolve(file), { allowLocalFile: true });
     header = { metadata: h.metadata as unknown as Record<string, unknown>, tensorInfos: h.tensorInfos, tensorDataOffset: h.tensorDataOffset, littleEndian: h.littleEndian };
   } catch (e) {
-    throw new LongLoraError(`${file} is not a readable GGUF file (${(e as Error).message}); re-export it with \`longlora export\``);
+    throw new LongLoraError(`${file} is not a readable GGUF file (${(e as Error).message}): download or copy it again (a file cut short or damaged in transit), or export it again (\`longlora export\` for one made here)`);
   }
   // The header reads as whole even when the file is cut short inside it or in the tensor
   // data after it: every tensor's bytes must lie inside the file.
