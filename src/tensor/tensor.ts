@@ -147,9 +147,13 @@ export class Tensor {
 
 setTensorPredicate((v: unknown): v is Tensor => v instanceof Tensor);
 
-/** A tensor holding a copy of host data. */
-export function fromHost(data: HostArray, shape: Shape, dtype: DType, backend: Backend = currentBackend()): Tensor {
+/**
+ * A tensor holding a copy of host data. Without a dtype it is the array's own: f32, f64,
+ * i32 or u8 (a Uint16Array holds bf16 or f16 bits, so it needs one).
+ */
+export function fromHost(data: HostArray, shape: Shape, dtype?: DType, backend: Backend = currentBackend()): Tensor {
   checkShape(shape);
+  dtype ??= dtypeOfArray(data);
   if (!hostMatches(dtype, data)) throw new LongLoraError(`fromHost: ${data.constructor.name} cannot hold ${dtype}`);
   if (data.length !== numelOf(shape)) {
     throw new LongLoraError(`fromHost: ${data.length} values do not fill shape [${shape.join(', ')}] (${numelOf(shape)})`);
@@ -157,4 +161,13 @@ export function fromHost(data: HostArray, shape: Shape, dtype: DType, backend: B
   const t = Tensor.empty(shape, dtype, backend);
   backend.upload(t.buffer, data);
   return t;
+}
+
+/** The dtype a host array holds by its type (fromHost without a dtype). */
+function dtypeOfArray(data: HostArray): DType {
+  if (data instanceof Float32Array) return 'f32';
+  if (data instanceof Float64Array) return 'f64';
+  if (data instanceof Int32Array) return 'i32';
+  if (data instanceof Uint8Array) return 'u8';
+  throw new LongLoraError(`fromHost: a ${(data as object).constructor.name} holds 16-bit floats as bits; say which: fromHost(data, shape, 'bf16') or 'f16'`);
 }

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { bf16BitsToF32, f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../../src/tensor/dtype.js';
 import * as op from '../../src/tensor/ops/index.js';
 import { Rng } from '../../src/tensor/random.js';
+import { fromHost } from '../../src/tensor/tensor.js';
 
 describe('16-bit floats', () => {
   it('bf16: round to nearest even, specials', () => {
@@ -62,5 +63,20 @@ describe('seeded random generator', () => {
     for (let i = 0; i < n; i++) { const v = r.normal(); s += v; s2 += v * v; }
     assert.ok(Math.abs(s / n) < 0.03);
     assert.ok(Math.abs(s2 / n - 1) < 0.04);
+  });
+});
+
+describe('fromHost', () => {
+  it('takes the dtype of the array when none is given; 16-bit bits need one', async () => {
+    const cases: Array<[Float32Array | Float64Array | Int32Array | Uint8Array, string]> = [
+      [Float32Array.from([1.5, 2]), 'f32'], [Float64Array.from([1.5, 2]), 'f64'], [Int32Array.from([-3, 4]), 'i32'], [Uint8Array.from([7, 9]), 'u8'],
+    ];
+    for (const [data, dtype] of cases) {
+      const t = fromHost(data, [2]);
+      assert.equal(t.dtype, dtype);
+      assert.deepEqual([...await t.data()], [...data]);
+      t.dispose();
+    }
+    assert.throws(() => fromHost(new Uint16Array(2), [2]), /a Uint16Array holds 16-bit floats as bits; say which: fromHost\(data, shape, 'bf16'\) or 'f16'/);
   });
 });
