@@ -200,6 +200,12 @@ export async function collectAdapter(model: Module, opts: SaveAdapterOptions): P
     if (!t) throw new LongLoraError(`saveAdapter: no parameter named ${n}`);
     extras.push(await hostEntry(n, t));
   }
+  // A model with tied embeddings uses the trained embed_tokens as its output head too.
+  // PEFT treats a tied pair in modules_to_save as two separate modules unless
+  // ensure_weight_tying is set: lm_head would keep the base's embeddings, and the adapter
+  // would compute something else in PEFT than here and in the merged model.
+  const tied = (model as { config?: { tieWordEmbeddings?: unknown } }).config?.tieWordEmbeddings === true &&
+    opts.extras.some((n) => n.endsWith('embed_tokens.weight'));
   const config = {
     peft_type: 'LORA',
     task_type: 'CAUSAL_LM',
@@ -209,6 +215,7 @@ export async function collectAdapter(model: Module, opts: SaveAdapterOptions): P
     lora_dropout: options.dropout,
     target_modules: [...new Set(layers.map(([p]) => p.slice(p.lastIndexOf('.') + 1)))],
     modules_to_save: extras.length > 0 ? modulesOfParams(opts.extras) : null,
+    ...(tied ? { ensure_weight_tying: true } : {}),
     bias: 'none',
     fan_in_fan_out: false,
     use_rslora: options.rslora,

@@ -72,6 +72,23 @@ describe('PEFT adapters', () => {
     base.dispose();
   });
 
+  it('a tied model whose embeddings train asks PEFT to keep lm_head tied to them (ensure_weight_tying)', async () => {
+    const written = async (variant: string, extrasOf: string[]): Promise<Record<string, unknown>> => {
+      const { model } = await tinyModel(variant);
+      applyLora(model, ['q_proj', 'v_proj'], { r: 2, alpha: 4, dropout: 0, rslora: false }, new Rng(1), rt());
+      const extras = setTrainable(model, 'longlora', extrasOf).names.filter((n) => !n.includes('lora_'));
+      const dir = fresh();
+      await saveAdapter(model, dir, { baseModel: variant, extras });
+      model.dispose();
+      return JSON.parse(fs.readFileSync(path.join(dir, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
+    };
+    const tied = await written('tiny-llama-tied', ['embed', 'norm']);
+    assert.deepEqual(tied.modules_to_save, ['embed_tokens', 'input_layernorm', 'post_attention_layernorm', 'norm']);
+    assert.equal(tied.ensure_weight_tying, true, 'without it PEFT wraps embed_tokens alone and lm_head keeps the base embeddings');
+    assert.equal((await written('tiny-llama-tied', ['norm'])).ensure_weight_tying, undefined, 'embeddings frozen: nothing to tie');
+    assert.equal((await written('tiny-llama', ['embed', 'norm'])).ensure_weight_tying, undefined, 'untied model');
+  });
+
   it('reads modules_to_save as PEFT does: "norm" selects every norm by plain suffix', async (t) => {
     const { model, ids, B, N } = await adapted();
     const dir = fresh();
