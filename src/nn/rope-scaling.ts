@@ -347,7 +347,7 @@ export function extendRopeScaling(
   const maxPos = config.maxPositionEmbeddings;
   const current = config.ropeScaling;
   const context = ropeContextLength(current, maxPos);
-  if (override) return applyOverride(checkRopeScaling(override, 'RoPE scaling override'), targetLength, maxPos);
+  if (override) return applyOverride(checkRopeScaling(sameKindOverride(override, current), 'RoPE scaling override'), targetLength, maxPos);
   if (targetLength <= context) {
     return { scaling: current, explanation: `target ${targetLength} ≤ the ${context} positions the model already covers (max_position_embeddings ${maxPos}, scaling ${describeRopeScaling(current)}): scaling unchanged.` };
   }
@@ -355,7 +355,10 @@ export function extendRopeScaling(
     throw new LongLoraError(
       `context extension: the model uses ${describeRopeScaling(current)} RoPE scaling covering ${context} positions, below the target ${targetLength}; ` +
       `LongLoRA's rule is linear interpolation and does not compose with ${current.type}. Pass an explicit RoPE scaling override ` +
-      `(e.g. linear with factor ${Math.ceil(targetLength / maxPos)}, or ${current.type} with a larger factor).`,
+      (current.type === 'dynamic'
+        ? `(e.g. linear with factor ${Math.ceil(targetLength / maxPos)}, or dynamic with a larger factor).`
+        : `of type ${current.type} with a larger factor (e.g. ${current.factor * Math.ceil(targetLength / context)}; its other fields, the original length among them, are kept from the model's${current.type === 'yarn' ? '; longlora train: --rope-type yarn' : ''}); ` +
+          `linear interpolation would replace the ${current.type} frequencies the model was trained with.`),
     );
   }
   const f0 = current.type === 'linear' ? current.factor : 1;
@@ -367,6 +370,17 @@ export function extendRopeScaling(
     : `${base}: linear factor ${f0} × ceil(${targetLength} / ${context}) = ${factor}. The existing factor compounds so positions stay within the range the model was trained on; ` +
       `the official LongLoRA script would write ceil(${targetLength} / ${context}) = ${k}.`;
   return { scaling: { type: 'linear', factor }, explanation };
+}
+
+/**
+ * An override of the model's own yarn or llama3 type extends that scaling: the fields it
+ * leaves out (the original length, llama3's frequency bands, yarn's betas) are the model's,
+ * not the defaults, so a larger factor keeps the frequencies the model was trained with.
+ */
+function sameKindOverride(s: RopeScaling, current: RopeScaling): RopeScaling {
+  if ((s.type !== 'yarn' && s.type !== 'llama3') || s.type !== current.type) return s;
+  const given = Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined));
+  return { ...current, ...given } as RopeScaling;
 }
 
 function applyOverride(s: RopeScaling, target: number, maxPos: number): RopeExtension {

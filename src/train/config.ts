@@ -60,7 +60,7 @@ export const TRAIN_FIELDS = {
   s2Form: { kind: 'enum', values: ['segmented', 'roll', 'short'], default: 'segmented', help: 'S²-Attn form: leak-free segmented, the paper\'s roll, or short (no shift)' },
   groupRatio: { kind: 'float', default: 0.25, min: 0, max: 1, help: 'S²-Attn group size as a fraction of seqLen' },
   groupSize: { kind: 'int', default: null, nullable: true, min: 1, help: 'S²-Attn group size in tokens (overrides groupRatio)' },
-  ropeType: { kind: 'enum', values: ['linear', 'dynamic', 'yarn'], default: 'linear', help: 'position scaling for the longer context' },
+  ropeType: { kind: 'enum', values: ['linear', 'dynamic', 'yarn'], default: 'linear', help: 'position scaling for the longer context (yarn on a yarn model extends its own scaling: same original length, factor compounded)' },
   ropeFactor: { kind: 'float', default: null, nullable: true, min: 1, help: 'position scaling factor (default: ceil(seqLen / original context), the official rule)' },
   loraR: { kind: 'int', default: 8, min: 1, help: 'LoRA rank' },
   loraAlpha: { kind: 'float', default: 16, min: 0, help: 'LoRA alpha (scale alpha/r)' },

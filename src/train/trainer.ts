@@ -21,7 +21,7 @@ import type { LoraRuntime } from '../lora/lora.js';
 import { checkAttentionSpan, linearLayerPaths, parseLlamaConfig, type LlamaConfig } from '../models/llama/config.js';
 import { loadLlama, saveLlama } from '../models/llama/load.js';
 import type { LlamaForCausalLM } from '../models/llama/model.js';
-import { describeRopeScaling, extendRopeScaling, ropeScalingToHF } from '../nn/rope-scaling.js';
+import { describeRopeScaling, extendRopeScaling, ropeContextLength, ropeScalingToHF } from '../nn/rope-scaling.js';
 import type { RopeScaling } from '../nn/rope.js';
 import type { DataPosition } from '../data/tokens.js';
 import { checkDataSettings, openTrainingData, resolveFormat, type TrainingBatch, type TrainingData } from '../data/training-data.js';
@@ -72,9 +72,15 @@ export function trainingMask(c: TrainConfig): AttentionMask {
 }
 
 /** The RoPE scaling override the config asks for (undefined: the official linear rule). */
-function ropeOverride(c: TrainConfig, maxPos: number): RopeScaling | undefined {
+function ropeOverride(c: TrainConfig, cfg: LlamaConfig): RopeScaling | undefined {
   if (c.ropeFactor === null && c.ropeType === 'linear') return undefined;
-  const factor = c.ropeFactor ?? Math.max(1, Math.ceil(c.seqLen / maxPos));
+  const maxPos = cfg.maxPositionEmbeddings;
+  const own = cfg.ropeScaling;
+  // --rope-type yarn on a yarn model extends its own scaling (extendRopeScaling keeps its
+  // original length and betas): the factor compounds, as the linear rule's does.
+  const factor = c.ropeFactor ?? (own.type === 'yarn' && c.ropeType === 'yarn'
+    ? own.factor * Math.max(1, Math.ceil(c.seqLen / ropeContextLength(own, maxPos)))
+    : Math.max(1, Math.ceil(c.seqLen / maxPos)));
   return { type: c.ropeType, factor };
 }
 
@@ -102,7 +108,7 @@ function preflight(c: TrainConfig): { cfg: LlamaConfig; mask: AttentionMask; rop
   checkRunFolder(c);
   const mask = trainingMask(c);
   checkDataSettings(c, c.attention === 's2' ? c.s2Form : 'dense');
-  const rope = extendRopeScaling(cfg, c.seqLen, ropeOverride(c, cfg.maxPositionEmbeddings));
+  const rope = extendRopeScaling(cfg, c.seqLen, ropeOverride(c, cfg));
   checkAttentionSpan(cfg, c.seqLen, `--seq-len ${c.seqLen}`);
   if (c.mode !== 'full') matchTargets(linearLayerPaths(cfg), c.loraTargets.length === 1 && c.loraTargets[0] === ALL_LINEAR ? ALL_LINEAR : c.loraTargets);
   if (c.mode === 'lora' && c.extras && c.extras.length > 0) throw new LongLoraError(`mode 'lora' trains adapters only; drop --extras (${c.extras.join(',')}) or use --mode longlora`);

@@ -212,6 +212,20 @@ describe('extendRopeScaling (SPEC §3)', () => {
     throwsLL(() => extendRopeScaling(yarn, 32768), 'yarn ×4', '16384', '32768', 'override');
     throwsLL(() => extendRopeScaling({ ropeScaling: { type: 'dynamic', factor: 2 }, maxPositionEmbeddings: 4096 }, 8192), 'dynamic', 'override');
   });
+
+  it('an override of the model\'s own yarn or llama3 type keeps the fields it leaves out (original length, bands, betas)', () => {
+    const yarn = { ropeScaling: { type: 'yarn', factor: 4, originalMaxPositionEmbeddings: 2048, betaFast: 16 } as RopeScaling, maxPositionEmbeddings: 4096 };
+    // the hint names the same type with a compounded factor, not linear interpolation over plain RoPE
+    throwsLL(() => extendRopeScaling(yarn, 16384), 'of type yarn with a larger factor (e.g. 8', '--rope-type yarn');
+    assert.deepEqual(extendRopeScaling(yarn, 16384, { type: 'yarn', factor: 8 }).scaling,
+      { type: 'yarn', factor: 8, originalMaxPositionEmbeddings: 2048, betaFast: 16 });
+    const l31 = { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 } as const;
+    const llama3 = { ropeScaling: l31 as RopeScaling, maxPositionEmbeddings: 65536 };
+    throwsLL(() => extendRopeScaling(llama3, 131072), 'of type llama3 with a larger factor (e.g. 16');
+    assert.deepEqual(extendRopeScaling(llama3, 131072, { type: 'llama3', factor: 16 } as RopeScaling).scaling, { ...l31, factor: 16 });
+    // another type, or a model without that scaling: as before
+    assert.deepEqual(extendRopeScaling(llama2, 16384, { type: 'yarn', factor: 4 }).scaling, { type: 'yarn', factor: 4, originalMaxPositionEmbeddings: 4096 });
+  });
 });
 
 describe('config.json round trip (parse → write → parse) for every type', () => {

@@ -10,6 +10,7 @@ import { cpuBackend } from '../../src/backend/registry.js';
 import { LongLoraError } from '../../src/errors.js';
 import { tempFolders } from '../helpers/tmp.js';
 import { sink, tinyConfig } from '../helpers/train.js';
+import { goldenDir } from '../helpers/fixtures.js';
 
 const fresh = tempFolders('trainer');
 
@@ -182,5 +183,28 @@ describe('trainer: bad input fails before any work', () => {
     await fails({ ...tinyConfig(dir), model: null }, ['no base model', '--model']);
     await fails({ ...tinyConfig(dir), data: null }, ['no training data', '--data']);
     await fails({ ...tinyConfig(dir), model: dir }, ['config.json not found']);
+  });
+});
+
+describe('Trainer: extending a model\'s own RoPE scaling', () => {
+  it('--rope-type yarn on a yarn model keeps its original length and compounds its factor', async () => {
+    const dir = fresh();
+    const model = path.join(dir, 'yarn-model');
+    fs.cpSync(goldenDir('tiny-llama-short'), model, { recursive: true });
+    const cfgPath = path.join(model, 'config.json');
+    const cfg = JSON.parse(fs.readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
+    // max_position_embeddings 8; yarn ×2 over an original 4 covers 8 positions
+    fs.writeFileSync(cfgPath, JSON.stringify({ ...cfg, rope_scaling: { rope_type: 'yarn', factor: 2, original_max_position_embeddings: 4 } }));
+    const base = tinyConfig(dir, { model, steps: 1, gradAccum: 1, warmupSteps: 0, seqLen: 32 });
+    await assert.rejects(Trainer.create(base, { out: sink() }), (e: Error) =>
+      e instanceof LongLoraError && /override of type yarn with a larger factor \(e\.g\. 8;.*--rope-type yarn\)/.test(e.message) && !/linear with factor/.test(e.message));
+    const out = sink();
+    const t = await Trainer.create({ ...base, ropeType: 'yarn' }, { out });
+    t.dispose();
+    // 32 / 8 = 4× the covered context: factor 2 × 4, over the model's own original length (not max_position_embeddings)
+    assert.match(out.text(), /context: explicit RoPE scaling override: yarn ×8 \(original 4\)\./);
+    const explicit = sink();
+    (await Trainer.create({ ...base, ropeType: 'yarn', ropeFactor: 16 }, { out: explicit })).dispose();
+    assert.match(explicit.text(), /yarn ×16 \(original 4\)/);
   });
 });
