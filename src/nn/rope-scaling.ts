@@ -347,7 +347,14 @@ export function extendRopeScaling(
   const maxPos = config.maxPositionEmbeddings;
   const current = config.ropeScaling;
   const context = ropeContextLength(current, maxPos);
-  if (override) return applyOverride(checkRopeScaling(sameKindOverride(override, current), 'RoPE scaling override'), targetLength, maxPos);
+  if (override) {
+    const r = applyOverride(checkRopeScaling(sameKindOverride(override, current), 'RoPE scaling override'), targetLength, maxPos);
+    if ((current.type === 'yarn' || current.type === 'llama3') && override.type !== current.type) {
+      r.explanation += ` Note: it replaces the model's own ${describeRopeScaling(current)} scaling, so positions no longer get the frequencies ` +
+        `the model was trained with; an override of type ${current.type} with a larger factor keeps them.`;
+    }
+    return r;
+  }
   if (targetLength <= context) {
     return { scaling: current, explanation: `target ${targetLength} ≤ the ${context} positions the model already covers (max_position_embeddings ${maxPos}, scaling ${describeRopeScaling(current)}): scaling unchanged.` };
   }

@@ -225,6 +225,11 @@ describe('extendRopeScaling (SPEC §3)', () => {
     assert.deepEqual(extendRopeScaling(llama3, 131072, { type: 'llama3', factor: 16 } as RopeScaling).scaling, { ...l31, factor: 16 });
     // another type, or a model without that scaling: as before
     assert.deepEqual(extendRopeScaling(llama2, 16384, { type: 'yarn', factor: 4 }).scaling, { type: 'yarn', factor: 4, originalMaxPositionEmbeddings: 4096 });
+    // another type over a yarn or llama3 model (--rope-factor is linear) is taken, and says what it replaces
+    const linear = extendRopeScaling(llama3, 131072, { type: 'linear', factor: 2 });
+    assert.deepEqual(linear.scaling, { type: 'linear', factor: 2 });
+    assert.match(linear.explanation, /Note: it replaces the model's own llama3 .* scaling, so positions no longer get the frequencies the model was trained with; an override of type llama3 with a larger factor keeps them\./);
+    assert.doesNotMatch(extendRopeScaling(llama2, 16384, { type: 'linear', factor: 4 }).explanation, /replaces/);
   });
 });
 
