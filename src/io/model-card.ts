@@ -69,9 +69,12 @@ export function cardFacts(runDir: string, opts: { self?: string; base?: string; 
   const baseOnHub = isRepoId(recorded);
   const rope = side?.rope_scaling && typeof side.rope_scaling === 'object' ? (side.rope_scaling as Json) : null;
   const baseConfig = typeof config?.model === 'string' ? readJson(path.join(config.model, 'config.json')) : null;
+  // The base's own context: its config when the folder is at hand (a yarn or llama3 base's
+  // original_max_position_embeddings is its pretraining length, not what it covers), else
+  // the original length the run's scaling records.
   const original = opts.originalContext ??
-    (rope && typeof rope.original_max_position_embeddings === 'number' ? rope.original_max_position_embeddings
-      : typeof baseConfig?.max_position_embeddings === 'number' ? baseConfig.max_position_embeddings : null);
+    (typeof baseConfig?.max_position_embeddings === 'number' ? baseConfig.max_position_embeddings
+      : rope && typeof rope.original_max_position_embeddings === 'number' ? rope.original_max_position_embeddings : null);
   return {
     base: baseOnHub ? recorded : path.basename(path.resolve(recorded)),
     baseOnHub,
@@ -131,7 +134,8 @@ function adapterLines(f: CardFacts): string[] {
 function contextPhrase(f: CardFacts): string {
   const n = f.config ? Number(f.config.seqLen) : null;
   if (!n) return '';
-  return f.originalContext ? ` extended from ${f.originalContext.toLocaleString('en-US')} to ${n.toLocaleString('en-US')} tokens` : ` fine-tuned at ${n.toLocaleString('en-US')} tokens`;
+  if (f.originalContext && n > f.originalContext) return ` extended from ${f.originalContext.toLocaleString('en-US')} to ${n.toLocaleString('en-US')} tokens`;
+  return ` fine-tuned at ${n.toLocaleString('en-US')} tokens${f.originalContext ? ` (within the ${f.originalContext.toLocaleString('en-US')} the base covers)` : ''}`;
 }
 
 function pplSection(f: CardFacts): string[] {

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import { hubToken } from '../../src/io/hub.js';
 import { pushPlan, pushToHub, retargetCard } from '../../src/io/hub-upload.js';
-import { CARD_MARK } from '../../src/io/model-card.js';
+import { adapterCard, CARD_MARK, cardFacts } from '../../src/io/model-card.js';
 import { mergeAdapter } from '../../src/lora/adapted.js';
 import { exportGguf } from '../../src/models/llama/gguf.js';
 import { ROOT } from '../helpers/fixtures.js';
@@ -99,6 +99,11 @@ describe('model cards and push to the Hub', () => {
     const t = await Trainer.create(c, { out: sink() });
     await t.run();
     t.dispose();
+  });
+
+  it('the card says a run within the base\'s context was fine-tuned there, not extended', () => {
+    assert.match(adapterCard(cardFacts(run, { originalContext: 64 })), /A LongLoRA adapter for tiny-llama-short fine-tuned at 64 tokens \(within the 64 the base covers\), with/);
+    assert.match(adapterCard(cardFacts(run)), /extended from 8 to 64 tokens/, 'the base folder\'s max_position_embeddings');
   });
 
   it('a run writes a model card: metadata first, the RoPE scaling PEFT needs in the snippet', () => {
