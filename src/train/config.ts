@@ -58,7 +58,7 @@ export const TRAIN_FIELDS = {
   extras: { kind: 'list', default: null, nullable: true, help: 'trainable parameters by name part besides LoRA (default for longlora: embed,norm)' },
   attention: { kind: 'enum', values: ['s2', 'dense'], default: 's2', help: 'attention while training: shifted sparse (S²-Attn) or dense' },
   s2Form: { kind: 'enum', values: ['segmented', 'roll', 'short'], default: 'segmented', help: 'S²-Attn form: leak-free segmented, the paper\'s roll, or short (no shift)' },
-  groupRatio: { kind: 'float', default: 0.25, min: 0, max: 1, help: 'S²-Attn group size as a fraction of seqLen' },
+  groupRatio: { kind: 'float', default: 0.25, min: 0, max: 1, help: 'S²-Attn group size as a fraction of seqLen (rounded to an even size where the form shifts by half a group)' },
   groupSize: { kind: 'int', default: null, nullable: true, min: 1, help: 'S²-Attn group size in tokens (overrides groupRatio)' },
   ropeType: { kind: 'enum', values: ['linear', 'dynamic', 'yarn'], default: 'linear', help: 'position scaling for the longer context (yarn on a yarn model extends its own scaling: same original length, factor compounded)' },
   ropeFactor: { kind: 'float', default: null, nullable: true, min: 1, help: 'position scaling factor (default: ceil(seqLen / original context), the official rule)' },

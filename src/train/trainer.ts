@@ -64,7 +64,9 @@ export interface TrainResult {
 /** The S²-Attn (or dense) mask for a training length. */
 export function trainingMask(c: TrainConfig): AttentionMask {
   if (c.attention === 'dense') return { kind: 'causal' };
-  const group = c.groupSize ?? Math.round(c.seqLen * c.groupRatio);
+  // From the ratio, the nearest even size where the form shifts by G/2 (250 × 0.25 → 62, not 63);
+  // an explicit --group-size is taken as it is.
+  const group = c.groupSize ?? (c.s2Form === 'short' ? Math.round(c.seqLen * c.groupRatio) : 2 * Math.round((c.seqLen * c.groupRatio) / 2));
   if (group < 1) throw new LongLoraError(`S²-Attn group size ${c.seqLen} × ${c.groupRatio} rounds to 0; raise --group-ratio or set --group-size`);
   const mask: AttentionMask = { kind: 's2', form: c.s2Form, group };
   validateMask(mask, c.seqLen);

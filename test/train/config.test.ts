@@ -4,6 +4,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { applyValues, coerce, defaultTrainConfig, describeConfig, readConfigFile, resumeConflicts } from '../../src/train/config.js';
 import { parseTrainArgs } from '../../src/cli/commands/train.js';
+import { trainingMask } from '../../src/train/trainer.js';
 import { throwsLL } from '../helpers/errors.js';
 import { tempFolders } from '../helpers/tmp.js';
 
@@ -33,6 +34,16 @@ describe('training config', () => {
     throwsLL(() => coerce('mode', 'qlora', 'f'), 'must be one of longlora, lora, full');
     throwsLL(() => coerce('lr', -1, 'f'), 'must be ≥ 0');
     throwsLL(() => coerce('seqLen', null, 'f'), 'cannot be null');
+  });
+
+  it('the S²-Attn group from the ratio is the nearest even size where the form shifts by half a group; --group-size is taken as given', () => {
+    const c = defaultTrainConfig();
+    const group = (o: Partial<typeof c>): unknown => { const m = trainingMask({ ...c, ...o }); return m.kind === 's2' ? m.group : m.kind; };
+    assert.equal(group({ seqLen: 8192 }), 2048);
+    assert.equal(group({ seqLen: 250 }), 62, '62.5 → 62, not the odd 63 the shift cannot halve');
+    assert.equal(group({ seqLen: 260 }), 66, '65 → 66');
+    assert.equal(group({ seqLen: 260, s2Form: 'short' }), 65, 'the short form does not shift');
+    throwsLL(() => trainingMask({ ...c, seqLen: 260, groupSize: 65 }), 'the group size must be even; got G=65');
   });
 
   it('a test set left unset is shown as none, and none unsets it', () => {
