@@ -8,7 +8,7 @@ import type { Backend, DeviceBuffer } from '../backend/backend.js';
 import { LongLoraError } from '../errors.js';
 import { record } from '../tensor/autograd.js';
 import { ids as idsTensor, zeros } from '../tensor/ops/create.js';
-import { backendOf, computeDType, fmt } from '../tensor/ops/util.js';
+import { backendOf, computeDType, fmt, rowsWithin } from '../tensor/ops/util.js';
 import { tidy } from '../tensor/scope.js';
 import { Tensor } from '../tensor/tensor.js';
 import { IGNORE_INDEX } from './loss.js';
@@ -29,8 +29,7 @@ export const LOSS_CHUNK_BYTES = 64 * 2 ** 20;
  * rows; Llama 3's 128k: 128; small vocabularies: 1024).
  */
 export function lossChunkRows(V: number): number {
-  const rows = Math.floor(LOSS_CHUNK_BYTES / (4 * V));
-  return Math.max(64, Math.min(1024, rows - (rows % 64)));
+  return rowsWithin(LOSS_CHUNK_BYTES, 4 * V, 64, 64, 1024);
 }
 
 /**
@@ -47,9 +46,8 @@ export function linearCrossEntropy(h: Tensor, W: Tensor, targets: Int32Array, ch
   const [T, C] = h.shape as [number, number];
   const V = W.shape[0]!;
   if (targets.length !== T) throw new LongLoraError(`linearCrossEntropy: ${targets.length} targets for ${T} rows`);
-  chunk ??= lossChunkRows(V);
-  if (!Number.isInteger(chunk) || chunk < 1) throw new LongLoraError(`linearCrossEntropy: chunk must be a whole number of rows ≥ 1, got ${chunk}`);
-  const rows = chunk;
+  const rows = chunk ?? lossChunkRows(V);
+  if (!Number.isInteger(rows) || rows < 1) throw new LongLoraError(`linearCrossEntropy: chunk must be a whole number of rows ≥ 1, got ${rows}`);
   const be = backendOf('linearCrossEntropy', h, W);
   const dt = computeDType('linearCrossEntropy', h, W);
   let count = 0;

@@ -17,7 +17,7 @@ import { swiglu } from '../../nn/swiglu.js';
 import { add, cast } from '../../tensor/ops/elementwise.js';
 import { linear } from '../../tensor/ops/matmul.js';
 import { concat, reshape, slice } from '../../tensor/ops/shape.js';
-import { fmt } from '../../tensor/ops/util.js';
+import { fmt, rowsWithin } from '../../tensor/ops/util.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import type { Rng } from '../../tensor/random.js';
 import { recompute } from '../../tensor/recompute.js';
@@ -167,8 +167,7 @@ export class LlamaMLP extends Module {
 
 /** Rows of the MLP run at once without gradients: about 64 MiB per [rows, I] f32 tensor, 256 to 4096 rows. */
 export function mlpBlockRows(intermediate: number): number {
-  const rows = Math.floor((64 * 2 ** 20) / (4 * intermediate));
-  return Math.max(256, Math.min(4096, rows - (rows % 256)));
+  return rowsWithin(64 * 2 ** 20, 4 * intermediate, 256, 256, 4096);
 }
 
 export class LlamaDecoderLayer extends Module {

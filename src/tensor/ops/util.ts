@@ -51,3 +51,12 @@ export function normAxis(op: string, axis: number, rank: number): number {
   if (!Number.isInteger(a) || a < 0 || a >= rank) throw new LongLoraError(`${op}: axis ${axis} is out of range for rank ${rank}`);
   return a;
 }
+
+/**
+ * Rows of a blocked computation: as many rows of `rowBytes` each as fit `budgetBytes`,
+ * rounded down to a multiple of `multiple` and kept within [min, max].
+ */
+export function rowsWithin(budgetBytes: number, rowBytes: number, multiple: number, min: number, max: number): number {
+  const rows = Math.floor(budgetBytes / rowBytes);
+  return Math.max(min, Math.min(max, rows - (rows % multiple)));
+}
