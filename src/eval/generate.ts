@@ -16,7 +16,7 @@ import { Rng } from '../tensor/random.js';
 import { tidy } from '../tensor/scope.js';
 import { StreamDecoder } from '../tokenizer/stream.js';
 import type { Tokenizer } from '../tokenizer/tokenizer-core.js';
-import { yieldToEvents } from '../util/yield.js';
+import { abortedAfterEvents } from '../util/yield.js';
 import { checkSampling, OFFICIAL_SAMPLING, sampleToken, type SamplingOptions } from './sampling.js';
 
 /** Sampling, stopping and streaming options of a generation. */
@@ -197,7 +197,7 @@ export class Generator {
       ids = ids.slice(chunk);
       await cache.k[0]!.backend.sync(); // one piece at a time on an asynchronous device
       onPrefill?.(this.history.length, this.history.length + ids.length);
-      if (await aborted(signal)) return null;
+      if (await abortedAfterEvents(signal)) return null;
     }
     const t = noGrad(() => tidy(() => {
       const h = this.model.hidden(idsTensor(ids, [1, ids.length]), { cache }); // (1, n, C)
@@ -267,7 +267,7 @@ export class Generator {
     const out: number[] = [];
     let stopReason: StopReason = 'length';
     for (let n = 0; n < maxNew; n++) {
-      if (await aborted(opts.signal)) { stopReason = 'aborted'; break; }
+      if (await abortedAfterEvents(opts.signal)) { stopReason = 'aborted'; break; }
       const id = sampleToken(logits, sampling, rng);
       out.push(id);
       seq.push(id);
@@ -303,13 +303,6 @@ export class Generator {
   private abortedResult(promptTokens: number, prefillTokens: number, t0: number): GenerateResult {
     return { ids: [], text: '', stopReason: 'aborted', promptTokens, prefillTokens, prefillSeconds: (performance.now() - t0) / 1000, decodeSeconds: 0, tokensPerSecond: 0 };
   }
-}
-
-/** Whether `signal` has been aborted, after letting other events run (only when there is a signal). */
-async function aborted(signal: AbortSignal | undefined): Promise<boolean> {
-  if (!signal) return false;
-  await yieldToEvents();
-  return signal.aborted;
 }
 
 function pickSampling(o: GenerateOptions): Partial<SamplingOptions> {

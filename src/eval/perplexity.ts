@@ -22,7 +22,7 @@ import { ids as idsTensor } from '../tensor/ops/index.js';
 import { tidy } from '../tensor/scope.js';
 import type { Precision } from '../tensor/dtype.js';
 import { ProgressBar, type ProgressStream } from '../train/progress.js';
-import { yieldToEvents } from '../util/yield.js';
+import { abortedAfterEvents } from '../util/yield.js';
 
 /** Which perplexity procedure. */
 export type PplProcedure = 'windowed' | 'sliding';
@@ -131,10 +131,7 @@ async function windowLosses(model: LlamaForCausalLM, data: TokenSource, ws: read
       // Windows batched together score equally many targets, so the batch mean is the mean of their means.
       for (const w of g) out.push({ loss, count: w.length - Math.max(1, w.scoreFrom) });
       onDone(g.length);
-      if (signal) {
-        await yieldToEvents();
-        signal.throwIfAborted();
-      }
+      if (await abortedAfterEvents(signal)) signal!.throwIfAborted();
     }
   }
   return out;

@@ -12,3 +12,10 @@ export function yieldToEvents(): Promise<void> {
     channel.port2.postMessage(null);
   });
 }
+
+/** Whether `signal` has been aborted, after letting other events run (at once false, without yielding, when there is none). */
+export async function abortedAfterEvents(signal: AbortSignal | undefined): Promise<boolean> {
+  if (!signal) return false;
+  await yieldToEvents();
+  return signal.aborted;
+}
