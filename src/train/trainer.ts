@@ -61,12 +61,17 @@ export interface TrainResult {
   output: string;
 }
 
+/** The even number nearest x (an S²-Attn group the shift can halve). */
+function nearestEven(x: number): number {
+  return 2 * Math.round(x / 2);
+}
+
 /** The S²-Attn (or dense) mask for a training length. */
 export function trainingMask(c: TrainConfig): AttentionMask {
   if (c.attention === 'dense') return { kind: 'causal' };
   // From the ratio, the nearest even size where the form shifts by G/2 (250 × 0.25 → 62, not 63);
   // an explicit --group-size is taken as it is.
-  const group = c.groupSize ?? (c.s2Form === 'short' ? Math.round(c.seqLen * c.groupRatio) : 2 * Math.round((c.seqLen * c.groupRatio) / 2));
+  const group = c.groupSize ?? (c.s2Form === 'short' ? Math.round(c.seqLen * c.groupRatio) : nearestEven(c.seqLen * c.groupRatio));
   if (group < 1) throw new LongLoraError(`S²-Attn group size ${c.seqLen} × ${c.groupRatio} rounds to 0; raise --group-ratio or set --group-size`);
   const mask: AttentionMask = { kind: 's2', form: c.s2Form, group };
   validateMask(mask, c.seqLen);
@@ -137,10 +142,9 @@ class StopRequested extends Error {
 }
 
 export class Trainer {
-  private stopRequested = false;
   /** Where run() is: the evaluation before training, the steps, or what follows the last one. */
   private phase: 'before' | 'training' | 'after' = 'training';
-  /** Aborted by requestStop: the perplexity evaluations stop between windows. */
+  /** Aborted by requestStop: the loop stops after its step, the perplexity evaluations between windows. */
   private readonly stopSignal = new AbortController();
   private heldOutBatches: TrainingBatch[] | null = null;
   private readonly out: ProgressStream;
@@ -218,7 +222,7 @@ export class Trainer {
       if (c.evalEvery > 0 && c.valFraction === 0) say(`note: --eval-every ${c.evalEvery} evaluates held-out data, and none is held out; set --val-fraction (e.g. 0.05)`);
       if (mask.kind === 'causal' && c.groupSize !== null) say(`note: --group-size ${c.groupSize} is for S²-Attn and has no effect with --attention dense`);
       if (mask.kind === 's2' && mask.group >= c.seqLen) {
-        say(`note: the S²-Attn group size ${mask.group} is not below --seq-len ${c.seqLen}, so groups hold the whole sequence and training costs what dense attention does; a group of --seq-len / 4 (${Math.max(2, 2 * Math.round(c.seqLen / 8))}) is the official choice`);
+        say(`note: the S²-Attn group size ${mask.group} is not below --seq-len ${c.seqLen}, so groups hold the whole sequence and training costs what dense attention does; a group of --seq-len / 4 (${Math.max(2, nearestEven(c.seqLen / 4))}) is the official choice`);
       }
       model = await loadLlama(c.model!, { dtype: c.dtype, ropeScaling: rope.scaling, quantize: c.quantize });
       if (model.quantization) {
@@ -258,6 +262,11 @@ export class Trainer {
     }
   }
 
+  /** Whether requestStop was called. */
+  private get stopRequested(): boolean {
+    return this.stopSignal.signal.aborted;
+  }
+
   /**
    * Asks the run to stop: during the evaluation before training, between its windows
    * (nothing trained); during training, after the current step (it saves a checkpoint
@@ -265,7 +274,6 @@ export class Trainer {
    * will do, in words.
    */
   requestStop(): string {
-    this.stopRequested = true;
     this.stopSignal.abort(new StopRequested('stop requested'));
     if (this.phase === 'before') return 'stopping the perplexity evaluation of the starting model; nothing has been trained yet';
     if (this.phase === 'after') return 'the trained weights are saved; stopping what is left after training (evaluation, merge)';
