@@ -125,7 +125,7 @@ function tokenData(file: TokenFile, s: DataSettings, vocab: number, start: DataP
 }
 
 /** The model's tokenizer for checking a token file's sidecar, or null when there is none to load. */
-function tryTokenizer(s: DataSettings): Tokenizer | null {
+export function tryTokenizer(s: Pick<DataSettings, 'tokenizer' | 'model'>): Tokenizer | null {
   const dir = s.tokenizer ?? s.model;
   try {
     return dir ? Tokenizer.load(dir) : null;

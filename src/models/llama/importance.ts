@@ -14,7 +14,7 @@ import { LongLoraError } from '../../errors.js';
 import { readJsonFile } from '../../io/checkpoint.js';
 import { tokenizeCorpus } from '../../data/token-cache.js';
 import { TokenFile, type TokenSource } from '../../data/tokens.js';
-import { openTokenStream } from '../../data/training-data.js';
+import { openTokenStream, tryTokenizer } from '../../data/training-data.js';
 import { Tokenizer } from '../../tokenizer/tokenizer.js';
 import { parseLlamaConfig, storageDType } from './config.js';
 import { loadLlama } from './load.js';
@@ -112,10 +112,9 @@ export async function importanceFromData(dir: string, data: string, opts: Import
   let file: TokenFile | null = null;
   try {
     if (/\.bin$/i.test(data)) {
-      let tok: Tokenizer | null = null;
-      try { tok = Tokenizer.load(opts.tokenizerDir ?? dir); } catch { /* no tokenizer: the vocabulary is checked all the same */ }
+      const s = { dataDtype: 'auto', tokenizer: opts.tokenizerDir ?? null, model: dir } as const;
       const notes: string[] = [];
-      file = openTokenStream(data, { dataDtype: 'auto', tokenizer: opts.tokenizerDir ?? null, model: dir }, model.config.vocabSize, tok, notes);
+      file = openTokenStream(data, s, model.config.vocabSize, tryTokenizer(s), notes); // without a tokenizer the vocabulary is checked all the same
       for (const n of notes) opts.out?.write(`${n}\n`);
     } else {
       const c = await tokenizeCorpus([data], {
