@@ -4,10 +4,10 @@
  * walked recursively in sorted order (hidden entries skipped); documents are yielded one at
  * a time, so only one document is ever in memory.
  */
-import { isUtf8 } from 'node:buffer';
 import fs from 'node:fs';
 import path from 'node:path';
 import { LongLoraError } from '../errors.js';
+import { decodeUtf8 } from '../util/text.js';
 import { describeFields, readRecords, type RecordErrors } from './records.js';
 
 /** Extensions read as plain text (in folders; a file named explicitly is read whatever its name). */
@@ -140,11 +140,9 @@ export async function* documents(src: SourceFile, opts: DocumentOptions): AsyncG
     if (src.size > MAX_TEXT_FILE_BYTES) {
       throw new LongLoraError(`${src.path}: ${(src.size / 2 ** 20).toFixed(0)} MiB is too large for one document; split it into files, or write JSON Lines with one document per line`);
     }
-    const bytes = fs.readFileSync(src.path);
-    const raw = bytes.toString('utf8');
-    const text = raw.charCodeAt(0) === 0xfeff ? raw.slice(1) : raw; // a byte order mark is not text
+    const { text, valid } = decodeUtf8(fs.readFileSync(src.path)); // a byte order mark is not text
     opts.onBytes?.(src.size);
-    yield { text, where: src.path, ...(isUtf8(bytes) ? {} : { invalidUtf8: true }) };
+    yield { text, where: src.path, ...(valid ? {} : { invalidUtf8: true }) };
     return;
   }
   for await (const rec of readRecords(src.path, opts.errors, opts.onBytes)) {

@@ -42,3 +42,19 @@ export function formatDuration(sec: number): string {
   if (m > 0) return `${m}m${String(r).padStart(2, '0')}s`;
   return `${r}s`;
 }
+
+/**
+ * Bytes read as UTF-8 text without a leading byte-order mark, and whether they were valid
+ * UTF-8 (invalid bytes become U+FFFD).
+ */
+export function decodeUtf8(bytes: Uint8Array): { text: string; valid: boolean } {
+  let text: string;
+  let valid = true;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
+  } catch {
+    text = new TextDecoder('utf-8', { ignoreBOM: true }).decode(bytes);
+    valid = false;
+  }
+  return { text: text.charCodeAt(0) === 0xfeff ? text.slice(1) : text, valid };
+}

@@ -15,6 +15,7 @@ import { llama2Prompt } from '../../data/sft.js';
 import { chatTemplateFrom } from '../../tokenizer/chat-files.js';
 import { commandOf, helpText, parseStrict, type OptionSpec } from '../args.js';
 import { intFlag, loadModel, MODEL_OPTIONS, numFlag, warnContext, type LoadedModel } from './load-model.js';
+import { decodeUtf8 } from '../../util/text.js';
 
 /** The KV cache and prompt flags of `generate`, `chat` and `eval passkey`. */
 export const CACHE_OPTIONS: Record<string, OptionSpec> = {
@@ -110,14 +111,9 @@ function readPrompt(v: Values): string {
 
 /** UTF-8 text of a prompt read from a file or stdin, without a byte-order mark; a note when bytes are not UTF-8. */
 export function promptText(bytes: Uint8Array, what: string): string {
-  let text: string;
-  try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-  } catch {
-    text = new TextDecoder('utf-8').decode(bytes);
-    process.stderr.write(`note: ${what} is not valid UTF-8; its invalid bytes became U+FFFD (\uFFFD). Convert it first (e.g. iconv -f latin1 -t utf-8)\n`);
-  }
-  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  const { text, valid } = decodeUtf8(bytes);
+  if (!valid) process.stderr.write(`note: ${what} is not valid UTF-8; its invalid bytes became U+FFFD (\uFFFD). Convert it first (e.g. iconv -f latin1 -t utf-8)\n`);
+  return text;
 }
 
 /** `longlora generate`. */
