@@ -53,23 +53,42 @@ const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
 const MAX_DIMS = 4;
 const decoder = new TextDecoder('utf-8', { fatal: false });
 
+/** The error for bytes that are no GGUF file this reader takes. */
+function notGguf(source: string, why: string): LongLoraError {
+  return new LongLoraError(`${source} is not a readable GGUF file (${why}); export it again, or check that the download is complete`);
+}
+
+/**
+ * The magic and version in the first 8 bytes of a GGUF file (all it has, when `complete`);
+ * throws NeedMore when fewer arrived and more may come. Node's reader checks them with this
+ * too before its parser, which takes a version 1 file (32-bit counts) as a later one.
+ */
+export function checkGgufPreamble(bytes: Uint8Array, source: string, complete = true): void {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (bytes.length >= 4 && view.getUint32(0, true) !== GGUF_MAGIC) throw notGguf(source, 'it does not start with "GGUF"');
+  if (bytes.length < 8) {
+    if (complete) throw notGguf(source, `it ends at byte ${bytes.length}, inside its header`);
+    throw new NeedMore();
+  }
+  const version = view.getUint32(4, true);
+  if ((version & 0xffff) === 0) throw notGguf(source, 'it is a big-endian GGUF file, which is not read here; convert the model again on a little-endian machine');
+  if (version === 1) throw notGguf(source, 'it is GGUF version 1, which llama.cpp no longer reads either; convert the model again with a current llama.cpp');
+  if (version !== 2 && version !== 3) throw notGguf(source, `its version is ${version}; versions 2 and 3 are read`);
+}
+
 /** Parses the header at the start of `bytes`; throws NeedMore where they end too soon. */
 function parseHeader(bytes: Uint8Array, complete: boolean, source: string): GgufHeader {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let at = 0;
   const bad = (why: string): never => {
-    throw new LongLoraError(`${source} is not a readable GGUF file (${why}); export it again, or check that the download is complete`);
+    throw notGguf(source, why);
   };
   const need = (n: number): void => {
     if (at + n > bytes.length) { if (complete) bad(`it ends at byte ${bytes.length}, inside its header`); throw new NeedMore(); }
   };
-  if (bytes.length >= 4 && view.getUint32(0, true) !== GGUF_MAGIC) bad('it does not start with "GGUF"');
-  need(8);
+  checkGgufPreamble(bytes, source, complete);
   const le = true;
-  const version = view.getUint32(4, true);
-  if ((version & 0xffff) === 0) bad('it is a big-endian GGUF file, which is not read here; convert the model again on a little-endian machine');
-  if (version === 1) bad('it is GGUF version 1, which llama.cpp no longer reads either; convert the model again with a current llama.cpp');
-  if (version !== 2 && version !== 3) bad(`its version is ${version}; versions 2 and 3 are read`);
+  const version = view.getUint32(4, le);
   at = 8;
   const u32 = (): number => { need(4); const v = view.getUint32(at, le); at += 4; return v; };
   const u64 = (): bigint => { need(8); const v = view.getBigUint64(at, le); at += 8; return v; };

@@ -7,7 +7,7 @@
 import path from 'node:path';
 import { gguf } from '@huggingface/gguf';
 import { LongLoraError } from '../errors.js';
-import { ggufTensorRange, type GgufHeader } from './gguf-parse.js';
+import { checkGgufPreamble, ggufTensorRange, type GgufHeader } from './gguf-parse.js';
 import fs from 'node:fs';
 
 /** general.file_type (llama.cpp's llama_ftype) by id. */
@@ -47,10 +47,7 @@ export async function readGgufHeader(file: string): Promise<GgufHeader> {
   return header;
 }
 
-/**
- * The magic and version, read before the parser: it takes a version 1 file (32-bit
- * counts) as a later one and fails somewhere inside it, naming no cause.
- */
+/** The magic and version (checkGgufPreamble), read before the parser, which names no cause for a version 1 file. */
 function checkGgufStart(file: string): void {
   let head: Buffer;
   try {
@@ -64,13 +61,7 @@ function checkGgufStart(file: string): void {
   } catch {
     return; // the parser says why the file cannot be read
   }
-  const bad = (why: string): never => { throw new LongLoraError(`${file} is not a readable GGUF file (${why}); export it again, or check that the download is complete`); };
-  if (head.length < 4 || head.toString('latin1', 0, 4) !== 'GGUF') bad(`it does not start with "GGUF"${head.length < 4 ? ` (it has ${head.length} bytes)` : ''}`);
-  if (head.length < 8) bad(`it ends at byte ${head.length}, inside its header`);
-  const version = head.readUInt32LE(4);
-  if ((version & 0xffff) === 0) bad('it is a big-endian GGUF file, which is not read here; convert the model again on a little-endian machine');
-  if (version === 1) bad('it is GGUF version 1, which llama.cpp no longer reads either; convert the model again with a current llama.cpp');
-  if (version !== 2 && version !== 3) bad(`its version is ${version}; versions 2 and 3 are read`);
+  checkGgufPreamble(head, file);
 }
 
 /** The RoPE scaling a model file declares: "linear ×8", frequency factors (Llama 3), or null. */
